@@ -1,0 +1,172 @@
+//! The map inventory: one name, one key type and one value type per map.
+//!
+//! | map | key → value | written by | read by |
+//! | --- | --- | --- | --- |
+//! | [`MAP_SERVICES`] | [`ServiceKey`] → [`Service`] | lbd | XDP |
+//! | [`MAP_REALS`] | real id → [`Real`] | lbd | XDP |
+//! | [`MAP_RING`] | service id × [`RING_SLOTS`] + slot → real id | lbd | XDP |
+//! | [`MAP_FLOWS`] | [`FlowKey`] → [`Flow`] (LRU) | XDP | XDP, lbd (`-Lnc`, later) |
+//! | [`MAP_INTERFACES`] | ifindex → [`Interface`] | lbd | XDP |
+//! | [`MAP_RR_CURSOR`] | service id → u32 (per CPU) | XDP | XDP |
+//! | [`MAP_SERVICE_STATS`] | service id → [`Counters`] (per CPU) | XDP | lbd |
+//! | [`MAP_REAL_STATS`] | real id → [`Counters`] (per CPU) | XDP | lbd |
+//! | [`MAP_REASON_STATS`] | [`crate::Reason`] → [`Counters`] (per CPU) | XDP | lbd |
+//!
+//! Names stay within the kernel's 15-character object name limit. Sizes marked "limits" are set
+//! by the loader from the config's `limits` key; the others are fixed here.
+
+pub const MAP_SERVICES: &str = "LB_SERVICES_V1";
+pub const MAP_REALS: &str = "LB_REALS_V1";
+pub const MAP_RING: &str = "LB_RING_V1";
+pub const MAP_FLOWS: &str = "LB_FLOWS_V1";
+pub const MAP_INTERFACES: &str = "LB_IFACES_V1";
+pub const MAP_RR_CURSOR: &str = "LB_RR_POS_V1";
+pub const MAP_SERVICE_STATS: &str = "LB_STAT_SVC_V1";
+pub const MAP_REAL_STATS: &str = "LB_STAT_REAL_V1";
+pub const MAP_REASON_STATS: &str = "LB_STAT_RSN_V1";
+
+/// Every map, in the order above; the loader sizes and pins them by these names.
+pub const ALL_MAPS: [&str; 9] = [
+    MAP_SERVICES,
+    MAP_REALS,
+    MAP_RING,
+    MAP_FLOWS,
+    MAP_INTERFACES,
+    MAP_RR_CURSOR,
+    MAP_SERVICE_STATS,
+    MAP_REAL_STATS,
+    MAP_REASON_STATS,
+];
+
+/// Slots of the schedule ring reserved for each service. A weighted schedule longer than this
+/// is scaled down in userspace (see `schedule.rs`), keeping the weight ratios approximately.
+pub const RING_SLOTS: u32 = 1024;
+
+/// Default map sizes, overridable by `limits` in the config.
+pub const DEFAULT_MAX_SERVICES: u32 = 4096;
+pub const DEFAULT_MAX_REALS: u32 = 65536;
+pub const DEFAULT_MAX_FLOWS: u32 = 1_000_000;
+/// Interfaces an instance can attach to; fixed because it is tiny.
+pub const MAX_INTERFACES: u32 = 64;
+/// Slots in the per-reason counter array; reason numbers stay below this.
+pub const REASON_SLOTS: u32 = 32;
+
+/// A virtual service: VIP, port and protocol. `port_be == 0` is an all-ports service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    /// Network byte order; IPv4 uses the first four bytes, the rest are zero.
+    pub vip: [u8; 16],
+    pub port_be: u16,
+    pub protocol: u8,
+    pub family: u8,
+}
+const _: () = assert!(core::mem::size_of::<ServiceKey>() == 20);
+
+/// Flags of [`Service::flags`]. None are defined yet; persistence and per-service scheduling
+/// options will take bits here.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Service {
+    /// Index into the stats, cursor and ring maps; never 0.
+    pub id: u32,
+    /// Slots of this service's ring in use (`0` = no real can take new flows).
+    pub ring_len: u32,
+    pub flags: u32,
+    /// Default forwarding method of the service's reals (`FORWARD_*`).
+    pub forward: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<Service>() == 16);
+
+/// [`Real::flags`]: the real may receive packets (healthy, and its MAC is resolved).
+pub const REAL_AVAILABLE: u32 = 1;
+
+/// A real server of one service. The same address in two services is two reals.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Real {
+    /// Network byte order, as [`ServiceKey::vip`].
+    pub addr: [u8; 16],
+    /// The real's MAC address, resolved by lbd from the kernel's neighbour table.
+    pub mac: [u8; 6],
+    pub port_be: u16,
+    /// Interface the real is reached through; also the key of its source MAC in
+    /// [`MAP_INTERFACES`].
+    pub ifindex: u32,
+    /// Owning service, so a restarted daemon can rebuild its id allocation from the map.
+    pub service_id: u32,
+    pub flags: u32,
+    /// `FORWARD_*`.
+    pub forward: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<Real>() == 40);
+
+/// A connection as the client sent it: the key of the flow table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    pub protocol: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+
+/// Where a flow goes, and when it was last seen (refreshed at most once a second per flow).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flow {
+    pub real_id: u32,
+    pub service_id: u32,
+    /// `bpf_ktime_get_ns()` time base (CLOCK_MONOTONIC).
+    pub last_seen_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<Flow>() == 16);
+
+/// An interface the program runs on or forwards out of.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Interface {
+    /// Source MAC for frames sent out of this interface.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<Interface>() == 8);
+
+/// Per-CPU counters; userspace sums the CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: u64,
+    /// Bytes of the frames as received, Ethernet header included.
+    pub bytes: u64,
+    /// Flows scheduled (the "connections" of `ipvsadm --stats`).
+    pub new_flows: u64,
+}
+const _: () = assert!(core::mem::size_of::<Counters>() == 24);
+
+impl Counters {
+    pub fn add(&mut self, other: &Counters) {
+        self.packets = self.packets.wrapping_add(other.packets);
+        self.bytes = self.bytes.wrapping_add(other.bytes);
+        self.new_flows = self.new_flows.wrapping_add(other.new_flows);
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are repr(C), Copy, with explicit padding and no invalid bit patterns.
+    unsafe impl aya::Pod for super::ServiceKey {}
+    unsafe impl aya::Pod for super::Service {}
+    unsafe impl aya::Pod for super::Real {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::Flow {}
+    unsafe impl aya::Pod for super::Interface {}
+    unsafe impl aya::Pod for super::Counters {}
+}

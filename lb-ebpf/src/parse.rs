@@ -1,0 +1,131 @@
+//! Bounds-checked header access. Every read is preceded by a check against `data_end`, so a
+//! truncated frame can only ever end in `PassTruncated`.
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{FAMILY_IPV4, FlowKey, PROTO_TCP, PROTO_UDP, Reason};
+
+pub const ETH_HEADER_LEN: usize = 14;
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+/// More-fragments flag and fragment offset of the IPv4 `frag_off` field.
+const IPV4_FRAGMENT_MASK: u16 = 0x3fff;
+const TCP_HEADER_LEN: usize = 20;
+const UDP_HEADER_LEN: usize = 8;
+
+#[repr(C)]
+pub struct EthHeader {
+    pub dst: [u8; 6],
+    pub src: [u8; 6],
+    ether_type: [u8; 2],
+}
+
+#[repr(C)]
+struct VlanHeader {
+    _tci: [u8; 2],
+    ether_type: [u8; 2],
+}
+
+#[repr(C)]
+struct Ipv4Header {
+    version_ihl: u8,
+    _tos: u8,
+    total_len: [u8; 2],
+    _id: [u8; 2],
+    frag_off: [u8; 2],
+    _ttl: u8,
+    protocol: u8,
+    _check: [u8; 2],
+    src: [u8; 4],
+    dst: [u8; 4],
+}
+
+/// The first four bytes of both TCP and UDP headers.
+#[repr(C)]
+struct Ports {
+    src: [u8; 2],
+    dst: [u8; 2],
+}
+
+/// What the rest of the pipeline needs to know about a frame.
+pub struct Packet {
+    pub flow: FlowKey,
+    /// Length of the whole frame, for byte counters.
+    pub frame_len: u64,
+}
+
+/// A pointer to a `T` at `offset`, if the frame is long enough to hold it.
+#[inline(always)]
+pub fn header<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + core::mem::size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *mut T)
+}
+
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
+    let frame_len = (ctx.data_end() - ctx.data()) as u64;
+    let eth: *mut EthHeader = header(ctx, 0).ok_or(Reason::PassTruncated)?;
+    let mut ether_type = u16::from_be_bytes(unsafe { (*eth).ether_type });
+    let mut l3 = ETH_HEADER_LEN;
+    if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
+        let vlan: *mut VlanHeader = header(ctx, l3).ok_or(Reason::PassTruncated)?;
+        ether_type = u16::from_be_bytes(unsafe { (*vlan).ether_type });
+        l3 += core::mem::size_of::<VlanHeader>();
+        if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
+            return Err(Reason::PassStackedVlan);
+        }
+    }
+    match ether_type {
+        ETH_P_IPV4 => {}
+        ETH_P_IPV6 => return Err(Reason::PassIpv6),
+        _ => return Err(Reason::PassNotIp),
+    }
+
+    let ip: *mut Ipv4Header = header(ctx, l3).ok_or(Reason::PassTruncated)?;
+    let version_ihl = unsafe { (*ip).version_ihl };
+    let header_len = ((version_ihl & 0x0f) as usize) * 4;
+    if version_ihl >> 4 != 4 || header_len < core::mem::size_of::<Ipv4Header>() {
+        return Err(Reason::PassMalformed);
+    }
+    // The header (options included) and the datagram must lie within the frame; anything
+    // after `total_len` is link-layer padding.
+    let total_len = u16::from_be_bytes(unsafe { (*ip).total_len }) as usize;
+    if total_len < header_len || (l3 + total_len) as u64 > frame_len {
+        return Err(Reason::PassTruncated);
+    }
+    if u16::from_be_bytes(unsafe { (*ip).frag_off }) & IPV4_FRAGMENT_MASK != 0 {
+        return Err(Reason::PassFragment);
+    }
+    let protocol = unsafe { (*ip).protocol };
+    let l4_len = match protocol {
+        PROTO_TCP => TCP_HEADER_LEN,
+        PROTO_UDP => UDP_HEADER_LEN,
+        _ => return Err(Reason::PassNotTcpUdp),
+    };
+    if total_len < header_len + l4_len {
+        return Err(Reason::PassTruncated);
+    }
+    let l4 = l3 + header_len;
+    if ctx.data() + l4 + l4_len > ctx.data_end() {
+        return Err(Reason::PassTruncated);
+    }
+    let ports: *mut Ports = header(ctx, l4).ok_or(Reason::PassTruncated)?;
+
+    let mut flow = FlowKey {
+        protocol,
+        family: FAMILY_IPV4,
+        src_port_be: u16::from_ne_bytes(unsafe { (*ports).src }),
+        dst_port_be: u16::from_ne_bytes(unsafe { (*ports).dst }),
+        ..FlowKey::default()
+    };
+    unsafe {
+        flow.src[..4].copy_from_slice(&(*ip).src);
+        flow.dst[..4].copy_from_slice(&(*ip).dst);
+    }
+    Ok(Packet { flow, frame_len })
+}

@@ -1,0 +1,72 @@
+//! Which real gets the packet: the flow table first, the scheduler for new flows.
+//!
+//! Schedulers stay trivial here: userspace writes each service's weighted schedule into its
+//! slice of the ring (see `schedule.rs` in lb-userspace), and the kernel walks it with a
+//! per-CPU cursor, so no two CPUs ever write the same memory per packet.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use lb_common::{Flow, FlowKey, REAL_AVAILABLE, RING_SLOTS, Real, Reason, Service};
+
+use crate::{
+    Verdict,
+    maps::{FLOWS, REALS, RING, RR_CURSOR},
+};
+
+/// A flow's `last_seen_ns` is rewritten at most this often, to keep shared cache lines quiet.
+const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
+
+pub struct Target {
+    pub real_id: u32,
+    pub real: Real,
+    pub new_flow: bool,
+}
+
+#[inline(always)]
+pub fn real(flow: &FlowKey, service: &Service) -> Result<Target, Verdict> {
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(known) = FLOWS.get_ptr_mut(flow) {
+        let real_id = unsafe { (*known).real_id };
+        if let Some(real) = available_real(real_id) {
+            unsafe {
+                if now.wrapping_sub((*known).last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
+                    (*known).last_seen_ns = now;
+                }
+            }
+            return Ok(Target { real_id, real, new_flow: false });
+        }
+        // Its real was removed or failed: the flow is scheduled anew, like LVS with
+        // expire_nodest_conn.
+    }
+
+    let real_id = next_in_ring(service).ok_or(Verdict::Drop(Reason::DropNoReal))?;
+    let real = available_real(real_id).ok_or(Verdict::Drop(Reason::DropNoReal))?;
+    let entry = Flow {
+        real_id,
+        service_id: service.id,
+        last_seen_ns: now,
+    };
+    // A full LRU evicts its oldest flow; insertion cannot fail for lack of room.
+    let _ = FLOWS.insert(flow, &entry, 0);
+    Ok(Target { real_id, real, new_flow: true })
+}
+
+/// The next real of the service's weighted round-robin schedule, on this CPU.
+#[inline(always)]
+fn next_in_ring(service: &Service) -> Option<u32> {
+    let ring_len = service.ring_len;
+    if ring_len == 0 || ring_len > RING_SLOTS {
+        return None;
+    }
+    let cursor = RR_CURSOR.get_ptr_mut(service.id)?;
+    let position = unsafe { *cursor };
+    unsafe { *cursor = position.wrapping_add(1) };
+    let slot = position % ring_len;
+    let real_id = *RING.get(service.id.checked_mul(RING_SLOTS)? + slot)?;
+    (real_id != 0).then_some(real_id)
+}
+
+#[inline(always)]
+fn available_real(real_id: u32) -> Option<Real> {
+    let real = REALS.get(real_id)?;
+    (real_id != 0 && real.flags & REAL_AVAILABLE != 0).then_some(*real)
+}
