@@ -1,1 +1,246 @@
-//! TODO
+//! Loading the XDP program: map sizes from the config, pins under the instance's directory,
+//! attachment through a pinned bpf_link.
+//!
+//! Pins are what let a restarted daemon adopt a running data plane: maps found pinned are
+//! reused as they are (flows included), and a pinned link gets the new program swapped in
+//! atomically (`bpf_link_update`) instead of being detached.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{
+        ProgramError, Xdp,
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
+};
+use lb_common::{
+    MAP_FLOWS, MAP_REAL_STATS, MAP_REALS, MAP_RING, MAP_RR_CURSOR, MAP_SERVICE_STATS,
+    MAP_SERVICES, RING_SLOTS,
+};
+
+use crate::{
+    EBPF_OBJECT, PROGRAM_BALANCER,
+    config::{Limits, XdpMode},
+    dataplane::{DataplaneError, EbpfDataplane},
+};
+
+/// Where bpffs is mounted on a normal host, and mounted by us when it is not.
+pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("bpffs: {path}: {source}")]
+    Bpffs { path: PathBuf, source: io::Error },
+    #[error("pin directory {0} is not on a bpf filesystem (mount one with `mount -t bpf bpf DIR`)")]
+    NotBpffs(PathBuf),
+    #[error("loading the XDP program: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {name}: {source}")]
+    Program { name: &'static str, source: ProgramError },
+    #[error("program {0} is missing from the object")]
+    MissingProgram(&'static str),
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error("attaching to {interface} (ifindex {ifindex}, mode {mode}): {source}{hint}")]
+    Attach {
+        interface: String,
+        ifindex: u32,
+        mode: &'static str,
+        source: ProgramError,
+        hint: &'static str,
+    },
+    #[error("pinning the XDP link of {interface} at {path}: {message}")]
+    PinLink { interface: String, path: PathBuf, message: String },
+}
+
+/// The program, loaded and verified, with its maps taken out as a [`EbpfDataplane`].
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub dataplane: EbpfDataplane,
+}
+
+/// Loads the program with maps sized from `limits`. With `pin_dir`, every map is pinned there,
+/// and maps already pinned there are adopted as they are.
+pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError> {
+    if let Some(dir) = pin_dir {
+        prepare_pin_dir(dir)?;
+    }
+    let map_sizes = [
+        (MAP_SERVICES, limits.services),
+        (MAP_REALS, limits.reals),
+        (MAP_RING, limits.services.saturating_mul(RING_SLOTS)),
+        (MAP_FLOWS, limits.flows),
+        (MAP_RR_CURSOR, limits.services),
+        (MAP_SERVICE_STATS, limits.services),
+        (MAP_REAL_STATS, limits.reals),
+    ];
+    let pin_paths: Vec<(&str, PathBuf)> = match pin_dir {
+        Some(dir) => lb_common::ALL_MAPS.iter().map(|&name| (name, dir.join(name))).collect(),
+        None => Vec::new(),
+    };
+    let mut loader = EbpfLoader::new();
+    for (name, size) in map_sizes {
+        loader.map_max_entries(name, size);
+    }
+    for (name, path) in &pin_paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    let mut ebpf = loader.load(EBPF_OBJECT)?;
+    balancer(&mut ebpf)?
+        .load()
+        .map_err(|source| LoadError::Program { name: PROGRAM_BALANCER, source })?;
+    let dataplane = EbpfDataplane::from_ebpf(&mut ebpf)?;
+    Ok(Loaded { ebpf, dataplane })
+}
+
+/// The balancer program of a loaded object.
+pub fn balancer(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
+    ebpf.program_mut(PROGRAM_BALANCER)
+        .ok_or(LoadError::MissingProgram(PROGRAM_BALANCER))?
+        .try_into()
+        .map_err(|source| LoadError::Program { name: PROGRAM_BALANCER, source })
+}
+
+/// Pin path of the XDP link on `interface`.
+pub fn link_pin_path(pin_dir: &Path, interface: &str) -> PathBuf {
+    pin_dir.join(format!("link_{interface}"))
+}
+
+/// How the program ended up on an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attachment {
+    /// A new link was created (and pinned, when there is a pin directory).
+    Attached,
+    /// A link pinned by an earlier daemon now runs this program.
+    Replaced,
+}
+
+/// Attaches the balancer to `interface`. With `pin_dir`, the link is pinned so that it outlives
+/// this process; a link already pinned there is updated in place, so forwarding never stops.
+pub fn attach(
+    ebpf: &mut Ebpf,
+    interface: &str,
+    ifindex: u32,
+    mode: XdpMode,
+    pin_dir: Option<&Path>,
+) -> Result<Attachment, LoadError> {
+    let program = balancer(ebpf)?;
+    let attach_error = |source: ProgramError| {
+        let hint = if is_busy(&source) {
+            ": another XDP program is attached (remove it with `ip link set dev IFACE xdp off`)"
+        } else {
+            ""
+        };
+        LoadError::Attach {
+            interface: interface.to_owned(),
+            ifindex,
+            mode: mode.name(),
+            source,
+            hint,
+        }
+    };
+    let Some(pin_dir) = pin_dir else {
+        // The link lives as long as `ebpf`.
+        program.attach_to_if_index(ifindex, aya_mode(mode)).map_err(attach_error)?;
+        return Ok(Attachment::Attached);
+    };
+
+    let pin_path = link_pin_path(pin_dir, interface);
+    if pin_path.exists() {
+        match adopt_link(program, &pin_path) {
+            Ok(()) => return Ok(Attachment::Replaced),
+            // The interface went away and came back: the old link is defunct. Start afresh.
+            Err(error) => {
+                log::warn!("pinned link {} unusable ({error}); attaching anew", pin_path.display());
+                let _ = std::fs::remove_file(&pin_path);
+            }
+        }
+    }
+    let link_id = program.attach_to_if_index(ifindex, aya_mode(mode)).map_err(attach_error)?;
+    let pin_error = |message: String| LoadError::PinLink {
+        interface: interface.to_owned(),
+        path: pin_path.clone(),
+        message,
+    };
+    let link = program.take_link(link_id).map_err(|e| pin_error(e.to_string()))?;
+    let fd_link = FdLink::try_from(link).map_err(|e| pin_error(e.to_string()))?;
+    fd_link.pin(&pin_path).map_err(|e| pin_error(e.to_string()))?;
+    Ok(Attachment::Attached)
+}
+
+fn adopt_link(program: &mut Xdp, pin_path: &Path) -> Result<(), String> {
+    let pinned = PinnedLink::from_pin(pin_path).map_err(|e| e.to_string())?;
+    let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| e.to_string())?;
+    program.attach_to_link(link).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn is_busy(error: &ProgramError) -> bool {
+    matches!(error, ProgramError::SyscallError(e) if e.io_error.raw_os_error() == Some(libc::EBUSY))
+}
+
+fn aya_mode(mode: XdpMode) -> aya::programs::XdpMode {
+    match mode {
+        XdpMode::Native => aya::programs::XdpMode::Driver,
+        XdpMode::Generic => aya::programs::XdpMode::Skb,
+        XdpMode::Auto => aya::programs::XdpMode::Default,
+    }
+}
+
+/// Removes everything pinned for an instance: the links (which detaches the program) and the
+/// maps (which drops the flow table).
+pub fn unpin_all(pin_dir: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(pin_dir) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Makes sure `dir` exists on a bpffs, mounting bpffs at its usual place when it is missing
+/// there (some hosts boot without it).
+fn prepare_pin_dir(dir: &Path) -> Result<(), LoadError> {
+    let bpffs_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LoadError::Bpffs { path, source }
+    };
+    let root = Path::new(BPFFS_ROOT);
+    if dir.starts_with(root) && !is_bpffs(root).map_err(bpffs_error(root))? {
+        mount_bpffs(root).map_err(bpffs_error(root))?;
+        log::info!("mounted bpffs at {BPFFS_ROOT}");
+    }
+    std::fs::create_dir_all(dir).map_err(bpffs_error(dir))?;
+    if !is_bpffs(dir).map_err(bpffs_error(dir))? {
+        return Err(LoadError::NotBpffs(dir.to_path_buf()));
+    }
+    Ok(())
+}
+
+fn is_bpffs(path: &Path) -> io::Result<bool> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c_path is NUL-terminated and stat is a valid out-pointer.
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stat.f_type as i64 == BPF_FS_MAGIC)
+}
+
+fn mount_bpffs(path: &Path) -> io::Result<()> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: all strings are NUL-terminated; no data argument.
+    let rc = unsafe {
+        libc::mount(c"bpf".as_ptr(), c_path.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null())
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,1 +1,629 @@
-//! TODO
+//! Interface and neighbour-table access over rtnetlink: how lbd learns each real's MAC.
+//!
+//! In direct routing the balancer only rewrites the destination MAC, so every real must sit on
+//! a directly connected segment and all we need from it is its MAC address. We never send ARP
+//! or neighbour solicitations ourselves: [`Neighbours::trigger_resolution`] asks the kernel to
+//! resolve an address (the `NTF_USE` request Cilium uses), and [`Neighbours::resolved`] reads
+//! the kernel's table back, so operator-configured `PERMANENT` entries are honoured and
+//! `ip neigh` shows exactly what we see.
+//!
+//! Packets we forward with XDP never pass through the kernel's neighbour code, so nothing
+//! confirms or refreshes these entries on our behalf: REACHABLE decays to STALE and stays
+//! there. The caller re-triggers periodically; on a STALE entry that makes the kernel probe
+//! it again (STALE → DELAY → PROBE → REACHABLE, or FAILED and gone from `resolved`).
+//!
+//! [`interface_for`] is the pure part: which connected prefix, hence which interface, a real
+//! is reached through.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use futures::{StreamExt, TryStreamExt};
+use netlink_packet_route::{
+    AddressFamily, RouteNetlinkMessage,
+    address::{AddressAttribute, AddressMessage},
+    link::{LinkAttribute, LinkMessage},
+    neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState},
+};
+use rtnetlink::packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+};
+
+/// Longest interface name the kernel accepts (`IFNAMSIZ` minus the NUL).
+const IFNAME_MAX: usize = 15;
+
+/// `NUD_VALID` from `include/net/neighbour.h`: the states in which an entry has a usable
+/// link-layer address (`PERMANENT | NOARP | REACHABLE | PROBE | STALE | DELAY`).
+const NUD_VALID: u16 = 0x80 | 0x40 | 0x02 | 0x10 | 0x04 | 0x08;
+/// States the operator owns; `NTF_USE` would demote them (see `trigger_resolution`).
+const NUD_ADMIN: u16 = 0x80 | 0x40;
+
+/// Errors from interface and neighbour-table access. Each names what it was working on.
+#[derive(Debug, thiserror::Error)]
+pub enum NeighbourError {
+    #[error("the netlink connection needs a tokio runtime, and none is running on this thread")]
+    NoRuntime,
+    #[error("cannot open a netlink route socket")]
+    Socket(#[source] std::io::Error),
+    #[error("no interface named {name:?}")]
+    NoSuchInterface { name: String },
+    #[error("interface {name:?} (ifindex {index}) has no Ethernet MAC address")]
+    NoMac { name: String, index: u32 },
+    #[error("cannot look up interface {name:?}")]
+    Link {
+        name: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("cannot list interfaces")]
+    Links(#[source] rtnetlink::Error),
+    #[error("cannot list the addresses of {scope}")]
+    Addresses {
+        /// `interface "eth0" (ifindex 2)`, or `all interfaces`.
+        scope: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("cannot dump the neighbour table of ifindex {ifindex}")]
+    Dump {
+        ifindex: u32,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("cannot look up neighbour {addr} on ifindex {ifindex}")]
+    Lookup {
+        ifindex: u32,
+        addr: IpAddr,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("cannot ask the kernel to resolve {addr} on ifindex {ifindex}")]
+    Resolve {
+        ifindex: u32,
+        addr: IpAddr,
+        #[source]
+        source: rtnetlink::Error,
+    },
+}
+
+/// An interface as the balancer needs it: where to send from and which prefixes it reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceInfo {
+    pub name: String,
+    pub index: u32,
+    pub mac: [u8; 6],
+    /// The addresses assigned to it, each with its prefix length (IPv4 first, kernel order).
+    pub prefixes: Vec<(IpAddr, u8)>,
+}
+
+/// A netlink route socket in the namespace it was opened in.
+pub struct Neighbours {
+    handle: rtnetlink::Handle,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Neighbours {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+impl Neighbours {
+    /// Opens a netlink route socket in the calling thread's network namespace and spawns its
+    /// connection task on the current tokio runtime.
+    pub fn new() -> Result<Self, NeighbourError> {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| NeighbourError::NoRuntime)?;
+        // The socket is bound to the namespace of the thread that creates it, whichever
+        // thread later polls the connection.
+        let (connection, handle, _unsolicited) =
+            rtnetlink::new_connection().map_err(NeighbourError::Socket)?;
+        let connection = runtime.spawn(connection);
+        Ok(Self { handle, connection })
+    }
+
+    /// Looks up an interface by name: index, MAC, addresses.
+    pub async fn interface(&self, name: &str) -> Result<InterfaceInfo, NeighbourError> {
+        let missing = || NeighbourError::NoSuchInterface {
+            name: name.to_owned(),
+        };
+        // The kernel rejects such names with EINVAL, which would hide what is wrong.
+        if name.is_empty() || name.len() > IFNAME_MAX {
+            return Err(missing());
+        }
+        let link = self
+            .handle
+            .link()
+            .get()
+            .match_name(name)
+            .execute()
+            .try_next()
+            .await
+            .map_err(|source| match errno(&source) {
+                Some(libc::ENODEV) => missing(),
+                _ => NeighbourError::Link {
+                    name: name.to_owned(),
+                    source,
+                },
+            })?
+            .ok_or_else(missing)?;
+        let index = link.header.index;
+        let mac = link_mac(&link).ok_or_else(|| NeighbourError::NoMac {
+            name: name.to_owned(),
+            index,
+        })?;
+        let prefixes = self
+            .addresses(Some(index))
+            .await
+            .map_err(|source| NeighbourError::Addresses {
+                scope: format!("interface {name:?} (ifindex {index})"),
+                source,
+            })?
+            .into_iter()
+            .map(|(_, prefix)| prefix)
+            .collect();
+        Ok(InterfaceInfo {
+            name: name.to_owned(),
+            index,
+            mac,
+            prefixes,
+        })
+    }
+
+    /// Every interface with an Ethernet MAC, with its addresses: the candidates for
+    /// [`interface_for`] when the configuration does not name the interface.
+    pub async fn interfaces(&self) -> Result<Vec<InterfaceInfo>, NeighbourError> {
+        let links: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(NeighbourError::Links)?;
+        let mut interfaces: Vec<InterfaceInfo> = links
+            .iter()
+            .filter_map(|link| {
+                Some(InterfaceInfo {
+                    name: link_name(link)?,
+                    index: link.header.index,
+                    mac: link_mac(link)?,
+                    prefixes: Vec::new(),
+                })
+            })
+            .collect();
+        let addresses = self
+            .addresses(None)
+            .await
+            .map_err(|source| NeighbourError::Addresses {
+                scope: "all interfaces".to_owned(),
+                source,
+            })?;
+        for (index, prefix) in addresses {
+            if let Some(interface) = interfaces.iter_mut().find(|i| i.index == index) {
+                interface.prefixes.push(prefix);
+            }
+        }
+        Ok(interfaces)
+    }
+
+    /// All usable neighbour entries on `ifindex`, IPv4 and IPv6: those in a valid state
+    /// (REACHABLE, STALE, DELAY, PROBE, PERMANENT, NOARP) with a 6-byte unicast lladdr.
+    ///
+    /// STALE means unconfirmed, not wrong: see the module docs on re-triggering.
+    pub async fn resolved(&self, ifindex: u32) -> Result<HashMap<IpAddr, [u8; 6]>, NeighbourError> {
+        let mut request = self.handle.neighbours().get();
+        // NDA_IFINDEX filters the dump in the kernel (strict checking or not); we filter
+        // again below because an old kernel may ignore it.
+        request
+            .message_mut()
+            .attributes
+            .push(NeighbourAttribute::IfIndex(ifindex));
+        let entries: Vec<NeighbourMessage> = request
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|source| NeighbourError::Dump { ifindex, source })?;
+        Ok(entries
+            .iter()
+            .filter(|entry| entry.header.ifindex == ifindex)
+            .filter_map(usable)
+            .collect())
+    }
+
+    /// Asks the kernel to resolve `addr` on `ifindex`: the kernel sends the ARP request or
+    /// neighbour solicitation itself and the answer shows up in [`Self::resolved`].
+    ///
+    /// This is `RTM_NEWNEIGH` with `NLM_F_CREATE` and `NTF_USE`, as Cilium does. In
+    /// `neigh_add` (net/core/neighbour.c) `NLM_F_CREATE` makes a missing entry (in state
+    /// NONE, eligible for garbage collection because we do not ask for PERMANENT), then
+    /// `__neigh_update` with `NEIGH_UPDATE_F_USE` ignores the state we send and
+    /// `neigh_event_send` starts resolution: NONE or FAILED → INCOMPLETE (probe now), STALE →
+    /// DELAY; REACHABLE, DELAY, PROBE and INCOMPLETE are left alone. Without `NLM_F_EXCL` an
+    /// existing entry is not an error. On 6.18 the ARP request and the neighbour
+    /// solicitation were captured in the peer's namespace.
+    ///
+    /// `NTF_USE` strips `NUD_PERMANENT` from an existing entry (deliberately, since Linux
+    /// 5.16: "net, neigh: Enable state migration between `NUD_PERMANENT` and `NTF_USE`"), so an
+    /// operator's static entry would turn into a dynamic one, and on 6.18 its MAC is lost
+    /// and it fails if nobody answers. We therefore look the entry up first and leave
+    /// PERMANENT and NOARP entries alone; an entry made static between the two requests is
+    /// not protected.
+    pub async fn trigger_resolution(
+        &self,
+        ifindex: u32,
+        addr: IpAddr,
+    ) -> Result<(), NeighbourError> {
+        let existing =
+            self.entry(ifindex, addr)
+                .await
+                .map_err(|source| NeighbourError::Lookup {
+                    ifindex,
+                    addr,
+                    source,
+                })?;
+        if let Some(entry) = existing
+            && u16::from(entry.header.state) & NUD_ADMIN != 0
+        {
+            log::debug!(
+                "neighbour {addr} on ifindex {ifindex} is {}: not asking the kernel to resolve it",
+                entry.header.state
+            );
+            return Ok(());
+        }
+
+        let mut message = NeighbourMessage::default();
+        message.header.family = family(addr);
+        message.header.ifindex = ifindex;
+        message.header.state = NeighbourState::None;
+        message.header.flags = NeighbourFlags::Use;
+        message
+            .attributes
+            .push(NeighbourAttribute::Destination(addr.into()));
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::NewNeighbour(message));
+        request.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE;
+        self.exchange(request)
+            .await
+            .map(drop)
+            .map_err(|source| NeighbourError::Resolve {
+                ifindex,
+                addr,
+                source,
+            })
+    }
+
+    /// The kernel's entry for `addr` on `ifindex` (a single `RTM_GETNEIGH`, not a dump).
+    async fn entry(
+        &self,
+        ifindex: u32,
+        addr: IpAddr,
+    ) -> Result<Option<NeighbourMessage>, rtnetlink::Error> {
+        let mut message = NeighbourMessage::default();
+        message.header.family = family(addr);
+        message.header.ifindex = ifindex;
+        message
+            .attributes
+            .push(NeighbourAttribute::Destination(addr.into()));
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetNeighbour(message));
+        request.header.flags = NLM_F_REQUEST;
+        match self.exchange(request).await {
+            Ok(replies) => Ok(replies.into_iter().find_map(|reply| match reply {
+                RouteNetlinkMessage::NewNeighbour(entry) => Some(entry),
+                _ => None,
+            })),
+            Err(error) if errno(&error) == Some(libc::ENOENT) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Sends one request and collects its replies; a NACK becomes an error.
+    async fn exchange(
+        &self,
+        request: NetlinkMessage<RouteNetlinkMessage>,
+    ) -> Result<Vec<RouteNetlinkMessage>, rtnetlink::Error> {
+        let mut replies = self.handle.clone().request(request)?;
+        let mut messages = Vec::new();
+        while let Some(reply) = replies.next().await {
+            match reply.payload {
+                NetlinkPayload::InnerMessage(message) => messages.push(message),
+                NetlinkPayload::Error(error) if error.code.is_some() => {
+                    return Err(rtnetlink::Error::NetlinkError(error));
+                }
+                // ACK, DONE, NOOP.
+                _ => {}
+            }
+        }
+        Ok(messages)
+    }
+
+    /// `(ifindex, (address, prefix length))` of every IPv4/IPv6 address, optionally of one
+    /// interface.
+    async fn addresses(
+        &self,
+        index: Option<u32>,
+    ) -> Result<Vec<(u32, (IpAddr, u8))>, rtnetlink::Error> {
+        let mut request = self.handle.address().get();
+        if let Some(index) = index {
+            request = request.set_link_index_filter(index);
+        }
+        let messages: Vec<AddressMessage> = request.execute().try_collect().await?;
+        Ok(messages
+            .iter()
+            .filter_map(|message| {
+                Some((
+                    message.header.index,
+                    (local_address(message)?, message.header.prefix_len),
+                ))
+            })
+            .collect())
+    }
+}
+
+/// The interface (among `interfaces`) with a connected prefix containing `addr`; the longest
+/// prefix wins, and the first interface listed wins a tie (e.g. `fe80::/64` on several).
+#[must_use]
+pub fn interface_for(addr: IpAddr, interfaces: &[InterfaceInfo]) -> Option<&InterfaceInfo> {
+    let mut best: Option<(&InterfaceInfo, u8)> = None;
+    for interface in interfaces {
+        for &(network, len) in &interface.prefixes {
+            if prefix_contains(network, len, addr)
+                && best.is_none_or(|(_, best_len)| len > best_len)
+            {
+                best = Some((interface, len));
+            }
+        }
+    }
+    best.map(|(interface, _)| interface)
+}
+
+/// Whether `network/len` contains `addr`. An impossible length contains nothing.
+fn prefix_contains(network: IpAddr, len: u8, addr: IpAddr) -> bool {
+    // IPv4 is widened to 128 bits: the upper 96 bits are zero on both sides, so a mask that
+    // also covers them changes nothing.
+    let (network, addr, bits) = match (network, addr) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            (u128::from(u32::from(n)), u128::from(u32::from(a)), 32_u32)
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n), u128::from(a), 128),
+        _ => return false,
+    };
+    let Some(host_bits) = bits.checked_sub(u32::from(len)) else {
+        return false;
+    };
+    let mask = u128::MAX.checked_shl(host_bits).unwrap_or(0);
+    (network ^ addr) & mask == 0
+}
+
+/// The entry's `(address, MAC)` if the kernel considers its link-layer address valid.
+fn usable(entry: &NeighbourMessage) -> Option<(IpAddr, [u8; 6])> {
+    if u16::from(entry.header.state) & NUD_VALID == 0 {
+        return None;
+    }
+    let mut addr = None;
+    let mut mac = None;
+    for attribute in &entry.attributes {
+        match attribute {
+            NeighbourAttribute::Destination(destination) => addr = ip_of(destination),
+            NeighbourAttribute::LinkLayerAddress(lladdr) => {
+                mac = <[u8; 6]>::try_from(lladdr.as_slice()).ok()
+            }
+            _ => {}
+        }
+    }
+    // Only a unicast MAC can be a real's. This drops the NOARP entries the kernel keeps for
+    // multicast and broadcast destinations (ff02::16 → 33:33:00:00:00:16) and the all-zero
+    // address of MAC-less devices.
+    Some((addr?, mac.filter(|mac| is_unicast_mac(*mac))?))
+}
+
+fn is_unicast_mac(mac: [u8; 6]) -> bool {
+    mac != [0; 6] && mac[0] & 0x01 == 0
+}
+
+fn ip_of(destination: &netlink_packet_route::neighbour::NeighbourAddress) -> Option<IpAddr> {
+    use netlink_packet_route::neighbour::NeighbourAddress;
+    match destination {
+        NeighbourAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        NeighbourAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+/// The address assigned to this host: `IFA_LOCAL` when present (on point-to-point links
+/// `IFA_ADDRESS` is the peer), `IFA_ADDRESS` otherwise, as iproute2 does.
+fn local_address(message: &AddressMessage) -> Option<IpAddr> {
+    let find = |local: bool| {
+        message
+            .attributes
+            .iter()
+            .find_map(|attribute| match attribute {
+                AddressAttribute::Local(a) if local => Some(*a),
+                AddressAttribute::Address(a) if !local => Some(*a),
+                _ => None,
+            })
+    };
+    find(true).or_else(|| find(false))
+}
+
+/// The link's MAC; loopback's all-zero address does not count, as it can source nothing.
+fn link_mac(link: &LinkMessage) -> Option<[u8; 6]> {
+    link.attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::Address(mac) => <[u8; 6]>::try_from(mac.as_slice()).ok(),
+            _ => None,
+        })
+        .filter(|mac| *mac != [0; 6])
+}
+
+fn link_name(link: &LinkMessage) -> Option<String> {
+    link.attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::IfName(name) => Some(name.clone()),
+            _ => None,
+        })
+}
+
+fn family(addr: IpAddr) -> AddressFamily {
+    match addr {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+/// The positive errno of a netlink NACK.
+fn errno(error: &rtnetlink::Error) -> Option<i32> {
+    match error {
+        rtnetlink::Error::NetlinkError(message) => message.code.map(|code| -code.get()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn iface(name: &str, index: u32, prefixes: &[(&str, u8)]) -> InterfaceInfo {
+        InterfaceInfo {
+            name: name.to_owned(),
+            index,
+            mac: [0x02, 0, 0, 0, 0, index as u8],
+            prefixes: prefixes
+                .iter()
+                .map(|&(a, len)| (a.parse().unwrap(), len))
+                .collect(),
+        }
+    }
+
+    fn pick<'a>(addr: &str, interfaces: &'a [InterfaceInfo]) -> Option<&'a str> {
+        interface_for(addr.parse().unwrap(), interfaces).map(|i| i.name.as_str())
+    }
+
+    #[test]
+    fn longest_prefix_wins_whatever_the_order() {
+        let wide = iface("wide", 1, &[("10.0.0.1", 8)]);
+        let narrow = iface("narrow", 2, &[("10.1.2.1", 24)]);
+        for interfaces in [vec![wide.clone(), narrow.clone()], vec![narrow, wide]] {
+            assert_eq!(pick("10.1.2.50", &interfaces), Some("narrow"));
+            assert_eq!(pick("10.9.9.9", &interfaces), Some("wide"));
+        }
+    }
+
+    #[test]
+    fn ipv4_boundaries() {
+        let interfaces = [iface("eth0", 2, &[("192.0.2.1", 25)])];
+        assert_eq!(pick("192.0.2.0", &interfaces), Some("eth0"));
+        assert_eq!(pick("192.0.2.127", &interfaces), Some("eth0"));
+        assert_eq!(pick("192.0.2.128", &interfaces), None);
+        assert_eq!(pick("192.0.3.1", &interfaces), None);
+        // /32: only the address itself; /0: everything of the family.
+        let host = [iface("lo", 1, &[("192.0.2.9", 32)])];
+        assert_eq!(pick("192.0.2.9", &host), Some("lo"));
+        assert_eq!(pick("192.0.2.8", &host), None);
+        let default = [iface("any", 3, &[("0.0.0.0", 0)])];
+        assert_eq!(pick("198.51.100.7", &default), Some("any"));
+        assert_eq!(pick("2001:db8::1", &default), None);
+    }
+
+    #[test]
+    fn ipv6_and_families_do_not_mix() {
+        let interfaces = [
+            iface("v4", 1, &[("192.0.2.1", 24)]),
+            iface("v6", 2, &[("2001:db8:0:1::1", 64), ("fe80::1", 64)]),
+            iface("v6wide", 3, &[("2001:db8::1", 32)]),
+        ];
+        assert_eq!(pick("2001:db8:0:1::99", &interfaces), Some("v6"));
+        assert_eq!(pick("2001:db8:0:2::99", &interfaces), Some("v6wide"));
+        assert_eq!(pick("fe80::abcd", &interfaces), Some("v6"));
+        assert_eq!(pick("2001:db9::1", &interfaces), None);
+        // An IPv4-mapped IPv6 address is not an IPv4 address here.
+        assert_eq!(pick("::ffff:192.0.2.5", &interfaces), None);
+        let host = [iface("h", 4, &[("2001:db8::5", 128)])];
+        assert_eq!(pick("2001:db8::5", &host), Some("h"));
+        assert_eq!(pick("2001:db8::4", &host), None);
+    }
+
+    #[test]
+    fn first_interface_wins_a_tie_and_nothing_matches_nothing() {
+        let interfaces = [
+            iface("a", 1, &[("fe80::1", 64)]),
+            iface("b", 2, &[("fe80::2", 64)]),
+        ];
+        assert_eq!(pick("fe80::99", &interfaces), Some("a"));
+        assert_eq!(pick("192.0.2.1", &[]), None);
+        assert_eq!(pick("192.0.2.1", &[iface("bare", 1, &[])]), None);
+    }
+
+    #[test]
+    fn impossible_prefix_lengths_contain_nothing() {
+        let interfaces = [iface("bad", 1, &[("192.0.2.1", 33), ("2001:db8::1", 129)])];
+        assert_eq!(pick("192.0.2.1", &interfaces), None);
+        assert_eq!(pick("2001:db8::1", &interfaces), None);
+    }
+
+    /// lbd shares one `Neighbours` between tasks on a multi-threaded runtime.
+    #[test]
+    fn neighbours_and_its_futures_are_send() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>(_: &T) {}
+        send_sync::<Neighbours>();
+        // Type-checked, never run: building these futures needs a socket.
+        let _ = |neighbours: &Neighbours| {
+            send(&neighbours.interface("eth0"));
+            send(&neighbours.interfaces());
+            send(&neighbours.resolved(2));
+            send(&neighbours.trigger_resolution(2, IpAddr::from([192, 0, 2, 2])));
+        };
+    }
+
+    #[test]
+    fn usable_entries_need_a_valid_state_and_a_real_mac() {
+        let entry = |state, lladdr: &[u8]| {
+            let mut message = NeighbourMessage::default();
+            message.header.family = AddressFamily::Inet;
+            message.header.state = state;
+            message.attributes.push(NeighbourAttribute::Destination(
+                Ipv4Addr::new(192, 0, 2, 2).into(),
+            ));
+            if !lladdr.is_empty() {
+                message
+                    .attributes
+                    .push(NeighbourAttribute::LinkLayerAddress(lladdr.to_vec()));
+            }
+            message
+        };
+        let mac = [2, 0, 0, 0, 0, 2];
+        let addr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+        for state in [
+            NeighbourState::Reachable,
+            NeighbourState::Stale,
+            NeighbourState::Delay,
+            NeighbourState::Probe,
+            NeighbourState::Permanent,
+            NeighbourState::Noarp,
+        ] {
+            assert_eq!(usable(&entry(state, &mac)), Some((addr, mac)), "{state}");
+        }
+        for state in [
+            NeighbourState::Incomplete,
+            NeighbourState::Failed,
+            NeighbourState::None,
+        ] {
+            assert_eq!(usable(&entry(state, &mac)), None, "{state}");
+        }
+        assert_eq!(usable(&entry(NeighbourState::Reachable, &[])), None);
+        assert_eq!(
+            usable(&entry(NeighbourState::Reachable, &[1, 2, 3, 4])),
+            None
+        );
+        assert_eq!(usable(&entry(NeighbourState::Noarp, &[0; 6])), None);
+        // Multicast (IPv6 ff02::16 → 33:33:…) and broadcast lladdrs of NOARP entries.
+        assert_eq!(
+            usable(&entry(NeighbourState::Noarp, &[0x33, 0x33, 0, 0, 0, 0x16])),
+            None
+        );
+        assert_eq!(usable(&entry(NeighbourState::Noarp, &[0xff; 6])), None);
+    }
+}

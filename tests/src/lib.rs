@@ -1,1 +1,24 @@
+//! The shared test harness of the load balancer.
+//!
+//! # Layout
+//!
+//! - [`privilege`]: whether a privileged test runs or is skipped (`require_root`); bpffs.
+//! - [`netns`]: named network namespaces removed on drop; running code and processes inside.
+//! - [`topology`]: the LVS-DR network (client, lb, reals on one bridge), every host in a
+//!   namespace of its own, addresses from 192.0.2.0/24.
+//! - [`http`]: a minimal HTTP/1.1 server (answers with its name) and keep-alive client.
+//! - [`packet`]: the one packet builder, with checksums, for fixtures, benches and the demo.
+//! - [`pcap`]: pcap dumps and field-level diffs for failing packet fixtures.
+//!
+//! Network rule: tests build their own hosts — namespaces and veth pairs made by the test,
+//! addresses only from the documentation ranges — and never touch the root namespace.
 
+pub mod http;
+pub mod netns;
+pub mod packet;
+pub mod pcap;
+pub mod privilege;
+pub mod topology;
+
+pub use netns::Netns;
+pub use topology::{DrTopology, VIP};

@@ -1,1 +1,94 @@
-fn main() {}
+//! `cargo xtask …`: the single front door. `setup` installs what a fresh machine lacks,
+//! `build` builds everything, `test` runs every test, `demo` shows the balancer at work.
+
+mod demo;
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Args {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install what is missing: rust-src for nightly, LLVM 22, bpf-linker, ethtool.
+    Setup,
+    /// Set up, then build the XDP program, the daemon, the CLI and the tests.
+    Build,
+    /// Set up, build, and run every test (privileged ones need root; CI runs as root).
+    Test {
+        /// Passed to `cargo test` after `--` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run the demo: a client, the balancer and three reals in network
+    /// namespaces, with real HTTP traffic through the XDP program. Needs root.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Task::Setup => setup::run(),
+        Task::Build => {
+            setup::run()?;
+            build()
+        }
+        Task::Test { args } => {
+            setup::run()?;
+            build()?;
+            let mut test = cargo();
+            test.args(["test", "--"]).args(&args);
+            status(&mut test)
+        }
+        Task::Demo => {
+            setup::run()?;
+            build()?;
+            demo::run()
+        }
+    }
+}
+
+/// Binaries and test executables, once: the tests find `lbd` and `lbadm` next to themselves.
+fn build() -> anyhow::Result<()> {
+    status(cargo().args(["build", "--bins", "--tests"]))
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs `command`, failing with its command line if it fails.
+fn status(command: &mut Command) -> anyhow::Result<()> {
+    let described = format!("{command:?}");
+    let status = command.status().with_context(|| format!("running {described}"))?;
+    if !status.success() {
+        bail!("{described} failed ({status})");
+    }
+    Ok(())
+}

@@ -1,1 +1,5 @@
-fn main() {}
+//! `lbadm`: the ipvsadm-like CLI. See `lb_userspace::lbadm`.
+
+fn main() -> std::process::ExitCode {
+    lb_userspace::lbadm::main()
+}

@@ -1,0 +1,172 @@
+//! ipvsadm's table layouts, for `-L -n` and `-L -n --stats`.
+
+use std::fmt::Write as _;
+
+use crate::{
+    admin::{Listing, Stats},
+    state::socket_text,
+};
+
+/// `-L -n`: services with scheduler, reals with forwarding method, weight and connections.
+pub fn services(listing: &Listing) -> String {
+    let mut out = header(listing);
+    out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
+    out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
+    for service in &listing.services {
+        let _ = writeln!(
+            out,
+            "{:<4} {} {}",
+            service.protocol.to_uppercase(),
+            socket_text(service.vip, service.port),
+            service.scheduler
+        );
+        for real in &service.reals {
+            let _ = writeln!(
+                out,
+                "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
+                socket_text(real.address, real.port),
+                forward_name(&real.forward),
+                real.weight,
+                real.active_conn,
+                real.inactive_conn
+            );
+        }
+    }
+    out
+}
+
+/// `-L -n --stats`: connections, packets and bytes per service and real.
+pub fn stats(listing: &Listing, exact: bool) -> String {
+    let mut out = header(listing);
+    out.push_str("Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n");
+    out.push_str("  -> RemoteAddress:Port\n");
+    for service in &listing.services {
+        let name = format!(
+            "{:<4} {}",
+            service.protocol.to_uppercase(),
+            socket_text(service.vip, service.port)
+        );
+        let _ = writeln!(out, "{name:<33}{}", stats_columns(&service.stats, exact));
+        for real in &service.reals {
+            let _ = writeln!(
+                out,
+                "  -> {:<28}{}",
+                socket_text(real.address, real.port),
+                stats_columns(&real.stats, exact)
+            );
+        }
+    }
+    out
+}
+
+fn header(listing: &Listing) -> String {
+    format!(
+        "lbd {} instance {} (flow table size={})\n",
+        env!("CARGO_PKG_VERSION"),
+        listing.instance,
+        listing.flow_table_size
+    )
+}
+
+fn stats_columns(stats: &Stats, exact: bool) -> String {
+    [stats.conns, stats.in_packets, stats.out_packets, stats.in_bytes, stats.out_bytes]
+        .iter()
+        .map(|&n| format!(" {:>8}", large_number(n, exact)))
+        .collect()
+}
+
+/// ipvsadm's method names.
+fn forward_name(forward: &str) -> &str {
+    match forward {
+        "dr" => "Route",
+        "tun" => "Tunnel",
+        "nat" | "fullnat" => "Masq",
+        other => other,
+    }
+}
+
+/// Numbers that do not fit 8 columns are abbreviated with K, M, G, T (powers of 1000), as
+/// ipvsadm does; `exact` prints them whole.
+pub fn large_number(n: u64, exact: bool) -> String {
+    let text = n.to_string();
+    if exact || text.len() <= 8 {
+        return text;
+    }
+    let mut value = n;
+    for suffix in ["K", "M", "G", "T", "P"] {
+        value /= 1000;
+        if value < 10_000_000 {
+            return format!("{value}{suffix}");
+        }
+    }
+    format!("{}E", value / 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::admin::{RealListing, ServiceListing};
+
+    fn listing() -> Listing {
+        let stats = Stats { conns: 12, in_packets: 60, out_packets: 0, in_bytes: 123_456_789_012, out_bytes: 0 };
+        Listing {
+            instance: "lb1".into(),
+            flow_table_size: 1000,
+            services: vec![ServiceListing {
+                protocol: "tcp".into(),
+                vip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100)),
+                port: 80,
+                scheduler: "wrr".into(),
+                forward: "dr".into(),
+                stats,
+                reals: vec![RealListing {
+                    address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11)),
+                    port: 80,
+                    forward: "dr".into(),
+                    weight: 3,
+                    active_conn: 5,
+                    inactive_conn: 0,
+                    mac: Some("02:00:00:00:00:0b".into()),
+                    available: true,
+                    stats,
+                }],
+            }],
+            reasons: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn list_has_ipvsadm_layout() {
+        let expected = "\
+lbd 0.1.0 instance lb1 (flow table size=1000)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  192.0.2.100:80 wrr
+  -> 192.0.2.11:80                Route   3      5          0         
+";
+        assert_eq!(services(&listing()), expected);
+    }
+
+    #[test]
+    fn stats_has_ipvsadm_layout() {
+        let expected = "\
+lbd 0.1.0 instance lb1 (flow table size=1000)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  192.0.2.100:80                     12       60        0  123456M        0
+  -> 192.0.2.11:80                      12       60        0  123456M        0
+";
+        assert_eq!(stats(&listing(), false), expected);
+        assert!(stats(&listing(), true).contains(" 123456789012 "));
+    }
+
+    #[test]
+    fn large_numbers_abbreviate_like_ipvsadm() {
+        assert_eq!(large_number(99_999_999, false), "99999999");
+        assert_eq!(large_number(100_000_000, false), "100000K");
+        assert_eq!(large_number(12_345_678_901_234, false), "12345G");
+        assert_eq!(large_number(100_000_000, true), "100000000");
+    }
+}

@@ -1,0 +1,432 @@
+//! The LVS-DR test network: a client, a director (lb) and real servers on one switch, each in a
+//! network namespace of its own.
+//!
+//! ```text
+//!        client 192.0.2.1          lb 192.0.2.2 (+ VIP/32)        realN 192.0.2.1N (VIP/32 on lo)
+//!          eth0                       eth0                           eth0
+//!           |                          |                              |
+//!      p-client ---------------- br0 (switch) -------------------- p-realN
+//!                                      |
+//!                                     p-lb
+//! ```
+//!
+//! Everything lives in namespaces named `<prefix>…`: no address or interface of the test ever
+//! exists in the root namespace, and no namespace has a route out. IPv6 is disabled in every
+//! namespace so that no router solicitation, MLD report or DAD probe reaches an XDP program
+//! and counters stay exact.
+
+use std::{
+    net::Ipv4Addr,
+    path::Path,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use aya::{
+    Ebpf,
+    programs::{Xdp, XdpMode},
+};
+
+use crate::netns::Netns;
+
+/// Prefix length of the shared subnet 192.0.2.0/24.
+pub const PREFIX_LEN: u8 = 24;
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+pub const LB_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+/// The virtual service address: on the lb's eth0 (as keepalived puts it on the director) and
+/// on every real's `lo`.
+pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+/// The first real gets 192.0.2.11, the next .12, and so on.
+pub const FIRST_REAL_OCTET: u8 = 11;
+
+/// MACs of the hosts' eth0: 02:00:00:00:00:NN where NN is the last octet of the host's address.
+pub const CLIENT_MAC: [u8; 6] = host_mac(1);
+pub const LB_MAC: [u8; 6] = host_mac(2);
+/// MAC of the bridge device itself (it never sends anything the tests look at).
+pub const BRIDGE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0xff];
+
+/// Name of the bridge in the switch namespace.
+pub const BRIDGE: &str = "br0";
+/// Name of every host's interface.
+pub const HOST_IF: &str = "eth0";
+
+/// Address of the real at `index` (0-based) in [`DrTopology::build`]'s list.
+pub const fn real_ip(index: usize) -> Ipv4Addr {
+    Ipv4Addr::new(192, 0, 2, real_octet(index))
+}
+
+/// MAC of the eth0 of the real at `index`: 02:00:00:00:00:0b for the first.
+pub const fn real_mac(index: usize) -> [u8; 6] {
+    host_mac(real_octet(index))
+}
+
+/// MAC of a host's bridge port in the switch namespace: 02:00:00:00:01:NN.
+pub const fn port_mac(host_mac: [u8; 6]) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0x01, host_mac[5]]
+}
+
+const fn host_mac(octet: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0, octet]
+}
+
+const fn real_octet(index: usize) -> u8 {
+    assert!(index < 64, "at most 64 reals");
+    FIRST_REAL_OCTET + index as u8
+}
+
+/// The LVS-DR test network. Dropping it removes every namespace (hosts first, then the switch).
+pub struct DrTopology {
+    prefix: String,
+    /// The `xdp_pass` program on the lb's bridge port, when attached. Declared first so that it
+    /// is gone before the namespaces.
+    pass_program: Mutex<Option<Ebpf>>,
+    pub client: Netns,
+    pub lb: Netns,
+    /// (name given to `build`, namespace `<prefix><name>`, address), in `build`'s order.
+    pub reals: Vec<(String, Netns, Ipv4Addr)>,
+    pub switch: Netns,
+}
+
+impl DrTopology {
+    /// Builds the network: namespaces `<prefix>sw`, `<prefix>client`, `<prefix>lb` and
+    /// `<prefix><real>` for each name in `reals`, after removing leftovers of `prefix`.
+    /// Returns once every link is up. Panics, cleaning up what was built, on any failure.
+    ///
+    /// End the prefix with a separator and make it unique per test and process (e.g.
+    /// `lbt-vip-<pid>-`), so that it is never the start of another test's prefix. Names of
+    /// reals must leave `p-<name>` within 15 bytes (the bridge port's interface name).
+    pub fn build(prefix: &str, reals: &[&str]) -> DrTopology {
+        crate::netns::remove_leftovers(prefix);
+        for name in ["sw", "client", "lb"] {
+            assert!(!reals.contains(&name), "a real may not be called {name:?}");
+        }
+
+        let switch = Netns::create(&format!("{prefix}sw"));
+        quiet_namespace(&switch);
+        switch.ip(&[
+            "link",
+            "add",
+            BRIDGE,
+            "address",
+            &mac_string(BRIDGE_MAC),
+            "type",
+            "bridge",
+        ]);
+        switch.ip(&["link", "set", BRIDGE, "up"]);
+
+        let client = host(&switch, prefix, "client", CLIENT_IP, CLIENT_MAC);
+        // Checksums of frames leaving a veth are otherwise left to an "offload" that never
+        // happens once an XDP program forwards the frame: the real would get a bad checksum.
+        client.exec(&["ethtool", "-K", HOST_IF, "tx", "off"]);
+
+        let lb = host(&switch, prefix, "lb", LB_IP, LB_MAC);
+        lb.ip(&["addr", "add", &format!("{VIP}/32"), "dev", HOST_IF]);
+
+        let reals = reals
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                let netns = host(&switch, prefix, name, real_ip(index), real_mac(index));
+                // An LVS-DR real holds the VIP but must never answer ARP for it nor use it as
+                // the source of its own ARP requests: only the director owns it on the wire.
+                for conf in ["all", HOST_IF] {
+                    netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
+                    netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2");
+                }
+                netns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+                (name.to_string(), netns, real_ip(index))
+            })
+            .collect::<Vec<_>>();
+
+        let topology = DrTopology {
+            prefix: prefix.to_owned(),
+            pass_program: Mutex::new(None),
+            client,
+            lb,
+            reals,
+            switch,
+        };
+        topology.wait_until_up(Duration::from_secs(5));
+        topology
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The lb's bridge port in the switch namespace: the veth peer that receives what the lb
+    /// sends with `XDP_TX`.
+    pub fn lb_switch_port(&self) -> &'static str {
+        "p-lb"
+    }
+
+    /// Bridge port in the switch namespace of the host called `host` ("client", "lb" or a
+    /// real's name).
+    pub fn switch_port(&self, host: &str) -> String {
+        port_name(host)
+    }
+
+    /// The namespace of the real called `name`.
+    pub fn real(&self, name: &str) -> &Netns {
+        self.reals
+            .iter()
+            .find(|(real, ..)| real == name)
+            .map(|(_, netns, _)| netns)
+            .unwrap_or_else(|| panic!("no real called {name:?}"))
+    }
+
+    /// Attaches `xdp_pass` (native mode) to the lb's bridge port, so that frames the lb sends
+    /// with `XDP_TX` are not dropped: veth discards frames redirected by XDP unless the peer
+    /// that receives them runs an XDP program. Stays attached until the topology is dropped.
+    /// A second call does nothing.
+    pub fn attach_pass_program(&self) {
+        let mut slot = self
+            .pass_program
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.is_none() {
+            let port = self.lb_switch_port();
+            *slot = Some(self.switch.run(|| load_pass_program(port)));
+        }
+    }
+
+    fn wait_until_up(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let hosts = std::iter::once(&self.client)
+            .chain(std::iter::once(&self.lb))
+            .chain(self.reals.iter().map(|(_, netns, _)| netns));
+        for netns in hosts {
+            loop {
+                // `ip -br link` prints e.g. "eth0@if7  UP  02:00:00:00:00:01 <...>".
+                let state = netns.ip(&["-br", "link", "show", "dev", HOST_IF]);
+                if state.split_whitespace().nth(1) == Some("UP") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{HOST_IF} in {} not up after {timeout:?}: {state}",
+                    netns.name()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Drop for DrTopology {
+    fn drop(&mut self) {
+        // Detach inside the switch namespace: were aya to have fallen back to a netlink
+        // attachment, its detach would otherwise go to an interface of the root namespace with
+        // the same index.
+        let program = self
+            .pass_program
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(program) = program {
+            self.switch.run(move || drop(program));
+        }
+        // Then the fields drop in declaration order: client, lb, reals, switch.
+    }
+}
+
+fn port_name(host: &str) -> String {
+    let name = format!("p-{host}");
+    assert!(
+        name.len() <= 15,
+        "interface name {name:?} too long (15 bytes max): shorten the host name"
+    );
+    name
+}
+
+/// Loopback up, IPv6 off (no RS/MLD/DAD frames on the wire).
+fn quiet_namespace(netns: &Netns) {
+    if Path::new("/proc/sys/net/ipv6").exists() {
+        for conf in ["all", "default"] {
+            netns.sysctl(&format!("net.ipv6.conf.{conf}.disable_ipv6"), "1");
+        }
+    }
+    netns.ip(&["link", "set", "lo", "up"]);
+}
+
+/// Makes the namespace `<prefix><name>` with an eth0 plugged into the switch.
+fn host(switch: &Netns, prefix: &str, name: &str, ip: Ipv4Addr, mac: [u8; 6]) -> Netns {
+    let netns = Netns::create(&format!("{prefix}{name}"));
+    quiet_namespace(&netns);
+    let port = port_name(name);
+    // Both ends are created directly in their namespaces: never in the root namespace.
+    let (port_addr, host_addr) = (mac_string(port_mac(mac)), mac_string(mac));
+    let veth = format!(
+        "link add {port} address {port_addr} type veth peer name {HOST_IF} address {host_addr} netns {}",
+        netns.name()
+    );
+    switch.ip(&veth.split(' ').collect::<Vec<_>>());
+    switch.ip(&["link", "set", &port, "master", BRIDGE, "up"]);
+    netns.ip(&["addr", "add", &format!("{ip}/{PREFIX_LEN}"), "dev", HOST_IF]);
+    netns.ip(&["link", "set", HOST_IF, "up"]);
+    netns
+}
+
+/// `02:00:00:00:00:01` form.
+pub fn mac_string(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Loads `xdp_pass` from the balancer's object and attaches it to `interface` of the current
+/// thread's namespace. The object's maps are small and unpinned until a loader sizes and pins
+/// them (see `lb_userspace::loader`), so loading it just for `xdp_pass` costs little.
+fn load_pass_program(interface: &str) -> Ebpf {
+    let mut ebpf = Ebpf::load(lb_userspace::EBPF_OBJECT)
+        .unwrap_or_else(|error| panic!("loading lb_userspace::EBPF_OBJECT: {error:?}"));
+    let name = lb_userspace::PROGRAM_PASS;
+    let program: &mut Xdp = ebpf
+        .program_mut(name)
+        .unwrap_or_else(|| panic!("no program {name:?} in lb_userspace::EBPF_OBJECT"))
+        .try_into()
+        .unwrap_or_else(|error| panic!("program {name:?} is not XDP: {error:?}"));
+    program
+        .load()
+        .unwrap_or_else(|error| panic!("loading {name}: {error:?}"));
+    program
+        .attach(interface, XdpMode::Driver)
+        .unwrap_or_else(|error| panic!("attaching {name} to {interface} (native mode): {error:?}"));
+    ebpf
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        net::{SocketAddr, SocketAddrV4},
+        time::Duration,
+    };
+
+    use super::*;
+    use crate::{
+        http::{HttpClient, HttpServer},
+        privilege::require_root,
+    };
+
+    #[test]
+    fn addresses_and_macs() {
+        assert_eq!(real_ip(0), Ipv4Addr::new(192, 0, 2, 11));
+        assert_eq!(real_ip(2), Ipv4Addr::new(192, 0, 2, 13));
+        assert_eq!(mac_string(real_mac(0)), "02:00:00:00:00:0b");
+        assert_eq!(mac_string(port_mac(LB_MAC)), "02:00:00:00:01:02");
+        assert_eq!(port_name("real1"), "p-real1");
+    }
+
+    #[test]
+    fn failed_build_cleans_up() {
+        if !require_root("failed_build_cleans_up") {
+            return;
+        }
+        let prefix = format!("lbt-f-{}-", std::process::id());
+        // The switch, client and lb exist by the time the bad name is refused.
+        let built =
+            std::panic::catch_unwind(|| DrTopology::build(&prefix, &["a-name-far-too-long"]));
+        let error = built.err().expect("a 21-byte port name must be refused");
+        assert!(
+            error
+                .downcast_ref::<String>()
+                .is_some_and(|message| message.contains("too long"))
+        );
+        let left = crate::netns::list()
+            .into_iter()
+            .filter(|name| name.starts_with(&prefix))
+            .collect::<Vec<_>>();
+        assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    }
+
+    #[test]
+    fn dr_topology_serves_http_and_cleans_up() {
+        if !require_root("dr_topology_serves_http_and_cleans_up") {
+            return;
+        }
+        let prefix = format!("lbt-h-{}-", std::process::id());
+        let timeout = Duration::from_secs(3);
+        {
+            let topology = DrTopology::build(&prefix, &["real1", "real2", "real3"]);
+            // Loads the pass program too, so that path is exercised.
+            topology.attach_pass_program();
+            topology.attach_pass_program(); // a second call does nothing
+            let port =
+                topology
+                    .switch
+                    .ip(&["-d", "link", "show", "dev", topology.lb_switch_port()]);
+            assert!(
+                port.contains("xdp") && port.contains("prog/xdp id"),
+                "xdp_pass not attached natively: {port}"
+            );
+
+            let servers = topology
+                .reals
+                .iter()
+                .map(|(name, netns, ip)| {
+                    HttpServer::start(netns, SocketAddr::V4(SocketAddrV4::new(*ip, 80)), name)
+                })
+                .collect::<Vec<_>>();
+            // A spawned daemon sees the lb's interfaces and the host's bpffs.
+            let mut command = std::process::Command::new("sh");
+            command
+                .args(["-c", "ip -br addr show dev eth0; stat -f -c %T /sys/fs/bpf"])
+                .stdout(std::process::Stdio::piped());
+            let output = topology
+                .lb
+                .spawn(command)
+                .wait_with_output()
+                .expect("waiting for sh");
+            let output = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.contains("192.0.2.2/24") && output.contains("192.0.2.100/32"),
+                "{output}"
+            );
+            assert!(output.contains("bpf_fs"), "{output}");
+
+            let lb_addr = SocketAddr::V4(SocketAddrV4::new(LB_IP, 8080));
+            let lb_server = HttpServer::start(&topology.lb, lb_addr, "lb");
+
+            topology.client.run(|| {
+                for (name, _, ip) in &topology.reals {
+                    let addr = SocketAddr::V4(SocketAddrV4::new(*ip, 80));
+                    let mut client = HttpClient::connect(addr, timeout)
+                        .unwrap_or_else(|error| panic!("connecting to {addr}: {error}"));
+                    // Keep-alive: several requests over one connection.
+                    for path in ["/", "/again", "/third"] {
+                        let body = client
+                            .get(path)
+                            .unwrap_or_else(|error| panic!("GET {path} from {addr}: {error}"));
+                        assert_eq!(body, format!("{name}\n"), "body of GET {path} from {addr}");
+                    }
+                }
+                let mut client = HttpClient::connect(lb_addr, timeout)
+                    .unwrap_or_else(|error| panic!("connecting to {lb_addr}: {error}"));
+                assert_eq!(client.get("/").expect("GET / from the lb"), "lb\n");
+            });
+
+            for (server, (name, ..)) in servers.iter().zip(&topology.reals) {
+                assert_eq!(server.requests(), 3, "requests served by {name}");
+            }
+            assert_eq!(lb_server.requests(), 1);
+        }
+        let left = crate::netns::list()
+            .into_iter()
+            .filter(|name| name.starts_with(&prefix))
+            .collect::<Vec<_>>();
+        assert!(left.is_empty(), "namespaces left behind: {left:?}");
+// Loading the object for xdp_pass must pin nothing (aya pins maps declared `by_name` at
+        // /sys/fs/bpf/<MAP> when no directory is given).
+        let pins = std::fs::read_dir(privilege::BPFFS)
+            .map(|entries| {
+                entries
+                    .filter_map(|entry| entry.ok())
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .filter(|name| name.starts_with("LB_"))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        assert!(pins.is_empty(), "maps pinned by loading xdp_pass: {pins:?}");
+    }
+}

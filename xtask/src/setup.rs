@@ -1,0 +1,94 @@
+//! Installs what building and testing need, when it is missing. Idempotent: with everything
+//! present it only runs a few version checks.
+//!
+//! What a fresh machine of our kind lacks (see README): rust-src for the nightly toolchain
+//! (to build `core` for the BPF target), LLVM 22 and bpf-linker built against it (the nightly
+//! uses LLVM 22), and ethtool for the test topologies.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, bail};
+
+use crate::status;
+
+const LLVM_PACKAGE: &str = "llvm-22-dev";
+const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn run() -> anyhow::Result<()> {
+    nightly_with_rust_src()?;
+    bpf_linker()?;
+    apt_tool("ethtool", "ethtool")?;
+    apt_tool("ip", "iproute2")?;
+    Ok(())
+}
+
+fn nightly_with_rust_src() -> anyhow::Result<()> {
+    if !succeeds(Command::new("rustup").args(["run", "nightly", "rustc", "--version"])) {
+        bail!(
+            "the nightly toolchain is missing (it builds the XDP program). Install the one whose \
+             LLVM matches {LLVM_PACKAGE}: `rustup toolchain install nightly --component rust-src`"
+        );
+    }
+    let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    if !installed.lines().any(|line| line.starts_with("rust-src")) {
+        eprintln!("setup: adding rust-src to the nightly toolchain");
+        status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    Ok(())
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    if succeeds(Command::new("bpf-linker").arg("--version")) {
+        return Ok(());
+    }
+    if !std::path::Path::new(LLVM_BIN).join("llvm-config").exists() {
+        apt_install(LLVM_PACKAGE)?;
+    }
+    eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)");
+    let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());
+    status(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .env("PATH", path)
+            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
+            .args(["--no-default-features", "--features", "llvm-22"]),
+    )?;
+    if !succeeds(Command::new("bpf-linker").arg("--version")) {
+        bail!("bpf-linker was installed but is not on PATH: add ~/.cargo/bin to PATH");
+    }
+    Ok(())
+}
+
+fn apt_tool(binary: &str, package: &str) -> anyhow::Result<()> {
+    if succeeds(Command::new(binary).arg("-V")) || succeeds(Command::new(binary).arg("--version")) {
+        return Ok(());
+    }
+    apt_install(package)
+}
+
+fn apt_install(package: &str) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{package} is missing; install it as root: `apt-get update && apt-get install -y {package}`");
+    }
+    eprintln!("setup: installing {package}");
+    status(Command::new("apt-get").args(["update", "-q"]))?;
+    status(Command::new("apt-get").args(["install", "-y", "-q", package]).env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn succeeds(command: &mut Command) -> bool {
+    command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+fn output(command: &mut Command) -> anyhow::Result<String> {
+    let described = format!("{command:?}");
+    let output = command.output().with_context(|| format!("running {described}"))?;
+    if !output.status.success() {
+        bail!("{described} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
