@@ -5,7 +5,7 @@
 /// The numbers are stable: a number is never reused for another meaning, since a daemon may
 /// read counters kept by a program of another version. New reasons take new numbers.
 #[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// Scheduled or known flow, sent to its real with `XDP_TX` (real on the ingress interface).
     ForwardedTx = 1,

@@ -179,8 +179,11 @@ async fn refresh_neighbours(
         let guard = lock(shared);
         if revalidate_all { guard.state.real_addresses() } else { guard.state.unresolved() }
     };
+    // One address the kernel refuses must not keep the others from being resolved.
     for (ifindex, addr) in wanted {
-        neighbours.trigger_resolution(ifindex, addr).await?;
+        if let Err(error) = neighbours.trigger_resolution(ifindex, addr).await {
+            log::warn!("{error}");
+        }
     }
     Ok(())
 }

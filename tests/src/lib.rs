@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`fixture`]: the balancer loaded but not attached, fed frames through BPF_PROG_TEST_RUN.
 //! - [`privilege`]: whether a privileged test runs or is skipped (`require_root`); bpffs.
 //! - [`netns`]: named network namespaces removed on drop; running code and processes inside.
 //! - [`topology`]: the LVS-DR network (client, lb, reals on one bridge), every host in a
@@ -13,6 +14,7 @@
 //! Network rule: tests build their own hosts — namespaces and veth pairs made by the test,
 //! addresses only from the documentation ranges — and never touch the root namespace.
 
+pub mod fixture;
 pub mod http;
 pub mod netns;
 pub mod packet;

@@ -418,7 +418,7 @@ mod tests {
         assert!(left.is_empty(), "namespaces left behind: {left:?}");
 // Loading the object for xdp_pass must pin nothing (aya pins maps declared `by_name` at
         // /sys/fs/bpf/<MAP> when no directory is given).
-        let pins = std::fs::read_dir(privilege::BPFFS)
+        let pins = std::fs::read_dir(crate::privilege::BPFFS)
             .map(|entries| {
                 entries
                     .filter_map(|entry| entry.ok())
