@@ -8,6 +8,7 @@
 //! - [`topology`]: the LVS-DR network (client, lb, reals on one bridge), every host in a
 //!   namespace of its own, addresses from 192.0.2.0/24.
 //! - [`http`]: a minimal HTTP/1.1 server (answers with its name) and keep-alive client.
+//! - [`lbd`]: the real `lbd` binary in a test namespace, and `lbadm` against it.
 //! - [`packet`]: the one packet builder, with checksums, for fixtures, benches and the demo.
 //! - [`pcap`]: pcap dumps and field-level diffs for failing packet fixtures.
 //!
@@ -16,6 +17,7 @@
 
 pub mod fixture;
 pub mod http;
+pub mod lbd;
 pub mod netns;
 pub mod packet;
 pub mod pcap;

@@ -1,0 +1,213 @@
+//! The real `lbd` binary, run inside a test namespace, and `lbadm` against it.
+//!
+//! [`Lbd`] writes the config to a directory of its own, starts the daemon with only its
+//! network namespace changed (so it sees the host's bpffs), waits until every real is
+//! resolved, and on drop stops it and removes everything it pinned (`lbd --teardown`).
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use lb_userspace::admin::{self, Listing, Reply, Request};
+
+use crate::netns::Netns;
+
+/// How long start-up may take: loading, verifying, resolving reals (lbd waits up to 3 s).
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A binary of this workspace, built next to the running test executable
+/// (`target/<profile>/deps/test-…` → `target/<profile>/<name>`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let candidates = exe
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .map(|dir| dir.join(name))
+        .collect::<Vec<_>>();
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not found at {candidates:?}: build it first (`cargo build --bins`; `cargo xtask test` does)"))
+}
+
+pub struct Lbd {
+    netns_path: PathBuf,
+    netns_name: String,
+    dir: PathBuf,
+    config: PathBuf,
+    socket: PathBuf,
+    pin_dir: PathBuf,
+    child: Option<Child>,
+    starts: usize,
+}
+
+impl Lbd {
+    /// Starts `lbd` in `netns` as `instance`, with `body` (the config minus `instance` and
+    /// `admin`), and waits until every real has a MAC.
+    pub fn start(netns: &Netns, instance: &str, body: &str) -> Lbd {
+        let dir = std::env::temp_dir().join(instance);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        let socket = dir.join("lbd.sock");
+        let config = dir.join("lbd.yaml");
+        let text = format!("instance: {instance}\nadmin:\n  socket: {}\n{body}", socket.display());
+        std::fs::write(&config, text).unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
+        let mut lbd = Lbd {
+            netns_path: netns.path(),
+            netns_name: netns.name().to_owned(),
+            dir,
+            config,
+            socket,
+            pin_dir: Path::new("/sys/fs/bpf/lb").join(instance),
+            child: None,
+            starts: 0,
+        };
+        // A crashed earlier run with the same pid could have left pins: start clean.
+        lbd.teardown();
+        lbd.spawn(netns);
+        lbd
+    }
+
+    fn spawn(&mut self, netns: &Netns) {
+        assert_eq!(netns.path(), self.netns_path, "restart in the same namespace");
+        self.starts += 1;
+        let log = File::create(self.log_path()).expect("creating the lbd log");
+        let mut command = Command::new(binary("lbd"));
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log);
+        self.child = Some(netns.spawn(command));
+        self.wait_ready();
+    }
+
+    /// Starts the daemon again in the same namespace, stopping it (SIGTERM) first if it runs.
+    pub fn restart(&mut self, netns: &Netns) {
+        if self.child.is_some() {
+            let status = self.stop();
+            assert!(status.success(), "lbd exited with {status}:\n{}", self.log());
+        }
+        self.spawn(netns);
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("lbd-{}.log", self.starts))
+    }
+
+    /// What the current (or last) daemon printed.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten()) {
+                panic!("lbd in {} exited with {status} while starting:\n{}", self.netns_name, self.log());
+            }
+            if let Ok(listing) = self.try_listing() {
+                if listing.services.iter().flat_map(|s| &s.reals).all(|real| real.available) {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "lbd not ready after {START_TIMEOUT:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn try_listing(&self) -> Result<Listing, admin::ClientError> {
+        match admin::request(&self.socket, &Request::List)? {
+            Reply::Listing(listing) => Ok(listing),
+            Reply::Error { message } => Err(admin::ClientError::Daemon(message)),
+        }
+    }
+
+    /// Services, reals and counters, as `lbadm -L -n -o json` gets them.
+    pub fn listing(&self) -> Listing {
+        self.try_listing().unwrap_or_else(|e| panic!("listing: {e}\n{}", self.log()))
+    }
+
+    /// Runs `lbadm ARGS --socket SOCKET` and returns its stdout; panics if it fails.
+    pub fn lbadm(&self, args: &[&str]) -> String {
+        let output = Command::new(binary("lbadm"))
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()
+            .expect("running lbadm");
+        assert!(
+            output.status.success(),
+            "lbadm {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("lbadm prints UTF-8")
+    }
+
+    /// SIGTERM, then wait (bounded; SIGKILL after the bound).
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("lbd is running");
+        // SAFETY: kill with a pid we own and have not reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting for lbd") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let status = child.wait().expect("waiting for lbd");
+                panic!("lbd ignored SIGTERM for {STOP_TIMEOUT:?} (killed: {status}):\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `lbd --teardown`: detach and unpin. Also run on drop.
+    pub fn teardown(&self) {
+        let output = Command::new(binary("lbd"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--teardown")
+            .output();
+        match output {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => eprintln!("lbd --teardown: {}", String::from_utf8_lossy(&output.stderr)),
+            Err(error) => eprintln!("lbd --teardown: {error}"),
+        }
+    }
+}
+
+impl Drop for Lbd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.teardown();
+        if std::thread::panicking() {
+            eprintln!("lbd log ({}):\n{}", self.log_path().display(), self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

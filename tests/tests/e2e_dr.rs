@@ -1,0 +1,139 @@
+//! End to end through real packets: a client, the balancer (the real `lbd` binary) and three
+//! LVS-DR reals with HTTP servers, each host in a network namespace of its own on one bridge.
+//! Needs root.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+use lb_tests::{
+    DrTopology, VIP,
+    http::{self, HttpClient, HttpServer},
+    lbd::Lbd,
+    netns,
+    privilege::require_root,
+    topology::LB_IP,
+};
+
+const REALS: [(&str, u32); 3] = [("real1", 1), ("real2", 2), ("real3", 3)];
+const CONNECTIONS: usize = 120;
+const REQUESTS_PER_CONNECTION: usize = 3;
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+const CONFIG: &str = "
+interfaces:
+  - name: eth0
+    xdp_mode: native
+services:
+  - vip: 192.0.2.100
+    port: 80
+    protocol: tcp
+    scheduler: wrr
+    reals:
+      - {address: 192.0.2.11, weight: 1}
+      - {address: 192.0.2.12, weight: 2}
+      - {address: 192.0.2.13, weight: 3}
+limits: {flows: 65536, services: 16, reals: 64}
+";
+
+fn vip() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(VIP), 80)
+}
+
+/// The real that served a connection, checking that all its requests went to the same one.
+fn served_by(bodies: &[String]) -> String {
+    let first = bodies.first().expect("at least one response");
+    assert!(bodies.iter().all(|body| body == first), "one connection, several reals: {bodies:?}");
+    first.trim_end().to_owned()
+}
+
+#[test]
+fn http_through_the_vip_is_spread_by_weight_and_survives_a_daemon_restart() {
+    if !require_root("e2e_dr") {
+        return;
+    }
+    let prefix = format!("lbt-e2e-{}-", std::process::id());
+    netns::remove_leftovers(&prefix);
+    let names: Vec<&str> = REALS.iter().map(|(name, _)| *name).collect();
+    let topology = DrTopology::build(&prefix, &names);
+    topology.attach_pass_program();
+    let _servers: Vec<HttpServer> = topology
+        .reals
+        .iter()
+        .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
+        .collect();
+    let _own_server = HttpServer::start(&topology.lb, SocketAddr::new(IpAddr::V4(LB_IP), 8080), "lb");
+    let mut lbd = Lbd::start(&topology.lb, &format!("lbt-e2e-{}", std::process::id()), CONFIG);
+
+    // A kept-alive connection opened first; it must stay on its real through a restart.
+    let mut kept = topology
+        .client
+        .run(|| HttpClient::connect(vip(), TIMEOUT))
+        .unwrap_or_else(|e| panic!("connecting to the VIP: {e}\n{}", lbd.log()));
+    let kept_real = kept.get("/").expect("first request on the kept connection");
+
+    // Every request succeeds, each connection stays on one real.
+    let results = http::connections(&topology.client, vip(), CONNECTIONS, REQUESTS_PER_CONNECTION, TIMEOUT);
+    let mut per_real: HashMap<String, u64> = HashMap::new();
+    for (index, result) in results.iter().enumerate() {
+        let bodies = result.as_ref().unwrap_or_else(|e| panic!("connection {index}: {e}\n{}", lbd.log()));
+        assert_eq!(bodies.len(), REQUESTS_PER_CONNECTION);
+        *per_real.entry(served_by(bodies)).or_default() += 1;
+    }
+
+    // The split follows the weights. Each CPU walks the wrr schedule (period 6) with its own
+    // cursor, so each CPU is off by at most one period's share: weight per CPU.
+    let total_weight: u32 = REALS.iter().map(|(_, weight)| weight).sum();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    for (name, weight) in REALS {
+        let got = per_real.get(name).copied().unwrap_or(0) as f64;
+        let expected = CONNECTIONS as f64 * f64::from(weight) / f64::from(total_weight);
+        assert!(
+            (got - expected).abs() <= cpus * f64::from(weight),
+            "{name} (weight {weight}) served {got} of {CONNECTIONS} connections, expected {expected}: {per_real:?}"
+        );
+    }
+
+    // The balancer's counters agree with what the client saw, connection for connection.
+    let listing = lbd.listing();
+    let service = &listing.services[0];
+    assert_eq!(service.stats.conns, CONNECTIONS as u64 + 1, "{listing:#?}");
+    for real in &service.reals {
+        let name = format!("real{}", real.address.to_string().rsplit('.').next().unwrap().parse::<u8>().unwrap() - 10);
+        let seen = per_real.get(&name).copied().unwrap_or(0) + u64::from(kept_real.trim_end() == name);
+        assert_eq!(real.stats.conns, seen, "{name}: {listing:#?}");
+        assert_eq!(real.active_conn, seen, "{name}: flows in the table");
+        assert!(real.available, "{name}");
+    }
+    let reasons: HashMap<&str, u64> = listing.reasons.iter().map(|r| (r.reason.as_str(), r.packets)).collect();
+    assert!(reasons["forwarded_tx"] >= (CONNECTIONS * (2 + REQUESTS_PER_CONNECTION)) as u64);
+
+    // Traffic to the balancer's own address is not eaten by XDP.
+    let own = topology.client.run(|| http::get(SocketAddr::new(IpAddr::V4(LB_IP), 8080), "/", TIMEOUT));
+    assert_eq!(own.expect("HTTP to the balancer's own address"), "lb\n");
+
+    // lbadm shows it in ipvsadm's layout.
+    let table = lbd.lbadm(&["-L", "-n"]);
+    assert!(table.contains("TCP  192.0.2.100:80 wrr\n"), "{table}");
+    assert!(table.contains("  -> 192.0.2.13:80                Route   3      "), "{table}");
+    let stats = lbd.lbadm(&["-L", "-n", "--stats", "--exact"]);
+    assert!(stats.contains(&format!("TCP  192.0.2.100:80                    {}", CONNECTIONS + 1)), "{stats}");
+
+    // Stopping the daemon does not stop forwarding: the program and its maps stay pinned.
+    let status = lbd.stop();
+    assert!(status.success(), "lbd exit: {status}\n{}", lbd.log());
+    assert_eq!(kept.get("/").expect("kept connection while lbd is stopped"), kept_real);
+    for result in http::connections(&topology.client, vip(), 6, 1, TIMEOUT) {
+        result.expect("new connection while lbd is stopped");
+    }
+    // A new daemon adopts the pinned program, maps and flows.
+    lbd.restart(&topology.lb);
+    assert!(lbd.log().contains("replaced the program on eth0"), "{}", lbd.log());
+    assert_eq!(kept.get("/").expect("kept connection after the restart"), kept_real);
+    for result in http::connections(&topology.client, vip(), 6, 1, TIMEOUT) {
+        result.expect("new connection after the restart");
+    }
+    assert!(lbd.pin_dir().join("LB_FLOWS_V1").exists());
+}
