@@ -49,26 +49,33 @@ pub struct Lbd {
 
 impl Lbd {
     /// Starts `lbd` in `netns` as `instance`, with `body` (the config minus `instance` and
-    /// `admin`), and waits until every real has a MAC.
+    /// `admin`, which point into a directory of its own), and waits until every real has a MAC.
     pub fn start(netns: &Netns, instance: &str, body: &str) -> Lbd {
         let dir = std::env::temp_dir().join(instance);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-        let socket = dir.join("lbd.sock");
         let config = dir.join("lbd.yaml");
+        let socket = dir.join("lbd.sock");
         let text = format!("instance: {instance}\nadmin:\n  socket: {}\n{body}", socket.display());
         std::fs::write(&config, text).unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
+        Lbd::start_with_config(netns, &config, dir)
+    }
+
+    /// Starts `lbd --config CONFIG` in `netns`; logs go to `dir`, which is removed on drop.
+    /// Whatever the config's instance had pinned before is removed first.
+    pub fn start_with_config(netns: &Netns, config: &Path, dir: PathBuf) -> Lbd {
+        let parsed = lb_userspace::config::load(config).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
         let mut lbd = Lbd {
             netns_path: netns.path(),
             netns_name: netns.name().to_owned(),
             dir,
-            config,
-            socket,
-            pin_dir: Path::new("/sys/fs/bpf/lb").join(instance),
+            config: config.to_path_buf(),
+            socket: parsed.admin_socket,
+            pin_dir: parsed.pin_dir,
             child: None,
             starts: 0,
         };
-        // A crashed earlier run with the same pid could have left pins: start clean.
         lbd.teardown();
         lbd.spawn(netns);
         lbd
