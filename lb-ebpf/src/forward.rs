@@ -27,6 +27,8 @@ pub fn direct_route(ctx: &XdpContext, real: &Real) -> Verdict {
     if real.ifindex == ingress_ifindex {
         Verdict::Tx
     } else {
-        Verdict::Redirect { ifindex: real.ifindex }
+        Verdict::Redirect {
+            ifindex: real.ifindex,
+        }
     }
 }

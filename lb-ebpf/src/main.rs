@@ -28,7 +28,9 @@ pub enum Verdict {
     /// Back out of the interface it came in on.
     Tx,
     /// Out of another interface.
-    Redirect { ifindex: u32 },
+    Redirect {
+        ifindex: u32,
+    },
 }
 
 /// The load balancer. Attached to every interface listed in the config.
@@ -52,7 +54,12 @@ fn balance(ctx: &XdpContext) -> Verdict {
     };
     let verdict = forward::direct_route(ctx, &target.real);
     if matches!(verdict, Verdict::Tx | Verdict::Redirect { .. }) {
-        stats::forwarded(service.id, target.real_id, packet.frame_len, target.new_flow);
+        stats::forwarded(
+            service.id,
+            target.real_id,
+            packet.frame_len,
+            target.new_flow,
+        );
     }
     verdict
 }

@@ -19,7 +19,8 @@ const PLACEHOLDER_REALS: u32 = 256;
 const PLACEHOLDER_FLOWS: u32 = 1024;
 
 #[map(name = "LB_SERVICES_V1")]
-pub static SERVICES: HashMap<ServiceKey, Service> = HashMap::with_max_entries(PLACEHOLDER_SERVICES, 0);
+pub static SERVICES: HashMap<ServiceKey, Service> =
+    HashMap::with_max_entries(PLACEHOLDER_SERVICES, 0);
 
 #[map(name = "LB_REALS_V1")]
 pub static REALS: Array<Real> = Array::with_max_entries(PLACEHOLDER_REALS, 0);
@@ -37,7 +38,8 @@ pub static INTERFACES: HashMap<u32, Interface> = HashMap::with_max_entries(MAX_I
 pub static RR_CURSOR: PerCpuArray<u32> = PerCpuArray::with_max_entries(PLACEHOLDER_SERVICES, 0);
 
 #[map(name = "LB_STAT_SVC_V1")]
-pub static SERVICE_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(PLACEHOLDER_SERVICES, 0);
+pub static SERVICE_STATS: PerCpuArray<Counters> =
+    PerCpuArray::with_max_entries(PLACEHOLDER_SERVICES, 0);
 
 #[map(name = "LB_STAT_REAL_V1")]
 pub static REAL_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(PLACEHOLDER_REALS, 0);

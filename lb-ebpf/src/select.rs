@@ -32,7 +32,11 @@ pub fn real(flow: &FlowKey, service: &Service) -> Result<Target, Verdict> {
                     (*known).last_seen_ns = now;
                 }
             }
-            return Ok(Target { real_id, real, new_flow: false });
+            return Ok(Target {
+                real_id,
+                real,
+                new_flow: false,
+            });
         }
         // Its real was removed or failed: the flow is scheduled anew, like LVS with
         // expire_nodest_conn.
@@ -47,7 +51,11 @@ pub fn real(flow: &FlowKey, service: &Service) -> Result<Target, Verdict> {
     };
     // A full LRU evicts its oldest flow; insertion cannot fail for lack of room.
     let _ = FLOWS.insert(flow, &entry, 0);
-    Ok(Target { real_id, real, new_flow: true })
+    Ok(Target {
+        real_id,
+        real,
+        new_flow: true,
+    })
 }
 
 /// The next real of the service's weighted round-robin schedule, on this CPU.

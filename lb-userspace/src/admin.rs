@@ -108,11 +108,19 @@ pub struct ReasonCount {
 }
 
 /// The daemon's answer to `request`.
-pub fn handle(request: &Request, instance: &str, flow_table_size: u32, state: &State, dataplane: &dyn Dataplane) -> Reply {
+pub fn handle(
+    request: &Request,
+    instance: &str,
+    flow_table_size: u32,
+    state: &State,
+    dataplane: &dyn Dataplane,
+) -> Reply {
     match request {
         Request::List => match listing(instance, flow_table_size, state, dataplane) {
             Ok(listing) => Reply::Listing(listing),
-            Err(error) => Reply::Error { message: error.to_string() },
+            Err(error) => Reply::Error {
+                message: error.to_string(),
+            },
         },
     }
 }
@@ -172,7 +180,11 @@ fn active_flows_per_real(dataplane: &dyn Dataplane) -> Result<Vec<u64>, Dataplan
     let now = monotonic_now_ns();
     let mut counts: Vec<u64> = Vec::new();
     dataplane.for_each_flow(&mut |key, flow| {
-        let timeout = if key.protocol == PROTO_TCP { TCP_FLOW_TIMEOUT } else { UDP_FLOW_TIMEOUT };
+        let timeout = if key.protocol == PROTO_TCP {
+            TCP_FLOW_TIMEOUT
+        } else {
+            UDP_FLOW_TIMEOUT
+        };
         if now.saturating_sub(flow.last_seen_ns) <= timeout.as_nanos() as u64 {
             let id = flow.real_id as usize;
             if counts.len() <= id {
@@ -186,41 +198,67 @@ fn active_flows_per_real(dataplane: &dyn Dataplane) -> Result<Vec<u64>, Dataplan
 
 /// The clock of `bpf_ktime_get_ns()`.
 fn monotonic_now_ns() -> u64 {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid out-pointer; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter().map(|byte| format!("{byte:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach lbd at {path}: {source} (is lbd running? is --socket right?)")]
-    Connect { path: PathBuf, source: std::io::Error },
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("talking to lbd at {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("lbd at {path} sent a reply this lbadm does not understand: {source}")]
-    Decode { path: PathBuf, source: serde_json::Error },
+    Decode {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("lbd: {0}")]
     Daemon(String),
 }
 
 /// Sends one request to the daemon at `socket` and waits (bounded) for its reply.
 pub fn request(socket: &Path, request: &Request) -> Result<Reply, ClientError> {
-    let io_error = |source| ClientError::Io { path: socket.to_path_buf(), source };
-    let mut stream = UnixStream::connect(socket)
-        .map_err(|source| ClientError::Connect { path: socket.to_path_buf(), source })?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(io_error)?;
+    let io_error = |source| ClientError::Io {
+        path: socket.to_path_buf(),
+        source,
+    };
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        path: socket.to_path_buf(),
+        source,
+    })?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(io_error)?;
     let mut line = serde_json::to_string(request).expect("requests always serialize");
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(io_error)?;
     let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply).map_err(io_error)?;
-    let reply: Reply = serde_json::from_str(&reply)
-        .map_err(|source| ClientError::Decode { path: socket.to_path_buf(), source })?;
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .map_err(io_error)?;
+    let reply: Reply = serde_json::from_str(&reply).map_err(|source| ClientError::Decode {
+        path: socket.to_path_buf(),
+        source,
+    })?;
     match reply {
         Reply::Error { message } => Err(ClientError::Daemon(message)),
         reply => Ok(reply),

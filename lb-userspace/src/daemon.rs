@@ -81,7 +81,9 @@ impl Daemon {
     /// so that the program is attached with complete schedules. Reals still unknown after
     /// that join as soon as the kernel learns them.
     pub async fn resolve_reals(&self, limit: Duration) -> Result<(), DaemonError> {
-        let Some(neighbours) = &self.neighbours else { return Ok(()) };
+        let Some(neighbours) = &self.neighbours else {
+            return Ok(());
+        };
         let deadline = Instant::now() + limit;
         loop {
             refresh_neighbours(&self.shared, neighbours, false).await?;
@@ -91,7 +93,9 @@ impl Daemon {
             }
             if Instant::now() >= deadline {
                 for (_, addr) in unresolved {
-                    log::warn!("real {addr}: no MAC yet (no answer to ARP); it takes no traffic until it answers");
+                    log::warn!(
+                        "real {addr}: no MAC yet (no answer to ARP); it takes no traffic until it answers"
+                    );
                 }
                 return Ok(());
             }
@@ -102,7 +106,9 @@ impl Daemon {
 
 fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     // A panic while holding the lock leaves the state as consistent as any single write.
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs until `shutdown` completes.
@@ -111,7 +117,11 @@ pub async fn run(
     listener: UnixListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    let Daemon { config, shared, neighbours } = daemon;
+    let Daemon {
+        config,
+        shared,
+        neighbours,
+    } = daemon;
     let config = Arc::new(config);
     let neighbour_task = neighbours.map(|neighbours| {
         let shared = shared.clone();
@@ -164,8 +174,12 @@ async fn refresh_neighbours(
     neighbours: &Neighbours,
     revalidate_all: bool,
 ) -> Result<(), DaemonError> {
-    let ifindexes: Vec<u32> =
-        lock(shared).state.interfaces.iter().map(|interface| interface.index).collect();
+    let ifindexes: Vec<u32> = lock(shared)
+        .state
+        .interfaces
+        .iter()
+        .map(|interface| interface.index)
+        .collect();
     for ifindex in ifindexes {
         let resolved = neighbours.resolved(ifindex).await?;
         let mut guard = lock(shared);
@@ -177,7 +191,11 @@ async fn refresh_neighbours(
     }
     let wanted = {
         let guard = lock(shared);
-        if revalidate_all { guard.state.real_addresses() } else { guard.state.unresolved() }
+        if revalidate_all {
+            guard.state.real_addresses()
+        } else {
+            guard.state.unresolved()
+        }
     };
     // One address the kernel refuses must not keep the others from being resolved.
     for (ifindex, addr) in wanted {
@@ -188,12 +206,20 @@ async fn refresh_neighbours(
     Ok(())
 }
 
-async fn serve_admin(stream: UnixStream, shared: &Mutex<Shared>, config: &Config) -> io::Result<()> {
+async fn serve_admin(
+    stream: UnixStream,
+    shared: &Mutex<Shared>,
+    config: &Config,
+) -> io::Result<()> {
     let (reader, mut writer) = stream.into_split();
     let mut line = String::new();
-    let read = BufReader::new(reader.take(MAX_REQUEST_BYTES as u64)).read_line(&mut line).await?;
+    let read = BufReader::new(reader.take(MAX_REQUEST_BYTES as u64))
+        .read_line(&mut line)
+        .await?;
     let reply = if read == 0 || !line.ends_with('\n') {
-        Reply::Error { message: format!("request missing or longer than {MAX_REQUEST_BYTES} bytes") }
+        Reply::Error {
+            message: format!("request missing or longer than {MAX_REQUEST_BYTES} bytes"),
+        }
     } else {
         match serde_json::from_str::<Request>(&line) {
             Ok(request) => {
@@ -206,7 +232,9 @@ async fn serve_admin(stream: UnixStream, shared: &Mutex<Shared>, config: &Config
                     guard.dataplane.as_ref(),
                 )
             }
-            Err(error) => Reply::Error { message: format!("bad request: {error}") },
+            Err(error) => Reply::Error {
+                message: format!("bad request: {error}"),
+            },
         }
     };
     let mut text = serde_json::to_string(&reply).expect("replies always serialize");
@@ -217,7 +245,10 @@ async fn serve_admin(stream: UnixStream, shared: &Mutex<Shared>, config: &Config
 /// Binds the admin socket with mode 0600, replacing a stale socket file but never one a live
 /// daemon still answers on.
 pub fn bind_admin_socket(path: &Path) -> Result<UnixListener, DaemonError> {
-    let error = |source| DaemonError::AdminSocket { path: path.to_path_buf(), source };
+    let error = |source| DaemonError::AdminSocket {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(error)?;
     }

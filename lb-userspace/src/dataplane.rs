@@ -7,8 +7,9 @@ use std::collections::HashMap;
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray};
 use lb_common::{
-    Counters, Flow, FlowKey, Interface, MAP_FLOWS, MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS, MAP_REASON_STATS, MAP_RING,
-    MAP_SERVICE_STATS, MAP_SERVICES, RING_SLOTS, Real, Reason, Service, ServiceKey,
+    Counters, Flow, FlowKey, Interface, MAP_FLOWS, MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS,
+    MAP_REASON_STATS, MAP_RING, MAP_SERVICE_STATS, MAP_SERVICES, RING_SLOTS, Real, Reason, Service,
+    ServiceKey,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +78,9 @@ fn typed<T: TryFrom<Map, Error = MapError>>(
     ebpf: &mut aya::Ebpf,
     map: &'static str,
 ) -> Result<T, DataplaneError> {
-    let raw = ebpf.take_map(map).ok_or(DataplaneError::MissingMap { map })?;
+    let raw = ebpf
+        .take_map(map)
+        .ok_or(DataplaneError::MissingMap { map })?;
     T::try_from(raw).map_err(|source| DataplaneError::Map { map, source })
 }
 
@@ -85,7 +88,11 @@ fn map_err(map: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
     move |source| DataplaneError::Map { map, source }
 }
 
-fn sum_cpus(map: &PerCpuArray<MapData, Counters>, index: u32, name: &'static str) -> Result<Counters, DataplaneError> {
+fn sum_cpus(
+    map: &PerCpuArray<MapData, Counters>,
+    index: u32,
+    name: &'static str,
+) -> Result<Counters, DataplaneError> {
     let per_cpu = map.get(&index, 0).map_err(map_err(name))?;
     let mut total = Counters::default();
     for counters in per_cpu.iter() {
@@ -96,17 +103,24 @@ fn sum_cpus(map: &PerCpuArray<MapData, Counters>, index: u32, name: &'static str
 
 impl Dataplane for EbpfDataplane {
     fn set_interface(&mut self, ifindex: u32, interface: Interface) -> Result<(), DataplaneError> {
-        self.interfaces.insert(ifindex, interface, 0).map_err(map_err(MAP_INTERFACES))
+        self.interfaces
+            .insert(ifindex, interface, 0)
+            .map_err(map_err(MAP_INTERFACES))
     }
 
     fn set_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError> {
-        self.services.insert(key, service, 0).map_err(map_err(MAP_SERVICES))
+        self.services
+            .insert(key, service, 0)
+            .map_err(map_err(MAP_SERVICES))
     }
 
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
         match self.services.remove(key) {
             Err(MapError::KeyNotFound) | Ok(()) => Ok(()),
-            Err(source) => Err(DataplaneError::Map { map: MAP_SERVICES, source }),
+            Err(source) => Err(DataplaneError::Map {
+                map: MAP_SERVICES,
+                source,
+            }),
         }
     }
 
@@ -116,11 +130,16 @@ impl Dataplane for EbpfDataplane {
 
     fn set_ring(&mut self, service_id: u32, ring: &[u32]) -> Result<(), DataplaneError> {
         if ring.len() > RING_SLOTS as usize {
-            return Err(DataplaneError::RingTooLong { service_id, len: ring.len() });
+            return Err(DataplaneError::RingTooLong {
+                service_id,
+                len: ring.len(),
+            });
         }
         let base = service_id * RING_SLOTS;
         for (slot, &real_id) in ring.iter().enumerate() {
-            self.ring.set(base + slot as u32, real_id, 0).map_err(map_err(MAP_RING))?;
+            self.ring
+                .set(base + slot as u32, real_id, 0)
+                .map_err(map_err(MAP_RING))?;
         }
         Ok(())
     }
@@ -136,7 +155,12 @@ impl Dataplane for EbpfDataplane {
     fn reason_counters(&self) -> Result<Vec<(Reason, Counters)>, DataplaneError> {
         Reason::ALL
             .iter()
-            .map(|&reason| Ok((reason, sum_cpus(&self.reason_stats, reason.index(), MAP_REASON_STATS)?)))
+            .map(|&reason| {
+                Ok((
+                    reason,
+                    sum_cpus(&self.reason_stats, reason.index(), MAP_REASON_STATS)?,
+                ))
+            })
             .collect()
     }
 
@@ -146,7 +170,12 @@ impl Dataplane for EbpfDataplane {
                 Ok((key, flow)) => visit(&key, &flow),
                 // Evicted between listing its key and reading it.
                 Err(MapError::KeyNotFound) => continue,
-                Err(source) => return Err(DataplaneError::Map { map: MAP_FLOWS, source }),
+                Err(source) => {
+                    return Err(DataplaneError::Map {
+                        map: MAP_FLOWS,
+                        source,
+                    });
+                }
             }
         }
         Ok(())
@@ -199,7 +228,10 @@ impl Dataplane for FakeDataplane {
 
     fn set_ring(&mut self, service_id: u32, ring: &[u32]) -> Result<(), DataplaneError> {
         if ring.len() > RING_SLOTS as usize {
-            return Err(DataplaneError::RingTooLong { service_id, len: ring.len() });
+            return Err(DataplaneError::RingTooLong {
+                service_id,
+                len: ring.len(),
+            });
         }
         let slots = self.rings.entry(service_id).or_default();
         if slots.len() < ring.len() {
@@ -210,7 +242,11 @@ impl Dataplane for FakeDataplane {
     }
 
     fn service_counters(&self, service_id: u32) -> Result<Counters, DataplaneError> {
-        Ok(self.service_stats.get(&service_id).copied().unwrap_or_default())
+        Ok(self
+            .service_stats
+            .get(&service_id)
+            .copied()
+            .unwrap_or_default())
     }
 
     fn real_counters(&self, real_id: u32) -> Result<Counters, DataplaneError> {
@@ -218,7 +254,10 @@ impl Dataplane for FakeDataplane {
     }
 
     fn reason_counters(&self) -> Result<Vec<(Reason, Counters)>, DataplaneError> {
-        Ok(Reason::ALL.iter().map(|&reason| (reason, Counters::default())).collect())
+        Ok(Reason::ALL
+            .iter()
+            .map(|&reason| (reason, Counters::default()))
+            .collect())
     }
 
     fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError> {

@@ -19,8 +19,8 @@ use aya::{
     },
 };
 use lb_common::{
-    MAP_FLOWS, MAP_REAL_STATS, MAP_REALS, MAP_RING, MAP_RR_CURSOR, MAP_SERVICE_STATS,
-    MAP_SERVICES, RING_SLOTS,
+    MAP_FLOWS, MAP_REAL_STATS, MAP_REALS, MAP_RING, MAP_RR_CURSOR, MAP_SERVICE_STATS, MAP_SERVICES,
+    RING_SLOTS,
 };
 
 use crate::{
@@ -40,9 +40,12 @@ pub enum LoadError {
     #[error("pin directory {0} is not on a bpf filesystem (mount one with `mount -t bpf bpf DIR`)")]
     NotBpffs(PathBuf),
     #[error("loading the XDP program: {0}")]
-    Load(#[from] aya::EbpfError),
+    Load(Box<aya::EbpfError>),
     #[error("program {name}: {source}")]
-    Program { name: &'static str, source: ProgramError },
+    Program {
+        name: &'static str,
+        source: Box<ProgramError>,
+    },
     #[error("program {0} is missing from the object")]
     MissingProgram(&'static str),
     #[error(transparent)]
@@ -52,11 +55,15 @@ pub enum LoadError {
         interface: String,
         ifindex: u32,
         mode: &'static str,
-        source: ProgramError,
+        source: Box<ProgramError>,
         hint: &'static str,
     },
     #[error("pinning the XDP link of {interface} at {path}: {message}")]
-    PinLink { interface: String, path: PathBuf, message: String },
+    PinLink {
+        interface: String,
+        path: PathBuf,
+        message: String,
+    },
 }
 
 /// The program, loaded and verified, with its maps taken out as a [`EbpfDataplane`].
@@ -81,7 +88,10 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
         (MAP_REAL_STATS, limits.reals),
     ];
     let pin_paths: Vec<(&str, PathBuf)> = match pin_dir {
-        Some(dir) => lb_common::ALL_MAPS.iter().map(|&name| (name, dir.join(name))).collect(),
+        Some(dir) => lb_common::ALL_MAPS
+            .iter()
+            .map(|&name| (name, dir.join(name)))
+            .collect(),
         None => Vec::new(),
     };
     let mut loader = EbpfLoader::new();
@@ -91,10 +101,15 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
     for (name, path) in &pin_paths {
         loader.map_pin_path(name, path.as_path());
     }
-    let mut ebpf = loader.load(EBPF_OBJECT)?;
+    let mut ebpf = loader
+        .load(EBPF_OBJECT)
+        .map_err(|e| LoadError::Load(Box::new(e)))?;
     balancer(&mut ebpf)?
         .load()
-        .map_err(|source| LoadError::Program { name: PROGRAM_BALANCER, source })?;
+        .map_err(|source| LoadError::Program {
+            name: PROGRAM_BALANCER,
+            source: Box::new(source),
+        })?;
     let dataplane = EbpfDataplane::from_ebpf(&mut ebpf)?;
     Ok(Loaded { ebpf, dataplane })
 }
@@ -104,7 +119,10 @@ pub fn balancer(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
     ebpf.program_mut(PROGRAM_BALANCER)
         .ok_or(LoadError::MissingProgram(PROGRAM_BALANCER))?
         .try_into()
-        .map_err(|source| LoadError::Program { name: PROGRAM_BALANCER, source })
+        .map_err(|source| LoadError::Program {
+            name: PROGRAM_BALANCER,
+            source: Box::new(source),
+        })
 }
 
 /// Pin path of the XDP link on `interface`.
@@ -141,13 +159,15 @@ pub fn attach(
             interface: interface.to_owned(),
             ifindex,
             mode: mode.name(),
-            source,
+            source: Box::new(source),
             hint,
         }
     };
     let Some(pin_dir) = pin_dir else {
         // The link lives as long as `ebpf`.
-        program.attach_to_if_index(ifindex, aya_mode(mode)).map_err(attach_error)?;
+        program
+            .attach_to_if_index(ifindex, aya_mode(mode))
+            .map_err(attach_error)?;
         return Ok(Attachment::Attached);
     };
 
@@ -157,20 +177,29 @@ pub fn attach(
             Ok(()) => return Ok(Attachment::Replaced),
             // The interface went away and came back: the old link is defunct. Start afresh.
             Err(error) => {
-                log::warn!("pinned link {} unusable ({error}); attaching anew", pin_path.display());
+                log::warn!(
+                    "pinned link {} unusable ({error}); attaching anew",
+                    pin_path.display()
+                );
                 let _ = std::fs::remove_file(&pin_path);
             }
         }
     }
-    let link_id = program.attach_to_if_index(ifindex, aya_mode(mode)).map_err(attach_error)?;
+    let link_id = program
+        .attach_to_if_index(ifindex, aya_mode(mode))
+        .map_err(attach_error)?;
     let pin_error = |message: String| LoadError::PinLink {
         interface: interface.to_owned(),
         path: pin_path.clone(),
         message,
     };
-    let link = program.take_link(link_id).map_err(|e| pin_error(e.to_string()))?;
+    let link = program
+        .take_link(link_id)
+        .map_err(|e| pin_error(e.to_string()))?;
     let fd_link = FdLink::try_from(link).map_err(|e| pin_error(e.to_string()))?;
-    fd_link.pin(&pin_path).map_err(|e| pin_error(e.to_string()))?;
+    fd_link
+        .pin(&pin_path)
+        .map_err(|e| pin_error(e.to_string()))?;
     Ok(Attachment::Attached)
 }
 
@@ -237,7 +266,13 @@ fn mount_bpffs(path: &Path) -> io::Result<()> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     // SAFETY: all strings are NUL-terminated; no data argument.
     let rc = unsafe {
-        libc::mount(c"bpf".as_ptr(), c_path.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            c"bpf".as_ptr(),
+            c_path.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());

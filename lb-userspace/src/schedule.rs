@@ -25,7 +25,11 @@ pub enum ScheduleError {
 /// The ring for `scheduler` over `candidates`, at most [`RING_SLOTS`] long. Empty when no
 /// candidate has a positive weight.
 pub fn ring(scheduler: Scheduler, candidates: &[Candidate]) -> Result<Vec<u32>, ScheduleError> {
-    let active: Vec<Candidate> = candidates.iter().copied().filter(|c| c.weight > 0).collect();
+    let active: Vec<Candidate> = candidates
+        .iter()
+        .copied()
+        .filter(|c| c.weight > 0)
+        .collect();
     if active.len() > RING_SLOTS as usize {
         return Err(ScheduleError::TooManyReals {
             count: active.len(),
@@ -52,8 +56,17 @@ fn weighted_round_robin(active: &[Candidate]) -> Vec<u32> {
     let mut ring = Vec::with_capacity(period as usize);
     let mut threshold = max_weight;
     while ring.len() < period as usize {
-        ring.extend(active.iter().filter(|c| c.weight >= threshold).map(|c| c.real_id));
-        threshold = if threshold > step { threshold - step } else { max_weight };
+        ring.extend(
+            active
+                .iter()
+                .filter(|c| c.weight >= threshold)
+                .map(|c| c.real_id),
+        );
+        threshold = if threshold > step {
+            threshold - step
+        } else {
+            max_weight
+        };
     }
     ring
 }
@@ -99,7 +112,10 @@ mod tests {
         weights
             .iter()
             .enumerate()
-            .map(|(i, &weight)| Candidate { real_id: i as u32 + 1, weight })
+            .map(|(i, &weight)| Candidate {
+                real_id: i as u32 + 1,
+                weight,
+            })
             .collect()
     }
 
@@ -111,7 +127,10 @@ mod tests {
     fn wrr_period_holds_each_real_in_proportion_to_its_weight() {
         let ring = ring(Scheduler::Wrr, &candidates(&[1, 2, 3])).unwrap();
         assert_eq!(ring.len(), 6);
-        assert_eq!((count(&ring, 1), count(&ring, 2), count(&ring, 3)), (1, 2, 3));
+        assert_eq!(
+            (count(&ring, 1), count(&ring, 2), count(&ring, 3)),
+            (1, 2, 3)
+        );
     }
 
     #[test]
@@ -139,13 +158,19 @@ mod tests {
 
     #[test]
     fn no_positive_weight_gives_an_empty_ring() {
-        assert_eq!(ring(Scheduler::Wrr, &candidates(&[0, 0])).unwrap(), Vec::<u32>::new());
+        assert_eq!(
+            ring(Scheduler::Wrr, &candidates(&[0, 0])).unwrap(),
+            Vec::<u32>::new()
+        );
         assert_eq!(ring(Scheduler::Rr, &[]).unwrap(), Vec::<u32>::new());
     }
 
     #[test]
     fn rr_ignores_weights() {
-        assert_eq!(ring(Scheduler::Rr, &candidates(&[1, 7, 3])).unwrap(), vec![1, 2, 3]);
+        assert_eq!(
+            ring(Scheduler::Rr, &candidates(&[1, 7, 3])).unwrap(),
+            vec![1, 2, 3]
+        );
     }
 
     #[test]
@@ -163,7 +188,10 @@ mod tests {
         let weights = vec![1; RING_SLOTS as usize + 1];
         assert_eq!(
             ring(Scheduler::Wrr, &candidates(&weights)),
-            Err(ScheduleError::TooManyReals { count: RING_SLOTS as usize + 1, slots: RING_SLOTS })
+            Err(ScheduleError::TooManyReals {
+                count: RING_SLOTS as usize + 1,
+                slots: RING_SLOTS
+            })
         );
     }
 }

@@ -25,9 +25,16 @@ pub enum StateError {
         "real {real} of service {service} is not on a subnet of any XDP interface ({interfaces}): \
          direct routing needs the real on the same L2 segment"
     )]
-    RealNotConnected { service: String, real: IpAddr, interfaces: String },
+    RealNotConnected {
+        service: String,
+        real: IpAddr,
+        interfaces: String,
+    },
     #[error("service {service}: {source}")]
-    Schedule { service: String, source: ScheduleError },
+    Schedule {
+        service: String,
+        source: ScheduleError,
+    },
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
 }
@@ -66,7 +73,11 @@ impl ServiceState {
 }
 
 pub fn service_name(config: &ServiceConfig) -> String {
-    format!("{} {}", config.protocol.name().to_uppercase(), socket_text(config.vip, config.port))
+    format!(
+        "{} {}",
+        config.protocol.name().to_uppercase(),
+        socket_text(config.vip, config.port)
+    )
 }
 
 /// `addr:port`, with brackets for IPv6 (as ipvsadm prints it).
@@ -111,7 +122,10 @@ impl State {
                 reals,
             });
         }
-        Ok(Self { services, interfaces })
+        Ok(Self {
+            services,
+            interfaces,
+        })
     }
 
     /// Records the usable neighbour entries of `ifindex`. Returns whether any real changed.
@@ -157,14 +171,22 @@ impl State {
     }
 
     fn reals_mut(&mut self) -> impl Iterator<Item = &mut RealState> {
-        self.services.iter_mut().flat_map(|service| service.reals.iter_mut())
+        self.services
+            .iter_mut()
+            .flat_map(|service| service.reals.iter_mut())
     }
 
     /// Writes everything to the data plane, in an order that never lets the program see a
     /// ring slot naming a real that is not written yet: interfaces, reals, rings, services.
     pub fn apply(&self, dataplane: &mut dyn Dataplane) -> Result<(), StateError> {
         for interface in &self.interfaces {
-            dataplane.set_interface(interface.index, Interface { mac: interface.mac, _pad: [0; 2] })?;
+            dataplane.set_interface(
+                interface.index,
+                Interface {
+                    mac: interface.mac,
+                    _pad: [0; 2],
+                },
+            )?;
         }
         for service in &self.services {
             for real in &service.reals {
@@ -194,10 +216,17 @@ impl State {
             .reals
             .iter()
             .filter(|real| real.available())
-            .map(|real| Candidate { real_id: real.id, weight: real.config.weight })
+            .map(|real| Candidate {
+                real_id: real.id,
+                weight: real.config.weight,
+            })
             .collect();
-        schedule::ring(service.config.scheduler, &candidates)
-            .map_err(|source| StateError::Schedule { service: service.name(), source })
+        schedule::ring(service.config.scheduler, &candidates).map_err(|source| {
+            StateError::Schedule {
+                service: service.name(),
+                source,
+            }
+        })
     }
 }
 
@@ -205,8 +234,11 @@ fn describe(interfaces: &[InterfaceInfo]) -> String {
     interfaces
         .iter()
         .map(|interface| {
-            let prefixes: Vec<String> =
-                interface.prefixes.iter().map(|(addr, len)| format!("{addr}/{len}")).collect();
+            let prefixes: Vec<String> = interface
+                .prefixes
+                .iter()
+                .map(|(addr, len)| format!("{addr}/{len}"))
+                .collect();
             format!("{}: {}", interface.name, prefixes.join(" "))
         })
         .collect::<Vec<_>>()
@@ -358,12 +390,28 @@ services:
     fn neighbour_updates_report_changes_only() {
         let mut state = state();
         assert!(state.set_neighbours(7, &neighbours(&[(11, 1)])));
-        assert!(!state.set_neighbours(7, &neighbours(&[(11, 1)])), "same MAC: no change");
-        assert!(!state.set_neighbours(7, &HashMap::new()), "entry gone: keep last MAC");
-        assert!(state.set_neighbours(7, &neighbours(&[(11, 9)])), "new MAC is taken");
-        assert!(!state.set_neighbours(8, &neighbours(&[(12, 1)])), "other interface");
+        assert!(
+            !state.set_neighbours(7, &neighbours(&[(11, 1)])),
+            "same MAC: no change"
+        );
+        assert!(
+            !state.set_neighbours(7, &HashMap::new()),
+            "entry gone: keep last MAC"
+        );
+        assert!(
+            state.set_neighbours(7, &neighbours(&[(11, 9)])),
+            "new MAC is taken"
+        );
+        assert!(
+            !state.set_neighbours(8, &neighbours(&[(12, 1)])),
+            "other interface"
+        );
         assert_eq!(state.services[0].reals[0].mac, Some(mac(9)));
-        assert_eq!(state.services[1].reals[0].mac, Some(mac(9)), "same address, other service");
+        assert_eq!(
+            state.services[1].reals[0].mac,
+            Some(mac(9)),
+            "same address, other service"
+        );
     }
 
     #[test]
@@ -377,11 +425,8 @@ services:
 
     #[test]
     fn a_real_off_every_interface_subnet_is_an_error() {
-        let config = config::parse(
-            &CONFIG.replace("192.0.2.12", "203.0.113.12"),
-            "test.yaml",
-        )
-        .unwrap();
+        let config =
+            config::parse(&CONFIG.replace("192.0.2.12", "203.0.113.12"), "test.yaml").unwrap();
         let error = State::new(&config, vec![eth0()]).unwrap_err().to_string();
         assert!(error.contains("203.0.113.12"), "{error}");
         assert!(error.contains("eth0: 192.0.2.2/24"), "{error}");

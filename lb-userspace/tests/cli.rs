@@ -4,11 +4,17 @@
 use std::process::{Command, Output};
 
 fn lbd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lbd")).args(args).output().expect("running lbd")
+    Command::new(env!("CARGO_BIN_EXE_lbd"))
+        .args(args)
+        .output()
+        .expect("running lbd")
 }
 
 fn lbadm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lbadm")).args(args).output().expect("running lbadm")
+    Command::new(env!("CARGO_BIN_EXE_lbadm"))
+        .args(args)
+        .output()
+        .expect("running lbadm")
 }
 
 fn stderr(output: &Output) -> String {
@@ -41,17 +47,40 @@ fn check_accepts_a_good_config() {
     let output = lbd(&["--check", "--config", path.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("ok (instance t1, 1 services, 2 reals)"), "{stdout}");
+    assert!(
+        stdout.contains("ok (instance t1, 1 services, 2 reals)"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn bad_configs_fail_with_one_line_naming_key_and_line() {
     let cases = [
-        ("typo.yaml", GOOD.replace("    reals:", "    reels:"), ":7:5: services[0].reels: unknown key"),
-        ("address.yaml", GOOD.replace("192.0.2.12", "192.0.2.300"), ":9:19: services[0].reals[1].address"),
-        ("family.yaml", GOOD.replace("192.0.2.12", "2001:db8::12"), "services[0].reals[1].address"),
-        ("syntax.yaml", GOOD.replace("  - vip:", "  -vip: [") , "invalid YAML"),
-        ("scheduler.yaml", GOOD.replace("protocol: tcp", "protocol: tcp\n    scheduler: lc"), "scheduler `lc` is not supported yet"),
+        (
+            "typo.yaml",
+            GOOD.replace("    reals:", "    reels:"),
+            ":7:5: services[0].reels: unknown key",
+        ),
+        (
+            "address.yaml",
+            GOOD.replace("192.0.2.12", "192.0.2.300"),
+            ":9:19: services[0].reals[1].address",
+        ),
+        (
+            "family.yaml",
+            GOOD.replace("192.0.2.12", "2001:db8::12"),
+            "services[0].reals[1].address",
+        ),
+        (
+            "syntax.yaml",
+            GOOD.replace("  - vip:", "  -vip: ["),
+            "invalid YAML",
+        ),
+        (
+            "scheduler.yaml",
+            GOOD.replace("protocol: tcp", "protocol: tcp\n    scheduler: lc"),
+            "scheduler `lc` is not supported yet",
+        ),
     ];
     for (name, text, expected) in cases {
         let path = config_file(name, &text);
@@ -64,9 +93,19 @@ fn bad_configs_fail_with_one_line_naming_key_and_line() {
             let output = lbd(&args);
             let message = stderr(&output);
             assert_eq!(output.status.code(), Some(1), "{name}: {message}");
-            assert_eq!(message.lines().count(), 1, "{name}: one line, got {message:?}");
-            assert!(message.starts_with(&format!("lbd: {}", path.display())), "{name}: {message}");
-            assert!(message.contains(expected), "{name}: expected {expected:?} in {message}");
+            assert_eq!(
+                message.lines().count(),
+                1,
+                "{name}: one line, got {message:?}"
+            );
+            assert!(
+                message.starts_with(&format!("lbd: {}", path.display())),
+                "{name}: {message}"
+            );
+            assert!(
+                message.contains(expected),
+                "{name}: expected {expected:?} in {message}"
+            );
         }
     }
 }
@@ -75,17 +114,29 @@ fn bad_configs_fail_with_one_line_naming_key_and_line() {
 fn a_missing_config_file_is_named() {
     let output = lbd(&["--config", "/nonexistent/lb.yaml"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("/nonexistent/lb.yaml"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("/nonexistent/lb.yaml"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn lbadm_refuses_what_it_cannot_do_yet() {
     let output = lbadm(&["-A", "-t", "192.0.2.100:80", "-s", "rr"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("-A (add service) is not supported by this version yet"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("-A (add service) is not supported by this version yet"),
+        "{}",
+        stderr(&output)
+    );
     let output = lbadm(&["-L", "-n", "--rate", "--socket", "/nonexistent.sock"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("--rate is not supported"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--rate is not supported"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -93,13 +144,27 @@ fn lbadm_without_a_daemon_names_the_socket() {
     let output = lbadm(&["-L", "-n", "--socket", "/nonexistent/lbd.sock"]);
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
-    assert!(message.contains("cannot reach lbd at /nonexistent/lbd.sock"), "{message}");
+    assert!(
+        message.contains("cannot reach lbd at /nonexistent/lbd.sock"),
+        "{message}"
+    );
     assert_eq!(message.lines().count(), 1, "{message}");
 }
 
 #[test]
 fn lbadm_rejects_a_malformed_service() {
-    let output = lbadm(&["-L", "-n", "-t", "192.0.2.100", "--socket", "/nonexistent.sock"]);
+    let output = lbadm(&[
+        "-L",
+        "-n",
+        "-t",
+        "192.0.2.100",
+        "--socket",
+        "/nonexistent.sock",
+    ]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("-t: `192.0.2.100` is not VIP:PORT"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("-t: `192.0.2.100` is not VIP:PORT"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -74,16 +74,22 @@ impl Balancer {
             })
             .collect();
         state.set_neighbours(INGRESS_IFINDEX, &macs);
-        let loader::Loaded { ebpf, dataplane } =
-            loader::load(&config.limits, None).unwrap_or_else(|e| panic!("loading the program: {e:?}"));
-        let mut balancer = Balancer { ebpf, dataplane, state };
+        let loader::Loaded { ebpf, dataplane } = loader::load(&config.limits, None)
+            .unwrap_or_else(|e| panic!("loading the program: {e:?}"));
+        let mut balancer = Balancer {
+            ebpf,
+            dataplane,
+            state,
+        };
         balancer.apply();
         balancer
     }
 
     /// Writes the (possibly modified) state to the maps, as the daemon does.
     pub fn apply(&mut self) {
-        self.state.apply(&mut self.dataplane).unwrap_or_else(|e| panic!("applying state: {e}"));
+        self.state
+            .apply(&mut self.dataplane)
+            .unwrap_or_else(|e| panic!("applying state: {e}"));
     }
 
     /// Runs the balancer on one frame.
@@ -99,7 +105,10 @@ impl Balancer {
             })
             .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e:?}", frame.len()));
         out.truncate(result.data_size_out as usize);
-        Outcome { action: result.return_value, frame: out }
+        Outcome {
+            action: result.return_value,
+            frame: out,
+        }
     }
 
     /// Runs `frame` `repeat` times in the kernel and returns the mean time per run.
@@ -129,7 +138,9 @@ impl Balancer {
 
     pub fn service_counters(&self, service_index: usize) -> Counters {
         let id = self.state.services[service_index].id;
-        self.dataplane.service_counters(id).unwrap_or_else(|e| panic!("{e}"))
+        self.dataplane
+            .service_counters(id)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Counters of the real with this address in the service at `service_index`.
@@ -139,7 +150,9 @@ impl Balancer {
             .iter()
             .find(|real| real.config.address == IpAddr::V4(addr))
             .unwrap_or_else(|| panic!("no real {addr} in service {service_index}"));
-        self.dataplane.real_counters(real.id).unwrap_or_else(|e| panic!("{e}"))
+        self.dataplane
+            .real_counters(real.id)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 

@@ -361,6 +361,26 @@ fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
 }
 
+/// Opens `connections` connections to `target` from inside `client`, one after another, and
+/// sends `requests` GETs on each. Returns, per connection, the bodies it got (or the first
+/// error). Bounded: every connect, read and write times out after `timeout`.
+pub fn connections(
+    client: &crate::Netns,
+    target: SocketAddr,
+    connections: usize,
+    requests: usize,
+    timeout: Duration,
+) -> Vec<io::Result<Vec<String>>> {
+    client.run(|| {
+        (0..connections)
+            .map(|_| {
+                let mut connection = HttpClient::connect(target, timeout)?;
+                (0..requests).map(|_| connection.get("/")).collect()
+            })
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, SocketAddrV4};
@@ -456,24 +476,4 @@ mod tests {
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{error}");
         server.join().unwrap();
     }
-}
-
-/// Opens `connections` connections to `target` from inside `client`, one after another, and
-/// sends `requests` GETs on each. Returns, per connection, the bodies it got (or the first
-/// error). Bounded: every connect, read and write times out after `timeout`.
-pub fn connections(
-    client: &crate::Netns,
-    target: SocketAddr,
-    connections: usize,
-    requests: usize,
-    timeout: Duration,
-) -> Vec<io::Result<Vec<String>>> {
-    client.run(|| {
-        (0..connections)
-            .map(|_| {
-                let mut connection = HttpClient::connect(target, timeout)?;
-                (0..requests).map(|_| connection.get("/")).collect()
-            })
-            .collect()
-    })
 }

@@ -56,8 +56,12 @@ impl Lbd {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
         let config = dir.join("lbd.yaml");
         let socket = dir.join("lbd.sock");
-        let text = format!("instance: {instance}\nadmin:\n  socket: {}\n{body}", socket.display());
-        std::fs::write(&config, text).unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
+        let text = format!(
+            "instance: {instance}\nadmin:\n  socket: {}\n{body}",
+            socket.display()
+        );
+        std::fs::write(&config, text)
+            .unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
         Lbd::start_with_config(netns, &config, dir)
     }
 
@@ -82,7 +86,11 @@ impl Lbd {
     }
 
     fn spawn(&mut self, netns: &Netns) {
-        assert_eq!(netns.path(), self.netns_path, "restart in the same namespace");
+        assert_eq!(
+            netns.path(),
+            self.netns_path,
+            "restart in the same namespace"
+        );
         self.starts += 1;
         let log = File::create(self.log_path()).expect("creating the lbd log");
         let mut command = Command::new(binary("lbd"));
@@ -101,7 +109,11 @@ impl Lbd {
     pub fn restart(&mut self, netns: &Netns) {
         if self.child.is_some() {
             let status = self.stop();
-            assert!(status.success(), "lbd exited with {status}:\n{}", self.log());
+            assert!(
+                status.success(),
+                "lbd exited with {status}:\n{}",
+                self.log()
+            );
         }
         self.spawn(netns);
     }
@@ -130,15 +142,31 @@ impl Lbd {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten()) {
-                panic!("lbd in {} exited with {status} while starting:\n{}", self.netns_name, self.log());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten())
+            {
+                panic!(
+                    "lbd in {} exited with {status} while starting:\n{}",
+                    self.netns_name,
+                    self.log()
+                );
             }
-            if let Ok(listing) = self.try_listing() {
-                if listing.services.iter().flat_map(|s| &s.reals).all(|real| real.available) {
-                    return;
-                }
+            if let Ok(listing) = self.try_listing()
+                && listing
+                    .services
+                    .iter()
+                    .flat_map(|s| &s.reals)
+                    .all(|real| real.available)
+            {
+                return;
             }
-            assert!(Instant::now() < deadline, "lbd not ready after {START_TIMEOUT:?}:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "lbd not ready after {START_TIMEOUT:?}:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -152,7 +180,8 @@ impl Lbd {
 
     /// Services, reals and counters, as `lbadm -L -n -o json` gets them.
     pub fn listing(&self) -> Listing {
-        self.try_listing().unwrap_or_else(|e| panic!("listing: {e}\n{}", self.log()))
+        self.try_listing()
+            .unwrap_or_else(|e| panic!("listing: {e}\n{}", self.log()))
     }
 
     /// Runs `lbadm ARGS --socket SOCKET` and returns its stdout; panics if it fails.
@@ -184,7 +213,10 @@ impl Lbd {
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let status = child.wait().expect("waiting for lbd");
-                panic!("lbd ignored SIGTERM for {STOP_TIMEOUT:?} (killed: {status}):\n{}", self.log());
+                panic!(
+                    "lbd ignored SIGTERM for {STOP_TIMEOUT:?} (killed: {status}):\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -199,7 +231,10 @@ impl Lbd {
             .output();
         match output {
             Ok(output) if output.status.success() => {}
-            Ok(output) => eprintln!("lbd --teardown: {}", String::from_utf8_lossy(&output.stderr)),
+            Ok(output) => eprintln!(
+                "lbd --teardown: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ),
             Err(error) => eprintln!("lbd --teardown: {error}"),
         }
     }

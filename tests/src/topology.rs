@@ -416,7 +416,7 @@ mod tests {
             .filter(|name| name.starts_with(&prefix))
             .collect::<Vec<_>>();
         assert!(left.is_empty(), "namespaces left behind: {left:?}");
-// Loading the object for xdp_pass must pin nothing (aya pins maps declared `by_name` at
+        // Loading the object for xdp_pass must pin nothing (aya pins maps declared `by_name` at
         // /sys/fs/bpf/<MAP> when no directory is given).
         let pins = std::fs::read_dir(crate::privilege::BPFFS)
             .map(|entries| {

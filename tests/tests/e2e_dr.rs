@@ -45,7 +45,10 @@ fn vip() -> SocketAddr {
 /// The real that served a connection, checking that all its requests went to the same one.
 fn served_by(bodies: &[String]) -> String {
     let first = bodies.first().expect("at least one response");
-    assert!(bodies.iter().all(|body| body == first), "one connection, several reals: {bodies:?}");
+    assert!(
+        bodies.iter().all(|body| body == first),
+        "one connection, several reals: {bodies:?}"
+    );
     first.trim_end().to_owned()
 }
 
@@ -64,8 +67,13 @@ fn http_through_the_vip_is_spread_by_weight_and_survives_a_daemon_restart() {
         .iter()
         .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
         .collect();
-    let _own_server = HttpServer::start(&topology.lb, SocketAddr::new(IpAddr::V4(LB_IP), 8080), "lb");
-    let mut lbd = Lbd::start(&topology.lb, &format!("lbt-e2e-{}", std::process::id()), CONFIG);
+    let _own_server =
+        HttpServer::start(&topology.lb, SocketAddr::new(IpAddr::V4(LB_IP), 8080), "lb");
+    let mut lbd = Lbd::start(
+        &topology.lb,
+        &format!("lbt-e2e-{}", std::process::id()),
+        CONFIG,
+    );
 
     // A kept-alive connection opened first; it must stay on its real through a restart.
     let mut kept = topology
@@ -75,10 +83,18 @@ fn http_through_the_vip_is_spread_by_weight_and_survives_a_daemon_restart() {
     let kept_real = kept.get("/").expect("first request on the kept connection");
 
     // Every request succeeds, each connection stays on one real.
-    let results = http::connections(&topology.client, vip(), CONNECTIONS, REQUESTS_PER_CONNECTION, TIMEOUT);
+    let results = http::connections(
+        &topology.client,
+        vip(),
+        CONNECTIONS,
+        REQUESTS_PER_CONNECTION,
+        TIMEOUT,
+    );
     let mut per_real: HashMap<String, u64> = HashMap::new();
     for (index, result) in results.iter().enumerate() {
-        let bodies = result.as_ref().unwrap_or_else(|e| panic!("connection {index}: {e}\n{}", lbd.log()));
+        let bodies = result
+            .as_ref()
+            .unwrap_or_else(|e| panic!("connection {index}: {e}\n{}", lbd.log()));
         assert_eq!(bodies.len(), REQUESTS_PER_CONNECTION);
         *per_real.entry(served_by(bodies)).or_default() += 1;
     }
@@ -101,37 +117,73 @@ fn http_through_the_vip_is_spread_by_weight_and_survives_a_daemon_restart() {
     let service = &listing.services[0];
     assert_eq!(service.stats.conns, CONNECTIONS as u64 + 1, "{listing:#?}");
     for real in &service.reals {
-        let name = format!("real{}", real.address.to_string().rsplit('.').next().unwrap().parse::<u8>().unwrap() - 10);
-        let seen = per_real.get(&name).copied().unwrap_or(0) + u64::from(kept_real.trim_end() == name);
+        let name = format!(
+            "real{}",
+            real.address
+                .to_string()
+                .rsplit('.')
+                .next()
+                .unwrap()
+                .parse::<u8>()
+                .unwrap()
+                - 10
+        );
+        let seen =
+            per_real.get(&name).copied().unwrap_or(0) + u64::from(kept_real.trim_end() == name);
         assert_eq!(real.stats.conns, seen, "{name}: {listing:#?}");
         assert_eq!(real.active_conn, seen, "{name}: flows in the table");
         assert!(real.available, "{name}");
     }
-    let reasons: HashMap<&str, u64> = listing.reasons.iter().map(|r| (r.reason.as_str(), r.packets)).collect();
+    let reasons: HashMap<&str, u64> = listing
+        .reasons
+        .iter()
+        .map(|r| (r.reason.as_str(), r.packets))
+        .collect();
     assert!(reasons["forwarded_tx"] >= (CONNECTIONS * (2 + REQUESTS_PER_CONNECTION)) as u64);
 
     // Traffic to the balancer's own address is not eaten by XDP.
-    let own = topology.client.run(|| http::get(SocketAddr::new(IpAddr::V4(LB_IP), 8080), "/", TIMEOUT));
+    let own = topology
+        .client
+        .run(|| http::get(SocketAddr::new(IpAddr::V4(LB_IP), 8080), "/", TIMEOUT));
     assert_eq!(own.expect("HTTP to the balancer's own address"), "lb\n");
 
     // lbadm shows it in ipvsadm's layout.
     let table = lbd.lbadm(&["-L", "-n"]);
     assert!(table.contains("TCP  192.0.2.100:80 wrr\n"), "{table}");
-    assert!(table.contains("  -> 192.0.2.13:80                Route   3      "), "{table}");
+    assert!(
+        table.contains("  -> 192.0.2.13:80                Route   3      "),
+        "{table}"
+    );
     let stats = lbd.lbadm(&["-L", "-n", "--stats", "--exact"]);
-    assert!(stats.contains(&format!("TCP  192.0.2.100:80                    {}", CONNECTIONS + 1)), "{stats}");
+    assert!(
+        stats.contains(&format!(
+            "TCP  192.0.2.100:80                    {}",
+            CONNECTIONS + 1
+        )),
+        "{stats}"
+    );
 
     // Stopping the daemon does not stop forwarding: the program and its maps stay pinned.
     let status = lbd.stop();
     assert!(status.success(), "lbd exit: {status}\n{}", lbd.log());
-    assert_eq!(kept.get("/").expect("kept connection while lbd is stopped"), kept_real);
+    assert_eq!(
+        kept.get("/").expect("kept connection while lbd is stopped"),
+        kept_real
+    );
     for result in http::connections(&topology.client, vip(), 6, 1, TIMEOUT) {
         result.expect("new connection while lbd is stopped");
     }
     // A new daemon adopts the pinned program, maps and flows.
     lbd.restart(&topology.lb);
-    assert!(lbd.log().contains("replaced the program on eth0"), "{}", lbd.log());
-    assert_eq!(kept.get("/").expect("kept connection after the restart"), kept_real);
+    assert!(
+        lbd.log().contains("replaced the program on eth0"),
+        "{}",
+        lbd.log()
+    );
+    assert_eq!(
+        kept.get("/").expect("kept connection after the restart"),
+        kept_real
+    );
     for result in http::connections(&topology.client, vip(), 6, 1, TIMEOUT) {
         result.expect("new connection after the restart");
     }

@@ -80,9 +80,12 @@ fn balancer(test: &str) -> Option<Balancer> {
 }
 
 fn tcp(client_port: u16, vip: Ipv4Addr, port: u16) -> Frame {
-    Frame::tcp(SocketAddrV4::new(CLIENT, client_port), SocketAddrV4::new(vip, port))
-        .src_mac(CLIENT_MAC)
-        .dst_mac(BALANCER_MAC)
+    Frame::tcp(
+        SocketAddrV4::new(CLIENT, client_port),
+        SocketAddrV4::new(vip, port),
+    )
+    .src_mac(CLIENT_MAC)
+    .dst_mac(BALANCER_MAC)
 }
 
 fn syn(client_port: u16) -> Frame {
@@ -115,7 +118,10 @@ fn check(balancer: &mut Balancer, name: &str, frame: &[u8], expect: Expect) -> V
             (XDP_TX, Reason::ForwardedTx, rewritten)
         }
     };
-    assert_eq!(outcome.action, action, "{name}: XDP action (expected {expect:?})");
+    assert_eq!(
+        outcome.action, action,
+        "{name}: XDP action (expected {expect:?})"
+    );
     // A dropped frame's bytes go nowhere; only check what leaves.
     if action != XDP_DROP {
         assert_frame_eq(name, &expected_frame, &outcome.frame);
@@ -123,7 +129,12 @@ fn check(balancer: &mut Balancer, name: &str, frame: &[u8], expect: Expect) -> V
     for candidate in Reason::ALL {
         let delta = after[&candidate] - before[&candidate];
         let wanted = u64::from(candidate == reason);
-        assert_eq!(delta, wanted, "{name}: counter {} moved by {delta}", candidate.name());
+        assert_eq!(
+            delta,
+            wanted,
+            "{name}: counter {} moved by {delta}",
+            candidate.name()
+        );
     }
     outcome.frame
 }
@@ -142,18 +153,31 @@ fn web_reals() -> Vec<Ipv4Addr> {
 
 #[test]
 fn every_kind_of_frame_gets_its_verdict() {
-    let Some(mut balancer) = balancer("every_kind_of_frame_gets_its_verdict") else { return };
+    let Some(mut balancer) = balancer("every_kind_of_frame_gets_its_verdict") else {
+        return;
+    };
     let udp = |vip: Ipv4Addr, port: u16| {
-        Frame::udp(SocketAddrV4::new(CLIENT, 5353), SocketAddrV4::new(vip, port))
-            .src_mac(CLIENT_MAC)
-            .dst_mac(BALANCER_MAC)
-            .payload(b"query")
+        Frame::udp(
+            SocketAddrV4::new(CLIENT, 5353),
+            SocketAddrV4::new(vip, port),
+        )
+        .src_mac(CLIENT_MAC)
+        .dst_mac(BALANCER_MAC)
+        .payload(b"query")
     };
     // The first TCP flow of a fresh balancer goes to the first slot of the wrr ring
     // (weights 1,2,3: the heaviest real first).
     let cases: Vec<(&str, Vec<u8>, Expect)> = vec![
-        ("tcp_syn_to_vip", syn(40000).build(), Expect::Forward(WEB_REALS[2].0)),
-        ("udp_to_vip", udp(VIP, 53).build(), Expect::Forward(DNS_REAL)),
+        (
+            "tcp_syn_to_vip",
+            syn(40000).build(),
+            Expect::Forward(WEB_REALS[2].0),
+        ),
+        (
+            "udp_to_vip",
+            udp(VIP, 53).build(),
+            Expect::Forward(DNS_REAL),
+        ),
         (
             "tcp_to_all_ports_vip",
             tcp(40001, VIP_ALL_PORTS, 8443).syn().build(),
@@ -166,7 +190,9 @@ fn every_kind_of_frame_gets_its_verdict() {
         ),
         (
             "ip_options_are_forwarded_untouched",
-            syn(40003).ip_options(&[0x94, 0x04, 0, 0, 0x01, 0x01, 0x01, 0x00]).build(),
+            syn(40003)
+                .ip_options(&[0x94, 0x04, 0, 0, 0x01, 0x01, 0x01, 0x00])
+                .build(),
             Expect::Forward(WEB_REALS[2].0),
         ),
         (
@@ -183,8 +209,16 @@ fn every_kind_of_frame_gets_its_verdict() {
             tcp(40005, BALANCER_OWN, 22).syn().build(),
             Expect::Pass(Reason::PassNoService),
         ),
-        ("tcp_to_vip_other_port", tcp(40006, VIP, 443).syn().build(), Expect::Pass(Reason::PassNoService)),
-        ("udp_to_tcp_only_port", udp(VIP, 80).build(), Expect::Pass(Reason::PassNoService)),
+        (
+            "tcp_to_vip_other_port",
+            tcp(40006, VIP, 443).syn().build(),
+            Expect::Pass(Reason::PassNoService),
+        ),
+        (
+            "udp_to_tcp_only_port",
+            udp(VIP, 80).build(),
+            Expect::Pass(Reason::PassNoService),
+        ),
         (
             "arp_request_for_vip",
             Frame::arp_request(CLIENT, VIP).src_mac(CLIENT_MAC).build(),
@@ -192,17 +226,27 @@ fn every_kind_of_frame_gets_its_verdict() {
         ),
         (
             "ipv6_tcp",
-            Frame::ipv6_tcp("[2001:db8::7]:40000".parse().unwrap(), "[2001:db8::100]:80".parse().unwrap())
-                .src_mac(CLIENT_MAC)
-                .dst_mac(BALANCER_MAC)
-                .syn()
-                .build(),
+            Frame::ipv6_tcp(
+                "[2001:db8::7]:40000".parse().unwrap(),
+                "[2001:db8::100]:80".parse().unwrap(),
+            )
+            .src_mac(CLIENT_MAC)
+            .dst_mac(BALANCER_MAC)
+            .syn()
+            .build(),
             Expect::Pass(Reason::PassIpv6),
         ),
-        ("qinq_tagged", syn(40007).qinq(10, 100).build(), Expect::Pass(Reason::PassStackedVlan)),
+        (
+            "qinq_tagged",
+            syn(40007).qinq(10, 100).build(),
+            Expect::Pass(Reason::PassStackedVlan),
+        ),
         (
             "icmp_echo_to_vip",
-            Frame::icmp_echo(CLIENT, VIP).src_mac(CLIENT_MAC).dst_mac(BALANCER_MAC).build(),
+            Frame::icmp_echo(CLIENT, VIP)
+                .src_mac(CLIENT_MAC)
+                .dst_mac(BALANCER_MAC)
+                .build(),
             Expect::Pass(Reason::PassNotTcpUdp),
         ),
         (
@@ -215,7 +259,11 @@ fn every_kind_of_frame_gets_its_verdict() {
             syn(40009).fragment(false, 1480).build(),
             Expect::Pass(Reason::PassFragment),
         ),
-        ("ihl_below_five", syn(40010).ip_ihl(4).build(), Expect::Pass(Reason::PassMalformed)),
+        (
+            "ihl_below_five",
+            syn(40010).ip_ihl(4).build(),
+            Expect::Pass(Reason::PassMalformed),
+        ),
         (
             "total_length_past_frame_end",
             syn(40011).ip_total_length(1500).build(),
@@ -239,31 +287,69 @@ fn every_kind_of_frame_gets_its_verdict() {
 
 #[test]
 fn truncated_frames_pass_untouched_at_every_length() {
-    let Some(mut balancer) = balancer("truncated_frames_pass_untouched_at_every_length") else { return };
+    let Some(mut balancer) = balancer("truncated_frames_pass_untouched_at_every_length") else {
+        return;
+    };
     let frames = [
-        ("tcp", syn(41000).payload(b"GET / HTTP/1.1\r\n").build(), 14 + 20 + 20),
-        ("udp", Frame::udp(SocketAddrV4::new(CLIENT, 41001), SocketAddrV4::new(VIP, 53))
-            .src_mac(CLIENT_MAC).dst_mac(BALANCER_MAC).payload(b"q").build(), 14 + 20 + 8),
+        (
+            "tcp",
+            syn(41000).payload(b"GET / HTTP/1.1\r\n").build(),
+            14 + 20 + 20,
+        ),
+        (
+            "udp",
+            Frame::udp(SocketAddrV4::new(CLIENT, 41001), SocketAddrV4::new(VIP, 53))
+                .src_mac(CLIENT_MAC)
+                .dst_mac(BALANCER_MAC)
+                .payload(b"q")
+                .build(),
+            14 + 20 + 8,
+        ),
         ("vlan_tcp", syn(41002).vlan(7).build(), 18 + 20 + 20),
-        ("tcp_with_ip_options", syn(41003).ip_options(&[1, 1, 1, 0]).build(), 14 + 24 + 20),
+        (
+            "tcp_with_ip_options",
+            syn(41003).ip_options(&[1, 1, 1, 0]).build(),
+            14 + 24 + 20,
+        ),
     ];
     // BPF_PROG_TEST_RUN refuses XDP frames shorter than an Ethernet header.
     for (kind, frame, headers) in &frames {
         for len in 14..*headers {
             let name = format!("{kind}_truncated_to_{len}");
-            check(&mut balancer, &name, &truncated(frame, len), Expect::Pass(Reason::PassTruncated));
+            check(
+                &mut balancer,
+                &name,
+                &truncated(frame, len),
+                Expect::Pass(Reason::PassTruncated),
+            );
         }
     }
     // Non-IP frames are not parsed beyond the Ethernet header, whatever their length.
     let arp = Frame::arp_request(CLIENT, VIP).src_mac(CLIENT_MAC).build();
-    check(&mut balancer, "arp_truncated_to_14", &truncated(&arp, 14), Expect::Pass(Reason::PassNotIp));
-    assert_eq!(balancer.service_counters(WEB).packets, 0, "nothing truncated was forwarded");
+    check(
+        &mut balancer,
+        "arp_truncated_to_14",
+        &truncated(&arp, 14),
+        Expect::Pass(Reason::PassNotIp),
+    );
+    assert_eq!(
+        balancer.service_counters(WEB).packets,
+        0,
+        "nothing truncated was forwarded"
+    );
 }
 
 #[test]
 fn a_flow_keeps_its_real() {
-    let Some(mut balancer) = balancer("a_flow_keeps_its_real") else { return };
-    let first = check(&mut balancer, "syn", &syn(42000).build(), Expect::Forward(WEB_REALS[2].0));
+    let Some(mut balancer) = balancer("a_flow_keeps_its_real") else {
+        return;
+    };
+    let first = check(
+        &mut balancer,
+        "syn",
+        &syn(42000).build(),
+        Expect::Forward(WEB_REALS[2].0),
+    );
     let real = real_of(&first, &web_reals());
     // Other flows move the scheduler on; this flow's packets must not follow it.
     for port in 42001..42005 {
@@ -272,33 +358,68 @@ fn a_flow_keeps_its_real() {
     }
     for (i, frame) in [
         tcp(42000, VIP, 80).ack().seq(1).ack_number(1).build(),
-        tcp(42000, VIP, 80).ack().psh().seq(1).payload(b"GET / HTTP/1.1\r\n\r\n").build(),
+        tcp(42000, VIP, 80)
+            .ack()
+            .psh()
+            .seq(1)
+            .payload(b"GET / HTTP/1.1\r\n\r\n")
+            .build(),
         tcp(42000, VIP, 80).fin().ack().seq(19).build(),
     ]
     .iter()
     .enumerate()
     {
-        check(&mut balancer, &format!("same_flow_packet_{i}"), frame, Expect::Forward(real));
+        check(
+            &mut balancer,
+            &format!("same_flow_packet_{i}"),
+            frame,
+            Expect::Forward(real),
+        );
     }
     let counters = balancer.real_counters(WEB, real);
     assert!(counters.new_flows >= 1, "{counters:?}");
-    assert_eq!(balancer.service_counters(WEB).new_flows, 5, "five flows, however many packets");
+    assert_eq!(
+        balancer.service_counters(WEB).new_flows,
+        5,
+        "five flows, however many packets"
+    );
 }
 
 #[test]
 fn new_flows_follow_the_weighted_schedule() {
-    let Some(mut balancer) = balancer("new_flows_follow_the_weighted_schedule") else { return };
+    let Some(mut balancer) = balancer("new_flows_follow_the_weighted_schedule") else {
+        return;
+    };
     // LVS wrr over weights 1,2,3 (ids 1,2,3): thresholds 3,2,1 → [3], [2,3], [1,2,3].
-    let period = [WEB_REALS[2].0, WEB_REALS[1].0, WEB_REALS[2].0, WEB_REALS[0].0, WEB_REALS[1].0, WEB_REALS[2].0];
+    let period = [
+        WEB_REALS[2].0,
+        WEB_REALS[1].0,
+        WEB_REALS[2].0,
+        WEB_REALS[0].0,
+        WEB_REALS[1].0,
+        WEB_REALS[2].0,
+    ];
     let rounds = 10;
     for flow in 0..period.len() * rounds {
         let name = format!("flow_{flow}");
-        check(&mut balancer, &name, &syn(43000 + flow as u16).build(), Expect::Forward(period[flow % period.len()]));
+        check(
+            &mut balancer,
+            &name,
+            &syn(43000 + flow as u16).build(),
+            Expect::Forward(period[flow % period.len()]),
+        );
     }
     for (real, weight) in WEB_REALS {
         let counters = balancer.real_counters(WEB, real);
-        assert_eq!(counters.new_flows, u64::from(weight) * rounds as u64, "{real}");
-        assert_eq!(counters.packets, counters.new_flows, "{real}: one SYN per flow");
+        assert_eq!(
+            counters.new_flows,
+            u64::from(weight) * rounds as u64,
+            "{real}"
+        );
+        assert_eq!(
+            counters.packets, counters.new_flows,
+            "{real}: one SYN per flow"
+        );
     }
     let service = balancer.service_counters(WEB);
     let frame_len = syn(43000).build().len() as u64;
@@ -308,27 +429,57 @@ fn new_flows_follow_the_weighted_schedule() {
 
 #[test]
 fn a_drained_real_keeps_its_flows_and_takes_no_new_ones() {
-    let Some(mut balancer) = balancer("a_drained_real_keeps_its_flows_and_takes_no_new_ones") else { return };
-    let first = check(&mut balancer, "syn", &syn(44000).build(), Expect::Forward(WEB_REALS[2].0));
+    let Some(mut balancer) = balancer("a_drained_real_keeps_its_flows_and_takes_no_new_ones")
+    else {
+        return;
+    };
+    let first = check(
+        &mut balancer,
+        "syn",
+        &syn(44000).build(),
+        Expect::Forward(WEB_REALS[2].0),
+    );
     let drained = real_of(&first, &web_reals());
-    let index = WEB_REALS.iter().position(|(addr, _)| *addr == drained).unwrap();
+    let index = WEB_REALS
+        .iter()
+        .position(|(addr, _)| *addr == drained)
+        .unwrap();
     balancer.state.services[WEB].reals[index].config.weight = 0;
     balancer.apply();
 
-    check(&mut balancer, "established_flow", &tcp(44000, VIP, 80).ack().build(), Expect::Forward(drained));
+    check(
+        &mut balancer,
+        "established_flow",
+        &tcp(44000, VIP, 80).ack().build(),
+        Expect::Forward(drained),
+    );
     for port in 44001..44031 {
         let outcome = balancer.run(&syn(port).build());
         assert_eq!(outcome.action, XDP_TX);
-        assert_ne!(real_of(&outcome.frame, &web_reals()), drained, "new flow from port {port}");
+        assert_ne!(
+            real_of(&outcome.frame, &web_reals()),
+            drained,
+            "new flow from port {port}"
+        );
     }
 }
 
 #[test]
 fn flows_of_an_unavailable_real_move_to_another() {
-    let Some(mut balancer) = balancer("flows_of_an_unavailable_real_move_to_another") else { return };
-    let first = check(&mut balancer, "syn", &syn(45000).build(), Expect::Forward(WEB_REALS[2].0));
+    let Some(mut balancer) = balancer("flows_of_an_unavailable_real_move_to_another") else {
+        return;
+    };
+    let first = check(
+        &mut balancer,
+        "syn",
+        &syn(45000).build(),
+        Expect::Forward(WEB_REALS[2].0),
+    );
     let gone = real_of(&first, &web_reals());
-    let index = WEB_REALS.iter().position(|(addr, _)| *addr == gone).unwrap();
+    let index = WEB_REALS
+        .iter()
+        .position(|(addr, _)| *addr == gone)
+        .unwrap();
     balancer.state.services[WEB].reals[index].mac = None;
     balancer.apply();
 
@@ -336,20 +487,36 @@ fn flows_of_an_unavailable_real_move_to_another() {
     assert_eq!(moved.action, XDP_TX);
     let new_real = real_of(&moved.frame, &web_reals());
     assert_ne!(new_real, gone);
-    check(&mut balancer, "stays_on_new_real", &tcp(45000, VIP, 80).ack().build(), Expect::Forward(new_real));
-    assert_eq!(balancer.service_counters(WEB).new_flows, 2, "rescheduling counts as a new flow");
+    check(
+        &mut balancer,
+        "stays_on_new_real",
+        &tcp(45000, VIP, 80).ack().build(),
+        Expect::Forward(new_real),
+    );
+    assert_eq!(
+        balancer.service_counters(WEB).new_flows,
+        2,
+        "rescheduling counts as a new flow"
+    );
 }
 
 #[test]
 fn udp_flows_keep_their_real_too() {
-    let Some(mut balancer) = balancer("udp_flows_keep_their_real_too") else { return };
+    let Some(mut balancer) = balancer("udp_flows_keep_their_real_too") else {
+        return;
+    };
     let query = Frame::udp(SocketAddrV4::new(CLIENT, 5300), SocketAddrV4::new(VIP, 53))
         .src_mac(CLIENT_MAC)
         .dst_mac(BALANCER_MAC)
         .payload(b"query")
         .build();
     for i in 0..3 {
-        check(&mut balancer, &format!("datagram_{i}"), &query, Expect::Forward(DNS_REAL));
+        check(
+            &mut balancer,
+            &format!("datagram_{i}"),
+            &query,
+            Expect::Forward(DNS_REAL),
+        );
     }
     let counters = balancer.service_counters(DNS);
     assert_eq!((counters.new_flows, counters.packets), (1, 3));

@@ -7,7 +7,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_tests::{DrTopology, Netns, lbd::{Lbd, binary}, netns, privilege::require_root};
+use lb_tests::{
+    DrTopology, Netns,
+    lbd::{Lbd, binary},
+    netns,
+    privilege::require_root,
+};
 
 const SERVICE: &str = "
 services:
@@ -20,7 +25,11 @@ services:
 /// Runs lbd with `config` inside `netns` (bounded: it must fail fast) and returns its output.
 fn failing_lbd(netns: &Netns, config: &Path) -> Output {
     let mut command = Command::new(binary("lbd"));
-    command.arg("--config").arg(config).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = netns.spawn(command);
     let deadline = Instant::now() + Duration::from_secs(20);
     while child.try_wait().expect("waiting for lbd").is_none() {
@@ -46,7 +55,10 @@ fn lbd_refuses_what_it_cannot_run_and_leaves_nothing_behind() {
     let running = Lbd::start(
         &topology.lb,
         &format!("lbt-err-{pid}"),
-        &format!("interfaces: [{{name: eth0}}]\n{}", SERVICE.replace("REAL", "192.0.2.11")),
+        &format!(
+            "interfaces: [{{name: eth0}}]\n{}",
+            SERVICE.replace("REAL", "192.0.2.11")
+        ),
     );
     let dir = std::env::temp_dir().join(format!("lbt-err-{pid}-configs"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -54,12 +66,18 @@ fn lbd_refuses_what_it_cannot_run_and_leaves_nothing_behind() {
     let cases = [
         (
             "missing_interface",
-            format!("interfaces: [{{name: eth9}}]\n{}", SERVICE.replace("REAL", "192.0.2.11")),
+            format!(
+                "interfaces: [{{name: eth9}}]\n{}",
+                SERVICE.replace("REAL", "192.0.2.11")
+            ),
             "eth9",
         ),
         (
             "real_off_subnet",
-            format!("interfaces: [{{name: eth0}}]\n{}", SERVICE.replace("REAL", "198.51.100.5")),
+            format!(
+                "interfaces: [{{name: eth0}}]\n{}",
+                SERVICE.replace("REAL", "198.51.100.5")
+            ),
             "real 198.51.100.5 of service TCP 192.0.2.100:80 is not on a subnet of any XDP interface (eth0: 192.0.2.2/24",
         ),
     ];
@@ -67,13 +85,26 @@ fn lbd_refuses_what_it_cannot_run_and_leaves_nothing_behind() {
         let instance = format!("lbt-err-{pid}-{}", name.replace('_', "-"));
         let socket = dir.join(format!("{name}.sock"));
         let config = dir.join(format!("{name}.yaml"));
-        std::fs::write(&config, format!("instance: {instance}\nadmin: {{socket: {}}}\n{body}", socket.display())).unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "instance: {instance}\nadmin: {{socket: {}}}\n{body}",
+                socket.display()
+            ),
+        )
+        .unwrap();
         let output = failing_lbd(&topology.lb, &config);
         let stderr = String::from_utf8_lossy(&output.stderr);
         let last = stderr.lines().last().unwrap_or("");
         assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
-        assert!(last.starts_with("lbd: ") && last.contains(expected), "{name}: expected {expected:?} in {stderr}");
-        assert!(!Path::new("/sys/fs/bpf/lb").join(&instance).exists(), "{name}: pins left behind");
+        assert!(
+            last.starts_with("lbd: ") && last.contains(expected),
+            "{name}: expected {expected:?} in {stderr}"
+        );
+        assert!(
+            !Path::new("/sys/fs/bpf/lb").join(&instance).exists(),
+            "{name}: pins left behind"
+        );
         assert!(!socket.exists(), "{name}: admin socket left behind");
     }
 
@@ -83,6 +114,9 @@ fn lbd_refuses_what_it_cannot_run_and_leaves_nothing_behind() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("is in use by a running lbd"), "{stderr}");
     let listing = running.listing();
-    assert!(listing.services[0].reals[0].available, "the first daemon still serves: {listing:?}");
+    assert!(
+        listing.services[0].reals[0].available,
+        "the first daemon still serves: {listing:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

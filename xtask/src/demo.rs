@@ -46,12 +46,21 @@ pub fn run() -> anyhow::Result<()> {
     // Ctrl-C only raises a flag, checked between steps, so every guard below gets dropped
     // and removes what it made. SAFETY: the handler only stores to an atomic.
     unsafe {
-        libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_interrupt as *const () as libc::sighandler_t);
+        libc::signal(
+            libc::SIGINT,
+            on_interrupt as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_interrupt as *const () as libc::sighandler_t,
+        );
     }
     let config_path = crate::workspace_root().join("examples/demo.yaml");
     let config = lb_userspace::config::load(&config_path)?;
-    let service = config.services.first().context("examples/demo.yaml has no service")?;
+    let service = config
+        .services
+        .first()
+        .context("examples/demo.yaml has no service")?;
     let vip = SocketAddr::new(service.vip, service.port);
     let reals: Vec<(String, IpAddr, u32)> = service
         .reals
@@ -61,19 +70,30 @@ pub fn run() -> anyhow::Result<()> {
         .collect();
 
     netns::remove_leftovers(PREFIX);
-    println!("demo: building the network: client, balancer, {} reals (namespaces {PREFIX}*)", reals.len());
+    println!(
+        "demo: building the network: client, balancer, {} reals (namespaces {PREFIX}*)",
+        reals.len()
+    );
     let names: Vec<&str> = reals.iter().map(|(name, ..)| name.as_str()).collect();
     let topology = DrTopology::build(PREFIX, &names);
     for ((name, address, _), (_, _, topology_address)) in reals.iter().zip(&topology.reals) {
         if *address != IpAddr::V4(*topology_address) {
-            bail!("examples/demo.yaml: {name} is {address}, but the demo network gives it {topology_address}");
+            bail!(
+                "examples/demo.yaml: {name} is {address}, but the demo network gives it {topology_address}"
+            );
         }
     }
     topology.attach_pass_program();
     let _servers: Vec<HttpServer> = topology
         .reals
         .iter()
-        .map(|(name, netns, _)| HttpServer::start(netns, SocketAddr::new([0, 0, 0, 0].into(), vip.port()), name))
+        .map(|(name, netns, _)| {
+            HttpServer::start(
+                netns,
+                SocketAddr::new([0, 0, 0, 0].into(), vip.port()),
+                name,
+            )
+        })
         .collect();
     check_interrupt()?;
 
@@ -94,7 +114,10 @@ pub fn run() -> anyhow::Result<()> {
 
     let total_weight: u32 = reals.iter().map(|(.., weight)| weight).sum();
     println!();
-    println!("{:<8} {:<16} {:>6} {:>12} {:>8} {:>9}", "real", "address", "weight", "connections", "share", "expected");
+    println!(
+        "{:<8} {:<16} {:>6} {:>12} {:>8} {:>9}",
+        "real", "address", "weight", "connections", "share", "expected"
+    );
     for (name, address, weight) in &reals {
         let count = served.get(name).copied().unwrap_or(0);
         println!(
@@ -103,7 +126,10 @@ pub fn run() -> anyhow::Result<()> {
             100.0 * f64::from(*weight) / f64::from(total_weight),
         );
     }
-    println!("\n$ lbadm -L -n --stats\n{}", lbd.lbadm(&["-L", "-n", "--stats"]));
+    println!(
+        "\n$ lbadm -L -n --stats\n{}",
+        lbd.lbadm(&["-L", "-n", "--stats"])
+    );
     println!("$ lbadm -L -n\n{}", lbd.lbadm(&["-L", "-n"]));
     println!("demo: done; removing the namespaces and everything lbd pinned");
     Ok(())

@@ -86,7 +86,9 @@ fn workspace_root() -> std::path::PathBuf {
 /// Runs `command`, failing with its command line if it fails.
 fn status(command: &mut Command) -> anyhow::Result<()> {
     let described = format!("{command:?}");
-    let status = command.status().with_context(|| format!("running {described}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("running {described}"))?;
     if !status.success() {
         bail!("{described} failed ({status})");
     }

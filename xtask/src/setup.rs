@@ -30,10 +30,22 @@ fn nightly_with_rust_src() -> anyhow::Result<()> {
              LLVM matches {LLVM_PACKAGE}: `rustup toolchain install nightly --component rust-src`"
         );
     }
-    let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
     if !installed.lines().any(|line| line.starts_with("rust-src")) {
         eprintln!("setup: adding rust-src to the nightly toolchain");
-        status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        status(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     }
     Ok(())
 }
@@ -69,11 +81,17 @@ fn apt_tool(binary: &str, package: &str) -> anyhow::Result<()> {
 fn apt_install(package: &str) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("{package} is missing; install it as root: `apt-get update && apt-get install -y {package}`");
+        bail!(
+            "{package} is missing; install it as root: `apt-get update && apt-get install -y {package}`"
+        );
     }
     eprintln!("setup: installing {package}");
     status(Command::new("apt-get").args(["update", "-q"]))?;
-    status(Command::new("apt-get").args(["install", "-y", "-q", package]).env("DEBIAN_FRONTEND", "noninteractive"))
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", package])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 fn succeeds(command: &mut Command) -> bool {
@@ -86,9 +104,14 @@ fn succeeds(command: &mut Command) -> bool {
 
 fn output(command: &mut Command) -> anyhow::Result<String> {
     let described = format!("{command:?}");
-    let output = command.output().with_context(|| format!("running {described}"))?;
+    let output = command
+        .output()
+        .with_context(|| format!("running {described}"))?;
     if !output.status.success() {
-        bail!("{described} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "{described} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }

@@ -16,7 +16,11 @@ use lb_userspace::{
 const INITIAL_RESOLUTION: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Parser)]
-#[command(name = "lbd", version, about = "XDP load balancer daemon (LVS-DR style)")]
+#[command(
+    name = "lbd",
+    version,
+    about = "XDP load balancer daemon (LVS-DR style)"
+)]
 struct Args {
     /// The YAML configuration file.
     #[arg(long, value_name = "FILE")]
@@ -45,7 +49,11 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     let config = config::load(&args.config)?;
     if args.check {
-        let reals: usize = config.services.iter().map(|service| service.reals.len()).sum();
+        let reals: usize = config
+            .services
+            .iter()
+            .map(|service| service.reals.len())
+            .sum();
         println!(
             "{}: ok (instance {}, {} services, {reals} reals)",
             args.config.display(),
@@ -57,7 +65,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     if args.teardown {
         loader::unpin_all(&config.pin_dir)
             .with_context(|| format!("removing {}", config.pin_dir.display()))?;
-        println!("instance {}: detached and unpinned ({})", config.instance, config.pin_dir.display());
+        println!(
+            "instance {}: detached and unpinned ({})",
+            config.instance,
+            config.pin_dir.display()
+        );
         return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -112,26 +124,40 @@ async fn start(
     state: State,
     neighbours: Neighbours,
 ) -> anyhow::Result<(aya::Ebpf, Daemon)> {
-    let Loaded { mut ebpf, dataplane } = loader::load(&config.limits, Some(&config.pin_dir))?;
+    let Loaded {
+        mut ebpf,
+        dataplane,
+    } = loader::load(&config.limits, Some(&config.pin_dir))?;
     let daemon = Daemon::new(config.clone(), state, Box::new(dataplane), Some(neighbours));
     daemon.resolve_reals(INITIAL_RESOLUTION).await?;
     daemon.apply()?;
     for (interface, info) in config.interfaces.iter().zip(interfaces) {
-        let how = loader::attach(&mut ebpf, &interface.name, info.index, interface.xdp_mode, Some(&config.pin_dir))?;
+        let how = loader::attach(
+            &mut ebpf,
+            &interface.name,
+            info.index,
+            interface.xdp_mode,
+            Some(&config.pin_dir),
+        )?;
         let verb = match how {
             Attachment::Attached => "attached to",
             Attachment::Replaced => "replaced the program on",
         };
-        log::info!("{verb} {} (xdp mode {})", interface.name, interface.xdp_mode.name());
+        log::info!(
+            "{verb} {} (xdp mode {})",
+            interface.name,
+            interface.xdp_mode.name()
+        );
     }
     Ok((ebpf, daemon))
 }
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         log::error!("cannot install signal handlers; stop lbd with SIGKILL");
         return std::future::pending().await;
     };

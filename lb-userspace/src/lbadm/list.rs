@@ -16,9 +16,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<String> {
         bail!("lbd answered a list request with something else");
     };
     if let Some((protocol, addr)) = filter {
-        listing
-            .services
-            .retain(|service| service.protocol == protocol && service.vip == addr.ip() && service.port == addr.port());
+        listing.services.retain(|service| {
+            service.protocol == protocol && service.vip == addr.ip() && service.port == addr.port()
+        });
         if listing.services.is_empty() {
             bail!("no such service: {} {addr}", protocol.to_uppercase());
         }

@@ -32,7 +32,11 @@ const LATER_VERBS: [(&str, &str); 14] = [
 ];
 
 #[derive(Debug, Parser)]
-#[command(name = "lbadm", version, about = "ipvsadm-like control of a running lbd")]
+#[command(
+    name = "lbadm",
+    version,
+    about = "ipvsadm-like control of a running lbd"
+)]
 pub struct Cli {
     /// List services and real servers (ipvsadm -L).
     #[arg(short = 'L', long = "list", short_alias = 'l')]
@@ -50,7 +54,12 @@ pub struct Cli {
     #[arg(long = "exact", short = 'X')]
     pub exact: bool,
     /// Only this TCP service.
-    #[arg(short = 't', long = "tcp-service", value_name = "VIP:PORT", conflicts_with = "udp_service")]
+    #[arg(
+        short = 't',
+        long = "tcp-service",
+        value_name = "VIP:PORT",
+        conflicts_with = "udp_service"
+    )]
     pub tcp_service: Option<String>,
     /// Only this UDP service.
     #[arg(short = 'u', long = "udp-service", value_name = "VIP:PORT")]
@@ -71,7 +80,10 @@ pub enum Output {
 
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if let Some((flag, what)) = LATER_VERBS.iter().find(|(flag, _)| args.iter().skip(1).any(|a| a == flag)) {
+    if let Some((flag, what)) = LATER_VERBS
+        .iter()
+        .find(|(flag, _)| args.iter().skip(1).any(|a| a == flag))
+    {
         eprintln!("lbadm: {flag} ({what}) is not supported by this version yet; it supports -L");
         return ExitCode::from(2);
     }

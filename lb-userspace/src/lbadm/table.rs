@@ -38,7 +38,9 @@ pub fn services(listing: &Listing) -> String {
 /// `-L -n --stats`: connections, packets and bytes per service and real.
 pub fn stats(listing: &Listing, exact: bool) -> String {
     let mut out = header(listing);
-    out.push_str("Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n");
+    out.push_str(
+        "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n",
+    );
     out.push_str("  -> RemoteAddress:Port\n");
     for service in &listing.services {
         let name = format!(
@@ -69,10 +71,16 @@ fn header(listing: &Listing) -> String {
 }
 
 fn stats_columns(stats: &Stats, exact: bool) -> String {
-    [stats.conns, stats.in_packets, stats.out_packets, stats.in_bytes, stats.out_bytes]
-        .iter()
-        .map(|&n| format!(" {:>8}", large_number(n, exact)))
-        .collect()
+    [
+        stats.conns,
+        stats.in_packets,
+        stats.out_packets,
+        stats.in_bytes,
+        stats.out_bytes,
+    ]
+    .iter()
+    .map(|&n| format!(" {:>8}", large_number(n, exact)))
+    .collect()
 }
 
 /// ipvsadm's method names.
@@ -110,7 +118,13 @@ mod tests {
     use crate::admin::{RealListing, ServiceListing};
 
     fn listing() -> Listing {
-        let stats = Stats { conns: 12, in_packets: 60, out_packets: 0, in_bytes: 123_456_789_012, out_bytes: 0 };
+        let stats = Stats {
+            conns: 12,
+            in_packets: 60,
+            out_packets: 0,
+            in_bytes: 123_456_789_012,
+            out_bytes: 0,
+        };
         Listing {
             instance: "lb1".into(),
             flow_table_size: 1000,

@@ -1,0 +1,174 @@
+//! The daemon's admin socket and lbadm's rendering, with the in-memory data plane: no root.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use clap::Parser as _;
+use lb_common::{Counters, Flow, FlowKey, PROTO_TCP};
+use lb_userspace::{
+    config,
+    daemon::{self, Daemon},
+    dataplane::FakeDataplane,
+    lbadm::{self, Cli},
+    neighbour::InterfaceInfo,
+    state::State,
+};
+
+const CONFIG: &str = "
+instance: admin-test
+interfaces: [{name: eth0}]
+services:
+  - vip: 192.0.2.100
+    port: 80
+    protocol: tcp
+    scheduler: wrr
+    reals:
+      - {address: 192.0.2.11, weight: 1}
+      - {address: 192.0.2.12, weight: 2}
+  - vip: 192.0.2.100
+    port: 53
+    protocol: udp
+    scheduler: rr
+    reals: [{address: 192.0.2.21}]
+limits: {flows: 1000, services: 16, reals: 64}
+";
+
+fn lbadm(socket: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
+    let mut argv = vec!["lbadm"];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["--socket", socket.to_str().unwrap()]);
+    lbadm::run(&Cli::parse_from(argv))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lbadm_lists_what_the_daemon_holds() {
+    let config = config::parse(CONFIG, "admin.yaml").unwrap();
+    let eth0 = InterfaceInfo {
+        name: "eth0".into(),
+        index: 3,
+        mac: [2, 0, 0, 0, 0, 2],
+        prefixes: vec![(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 24)],
+    };
+    let mut state = State::new(&config, vec![eth0]).unwrap();
+    let resolved = [(11u8, 0x0bu8), (12, 0x0c)]
+        .into_iter()
+        .map(|(host, mac)| {
+            (
+                IpAddr::V4(Ipv4Addr::new(192, 0, 2, host)),
+                [2, 0, 0, 0, 0, mac],
+            )
+        })
+        .collect();
+    state.set_neighbours(3, &resolved);
+
+    let mut dataplane = FakeDataplane::default();
+    dataplane.service_stats.insert(
+        1,
+        Counters {
+            packets: 600,
+            bytes: 40_000,
+            new_flows: 100,
+        },
+    );
+    dataplane.real_stats.insert(
+        2,
+        Counters {
+            packets: 400,
+            bytes: 26_000,
+            new_flows: 67,
+        },
+    );
+    // One live flow on real 2; its last_seen (0 ns) is older than any timeout unless the
+    // machine booted less than 900 s ago, so use "now" from the same clock as the kernel.
+    let now = {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    };
+    let key = FlowKey {
+        protocol: PROTO_TCP,
+        ..FlowKey::default()
+    };
+    dataplane.flows.insert(
+        key,
+        Flow {
+            real_id: 2,
+            service_id: 1,
+            last_seen_ns: now,
+        },
+    );
+
+    let dir = std::env::temp_dir().join(format!("lb-admin-test-{}", std::process::id()));
+    let socket = dir.join("lbd.sock");
+    let listener = daemon::bind_admin_socket(&socket).unwrap();
+    let mode = std::fs::metadata(&socket).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    let daemon = Daemon::new(config, state, Box::new(dataplane), None);
+    daemon.apply().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(daemon::run(daemon, listener, async {
+        let _ = stopped.await;
+    }));
+
+    let socket_for_cli = socket.clone();
+    let (table, stats, json, filtered, missing) = tokio::task::spawn_blocking(move || {
+        (
+            lbadm(&socket_for_cli, &["-L", "-n"]).unwrap(),
+            lbadm(&socket_for_cli, &["-Ln", "--stats"]).unwrap(),
+            lbadm(&socket_for_cli, &["-L", "-n", "-o", "json"]).unwrap(),
+            lbadm(&socket_for_cli, &["-L", "-n", "-u", "192.0.2.100:53"]).unwrap(),
+            lbadm(&socket_for_cli, &["-L", "-n", "-t", "192.0.2.100:8080"])
+                .unwrap_err()
+                .to_string(),
+        )
+    })
+    .await
+    .unwrap();
+
+    let expected_table = "\
+lbd 0.1.0 instance admin-test (flow table size=1000)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  192.0.2.100:80 wrr
+  -> 192.0.2.11:80                Route   1      0          0         
+  -> 192.0.2.12:80                Route   2      1          0         
+UDP  192.0.2.100:53 rr
+  -> 192.0.2.21:53                Route   1      0          0         
+";
+    assert_eq!(table, expected_table);
+    assert!(
+        stats.contains(
+            "TCP  192.0.2.100:80                    100      600        0    40000        0\n"
+        ),
+        "{stats}"
+    );
+    assert!(
+        stats.contains(
+            "  -> 192.0.2.12:80                      67      400        0    26000        0\n"
+        ),
+        "{stats}"
+    );
+    let listing: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        listing["services"][0]["reals"][1]["mac"],
+        "02:00:00:00:00:0c"
+    );
+    assert_eq!(
+        listing["services"][1]["reals"][0]["available"], false,
+        "192.0.2.21 never resolved"
+    );
+    assert!(
+        filtered.contains("UDP  192.0.2.100:53 rr") && !filtered.contains("TCP"),
+        "{filtered}"
+    );
+    assert_eq!(missing, "no such service: TCP 192.0.2.100:8080");
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
