@@ -1,4 +1,5 @@
-//! `cargo xtask demo`: the LVS-DR topology of the end-to-end test, run for a person to watch.
+//! `lb-demo` (run by `cargo xtask demo`): the LVS-DR topology of the end-to-end test, run for a
+//! person to watch.
 //!
 //! A client, the balancer and three reals, each in a network namespace of its own (prefix
 //! `lbdemo-`) on one bridge; `lbd` runs `examples/demo.yaml`; the client opens HTTP
@@ -7,6 +8,7 @@
 
 use std::{
     collections::HashMap,
+    process::ExitCode,
     net::{IpAddr, SocketAddr},
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
@@ -39,7 +41,17 @@ fn check_interrupt() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("demo: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     if !require_root("the demo") {
         bail!("the demo builds network namespaces and loads XDP: run it as root");
     }
@@ -55,7 +67,10 @@ pub fn run() -> anyhow::Result<()> {
             on_interrupt as *const () as libc::sighandler_t,
         );
     }
-    let config_path = crate::workspace_root().join("examples/demo.yaml");
+    let config_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/demo.yaml")
+        .canonicalize()
+        .context("finding examples/demo.yaml")?;
     let config = lb_userspace::config::load(&config_path)?;
     let service = config
         .services
