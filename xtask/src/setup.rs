@@ -54,7 +54,8 @@ fn bpf_linker() -> anyhow::Result<()> {
     if succeeds(Command::new("bpf-linker").arg("--version")) {
         return Ok(());
     }
-    if !std::path::Path::new(LLVM_BIN).join("llvm-config").exists() {
+    // llvm-config alone is not enough: it comes with llvm-22, the libraries with llvm-22-dev.
+    if !package_installed(LLVM_PACKAGE) {
         apt_install(LLVM_PACKAGE)?;
     }
     eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)");
@@ -92,6 +93,11 @@ fn apt_install(package: &str) -> anyhow::Result<()> {
             .args(["install", "-y", "-q", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+fn package_installed(package: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_ok_and(|status| status.trim() == "install ok installed")
 }
 
 fn succeeds(command: &mut Command) -> bool {
