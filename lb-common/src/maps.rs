@@ -4,7 +4,7 @@
 //! | --- | --- | --- | --- |
 //! | [`MAP_SERVICES`] | [`ServiceKey`] → [`Service`] | lbd | XDP |
 //! | [`MAP_REALS`] | real id → [`Real`] | lbd | XDP |
-//! | [`MAP_RING`] | service id × [`RING_SLOTS`] + slot → real id | lbd | XDP |
+//! | [`MAP_RING`] | [`ring_index`]`(service id, half, slot)` → real id | lbd | XDP |
 //! | [`MAP_FLOWS`] | [`FlowKey`] → [`Flow`] (LRU) | XDP | XDP, lbd (`-Lnc`, later) |
 //! | [`MAP_INTERFACES`] | ifindex → [`Interface`] | lbd | XDP |
 //! | [`MAP_RR_CURSOR`] | service id → u32 (per CPU) | XDP | XDP |
@@ -38,9 +38,22 @@ pub const ALL_MAPS: [&str; 9] = [
     MAP_REASON_STATS,
 ];
 
-/// Slots of the schedule ring reserved for each service. A weighted schedule longer than this
-/// is scaled down in userspace (see `schedule.rs`), keeping the weight ratios approximately.
+/// Slots of one half of a service's schedule ring. A weighted schedule longer than this is
+/// scaled down in userspace (see `schedule.rs`), keeping the weight ratios approximately.
+///
+/// Each service has two halves: userspace writes a new schedule into the half not in use, then
+/// switches [`Service::ring_half`] and [`Service::ring_len`] in one map update, so the program
+/// never reads a schedule that is half old, half new.
 pub const RING_SLOTS: u32 = 1024;
+
+/// Entries of [`MAP_RING`] per service: both halves.
+pub const RING_SLOTS_PER_SERVICE: u32 = 2 * RING_SLOTS;
+
+/// Index in [`MAP_RING`] of `slot` in `half` (0 or 1) of service `service_id`'s ring.
+#[inline(always)]
+pub const fn ring_index(service_id: u32, half: u8, slot: u32) -> u32 {
+    service_id * RING_SLOTS_PER_SERVICE + (half as u32 & 1) * RING_SLOTS + slot
+}
 
 /// Default map sizes, overridable by `limits` in the config.
 pub const DEFAULT_MAX_SERVICES: u32 = 4096;
@@ -70,12 +83,14 @@ const _: () = assert!(core::mem::size_of::<ServiceKey>() == 20);
 pub struct Service {
     /// Index into the stats, cursor and ring maps; never 0.
     pub id: u32,
-    /// Slots of this service's ring in use (`0` = no real can take new flows).
+    /// Slots of the active ring half in use (`0` = no real can take new flows).
     pub ring_len: u32,
     pub flags: u32,
     /// Default forwarding method of the service's reals (`FORWARD_*`).
     pub forward: u8,
-    pub _pad: [u8; 3],
+    /// Which half of the service's ring is active (0 or 1); see [`RING_SLOTS`].
+    pub ring_half: u8,
+    pub _pad: [u8; 2],
 }
 const _: () = assert!(core::mem::size_of::<Service>() == 16);
 

@@ -10,8 +10,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    Counters, Flow, FlowKey, Interface, MAX_INTERFACES, REASON_SLOTS, RING_SLOTS, Real, Service,
-    ServiceKey,
+    Counters, Flow, FlowKey, Interface, MAX_INTERFACES, REASON_SLOTS, RING_SLOTS_PER_SERVICE, Real,
+    Service, ServiceKey,
 };
 
 const PLACEHOLDER_SERVICES: u32 = 16;
@@ -26,7 +26,8 @@ pub static SERVICES: HashMap<ServiceKey, Service> =
 pub static REALS: Array<Real> = Array::with_max_entries(PLACEHOLDER_REALS, 0);
 
 #[map(name = "LB_RING_V1")]
-pub static RING: Array<u32> = Array::with_max_entries(PLACEHOLDER_SERVICES * RING_SLOTS, 0);
+pub static RING: Array<u32> =
+    Array::with_max_entries(PLACEHOLDER_SERVICES * RING_SLOTS_PER_SERVICE, 0);
 
 #[map(name = "LB_FLOWS_V1")]
 pub static FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(PLACEHOLDER_FLOWS, 0);

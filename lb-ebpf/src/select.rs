@@ -5,7 +5,7 @@
 //! per-CPU cursor, so no two CPUs ever write the same memory per packet.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use lb_common::{Flow, FlowKey, REAL_AVAILABLE, RING_SLOTS, Real, Reason, Service};
+use lb_common::{Flow, FlowKey, REAL_AVAILABLE, RING_SLOTS, Real, Reason, Service, ring_index};
 
 use crate::{
     Verdict,
@@ -69,7 +69,7 @@ fn next_in_ring(service: &Service) -> Option<u32> {
     let position = unsafe { *cursor };
     unsafe { *cursor = position.wrapping_add(1) };
     let slot = position % ring_len;
-    let real_id = *RING.get(service.id.checked_mul(RING_SLOTS)? + slot)?;
+    let real_id = *RING.get(ring_index(service.id, service.ring_half, slot))?;
     (real_id != 0).then_some(real_id)
 }
 

@@ -1116,16 +1116,20 @@ impl Validator<'_> {
             services: limit("services", raw.services, defaults.services)?,
             reals: limit("reals", raw.reals, defaults.reals)?,
         };
-        // The ring map holds RING_SLOTS entries per service slot, indexed by a u32.
-        if limits.services.checked_mul(lb_common::RING_SLOTS).is_none() {
+        // The ring map holds RING_SLOTS_PER_SERVICE entries per service, indexed by a u32.
+        if limits
+            .services
+            .checked_mul(lb_common::RING_SLOTS_PER_SERVICE)
+            .is_none()
+        {
             return Err(self.invalid(
                 "limits.services",
                 format!(
                     "{} services × {} ring slots each does not fit the ring map's u32 index; \
                      at most {} services",
                     limits.services,
-                    lb_common::RING_SLOTS,
-                    u32::MAX / lb_common::RING_SLOTS
+                    lb_common::RING_SLOTS_PER_SERVICE,
+                    u32::MAX / lb_common::RING_SLOTS_PER_SERVICE
                 ),
             ));
         }
@@ -1965,7 +1969,7 @@ limits: {flows: 1000, services: 16, reals: 64}
             &["2 reals", "limits.reals = 2", "raise limits.reals"],
         );
 
-        let too_many_services = u32::MAX / lb_common::RING_SLOTS + 1;
+        let too_many_services = u32::MAX / lb_common::RING_SLOTS_PER_SERVICE + 1;
         let message = error_of(&format!(
             "{base}limits: {{services: {too_many_services}}}\n"
         ));

@@ -184,9 +184,12 @@ async fn refresh_neighbours(
         let resolved = neighbours.resolved(ifindex).await?;
         let mut guard = lock(shared);
         let Shared { state, dataplane } = &mut *guard;
-        if state.set_neighbours(ifindex, &resolved) {
-            log::info!("real MACs changed on ifindex {ifindex}; data plane updated");
-            state.apply(dataplane.as_mut())?;
+        let changed = state.set_neighbours(ifindex, &resolved);
+        if !changed.is_empty() {
+            log::info!(
+                "real MACs learned or changed on ifindex {ifindex}: services {changed:?} updated"
+            );
+            state.apply_services(dataplane.as_mut(), &changed)?;
         }
     }
     let wanted = {

@@ -9,7 +9,7 @@ use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArra
 use lb_common::{
     Counters, Flow, FlowKey, Interface, MAP_FLOWS, MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS,
     MAP_REASON_STATS, MAP_RING, MAP_SERVICE_STATS, MAP_SERVICES, RING_SLOTS, Real, Reason, Service,
-    ServiceKey,
+    ServiceKey, ring_index,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -31,12 +31,15 @@ pub enum DataplaneError {
 pub trait Dataplane {
     /// Source MAC for frames leaving `ifindex`.
     fn set_interface(&mut self, ifindex: u32, interface: Interface) -> Result<(), DataplaneError>;
+    /// The service entry the program sees now, if any.
+    fn service(&self, key: &ServiceKey) -> Result<Option<Service>, DataplaneError>;
     fn set_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError>;
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError>;
     /// Writing `Real::default()` retires the id: flows still pointing to it get rescheduled.
     fn set_real(&mut self, id: u32, real: Real) -> Result<(), DataplaneError>;
     /// The first `ring.len()` slots of the service's schedule.
-    fn set_ring(&mut self, service_id: u32, ring: &[u32]) -> Result<(), DataplaneError>;
+    /// The first `ring.len()` slots of one half (0 or 1) of the service's schedule ring.
+    fn set_ring(&mut self, service_id: u32, half: u8, ring: &[u32]) -> Result<(), DataplaneError>;
     /// Counters summed over CPUs.
     fn service_counters(&self, service_id: u32) -> Result<Counters, DataplaneError>;
     fn real_counters(&self, real_id: u32) -> Result<Counters, DataplaneError>;
@@ -108,6 +111,17 @@ impl Dataplane for EbpfDataplane {
             .map_err(map_err(MAP_INTERFACES))
     }
 
+    fn service(&self, key: &ServiceKey) -> Result<Option<Service>, DataplaneError> {
+        match self.services.get(key, 0) {
+            Ok(service) => Ok(Some(service)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(DataplaneError::Map {
+                map: MAP_SERVICES,
+                source,
+            }),
+        }
+    }
+
     fn set_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError> {
         self.services
             .insert(key, service, 0)
@@ -128,17 +142,16 @@ impl Dataplane for EbpfDataplane {
         self.reals.set(id, real, 0).map_err(map_err(MAP_REALS))
     }
 
-    fn set_ring(&mut self, service_id: u32, ring: &[u32]) -> Result<(), DataplaneError> {
+    fn set_ring(&mut self, service_id: u32, half: u8, ring: &[u32]) -> Result<(), DataplaneError> {
         if ring.len() > RING_SLOTS as usize {
             return Err(DataplaneError::RingTooLong {
                 service_id,
                 len: ring.len(),
             });
         }
-        let base = service_id * RING_SLOTS;
         for (slot, &real_id) in ring.iter().enumerate() {
             self.ring
-                .set(base + slot as u32, real_id, 0)
+                .set(ring_index(service_id, half, slot as u32), real_id, 0)
                 .map_err(map_err(MAP_RING))?;
         }
         Ok(())
@@ -188,7 +201,10 @@ pub struct FakeDataplane {
     pub interfaces: HashMap<u32, Interface>,
     pub services: HashMap<ServiceKey, Service>,
     pub reals: HashMap<u32, Real>,
-    pub rings: HashMap<u32, Vec<u32>>,
+    /// (service id, ring half) → slots.
+    pub rings: HashMap<(u32, u8), Vec<u32>>,
+    /// Ring slots written so far: tests check that an update writes only what changed.
+    pub ring_writes: usize,
     pub service_stats: HashMap<u32, Counters>,
     pub real_stats: HashMap<u32, Counters>,
     pub flows: HashMap<FlowKey, Flow>,
@@ -200,7 +216,11 @@ impl FakeDataplane {
         let Some(service) = self.services.get(key) else {
             return Vec::new();
         };
-        let ring = self.rings.get(&service.id).cloned().unwrap_or_default();
+        let ring = self
+            .rings
+            .get(&(service.id, service.ring_half))
+            .cloned()
+            .unwrap_or_default();
         ring.into_iter().take(service.ring_len as usize).collect()
     }
 }
@@ -209,6 +229,10 @@ impl Dataplane for FakeDataplane {
     fn set_interface(&mut self, ifindex: u32, interface: Interface) -> Result<(), DataplaneError> {
         self.interfaces.insert(ifindex, interface);
         Ok(())
+    }
+
+    fn service(&self, key: &ServiceKey) -> Result<Option<Service>, DataplaneError> {
+        Ok(self.services.get(key).copied())
     }
 
     fn set_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError> {
@@ -226,14 +250,15 @@ impl Dataplane for FakeDataplane {
         Ok(())
     }
 
-    fn set_ring(&mut self, service_id: u32, ring: &[u32]) -> Result<(), DataplaneError> {
+    fn set_ring(&mut self, service_id: u32, half: u8, ring: &[u32]) -> Result<(), DataplaneError> {
         if ring.len() > RING_SLOTS as usize {
             return Err(DataplaneError::RingTooLong {
                 service_id,
                 len: ring.len(),
             });
         }
-        let slots = self.rings.entry(service_id).or_default();
+        self.ring_writes += ring.len();
+        let slots = self.rings.entry((service_id, half)).or_default();
         if slots.len() < ring.len() {
             slots.resize(ring.len(), 0);
         }

@@ -20,7 +20,7 @@ use aya::{
 };
 use lb_common::{
     MAP_FLOWS, MAP_REAL_STATS, MAP_REALS, MAP_RING, MAP_RR_CURSOR, MAP_SERVICE_STATS, MAP_SERVICES,
-    RING_SLOTS,
+    RING_SLOTS_PER_SERVICE,
 };
 
 use crate::{
@@ -81,7 +81,10 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
     let map_sizes = [
         (MAP_SERVICES, limits.services),
         (MAP_REALS, limits.reals),
-        (MAP_RING, limits.services.saturating_mul(RING_SLOTS)),
+        (
+            MAP_RING,
+            limits.services.saturating_mul(RING_SLOTS_PER_SERVICE),
+        ),
         (MAP_FLOWS, limits.flows),
         (MAP_RR_CURSOR, limits.services),
         (MAP_SERVICE_STATS, limits.services),

@@ -128,16 +128,32 @@ impl State {
         })
     }
 
-    /// Records the usable neighbour entries of `ifindex`. Returns whether any real changed.
-    pub fn set_neighbours(&mut self, ifindex: u32, resolved: &HashMap<IpAddr, [u8; 6]>) -> bool {
-        let mut changed = false;
-        for real in self.reals_mut().filter(|real| real.ifindex == ifindex) {
-            let mac = resolved.get(&real.config.address).copied();
-            // A real that drops out of the table keeps its last MAC: the kernel forgets idle
-            // entries (gc), which says nothing about the real. A changed MAC is taken at once.
-            if mac.is_some() && mac != real.mac {
-                real.mac = mac;
-                changed = true;
+    /// Records the usable neighbour entries of `ifindex`. Returns the ids of the services
+    /// whose reals changed: those, and only those, need [`State::apply_services`].
+    pub fn set_neighbours(
+        &mut self,
+        ifindex: u32,
+        resolved: &HashMap<IpAddr, [u8; 6]>,
+    ) -> Vec<u32> {
+        let mut changed = Vec::new();
+        for service in &mut self.services {
+            let mut service_changed = false;
+            for real in service
+                .reals
+                .iter_mut()
+                .filter(|real| real.ifindex == ifindex)
+            {
+                let mac = resolved.get(&real.config.address).copied();
+                // A real that drops out of the table keeps its last MAC: the kernel forgets
+                // idle entries (gc), which says nothing about the real. A new MAC is taken at
+                // once.
+                if mac.is_some() && mac != real.mac {
+                    real.mac = mac;
+                    service_changed = true;
+                }
+            }
+            if service_changed {
+                changed.push(service.id);
             }
         }
         changed
@@ -145,39 +161,30 @@ impl State {
 
     /// Reals whose MAC is not known yet: (ifindex, address), without duplicates.
     pub fn unresolved(&self) -> Vec<(u32, IpAddr)> {
-        let mut wanted: Vec<(u32, IpAddr)> = self
-            .services
-            .iter()
-            .flat_map(|service| &service.reals)
-            .filter(|real| real.mac.is_none())
-            .map(|real| (real.ifindex, real.config.address))
-            .collect();
-        wanted.sort();
-        wanted.dedup();
-        wanted
+        self.addresses_of(|real| real.mac.is_none())
     }
 
     /// Every (ifindex, address) of a real, for keeping the neighbour entries fresh.
     pub fn real_addresses(&self) -> Vec<(u32, IpAddr)> {
-        let mut all: Vec<(u32, IpAddr)> = self
+        self.addresses_of(|_| true)
+    }
+
+    /// (ifindex, address) of the reals `wanted` keeps, each once: an address may serve
+    /// several services.
+    fn addresses_of(&self, wanted: impl Fn(&RealState) -> bool) -> Vec<(u32, IpAddr)> {
+        let mut addresses: Vec<(u32, IpAddr)> = self
             .services
             .iter()
             .flat_map(|service| &service.reals)
+            .filter(|real| wanted(real))
             .map(|real| (real.ifindex, real.config.address))
             .collect();
-        all.sort();
-        all.dedup();
-        all
+        addresses.sort();
+        addresses.dedup();
+        addresses
     }
 
-    fn reals_mut(&mut self) -> impl Iterator<Item = &mut RealState> {
-        self.services
-            .iter_mut()
-            .flat_map(|service| service.reals.iter_mut())
-    }
-
-    /// Writes everything to the data plane, in an order that never lets the program see a
-    /// ring slot naming a real that is not written yet: interfaces, reals, rings, services.
+    /// Writes everything to the data plane.
     pub fn apply(&self, dataplane: &mut dyn Dataplane) -> Result<(), StateError> {
         for interface in &self.interfaces {
             dataplane.set_interface(
@@ -188,14 +195,32 @@ impl State {
                 },
             )?;
         }
-        for service in &self.services {
+        let all: Vec<u32> = self.services.iter().map(|service| service.id).collect();
+        self.apply_services(dataplane, &all)
+    }
+
+    /// Writes the services with these ids, their reals and their schedules.
+    ///
+    /// The order never lets the program see a half-made state: reals first (a ring slot never
+    /// names a real not written yet), then the new schedule into the ring half not in use,
+    /// then the service entry, whose single update switches length and half together.
+    pub fn apply_services(
+        &self,
+        dataplane: &mut dyn Dataplane,
+        ids: &[u32],
+    ) -> Result<(), StateError> {
+        for service in self.services.iter().filter(|s| ids.contains(&s.id)) {
             for real in &service.reals {
                 dataplane.set_real(real.id, real_entry(service, real))?;
             }
-        }
-        for service in &self.services {
             let ring = self.ring(service)?;
-            dataplane.set_ring(service.id, &ring)?;
+            // The half in use is read from the map, not remembered: after a restart it is
+            // whatever the previous daemon left.
+            let half = match dataplane.service(&service.key)? {
+                Some(current) => current.ring_half ^ 1,
+                None => 0,
+            };
+            dataplane.set_ring(service.id, half, &ring)?;
             dataplane.set_service(
                 service.key,
                 Service {
@@ -203,7 +228,8 @@ impl State {
                     ring_len: ring.len() as u32,
                     flags: 0,
                     forward: forward_code(service.config.forward),
-                    _pad: [0; 3],
+                    ring_half: half,
+                    _pad: [0; 2],
                 },
             )?;
         }
@@ -365,8 +391,9 @@ services:
         assert_eq!(dataplane.reals[&1].flags & REAL_AVAILABLE, 0);
         assert_eq!(state.unresolved().len(), 3, "192.0.2.11 counted once");
 
-        assert!(state.set_neighbours(7, &neighbours(&[(11, 0x11), (12, 0x12)])));
-        state.apply(&mut dataplane).unwrap();
+        let changed = state.set_neighbours(7, &neighbours(&[(11, 0x11), (12, 0x12)]));
+        assert_eq!(changed, vec![1, 2], "192.0.2.11 serves both services");
+        state.apply_services(&mut dataplane, &changed).unwrap();
         let ring = dataplane.active_ring(&web);
         assert_eq!(ring.iter().filter(|&&id| id == 1).count(), 1);
         assert_eq!(ring.iter().filter(|&&id| id == 2).count(), 2);
@@ -387,23 +414,33 @@ services:
     }
 
     #[test]
-    fn neighbour_updates_report_changes_only() {
+    fn neighbour_updates_report_the_services_they_change() {
         let mut state = state();
-        assert!(state.set_neighbours(7, &neighbours(&[(11, 1)])));
-        assert!(
-            !state.set_neighbours(7, &neighbours(&[(11, 1)])),
-            "same MAC: no change"
+        assert_eq!(state.set_neighbours(7, &neighbours(&[(11, 1)])), vec![1, 2]);
+        let none: Vec<u32> = Vec::new();
+        assert_eq!(
+            state.set_neighbours(7, &neighbours(&[(11, 1)])),
+            none,
+            "same MAC"
         );
-        assert!(
-            !state.set_neighbours(7, &HashMap::new()),
+        assert_eq!(
+            state.set_neighbours(7, &HashMap::new()),
+            none,
             "entry gone: keep last MAC"
         );
-        assert!(
+        assert_eq!(
+            state.set_neighbours(7, &neighbours(&[(12, 2)])),
+            vec![1],
+            "only the web service"
+        );
+        assert_eq!(
             state.set_neighbours(7, &neighbours(&[(11, 9)])),
+            vec![1, 2],
             "new MAC is taken"
         );
-        assert!(
-            !state.set_neighbours(8, &neighbours(&[(12, 1)])),
+        assert_eq!(
+            state.set_neighbours(8, &neighbours(&[(13, 1)])),
+            none,
             "other interface"
         );
         assert_eq!(state.services[0].reals[0].mac, Some(mac(9)));
@@ -412,6 +449,41 @@ services:
             Some(mac(9)),
             "same address, other service"
         );
+    }
+
+    #[test]
+    fn a_new_schedule_goes_to_the_other_ring_half_and_only_where_it_changed() {
+        let mut state = state();
+        let mut dataplane = FakeDataplane::default();
+        state.set_neighbours(7, &neighbours(&[(11, 1), (12, 2)]));
+        state.apply(&mut dataplane).unwrap();
+        let web = state.services[0].key;
+        let dns = state.services[1].key;
+        assert_eq!(dataplane.services[&web].ring_half, 0);
+        let dns_before = dataplane.services[&dns];
+
+        // 192.0.2.13 (weight 0) resolves: only the web service is rewritten, into half 1.
+        let changed = state.set_neighbours(7, &neighbours(&[(13, 3)]));
+        let writes_before = dataplane.ring_writes;
+        state.apply_services(&mut dataplane, &changed).unwrap();
+        assert_eq!(dataplane.services[&web].ring_half, 1);
+        assert_eq!(
+            dataplane.ring_writes - writes_before,
+            3,
+            "one web ring of 1+2 slots"
+        );
+        assert_eq!(dataplane.services[&dns], dns_before, "dns untouched");
+        let old_half = &dataplane.rings[&(1, 0)];
+        assert_eq!(
+            old_half.len(),
+            3,
+            "the previous schedule stays intact in half 0"
+        );
+        assert_eq!(dataplane.active_ring(&web).len(), 3);
+
+        // And back to half 0 on the next change.
+        state.apply_services(&mut dataplane, &[1]).unwrap();
+        assert_eq!(dataplane.services[&web].ring_half, 0);
     }
 
     #[test]

@@ -65,7 +65,14 @@ fn run(args: Args) -> anyhow::Result<()> {
             // xtask must wait for that instead of returning to the shell first.
             // SAFETY: ignoring a signal has no preconditions.
             unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-            status(cargo().args(["run", "--quiet", "--package", "lb-tests", "--bin", "lb-demo"]))
+            status(cargo().args([
+                "run",
+                "--quiet",
+                "--package",
+                "lb-tests",
+                "--bin",
+                "lb-demo",
+            ]))
         }
     }
 }

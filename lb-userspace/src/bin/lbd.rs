@@ -129,8 +129,9 @@ async fn start(
         dataplane,
     } = loader::load(&config.limits, Some(&config.pin_dir))?;
     let daemon = Daemon::new(config.clone(), state, Box::new(dataplane), Some(neighbours));
-    daemon.resolve_reals(INITIAL_RESOLUTION).await?;
+    // Everything is written once, then each real as it resolves.
     daemon.apply()?;
+    daemon.resolve_reals(INITIAL_RESOLUTION).await?;
     for (interface, info) in config.interfaces.iter().zip(interfaces) {
         let how = loader::attach(
             &mut ebpf,

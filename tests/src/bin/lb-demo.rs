@@ -8,8 +8,8 @@
 
 use std::{
     collections::HashMap,
-    process::ExitCode,
     net::{IpAddr, SocketAddr},
+    process::ExitCode,
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
