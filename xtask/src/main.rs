@@ -1,5 +1,6 @@
 //! `cargo xtask …`: the single front door. `setup` installs what a fresh machine lacks,
-//! `build` builds everything, `test` runs every test, `demo` shows the balancer at work.
+//! `build` builds everything, `test` runs every test, `demo` shows the balancer at work,
+//! `bench` measures the XDP program.
 
 mod setup;
 
@@ -30,6 +31,9 @@ enum Task {
     /// Set up, build, and run the demo: a client, the balancer and three reals in network
     /// namespaces, with real HTTP traffic through the XDP program. Needs root.
     Demo,
+    /// Set up, build, and report nanoseconds per packet of the XDP program for its main paths
+    /// (BPF_PROG_TEST_RUN; no traffic). Needs root.
+    Bench,
 }
 
 fn main() -> ExitCode {
@@ -59,22 +63,25 @@ fn run(args: Args) -> anyhow::Result<()> {
         Task::Demo => {
             setup::run()?;
             build()?;
-            // The demo lives in the tests crate, next to the harness it uses: xtask itself must
-            // build on a machine that lacks the eBPF toolchain, since it is what installs it.
             // Ctrl-C reaches the whole process group; the demo handles it by cleaning up, and
             // xtask must wait for that instead of returning to the shell first.
             // SAFETY: ignoring a signal has no preconditions.
             unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-            status(cargo().args([
-                "run",
-                "--quiet",
-                "--package",
-                "lb-tests",
-                "--bin",
-                "lb-demo",
-            ]))
+            run_harness_binary("lb-demo")
+        }
+        Task::Bench => {
+            setup::run()?;
+            build()?;
+            run_harness_binary("lb-bench")
         }
     }
+}
+
+/// Runs a binary of the tests crate. The demo and the bench live there, next to the harness
+/// they use: xtask itself must build on a machine that lacks the eBPF toolchain, since it is
+/// what installs it.
+fn run_harness_binary(name: &str) -> anyhow::Result<()> {
+    status(cargo().args(["run", "--quiet", "--package", "lb-tests", "--bin", name]))
 }
 
 /// Binaries and test executables, once: the tests find `lbd` and `lbadm` next to themselves.
