@@ -119,6 +119,49 @@ impl Netns {
         child
     }
 
+    /// Sends one raw Ethernet frame out of `interface` of this namespace (AF_PACKET), e.g. a
+    /// gratuitous ARP that no tool here would send.
+    pub fn send_frame(&self, interface: &str, frame: &[u8]) {
+        self.run(|| {
+            let name = std::ffi::CString::new(interface).expect("interface name");
+            // SAFETY: plain syscalls on a socket we own; sockaddr_ll is zeroed then filled.
+            unsafe {
+                let ifindex = libc::if_nametoindex(name.as_ptr());
+                assert_ne!(
+                    ifindex, 0,
+                    "no interface {interface} in netns {}",
+                    self.name
+                );
+                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+                assert!(
+                    fd >= 0,
+                    "AF_PACKET socket: {}",
+                    std::io::Error::last_os_error()
+                );
+                let mut address: libc::sockaddr_ll = std::mem::zeroed();
+                address.sll_family = libc::AF_PACKET as u16;
+                address.sll_ifindex = ifindex as i32;
+                address.sll_halen = 6;
+                address.sll_addr[..6].copy_from_slice(&frame[..6]);
+                let sent = libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&address as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                let error = std::io::Error::last_os_error();
+                libc::close(fd);
+                assert_eq!(
+                    sent,
+                    frame.len() as isize,
+                    "sending on {interface}: {error}"
+                );
+            }
+        });
+    }
+
     fn open(&self) -> File {
         File::open(self.path())
             .unwrap_or_else(|error| panic!("opening {}: {error}", self.path().display()))

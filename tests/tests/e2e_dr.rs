@@ -189,3 +189,60 @@ fn http_through_the_vip_is_spread_by_weight_and_survives_a_daemon_restart() {
     }
     assert!(lbd.pin_dir().join("LB_FLOWS_V1").exists());
 }
+
+#[test]
+fn a_real_that_changes_its_mac_keeps_its_traffic() {
+    if !require_root("e2e_dr mac change") {
+        return;
+    }
+    let prefix = format!("lbt-mac-{}-", std::process::id());
+    netns::remove_leftovers(&prefix);
+    let topology = DrTopology::build(&prefix, &["real1"]);
+    topology.attach_pass_program();
+    let (_, real_ns, real_ip) = &topology.reals[0];
+    let _server = HttpServer::start(real_ns, "0.0.0.0:80".parse().unwrap(), "real1");
+    let lbd = Lbd::start(
+        &topology.lb,
+        &format!("lbt-mac-{}", std::process::id()),
+        "interfaces: [{name: eth0}]\nservices:\n  - {vip: 192.0.2.100, port: 80, protocol: tcp, reals: [{address: 192.0.2.11}]}\n",
+    );
+    let mut kept = topology
+        .client
+        .run(|| HttpClient::connect(vip(), TIMEOUT))
+        .expect("connect");
+    assert_eq!(kept.get("/").expect("before the change"), "real1\n");
+
+    // The real's NIC is replaced: new MAC, announced with a gratuitous ARP, as hosts do.
+    let new_mac = [0x02, 0, 0, 0, 0x0b, 0xee];
+    real_ns.ip(&[
+        "link",
+        "set",
+        "eth0",
+        "address",
+        &lb_tests::topology::mac_string(new_mac),
+    ]);
+    let announcement = lb_tests::packet::Frame::arp_request(*real_ip, *real_ip)
+        .src_mac(new_mac)
+        .build();
+    // The kernel ignores a new MAC within a second of the entry's last update (locktime); a
+    // gratuitous ARP overrides that, but send a few in case one is lost. Bounded: 20 × 250 ms.
+    let wanted = Some(lb_tests::topology::mac_string(new_mac));
+    let learned = (0..20).any(|_| {
+        real_ns.send_frame("eth0", &announcement);
+        std::thread::sleep(Duration::from_millis(250));
+        lbd.listing().services[0].reals[0].mac == wanted
+    });
+    assert!(
+        learned,
+        "lbd did not learn the new MAC: {:?}\n{}",
+        lbd.listing(),
+        lbd.log()
+    );
+
+    assert_eq!(
+        kept.get("/").expect("the kept connection after the change"),
+        "real1\n"
+    );
+    let fresh = topology.client.run(|| http::get(vip(), "/", TIMEOUT));
+    assert_eq!(fresh.expect("a new connection after the change"), "real1\n");
+}

@@ -80,10 +80,7 @@ fn main() -> ExitCode {
             "not ours: TCP to another port (XDP_PASS)",
             balancer.time(&pass, REPEAT),
         ),
-        (
-            "not IP: ARP (XDP_PASS)",
-            balancer.time(&arp, REPEAT),
-        ),
+        ("not IP: ARP (XDP_PASS)", balancer.time(&arp, REPEAT)),
     ];
     for (name, per_packet) in rows {
         println!("{name:<44} {:>10}", per_packet.as_nanos());
