@@ -136,7 +136,7 @@ pub async fn run(
                     let shared = shared.clone();
                     let config = config.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = serve_admin(stream, &shared, &config).await {
+                        if let Err(error) = serve_admin(stream, shared, config).await {
                             log::warn!("admin connection: {error}");
                         }
                     });
@@ -211,8 +211,8 @@ async fn refresh_neighbours(
 
 async fn serve_admin(
     stream: UnixStream,
-    shared: &Mutex<Shared>,
-    config: &Config,
+    shared: Arc<Mutex<Shared>>,
+    config: Arc<Config>,
 ) -> io::Result<()> {
     let (reader, mut writer) = stream.into_split();
     let mut line = String::new();
@@ -225,8 +225,10 @@ async fn serve_admin(
         }
     } else {
         match serde_json::from_str::<Request>(&line) {
-            Ok(request) => {
-                let guard = lock(shared);
+            // A listing walks the flow table, one syscall per entry: off the runtime's thread,
+            // so the neighbour task keeps its pace.
+            Ok(request) => tokio::task::spawn_blocking(move || {
+                let guard = lock(&shared);
                 admin::handle(
                     &request,
                     &config.instance,
@@ -234,7 +236,9 @@ async fn serve_admin(
                     &guard.state,
                     guard.dataplane.as_ref(),
                 )
-            }
+            })
+            .await
+            .map_err(io::Error::other)?,
             Err(error) => Reply::Error {
                 message: format!("bad request: {error}"),
             },

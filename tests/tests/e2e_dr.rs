@@ -188,6 +188,11 @@ fn http_through_the_vip_is_spread_by_weight_and_survives_a_daemon_restart() {
         result.expect("new connection after the restart");
     }
     assert!(lbd.pin_dir().join("LB_FLOWS_V1").exists());
+
+    // The restarted daemon owns an adopted link; stopping it must not detach it either.
+    let status = lbd.stop();
+    assert!(status.success(), "lbd exit: {status}\n{}", lbd.log());
+    assert_eq!(kept.get("/").expect("kept connection after the second stop"), kept_real);
 }
 
 #[test]
