@@ -192,7 +192,11 @@ fn http_through_the_vip_is_spread_by_weight_and_survives_a_daemon_restart() {
     // The restarted daemon owns an adopted link; stopping it must not detach it either.
     let status = lbd.stop();
     assert!(status.success(), "lbd exit: {status}\n{}", lbd.log());
-    assert_eq!(kept.get("/").expect("kept connection after the second stop"), kept_real);
+    assert_eq!(
+        kept.get("/")
+            .expect("kept connection after the second stop"),
+        kept_real
+    );
 }
 
 #[test]
