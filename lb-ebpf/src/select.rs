@@ -26,7 +26,7 @@ pub fn real(flow: &FlowKey, service: &Service) -> Result<Target, Verdict> {
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(known) = FLOWS.get_ptr_mut(flow) {
         let real_id = unsafe { (*known).real_id };
-        if let Some(real) = available_real(real_id) {
+        if let Some(real) = available_real(real_id, service.id) {
             unsafe {
                 if now.wrapping_sub((*known).last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
                     (*known).last_seen_ns = now;
@@ -43,7 +43,7 @@ pub fn real(flow: &FlowKey, service: &Service) -> Result<Target, Verdict> {
     }
 
     let real_id = next_in_ring(service).ok_or(Verdict::Drop(Reason::DropNoReal))?;
-    let real = available_real(real_id).ok_or(Verdict::Drop(Reason::DropNoReal))?;
+    let real = available_real(real_id, service.id).ok_or(Verdict::Drop(Reason::DropNoReal))?;
     let entry = Flow {
         real_id,
         service_id: service.id,
@@ -73,8 +73,12 @@ fn next_in_ring(service: &Service) -> Option<u32> {
     (real_id != 0).then_some(real_id)
 }
 
+/// The real, if it may take packets of this service. The service check matters for flows:
+/// a real id retired by one service may be given to another, and an old flow must then be
+/// rescheduled, not follow the id.
 #[inline(always)]
-fn available_real(real_id: u32) -> Option<Real> {
+fn available_real(real_id: u32, service_id: u32) -> Option<Real> {
     let real = REALS.get(real_id)?;
-    (real_id != 0 && real.flags & REAL_AVAILABLE != 0).then_some(*real)
+    (real_id != 0 && real.flags & REAL_AVAILABLE != 0 && real.service_id == service_id)
+        .then_some(*real)
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues};
 use lb_common::{
     Counters, Flow, FlowKey, Interface, MAP_FLOWS, MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS,
     MAP_REASON_STATS, MAP_RING, MAP_SERVICE_STATS, MAP_SERVICES, RING_SLOTS, Real, Reason, Service,
@@ -47,6 +47,13 @@ pub trait Dataplane {
     /// Visits every entry of the flow table. Entries come and go while it runs (the program
     /// keeps inserting); each one visited is consistent.
     fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError>;
+    /// Every service entry, e.g. those a previous daemon left in pinned maps.
+    fn services(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError>;
+    /// Every real id in use (entry not `Real::default()`), with its entry.
+    fn reals(&self) -> Result<Vec<(u32, Real)>, DataplaneError>;
+    /// Zeroes the counters of a service and a real id, before an id is given a new meaning.
+    fn reset_service_counters(&mut self, service_id: u32) -> Result<(), DataplaneError>;
+    fn reset_real_counters(&mut self, real_id: u32) -> Result<(), DataplaneError>;
 }
 
 /// The XDP program's maps.
@@ -85,6 +92,24 @@ fn typed<T: TryFrom<Map, Error = MapError>>(
         .take_map(map)
         .ok_or(DataplaneError::MissingMap { map })?;
     T::try_from(raw).map_err(|source| DataplaneError::Map { map, source })
+}
+
+fn zero(
+    map: &mut PerCpuArray<MapData, Counters>,
+    index: u32,
+    name: &'static str,
+) -> Result<(), DataplaneError> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Map {
+        map: name,
+        source: MapError::IoError(source),
+    })?;
+    let zeros = PerCpuValues::try_from(vec![Counters::default(); cpus]).map_err(|source| {
+        DataplaneError::Map {
+            map: name,
+            source: MapError::IoError(source),
+        }
+    })?;
+    map.set(index, zeros, 0).map_err(map_err(name))
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
@@ -193,6 +218,42 @@ impl Dataplane for EbpfDataplane {
         }
         Ok(())
     }
+
+    fn services(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError> {
+        let mut services = Vec::new();
+        for entry in self.services.iter() {
+            match entry {
+                Ok(entry) => services.push(entry),
+                Err(MapError::KeyNotFound) => continue,
+                Err(source) => {
+                    return Err(DataplaneError::Map {
+                        map: MAP_SERVICES,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(services)
+    }
+
+    fn reals(&self) -> Result<Vec<(u32, Real)>, DataplaneError> {
+        let mut reals = Vec::new();
+        for (id, entry) in self.reals.iter().enumerate() {
+            let real = entry.map_err(map_err(MAP_REALS))?;
+            if real != Real::default() {
+                reals.push((id as u32, real));
+            }
+        }
+        Ok(reals)
+    }
+
+    fn reset_service_counters(&mut self, service_id: u32) -> Result<(), DataplaneError> {
+        zero(&mut self.service_stats, service_id, MAP_SERVICE_STATS)
+    }
+
+    fn reset_real_counters(&mut self, real_id: u32) -> Result<(), DataplaneError> {
+        zero(&mut self.real_stats, real_id, MAP_REAL_STATS)
+    }
 }
 
 /// An in-memory data plane for tests of the control logic.
@@ -287,6 +348,35 @@ impl Dataplane for FakeDataplane {
 
     fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError> {
         self.flows.iter().for_each(|(key, flow)| visit(key, flow));
+        Ok(())
+    }
+
+    fn services(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError> {
+        Ok(self
+            .services
+            .iter()
+            .map(|(key, service)| (*key, *service))
+            .collect())
+    }
+
+    fn reals(&self) -> Result<Vec<(u32, Real)>, DataplaneError> {
+        let mut reals: Vec<(u32, Real)> = self
+            .reals
+            .iter()
+            .filter(|(_, real)| **real != Real::default())
+            .map(|(id, real)| (*id, *real))
+            .collect();
+        reals.sort_by_key(|(id, _)| *id);
+        Ok(reals)
+    }
+
+    fn reset_service_counters(&mut self, service_id: u32) -> Result<(), DataplaneError> {
+        self.service_stats.remove(&service_id);
+        Ok(())
+    }
+
+    fn reset_real_counters(&mut self, real_id: u32) -> Result<(), DataplaneError> {
+        self.real_stats.remove(&real_id);
         Ok(())
     }
 }

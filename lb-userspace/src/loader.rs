@@ -50,6 +50,22 @@ pub enum LoadError {
     MissingProgram(&'static str),
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
+    #[error(
+        "map {map} pinned at {path} holds {pinned} entries but the config's limits ask for \
+         {wanted}: a pinned map keeps its size. Restore the old limits, or run \
+         `lbd --teardown --config FILE` (drops every flow) and start again"
+    )]
+    LimitsChanged {
+        map: &'static str,
+        path: PathBuf,
+        pinned: u32,
+        wanted: u32,
+    },
+    #[error("reading pinned map {path}: {source}")]
+    PinnedMap {
+        path: PathBuf,
+        source: Box<aya::maps::MapError>,
+    },
     #[error("attaching to {interface} (ifindex {ifindex}, mode {mode}): {source}{hint}")]
     Attach {
         interface: String,
@@ -97,6 +113,9 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
             .collect(),
         None => Vec::new(),
     };
+    if let Some(dir) = pin_dir {
+        check_pinned_sizes(dir, &map_sizes)?;
+    }
     let mut loader = EbpfLoader::new();
     for (name, size) in map_sizes {
         loader.map_max_entries(name, size);
@@ -115,6 +134,30 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
         })?;
     let dataplane = EbpfDataplane::from_ebpf(&mut ebpf)?;
     Ok(Loaded { ebpf, dataplane })
+}
+
+/// Refuses to adopt pinned maps whose sizes differ from what the limits ask: aya would reuse
+/// them as they are, and ids sized for the new limits could fall outside them.
+fn check_pinned_sizes(dir: &Path, map_sizes: &[(&'static str, u32)]) -> Result<(), LoadError> {
+    for &(map, wanted) in map_sizes {
+        let path = dir.join(map);
+        if !path.exists() {
+            continue;
+        }
+        let info = aya::maps::MapInfo::from_pin(&path).map_err(|source| LoadError::PinnedMap {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+        if info.max_entries() != wanted {
+            return Err(LoadError::LimitsChanged {
+                map,
+                path,
+                pinned: info.max_entries(),
+                wanted,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The balancer program of a loaded object.

@@ -2,10 +2,14 @@
 //! there.
 //!
 //! [`State`] joins the config with what the host tells us (each real's interface and MAC) and
-//! owns the id allocation: ids are stable for as long as a service or real exists, because
-//! flows in the kernel's flow table refer to reals by id.
+//! owns the id allocation. Flows in the kernel's flow table refer to reals by id, so ids must
+//! outlive the daemon: [`State::adopt`] takes over the ids a previous daemon left in pinned
+//! maps, matching services by VIP:port/protocol and reals by address and port.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
 
 use lb_common::{
     FAMILY_IPV4, FAMILY_IPV6, FORWARD_DR, Interface, PROTO_TCP, PROTO_UDP, REAL_AVAILABLE, Real,
@@ -13,7 +17,7 @@ use lb_common::{
 };
 
 use crate::{
-    config::{Config, Forward, Protocol, RealConfig, ServiceConfig},
+    config::{Config, Forward, Limits, Protocol, RealConfig, ServiceConfig},
     dataplane::{Dataplane, DataplaneError},
     neighbour::{InterfaceInfo, interface_for},
     schedule::{self, Candidate, ScheduleError},
@@ -90,14 +94,43 @@ pub fn socket_text(addr: IpAddr, port: u16) -> String {
 pub struct State {
     pub services: Vec<ServiceState>,
     pub interfaces: Vec<InterfaceInfo>,
+    /// Ids stay below these (the id-indexed maps' sizes).
+    limits: Limits,
+    /// Done once, by the next [`State::apply`]: entries a previous daemon left that this
+    /// config no longer has, and ids whose counters must start from zero.
+    pending: Pending,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Pending {
+    removed_services: Vec<ServiceKey>,
+    retired_reals: Vec<u32>,
+    fresh_service_ids: Vec<u32>,
+    fresh_real_ids: Vec<u32>,
+}
+
+/// What a previous daemon left in the (pinned) maps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Existing {
+    pub services: Vec<(ServiceKey, Service)>,
+    pub reals: Vec<(u32, Real)>,
+}
+
+impl Existing {
+    pub fn read(dataplane: &dyn Dataplane) -> Result<Self, DataplaneError> {
+        Ok(Self {
+            services: dataplane.services()?,
+            reals: dataplane.reals()?,
+        })
+    }
 }
 
 impl State {
-    /// Ids are assigned in config order, from 1.
+    /// Places every real on an interface and gives ids as to an empty data plane: in config
+    /// order, from 1.
     pub fn new(config: &Config, interfaces: Vec<InterfaceInfo>) -> Result<Self, StateError> {
-        let mut next_real_id = 1;
         let mut services = Vec::with_capacity(config.services.len());
-        for (index, service) in config.services.iter().enumerate() {
+        for service in &config.services {
             let mut reals = Vec::with_capacity(service.reals.len());
             for real in &service.reals {
                 let interface = interface_for(real.address, &interfaces).ok_or_else(|| {
@@ -108,24 +141,122 @@ impl State {
                     }
                 })?;
                 reals.push(RealState {
-                    id: next_real_id,
+                    id: 0,
                     config: real.clone(),
                     ifindex: interface.index,
                     mac: None,
                 });
-                next_real_id += 1;
             }
             services.push(ServiceState {
-                id: index as u32 + 1,
+                id: 0,
                 key: service_key(service),
                 config: service.clone(),
                 reals,
             });
         }
-        Ok(Self {
+        let mut state = Self {
             services,
             interfaces,
-        })
+            limits: config.limits,
+            pending: Pending::default(),
+        };
+        state.adopt(&Existing::default());
+        Ok(state)
+    }
+
+    /// Re-gives ids so that what `existing` holds keeps its meaning: a service keeps its id if
+    /// its VIP:port/protocol is still configured, a real if its service, address and port are.
+    /// New services and reals take ids nobody used (falling back to retired ones only when
+    /// the id space is full), so an old flow never lands on a stranger. The next
+    /// [`State::apply`] removes what is gone and zeroes the counters of new ids.
+    pub fn adopt(&mut self, existing: &Existing) {
+        let old_services: HashMap<ServiceKey, u32> = existing
+            .services
+            .iter()
+            .map(|(key, service)| (*key, service.id))
+            .collect();
+        let old_reals: HashMap<(u32, [u8; 16], u16), u32> = existing
+            .reals
+            .iter()
+            .map(|(id, real)| ((real.service_id, real.addr, real.port_be), *id))
+            .collect();
+        let mut pending = Pending::default();
+
+        let kept_services: HashSet<u32> = self
+            .services
+            .iter()
+            .filter_map(|service| old_services.get(&service.key).copied())
+            .collect();
+        let mut service_ids = IdAllocator::new(
+            kept_services,
+            old_services.values().copied().collect(),
+            self.limits.services,
+        );
+        for service in &mut self.services {
+            service.id = match old_services.get(&service.key) {
+                Some(&id) => id,
+                None => {
+                    let id = service_ids.fresh();
+                    pending.fresh_service_ids.push(id);
+                    id
+                }
+            };
+        }
+
+        let real_key = |service: &ServiceState, real: &RealState| {
+            let (addr, _) = address_bytes(real.config.address);
+            (service.id, addr, real.config.port.to_be())
+        };
+        let kept_reals: HashSet<u32> = self
+            .services
+            .iter()
+            .flat_map(|service| service.reals.iter().map(move |real| (service, real)))
+            .filter_map(|(service, real)| old_reals.get(&real_key(service, real)).copied())
+            .collect();
+        let mut real_ids = IdAllocator::new(
+            kept_reals,
+            existing.reals.iter().map(|(id, _)| *id).collect(),
+            self.limits.reals,
+        );
+        for service_index in 0..self.services.len() {
+            for real_index in 0..self.services[service_index].reals.len() {
+                let key = real_key(
+                    &self.services[service_index],
+                    &self.services[service_index].reals[real_index],
+                );
+                let id = match old_reals.get(&key) {
+                    Some(&id) => id,
+                    None => {
+                        let id = real_ids.fresh();
+                        pending.fresh_real_ids.push(id);
+                        id
+                    }
+                };
+                self.services[service_index].reals[real_index].id = id;
+            }
+        }
+
+        let configured: HashSet<ServiceKey> = self.services.iter().map(|s| s.key).collect();
+        pending.removed_services = existing
+            .services
+            .iter()
+            .map(|(key, _)| *key)
+            .filter(|key| !configured.contains(key))
+            .collect();
+        // An id handed out again above is not retired: it already has its new meaning.
+        let assigned: HashSet<u32> = self
+            .services
+            .iter()
+            .flat_map(|s| &s.reals)
+            .map(|real| real.id)
+            .collect();
+        pending.retired_reals = existing
+            .reals
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !assigned.contains(id))
+            .collect();
+        self.pending = pending;
     }
 
     /// Records the usable neighbour entries of `ifindex`. Returns the ids of the services
@@ -184,8 +315,20 @@ impl State {
         addresses
     }
 
-    /// Writes everything to the data plane.
-    pub fn apply(&self, dataplane: &mut dyn Dataplane) -> Result<(), StateError> {
+    /// Writes everything to the data plane: first what [`State::adopt`] found gone (services
+    /// removed before anything else, so no new flow goes there), then every service, then the
+    /// reals no ring names any more are retired, which sends their remaining flows elsewhere.
+    pub fn apply(&mut self, dataplane: &mut dyn Dataplane) -> Result<(), StateError> {
+        let pending = std::mem::take(&mut self.pending);
+        for key in &pending.removed_services {
+            dataplane.remove_service(key)?;
+        }
+        for &id in &pending.fresh_service_ids {
+            dataplane.reset_service_counters(id)?;
+        }
+        for &id in &pending.fresh_real_ids {
+            dataplane.reset_real_counters(id)?;
+        }
         for interface in &self.interfaces {
             dataplane.set_interface(
                 interface.index,
@@ -196,7 +339,11 @@ impl State {
             )?;
         }
         let all: Vec<u32> = self.services.iter().map(|service| service.id).collect();
-        self.apply_services(dataplane, &all)
+        self.apply_services(dataplane, &all)?;
+        for &id in &pending.retired_reals {
+            dataplane.set_real(id, Real::default())?;
+        }
+        Ok(())
     }
 
     /// Writes the services with these ids, their reals and their schedules.
@@ -269,6 +416,49 @@ fn describe(interfaces: &[InterfaceInfo]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Hands out ids in `1..limit` that are not `taken`, preferring ids never `used` before, and
+/// ids a previous daemon retired only when no other is left.
+struct IdAllocator {
+    taken: HashSet<u32>,
+    used: HashSet<u32>,
+    limit: u32,
+    /// Below these, every id is already known to be unavailable (the sets only grow).
+    never_used_from: u32,
+    retired_from: u32,
+}
+
+impl IdAllocator {
+    fn new(taken: HashSet<u32>, used: HashSet<u32>, limit: u32) -> Self {
+        Self {
+            taken,
+            used,
+            limit,
+            never_used_from: 1,
+            retired_from: 1,
+        }
+    }
+
+    fn fresh(&mut self) -> u32 {
+        let never_used = (self.never_used_from..self.limit)
+            .find(|id| !self.taken.contains(id) && !self.used.contains(id));
+        let id = match never_used {
+            Some(id) => {
+                self.never_used_from = id + 1;
+                id
+            }
+            None => {
+                let id = (self.retired_from..self.limit)
+                    .find(|id| !self.taken.contains(id))
+                    .expect("config validation keeps the count of ids below the limit");
+                self.retired_from = id + 1;
+                id
+            }
+        };
+        self.taken.insert(id);
+        id
+    }
 }
 
 /// The map key of a service.
@@ -484,6 +674,168 @@ services:
         // And back to half 0 on the next change.
         state.apply_services(&mut dataplane, &[1]).unwrap();
         assert_eq!(dataplane.services[&web].ring_half, 0);
+    }
+
+    /// The state after a restart: `config` adopting what `dataplane` holds.
+    fn restarted(config: &str, dataplane: &FakeDataplane) -> State {
+        let config = config::parse(config, "test.yaml").expect("config parses");
+        let mut state = State::new(&config, vec![eth0()]).expect("state builds");
+        state.adopt(&Existing::read(dataplane).unwrap());
+        state
+    }
+
+    fn real_ids(state: &State, service: usize) -> Vec<(IpAddr, u32)> {
+        state.services[service]
+            .reals
+            .iter()
+            .map(|r| (r.config.address, r.id))
+            .collect()
+    }
+
+    fn addr(host: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, host))
+    }
+
+    #[test]
+    fn a_restart_with_the_same_config_keeps_every_id_and_counter() {
+        let mut first = state();
+        let mut dataplane = FakeDataplane::default();
+        first.apply(&mut dataplane).unwrap();
+        dataplane.real_stats.insert(
+            2,
+            lb_common::Counters {
+                packets: 7,
+                bytes: 70,
+                new_flows: 1,
+            },
+        );
+
+        let mut second = restarted(CONFIG, &dataplane);
+        assert_eq!(second.services, first.services);
+        assert_eq!(
+            second.pending,
+            Pending::default(),
+            "nothing to remove, retire or zero"
+        );
+        second.apply(&mut dataplane).unwrap();
+        assert_eq!(
+            dataplane.real_stats[&2].packets, 7,
+            "counters survive a restart"
+        );
+    }
+
+    #[test]
+    fn a_restart_with_a_changed_config_keeps_ids_by_address_and_retires_the_rest() {
+        let mut first = state();
+        let mut dataplane = FakeDataplane::default();
+        first.set_neighbours(7, &neighbours(&[(11, 1), (12, 2), (13, 3)]));
+        first.apply(&mut dataplane).unwrap();
+        // web: 11 → 1, 12 → 2, 13 → 3; dns: 11 → 4.
+        dataplane.real_stats.insert(
+            5,
+            lb_common::Counters {
+                packets: 99,
+                bytes: 1,
+                new_flows: 1,
+            },
+        );
+
+        // A real added in front, one removed, the dns service gone, a new service.
+        let changed = "
+instance: t
+interfaces: [{name: eth0}]
+services:
+  - vip: 192.0.2.100
+    port: 123
+    protocol: udp
+    reals: [{address: 192.0.2.15}]
+  - vip: 192.0.2.100
+    port: 80
+    protocol: tcp
+    reals:
+      - {address: 192.0.2.14}
+      - {address: 192.0.2.12, weight: 2}
+      - {address: 192.0.2.11}
+";
+        let mut second = restarted(changed, &dataplane);
+        let web = &second.services[1];
+        assert_eq!(web.id, 1, "the web service keeps its id");
+        assert_eq!(
+            second.services[0].id, 3,
+            "a new service takes an id never used"
+        );
+        assert_eq!(
+            real_ids(&second, 1),
+            vec![(addr(14), 6), (addr(12), 2), (addr(11), 1)],
+            "kept reals keep their ids; the new one takes one never used"
+        );
+        assert_eq!(
+            real_ids(&second, 0),
+            vec![(addr(15), 5)],
+            "config order: this one first"
+        );
+
+        second.apply(&mut dataplane).unwrap();
+        let dns = ServiceKey {
+            port_be: 53u16.to_be(),
+            protocol: PROTO_UDP,
+            ..dataplane_key(&dataplane, 1)
+        };
+        assert!(
+            !dataplane.services.contains_key(&dns),
+            "removed service is gone"
+        );
+        assert_eq!(dataplane.reals[&3], Real::default(), "192.0.2.13 retired");
+        assert_eq!(dataplane.reals[&4], Real::default(), "dns's real retired");
+        assert_eq!(&dataplane.reals[&6].addr[..4], &[192, 0, 2, 14]);
+        assert!(
+            !dataplane.real_stats.contains_key(&5),
+            "a new id starts from zero"
+        );
+        assert_eq!(dataplane.reals[&1].mac, [0; 6], "MACs are learned anew");
+    }
+
+    /// The key of the service with this id in the fake data plane.
+    fn dataplane_key(dataplane: &FakeDataplane, id: u32) -> ServiceKey {
+        *dataplane
+            .services
+            .iter()
+            .find(|(_, s)| s.id == id)
+            .expect("service")
+            .0
+    }
+
+    #[test]
+    fn retired_ids_are_reused_only_when_no_other_is_left() {
+        let small = |reals: &str| {
+            format!(
+                "instance: t\ninterfaces: [{{name: eth0}}]\nlimits: {{services: 4, reals: 4}}\n\
+                 services:\n  - {{vip: 192.0.2.100, port: 80, protocol: tcp, reals: [{reals}]}}\n"
+            )
+        };
+        let config = config::parse(
+            &small("{address: 192.0.2.11}, {address: 192.0.2.12}"),
+            "t.yaml",
+        )
+        .unwrap();
+        let mut first = State::new(&config, vec![eth0()]).unwrap();
+        let mut dataplane = FakeDataplane::default();
+        first.apply(&mut dataplane).unwrap();
+
+        // Ids 1 and 2 are retired, 3 was never used: 3 first, then 1.
+        let mut second = restarted(
+            &small("{address: 192.0.2.13}, {address: 192.0.2.14}"),
+            &dataplane,
+        );
+        assert_eq!(real_ids(&second, 0), vec![(addr(13), 3), (addr(14), 1)]);
+        assert_eq!(
+            second.pending.retired_reals,
+            vec![2],
+            "id 1 has a new meaning, not retired"
+        );
+        second.apply(&mut dataplane).unwrap();
+        assert_eq!(&dataplane.reals[&1].addr[..4], &[192, 0, 2, 14]);
+        assert_eq!(dataplane.reals[&2], Real::default());
     }
 
     #[test]

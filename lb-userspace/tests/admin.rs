@@ -60,7 +60,9 @@ async fn lbadm_lists_what_the_daemon_holds() {
         .collect();
     state.set_neighbours(3, &resolved);
 
+    // Written as lbd does at start-up (which zeroes the counters of new ids), then counted.
     let mut dataplane = FakeDataplane::default();
+    state.apply(&mut dataplane).unwrap();
     dataplane.service_stats.insert(
         1,
         Counters {
@@ -109,7 +111,6 @@ async fn lbadm_lists_what_the_daemon_holds() {
         0o600
     );
     let daemon = Daemon::new(config, state, Box::new(dataplane), None);
-    daemon.apply().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(daemon::run(daemon, listener, async {
         let _ = stopped.await;

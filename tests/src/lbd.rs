@@ -122,6 +122,17 @@ impl Lbd {
         self.dir.join(format!("lbd-{}.log", self.starts))
     }
 
+    /// Edits the config file for the next (re)start: `from` must occur in it.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("reading the config");
+        assert!(
+            text.contains(from),
+            "{from:?} not in {}:\n{text}",
+            self.config.display()
+        );
+        std::fs::write(&self.config, text.replace(from, to)).expect("writing the config");
+    }
+
     /// What the current (or last) daemon printed.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()

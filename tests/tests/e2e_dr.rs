@@ -173,13 +173,20 @@ fn http_through_the_vip_is_spread_by_weight_and_survives_a_daemon_restart() {
     for result in http::connections(&topology.client, vip(), 6, 1, TIMEOUT) {
         result.expect("new connection while lbd is stopped");
     }
-    // A new daemon adopts the pinned program, maps and flows.
-    lbd.restart(&topology.lb);
-    assert!(
-        lbd.log().contains("replaced the program on eth0"),
-        "{}",
-        lbd.log()
+    // A new daemon adopts the pinned program, maps and flows, even with the reals listed in
+    // another order: flows name reals by id, and ids follow addresses, not positions.
+    lbd.edit_config(
+        "      - {address: 192.0.2.11, weight: 1}\n      - {address: 192.0.2.12, weight: 2}\n      - {address: 192.0.2.13, weight: 3}\n",
+        "      - {address: 192.0.2.13, weight: 3}\n      - {address: 192.0.2.12, weight: 2}\n      - {address: 192.0.2.11, weight: 1}\n",
     );
+    lbd.restart(&topology.lb);
+    for expected in ["replaced the program on eth0", "adopting pinned maps"] {
+        assert!(
+            lbd.log().contains(expected),
+            "{expected:?} not in:\n{}",
+            lbd.log()
+        );
+    }
     assert_eq!(
         kept.get("/").expect("kept connection after the restart"),
         kept_real

@@ -118,5 +118,31 @@ fn lbd_refuses_what_it_cannot_run_and_leaves_nothing_behind() {
         listing.services[0].reals[0].available,
         "the first daemon still serves: {listing:?}"
     );
+
+    // New limits cannot resize pinned maps: a restart with them is refused before anything
+    // is adopted, and the old limits start as before.
+    let mut running = running;
+    let status = running.stop();
+    assert!(status.success(), "{status}");
+    running.edit_config("interfaces:", "limits: {flows: 4096}\ninterfaces:");
+    let output = failing_lbd(&topology.lb, running.config_path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("map LB_FLOWS_V1 pinned at")
+            && stderr.contains("but the config's limits ask for 4096"),
+        "{stderr}"
+    );
+    assert!(
+        running.pin_dir().join("LB_FLOWS_V1").exists(),
+        "pins untouched"
+    );
+    running.edit_config("limits: {flows: 4096}\n", "");
+    running.restart(&topology.lb);
+    assert!(
+        running.log().contains("adopting pinned maps"),
+        "{}",
+        running.log()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

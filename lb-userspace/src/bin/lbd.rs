@@ -9,7 +9,7 @@ use lb_userspace::{
     daemon::{self, Daemon},
     loader::{self, Attachment, Loaded},
     neighbour::Neighbours,
-    state::State,
+    state::{Existing, State},
 };
 
 /// How long start-up waits for the reals' MACs before attaching anyway.
@@ -121,13 +121,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn start(
     config: &Config,
     interfaces: &[lb_userspace::neighbour::InterfaceInfo],
-    state: State,
+    mut state: State,
     neighbours: Neighbours,
 ) -> anyhow::Result<(aya::Ebpf, Daemon)> {
     let Loaded {
         mut ebpf,
         dataplane,
     } = loader::load(&config.limits, Some(&config.pin_dir))?;
+    // Flows in pinned maps name reals by id: keep the ids a previous daemon gave.
+    let existing = Existing::read(&dataplane)?;
+    if !existing.services.is_empty() {
+        log::info!(
+            "adopting pinned maps from {}: {} services, {} reals",
+            config.pin_dir.display(),
+            existing.services.len(),
+            existing.reals.len()
+        );
+    }
+    state.adopt(&existing);
     let daemon = Daemon::new(config.clone(), state, Box::new(dataplane), Some(neighbours));
     // Everything is written once, then each real as it resolves.
     daemon.apply()?;
