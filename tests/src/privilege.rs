@@ -1,6 +1,6 @@
 //! Deciding whether a privileged test can run, and making sure a bpffs is where it should be.
 
-use std::{ffi::CString, os::unix::ffi::OsStrExt as _, path::Path, sync::Mutex};
+use std::{ffi::CString, io::Write as _, os::unix::ffi::OsStrExt as _, path::Path, sync::Mutex};
 
 /// `statfs` magic of a bpf filesystem (`BPF_FS_MAGIC` in linux/magic.h).
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -21,7 +21,12 @@ pub fn require_root(what: &str) -> bool {
     if std::env::var_os("CI").is_some() {
         panic!("{what} needs root and BPF; CI runs as root");
     }
-    eprintln!("skipping {what}: it needs root and BPF (run the tests as root, e.g. with sudo -E)");
+    // Straight to the stderr handle: the test harness captures `eprintln!` of passing tests,
+    // and a skip nobody sees is a silent gap.
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipping {what}: it needs root and BPF (run the tests as root, e.g. with sudo -E)"
+    );
     false
 }
 
