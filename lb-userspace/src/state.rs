@@ -175,10 +175,10 @@ impl State {
             .iter()
             .map(|(key, service)| (*key, service.id))
             .collect();
-        let old_reals: HashMap<(u32, [u8; 16], u16), u32> = existing
+        let old_reals: HashMap<(u32, [u8; 16], u16), (u32, Real)> = existing
             .reals
             .iter()
-            .map(|(id, real)| ((real.service_id, real.addr, real.port_be), *id))
+            .map(|(id, real)| ((real.service_id, real.addr, real.port_be), (*id, *real)))
             .collect();
         let mut pending = Pending::default();
 
@@ -211,7 +211,9 @@ impl State {
             .services
             .iter()
             .flat_map(|service| service.reals.iter().map(move |real| (service, real)))
-            .filter_map(|(service, real)| old_reals.get(&real_key(service, real)).copied())
+            .filter_map(|(service, real)| {
+                old_reals.get(&real_key(service, real)).map(|(id, _)| *id)
+            })
             .collect();
         let mut real_ids = IdAllocator::new(
             kept_reals,
@@ -224,15 +226,24 @@ impl State {
                     &self.services[service_index],
                     &self.services[service_index].reals[real_index],
                 );
+                let real = &mut self.services[service_index].reals[real_index];
                 let id = match old_reals.get(&key) {
-                    Some(&id) => id,
+                    // The previous daemon's MAC carries over, so that adopting writes back the
+                    // entries the program is using instead of taking reals out until their
+                    // MACs are read again. The neighbour refresh corrects it if it changed.
+                    Some(&(id, old)) => {
+                        if old.flags & REAL_AVAILABLE != 0 && old.ifindex == real.ifindex {
+                            real.mac = Some(old.mac);
+                        }
+                        id
+                    }
                     None => {
                         let id = real_ids.fresh();
                         pending.fresh_real_ids.push(id);
                         id
                     }
                 };
-                self.services[service_index].reals[real_index].id = id;
+                real.id = id;
             }
         }
 
@@ -725,6 +736,25 @@ services:
     }
 
     #[test]
+    fn adopting_writes_back_the_real_entries_the_program_uses() {
+        let mut first = state();
+        let mut dataplane = FakeDataplane::default();
+        first.set_neighbours(7, &neighbours(&[(11, 1), (12, 2), (13, 3)]));
+        first.apply(&mut dataplane).unwrap();
+        let before = dataplane.clone();
+
+        let mut second = restarted(CONFIG, &dataplane);
+        assert!(second.unresolved().is_empty(), "MACs carried over");
+        second.apply(&mut dataplane).unwrap();
+        assert_eq!(
+            dataplane.reals, before.reals,
+            "no real taken out, not even briefly"
+        );
+        let web = first.services[0].key;
+        assert_eq!(dataplane.active_ring(&web), before.active_ring(&web));
+    }
+
+    #[test]
     fn a_restart_with_a_changed_config_keeps_ids_by_address_and_retires_the_rest() {
         let mut first = state();
         let mut dataplane = FakeDataplane::default();
@@ -792,7 +822,12 @@ services:
             !dataplane.real_stats.contains_key(&5),
             "a new id starts from zero"
         );
-        assert_eq!(dataplane.reals[&1].mac, [0; 6], "MACs are learned anew");
+        assert_eq!(dataplane.reals[&1].mac, mac(1), "a kept real keeps its MAC");
+        assert_eq!(
+            dataplane.reals[&1].flags, REAL_AVAILABLE,
+            "and stays available"
+        );
+        assert_eq!(dataplane.reals[&6].flags, 0, "a new real waits for its MAC");
     }
 
     /// The key of the service with this id in the fake data plane.
