@@ -196,8 +196,8 @@ fn active_flows_per_real(dataplane: &dyn Dataplane) -> Result<Vec<u64>, Dataplan
     Ok(counts)
 }
 
-/// The clock of `bpf_ktime_get_ns()`.
-fn monotonic_now_ns() -> u64 {
+/// The clock of `bpf_ktime_get_ns()`, which `Flow::last_seen_ns` is read against.
+pub fn monotonic_now_ns() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

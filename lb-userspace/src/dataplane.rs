@@ -112,6 +112,23 @@ fn zero(
     map.set(index, zeros, 0).map_err(map_err(name))
 }
 
+/// Visits every entry of a hash map that the program may change meanwhile.
+fn visit_entries<K: aya::Pod, V: aya::Pod>(
+    map: &BpfHashMap<MapData, K, V>,
+    name: &'static str,
+    mut visit: impl FnMut(K, V),
+) -> Result<(), DataplaneError> {
+    for entry in map.iter() {
+        match entry {
+            Ok((key, value)) => visit(key, value),
+            // Deleted or evicted between listing its key and reading it.
+            Err(MapError::KeyNotFound) => continue,
+            Err(source) => return Err(DataplaneError::Map { map: name, source }),
+        }
+    }
+    Ok(())
+}
+
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
     move |source| DataplaneError::Map { map, source }
 }
@@ -203,36 +220,14 @@ impl Dataplane for EbpfDataplane {
     }
 
     fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError> {
-        for entry in self.flows.iter() {
-            match entry {
-                Ok((key, flow)) => visit(&key, &flow),
-                // Evicted between listing its key and reading it.
-                Err(MapError::KeyNotFound) => continue,
-                Err(source) => {
-                    return Err(DataplaneError::Map {
-                        map: MAP_FLOWS,
-                        source,
-                    });
-                }
-            }
-        }
-        Ok(())
+        visit_entries(&self.flows, MAP_FLOWS, |key, flow| visit(&key, &flow))
     }
 
     fn services(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError> {
         let mut services = Vec::new();
-        for entry in self.services.iter() {
-            match entry {
-                Ok(entry) => services.push(entry),
-                Err(MapError::KeyNotFound) => continue,
-                Err(source) => {
-                    return Err(DataplaneError::Map {
-                        map: MAP_SERVICES,
-                        source,
-                    });
-                }
-            }
-        }
+        visit_entries(&self.services, MAP_SERVICES, |key, service| {
+            services.push((key, service))
+        })?;
         Ok(services)
     }
 

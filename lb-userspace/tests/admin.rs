@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use clap::Parser as _;
 use lb_common::{Counters, Flow, FlowKey, PROTO_TCP};
 use lb_userspace::{
-    config,
+    admin, config,
     daemon::{self, Daemon},
     dataplane::FakeDataplane,
     lbadm::{self, Cli},
@@ -81,14 +81,7 @@ async fn lbadm_lists_what_the_daemon_holds() {
     );
     // One live flow on real 2; its last_seen (0 ns) is older than any timeout unless the
     // machine booted less than 900 s ago, so use "now" from the same clock as the kernel.
-    let now = {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    };
+    let now = admin::monotonic_now_ns();
     let key = FlowKey {
         protocol: PROTO_TCP,
         ..FlowKey::default()

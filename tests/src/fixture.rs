@@ -94,6 +94,21 @@ impl Balancer {
 
     /// Runs the balancer on one frame.
     pub fn run(&mut self, frame: &[u8]) -> Outcome {
+        let (result, frame) = self.test_run(frame, 1);
+        Outcome {
+            action: result.return_value,
+            frame,
+        }
+    }
+
+    /// Runs `frame` `repeat` times in the kernel and returns the mean time per run (the kernel
+    /// reports the mean).
+    pub fn time(&mut self, frame: &[u8], repeat: u32) -> std::time::Duration {
+        self.test_run(frame, repeat).0.duration
+    }
+
+    /// `BPF_PROG_TEST_RUN`: the kernel's result and the frame as the program left it.
+    fn test_run(&mut self, frame: &[u8], repeat: u32) -> (aya::programs::TestRunResult, Vec<u8>) {
         let program = loader::balancer(&mut self.ebpf).unwrap_or_else(|e| panic!("{e}"));
         // Room for programs that grow frames (encapsulation, later).
         let mut out = vec![0u8; frame.len() + 256];
@@ -101,29 +116,12 @@ impl Balancer {
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
+                repeat,
                 ..TestRunOptions::default()
             })
             .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e:?}", frame.len()));
         out.truncate(result.data_size_out as usize);
-        Outcome {
-            action: result.return_value,
-            frame: out,
-        }
-    }
-
-    /// Runs `frame` `repeat` times in the kernel and returns the mean time per run.
-    pub fn time(&mut self, frame: &[u8], repeat: u32) -> std::time::Duration {
-        let program = loader::balancer(&mut self.ebpf).unwrap_or_else(|e| panic!("{e}"));
-        let mut out = vec![0u8; frame.len() + 256];
-        program
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                repeat,
-                ..TestRunOptions::default()
-            })
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e:?}"))
-            .duration
+        (result, out)
     }
 
     /// Packets counted per verdict reason so far.

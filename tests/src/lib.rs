@@ -3,7 +3,7 @@
 //! # Layout
 //!
 //! - [`fixture`]: the balancer loaded but not attached, fed frames through BPF_PROG_TEST_RUN.
-//! - [`privilege`]: whether a privileged test runs or is skipped (`require_root`); bpffs.
+//! - [`privilege`]: whether a privileged test runs or is skipped (`require_root`).
 //! - [`netns`]: named network namespaces removed on drop; running code and processes inside.
 //! - [`topology`]: the LVS-DR network (client, lb, reals on one bridge), every host in a
 //!   namespace of its own, addresses from 192.0.2.0/24.

@@ -33,8 +33,7 @@ pub const TPID_8021AD: u16 = 0x88a8;
 
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_IPIP: u8 = 4;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
+pub use lb_common::{PROTO_TCP, PROTO_UDP};
 
 /// TCP flag bits (byte 13 of the TCP header).
 pub mod tcp_flags {

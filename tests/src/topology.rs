@@ -27,6 +27,8 @@ use aya::{
     programs::{Xdp, XdpMode},
 };
 
+use lb_userspace::admin::format_mac;
+
 use crate::netns::Netns;
 
 /// Prefix length of the shared subnet 192.0.2.0/24.
@@ -108,7 +110,7 @@ impl DrTopology {
             "add",
             BRIDGE,
             "address",
-            &mac_string(BRIDGE_MAC),
+            &format_mac(&BRIDGE_MAC),
             "type",
             "bridge",
         ]);
@@ -255,7 +257,7 @@ fn host(switch: &Netns, prefix: &str, name: &str, ip: Ipv4Addr, mac: [u8; 6]) ->
     quiet_namespace(&netns);
     let port = port_name(name);
     // Both ends are created directly in their namespaces: never in the root namespace.
-    let (port_addr, host_addr) = (mac_string(port_mac(mac)), mac_string(mac));
+    let (port_addr, host_addr) = (format_mac(&port_mac(mac)), format_mac(&mac));
     let veth = format!(
         "link add {port} address {port_addr} type veth peer name {HOST_IF} address {host_addr} netns {}",
         netns.name()
@@ -265,14 +267,6 @@ fn host(switch: &Netns, prefix: &str, name: &str, ip: Ipv4Addr, mac: [u8; 6]) ->
     netns.ip(&["addr", "add", &format!("{ip}/{PREFIX_LEN}"), "dev", HOST_IF]);
     netns.ip(&["link", "set", HOST_IF, "up"]);
     netns
-}
-
-/// `02:00:00:00:00:01` form.
-pub fn mac_string(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// Loads `xdp_pass` from the balancer's object and attaches it to `interface` of the current
@@ -313,8 +307,8 @@ mod tests {
     fn addresses_and_macs() {
         assert_eq!(real_ip(0), Ipv4Addr::new(192, 0, 2, 11));
         assert_eq!(real_ip(2), Ipv4Addr::new(192, 0, 2, 13));
-        assert_eq!(mac_string(real_mac(0)), "02:00:00:00:00:0b");
-        assert_eq!(mac_string(port_mac(LB_MAC)), "02:00:00:00:01:02");
+        assert_eq!(format_mac(&real_mac(0)), "02:00:00:00:00:0b");
+        assert_eq!(format_mac(&port_mac(LB_MAC)), "02:00:00:00:01:02");
         assert_eq!(port_name("real1"), "p-real1");
     }
 
@@ -418,7 +412,7 @@ mod tests {
         assert!(left.is_empty(), "namespaces left behind: {left:?}");
         // Loading the object for xdp_pass must pin nothing (aya pins maps declared `by_name` at
         // /sys/fs/bpf/<MAP> when no directory is given).
-        let pins = std::fs::read_dir(crate::privilege::BPFFS)
+        let pins = std::fs::read_dir(lb_userspace::loader::BPFFS_ROOT)
             .map(|entries| {
                 entries
                     .filter_map(|entry| entry.ok())

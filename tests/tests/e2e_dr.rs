@@ -235,14 +235,14 @@ fn a_real_that_changes_its_mac_keeps_its_traffic() {
         "set",
         "eth0",
         "address",
-        &lb_tests::topology::mac_string(new_mac),
+        &lb_userspace::admin::format_mac(&new_mac),
     ]);
     let announcement = lb_tests::packet::Frame::arp_request(*real_ip, *real_ip)
         .src_mac(new_mac)
         .build();
     // The kernel ignores a new MAC within a second of the entry's last update (locktime); a
     // gratuitous ARP overrides that, but send a few in case one is lost. Bounded: 20 × 250 ms.
-    let wanted = Some(lb_tests::topology::mac_string(new_mac));
+    let wanted = Some(lb_userspace::admin::format_mac(&new_mac));
     let learned = (0..20).any(|_| {
         real_ns.send_frame("eth0", &announcement);
         std::thread::sleep(Duration::from_millis(250));
