@@ -362,10 +362,11 @@ mod tests {
                     HttpServer::start(netns, SocketAddr::V4(SocketAddrV4::new(*ip, 80)), name)
                 })
                 .collect::<Vec<_>>();
-            // A spawned daemon sees the lb's interfaces and the host's bpffs.
+            // A spawned daemon sees the lb's interfaces and the host's mounts (bpffs among
+            // them, whether or not it is mounted yet: lbd mounts it where it is missing).
             let mut command = std::process::Command::new("sh");
             command
-                .args(["-c", "ip -br addr show dev eth0; stat -f -c %T /sys/fs/bpf"])
+                .args(["-c", "ip -br addr show dev eth0; readlink /proc/self/ns/mnt"])
                 .stdout(std::process::Stdio::piped());
             let output = topology
                 .lb
@@ -377,7 +378,11 @@ mod tests {
                 output.contains("192.0.2.2/24") && output.contains("192.0.2.100/32"),
                 "{output}"
             );
-            assert!(output.contains("bpf_fs"), "{output}");
+            let own_mounts = std::fs::read_link("/proc/self/ns/mnt").expect("own mount namespace");
+            assert!(
+                output.contains(&*own_mounts.to_string_lossy()),
+                "spawned in another mount namespace than {own_mounts:?}: {output}"
+            );
 
             let lb_addr = SocketAddr::V4(SocketAddrV4::new(LB_IP, 8080));
             let lb_server = HttpServer::start(&topology.lb, lb_addr, "lb");
