@@ -25,3 +25,9 @@ pub const FORWARD_DR: u8 = 1;
 pub const FORWARD_TUN: u8 = 2;
 pub const FORWARD_NAT: u8 = 3;
 pub const FORWARD_FULLNAT: u8 = 4;
+
+/// VLAN tag protocol identifiers (EtherTypes), as the kernel's `ETH_P_8021Q` / `ETH_P_8021AD`.
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+/// The VLAN id bits of a tag's TCI; the rest are priority (PCP) and DEI.
+pub const VLAN_VID_MASK: u16 = 0x0fff;

@@ -3,10 +3,11 @@
 //! | map | key → value | written by | read by |
 //! | --- | --- | --- | --- |
 //! | [`MAP_SERVICES`] | [`ServiceKey`] → [`Service`] | lbd | XDP |
-//! | [`MAP_REALS`] | real id → [`Real`] | lbd | XDP |
+//! | [`MAP_REALS`] | real id → [`RealSlots`] (mmapable; see there) | lbd | XDP |
 //! | [`MAP_RING`] | [`ring_index`]`(service id, half, slot)` → real id | lbd | XDP |
 //! | [`MAP_FLOWS`] | [`FlowKey`] → [`Flow`] (LRU) | XDP | XDP, lbd (`-Lnc`, later) |
-//! | [`MAP_INTERFACES`] | ifindex → [`Interface`] | lbd | XDP |
+//! | [`MAP_INTERFACES`] | ifindex of a real's L2 interface → [`Interface`] | lbd | XDP |
+//! | [`MAP_TX_PORTS`] | ifindex → ifindex (devmap) | lbd | XDP (`XDP_REDIRECT`) |
 //! | [`MAP_RR_CURSOR`] | service id → u32 (per CPU) | XDP | XDP |
 //! | [`MAP_SERVICE_STATS`] | service id → [`Counters`] (per CPU) | XDP | lbd |
 //! | [`MAP_REAL_STATS`] | real id → [`Counters`] (per CPU) | XDP | lbd |
@@ -16,27 +17,33 @@
 //! by the loader from the config's `limits` key; the others are fixed here.
 
 pub const MAP_SERVICES: &str = "LB_SERVICES_V1";
-pub const MAP_REALS: &str = "LB_REALS_V1";
+pub const MAP_REALS: &str = "LB_REALS_V2";
 pub const MAP_RING: &str = "LB_RING_V1";
 pub const MAP_FLOWS: &str = "LB_FLOWS_V1";
-pub const MAP_INTERFACES: &str = "LB_IFACES_V1";
+pub const MAP_INTERFACES: &str = "LB_IFACES_V2";
+pub const MAP_TX_PORTS: &str = "LB_TX_PORTS_V1";
 pub const MAP_RR_CURSOR: &str = "LB_RR_POS_V1";
 pub const MAP_SERVICE_STATS: &str = "LB_STAT_SVC_V1";
 pub const MAP_REAL_STATS: &str = "LB_STAT_REAL_V1";
 pub const MAP_REASON_STATS: &str = "LB_STAT_RSN_V1";
 
 /// Every map, in the order above; the loader sizes and pins them by these names.
-pub const ALL_MAPS: [&str; 9] = [
+pub const ALL_MAPS: [&str; 10] = [
     MAP_SERVICES,
     MAP_REALS,
     MAP_RING,
     MAP_FLOWS,
     MAP_INTERFACES,
+    MAP_TX_PORTS,
     MAP_RR_CURSOR,
     MAP_SERVICE_STATS,
     MAP_REAL_STATS,
     MAP_REASON_STATS,
 ];
+
+/// Names of maps that earlier versions pinned and this one no longer uses: the loader removes
+/// their pins when it adopts an instance, once the new program has replaced the old one.
+pub const RETIRED_MAPS: [&str; 2] = ["LB_REALS_V1", "LB_IFACES_V1"];
 
 /// Slots of one half of a service's schedule ring. A weighted schedule longer than this is
 /// scaled down in userspace (see `schedule.rs`), keeping the weight ratios approximately.
@@ -61,6 +68,8 @@ pub const DEFAULT_MAX_REALS: u32 = 65536;
 pub const DEFAULT_MAX_FLOWS: u32 = 1_000_000;
 /// Interfaces an instance can attach to; fixed because it is tiny.
 pub const MAX_INTERFACES: u32 = 64;
+/// L2 interfaces reals can sit on: the attached ones and the VLAN interfaces stacked on them.
+pub const MAX_L2_INTERFACES: u32 = 4096;
 /// Slots in the per-reason counter array; reason numbers stay below this.
 pub const REASON_SLOTS: u32 = 32;
 
@@ -119,6 +128,33 @@ pub struct Real {
 }
 const _: () = assert!(core::mem::size_of::<Real>() == 40);
 
+/// A real's entry as the program reads it: two copies and the number of the current one.
+///
+/// Array updates are copied in place, so a program reading an entry while it is rewritten
+/// could see half an old MAC and half a new one. Instead, lbd writes a change into the copy
+/// not in use and then bumps [`RealSlots::generation`] with one aligned 4-byte store (the map
+/// is mmapped, so the store is lbd's own, not the kernel's `memcpy`); the program reads the
+/// generation once and then only `slots[generation & 1]`, a dependent load. Before lbd
+/// rewrites a copy that was current, it waits for an RCU grace period, after which no program
+/// run that saw it current is still running (XDP runs inside RCU read-side sections). A
+/// reader therefore sees the old entry or the new one, never a mix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RealSlots {
+    pub generation: u32,
+    pub _pad: u32,
+    pub slots: [Real; 2],
+}
+const _: () = assert!(core::mem::size_of::<RealSlots>() == 88);
+
+impl RealSlots {
+    /// The copy a reader uses now.
+    #[inline(always)]
+    pub const fn current_slot(generation: u32) -> usize {
+        (generation & 1) as usize
+    }
+}
+
 /// A connection as the client sent it: the key of the flow table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -144,15 +180,24 @@ pub struct Flow {
 }
 const _: () = assert!(core::mem::size_of::<Flow>() == 16);
 
-/// An interface the program runs on or forwards out of.
+/// An L2 interface reals sit on: an interface the program runs on, or a VLAN interface
+/// stacked on one. Keyed by the ifindex the kernel's neighbour table uses for the reals.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Interface {
-    /// Source MAC for frames sent out of this interface.
+    /// Source MAC for frames sent to reals on this interface.
     pub mac: [u8; 6],
+    /// The 802.1Q/802.1ad tag frames to these reals carry (VLAN id in the low 12 bits);
+    /// 0 = untagged. The program replaces, adds or removes the frame's tag to match.
+    pub vlan_tci_be: u16,
+    /// `ETH_P_8021Q` or `ETH_P_8021AD` when tagged, 0 otherwise.
+    pub vlan_proto_be: u16,
     pub _pad: [u8; 2],
+    /// The interface the program runs on that frames leave through (the VLAN's parent, or
+    /// the interface itself).
+    pub egress_ifindex: u32,
 }
-const _: () = assert!(core::mem::size_of::<Interface>() == 8);
+const _: () = assert!(core::mem::size_of::<Interface>() == 16);
 
 /// Per-CPU counters; userspace sums the CPUs.
 #[repr(C)]
@@ -180,6 +225,7 @@ mod pod {
     unsafe impl aya::Pod for super::ServiceKey {}
     unsafe impl aya::Pod for super::Service {}
     unsafe impl aya::Pod for super::Real {}
+    unsafe impl aya::Pod for super::RealSlots {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::Flow {}
     unsafe impl aya::Pod for super::Interface {}

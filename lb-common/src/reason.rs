@@ -31,11 +31,17 @@ pub enum Reason {
     DropNoReal = 11,
     /// The chosen real's interface is unknown to the program (daemon has not written it yet).
     DropNoInterface = 12,
+    /// `XDP_REDIRECT` refused: the egress interface is not in the program's port map (or
+    /// the redirect helper failed). Failures after the program returns (the egress driver
+    /// refusing the frame) are counted by the kernel (`xdp:xdp_redirect_err`), not here.
+    DropRedirectFailed = 13,
+    /// A VLAN tag could not be added or removed (`bpf_xdp_adjust_head` refused: no headroom).
+    DropVlanRewrite = 14,
 }
 
 impl Reason {
     /// Every reason, in number order.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 14] = [
         Reason::ForwardedTx,
         Reason::ForwardedRedirect,
         Reason::PassNotIp,
@@ -48,6 +54,8 @@ impl Reason {
         Reason::PassNoService,
         Reason::DropNoReal,
         Reason::DropNoInterface,
+        Reason::DropRedirectFailed,
+        Reason::DropVlanRewrite,
     ];
 
     /// The name printed by the CLI and used in metrics.
@@ -65,6 +73,8 @@ impl Reason {
             Reason::PassNoService => "pass_no_service",
             Reason::DropNoReal => "drop_no_real",
             Reason::DropNoInterface => "drop_no_interface",
+            Reason::DropRedirectFailed => "drop_redirect_failed",
+            Reason::DropVlanRewrite => "drop_vlan_rewrite",
         }
     }
 

@@ -1,34 +1,93 @@
 //! Sending the packet to its real. Direct routing (LVS-DR): the IP packet is left exactly as
-//! the client sent it; only the Ethernet addresses change, so the real, which holds the VIP
-//! on a loopback, answers the client directly.
+//! the client sent it; only the Ethernet header changes, so the real, which holds the VIP on a
+//! loopback, answers the client directly.
+//!
+//! The Ethernet header is rewritten for the real's own L2 interface: its MACs, and its VLAN
+//! tag. A real on the untagged subnet of the interface the program runs on gets an untagged
+//! frame, whatever tag the client's frame came with; a real on a VLAN interface stacked on it
+//! gets that VLAN's tag (added, or replacing the client's VLAN id, keeping its priority bits).
 
-use aya_ebpf::programs::XdpContext;
-use lb_common::{Real, Reason};
+use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
+use lb_common::{Interface, Real, Reason, VLAN_VID_MASK};
 
 use crate::{
-    Verdict,
+    Forwarded, Verdict,
     maps::INTERFACES,
-    parse::{EthHeader, header},
+    parse::{EthHeader, Packet, VLAN_HEADER_LEN, VlanEthHeader, header},
 };
 
 #[inline(always)]
-pub fn direct_route(ctx: &XdpContext, real: &Real) -> Verdict {
-    let Some(interface) = (unsafe { INTERFACES.get(&real.ifindex) }) else {
+pub fn direct_route(
+    ctx: &XdpContext,
+    packet: &Packet,
+    real: &Real,
+    forwarded: Forwarded,
+) -> Verdict {
+    let Some(interface) = (unsafe { INTERFACES.get(&real.ifindex) }).copied() else {
         return Verdict::Drop(Reason::DropNoInterface);
     };
-    let Some(eth) = header::<EthHeader>(ctx, 0) else {
-        return Verdict::Pass(Reason::PassTruncated);
+    let eth = match retag(ctx, packet, &interface) {
+        Ok(eth) => eth,
+        Err(verdict) => return verdict,
     };
     unsafe {
         (*eth).dst = real.mac;
         (*eth).src = interface.mac;
     }
     let ingress_ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    if real.ifindex == ingress_ifindex {
-        Verdict::Tx
+    if interface.egress_ifindex == ingress_ifindex {
+        Verdict::Tx(forwarded)
     } else {
         Verdict::Redirect {
-            ifindex: real.ifindex,
+            ifindex: interface.egress_ifindex,
+            forwarded,
+        }
+    }
+}
+
+/// Gives the frame the tag `interface` wants (none, or its VLAN) and returns its Ethernet
+/// header, whose MACs the caller then writes (so moving them is never needed).
+#[inline(always)]
+fn retag(
+    ctx: &XdpContext,
+    packet: &Packet,
+    interface: &Interface,
+) -> Result<*mut EthHeader, Verdict> {
+    let truncated = Verdict::Pass(Reason::PassTruncated);
+    let wanted = interface.vlan_tci_be != 0;
+    match (packet.tagged, wanted) {
+        (false, false) => header::<EthHeader>(ctx, 0).ok_or(truncated),
+        (true, true) => {
+            let tci_be = packet.vlan_tci_be;
+            let tagged: *mut VlanEthHeader = header(ctx, 0).ok_or(truncated)?;
+            // The client's priority bits stay; the VLAN id becomes the real's.
+            let vid_mask_be = VLAN_VID_MASK.to_be();
+            let tci = (tci_be & !vid_mask_be) | (interface.vlan_tci_be & vid_mask_be);
+            unsafe {
+                (*tagged).tpid = interface.vlan_proto_be.to_ne_bytes();
+                (*tagged).tci = tci.to_ne_bytes();
+            }
+            Ok(tagged.cast())
+        }
+        (true, false) => {
+            // Drop the 4 tag bytes from the front: the MACs are rewritten anyway, and the
+            // inner EtherType already sits where an untagged header keeps it.
+            if unsafe { bpf_xdp_adjust_head(ctx.ctx, VLAN_HEADER_LEN as i32) } != 0 {
+                return Err(Verdict::Drop(Reason::DropVlanRewrite));
+            }
+            header::<EthHeader>(ctx, 0).ok_or(truncated)
+        }
+        (false, true) => {
+            if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(VLAN_HEADER_LEN as i32)) } != 0 {
+                return Err(Verdict::Drop(Reason::DropVlanRewrite));
+            }
+            // The old EtherType is now where a tagged header keeps the inner one.
+            let tagged: *mut VlanEthHeader = header(ctx, 0).ok_or(truncated)?;
+            unsafe {
+                (*tagged).tpid = interface.vlan_proto_be.to_ne_bytes();
+                (*tagged).tci = interface.vlan_tci_be.to_ne_bytes();
+            }
+            Ok(tagged.cast())
         }
     }
 }

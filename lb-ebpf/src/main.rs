@@ -1,11 +1,14 @@
 //! The XDP data plane, read as a pipeline:
 //!
 //! `parse` (bounds-checked headers → flow key) → `lookup` (VIP:port/proto → service) →
-//! `select` (flow table, else the service's scheduler) → `forward` (LVS-DR MAC rewrite) →
+//! `select` (flow table, else the service's scheduler) → `forward` (LVS-DR Ethernet rewrite) →
 //! `stats` (the one place that turns a [`Verdict`] into an XDP action and counts it).
 //!
 //! Anything that is not for a configured service leaves with `XDP_PASS`, byte for byte as it
 //! came in: the program writes to a frame only once it has chosen a real for it.
+//!
+//! Both programs are built for multi-buffer frames (`xdp.frags`), so they attach natively to
+//! interfaces with a jumbo MTU.
 #![no_std]
 #![no_main]
 
@@ -26,56 +29,68 @@ pub enum Verdict {
     Pass(Reason),
     Drop(Reason),
     /// Back out of the interface it came in on.
-    Tx,
-    /// Out of another interface.
+    Tx(Forwarded),
+    /// Out of another interface the program runs on.
     Redirect {
         ifindex: u32,
+        forwarded: Forwarded,
     },
 }
 
-/// The load balancer. Attached to every interface listed in the config.
-#[xdp]
-pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    let verdict = balance(&ctx);
-    stats::finish(&ctx, verdict)
+/// What a forwarded packet is counted under.
+#[derive(Clone, Copy)]
+pub struct Forwarded {
+    pub service_id: u32,
+    pub real_id: u32,
+    pub new_flow: bool,
 }
 
-fn balance(ctx: &XdpContext) -> Verdict {
+/// The load balancer. Attached to every interface listed in the config.
+#[xdp(frags)]
+pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    let (verdict, frame_len) = balance(&ctx);
+    stats::finish(&ctx, verdict, frame_len)
+}
+
+/// The verdict, and the frame's length as received.
+#[inline(always)]
+fn balance(ctx: &XdpContext) -> (Verdict, u64) {
     let packet = match parse::parse(ctx) {
         Ok(packet) => packet,
-        Err(reason) => return Verdict::Pass(reason),
+        Err(reason) => return (Verdict::Pass(reason), parse::linear_len(ctx)),
     };
-    let Some(service) = lookup::service(&packet.flow) else {
-        return Verdict::Pass(Reason::PassNoService);
+    let verdict = match lookup::service(&packet.flow) {
+        None => Verdict::Pass(Reason::PassNoService),
+        Some(service) => match select::real(&packet.flow, &service) {
+            Ok(target) => forward::direct_route(
+                ctx,
+                &packet,
+                &target.real,
+                Forwarded {
+                    service_id: service.id,
+                    real_id: target.real_id,
+                    new_flow: target.new_flow,
+                },
+            ),
+            Err(verdict) => verdict,
+        },
     };
-    let target = match select::real(&packet.flow, &service) {
-        Ok(target) => target,
-        Err(verdict) => return verdict,
-    };
-    let verdict = forward::direct_route(ctx, &target.real);
-    if matches!(verdict, Verdict::Tx | Verdict::Redirect { .. }) {
-        stats::forwarded(
-            service.id,
-            target.real_id,
-            packet.frame_len,
-            target.new_flow,
-        );
-    }
-    verdict
+    (verdict, packet.frame_len)
 }
 
 /// Does nothing but pass. Attached to the far end of a veth pair that receives frames sent
 /// with `XDP_TX`/`XDP_REDIRECT`: veth drops such frames unless its peer runs an XDP program.
-#[xdp]
+#[xdp(frags)]
 pub fn xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// The verifier rejects any path that could panic, so this never runs; a loop (as
+/// aya-template has) is defined behaviour, unlike `unreachable_unchecked`.
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // The verifier rejects any path that could reach here; there is no panic at run time.
-    unsafe { core::hint::unreachable_unchecked() }
+    loop {}
 }
 
 #[unsafe(link_section = "license")]

@@ -6,12 +6,13 @@
 //! Nothing is pinned by declaration; the loader pins each map under the instance's directory.
 
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    Counters, Flow, FlowKey, Interface, MAX_INTERFACES, REASON_SLOTS, RING_SLOTS_PER_SERVICE, Real,
-    Service, ServiceKey,
+    Counters, Flow, FlowKey, Interface, MAX_INTERFACES, MAX_L2_INTERFACES, REASON_SLOTS,
+    RING_SLOTS_PER_SERVICE, RealSlots, Service, ServiceKey,
 };
 
 const PLACEHOLDER_SERVICES: u32 = 16;
@@ -22,8 +23,9 @@ const PLACEHOLDER_FLOWS: u32 = 1024;
 pub static SERVICES: HashMap<ServiceKey, Service> =
     HashMap::with_max_entries(PLACEHOLDER_SERVICES, 0);
 
-#[map(name = "LB_REALS_V1")]
-pub static REALS: Array<Real> = Array::with_max_entries(PLACEHOLDER_REALS, 0);
+/// Mmapable: lbd publishes a new copy of a real with its own aligned store (see `RealSlots`).
+#[map(name = "LB_REALS_V2")]
+pub static REALS: Array<RealSlots> = Array::with_max_entries(PLACEHOLDER_REALS, BPF_F_MMAPABLE);
 
 #[map(name = "LB_RING_V1")]
 pub static RING: Array<u32> =
@@ -32,8 +34,11 @@ pub static RING: Array<u32> =
 #[map(name = "LB_FLOWS_V1")]
 pub static FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(PLACEHOLDER_FLOWS, 0);
 
-#[map(name = "LB_IFACES_V1")]
-pub static INTERFACES: HashMap<u32, Interface> = HashMap::with_max_entries(MAX_INTERFACES, 0);
+#[map(name = "LB_IFACES_V2")]
+pub static INTERFACES: HashMap<u32, Interface> = HashMap::with_max_entries(MAX_L2_INTERFACES, 0);
+
+#[map(name = "LB_TX_PORTS_V1")]
+pub static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_INTERFACES, 0);
 
 #[map(name = "LB_RR_POS_V1")]
 pub static RR_CURSOR: PerCpuArray<u32> = PerCpuArray::with_max_entries(PLACEHOLDER_SERVICES, 0);

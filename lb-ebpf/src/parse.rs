@@ -1,14 +1,18 @@
 //! Bounds-checked header access. Every read is preceded by a check against `data_end`, so a
 //! truncated frame can only ever end in `PassTruncated`.
+//!
+//! Multi-buffer frames (`xdp.frags`, jumbo MTUs): the headers are read from the linear part;
+//! lengths are checked against the whole frame, which is asked of the kernel
+//! (`bpf_xdp_get_buff_len`) only when the IP datagram reaches past the linear part, so the
+//! common single-buffer frame pays nothing for it.
 
-use aya_ebpf::programs::XdpContext;
-use lb_common::{FAMILY_IPV4, FlowKey, PROTO_TCP, PROTO_UDP, Reason};
+use aya_ebpf::{helpers::generated::bpf_xdp_get_buff_len, programs::XdpContext};
+use lb_common::{ETH_P_8021AD, ETH_P_8021Q, FAMILY_IPV4, FlowKey, PROTO_TCP, PROTO_UDP, Reason};
 
 pub const ETH_HEADER_LEN: usize = 14;
+pub const VLAN_HEADER_LEN: usize = 4;
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
 /// More-fragments flag and fragment offset of the IPv4 `frag_off` field.
 const IPV4_FRAGMENT_MASK: u16 = 0x3fff;
 const TCP_HEADER_LEN: usize = 20;
@@ -18,13 +22,17 @@ const UDP_HEADER_LEN: usize = 8;
 pub struct EthHeader {
     pub dst: [u8; 6],
     pub src: [u8; 6],
-    ether_type: [u8; 2],
+    pub ether_type: [u8; 2],
 }
 
+/// An Ethernet header with one VLAN tag: what a tagged frame starts with.
 #[repr(C)]
-struct VlanHeader {
-    _tci: [u8; 2],
-    ether_type: [u8; 2],
+pub struct VlanEthHeader {
+    pub dst: [u8; 6],
+    pub src: [u8; 6],
+    pub tpid: [u8; 2],
+    pub tci: [u8; 2],
+    pub ether_type: [u8; 2],
 }
 
 #[repr(C)]
@@ -51,11 +59,17 @@ struct Ports {
 /// What the rest of the pipeline needs to know about a frame.
 pub struct Packet {
     pub flow: FlowKey,
-    /// Length of the whole frame, for byte counters.
+    /// Length of the whole frame (all buffers), for byte counters.
     pub frame_len: u64,
+    /// The frame carries one VLAN tag.
+    pub tagged: bool,
+    /// The tag's TCI, network order (0 when untagged). Not an `Option`: the payload of a
+    /// `None` is left undefined, and the verifier refuses a program that copies undefined
+    /// registers.
+    pub vlan_tci_be: u16,
 }
 
-/// A pointer to a `T` at `offset`, if the frame is long enough to hold it.
+/// A pointer to a `T` at `offset`, if the frame's linear part is long enough to hold it.
 #[inline(always)]
 pub fn header<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     let start = ctx.data();
@@ -66,16 +80,26 @@ pub fn header<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     Some((start + offset) as *mut T)
 }
 
+/// Length of the frame's linear part (all of it, unless the frame has fragments).
+#[inline(always)]
+pub fn linear_len(ctx: &XdpContext) -> u64 {
+    (ctx.data_end() - ctx.data()) as u64
+}
+
 #[inline(always)]
 pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
-    let frame_len = (ctx.data_end() - ctx.data()) as u64;
+    let linear = linear_len(ctx);
     let eth: *mut EthHeader = header(ctx, 0).ok_or(Reason::PassTruncated)?;
     let mut ether_type = u16::from_be_bytes(unsafe { (*eth).ether_type });
     let mut l3 = ETH_HEADER_LEN;
+    let mut tagged = false;
+    let mut vlan_tci_be = 0;
     if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
-        let vlan: *mut VlanHeader = header(ctx, l3).ok_or(Reason::PassTruncated)?;
-        ether_type = u16::from_be_bytes(unsafe { (*vlan).ether_type });
-        l3 += core::mem::size_of::<VlanHeader>();
+        let tagged_header: *mut VlanEthHeader = header(ctx, 0).ok_or(Reason::PassTruncated)?;
+        ether_type = u16::from_be_bytes(unsafe { (*tagged_header).ether_type });
+        vlan_tci_be = u16::from_ne_bytes(unsafe { (*tagged_header).tci });
+        tagged = true;
+        l3 += VLAN_HEADER_LEN;
         if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
             return Err(Reason::PassStackedVlan);
         }
@@ -95,7 +119,12 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
     // The header (options included) and the datagram must lie within the frame; anything
     // after `total_len` is link-layer padding.
     let total_len = u16::from_be_bytes(unsafe { (*ip).total_len }) as usize;
-    if total_len < header_len || (l3 + total_len) as u64 > frame_len {
+    let datagram_end = (l3 + total_len) as u64;
+    let mut frame_len = linear;
+    if datagram_end > linear {
+        frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
+    }
+    if total_len < header_len || datagram_end > frame_len {
         return Err(Reason::PassTruncated);
     }
     if u16::from_be_bytes(unsafe { (*ip).frag_off }) & IPV4_FRAGMENT_MASK != 0 {
@@ -111,6 +140,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
         return Err(Reason::PassTruncated);
     }
     let l4 = l3 + header_len;
+    // The transport header must be in the linear part, where the program can read it.
     if ctx.data() + l4 + l4_len > ctx.data_end() {
         return Err(Reason::PassTruncated);
     }
@@ -127,5 +157,10 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
         flow.src[..4].copy_from_slice(&(*ip).src);
         flow.dst[..4].copy_from_slice(&(*ip).dst);
     }
-    Ok(Packet { flow, frame_len })
+    Ok(Packet {
+        flow,
+        frame_len,
+        tagged,
+        vlan_tci_be,
+    })
 }

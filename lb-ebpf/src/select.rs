@@ -2,10 +2,13 @@
 //!
 //! Schedulers stay trivial here: userspace writes each service's weighted schedule into its
 //! slice of the ring (see `schedule.rs` in lb-userspace), and the kernel walks it with a
-//! per-CPU cursor, so no two CPUs ever write the same memory per packet.
+//! per-CPU cursor, so no two CPUs ever write the same memory per packet. Userspace starts each
+//! CPU's cursor at a random slot, so short bursts on a fresh service spread like long runs.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
-use lb_common::{Flow, FlowKey, REAL_AVAILABLE, RING_SLOTS, Real, Reason, Service, ring_index};
+use aya_ebpf::{bindings::BPF_EXIST, helpers::bpf_ktime_get_ns};
+use lb_common::{
+    Flow, FlowKey, REAL_AVAILABLE, RING_SLOTS, Real, RealSlots, Reason, Service, ring_index,
+};
 
 use crate::{
     Verdict,
@@ -24,16 +27,20 @@ pub struct Target {
 #[inline(always)]
 pub fn real(flow: &FlowKey, service: &Service) -> Result<Target, Verdict> {
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(known) = FLOWS.get_ptr_mut(flow) {
-        let real_id = unsafe { (*known).real_id };
-        if let Some(real) = available_real(real_id, service.id) {
-            unsafe {
-                if now.wrapping_sub((*known).last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
-                    (*known).last_seen_ns = now;
-                }
+    // Copied out at once: an LRU element can be evicted and recycled for another flow while
+    // we hold a pointer to it, so nothing is ever written through that pointer.
+    if let Some(known) = unsafe { FLOWS.get(flow) }.copied() {
+        if let Some(real) = available_real(known.real_id, service.id) {
+            if now.wrapping_sub(known.last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
+                let refreshed = Flow {
+                    last_seen_ns: now,
+                    ..known
+                };
+                // By key, and only if the flow is still there: an evicted flow stays evicted.
+                let _ = FLOWS.insert(flow, &refreshed, BPF_EXIST as u64);
             }
             return Ok(Target {
-                real_id,
+                real_id: known.real_id,
                 real,
                 new_flow: false,
             });
@@ -78,7 +85,14 @@ fn next_in_ring(service: &Service) -> Option<u32> {
 /// rescheduled, not follow the id.
 #[inline(always)]
 fn available_real(real_id: u32, service_id: u32) -> Option<Real> {
-    let real = REALS.get(real_id)?;
-    (real_id != 0 && real.flags & REAL_AVAILABLE != 0 && real.service_id == service_id)
-        .then_some(*real)
+    if real_id == 0 {
+        return None;
+    }
+    let slots = REALS.get_ptr(real_id)?;
+    // One read of the generation, then only the copy it names (see `RealSlots`): volatile so
+    // that the compiler neither reads it twice nor reads the copy before it.
+    let generation = unsafe { core::ptr::read_volatile(&(*slots).generation) };
+    let real =
+        unsafe { core::ptr::read_volatile(&(*slots).slots[RealSlots::current_slot(generation)]) };
+    (real.flags & REAL_AVAILABLE != 0 && real.service_id == service_id).then_some(real)
 }

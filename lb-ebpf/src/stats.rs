@@ -1,37 +1,45 @@
 //! Per-CPU counters, and the one function that turns a verdict into an XDP action.
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{Counters, Reason};
 
 use crate::{
-    Verdict,
-    maps::{REAL_STATS, REASON_STATS, SERVICE_STATS},
+    Forwarded, Verdict,
+    maps::{REAL_STATS, REASON_STATS, SERVICE_STATS, TX_PORTS},
 };
 
+/// The XDP action for `verdict`, counted under its reason (and, when forwarded, under its
+/// service and real). `frame_len` is the frame as received, all buffers.
 #[inline(always)]
-pub fn finish(ctx: &XdpContext, verdict: Verdict) -> u32 {
-    let (reason, action) = match verdict {
-        Verdict::Pass(reason) => (reason, xdp_action::XDP_PASS),
-        Verdict::Drop(reason) => (reason, xdp_action::XDP_DROP),
-        Verdict::Tx => (Reason::ForwardedTx, xdp_action::XDP_TX),
-        Verdict::Redirect { ifindex } => (Reason::ForwardedRedirect, unsafe {
-            bpf_redirect(ifindex, 0) as u32
-        }),
+pub fn finish(_ctx: &XdpContext, verdict: Verdict, frame_len: u64) -> u32 {
+    let (reason, action, forwarded) = match verdict {
+        Verdict::Pass(reason) => (reason, xdp_action::XDP_PASS, None),
+        Verdict::Drop(reason) => (reason, xdp_action::XDP_DROP, None),
+        Verdict::Tx(forwarded) => (Reason::ForwardedTx, xdp_action::XDP_TX, Some(forwarded)),
+        // The lower bits of the flags are the action when the port is not in the map.
+        Verdict::Redirect { ifindex, forwarded } => {
+            match TX_PORTS.redirect(ifindex, u64::from(xdp_action::XDP_DROP)) {
+                Ok(action) => (Reason::ForwardedRedirect, action, Some(forwarded)),
+                Err(_) => (Reason::DropRedirectFailed, xdp_action::XDP_DROP, None),
+            }
+        }
     };
-    let frame_len = (ctx.data_end() - ctx.data()) as u64;
     if let Some(counters) = REASON_STATS.get_ptr_mut(reason.index()) {
         bump(counters, frame_len, false);
+    }
+    if let Some(forwarded) = forwarded {
+        count_forwarded(&forwarded, frame_len);
     }
     action
 }
 
 #[inline(always)]
-pub fn forwarded(service_id: u32, real_id: u32, frame_len: u64, new_flow: bool) {
-    if let Some(counters) = SERVICE_STATS.get_ptr_mut(service_id) {
-        bump(counters, frame_len, new_flow);
+fn count_forwarded(forwarded: &Forwarded, frame_len: u64) {
+    if let Some(counters) = SERVICE_STATS.get_ptr_mut(forwarded.service_id) {
+        bump(counters, frame_len, forwarded.new_flow);
     }
-    if let Some(counters) = REAL_STATS.get_ptr_mut(real_id) {
-        bump(counters, frame_len, new_flow);
+    if let Some(counters) = REAL_STATS.get_ptr_mut(forwarded.real_id) {
+        bump(counters, frame_len, forwarded.new_flow);
     }
 }
 

@@ -2,15 +2,19 @@
 //!
 //! # Layout
 //!
+//! Data flows one way: config → reconcile → dataplane; the neighbour watch feeds the desired
+//! state; admin reads.
+//!
 //! - [`config`]: the YAML file → a validated, typed [`config::Config`] (errors name key and line).
 //! - [`schedule`]: pure functions that turn weights into the ring the kernel walks.
-//! - [`dataplane`]: the [`dataplane::Dataplane`] trait (what the control plane writes and reads),
-//!   its eBPF implementation over the pinned maps, and an in-memory fake for tests.
-//! - [`loader`]: loads the XDP program, sizes and pins its maps, attaches (or re-attaches) it.
-//! - [`neighbour`]: interface and neighbour-table access over rtnetlink (real MAC resolution).
-//! - [`state`]: config + neighbour MACs → ids, rings and map entries; applied to a `Dataplane`.
-//! - [`admin`]: the admin socket protocol (requests, replies) and its server.
-//! - [`daemon`]: `run(config, dataplane, listener, shutdown)`: the daemon's tasks.
+//! - [`reconcile`]: config + what the host says (interfaces, MACs, neighbour state) → ids,
+//!   rings and map entries; the one writer of the maps, and the snapshot it publishes.
+//! - [`dataplane`]: the seams to the program's maps ([`dataplane::Dataplane`] to write,
+//!   [`dataplane::DataplaneReader`] to read counters and flows), their eBPF implementations,
+//!   in-memory fakes for tests, and the loader (load, size and pin maps, attach).
+//! - [`neighbour`]: interfaces, VLANs, neighbour entries and notifications over rtnetlink.
+//! - [`admin`]: the admin socket protocol, its server and lbadm's client.
+//! - [`daemon`]: `serve` (what lbd runs) and `run(daemon, listener, shutdown)`: the tasks.
 //! - [`lbadm`]: the ipvsadm-like CLI, one module per verb.
 
 pub mod admin;
@@ -18,10 +22,9 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod lbadm;
-pub mod loader;
 pub mod neighbour;
+pub mod reconcile;
 pub mod schedule;
-pub mod state;
 
 /// The XDP program, built for the BPF target by build.rs.
 pub const EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb"));

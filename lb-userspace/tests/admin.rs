@@ -7,10 +7,10 @@ use lb_common::{Counters, Flow, FlowKey, PROTO_TCP};
 use lb_userspace::{
     admin, config,
     daemon::{self, Daemon},
-    dataplane::FakeDataplane,
+    dataplane::{FakeDataplane, FakeReader},
     lbadm::{self, Cli},
     neighbour::InterfaceInfo,
-    state::State,
+    reconcile::Desired,
 };
 
 const CONFIG: &str = "
@@ -47,8 +47,11 @@ async fn lbadm_lists_what_the_daemon_holds() {
         index: 3,
         mac: [2, 0, 0, 0, 0, 2],
         prefixes: vec![(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 24)],
+        mtu: 1500,
+        vlan: None,
+        egress: 3,
     };
-    let mut state = State::new(&config, vec![eth0]).unwrap();
+    let mut state = Desired::new(&config, vec![eth0]).unwrap();
     let resolved = [(11u8, 0x0bu8), (12, 0x0c)]
         .into_iter()
         .map(|(host, mac)| {
@@ -60,10 +63,9 @@ async fn lbadm_lists_what_the_daemon_holds() {
         .collect();
     state.set_neighbours(3, &resolved);
 
-    // Written as lbd does at start-up (which zeroes the counters of new ids), then counted.
-    let mut dataplane = FakeDataplane::default();
-    state.apply(&mut dataplane).unwrap();
-    dataplane.service_stats.insert(
+    // What the program counted.
+    let mut reader = FakeReader::default();
+    reader.service_stats.insert(
         1,
         Counters {
             packets: 600,
@@ -71,7 +73,7 @@ async fn lbadm_lists_what_the_daemon_holds() {
             new_flows: 100,
         },
     );
-    dataplane.real_stats.insert(
+    reader.real_stats.insert(
         2,
         Counters {
             packets: 400,
@@ -86,7 +88,7 @@ async fn lbadm_lists_what_the_daemon_holds() {
         protocol: PROTO_TCP,
         ..FlowKey::default()
     };
-    dataplane.flows.insert(
+    reader.flows.insert(
         key,
         Flow {
             real_id: 2,
@@ -97,13 +99,20 @@ async fn lbadm_lists_what_the_daemon_holds() {
 
     let dir = std::env::temp_dir().join(format!("lb-admin-test-{}", std::process::id()));
     let socket = dir.join("lbd.sock");
-    let listener = daemon::bind_admin_socket(&socket).unwrap();
+    let listener = admin::bind_admin_socket(&socket).unwrap();
     let mode = std::fs::metadata(&socket).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
         0o600
     );
-    let daemon = Daemon::new(config, state, Box::new(dataplane), None);
+    let daemon = Daemon::new(
+        &config.instance,
+        config.limits.flows,
+        state,
+        Box::new(FakeDataplane::default()),
+        std::sync::Arc::new(reader),
+    )
+    .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(daemon::run(daemon, listener, async {
         let _ = stopped.await;
@@ -163,6 +172,6 @@ UDP  192.0.2.100:53 rr
     assert_eq!(missing, "no such service: TCP 192.0.2.100:8080");
 
     stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

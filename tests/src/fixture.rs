@@ -1,7 +1,7 @@
 //! The balancer, loaded but not attached, fed single frames through `BPF_PROG_TEST_RUN`.
 //!
-//! [`Balancer::load`] goes through the daemon's own code path — config parsing, `State`,
-//! `loader::load`, `State::apply` — so a fixture exercises exactly what `lbd` writes. Every
+//! [`Balancer::load`] goes through the daemon's own code path — config parsing, `Desired`,
+//! `loader::load`, `Desired::apply` — so a fixture exercises exactly what `lbd` writes. Every
 //! real is "resolved" to the MAC [`real_mac_for`] derives from its address.
 
 use std::{
@@ -13,13 +13,12 @@ use aya::programs::{TestRun as _, TestRunOptions};
 use lb_common::{Counters, Reason};
 use lb_userspace::{
     config,
-    dataplane::{Dataplane as _, EbpfDataplane},
-    loader,
+    dataplane::{DataplaneReader as _, EbpfDataplane, EbpfReader, loader},
     neighbour::InterfaceInfo,
-    state::State,
+    reconcile::Desired,
 };
 
-use crate::packet::Mac;
+use crate::{packet::Mac, pcap::assert_frame_eq};
 
 /// Without a context, `BPF_PROG_TEST_RUN` runs an XDP program as if the frame had arrived on
 /// the loopback device of the caller's namespace, whose index is always 1.
@@ -33,6 +32,12 @@ pub fn real_mac_for(addr: Ipv4Addr) -> Mac {
     [0x02, 0, a, b, c, d]
 }
 
+/// XDP actions, as `BPF_PROG_TEST_RUN` returns them.
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+
 /// What the program did with one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -45,40 +50,56 @@ pub struct Outcome {
 pub struct Balancer {
     ebpf: aya::Ebpf,
     pub dataplane: EbpfDataplane,
-    pub state: State,
+    pub reader: EbpfReader,
+    pub state: Desired,
+}
+
+/// The interface the fixtures' frames arrive on: the loopback, on 192.0.2.0/24,
+/// 198.51.100.0/24 and 203.0.113.0/24.
+pub fn loopback() -> InterfaceInfo {
+    let prefixes = [
+        Ipv4Addr::new(192, 0, 2, 0),
+        Ipv4Addr::new(198, 51, 100, 0),
+        Ipv4Addr::new(203, 0, 113, 0),
+    ];
+    InterfaceInfo {
+        name: "lo".into(),
+        index: INGRESS_IFINDEX,
+        mac: BALANCER_MAC,
+        prefixes: prefixes.iter().map(|&net| (IpAddr::V4(net), 24)).collect(),
+        mtu: 65536,
+        vlan: None,
+        egress: INGRESS_IFINDEX,
+    }
 }
 
 impl Balancer {
     /// Loads the program with the services of `yaml` (lbd's config format; `interfaces` must
-    /// name `lo`). All reals on 192.0.2.0/24, 198.51.100.0/24 or 203.0.113.0/24 are resolved.
+    /// name `lo`), the loopback being the only interface. All reals are resolved.
     pub fn load(yaml: &str) -> Balancer {
+        Balancer::load_with_interfaces(yaml, vec![loopback()])
+    }
+
+    /// Loads the program with the services of `yaml`, reals placed on `interfaces` (the first
+    /// being where frames arrive). All reals are resolved.
+    pub fn load_with_interfaces(yaml: &str, interfaces: Vec<InterfaceInfo>) -> Balancer {
         let config = config::parse(yaml, "fixture.yaml").unwrap_or_else(|e| panic!("{e}"));
-        let prefixes = [
-            Ipv4Addr::new(192, 0, 2, 0),
-            Ipv4Addr::new(198, 51, 100, 0),
-            Ipv4Addr::new(203, 0, 113, 0),
-        ];
-        let lo = InterfaceInfo {
-            name: "lo".into(),
-            index: INGRESS_IFINDEX,
-            mac: BALANCER_MAC,
-            prefixes: prefixes.iter().map(|&net| (IpAddr::V4(net), 24)).collect(),
-        };
-        let mut state = State::new(&config, vec![lo]).unwrap_or_else(|e| panic!("{e}"));
-        let macs: HashMap<IpAddr, Mac> = state
-            .real_addresses()
-            .into_iter()
-            .filter_map(|(_, addr)| match addr {
-                IpAddr::V4(v4) => Some((addr, real_mac_for(v4))),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        state.set_neighbours(INGRESS_IFINDEX, &macs);
-        let loader::Loaded { ebpf, dataplane } = loader::load(&config.limits, None)
+        let mut state = Desired::new(&config, interfaces).unwrap_or_else(|e| panic!("{e}"));
+        for (ifindex, addr) in state.real_addresses() {
+            if let IpAddr::V4(v4) = addr {
+                state.set_neighbours(ifindex, &HashMap::from([(addr, real_mac_for(v4))]));
+            }
+        }
+        let loader::Loaded {
+            ebpf,
+            dataplane,
+            reader,
+        } = loader::load(&config.limits, None)
             .unwrap_or_else(|e| panic!("loading the program: {e:?}"));
         let mut balancer = Balancer {
             ebpf,
             dataplane,
+            reader,
             state,
         };
         balancer.apply();
@@ -94,39 +115,54 @@ impl Balancer {
 
     /// Runs the balancer on one frame.
     pub fn run(&mut self, frame: &[u8]) -> Outcome {
-        let (result, frame) = self.test_run(frame, 1);
-        Outcome {
-            action: result.return_value,
-            frame,
-        }
+        run_once(&mut self.ebpf, frame)
     }
 
     /// Runs `frame` `repeat` times in the kernel and returns the mean time per run (the kernel
     /// reports the mean).
     pub fn time(&mut self, frame: &[u8], repeat: u32) -> std::time::Duration {
-        self.test_run(frame, repeat).0.duration
+        test_run(&mut self.ebpf, frame, repeat).0.duration
     }
 
-    /// `BPF_PROG_TEST_RUN`: the kernel's result and the frame as the program left it.
-    fn test_run(&mut self, frame: &[u8], repeat: u32) -> (aya::programs::TestRunResult, Vec<u8>) {
-        let program = loader::balancer(&mut self.ebpf).unwrap_or_else(|e| panic!("{e}"));
-        // Room for programs that grow frames (encapsulation, later).
-        let mut out = vec![0u8; frame.len() + 256];
-        let result = program
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                repeat,
-                ..TestRunOptions::default()
-            })
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e:?}", frame.len()));
-        out.truncate(result.data_size_out as usize);
-        (result, out)
+    /// Runs `frame` through the program again and again (one run each, every output kept)
+    /// while `meanwhile` keeps changing the maps on another thread; stops after `count` runs
+    /// or `limit`, whichever comes first. Returns the outputs and how often `meanwhile` ran.
+    pub fn run_during(
+        &mut self,
+        frame: &[u8],
+        count: usize,
+        limit: std::time::Duration,
+        mut meanwhile: impl FnMut(&mut EbpfDataplane) + Send,
+    ) -> (Vec<Outcome>, usize) {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let Balancer {
+            ebpf, dataplane, ..
+        } = self;
+        std::thread::scope(|scope| {
+            let changer = scope.spawn(|| {
+                let mut changes = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    meanwhile(dataplane);
+                    changes += 1;
+                }
+                changes
+            });
+            let deadline = std::time::Instant::now() + limit;
+            let mut outcomes = Vec::with_capacity(count);
+            while outcomes.len() < count && std::time::Instant::now() < deadline {
+                outcomes.push(run_once(ebpf, frame));
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (
+                outcomes,
+                changer.join().expect("the changing thread panicked"),
+            )
+        })
     }
 
     /// Packets counted per verdict reason so far.
     pub fn reason_packets(&self) -> HashMap<Reason, u64> {
-        self.dataplane
+        self.reader
             .reason_counters()
             .unwrap_or_else(|e| panic!("{e}"))
             .into_iter()
@@ -136,7 +172,7 @@ impl Balancer {
 
     pub fn service_counters(&self, service_index: usize) -> Counters {
         let id = self.state.services[service_index].id;
-        self.dataplane
+        self.reader
             .service_counters(id)
             .unwrap_or_else(|e| panic!("{e}"))
     }
@@ -148,10 +184,105 @@ impl Balancer {
             .iter()
             .find(|real| real.config.address == IpAddr::V4(addr))
             .unwrap_or_else(|| panic!("no real {addr} in service {service_index}"));
-        self.dataplane
+        self.reader
             .real_counters(real.id)
             .unwrap_or_else(|e| panic!("{e}"))
     }
+}
+
+impl Balancer {
+    /// The real the next new flow of service `service_index` goes to, on this CPU (call
+    /// [`pin_to_current_cpu`] first): the slot of the schedule this CPU's cursor points at.
+    pub fn next_scheduled(&self, service_index: usize) -> Ipv4Addr {
+        let service = &self.state.services[service_index];
+        let ring = self.state.ring(service).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !ring.is_empty(),
+            "service {service_index} has no schedulable real"
+        );
+        let cpus = self
+            .dataplane
+            .schedule_cursors(service.id)
+            .unwrap_or_else(|e| panic!("{e}"));
+        // SAFETY: no preconditions.
+        let cpu = unsafe { libc::sched_getcpu() } as usize;
+        let real_id = ring[cpus[cpu] as usize % ring.len()];
+        let real = service
+            .reals
+            .iter()
+            .find(|real| real.id == real_id)
+            .expect("a ring names reals of its service");
+        match real.config.address {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(v6) => panic!("IPv6 real {v6} in a fixture"),
+        }
+    }
+}
+
+/// Runs one frame and checks the action, the output bytes (unless dropped) and that exactly
+/// the counter of `reason` moved, by one. Returns the output.
+#[track_caller]
+pub fn check_exact(
+    balancer: &mut Balancer,
+    name: &str,
+    frame: &[u8],
+    action: u32,
+    reason: Reason,
+    expected_frame: &[u8],
+) -> Vec<u8> {
+    let before = balancer.reason_packets();
+    let outcome = balancer.run(frame);
+    let after = balancer.reason_packets();
+    assert_eq!(
+        outcome.action,
+        action,
+        "{name}: XDP action (expected {action} for {})",
+        reason.name()
+    );
+    // A dropped frame's bytes go nowhere; only check what leaves.
+    if action != XDP_DROP {
+        assert_frame_eq(name, expected_frame, &outcome.frame);
+    }
+    for candidate in Reason::ALL {
+        let delta = after[&candidate] - before[&candidate];
+        let wanted = u64::from(candidate == reason);
+        assert_eq!(
+            delta,
+            wanted,
+            "{name}: counter {} moved by {delta}",
+            candidate.name()
+        );
+    }
+    outcome.frame
+}
+
+fn run_once(ebpf: &mut aya::Ebpf, frame: &[u8]) -> Outcome {
+    let (result, frame) = test_run(ebpf, frame, 1);
+    Outcome {
+        action: result.return_value,
+        frame,
+    }
+}
+
+/// `BPF_PROG_TEST_RUN`: the kernel's result and the frame as the program left it.
+fn test_run(
+    ebpf: &mut aya::Ebpf,
+    frame: &[u8],
+    repeat: u32,
+) -> (aya::programs::TestRunResult, Vec<u8>) {
+    let program = loader::balancer(ebpf).unwrap_or_else(|e| panic!("{e}"));
+    // Room for frames that grow (a VLAN tag added; encapsulation, later).
+    let mut out = vec![0u8; frame.len() + 256];
+    let result = program
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..TestRunOptions::default()
+        })
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e:?}", frame.len()));
+    out.truncate(result.data_size_out as usize);
+    (result, out)
 }
 
 /// Pins the calling thread to the CPU it is on, so that per-CPU state (the round-robin

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_userspace::admin::{self, Listing, Reply, Request};
+use lb_userspace::admin::{self, Listing, Reply, Request, Status};
 
 use crate::netns::Netns;
 
@@ -185,7 +185,17 @@ impl Lbd {
     fn try_listing(&self) -> Result<Listing, admin::ClientError> {
         match admin::request(&self.socket, &Request::List)? {
             Reply::Listing(listing) => Ok(listing),
-            Reply::Error { message } => Err(admin::ClientError::Daemon(message)),
+            other => Err(admin::ClientError::Daemon(format!(
+                "unexpected reply {other:?}"
+            ))),
+        }
+    }
+
+    /// The daemon's status (`lbadm status -o json`).
+    pub fn status(&self) -> Status {
+        match admin::request(&self.socket, &Request::Status) {
+            Ok(Reply::Status(status)) => status,
+            other => panic!("status: {other:?}\n{}", self.log()),
         }
     }
 

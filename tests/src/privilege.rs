@@ -1,5 +1,5 @@
 //! Deciding whether a privileged test can run. (bpffs is the loader's business: lbd and
-//! `lb_userspace::loader` mount it where missing.)
+//! `lb_userspace::dataplane::loader` mount it where missing.)
 
 use std::io::Write as _;
 

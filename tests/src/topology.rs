@@ -271,7 +271,7 @@ fn host(switch: &Netns, prefix: &str, name: &str, ip: Ipv4Addr, mac: [u8; 6]) ->
 
 /// Loads `xdp_pass` from the balancer's object and attaches it to `interface` of the current
 /// thread's namespace. The object's maps are small and unpinned until a loader sizes and pins
-/// them (see `lb_userspace::loader`), so loading it just for `xdp_pass` costs little.
+/// them (see `lb_userspace::dataplane::loader`), so loading it just for `xdp_pass` costs little.
 fn load_pass_program(interface: &str) -> Ebpf {
     let mut ebpf = Ebpf::load(lb_userspace::EBPF_OBJECT)
         .unwrap_or_else(|error| panic!("loading lb_userspace::EBPF_OBJECT: {error:?}"));
@@ -366,7 +366,10 @@ mod tests {
             // them, whether or not it is mounted yet: lbd mounts it where it is missing).
             let mut command = std::process::Command::new("sh");
             command
-                .args(["-c", "ip -br addr show dev eth0; readlink /proc/self/ns/mnt"])
+                .args([
+                    "-c",
+                    "ip -br addr show dev eth0; readlink /proc/self/ns/mnt",
+                ])
                 .stdout(std::process::Stdio::piped());
             let output = topology
                 .lb
@@ -417,7 +420,7 @@ mod tests {
         assert!(left.is_empty(), "namespaces left behind: {left:?}");
         // Loading the object for xdp_pass must pin nothing (aya pins maps declared `by_name` at
         // /sys/fs/bpf/<MAP> when no directory is given).
-        let pins = std::fs::read_dir(lb_userspace::loader::BPFFS_ROOT)
+        let pins = std::fs::read_dir(lb_userspace::dataplane::loader::BPFFS_ROOT)
             .map(|entries| {
                 entries
                     .filter_map(|entry| entry.ok())

@@ -78,7 +78,7 @@ fn lbd_refuses_what_it_cannot_run_and_leaves_nothing_behind() {
                 "interfaces: [{{name: eth0}}]\n{}",
                 SERVICE.replace("REAL", "198.51.100.5")
             ),
-            "real 198.51.100.5 of service TCP 192.0.2.100:80 is not on a subnet of any XDP interface (eth0: 192.0.2.2/24",
+            "real 198.51.100.5 of TCP 192.0.2.100:80 is not on a subnet of any XDP interface or VLAN on one (eth0: 192.0.2.2/24",
         ),
     ];
     for (name, body, expected) in &cases {

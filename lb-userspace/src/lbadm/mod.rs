@@ -1,20 +1,22 @@
 //! lbadm, the ipvsadm-like CLI: one module per verb, table rendering in [`table`].
 //!
-//! Flags follow ipvsadm (`-L -n --stats -t VIP:PORT`), so muscle memory and scripts carry over.
+//! Flags follow ipvsadm (`-L -n --stats -t VIP:PORT`), so muscle memory and scripts carry over;
+//! verbs ipvsadm does not have are words (`lbadm status`). The command line becomes one
+//! [`Command`], and each command is a file of its own.
 
 mod list;
+mod status;
 pub mod table;
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, ValueEnum};
 
-/// Default admin socket of lbd (`admin.socket` in its config).
-pub const DEFAULT_SOCKET: &str = "/run/lb/lbd.sock";
+use crate::config::DEFAULT_ADMIN_SOCKET;
 
 /// ipvsadm verbs that later versions add; named here so the error says so instead of
 /// "unexpected argument".
-const LATER_VERBS: [(&str, &str); 14] = [
+const LATER_VERBS: [(&str, &str); 13] = [
     ("-A", "add service"),
     ("-E", "edit service"),
     ("-D", "delete service"),
@@ -28,7 +30,6 @@ const LATER_VERBS: [(&str, &str); 14] = [
     ("-R", "restore rules"),
     ("--restore", "restore rules"),
     ("-c", "list connections"),
-    ("status", "daemon status"),
 ];
 
 #[derive(Debug, Parser)]
@@ -68,8 +69,36 @@ pub struct Cli {
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
     pub output: Output,
     /// lbd's admin socket.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_ADMIN_SOCKET)]
     pub socket: PathBuf,
+    /// A verb ipvsadm does not have: `status` (where the program runs, in which XDP mode).
+    #[arg(value_name = "VERB")]
+    pub verb: Option<String>,
+}
+
+/// What one command line asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `-L`: services and reals (`list.rs`).
+    List,
+    /// `status`: the daemon and its attachments (`status.rs`).
+    Status,
+}
+
+impl Cli {
+    pub fn command(&self) -> anyhow::Result<Command> {
+        match (self.list, self.verb.as_deref()) {
+            (true, None) => Ok(Command::List),
+            (false, Some("status")) => Ok(Command::Status),
+            (true, Some(verb)) => anyhow::bail!("-L takes no verb, got `{verb}`"),
+            (false, Some(verb)) => {
+                anyhow::bail!("unknown verb `{verb}` (this version has: status; see --help)")
+            }
+            (false, None) => {
+                anyhow::bail!("nothing to do: give a command such as -L -n (see --help)")
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -84,7 +113,9 @@ pub fn main() -> ExitCode {
         .iter()
         .find(|(flag, _)| args.iter().skip(1).any(|a| a == flag))
     {
-        eprintln!("lbadm: {flag} ({what}) is not supported by this version yet; it supports -L");
+        eprintln!(
+            "lbadm: {flag} ({what}) is not supported by this version yet; it supports -L and status"
+        );
         return ExitCode::from(2);
     }
     let cli = Cli::parse_from(args);
@@ -102,8 +133,8 @@ pub fn main() -> ExitCode {
 
 /// Runs one command line, returning what it prints.
 pub fn run(cli: &Cli) -> anyhow::Result<String> {
-    if cli.list {
-        return list::run(cli);
+    match cli.command()? {
+        Command::List => list::run(cli),
+        Command::Status => status::run(cli),
     }
-    anyhow::bail!("nothing to do: give a command such as -L -n (see --help)")
 }

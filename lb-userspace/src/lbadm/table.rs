@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::{
-    admin::{Listing, Stats},
-    state::socket_text,
+    admin::{Listing, Stats, Status},
+    config::socket_text,
 };
 
 /// `-L -n`: services with scheduler, reals with forwarding method, weight and connections.
@@ -57,6 +57,29 @@ pub fn stats(listing: &Listing, exact: bool) -> String {
                 stats_columns(&real.stats, exact)
             );
         }
+    }
+    out
+}
+
+/// `status`: one line for the daemon, one per interface.
+pub fn status(status: &Status) -> String {
+    let mut out = format!(
+        "lbd {} instance {}: {} services, {} reals, flow table size {}\n",
+        status.version, status.instance, status.services, status.reals, status.flow_table_size
+    );
+    out.push_str("Interface        XDP mode   Requested  Program  MTU\n");
+    for interface in &status.interfaces {
+        let _ = writeln!(
+            out,
+            "{:<16} {:<10} {:<10} {:<8} {}",
+            interface.name,
+            interface.attached_mode.as_deref().unwrap_or("none"),
+            interface.requested_mode,
+            interface
+                .program_id
+                .map_or_else(|| "-".to_owned(), |id| id.to_string()),
+            interface.mtu
+        );
     }
     out
 }
@@ -144,6 +167,7 @@ mod tests {
                     inactive_conn: 0,
                     mac: Some("02:00:00:00:00:0b".into()),
                     available: true,
+                    neighbour: "reachable".into(),
                     stats,
                 }],
             }],

@@ -12,8 +12,19 @@
 //! there. The caller re-triggers periodically; on a STALE entry that makes the kernel probe
 //! it again (STALE → DELAY → PROBE → REACHABLE, or FAILED and gone from `resolved`).
 //!
-//! [`interface_for`] is the pure part: which connected prefix, hence which interface, a real
-//! is reached through.
+//! Events, not polling: [`events`] subscribes to the kernel's neighbour notifications, so a
+//! MAC change or a real going FAILED reaches lbd as it happens; a periodic dump
+//! ([`Neighbours::observations`]) only resynchronises after lost notifications.
+//!
+//! # Layout
+//!
+//! - this file: the netlink handle: interfaces (and the VLAN interfaces on them), neighbour
+//!   entries, resolution requests, XDP attachment state;
+//! - [`events`]: the subscription to neighbour notifications;
+//! - [`prefix`]: which interface a real is reached through (pure).
+
+pub mod events;
+mod prefix;
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -28,8 +39,9 @@ use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
 };
 
-/// Longest interface name the kernel accepts (`IFNAMSIZ` minus the NUL).
-const IFNAME_MAX: usize = 15;
+pub use prefix::interface_for;
+
+use crate::config::MAX_INTERFACE_NAME_LEN;
 
 /// `NUD_VALID` from `include/net/neighbour.h`: the states in which an entry has a usable
 /// link-layer address (`PERMANENT | NOARP | REACHABLE | PROBE | STALE | DELAY`).
@@ -93,6 +105,50 @@ pub struct InterfaceInfo {
     pub mac: [u8; 6],
     /// The addresses assigned to it, each with its prefix length (IPv4 first, kernel order).
     pub prefixes: Vec<(IpAddr, u8)>,
+    pub mtu: u32,
+    /// Set for a VLAN interface stacked on an interface the program runs on.
+    pub vlan: Option<Vlan>,
+    /// The interface the program runs on that frames to this one's neighbours leave through:
+    /// its own index, or a VLAN's parent.
+    pub egress: u32,
+}
+
+/// An 802.1Q or 802.1ad VLAN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vlan {
+    pub id: u16,
+    /// The tag's EtherType (`ETH_P_8021Q` or `ETH_P_8021AD`).
+    pub protocol: u16,
+}
+
+/// How the kernel says an XDP program is attached to an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XdpAttachment {
+    /// `native`, `generic`, `offload`, or `multiple`.
+    pub mode: &'static str,
+    /// The program id (for `multiple`, the native one's, else the generic one's).
+    pub program_id: u32,
+}
+
+/// What a neighbour entry says about a real, from a notification or a dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation {
+    pub ifindex: u32,
+    pub addr: IpAddr,
+    pub state: NeighbourStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeighbourStatus {
+    /// The kernel has a usable MAC (REACHABLE, STALE, DELAY, PROBE, PERMANENT, NOARP).
+    /// `stale` (STALE): unconfirmed; asking the kernel to resolve it makes it probe.
+    Usable { mac: [u8; 6], stale: bool },
+    /// INCOMPLETE: the kernel is asking and has no answer yet.
+    Incomplete,
+    /// FAILED: nobody answered the kernel's probes.
+    Failed,
+    /// The entry is gone (`RTM_DELNEIGH`), or in a state with nothing to say (NONE).
+    Unknown,
 }
 
 /// A netlink route socket in the namespace it was opened in.
@@ -127,7 +183,7 @@ impl Neighbours {
             name: name.to_owned(),
         };
         // The kernel rejects such names with EINVAL, which would hide what is wrong.
-        if name.is_empty() || name.len() > IFNAME_MAX {
+        if name.is_empty() || name.len() > MAX_INTERFACE_NAME_LEN {
             return Err(missing());
         }
         let link = self
@@ -166,7 +222,111 @@ impl Neighbours {
             index,
             mac,
             prefixes,
+            mtu: link_mtu(&link),
+            vlan: None,
+            egress: index,
         })
+    }
+
+    /// The VLAN interfaces stacked directly on `parents` (802.1Q or 802.1ad), each with its
+    /// addresses and its parent as egress: reals on their subnets are reached through them.
+    pub async fn vlans_on(
+        &self,
+        parents: &[InterfaceInfo],
+    ) -> Result<Vec<InterfaceInfo>, NeighbourError> {
+        let links: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(NeighbourError::Links)?;
+        let mut vlans = Vec::new();
+        for link in &links {
+            let (Some(parent), Some(vlan)) = (link_parent(link), link_vlan(link)) else {
+                continue;
+            };
+            if !parents.iter().any(|p| p.index == parent) {
+                continue;
+            }
+            let (Some(name), Some(mac)) = (link_name(link), link_mac(link)) else {
+                continue;
+            };
+            let index = link.header.index;
+            let prefixes = self
+                .addresses(Some(index))
+                .await
+                .map_err(|source| NeighbourError::Addresses {
+                    scope: format!("interface {name:?} (ifindex {index})"),
+                    source,
+                })?
+                .into_iter()
+                .map(|(_, prefix)| prefix)
+                .collect();
+            vlans.push(InterfaceInfo {
+                name,
+                index,
+                mac,
+                prefixes,
+                mtu: link_mtu(link),
+                vlan: Some(vlan),
+                egress: parent,
+            });
+        }
+        Ok(vlans)
+    }
+
+    /// How an XDP program is attached to `ifindex`, if one is.
+    pub async fn xdp_attachment(
+        &self,
+        ifindex: u32,
+    ) -> Result<Option<XdpAttachment>, NeighbourError> {
+        use netlink_packet_route::link::{LinkXdp, XdpAttached};
+        let link = self
+            .handle
+            .link()
+            .get()
+            .match_index(ifindex)
+            .execute()
+            .try_next()
+            .await
+            .map_err(|source| NeighbourError::Link {
+                name: format!("ifindex {ifindex}"),
+                source,
+            })?;
+        let Some(link) = link else {
+            return Ok(None);
+        };
+        let Some(xdp) = link
+            .attributes
+            .iter()
+            .find_map(|attribute| match attribute {
+                LinkAttribute::Xdp(xdp) => Some(xdp),
+                _ => None,
+            })
+        else {
+            return Ok(None);
+        };
+        let mut attached = None;
+        let (mut any, mut native, mut generic) = (0, 0, 0);
+        for nla in xdp {
+            match nla {
+                LinkXdp::Attached(mode) => attached = Some(*mode),
+                LinkXdp::ProgId(id) => any = *id,
+                LinkXdp::DrvProgId(id) => native = *id,
+                LinkXdp::SkbProgId(id) => generic = *id,
+                _ => {}
+            }
+        }
+        let (mode, program_id) = match attached {
+            None | Some(XdpAttached::None) => return Ok(None),
+            Some(XdpAttached::Driver) => ("native", any),
+            Some(XdpAttached::SocketBuffer) => ("generic", any),
+            Some(XdpAttached::Hardware) => ("offload", any),
+            Some(_) => ("multiple", if native != 0 { native } else { generic }),
+        };
+        Ok(Some(XdpAttachment { mode, program_id }))
     }
 
     /// Every interface with an Ethernet MAC, with its addresses: the candidates for
@@ -188,6 +348,9 @@ impl Neighbours {
                     index: link.header.index,
                     mac: link_mac(link)?,
                     prefixes: Vec::new(),
+                    mtu: link_mtu(link),
+                    vlan: None,
+                    egress: link.header.index,
                 })
             })
             .collect();
@@ -211,6 +374,19 @@ impl Neighbours {
     ///
     /// STALE means unconfirmed, not wrong: see the module docs on re-triggering.
     pub async fn resolved(&self, ifindex: u32) -> Result<HashMap<IpAddr, [u8; 6]>, NeighbourError> {
+        Ok(self
+            .observations(ifindex)
+            .await?
+            .into_iter()
+            .filter_map(|observation| match observation.state {
+                NeighbourStatus::Usable { mac, .. } => Some((observation.addr, mac)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// What every entry of `ifindex`'s neighbour table says, IPv4 and IPv6.
+    pub async fn observations(&self, ifindex: u32) -> Result<Vec<Observation>, NeighbourError> {
         let mut request = self.handle.neighbours().get();
         // NDA_IFINDEX filters the dump in the kernel (strict checking or not); we filter
         // again below because an old kernel may ignore it.
@@ -226,7 +402,7 @@ impl Neighbours {
         Ok(entries
             .iter()
             .filter(|entry| entry.header.ifindex == ifindex)
-            .filter_map(usable)
+            .filter_map(observe)
             .collect())
     }
 
@@ -358,39 +534,31 @@ impl Neighbours {
     }
 }
 
-/// The interface (among `interfaces`) with a connected prefix containing `addr`; the longest
-/// prefix wins, and the first interface listed wins a tie (e.g. `fe80::/64` on several).
-#[must_use]
-pub fn interface_for(addr: IpAddr, interfaces: &[InterfaceInfo]) -> Option<&InterfaceInfo> {
-    let mut best: Option<(&InterfaceInfo, u8)> = None;
-    for interface in interfaces {
-        for &(network, len) in &interface.prefixes {
-            if prefix_contains(network, len, addr)
-                && best.is_none_or(|(_, best_len)| len > best_len)
-            {
-                best = Some((interface, len));
-            }
-        }
-    }
-    best.map(|(interface, _)| interface)
-}
-
-/// Whether `network/len` contains `addr`. An impossible length contains nothing.
-fn prefix_contains(network: IpAddr, len: u8, addr: IpAddr) -> bool {
-    // IPv4 is widened to 128 bits: the upper 96 bits are zero on both sides, so a mask that
-    // also covers them changes nothing.
-    let (network, addr, bits) = match (network, addr) {
-        (IpAddr::V4(n), IpAddr::V4(a)) => {
-            (u128::from(u32::from(n)), u128::from(u32::from(a)), 32_u32)
-        }
-        (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n), u128::from(a), 128),
-        _ => return false,
+/// What a neighbour entry (`RTM_NEWNEIGH`) says; `None` if it names no IP address.
+pub(crate) fn observe(entry: &NeighbourMessage) -> Option<Observation> {
+    let addr = entry
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            NeighbourAttribute::Destination(destination) => ip_of(destination),
+            _ => None,
+        })?;
+    let state = match usable(entry) {
+        Some((_, mac)) => NeighbourStatus::Usable {
+            mac,
+            stale: entry.header.state == NeighbourState::Stale,
+        },
+        None => match entry.header.state {
+            NeighbourState::Incomplete => NeighbourStatus::Incomplete,
+            NeighbourState::Failed => NeighbourStatus::Failed,
+            _ => NeighbourStatus::Unknown,
+        },
     };
-    let Some(host_bits) = bits.checked_sub(u32::from(len)) else {
-        return false;
-    };
-    let mask = u128::MAX.checked_shl(host_bits).unwrap_or(0);
-    (network ^ addr) & mask == 0
+    Some(Observation {
+        ifindex: entry.header.ifindex,
+        addr,
+        state,
+    })
 }
 
 /// The entry's `(address, MAC)` if the kernel considers its link-layer address valid.
@@ -455,6 +623,60 @@ fn link_mac(link: &LinkMessage) -> Option<[u8; 6]> {
         .filter(|mac| *mac != [0; 6])
 }
 
+fn link_mtu(link: &LinkMessage) -> u32 {
+    link.attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::Mtu(mtu) => Some(*mtu),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// The link a stacked interface sits on (`IFLA_LINK`).
+fn link_parent(link: &LinkMessage) -> Option<u32> {
+    link.attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::Link(parent) if *parent != 0 => Some(*parent),
+            _ => None,
+        })
+}
+
+/// The VLAN of a `vlan` link.
+fn link_vlan(link: &LinkMessage) -> Option<Vlan> {
+    use netlink_packet_route::link::{InfoData, InfoKind, InfoVlan, LinkInfo};
+    let info = link
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::LinkInfo(info) => Some(info),
+            _ => None,
+        })?;
+    if !info
+        .iter()
+        .any(|nla| matches!(nla, LinkInfo::Kind(InfoKind::Vlan)))
+    {
+        return None;
+    }
+    let data = info.iter().find_map(|nla| match nla {
+        LinkInfo::Data(InfoData::Vlan(data)) => Some(data),
+        _ => None,
+    })?;
+    let mut vlan = Vlan {
+        id: 0,
+        protocol: lb_common::ETH_P_8021Q,
+    };
+    for nla in data {
+        match nla {
+            InfoVlan::Id(id) => vlan.id = *id,
+            InfoVlan::Protocol(protocol) => vlan.protocol = u16::from(*protocol),
+            _ => {}
+        }
+    }
+    (vlan.id != 0).then_some(vlan)
+}
+
 fn link_name(link: &LinkMessage) -> Option<String> {
     link.attributes
         .iter()
@@ -481,87 +703,12 @@ fn errno(error: &rtnetlink::Error) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
 
     use super::*;
 
-    fn iface(name: &str, index: u32, prefixes: &[(&str, u8)]) -> InterfaceInfo {
-        InterfaceInfo {
-            name: name.to_owned(),
-            index,
-            mac: [0x02, 0, 0, 0, 0, index as u8],
-            prefixes: prefixes
-                .iter()
-                .map(|&(a, len)| (a.parse().unwrap(), len))
-                .collect(),
-        }
-    }
+    use std::net::Ipv4Addr;
 
-    fn pick<'a>(addr: &str, interfaces: &'a [InterfaceInfo]) -> Option<&'a str> {
-        interface_for(addr.parse().unwrap(), interfaces).map(|i| i.name.as_str())
-    }
-
-    #[test]
-    fn longest_prefix_wins_whatever_the_order() {
-        let wide = iface("wide", 1, &[("10.0.0.1", 8)]);
-        let narrow = iface("narrow", 2, &[("10.1.2.1", 24)]);
-        for interfaces in [vec![wide.clone(), narrow.clone()], vec![narrow, wide]] {
-            assert_eq!(pick("10.1.2.50", &interfaces), Some("narrow"));
-            assert_eq!(pick("10.9.9.9", &interfaces), Some("wide"));
-        }
-    }
-
-    #[test]
-    fn ipv4_boundaries() {
-        let interfaces = [iface("eth0", 2, &[("192.0.2.1", 25)])];
-        assert_eq!(pick("192.0.2.0", &interfaces), Some("eth0"));
-        assert_eq!(pick("192.0.2.127", &interfaces), Some("eth0"));
-        assert_eq!(pick("192.0.2.128", &interfaces), None);
-        assert_eq!(pick("192.0.3.1", &interfaces), None);
-        // /32: only the address itself; /0: everything of the family.
-        let host = [iface("lo", 1, &[("192.0.2.9", 32)])];
-        assert_eq!(pick("192.0.2.9", &host), Some("lo"));
-        assert_eq!(pick("192.0.2.8", &host), None);
-        let default = [iface("any", 3, &[("0.0.0.0", 0)])];
-        assert_eq!(pick("198.51.100.7", &default), Some("any"));
-        assert_eq!(pick("2001:db8::1", &default), None);
-    }
-
-    #[test]
-    fn ipv6_and_families_do_not_mix() {
-        let interfaces = [
-            iface("v4", 1, &[("192.0.2.1", 24)]),
-            iface("v6", 2, &[("2001:db8:0:1::1", 64), ("fe80::1", 64)]),
-            iface("v6wide", 3, &[("2001:db8::1", 32)]),
-        ];
-        assert_eq!(pick("2001:db8:0:1::99", &interfaces), Some("v6"));
-        assert_eq!(pick("2001:db8:0:2::99", &interfaces), Some("v6wide"));
-        assert_eq!(pick("fe80::abcd", &interfaces), Some("v6"));
-        assert_eq!(pick("2001:db9::1", &interfaces), None);
-        // An IPv4-mapped IPv6 address is not an IPv4 address here.
-        assert_eq!(pick("::ffff:192.0.2.5", &interfaces), None);
-        let host = [iface("h", 4, &[("2001:db8::5", 128)])];
-        assert_eq!(pick("2001:db8::5", &host), Some("h"));
-        assert_eq!(pick("2001:db8::4", &host), None);
-    }
-
-    #[test]
-    fn first_interface_wins_a_tie_and_nothing_matches_nothing() {
-        let interfaces = [
-            iface("a", 1, &[("fe80::1", 64)]),
-            iface("b", 2, &[("fe80::2", 64)]),
-        ];
-        assert_eq!(pick("fe80::99", &interfaces), Some("a"));
-        assert_eq!(pick("192.0.2.1", &[]), None);
-        assert_eq!(pick("192.0.2.1", &[iface("bare", 1, &[])]), None);
-    }
-
-    #[test]
-    fn impossible_prefix_lengths_contain_nothing() {
-        let interfaces = [iface("bad", 1, &[("192.0.2.1", 33), ("2001:db8::1", 129)])];
-        assert_eq!(pick("192.0.2.1", &interfaces), None);
-        assert_eq!(pick("2001:db8::1", &interfaces), None);
-    }
+    use super::*;
 
     /// lbd shares one `Neighbours` between tasks on a multi-threaded runtime.
     #[test]

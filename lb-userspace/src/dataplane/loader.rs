@@ -20,14 +20,18 @@ use aya::{
 };
 use lb_common::{
     MAP_FLOWS, MAP_REAL_STATS, MAP_REALS, MAP_RING, MAP_RR_CURSOR, MAP_SERVICE_STATS, MAP_SERVICES,
-    RING_SLOTS_PER_SERVICE,
+    RETIRED_MAPS, RING_SLOTS_PER_SERVICE, Real,
 };
 
 use crate::{
     EBPF_OBJECT, PROGRAM_BALANCER,
     config::{Limits, XdpMode},
-    dataplane::{DataplaneError, EbpfDataplane},
+    dataplane::{DataplaneError, EbpfDataplane, EbpfReader},
 };
+
+/// The largest MTU whose frames fit one page-sized XDP buffer on common drivers (4096 minus
+/// headroom and the shared info; veth and mlx5 use this bound).
+const SINGLE_BUFFER_MTU: u32 = 3498;
 
 /// Where bpffs is mounted on a normal host, and mounted by us when it is not.
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
@@ -72,7 +76,7 @@ pub enum LoadError {
         ifindex: u32,
         mode: &'static str,
         source: Box<ProgramError>,
-        hint: &'static str,
+        hint: String,
     },
     #[error("pinning the XDP link of {interface} at {path}: {message}")]
     PinLink {
@@ -82,10 +86,11 @@ pub enum LoadError {
     },
 }
 
-/// The program, loaded and verified, with its maps taken out as a [`EbpfDataplane`].
+/// The program, loaded and verified, with its maps taken out: the writer's and the readers'.
 pub struct Loaded {
     pub ebpf: Ebpf,
     pub dataplane: EbpfDataplane,
+    pub reader: EbpfReader,
 }
 
 /// Loads the program with maps sized from `limits`. With `pin_dir`, every map is pinned there,
@@ -132,8 +137,51 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
             name: PROGRAM_BALANCER,
             source: Box::new(source),
         })?;
-    let dataplane = EbpfDataplane::from_ebpf(&mut ebpf)?;
-    Ok(Loaded { ebpf, dataplane })
+    let (dataplane, reader) = EbpfDataplane::from_ebpf(&mut ebpf)?;
+    Ok(Loaded {
+        ebpf,
+        dataplane,
+        reader,
+    })
+}
+
+/// The real entries a daemon of the previous layout (`LB_REALS_V1`, one copy per id) left
+/// pinned in `pin_dir`, so that an upgrade keeps every real's id, and so every flow its real.
+/// `None` when there is no such map.
+pub fn previous_layout_reals(pin_dir: &Path) -> Result<Option<Vec<(u32, Real)>>, LoadError> {
+    let path = pin_dir.join("LB_REALS_V1");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let pinned_error = |source| LoadError::PinnedMap {
+        path: path.clone(),
+        source: Box::new(source),
+    };
+    let data = aya::maps::MapData::from_pin(&path).map_err(pinned_error)?;
+    let array: aya::maps::Array<_, Real> =
+        aya::maps::Array::try_from(aya::maps::Map::Array(data)).map_err(pinned_error)?;
+    let mut reals = Vec::new();
+    for (id, entry) in array.iter().enumerate() {
+        let real = entry.map_err(pinned_error)?;
+        if real != Real::default() {
+            reals.push((id as u32, real));
+        }
+    }
+    Ok(Some(reals))
+}
+
+/// Unpins the maps of earlier layouts. Call once this version's program runs on every link:
+/// until then the previous program may still be using them.
+pub fn remove_retired_pins(pin_dir: &Path) {
+    for name in RETIRED_MAPS {
+        let path = pin_dir.join(name);
+        if path.exists() {
+            match std::fs::remove_file(&path) {
+                Ok(()) => log::info!("removed {} (a map of an earlier version)", path.display()),
+                Err(error) => log::warn!("removing {}: {error}", path.display()),
+            }
+        }
+    }
 }
 
 /// Refuses to adopt pinned maps whose sizes differ from what the limits ask: aya would reuse
@@ -187,10 +235,15 @@ pub enum Attachment {
 
 /// Attaches the balancer to `interface`. With `pin_dir`, the link is pinned so that it outlives
 /// this process; a link already pinned there is updated in place, so forwarding never stops.
+///
+/// The program is built for multi-buffer frames (`xdp.frags`), so a jumbo MTU is fine for
+/// drivers that support them; a driver that does not refuses native mode, and the error then
+/// names the MTU.
 pub fn attach(
     ebpf: &mut Ebpf,
     interface: &str,
     ifindex: u32,
+    mtu: u32,
     mode: XdpMode,
     pin_dir: Option<&Path>,
 ) -> Result<Attachment, LoadError> {
@@ -198,8 +251,13 @@ pub fn attach(
     let attach_error = |source: ProgramError| {
         let hint = if is_busy(&source) {
             ": another XDP program is attached (remove it with `ip link set dev IFACE xdp off`)"
+                .to_owned()
+        } else if mtu > SINGLE_BUFFER_MTU && mode != XdpMode::Generic {
+            format!(
+                ": the MTU is {mtu}, and frames that large need a driver with multi-buffer                  XDP; lower the MTU to {SINGLE_BUFFER_MTU} or less, or use `xdp_mode: generic`"
+            )
         } else {
-            ""
+            String::new()
         };
         LoadError::Attach {
             interface: interface.to_owned(),

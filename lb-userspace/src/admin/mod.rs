@@ -1,0 +1,22 @@
+//! The admin socket: what lbadm may ask the daemon, and the daemon's answers.
+//!
+//! One JSON object per line each way, one request per connection. The socket is created with
+//! mode 0600: whoever can use it controls the data plane.
+//!
+//! # Layout
+//!
+//! - `protocol.rs`: requests and replies (the wire format);
+//! - `listing.rs`: answers built from the published desired state and the data plane's
+//!   counters and flow table, read without waiting for the writer;
+//! - `server.rs`: the daemon side of the socket;
+//! - `client.rs`: lbadm's side.
+
+mod client;
+mod listing;
+mod protocol;
+mod server;
+
+pub use client::{ClientError, request};
+pub use listing::{format_mac, monotonic_now_ns};
+pub use protocol::*;
+pub use server::{AdminContext, SocketError, bind_admin_socket, serve_connection};

@@ -1,0 +1,119 @@
+//! Requests and replies on the admin socket (JSON lines).
+
+use std::net::IpAddr;
+
+use lb_common::Counters;
+use serde::{Deserialize, Serialize};
+
+/// Longest request line the daemon reads; anything longer is refused.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Services, reals and counters (`ipvsadm -L -n --stats`). Walks the flow table.
+    List,
+    /// Where the program runs and how (`lbadm status`). Never touches the flow table.
+    Status,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Listing(Listing),
+    Status(Status),
+    Error { message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Listing {
+    pub instance: String,
+    /// Size of the flow table (`limits.flows`), shown where ipvsadm shows its hash size.
+    pub flow_table_size: u32,
+    pub services: Vec<ServiceListing>,
+    /// Packets and bytes per verdict reason, all services together.
+    pub reasons: Vec<ReasonCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceListing {
+    pub protocol: String,
+    pub vip: IpAddr,
+    pub port: u16,
+    pub scheduler: String,
+    pub forward: String,
+    pub stats: Stats,
+    pub reals: Vec<RealListing>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RealListing {
+    pub address: IpAddr,
+    pub port: u16,
+    pub forward: String,
+    pub weight: u32,
+    /// Flows on this real seen within their protocol's timeout.
+    pub active_conn: u64,
+    /// Always 0 until TCP state tracking tells established from closing flows.
+    pub inactive_conn: u64,
+    /// `None` while the neighbour table has never had an entry for the real.
+    pub mac: Option<String>,
+    /// Takes packets of its flows (MAC known, neighbour not FAILED; later: health check).
+    pub available: bool,
+    /// `unresolved`, `reachable`, `probing (no new flows)` or `failed (no packets)`.
+    pub neighbour: String,
+    pub stats: Stats,
+}
+
+/// ipvsadm's `--stats` columns. With direct routing replies bypass the balancer, so the
+/// `out_*` counters stay 0, as they do in LVS-DR.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub conns: u64,
+    pub in_packets: u64,
+    pub out_packets: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+}
+
+impl From<Counters> for Stats {
+    fn from(counters: Counters) -> Self {
+        Self {
+            conns: counters.new_flows,
+            in_packets: counters.packets,
+            in_bytes: counters.bytes,
+            ..Self::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonCount {
+    pub reason: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The daemon and where its program runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub instance: String,
+    pub version: String,
+    pub flow_table_size: u32,
+    pub services: usize,
+    pub reals: usize,
+    pub interfaces: Vec<InterfaceStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    pub name: String,
+    pub ifindex: u32,
+    /// `xdp_mode` in the config: native, generic or auto.
+    pub requested_mode: String,
+    /// What the kernel reports after attaching: native, generic, offload, multiple; `None`
+    /// if nothing is attached (or it could not be read).
+    pub attached_mode: Option<String>,
+    pub program_id: Option<u32>,
+    pub mtu: u32,
+}

@@ -1,0 +1,153 @@
+//! The daemon side of the admin socket.
+//!
+//! Requests are answered from the published snapshot of the desired state and the data
+//! plane's reader, never by asking the writer, so a listing (which walks the whole flow table)
+//! neither waits for map writes nor holds them up. The walk runs on a blocking thread, off the
+//! runtime's timers; at most [`MAX_CONCURRENT_WALKS`] run at once, so a burst of listings
+//! cannot take every core.
+
+use std::{
+    io,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use arc_swap::ArcSwap;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::Semaphore,
+};
+
+use super::{InterfaceStatus, MAX_REQUEST_BYTES, Reply, Request, Status, listing::listing};
+use crate::{dataplane::DataplaneReader, reconcile::Desired};
+
+const MAX_CONCURRENT_WALKS: usize = 2;
+
+/// What the admin socket answers from.
+pub struct AdminContext {
+    pub instance: String,
+    pub flow_table_size: u32,
+    pub desired: Arc<ArcSwap<Desired>>,
+    pub reader: Arc<dyn DataplaneReader>,
+    pub interfaces: Vec<InterfaceStatus>,
+    walks: Semaphore,
+}
+
+impl AdminContext {
+    pub fn new(
+        instance: String,
+        flow_table_size: u32,
+        desired: Arc<ArcSwap<Desired>>,
+        reader: Arc<dyn DataplaneReader>,
+        interfaces: Vec<InterfaceStatus>,
+    ) -> Self {
+        Self {
+            instance,
+            flow_table_size,
+            desired,
+            reader,
+            interfaces,
+            walks: Semaphore::new(MAX_CONCURRENT_WALKS),
+        }
+    }
+
+    fn status(&self) -> Status {
+        let desired = self.desired.load();
+        Status {
+            instance: self.instance.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            flow_table_size: self.flow_table_size,
+            services: desired.services.len(),
+            reals: desired.services.iter().map(|s| s.reals.len()).sum(),
+            interfaces: self.interfaces.clone(),
+        }
+    }
+}
+
+/// Reads one request from `stream` and writes the answer.
+pub async fn serve_connection(stream: UnixStream, context: Arc<AdminContext>) -> io::Result<()> {
+    let (reader, mut writer) = stream.into_split();
+    let mut line = String::new();
+    let read = BufReader::new(reader.take(MAX_REQUEST_BYTES as u64))
+        .read_line(&mut line)
+        .await?;
+    let reply = if read == 0 || !line.ends_with('\n') {
+        Reply::Error {
+            message: format!("request missing or longer than {MAX_REQUEST_BYTES} bytes"),
+        }
+    } else {
+        match serde_json::from_str::<Request>(&line) {
+            Ok(request) => answer(request, &context).await,
+            Err(error) => Reply::Error {
+                message: format!("bad request: {error}"),
+            },
+        }
+    };
+    let mut text = serde_json::to_string(&reply).expect("replies always serialize");
+    text.push('\n');
+    writer.write_all(text.as_bytes()).await
+}
+
+async fn answer(request: Request, context: &Arc<AdminContext>) -> Reply {
+    match request {
+        Request::Status => Reply::Status(context.status()),
+        Request::List => {
+            let Ok(_permit) = context.walks.acquire().await else {
+                return Reply::Error {
+                    message: "lbd is stopping".into(),
+                };
+            };
+            let context = context.clone();
+            let walked = tokio::task::spawn_blocking(move || {
+                let desired = context.desired.load_full();
+                listing(
+                    &context.instance,
+                    context.flow_table_size,
+                    &desired,
+                    context.reader.as_ref(),
+                )
+            })
+            .await;
+            match walked {
+                Ok(Ok(listing)) => Reply::Listing(listing),
+                Ok(Err(error)) => Reply::Error {
+                    message: error.to_string(),
+                },
+                Err(error) => Reply::Error {
+                    message: format!("listing failed: {error}"),
+                },
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("admin socket {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("admin socket {0} is in use by a running lbd")]
+    InUse(PathBuf),
+}
+
+/// Binds the admin socket with mode 0600, replacing a stale socket file but never one a live
+/// daemon still answers on.
+pub fn bind_admin_socket(path: &Path) -> Result<UnixListener, SocketError> {
+    let error = |source| SocketError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(error)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(SocketError::InUse(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(error)?;
+    }
+    let listener = UnixListener::bind(path).map_err(error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(error)?;
+    Ok(listener)
+}

@@ -1,0 +1,423 @@
+//! The daemon's YAML config file → a validated, typed [`Config`].
+//!
+//! Parsing happens in two steps, like the rest of the house: serde fills raw structs
+//! (`#[serde(deny_unknown_fields)]`, every key optional) and [`Validator`] turns them into the
+//! typed [`Config`], applying defaults and checking everything serde cannot: ranges, address
+//! families, duplicates, map limits, keys this version does not implement yet.
+//!
+//! Every error is one line, `FILE:LINE:COLUMN: KEY.PATH: what is wrong`: the source map
+//! (`source_map.rs`) turns error positions into key paths and key paths into positions. Raw
+//! keys are optional so that a missing key is reported by the validator with its path, rather
+//! than by serde wherever the parser happened to be.
+//!
+//! # Layout
+//!
+//! - this file: the typed [`Config`] and the words of its enums (`wrr`, `dr`, …);
+//! - `raw.rs`: the serde structs, the file's shape;
+//! - `source_map.rs`: key paths ↔ line and column;
+//! - `validate/`: raw → typed, one file per section (`interfaces`, `limits`, `services`).
+
+mod raw;
+mod source_map;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use raw::RawConfig;
+use source_map::SourceMap;
+use validate::Validator;
+
+/// Where the admin socket lives when the config does not say.
+pub const DEFAULT_ADMIN_SOCKET: &str = "/run/lb/lbd.sock";
+/// The bpffs directory under which each instance pins its maps (`<root>/<instance>`).
+pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/lb";
+
+/// Longest instance name; it becomes a path component (pin dir), so keep it short and plain.
+const MAX_INSTANCE_NAME_LEN: usize = 32;
+/// Linux `IFNAMSIZ` (16) minus the terminating NUL.
+pub const MAX_INTERFACE_NAME_LEN: usize = 15;
+/// `sizeof(sockaddr_un.sun_path)` (108) minus the terminating NUL.
+const MAX_UNIX_SOCKET_PATH_LEN: usize = 107;
+/// Weights are 16-bit like ipvsadm's, which keeps the ring scaling in `schedule.rs` simple.
+const MAX_WEIGHT: u32 = 65535;
+
+/// The validated configuration of one `lbd` instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[A-Za-z0-9_-]{1,32}`; names the pin directory, so several daemons can share a host.
+    pub instance: String,
+    /// Non-empty, unique names.
+    pub interfaces: Vec<InterfaceConfig>,
+    /// Key `admin: {socket: PATH}`; default [`DEFAULT_ADMIN_SOCKET`].
+    pub admin_socket: PathBuf,
+    /// Key `pin_dir`; default `<DEFAULT_PIN_ROOT>/<instance>`.
+    pub pin_dir: PathBuf,
+    /// May be empty; in file order (service ids follow it).
+    pub services: Vec<ServiceConfig>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterfaceConfig {
+    pub name: String,
+    pub xdp_mode: XdpMode,
+}
+
+/// How the XDP program is attached (`xdp_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver; fails if the driver has no XDP support.
+    Native,
+    /// In the generic (skb) hook; works everywhere, slower.
+    Generic,
+    /// Native if the driver supports it, generic otherwise.
+    Auto,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    pub vip: IpAddr,
+    /// 0 = all ports.
+    pub port: u16,
+    pub protocol: Protocol,
+    pub scheduler: Scheduler,
+    /// The service's default; each real carries its own (possibly overridden) method.
+    pub forward: Forward,
+    pub reals: Vec<RealConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduler {
+    /// Round robin, ignoring weights (except that weight 0 still drains).
+    Rr,
+    /// Weighted round robin.
+    Wrr,
+}
+
+/// How packets reach a real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// Direct routing: rewrite the destination MAC, keep the IP header (LVS-DR).
+    Dr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealConfig {
+    pub address: IpAddr,
+    /// Always equal to the service port under direct routing (checked).
+    pub port: u16,
+    /// 0..=65535; 0 drains the real.
+    pub weight: u32,
+    pub forward: Forward,
+}
+
+/// Map sizes (key `limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Entries of the flow table (LRU).
+    pub flows: u32,
+    /// Slots of the service arrays; id 0 means none, so `services - 1` services fit.
+    pub services: u32,
+    /// Slots of the real arrays; id 0 means none, so `reals - 1` reals fit.
+    pub reals: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            flows: lb_common::DEFAULT_MAX_FLOWS,
+            services: lb_common::DEFAULT_MAX_SERVICES,
+            reals: lb_common::DEFAULT_MAX_REALS,
+        }
+    }
+}
+
+/// A word (`wrr`, `tun`, …) that names none of the variants of a config enum. Shared by the
+/// config and the CLI, so both explain the same way what is missing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The word is in SPEC.md, but this version does not implement it.
+    #[error("{kind} `{name}` is not supported yet (this version has {supported})")]
+    NotSupportedYet {
+        kind: &'static str,
+        name: String,
+        supported: String,
+    },
+    #[error("unknown {kind} {name:?} (expected one of {supported})")]
+    Unknown {
+        kind: &'static str,
+        name: String,
+        supported: String,
+    },
+}
+
+/// Looks `word` up among `all` by [`name`]; `planned` are the SPEC.md words not implemented yet.
+fn parse_name<T: Copy>(
+    kind: &'static str,
+    word: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+    planned: &[&str],
+) -> Result<T, NameError> {
+    if let Some(found) = all
+        .iter()
+        .copied()
+        .find(|candidate| name(*candidate) == word)
+    {
+        return Ok(found);
+    }
+    let supported = all
+        .iter()
+        .map(|candidate| name(*candidate))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if planned.contains(&word) {
+        Err(NameError::NotSupportedYet {
+            kind,
+            name: word.to_owned(),
+            supported,
+        })
+    } else {
+        Err(NameError::Unknown {
+            kind,
+            name: word.to_owned(),
+            supported,
+        })
+    }
+}
+
+impl XdpMode {
+    pub const ALL: [XdpMode; 3] = [XdpMode::Native, XdpMode::Generic, XdpMode::Auto];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+            XdpMode::Auto => "auto",
+        }
+    }
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 2] = [Protocol::Tcp, Protocol::Udp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl Scheduler {
+    pub const ALL: [Scheduler; 2] = [Scheduler::Rr, Scheduler::Wrr];
+    /// In SPEC.md, not implemented yet.
+    const PLANNED: [&str; 4] = ["lc", "wlc", "sh", "mh"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheduler::Rr => "rr",
+            Scheduler::Wrr => "wrr",
+        }
+    }
+}
+
+impl Forward {
+    pub const ALL: [Forward; 1] = [Forward::Dr];
+    /// In SPEC.md, not implemented yet.
+    const PLANNED: [&str; 3] = ["tun", "nat", "fullnat"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Forward::Dr => "dr",
+        }
+    }
+
+    /// Whether a real may listen on another port than the service: only when the balancer
+    /// rewrites the transport header, which direct routing never does.
+    fn can_change_port(self) -> bool {
+        match self {
+            Forward::Dr => false,
+        }
+    }
+}
+
+impl FromStr for XdpMode {
+    type Err = NameError;
+    fn from_str(word: &str) -> Result<Self, NameError> {
+        parse_name("XDP mode", word, &XdpMode::ALL, XdpMode::name, &[])
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = NameError;
+    fn from_str(word: &str) -> Result<Self, NameError> {
+        parse_name("protocol", word, &Protocol::ALL, Protocol::name, &[])
+    }
+}
+
+impl FromStr for Scheduler {
+    type Err = NameError;
+    fn from_str(word: &str) -> Result<Self, NameError> {
+        parse_name(
+            "scheduler",
+            word,
+            &Scheduler::ALL,
+            Scheduler::name,
+            &Scheduler::PLANNED,
+        )
+    }
+}
+
+impl FromStr for Forward {
+    type Err = NameError;
+    fn from_str(word: &str) -> Result<Self, NameError> {
+        parse_name(
+            "forwarding method",
+            word,
+            &Forward::ALL,
+            Forward::name,
+            &Forward::PLANNED,
+        )
+    }
+}
+
+macro_rules! display_by_name {
+    ($($name_type:ty),*) => {$(
+        impl fmt::Display for $name_type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    )*};
+}
+display_by_name!(XdpMode, Protocol, Scheduler, Forward);
+
+/// Line and column in the config text, both 1-based; columns count characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub line: u64,
+    pub column: u64,
+}
+
+impl Position {
+    fn from_yaml(location: serde_saphyr::Location) -> Option<Position> {
+        // serde-saphyr marks an unknown location as line 0.
+        (location.line() != 0).then(|| Position {
+            line: location.line(),
+            column: location.column(),
+        })
+    }
+}
+
+/// The file (as named by the caller) and, when known, the position an error points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    pub position: Option<Position>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some(Position { line, column }) => write!(f, "{}:{line}:{column}", self.file),
+            None => f.write_str(&self.file),
+        }
+    }
+}
+
+/// Why a config was rejected. Each displays as one line naming the file, the position when
+/// known, and the key path (`services[0].reals[1].address`).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read the config file: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not a single well-formed YAML document.
+    #[error("{location}: invalid YAML: {message}")]
+    Syntax { location: Location, message: String },
+    /// Well-formed YAML that is not a valid config: unknown or missing key, wrong type or
+    /// value, or keys that contradict each other. `key` is empty for the document itself.
+    #[error("{location}: {}{message}", key_prefix(.key))]
+    Invalid {
+        location: Location,
+        key: String,
+        message: String,
+    },
+}
+
+fn key_prefix(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
+    }
+}
+
+/// Reads and validates the config file at `path`; errors name the path as given.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and validates config `text`; `source` names it in error messages (usually the path).
+pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
+    let source_map = SourceMap::build(text, source)?;
+    let raw: RawConfig =
+        serde_saphyr::from_str(text).map_err(|error| source_map.structure_error(&error))?;
+    Validator {
+        source_map: &source_map,
+    }
+    .config(raw)
+}
+
+/// True if `name` is accepted by the kernel as a network interface name (`dev_valid_name`).
+pub fn is_valid_interface_name(name: &str) -> bool {
+    (1..=MAX_INTERFACE_NAME_LEN).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+}
+
+fn is_valid_instance_name(name: &str) -> bool {
+    (1..=MAX_INSTANCE_NAME_LEN).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// `192.0.2.10:80`, `[2001:db8::1]:80`: an address and port as ipvsadm prints them.
+pub fn socket_text(addr: IpAddr, port: u16) -> String {
+    SocketAddr::new(addr, port).to_string()
+}
+
+impl ServiceConfig {
+    /// `TCP 192.0.2.10:80`, as ipvsadm names a service; every message about a service uses it.
+    pub fn name(&self) -> String {
+        format!(
+            "{} {}",
+            self.protocol.name().to_uppercase(),
+            socket_text(self.vip, self.port)
+        )
+    }
+}

@@ -1,0 +1,90 @@
+//! The shape of the file: serde fills these, every key optional, and the validator reports
+//! missing ones with their key path and line.
+
+use serde::{
+    Deserialize,
+    de::{self, IgnoredAny},
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) instance: Option<String>,
+    pub(super) interfaces: Option<Vec<RawInterface>>,
+    pub(super) admin: Option<RawAdmin>,
+    pub(super) pin_dir: Option<String>,
+    pub(super) services: Option<Vec<RawService>>,
+    pub(super) limits: Option<RawLimits>,
+    #[serde(default)]
+    pub(super) metrics: PlannedKey,
+    #[serde(default)]
+    pub(super) timeouts: PlannedKey,
+    #[serde(default)]
+    pub(super) vrrp: PlannedKey,
+    #[serde(default)]
+    pub(super) sync: PlannedKey,
+    #[serde(default)]
+    pub(super) bgp: PlannedKey,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInterface {
+    pub(super) name: Option<String>,
+    pub(super) xdp_mode: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub(super) socket: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub(super) vip: Option<String>,
+    pub(super) port: Option<i64>,
+    pub(super) protocol: Option<String>,
+    pub(super) scheduler: Option<String>,
+    pub(super) forward: Option<String>,
+    pub(super) reals: Option<Vec<RawReal>>,
+    #[serde(default)]
+    pub(super) persistence: PlannedKey,
+    #[serde(default)]
+    pub(super) health_check: PlannedKey,
+    #[serde(default)]
+    pub(super) on_failure: PlannedKey,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReal {
+    pub(super) address: Option<String>,
+    pub(super) port: Option<i64>,
+    pub(super) weight: Option<i64>,
+    pub(super) forward: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) flows: Option<i64>,
+    pub(super) services: Option<i64>,
+    pub(super) reals: Option<i64>,
+}
+
+/// A key from SPEC.md that this version does not implement. It accepts any value so that the
+/// validator can say "not supported yet" rather than serde saying "unknown key"; it is not an
+/// `Option` because `health_check:` with an empty value must be rejected too.
+#[derive(Default)]
+pub(super) struct PlannedKey {
+    pub(super) present: bool,
+}
+
+impl<'de> Deserialize<'de> for PlannedKey {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(deserializer)?;
+        Ok(PlannedKey { present: true })
+    }
+}

@@ -1,0 +1,205 @@
+//! Raw structs → the typed [`Config`]: defaults, ranges, address families, duplicates, map
+//! limits, and keys this version does not implement yet. One file per section of the config;
+//! the helpers every section uses are here.
+
+mod interfaces;
+mod limits;
+mod services;
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use super::{
+    Config, ConfigError, DEFAULT_ADMIN_SOCKET, DEFAULT_PIN_ROOT, Location, MAX_INSTANCE_NAME_LEN,
+    MAX_UNIX_SOCKET_PATH_LEN, NameError, Position, is_valid_instance_name,
+    raw::{PlannedKey, RawConfig},
+    source_map::{SourceMap, join_key},
+};
+
+/// Checks raw values and builds the typed [`Config`]; errors point into the source map.
+pub(super) struct Validator<'a> {
+    pub(super) source_map: &'a SourceMap,
+}
+
+impl Validator<'_> {
+    /// An error about the value at `key`.
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            location: self.location(self.source_map.value_position(key)),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// An error about the key itself (its presence), pointing at where the key is written.
+    fn invalid_key(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            location: self.location(self.source_map.key_position(key)),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn location(&self, position: Option<Position>) -> Location {
+        Location {
+            file: self.source_map.file.clone(),
+            position,
+        }
+    }
+
+    fn required<T>(&self, value: Option<T>, key: &str, what: &str) -> Result<T, ConfigError> {
+        value.ok_or_else(|| {
+            if self.source_map.contains(key) {
+                self.invalid(key, format!("needs a value ({what})"))
+            } else {
+                self.invalid(key, format!("required key is missing ({what})"))
+            }
+        })
+    }
+
+    fn reject_planned(
+        &self,
+        parent: &str,
+        planned: &[(&str, &PlannedKey)],
+    ) -> Result<(), ConfigError> {
+        match planned.iter().find(|(_, key)| key.present) {
+            Some((name, _)) => Err(self.invalid_key(
+                &join_key(parent, name),
+                "not supported yet by this version (remove it to run without it)",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        self.reject_planned(
+            "",
+            &[
+                ("metrics", &raw.metrics),
+                ("timeouts", &raw.timeouts),
+                ("vrrp", &raw.vrrp),
+                ("sync", &raw.sync),
+                ("bgp", &raw.bgp),
+            ],
+        )?;
+
+        let instance = self.required(raw.instance, "instance", "a name for this daemon")?;
+        if !is_valid_instance_name(&instance) {
+            return Err(self.invalid(
+                "instance",
+                format!(
+                    "invalid instance name {instance:?}: use 1 to {MAX_INSTANCE_NAME_LEN} of \
+                     A-Z a-z 0-9 _ - (it becomes part of file paths)"
+                ),
+            ));
+        }
+
+        let interfaces = self.interfaces(self.required(
+            raw.interfaces,
+            "interfaces",
+            "where the XDP program attaches",
+        )?)?;
+
+        let admin_socket = match raw.admin.and_then(|admin| admin.socket) {
+            Some(socket) => {
+                self.check_path("admin.socket", &socket)?;
+                if socket.len() > MAX_UNIX_SOCKET_PATH_LEN {
+                    return Err(self.invalid(
+                        "admin.socket",
+                        format!(
+                            "socket path is {} bytes; a Unix socket path can have at most {}",
+                            socket.len(),
+                            MAX_UNIX_SOCKET_PATH_LEN
+                        ),
+                    ));
+                }
+                PathBuf::from(socket)
+            }
+            None => PathBuf::from(DEFAULT_ADMIN_SOCKET),
+        };
+
+        let pin_dir = match raw.pin_dir {
+            Some(pin_dir) => {
+                self.check_path("pin_dir", &pin_dir)?;
+                PathBuf::from(pin_dir)
+            }
+            None => Path::new(DEFAULT_PIN_ROOT).join(&instance),
+        };
+
+        let limits = self.limits(raw.limits)?;
+        let services = self.services(raw.services.unwrap_or_default(), &limits)?;
+
+        Ok(Config {
+            instance,
+            interfaces,
+            admin_socket,
+            pin_dir,
+            services,
+            limits,
+        })
+    }
+
+    fn check_path(&self, key: &str, path: &str) -> Result<(), ConfigError> {
+        if path.is_empty() {
+            return Err(self.invalid(key, "must not be empty"));
+        }
+        if path.contains('\0') {
+            return Err(self.invalid(key, "must not contain a NUL character"));
+        }
+        Ok(())
+    }
+
+    /// A unicast IP address (`role` names it in messages: "VIP", "real server").
+    fn address(&self, text: Option<String>, key: &str, role: &str) -> Result<IpAddr, ConfigError> {
+        let text = self.required(text, key, &format!("the {role}'s IP address"))?;
+        let address: IpAddr = text
+            .parse()
+            .map_err(|_| self.invalid(key, format!("invalid IP address {text:?}")))?;
+        let problem = if address.is_unspecified() {
+            Some("the unspecified address")
+        } else if address.is_multicast() {
+            Some("a multicast address")
+        } else if matches!(address, IpAddr::V4(v4) if v4.is_broadcast()) {
+            Some("the broadcast address")
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => Err(self.invalid(
+                key,
+                format!("{address} is {problem}; a {role} address must be a unicast address"),
+            )),
+            None => Ok(address),
+        }
+    }
+
+    fn port(&self, value: i64, key: &str) -> Result<u16, ConfigError> {
+        u16::try_from(value)
+            .map_err(|_| self.invalid(key, format!("port {value} is out of range 0..=65535")))
+    }
+
+    /// One of a config enum's words, or `default` when the key is absent.
+    fn word<T: FromStr<Err = NameError>>(
+        &self,
+        word: Option<String>,
+        key: &str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        match word {
+            Some(word) => self.parse_word(&word, key),
+            None => Ok(default),
+        }
+    }
+
+    fn parse_word<T: FromStr<Err = NameError>>(
+        &self,
+        word: &str,
+        key: &str,
+    ) -> Result<T, ConfigError> {
+        word.parse()
+            .map_err(|error: NameError| self.invalid(key, error.to_string()))
+    }
+}

@@ -1,0 +1,128 @@
+//! The daemon: its tasks, wired together.
+//!
+//! - the reconciler (`reconcile`): a thread that alone writes the maps, fed by a channel;
+//! - the neighbour watch (`neighbours.rs`): kernel neighbour notifications → reconciler;
+//! - the admin server: answers from the published snapshot and the data plane's reader;
+//! - signals (`signals.rs`): SIGTERM/SIGINT stop, SIGHUP re-validates the config.
+//!
+//! [`run`] takes everything from outside (the parts, the listener, the shutdown signal), so
+//! tests start a daemon on a temporary socket with a fake data plane; [`serve`] (in
+//! `start.rs`) is what `lbd` runs: load, adopt, attach, then [`run`].
+
+mod neighbours;
+mod signals;
+mod start;
+
+use std::{future::Future, sync::Arc, thread::JoinHandle};
+
+use tokio::{net::UnixListener, sync::mpsc};
+
+pub use start::{DaemonError, INITIAL_RESOLUTION, check_summary, serve};
+
+use crate::{
+    admin::{self, AdminContext, InterfaceStatus},
+    dataplane::{Dataplane, DataplaneReader},
+    reconcile::{Desired, Input, ReconcileError, Reconciler},
+};
+
+/// Inputs that may wait for the reconciler before senders slow down.
+const INPUT_QUEUE: usize = 1024;
+
+/// A daemon's running parts.
+pub struct Daemon {
+    context: Arc<AdminContext>,
+    /// Dropping the last sender stops the reconciler.
+    inputs: mpsc::Sender<Input>,
+    reconciler: JoinHandle<()>,
+    /// The neighbour watch, when MACs come from the host (not with a fake data plane).
+    watch: Option<tokio::task::JoinHandle<()>>,
+    /// The loaded program, when there is one: links not pinned live as long as it.
+    program: Option<aya::Ebpf>,
+}
+
+impl Daemon {
+    /// Writes `desired` to `dataplane` and starts the reconciler. `reader` reads what the
+    /// program counts.
+    pub fn new(
+        instance: &str,
+        flow_table_size: u32,
+        desired: Desired,
+        dataplane: Box<dyn Dataplane>,
+        reader: Arc<dyn DataplaneReader>,
+    ) -> Result<Self, ReconcileError> {
+        let reconciler = Reconciler::start(desired, dataplane)?;
+        let context = Arc::new(AdminContext::new(
+            instance.to_owned(),
+            flow_table_size,
+            reconciler.published(),
+            reader,
+            Vec::new(),
+        ));
+        let (inputs, receiver) = mpsc::channel(INPUT_QUEUE);
+        Ok(Self {
+            context,
+            inputs,
+            reconciler: reconciler.spawn(receiver),
+            watch: None,
+            program: None,
+        })
+    }
+
+    /// Where the reconciler takes its inputs.
+    pub fn inputs(&self) -> mpsc::Sender<Input> {
+        self.inputs.clone()
+    }
+
+    /// The snapshot of the desired state the reconciler publishes.
+    pub fn desired(&self) -> Arc<Desired> {
+        self.context.desired.load_full()
+    }
+
+    fn set_interfaces(&mut self, interfaces: Vec<InterfaceStatus>) {
+        let context = &self.context;
+        self.context = Arc::new(AdminContext::new(
+            context.instance.clone(),
+            context.flow_table_size,
+            context.desired.clone(),
+            context.reader.clone(),
+            interfaces,
+        ));
+    }
+}
+
+/// Serves the admin socket until `shutdown` completes, then stops the daemon's tasks. The
+/// XDP program is not touched: it keeps forwarding.
+pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<Output = ()>) {
+    let Daemon {
+        context,
+        inputs,
+        reconciler,
+        watch,
+        program,
+    } = daemon;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let context = context.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = admin::serve_connection(stream, context).await {
+                            log::warn!("admin connection: {error}");
+                        }
+                    });
+                }
+                Err(error) => log::warn!("admin socket accept: {error}"),
+            },
+        }
+    }
+    if let Some(watch) = watch {
+        watch.abort();
+        let _ = watch.await;
+    }
+    drop(inputs);
+    // The reconciler finishes what it is writing, then sees the channel closed.
+    let _ = tokio::task::spawn_blocking(move || reconciler.join()).await;
+    drop(program);
+}

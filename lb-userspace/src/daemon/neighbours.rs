@@ -1,0 +1,137 @@
+//! The neighbour watch: keeps every real's MAC and reachability current from the kernel's
+//! neighbour table, and keeps the kernel probing the reals.
+//!
+//! - Notifications (`neighbour::events`) about a real's address go to the reconciler as they
+//!   arrive. A real's entry turning STALE (unconfirmed: the program's traffic never confirms
+//!   it) is answered by asking the kernel to resolve it, which makes the kernel probe it
+//!   (STALE → DELAY → PROBE → REACHABLE, or FAILED). So a real that stops answering goes
+//!   FAILED, and out of the data plane, within the kernel's `base_reachable_time` plus
+//!   `delay_first_probe_time` plus its probes (about 40 s by default; sysctls under
+//!   `net.ipv4.neigh.IFACE` and `net.ipv6.neigh.IFACE` shorten it).
+//! - Every second, reals without a usable entry (never resolved, FAILED, INCOMPLETE) are
+//!   asked for again, so a real that comes back is seen.
+//! - Every [`RESYNC`], and whenever the kernel says notifications were lost, the tables are
+//!   dumped and replayed: a safety net, not the mechanism.
+
+use std::{collections::BTreeSet, net::IpAddr, sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+
+use crate::{
+    neighbour::{
+        NeighbourError, NeighbourStatus, Neighbours, Observation,
+        events::{NeighbourEvents, Notification},
+    },
+    reconcile::{Desired, Input},
+};
+
+const RETRY: Duration = Duration::from_secs(1);
+const RESYNC: Duration = Duration::from_secs(30);
+
+pub struct NeighbourWatch {
+    pub neighbours: Neighbours,
+    pub events: NeighbourEvents,
+}
+
+impl NeighbourWatch {
+    /// Dumps the tables of every interface a real sits on and sends what they say about
+    /// reals; then asks the kernel to resolve the reals it has no usable entry for.
+    pub async fn resync(
+        &self,
+        desired: &Desired,
+        inputs: &mpsc::Sender<Input>,
+    ) -> Result<(), NeighbourError> {
+        let ifindexes: BTreeSet<u32> = desired
+            .real_addresses()
+            .into_iter()
+            .map(|(ifindex, _)| ifindex)
+            .collect();
+        let mut observations = Vec::new();
+        for ifindex in ifindexes {
+            observations.extend(
+                self.neighbours
+                    .observations(ifindex)
+                    .await?
+                    .into_iter()
+                    .filter(|o| desired.has_real(o.ifindex, o.addr)),
+            );
+        }
+        if !observations.is_empty() {
+            let _ = inputs.send(Input::Neighbours(observations)).await;
+        }
+        Ok(())
+    }
+
+    /// Asks the kernel to resolve these addresses; one refusal does not stop the others.
+    async fn resolve(&self, addresses: impl IntoIterator<Item = (u32, IpAddr)>) {
+        for (ifindex, addr) in addresses {
+            if let Err(error) = self.neighbours.trigger_resolution(ifindex, addr).await {
+                log::warn!("{error}");
+            }
+        }
+    }
+
+    /// Runs until aborted.
+    pub async fn run(mut self, desired: Arc<ArcSwap<Desired>>, inputs: mpsc::Sender<Input>) {
+        let mut retry = tokio::time::interval(RETRY);
+        let mut resync = tokio::time::interval(RESYNC);
+        // The first tick of each is immediate: start from a full picture.
+        loop {
+            tokio::select! {
+                notification = self.events.next() => match notification {
+                    Some(Notification::Neighbour(observation)) => {
+                        self.notified(observation, &desired, &inputs).await;
+                    }
+                    Some(Notification::Lost) => {
+                        log::warn!("neighbour notifications were lost; re-reading the tables");
+                        resync.reset_immediately();
+                    }
+                    None => {
+                        log::error!("the neighbour notification socket closed; resubscribing");
+                        match NeighbourEvents::subscribe() {
+                            Ok(events) => self.events = events,
+                            Err(error) => log::error!("resubscribing: {error}"),
+                        }
+                        resync.reset_immediately();
+                    }
+                },
+                _ = retry.tick() => {
+                    let unresolved = desired.load().unresolved();
+                    self.resolve(unresolved).await;
+                }
+                _ = resync.tick() => {
+                    let snapshot = desired.load_full();
+                    if let Err(error) = self.resync(&snapshot, &inputs).await {
+                        log::warn!("re-reading the neighbour tables: {error}");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn notified(
+        &self,
+        observation: Observation,
+        desired: &ArcSwap<Desired>,
+        inputs: &mpsc::Sender<Input>,
+    ) {
+        if !desired
+            .load()
+            .has_real(observation.ifindex, observation.addr)
+        {
+            return;
+        }
+        log::debug!("neighbour {observation:?}");
+        // STALE: make the kernel probe it. Deleted: recreate it, to keep hearing about it.
+        let ask = matches!(
+            observation.state,
+            NeighbourStatus::Usable { stale: true, .. } | NeighbourStatus::Unknown
+        );
+        let _ = inputs.send(Input::Neighbours(vec![observation])).await;
+        if ask {
+            self.resolve([(observation.ifindex, observation.addr)])
+                .await;
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! What `lbd --config FILE` does: start (or adopt) the data plane, then [`super::run`].
+//!
+//! Start-up order:
+//! 1. signal handlers (a SIGHUP must never kill lbd), the config;
+//! 2. the interfaces, and the VLAN interfaces on them;
+//! 3. the desired state, placing each real on an interface; the admin socket;
+//! 4. the program and its maps, adopting pinned ones and the ids they hold;
+//! 5. the reconciler writes everything; the neighbour watch starts;
+//! 6. up to [`INITIAL_RESOLUTION`] for the reals' MACs, so the first packets find complete
+//!    schedules;
+//! 7. attach, or swap the program into the pinned links; retire maps of earlier layouts.
+//!
+//! A first start that fails removes what it pinned. A restart adopts what is pinned and never
+//! removes it.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use super::{Daemon, neighbours::NeighbourWatch, signals::Signals};
+use crate::{
+    admin::{InterfaceStatus, SocketError, bind_admin_socket},
+    config::{self, Config, ConfigError},
+    dataplane::loader::{self, Attachment, LoadError, Loaded},
+    neighbour::{InterfaceInfo, NeighbourError, Neighbours, events::NeighbourEvents},
+    reconcile::{Desired, Existing, ReconcileError},
+};
+
+/// How long start-up waits for the reals' MACs before attaching anyway.
+pub const INITIAL_RESOLUTION: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Neighbour(#[from] NeighbourError),
+    #[error(transparent)]
+    Reconcile(#[from] ReconcileError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the daemon for the config at `config_path` until SIGTERM or SIGINT.
+pub async fn serve(config_path: PathBuf) -> Result<(), DaemonError> {
+    let signals = Signals::install().map_err(DaemonError::Signals)?;
+    let config = config::load(&config_path)?;
+    let neighbours = Neighbours::new()?;
+    // Subscribed before anything is read, so no change falls between a read and the
+    // subscription.
+    let events = NeighbourEvents::subscribe()?;
+    let mut interfaces = Vec::with_capacity(config.interfaces.len());
+    for interface in &config.interfaces {
+        interfaces.push(neighbours.interface(&interface.name).await?);
+    }
+    let vlans = neighbours.vlans_on(&interfaces).await?;
+    let attached = interfaces.clone();
+    interfaces.extend(vlans);
+    let desired = Desired::new(&config, interfaces)?;
+    let listener = bind_admin_socket(&config.admin_socket)?;
+
+    let first_start = !config.pin_dir.exists();
+    let watch = NeighbourWatch { neighbours, events };
+    let daemon = match start(&config, &attached, desired, watch).await {
+        Ok(daemon) => daemon,
+        Err(error) => {
+            if first_start {
+                let _ = loader::unpin_all(&config.pin_dir);
+            }
+            let _ = std::fs::remove_file(&config.admin_socket);
+            return Err(error);
+        }
+    };
+    log::info!(
+        "instance {} serving {} services; admin socket {}",
+        config.instance,
+        config.services.len(),
+        config.admin_socket.display()
+    );
+    super::run(daemon, listener, signals.stopped(config_path)).await;
+    let _ = std::fs::remove_file(&config.admin_socket);
+    log::info!(
+        "stopped; the XDP program keeps forwarding from {} (`lbd --teardown --config FILE` detaches it)",
+        config.pin_dir.display()
+    );
+    Ok(())
+}
+
+async fn start(
+    config: &Config,
+    attached: &[InterfaceInfo],
+    mut desired: Desired,
+    watch: NeighbourWatch,
+) -> Result<Daemon, DaemonError> {
+    let Loaded {
+        mut ebpf,
+        dataplane,
+        reader,
+    } = loader::load(&config.limits, Some(&config.pin_dir))?;
+    // Flows in pinned maps name reals by id: keep the ids a previous daemon gave.
+    let mut existing = Existing::read(&dataplane).map_err(ReconcileError::from)?;
+    if existing.reals.is_empty()
+        && let Some(reals) = loader::previous_layout_reals(&config.pin_dir)?
+    {
+        log::info!(
+            "upgrading pinned maps: {} reals from LB_REALS_V1",
+            reals.len()
+        );
+        existing.reals = reals;
+    }
+    if !existing.services.is_empty() {
+        log::info!(
+            "adopting pinned maps from {}: {} services, {} reals",
+            config.pin_dir.display(),
+            existing.services.len(),
+            existing.reals.len()
+        );
+    }
+    desired.adopt(&existing);
+    let mut daemon = Daemon::new(
+        &config.instance,
+        config.limits.flows,
+        desired,
+        Box::new(dataplane),
+        Arc::new(reader),
+    )?;
+
+    let snapshot = daemon.context.desired.clone();
+    watch.resync(&daemon.desired(), &daemon.inputs).await?;
+    daemon.watch = Some(tokio::spawn(watch.run(snapshot, daemon.inputs())));
+    wait_for_reals(&daemon, INITIAL_RESOLUTION).await;
+
+    let links = Neighbours::new()?;
+    let mut statuses = Vec::with_capacity(attached.len());
+    for (interface, info) in config.interfaces.iter().zip(attached) {
+        let how = loader::attach(
+            &mut ebpf,
+            &interface.name,
+            info.index,
+            info.mtu,
+            interface.xdp_mode,
+            Some(&config.pin_dir),
+        )?;
+        let attachment = links
+            .xdp_attachment(info.index)
+            .await
+            .unwrap_or_else(|error| {
+                log::warn!("reading how XDP is attached to {}: {error}", interface.name);
+                None
+            });
+        let verb = match how {
+            Attachment::Attached => "attached to",
+            Attachment::Replaced => "replaced the program on",
+        };
+        let mode = attachment.map_or("unknown", |a| a.mode);
+        log::info!(
+            "{verb} {} (xdp mode {mode}, requested {}; MTU {})",
+            interface.name,
+            interface.xdp_mode.name(),
+            info.mtu
+        );
+        statuses.push(InterfaceStatus {
+            name: interface.name.clone(),
+            ifindex: info.index,
+            requested_mode: interface.xdp_mode.name().to_owned(),
+            attached_mode: attachment.map(|a| a.mode.to_owned()),
+            program_id: attachment.map(|a| a.program_id),
+            mtu: info.mtu,
+        });
+    }
+    loader::remove_retired_pins(&config.pin_dir);
+    daemon.set_interfaces(statuses);
+    daemon.program = Some(ebpf);
+    Ok(daemon)
+}
+
+/// Waits, at most `limit`, until every real has a MAC; reals still unknown after that join as
+/// soon as the kernel learns them.
+async fn wait_for_reals(daemon: &Daemon, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let unresolved = daemon.desired().unresolved();
+        if unresolved.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            for (_, addr) in unresolved {
+                log::warn!(
+                    "real {addr}: no MAC yet (no answer to ARP/NDP); it takes no traffic until it answers"
+                );
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Used by `lbd --check`: the summary line it prints.
+pub fn check_summary(path: &Path, config: &Config) -> String {
+    let reals: usize = config.services.iter().map(|s| s.reals.len()).sum();
+    format!(
+        "{}: ok (instance {}, {} services, {reals} reals)",
+        path.display(),
+        config.instance,
+        config.services.len()
+    )
+}

@@ -1,0 +1,333 @@
+//! [`EbpfDataplane`] and [`EbpfReader`]: the traits over the XDP program's maps.
+//!
+//! The writer and the reader hold separate handles (duplicated file descriptors) on the maps
+//! they share, so the admin socket reads counters and walks the flow table without ever
+//! waiting for the task that writes.
+
+pub mod batch;
+mod readers;
+mod real_table;
+
+use std::{hash::BuildHasher, os::fd::AsFd};
+
+use aya::maps::{
+    Array, DevMapHash, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
+};
+use lb_common::{
+    Counters, Flow, FlowKey, Interface, MAP_FLOWS, MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS,
+    MAP_REASON_STATS, MAP_RING, MAP_RR_CURSOR, MAP_SERVICE_STATS, MAP_SERVICES, MAP_TX_PORTS,
+    RING_SLOTS, Real, Reason, Service, ServiceKey, ring_index,
+};
+use readers::Readers;
+use real_table::RealTable;
+
+use super::{Dataplane, DataplaneError, DataplaneReader, map_err};
+
+/// The maps lbd writes.
+pub struct EbpfDataplane {
+    services: BpfHashMap<MapData, ServiceKey, Service>,
+    reals: RealTable,
+    ring: Array<MapData, u32>,
+    interfaces: BpfHashMap<MapData, u32, Interface>,
+    tx_ports: DevMapHash<MapData>,
+    rr_cursor: PerCpuArray<MapData, u32>,
+    service_stats: PerCpuArray<MapData, Counters>,
+    real_stats: PerCpuArray<MapData, Counters>,
+    readers: Readers,
+}
+
+/// The maps the program writes, for reading.
+pub struct EbpfReader {
+    service_stats: PerCpuArray<MapData, Counters>,
+    real_stats: PerCpuArray<MapData, Counters>,
+    reason_stats: PerCpuArray<MapData, Counters>,
+    flows: MapData,
+}
+
+impl EbpfDataplane {
+    /// Takes the maps out of a loaded program: the writer, and a reader with handles of its
+    /// own.
+    pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<(Self, EbpfReader), DataplaneError> {
+        let service_stats = take(ebpf, MAP_SERVICE_STATS)?;
+        let real_stats = take(ebpf, MAP_REAL_STATS)?;
+        let reader = EbpfReader {
+            service_stats: typed(
+                duplicate(&service_stats, MAP_SERVICE_STATS)?,
+                MAP_SERVICE_STATS,
+            )?,
+            real_stats: typed(duplicate(&real_stats, MAP_REAL_STATS)?, MAP_REAL_STATS)?,
+            reason_stats: typed(take(ebpf, MAP_REASON_STATS)?, MAP_REASON_STATS)?,
+            flows: map_data(take(ebpf, MAP_FLOWS)?, MAP_FLOWS)?,
+        };
+        let writer = Self {
+            services: typed(take(ebpf, MAP_SERVICES)?, MAP_SERVICES)?,
+            reals: RealTable::new(map_data(take(ebpf, MAP_REALS)?, MAP_REALS)?)?,
+            ring: typed(take(ebpf, MAP_RING)?, MAP_RING)?,
+            interfaces: typed(take(ebpf, MAP_INTERFACES)?, MAP_INTERFACES)?,
+            tx_ports: typed(take(ebpf, MAP_TX_PORTS)?, MAP_TX_PORTS)?,
+            rr_cursor: typed(take(ebpf, MAP_RR_CURSOR)?, MAP_RR_CURSOR)?,
+            service_stats: typed(service_stats, MAP_SERVICE_STATS)?,
+            real_stats: typed(real_stats, MAP_REAL_STATS)?,
+            readers: Readers::default(),
+        };
+        Ok((writer, reader))
+    }
+}
+
+fn take(ebpf: &mut aya::Ebpf, map: &'static str) -> Result<Map, DataplaneError> {
+    ebpf.take_map(map).ok_or(DataplaneError::MissingMap { map })
+}
+
+fn typed<T: TryFrom<Map, Error = MapError>>(
+    raw: Map,
+    map: &'static str,
+) -> Result<T, DataplaneError> {
+    T::try_from(raw).map_err(map_err(map))
+}
+
+fn map_data(raw: Map, map: &'static str) -> Result<MapData, DataplaneError> {
+    match raw {
+        Map::Array(data) | Map::LruHashMap(data) | Map::HashMap(data) => Ok(data),
+        _ => Err(DataplaneError::Map {
+            map,
+            source: MapError::InvalidName {
+                name: format!("{map} has an unexpected type"),
+            },
+        }),
+    }
+}
+
+/// A second handle on the same kernel map.
+fn duplicate(raw: &Map, map: &'static str) -> Result<Map, DataplaneError> {
+    let data = match raw {
+        Map::PerCpuArray(data) => data,
+        _ => {
+            return Err(DataplaneError::Map {
+                map,
+                source: MapError::InvalidName {
+                    name: format!("{map} is not a per-CPU array"),
+                },
+            });
+        }
+    };
+    let fd = data
+        .fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|source| DataplaneError::Syscall {
+            map,
+            call: "dup",
+            source,
+        })?;
+    Ok(Map::PerCpuArray(
+        MapData::from_fd(fd).map_err(map_err(map))?,
+    ))
+}
+
+/// One value per possible CPU, as per-CPU maps take them.
+fn per_cpu<T: aya::Pod>(
+    map: &'static str,
+    value: impl Fn(usize) -> T,
+) -> Result<PerCpuValues<T>, DataplaneError> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Syscall {
+        map,
+        call: "reading the possible CPUs",
+        source,
+    })?;
+    PerCpuValues::try_from((0..cpus).map(value).collect::<Vec<_>>()).map_err(|source| {
+        DataplaneError::Syscall {
+            map,
+            call: "per-CPU values",
+            source,
+        }
+    })
+}
+
+fn zero_counters(
+    map: &mut PerCpuArray<MapData, Counters>,
+    index: u32,
+    name: &'static str,
+) -> Result<(), DataplaneError> {
+    let zeros = per_cpu(name, |_| Counters::default())?;
+    map.set(index, zeros, 0).map_err(map_err(name))
+}
+
+/// Visits every entry of a hash map that the program may change meanwhile.
+fn visit_entries<K: aya::Pod, V: aya::Pod>(
+    map: &BpfHashMap<MapData, K, V>,
+    name: &'static str,
+    mut visit: impl FnMut(K, V),
+) -> Result<(), DataplaneError> {
+    for entry in map.iter() {
+        match entry {
+            Ok((key, value)) => visit(key, value),
+            // Deleted or evicted between listing its key and reading it.
+            Err(MapError::KeyNotFound) => continue,
+            Err(source) => return Err(DataplaneError::Map { map: name, source }),
+        }
+    }
+    Ok(())
+}
+
+fn sum_cpus(
+    map: &PerCpuArray<MapData, Counters>,
+    index: u32,
+    name: &'static str,
+) -> Result<Counters, DataplaneError> {
+    let per_cpu = map.get(&index, 0).map_err(map_err(name))?;
+    let mut total = Counters::default();
+    for counters in per_cpu.iter() {
+        total.add(counters);
+    }
+    Ok(total)
+}
+
+impl Dataplane for EbpfDataplane {
+    fn set_interface(&mut self, ifindex: u32, interface: Interface) -> Result<(), DataplaneError> {
+        self.interfaces
+            .insert(ifindex, interface, 0)
+            .map_err(map_err(MAP_INTERFACES))
+    }
+
+    fn set_tx_port(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
+        self.tx_ports
+            .insert(ifindex, ifindex, None, 0)
+            .map_err(|error| DataplaneError::Syscall {
+                map: MAP_TX_PORTS,
+                call: "bpf_map_update_elem",
+                source: std::io::Error::other(error.to_string()),
+            })
+    }
+
+    fn service(&self, key: &ServiceKey) -> Result<Option<Service>, DataplaneError> {
+        match self.services.get(key, 0) {
+            Ok(service) => Ok(Some(service)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(DataplaneError::Map {
+                map: MAP_SERVICES,
+                source,
+            }),
+        }
+    }
+
+    fn set_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError> {
+        let previous = self.service(&key)?;
+        self.services
+            .insert(key, service, 0)
+            .map_err(map_err(MAP_SERVICES))?;
+        if previous.is_some_and(|previous| previous.ring_half != service.ring_half) {
+            self.readers.switched_ring(service.id);
+        }
+        Ok(())
+    }
+
+    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
+        match self.services.remove(key) {
+            Err(MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(source) => Err(DataplaneError::Map {
+                map: MAP_SERVICES,
+                source,
+            }),
+        }
+    }
+
+    fn set_real(&mut self, id: u32, real: Real) -> Result<(), DataplaneError> {
+        self.reals.publish(id, real, &mut self.readers)
+    }
+
+    fn set_ring(&mut self, service_id: u32, half: u8, ring: &[u32]) -> Result<(), DataplaneError> {
+        if ring.len() > RING_SLOTS as usize {
+            return Err(DataplaneError::RingTooLong {
+                service_id,
+                len: ring.len(),
+            });
+        }
+        self.readers.before_rewriting_ring(service_id);
+        for (slot, &real_id) in ring.iter().enumerate() {
+            self.ring
+                .set(ring_index(service_id, half, slot as u32), real_id, 0)
+                .map_err(map_err(MAP_RING))?;
+        }
+        Ok(())
+    }
+
+    fn services(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError> {
+        let mut services = Vec::new();
+        visit_entries(&self.services, MAP_SERVICES, |key, service| {
+            services.push((key, service))
+        })?;
+        Ok(services)
+    }
+
+    fn reals(&self) -> Result<Vec<(u32, Real)>, DataplaneError> {
+        self.reals.in_use()
+    }
+
+    fn init_service(&mut self, service_id: u32) -> Result<(), DataplaneError> {
+        zero_counters(&mut self.service_stats, service_id, MAP_SERVICE_STATS)?;
+        // Each CPU starts its walk of the schedule somewhere else: with all cursors at 0,
+        // every CPU would send its first new flows to the first slots (the heaviest real).
+        let random = std::collections::hash_map::RandomState::new();
+        let cursors = per_cpu(MAP_RR_CURSOR, |cpu| {
+            random.hash_one((service_id, cpu)) as u32
+        })?;
+        self.rr_cursor
+            .set(service_id, cursors, 0)
+            .map_err(map_err(MAP_RR_CURSOR))
+    }
+
+    fn init_real(&mut self, real_id: u32) -> Result<(), DataplaneError> {
+        zero_counters(&mut self.real_stats, real_id, MAP_REAL_STATS)
+    }
+}
+
+impl EbpfDataplane {
+    /// Where each CPU is in the service's schedule (index = CPU): the slot its next new flow
+    /// takes is this modulo the schedule's length.
+    pub fn schedule_cursors(&self, service_id: u32) -> Result<Vec<u32>, DataplaneError> {
+        let values = self
+            .rr_cursor
+            .get(&service_id, 0)
+            .map_err(map_err(MAP_RR_CURSOR))?;
+        Ok(values.iter().copied().collect())
+    }
+}
+
+impl DataplaneReader for EbpfReader {
+    fn service_counters(&self, service_id: u32) -> Result<Counters, DataplaneError> {
+        sum_cpus(&self.service_stats, service_id, MAP_SERVICE_STATS)
+    }
+
+    fn real_counters(&self, real_id: u32) -> Result<Counters, DataplaneError> {
+        sum_cpus(&self.real_stats, real_id, MAP_REAL_STATS)
+    }
+
+    fn reason_counters(&self) -> Result<Vec<(Reason, Counters)>, DataplaneError> {
+        Reason::ALL
+            .iter()
+            .map(|&reason| {
+                Ok((
+                    reason,
+                    sum_cpus(&self.reason_stats, reason.index(), MAP_REASON_STATS)?,
+                ))
+            })
+            .collect()
+    }
+
+    fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError> {
+        batch::for_each::<FlowKey, Flow>(self.flows.fd().as_fd(), visit).map_err(|source| {
+            DataplaneError::Syscall {
+                map: MAP_FLOWS,
+                call: "BPF_MAP_LOOKUP_BATCH",
+                source,
+            }
+        })
+    }
+}
+
+impl EbpfReader {
+    /// The flow table's handle, e.g. for filling it in tests (`batch::update`).
+    pub fn flows(&self) -> &MapData {
+        &self.flows
+    }
+}

@@ -1,0 +1,96 @@
+//! What the control plane writes to and reads from the data plane.
+//!
+//! Two seams, one per direction:
+//! - [`Dataplane`]: the maps lbd writes (services, reals, rings, interfaces), owned by the one
+//!   task that reconciles the desired state (`reconcile`). Every write is safe for a program
+//!   reading concurrently: an entry is seen whole, old or new.
+//! - [`DataplaneReader`]: what the program writes and lbd only reads (counters, the flow
+//!   table), for the admin socket and metrics. Readers have their own map handles and never
+//!   wait for the writer.
+//!
+//! [`EbpfDataplane`]/[`EbpfReader`] implement them over the XDP program's maps (`ebpf/`), and
+//! [`FakeDataplane`]/[`FakeReader`] in memory (`fake.rs`), so the control logic is tested
+//! without root. [`loader`] loads the program, sizes and pins its maps and attaches it.
+
+mod ebpf;
+mod fake;
+pub mod loader;
+
+use aya::maps::MapError;
+pub use ebpf::{EbpfDataplane, EbpfReader, batch};
+pub use fake::{FakeDataplane, FakeReader};
+use lb_common::{
+    Counters, Flow, FlowKey, Interface, RING_SLOTS, Real, Reason, Service, ServiceKey,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("map {map} is missing from the program")]
+    MissingMap { map: &'static str },
+    #[error("schedule of service {service_id} has {len} slots, more than {RING_SLOTS}")]
+    RingTooLong { service_id: u32, len: usize },
+    #[error("real id {id} is outside map {map} ({len} entries)")]
+    RealOutOfRange {
+        map: &'static str,
+        id: u32,
+        len: u32,
+    },
+    #[error("map {map}: {call}: {source}")]
+    Syscall {
+        map: &'static str,
+        call: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The maps lbd writes, as the control plane sees them. Ids are allocated by the caller; id 0
+/// is never used.
+pub trait Dataplane: Send {
+    /// Where frames to reals on `ifindex` (an attached interface or a VLAN on one) go, and
+    /// with which source MAC and tag.
+    fn set_interface(&mut self, ifindex: u32, interface: Interface) -> Result<(), DataplaneError>;
+    /// Lets the program redirect frames out of `ifindex` (an interface it is attached to).
+    fn set_tx_port(&mut self, ifindex: u32) -> Result<(), DataplaneError>;
+    /// The service entry the program sees now, if any.
+    fn service(&self, key: &ServiceKey) -> Result<Option<Service>, DataplaneError>;
+    fn set_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError>;
+    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError>;
+    /// Publishes a real's entry; the program sees the old entry or this one, never a mix.
+    /// Writing `Real::default()` retires the id: flows still pointing to it get rescheduled.
+    /// Writing the entry the program already has changes nothing.
+    fn set_real(&mut self, id: u32, real: Real) -> Result<(), DataplaneError>;
+    /// The first `ring.len()` slots of one half (0 or 1) of the service's schedule ring. The
+    /// caller writes only the half not in use, then switches to it with [`Self::set_service`].
+    fn set_ring(&mut self, service_id: u32, half: u8, ring: &[u32]) -> Result<(), DataplaneError>;
+    /// Every service entry, e.g. those a previous daemon left in pinned maps.
+    fn services(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError>;
+    /// Every real id in use (entry not `Real::default()`), with its current entry.
+    fn reals(&self) -> Result<Vec<(u32, Real)>, DataplaneError>;
+    /// Prepares a service id for a new meaning: zeroes its counters and starts each CPU's
+    /// scheduling cursor at a random slot.
+    fn init_service(&mut self, service_id: u32) -> Result<(), DataplaneError>;
+    /// Prepares a real id for a new meaning: zeroes its counters.
+    fn init_real(&mut self, real_id: u32) -> Result<(), DataplaneError>;
+}
+
+/// What the program counts and remembers, read without disturbing the writer.
+pub trait DataplaneReader: Send + Sync {
+    /// Counters summed over CPUs.
+    fn service_counters(&self, service_id: u32) -> Result<Counters, DataplaneError>;
+    fn real_counters(&self, real_id: u32) -> Result<Counters, DataplaneError>;
+    fn reason_counters(&self) -> Result<Vec<(Reason, Counters)>, DataplaneError>;
+    /// Visits every entry of the flow table, a batch at a time. Entries come and go while it
+    /// runs (the program keeps inserting); each one visited is consistent.
+    fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError>;
+}
+
+fn map_err(map: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { map, source }
+}

@@ -1,0 +1,150 @@
+//! The writes that put a [`Desired`] into the data plane, in an order that never lets the
+//! program see a half-made state.
+
+use lb_common::{FORWARD_DR, Interface, REAL_AVAILABLE, Real, Service};
+
+use super::{Desired, DesiredReal, DesiredService, Dirty, ReconcileError, address_bytes};
+use crate::{
+    config::Forward,
+    dataplane::Dataplane,
+    schedule::{self, Candidate},
+};
+
+impl Desired {
+    /// Writes everything: first what [`Desired::adopt`] found gone (services removed before
+    /// anything else, so no new flow goes there), then the interfaces, then every service,
+    /// then the reals no ring names any more are retired, which sends their remaining flows
+    /// elsewhere.
+    pub fn apply(&mut self, dataplane: &mut dyn Dataplane) -> Result<(), ReconcileError> {
+        let pending = std::mem::take(&mut self.pending);
+        for key in &pending.removed_services {
+            dataplane.remove_service(key)?;
+        }
+        for &id in &pending.fresh_service_ids {
+            dataplane.init_service(id)?;
+        }
+        for &id in &pending.fresh_real_ids {
+            dataplane.init_real(id)?;
+        }
+        for interface in &self.interfaces {
+            if interface.vlan.is_none() {
+                dataplane.set_tx_port(interface.index)?;
+            }
+            let (vlan_tci_be, vlan_proto_be) = match interface.vlan {
+                Some(vlan) => (vlan.id.to_be(), vlan.protocol.to_be()),
+                None => (0, 0),
+            };
+            dataplane.set_interface(
+                interface.index,
+                Interface {
+                    mac: interface.mac,
+                    vlan_tci_be,
+                    vlan_proto_be,
+                    _pad: [0; 2],
+                    egress_ifindex: interface.egress,
+                },
+            )?;
+        }
+        let all: Vec<u32> = self.services.iter().map(|service| service.id).collect();
+        self.apply_services(dataplane, &all)?;
+        for &id in &pending.retired_reals {
+            dataplane.set_real(id, Real::default())?;
+        }
+        Ok(())
+    }
+
+    /// Writes what a change touched: the real entries, then the schedules.
+    pub fn apply_dirty(
+        &self,
+        dataplane: &mut dyn Dataplane,
+        dirty: &Dirty,
+    ) -> Result<(), ReconcileError> {
+        for service in &self.services {
+            for real in &service.reals {
+                if dirty.reals.contains(&(service.id, real.id)) {
+                    dataplane.set_real(real.id, real_entry(service, real))?;
+                }
+            }
+        }
+        let rings: Vec<u32> = dirty.rings.iter().copied().collect();
+        self.apply_services(dataplane, &rings)
+    }
+
+    /// Writes the services with these ids, their reals and their schedules.
+    ///
+    /// Reals first (a ring slot never names a real not written yet), then the new schedule
+    /// into the ring half not in use, then the service entry, whose single update switches
+    /// length and half together. Entries that did not change are not rewritten.
+    pub fn apply_services(
+        &self,
+        dataplane: &mut dyn Dataplane,
+        ids: &[u32],
+    ) -> Result<(), ReconcileError> {
+        for service in self.services.iter().filter(|s| ids.contains(&s.id)) {
+            for real in &service.reals {
+                dataplane.set_real(real.id, real_entry(service, real))?;
+            }
+            let ring = self.ring(service)?;
+            // The half in use is read from the map, not remembered: after a restart it is
+            // whatever the previous daemon left.
+            let current = dataplane.service(&service.key)?;
+            let half = match current {
+                Some(current) => current.ring_half ^ 1,
+                None => 0,
+            };
+            dataplane.set_ring(service.id, half, &ring)?;
+            dataplane.set_service(
+                service.key,
+                Service {
+                    id: service.id,
+                    ring_len: ring.len() as u32,
+                    flags: 0,
+                    forward: forward_code(service.config.forward),
+                    ring_half: half,
+                    _pad: [0; 2],
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The service's schedule over the reals that can take new flows now.
+    pub fn ring(&self, service: &DesiredService) -> Result<Vec<u32>, ReconcileError> {
+        let candidates: Vec<Candidate> = service
+            .reals
+            .iter()
+            .filter(|real| real.schedulable())
+            .map(|real| Candidate {
+                real_id: real.id,
+                weight: real.config.weight,
+            })
+            .collect();
+        schedule::ring(service.config.scheduler, &candidates).map_err(|source| {
+            ReconcileError::Schedule {
+                service: service.config.name(),
+                source,
+            }
+        })
+    }
+}
+
+pub(super) fn real_entry(service: &DesiredService, real: &DesiredReal) -> Real {
+    let (addr, family) = address_bytes(real.config.address);
+    Real {
+        addr,
+        mac: real.mac.unwrap_or_default(),
+        port_be: real.config.port.to_be(),
+        ifindex: real.ifindex,
+        service_id: service.id,
+        flags: if real.available() { REAL_AVAILABLE } else { 0 },
+        forward: forward_code(real.config.forward),
+        family,
+        _pad: [0; 2],
+    }
+}
+
+fn forward_code(forward: Forward) -> u8 {
+    match forward {
+        Forward::Dr => FORWARD_DR,
+    }
+}

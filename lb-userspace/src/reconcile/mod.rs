@@ -1,0 +1,324 @@
+//! Desired state → map writes: what the data plane must hold, and the one task that writes it.
+//!
+//! [`Desired`] joins the config with what the host tells us (each real's interface, MAC and
+//! neighbour state) and owns the id allocation. [`Reconciler`] owns a `Desired` and the
+//! [`Dataplane`] writer; it alone writes the maps, on a thread of its own, fed by a channel
+//! ([`Input`]: neighbour observations today; reloads, health and admin edits later). After
+//! each change it publishes a snapshot of the `Desired` for readers (admin, metrics), who
+//! never wait for it.
+//!
+//! # Layout
+//!
+//! - this file: the types, and how neighbour observations change a real;
+//! - `ids.rs`: id allocation, and adopting the ids a previous daemon left in pinned maps;
+//! - `apply.rs`: the writes, in an order that never shows the program a half-made state;
+//! - `reconciler.rs`: the writer task.
+
+mod apply;
+mod ids;
+mod reconciler;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+};
+
+pub use ids::Existing;
+use lb_common::{FAMILY_IPV4, FAMILY_IPV6, PROTO_TCP, PROTO_UDP, ServiceKey};
+pub use reconciler::{Input, Reconciler};
+
+use crate::{
+    config::{Config, Limits, Protocol, RealConfig, ServiceConfig},
+    dataplane::DataplaneError,
+    neighbour::{InterfaceInfo, NeighbourStatus, Observation, interface_for},
+    schedule::ScheduleError,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(
+        "real {real} of {service} is not on a subnet of any XDP interface or VLAN on one \
+         ({interfaces}): direct routing needs the real on the same L2 segment"
+    )]
+    RealNotConnected {
+        service: String,
+        real: IpAddr,
+        interfaces: String,
+    },
+    #[error("{service}: {source}")]
+    Schedule {
+        service: String,
+        source: ScheduleError,
+    },
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+}
+
+/// What the kernel's neighbour table last said about a real that has a MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reachability {
+    /// Usable entry (or none seen yet, with the MAC a previous daemon left).
+    Reachable,
+    /// INCOMPLETE: the kernel is asking again (after the entry was deleted, or FAILED). The
+    /// real takes no new flows; its flows stay, as a live real's entry can be recreated
+    /// (flush, link flap, garbage collection) and answered within milliseconds.
+    Probing,
+    /// FAILED: nobody answers. The real takes no packets: its flows are rescheduled, as for a
+    /// removed real.
+    Failed,
+}
+
+/// A real as the control plane knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredReal {
+    pub id: u32,
+    pub config: RealConfig,
+    /// The L2 interface the real is reached through (an attached one or a VLAN on one).
+    pub ifindex: u32,
+    /// From the neighbour table; `None` until first resolved. A real whose entry goes away
+    /// keeps its last MAC.
+    pub mac: Option<[u8; 6]>,
+    pub reachability: Reachability,
+}
+
+impl DesiredReal {
+    /// May it receive packets (of its flows)? Health checks will add to this.
+    pub fn available(&self) -> bool {
+        self.mac.is_some() && self.reachability != Reachability::Failed
+    }
+
+    /// May it be given new flows (if its weight allows)?
+    pub fn schedulable(&self) -> bool {
+        self.available() && self.reachability == Reachability::Reachable
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredService {
+    pub id: u32,
+    pub key: ServiceKey,
+    pub config: ServiceConfig,
+    pub reals: Vec<DesiredReal>,
+}
+
+/// Everything the data plane must hold for one config.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub services: Vec<DesiredService>,
+    /// The interfaces the program runs on, then the VLAN interfaces on them.
+    pub interfaces: Vec<InterfaceInfo>,
+    /// Ids stay below these (the id-indexed maps' sizes).
+    limits: Limits,
+    /// Done once, by the next full apply: entries a previous daemon left that this config no
+    /// longer has, and ids that need preparing for a new meaning.
+    pending: ids::Pending,
+}
+
+/// What a change touched: the real entries and the schedules to rewrite.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dirty {
+    /// (service id, real id) of entries to publish.
+    pub reals: BTreeSet<(u32, u32)>,
+    /// Services whose schedule changed.
+    pub rings: BTreeSet<u32>,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        self.reals.is_empty() && self.rings.is_empty()
+    }
+
+    pub fn merge(&mut self, other: Dirty) {
+        self.reals.extend(other.reals);
+        self.rings.extend(other.rings);
+    }
+}
+
+impl Desired {
+    /// Places every real on an interface and gives ids as to an empty data plane: in config
+    /// order, from 1.
+    pub fn new(config: &Config, interfaces: Vec<InterfaceInfo>) -> Result<Self, ReconcileError> {
+        let mut services = Vec::with_capacity(config.services.len());
+        for service in &config.services {
+            let mut reals = Vec::with_capacity(service.reals.len());
+            for real in &service.reals {
+                let interface = interface_for(real.address, &interfaces).ok_or_else(|| {
+                    ReconcileError::RealNotConnected {
+                        service: service.name(),
+                        real: real.address,
+                        interfaces: describe(&interfaces),
+                    }
+                })?;
+                reals.push(DesiredReal {
+                    id: 0,
+                    config: real.clone(),
+                    ifindex: interface.index,
+                    mac: None,
+                    reachability: Reachability::Reachable,
+                });
+            }
+            services.push(DesiredService {
+                id: 0,
+                key: service_key(service),
+                config: service.clone(),
+                reals,
+            });
+        }
+        let mut desired = Self {
+            services,
+            interfaces,
+            limits: config.limits,
+            pending: ids::Pending::default(),
+        };
+        desired.adopt(&Existing::default());
+        Ok(desired)
+    }
+
+    /// Records what the neighbour table says about an address; returns what must be
+    /// rewritten. A MAC change rewrites only the real's entry; a change of whether the real
+    /// may take new flows rewrites its service's schedule too.
+    pub fn observe(&mut self, observation: &Observation) -> Dirty {
+        let mut dirty = Dirty::default();
+        for service in &mut self.services {
+            for real in service.reals.iter_mut().filter(|real| {
+                real.ifindex == observation.ifindex && real.config.address == observation.addr
+            }) {
+                let before = real.clone();
+                match observation.state {
+                    NeighbourStatus::Usable { mac, .. } => {
+                        real.mac = Some(mac);
+                        real.reachability = Reachability::Reachable;
+                    }
+                    // Nothing known yet to be lost.
+                    NeighbourStatus::Incomplete if real.mac.is_none() => {}
+                    // Probing after FAILED is still failed until something answers.
+                    NeighbourStatus::Incomplete => {
+                        if real.reachability == Reachability::Reachable {
+                            real.reachability = Reachability::Probing;
+                        }
+                    }
+                    NeighbourStatus::Failed => real.reachability = Reachability::Failed,
+                    // An entry deleted or emptied says nothing about the real: the kernel
+                    // forgets idle entries. It keeps its MAC and state.
+                    NeighbourStatus::Unknown => {}
+                }
+                if *real == before {
+                    continue;
+                }
+                dirty.reals.insert((service.id, real.id));
+                if real.schedulable() != before.schedulable() {
+                    dirty.rings.insert(service.id);
+                }
+            }
+        }
+        dirty
+    }
+
+    /// Records usable entries for these addresses on `ifindex`, as a table dump would:
+    /// [`Desired::observe`] for each.
+    pub fn set_neighbours(&mut self, ifindex: u32, macs: &HashMap<IpAddr, [u8; 6]>) -> Dirty {
+        let mut dirty = Dirty::default();
+        for (&addr, &mac) in macs {
+            dirty.merge(self.observe(&Observation {
+                ifindex,
+                addr,
+                state: NeighbourStatus::Usable { mac, stale: false },
+            }));
+        }
+        dirty
+    }
+
+    /// Reals the kernel has no usable entry for: (ifindex, address), without duplicates.
+    /// These are asked for again and again until they answer.
+    pub fn unresolved(&self) -> Vec<(u32, IpAddr)> {
+        self.addresses_of(|real| real.mac.is_none() || real.reachability != Reachability::Reachable)
+    }
+
+    /// Every (ifindex, address) of a real.
+    pub fn real_addresses(&self) -> Vec<(u32, IpAddr)> {
+        self.addresses_of(|_| true)
+    }
+
+    /// Whether some real sits at (ifindex, address).
+    pub fn has_real(&self, ifindex: u32, addr: IpAddr) -> bool {
+        self.services
+            .iter()
+            .flat_map(|service| &service.reals)
+            .any(|real| real.ifindex == ifindex && real.config.address == addr)
+    }
+
+    /// (ifindex, address) of the reals `wanted` keeps, each once: an address may serve
+    /// several services.
+    fn addresses_of(&self, wanted: impl Fn(&DesiredReal) -> bool) -> Vec<(u32, IpAddr)> {
+        let mut addresses: Vec<(u32, IpAddr)> = self
+            .services
+            .iter()
+            .flat_map(|service| &service.reals)
+            .filter(|real| wanted(real))
+            .map(|real| (real.ifindex, real.config.address))
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        addresses
+    }
+
+    /// The interface with this index.
+    pub fn interface(&self, ifindex: u32) -> Option<&InterfaceInfo> {
+        self.interfaces
+            .iter()
+            .find(|interface| interface.index == ifindex)
+    }
+}
+
+fn describe(interfaces: &[InterfaceInfo]) -> String {
+    interfaces
+        .iter()
+        .map(|interface| {
+            let prefixes: Vec<String> = interface
+                .prefixes
+                .iter()
+                .map(|(addr, len)| format!("{addr}/{len}"))
+                .collect();
+            format!("{}: {}", interface.name, prefixes.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The map key of a service.
+pub fn service_key(service: &ServiceConfig) -> ServiceKey {
+    let (vip, family) = address_bytes(service.vip);
+    ServiceKey {
+        vip,
+        port_be: service.port.to_be(),
+        protocol: match service.protocol {
+            Protocol::Tcp => PROTO_TCP,
+            Protocol::Udp => PROTO_UDP,
+        },
+        family,
+    }
+}
+
+/// Network-order bytes as the maps hold them: IPv4 in the first four bytes.
+pub fn address_bytes(addr: IpAddr) -> ([u8; 16], u8) {
+    let mut bytes = [0u8; 16];
+    match addr {
+        IpAddr::V4(v4) => {
+            bytes[..4].copy_from_slice(&v4.octets());
+            (bytes, FAMILY_IPV4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), FAMILY_IPV6),
+    }
+}
+
+/// How a real stands, in words for logs and listings.
+pub fn describe_reachability(real: &DesiredReal) -> &'static str {
+    match (real.mac.is_some(), real.reachability) {
+        (false, _) => "unresolved",
+        (true, Reachability::Reachable) => "reachable",
+        (true, Reachability::Probing) => "probing (no new flows)",
+        (true, Reachability::Failed) => "failed (no packets)",
+    }
+}
