@@ -1,8 +1,9 @@
 //! Config parsing and validation: every error names file, line and key path.
 
-use std::net::Ipv4Addr;
+use std::{collections::HashMap, net::Ipv4Addr};
 
 use super::*;
+use crate::{dataplane::FakeDataplane, neighbour::InterfaceInfo, reconcile::Desired};
 
 /// Parses `text`, expecting an error; returns its one-line message.
 fn error_of(text: &str) -> String {
@@ -33,8 +34,69 @@ fn assert_mentions(message: &str, expected: &[&str]) {
     }
 }
 
+/// Parses `text`, expecting success, and applies the config to the in-memory data plane:
+/// whatever `lbd --check` accepts, the reconciler must be able to write.
 fn parse_ok(text: &str) -> Config {
-    parse(text, "demo.yaml").unwrap_or_else(|error| panic!("config should parse: {error}\n{text}"))
+    let config = parse(text, "demo.yaml")
+        .unwrap_or_else(|error| panic!("config should parse: {error}\n{text}"));
+    apply_to_fake(&config);
+    config
+}
+
+/// Writes `config` to a [`FakeDataplane`] as lbd would at start-up, with one interface on
+/// every address, so that placement (which depends on the host) cannot fail.
+fn apply_to_fake(config: &Config) {
+    let everywhere = InterfaceInfo {
+        name: "eth0".into(),
+        index: 2,
+        mac: [2, 0, 0, 0, 0, 2],
+        prefixes: vec![
+            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            (IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0),
+        ],
+        mtu: 1500,
+        vlan: None,
+        egress: 2,
+    };
+    let mut desired = Desired::new(config, vec![everywhere])
+        .unwrap_or_else(|error| panic!("accepted config cannot be placed: {error}"));
+    let all: HashMap<IpAddr, [u8; 6]> = desired
+        .real_addresses()
+        .into_iter()
+        .map(|(_, addr)| (addr, [2, 0, 0, 0, 0, 3]))
+        .collect();
+    desired.set_neighbours(2, &all);
+    desired
+        .apply(&mut FakeDataplane::default())
+        .unwrap_or_else(|error| panic!("accepted config cannot be applied: {error}"));
+}
+
+#[test]
+fn check_and_apply_agree_on_the_largest_schedule() {
+    let service = |weighted: usize, drained: usize| {
+        let mut text = String::from(
+            "instance: big\ninterfaces: [{name: eth0}]\nlimits: {reals: 4096}\nservices:\n  - vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n    reals:\n",
+        );
+        for index in 0..weighted + drained {
+            let weight = if index < weighted { 1 + index % 7 } else { 0 };
+            let address = Ipv4Addr::from(0x0a00_0000 + index as u32 + 1);
+            text.push_str(&format!(
+                "      - {{address: {address}, weight: {weight}}}\n"
+            ));
+        }
+        text
+    };
+    // 1,024 weighted reals fill a schedule; drained ones take no slot.
+    parse_ok(&service(1024, 100));
+    let message = error_of(&service(1025, 0));
+    assert_mentions(
+        &message,
+        &[
+            "services[0].reals",
+            "1025 reals with a non-zero weight",
+            "at most 1024",
+        ],
+    );
 }
 
 /// One interface; the service starts on line 4, `service_extra` on line 7, the first real on

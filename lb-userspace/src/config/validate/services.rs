@@ -2,6 +2,8 @@
 
 use std::{collections::HashMap, net::IpAddr};
 
+use lb_common::RING_SLOTS;
+
 use super::Validator;
 use crate::config::{
     ConfigError, Forward, Limits, MAX_WEIGHT, Protocol, RealConfig, Scheduler, ServiceConfig,
@@ -122,6 +124,18 @@ impl Validator<'_> {
                 ));
             }
             service.reals.push(real);
+        }
+        // What the reconciler will build from it must fit the ring, or the config passes
+        // `lbd --check` and fails at start-up.
+        let weighted = service.reals.iter().filter(|real| real.weight > 0).count();
+        if weighted > RING_SLOTS as usize {
+            return Err(self.invalid(
+                &format!("{key}.reals"),
+                format!(
+                    "{weighted} reals with a non-zero weight; a service's schedule holds at \
+                     most {RING_SLOTS} (drain the others with weight 0, or split the service)"
+                ),
+            ));
         }
         Ok(service)
     }
