@@ -22,8 +22,13 @@ enum Task {
     Setup,
     /// Set up, then build the XDP program, the daemon, the CLI and the tests.
     Build,
-    /// Set up, build, and run every test (privileged ones need root; CI runs as root).
+    /// Set up, build, and run every test. Most need root (namespaces, BPF): without root this
+    /// refuses to run, unless asked for the unprivileged part only.
     Test {
+        /// Without root: run only the tests that need no privileges; the others are skipped,
+        /// each saying so.
+        #[arg(long)]
+        unprivileged: bool,
         /// Passed to `cargo test` after `--` (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
@@ -53,11 +58,24 @@ fn run(args: Args) -> anyhow::Result<()> {
             setup::run()?;
             build()
         }
-        Task::Test { args } => {
+        Task::Test { unprivileged, args } => {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let root = unsafe { libc::geteuid() } == 0;
+            if !root && !unprivileged {
+                bail!(
+                    "most tests need root (network namespaces, BPF) and would be skipped: run \
+                     `sudo -E cargo xtask test`, or `cargo xtask test --unprivileged` to run \
+                     only the tests that need no privileges"
+                );
+            }
             setup::run()?;
             build()?;
             let mut test = cargo();
             test.args(["test", "--"]).args(&args);
+            if unprivileged {
+                // lb_tests::privilege::require_root reads this: skip, even under CI.
+                test.env("LB_TESTS_UNPRIVILEGED", "1");
+            }
             status(&mut test)
         }
         Task::Demo => {
