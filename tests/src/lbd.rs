@@ -223,9 +223,39 @@ impl Lbd {
 
     /// SIGTERM, then wait (bounded; SIGKILL after the bound).
     pub fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("lbd is running");
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Sends `signal` to the running daemon.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("lbd is running");
         // SAFETY: kill with a pid we own and have not reaped.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    }
+
+    /// Whether the daemon is still running (it has not exited).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| child.try_wait().expect("waiting for lbd").is_none())
+    }
+
+    /// Waits (bounded) until the current log contains `text`; false if it never does.
+    pub fn wait_for_log(&self, text: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.log().contains(text) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends `signal` and waits for the daemon to exit (bounded; SIGKILL after the bound).
+    pub fn stop_with(&mut self, signal: libc::c_int) -> ExitStatus {
+        self.signal(signal);
+        let mut child = self.child.take().expect("lbd is running");
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().expect("waiting for lbd") {
@@ -235,7 +265,7 @@ impl Lbd {
                 let _ = child.kill();
                 let status = child.wait().expect("waiting for lbd");
                 panic!(
-                    "lbd ignored SIGTERM for {STOP_TIMEOUT:?} (killed: {status}):\n{}",
+                    "lbd ignored signal {signal} for {STOP_TIMEOUT:?} (killed: {status}):\n{}",
                     self.log()
                 );
             }
