@@ -372,6 +372,9 @@ pub fn connections(
     timeout: Duration,
 ) -> Vec<io::Result<Vec<String>>> {
     client.run(|| {
+        // One CPU sends every SYN, and veth processes a frame on the sender's CPU: so the
+        // balancer schedules all these connections on one CPU, one cursor, in ring order.
+        crate::fixture::pin_to_current_cpu();
         (0..connections)
             .map(|_| {
                 let mut connection = HttpClient::connect(target, timeout)?;

@@ -221,6 +221,23 @@ impl Lbd {
         String::from_utf8(output.stdout).expect("lbadm prints UTF-8")
     }
 
+    /// New flows the program scheduled for service `service_id`, per CPU (from the pinned
+    /// counters, which lbadm only shows summed).
+    pub fn new_flows_per_cpu(&self, service_id: u32) -> Vec<u64> {
+        let path = self.pin_dir.join(lb_common::MAP_SERVICE_STATS);
+        let data = aya::maps::MapData::from_pin(&path)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+        let stats: aya::maps::PerCpuArray<_, lb_common::Counters> =
+            aya::maps::PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))
+                .unwrap_or_else(|e| panic!("{e}"));
+        stats
+            .get(&service_id, 0)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|counters| counters.new_flows)
+            .collect()
+    }
+
     /// SIGTERM, then wait (bounded; SIGKILL after the bound).
     pub fn stop(&mut self) -> ExitStatus {
         self.stop_with(libc::SIGTERM)
