@@ -156,6 +156,23 @@ impl DrTopology {
         &self.prefix
     }
 
+    /// Sets the MTU of every link: each host's eth0 and its bridge port (the bridge follows).
+    pub fn set_mtu(&self, mtu: u32) {
+        let mtu = mtu.to_string();
+        let hosts = [("client", &self.client), ("lb", &self.lb)]
+            .into_iter()
+            .chain(
+                self.reals
+                    .iter()
+                    .map(|(name, netns, _)| (name.as_str(), netns)),
+            );
+        for (name, netns) in hosts {
+            self.switch
+                .ip(&["link", "set", &port_name(name), "mtu", &mtu]);
+            netns.ip(&["link", "set", HOST_IF, "mtu", &mtu]);
+        }
+    }
+
     /// The lb's bridge port in the switch namespace: the veth peer that receives what the lb
     /// sends with `XDP_TX`.
     pub fn lb_switch_port(&self) -> &'static str {
