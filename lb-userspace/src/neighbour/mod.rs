@@ -773,4 +773,73 @@ mod tests {
         );
         assert_eq!(usable(&entry(NeighbourState::Noarp, &[0xff; 6])), None);
     }
+
+    #[test]
+    fn vlan_links_are_recognised_with_their_id_protocol_and_parent() {
+        use netlink_packet_route::link::{InfoData, InfoKind, InfoVlan, LinkInfo, VlanProtocol};
+        let link = |kind: InfoKind, data: Option<InfoData>| {
+            let mut link = LinkMessage::default();
+            link.header.index = 7;
+            let mut info = vec![LinkInfo::Kind(kind)];
+            info.extend(data.map(LinkInfo::Data));
+            link.attributes = vec![
+                LinkAttribute::IfName("eth0.100".into()),
+                LinkAttribute::Address(vec![2, 0, 0, 0, 0, 7]),
+                LinkAttribute::Mtu(9000),
+                LinkAttribute::Link(2),
+                LinkAttribute::LinkInfo(info),
+            ];
+            link
+        };
+        let ad = link(
+            InfoKind::Vlan,
+            Some(InfoData::Vlan(vec![
+                InfoVlan::Id(100),
+                InfoVlan::Protocol(VlanProtocol::Ieee8021Ad),
+            ])),
+        );
+        assert_eq!(
+            link_vlan(&ad),
+            Some(Vlan {
+                id: 100,
+                protocol: lb_common::ETH_P_8021AD
+            })
+        );
+        assert_eq!((link_parent(&ad), link_mtu(&ad)), (Some(2), 9000));
+        let q = link(InfoKind::Vlan, Some(InfoData::Vlan(vec![InfoVlan::Id(7)])));
+        assert_eq!(link_vlan(&q).map(|v| (v.id, v.protocol)), Some((7, 0x8100)));
+        // A veth peer also has a parent link; it is not a VLAN.
+        assert_eq!(link_vlan(&link(InfoKind::Veth, None)), None);
+    }
+
+    #[test]
+    fn observations_say_what_the_entry_says() {
+        let entry = |state| {
+            let mut message = NeighbourMessage::default();
+            message.header.ifindex = 3;
+            message.header.state = state;
+            message.attributes.push(NeighbourAttribute::Destination(
+                Ipv4Addr::new(192, 0, 2, 2).into(),
+            ));
+            message
+                .attributes
+                .push(NeighbourAttribute::LinkLayerAddress(vec![2, 0, 0, 0, 0, 2]));
+            observe(&message).map(|observation| observation.state)
+        };
+        let mac = [2, 0, 0, 0, 0, 2];
+        assert_eq!(
+            entry(NeighbourState::Reachable),
+            Some(NeighbourStatus::Usable { mac, stale: false })
+        );
+        assert_eq!(
+            entry(NeighbourState::Stale),
+            Some(NeighbourStatus::Usable { mac, stale: true })
+        );
+        assert_eq!(entry(NeighbourState::Failed), Some(NeighbourStatus::Failed));
+        assert_eq!(
+            entry(NeighbourState::Incomplete),
+            Some(NeighbourStatus::Incomplete)
+        );
+        assert_eq!(entry(NeighbourState::None), Some(NeighbourStatus::Unknown));
+    }
 }
