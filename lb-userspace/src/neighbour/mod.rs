@@ -703,9 +703,6 @@ fn errno(error: &rtnetlink::Error) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
-
-    use super::*;
-
     use std::net::Ipv4Addr;
 
     use super::*;

@@ -92,16 +92,18 @@ impl RealTable {
         Ok(unsafe { self.base.as_ptr().add(id as usize) })
     }
 
-    fn generation(slots: *mut RealSlots) -> &'static AtomicU32 {
-        // SAFETY: `generation` is an aligned u32 inside the live mapping; all concurrent
-        // access to it is atomic (the program's is a single aligned load).
+    /// The generation word of `id`'s entry, valid as long as the mapping (`self`).
+    fn generation(&self, slots: *mut RealSlots) -> &AtomicU32 {
+        // SAFETY: `slots` comes from `Self::slots`, so `generation` is an aligned u32 inside
+        // the live mapping; all concurrent access to it is atomic (the program's is a single
+        // aligned load).
         unsafe { AtomicU32::from_ptr(&raw mut (*slots).generation) }
     }
 
     /// The entry the program uses now.
     pub fn get(&self, id: u32) -> Result<Real, DataplaneError> {
         let slots = self.slots(id)?;
-        let generation = Self::generation(slots).load(Ordering::Acquire);
+        let generation = self.generation(slots).load(Ordering::Acquire);
         // SAFETY: in bounds; only this process writes, and not concurrently with `&self`.
         Ok(unsafe {
             std::ptr::read_volatile(&raw const (*slots).slots[RealSlots::current_slot(generation)])
@@ -120,7 +122,7 @@ impl RealTable {
         }
         readers.before_rewriting_real(id);
         let slots = self.slots(id)?;
-        let generation = Self::generation(slots);
+        let generation = self.generation(slots);
         let next = generation.load(Ordering::Relaxed).wrapping_add(1);
         // SAFETY: in bounds; no program run reads this copy (the grace period above).
         unsafe {
