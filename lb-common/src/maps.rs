@@ -3,6 +3,7 @@
 //! | map | key → value | written by | read by |
 //! | --- | --- | --- | --- |
 //! | [`MAP_SERVICES`] | [`ServiceKey`] → [`Service`] | lbd | XDP |
+//! | [`MAP_SCHEDULES`] | service id → [`Schedule`] (mmapable; see there) | lbd | XDP |
 //! | [`MAP_REALS`] | real id → [`RealSlots`] (mmapable; see there) | lbd | XDP |
 //! | [`MAP_RING`] | [`ring_index`]`(service id, half, slot)` → real id | lbd | XDP |
 //! | [`MAP_FLOWS`] | [`FlowKey`] → [`Flow`] (LRU) | XDP | XDP, lbd (`-Lnc`, later) |
@@ -16,7 +17,8 @@
 //! Names stay within the kernel's 15-character object name limit. Sizes marked "limits" are set
 //! by the loader from the config's `limits` key; the others are fixed here.
 
-pub const MAP_SERVICES: &str = "LB_SERVICES_V1";
+pub const MAP_SERVICES: &str = "LB_SERVICES_V2";
+pub const MAP_SCHEDULES: &str = "LB_SCHEDULES_V1";
 pub const MAP_REALS: &str = "LB_REALS_V2";
 pub const MAP_RING: &str = "LB_RING_V1";
 pub const MAP_FLOWS: &str = "LB_FLOWS_V1";
@@ -28,8 +30,9 @@ pub const MAP_REAL_STATS: &str = "LB_STAT_REAL_V1";
 pub const MAP_REASON_STATS: &str = "LB_STAT_RSN_V1";
 
 /// Every map, in the order above; the loader sizes and pins them by these names.
-pub const ALL_MAPS: [&str; 10] = [
+pub const ALL_MAPS: [&str; 11] = [
     MAP_SERVICES,
+    MAP_SCHEDULES,
     MAP_REALS,
     MAP_RING,
     MAP_FLOWS,
@@ -43,14 +46,14 @@ pub const ALL_MAPS: [&str; 10] = [
 
 /// Names of maps that earlier versions pinned and this one no longer uses: the loader removes
 /// their pins when it adopts an instance, once the new program has replaced the old one.
-pub const RETIRED_MAPS: [&str; 2] = ["LB_REALS_V1", "LB_IFACES_V1"];
+pub const RETIRED_MAPS: [&str; 3] = ["LB_SERVICES_V1", "LB_REALS_V1", "LB_IFACES_V1"];
 
 /// Slots of one half of a service's schedule ring. A weighted schedule longer than this is
 /// scaled down in userspace (see `schedule.rs`), keeping the weight ratios approximately.
 ///
 /// Each service has two halves: userspace writes a new schedule into the half not in use, then
-/// switches [`Service::ring_half`] and [`Service::ring_len`] in one map update, so the program
-/// never reads a schedule that is half old, half new.
+/// switches to it by bumping the service's [`Schedule::generation`], so the program never reads
+/// a schedule that is half old, half new.
 pub const RING_SLOTS: u32 = 1024;
 
 /// Entries of [`MAP_RING`] per service: both halves.
@@ -85,23 +88,46 @@ pub struct ServiceKey {
 }
 const _: () = assert!(core::mem::size_of::<ServiceKey>() == 20);
 
-/// Flags of [`Service::flags`]. None are defined yet; persistence and per-service scheduling
-/// options will take bits here.
+/// A virtual service's entry. Written when the service appears and rewritten only when what
+/// it holds changes (never for a new schedule, which is [`Schedule`]'s), since rewriting a
+/// hash-map entry recycles its memory (see `readers.rs` in lb-userspace).
+///
+/// [`Service::flags`]: none are defined yet; persistence and per-service scheduling options
+/// will take bits here.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Service {
-    /// Index into the stats, cursor and ring maps; never 0.
+    /// Index into the stats, cursor, schedule and ring maps; never 0.
     pub id: u32,
-    /// Slots of the active ring half in use (`0` = no real can take new flows).
-    pub ring_len: u32,
     pub flags: u32,
     /// Default forwarding method of the service's reals (`FORWARD_*`).
     pub forward: u8,
-    /// Which half of the service's ring is active (0 or 1); see [`RING_SLOTS`].
-    pub ring_half: u8,
-    pub _pad: [u8; 2],
+    pub _pad: [u8; 7],
 }
 const _: () = assert!(core::mem::size_of::<Service>() == 16);
+
+/// Which half of a service's ring is in use (`generation & 1`), and how many of its slots.
+///
+/// The same protocol as [`RealSlots`]: lbd writes the half not in use and its length, then
+/// bumps the generation with one aligned store through its mmap of the map; the program reads
+/// the generation once, then the length and slots of the half it names.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Schedule {
+    pub generation: u32,
+    /// Slots in use of each half (`0` = no real can take new flows).
+    pub lengths: [u32; 2],
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<Schedule>() == 16);
+
+impl Schedule {
+    /// The ring half a reader uses now.
+    #[inline(always)]
+    pub const fn current_half(generation: u32) -> usize {
+        (generation & 1) as usize
+    }
+}
 
 /// [`Real::flags`]: the real may receive packets (healthy, and its MAC is resolved).
 pub const REAL_AVAILABLE: u32 = 1;
@@ -224,6 +250,7 @@ mod pod {
     // SAFETY: all of these are repr(C), Copy, with explicit padding and no invalid bit patterns.
     unsafe impl aya::Pod for super::ServiceKey {}
     unsafe impl aya::Pod for super::Service {}
+    unsafe impl aya::Pod for super::Schedule {}
     unsafe impl aya::Pod for super::Real {}
     unsafe impl aya::Pod for super::RealSlots {}
     unsafe impl aya::Pod for super::FlowKey {}

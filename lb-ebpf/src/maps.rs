@@ -12,16 +12,21 @@ use aya_ebpf::{
 };
 use lb_common::{
     Counters, Flow, FlowKey, Interface, MAX_INTERFACES, MAX_L2_INTERFACES, REASON_SLOTS,
-    RING_SLOTS_PER_SERVICE, RealSlots, Service, ServiceKey,
+    RING_SLOTS_PER_SERVICE, RealSlots, Schedule, Service, ServiceKey,
 };
 
 const PLACEHOLDER_SERVICES: u32 = 16;
 const PLACEHOLDER_REALS: u32 = 256;
 const PLACEHOLDER_FLOWS: u32 = 1024;
 
-#[map(name = "LB_SERVICES_V1")]
+#[map(name = "LB_SERVICES_V2")]
 pub static SERVICES: HashMap<ServiceKey, Service> =
     HashMap::with_max_entries(PLACEHOLDER_SERVICES, 0);
+
+/// Mmapable: lbd switches a service to its new schedule with its own aligned store.
+#[map(name = "LB_SCHEDULES_V1")]
+pub static SCHEDULES: Array<Schedule> =
+    Array::with_max_entries(PLACEHOLDER_SERVICES, BPF_F_MMAPABLE);
 
 /// Mmapable: lbd publishes a new copy of a real with its own aligned store (see `RealSlots`).
 #[map(name = "LB_REALS_V2")]

@@ -7,12 +7,13 @@
 
 use aya_ebpf::{bindings::BPF_EXIST, helpers::bpf_ktime_get_ns};
 use lb_common::{
-    Flow, FlowKey, REAL_AVAILABLE, RING_SLOTS, Real, RealSlots, Reason, Service, ring_index,
+    Flow, FlowKey, REAL_AVAILABLE, RING_SLOTS, Real, RealSlots, Reason, Schedule, Service,
+    ring_index,
 };
 
 use crate::{
     Verdict,
-    maps::{FLOWS, REALS, RING, RR_CURSOR},
+    maps::{FLOWS, REALS, RING, RR_CURSOR, SCHEDULES},
 };
 
 /// A flow's `last_seen_ns` is rewritten at most this often, to keep shared cache lines quiet.
@@ -68,7 +69,11 @@ pub fn real(flow: &FlowKey, service: &Service) -> Result<Target, Verdict> {
 /// The next real of the service's weighted round-robin schedule, on this CPU.
 #[inline(always)]
 fn next_in_ring(service: &Service) -> Option<u32> {
-    let ring_len = service.ring_len;
+    let schedule = SCHEDULES.get_ptr(service.id)?;
+    // The generation once, then the half it names (see `Schedule`).
+    let generation = unsafe { core::ptr::read_volatile(&(*schedule).generation) };
+    let half = Schedule::current_half(generation);
+    let ring_len = unsafe { core::ptr::read_volatile(&(*schedule).lengths[half]) };
     if ring_len == 0 || ring_len > RING_SLOTS {
         return None;
     }
@@ -76,7 +81,7 @@ fn next_in_ring(service: &Service) -> Option<u32> {
     let position = unsafe { *cursor };
     unsafe { *cursor = position.wrapping_add(1) };
     let slot = position % ring_len;
-    let real_id = *RING.get(ring_index(service.id, service.ring_half, slot))?;
+    let real_id = *RING.get(ring_index(service.id, half as u8, slot))?;
     (real_id != 0).then_some(real_id)
 }
 

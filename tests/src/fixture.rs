@@ -192,7 +192,8 @@ impl Balancer {
 
 impl Balancer {
     /// The real the next new flow of service `service_index` goes to, on this CPU (call
-    /// [`pin_to_current_cpu`] first): the slot of the schedule this CPU's cursor points at.
+    /// [`pin_to_current_cpu`] first): the slot of the schedule the program walks (read back
+    /// from its maps) that this CPU's cursor points at.
     pub fn next_scheduled(&self, service_index: usize) -> Ipv4Addr {
         let service = &self.state.services[service_index];
         let ring = self.state.ring(service).unwrap_or_else(|e| panic!("{e}"));

@@ -398,9 +398,9 @@ fn new_flows_follow_the_weighted_schedule() {
     ];
     let web = &balancer.state.services[WEB];
     assert_eq!(
-        balancer.state.ring(web).unwrap(),
+        balancer.dataplane.schedule(web.id).unwrap(),
         vec![3, 2, 3, 1, 2, 3],
-        "the schedule"
+        "the schedule the program walks"
     );
     let cursor = balancer.dataplane.schedule_cursors(web.id).unwrap()
         // SAFETY: no preconditions.

@@ -47,7 +47,11 @@ fn a_real_changing_its_mac_is_never_seen_half_written() {
     let mut flipped = 0usize;
     let (outcomes, flips) = balancer.run_during(&frame, FRAMES, LIMIT, |dataplane| {
         let mut next = entry;
-        next.mac = if flipped.is_multiple_of(2) { NEW_MAC } else { OLD_MAC };
+        next.mac = if flipped.is_multiple_of(2) {
+            NEW_MAC
+        } else {
+            OLD_MAC
+        };
         flipped += 1;
         dataplane.set_real(id, next).expect("writing the real");
     });

@@ -35,7 +35,7 @@ pub struct Daemon {
     inputs: mpsc::Sender<Input>,
     reconciler: JoinHandle<()>,
     /// The neighbour watch, when MACs come from the host (not with a fake data plane).
-    watch: Option<tokio::task::JoinHandle<()>>,
+    watch: Option<Task>,
     /// The loaded program, when there is one: links not pinned live as long as it.
     program: Option<aya::Ebpf>,
 }
@@ -90,6 +90,27 @@ impl Daemon {
     }
 }
 
+/// A task that is aborted when dropped, so that a daemon dropped before it runs (a start-up
+/// that failed half-way) leaves nothing running.
+struct Task(Option<tokio::task::JoinHandle<()>>);
+
+impl Task {
+    async fn stop(mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.0 {
+            handle.abort();
+        }
+    }
+}
+
 /// Serves the admin socket until `shutdown` completes, then stops the daemon's tasks. The
 /// XDP program is not touched: it keeps forwarding.
 pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<Output = ()>) {
@@ -118,8 +139,7 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
         }
     }
     if let Some(watch) = watch {
-        watch.abort();
-        let _ = watch.await;
+        watch.stop().await;
     }
     drop(inputs);
     // The reconciler finishes what it is writing, then sees the channel closed.

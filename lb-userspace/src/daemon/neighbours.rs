@@ -31,22 +31,22 @@ const RESYNC: Duration = Duration::from_secs(30);
 
 pub struct NeighbourWatch {
     pub neighbours: Neighbours,
-    pub events: NeighbourEvents,
+    /// `None` after the subscription broke, until it is renewed (tried every [`RETRY`]).
+    pub events: Option<NeighbourEvents>,
 }
 
 impl NeighbourWatch {
     /// Dumps the tables of every interface a real sits on and sends what they say about
-    /// reals; then asks the kernel to resolve the reals it has no usable entry for.
+    /// reals; then asks the kernel to probe every real whose entry is STALE (no notification
+    /// will come for it until someone asks) or missing (garbage-collected while lbd was down,
+    /// or its notifications lost).
     pub async fn resync(
         &self,
         desired: &Desired,
         inputs: &mpsc::Sender<Input>,
     ) -> Result<(), NeighbourError> {
-        let ifindexes: BTreeSet<u32> = desired
-            .real_addresses()
-            .into_iter()
-            .map(|(ifindex, _)| ifindex)
-            .collect();
+        let reals = desired.real_addresses();
+        let ifindexes: BTreeSet<u32> = reals.iter().map(|(ifindex, _)| *ifindex).collect();
         let mut observations = Vec::new();
         for ifindex in ifindexes {
             observations.extend(
@@ -57,9 +57,25 @@ impl NeighbourWatch {
                     .filter(|o| desired.has_real(o.ifindex, o.addr)),
             );
         }
+        let to_probe: Vec<(u32, IpAddr)> = reals
+            .into_iter()
+            .filter(|&(ifindex, addr)| {
+                match observations
+                    .iter()
+                    .find(|o| o.ifindex == ifindex && o.addr == addr)
+                {
+                    None => true,
+                    Some(observation) => matches!(
+                        observation.state,
+                        NeighbourStatus::Usable { stale: true, .. } | NeighbourStatus::Unknown
+                    ),
+                }
+            })
+            .collect();
         if !observations.is_empty() {
             let _ = inputs.send(Input::Neighbours(observations)).await;
         }
+        self.resolve(to_probe).await;
         Ok(())
     }
 
@@ -79,7 +95,7 @@ impl NeighbourWatch {
         // The first tick of each is immediate: start from a full picture.
         loop {
             tokio::select! {
-                notification = self.events.next() => match notification {
+                notification = next_notification(&mut self.events) => match notification {
                     Some(Notification::Neighbour(observation)) => {
                         self.notified(observation, &desired, &inputs).await;
                     }
@@ -88,15 +104,23 @@ impl NeighbourWatch {
                         resync.reset_immediately();
                     }
                     None => {
-                        log::error!("the neighbour notification socket closed; resubscribing");
-                        match NeighbourEvents::subscribe() {
-                            Ok(events) => self.events = events,
-                            Err(error) => log::error!("resubscribing: {error}"),
-                        }
-                        resync.reset_immediately();
+                        log::error!(
+                            "the neighbour notification socket closed; resubscribing every {RETRY:?}"
+                        );
+                        self.events = None;
                     }
                 },
                 _ = retry.tick() => {
+                    if self.events.is_none() {
+                        match NeighbourEvents::subscribe() {
+                            Ok(events) => {
+                                log::info!("resubscribed to neighbour notifications");
+                                self.events = Some(events);
+                                resync.reset_immediately();
+                            }
+                            Err(error) => log::warn!("resubscribing: {error}"),
+                        }
+                    }
                     let unresolved = desired.load().unresolved();
                     self.resolve(unresolved).await;
                 }
@@ -133,5 +157,13 @@ impl NeighbourWatch {
             self.resolve([(observation.ifindex, observation.addr)])
                 .await;
         }
+    }
+}
+
+/// The next notification, or never while there is no subscription.
+async fn next_notification(events: &mut Option<NeighbourEvents>) -> Option<Notification> {
+    match events {
+        Some(events) => events.next().await,
+        None => std::future::pending().await,
     }
 }

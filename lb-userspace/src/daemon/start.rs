@@ -66,7 +66,10 @@ pub async fn serve(config_path: PathBuf) -> Result<(), DaemonError> {
     let listener = bind_admin_socket(&config.admin_socket)?;
 
     let first_start = !config.pin_dir.exists();
-    let watch = NeighbourWatch { neighbours, events };
+    let watch = NeighbourWatch {
+        neighbours,
+        events: Some(events),
+    };
     let daemon = match start(&config, &attached, desired, watch).await {
         Ok(daemon) => daemon,
         Err(error) => {
@@ -105,14 +108,15 @@ async fn start(
     } = loader::load(&config.limits, Some(&config.pin_dir))?;
     // Flows in pinned maps name reals by id: keep the ids a previous daemon gave.
     let mut existing = Existing::read(&dataplane).map_err(ReconcileError::from)?;
-    if existing.reals.is_empty()
-        && let Some(reals) = loader::previous_layout_reals(&config.pin_dir)?
+    if existing == Existing::default()
+        && let Some((services, reals)) = loader::previous_layout(&config.pin_dir)?
     {
         log::info!(
-            "upgrading pinned maps: {} reals from LB_REALS_V1",
+            "upgrading pinned maps of the previous layout: {} services, {} reals",
+            services.len(),
             reals.len()
         );
-        existing.reals = reals;
+        existing = Existing { services, reals };
     }
     if !existing.services.is_empty() {
         log::info!(
@@ -133,7 +137,9 @@ async fn start(
 
     let snapshot = daemon.context.desired.clone();
     watch.resync(&daemon.desired(), &daemon.inputs).await?;
-    daemon.watch = Some(tokio::spawn(watch.run(snapshot, daemon.inputs())));
+    daemon.watch = Some(super::Task(Some(tokio::spawn(
+        watch.run(snapshot, daemon.inputs()),
+    ))));
     wait_for_reals(&daemon, INITIAL_RESOLUTION).await;
 
     let links = Neighbours::new()?;

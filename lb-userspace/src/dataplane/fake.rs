@@ -18,27 +18,34 @@ pub struct FakeDataplane {
     /// Real entries published so far (unchanged ones are not): tests check that an update
     /// writes only what changed.
     pub real_writes: usize,
-    /// (service id, ring half) → slots.
-    pub rings: HashMap<(u32, u8), Vec<u32>>,
+    /// Service id → its schedule (both halves, as the map holds them).
+    pub schedules: HashMap<u32, FakeSchedule>,
     /// Ring slots written so far.
     pub ring_writes: usize,
     /// Ids prepared for a new meaning, in order.
     pub initialised_services: Vec<u32>,
     pub initialised_reals: Vec<u32>,
+    /// Every write that changed something, in order (`real 2`, `schedule 1`, `service 1`):
+    /// tests check the order that keeps the program from seeing a half-made state.
+    pub writes: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FakeSchedule {
+    pub generation: u32,
+    pub halves: [Vec<u32>; 2],
 }
 
 impl FakeDataplane {
-    /// The ring as the kernel would walk it: the first `ring_len` slots.
+    /// The ring as the kernel would walk it now.
     pub fn active_ring(&self, key: &ServiceKey) -> Vec<u32> {
         let Some(service) = self.services.get(key) else {
             return Vec::new();
         };
-        let ring = self
-            .rings
-            .get(&(service.id, service.ring_half))
-            .cloned()
-            .unwrap_or_default();
-        ring.into_iter().take(service.ring_len as usize).collect()
+        self.schedules
+            .get(&service.id)
+            .map(|schedule| schedule.halves[(schedule.generation & 1) as usize].clone())
+            .unwrap_or_default()
     }
 }
 
@@ -60,12 +67,16 @@ impl Dataplane for FakeDataplane {
     }
 
     fn set_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError> {
-        self.services.insert(key, service);
+        if self.services.insert(key, service) != Some(service) {
+            self.writes.push(format!("service {}", service.id));
+        }
         Ok(())
     }
 
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
-        self.services.remove(key);
+        if let Some(service) = self.services.remove(key) {
+            self.writes.push(format!("remove service {}", service.id));
+        }
         Ok(())
     }
 
@@ -73,11 +84,12 @@ impl Dataplane for FakeDataplane {
         if self.reals.get(&id).copied().unwrap_or_default() != real {
             self.real_writes += 1;
             self.reals.insert(id, real);
+            self.writes.push(format!("real {id}"));
         }
         Ok(())
     }
 
-    fn set_ring(&mut self, service_id: u32, half: u8, ring: &[u32]) -> Result<(), DataplaneError> {
+    fn set_schedule(&mut self, service_id: u32, ring: &[u32]) -> Result<(), DataplaneError> {
         if ring.len() > RING_SLOTS as usize {
             return Err(DataplaneError::RingTooLong {
                 service_id,
@@ -85,11 +97,10 @@ impl Dataplane for FakeDataplane {
             });
         }
         self.ring_writes += ring.len();
-        let slots = self.rings.entry((service_id, half)).or_default();
-        if slots.len() < ring.len() {
-            slots.resize(ring.len(), 0);
-        }
-        slots[..ring.len()].copy_from_slice(ring);
+        let schedule = self.schedules.entry(service_id).or_default();
+        schedule.generation = schedule.generation.wrapping_add(1);
+        schedule.halves[(schedule.generation & 1) as usize] = ring.to_vec();
+        self.writes.push(format!("schedule {service_id}"));
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use aya::maps::{Array, HashMap, Map, MapData};
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
@@ -19,8 +20,9 @@ use aya::{
     },
 };
 use lb_common::{
-    MAP_FLOWS, MAP_REAL_STATS, MAP_REALS, MAP_RING, MAP_RR_CURSOR, MAP_SERVICE_STATS, MAP_SERVICES,
-    RETIRED_MAPS, RING_SLOTS_PER_SERVICE, Real,
+    MAP_FLOWS, MAP_REAL_STATS, MAP_REALS, MAP_RING, MAP_RR_CURSOR, MAP_SCHEDULES,
+    MAP_SERVICE_STATS, MAP_SERVICES, RETIRED_MAPS, RING_SLOTS_PER_SERVICE, Real, Service,
+    ServiceKey,
 };
 
 use crate::{
@@ -101,6 +103,7 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
     }
     let map_sizes = [
         (MAP_SERVICES, limits.services),
+        (MAP_SCHEDULES, limits.services),
         (MAP_REALS, limits.reals),
         (
             MAP_RING,
@@ -145,29 +148,61 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
     })
 }
 
-/// The real entries a daemon of the previous layout (`LB_REALS_V1`, one copy per id) left
-/// pinned in `pin_dir`, so that an upgrade keeps every real's id, and so every flow its real.
-/// `None` when there is no such map.
-pub fn previous_layout_reals(pin_dir: &Path) -> Result<Option<Vec<(u32, Real)>>, LoadError> {
-    let path = pin_dir.join("LB_REALS_V1");
-    if !path.exists() {
+/// What a daemon of the previous layout (`LB_SERVICES_V1`, `LB_REALS_V1`: one copy per real,
+/// ring state in the service entry) left pinned in `pin_dir`, in today's types, so that an
+/// upgrade keeps every service's and real's id, and so every flow its real. `None` when
+/// there is no such map.
+#[expect(
+    clippy::type_complexity,
+    reason = "the two lists, as `Existing` holds them"
+)]
+pub fn previous_layout(
+    pin_dir: &Path,
+) -> Result<Option<(Vec<(ServiceKey, Service)>, Vec<(u32, Real)>)>, LoadError> {
+    let services_path = pin_dir.join("LB_SERVICES_V1");
+    let reals_path = pin_dir.join("LB_REALS_V1");
+    if !services_path.exists() && !reals_path.exists() {
         return Ok(None);
     }
-    let pinned_error = |source| LoadError::PinnedMap {
-        path: path.clone(),
-        source: Box::new(source),
+    let pinned_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LoadError::PinnedMap {
+            path,
+            source: Box::new(source),
+        }
     };
-    let data = aya::maps::MapData::from_pin(&path).map_err(pinned_error)?;
-    let array: aya::maps::Array<_, Real> =
-        aya::maps::Array::try_from(aya::maps::Map::Array(data)).map_err(pinned_error)?;
-    let mut reals = Vec::new();
-    for (id, entry) in array.iter().enumerate() {
-        let real = entry.map_err(pinned_error)?;
-        if real != Real::default() {
-            reals.push((id as u32, real));
+    let mut services = Vec::new();
+    if services_path.exists() {
+        let data = MapData::from_pin(&services_path).map_err(pinned_error(&services_path))?;
+        // The old value: id, ring length, flags, forward, ring half: the id is what counts.
+        let map: HashMap<_, ServiceKey, [u32; 4]> =
+            HashMap::try_from(Map::HashMap(data)).map_err(pinned_error(&services_path))?;
+        for entry in map.iter() {
+            let (key, old) = entry.map_err(pinned_error(&services_path))?;
+            services.push((
+                key,
+                Service {
+                    id: old[0],
+                    flags: old[2],
+                    forward: old[3].to_ne_bytes()[0],
+                    _pad: [0; 7],
+                },
+            ));
         }
     }
-    Ok(Some(reals))
+    let mut reals = Vec::new();
+    if reals_path.exists() {
+        let data = MapData::from_pin(&reals_path).map_err(pinned_error(&reals_path))?;
+        let array: Array<_, Real> =
+            Array::try_from(Map::Array(data)).map_err(pinned_error(&reals_path))?;
+        for (id, entry) in array.iter().enumerate() {
+            let real = entry.map_err(pinned_error(&reals_path))?;
+            if real != Real::default() {
+                reals.push((id as u32, real));
+            }
+        }
+    }
+    Ok(Some((services, reals)))
 }
 
 /// Unpins the maps of earlier layouts. Call once this version's program runs on every link:
@@ -254,7 +289,8 @@ pub fn attach(
                 .to_owned()
         } else if mtu > SINGLE_BUFFER_MTU && mode != XdpMode::Generic {
             format!(
-                ": the MTU is {mtu}, and frames that large need a driver with multi-buffer                  XDP; lower the MTU to {SINGLE_BUFFER_MTU} or less, or use `xdp_mode: generic`"
+                ": the MTU is {mtu}, and frames that large need a driver with multi-buffer \
+                 XDP; lower the MTU to {SINGLE_BUFFER_MTU} or less, or use `xdp_mode: generic`"
             )
         } else {
             String::new()

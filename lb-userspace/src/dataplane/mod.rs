@@ -35,10 +35,10 @@ pub enum DataplaneError {
     MissingMap { map: &'static str },
     #[error("schedule of service {service_id} has {len} slots, more than {RING_SLOTS}")]
     RingTooLong { service_id: u32, len: usize },
-    #[error("real id {id} is outside map {map} ({len} entries)")]
-    RealOutOfRange {
+    #[error("index {index} is outside map {map} ({len} entries)")]
+    OutOfRange {
         map: &'static str,
-        id: u32,
+        index: u32,
         len: u32,
     },
     #[error("map {map}: {call}: {source}")]
@@ -60,15 +60,16 @@ pub trait Dataplane: Send {
     fn set_tx_port(&mut self, ifindex: u32) -> Result<(), DataplaneError>;
     /// The service entry the program sees now, if any.
     fn service(&self, key: &ServiceKey) -> Result<Option<Service>, DataplaneError>;
+    /// Writes the service entry, if it differs from the one the program has.
     fn set_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError>;
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError>;
     /// Publishes a real's entry; the program sees the old entry or this one, never a mix.
     /// Writing `Real::default()` retires the id: flows still pointing to it get rescheduled.
     /// Writing the entry the program already has changes nothing.
     fn set_real(&mut self, id: u32, real: Real) -> Result<(), DataplaneError>;
-    /// The first `ring.len()` slots of one half (0 or 1) of the service's schedule ring. The
-    /// caller writes only the half not in use, then switches to it with [`Self::set_service`].
-    fn set_ring(&mut self, service_id: u32, half: u8, ring: &[u32]) -> Result<(), DataplaneError>;
+    /// Gives the service a new schedule: written into the ring half not in use, then switched
+    /// to in one step, so the program walks the old schedule or the new one, never a mix.
+    fn set_schedule(&mut self, service_id: u32, ring: &[u32]) -> Result<(), DataplaneError>;
     /// Every service entry, e.g. those a previous daemon left in pinned maps.
     fn services(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError>;
     /// Every real id in use (entry not `Real::default()`), with its current entry.

@@ -53,57 +53,66 @@ impl Desired {
         Ok(())
     }
 
-    /// Writes what a change touched: the real entries, then the schedules.
+    /// Writes what a change touched, in the order [`Desired::apply_services`] explains: real
+    /// entries that may take packets, the schedules, then real entries that may not.
     pub fn apply_dirty(
         &self,
         dataplane: &mut dyn Dataplane,
         dirty: &Dirty,
     ) -> Result<(), ReconcileError> {
-        for service in &self.services {
-            for real in &service.reals {
-                if dirty.reals.contains(&(service.id, real.id)) {
-                    dataplane.set_real(real.id, real_entry(service, real))?;
-                }
-            }
+        let touched = |available: bool| {
+            self.services.iter().flat_map(move |service| {
+                service
+                    .reals
+                    .iter()
+                    .filter(move |real| {
+                        real.available() == available
+                            && dirty.reals.contains(&(service.id, real.id))
+                    })
+                    .map(move |real| (real.id, real_entry(service, real)))
+            })
+        };
+        for (id, entry) in touched(true) {
+            dataplane.set_real(id, entry)?;
         }
         let rings: Vec<u32> = dirty.rings.iter().copied().collect();
-        self.apply_services(dataplane, &rings)
+        self.apply_services(dataplane, &rings)?;
+        for (id, entry) in touched(false) {
+            dataplane.set_real(id, entry)?;
+        }
+        Ok(())
     }
 
     /// Writes the services with these ids, their reals and their schedules.
     ///
-    /// Reals first (a ring slot never names a real not written yet), then the new schedule
-    /// into the ring half not in use, then the service entry, whose single update switches
-    /// length and half together. Entries that did not change are not rewritten.
+    /// Reals that may take packets first (a ring slot never names a real not written yet),
+    /// then the new schedule (written into the ring half not in use, then switched to), then
+    /// the service entry (so a new service appears with its schedule complete), and last the
+    /// reals that may not take packets (so the schedule no longer names them when they go: a
+    /// new flow is never sent to a slot whose real just left). Entries that did not change
+    /// are not rewritten.
     pub fn apply_services(
         &self,
         dataplane: &mut dyn Dataplane,
         ids: &[u32],
     ) -> Result<(), ReconcileError> {
         for service in self.services.iter().filter(|s| ids.contains(&s.id)) {
-            for real in &service.reals {
+            for real in service.reals.iter().filter(|real| real.available()) {
                 dataplane.set_real(real.id, real_entry(service, real))?;
             }
-            let ring = self.ring(service)?;
-            // The half in use is read from the map, not remembered: after a restart it is
-            // whatever the previous daemon left.
-            let current = dataplane.service(&service.key)?;
-            let half = match current {
-                Some(current) => current.ring_half ^ 1,
-                None => 0,
-            };
-            dataplane.set_ring(service.id, half, &ring)?;
+            dataplane.set_schedule(service.id, &self.ring(service)?)?;
             dataplane.set_service(
                 service.key,
                 Service {
                     id: service.id,
-                    ring_len: ring.len() as u32,
                     flags: 0,
                     forward: forward_code(service.config.forward),
-                    ring_half: half,
-                    _pad: [0; 2],
+                    _pad: [0; 7],
                 },
             )?;
+            for real in service.reals.iter().filter(|real| !real.available()) {
+                dataplane.set_real(real.id, real_entry(service, real))?;
+            }
         }
         Ok(())
     }

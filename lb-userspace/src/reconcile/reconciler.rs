@@ -5,7 +5,7 @@
 //! RCU grace period (milliseconds; see `dataplane`), none of which may stall the runtime's
 //! timers. Inputs that queue up while it works are applied together.
 
-use std::{sync::Arc, thread::JoinHandle};
+use std::{sync::Arc, thread::JoinHandle, time::Duration};
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
@@ -20,10 +20,15 @@ pub enum Input {
     Neighbours(Vec<Observation>),
 }
 
+/// How long a write that failed waits before it is tried again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
 pub struct Reconciler {
     desired: Desired,
     dataplane: Box<dyn Dataplane>,
     published: Arc<ArcSwap<Desired>>,
+    /// What a failed write pass left unwritten: tried again with the next pass.
+    unwritten: Dirty,
 }
 
 impl Reconciler {
@@ -38,6 +43,7 @@ impl Reconciler {
             desired,
             dataplane,
             published,
+            unwritten: Dirty::default(),
         })
     }
 
@@ -48,7 +54,7 @@ impl Reconciler {
 
     /// Applies a batch of inputs: state first, then one write pass for all they touched.
     pub fn handle(&mut self, inputs: Vec<Input>) -> Result<(), ReconcileError> {
-        let mut dirty = Dirty::default();
+        let mut dirty = std::mem::take(&mut self.unwritten);
         for input in inputs {
             match input {
                 Input::Neighbours(observations) => {
@@ -64,8 +70,11 @@ impl Reconciler {
         log::info!("{}", describe_change(&self.desired, &dirty));
         let result = self.desired.apply_dirty(self.dataplane.as_mut(), &dirty);
         // Published even after a failed write: readers see what lbd wants, and the log says
-        // what did not reach the maps.
+        // what did not reach the maps (yet: it is written again with the next pass).
         self.published.store(Arc::new(self.desired.clone()));
+        if result.is_err() {
+            self.unwritten = dirty;
+        }
         result
     }
 
@@ -76,11 +85,23 @@ impl Reconciler {
             .spawn(move || {
                 while let Some(input) = inputs.blocking_recv() {
                     let mut batch = vec![input];
-                    while let Ok(more) = inputs.try_recv() {
-                        batch.push(more);
-                    }
-                    if let Err(error) = self.handle(batch) {
-                        log::error!("writing the data plane: {error}");
+                    loop {
+                        while let Ok(more) = inputs.try_recv() {
+                            batch.push(more);
+                        }
+                        match self.handle(std::mem::take(&mut batch)) {
+                            Ok(()) => break,
+                            Err(error) => {
+                                log::error!(
+                                    "writing the data plane: {error}; trying again in \
+                                     {RETRY_AFTER_FAILURE:?}"
+                                );
+                                std::thread::sleep(RETRY_AFTER_FAILURE);
+                                if inputs.is_closed() && inputs.is_empty() {
+                                    return;
+                                }
+                            }
+                        }
                     }
                 }
             })

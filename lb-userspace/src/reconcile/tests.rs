@@ -74,7 +74,7 @@ fn unresolved_reals_take_no_flows_until_their_mac_is_known() {
     let mut dataplane = FakeDataplane::default();
     state.apply(&mut dataplane).unwrap();
     let web = state.services[0].key;
-    assert_eq!(dataplane.services[&web].ring_len, 0);
+    assert!(dataplane.active_ring(&web).is_empty());
     assert_eq!(dataplane.reals[&1].flags & REAL_AVAILABLE, 0);
     assert_eq!(state.unresolved().len(), 3, "192.0.2.11 counted once");
 
@@ -275,32 +275,84 @@ fn a_new_schedule_goes_to_the_other_ring_half_and_only_where_it_changed() {
     state.set_neighbours(7, &neighbours(&[(11, 1), (12, 2)]));
     state.apply(&mut dataplane).unwrap();
     let web = state.services[0].key;
-    let dns = state.services[1].key;
-    assert_eq!(dataplane.services[&web].ring_half, 0);
-    let dns_before = dataplane.services[&dns];
+    let dns_before = dataplane.schedules[&2].clone();
+    assert_eq!(
+        dataplane.schedules[&1].generation, 1,
+        "the first schedule is in half 1"
+    );
+    assert_eq!(dataplane.schedules[&1].halves[1], vec![2, 1, 2]);
 
-    // 192.0.2.13 (weight 0) resolves: only the web service is rewritten, into half 1.
+    // 192.0.2.13 (weight 0) resolves: only the web service is rewritten, into half 0.
     let changed = state.set_neighbours(7, &neighbours(&[(13, 3)]));
     let writes_before = dataplane.ring_writes;
     state.apply_dirty(&mut dataplane, &changed).unwrap();
-    assert_eq!(dataplane.services[&web].ring_half, 1);
+    assert_eq!(dataplane.schedules[&1].generation, 2);
     assert_eq!(
         dataplane.ring_writes - writes_before,
         3,
         "one web ring of 1+2 slots"
     );
-    assert_eq!(dataplane.services[&dns], dns_before, "dns untouched");
-    let old_half = &dataplane.rings[&(1, 0)];
+    assert_eq!(dataplane.schedules[&2], dns_before, "dns untouched");
     assert_eq!(
-        old_half.len(),
-        3,
-        "the previous schedule stays intact in half 0"
+        dataplane.schedules[&1].halves[1],
+        vec![2, 1, 2],
+        "the previous schedule stays intact in the other half"
     );
     assert_eq!(dataplane.active_ring(&web).len(), 3);
+}
 
-    // And back to half 0 on the next change.
-    state.apply_services(&mut dataplane, &[1]).unwrap();
-    assert_eq!(dataplane.services[&web].ring_half, 0);
+#[test]
+fn writes_come_in_an_order_the_program_can_read_at_any_moment() {
+    let mut state = state();
+    let mut dataplane = FakeDataplane::default();
+    state.set_neighbours(7, &neighbours(&[(11, 1), (12, 2), (13, 3)]));
+    state.apply(&mut dataplane).unwrap();
+    // A new service appears with its reals and schedule already written.
+    let web: Vec<&str> = dataplane
+        .writes
+        .iter()
+        .map(String::as_str)
+        .filter(|write| {
+            matches!(
+                *write,
+                "real 1" | "real 2" | "real 3" | "schedule 1" | "service 1"
+            )
+        })
+        .collect();
+    assert_eq!(
+        web,
+        ["real 1", "real 2", "real 3", "schedule 1", "service 1"]
+    );
+
+    // A real going out leaves the schedule before its entry says so, so no new flow is
+    // scheduled to it in between; one coming back is written before the schedule names it.
+    dataplane.writes.clear();
+    let failed = state.observe(&observation(12, NeighbourStatus::Failed));
+    state.apply_dirty(&mut dataplane, &failed).unwrap();
+    assert_eq!(dataplane.writes, ["schedule 1", "real 2"]);
+    dataplane.writes.clear();
+    let back = state.observe(&observation(
+        12,
+        NeighbourStatus::Usable {
+            mac: mac(2),
+            stale: false,
+        },
+    ));
+    state.apply_dirty(&mut dataplane, &back).unwrap();
+    assert_eq!(dataplane.writes, ["real 2", "schedule 1"]);
+
+    // A restart with the same config rewrites no service entry.
+    dataplane.writes.clear();
+    let mut again = restarted(CONFIG, &dataplane);
+    again.apply(&mut dataplane).unwrap();
+    assert!(
+        !dataplane
+            .writes
+            .iter()
+            .any(|write| write.starts_with("service")),
+        "{:?}",
+        dataplane.writes
+    );
 }
 
 /// The state after a restart: `config` adopting what `dataplane` holds.

@@ -5,8 +5,8 @@
 //! waiting for the task that writes.
 
 pub mod batch;
+mod published;
 mod readers;
-mod real_table;
 
 use std::{hash::BuildHasher, os::fd::AsFd};
 
@@ -15,18 +15,19 @@ use aya::maps::{
 };
 use lb_common::{
     Counters, Flow, FlowKey, Interface, MAP_FLOWS, MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS,
-    MAP_REASON_STATS, MAP_RING, MAP_RR_CURSOR, MAP_SERVICE_STATS, MAP_SERVICES, MAP_TX_PORTS,
-    RING_SLOTS, Real, Reason, Service, ServiceKey, ring_index,
+    MAP_REASON_STATS, MAP_RING, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES,
+    MAP_TX_PORTS, RING_SLOTS, Real, Reason, Service, ServiceKey, ring_index,
 };
+use published::{Reals, Schedules};
 use readers::Readers;
-use real_table::RealTable;
 
 use super::{Dataplane, DataplaneError, DataplaneReader, map_err};
 
 /// The maps lbd writes.
 pub struct EbpfDataplane {
     services: BpfHashMap<MapData, ServiceKey, Service>,
-    reals: RealTable,
+    schedules: Schedules,
+    reals: Reals,
     ring: Array<MapData, u32>,
     interfaces: BpfHashMap<MapData, u32, Interface>,
     tx_ports: DevMapHash<MapData>,
@@ -61,7 +62,8 @@ impl EbpfDataplane {
         };
         let writer = Self {
             services: typed(take(ebpf, MAP_SERVICES)?, MAP_SERVICES)?,
-            reals: RealTable::new(map_data(take(ebpf, MAP_REALS)?, MAP_REALS)?)?,
+            schedules: Schedules::new(map_data(take(ebpf, MAP_SCHEDULES)?, MAP_SCHEDULES)?)?,
+            reals: Reals::new(map_data(take(ebpf, MAP_REALS)?, MAP_REALS)?)?,
             ring: typed(take(ebpf, MAP_RING)?, MAP_RING)?,
             interfaces: typed(take(ebpf, MAP_INTERFACES)?, MAP_INTERFACES)?,
             tx_ports: typed(take(ebpf, MAP_TX_PORTS)?, MAP_TX_PORTS)?,
@@ -184,12 +186,31 @@ fn sum_cpus(
 
 impl Dataplane for EbpfDataplane {
     fn set_interface(&mut self, ifindex: u32, interface: Interface) -> Result<(), DataplaneError> {
+        let current = match self.interfaces.get(&ifindex, 0) {
+            Ok(current) => Some(current),
+            Err(MapError::KeyNotFound) => None,
+            Err(source) => {
+                return Err(DataplaneError::Map {
+                    map: MAP_INTERFACES,
+                    source,
+                });
+            }
+        };
+        if current == Some(interface) {
+            return Ok(());
+        }
+        self.readers.before_hash_write();
         self.interfaces
             .insert(ifindex, interface, 0)
-            .map_err(map_err(MAP_INTERFACES))
+            .map_err(map_err(MAP_INTERFACES))?;
+        if current.is_some() {
+            self.readers.retired_hash_element();
+        }
+        Ok(())
     }
 
     fn set_tx_port(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
+        // A device map frees its entries after a grace period itself.
         self.tx_ports
             .insert(ifindex, ifindex, None, 0)
             .map_err(|error| DataplaneError::Syscall {
@@ -211,19 +232,27 @@ impl Dataplane for EbpfDataplane {
     }
 
     fn set_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError> {
-        let previous = self.service(&key)?;
+        let current = self.service(&key)?;
+        if current == Some(service) {
+            return Ok(());
+        }
+        self.readers.before_hash_write();
         self.services
             .insert(key, service, 0)
             .map_err(map_err(MAP_SERVICES))?;
-        if previous.is_some_and(|previous| previous.ring_half != service.ring_half) {
-            self.readers.switched_ring(service.id);
+        if current.is_some() {
+            self.readers.retired_hash_element();
         }
         Ok(())
     }
 
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
         match self.services.remove(key) {
-            Err(MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(MapError::KeyNotFound) => Ok(()),
+            Ok(()) => {
+                self.readers.retired_hash_element();
+                Ok(())
+            }
             Err(source) => Err(DataplaneError::Map {
                 map: MAP_SERVICES,
                 source,
@@ -235,20 +264,27 @@ impl Dataplane for EbpfDataplane {
         self.reals.publish(id, real, &mut self.readers)
     }
 
-    fn set_ring(&mut self, service_id: u32, half: u8, ring: &[u32]) -> Result<(), DataplaneError> {
+    fn set_schedule(&mut self, service_id: u32, ring: &[u32]) -> Result<(), DataplaneError> {
         if ring.len() > RING_SLOTS as usize {
             return Err(DataplaneError::RingTooLong {
                 service_id,
                 len: ring.len(),
             });
         }
-        self.readers.before_rewriting_ring(service_id);
-        for (slot, &real_id) in ring.iter().enumerate() {
-            self.ring
-                .set(ring_index(service_id, half, slot as u32), real_id, 0)
-                .map_err(map_err(MAP_RING))?;
-        }
-        Ok(())
+        let Self {
+            schedules,
+            ring: ring_map,
+            readers,
+            ..
+        } = self;
+        schedules.publish(service_id, ring.len() as u32, readers, |half| {
+            for (slot, &real_id) in ring.iter().enumerate() {
+                ring_map
+                    .set(ring_index(service_id, half, slot as u32), real_id, 0)
+                    .map_err(map_err(MAP_RING))?;
+            }
+            Ok(())
+        })
     }
 
     fn services(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError> {
@@ -282,6 +318,19 @@ impl Dataplane for EbpfDataplane {
 }
 
 impl EbpfDataplane {
+    /// The schedule the program walks now for a service: its ring's current half, as long as
+    /// the schedule says.
+    pub fn schedule(&self, service_id: u32) -> Result<Vec<u32>, DataplaneError> {
+        let (half, len) = self.schedules.current(service_id)?;
+        (0..len)
+            .map(|slot| {
+                self.ring
+                    .get(&ring_index(service_id, half, slot), 0)
+                    .map_err(map_err(MAP_RING))
+            })
+            .collect()
+    }
+
     /// Where each CPU is in the service's schedule (index = CPU): the slot its next new flow
     /// takes is this modulo the schedule's length.
     pub fn schedule_cursors(&self, service_id: u32) -> Result<Vec<u32>, DataplaneError> {

@@ -9,9 +9,20 @@
 //! generic mode and test runs), and `membarrier(MEMBARRIER_CMD_GLOBAL)` is
 //! `synchronize_rcu()` as a system call.
 //!
+//! Hash maps (services, interfaces) need the same care for another reason: updating or
+//! deleting an entry hands its memory back to the map at once (a preallocated map keeps the
+//! old element as the next update's spare), and the very next update, of any key, may write
+//! into it while a program run still reads it. So lbd writes hash entries only when they
+//! change, and after one was replaced or deleted, waits a grace period before the next write
+//! to a hash map.
+//!
 //! A grace period takes milliseconds, so it is taken only when needed: when a copy that was
 //! switched away from since the last one is about to be rewritten. A batch of changes to
 //! different reals and services therefore waits at most once.
+//!
+//! With one CPU online, `membarrier` returns at once: no XDP run can be in progress while this
+//! thread runs, as XDP runs in softirq context (this does not hold on PREEMPT_RT kernels,
+//! where softirqs can be preempted; lbd is not meant for those).
 
 use std::{collections::HashSet, time::Duration};
 
@@ -25,6 +36,8 @@ const FALLBACK_PAUSE: Duration = Duration::from_millis(50);
 pub struct Readers {
     reals: HashSet<u32>,
     rings: HashSet<u32>,
+    /// A hash-map element was replaced or deleted.
+    hash_element: bool,
     warned: bool,
 }
 
@@ -42,6 +55,18 @@ impl Readers {
     /// Call before rewriting a real's unused copy: waits if it was in use too recently.
     pub fn before_rewriting_real(&mut self, id: u32) {
         if self.reals.contains(&id) {
+            self.wait();
+        }
+    }
+
+    /// Call after replacing or deleting a hash-map entry: its memory is the map's again.
+    pub fn retired_hash_element(&mut self) {
+        self.hash_element = true;
+    }
+
+    /// Call before writing any hash-map entry: waits if an element was recycled too recently.
+    pub fn before_hash_write(&mut self) {
+        if self.hash_element {
             self.wait();
         }
     }
@@ -69,5 +94,6 @@ impl Readers {
         }
         self.reals.clear();
         self.rings.clear();
+        self.hash_element = false;
     }
 }

@@ -1,0 +1,222 @@
+//! The maps the program reads through a generation word (reals, schedules), mmapped: lbd's
+//! side of the protocol described at [`lb_common::RealSlots`] and [`lb_common::Schedule`].
+//!
+//! Writing through the mapping, not with `bpf_map_update_elem`, is what makes the switch a
+//! single aligned store: the kernel's update copies the value with `memcpy`, which gives no
+//! such guarantee for the generation word.
+
+use std::{
+    marker::PhantomData,
+    os::fd::{AsFd, AsRawFd},
+    ptr::NonNull,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use aya::maps::MapData;
+use lb_common::{MAP_REALS, MAP_SCHEDULES, Real, RealSlots, Schedule};
+
+use super::readers::Readers;
+use crate::dataplane::DataplaneError;
+
+/// `BPF_F_MMAPABLE` in `bpf_map_info.map_flags`.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// An mmapable array map, mapped into lbd.
+struct MappedArray<T> {
+    base: NonNull<T>,
+    len: u32,
+    mapped_bytes: usize,
+    name: &'static str,
+    /// Keeps the map alive as long as the mapping.
+    _map: MapData,
+    _entries: PhantomData<T>,
+}
+
+// SAFETY: the mapping is owned by this value and only accessed through `&self`/`&mut self`;
+// the kernel side synchronises through the protocol in the module docs.
+unsafe impl<T> Send for MappedArray<T> {}
+
+impl<T> MappedArray<T> {
+    fn new(map: MapData, name: &'static str) -> Result<Self, DataplaneError> {
+        let info = map.info().map_err(super::super::map_err(name))?;
+        let syscall = |call, source| DataplaneError::Syscall {
+            map: name,
+            call,
+            source,
+        };
+        if info.map_flags() & BPF_F_MMAPABLE == 0 || info.value_size() as usize != size_of::<T>() {
+            return Err(syscall(
+                "checking the map layout",
+                std::io::Error::other(format!(
+                    "expected mmapable {}-byte entries, found flags {:#x} and {}-byte entries",
+                    size_of::<T>(),
+                    info.map_flags(),
+                    info.value_size()
+                )),
+            ));
+        }
+        let len = info.max_entries();
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        // Entries of an array map are laid out `value_size` rounded up to 8 apart; ours are
+        // multiples of 8 already.
+        let mapped_bytes = (len as usize * size_of::<T>()).div_ceil(page) * page;
+        // SAFETY: a shared mapping of the map's fd over exactly its (page-rounded) data; the
+        // kernel checks the length and the flags.
+        let address = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapped_bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if address == libc::MAP_FAILED {
+            return Err(syscall("mmap", std::io::Error::last_os_error()));
+        }
+        Ok(Self {
+            base: NonNull::new(address.cast()).expect("mmap never returns null on success"),
+            len,
+            mapped_bytes,
+            name,
+            _map: map,
+            _entries: PhantomData,
+        })
+    }
+
+    fn entry(&self, index: u32) -> Result<*mut T, DataplaneError> {
+        if index >= self.len {
+            return Err(DataplaneError::OutOfRange {
+                map: self.name,
+                index,
+                len: self.len,
+            });
+        }
+        // SAFETY: in bounds, checked above.
+        Ok(unsafe { self.base.as_ptr().add(index as usize) })
+    }
+
+    /// The generation word at `word` inside an entry, valid as long as the mapping.
+    fn generation(&self, word: *mut u32) -> &AtomicU32 {
+        // SAFETY: `word` points at an aligned u32 inside the live mapping (callers derive it
+        // from `entry`); all concurrent access to it is atomic (the program's is a single
+        // aligned load).
+        unsafe { AtomicU32::from_ptr(word) }
+    }
+}
+
+impl<T> Drop for MappedArray<T> {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped; no reference into it outlives `self`.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.mapped_bytes) };
+    }
+}
+
+/// `LB_REALS_V2`.
+pub struct Reals(MappedArray<RealSlots>);
+
+impl Reals {
+    pub fn new(map: MapData) -> Result<Self, DataplaneError> {
+        MappedArray::new(map, MAP_REALS).map(Self)
+    }
+
+    /// The entry the program uses now.
+    pub fn get(&self, id: u32) -> Result<Real, DataplaneError> {
+        let slots = self.0.entry(id)?;
+        // SAFETY (here and below): `slots` is in bounds; only this process writes, and not
+        // concurrently with `&self`.
+        let generation = self
+            .0
+            .generation(unsafe { &raw mut (*slots).generation })
+            .load(Ordering::Acquire);
+        Ok(unsafe {
+            std::ptr::read_volatile(&raw const (*slots).slots[RealSlots::current_slot(generation)])
+        })
+    }
+
+    /// Writes `real` into the unused copy and switches the program to it.
+    pub fn publish(
+        &mut self,
+        id: u32,
+        real: Real,
+        readers: &mut Readers,
+    ) -> Result<(), DataplaneError> {
+        if self.get(id)? == real {
+            return Ok(());
+        }
+        readers.before_rewriting_real(id);
+        let slots = self.0.entry(id)?;
+        let generation = self.0.generation(unsafe { &raw mut (*slots).generation });
+        let next = generation.load(Ordering::Relaxed).wrapping_add(1);
+        // SAFETY: no program run reads this copy (the grace period above).
+        unsafe {
+            std::ptr::write_volatile(&raw mut (*slots).slots[RealSlots::current_slot(next)], real);
+        }
+        // Release: the copy is complete before any reader can see the generation naming it.
+        generation.store(next, Ordering::Release);
+        readers.switched_real(id);
+        Ok(())
+    }
+
+    /// Every id whose current entry is not `Real::default()`.
+    pub fn in_use(&self) -> Result<Vec<(u32, Real)>, DataplaneError> {
+        let mut reals = Vec::new();
+        for id in 0..self.0.len {
+            let real = self.get(id)?;
+            if real != Real::default() {
+                reals.push((id, real));
+            }
+        }
+        Ok(reals)
+    }
+}
+
+/// `LB_SCHEDULES_V1`: which ring half each service uses, and its length.
+pub struct Schedules(MappedArray<Schedule>);
+
+impl Schedules {
+    pub fn new(map: MapData) -> Result<Self, DataplaneError> {
+        MappedArray::new(map, MAP_SCHEDULES).map(Self)
+    }
+
+    /// The half the program uses now, and its length.
+    pub fn current(&self, service_id: u32) -> Result<(u8, u32), DataplaneError> {
+        let schedule = self.0.entry(service_id)?;
+        let generation = self
+            .0
+            .generation(unsafe { &raw mut (*schedule).generation })
+            .load(Ordering::Acquire);
+        let half = Schedule::current_half(generation);
+        // SAFETY: in bounds; only this process writes.
+        let len = unsafe { std::ptr::read_volatile(&raw const (*schedule).lengths[half]) };
+        Ok((half as u8, len))
+    }
+
+    /// Has `write_ring` fill the half not in use, then switches the program to it with
+    /// `len` slots.
+    pub fn publish(
+        &mut self,
+        service_id: u32,
+        len: u32,
+        readers: &mut Readers,
+        write_ring: impl FnOnce(u8) -> Result<(), DataplaneError>,
+    ) -> Result<(), DataplaneError> {
+        readers.before_rewriting_ring(service_id);
+        let schedule = self.0.entry(service_id)?;
+        let generation = self
+            .0
+            .generation(unsafe { &raw mut (*schedule).generation });
+        let next = generation.load(Ordering::Relaxed).wrapping_add(1);
+        let half = Schedule::current_half(next);
+        write_ring(half as u8)?;
+        // SAFETY: in bounds; no program run reads this half (the grace period above).
+        unsafe { std::ptr::write_volatile(&raw mut (*schedule).lengths[half], len) };
+        // Release: the ring slots (written by the kernel on this thread's behalf, before this
+        // store in program order) and the length are in place before the switch is seen.
+        generation.store(next, Ordering::Release);
+        readers.switched_ring(service_id);
+        Ok(())
+    }
+}
