@@ -5,6 +5,8 @@
 //! per-CPU cursor, so no two CPUs ever write the same memory per packet. Userspace starts each
 //! CPU's cursor at a random slot, so short bursts on a fresh service spread like long runs.
 
+use core::sync::atomic::{Ordering, compiler_fence};
+
 use aya_ebpf::{bindings::BPF_EXIST, helpers::bpf_ktime_get_ns};
 use lb_common::{
     Flow, FlowKey, REAL_AVAILABLE, RING_SLOTS, Real, RealSlots, Reason, Schedule, Service,
@@ -72,6 +74,7 @@ fn next_in_ring(service: &Service) -> Option<u32> {
     let schedule = SCHEDULES.get_ptr(service.id)?;
     // The generation once, then the half it names (see `Schedule`).
     let generation = unsafe { core::ptr::read_volatile(&(*schedule).generation) };
+    compiler_fence(Ordering::Acquire);
     let half = Schedule::current_half(generation);
     let ring_len = unsafe { core::ptr::read_volatile(&(*schedule).lengths[half]) };
     if ring_len == 0 || ring_len > RING_SLOTS {
@@ -94,10 +97,12 @@ fn available_real(real_id: u32, service_id: u32) -> Option<Real> {
         return None;
     }
     let slots = REALS.get_ptr(real_id)?;
-    // One read of the generation, then only the copy it names (see `RealSlots`): volatile so
-    // that the compiler neither reads it twice nor reads the copy before it.
+    // One read of the generation (volatile, so the compiler reads it exactly once), then only
+    // the copy it names (see `RealSlots`). The fence keeps the compiler from reading the copy
+    // first (it costs no instruction); the CPU cannot, as its address depends on the
+    // generation. A plain read lets the compiler load just the fields used.
     let generation = unsafe { core::ptr::read_volatile(&(*slots).generation) };
-    let real =
-        unsafe { core::ptr::read_volatile(&(*slots).slots[RealSlots::current_slot(generation)]) };
+    compiler_fence(Ordering::Acquire);
+    let real = unsafe { (*slots).slots[RealSlots::current_slot(generation)] };
     (real.flags & REAL_AVAILABLE != 0 && real.service_id == service_id).then_some(real)
 }
