@@ -25,8 +25,13 @@ const VLAN_ID: u16 = 100;
 const VLAN_MAC: Mac = [0x02, 0, 0, 0, 0xbb, 0x64];
 
 fn syn(port: u16) -> Frame {
+    syn_from(40000, port)
+}
+
+/// A SYN from the client's `client_port` to the VIP's `port`, addressed to the balancer.
+fn syn_from(client_port: u16, port: u16) -> Frame {
     Frame::tcp(
-        SocketAddrV4::new(CLIENT, 40000),
+        SocketAddrV4::new(CLIENT, client_port),
         SocketAddrV4::new(VIP, port),
     )
     .src_mac(CLIENT_MAC)
@@ -105,43 +110,13 @@ limits: {flows: 1024, services: 8, reals: 8}
         ),
         (
             "other_vlan_to_vlan_real_keeps_its_priority",
-            Frame::tcp(
-                SocketAddrV4::new(CLIENT, 40002),
-                SocketAddrV4::new(VIP, 443),
-            )
-            .src_mac(CLIENT_MAC)
-            .dst_mac(BALANCER_MAC)
-            .syn()
-            .tag(TPID_8021Q, priority_5 | 7)
-            .build(),
-            to_vlan(
-                Frame::tcp(
-                    SocketAddrV4::new(CLIENT, 40002),
-                    SocketAddrV4::new(VIP, 443),
-                )
-                .syn(),
-                priority_5 | VLAN_ID,
-            ),
+            syn_from(40002, 443).tag(TPID_8021Q, priority_5 | 7).build(),
+            to_vlan(syn_from(40002, 443), priority_5 | VLAN_ID),
         ),
         (
             "802_1ad_tag_becomes_the_reals_802_1q_tag",
-            Frame::tcp(
-                SocketAddrV4::new(CLIENT, 40003),
-                SocketAddrV4::new(VIP, 443),
-            )
-            .src_mac(CLIENT_MAC)
-            .dst_mac(BALANCER_MAC)
-            .syn()
-            .tag(TPID_8021AD, 9)
-            .build(),
-            to_vlan(
-                Frame::tcp(
-                    SocketAddrV4::new(CLIENT, 40003),
-                    SocketAddrV4::new(VIP, 443),
-                )
-                .syn(),
-                VLAN_ID,
-            ),
+            syn_from(40003, 443).tag(TPID_8021AD, 9).build(),
+            to_vlan(syn_from(40003, 443), VLAN_ID),
         ),
     ];
     for (name, frame, expected) in &cases {

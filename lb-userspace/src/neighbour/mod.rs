@@ -207,16 +207,7 @@ impl Neighbours {
             name: name.to_owned(),
             index,
         })?;
-        let prefixes = self
-            .addresses(Some(index))
-            .await
-            .map_err(|source| NeighbourError::Addresses {
-                scope: format!("interface {name:?} (ifindex {index})"),
-                source,
-            })?
-            .into_iter()
-            .map(|(_, prefix)| prefix)
-            .collect();
+        let prefixes = self.prefixes(name, index).await?;
         Ok(InterfaceInfo {
             name: name.to_owned(),
             index,
@@ -254,16 +245,7 @@ impl Neighbours {
                 continue;
             };
             let index = link.header.index;
-            let prefixes = self
-                .addresses(Some(index))
-                .await
-                .map_err(|source| NeighbourError::Addresses {
-                    scope: format!("interface {name:?} (ifindex {index})"),
-                    source,
-                })?
-                .into_iter()
-                .map(|(_, prefix)| prefix)
-                .collect();
+            let prefixes = self.prefixes(&name, index).await?;
             vlans.push(InterfaceInfo {
                 name,
                 index,
@@ -275,6 +257,20 @@ impl Neighbours {
             });
         }
         Ok(vlans)
+    }
+
+    /// The addresses of one interface, each with its prefix length.
+    async fn prefixes(&self, name: &str, index: u32) -> Result<Vec<(IpAddr, u8)>, NeighbourError> {
+        Ok(self
+            .addresses(Some(index))
+            .await
+            .map_err(|source| NeighbourError::Addresses {
+                scope: format!("interface {name:?} (ifindex {index})"),
+                source,
+            })?
+            .into_iter()
+            .map(|(_, prefix)| prefix)
+            .collect())
     }
 
     /// How an XDP program is attached to `ifindex`, if one is.

@@ -171,6 +171,32 @@ fn visit_entries<K: aya::Pod, V: aya::Pod>(
     Ok(())
 }
 
+/// Writes a hash-map entry the program reads, if it changed, by the rule in `readers.rs`:
+/// never right after another entry's memory went back to a map, and noting when this write
+/// gives one back.
+fn write_hash_entry<K: aya::Pod, V: aya::Pod + PartialEq>(
+    map: &mut BpfHashMap<MapData, K, V>,
+    name: &'static str,
+    key: K,
+    value: V,
+    readers: &mut Readers,
+) -> Result<(), DataplaneError> {
+    let current = match map.get(&key, 0) {
+        Ok(current) => Some(current),
+        Err(MapError::KeyNotFound) => None,
+        Err(source) => return Err(DataplaneError::Map { map: name, source }),
+    };
+    if current == Some(value) {
+        return Ok(());
+    }
+    readers.before_hash_write();
+    map.insert(key, value, 0).map_err(map_err(name))?;
+    if current.is_some() {
+        readers.retired_hash_element();
+    }
+    Ok(())
+}
+
 fn sum_cpus(
     map: &PerCpuArray<MapData, Counters>,
     index: u32,
@@ -186,27 +212,13 @@ fn sum_cpus(
 
 impl Dataplane for EbpfDataplane {
     fn set_interface(&mut self, ifindex: u32, interface: Interface) -> Result<(), DataplaneError> {
-        let current = match self.interfaces.get(&ifindex, 0) {
-            Ok(current) => Some(current),
-            Err(MapError::KeyNotFound) => None,
-            Err(source) => {
-                return Err(DataplaneError::Map {
-                    map: MAP_INTERFACES,
-                    source,
-                });
-            }
-        };
-        if current == Some(interface) {
-            return Ok(());
-        }
-        self.readers.before_hash_write();
-        self.interfaces
-            .insert(ifindex, interface, 0)
-            .map_err(map_err(MAP_INTERFACES))?;
-        if current.is_some() {
-            self.readers.retired_hash_element();
-        }
-        Ok(())
+        write_hash_entry(
+            &mut self.interfaces,
+            MAP_INTERFACES,
+            ifindex,
+            interface,
+            &mut self.readers,
+        )
     }
 
     fn set_tx_port(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
@@ -232,18 +244,13 @@ impl Dataplane for EbpfDataplane {
     }
 
     fn set_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError> {
-        let current = self.service(&key)?;
-        if current == Some(service) {
-            return Ok(());
-        }
-        self.readers.before_hash_write();
-        self.services
-            .insert(key, service, 0)
-            .map_err(map_err(MAP_SERVICES))?;
-        if current.is_some() {
-            self.readers.retired_hash_element();
-        }
-        Ok(())
+        write_hash_entry(
+            &mut self.services,
+            MAP_SERVICES,
+            key,
+            service,
+            &mut self.readers,
+        )
     }
 
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
