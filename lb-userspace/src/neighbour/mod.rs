@@ -21,9 +21,11 @@
 //! - this file: the netlink handle: interfaces (and the VLAN interfaces on them), neighbour
 //!   entries, resolution requests, XDP attachment state;
 //! - [`events`]: the subscription to neighbour notifications;
+//! - `link.rs`: what link and address messages say (pure);
 //! - [`prefix`]: which interface a real is reached through (pure).
 
 pub mod events;
+mod link;
 mod prefix;
 
 use std::{collections::HashMap, net::IpAddr};
@@ -31,7 +33,7 @@ use std::{collections::HashMap, net::IpAddr};
 use futures::{StreamExt, TryStreamExt};
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
-    address::{AddressAttribute, AddressMessage},
+    address::AddressMessage,
     link::{LinkAttribute, LinkMessage},
     neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState},
 };
@@ -39,6 +41,7 @@ use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
 };
 
+use link::{link_mac, link_mtu, link_name, link_parent, link_vlan, local_address};
 pub use prefix::interface_for;
 
 use crate::config::MAX_INTERFACE_NAME_LEN;
@@ -225,14 +228,7 @@ impl Neighbours {
         &self,
         parents: &[InterfaceInfo],
     ) -> Result<Vec<InterfaceInfo>, NeighbourError> {
-        let links: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(NeighbourError::Links)?;
+        let links = self.links().await?;
         let mut vlans = Vec::new();
         for link in &links {
             let (Some(parent), Some(vlan)) = (link_parent(link), link_vlan(link)) else {
@@ -257,6 +253,17 @@ impl Neighbours {
             });
         }
         Ok(vlans)
+    }
+
+    /// Every link of the namespace.
+    async fn links(&self) -> Result<Vec<LinkMessage>, NeighbourError> {
+        self.handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(NeighbourError::Links)
     }
 
     /// The addresses of one interface, each with its prefix length.
@@ -328,14 +335,7 @@ impl Neighbours {
     /// Every interface with an Ethernet MAC, with its addresses: the candidates for
     /// [`interface_for`] when the configuration does not name the interface.
     pub async fn interfaces(&self) -> Result<Vec<InterfaceInfo>, NeighbourError> {
-        let links: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(NeighbourError::Links)?;
+        let links = self.links().await?;
         let mut interfaces: Vec<InterfaceInfo> = links
             .iter()
             .filter_map(|link| {
@@ -592,96 +592,6 @@ fn ip_of(destination: &netlink_packet_route::neighbour::NeighbourAddress) -> Opt
     }
 }
 
-/// The address assigned to this host: `IFA_LOCAL` when present (on point-to-point links
-/// `IFA_ADDRESS` is the peer), `IFA_ADDRESS` otherwise, as iproute2 does.
-fn local_address(message: &AddressMessage) -> Option<IpAddr> {
-    let find = |local: bool| {
-        message
-            .attributes
-            .iter()
-            .find_map(|attribute| match attribute {
-                AddressAttribute::Local(a) if local => Some(*a),
-                AddressAttribute::Address(a) if !local => Some(*a),
-                _ => None,
-            })
-    };
-    find(true).or_else(|| find(false))
-}
-
-/// The link's MAC; loopback's all-zero address does not count, as it can source nothing.
-fn link_mac(link: &LinkMessage) -> Option<[u8; 6]> {
-    link.attributes
-        .iter()
-        .find_map(|attribute| match attribute {
-            LinkAttribute::Address(mac) => <[u8; 6]>::try_from(mac.as_slice()).ok(),
-            _ => None,
-        })
-        .filter(|mac| *mac != [0; 6])
-}
-
-fn link_mtu(link: &LinkMessage) -> u32 {
-    link.attributes
-        .iter()
-        .find_map(|attribute| match attribute {
-            LinkAttribute::Mtu(mtu) => Some(*mtu),
-            _ => None,
-        })
-        .unwrap_or(0)
-}
-
-/// The link a stacked interface sits on (`IFLA_LINK`).
-fn link_parent(link: &LinkMessage) -> Option<u32> {
-    link.attributes
-        .iter()
-        .find_map(|attribute| match attribute {
-            LinkAttribute::Link(parent) if *parent != 0 => Some(*parent),
-            _ => None,
-        })
-}
-
-/// The VLAN of a `vlan` link.
-fn link_vlan(link: &LinkMessage) -> Option<Vlan> {
-    use netlink_packet_route::link::{InfoData, InfoKind, InfoVlan, LinkInfo};
-    let info = link
-        .attributes
-        .iter()
-        .find_map(|attribute| match attribute {
-            LinkAttribute::LinkInfo(info) => Some(info),
-            _ => None,
-        })?;
-    if !info
-        .iter()
-        .any(|nla| matches!(nla, LinkInfo::Kind(InfoKind::Vlan)))
-    {
-        return None;
-    }
-    let data = info.iter().find_map(|nla| match nla {
-        LinkInfo::Data(InfoData::Vlan(data)) => Some(data),
-        _ => None,
-    })?;
-    let mut vlan = Vlan {
-        id: 0,
-        protocol: lb_common::ETH_P_8021Q,
-    };
-    for nla in data {
-        match nla {
-            InfoVlan::Id(id) => vlan.id = *id,
-            InfoVlan::Protocol(protocol) => vlan.protocol = u16::from(*protocol),
-            _ => {}
-        }
-    }
-    (vlan.id != 0).then_some(vlan)
-}
-
-fn link_name(link: &LinkMessage) -> Option<String> {
-    link.attributes
-        .iter()
-        .find_map(|attribute| match attribute {
-            LinkAttribute::IfName(name) => Some(name.clone()),
-            _ => None,
-        })
-}
-
 fn family(addr: IpAddr) -> AddressFamily {
     match addr {
         IpAddr::V4(_) => AddressFamily::Inet,
@@ -765,44 +675,6 @@ mod tests {
             None
         );
         assert_eq!(usable(&entry(NeighbourState::Noarp, &[0xff; 6])), None);
-    }
-
-    #[test]
-    fn vlan_links_are_recognised_with_their_id_protocol_and_parent() {
-        use netlink_packet_route::link::{InfoData, InfoKind, InfoVlan, LinkInfo, VlanProtocol};
-        let link = |kind: InfoKind, data: Option<InfoData>| {
-            let mut link = LinkMessage::default();
-            link.header.index = 7;
-            let mut info = vec![LinkInfo::Kind(kind)];
-            info.extend(data.map(LinkInfo::Data));
-            link.attributes = vec![
-                LinkAttribute::IfName("eth0.100".into()),
-                LinkAttribute::Address(vec![2, 0, 0, 0, 0, 7]),
-                LinkAttribute::Mtu(9000),
-                LinkAttribute::Link(2),
-                LinkAttribute::LinkInfo(info),
-            ];
-            link
-        };
-        let ad = link(
-            InfoKind::Vlan,
-            Some(InfoData::Vlan(vec![
-                InfoVlan::Id(100),
-                InfoVlan::Protocol(VlanProtocol::Ieee8021Ad),
-            ])),
-        );
-        assert_eq!(
-            link_vlan(&ad),
-            Some(Vlan {
-                id: 100,
-                protocol: lb_common::ETH_P_8021AD
-            })
-        );
-        assert_eq!((link_parent(&ad), link_mtu(&ad)), (Some(2), 9000));
-        let q = link(InfoKind::Vlan, Some(InfoData::Vlan(vec![InfoVlan::Id(7)])));
-        assert_eq!(link_vlan(&q).map(|v| (v.id, v.protocol)), Some((7, 0x8100)));
-        // A veth peer also has a parent link; it is not a VLAN.
-        assert_eq!(link_vlan(&link(InfoKind::Veth, None)), None);
     }
 
     #[test]
