@@ -13,7 +13,12 @@
 //! - Every [`RESYNC`], and whenever the kernel says notifications were lost, the tables are
 //!   dumped and replayed: a safety net, not the mechanism.
 
-use std::{collections::BTreeSet, net::IpAddr, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+    sync::Arc,
+    time::Duration,
+};
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
@@ -47,29 +52,28 @@ impl NeighbourWatch {
     ) -> Result<(), NeighbourError> {
         let reals = desired.real_addresses();
         let ifindexes: BTreeSet<u32> = reals.iter().map(|(ifindex, _)| *ifindex).collect();
+        // What the tables say about each real's address, looked up once per address.
+        let mut state_of: HashMap<(u32, IpAddr), NeighbourStatus> = reals
+            .iter()
+            .map(|&real| (real, NeighbourStatus::Unknown))
+            .collect();
         let mut observations = Vec::new();
         for ifindex in ifindexes {
-            observations.extend(
-                self.neighbours
-                    .observations(ifindex)
-                    .await?
-                    .into_iter()
-                    .filter(|o| desired.has_real(o.ifindex, o.addr)),
-            );
+            for observation in self.neighbours.observations(ifindex).await? {
+                if let Some(state) = state_of.get_mut(&(observation.ifindex, observation.addr)) {
+                    *state = observation.state;
+                    observations.push(observation);
+                }
+            }
         }
+        // Missing from the table (still `Unknown`) or STALE: have the kernel probe it.
         let to_probe: Vec<(u32, IpAddr)> = reals
             .into_iter()
-            .filter(|&(ifindex, addr)| {
-                match observations
-                    .iter()
-                    .find(|o| o.ifindex == ifindex && o.addr == addr)
-                {
-                    None => true,
-                    Some(observation) => matches!(
-                        observation.state,
-                        NeighbourStatus::Usable { stale: true, .. } | NeighbourStatus::Unknown
-                    ),
-                }
+            .filter(|real| {
+                matches!(
+                    state_of[real],
+                    NeighbourStatus::Usable { stale: true, .. } | NeighbourStatus::Unknown
+                )
             })
             .collect();
         if !observations.is_empty() {

@@ -1,6 +1,8 @@
 //! The writes that put a [`Desired`] into the data plane, in an order that never lets the
 //! program see a half-made state.
 
+use std::collections::BTreeSet;
+
 use lb_common::{FORWARD_DR, Interface, REAL_AVAILABLE, Real, Service};
 
 use super::{Desired, DesiredReal, DesiredService, Dirty, ReconcileError, address_bytes};
@@ -45,7 +47,7 @@ impl Desired {
                 },
             )?;
         }
-        let all: Vec<u32> = self.services.iter().map(|service| service.id).collect();
+        let all: BTreeSet<u32> = self.services.iter().map(|service| service.id).collect();
         self.apply_services(dataplane, &all)?;
         for &id in &pending.retired_reals {
             dataplane.set_real(id, Real::default())?;
@@ -75,8 +77,7 @@ impl Desired {
         for (id, entry) in touched(true) {
             dataplane.set_real(id, entry)?;
         }
-        let rings: Vec<u32> = dirty.rings.iter().copied().collect();
-        self.apply_services(dataplane, &rings)?;
+        self.apply_services(dataplane, &dirty.rings)?;
         for (id, entry) in touched(false) {
             dataplane.set_real(id, entry)?;
         }
@@ -94,7 +95,7 @@ impl Desired {
     pub fn apply_services(
         &self,
         dataplane: &mut dyn Dataplane,
-        ids: &[u32],
+        ids: &BTreeSet<u32>,
     ) -> Result<(), ReconcileError> {
         for service in self.services.iter().filter(|s| ids.contains(&s.id)) {
             for real in service.reals.iter().filter(|real| real.available()) {

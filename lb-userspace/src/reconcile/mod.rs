@@ -93,6 +93,28 @@ impl DesiredReal {
     pub fn schedulable(&self) -> bool {
         self.available() && self.reachability == Reachability::Reachable
     }
+
+    /// Takes in what the neighbour table says about the real's address.
+    fn observe(&mut self, state: NeighbourStatus) {
+        match state {
+            NeighbourStatus::Usable { mac, .. } => {
+                self.mac = Some(mac);
+                self.reachability = Reachability::Reachable;
+            }
+            // Nothing known yet to be lost.
+            NeighbourStatus::Incomplete if self.mac.is_none() => {}
+            // Probing after FAILED is still failed until something answers.
+            NeighbourStatus::Incomplete => {
+                if self.reachability == Reachability::Reachable {
+                    self.reachability = Reachability::Probing;
+                }
+            }
+            NeighbourStatus::Failed => self.reachability = Reachability::Failed,
+            // An entry deleted or emptied says nothing about the real: the kernel forgets idle
+            // entries. It keeps its MAC and state.
+            NeighbourStatus::Unknown => {}
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -180,29 +202,28 @@ impl Desired {
     /// rewritten. A MAC change rewrites only the real's entry; a change of whether the real
     /// may take new flows rewrites its service's schedule too.
     pub fn observe(&mut self, observation: &Observation) -> Dirty {
+        self.observe_all(std::slice::from_ref(observation))
+    }
+
+    /// [`Desired::observe`] for many observations (a table dump's worth), in one pass over the
+    /// reals; each real takes the observations about its address in their order.
+    pub fn observe_all(&mut self, observations: &[Observation]) -> Dirty {
+        let mut by_address: HashMap<(u32, IpAddr), Vec<NeighbourStatus>> = HashMap::new();
+        for observation in observations {
+            by_address
+                .entry((observation.ifindex, observation.addr))
+                .or_default()
+                .push(observation.state);
+        }
         let mut dirty = Dirty::default();
         for service in &mut self.services {
-            for real in service.reals.iter_mut().filter(|real| {
-                real.ifindex == observation.ifindex && real.config.address == observation.addr
-            }) {
+            for real in &mut service.reals {
+                let Some(states) = by_address.get(&(real.ifindex, real.config.address)) else {
+                    continue;
+                };
                 let before = real.clone();
-                match observation.state {
-                    NeighbourStatus::Usable { mac, .. } => {
-                        real.mac = Some(mac);
-                        real.reachability = Reachability::Reachable;
-                    }
-                    // Nothing known yet to be lost.
-                    NeighbourStatus::Incomplete if real.mac.is_none() => {}
-                    // Probing after FAILED is still failed until something answers.
-                    NeighbourStatus::Incomplete => {
-                        if real.reachability == Reachability::Reachable {
-                            real.reachability = Reachability::Probing;
-                        }
-                    }
-                    NeighbourStatus::Failed => real.reachability = Reachability::Failed,
-                    // An entry deleted or emptied says nothing about the real: the kernel
-                    // forgets idle entries. It keeps its MAC and state.
-                    NeighbourStatus::Unknown => {}
+                for &state in states {
+                    real.observe(state);
                 }
                 if *real == before {
                     continue;
@@ -216,18 +237,17 @@ impl Desired {
         dirty
     }
 
-    /// Records usable entries for these addresses on `ifindex`, as a table dump would:
-    /// [`Desired::observe`] for each.
+    /// Records usable entries for these addresses on `ifindex`, as a table dump would.
     pub fn set_neighbours(&mut self, ifindex: u32, macs: &HashMap<IpAddr, [u8; 6]>) -> Dirty {
-        let mut dirty = Dirty::default();
-        for (&addr, &mac) in macs {
-            dirty.merge(self.observe(&Observation {
+        let observations: Vec<Observation> = macs
+            .iter()
+            .map(|(&addr, &mac)| Observation {
                 ifindex,
                 addr,
                 state: NeighbourStatus::Usable { mac, stale: false },
-            }));
-        }
-        dirty
+            })
+            .collect();
+        self.observe_all(&observations)
     }
 
     /// Reals the kernel has no usable entry for: (ifindex, address), without duplicates.
@@ -262,13 +282,6 @@ impl Desired {
         addresses.sort();
         addresses.dedup();
         addresses
-    }
-
-    /// The interface with this index.
-    pub fn interface(&self, ifindex: u32) -> Option<&InterfaceInfo> {
-        self.interfaces
-            .iter()
-            .find(|interface| interface.index == ifindex)
     }
 }
 

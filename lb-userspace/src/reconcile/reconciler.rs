@@ -55,15 +55,13 @@ impl Reconciler {
     /// Applies a batch of inputs: state first, then one write pass for all they touched.
     pub fn handle(&mut self, inputs: Vec<Input>) -> Result<(), ReconcileError> {
         let mut dirty = std::mem::take(&mut self.unwritten);
+        let mut observations = Vec::new();
         for input in inputs {
             match input {
-                Input::Neighbours(observations) => {
-                    for observation in &observations {
-                        dirty.merge(self.desired.observe(observation));
-                    }
-                }
+                Input::Neighbours(batch) => observations.extend(batch),
             }
         }
+        dirty.merge(self.desired.observe_all(&observations));
         if dirty.is_empty() {
             return Ok(());
         }
