@@ -49,7 +49,7 @@ pub struct Forwarded {
 #[xdp(frags)]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let (verdict, frame_len) = balance(&ctx);
-    stats::finish(&ctx, verdict, frame_len)
+    stats::finish(verdict, frame_len)
 }
 
 /// The verdict, and the frame's length as received.

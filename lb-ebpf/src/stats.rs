@@ -1,6 +1,6 @@
 //! Per-CPU counters, and the one function that turns a verdict into an XDP action.
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::bindings::xdp_action;
 use lb_common::{Counters, Reason};
 
 use crate::{
@@ -11,7 +11,7 @@ use crate::{
 /// The XDP action for `verdict`, counted under its reason (and, when forwarded, under its
 /// service and real). `frame_len` is the frame as received, all buffers.
 #[inline(always)]
-pub fn finish(_ctx: &XdpContext, verdict: Verdict, frame_len: u64) -> u32 {
+pub fn finish(verdict: Verdict, frame_len: u64) -> u32 {
     let (reason, action, forwarded) = match verdict {
         Verdict::Pass(reason) => (reason, xdp_action::XDP_PASS, None),
         Verdict::Drop(reason) => (reason, xdp_action::XDP_DROP, None),
