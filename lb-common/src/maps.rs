@@ -7,6 +7,8 @@
 //! | [`MAP_REALS`] | real id → [`RealSlots`] (mmapable; see there) | lbd | XDP |
 //! | [`MAP_RING`] | [`ring_index`]`(service id, half, slot)` → real id | lbd | XDP |
 //! | [`MAP_FLOWS`] | [`FlowKey`] → [`Flow`] (LRU) | XDP | XDP, lbd (`-Lnc`, later) |
+//! | [`MAP_FRAGMENTS`] | [`FragmentKey`] → [`FragmentOwner`] (LRU) | XDP | XDP |
+//! | [`MAP_FRAGMENT_SERVICES`] | [`ServiceKey`] with port 0 → [`Service`] | lbd | XDP |
 //! | [`MAP_INTERFACES`] | ifindex of a real's L2 interface → [`Interface`] | lbd | XDP |
 //! | [`MAP_TX_PORTS`] | ifindex → ifindex (devmap) | lbd | XDP (`XDP_REDIRECT`) |
 //! | [`MAP_RR_CURSOR`] | service id → u32 (per CPU) | XDP | XDP |
@@ -22,6 +24,12 @@ pub const MAP_SCHEDULES: &str = "LB_SCHEDULES_V1";
 pub const MAP_REALS: &str = "LB_REALS_V2";
 pub const MAP_RING: &str = "LB_RING_V1";
 pub const MAP_FLOWS: &str = "LB_FLOWS_V1";
+/// Which real each fragmented datagram in flight goes to.
+pub const MAP_FRAGMENTS: &str = "LB_FRAGS_V1";
+/// Per (VIP, protocol): the service whose schedule places a non-first fragment that arrived
+/// before its first fragment (whose ports it cannot know). lbd writes the VIP's service with
+/// the lowest port, which is the all-ports service when there is one.
+pub const MAP_FRAGMENT_SERVICES: &str = "LB_FRAG_SVC_V1";
 pub const MAP_INTERFACES: &str = "LB_IFACES_V2";
 pub const MAP_TX_PORTS: &str = "LB_TX_PORTS_V1";
 pub const MAP_RR_CURSOR: &str = "LB_RR_POS_V1";
@@ -30,12 +38,14 @@ pub const MAP_REAL_STATS: &str = "LB_STAT_REAL_V1";
 pub const MAP_REASON_STATS: &str = "LB_STAT_RSN_V1";
 
 /// Every map, in the order above; the loader sizes and pins them by these names.
-pub const ALL_MAPS: [&str; 11] = [
+pub const ALL_MAPS: [&str; 13] = [
     MAP_SERVICES,
     MAP_SCHEDULES,
     MAP_REALS,
     MAP_RING,
     MAP_FLOWS,
+    MAP_FRAGMENTS,
+    MAP_FRAGMENT_SERVICES,
     MAP_INTERFACES,
     MAP_TX_PORTS,
     MAP_RR_CURSOR,
@@ -69,6 +79,9 @@ pub const fn ring_index(service_id: u32, half: u8, slot: u32) -> u32 {
 pub const DEFAULT_MAX_SERVICES: u32 = 4096;
 pub const DEFAULT_MAX_REALS: u32 = 65536;
 pub const DEFAULT_MAX_FLOWS: u32 = 1_000_000;
+/// Fragmented datagrams remembered at once. An entry only has to outlive the few
+/// milliseconds between a datagram's fragments, so a small LRU covers a high fragment rate.
+pub const MAX_FRAGMENTED_DATAGRAMS: u32 = 16384;
 /// Interfaces an instance can attach to; fixed because it is tiny.
 pub const MAX_INTERFACES: u32 = 64;
 /// L2 interfaces reals can sit on: the attached ones and the VLAN interfaces stacked on them.
@@ -206,6 +219,40 @@ pub struct Flow {
 }
 const _: () = assert!(core::mem::size_of::<Flow>() == 16);
 
+/// A fragmented datagram: its addresses, protocol and IP identification (the 16-bit IPv4 id
+/// or the 32-bit id of the IPv6 fragment header), which every fragment of it carries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FragmentKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// As received (network byte order, widened for IPv4).
+    pub id_be: u32,
+    pub protocol: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<FragmentKey>() == 40);
+
+/// [`FragmentOwner::flags`]: written by the datagram's first fragment (the one with ports).
+pub const FRAGMENT_FROM_FIRST: u32 = 1;
+
+/// The real that a fragmented datagram's fragments go to.
+///
+/// Written by whichever fragment of the datagram arrives first. A first fragment finding an
+/// entry it did not write ([`FRAGMENT_FROM_FIRST`] clear) follows it, so that a datagram whose
+/// fragments came out of order still reaches one real; finding one written by a first
+/// fragment, it is a new datagram reusing the id, and it overwrites the entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragmentOwner {
+    pub real_id: u32,
+    pub service_id: u32,
+    pub flags: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<FragmentOwner>() == 16);
+
 /// An L2 interface reals sit on: an interface the program runs on, or a VLAN interface
 /// stacked on one. Keyed by the ifindex the kernel's neighbour table uses for the reals.
 #[repr(C)]
@@ -256,5 +303,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::Flow {}
     unsafe impl aya::Pod for super::Interface {}
+    unsafe impl aya::Pod for super::FragmentKey {}
+    unsafe impl aya::Pod for super::FragmentOwner {}
     unsafe impl aya::Pod for super::Counters {}
 }

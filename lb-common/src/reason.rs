@@ -13,7 +13,7 @@ pub enum Reason {
     ForwardedRedirect = 2,
     /// Not IPv4 or IPv6 (ARP, LLDP, …).
     PassNotIp = 3,
-    /// IPv6: not balanced yet.
+    /// Retired: IPv6 is balanced since IPv6 services exist; no program counts this any more.
     PassIpv6 = 4,
     /// More than one VLAN tag.
     PassStackedVlan = 5,
@@ -21,9 +21,11 @@ pub enum Reason {
     PassTruncated = 6,
     /// IPv4 header with a wrong version or header length.
     PassMalformed = 7,
-    /// IPv4 fragment (first or later): left to the kernel.
+    /// Retired: fragments to a VIP are balanced (see [`Reason::ForwardedFragment`]); a
+    /// fragment of another protocol counts as [`Reason::PassNotTcpUdp`].
     PassFragment = 8,
-    /// Neither TCP nor UDP (ICMP, …).
+    /// Neither TCP nor UDP (ICMP echo, neighbour discovery, …), nor an ICMP error the program
+    /// forwards.
     PassNotTcpUdp = 9,
     /// No service for this destination address, port and protocol.
     PassNoService = 10,
@@ -37,11 +39,29 @@ pub enum Reason {
     DropRedirectFailed = 13,
     /// A VLAN tag could not be added or removed (`bpf_xdp_adjust_head` refused: no headroom).
     DropVlanRewrite = 14,
+    /// IPv6 with an extension header the program does not follow (AH, ESP, mobility, …) or a
+    /// chain longer than it follows (`MAX_EXTENSION_HEADERS` in lb-ebpf's `parse/ipv6.rs`).
+    PassIpv6Extensions = 15,
+    /// A fragment of a datagram to a VIP, sent to the real that owns the datagram: the first
+    /// fragment's flow, or the real an earlier fragment of the datagram went to.
+    ForwardedFragment = 16,
+    /// A non-first fragment that came before its datagram's first fragment: sent to the real
+    /// a hash of (source, destination, protocol) picks from the VIP's fragment service
+    /// schedule; the datagram's other fragments follow it there.
+    ForwardedFragmentUnmatched = 17,
+    /// An ICMP/ICMPv6 error about a flow the program forwards (path-MTU discovery, …), sent to
+    /// that flow's real.
+    ForwardedIcmpError = 18,
+    /// An ICMP error about a VIP flow the flow table does not hold (expired, or never seen).
+    PassIcmpNoFlow = 19,
+    /// An ICMP error whose quoted packet is truncated, malformed, or not the start of a TCP or
+    /// UDP packet: the program cannot tell whose flow it is about.
+    PassIcmpBadQuote = 20,
 }
 
 impl Reason {
     /// Every reason, in number order.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 20] = [
         Reason::ForwardedTx,
         Reason::ForwardedRedirect,
         Reason::PassNotIp,
@@ -56,6 +76,12 @@ impl Reason {
         Reason::DropNoInterface,
         Reason::DropRedirectFailed,
         Reason::DropVlanRewrite,
+        Reason::PassIpv6Extensions,
+        Reason::ForwardedFragment,
+        Reason::ForwardedFragmentUnmatched,
+        Reason::ForwardedIcmpError,
+        Reason::PassIcmpNoFlow,
+        Reason::PassIcmpBadQuote,
     ];
 
     /// The name printed by the CLI and used in metrics.
@@ -75,6 +101,12 @@ impl Reason {
             Reason::DropNoInterface => "drop_no_interface",
             Reason::DropRedirectFailed => "drop_redirect_failed",
             Reason::DropVlanRewrite => "drop_vlan_rewrite",
+            Reason::PassIpv6Extensions => "pass_ipv6_extensions",
+            Reason::ForwardedFragment => "forwarded_fragment",
+            Reason::ForwardedFragmentUnmatched => "forwarded_fragment_unmatched",
+            Reason::ForwardedIcmpError => "forwarded_icmp_error",
+            Reason::PassIcmpNoFlow => "pass_icmp_no_flow",
+            Reason::PassIcmpBadQuote => "pass_icmp_bad_quote",
         }
     }
 

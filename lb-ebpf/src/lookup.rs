@@ -2,7 +2,7 @@
 
 use lb_common::{FlowKey, Service, ServiceKey};
 
-use crate::maps::SERVICES;
+use crate::maps::{FRAGMENT_SERVICES, SERVICES};
 
 /// The service for this destination: an exact VIP:port match first, then the VIP's all-ports
 /// service (port 0), as ipvsadm's port-0 services behave.
@@ -19,4 +19,17 @@ pub fn service(flow: &FlowKey) -> Option<Service> {
     }
     key.port_be = 0;
     unsafe { SERVICES.get(&key) }.copied()
+}
+
+/// The service that places a non-first fragment of `flow`'s VIP and protocol when its
+/// datagram's first fragment has not been seen (see `MAP_FRAGMENT_SERVICES`).
+#[inline(always)]
+pub fn fragment_service(flow: &FlowKey) -> Option<Service> {
+    let key = ServiceKey {
+        vip: flow.dst,
+        port_be: 0,
+        protocol: flow.protocol,
+        family: flow.family,
+    };
+    unsafe { FRAGMENT_SERVICES.get(&key) }.copied()
 }

@@ -1,8 +1,14 @@
 //! The XDP data plane, read as a pipeline:
 //!
-//! `parse` (bounds-checked headers → flow key) → `lookup` (VIP:port/proto → service) →
-//! `select` (flow table, else the service's scheduler) → `forward` (LVS-DR Ethernet rewrite) →
-//! `stats` (the one place that turns a [`Verdict`] into an XDP action and counts it).
+//! `parse` (bounds-checked headers → what the datagram is, and its flow key) → `lookup`
+//! (VIP:port/proto → service) → `select` (flow table, else the service's scheduler) →
+//! `forward` (LVS-DR Ethernet rewrite) → `stats` (the one place that turns a [`Verdict`] into
+//! an XDP action and counts it).
+//!
+//! Whole TCP/UDP packets take that path as it reads; fragments are placed by `frag` (one
+//! real per datagram) and ICMP errors by `icmp` (the real of the flow they quote), both with
+//! the same `lookup` and `select`, and all leave through the same `forward`. IPv4 and IPv6
+//! share every stage: keys hold either family.
 //!
 //! Anything that is not for a configured service leaves with `XDP_PASS`, byte for byte as it
 //! came in: the program writes to a frame only once it has chosen a real for it.
@@ -13,6 +19,8 @@
 #![no_main]
 
 mod forward;
+mod frag;
+mod icmp;
 mod lookup;
 mod maps;
 mod parse;
@@ -20,7 +28,9 @@ mod select;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use lb_common::Reason;
+use lb_common::{FlowKey, Reason};
+use parse::Kind;
+use select::Target;
 
 /// How a packet leaves the program. Every stage exits early with one of these.
 #[derive(Clone, Copy)]
@@ -43,6 +53,9 @@ pub struct Forwarded {
     pub service_id: u32,
     pub real_id: u32,
     pub new_flow: bool,
+    /// [`Reason::ForwardedTx`] for a whole packet (counted as `ForwardedRedirect` when
+    /// redirected), or the fragment or ICMP reason it is counted under whichever way it left.
+    pub reason: Reason,
 }
 
 /// The load balancer. Attached to every interface listed in the config.
@@ -59,23 +72,30 @@ fn balance(ctx: &XdpContext) -> (Verdict, u64) {
         Ok(packet) => packet,
         Err(reason) => return (Verdict::Pass(reason), parse::linear_len(ctx)),
     };
-    let verdict = match lookup::service(&packet.flow) {
-        None => Verdict::Pass(Reason::PassNoService),
-        Some(service) => match select::real(&packet.flow, &service) {
-            Ok(target) => forward::direct_route(
-                ctx,
-                &packet,
-                &target.real,
-                Forwarded {
-                    service_id: service.id,
-                    real_id: target.real_id,
-                    new_flow: target.new_flow,
-                },
-            ),
-            Err(verdict) => verdict,
-        },
+    let placed = match packet.kind {
+        Kind::Whole => whole_packet(&packet.flow),
+        Kind::FirstFragment | Kind::LaterFragment => frag::place(&packet),
+        Kind::IcmpError => icmp::place(&packet.flow),
+    };
+    let verdict = match placed {
+        Ok((target, forwarded)) => forward::direct_route(ctx, &packet, &target.real, forwarded),
+        Err(verdict) => verdict,
     };
     (verdict, packet.frame_len)
+}
+
+/// A whole TCP/UDP packet: its service, then its flow's real or a scheduled one.
+#[inline(always)]
+fn whole_packet(flow: &FlowKey) -> Result<(Target, Forwarded), Verdict> {
+    let service = lookup::service(flow).ok_or(Verdict::Pass(Reason::PassNoService))?;
+    let target = select::real(flow, &service)?;
+    let forwarded = Forwarded {
+        service_id: service.id,
+        real_id: target.real_id,
+        new_flow: target.new_flow,
+        reason: Reason::ForwardedTx,
+    };
+    Ok((target, forwarded))
 }
 
 /// Does nothing but pass. Attached to the far end of a veth pair that receives frames sent

@@ -11,8 +11,9 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    Counters, Flow, FlowKey, Interface, MAX_INTERFACES, MAX_L2_INTERFACES, REASON_SLOTS,
-    RING_SLOTS_PER_SERVICE, RealSlots, Schedule, Service, ServiceKey,
+    Counters, Flow, FlowKey, FragmentKey, FragmentOwner, Interface, MAX_FRAGMENTED_DATAGRAMS,
+    MAX_INTERFACES, MAX_L2_INTERFACES, REASON_SLOTS, RING_SLOTS_PER_SERVICE, RealSlots, Schedule,
+    Service, ServiceKey,
 };
 
 const PLACEHOLDER_SERVICES: u32 = 16;
@@ -38,6 +39,14 @@ pub static RING: Array<u32> =
 
 #[map(name = "LB_FLOWS_V1")]
 pub static FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(PLACEHOLDER_FLOWS, 0);
+
+#[map(name = "LB_FRAGS_V1")]
+pub static FRAGMENTS: LruHashMap<FragmentKey, FragmentOwner> =
+    LruHashMap::with_max_entries(MAX_FRAGMENTED_DATAGRAMS, 0);
+
+#[map(name = "LB_FRAG_SVC_V1")]
+pub static FRAGMENT_SERVICES: HashMap<ServiceKey, Service> =
+    HashMap::with_max_entries(PLACEHOLDER_SERVICES, 0);
 
 #[map(name = "LB_IFACES_V2")]
 pub static INTERFACES: HashMap<u32, Interface> = HashMap::with_max_entries(MAX_L2_INTERFACES, 0);

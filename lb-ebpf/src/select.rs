@@ -71,6 +71,24 @@ pub fn real(flow: &FlowKey, service: &Service) -> Result<Target, Verdict> {
 /// The next real of the service's weighted round-robin schedule, on this CPU.
 #[inline(always)]
 fn next_in_ring(service: &Service) -> Option<u32> {
+    let (half, ring_len) = current_ring(service)?;
+    let cursor = RR_CURSOR.get_ptr_mut(service.id)?;
+    let position = unsafe { *cursor };
+    unsafe { *cursor = position.wrapping_add(1) };
+    ring_slot(service, half, position.checked_rem(ring_len)?)
+}
+
+/// The real of the service's schedule that `hash` picks: the same real for the same hash
+/// while the schedule stays, and reals in proportion to their weights over many hashes.
+#[inline(always)]
+pub fn hashed(service: &Service, hash: u32) -> Option<u32> {
+    let (half, ring_len) = current_ring(service)?;
+    ring_slot(service, half, hash.checked_rem(ring_len)?)
+}
+
+/// The half of the service's ring in use and its length, if it has any slot.
+#[inline(always)]
+fn current_ring(service: &Service) -> Option<(u8, u32)> {
     let schedule = SCHEDULES.get_ptr(service.id)?;
     // The generation once, then the half it names (see `Schedule`).
     let generation = unsafe { core::ptr::read_volatile(&(*schedule).generation) };
@@ -80,11 +98,12 @@ fn next_in_ring(service: &Service) -> Option<u32> {
     if ring_len == 0 || ring_len > RING_SLOTS {
         return None;
     }
-    let cursor = RR_CURSOR.get_ptr_mut(service.id)?;
-    let position = unsafe { *cursor };
-    unsafe { *cursor = position.wrapping_add(1) };
-    let slot = position % ring_len;
-    let real_id = *RING.get(ring_index(service.id, half as u8, slot))?;
+    Some((half as u8, ring_len))
+}
+
+#[inline(always)]
+fn ring_slot(service: &Service, half: u8, slot: u32) -> Option<u32> {
+    let real_id = *RING.get(ring_index(service.id, half, slot))?;
     (real_id != 0).then_some(real_id)
 }
 
@@ -92,7 +111,7 @@ fn next_in_ring(service: &Service) -> Option<u32> {
 /// a real id retired by one service may be given to another, and an old flow must then be
 /// rescheduled, not follow the id.
 #[inline(always)]
-fn available_real(real_id: u32, service_id: u32) -> Option<Real> {
+pub fn available_real(real_id: u32, service_id: u32) -> Option<Real> {
     if real_id == 0 {
         return None;
     }

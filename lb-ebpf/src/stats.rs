@@ -15,11 +15,11 @@ pub fn finish(verdict: Verdict, frame_len: u64) -> u32 {
     let (reason, action, forwarded) = match verdict {
         Verdict::Pass(reason) => (reason, xdp_action::XDP_PASS, None),
         Verdict::Drop(reason) => (reason, xdp_action::XDP_DROP, None),
-        Verdict::Tx(forwarded) => (Reason::ForwardedTx, xdp_action::XDP_TX, Some(forwarded)),
+        Verdict::Tx(forwarded) => (forwarded.reason, xdp_action::XDP_TX, Some(forwarded)),
         // The lower bits of the flags are the action when the port is not in the map.
         Verdict::Redirect { ifindex, forwarded } => {
             match TX_PORTS.redirect(ifindex, u64::from(xdp_action::XDP_DROP)) {
-                Ok(action) => (Reason::ForwardedRedirect, action, Some(forwarded)),
+                Ok(action) => (redirected(forwarded.reason), action, Some(forwarded)),
                 Err(_) => (Reason::DropRedirectFailed, xdp_action::XDP_DROP, None),
             }
         }
@@ -31,6 +31,16 @@ pub fn finish(verdict: Verdict, frame_len: u64) -> u32 {
         count_forwarded(&forwarded, frame_len);
     }
     action
+}
+
+/// What a redirected packet is counted under: whole packets apart from those sent back out
+/// of their interface; fragments and ICMP errors under their own reason either way.
+#[inline(always)]
+fn redirected(reason: Reason) -> Reason {
+    match reason {
+        Reason::ForwardedTx => Reason::ForwardedRedirect,
+        other => other,
+    }
 }
 
 #[inline(always)]

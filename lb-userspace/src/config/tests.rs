@@ -361,16 +361,31 @@ fn special_addresses_are_rejected() {
 }
 
 #[test]
-fn ipv6_vip_is_not_supported_yet() {
-    let text = minimal_with_service("", "").replace("192.0.2.10", "2001:db8::10");
-    assert_mentions(
-        &error_of(&text),
-        &[
-            "demo.yaml:4:10:",
-            "services[0].vip",
-            "IPv6 services are not supported yet",
-        ],
+fn ipv6_service_with_ipv6_reals_parses() {
+    let text = minimal_with_service("", "")
+        .replace("192.0.2.10", "2001:db8::10")
+        .replace("10.0.0.11", "2001:db8::11");
+    let config = parse_ok(&text);
+    let service = &config.services[0];
+    assert_eq!(service.vip, "2001:db8::10".parse::<IpAddr>().unwrap());
+    assert_eq!(service.name(), "TCP [2001:db8::10]:80");
+    assert_eq!(
+        service.reals[0].address,
+        "2001:db8::11".parse::<IpAddr>().unwrap()
     );
+}
+
+#[test]
+fn addresses_that_name_no_host_are_refused() {
+    for (vip, problem) in [
+        ("::1", "loopback"),
+        ("127.0.0.1", "loopback"),
+        ("fe80::10", "link-local"),
+        ("::ffff:192.0.2.10", "IPv4-mapped"),
+    ] {
+        let text = minimal_with_service("", "").replace("192.0.2.10", vip);
+        assert_mentions(&error_of(&text), &["services[0].vip", vip, problem]);
+    }
 }
 
 #[test]
@@ -385,6 +400,7 @@ fn real_of_the_other_family_names_both_addresses() {
             "192.0.2.10",
             "IPv6",
             "IPv4",
+            "direct routing",
         ],
     );
 }

@@ -14,6 +14,7 @@ pub struct FakeDataplane {
     pub interfaces: HashMap<u32, Interface>,
     pub tx_ports: Vec<u32>,
     pub services: HashMap<ServiceKey, Service>,
+    pub fragment_services: HashMap<ServiceKey, Service>,
     pub reals: HashMap<u32, Real>,
     /// Real entries published so far (unchanged ones are not): tests check that an update
     /// writes only what changed.
@@ -78,6 +79,33 @@ impl Dataplane for FakeDataplane {
             self.writes.push(format!("remove service {}", service.id));
         }
         Ok(())
+    }
+
+    fn set_fragment_service(
+        &mut self,
+        key: ServiceKey,
+        service: Service,
+    ) -> Result<(), DataplaneError> {
+        if self.fragment_services.insert(key, service) != Some(service) {
+            self.writes.push(format!("fragment service {}", service.id));
+        }
+        Ok(())
+    }
+
+    fn remove_fragment_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
+        if let Some(service) = self.fragment_services.remove(key) {
+            self.writes
+                .push(format!("remove fragment service {}", service.id));
+        }
+        Ok(())
+    }
+
+    fn fragment_services(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError> {
+        Ok(self
+            .fragment_services
+            .iter()
+            .map(|(key, service)| (*key, *service))
+            .collect())
     }
 
     fn set_real(&mut self, id: u32, real: Real) -> Result<(), DataplaneError> {

@@ -20,9 +20,9 @@ use aya::{
     },
 };
 use lb_common::{
-    MAP_FLOWS, MAP_REAL_STATS, MAP_REALS, MAP_RING, MAP_RR_CURSOR, MAP_SCHEDULES,
-    MAP_SERVICE_STATS, MAP_SERVICES, RETIRED_MAPS, RING_SLOTS_PER_SERVICE, Real, Service,
-    ServiceKey,
+    MAP_FLOWS, MAP_FRAGMENT_SERVICES, MAP_REAL_STATS, MAP_REALS, MAP_RING, MAP_RR_CURSOR,
+    MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES, RETIRED_MAPS, RING_SLOTS_PER_SERVICE, Real,
+    Service, ServiceKey,
 };
 
 use crate::{
@@ -110,6 +110,7 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
             limits.services.saturating_mul(RING_SLOTS_PER_SERVICE),
         ),
         (MAP_FLOWS, limits.flows),
+        (MAP_FRAGMENT_SERVICES, limits.services),
         (MAP_RR_CURSOR, limits.services),
         (MAP_SERVICE_STATS, limits.services),
         (MAP_REAL_STATS, limits.reals),

@@ -63,6 +63,16 @@ pub trait Dataplane: Send {
     /// Writes the service entry, if it differs from the one the program has.
     fn set_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError>;
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError>;
+    /// Names the service (by a key with port 0) whose schedule places non-first fragments of
+    /// its VIP and protocol that came before their first fragment; written if it differs.
+    fn set_fragment_service(
+        &mut self,
+        key: ServiceKey,
+        service: Service,
+    ) -> Result<(), DataplaneError>;
+    fn remove_fragment_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError>;
+    /// Every fragment service entry, e.g. those a previous daemon left in pinned maps.
+    fn fragment_services(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError>;
     /// Publishes a real's entry; the program sees the old entry or this one, never a mix.
     /// Writing `Real::default()` retires the id: flows still pointing to it get rescheduled.
     /// Writing the entry the program already has changes nothing.

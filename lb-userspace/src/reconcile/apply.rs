@@ -1,9 +1,9 @@
 //! The writes that put a [`Desired`] into the data plane, in an order that never lets the
 //! program see a half-made state.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use lb_common::{FORWARD_DR, Interface, REAL_AVAILABLE, Real, Service};
+use lb_common::{FORWARD_DR, Interface, REAL_AVAILABLE, Real, Service, ServiceKey};
 
 use super::{Desired, DesiredReal, DesiredService, Dirty, ReconcileError, address_bytes};
 use crate::{
@@ -16,9 +16,16 @@ impl Desired {
     /// Writes everything: first what [`Desired::adopt`] found gone (services removed before
     /// anything else, so no new flow goes there), then the interfaces, then every service,
     /// then the reals no ring names any more are retired, which sends their remaining flows
-    /// elsewhere.
+    /// elsewhere. Fragment services that are not wanted as they are go first (they name
+    /// service ids, which a removed service may hand to a new one) and come back last.
     pub fn apply(&mut self, dataplane: &mut dyn Dataplane) -> Result<(), ReconcileError> {
         let pending = std::mem::take(&mut self.pending);
+        let fragment_services = self.fragment_services();
+        for (key, entry) in dataplane.fragment_services()? {
+            if fragment_services.get(&key) != Some(&entry) {
+                dataplane.remove_fragment_service(&key)?;
+            }
+        }
         for key in &pending.removed_services {
             dataplane.remove_service(key)?;
         }
@@ -49,10 +56,35 @@ impl Desired {
         }
         let all: BTreeSet<u32> = self.services.iter().map(|service| service.id).collect();
         self.apply_services(dataplane, &all)?;
+        for (key, entry) in fragment_services {
+            dataplane.set_fragment_service(key, entry)?;
+        }
         for &id in &pending.retired_reals {
             dataplane.set_real(id, Real::default())?;
         }
         Ok(())
+    }
+
+    /// Per VIP and protocol (a service key with port 0), the service whose schedule places
+    /// non-first fragments that came before their first fragment: the one with the lowest
+    /// port, which is the all-ports service when the VIP has one. Any fixed choice would do;
+    /// this one is easy to state and to predict.
+    pub fn fragment_services(&self) -> HashMap<ServiceKey, Service> {
+        let mut chosen: HashMap<ServiceKey, &DesiredService> = HashMap::new();
+        for service in &self.services {
+            let key = ServiceKey {
+                port_be: 0,
+                ..service.key
+            };
+            let slot = chosen.entry(key).or_insert(service);
+            if service.config.port < slot.config.port {
+                *slot = service;
+            }
+        }
+        chosen
+            .into_iter()
+            .map(|(key, service)| (key, service_entry(service)))
+            .collect()
     }
 
     /// Writes what a change touched, in the order [`Desired::apply_services`] explains: real
@@ -102,15 +134,7 @@ impl Desired {
                 dataplane.set_real(real.id, real_entry(service, real))?;
             }
             dataplane.set_schedule(service.id, &self.ring(service)?)?;
-            dataplane.set_service(
-                service.key,
-                Service {
-                    id: service.id,
-                    flags: 0,
-                    forward: forward_code(service.config.forward),
-                    _pad: [0; 7],
-                },
-            )?;
+            dataplane.set_service(service.key, service_entry(service))?;
             for real in service.reals.iter().filter(|real| !real.available()) {
                 dataplane.set_real(real.id, real_entry(service, real))?;
             }
@@ -135,6 +159,15 @@ impl Desired {
                 source,
             }
         })
+    }
+}
+
+fn service_entry(service: &DesiredService) -> Service {
+    Service {
+        id: service.id,
+        flags: 0,
+        forward: forward_code(service.config.forward),
+        _pad: [0; 7],
     }
 }
 

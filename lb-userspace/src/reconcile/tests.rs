@@ -556,3 +556,71 @@ fn a_real_off_every_interface_subnet_is_an_error() {
     assert!(error.contains("203.0.113.12"), "{error}");
     assert!(error.contains("eth0: 192.0.2.2/24"), "{error}");
 }
+
+#[test]
+fn each_vip_and_protocol_places_early_fragments_by_its_lowest_port_service() {
+    let config = config::parse(
+        "
+instance: t
+interfaces: [{name: eth0}]
+services:
+  - {vip: 192.0.2.100, port: 443, protocol: tcp, reals: [{address: 192.0.2.11}]}
+  - {vip: 192.0.2.100, port: 80, protocol: tcp, reals: [{address: 192.0.2.12}]}
+  - {vip: 192.0.2.100, port: 53, protocol: udp, reals: [{address: 192.0.2.13}]}
+  - {vip: 192.0.2.101, port: 8080, protocol: tcp, reals: [{address: 192.0.2.14}]}
+  - {vip: 192.0.2.101, port: 0, protocol: tcp, reals: [{address: 192.0.2.15}]}
+",
+        "test.yaml",
+    )
+    .expect("test config parses");
+    let mut state = Desired::new(&config, vec![eth0()]).expect("state builds");
+    let mut dataplane = FakeDataplane::default();
+    // A previous daemon's entry for a VIP this config no longer has.
+    let stale = ServiceKey {
+        vip: [192, 0, 2, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        port_be: 0,
+        protocol: PROTO_TCP,
+        family: FAMILY_IPV4,
+    };
+    dataplane.fragment_services.insert(
+        stale,
+        lb_common::Service {
+            id: 9,
+            ..Default::default()
+        },
+    );
+    state.apply(&mut dataplane).unwrap();
+
+    let by_port = |service_index: usize| {
+        let key = ServiceKey {
+            port_be: 0,
+            ..state.services[service_index].key
+        };
+        dataplane.fragment_services[&key].id
+    };
+    assert_eq!(by_port(0), state.services[1].id, "TCP 192.0.2.100: port 80");
+    assert_eq!(
+        by_port(2),
+        state.services[2].id,
+        "UDP 192.0.2.100: its only service"
+    );
+    assert_eq!(
+        by_port(3),
+        state.services[4].id,
+        "TCP 192.0.2.101: the all-ports service"
+    );
+    assert_eq!(
+        dataplane.fragment_services.len(),
+        3,
+        "the stale entry is gone"
+    );
+    let removal = dataplane
+        .writes
+        .iter()
+        .position(|write| write == "remove fragment service 9");
+    assert_eq!(
+        removal,
+        Some(0),
+        "stale entries go before anything else is written"
+    );
+}

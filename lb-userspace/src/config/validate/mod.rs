@@ -164,6 +164,14 @@ impl Validator<'_> {
             Some("a multicast address")
         } else if matches!(address, IpAddr::V4(v4) if v4.is_broadcast()) {
             Some("the broadcast address")
+        } else if address.is_loopback() {
+            Some("a loopback address")
+        } else if matches!(address, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()) {
+            Some("an IPv4-mapped IPv6 address (write the IPv4 address itself)")
+        } else if matches!(address, IpAddr::V6(v6) if v6.is_unicast_link_local()) {
+            Some(
+                "an IPv6 link-local address (it names no interface; use a global or unique local address)",
+            )
         } else {
             None
         };

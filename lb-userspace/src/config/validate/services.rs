@@ -75,15 +75,6 @@ impl Validator<'_> {
 
         let vip_key = format!("{key}.vip");
         let vip = self.address(raw.vip, &vip_key, "VIP")?;
-        if vip.is_ipv6() {
-            return Err(self.invalid(
-                &vip_key,
-                format!(
-                    "{vip}: IPv6 services are not supported yet (the data plane passes IPv6 \
-                     traffic to the kernel untouched for now)"
-                ),
-            ));
-        }
 
         let port_key = format!("{key}.port");
         let port = self.port(
@@ -152,8 +143,9 @@ impl Validator<'_> {
             return Err(self.invalid(
                 &address_key,
                 format!(
-                    "real {address} is {} but the VIP {} is {}; a real must be in the VIP's \
-                     address family",
+                    "real {address} is {} but the VIP {} is {}; direct routing (dr) hands \
+                     the client's packet to the real unchanged, so a real must be in the \
+                     VIP's address family",
                     family_name(address),
                     service.vip,
                     family_name(service.vip)

@@ -14,9 +14,10 @@ use aya::maps::{
     Array, DevMapHash, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
 };
 use lb_common::{
-    Counters, Flow, FlowKey, Interface, MAP_FLOWS, MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS,
-    MAP_REASON_STATS, MAP_RING, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES,
-    MAP_TX_PORTS, RING_SLOTS, Real, Reason, Service, ServiceKey, ring_index,
+    Counters, Flow, FlowKey, Interface, MAP_FLOWS, MAP_FRAGMENT_SERVICES, MAP_INTERFACES,
+    MAP_REAL_STATS, MAP_REALS, MAP_REASON_STATS, MAP_RING, MAP_RR_CURSOR, MAP_SCHEDULES,
+    MAP_SERVICE_STATS, MAP_SERVICES, MAP_TX_PORTS, RING_SLOTS, Real, Reason, Service, ServiceKey,
+    ring_index,
 };
 use published::{Reals, Schedules};
 use readers::Readers;
@@ -26,6 +27,7 @@ use super::{Dataplane, DataplaneError, DataplaneReader, map_err};
 /// The maps lbd writes.
 pub struct EbpfDataplane {
     services: BpfHashMap<MapData, ServiceKey, Service>,
+    fragment_services: BpfHashMap<MapData, ServiceKey, Service>,
     schedules: Schedules,
     reals: Reals,
     ring: Array<MapData, u32>,
@@ -62,6 +64,7 @@ impl EbpfDataplane {
         };
         let writer = Self {
             services: typed(take(ebpf, MAP_SERVICES)?, MAP_SERVICES)?,
+            fragment_services: typed(take(ebpf, MAP_FRAGMENT_SERVICES)?, MAP_FRAGMENT_SERVICES)?,
             schedules: Schedules::new(map_data(take(ebpf, MAP_SCHEDULES)?, MAP_SCHEDULES)?)?,
             reals: Reals::new(map_data(take(ebpf, MAP_REALS)?, MAP_REALS)?)?,
             ring: typed(take(ebpf, MAP_RING)?, MAP_RING)?,
@@ -197,6 +200,23 @@ fn write_hash_entry<K: aya::Pod, V: aya::Pod + PartialEq>(
     Ok(())
 }
 
+/// Removes a hash-map entry; a missing one is already removed.
+fn remove_hash_entry<K: aya::Pod, V: aya::Pod>(
+    map: &mut BpfHashMap<MapData, K, V>,
+    name: &'static str,
+    key: &K,
+    readers: &mut Readers,
+) -> Result<(), DataplaneError> {
+    match map.remove(key) {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Ok(()) => {
+            readers.retired_hash_element();
+            Ok(())
+        }
+        Err(source) => Err(DataplaneError::Map { map: name, source }),
+    }
+}
+
 fn sum_cpus(
     map: &PerCpuArray<MapData, Counters>,
     index: u32,
@@ -254,17 +274,40 @@ impl Dataplane for EbpfDataplane {
     }
 
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
-        match self.services.remove(key) {
-            Err(MapError::KeyNotFound) => Ok(()),
-            Ok(()) => {
-                self.readers.retired_hash_element();
-                Ok(())
-            }
-            Err(source) => Err(DataplaneError::Map {
-                map: MAP_SERVICES,
-                source,
-            }),
-        }
+        remove_hash_entry(&mut self.services, MAP_SERVICES, key, &mut self.readers)
+    }
+
+    fn set_fragment_service(
+        &mut self,
+        key: ServiceKey,
+        service: Service,
+    ) -> Result<(), DataplaneError> {
+        write_hash_entry(
+            &mut self.fragment_services,
+            MAP_FRAGMENT_SERVICES,
+            key,
+            service,
+            &mut self.readers,
+        )
+    }
+
+    fn remove_fragment_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
+        remove_hash_entry(
+            &mut self.fragment_services,
+            MAP_FRAGMENT_SERVICES,
+            key,
+            &mut self.readers,
+        )
+    }
+
+    fn fragment_services(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError> {
+        let mut services = Vec::new();
+        visit_entries(
+            &self.fragment_services,
+            MAP_FRAGMENT_SERVICES,
+            |key, service| services.push((key, service)),
+        )?;
+        Ok(services)
     }
 
     fn set_real(&mut self, id: u32, real: Real) -> Result<(), DataplaneError> {

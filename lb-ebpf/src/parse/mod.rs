@@ -1,20 +1,26 @@
 //! Bounds-checked header access. Every read is preceded by a check against `data_end`, so a
 //! truncated frame can only ever end in `PassTruncated`.
 //!
+//! `mod.rs` reads the Ethernet header and its VLAN tag, then hands the IP datagram to
+//! [`ipv4`] or [`ipv6`]; both classify it as a [`Kind`] and fill in its flow key, reading the
+//! quoted packet of an ICMP error with [`icmp`].
+//!
 //! Multi-buffer frames (`xdp.frags`, jumbo MTUs): the headers are read from the linear part;
 //! lengths are checked against the whole frame, which is asked of the kernel
 //! (`bpf_xdp_get_buff_len`) only when the IP datagram reaches past the linear part, so the
 //! common single-buffer frame pays nothing for it.
 
+mod icmp;
+mod ipv4;
+mod ipv6;
+
 use aya_ebpf::{helpers::generated::bpf_xdp_get_buff_len, programs::XdpContext};
-use lb_common::{ETH_P_8021AD, ETH_P_8021Q, FAMILY_IPV4, FlowKey, PROTO_TCP, PROTO_UDP, Reason};
+use lb_common::{ETH_P_8021AD, ETH_P_8021Q, FlowKey, PROTO_TCP, PROTO_UDP, Reason};
 
 pub const ETH_HEADER_LEN: usize = 14;
 pub const VLAN_HEADER_LEN: usize = 4;
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
-/// More-fragments flag and fragment offset of the IPv4 `frag_off` field.
-const IPV4_FRAGMENT_MASK: u16 = 0x3fff;
 const TCP_HEADER_LEN: usize = 20;
 const UDP_HEADER_LEN: usize = 8;
 
@@ -35,20 +41,6 @@ pub struct VlanEthHeader {
     pub ether_type: [u8; 2],
 }
 
-#[repr(C)]
-struct Ipv4Header {
-    version_ihl: u8,
-    _tos: u8,
-    total_len: [u8; 2],
-    _id: [u8; 2],
-    frag_off: [u8; 2],
-    _ttl: u8,
-    protocol: u8,
-    _check: [u8; 2],
-    src: [u8; 4],
-    dst: [u8; 4],
-}
-
 /// The first four bytes of both TCP and UDP headers.
 #[repr(C)]
 struct Ports {
@@ -59,6 +51,20 @@ struct Ports {
 /// [`Packet::vlan`]: the frame has a tag.
 pub const TAGGED: u32 = 1 << 16;
 
+/// What kind of datagram a frame carries, which decides the pipeline it takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A whole TCP or UDP packet.
+    Whole,
+    /// The first fragment of a TCP or UDP datagram: it has the ports.
+    FirstFragment,
+    /// A later fragment: no ports ([`Packet::flow`] has them 0).
+    LaterFragment,
+    /// An ICMP or ICMPv6 error quoting a TCP or UDP packet; [`Packet::flow`] is the quoted
+    /// packet's, as it was sent (source and destination not turned around).
+    IcmpError,
+}
+
 /// What the rest of the pipeline needs to know about a frame.
 pub struct Packet {
     pub flow: FlowKey,
@@ -68,6 +74,17 @@ pub struct Packet {
     /// or 0 when it has none. One word, not an `Option`: the payload of a `None` is left
     /// undefined, and the verifier refuses a program that copies undefined registers.
     pub vlan: u32,
+    pub kind: Kind,
+    /// Fragments: the datagram's IP identification, as received (network byte order).
+    pub fragment_id_be: u32,
+}
+
+/// Where the IP datagram ends in the frame, and how long the frame is.
+#[derive(Clone, Copy)]
+struct Datagram {
+    /// Offset of the datagram's end: what follows is link-layer padding.
+    end: usize,
+    frame_len: u64,
 }
 
 /// A pointer to a `T` at `offset`, if the frame's linear part is long enough to hold it.
@@ -89,7 +106,6 @@ pub fn linear_len(ctx: &XdpContext) -> u64 {
 
 #[inline(always)]
 pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
-    let linear = linear_len(ctx);
     let eth: *mut EthHeader = header(ctx, 0).ok_or(Reason::PassTruncated)?;
     let mut ether_type = u16::from_be_bytes(unsafe { (*eth).ether_type });
     let mut l3 = ETH_HEADER_LEN;
@@ -103,61 +119,57 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
             return Err(Reason::PassStackedVlan);
         }
     }
-    match ether_type {
-        ETH_P_IPV4 => {}
-        ETH_P_IPV6 => return Err(Reason::PassIpv6),
+    let mut packet = match ether_type {
+        ETH_P_IPV4 => ipv4::parse(ctx, l3)?,
+        ETH_P_IPV6 => ipv6::parse(ctx, l3)?,
         _ => return Err(Reason::PassNotIp),
-    }
-
-    let ip: *mut Ipv4Header = header(ctx, l3).ok_or(Reason::PassTruncated)?;
-    let version_ihl = unsafe { (*ip).version_ihl };
-    let header_len = ((version_ihl & 0x0f) as usize) * 4;
-    if version_ihl >> 4 != 4 || header_len < core::mem::size_of::<Ipv4Header>() {
-        return Err(Reason::PassMalformed);
-    }
-    // The header (options included) and the datagram must lie within the frame; anything
-    // after `total_len` is link-layer padding.
-    let total_len = u16::from_be_bytes(unsafe { (*ip).total_len }) as usize;
-    let datagram_end = (l3 + total_len) as u64;
-    let mut frame_len = linear;
-    if datagram_end > linear {
-        frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
-    }
-    if total_len < header_len || datagram_end > frame_len {
-        return Err(Reason::PassTruncated);
-    }
-    if u16::from_be_bytes(unsafe { (*ip).frag_off }) & IPV4_FRAGMENT_MASK != 0 {
-        return Err(Reason::PassFragment);
-    }
-    let protocol = unsafe { (*ip).protocol };
-    let l4_len = match protocol {
-        PROTO_TCP => TCP_HEADER_LEN,
-        PROTO_UDP => UDP_HEADER_LEN,
-        _ => return Err(Reason::PassNotTcpUdp),
     };
-    if total_len < header_len + l4_len {
-        return Err(Reason::PassTruncated);
+    packet.vlan = vlan;
+    Ok(packet)
+}
+
+impl Datagram {
+    /// Checks that a datagram of `total_len` bytes from `l3` lies within the frame (anything
+    /// after it is link-layer padding).
+    #[inline(always)]
+    fn within_frame(ctx: &XdpContext, l3: usize, total_len: usize) -> Result<Datagram, Reason> {
+        let linear = linear_len(ctx);
+        let end = l3 + total_len;
+        let mut frame_len = linear;
+        if end as u64 > linear {
+            frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
+        }
+        if end as u64 > frame_len {
+            return Err(Reason::PassTruncated);
+        }
+        Ok(Datagram { end, frame_len })
     }
-    let l4 = l3 + header_len;
-    // The transport header must be in the linear part, where the program can read it.
-    if ctx.data() + l4 + l4_len > ctx.data_end() {
+}
+
+/// The length of the transport header the program needs in full, for the protocols it
+/// balances.
+#[inline(always)]
+fn transport_header_len(protocol: u8) -> Option<usize> {
+    match protocol {
+        PROTO_TCP => Some(TCP_HEADER_LEN),
+        PROTO_UDP => Some(UDP_HEADER_LEN),
+        _ => None,
+    }
+}
+
+/// The ports at `l4`, which must lie (with the rest of a `header_len`-byte transport header)
+/// in the linear part, where the program can read them.
+#[inline(always)]
+fn ports_at(ctx: &XdpContext, l4: usize, header_len: usize) -> Result<(u16, u16), Reason> {
+    if ctx.data() + l4 + header_len > ctx.data_end() {
         return Err(Reason::PassTruncated);
     }
     let ports: *mut Ports = header(ctx, l4).ok_or(Reason::PassTruncated)?;
-
-    let flow = FlowKey {
-        src: ipv4_key_bytes(unsafe { (*ip).src }),
-        dst: ipv4_key_bytes(unsafe { (*ip).dst }),
-        protocol,
-        family: FAMILY_IPV4,
-        src_port_be: u16::from_ne_bytes(unsafe { (*ports).src }),
-        dst_port_be: u16::from_ne_bytes(unsafe { (*ports).dst }),
-        _pad: [0; 2],
-    };
-    Ok(Packet {
-        flow,
-        frame_len,
-        vlan,
+    Ok(unsafe {
+        (
+            u16::from_ne_bytes((*ports).src),
+            u16::from_ne_bytes((*ports).dst),
+        )
     })
 }
 

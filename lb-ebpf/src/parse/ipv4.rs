@@ -1,0 +1,93 @@
+//! IPv4: header checks, fragments, and the dispatch to TCP/UDP or ICMP errors.
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{FAMILY_IPV4, FlowKey, Reason};
+
+use super::{Datagram, Kind, Packet, header, icmp, ipv4_key_bytes, ports_at, transport_header_len};
+
+const PROTO_ICMP: u8 = 1;
+/// `frag_off` bits: more fragments follow, and the fragment's offset in 8-byte units.
+const MORE_FRAGMENTS: u16 = 0x2000;
+const FRAGMENT_OFFSET_MASK: u16 = 0x1fff;
+
+#[repr(C)]
+pub struct Ipv4Header {
+    pub version_ihl: u8,
+    _tos: u8,
+    pub total_len: [u8; 2],
+    pub id: [u8; 2],
+    pub frag_off: [u8; 2],
+    _ttl: u8,
+    pub protocol: u8,
+    _check: [u8; 2],
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+}
+
+/// The header's length in bytes, if it is an IPv4 header of a valid length.
+#[inline(always)]
+pub fn header_len(ip: *const Ipv4Header) -> Option<usize> {
+    let version_ihl = unsafe { (*ip).version_ihl };
+    let header_len = ((version_ihl & 0x0f) as usize) * 4;
+    (version_ihl >> 4 == 4 && header_len >= core::mem::size_of::<Ipv4Header>())
+        .then_some(header_len)
+}
+
+/// Whether a packet is a fragment, and whether it is the first one (the one with ports).
+#[inline(always)]
+pub fn fragment_kind(frag_off_be: [u8; 2]) -> Kind {
+    let frag_off = u16::from_be_bytes(frag_off_be);
+    if frag_off & FRAGMENT_OFFSET_MASK != 0 {
+        Kind::LaterFragment
+    } else if frag_off & MORE_FRAGMENTS != 0 {
+        Kind::FirstFragment
+    } else {
+        Kind::Whole
+    }
+}
+
+#[inline(always)]
+pub fn parse(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
+    let ip: *mut Ipv4Header = header(ctx, l3).ok_or(Reason::PassTruncated)?;
+    let header_len = header_len(ip).ok_or(Reason::PassMalformed)?;
+    let total_len = u16::from_be_bytes(unsafe { (*ip).total_len }) as usize;
+    let datagram = Datagram::within_frame(ctx, l3, total_len)?;
+    if total_len < header_len {
+        return Err(Reason::PassTruncated);
+    }
+    let kind = fragment_kind(unsafe { (*ip).frag_off });
+    let protocol = unsafe { (*ip).protocol };
+    let l4 = l3 + header_len;
+    let flow = FlowKey {
+        src: ipv4_key_bytes(unsafe { (*ip).src }),
+        dst: ipv4_key_bytes(unsafe { (*ip).dst }),
+        protocol,
+        family: FAMILY_IPV4,
+        src_port_be: 0,
+        dst_port_be: 0,
+        _pad: [0; 2],
+    };
+    let mut packet = Packet {
+        flow,
+        frame_len: datagram.frame_len,
+        vlan: 0,
+        kind,
+        fragment_id_be: u32::from(u16::from_ne_bytes(unsafe { (*ip).id })),
+    };
+    let Some(l4_len) = transport_header_len(protocol) else {
+        if protocol == PROTO_ICMP && kind == Kind::Whole {
+            packet.flow = icmp::quoted_by_icmpv4(ctx, l4, datagram)?;
+            packet.kind = Kind::IcmpError;
+            return Ok(packet);
+        }
+        return Err(Reason::PassNotTcpUdp);
+    };
+    if kind == Kind::LaterFragment {
+        return Ok(packet);
+    }
+    if total_len < header_len + l4_len {
+        return Err(Reason::PassTruncated);
+    }
+    (packet.flow.src_port_be, packet.flow.dst_port_be) = ports_at(ctx, l4, l4_len)?;
+    Ok(packet)
+}
