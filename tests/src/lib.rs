@@ -6,8 +6,12 @@
 //! - [`privilege`]: whether a privileged test runs or is skipped (`require_root`).
 //! - [`netns`]: named network namespaces removed on drop; running code and processes inside.
 //! - [`topology`]: the LVS-DR network (client, lb, reals on one bridge), every host in a
-//!   namespace of its own, addresses from 192.0.2.0/24.
+//!   namespace of its own, addresses from 192.0.2.0/24 (and 2001:db8::/64 when dual stack);
+//!   optionally a router and a far client behind a smaller path MTU.
 //! - [`http`]: a minimal HTTP/1.1 server (answers with its name) and keep-alive client.
+//! - [`udp`]: a UDP echo server (answers with its name and the length it got) and client.
+//! - [`bulk`]: a server sending N bytes per TCP connection, and a download that reports a
+//!   stalled transfer (a path-MTU black hole) with the bytes that arrived.
 //! - [`lbd`]: the real `lbd` binary in a test namespace, and `lbadm` against it.
 //! - [`packet`]: the one packet builder, with checksums, for fixtures, benches and the demo.
 //! - [`pcap`]: pcap dumps and field-level diffs for failing packet fixtures.
@@ -15,6 +19,7 @@
 //! Network rule: tests build their own hosts — namespaces and veth pairs made by the test,
 //! addresses only from the documentation ranges — and never touch the root namespace.
 
+pub mod bulk;
 pub mod fixture;
 pub mod http;
 pub mod lbd;
@@ -23,6 +28,7 @@ pub mod packet;
 pub mod pcap;
 pub mod privilege;
 pub mod topology;
+pub mod udp;
 
 pub use netns::Netns;
 pub use topology::{DrTopology, VIP};

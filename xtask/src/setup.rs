@@ -3,7 +3,8 @@
 //!
 //! What a fresh machine of our kind lacks (see README): rust-src for the nightly toolchain
 //! (to build `core` for the BPF target), LLVM 22 and bpf-linker built against it (the nightly
-//! uses LLVM 22), and ethtool for the test topologies.
+//! uses LLVM 22), and ethtool and nftables (`nft`, used inside test namespaces only) for the
+//! test topologies.
 
 use std::process::{Command, Stdio};
 
@@ -19,6 +20,7 @@ pub fn run() -> anyhow::Result<()> {
     nightly_with_rust_src()?;
     bpf_linker()?;
     apt_tool("ethtool", "ethtool")?;
+    apt_tool("nft", "nftables")?;
     apt_tool("ip", "iproute2")?;
     Ok(())
 }

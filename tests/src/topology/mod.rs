@@ -11,12 +11,25 @@
 //! ```
 //!
 //! Everything lives in namespaces named `<prefix>…`: no address or interface of the test ever
-//! exists in the root namespace, and no namespace has a route out. IPv6 is disabled in every
-//! namespace so that no router solicitation, MLD report or DAD probe reaches an XDP program
-//! and counters stay exact.
+//! exists in the root namespace, and no namespace has a route out. By default
+//! ([`DrTopology::build`]) IPv6 is disabled in every namespace so that no router
+//! solicitation, MLD report or DAD probe reaches an XDP program and counters stay exact.
+//!
+//! [`DrTopology::build_dual_stack`] adds IPv6 to every host, mirroring the IPv4 plan in
+//! 2001:db8::/64: client [`CLIENT_IP6`], lb [`LB_IP6`] (+ [`VIP6`]/128 on eth0), real N
+//! [`real_ip6`] (VIP6/128 on `lo`), each eth0 also its EUI-64 link-local address. DAD, router
+//! solicitations and router advertisements are off and the bridge floods multicast like a
+//! plain switch, so the only IPv6 frames are the tests' own, neighbour discovery they cause,
+//! and the MLD reports (an unsolicited report and its repetition, within about a second) for
+//! each solicited-node group as each address comes up.
+//!
+//! [`DrTopology::add_far_client`] adds a router and a client behind it (see [`far_client`]),
+//! for path-MTU tests: the only link with a smaller MTU is the router's way to that client.
+
+pub mod far_client;
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::Path,
     sync::Mutex,
     time::{Duration, Instant},
@@ -31,6 +44,8 @@ use lb_userspace::admin::format_mac;
 
 use crate::netns::Netns;
 
+pub use far_client::FarClient;
+
 /// Prefix length of the shared subnet 192.0.2.0/24.
 pub const PREFIX_LEN: u8 = 24;
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -40,6 +55,13 @@ pub const LB_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 /// The first real gets 192.0.2.11, the next .12, and so on.
 pub const FIRST_REAL_OCTET: u8 = 11;
+
+/// Prefix length of the shared IPv6 subnet 2001:db8::/64 (dual-stack topologies).
+pub const PREFIX_LEN6: u8 = 64;
+pub const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x1);
+pub const LB_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x2);
+/// The IPv6 virtual service address: on the lb's eth0 and every real's `lo`, like [`VIP`].
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
 
 /// MACs of the hosts' eth0: 02:00:00:00:00:NN where NN is the last octet of the host's address.
 pub const CLIENT_MAC: [u8; 6] = host_mac(1);
@@ -55,6 +77,13 @@ pub const HOST_IF: &str = "eth0";
 /// Address of the real at `index` (0-based) in [`DrTopology::build`]'s list.
 pub const fn real_ip(index: usize) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, real_octet(index))
+}
+
+/// IPv6 address of the real at `index` in a dual-stack topology: the IPv4 address's last
+/// octet written as hex digits, 2001:db8::11 for 192.0.2.11.
+pub const fn real_ip6(index: usize) -> Ipv6Addr {
+    let octet = real_octet(index) as u16;
+    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, (octet / 10) * 16 + octet % 10)
 }
 
 /// MAC of the eth0 of the real at `index`: 02:00:00:00:00:0b for the first.
@@ -87,6 +116,7 @@ pub struct DrTopology {
     /// (name given to `build`, namespace `<prefix><name>`, address), in `build`'s order.
     pub reals: Vec<(String, Netns, Ipv4Addr)>,
     pub switch: Netns,
+    dual_stack: bool,
 }
 
 impl DrTopology {
@@ -98,13 +128,28 @@ impl DrTopology {
     /// `lbt-vip-<pid>-`), so that it is never the start of another test's prefix. Names of
     /// reals must leave `p-<name>` within 15 bytes (the bridge port's interface name).
     pub fn build(prefix: &str, reals: &[&str]) -> DrTopology {
+        DrTopology::build_with(prefix, reals, false)
+    }
+
+    /// [`DrTopology::build`] plus IPv6 on every host (see the module's documentation):
+    /// [`CLIENT_IP6`], [`LB_IP6`] and [`VIP6`] on the lb's eth0, [`real_ip6`] on each real's
+    /// eth0 and VIP6 on its `lo`. A real never answers neighbour solicitations for VIP6: Linux
+    /// answers only for addresses of the interface the solicitation came in on. Returns once
+    /// every address is usable (none tentative).
+    pub fn build_dual_stack(prefix: &str, reals: &[&str]) -> DrTopology {
+        DrTopology::build_with(prefix, reals, true)
+    }
+
+    fn build_with(prefix: &str, reals: &[&str], dual_stack: bool) -> DrTopology {
         crate::netns::remove_leftovers(prefix);
         for name in ["sw", "client", "lb"] {
             assert!(!reals.contains(&name), "a real may not be called {name:?}");
         }
 
         let switch = Netns::create(&format!("{prefix}sw"));
-        quiet_namespace(&switch);
+        // The switch stays IPv4-only either way: a bridge forwards IPv6 frames all the same,
+        // and sends none of its own.
+        quiet_namespace(&switch, false);
         switch.ip(&[
             "link",
             "add",
@@ -114,21 +159,62 @@ impl DrTopology {
             "type",
             "bridge",
         ]);
+        if dual_stack {
+            // Without snooping the bridge floods multicast (neighbour solicitations) to every
+            // port, as a plain switch does, whatever MLD reports it has or has not seen.
+            switch.ip(&[
+                "link",
+                "set",
+                BRIDGE,
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ]);
+        }
         switch.ip(&["link", "set", BRIDGE, "up"]);
 
-        let client = host(&switch, prefix, "client", CLIENT_IP, CLIENT_MAC);
+        let client = host(
+            &switch,
+            prefix,
+            "client",
+            (CLIENT_IP, CLIENT_MAC),
+            dual_stack.then_some(CLIENT_IP6),
+        );
         // Checksums of frames leaving a veth are otherwise left to an "offload" that never
         // happens once an XDP program forwards the frame: the real would get a bad checksum.
         client.exec(&["ethtool", "-K", HOST_IF, "tx", "off"]);
 
-        let lb = host(&switch, prefix, "lb", LB_IP, LB_MAC);
+        let lb = host(
+            &switch,
+            prefix,
+            "lb",
+            (LB_IP, LB_MAC),
+            dual_stack.then_some(LB_IP6),
+        );
         lb.ip(&["addr", "add", &format!("{VIP}/32"), "dev", HOST_IF]);
+        if dual_stack {
+            lb.ip(&[
+                "addr",
+                "add",
+                &format!("{VIP6}/128"),
+                "dev",
+                HOST_IF,
+                "nodad",
+            ]);
+        }
 
         let reals = reals
             .iter()
             .enumerate()
             .map(|(index, name)| {
-                let netns = host(&switch, prefix, name, real_ip(index), real_mac(index));
+                let netns = host(
+                    &switch,
+                    prefix,
+                    name,
+                    (real_ip(index), real_mac(index)),
+                    dual_stack.then(|| real_ip6(index)),
+                );
                 // An LVS-DR real holds the VIP but must never answer ARP for it nor use it as
                 // the source of its own ARP requests: only the director owns it on the wire.
                 for conf in ["all", HOST_IF] {
@@ -136,6 +222,13 @@ impl DrTopology {
                     netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2");
                 }
                 netns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+                if dual_stack {
+                    // IPv6 needs no sysctl for that: Linux answers solicitations only for
+                    // addresses of the receiving interface, joins VIP6's solicited-node group
+                    // on lo alone, and sources its own solicitations on eth0 from eth0's
+                    // address.
+                    netns.ip(&["addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"]);
+                }
                 (name.to_string(), netns, real_ip(index))
             })
             .collect::<Vec<_>>();
@@ -147,6 +240,7 @@ impl DrTopology {
             lb,
             reals,
             switch,
+            dual_stack,
         };
         topology.wait_until_up(Duration::from_secs(5));
         topology
@@ -154,6 +248,11 @@ impl DrTopology {
 
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Whether the hosts have IPv6 ([`DrTopology::build_dual_stack`]).
+    pub fn is_dual_stack(&self) -> bool {
+        self.dual_stack
     }
 
     /// Sets the MTU of every link: each host's eth0 and its bridge port (the bridge follows).
@@ -215,18 +314,9 @@ impl DrTopology {
             .chain(std::iter::once(&self.lb))
             .chain(self.reals.iter().map(|(_, netns, _)| netns));
         for netns in hosts {
-            loop {
-                // `ip -br link` prints e.g. "eth0@if7  UP  02:00:00:00:00:01 <...>".
-                let state = netns.ip(&["-br", "link", "show", "dev", HOST_IF]);
-                if state.split_whitespace().nth(1) == Some("UP") {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{HOST_IF} in {} not up after {timeout:?}: {state}",
-                    netns.name()
-                );
-                std::thread::sleep(Duration::from_millis(20));
+            wait_until_link_up(netns, HOST_IF, deadline, timeout);
+            if self.dual_stack {
+                wait_until_addresses_usable(netns, deadline, timeout);
             }
         }
     }
@@ -258,20 +348,49 @@ fn port_name(host: &str) -> String {
     name
 }
 
-/// Loopback up, IPv6 off (no RS/MLD/DAD frames on the wire).
-fn quiet_namespace(netns: &Netns) {
-    if Path::new("/proc/sys/net/ipv6").exists() {
-        for conf in ["all", "default"] {
-            netns.sysctl(&format!("net.ipv6.conf.{conf}.disable_ipv6"), "1");
+/// Loopback up, and IPv6 either off (no RS/MLD/DAD frames on the wire) or on with as little
+/// of its own traffic as it can have: no DAD, no router solicitations nor advertisements. MLD
+/// reports for the solicited-node groups remain (the robustness variable `net.ipv6.mld_qrv`
+/// exists only in the root namespace). Link-local addresses stay: Linux sources a neighbour
+/// solicitation from one whenever the packet that needs it does not come from an address of
+/// the outgoing interface (a router forwarding, a real answering from VIP6), and sends none
+/// without. Set on `default` before the namespace's eth0 exists, so that eth0 inherits it.
+fn quiet_namespace(netns: &Netns, ipv6: bool) {
+    if !ipv6 {
+        if Path::new("/proc/sys/net/ipv6").exists() {
+            for conf in ["all", "default"] {
+                netns.sysctl(&format!("net.ipv6.conf.{conf}.disable_ipv6"), "1");
+            }
+        }
+        netns.ip(&["link", "set", "lo", "up"]);
+        return;
+    }
+    for conf in ["all", "default"] {
+        for (key, value) in [
+            ("disable_ipv6", "0"),
+            ("accept_dad", "0"),
+            ("dad_transmits", "0"),
+            ("router_solicitations", "0"),
+            ("accept_ra", "0"),
+            ("autoconf", "0"),
+        ] {
+            netns.sysctl(&format!("net.ipv6.conf.{conf}.{key}"), value);
         }
     }
     netns.ip(&["link", "set", "lo", "up"]);
 }
 
-/// Makes the namespace `<prefix><name>` with an eth0 plugged into the switch.
-fn host(switch: &Netns, prefix: &str, name: &str, ip: Ipv4Addr, mac: [u8; 6]) -> Netns {
+/// Makes the namespace `<prefix><name>` with an eth0 plugged into the switch, holding `ip`
+/// (/24) and, when given, `ip6` (/64, no DAD).
+fn host(
+    switch: &Netns,
+    prefix: &str,
+    name: &str,
+    (ip, mac): (Ipv4Addr, [u8; 6]),
+    ip6: Option<Ipv6Addr>,
+) -> Netns {
     let netns = Netns::create(&format!("{prefix}{name}"));
-    quiet_namespace(&netns);
+    quiet_namespace(&netns, ip6.is_some());
     let port = port_name(name);
     // Both ends are created directly in their namespaces: never in the root namespace.
     let (port_addr, host_addr) = (format_mac(&port_mac(mac)), format_mac(&mac));
@@ -282,8 +401,53 @@ fn host(switch: &Netns, prefix: &str, name: &str, ip: Ipv4Addr, mac: [u8; 6]) ->
     switch.ip(&veth.split(' ').collect::<Vec<_>>());
     switch.ip(&["link", "set", &port, "master", BRIDGE, "up"]);
     netns.ip(&["addr", "add", &format!("{ip}/{PREFIX_LEN}"), "dev", HOST_IF]);
+    if let Some(ip6) = ip6 {
+        netns.ip(&[
+            "addr",
+            "add",
+            &format!("{ip6}/{PREFIX_LEN6}"),
+            "dev",
+            HOST_IF,
+            "nodad",
+        ]);
+    }
     netns.ip(&["link", "set", HOST_IF, "up"]);
     netns
+}
+
+/// Waits until `interface` of `netns` is up, panicking at `deadline`.
+fn wait_until_link_up(netns: &Netns, interface: &str, deadline: Instant, timeout: Duration) {
+    loop {
+        // `ip -br link` prints e.g. "eth0@if7  UP  02:00:00:00:00:01 <...>".
+        let state = netns.ip(&["-br", "link", "show", "dev", interface]);
+        if state.split_whitespace().nth(1) == Some("UP") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{interface} in {} not up after {timeout:?}: {state}",
+            netns.name()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until no IPv6 address of `netns` is tentative (and none failed DAD), panicking at
+/// `deadline`. With DAD off this holds at once; the wait is what makes "at once" checked.
+fn wait_until_addresses_usable(netns: &Netns, deadline: Instant, timeout: Duration) {
+    loop {
+        let pending = netns.ip(&["-6", "-o", "addr", "show", "tentative"])
+            + &netns.ip(&["-6", "-o", "addr", "show", "dadfailed"]);
+        if pending.trim().is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "IPv6 addresses in {} still tentative after {timeout:?}: {pending}",
+            netns.name()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Loads `xdp_pass` from the balancer's object and attaches it to `interface` of the current
@@ -324,6 +488,15 @@ mod tests {
     fn addresses_and_macs() {
         assert_eq!(real_ip(0), Ipv4Addr::new(192, 0, 2, 11));
         assert_eq!(real_ip(2), Ipv4Addr::new(192, 0, 2, 13));
+        assert_eq!(real_ip6(0), "2001:db8::11".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(real_ip6(2), "2001:db8::13".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(real_ip6(63), "2001:db8::74".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(VIP6, "2001:db8::100".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(
+            far_client::ROUTER_MAC,
+            [2, 0, 0, 0, 0, 0xfe],
+            "the router's MAC follows the host scheme"
+        );
         assert_eq!(format_mac(&real_mac(0)), "02:00:00:00:00:0b");
         assert_eq!(format_mac(&port_mac(LB_MAC)), "02:00:00:00:01:02");
         assert_eq!(port_name("real1"), "p-real1");

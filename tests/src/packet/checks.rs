@@ -1,0 +1,140 @@
+//! Checksums: computing them, and verifying every one a frame carries.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::{
+    ETHERTYPE_IPV4, ETHERTYPE_IPV6, PROTO_HOP_BY_HOP, PROTO_ICMP, PROTO_ICMPV6, PROTO_IPIP,
+    PROTO_IPV6_DEST_OPTS, PROTO_IPV6_FRAGMENT, PROTO_IPV6_ROUTING, PROTO_TCP, PROTO_UDP, l3_start,
+    l4::Pseudo, read_u16,
+};
+
+/// The Internet checksum (RFC 1071) of the concatenation of `chunks`.
+pub fn checksum(chunks: &[&[u8]]) -> u16 {
+    let mut sum = 0u32;
+    let mut odd: Option<u8> = None;
+    for &byte in chunks.iter().flat_map(|chunk| chunk.iter()) {
+        match odd.take() {
+            Some(high) => sum += u32::from(u16::from_be_bytes([high, byte])),
+            None => odd = Some(byte),
+        }
+    }
+    if let Some(high) = odd {
+        sum += u32::from(u16::from_be_bytes([high, 0]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A frame cut to its first `len` bytes. Length fields keep the values they were built with:
+/// the headers claim more than the frame holds.
+pub fn truncated(frame: &[u8], len: usize) -> Vec<u8> {
+    assert!(
+        len <= frame.len(),
+        "cannot truncate a {}-byte frame to {len} bytes",
+        frame.len()
+    );
+    frame[..len].to_vec()
+}
+
+/// Verifies every checksum of a frame: the IPv4 header, and TCP/UDP/ICMP/ICMPv6 of
+/// unfragmented IPv4 and IPv6 packets (also inside IPIP, and behind IPv6 hop-by-hop, routing,
+/// destination options and fragment headers; an atomic fragment, offset 0 without M, counts
+/// as unfragmented). `Err` names the first bad one. Anything else (ARP, other protocols,
+/// headers the walk does not know such as AH or ESP, the packet quoted by an ICMP error)
+/// passes.
+pub fn check_checksums(frame: &[u8]) -> Result<(), String> {
+    let (at, ethertype) = l3_start(frame)?;
+    let l3 = &frame[at..];
+    match ethertype {
+        ETHERTYPE_IPV4 => check_ipv4(l3, "ip"),
+        ETHERTYPE_IPV6 => check_ipv6(l3),
+        _ => Ok(()),
+    }
+}
+
+fn check_ipv4(packet: &[u8], name: &str) -> Result<(), String> {
+    let ihl = usize::from(packet.first().ok_or(format!("{name}: empty"))? & 0x0f) * 4;
+    let total = usize::from(read_u16(packet, 2).ok_or(format!("{name}: truncated header"))?);
+    if ihl < 20 || packet.len() < ihl || total < ihl || packet.len() < total {
+        return Err(format!(
+            "{name}: IHL {ihl} / total length {total} do not fit {} bytes",
+            packet.len()
+        ));
+    }
+    if checksum(&[&packet[..ihl]]) != 0 {
+        return Err(format!(
+            "{name}.checksum: bad (0x{:04x})",
+            read_u16(packet, 10).unwrap_or(0)
+        ));
+    }
+    let flags_offset = read_u16(packet, 6).unwrap_or(0);
+    if flags_offset & 0x3fff != 0 {
+        return Ok(()); // a fragment: the L4 checksum covers the reassembled datagram
+    }
+    let src = Ipv4Addr::from(<[u8; 4]>::try_from(&packet[12..16]).unwrap_or_default());
+    let dst = Ipv4Addr::from(<[u8; 4]>::try_from(&packet[16..20]).unwrap_or_default());
+    let segment = &packet[ihl..total];
+    match packet[9] {
+        PROTO_IPIP => check_ipv4(segment, &format!("inner.{name}")),
+        PROTO_ICMP if checksum(&[segment]) != 0 => Err(format!("{name}.icmp.checksum: bad")),
+        protocol => check_l4(protocol, segment, &Pseudo::V4(src, dst), name),
+    }
+}
+
+fn check_ipv6(packet: &[u8]) -> Result<(), String> {
+    if packet.len() < 40 {
+        return Err("ip6: truncated header".into());
+    }
+    let length = usize::from(read_u16(packet, 4).unwrap_or(0));
+    let payload = packet
+        .get(40..40 + length)
+        .ok_or("ip6: payload length exceeds the frame")?;
+    // Walk the extension headers this checker knows, up to the upper-layer header.
+    let (mut next, mut at) = (packet[6], 0);
+    loop {
+        let header_len = match next {
+            PROTO_HOP_BY_HOP | PROTO_IPV6_ROUTING | PROTO_IPV6_DEST_OPTS => {
+                let units = payload
+                    .get(at + 1)
+                    .ok_or(format!("ip6: extension header {next} truncated"))?;
+                (usize::from(*units) + 1) * 8
+            }
+            PROTO_IPV6_FRAGMENT => {
+                let offset_more = read_u16(payload, at + 2).ok_or("ip6: fragment truncated")?;
+                if offset_more & 0xfff9 != 0 {
+                    return Ok(()); // a fragment: the L4 checksum covers the whole datagram
+                }
+                8
+            }
+            _ => break,
+        };
+        if at + header_len > payload.len() {
+            return Err(format!(
+                "ip6: extension header {next} at {at} overruns the payload"
+            ));
+        }
+        next = payload[at];
+        at += header_len;
+    }
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&packet[8..24]).unwrap_or_default());
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&packet[24..40]).unwrap_or_default());
+    check_l4(next, &payload[at..], &Pseudo::V6(src, dst), "ip6")
+}
+
+fn check_l4(protocol: u8, segment: &[u8], pseudo: &Pseudo, name: &str) -> Result<(), String> {
+    let (label, skip_zero) = match protocol {
+        PROTO_TCP => ("tcp", false),
+        PROTO_UDP => ("udp", matches!(pseudo, Pseudo::V4(..))),
+        PROTO_ICMPV6 => ("icmp6", false),
+        _ => return Ok(()),
+    };
+    if skip_zero && read_u16(segment, 6) == Some(0) {
+        return Ok(()); // IPv4 UDP without a checksum
+    }
+    if checksum(&[&pseudo.bytes(protocol, segment.len()), segment]) != 0 {
+        return Err(format!("{name}.{label}.checksum: bad"));
+    }
+    Ok(())
+}
