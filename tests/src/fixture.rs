@@ -6,7 +6,7 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use aya::programs::{TestRun as _, TestRunOptions};
@@ -26,10 +26,35 @@ pub const INGRESS_IFINDEX: u32 = 1;
 /// The balancer interface's own MAC in fixtures: the source MAC of every forwarded frame.
 pub const BALANCER_MAC: Mac = [0x02, 0, 0, 0, 0xbb, 0x01];
 
-/// The MAC fixtures give a real: `02:00` then its IPv4 address.
-pub fn real_mac_for(addr: Ipv4Addr) -> Mac {
-    let [a, b, c, d] = addr.octets();
-    [0x02, 0, a, b, c, d]
+/// The MAC fixtures give a real: `02:00` then its IPv4 address, or `02:06` then the last
+/// four bytes of its IPv6 address.
+pub fn real_mac_for(addr: impl Into<IpAddr>) -> Mac {
+    match addr.into() {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            [0x02, 0, a, b, c, d]
+        }
+        IpAddr::V6(v6) => {
+            let [.., a, b, c, d] = v6.octets();
+            [0x02, 0x06, a, b, c, d]
+        }
+    }
+}
+
+/// `frame` as the program sends it to `real` by direct routing: only the MACs change.
+pub fn direct_routed(frame: &[u8], real: impl Into<IpAddr>) -> Vec<u8> {
+    let mut rewritten = frame.to_vec();
+    rewritten[0..6].copy_from_slice(&real_mac_for(real));
+    rewritten[6..12].copy_from_slice(&BALANCER_MAC);
+    rewritten
+}
+
+/// The real among `candidates` that a forwarded frame went to, from its destination MAC.
+pub fn real_of(frame: &[u8], candidates: &[IpAddr]) -> IpAddr {
+    *candidates
+        .iter()
+        .find(|&&real| frame[0..6] == real_mac_for(real))
+        .unwrap_or_else(|| panic!("frame went to an unknown MAC {:02x?}", &frame[0..6]))
 }
 
 /// XDP actions, as `BPF_PROG_TEST_RUN` returns them.
@@ -55,7 +80,7 @@ pub struct Balancer {
 }
 
 /// The interface the fixtures' frames arrive on: the loopback, on 192.0.2.0/24,
-/// 198.51.100.0/24 and 203.0.113.0/24.
+/// 198.51.100.0/24, 203.0.113.0/24 and 2001:db8::/32.
 pub fn loopback() -> InterfaceInfo {
     let prefixes = [
         Ipv4Addr::new(192, 0, 2, 0),
@@ -66,7 +91,14 @@ pub fn loopback() -> InterfaceInfo {
         name: "lo".into(),
         index: INGRESS_IFINDEX,
         mac: BALANCER_MAC,
-        prefixes: prefixes.iter().map(|&net| (IpAddr::V4(net), 24)).collect(),
+        prefixes: prefixes
+            .iter()
+            .map(|&net| (IpAddr::V4(net), 24))
+            .chain([(
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0)),
+                32,
+            )])
+            .collect(),
         mtu: 65536,
         vlan: None,
         egress: INGRESS_IFINDEX,
@@ -86,9 +118,7 @@ impl Balancer {
         let config = config::parse(yaml, "fixture.yaml").unwrap_or_else(|e| panic!("{e}"));
         let mut state = Desired::new(&config, interfaces).unwrap_or_else(|e| panic!("{e}"));
         for (ifindex, addr) in state.real_addresses() {
-            if let IpAddr::V4(v4) = addr {
-                state.set_neighbours(ifindex, &HashMap::from([(addr, real_mac_for(v4))]));
-            }
+            state.set_neighbours(ifindex, &HashMap::from([(addr, real_mac_for(addr))]));
         }
         let loader::Loaded {
             ebpf,
@@ -178,11 +208,12 @@ impl Balancer {
     }
 
     /// Counters of the real with this address in the service at `service_index`.
-    pub fn real_counters(&self, service_index: usize, addr: Ipv4Addr) -> Counters {
+    pub fn real_counters(&self, service_index: usize, addr: impl Into<IpAddr>) -> Counters {
+        let addr = addr.into();
         let real = self.state.services[service_index]
             .reals
             .iter()
-            .find(|real| real.config.address == IpAddr::V4(addr))
+            .find(|real| real.config.address == addr)
             .unwrap_or_else(|| panic!("no real {addr} in service {service_index}"));
         self.reader
             .real_counters(real.id)
@@ -195,6 +226,14 @@ impl Balancer {
     /// [`pin_to_current_cpu`] first): the slot of the schedule the program walks (read back
     /// from its maps) that this CPU's cursor points at.
     pub fn next_scheduled(&self, service_index: usize) -> Ipv4Addr {
+        match self.next_scheduled_address(service_index) {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(v6) => panic!("IPv6 real {v6}: use next_scheduled_address"),
+        }
+    }
+
+    /// As [`Balancer::next_scheduled`], for reals of either family.
+    pub fn next_scheduled_address(&self, service_index: usize) -> IpAddr {
         let service = &self.state.services[service_index];
         let ring = self.state.ring(service).unwrap_or_else(|e| panic!("{e}"));
         assert!(
@@ -213,10 +252,7 @@ impl Balancer {
             .iter()
             .find(|real| real.id == real_id)
             .expect("a ring names reals of its service");
-        match real.config.address {
-            IpAddr::V4(v4) => v4,
-            IpAddr::V6(v6) => panic!("IPv6 real {v6} in a fixture"),
-        }
+        real.config.address
     }
 }
 

@@ -216,7 +216,7 @@ fn every_kind_of_frame_gets_its_verdict() {
             Expect::Pass(Reason::PassNotIp),
         ),
         (
-            "ipv6_tcp",
+            "ipv6_tcp_to_an_address_without_service",
             Frame::ipv6_tcp(
                 "[2001:db8::7]:40000".parse().unwrap(),
                 "[2001:db8::100]:80".parse().unwrap(),
@@ -225,7 +225,7 @@ fn every_kind_of_frame_gets_its_verdict() {
             .dst_mac(BALANCER_MAC)
             .syn()
             .build(),
-            Expect::Pass(Reason::PassIpv6),
+            Expect::Pass(Reason::PassNoService),
         ),
         (
             "qinq_tagged",
@@ -241,14 +241,9 @@ fn every_kind_of_frame_gets_its_verdict() {
             Expect::Pass(Reason::PassNotTcpUdp),
         ),
         (
-            "first_fragment",
-            syn(40008).fragment(true, 0).payload(&[0; 16]).build(),
-            Expect::Pass(Reason::PassFragment),
-        ),
-        (
-            "later_fragment",
-            syn(40009).fragment(false, 1480).build(),
-            Expect::Pass(Reason::PassFragment),
+            "fragment_to_balancer_own_address",
+            tcp(40008, BALANCER_OWN, 22).fragment(false, 1480).build(),
+            Expect::Pass(Reason::PassNoService),
         ),
         (
             "ihl_below_five",
