@@ -90,7 +90,11 @@ pub const MAX_L2_INTERFACES: u32 = 4096;
 pub const REASON_SLOTS: u32 = 32;
 
 /// A virtual service: VIP, port and protocol. `port_be == 0` is an all-ports service.
-#[repr(C)]
+///
+/// Keys are aligned beyond what their fields need so that the program copies and compares
+/// them a word at a time instead of two bytes at a time; size and offsets stay the same, so
+/// the layout, and the map's name, do not change.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ServiceKey {
     /// Network byte order; IPv4 uses the first four bytes, the rest are zero.
@@ -100,6 +104,7 @@ pub struct ServiceKey {
     pub family: u8,
 }
 const _: () = assert!(core::mem::size_of::<ServiceKey>() == 20);
+const _: () = assert!(core::mem::align_of::<ServiceKey>() == 4);
 
 /// A virtual service's entry. Written when the service appears and rewritten only when what
 /// it holds changes (never for a new schedule, which is [`Schedule`]'s), since rewriting a
@@ -194,8 +199,9 @@ impl RealSlots {
     }
 }
 
-/// A connection as the client sent it: the key of the flow table.
-#[repr(C)]
+/// A connection as the client sent it: the key of the flow table. Aligned to 8 bytes (see
+/// [`ServiceKey`]).
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub src: [u8; 16],
@@ -207,6 +213,7 @@ pub struct FlowKey {
     pub _pad: [u8; 2],
 }
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+const _: () = assert!(core::mem::align_of::<FlowKey>() == 8);
 
 /// Where a flow goes, and when it was last seen (refreshed at most once a second per flow).
 #[repr(C)]
@@ -221,7 +228,8 @@ const _: () = assert!(core::mem::size_of::<Flow>() == 16);
 
 /// A fragmented datagram: its addresses, protocol and IP identification (the 16-bit IPv4 id
 /// or the 32-bit id of the IPv6 fragment header), which every fragment of it carries.
-#[repr(C)]
+/// Aligned to 8 bytes (see [`ServiceKey`]).
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FragmentKey {
     pub src: [u8; 16],
@@ -233,6 +241,7 @@ pub struct FragmentKey {
     pub _pad: [u8; 2],
 }
 const _: () = assert!(core::mem::size_of::<FragmentKey>() == 40);
+const _: () = assert!(core::mem::align_of::<FragmentKey>() == 8);
 
 /// [`FragmentOwner::flags`]: written by the datagram's first fragment (the one with ports).
 pub const FRAGMENT_FROM_FIRST: u32 = 1;

@@ -72,16 +72,27 @@ fn balance(ctx: &XdpContext) -> (Verdict, u64) {
         Ok(packet) => packet,
         Err(reason) => return (Verdict::Pass(reason), parse::linear_len(ctx)),
     };
-    let placed = match packet.kind {
-        Kind::Whole => whole_packet(&packet.flow),
-        Kind::FirstFragment | Kind::LaterFragment => frag::place(&packet),
-        Kind::IcmpError => icmp::place(&packet.flow),
-    };
-    let verdict = match placed {
-        Ok((target, forwarded)) => forward::direct_route(ctx, &packet, &target.real, forwarded),
-        Err(verdict) => verdict,
+    // Each kind forwards in its own arm: joining the arms' (real, counters) first would make
+    // the compiler copy the real's entry through the stack on every packet.
+    let verdict = match packet.kind {
+        Kind::Whole => forwarded(ctx, &packet, whole_packet(&packet.flow)),
+        Kind::FirstFragment | Kind::LaterFragment => forwarded(ctx, &packet, frag::place(&packet)),
+        Kind::IcmpError => forwarded(ctx, &packet, icmp::place(&packet.flow)),
     };
     (verdict, packet.frame_len)
+}
+
+/// The packet sent to the real a stage placed it on, or that stage's early exit.
+#[inline(always)]
+fn forwarded(
+    ctx: &XdpContext,
+    packet: &parse::Packet,
+    placed: Result<(Target, Forwarded), Verdict>,
+) -> Verdict {
+    match placed {
+        Ok((target, forwarded)) => forward::direct_route(ctx, packet, &target.real, forwarded),
+        Err(verdict) => verdict,
+    }
 }
 
 /// A whole TCP/UDP packet: its service, then its flow's real or a scheduled one.

@@ -46,8 +46,11 @@ pub fn fragment_kind(frag_off_be: [u8; 2]) -> Kind {
     }
 }
 
+/// The datagram at `l3`; `vlan` is the frame's tag word (see [`Packet::vlan`]). The packet
+/// is built in one piece at the end: building it early and filling it in would copy it
+/// through the stack on every packet.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
+pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
     let ip: *mut Ipv4Header = header(ctx, l3).ok_or(Reason::PassTruncated)?;
     let header_len = header_len(ip).ok_or(Reason::PassMalformed)?;
     let total_len = u16::from_be_bytes(unsafe { (*ip).total_len }) as usize;
@@ -58,36 +61,40 @@ pub fn parse(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
     let kind = fragment_kind(unsafe { (*ip).frag_off });
     let protocol = unsafe { (*ip).protocol };
     let l4 = l3 + header_len;
-    let flow = FlowKey {
-        src: ipv4_key_bytes(unsafe { (*ip).src }),
-        dst: ipv4_key_bytes(unsafe { (*ip).dst }),
-        protocol,
-        family: FAMILY_IPV4,
-        src_port_be: 0,
-        dst_port_be: 0,
-        _pad: [0; 2],
-    };
-    let mut packet = Packet {
-        flow,
-        frame_len: datagram.frame_len,
-        vlan: 0,
-        kind,
-        fragment_id_be: u32::from(u16::from_ne_bytes(unsafe { (*ip).id })),
-    };
-    let Some(l4_len) = transport_header_len(protocol) else {
-        if protocol == PROTO_ICMP && kind == Kind::Whole {
-            packet.flow = icmp::quoted_by_icmpv4(ctx, l4, datagram)?;
-            packet.kind = Kind::IcmpError;
-            return Ok(packet);
+    let fragment_id_be = u32::from(u16::from_ne_bytes(unsafe { (*ip).id }));
+    let (src_port_be, dst_port_be) = match transport_header_len(protocol) {
+        // A later fragment has no ports: its datagram is found by its id.
+        Some(_) if kind == Kind::LaterFragment => (0, 0),
+        Some(l4_len) => {
+            if total_len < header_len + l4_len {
+                return Err(Reason::PassTruncated);
+            }
+            ports_at(ctx, l4, l4_len)?
         }
-        return Err(Reason::PassNotTcpUdp);
+        None if protocol == PROTO_ICMP && kind == Kind::Whole => {
+            return Ok(Packet {
+                flow: icmp::quoted_by_icmpv4(ctx, l4, datagram)?,
+                frame_len: datagram.frame_len,
+                vlan,
+                kind: Kind::IcmpError,
+                fragment_id_be: 0,
+            });
+        }
+        None => return Err(Reason::PassNotTcpUdp),
     };
-    if kind == Kind::LaterFragment {
-        return Ok(packet);
-    }
-    if total_len < header_len + l4_len {
-        return Err(Reason::PassTruncated);
-    }
-    (packet.flow.src_port_be, packet.flow.dst_port_be) = ports_at(ctx, l4, l4_len)?;
-    Ok(packet)
+    Ok(Packet {
+        flow: FlowKey {
+            src: ipv4_key_bytes(unsafe { (*ip).src }),
+            dst: ipv4_key_bytes(unsafe { (*ip).dst }),
+            src_port_be,
+            dst_port_be,
+            protocol,
+            family: FAMILY_IPV4,
+            _pad: [0; 2],
+        },
+        frame_len: datagram.frame_len,
+        vlan,
+        kind,
+        fragment_id_be,
+    })
 }

@@ -75,7 +75,7 @@ struct FragmentHeader {
 }
 
 #[inline(always)]
-pub fn parse(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
+pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
     let ip: *mut Ipv6Header = header(ctx, l3).ok_or(Reason::PassTruncated)?;
     if unsafe { (*ip).version_class_flow[0] } >> 4 != 6 {
         return Err(Reason::PassMalformed);
@@ -123,39 +123,43 @@ pub fn parse(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
         return Err(Reason::PassTruncated);
     }
 
-    let mut packet = Packet {
+    let (src_port_be, dst_port_be) = match transport_header_len(next) {
+        // A later fragment has no ports: its datagram is found by its id.
+        Some(_) if kind == Kind::LaterFragment => (0, 0),
+        Some(l4_len) => {
+            if offset + l4_len > datagram.end {
+                return Err(Reason::PassTruncated);
+            }
+            ports_at(ctx, offset, l4_len)?
+        }
+        None if next == NEXT_ICMPV6 && kind == Kind::Whole => {
+            return Ok(Packet {
+                flow: icmp::quoted_by_icmpv6(ctx, offset, datagram)?,
+                frame_len: datagram.frame_len,
+                vlan,
+                kind: Kind::IcmpError,
+                fragment_id_be: 0,
+            });
+        }
+        // A later fragment's next header names what the fragments carry, not a header here.
+        None if is_extension_header(next) && kind != Kind::LaterFragment => {
+            return Err(Reason::PassIpv6Extensions);
+        }
+        None => return Err(Reason::PassNotTcpUdp),
+    };
+    Ok(Packet {
         flow: FlowKey {
             src: unsafe { (*ip).src },
             dst: unsafe { (*ip).dst },
-            src_port_be: 0,
-            dst_port_be: 0,
+            src_port_be,
+            dst_port_be,
             protocol: next,
             family: FAMILY_IPV6,
             _pad: [0; 2],
         },
         frame_len: datagram.frame_len,
-        vlan: 0,
+        vlan,
         kind,
         fragment_id_be,
-    };
-    let Some(l4_len) = transport_header_len(next) else {
-        if next == NEXT_ICMPV6 && kind == Kind::Whole {
-            packet.flow = icmp::quoted_by_icmpv6(ctx, offset, datagram)?;
-            packet.kind = Kind::IcmpError;
-            return Ok(packet);
-        }
-        // A later fragment's next header names what the fragments carry, not a header here.
-        if is_extension_header(next) && kind != Kind::LaterFragment {
-            return Err(Reason::PassIpv6Extensions);
-        }
-        return Err(Reason::PassNotTcpUdp);
-    };
-    if kind == Kind::LaterFragment {
-        return Ok(packet);
-    }
-    if offset + l4_len > datagram.end {
-        return Err(Reason::PassTruncated);
-    }
-    (packet.flow.src_port_be, packet.flow.dst_port_be) = ports_at(ctx, offset, l4_len)?;
-    Ok(packet)
+    })
 }

@@ -119,13 +119,11 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
             return Err(Reason::PassStackedVlan);
         }
     }
-    let mut packet = match ether_type {
-        ETH_P_IPV4 => ipv4::parse(ctx, l3)?,
-        ETH_P_IPV6 => ipv6::parse(ctx, l3)?,
-        _ => return Err(Reason::PassNotIp),
-    };
-    packet.vlan = vlan;
-    Ok(packet)
+    match ether_type {
+        ETH_P_IPV4 => ipv4::parse(ctx, l3, vlan),
+        ETH_P_IPV6 => ipv6::parse(ctx, l3, vlan),
+        _ => Err(Reason::PassNotIp),
+    }
 }
 
 impl Datagram {

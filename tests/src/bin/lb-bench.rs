@@ -1,17 +1,17 @@
 //! `lb-bench` (run by `cargo xtask bench`): nanoseconds per packet of the XDP program, from
-//! `BPF_PROG_TEST_RUN` durations, for the paths that matter: a known flow, a new flow, and
-//! traffic that is not ours. Numbers come from the kernel's own timing of the program alone,
+//! `BPF_PROG_TEST_RUN` durations, for the paths that matter: a known flow (IPv4 and IPv6), a
+//! new flow, traffic that is not ours, a fragment and an ICMP error. Numbers come from the kernel's own timing of the program alone,
 //! without driver or wire; they bound what the program costs, not what a NIC delivers.
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{Ipv4Addr, SocketAddrV4, SocketAddrV6},
     process::ExitCode,
     time::Duration,
 };
 
 use lb_tests::{
     fixture::{BALANCER_MAC, Balancer, pin_to_current_cpu},
-    packet::Frame,
+    packet::{Frame, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, fragments},
     privilege::require_root,
 };
 
@@ -27,6 +27,17 @@ services:
       - {address: 192.0.2.11, weight: 1}
       - {address: 192.0.2.12, weight: 2}
       - {address: 192.0.2.13, weight: 3}
+  - vip: 192.0.2.100
+    port: 53
+    protocol: udp
+    reals: [{address: 192.0.2.21}, {address: 192.0.2.22}]
+  - vip: 2001:db8::100
+    port: 80
+    protocol: tcp
+    scheduler: wrr
+    reals:
+      - {address: 2001:db8::11, weight: 1}
+      - {address: 2001:db8::12, weight: 2}
 limits: {flows: 1000000, services: 16, reals: 64}
 ";
 const REPEAT: u32 = 1_000_000;
@@ -53,6 +64,42 @@ fn main() -> ExitCode {
     let pass = tcp(client, 22).ack().payload(&[0; 64]).build();
     let arp =
         Frame::arp_request(Ipv4Addr::new(203, 0, 113, 7), Ipv4Addr::new(192, 0, 2, 100)).build();
+    let tcp6 = |port: u16| {
+        let client: SocketAddrV6 = "[2001:db8:ffff::7]:40000".parse().unwrap();
+        let vip = SocketAddrV6::new("2001:db8::100".parse().unwrap(), port, 0, 0);
+        Frame::ipv6_tcp(client, vip)
+            .ack()
+            .payload(&[0; 64])
+            .src_mac([2, 0, 0, 0, 0, 1])
+            .dst_mac(BALANCER_MAC)
+            .build()
+    };
+    let established6 = tcp6(80);
+    balancer.run(&established6);
+    let pass6 = tcp6(22);
+    // A datagram's last fragment, once its first fragment has placed the datagram.
+    let datagram = Frame::udp(client, SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 100), 53))
+        .payload(&[0; 2000])
+        .src_mac([2, 0, 0, 0, 0, 1])
+        .dst_mac(BALANCER_MAC)
+        .build();
+    let pieces = fragments(&datagram, 1280, 99);
+    balancer.run(&pieces[0]);
+    let later_fragment = pieces.last().expect("fragments").clone();
+    // Fragmentation needed about the known flow's reply, to the VIP.
+    let reply = Frame::tcp(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 100), 80), client)
+        .ack()
+        .ip_bytes();
+    let icmp_error = Frame::icmp_error(
+        Ipv4Addr::new(192, 0, 2, 254),
+        Ipv4Addr::new(192, 0, 2, 100),
+        ICMP_DEST_UNREACH,
+        ICMP_FRAG_NEEDED,
+        1280,
+        &reply[..28],
+    )
+    .dst_mac(BALANCER_MAC)
+    .build();
 
     // A new flow cannot be repeated in one run (the first run records it), so each is its own
     // run with its own 5-tuple; the kernel times each run.
@@ -81,6 +128,22 @@ fn main() -> ExitCode {
             balancer.time(&pass, REPEAT),
         ),
         ("not IP: ARP (XDP_PASS)", balancer.time(&arp, REPEAT)),
+        (
+            "known flow: IPv6 TCP to VIP, forwarded",
+            balancer.time(&established6, REPEAT),
+        ),
+        (
+            "not ours: IPv6 TCP to another port (PASS)",
+            balancer.time(&pass6, REPEAT),
+        ),
+        (
+            "fragment: a later one, datagram known",
+            balancer.time(&later_fragment, REPEAT),
+        ),
+        (
+            "ICMP frag-needed about a known flow",
+            balancer.time(&icmp_error, REPEAT),
+        ),
     ];
     for (name, per_packet) in rows {
         println!("{name:<44} {:>10}", per_packet.as_nanos());
