@@ -141,6 +141,8 @@ fn http_over_ipv6_is_spread_by_weight_and_survives_a_daemon_restart() {
     let table = lbd.lbadm(&["-L", "-n"]);
     assert!(table.contains("TCP  [2001:db8::100]:80 wrr\n"), "{table}");
     assert!(table.contains("  -> [2001:db8::13]:80"), "{table}");
+    let one = lbd.lbadm(&["-L", "-n", "-t", "[2001:db8::100]:80"]);
+    assert!(one.contains("TCP  [2001:db8::100]:80 wrr\n"), "{one}");
 
     // A restarted daemon adopts the pinned maps: the kept connection stays on its real.
     lbd.restart(&topology.lb);
