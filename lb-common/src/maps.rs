@@ -246,19 +246,34 @@ const _: () = assert!(core::mem::align_of::<FragmentKey>() == 8);
 /// [`FragmentOwner::flags`]: written by the datagram's first fragment (the one with ports).
 pub const FRAGMENT_FROM_FIRST: u32 = 1;
 
-/// The real that a fragmented datagram's fragments go to.
+/// How long a [`FragmentOwner`] is believed, in units of [`fragment_clock`]: about 30 s,
+/// the kernel's default reassembly time (`ipfrag_time`). An older entry belongs to a datagram
+/// that was never completed (or was, long ago) and says nothing about a new one that happens
+/// to reuse the id.
+pub const FRAGMENT_LIFETIME: u32 = 28;
+
+/// The coarse clock of [`FragmentOwner::written_at`]: `bpf_ktime_get_ns()` in units of
+/// 2^30 ns (about 1.07 s).
+#[inline(always)]
+pub const fn fragment_clock(now_ns: u64) -> u32 {
+    (now_ns >> 30) as u32
+}
+
+/// Where a fragmented datagram's fragments go.
 ///
-/// Written by whichever fragment of the datagram arrives first. A first fragment finding an
-/// entry it did not write ([`FRAGMENT_FROM_FIRST`] clear) follows it, so that a datagram whose
-/// fragments came out of order still reaches one real; finding one written by a first
-/// fragment, it is a new datagram reusing the id, and it overwrites the entry.
+/// Written by whichever fragment of the datagram arrives first, and rewritten by the first
+/// fragment (the one with ports) when it comes. A first fragment that finds an entry a later
+/// fragment wrote ([`FRAGMENT_FROM_FIRST`] clear) knows where the rest of its datagram went;
+/// finding one a first fragment wrote, it is a new datagram reusing the id. `real_id` 0 means
+/// the datagram is for no service: its fragments pass, like its first one.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FragmentOwner {
     pub real_id: u32,
     pub service_id: u32,
     pub flags: u32,
-    pub _pad: u32,
+    /// [`fragment_clock`] when written; entries older than [`FRAGMENT_LIFETIME`] are ignored.
+    pub written_at: u32,
 }
 const _: () = assert!(core::mem::size_of::<FragmentOwner>() == 16);
 

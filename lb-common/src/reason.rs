@@ -17,15 +17,19 @@ pub enum Reason {
     PassIpv6 = 4,
     /// More than one VLAN tag.
     PassStackedVlan = 5,
-    /// A header runs past the end of the frame (Ethernet, VLAN, IPv4, TCP or UDP).
+    /// A header runs past the end of the frame or of its datagram (Ethernet, VLAN, IPv4,
+    /// IPv6 and its extension headers, TCP or UDP, the ICMP header), or a first fragment is
+    /// too short to hold the ports.
     PassTruncated = 6,
-    /// IPv4 header with a wrong version or header length.
+    /// IPv4 header with a wrong version or header length; IPv6 header with a wrong version,
+    /// or a jumbogram (payload length 0).
     PassMalformed = 7,
     /// Retired: fragments to a VIP are balanced (see [`Reason::ForwardedFragment`]); a
     /// fragment of another protocol counts as [`Reason::PassNotTcpUdp`].
     PassFragment = 8,
     /// Neither TCP nor UDP (ICMP echo, neighbour discovery, …), nor an ICMP error the program
-    /// forwards.
+    /// forwards (an ICMP error that is itself fragmented is not), nor a fragment of another
+    /// protocol.
     PassNotTcpUdp = 9,
     /// No service for this destination address, port and protocol.
     PassNoService = 10,

@@ -1,21 +1,31 @@
 //! Fragments: every fragment of a datagram to a VIP goes to one real, so that the real can
 //! reassemble it.
 //!
-//! Only the first fragment carries the ports, so only it can be placed by its flow. The
-//! first fragment of a datagram (or whichever fragment comes first) records the datagram's
-//! real in `MAP_FRAGMENTS`, keyed by addresses, protocol and IP id; every other fragment
-//! looks it up there.
+//! Only the first fragment carries the ports, so only it can be placed by its flow. Where a
+//! datagram goes is recorded in `MAP_FRAGMENTS`, keyed by addresses, protocol and IP id, by
+//! whichever of its fragments comes first; the others look it up there. Entries are believed
+//! for about 30 s (`FRAGMENT_LIFETIME`), the kernel's reassembly time.
 //!
-//! A non-first fragment that arrives before its first fragment cannot know its flow. It goes
-//! where a hash of (source, destination, protocol) points in the schedule of the VIP's
-//! fragment service (its service with the lowest port, see `MAP_FRAGMENT_SERVICES`), and
-//! records that: the datagram's later fragments follow it, and so does the first fragment when
-//! it comes, so the datagram is still reassembled whole, on that real. Later fragments racing
-//! each other on two CPUs hash alike, so they agree even then; a first fragment racing a later
-//! one on another CPU could part from it, but NICs hash fragments by addresses alone, so all
-//! fragments of a datagram reach one queue and one CPU.
+//! - **First fragment first** (the usual case): placed like a whole packet (its flow's real,
+//!   or a new flow), and recorded; the later fragments follow. A first fragment for no
+//!   service passes, and records that, so its later fragments pass too.
+//! - **A later fragment first**: it cannot know its flow. It goes where a hash of (source,
+//!   destination, protocol) points in the schedule of the VIP's fragment service (see
+//!   `MAP_FRAGMENT_SERVICES`), and records that; the datagram's other later fragments follow.
+//!   When the first fragment comes: if its flow is new, it goes there too (and the new flow is
+//!   recorded on that real when it is of the same service), so the datagram is reassembled
+//!   whole; if its flow is known, the flow keeps its real and the datagram is lost (TCP
+//!   retransmits) rather than a connection being sent to a real that does not have it.
+//!
+//! Later fragments racing each other on two CPUs hash alike, so they agree even then. A first
+//! fragment racing a later one on another CPU could part from it; NICs hash fragments by
+//! addresses alone, so all fragments of a datagram reach one queue and one CPU.
 
-use lb_common::{FRAGMENT_FROM_FIRST, FlowKey, FragmentKey, FragmentOwner, Reason};
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use lb_common::{
+    FRAGMENT_FROM_FIRST, FRAGMENT_LIFETIME, FlowKey, FragmentKey, FragmentOwner, Reason,
+    fragment_clock,
+};
 
 use crate::{
     Forwarded, Verdict, lookup,
@@ -36,14 +46,69 @@ pub fn place(packet: &Packet) -> Result<(Target, Forwarded), Verdict> {
         family: flow.family,
         _pad: [0; 2],
     };
-    let first = packet.kind == Kind::FirstFragment;
+    let now = fragment_clock(unsafe { bpf_ktime_get_ns() });
     // Copied at once: an LRU element may be recycled while we hold a pointer to it.
-    if let Some(owner) = unsafe { FRAGMENTS.get(&key) }.copied() {
-        // A first fragment follows only an entry a later fragment wrote: one written by a
-        // first fragment belongs to an earlier datagram that used the same id.
-        if (!first || owner.flags & FRAGMENT_FROM_FIRST == 0)
-            && let Some(real) = select::available_real(owner.real_id, owner.service_id)
-        {
+    let recorded = unsafe { FRAGMENTS.get(&key) }
+        .copied()
+        .filter(|owner| now.wrapping_sub(owner.written_at) <= FRAGMENT_LIFETIME);
+    if packet.kind == Kind::FirstFragment {
+        first_fragment(flow, &key, recorded, now)
+    } else {
+        later_fragment(flow, &key, recorded, now)
+    }
+}
+
+#[inline(always)]
+fn first_fragment(
+    flow: &FlowKey,
+    key: &FragmentKey,
+    recorded: Option<FragmentOwner>,
+    now: u32,
+) -> Result<(Target, Forwarded), Verdict> {
+    let Some(service) = lookup::service(flow) else {
+        record(key, 0, 0, FRAGMENT_FROM_FIRST, now);
+        return Err(Verdict::Pass(Reason::PassNoService));
+    };
+    // Where the datagram's earlier (later) fragments went, if they came first. An entry a
+    // first fragment wrote is an earlier datagram's that used the same id.
+    let earlier = recorded.filter(|owner| owner.flags & FRAGMENT_FROM_FIRST == 0);
+    let (target, service_id) = match earlier {
+        Some(owner) if owner.service_id == service.id => {
+            (select::real(flow, &service, owner.real_id)?, service.id)
+        }
+        Some(owner) if !select::is_known(flow, &service) => {
+            match select::available_real(owner.real_id, owner.service_id) {
+                // A real of the VIP's fragment service, not of this flow's: the datagram
+                // goes there whole, and the flow is scheduled by its next packet.
+                Some(real) => (
+                    Target {
+                        real_id: owner.real_id,
+                        real,
+                        new_flow: false,
+                    },
+                    owner.service_id,
+                ),
+                None => (select::real(flow, &service, 0)?, service.id),
+            }
+        }
+        _ => (select::real(flow, &service, 0)?, service.id),
+    };
+    record(key, target.real_id, service_id, FRAGMENT_FROM_FIRST, now);
+    Ok(counted(target, service_id, Reason::ForwardedFragment))
+}
+
+#[inline(always)]
+fn later_fragment(
+    flow: &FlowKey,
+    key: &FragmentKey,
+    recorded: Option<FragmentOwner>,
+    now: u32,
+) -> Result<(Target, Forwarded), Verdict> {
+    if let Some(owner) = recorded {
+        if owner.real_id == 0 {
+            return Err(Verdict::Pass(Reason::PassNoService));
+        }
+        if let Some(real) = select::available_real(owner.real_id, owner.service_id) {
             let target = Target {
                 real_id: owner.real_id,
                 real,
@@ -51,34 +116,36 @@ pub fn place(packet: &Packet) -> Result<(Target, Forwarded), Verdict> {
             };
             return Ok(counted(target, owner.service_id, Reason::ForwardedFragment));
         }
+        // Its real has gone since: placed anew, like a flow whose real is gone.
     }
-
-    let (target, service_id, reason) = if first {
-        let service = lookup::service(flow).ok_or(Verdict::Pass(Reason::PassNoService))?;
-        let target = select::real(flow, &service)?;
-        (target, service.id, Reason::ForwardedFragment)
-    } else {
-        let service = lookup::fragment_service(flow).ok_or(Verdict::Pass(Reason::PassNoService))?;
-        let real_id = select::hashed(&service, datagram_hash(flow))
-            .ok_or(Verdict::Drop(Reason::DropNoReal))?;
-        let real =
-            select::available_real(real_id, service.id).ok_or(Verdict::Drop(Reason::DropNoReal))?;
-        let target = Target {
-            real_id,
-            real,
-            new_flow: false,
-        };
-        (target, service.id, Reason::ForwardedFragmentUnmatched)
+    let service = lookup::fragment_service(flow).ok_or(Verdict::Pass(Reason::PassNoService))?;
+    let real_id =
+        select::hashed(&service, datagram_hash(flow)).ok_or(Verdict::Drop(Reason::DropNoReal))?;
+    let real =
+        select::available_real(real_id, service.id).ok_or(Verdict::Drop(Reason::DropNoReal))?;
+    record(key, real_id, service.id, 0, now);
+    let target = Target {
+        real_id,
+        real,
+        new_flow: false,
     };
+    Ok(counted(
+        target,
+        service.id,
+        Reason::ForwardedFragmentUnmatched,
+    ))
+}
+
+#[inline(always)]
+fn record(key: &FragmentKey, real_id: u32, service_id: u32, flags: u32, now: u32) {
     let owner = FragmentOwner {
-        real_id: target.real_id,
+        real_id,
         service_id,
-        flags: if first { FRAGMENT_FROM_FIRST } else { 0 },
-        _pad: 0,
+        flags,
+        written_at: now,
     };
     // A full LRU evicts its oldest datagram; insertion cannot fail for lack of room.
-    let _ = FRAGMENTS.insert(&key, &owner, 0);
-    Ok(counted(target, service_id, reason))
+    let _ = FRAGMENTS.insert(key, &owner, 0);
 }
 
 #[inline(always)]

@@ -3,13 +3,14 @@
 //! In LVS-DR the reals answer clients with the VIP as source, so a router that cannot pass a
 //! real's reply (fragmentation needed, packet too big, TTL exceeded) sends its error to the
 //! VIP, which is routed to the balancer. The balancer's kernel holds no socket for the flow;
-//! the real does. The error quotes the packet it is about; turned around (the real's reply)
-//! or as it is (a client's packet), that quote is a flow the table knows, and the error is
-//! sent to that flow's real, untouched, like the flow's own packets. That is what makes
-//! path-MTU discovery work through the balancer.
+//! the real does. The error quotes the reply; turned around, that is a flow the table knows,
+//! and the error is sent to that flow's real, untouched, like the flow's own packets. That is
+//! what makes path-MTU discovery work through the balancer.
 //!
-//! An error about a VIP flow the table does not hold passes (`PassIcmpNoFlow`): no real is
-//! known to want it, and a new flow is never made for an error.
+//! An error quoting a client's packet (VIP as destination) is addressed to the client, not to
+//! the VIP: it passes (`PassNoService`), so that a balancer on the client's path lets it reach
+//! the client. An error about a VIP flow the table does not hold passes (`PassIcmpNoFlow`):
+//! no real is known to want it, and a new flow is never made for an error.
 
 use lb_common::{FlowKey, Reason};
 
@@ -22,21 +23,15 @@ use crate::{
 /// The real of the flow that `quoted` (the packet an ICMP error quotes) belongs to.
 #[inline(always)]
 pub fn place(quoted: &FlowKey) -> Result<(Target, Forwarded), Verdict> {
-    // Most often the quote is a real's reply, from the VIP: the flow is its reverse.
-    let reply = FlowKey {
+    // The quote is a real's reply, from the VIP: the flow is its reverse.
+    let flow = FlowKey {
         src: quoted.dst,
         dst: quoted.src,
         src_port_be: quoted.dst_port_be,
         dst_port_be: quoted.src_port_be,
         ..*quoted
     };
-    let (flow, service) = match lookup::service(&reply) {
-        Some(service) => (reply, service),
-        None => (
-            *quoted,
-            lookup::service(quoted).ok_or(Verdict::Pass(Reason::PassNoService))?,
-        ),
-    };
+    let service = lookup::service(&flow).ok_or(Verdict::Pass(Reason::PassNoService))?;
     let known = unsafe { FLOWS.get(&flow) }
         .copied()
         .ok_or(Verdict::Pass(Reason::PassIcmpNoFlow))?;

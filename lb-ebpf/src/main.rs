@@ -99,7 +99,7 @@ fn forwarded(
 #[inline(always)]
 fn whole_packet(flow: &FlowKey) -> Result<(Target, Forwarded), Verdict> {
     let service = lookup::service(flow).ok_or(Verdict::Pass(Reason::PassNoService))?;
-    let target = select::real(flow, &service)?;
+    let target = select::real(flow, &service, 0)?;
     let forwarded = Forwarded {
         service_id: service.id,
         real_id: target.real_id,

@@ -27,8 +27,11 @@ pub struct Target {
     pub new_flow: bool,
 }
 
+/// The flow's real if it has one still available; otherwise a new flow, recorded, on
+/// `preferred` (a real id of this service; 0 for none) if it is available, else on the real
+/// the scheduler gives next.
 #[inline(always)]
-pub fn real(flow: &FlowKey, service: &Service) -> Result<Target, Verdict> {
+pub fn real(flow: &FlowKey, service: &Service, preferred: u32) -> Result<Target, Verdict> {
     let now = unsafe { bpf_ktime_get_ns() };
     // Copied out at once: an LRU element can be evicted and recycled for another flow while
     // we hold a pointer to it, so nothing is ever written through that pointer.
@@ -52,8 +55,15 @@ pub fn real(flow: &FlowKey, service: &Service) -> Result<Target, Verdict> {
         // expire_nodest_conn.
     }
 
-    let real_id = next_in_ring(service).ok_or(Verdict::Drop(Reason::DropNoReal))?;
-    let real = available_real(real_id, service.id).ok_or(Verdict::Drop(Reason::DropNoReal))?;
+    let (real_id, real) = match available_real(preferred, service.id) {
+        Some(real) => (preferred, real),
+        None => {
+            let real_id = next_in_ring(service).ok_or(Verdict::Drop(Reason::DropNoReal))?;
+            let real =
+                available_real(real_id, service.id).ok_or(Verdict::Drop(Reason::DropNoReal))?;
+            (real_id, real)
+        }
+    };
     let entry = Flow {
         real_id,
         service_id: service.id,
@@ -66,6 +76,15 @@ pub fn real(flow: &FlowKey, service: &Service) -> Result<Target, Verdict> {
         real,
         new_flow: true,
     })
+}
+
+/// Whether the flow table holds this flow with a real of `service` that may take it.
+#[inline(always)]
+pub fn is_known(flow: &FlowKey, service: &Service) -> bool {
+    match unsafe { FLOWS.get(flow) }.copied() {
+        Some(known) => available_real(known.real_id, service.id).is_some(),
+        None => false,
+    }
 }
 
 /// The next real of the service's weighted round-robin schedule, on this CPU.

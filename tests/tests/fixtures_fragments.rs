@@ -271,26 +271,28 @@ fn fragments_not_for_a_vip_pass() {
             piece,
         );
     }
-    // The VIP has no TCP service on port 53, but has one on port 80: a TCP first fragment
-    // to port 53 has no service.
+    // The VIP has no TCP service on port 53, but has one on port 80 (the VIP's TCP fragment
+    // service): a TCP datagram to port 53 passes whole, its later fragments included.
     let tcp = Frame::tcp(
         "203.0.113.7:5000".parse().unwrap(),
         "192.0.2.100:53".parse().unwrap(),
     )
-    .syn()
-    .fragment(true, 0)
-    .payload(&[0; 64])
+    .ack()
+    .payload(&[0; 3000])
     .src_mac(CLIENT_MAC)
     .dst_mac(BALANCER_MAC)
     .build();
-    check_exact(
-        &mut balancer,
-        "tcp_first_fragment_no_service",
-        &tcp,
-        XDP_PASS,
-        Reason::PassNoService,
-        &tcp,
-    );
+    for (index, piece) in fragments(&tcp, 1280, 7).iter().enumerate() {
+        let name = format!("tcp_to_a_port_without_service_fragment_{index}");
+        check_exact(
+            &mut balancer,
+            &name,
+            piece,
+            XDP_PASS,
+            Reason::PassNoService,
+            piece,
+        );
+    }
     // ICMP is not balanced, fragmented or not.
     let ping = Frame::icmp_echo(Ipv4Addr::new(203, 0, 113, 7), Ipv4Addr::new(192, 0, 2, 100))
         .payload(&[0; 3000])
@@ -308,4 +310,139 @@ fn fragments_not_for_a_vip_pass() {
             piece,
         );
     }
+}
+
+/// The client (of those tried) whose unmatched fragments the hash sends to another real than
+/// the one the rr schedule gives its flow, with that flow opened by a whole packet.
+fn client_hashed_elsewhere(balancer: &mut Balancer) -> (SocketAddr, IpAddr, IpAddr) {
+    let reals = reals_of(balancer, DNS4);
+    for host in 1..=40u8 {
+        let client = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, host), 6000));
+        let whole = Frame::udp(
+            match client {
+                SocketAddr::V4(client) => client,
+                SocketAddr::V6(_) => unreachable!(),
+            },
+            "192.0.2.100:53".parse().unwrap(),
+        )
+        .payload(b"small")
+        .src_mac(CLIENT_MAC)
+        .dst_mac(BALANCER_MAC)
+        .build();
+        let flow_real = balancer.next_scheduled_address(DNS4);
+        forwarded(balancer, "whole", &whole, flow_real, Reason::ForwardedTx);
+        // Probe the hash with a datagram of another flow of the same host (another port):
+        // the hash does not look at ports.
+        let probe = fragmented_query(shifted(client, 1000), 0x7000 + u32::from(host), 3000);
+        let outcome = balancer.run(probe.last().unwrap());
+        assert_eq!(outcome.action, XDP_TX);
+        let hashed = real_of(&outcome.frame, &reals);
+        if hashed != flow_real {
+            return (client, flow_real, hashed);
+        }
+    }
+    panic!("no client among 40 whose fragments hash away from its flow's real");
+}
+
+#[test]
+fn a_known_flow_keeps_its_real_when_its_datagram_comes_out_of_order() {
+    let Some(mut balancer) =
+        balancer("a_known_flow_keeps_its_real_when_its_datagram_comes_out_of_order")
+    else {
+        return;
+    };
+    let (client, flow_real, hashed) = client_hashed_elsewhere(&mut balancer);
+    let pieces = fragmented_query(client, 0x4242, 3000);
+    let last = pieces.len() - 1;
+    forwarded(
+        &mut balancer,
+        "last_fragment_first",
+        &pieces[last],
+        hashed,
+        Reason::ForwardedFragmentUnmatched,
+    );
+    // The flow's real wins: the connection is never handed to a real that does not have it.
+    forwarded(
+        &mut balancer,
+        "first_fragment",
+        &pieces[0],
+        flow_real,
+        Reason::ForwardedFragment,
+    );
+    for (index, piece) in pieces.iter().enumerate().take(last).skip(1) {
+        let name = format!("middle_fragment_{index}");
+        forwarded(
+            &mut balancer,
+            &name,
+            piece,
+            flow_real,
+            Reason::ForwardedFragment,
+        );
+    }
+}
+
+#[test]
+fn a_new_flow_whose_datagram_comes_out_of_order_stays_where_it_went() {
+    let Some(mut balancer) =
+        balancer("a_new_flow_whose_datagram_comes_out_of_order_stays_where_it_went")
+    else {
+        return;
+    };
+    let reals = reals_of(&balancer, DNS4);
+    let client = client4(8000);
+    let pieces = fragmented_query(client, 0x5151, 3000);
+    let outcome = balancer.run(pieces.last().unwrap());
+    assert_eq!(outcome.action, XDP_TX);
+    let hashed = real_of(&outcome.frame, &reals);
+    for (index, piece) in pieces.iter().enumerate().rev().skip(1) {
+        let name = format!("fragment_{index}");
+        forwarded(
+            &mut balancer,
+            &name,
+            piece,
+            hashed,
+            Reason::ForwardedFragment,
+        );
+    }
+    // The first fragment recorded the flow on that real: the flow's next packets go there.
+    let whole = Frame::udp(
+        SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 8000),
+        "192.0.2.100:53".parse().unwrap(),
+    )
+    .payload(b"small")
+    .src_mac(CLIENT_MAC)
+    .dst_mac(BALANCER_MAC)
+    .build();
+    for _ in 0..3 {
+        forwarded(
+            &mut balancer,
+            "whole_packet_after",
+            &whole,
+            hashed,
+            Reason::ForwardedTx,
+        );
+    }
+    assert_eq!(balancer.service_counters(DNS4).new_flows, 1);
+
+    // Another flow reusing the IP id later, in order, follows its own schedule: the entry
+    // now says a first fragment wrote it.
+    let mut reached = Vec::new();
+    for port in 8001..8004 {
+        let expected = balancer.next_scheduled_address(DNS4);
+        let reuse = fragmented_query(client4(port), 0x5151, 3000);
+        for (index, piece) in reuse.iter().enumerate() {
+            let name = format!("port_{port}_fragment_{index}");
+            forwarded(
+                &mut balancer,
+                &name,
+                piece,
+                expected,
+                Reason::ForwardedFragment,
+            );
+        }
+        reached.push(expected);
+    }
+    reached.sort();
+    reached.dedup();
+    assert_eq!(reached.len(), 3, "rr gave the three flows three reals");
 }

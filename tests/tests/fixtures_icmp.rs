@@ -1,6 +1,6 @@
 //! ICMP and ICMPv6 errors through the balancer (BPF_PROG_TEST_RUN): an error about a VIP
-//! flow reaches that flow's real, whether it quotes the real's reply (path-MTU discovery) or
-//! the client's packet; one that cannot be placed passes. Needs root.
+//! flow reaches that flow's real when it quotes the real's reply (path-MTU discovery); one
+//! that quotes the client's packet, or cannot be placed, passes. Needs root.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
@@ -179,7 +179,9 @@ fn icmp_errors_about_a_flow_reach_its_real() {
         &icmp_to_vip(ICMP_TIME_EXCEEDED, 0, 0, &quote[..28]),
         real,
     );
-    // The client's own packet quoted (VIP as destination).
+    // An error about the client's own packet (VIP as destination) is addressed to the
+    // client: it is the client's to handle, and passes (a balancer on the client's path
+    // routes it on).
     let client_packet = Frame::tcp(SocketAddrV4::new(CLIENT, 40000), SocketAddrV4::new(VIP, 80))
         .ack()
         .ip_bytes();
@@ -194,11 +196,30 @@ fn icmp_errors_about_a_flow_reach_its_real() {
     .src_mac(ROUTER_MAC)
     .dst_mac(BALANCER_MAC)
     .build();
-    reaches(
+    passes(
         &mut balancer,
         "host_unreachable_quoting_the_client_packet",
         &about_client_packet,
-        real,
+        Reason::PassNoService,
+    );
+    // An error quoting the reply but not addressed to its source (the VIP) is not an error
+    // any router sends.
+    let misaddressed = Frame::icmp_error(
+        ROUTER,
+        CLIENT,
+        ICMP_DEST_UNREACH,
+        ICMP_FRAG_NEEDED,
+        1280,
+        &quote[..28],
+    )
+    .src_mac(ROUTER_MAC)
+    .dst_mac(BALANCER_MAC)
+    .build();
+    passes(
+        &mut balancer,
+        "error_not_addressed_to_the_quoted_source",
+        &misaddressed,
+        Reason::PassIcmpBadQuote,
     );
     let counters = balancer.service_counters(WEB);
     assert_eq!(counters.new_flows, 3, "errors make no flows");
@@ -319,7 +340,17 @@ fn icmp_errors_that_cannot_be_placed_pass() {
         ),
         (
             "about_the_balancer_own_traffic",
-            icmp_to_vip(ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, 1280, &not_a_vip[..28]),
+            Frame::icmp_error(
+                ROUTER,
+                Ipv4Addr::new(192, 0, 2, 2),
+                ICMP_DEST_UNREACH,
+                ICMP_FRAG_NEEDED,
+                1280,
+                &not_a_vip[..28],
+            )
+            .src_mac(ROUTER_MAC)
+            .dst_mac(BALANCER_MAC)
+            .build(),
             Reason::PassNoService,
         ),
         (

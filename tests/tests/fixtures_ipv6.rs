@@ -220,6 +220,30 @@ fn ipv6_headers_the_program_does_not_follow_pass_untouched() {
             Reason::PassIpv6Extensions,
         ),
         (
+            "routing_header_with_segments_left",
+            // Next header TCP, length 0, type 0, one segment left: the VIP is a waypoint.
+            syn(43009)
+                .ipv6_raw_extension(43, &[6, 0, 0, 1, 0, 0, 0, 0])
+                .build(),
+            Reason::PassIpv6Extensions,
+        ),
+        (
+            "first_fragment_with_options_after_the_fragment_header",
+            syn(43010)
+                .ipv6_fragment_header(true, 0, 5)
+                .destination_options(0)
+                .build(),
+            Reason::PassIpv6Extensions,
+        ),
+        (
+            "later_fragment_continuing_with_options",
+            syn(43011)
+                .ipv6_fragment_header(false, 8, 5)
+                .destination_options(0)
+                .build(),
+            Reason::PassIpv6Extensions,
+        ),
+        (
             "esp",
             syn(43002)
                 .ipv6_raw_extension(50, &[0, 0, 0, 1, 0, 0, 0, 1])

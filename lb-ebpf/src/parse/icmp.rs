@@ -5,7 +5,8 @@
 //! bytes after it, which hold the ports. The program balances an error by the quoted packet's
 //! flow (see `icmp.rs` in the pipeline), so only the quote needs parsing here. A quote that
 //! is truncated, malformed, or not the start of a TCP or UDP packet passes as
-//! `PassIcmpBadQuote`.
+//! `PassIcmpBadQuote`, and so does an error not addressed to the quoted packet's source
+//! (every ICMP error goes to the source of the packet that caused it).
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{FAMILY_IPV4, FAMILY_IPV6, FlowKey, Reason};
@@ -33,13 +34,14 @@ struct IcmpHeader {
     _rest: [u8; 4],
 }
 
-/// The flow of the packet an ICMP message at `l4` quotes, if it is an error the program
-/// forwards; `PassNotTcpUdp` for other ICMP messages (echo, …).
+/// The flow of the packet an ICMP message at `l4`, addressed to `to`, quotes, if it is an
+/// error the program forwards; `PassNotTcpUdp` for other ICMP messages (echo, …).
 #[inline(always)]
 pub fn quoted_by_icmpv4(
     ctx: &XdpContext,
     l4: usize,
     datagram: Datagram,
+    to: [u8; 16],
 ) -> Result<FlowKey, Reason> {
     let quote = error_quote(ctx, l4, |kind| {
         kind == ICMP_DEST_UNREACH || kind == ICMP_TIME_EXCEEDED
@@ -52,8 +54,10 @@ pub fn quoted_by_icmpv4(
     }
     let protocol = unsafe { (*ip).protocol };
     let (src_port_be, dst_port_be) = quoted_ports(ctx, quote + header_len, protocol, datagram)?;
+    let src = ipv4_key_bytes(unsafe { (*ip).src });
+    addressed_to_source(src, to)?;
     Ok(FlowKey {
-        src: ipv4_key_bytes(unsafe { (*ip).src }),
+        src,
         dst: ipv4_key_bytes(unsafe { (*ip).dst }),
         src_port_be,
         dst_port_be,
@@ -71,6 +75,7 @@ pub fn quoted_by_icmpv6(
     ctx: &XdpContext,
     l4: usize,
     datagram: Datagram,
+    to: [u8; 16],
 ) -> Result<FlowKey, Reason> {
     let quote = error_quote(ctx, l4, |kind| {
         kind == ICMPV6_DEST_UNREACH || kind == ICMPV6_PACKET_TOO_BIG || kind == ICMPV6_TIME_EXCEEDED
@@ -82,8 +87,10 @@ pub fn quoted_by_icmpv6(
     let protocol = unsafe { (*ip).next_header };
     let (src_port_be, dst_port_be) =
         quoted_ports(ctx, quote + IPV6_HEADER_LEN, protocol, datagram)?;
+    let src = unsafe { (*ip).src };
+    addressed_to_source(src, to)?;
     Ok(FlowKey {
-        src: unsafe { (*ip).src },
+        src,
         dst: unsafe { (*ip).dst },
         src_port_be,
         dst_port_be,
@@ -91,6 +98,16 @@ pub fn quoted_by_icmpv6(
         family: FAMILY_IPV6,
         _pad: [0; 2],
     })
+}
+
+/// Checks that an error quoting a packet from `source` is addressed to `source`. Compared
+/// as two words: comparing arrays would call `bcmp`.
+#[inline(always)]
+fn addressed_to_source(source: [u8; 16], to: [u8; 16]) -> Result<(), Reason> {
+    if u128::from_ne_bytes(source) != u128::from_ne_bytes(to) {
+        return Err(Reason::PassIcmpBadQuote);
+    }
+    Ok(())
 }
 
 /// Offset of the quoted packet, if the ICMP message at `l4` is an error `is_error` accepts.

@@ -73,7 +73,12 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
         }
         None if protocol == PROTO_ICMP && kind == Kind::Whole => {
             return Ok(Packet {
-                flow: icmp::quoted_by_icmpv4(ctx, l4, datagram)?,
+                flow: icmp::quoted_by_icmpv4(
+                    ctx,
+                    l4,
+                    datagram,
+                    ipv4_key_bytes(unsafe { (*ip).dst }),
+                )?,
                 frame_len: datagram.frame_len,
                 vlan,
                 kind: Kind::IcmpError,

@@ -64,6 +64,10 @@ struct ExtensionHeader {
     next_header: u8,
     /// In 8-byte units, not counting the first 8 bytes.
     len: u8,
+    /// Routing headers: the routing type. Options headers: the first option's type.
+    _routing_type: u8,
+    /// Routing headers: segments left to visit. Options headers: the first option's length.
+    segments_left: u8,
 }
 
 #[repr(C)]
@@ -96,6 +100,10 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
             NEXT_HOP_BY_HOP | NEXT_ROUTING | NEXT_DESTINATION_OPTIONS => {
                 let extension: *mut ExtensionHeader =
                     header(ctx, offset).ok_or(Reason::PassTruncated)?;
+                // Segments left: the destination is a waypoint, not where the packet ends.
+                if next == NEXT_ROUTING && unsafe { (*extension).segments_left } != 0 {
+                    return Err(Reason::PassIpv6Extensions);
+                }
                 next = unsafe { (*extension).next_header };
                 offset += (unsafe { (*extension).len } as usize + 1) * 8;
             }
@@ -113,6 +121,12 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
                 }
                 // Offset 0 without more fragments is an atomic fragment (RFC 6946): whole.
                 if offset_flags & MORE_FRAGMENTS != 0 {
+                    // The later fragments name only the header after this one: a first
+                    // fragment must name TCP or UDP there too, or its datagram would be
+                    // split between a real and the kernel.
+                    if is_extension_header(next) {
+                        return Err(Reason::PassIpv6Extensions);
+                    }
                     kind = Kind::FirstFragment;
                 }
             }
@@ -134,17 +148,16 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
         }
         None if next == NEXT_ICMPV6 && kind == Kind::Whole => {
             return Ok(Packet {
-                flow: icmp::quoted_by_icmpv6(ctx, offset, datagram)?,
+                flow: icmp::quoted_by_icmpv6(ctx, offset, datagram, unsafe { (*ip).dst })?,
                 frame_len: datagram.frame_len,
                 vlan,
                 kind: Kind::IcmpError,
                 fragment_id_be: 0,
             });
         }
-        // A later fragment's next header names what the fragments carry, not a header here.
-        None if is_extension_header(next) && kind != Kind::LaterFragment => {
-            return Err(Reason::PassIpv6Extensions);
-        }
+        // For a later fragment, the header its datagram continues with (see the first
+        // fragment's check above).
+        None if is_extension_header(next) => return Err(Reason::PassIpv6Extensions),
         None => return Err(Reason::PassNotTcpUdp),
     };
     Ok(Packet {

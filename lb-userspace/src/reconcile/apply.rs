@@ -22,7 +22,14 @@ impl Desired {
         let pending = std::mem::take(&mut self.pending);
         let fragment_services = self.fragment_services();
         for (key, entry) in dataplane.fragment_services()? {
-            if fragment_services.get(&key) != Some(&entry) {
+            // An entry naming a service of its own VIP stays until it is overwritten below;
+            // one for a VIP no longer served, or naming a service id that is gone or given to
+            // another VIP, goes before anything else.
+            let names_own_service = self
+                .services
+                .iter()
+                .any(|service| service.id == entry.id && fragment_key(service) == key);
+            if !fragment_services.contains_key(&key) || !names_own_service {
                 dataplane.remove_fragment_service(&key)?;
             }
         }
@@ -67,17 +74,16 @@ impl Desired {
 
     /// Per VIP and protocol (a service key with port 0), the service whose schedule places
     /// non-first fragments that came before their first fragment: the one with the lowest
-    /// port, which is the all-ports service when the VIP has one. Any fixed choice would do;
-    /// this one is easy to state and to predict.
+    /// port among those with a real that can take new flows (the all-ports service when it
+    /// is one of them), else the one with the lowest port. Any fixed choice keeps a
+    /// datagram's fragments together; this one is easy to state, and does not drop fragments
+    /// while another service of the VIP could take them.
     pub fn fragment_services(&self) -> HashMap<ServiceKey, Service> {
         let mut chosen: HashMap<ServiceKey, &DesiredService> = HashMap::new();
+        let rank = |service: &DesiredService| (!schedulable(service), service.config.port);
         for service in &self.services {
-            let key = ServiceKey {
-                port_be: 0,
-                ..service.key
-            };
-            let slot = chosen.entry(key).or_insert(service);
-            if service.config.port < slot.config.port {
+            let slot = chosen.entry(fragment_key(service)).or_insert(service);
+            if rank(service) < rank(slot) {
                 *slot = service;
             }
         }
@@ -110,6 +116,18 @@ impl Desired {
             dataplane.set_real(id, entry)?;
         }
         self.apply_services(dataplane, &dirty.rings)?;
+        // A schedule that emptied or filled may change which service places early fragments.
+        let touched_vips: BTreeSet<([u8; 16], u8, u8)> = self
+            .services
+            .iter()
+            .filter(|service| dirty.rings.contains(&service.id))
+            .map(|service| vip_of(&fragment_key(service)))
+            .collect();
+        for (key, entry) in self.fragment_services() {
+            if touched_vips.contains(&vip_of(&key)) {
+                dataplane.set_fragment_service(key, entry)?;
+            }
+        }
         for (id, entry) in touched(false) {
             dataplane.set_real(id, entry)?;
         }
@@ -160,6 +178,26 @@ impl Desired {
             }
         })
     }
+}
+
+/// The key of a service's VIP and protocol in the fragment services map.
+fn fragment_key(service: &DesiredService) -> ServiceKey {
+    ServiceKey {
+        port_be: 0,
+        ..service.key
+    }
+}
+
+fn vip_of(key: &ServiceKey) -> ([u8; 16], u8, u8) {
+    (key.vip, key.protocol, key.family)
+}
+
+/// Whether the service's schedule has a slot: a real that may take new flows, with a weight.
+fn schedulable(service: &DesiredService) -> bool {
+    service
+        .reals
+        .iter()
+        .any(|real| real.schedulable() && real.config.weight > 0)
 }
 
 fn service_entry(service: &DesiredService) -> Service {

@@ -624,3 +624,59 @@ services:
         "stale entries go before anything else is written"
     );
 }
+
+#[test]
+fn early_fragments_go_to_a_service_that_can_take_them() {
+    let config = config::parse(
+        "
+instance: t
+interfaces: [{name: eth0}]
+services:
+  - {vip: 192.0.2.100, port: 80, protocol: tcp, reals: [{address: 192.0.2.11}]}
+  - {vip: 192.0.2.100, port: 443, protocol: tcp, reals: [{address: 192.0.2.12}]}
+",
+        "test.yaml",
+    )
+    .expect("test config parses");
+    let mut state = Desired::new(&config, vec![eth0()]).expect("state builds");
+    let mut dataplane = FakeDataplane::default();
+    let key = ServiceKey {
+        port_be: 0,
+        ..state.services[0].key
+    };
+    // Only the port-443 service's real answers: port 80's schedule is empty.
+    state.set_neighbours(7, &neighbours(&[(12, 2)]));
+    state.apply(&mut dataplane).unwrap();
+    assert_eq!(dataplane.fragment_services[&key].id, state.services[1].id);
+
+    // Port 80's real answers: the lower port takes over, overwritten in place (never
+    // removed, which would let fragments pass meanwhile).
+    dataplane.writes.clear();
+    let changed = state.set_neighbours(7, &neighbours(&[(11, 1), (12, 2)]));
+    state.apply_dirty(&mut dataplane, &changed).unwrap();
+    assert_eq!(dataplane.fragment_services[&key].id, state.services[0].id);
+    let fragment_writes: Vec<&String> = dataplane
+        .writes
+        .iter()
+        .filter(|write| write.contains("fragment"))
+        .collect();
+    assert_eq!(fragment_writes, vec!["fragment service 1"]);
+
+    // A restart finding the entry of a service of the same VIP keeps it until overwritten.
+    let mut restarted = Desired::new(&config, vec![eth0()]).expect("state builds");
+    restarted.set_neighbours(7, &neighbours(&[(12, 2)]));
+    dataplane.writes.clear();
+    restarted.apply(&mut dataplane).unwrap();
+    assert!(
+        !dataplane
+            .writes
+            .iter()
+            .any(|write| write.starts_with("remove")),
+        "{:?}",
+        dataplane.writes
+    );
+    assert_eq!(
+        dataplane.fragment_services[&key].id,
+        restarted.services[1].id
+    );
+}
