@@ -17,7 +17,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::netns::Netns;
+use crate::{
+    netns::Netns,
+    server::{ServerThread, tcp_listener},
+};
 
 /// How often the server's threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(20);
@@ -29,61 +32,28 @@ const SERVER_STALL: Duration = Duration::from_secs(30);
 /// A TCP server on a thread, bound inside a namespace, that writes `size` bytes to each
 /// accepted connection and then closes it. Stops (and joins its threads) on drop.
 pub struct BulkServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    completed: Arc<AtomicUsize>,
-    thread: Option<JoinHandle<()>>,
+    server: ServerThread,
 }
 
 impl BulkServer {
     /// Binds `addr` inside `netns` (port 0 picks a free port: see [`BulkServer::addr`]) and
     /// serves on a thread.
     pub fn start(netns: &Netns, addr: SocketAddr, size: usize) -> BulkServer {
-        let listener = netns
-            .run(|| TcpListener::bind(addr))
-            .unwrap_or_else(|error| panic!("binding {addr} in netns {}: {error}", netns.name()));
-        listener
-            .set_nonblocking(true)
-            .unwrap_or_else(|error| panic!("making the listener on {addr} nonblocking: {error}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|error| panic!("local address of the listener on {addr}: {error}"));
-        let stop = Arc::new(AtomicBool::new(false));
-        let completed = Arc::new(AtomicUsize::new(0));
-        let thread = {
-            let (stop, completed) = (Arc::clone(&stop), Arc::clone(&completed));
-            std::thread::Builder::new()
-                .name(format!("bulk {addr}"))
-                .spawn(move || accept_loop(listener, size, stop, completed))
-                .unwrap_or_else(|error| panic!("spawning the bulk server for {addr}: {error}"))
-        };
-        BulkServer {
-            addr,
-            stop,
-            completed,
-            thread: Some(thread),
-        }
+        let (listener, addr) = tcp_listener(netns, addr);
+        let server = ServerThread::spawn("bulk server", addr, move |serving| {
+            accept_loop(listener, size, serving.stop, serving.served)
+        });
+        BulkServer { server }
     }
 
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Connections that got all their bytes handed to the kernel and were closed.
     pub fn completed(&self) -> usize {
-        self.completed.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for BulkServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            eprintln!("the bulk server on {} panicked", self.addr);
-        }
+        self.server.served()
     }
 }
 
@@ -234,18 +204,10 @@ mod tests {
         let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let completed = Arc::new(AtomicUsize::new(0));
-        let thread = {
-            let (stop, completed) = (Arc::clone(&stop), Arc::clone(&completed));
-            std::thread::spawn(move || accept_loop(listener, size, stop, completed))
-        };
-        BulkServer {
-            addr,
-            stop,
-            completed,
-            thread: Some(thread),
-        }
+        let server = ServerThread::spawn("bulk server", addr, move |serving| {
+            accept_loop(listener, size, serving.stop, serving.served)
+        });
+        BulkServer { server }
     }
 
     #[test]

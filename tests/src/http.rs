@@ -16,7 +16,10 @@ use std::{
     time::Duration,
 };
 
-use crate::netns::Netns;
+use crate::{
+    netns::Netns,
+    server::{ServerThread, tcp_listener},
+};
 
 /// Longest request or response head (start line + headers) accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -29,10 +32,7 @@ const SERVER_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An HTTP server on a thread, bound inside a namespace. Stops (and joins its threads) on drop.
 pub struct HttpServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    requests: Arc<AtomicUsize>,
-    thread: Option<JoinHandle<()>>,
+    server: ServerThread,
 }
 
 impl HttpServer {
@@ -42,53 +42,22 @@ impl HttpServer {
     /// the real's own address only accepts connections to that address. Port 0 picks a free
     /// port: see [`HttpServer::addr`].
     pub fn start(netns: &Netns, addr: SocketAddr, name: &str) -> HttpServer {
-        let listener = netns
-            .run(|| TcpListener::bind(addr))
-            .unwrap_or_else(|error| panic!("binding {addr} in netns {}: {error}", netns.name()));
-        listener
-            .set_nonblocking(true)
-            .unwrap_or_else(|error| panic!("making the listener on {addr} nonblocking: {error}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|error| panic!("local address of the listener on {addr}: {error}"));
-        let stop = Arc::new(AtomicBool::new(false));
-        let requests = Arc::new(AtomicUsize::new(0));
+        let (listener, addr) = tcp_listener(netns, addr);
         let body = Arc::<str>::from(format!("{name}\n"));
-        let thread = {
-            let stop = Arc::clone(&stop);
-            let requests = Arc::clone(&requests);
-            std::thread::Builder::new()
-                .name(format!("http {name} {addr}"))
-                .spawn(move || accept_loop(listener, body, stop, requests))
-                .unwrap_or_else(|error| panic!("spawning the server thread for {addr}: {error}"))
-        };
-        HttpServer {
-            addr,
-            stop,
-            requests,
-            thread: Some(thread),
-        }
+        let server = ServerThread::spawn("HTTP server", addr, move |serving| {
+            accept_loop(listener, body, serving.stop, serving.served)
+        });
+        HttpServer { server }
     }
 
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `GET`s answered so far.
     pub fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            eprintln!("the HTTP server on {} panicked", self.addr);
-        }
+        self.server.served()
     }
 }
 
@@ -166,8 +135,10 @@ fn serve(
             body.len(),
             if close { "Connection: close\r\n" } else { "" },
         );
-        conn.stream.write_all(response.as_bytes())?;
+        // Counted before the answer leaves, so that a client that got it never finds the
+        // count behind.
         requests.fetch_add(1, Ordering::SeqCst);
+        conn.stream.write_all(response.as_bytes())?;
         if close {
             return Ok(());
         }
@@ -382,6 +353,17 @@ pub fn connections(
             })
             .collect()
     })
+}
+
+/// The server that answered every request of one connection (the body names it), checking
+/// that they all came from the same one.
+pub fn served_by(bodies: &[String]) -> String {
+    let first = bodies.first().expect("at least one response");
+    assert!(
+        bodies.iter().all(|body| body == first),
+        "one connection, several servers: {bodies:?}"
+    );
+    first.trim_end().to_owned()
 }
 
 #[cfg(test)]

@@ -321,3 +321,29 @@ impl Drop for Lbd {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+/// Checks that connections were spread over reals by their weights, given how many new flows
+/// each CPU scheduled (`Lbd::new_flows_per_cpu`): `served` counts connections per real name,
+/// `weights` gives each real's name and weight.
+///
+/// A CPU that schedules n new flows walks n consecutive slots of the wrr ring, so its count
+/// for a real of weight w is within w of n × w / total; over the k CPUs that scheduled any,
+/// within k × w. A split by the wrong weights is off by far more.
+#[track_caller]
+pub fn assert_split_follows_weights(
+    served: &std::collections::HashMap<String, u64>,
+    weights: &[(&str, u32)],
+    per_cpu: &[u64],
+) {
+    let cpus_used = per_cpu.iter().filter(|&&n| n > 0).count() as f64;
+    let scheduled: u64 = per_cpu.iter().sum();
+    let total_weight: u32 = weights.iter().map(|(_, weight)| weight).sum();
+    for &(name, weight) in weights {
+        let got = served.get(name).copied().unwrap_or(0) as f64;
+        let expected = scheduled as f64 * f64::from(weight) / f64::from(total_weight);
+        assert!(
+            (got - expected).abs() <= cpus_used * f64::from(weight),
+            "{name} (weight {weight}) served {got} of {scheduled} connections, expected \
+             {expected} ± {cpus_used} × {weight}: {served:?}, per CPU {per_cpu:?}"
+        );
+    }
+}

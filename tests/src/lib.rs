@@ -27,6 +27,7 @@ pub mod netns;
 pub mod packet;
 pub mod pcap;
 pub mod privilege;
+pub mod server;
 pub mod topology;
 pub mod udp;
 

@@ -10,15 +10,11 @@ use std::{
     mem::{size_of, zeroed},
     net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket},
     os::fd::AsRawFd as _,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
-    thread::JoinHandle,
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
     time::Duration,
 };
 
-use crate::netns::Netns;
+use crate::{netns::Netns, server::ServerThread};
 
 /// How often the server looks at its stop flag.
 const POLL: Duration = Duration::from_millis(20);
@@ -28,10 +24,7 @@ const MAX_DATAGRAM: usize = 65_535;
 /// A UDP echo server on a thread, bound inside a namespace: answers each datagram with
 /// `"<name> <received length>\n"`. Stops (and joins its thread) on drop.
 pub struct UdpEchoServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    datagrams: Arc<AtomicUsize>,
-    thread: Option<JoinHandle<()>>,
+    server: ServerThread,
 }
 
 impl UdpEchoServer {
@@ -42,53 +35,34 @@ impl UdpEchoServer {
         let socket = netns
             .run(|| UdpSocket::bind(addr))
             .unwrap_or_else(|error| panic!("binding {addr} in netns {}: {error}", netns.name()));
+        UdpEchoServer::serve_on(socket, name)
+    }
+
+    /// Serves on a bound socket.
+    fn serve_on(socket: UdpSocket, name: &str) -> UdpEchoServer {
         let addr = socket
             .local_addr()
-            .unwrap_or_else(|error| panic!("local address of the socket on {addr}: {error}"));
+            .unwrap_or_else(|error| panic!("local address of a UDP socket: {error}"));
         receive_destination(&socket, addr)
             .unwrap_or_else(|error| panic!("asking for packet info on {addr}: {error}"));
         socket
             .set_read_timeout(Some(POLL))
             .unwrap_or_else(|error| panic!("read timeout on {addr}: {error}"));
-        let stop = Arc::new(AtomicBool::new(false));
-        let datagrams = Arc::new(AtomicUsize::new(0));
-        let thread = {
-            let (stop, datagrams) = (Arc::clone(&stop), Arc::clone(&datagrams));
-            let name = name.to_owned();
-            std::thread::Builder::new()
-                .name(format!("udp echo {name} {addr}"))
-                .spawn(move || serve(&socket, &name, &stop, &datagrams))
-                .unwrap_or_else(|error| {
-                    panic!("spawning the UDP server thread for {addr}: {error}")
-                })
-        };
-        UdpEchoServer {
-            addr,
-            stop,
-            datagrams,
-            thread: Some(thread),
-        }
+        let name = name.to_owned();
+        let server = ServerThread::spawn("UDP echo server", addr, move |serving| {
+            serve(&socket, &name, &serving.stop, &serving.served)
+        });
+        UdpEchoServer { server }
     }
 
     /// The address the server is bound to.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
-    /// Datagrams answered so far.
+    /// Datagrams received (and answered, unless the answer failed, which is logged).
     pub fn datagrams(&self) -> usize {
-        self.datagrams.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for UdpEchoServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            eprintln!("the UDP echo server on {} panicked", self.addr);
-        }
+        self.server.served()
     }
 }
 
@@ -97,12 +71,12 @@ fn serve(socket: &UdpSocket, name: &str, stop: &AtomicBool, datagrams: &AtomicUs
     while !stop.load(Ordering::SeqCst) {
         match receive(socket, &mut buf) {
             Ok((len, peer, local)) => {
+                // Counted before the answer leaves, so that a client that got it never finds
+                // the count behind.
+                datagrams.fetch_add(1, Ordering::SeqCst);
                 let reply = format!("{name} {len}\n");
-                match reply_from(socket, reply.as_bytes(), peer, local) {
-                    Ok(_) => {
-                        datagrams.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Err(error) => eprintln!("UDP echo {name}: answering {peer}: {error}"),
+                if let Err(error) = reply_from(socket, reply.as_bytes(), peer, local) {
+                    eprintln!("UDP echo {name}: answering {peer}: {error}");
                 }
             }
             Err(error)
@@ -369,23 +343,7 @@ mod tests {
 
     /// A server on loopback of the test's own namespace: no root needed.
     fn loopback_server(addr: SocketAddr, name: &str) -> UdpEchoServer {
-        let socket = UdpSocket::bind(addr).unwrap();
-        let addr = socket.local_addr().unwrap();
-        receive_destination(&socket, addr).unwrap();
-        socket.set_read_timeout(Some(POLL)).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let datagrams = Arc::new(AtomicUsize::new(0));
-        let thread = {
-            let (stop, datagrams, name) =
-                (Arc::clone(&stop), Arc::clone(&datagrams), name.to_owned());
-            std::thread::spawn(move || serve(&socket, &name, &stop, &datagrams))
-        };
-        UdpEchoServer {
-            addr,
-            stop,
-            datagrams,
-            thread: Some(thread),
-        }
+        UdpEchoServer::serve_on(UdpSocket::bind(addr).unwrap(), name)
     }
 
     #[test]

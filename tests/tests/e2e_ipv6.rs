@@ -12,7 +12,7 @@ use std::{
 use lb_tests::{
     DrTopology,
     http::{self, HttpClient, HttpServer},
-    lbd::Lbd,
+    lbd::{Lbd, assert_split_follows_weights},
     netns,
     privilege::require_root,
     topology::VIP6,
@@ -43,16 +43,6 @@ limits: {flows: 65536, services: 16, reals: 64}
 
 fn vip() -> SocketAddr {
     SocketAddr::new(IpAddr::V6(VIP6), 80)
-}
-
-/// The real that served a connection, checking that all its requests went to the same one.
-fn served_by(bodies: &[String]) -> String {
-    let first = bodies.first().expect("at least one response");
-    assert!(
-        bodies.iter().all(|body| body == first),
-        "one connection, several reals: {bodies:?}"
-    );
-    first.trim_end().to_owned()
 }
 
 #[test]
@@ -95,26 +85,19 @@ fn http_over_ipv6_is_spread_by_weight_and_survives_a_daemon_restart() {
             .as_ref()
             .unwrap_or_else(|e| panic!("connection {index}: {e}\n{}", lbd.log()));
         assert_eq!(bodies.len(), REQUESTS_PER_CONNECTION);
-        *per_real.entry(served_by(bodies)).or_default() += 1;
+        *per_real.entry(http::served_by(bodies)).or_default() += 1;
     }
     *per_real.entry(kept_real.trim_end().to_owned()).or_default() += 1;
 
-    // The split follows the weights, within what per-CPU walks of the wrr ring allow (see
-    // e2e_dr.rs); the drained real gets nothing.
+    // The split follows the weights (see the helper for the bound); the drained real gets
+    // nothing.
     let per_cpu = lbd.new_flows_per_cpu(1);
-    let cpus_used = per_cpu.iter().filter(|&&n| n > 0).count() as f64;
-    let scheduled: u64 = per_cpu.iter().sum();
-    assert_eq!(scheduled, CONNECTIONS as u64 + 1, "{per_cpu:?}");
-    let total_weight: u32 = REALS.iter().map(|(_, weight)| weight).sum();
-    for (name, weight) in REALS {
-        let got = per_real.get(name).copied().unwrap_or(0) as f64;
-        let expected = scheduled as f64 * f64::from(weight) / f64::from(total_weight);
-        assert!(
-            (got - expected).abs() <= cpus_used * f64::from(weight),
-            "{name} (weight {weight}) served {got} of {scheduled} connections, expected \
-             {expected} ± {cpus_used} × {weight}: {per_real:?}, per CPU {per_cpu:?}"
-        );
-    }
+    assert_eq!(
+        per_cpu.iter().sum::<u64>(),
+        CONNECTIONS as u64 + 1,
+        "{per_cpu:?}"
+    );
+    assert_split_follows_weights(&per_real, &REALS, &per_cpu);
     assert_eq!(per_real.get("real4"), None, "the drained real took a flow");
 
     // Counters and the listing, in ipvsadm's IPv6 notation.
