@@ -11,7 +11,7 @@ use lb_tests::{
     },
     packet::{
         Frame, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH,
-        ICMPV6_PACKET_TOO_BIG, ICMPV6_TIME_EXCEEDED, Mac,
+        ICMPV6_PACKET_TOO_BIG, ICMPV6_TIME_EXCEEDED, Mac, fragments,
     },
     privilege::require_root,
 };
@@ -282,6 +282,13 @@ fn icmp_errors_that_cannot_be_placed_pass() {
     )
     .ack()
     .ip_bytes();
+    let quote_with_hop_by_hop = Frame::ipv6_tcp(
+        SocketAddrV6::new(vip6(), 80, 0, 0),
+        SocketAddrV6::new(client6(), 40000, 0, 0),
+    )
+    .hop_by_hop(0)
+    .ack()
+    .ip_bytes();
     let cases: Vec<(&str, Vec<u8>, Reason)> = vec![
         (
             "unknown_flow",
@@ -376,8 +383,41 @@ fn icmp_errors_that_cannot_be_placed_pass() {
             icmpv6_to_vip(ICMPV6_PACKET_TOO_BIG, 0, 1280, &[0xff; 48]),
             Reason::PassIcmpBadQuote,
         ),
+        (
+            // Not followed a second time: errors about such packets are rare.
+            "quote_with_an_extension_header_v6",
+            icmpv6_to_vip(ICMPV6_PACKET_TOO_BIG, 0, 1280, &quote_with_hop_by_hop[..56]),
+            Reason::PassIcmpBadQuote,
+        ),
     ];
     for (name, frame, reason) in &cases {
         passes(&mut balancer, name, frame, *reason);
+    }
+}
+
+#[test]
+fn an_icmp_error_that_is_itself_fragmented_passes() {
+    let Some(mut balancer) = balancer("an_icmp_error_that_is_itself_fragmented_passes") else {
+        return;
+    };
+    open_flow(&mut balancer, 40000);
+    let error = Frame::icmp_error(
+        ROUTER,
+        VIP,
+        ICMP_DEST_UNREACH,
+        ICMP_FRAG_NEEDED,
+        1280,
+        &reply(40000)[..1400],
+    )
+    .src_mac(ROUTER_MAC)
+    .dst_mac(BALANCER_MAC)
+    .build();
+    for (index, piece) in fragments(&error, 576, 3).iter().enumerate() {
+        passes(
+            &mut balancer,
+            &format!("icmp_error_fragment_{index}"),
+            piece,
+            Reason::PassNotTcpUdp,
+        );
     }
 }
