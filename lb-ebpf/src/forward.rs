@@ -66,8 +66,8 @@ fn retag(
             let vid_mask_be = VLAN_VID_MASK.to_be();
             let tci = (tci_be & !vid_mask_be) | (interface.vlan_tci_be & vid_mask_be);
             unsafe {
-                (*tagged).tpid = interface.vlan_proto_be.to_ne_bytes();
-                (*tagged).tci = tci.to_ne_bytes();
+                (*tagged).tpid_be = interface.vlan_proto_be;
+                (*tagged).tci_be = tci;
             }
             Ok(tagged.cast())
         }
@@ -86,8 +86,8 @@ fn retag(
             // The old EtherType is now where a tagged header keeps the inner one.
             let tagged: *mut VlanEthHeader = header(ctx, 0).ok_or(truncated)?;
             unsafe {
-                (*tagged).tpid = interface.vlan_proto_be.to_ne_bytes();
-                (*tagged).tci = interface.vlan_tci_be.to_ne_bytes();
+                (*tagged).tpid_be = interface.vlan_proto_be;
+                (*tagged).tci_be = interface.vlan_tci_be;
             }
             Ok(tagged.cast())
         }

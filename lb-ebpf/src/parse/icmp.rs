@@ -49,7 +49,7 @@ pub fn quoted_by_icmpv4(
     let ip: *mut Ipv4Header = header(ctx, quote).ok_or(Reason::PassIcmpBadQuote)?;
     let header_len = ipv4::header_len(ip).ok_or(Reason::PassIcmpBadQuote)?;
     // Only a packet's start has ports; an error about a later fragment cannot be placed.
-    if ipv4::fragment_kind(unsafe { (*ip).frag_off }) == Kind::LaterFragment {
+    if ipv4::fragment_kind(unsafe { (*ip).frag_off_be }) == Kind::LaterFragment {
         return Err(Reason::PassIcmpBadQuote);
     }
     let protocol = unsafe { (*ip).protocol };
@@ -136,10 +136,5 @@ fn quoted_ports(
         return Err(Reason::PassIcmpBadQuote);
     }
     let ports: *mut Ports = header(ctx, l4).ok_or(Reason::PassIcmpBadQuote)?;
-    Ok(unsafe {
-        (
-            u16::from_ne_bytes((*ports).src),
-            u16::from_ne_bytes((*ports).dst),
-        )
-    })
+    Ok(unsafe { ((*ports).src_be, (*ports).dst_be) })
 }

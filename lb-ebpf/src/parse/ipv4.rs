@@ -9,19 +9,21 @@ const PROTO_ICMP: u8 = 1;
 /// `frag_off` bits: more fragments follow, and the fragment's offset in 8-byte units.
 const MORE_FRAGMENTS: u16 = 0x2000;
 const FRAGMENT_OFFSET_MASK: u16 = 0x1fff;
+const FRAGMENT_BITS: u16 = MORE_FRAGMENTS | FRAGMENT_OFFSET_MASK;
 
 #[repr(C)]
 pub struct Ipv4Header {
     pub version_ihl: u8,
     _tos: u8,
-    pub total_len: [u8; 2],
-    pub id: [u8; 2],
-    pub frag_off: [u8; 2],
+    pub total_len_be: u16,
+    pub id_be: u16,
+    pub frag_off_be: u16,
     _ttl: u8,
     pub protocol: u8,
-    _check: [u8; 2],
-    pub src: [u8; 4],
-    pub dst: [u8; 4],
+    _check: u16,
+    /// The address's four bytes, as one load (see `ipv4_key_bytes`).
+    pub src: u32,
+    pub dst: u32,
 }
 
 /// The header's length in bytes, if it is an IPv4 header of a valid length.
@@ -35,8 +37,8 @@ pub fn header_len(ip: *const Ipv4Header) -> Option<usize> {
 
 /// Whether a packet is a fragment, and whether it is the first one (the one with ports).
 #[inline(always)]
-pub fn fragment_kind(frag_off_be: [u8; 2]) -> Kind {
-    let frag_off = u16::from_be_bytes(frag_off_be);
+pub fn fragment_kind(frag_off_be: u16) -> Kind {
+    let frag_off = u16::from_be(frag_off_be);
     if frag_off & FRAGMENT_OFFSET_MASK != 0 {
         Kind::LaterFragment
     } else if frag_off & MORE_FRAGMENTS != 0 {
@@ -53,15 +55,23 @@ pub fn fragment_kind(frag_off_be: [u8; 2]) -> Kind {
 pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
     let ip: *mut Ipv4Header = header(ctx, l3).ok_or(Reason::PassTruncated)?;
     let header_len = header_len(ip).ok_or(Reason::PassMalformed)?;
-    let total_len = u16::from_be_bytes(unsafe { (*ip).total_len }) as usize;
+    let total_len = u16::from_be(unsafe { (*ip).total_len_be }) as usize;
     let datagram = Datagram::within_frame(ctx, l3, total_len)?;
     if total_len < header_len {
         return Err(Reason::PassTruncated);
     }
-    let kind = fragment_kind(unsafe { (*ip).frag_off });
     let protocol = unsafe { (*ip).protocol };
     let l4 = l3 + header_len;
-    let fragment_id_be = u32::from(u16::from_ne_bytes(unsafe { (*ip).id }));
+    let frag_off_be = unsafe { (*ip).frag_off_be };
+    // Whole packets (nearly all) take one test here; fragments are sorted out apart.
+    let (kind, fragment_id_be) = if u16::from_be(frag_off_be) & FRAGMENT_BITS == 0 {
+        (Kind::Whole, 0)
+    } else {
+        (
+            fragment_kind(frag_off_be),
+            u32::from(unsafe { (*ip).id_be }),
+        )
+    };
     let (src_port_be, dst_port_be) = match transport_header_len(protocol) {
         // A later fragment has no ports: its datagram is found by its id.
         Some(_) if kind == Kind::LaterFragment => (0, 0),
