@@ -18,7 +18,7 @@ use lb_userspace::{
     reconcile::Desired,
 };
 
-use crate::{packet::Mac, pcap::assert_frame_eq};
+use crate::{packet::Mac, pcap::assert_frame_eq, privilege::require_root};
 
 /// Without a context, `BPF_PROG_TEST_RUN` runs an XDP program as if the frame had arrived on
 /// the loopback device of the caller's namespace, whose index is always 1.
@@ -106,6 +106,17 @@ pub fn loopback() -> InterfaceInfo {
 }
 
 impl Balancer {
+    /// For a privileged test called `test`: `None` without root (the test then returns, as
+    /// [`require_root`] explains); otherwise [`Balancer::load`] of `yaml`, with the calling
+    /// thread pinned to its CPU so that per-CPU scheduling is predictable.
+    pub fn for_test(test: &str, yaml: &str) -> Option<Balancer> {
+        if !require_root(test) {
+            return None;
+        }
+        pin_to_current_cpu();
+        Some(Balancer::load(yaml))
+    }
+
     /// Loads the program with the services of `yaml` (lbd's config format; `interfaces` must
     /// name `lo`), the loopback being the only interface. All reals are resolved.
     pub fn load(yaml: &str) -> Balancer {

@@ -355,6 +355,25 @@ pub fn connections(
     })
 }
 
+/// How many connections each server answered, from what [`connections`] returned: every
+/// connection must have got its `requests` answers, all from one server (`served_by`).
+/// `context` (say, the balancer's log) is printed with a failure.
+pub fn connections_per_server(
+    results: &[io::Result<Vec<String>>],
+    requests: usize,
+    context: impl Fn() -> String,
+) -> std::collections::HashMap<String, u64> {
+    let mut per_server = std::collections::HashMap::new();
+    for (index, result) in results.iter().enumerate() {
+        let bodies = result
+            .as_ref()
+            .unwrap_or_else(|error| panic!("connection {index}: {error}\n{}", context()));
+        assert_eq!(bodies.len(), requests, "answers on connection {index}");
+        *per_server.entry(served_by(bodies)).or_default() += 1;
+    }
+    per_server
+}
+
 /// The server that answered every request of one connection (the body names it), checking
 /// that they all came from the same one.
 pub fn served_by(bodies: &[String]) -> String {

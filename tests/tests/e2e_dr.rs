@@ -80,14 +80,8 @@ fn http_through_the_vip_is_spread_by_weight_and_survives_a_daemon_restart() {
         REQUESTS_PER_CONNECTION,
         TIMEOUT,
     );
-    let mut per_real: HashMap<String, u64> = HashMap::new();
-    for (index, result) in results.iter().enumerate() {
-        let bodies = result
-            .as_ref()
-            .unwrap_or_else(|e| panic!("connection {index}: {e}\n{}", lbd.log()));
-        assert_eq!(bodies.len(), REQUESTS_PER_CONNECTION);
-        *per_real.entry(http::served_by(bodies)).or_default() += 1;
-    }
+    let mut per_real =
+        http::connections_per_server(&results, REQUESTS_PER_CONNECTION, || lbd.log());
 
     *per_real.entry(kept_real.trim_end().to_owned()).or_default() += 1;
 

@@ -24,18 +24,10 @@ const CONNECTIONS: usize = 30;
 const DETECTION: Duration = Duration::from_secs(20);
 
 /// Connections served per real; panics if any fails.
-fn spread(topology: &DrTopology, lbd: &Lbd, what: &str) -> HashMap<String, usize> {
+fn spread(topology: &DrTopology, lbd: &Lbd, what: &str) -> HashMap<String, u64> {
     let vip = SocketAddr::new(IpAddr::V4(VIP), 80);
-    let mut per_real = HashMap::new();
-    for (index, result) in http::connections(&topology.client, vip, CONNECTIONS, 1, TIMEOUT)
-        .into_iter()
-        .enumerate()
-    {
-        let bodies =
-            result.unwrap_or_else(|e| panic!("{what}: connection {index}: {e}\n{}", lbd.log()));
-        *per_real.entry(bodies[0].trim_end().to_owned()).or_default() += 1;
-    }
-    per_real
+    let results = http::connections(&topology.client, vip, CONNECTIONS, 1, TIMEOUT);
+    http::connections_per_server(&results, 1, || format!("{what}\n{}", lbd.log()))
 }
 
 /// Waits (bounded) until real2's state in lbd's listing satisfies `wanted`.
@@ -140,7 +132,7 @@ fn a_real_that_stops_answering_arp_gets_no_traffic_until_it_answers_again() {
     assert!(table.contains("\"failed (no packets)\""), "{table}");
     let without = spread(&topology, &lbd, "real2 down");
     assert!(!without.contains_key("real2"), "{without:?}");
-    assert_eq!(without.values().sum::<usize>(), CONNECTIONS);
+    assert_eq!(without.values().sum::<u64>(), CONNECTIONS as u64);
 
     // It comes back: the kernel hears it again, and it takes new connections.
     real2.ip(&["link", "set", "eth0", "up"]);

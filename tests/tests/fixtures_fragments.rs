@@ -5,15 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use lb_common::Reason;
 use lb_tests::{
-    fixture::{
-        BALANCER_MAC, Balancer, XDP_PASS, XDP_TX, check_exact, direct_routed, pin_to_current_cpu,
-        real_of,
-    },
-    packet::{Frame, Mac, fragments},
-    privilege::require_root,
+    fixture::{BALANCER_MAC, Balancer, XDP_PASS, XDP_TX, check_exact, direct_routed, real_of},
+    packet::{CLIENT_MAC, Frame, fragments},
 };
 
-const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0, 0x01];
 const DNS4: usize = 0;
 const DNS6: usize = 2;
 
@@ -39,11 +34,7 @@ limits: {flows: 4096, services: 16, reals: 64}
 ";
 
 fn balancer(test: &str) -> Option<Balancer> {
-    if !require_root(test) {
-        return None;
-    }
-    pin_to_current_cpu();
-    Some(Balancer::load(CONFIG))
+    Balancer::for_test(test, CONFIG)
 }
 
 fn reals_of(balancer: &Balancer, service: usize) -> Vec<IpAddr> {

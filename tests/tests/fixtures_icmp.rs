@@ -6,18 +6,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 use lb_common::Reason;
 use lb_tests::{
-    fixture::{
-        BALANCER_MAC, Balancer, XDP_PASS, XDP_TX, check_exact, direct_routed, pin_to_current_cpu,
-    },
+    fixture::{BALANCER_MAC, Balancer, XDP_PASS, XDP_TX, check_exact, direct_routed},
     packet::{
-        Frame, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH,
-        ICMPV6_PACKET_TOO_BIG, ICMPV6_TIME_EXCEEDED, Mac, fragments,
+        CLIENT_MAC, Frame, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_TIME_EXCEEDED,
+        ICMPV6_DEST_UNREACH, ICMPV6_PACKET_TOO_BIG, ICMPV6_TIME_EXCEEDED, fragments,
     },
-    privilege::require_root,
+    topology::far_client::ROUTER_MAC,
 };
 
-const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0, 0x01];
-const ROUTER_MAC: Mac = [0x02, 0, 0, 0, 0, 0xfe];
 const CLIENT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
 const ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 254);
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -42,11 +38,7 @@ limits: {flows: 4096, services: 16, reals: 64}
 ";
 
 fn balancer(test: &str) -> Option<Balancer> {
-    if !require_root(test) {
-        return None;
-    }
-    pin_to_current_cpu();
-    Some(Balancer::load(CONFIG))
+    Balancer::for_test(test, CONFIG)
 }
 
 fn client6() -> Ipv6Addr {

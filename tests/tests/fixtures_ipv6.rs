@@ -5,15 +5,10 @@ use std::net::{IpAddr, SocketAddrV6};
 
 use lb_common::Reason;
 use lb_tests::{
-    fixture::{
-        BALANCER_MAC, Balancer, XDP_PASS, XDP_TX, check_exact, direct_routed, pin_to_current_cpu,
-        real_of,
-    },
-    packet::{Frame, Mac, truncated},
-    privilege::require_root,
+    fixture::{BALANCER_MAC, Balancer, XDP_PASS, XDP_TX, check_exact, direct_routed, real_of},
+    packet::{CLIENT_MAC, Frame, truncated},
 };
 
-const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0, 0x01];
 const WEB: usize = 0;
 const DNS: usize = 1;
 
@@ -38,11 +33,7 @@ limits: {flows: 4096, services: 16, reals: 64}
 ";
 
 fn balancer(test: &str) -> Option<Balancer> {
-    if !require_root(test) {
-        return None;
-    }
-    pin_to_current_cpu();
-    Some(Balancer::load(CONFIG))
+    Balancer::for_test(test, CONFIG)
 }
 
 fn client(port: u16) -> SocketAddrV6 {
