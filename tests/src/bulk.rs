@@ -13,13 +13,12 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use crate::{
     netns::Netns,
-    server::{ServerThread, tcp_listener},
+    server::{ServerThread, accept_each, tcp_listener},
 };
 
 /// How often the server's threads look at the stop flag.
@@ -63,36 +62,16 @@ fn accept_loop(
     stop: Arc<AtomicBool>,
     completed: Arc<AtomicUsize>,
 ) {
-    let mut workers: Vec<JoinHandle<()>> = Vec::new();
-    while !stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                let (stop, completed) = (Arc::clone(&stop), Arc::clone(&completed));
-                let worker = std::thread::Builder::new()
-                    .name(format!("bulk conn {peer}"))
-                    .spawn(move || match send(stream, size, &stop) {
-                        Ok(true) => {
-                            completed.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Ok(false) => {} // the server stopped first
-                        Err(error) => eprintln!("bulk connection from {peer}: {error}"),
-                    });
-                match worker {
-                    Ok(worker) => workers.push(worker),
-                    Err(error) => eprintln!("spawning a thread for {peer}: {error}"),
-                }
-                workers.retain(|worker| !worker.is_finished());
+    let flag = Arc::clone(&stop);
+    accept_each(&listener, &flag, "bulk conn", move |stream, peer| {
+        match send(stream, size, &stop) {
+            Ok(true) => {
+                completed.fetch_add(1, Ordering::SeqCst);
             }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
-            Err(error) => {
-                eprintln!("accept: {error}");
-                std::thread::sleep(POLL);
-            }
+            Ok(false) => {} // the server stopped first
+            Err(error) => eprintln!("bulk connection from {peer}: {error}"),
         }
-    }
-    for worker in workers {
-        let _ = worker.join();
-    }
+    });
 }
 
 /// Writes `size` bytes then closes. `Ok(false)` if the server stopped before the end.

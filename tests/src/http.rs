@@ -12,13 +12,12 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    thread::JoinHandle,
     time::Duration,
 };
 
 use crate::{
     netns::Netns,
-    server::{ServerThread, tcp_listener},
+    server::{ServerThread, accept_each, tcp_listener},
 };
 
 /// Longest request or response head (start line + headers) accepted.
@@ -67,35 +66,12 @@ fn accept_loop(
     stop: Arc<AtomicBool>,
     requests: Arc<AtomicUsize>,
 ) {
-    let mut workers: Vec<JoinHandle<()>> = Vec::new();
-    while !stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                let (body, stop, requests) =
-                    (Arc::clone(&body), Arc::clone(&stop), Arc::clone(&requests));
-                let worker = std::thread::Builder::new()
-                    .name(format!("http conn {peer}"))
-                    .spawn(move || {
-                        if let Err(error) = serve(stream, &body, &stop, &requests) {
-                            eprintln!("HTTP connection from {peer}: {error}");
-                        }
-                    });
-                match worker {
-                    Ok(worker) => workers.push(worker),
-                    Err(error) => eprintln!("spawning a thread for {peer}: {error}"),
-                }
-                workers.retain(|worker| !worker.is_finished());
-            }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
-            Err(error) => {
-                eprintln!("accept: {error}");
-                std::thread::sleep(POLL);
-            }
+    let flag = Arc::clone(&stop);
+    accept_each(&listener, &flag, "http conn", move |stream, peer| {
+        if let Err(error) = serve(stream, &body, &stop, &requests) {
+            eprintln!("HTTP connection from {peer}: {error}");
         }
-    }
-    for worker in workers {
-        let _ = worker.join();
-    }
+    });
 }
 
 /// Serves one connection until the peer closes it, asks to close, errs, or the server stops.
@@ -387,7 +363,10 @@ pub fn served_by(bodies: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::{
+        net::{Ipv4Addr, SocketAddrV4},
+        thread::JoinHandle,
+    };
 
     use super::*;
 

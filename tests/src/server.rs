@@ -3,12 +3,14 @@
 //! the server is dropped, so that no server outlives its test.
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    io,
+    net::{SocketAddr, TcpListener, TcpStream},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread::JoinHandle,
+    time::Duration,
 };
 
 use crate::netns::Netns;
@@ -90,4 +92,42 @@ pub fn tcp_listener(netns: &Netns, addr: SocketAddr) -> (TcpListener, SocketAddr
         .local_addr()
         .unwrap_or_else(|error| panic!("local address of the listener on {addr}: {error}"));
     (listener, bound)
+}
+
+/// How often an accepting server looks at its stop flag.
+const ACCEPT_POLL: Duration = Duration::from_millis(20);
+
+/// Accepts connections on a nonblocking `listener` until `stop` is set, each handed to
+/// `handle` on a thread of its own (named `what` and the peer); joins them all before
+/// returning.
+pub fn accept_each<F>(listener: &TcpListener, stop: &AtomicBool, what: &str, handle: F)
+where
+    F: Fn(TcpStream, SocketAddr) + Clone + Send + 'static,
+{
+    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let handle = handle.clone();
+                let worker = std::thread::Builder::new()
+                    .name(format!("{what} {peer}"))
+                    .spawn(move || handle(stream, peer));
+                match worker {
+                    Ok(worker) => workers.push(worker),
+                    Err(error) => eprintln!("spawning a thread for {peer}: {error}"),
+                }
+                workers.retain(|worker| !worker.is_finished());
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(ACCEPT_POLL)
+            }
+            Err(error) => {
+                eprintln!("{what}: accept: {error}");
+                std::thread::sleep(ACCEPT_POLL);
+            }
+        }
+    }
+    for worker in workers {
+        let _ = worker.join();
+    }
 }
