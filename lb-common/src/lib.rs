@@ -6,9 +6,11 @@
 //! by an older daemon is never misread.
 #![no_std]
 
+pub mod conntrack;
 pub mod maps;
 pub mod reason;
 
+pub use conntrack::{ConnCounts, Settings};
 pub use maps::*;
 pub use reason::Reason;
 

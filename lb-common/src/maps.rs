@@ -6,7 +6,9 @@
 //! | [`MAP_SCHEDULES`] | service id → [`Schedule`] (mmapable; see there) | lbd | XDP |
 //! | [`MAP_REALS`] | real id → [`RealSlots`] (mmapable; see there) | lbd | XDP |
 //! | [`MAP_RING`] | [`ring_index`]`(service id, half, slot)` → real id | lbd | XDP |
-//! | [`MAP_FLOWS`] | [`FlowKey`] → [`Flow`] (LRU) | XDP | XDP, lbd (`-Lnc`, later) |
+//! | [`MAP_FLOWS`] | [`FlowKey`] → [`Flow`] (hash; lbd sweeps expired flows) | XDP, lbd (sweep) | XDP, lbd (`-Lnc`) |
+//! | [`MAP_CONNS`] | real id → [`crate::ConnCounts`] (mmapable, atomic adds) | XDP, lbd (sweep) | XDP, lbd |
+//! | [`MAP_SETTINGS`] | 0 → [`crate::Settings`] (timeouts) | lbd | XDP |
 //! | [`MAP_FRAGMENTS`] | [`FragmentKey`] → [`FragmentOwner`] (LRU) | XDP | XDP |
 //! | [`MAP_FRAGMENT_SERVICES`] | [`ServiceKey`] with port 0 → [`Service`] | lbd | XDP |
 //! | [`MAP_INTERFACES`] | ifindex of a real's L2 interface → [`Interface`] | lbd | XDP |
@@ -23,7 +25,12 @@ pub const MAP_SERVICES: &str = "LB_SERVICES_V2";
 pub const MAP_SCHEDULES: &str = "LB_SCHEDULES_V1";
 pub const MAP_REALS: &str = "LB_REALS_V2";
 pub const MAP_RING: &str = "LB_RING_V1";
-pub const MAP_FLOWS: &str = "LB_FLOWS_V1";
+/// V2: a plain hash (V1 was an LRU, which evicts silently), with the flow's state.
+pub const MAP_FLOWS: &str = "LB_FLOWS_V2";
+/// Each real's active and inactive connections.
+pub const MAP_CONNS: &str = "LB_CONNS_V1";
+/// Runtime knobs (flow timeouts).
+pub const MAP_SETTINGS: &str = "LB_SETTINGS_V1";
 /// Which real each fragmented datagram in flight goes to.
 pub const MAP_FRAGMENTS: &str = "LB_FRAGS_V1";
 /// Per (VIP, protocol): the service whose schedule places a non-first fragment that arrived
@@ -38,12 +45,14 @@ pub const MAP_REAL_STATS: &str = "LB_STAT_REAL_V1";
 pub const MAP_REASON_STATS: &str = "LB_STAT_RSN_V1";
 
 /// Every map, in the order above; the loader sizes and pins them by these names.
-pub const ALL_MAPS: [&str; 13] = [
+pub const ALL_MAPS: [&str; 15] = [
     MAP_SERVICES,
     MAP_SCHEDULES,
     MAP_REALS,
     MAP_RING,
     MAP_FLOWS,
+    MAP_CONNS,
+    MAP_SETTINGS,
     MAP_FRAGMENTS,
     MAP_FRAGMENT_SERVICES,
     MAP_INTERFACES,
@@ -56,7 +65,16 @@ pub const ALL_MAPS: [&str; 13] = [
 
 /// Names of maps that earlier versions pinned and this one no longer uses: the loader removes
 /// their pins when it adopts an instance, once the new program has replaced the old one.
-pub const RETIRED_MAPS: [&str; 3] = ["LB_SERVICES_V1", "LB_REALS_V1", "LB_IFACES_V1"];
+pub const RETIRED_MAPS: [&str; 4] = [
+    "LB_SERVICES_V1",
+    "LB_REALS_V1",
+    "LB_IFACES_V1",
+    PREVIOUS_MAP_FLOWS,
+];
+
+/// The flow table of the previous layout (an LRU of [`PreviousFlow`]): a restarted lbd copies
+/// its flows into [`MAP_FLOWS`], so an upgrade keeps every connection.
+pub const PREVIOUS_MAP_FLOWS: &str = "LB_FLOWS_V1";
 
 /// Slots of one half of a service's schedule ring. A weighted schedule longer than this is
 /// scaled down in userspace (see `schedule.rs`), keeping the weight ratios approximately.
@@ -215,16 +233,34 @@ pub struct FlowKey {
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 const _: () = assert!(core::mem::align_of::<FlowKey>() == 8);
 
-/// Where a flow goes, and when it was last seen (refreshed at most once a second per flow).
+/// Where a flow goes, its connection state, and when it was last seen.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flow {
     pub real_id: u32,
     pub service_id: u32,
-    /// `bpf_ktime_get_ns()` time base (CLOCK_MONOTONIC).
+    /// `bpf_ktime_get_ns()` time base (CLOCK_MONOTONIC). Refreshed at most once a second, and
+    /// on every change of state; the flow expires this long after it (see `Settings`).
+    pub last_seen_ns: u64,
+    /// `STATE_*` of [`crate::conntrack`]. A whole word, like the rest, so that the program
+    /// builds an entry with word stores (a run of zeroed bytes would become a `memset`
+    /// call).
+    pub state: u32,
+    /// Room for what later forwarding modes and connection sync keep per flow; zero today.
+    pub reserved_word: u32,
+    pub reserved: u64,
+}
+const _: () = assert!(core::mem::size_of::<Flow>() == 32);
+
+/// A flow of [`PREVIOUS_MAP_FLOWS`], read once when upgrading.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PreviousFlow {
+    pub real_id: u32,
+    pub service_id: u32,
     pub last_seen_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<Flow>() == 16);
+const _: () = assert!(core::mem::size_of::<PreviousFlow>() == 16);
 
 /// A fragmented datagram: its addresses, protocol and IP identification (the 16-bit IPv4 id
 /// or the 32-bit id of the IPv6 fragment header), which every fragment of it carries.
@@ -326,6 +362,9 @@ mod pod {
     unsafe impl aya::Pod for super::RealSlots {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::Flow {}
+    unsafe impl aya::Pod for super::PreviousFlow {}
+    unsafe impl aya::Pod for crate::ConnCounts {}
+    unsafe impl aya::Pod for crate::Settings {}
     unsafe impl aya::Pod for super::Interface {}
     unsafe impl aya::Pod for super::FragmentKey {}
     unsafe impl aya::Pod for super::FragmentOwner {}

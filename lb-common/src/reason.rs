@@ -61,11 +61,23 @@ pub enum Reason {
     /// An ICMP error whose quoted packet is truncated, malformed, or not the start of a TCP or
     /// UDP packet: the program cannot tell whose flow it is about.
     PassIcmpBadQuote = 20,
+    /// A TCP segment without SYN whose flow the table does not hold (expired, its real gone,
+    /// or a flow another balancer scheduled), on a service whose scheduler answers the same
+    /// for the same packet every time (`sh`, `mh`): sent where that answer points, and the
+    /// flow recorded, so the connection lives on if its real is still the one the hash picks.
+    ForwardedMidStream = 21,
+    /// A TCP segment without SYN whose flow the table does not hold, on a service with no
+    /// such stable answer: passed to the host, whose stack (holding the VIP, with no socket
+    /// for it) answers with a reset, as with LVS. Never handed to an arbitrary real.
+    PassTcpNoFlow = 22,
+    /// A new flow could not be recorded: the flow table (`limits.flows`) is full of flows
+    /// that have not expired. The packet is dropped; the client retries.
+    DropFlowTableFull = 23,
 }
 
 impl Reason {
     /// Every reason, in number order.
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 23] = [
         Reason::ForwardedTx,
         Reason::ForwardedRedirect,
         Reason::PassNotIp,
@@ -86,6 +98,9 @@ impl Reason {
         Reason::ForwardedIcmpError,
         Reason::PassIcmpNoFlow,
         Reason::PassIcmpBadQuote,
+        Reason::ForwardedMidStream,
+        Reason::PassTcpNoFlow,
+        Reason::DropFlowTableFull,
     ];
 
     /// The name printed by the CLI and used in metrics.
@@ -111,6 +126,9 @@ impl Reason {
             Reason::ForwardedIcmpError => "forwarded_icmp_error",
             Reason::PassIcmpNoFlow => "pass_icmp_no_flow",
             Reason::PassIcmpBadQuote => "pass_icmp_bad_quote",
+            Reason::ForwardedMidStream => "forwarded_mid_stream",
+            Reason::PassTcpNoFlow => "pass_tcp_no_flow",
+            Reason::DropFlowTableFull => "drop_flow_table_full",
         }
     }
 

@@ -52,7 +52,7 @@ pub fn place(packet: &Packet) -> Result<(Target, Forwarded), Verdict> {
         .copied()
         .filter(|owner| now.wrapping_sub(owner.written_at) <= FRAGMENT_LIFETIME);
     if packet.kind == Kind::FirstFragment {
-        first_fragment(flow, &key, recorded, now)
+        first_fragment(flow, packet.tcp_flags, &key, recorded, now)
     } else {
         later_fragment(flow, &key, recorded, now)
     }
@@ -61,6 +61,7 @@ pub fn place(packet: &Packet) -> Result<(Target, Forwarded), Verdict> {
 #[inline(always)]
 fn first_fragment(
     flow: &FlowKey,
+    tcp_flags: u8,
     key: &FragmentKey,
     recorded: Option<FragmentOwner>,
     now: u32,
@@ -73,9 +74,10 @@ fn first_fragment(
     // first fragment wrote is an earlier datagram's that used the same id.
     let earlier = recorded.filter(|owner| owner.flags & FRAGMENT_FROM_FIRST == 0);
     let (target, service_id) = match earlier {
-        Some(owner) if owner.service_id == service.id => {
-            (select::real(flow, &service, owner.real_id)?, service.id)
-        }
+        Some(owner) if owner.service_id == service.id => (
+            select::real(flow, &service, owner.real_id, tcp_flags)?,
+            service.id,
+        ),
         Some(owner) if !select::is_known(flow, &service) => {
             match select::available_real(owner.real_id, owner.service_id) {
                 // A real of the VIP's fragment service, not of this flow's: the datagram
@@ -85,13 +87,14 @@ fn first_fragment(
                         real_id: owner.real_id,
                         real,
                         new_flow: false,
+                        mid_stream: false,
                     },
                     owner.service_id,
                 ),
-                None => (select::real(flow, &service, 0)?, service.id),
+                None => (select::real(flow, &service, 0, tcp_flags)?, service.id),
             }
         }
-        _ => (select::real(flow, &service, 0)?, service.id),
+        _ => (select::real(flow, &service, 0, tcp_flags)?, service.id),
     };
     record(key, target.real_id, service_id, FRAGMENT_FROM_FIRST, now);
     Ok(counted(target, service_id, Reason::ForwardedFragment))
@@ -113,6 +116,7 @@ fn later_fragment(
                 real_id: owner.real_id,
                 real,
                 new_flow: false,
+                mid_stream: false,
             };
             return Ok(counted(target, owner.service_id, Reason::ForwardedFragment));
         }
@@ -128,6 +132,7 @@ fn later_fragment(
         real_id,
         real,
         new_flow: false,
+        mid_stream: false,
     };
     Ok(counted(
         target,

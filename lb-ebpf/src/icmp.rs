@@ -12,10 +12,11 @@
 //! the client. An error about a VIP flow the table does not hold passes (`PassIcmpNoFlow`):
 //! no real is known to want it, and a new flow is never made for an error.
 
+use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lb_common::{FlowKey, Reason};
 
 use crate::{
-    Forwarded, Verdict, lookup,
+    Forwarded, Verdict, conntrack, lookup,
     maps::FLOWS,
     select::{self, Target},
 };
@@ -35,7 +36,8 @@ pub fn place(quoted: &FlowKey) -> Result<(Target, Forwarded), Verdict> {
     let known = unsafe { FLOWS.get(&flow) }
         .copied()
         .ok_or(Verdict::Pass(Reason::PassIcmpNoFlow))?;
-    if known.service_id != service.id {
+    if known.service_id != service.id || !conntrack::is_alive(&known, unsafe { bpf_ktime_get_ns() })
+    {
         return Err(Verdict::Pass(Reason::PassIcmpNoFlow));
     }
     let real = select::available_real(known.real_id, known.service_id)
@@ -44,6 +46,7 @@ pub fn place(quoted: &FlowKey) -> Result<(Target, Forwarded), Verdict> {
         real_id: known.real_id,
         real,
         new_flow: false,
+        mid_stream: false,
     };
     let forwarded = Forwarded {
         service_id: known.service_id,

@@ -17,7 +17,11 @@
 //! interfaces with a jumbo MTU.
 #![no_std]
 #![no_main]
+// `atomic_xadd`, for the connection counts (see `conntrack::count`).
+#![feature(core_intrinsics)]
+#![expect(internal_features, reason = "core_intrinsics, for atomic_xadd")]
 
+mod conntrack;
 mod forward;
 mod frag;
 mod icmp;
@@ -75,7 +79,7 @@ fn balance(ctx: &XdpContext) -> (Verdict, u64) {
     // Each kind forwards in its own arm: joining the arms' (real, counters) first would make
     // the compiler copy the real's entry through the stack on every packet.
     let verdict = match packet.kind {
-        Kind::Whole => forwarded(ctx, &packet, whole_packet(&packet.flow)),
+        Kind::Whole => forwarded(ctx, &packet, whole_packet(&packet.flow, packet.tcp_flags)),
         Kind::FirstFragment | Kind::LaterFragment => forwarded(ctx, &packet, frag::place(&packet)),
         Kind::IcmpError => forwarded(ctx, &packet, icmp::place(&packet.flow)),
     };
@@ -97,14 +101,18 @@ fn forwarded(
 
 /// A whole TCP/UDP packet: its service, then its flow's real or a scheduled one.
 #[inline(always)]
-fn whole_packet(flow: &FlowKey) -> Result<(Target, Forwarded), Verdict> {
+fn whole_packet(flow: &FlowKey, tcp_flags: u8) -> Result<(Target, Forwarded), Verdict> {
     let service = lookup::service(flow).ok_or(Verdict::Pass(Reason::PassNoService))?;
-    let target = select::real(flow, &service, 0)?;
+    let target = select::real(flow, &service, 0, tcp_flags)?;
     let forwarded = Forwarded {
         service_id: service.id,
         real_id: target.real_id,
         new_flow: target.new_flow,
-        reason: Reason::ForwardedTx,
+        reason: if target.mid_stream {
+            Reason::ForwardedMidStream
+        } else {
+            Reason::ForwardedTx
+        },
     };
     Ok((target, forwarded))
 }

@@ -11,9 +11,9 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    Counters, Flow, FlowKey, FragmentKey, FragmentOwner, Interface, MAX_FRAGMENTED_DATAGRAMS,
-    MAX_INTERFACES, MAX_L2_INTERFACES, REASON_SLOTS, RING_SLOTS_PER_SERVICE, RealSlots, Schedule,
-    Service, ServiceKey,
+    ConnCounts, Counters, Flow, FlowKey, FragmentKey, FragmentOwner, Interface,
+    MAX_FRAGMENTED_DATAGRAMS, MAX_INTERFACES, MAX_L2_INTERFACES, REASON_SLOTS,
+    RING_SLOTS_PER_SERVICE, RealSlots, Schedule, Service, ServiceKey, Settings,
 };
 
 const PLACEHOLDER_SERVICES: u32 = 16;
@@ -37,8 +37,17 @@ pub static REALS: Array<RealSlots> = Array::with_max_entries(PLACEHOLDER_REALS, 
 pub static RING: Array<u32> =
     Array::with_max_entries(PLACEHOLDER_SERVICES * RING_SLOTS_PER_SERVICE, 0);
 
-#[map(name = "LB_FLOWS_V1")]
-pub static FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(PLACEHOLDER_FLOWS, 0);
+/// A plain hash, not an LRU: a flow leaves it only through a delete whose caller (the program
+/// or lbd's sweep) then takes it out of `CONNS`, so the counts stay true.
+#[map(name = "LB_FLOWS_V2")]
+pub static FLOWS: HashMap<FlowKey, Flow> = HashMap::with_max_entries(PLACEHOLDER_FLOWS, 0);
+
+/// Mmapable: lbd's sweep decrements counts with atomic operations on the same memory.
+#[map(name = "LB_CONNS_V1")]
+pub static CONNS: Array<ConnCounts> = Array::with_max_entries(PLACEHOLDER_REALS, BPF_F_MMAPABLE);
+
+#[map(name = "LB_SETTINGS_V1")]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
 #[map(name = "LB_FRAGS_V1")]
 pub static FRAGMENTS: LruHashMap<FragmentKey, FragmentOwner> =

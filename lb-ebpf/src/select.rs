@@ -7,82 +7,127 @@
 
 use core::sync::atomic::{Ordering, compiler_fence};
 
-use aya_ebpf::{bindings::BPF_EXIST, helpers::bpf_ktime_get_ns};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
 use lb_common::{
-    Flow, FlowKey, REAL_AVAILABLE, RING_SLOTS, Real, RealSlots, Reason, Schedule, Service,
+    Flow, FlowKey, PROTO_TCP, REAL_AVAILABLE, RING_SLOTS, Real, RealSlots, Reason, Schedule,
+    Service,
+    conntrack::{STATE_ESTABLISHED, STATE_SYN_RECV, STATE_UDP, next_tcp_state, opens_connection},
     ring_index,
 };
 
 use crate::{
     Verdict,
+    conntrack::{self, Known},
     maps::{FLOWS, REALS, RING, RR_CURSOR, SCHEDULES},
 };
 
-/// A flow's `last_seen_ns` is rewritten at most this often, to keep shared cache lines quiet.
-const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
+/// `-EEXIST`: another CPU recorded the same new flow first.
+const EEXIST: i32 = -17;
 
 pub struct Target {
     pub real_id: u32,
     pub real: Real,
     pub new_flow: bool,
+    /// A TCP segment without SYN that had no flow, placed by a stable answer
+    /// (`Reason::ForwardedMidStream`).
+    pub mid_stream: bool,
 }
 
-/// The flow's real if it has one still available; otherwise a new flow, recorded, on
-/// `preferred` (a real id of this service; 0 for none) if it is available, else on the real
-/// the scheduler gives next.
+/// The flow's real if it is alive and its real may still take it (its state moved on by the
+/// packet's `tcp_flags`); otherwise a new flow, recorded, on `preferred` (a real id of this
+/// service; 0 for none) if it is available, else on the real the scheduler gives next.
+///
+/// New TCP flows start only with a SYN. A TCP segment without SYN and without a live flow is
+/// placed only where an answer that does not change between packets points; without one it
+/// passes (`PassTcpNoFlow`).
 #[inline(always)]
-pub fn real(flow: &FlowKey, service: &Service, preferred: u32) -> Result<Target, Verdict> {
+pub fn real(
+    flow: &FlowKey,
+    service: &Service,
+    preferred: u32,
+    tcp_flags: u8,
+) -> Result<Target, Verdict> {
     let now = unsafe { bpf_ktime_get_ns() };
-    // Copied out at once: an LRU element can be evicted and recycled for another flow while
-    // we hold a pointer to it, so nothing is ever written through that pointer.
+    // Copied out at once: an element can be deleted and reused for another flow while we
+    // hold a pointer to it, so nothing is ever written through that pointer.
     if let Some(known) = unsafe { FLOWS.get(flow) }.copied() {
-        if let Some(real) = available_real(known.real_id, service.id) {
-            if now.wrapping_sub(known.last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
-                let refreshed = Flow {
-                    last_seen_ns: now,
-                    ..known
-                };
-                // By key, and only if the flow is still there: an evicted flow stays evicted.
-                let _ = FLOWS.insert(flow, &refreshed, BPF_EXIST as u64);
-            }
+        let real = available_real(known.real_id, service.id);
+        // A flow whose real was removed or failed is forgotten, like LVS with
+        // expire_nodest_conn; its packet is then handled as one without a flow.
+        if let (Known::Lives, Some(real)) = (
+            conntrack::follow(flow, &known, tcp_flags, now, real.is_some()),
+            real,
+        ) {
             return Ok(Target {
                 real_id: known.real_id,
                 real,
                 new_flow: false,
+                mid_stream: false,
             });
         }
-        // Its real was removed or failed: the flow is scheduled anew, like LVS with
-        // expire_nodest_conn.
     }
 
-    let (real_id, real) = match available_real(preferred, service.id) {
-        Some(real) => (preferred, real),
-        None => {
-            let real_id = next_in_ring(service).ok_or(Verdict::Drop(Reason::DropNoReal))?;
-            let real =
-                available_real(real_id, service.id).ok_or(Verdict::Drop(Reason::DropNoReal))?;
-            (real_id, real)
+    let tcp = flow.protocol == PROTO_TCP;
+    let mid_stream = tcp && !opens_connection(tcp_flags);
+    let (real_id, real) = if mid_stream {
+        stable_real(flow, service).ok_or(Verdict::Pass(Reason::PassTcpNoFlow))?
+    } else {
+        match available_real(preferred, service.id) {
+            Some(real) => (preferred, real),
+            None => {
+                let real_id = next_in_ring(service).ok_or(Verdict::Drop(Reason::DropNoReal))?;
+                let real =
+                    available_real(real_id, service.id).ok_or(Verdict::Drop(Reason::DropNoReal))?;
+                (real_id, real)
+            }
         }
+    };
+    let state = if !tcp {
+        STATE_UDP
+    } else if mid_stream {
+        next_tcp_state(STATE_ESTABLISHED, tcp_flags)
+    } else {
+        STATE_SYN_RECV
     };
     let entry = Flow {
         real_id,
         service_id: service.id,
         last_seen_ns: now,
+        state: u32::from(state),
+        reserved_word: 0,
+        reserved: 0,
     };
-    // A full LRU evicts its oldest flow; insertion cannot fail for lack of room.
-    let _ = FLOWS.insert(flow, &entry, 0);
+    match FLOWS.insert(flow, &entry, BPF_NOEXIST as u64) {
+        Ok(()) => conntrack::count(real_id, state, 1),
+        // Another CPU recorded this flow a moment ago (and counted it): same packet stream,
+        // this one goes where it was about to.
+        Err(error) if error == EEXIST => {}
+        // The table is full of live flows: refuse the flow rather than forward it untracked.
+        Err(_) => return Err(Verdict::Drop(Reason::DropFlowTableFull)),
+    }
     Ok(Target {
         real_id,
         real,
         new_flow: true,
+        mid_stream,
     })
 }
 
-/// Whether the flow table holds this flow with a real of `service` that may take it.
+/// Where a packet of `flow` goes every time, whatever came before it, if the service's
+/// scheduler gives such an answer; `None` for the walking schedulers (rr, wrr).
+#[inline(always)]
+fn stable_real(_flow: &FlowKey, _service: &Service) -> Option<(u32, Real)> {
+    None
+}
+
+/// Whether the flow table holds this flow, alive, with a real of `service` that may take it.
 #[inline(always)]
 pub fn is_known(flow: &FlowKey, service: &Service) -> bool {
     match unsafe { FLOWS.get(flow) }.copied() {
-        Some(known) => available_real(known.real_id, service.id).is_some(),
+        Some(known) => {
+            conntrack::is_alive(&known, unsafe { bpf_ktime_get_ns() })
+                && available_real(known.real_id, service.id).is_some()
+        }
         None => false,
     }
 }

@@ -3,7 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use clap::Parser as _;
-use lb_common::{Counters, Flow, FlowKey, PROTO_TCP};
+use lb_common::{
+    ConnCounts, Counters, FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, conntrack::STATE_ESTABLISHED,
+};
 use lb_userspace::{
     admin, config,
     daemon::{self, Daemon},
@@ -85,8 +87,13 @@ async fn lbadm_lists_what_the_daemon_holds() {
     // machine booted less than 900 s ago, so use "now" from the same clock as the kernel.
     let now = admin::monotonic_now_ns();
     let key = FlowKey {
+        src: [198, 51, 100, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        dst: [192, 0, 2, 100, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        src_port_be: 40001u16.to_be(),
+        dst_port_be: 80u16.to_be(),
         protocol: PROTO_TCP,
-        ..FlowKey::default()
+        family: FAMILY_IPV4,
+        _pad: [0; 2],
     };
     reader.flows.insert(
         key,
@@ -94,6 +101,15 @@ async fn lbadm_lists_what_the_daemon_holds() {
             real_id: 2,
             service_id: 1,
             last_seen_ns: now,
+            state: u32::from(STATE_ESTABLISHED),
+            ..Flow::default()
+        },
+    );
+    reader.connections.insert(
+        2,
+        ConnCounts {
+            active: 1,
+            inactive: 3,
         },
     );
 
@@ -119,19 +135,22 @@ async fn lbadm_lists_what_the_daemon_holds() {
     }));
 
     let socket_for_cli = socket.clone();
-    let (table, stats, json, filtered, missing) = tokio::task::spawn_blocking(move || {
-        (
-            lbadm(&socket_for_cli, &["-L", "-n"]).unwrap(),
-            lbadm(&socket_for_cli, &["-Ln", "--stats"]).unwrap(),
-            lbadm(&socket_for_cli, &["-L", "-n", "-o", "json"]).unwrap(),
-            lbadm(&socket_for_cli, &["-L", "-n", "-u", "192.0.2.100:53"]).unwrap(),
-            lbadm(&socket_for_cli, &["-L", "-n", "-t", "192.0.2.100:8080"])
-                .unwrap_err()
-                .to_string(),
-        )
-    })
-    .await
-    .unwrap();
+    let (table, stats, json, filtered, missing, connections, connections_json) =
+        tokio::task::spawn_blocking(move || {
+            (
+                lbadm(&socket_for_cli, &["-L", "-n"]).unwrap(),
+                lbadm(&socket_for_cli, &["-Ln", "--stats"]).unwrap(),
+                lbadm(&socket_for_cli, &["-L", "-n", "-o", "json"]).unwrap(),
+                lbadm(&socket_for_cli, &["-L", "-n", "-u", "192.0.2.100:53"]).unwrap(),
+                lbadm(&socket_for_cli, &["-L", "-n", "-t", "192.0.2.100:8080"])
+                    .unwrap_err()
+                    .to_string(),
+                lbadm(&socket_for_cli, &["-Lnc"]).unwrap(),
+                lbadm(&socket_for_cli, &["-L", "-n", "-c", "-o", "json"]).unwrap(),
+            )
+        })
+        .await
+        .unwrap();
 
     let expected_table = "\
 lbd 0.1.0 instance admin-test (flow table size=1000)
@@ -139,7 +158,7 @@ Prot LocalAddress:Port Scheduler Flags
   -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
 TCP  192.0.2.100:80 wrr
   -> 192.0.2.11:80                Route   1      0          0         
-  -> 192.0.2.12:80                Route   2      1          0         
+  -> 192.0.2.12:80                Route   2      1          3         
 UDP  192.0.2.100:53 rr
   -> 192.0.2.21:53                Route   1      0          0         
 ";
@@ -170,6 +189,22 @@ UDP  192.0.2.100:53 rr
         "{filtered}"
     );
     assert_eq!(missing, "no such service: TCP 192.0.2.100:8080");
+    // Expiry is 15:00 or 14:59, depending on how long the request took.
+    assert!(
+        connections.starts_with(
+            "IPVS connection entries\n\
+             pro expire state       source             virtual            destination\n\
+             TCP 1"
+        ) && connections
+            .ends_with("  ESTABLISHED 198.51.100.7:40001 192.0.2.100:80     192.0.2.12:80\n"),
+        "{connections}"
+    );
+    let connections_json: serde_json::Value = serde_json::from_str(&connections_json).unwrap();
+    let entry = &connections_json["connections"][0];
+    assert_eq!(entry["state"], "ESTABLISHED");
+    assert_eq!(entry["destination"], "192.0.2.12");
+    assert_eq!(entry["source_port"], 40001);
+    assert!(entry["expire_s"].as_u64().unwrap() > 890, "{entry}");
 
     stop.send(()).unwrap();
     server.await.unwrap();

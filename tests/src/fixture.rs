@@ -10,10 +10,10 @@ use std::{
 };
 
 use aya::programs::{TestRun as _, TestRunOptions};
-use lb_common::{Counters, Reason};
+use lb_common::{ConnCounts, Counters, Reason};
 use lb_userspace::{
     config,
-    dataplane::{DataplaneReader as _, EbpfDataplane, EbpfReader, loader},
+    dataplane::{DataplaneReader as _, EbpfDataplane, EbpfReader, Sweeper, loader},
     neighbour::InterfaceInfo,
     reconcile::Desired,
 };
@@ -76,6 +76,8 @@ pub struct Balancer {
     ebpf: aya::Ebpf,
     pub dataplane: EbpfDataplane,
     pub reader: EbpfReader,
+    /// The flow sweep lbd runs every second; fixtures run it when they choose.
+    pub sweeper: Sweeper,
     pub state: Desired,
 }
 
@@ -135,12 +137,14 @@ impl Balancer {
             ebpf,
             dataplane,
             reader,
+            sweeper,
         } = loader::load(&config.limits, None)
             .unwrap_or_else(|e| panic!("loading the program: {e:?}"));
         let mut balancer = Balancer {
             ebpf,
             dataplane,
             reader,
+            sweeper,
             state,
         };
         balancer.apply();
@@ -233,6 +237,20 @@ impl Balancer {
 }
 
 impl Balancer {
+    /// Active and inactive connections of the real with this address in the service at
+    /// `service_index`.
+    pub fn connections(&self, service_index: usize, addr: impl Into<IpAddr>) -> ConnCounts {
+        let addr = addr.into();
+        let real = self.state.services[service_index]
+            .reals
+            .iter()
+            .find(|real| real.config.address == addr)
+            .unwrap_or_else(|| panic!("no real {addr} in service {service_index}"));
+        self.reader
+            .connections(real.id)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The real the next new flow of service `service_index` goes to, on this CPU (call
     /// [`pin_to_current_cpu`] first): the slot of the schedule the program walks (read back
     /// from its maps) that this CPU's cursor points at.

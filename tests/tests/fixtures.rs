@@ -465,9 +465,13 @@ fn a_drained_real_keeps_its_flows_and_takes_no_new_ones() {
     }
 }
 
+/// LVS's expire_nodest_conn: a flow whose real failed leaves the table; its next TCP segment
+/// is mid-stream with no flow, so it passes to the host (which resets it) instead of landing
+/// on a real that never saw the connection. A new connection from the same port is scheduled
+/// afresh.
 #[test]
-fn flows_of_an_unavailable_real_move_to_another() {
-    let Some(mut balancer) = balancer("flows_of_an_unavailable_real_move_to_another") else {
+fn tcp_flows_of_an_unavailable_real_are_forgotten() {
+    let Some(mut balancer) = balancer("tcp_flows_of_an_unavailable_real_are_forgotten") else {
         return;
     };
     let first = check(
@@ -477,6 +481,7 @@ fn flows_of_an_unavailable_real_move_to_another() {
         Expect::ForwardNext(WEB),
     );
     let gone = real_of(&first, &web_reals());
+    assert_eq!(balancer.connections(WEB, gone).inactive, 1, "SYN_RECV");
     let index = WEB_REALS
         .iter()
         .position(|(addr, _)| *addr == gone)
@@ -484,18 +489,54 @@ fn flows_of_an_unavailable_real_move_to_another() {
     balancer.state.services[WEB].reals[index].mac = None;
     balancer.apply();
 
-    let moved = balancer.run(&tcp(45000, VIP, 80).ack().build());
-    assert_eq!(moved.action, XDP_TX);
-    let new_real = real_of(&moved.frame, &web_reals());
-    assert_ne!(new_real, gone);
     check(
         &mut balancer,
-        "stays_on_new_real",
+        "ack_after_the_real_failed",
         &tcp(45000, VIP, 80).ack().build(),
-        Expect::Forward(new_real),
+        Expect::Pass(Reason::PassTcpNoFlow),
     );
     assert_eq!(
-        balancer.service_counters(WEB).new_flows,
+        balancer.connections(WEB, gone),
+        lb_common::ConnCounts::default(),
+        "the forgotten flow left its real's counts"
+    );
+    let again = check(
+        &mut balancer,
+        "new_syn_from_the_same_port",
+        &syn(45000).build(),
+        Expect::ForwardNext(WEB),
+    );
+    assert_ne!(real_of(&again, &web_reals()), gone);
+    assert_eq!(balancer.service_counters(WEB).new_flows, 2);
+}
+
+/// UDP has no connection to reset: a flow whose real failed moves to another real.
+#[test]
+fn udp_flows_of_an_unavailable_real_move_to_another() {
+    let Some(mut balancer) = balancer("udp_flows_of_an_unavailable_real_move_to_another") else {
+        return;
+    };
+    let query = Frame::udp(SocketAddrV4::new(CLIENT, 5400), SocketAddrV4::new(VIP, 53))
+        .src_mac(CLIENT_MAC)
+        .dst_mac(BALANCER_MAC)
+        .payload(b"query")
+        .build();
+    let first = check(&mut balancer, "first", &query, Expect::ForwardNext(DNS));
+    let gone = real_of(&first, &DNS_REALS);
+    let other = *DNS_REALS.iter().find(|&&real| real != gone).unwrap();
+    let index = DNS_REALS.iter().position(|&addr| addr == gone).unwrap();
+    balancer.state.services[DNS].reals[index].mac = None;
+    balancer.apply();
+    check(&mut balancer, "moved", &query, Expect::Forward(other));
+    check(&mut balancer, "stays", &query, Expect::Forward(other));
+    assert_eq!(balancer.connections(DNS, gone).inactive, 0);
+    assert_eq!(
+        balancer.connections(DNS, other).inactive,
+        1,
+        "UDP flows are inactive"
+    );
+    assert_eq!(
+        balancer.service_counters(DNS).new_flows,
         2,
         "rescheduling counts as a new flow"
     );

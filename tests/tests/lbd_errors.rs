@@ -129,12 +129,12 @@ fn lbd_refuses_what_it_cannot_run_and_leaves_nothing_behind() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("map LB_FLOWS_V1 pinned at")
+        stderr.contains(&format!("map {} pinned at", lb_common::MAP_FLOWS))
             && stderr.contains("but the config's limits ask for 4096"),
         "{stderr}"
     );
     assert!(
-        running.pin_dir().join("LB_FLOWS_V1").exists(),
+        running.pin_dir().join(lb_common::MAP_FLOWS).exists(),
         "pins untouched"
     );
     running.edit_config("limits: {flows: 4096}\n", "");

@@ -34,15 +34,17 @@ fn a_real_changing_its_mac_is_never_seen_half_written() {
     let mut balancer = Balancer::load(
         "instance: flip\ninterfaces: [{name: lo}]\nservices:\n  - {vip: 192.0.2.100, port: 80, protocol: tcp, reals: [{address: 192.0.2.11}]}\n",
     );
-    let frame = Frame::tcp(
-        SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 40000),
-        SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 100), 80),
-    )
-    .src_mac([2, 0, 0, 0, 0, 1])
-    .dst_mac(BALANCER_MAC)
-    .ack()
-    .payload(&[0; 64])
-    .build();
+    let segment = || {
+        Frame::tcp(
+            SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 40000),
+            SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 100), 80),
+        )
+        .src_mac([2, 0, 0, 0, 0, 1])
+        .dst_mac(BALANCER_MAC)
+    };
+    // The connection opens, then its data flows while the real's MAC flips.
+    assert_eq!(balancer.run(&segment().syn().build()).action, XDP_TX);
+    let frame = segment().ack().payload(&[0; 64]).build();
     let (id, entry) = balancer.dataplane.reals().unwrap()[0];
     let mut flipped = 0usize;
     let (outcomes, flips) = balancer.run_during(&frame, FRAMES, LIMIT, |dataplane| {

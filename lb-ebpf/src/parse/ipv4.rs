@@ -72,9 +72,9 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
             u32::from(unsafe { (*ip).id_be }),
         )
     };
-    let (src_port_be, dst_port_be) = match transport_header_len(protocol) {
+    let (src_port_be, dst_port_be, tcp_flags) = match transport_header_len(protocol) {
         // A later fragment has no ports: its datagram is found by its id.
-        Some(_) if kind == Kind::LaterFragment => (0, 0),
+        Some(_) if kind == Kind::LaterFragment => (0, 0, 0),
         Some(l4_len) => {
             if total_len < header_len + l4_len {
                 return Err(Reason::PassTruncated);
@@ -93,6 +93,7 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
                 vlan,
                 kind: Kind::IcmpError,
                 fragment_id_be: 0,
+                tcp_flags: 0,
             });
         }
         None => return Err(Reason::PassNotTcpUdp),
@@ -111,5 +112,6 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
         vlan,
         kind,
         fragment_id_be,
+        tcp_flags,
     })
 }

@@ -137,9 +137,9 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
         return Err(Reason::PassTruncated);
     }
 
-    let (src_port_be, dst_port_be) = match transport_header_len(next) {
+    let (src_port_be, dst_port_be, tcp_flags) = match transport_header_len(next) {
         // A later fragment has no ports: its datagram is found by its id.
-        Some(_) if kind == Kind::LaterFragment => (0, 0),
+        Some(_) if kind == Kind::LaterFragment => (0, 0, 0),
         Some(l4_len) => {
             if offset + l4_len > datagram.end {
                 return Err(Reason::PassTruncated);
@@ -153,6 +153,7 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
                 vlan,
                 kind: Kind::IcmpError,
                 fragment_id_be: 0,
+                tcp_flags: 0,
             });
         }
         // For a later fragment, the header its datagram continues with (see the first
@@ -174,5 +175,6 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
         vlan,
         kind,
         fragment_id_be,
+        tcp_flags,
     })
 }

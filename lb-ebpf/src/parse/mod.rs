@@ -22,6 +22,8 @@ pub const VLAN_HEADER_LEN: usize = 4;
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const TCP_HEADER_LEN: usize = 20;
+/// Where the flags byte (FIN, SYN, RST, PSH, ACK, …) lies in a TCP header.
+const TCP_FLAGS_OFFSET: usize = 13;
 const UDP_HEADER_LEN: usize = 8;
 
 // Header structs type their 16- and 32-bit fields as such (network byte order, as in the
@@ -83,6 +85,9 @@ pub struct Packet {
     pub kind: Kind,
     /// Fragments: the datagram's IP identification, as received (network byte order).
     pub fragment_id_be: u32,
+    /// TCP: the segment's flags (`TCP_*` of `lb_common::conntrack`); 0 for UDP, later
+    /// fragments and ICMP errors.
+    pub tcp_flags: u8,
 }
 
 /// Where the IP datagram ends in the frame, and how long the frame is.
@@ -161,15 +166,21 @@ fn transport_header_len(protocol: u8) -> Option<usize> {
     }
 }
 
-/// The ports at `l4`, which must lie (with the rest of a `header_len`-byte transport header)
-/// in the linear part, where the program can read them.
+/// The ports at `l4`, and the TCP flags when it is a TCP header (0 for UDP). The whole
+/// `header_len`-byte transport header must lie in the linear part, where the program can read
+/// it.
 #[inline(always)]
-fn ports_at(ctx: &XdpContext, l4: usize, header_len: usize) -> Result<(u16, u16), Reason> {
+fn ports_at(ctx: &XdpContext, l4: usize, header_len: usize) -> Result<(u16, u16, u8), Reason> {
     if ctx.data() + l4 + header_len > ctx.data_end() {
         return Err(Reason::PassTruncated);
     }
     let ports: *mut Ports = header(ctx, l4).ok_or(Reason::PassTruncated)?;
-    Ok(unsafe { ((*ports).src_be, (*ports).dst_be) })
+    let mut tcp_flags = 0;
+    if header_len == TCP_HEADER_LEN {
+        let flags: *mut u8 = header(ctx, l4 + TCP_FLAGS_OFFSET).ok_or(Reason::PassTruncated)?;
+        tcp_flags = unsafe { *flags };
+    }
+    Ok(unsafe { ((*ports).src_be, (*ports).dst_be, tcp_flags) })
 }
 
 /// An IPv4 address (`word`: its four bytes as loaded from the packet) as keys hold it: its

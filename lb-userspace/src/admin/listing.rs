@@ -2,40 +2,35 @@
 //! flow table. Nothing here waits for the writer: the snapshot is loaded once, and counters
 //! and flows are read through the reader's own map handles.
 
-use std::time::Duration;
+use std::{collections::HashMap, net::IpAddr};
 
-use lb_common::PROTO_TCP;
+use lb_common::{FAMILY_IPV4, FlowKey, PROTO_TCP, conntrack::state_name};
 
-use super::{Listing, RealListing, ReasonCount, ServiceListing};
+use super::{Connection, ConnectionListing, Listing, RealListing, ReasonCount, ServiceListing};
 use crate::{
     dataplane::{DataplaneError, DataplaneReader},
     reconcile::{Desired, describe_reachability},
 };
 
-/// A flow counts as a connection while seen within its protocol's timeout (LVS's defaults,
-/// `ipvsadm --set 900 120 300`, until the `timeouts` key arrives).
-const TCP_FLOW_TIMEOUT: Duration = Duration::from_secs(900);
-const UDP_FLOW_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// `lbadm -L`: services, reals, counters, and connections counted from the flow table.
+/// `lbadm -L`: services, reals, counters, and each real's connection counts.
 pub fn listing(
     instance: &str,
     flow_table_size: u32,
     desired: &Desired,
     reader: &dyn DataplaneReader,
 ) -> Result<Listing, DataplaneError> {
-    let active = active_flows_per_real(reader)?;
     let mut services = Vec::with_capacity(desired.services.len());
     for service in &desired.services {
         let mut reals = Vec::with_capacity(service.reals.len());
         for real in &service.reals {
+            let connections = reader.connections(real.id)?;
             reals.push(RealListing {
                 address: real.config.address,
                 port: real.config.port,
                 forward: real.config.forward.name().to_owned(),
                 weight: real.config.weight,
-                active_conn: active.get(real.id as usize).copied().unwrap_or(0),
-                inactive_conn: 0,
+                active_conn: connections.active,
+                inactive_conn: connections.inactive,
                 mac: real.mac.map(|mac| format_mac(&mac)),
                 available: real.available(),
                 neighbour: describe_reachability(real).to_owned(),
@@ -69,25 +64,77 @@ pub fn listing(
     })
 }
 
-/// Live flows per real id (index = id).
-fn active_flows_per_real(reader: &dyn DataplaneReader) -> Result<Vec<u64>, DataplaneError> {
-    let now = monotonic_now_ns();
-    let mut counts: Vec<u64> = Vec::new();
-    reader.for_each_flow(&mut |key, flow| {
-        let timeout = if key.protocol == PROTO_TCP {
-            TCP_FLOW_TIMEOUT
-        } else {
-            UDP_FLOW_TIMEOUT
-        };
-        if now.saturating_sub(flow.last_seen_ns) <= timeout.as_nanos() as u64 {
-            let id = flow.real_id as usize;
-            if counts.len() <= id {
-                counts.resize(id + 1, 0);
-            }
-            counts[id] += 1;
+/// `lbadm -L -n -c`: every flow that has not expired, with the real it goes to, sorted by
+/// virtual service, then source. Flows whose real lbd no longer has are left out (the sweep
+/// removes them within a second).
+pub fn connections(
+    instance: &str,
+    desired: &Desired,
+    reader: &dyn DataplaneReader,
+) -> Result<ConnectionListing, DataplaneError> {
+    let settings = desired.timeouts.settings();
+    let mut reals = HashMap::new();
+    for service in &desired.services {
+        for real in &service.reals {
+            reals.insert(
+                (service.id, real.id),
+                (real.config.address, real.config.port),
+            );
         }
+    }
+    let now = monotonic_now_ns();
+    let mut connections = Vec::new();
+    reader.for_each_flow(&mut |key, flow| {
+        let Some(&(destination, destination_port)) = reals.get(&(flow.service_id, flow.real_id))
+        else {
+            return;
+        };
+        let state = flow.state as u8;
+        let idle = now.saturating_sub(flow.last_seen_ns);
+        let Some(left) = settings.timeout_ns(state).checked_sub(idle) else {
+            return;
+        };
+        connections.push(Connection {
+            protocol: if key.protocol == PROTO_TCP {
+                "tcp"
+            } else {
+                "udp"
+            }
+            .to_owned(),
+            expire_s: left.div_ceil(1_000_000_000),
+            state: state_name(state).to_owned(),
+            source: address(key, &key.src),
+            source_port: u16::from_be(key.src_port_be),
+            virtual_address: address(key, &key.dst),
+            virtual_port: u16::from_be(key.dst_port_be),
+            destination,
+            destination_port: if destination_port == 0 {
+                u16::from_be(key.dst_port_be)
+            } else {
+                destination_port
+            },
+        });
     })?;
-    Ok(counts)
+    connections.sort_by(|a, b| {
+        (a.virtual_address, a.virtual_port, a.source, a.source_port).cmp(&(
+            b.virtual_address,
+            b.virtual_port,
+            b.source,
+            b.source_port,
+        ))
+    });
+    Ok(ConnectionListing {
+        instance: instance.to_owned(),
+        connections,
+    })
+}
+
+fn address(key: &FlowKey, bytes: &[u8; 16]) -> IpAddr {
+    if key.family == FAMILY_IPV4 {
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+    } else {
+        IpAddr::from(*bytes)
+    }
 }
 
 /// The clock of `bpf_ktime_get_ns()`, which `Flow::last_seen_ns` is read against.

@@ -15,6 +15,8 @@ pub enum Request {
     List,
     /// Where the program runs and how (`lbadm status`). Never touches the flow table.
     Status,
+    /// Every live flow (`ipvsadm -L -n -c`). Walks the flow table.
+    Connections,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +24,7 @@ pub enum Request {
 pub enum Reply {
     Listing(Listing),
     Status(Status),
+    Connections(ConnectionListing),
     Error { message: String },
 }
 
@@ -52,9 +55,9 @@ pub struct RealListing {
     pub port: u16,
     pub forward: String,
     pub weight: u32,
-    /// Flows on this real seen within their protocol's timeout.
+    /// Established TCP connections on this real.
     pub active_conn: u64,
-    /// Always 0 until TCP state tracking tells established from closing flows.
+    /// Its other flows: TCP connections opening or closing, UDP flows.
     pub inactive_conn: u64,
     /// `None` while the neighbour table has never had an entry for the real.
     pub mac: Option<String>,
@@ -116,4 +119,28 @@ pub struct InterfaceStatus {
     pub attached_mode: Option<String>,
     pub program_id: Option<u32>,
     pub mtu: u32,
+}
+
+/// `lbadm -L -n -c`: the flow table's live flows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionListing {
+    pub instance: String,
+    pub connections: Vec<Connection>,
+}
+
+/// One flow, as `ipvsadm -Lnc` shows a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// Seconds until the flow expires if no packet comes.
+    pub expire_s: u64,
+    /// `SYN_RECV`, `ESTABLISHED`, `FIN_WAIT`, `TIME_WAIT`, `CLOSE` or `UDP`.
+    pub state: String,
+    pub source: IpAddr,
+    pub source_port: u16,
+    pub virtual_address: IpAddr,
+    pub virtual_port: u16,
+    pub destination: IpAddr,
+    pub destination_port: u16,
 }

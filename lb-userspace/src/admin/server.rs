@@ -20,8 +20,14 @@ use tokio::{
     sync::Semaphore,
 };
 
-use super::{InterfaceStatus, MAX_REQUEST_BYTES, Reply, Request, Status, listing::listing};
-use crate::{dataplane::DataplaneReader, reconcile::Desired};
+use super::{
+    InterfaceStatus, MAX_REQUEST_BYTES, Reply, Request, Status,
+    listing::{connections, listing},
+};
+use crate::{
+    dataplane::{DataplaneError, DataplaneReader},
+    reconcile::Desired,
+};
 
 const MAX_CONCURRENT_WALKS: usize = 2;
 
@@ -73,54 +79,82 @@ pub async fn serve_connection(stream: UnixStream, context: Arc<AdminContext>) ->
     let read = BufReader::new(reader.take(MAX_REQUEST_BYTES as u64))
         .read_line(&mut line)
         .await?;
-    let reply = if read == 0 || !line.ends_with('\n') {
-        Reply::Error {
+    let text = if read == 0 || !line.ends_with('\n') {
+        reply_line(&Reply::Error {
             message: format!("request missing or longer than {MAX_REQUEST_BYTES} bytes"),
-        }
+        })
     } else {
         match serde_json::from_str::<Request>(&line) {
             Ok(request) => answer(request, &context).await,
-            Err(error) => Reply::Error {
+            Err(error) => reply_line(&Reply::Error {
                 message: format!("bad request: {error}"),
-            },
+            }),
         }
     };
-    let mut text = serde_json::to_string(&reply).expect("replies always serialize");
-    text.push('\n');
     writer.write_all(text.as_bytes()).await
 }
 
-async fn answer(request: Request, context: &Arc<AdminContext>) -> Reply {
+/// A reply as the line sent back.
+fn reply_line(reply: &Reply) -> String {
+    let mut text = serde_json::to_string(reply).expect("replies always serialize");
+    text.push('\n');
+    text
+}
+
+/// The answer's line. Answers that walk maps are built and serialized on a blocking thread:
+/// a million flows make a large reply.
+async fn answer(request: Request, context: &Arc<AdminContext>) -> String {
     match request {
-        Request::Status => Reply::Status(context.status()),
+        Request::Status => reply_line(&Reply::Status(context.status())),
         Request::List => {
-            let Ok(_permit) = context.walks.acquire().await else {
-                return Reply::Error {
-                    message: "lbd is stopping".into(),
-                };
-            };
-            let context = context.clone();
-            let walked = tokio::task::spawn_blocking(move || {
-                let desired = context.desired.load_full();
+            walk(context, |context, desired| {
                 listing(
                     &context.instance,
                     context.flow_table_size,
-                    &desired,
+                    desired,
                     context.reader.as_ref(),
                 )
+                .map(Reply::Listing)
             })
-            .await;
-            match walked {
-                Ok(Ok(listing)) => Reply::Listing(listing),
-                Ok(Err(error)) => Reply::Error {
-                    message: error.to_string(),
-                },
-                Err(error) => Reply::Error {
-                    message: format!("listing failed: {error}"),
-                },
-            }
+            .await
+        }
+        Request::Connections => {
+            walk(context, |context, desired| {
+                connections(&context.instance, desired, context.reader.as_ref())
+                    .map(Reply::Connections)
+            })
+            .await
         }
     }
+}
+
+/// Runs an answer that reads the data plane's maps on a blocking thread, at most
+/// [`MAX_CONCURRENT_WALKS`] at once.
+async fn walk(
+    context: &Arc<AdminContext>,
+    answer: impl FnOnce(&AdminContext, &Desired) -> Result<Reply, DataplaneError> + Send + 'static,
+) -> String {
+    let Ok(_permit) = context.walks.acquire().await else {
+        return reply_line(&Reply::Error {
+            message: "lbd is stopping".into(),
+        });
+    };
+    let context = context.clone();
+    let walked = tokio::task::spawn_blocking(move || {
+        let desired = context.desired.load_full();
+        reply_line(&match answer(&context, &desired) {
+            Ok(reply) => reply,
+            Err(error) => Reply::Error {
+                message: error.to_string(),
+            },
+        })
+    })
+    .await;
+    walked.unwrap_or_else(|error| {
+        reply_line(&Reply::Error {
+            message: format!("listing failed: {error}"),
+        })
+    })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,7 @@
 //! - `source_map.rs`: key paths ↔ line and column;
 //! - `validate/`: raw → typed, one file per section (`interfaces`, `limits`, `services`).
 
+mod duration;
 mod raw;
 mod source_map;
 #[cfg(test)]
@@ -62,6 +63,47 @@ pub struct Config {
     /// May be empty; in file order (service ids follow it).
     pub services: Vec<ServiceConfig>,
     pub limits: Limits,
+    pub timeouts: Timeouts,
+}
+
+/// How long an idle flow lives, per state (key `timeouts`, `ipvsadm --set tcp tcpfin udp`);
+/// whole seconds, at least one. IPVS's other states keep its fixed timeouts (SYN_RECV 60 s,
+/// TIME_WAIT 120 s, CLOSE 10 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// ESTABLISHED.
+    pub tcp: std::time::Duration,
+    /// FIN_WAIT.
+    pub tcp_fin: std::time::Duration,
+    pub udp: std::time::Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        use lb_common::conntrack::{
+            DEFAULT_TIMEOUTS_S, STATE_ESTABLISHED, STATE_FIN_WAIT, STATE_UDP,
+        };
+        let seconds = |state: u8| {
+            std::time::Duration::from_secs(u64::from(DEFAULT_TIMEOUTS_S[state as usize]))
+        };
+        Timeouts {
+            tcp: seconds(STATE_ESTABLISHED),
+            tcp_fin: seconds(STATE_FIN_WAIT),
+            udp: seconds(STATE_UDP),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The program's settings entry: these three, IPVS's defaults for the other states.
+    pub fn settings(&self) -> lb_common::Settings {
+        use lb_common::conntrack::{STATE_ESTABLISHED, STATE_FIN_WAIT, STATE_UDP};
+        let mut settings = lb_common::Settings::default();
+        settings.timeouts_s[STATE_ESTABLISHED as usize] = self.tcp.as_secs() as u32;
+        settings.timeouts_s[STATE_FIN_WAIT as usize] = self.tcp_fin.as_secs() as u32;
+        settings.timeouts_s[STATE_UDP as usize] = self.udp.as_secs() as u32;
+        settings
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -127,7 +169,7 @@ pub struct RealConfig {
 /// Map sizes (key `limits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Entries of the flow table (LRU).
+    /// Entries of the flow table.
     pub flows: u32,
     /// Slots of the service arrays; id 0 means none, so `services - 1` services fit.
     pub services: u32,

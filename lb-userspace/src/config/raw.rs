@@ -17,8 +17,7 @@ pub(super) struct RawConfig {
     pub(super) limits: Option<RawLimits>,
     #[serde(default)]
     pub(super) metrics: PlannedKey,
-    #[serde(default)]
-    pub(super) timeouts: PlannedKey,
+    pub(super) timeouts: Option<RawTimeouts>,
     #[serde(default)]
     pub(super) vrrp: PlannedKey,
     #[serde(default)]
@@ -72,6 +71,14 @@ pub(super) struct RawLimits {
     pub(super) flows: Option<i64>,
     pub(super) services: Option<i64>,
     pub(super) reals: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTimeouts {
+    pub(super) tcp: Option<String>,
+    pub(super) tcp_fin: Option<String>,
+    pub(super) udp: Option<String>,
 }
 
 /// A key from SPEC.md that this version does not implement. It accepts any value so that the

@@ -198,6 +198,7 @@ limits: {flows: 1000, services: 16, reals: 64}
             services: 16,
             reals: 64,
         },
+        timeouts: Timeouts::default(),
     };
     assert_eq!(parse_ok(text), expected);
 }
@@ -455,7 +456,7 @@ fn keys_not_implemented_yet_are_rejected_by_name() {
     let message = error_of(&minimal_with_service("    persistence:\n", ""));
     assert_mentions(&message, &["services[0].persistence: not supported yet"]);
 
-    for key in ["metrics", "timeouts", "vrrp", "sync", "bgp"] {
+    for key in ["metrics", "vrrp", "sync", "bgp"] {
         let text = format!("instance: a\ninterfaces: [{{name: eth0}}]\n{key}: {{}}\n");
         assert_mentions(
             &error_of(&text),
@@ -695,4 +696,50 @@ fn names_round_trip_through_from_str() {
         "nat".parse::<Forward>().map_err(|error| error.to_string()),
         Err("forwarding method `nat` is not supported yet (this version has dr)".to_owned())
     );
+}
+
+#[test]
+fn timeouts_are_whole_seconds_with_ipvs_defaults() {
+    let base = "instance: a\ninterfaces: [{name: eth0}]\n";
+    let config = parse_ok(&format!("{base}timeouts: {{tcp: 2m, udp: 30s}}\n"));
+    assert_eq!(
+        config.timeouts,
+        Timeouts {
+            tcp: std::time::Duration::from_secs(120),
+            tcp_fin: std::time::Duration::from_secs(120),
+            udp: std::time::Duration::from_secs(30),
+        }
+    );
+    let settings = config.timeouts.settings();
+    assert_eq!(
+        settings.timeouts_s[lb_common::conntrack::STATE_ESTABLISHED as usize],
+        120
+    );
+    assert_eq!(
+        settings.timeouts_s[lb_common::conntrack::STATE_UDP as usize],
+        30
+    );
+    assert_eq!(
+        settings.timeouts_s[lb_common::conntrack::STATE_SYN_RECV as usize],
+        60
+    );
+    assert_eq!(parse_ok(base).timeouts, Timeouts::default());
+    assert_eq!(Timeouts::default().tcp, std::time::Duration::from_secs(900));
+
+    for (value, expected) in [
+        ("{tcp: 500ms}", "timeouts.tcp: 500ms is out of range"),
+        (
+            "{tcp_fin: 1500ms}",
+            "timeouts.tcp_fin: 1500ms: flow timeouts are whole seconds",
+        ),
+        ("{udp: 5}", "timeouts.udp"),
+        (
+            "{udp: 5x}",
+            "timeouts.udp: invalid duration \"5x\": unknown unit",
+        ),
+        ("{tcp: 900s, tcpfin: 2s}", "tcpfin"),
+    ] {
+        let message = error_of(&format!("{base}timeouts: {value}\n"));
+        assert_mentions(&message, &["demo.yaml:3:", expected]);
+    }
 }

@@ -3,7 +3,9 @@
 //! - the reconciler (`reconcile`): a thread that alone writes the maps, fed by a channel;
 //! - the neighbour watch (`neighbours.rs`): kernel neighbour notifications → reconciler;
 //! - the admin server: answers from the published snapshot and the data plane's reader;
-//! - signals (`signals.rs`): SIGTERM/SIGINT stop, SIGHUP re-validates the config.
+//! - signals (`signals.rs`): SIGTERM/SIGINT stop, SIGHUP re-validates the config;
+//! - the flow sweep (`sweep.rs`): a thread removing expired flows from the table and the
+//!   connection counts.
 //!
 //! [`run`] takes everything from outside (the parts, the listener, the shutdown signal), so
 //! tests start a daemon on a temporary socket with a fake data plane; [`serve`] (in
@@ -12,6 +14,7 @@
 mod neighbours;
 mod signals;
 mod start;
+mod sweep;
 
 use std::{future::Future, sync::Arc, thread::JoinHandle};
 
@@ -38,6 +41,8 @@ pub struct Daemon {
     watch: Option<Task>,
     /// The loaded program, when there is one: links not pinned live as long as it.
     program: Option<aya::Ebpf>,
+    /// The flow sweep, when there is a program (not with a fake data plane).
+    sweep: Option<sweep::SweepThread>,
 }
 
 impl Daemon {
@@ -65,6 +70,7 @@ impl Daemon {
             reconciler: reconciler.spawn(receiver),
             watch: None,
             program: None,
+            sweep: None,
         })
     }
 
@@ -120,6 +126,7 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
         reconciler,
         watch,
         program,
+        sweep,
     } = daemon;
     tokio::pin!(shutdown);
     loop {
@@ -140,6 +147,9 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
     }
     if let Some(watch) = watch {
         watch.stop().await;
+    }
+    if let Some(sweep) = sweep {
+        let _ = tokio::task::spawn_blocking(move || sweep.stop()).await;
     }
     drop(inputs);
     // The reconciler finishes what it is writing, then sees the channel closed.

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Daemon, neighbours::NeighbourWatch, signals::Signals};
+use super::{Daemon, neighbours::NeighbourWatch, signals::Signals, sweep};
 use crate::{
     admin::{InterfaceStatus, SocketError, bind_admin_socket},
     config::{self, Config, ConfigError},
@@ -45,6 +45,8 @@ pub enum DaemonError {
     Socket(#[from] SocketError),
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("starting the flow sweep thread: {0}")]
+    Sweep(std::io::Error),
 }
 
 /// Runs the daemon for the config at `config_path` until SIGTERM or SIGINT.
@@ -105,7 +107,9 @@ async fn start(
         mut ebpf,
         dataplane,
         reader,
+        sweeper,
     } = loader::load(&config.limits, Some(&config.pin_dir))?;
+    let reader = Arc::new(reader);
     // Flows in pinned maps name reals by id: keep the ids a previous daemon gave.
     let mut existing = Existing::read(&dataplane).map_err(ReconcileError::from)?;
     if existing == Existing::default()
@@ -132,7 +136,7 @@ async fn start(
         config.limits.flows,
         desired,
         Box::new(dataplane),
-        Arc::new(reader),
+        reader.clone(),
     )?;
 
     let snapshot = daemon.context.desired.clone();
@@ -180,7 +184,13 @@ async fn start(
             mtu: info.mtu,
         });
     }
+    // Flows the program of an earlier layout recorded until it was replaced just now.
+    let migrated = loader::migrate_previous_flows(&config.pin_dir, &reader)?;
+    if migrated > 0 {
+        log::info!("kept {migrated} flows from the flow table of the previous layout");
+    }
     loader::remove_retired_pins(&config.pin_dir);
+    daemon.sweep = Some(sweep::SweepThread::spawn(sweeper).map_err(DaemonError::Sweep)?);
     daemon.set_interfaces(statuses);
     daemon.program = Some(ebpf);
     Ok(daemon)

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use lb_common::{
-    Counters, Flow, FlowKey, Interface, RING_SLOTS, Real, Reason, Service, ServiceKey,
+    ConnCounts, Counters, Flow, FlowKey, Interface, RING_SLOTS, Real, Reason, Service, ServiceKey,
+    Settings,
 };
 
 use super::{Dataplane, DataplaneError, DataplaneReader};
@@ -26,6 +27,8 @@ pub struct FakeDataplane {
     /// Ids prepared for a new meaning, in order.
     pub initialised_services: Vec<u32>,
     pub initialised_reals: Vec<u32>,
+    /// The settings entry, once written.
+    pub settings: Option<Settings>,
     /// Every write that changed something, in order (`real 2`, `schedule 1`, `service 1`):
     /// tests check the order that keeps the program from seeing a half-made state.
     pub writes: Vec<String>,
@@ -160,6 +163,14 @@ impl Dataplane for FakeDataplane {
         self.initialised_reals.push(real_id);
         Ok(())
     }
+
+    fn set_settings(&mut self, settings: Settings) -> Result<(), DataplaneError> {
+        if self.settings != Some(settings) {
+            self.settings = Some(settings);
+            self.writes.push("settings".to_owned());
+        }
+        Ok(())
+    }
 }
 
 /// Counters and flows as a test sets them.
@@ -168,6 +179,7 @@ pub struct FakeReader {
     pub service_stats: HashMap<u32, Counters>,
     pub real_stats: HashMap<u32, Counters>,
     pub flows: HashMap<FlowKey, Flow>,
+    pub connections: HashMap<u32, ConnCounts>,
 }
 
 impl DataplaneReader for FakeReader {
@@ -188,6 +200,10 @@ impl DataplaneReader for FakeReader {
             .iter()
             .map(|&reason| (reason, Counters::default()))
             .collect())
+    }
+
+    fn connections(&self, real_id: u32) -> Result<ConnCounts, DataplaneError> {
+        Ok(self.connections.get(&real_id).copied().unwrap_or_default())
     }
 
     fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError> {

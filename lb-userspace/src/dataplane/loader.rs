@@ -7,6 +7,7 @@
 
 use std::{
     io,
+    os::fd::AsFd,
     path::{Path, PathBuf},
 };
 
@@ -20,15 +21,18 @@ use aya::{
     },
 };
 use lb_common::{
-    MAP_FLOWS, MAP_FRAGMENT_SERVICES, MAP_REAL_STATS, MAP_REALS, MAP_RING, MAP_RR_CURSOR,
-    MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES, RETIRED_MAPS, RING_SLOTS_PER_SERVICE, Real,
-    Service, ServiceKey,
+    Flow, FlowKey, MAP_CONNS, MAP_FLOWS, MAP_FRAGMENT_SERVICES, MAP_REAL_STATS, MAP_REALS,
+    MAP_RING, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES, PREVIOUS_MAP_FLOWS,
+    PROTO_TCP, PreviousFlow, RETIRED_MAPS, RING_SLOTS_PER_SERVICE, Real, Service, ServiceKey,
+    conntrack::{STATE_ESTABLISHED, STATE_UDP},
 };
 
 use crate::{
     EBPF_OBJECT, PROGRAM_BALANCER,
     config::{Limits, XdpMode},
-    dataplane::{DataplaneError, EbpfDataplane, EbpfReader},
+    dataplane::{
+        DataplaneError, EbpfDataplane, EbpfReader, MapHandles, Sweeper, batch, insert_new,
+    },
 };
 
 /// The largest MTU whose frames fit one page-sized XDP buffer on common drivers (4096 minus
@@ -88,11 +92,13 @@ pub enum LoadError {
     },
 }
 
-/// The program, loaded and verified, with its maps taken out: the writer's and the readers'.
+/// The program, loaded and verified, with its maps taken out: the writer's, the readers' and
+/// the flow sweep's.
 pub struct Loaded {
     pub ebpf: Ebpf,
     pub dataplane: EbpfDataplane,
     pub reader: EbpfReader,
+    pub sweeper: Sweeper,
 }
 
 /// Loads the program with maps sized from `limits`. With `pin_dir`, every map is pinned there,
@@ -110,6 +116,7 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
             limits.services.saturating_mul(RING_SLOTS_PER_SERVICE),
         ),
         (MAP_FLOWS, limits.flows),
+        (MAP_CONNS, limits.reals),
         (MAP_FRAGMENT_SERVICES, limits.services),
         (MAP_RR_CURSOR, limits.services),
         (MAP_SERVICE_STATS, limits.services),
@@ -141,12 +148,74 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
             name: PROGRAM_BALANCER,
             source: Box::new(source),
         })?;
-    let (dataplane, reader) = EbpfDataplane::from_ebpf(&mut ebpf)?;
+    let MapHandles {
+        dataplane,
+        reader,
+        sweeper,
+    } = EbpfDataplane::from_ebpf(&mut ebpf)?;
+    if let Some(dir) = pin_dir {
+        migrate_previous_flows(dir, &reader)?;
+    }
     Ok(Loaded {
         ebpf,
         dataplane,
         reader,
+        sweeper,
     })
+}
+
+/// Copies the flows of the previous flow table ([`PREVIOUS_MAP_FLOWS`], left pinned by an
+/// older lbd whose program may still be running) into today's, counting each in its real's
+/// connections; flows today's table already holds are left as they are. Returns how many were
+/// copied.
+///
+/// Run it twice: before the new program replaces the old one, so that the new program finds
+/// every flow, and again after, for the flows the old program recorded in between; then the
+/// old table can go.
+///
+/// The old table kept no TCP state: its TCP flows count as established (they then live out
+/// the established timeout, however they were closing).
+pub fn migrate_previous_flows(pin_dir: &Path, reader: &EbpfReader) -> Result<u64, LoadError> {
+    let path = pin_dir.join(PREVIOUS_MAP_FLOWS);
+    if !path.exists() {
+        return Ok(0);
+    }
+    let pinned_error = |source| LoadError::PinnedMap {
+        path: path.clone(),
+        source: Box::new(source),
+    };
+    let old = MapData::from_pin(&path).map_err(pinned_error)?;
+    let mut flows = Vec::new();
+    batch::for_each::<FlowKey, PreviousFlow>(old.fd().as_fd(), |key, flow| {
+        flows.push((*key, *flow))
+    })
+    .map_err(|source| syscall_error(PREVIOUS_MAP_FLOWS, "BPF_MAP_LOOKUP_BATCH", source))?;
+    let mut copied = 0;
+    for (key, old) in flows {
+        let state = if key.protocol == PROTO_TCP {
+            STATE_ESTABLISHED
+        } else {
+            STATE_UDP
+        };
+        let flow = Flow {
+            real_id: old.real_id,
+            service_id: old.service_id,
+            last_seen_ns: old.last_seen_ns,
+            state: u32::from(state),
+            ..Flow::default()
+        };
+        let inserted = insert_new(reader.flows().fd().as_fd(), &key, &flow)
+            .map_err(|source| syscall_error(MAP_FLOWS, "BPF_MAP_UPDATE_ELEM", source))?;
+        if inserted {
+            reader.add_connection(flow.real_id, state, 1)?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
+}
+
+fn syscall_error(map: &'static str, call: &'static str, source: io::Error) -> LoadError {
+    LoadError::Dataplane(DataplaneError::Syscall { map, call, source })
 }
 
 /// What a daemon of the previous layout (`LB_SERVICES_V1`, `LB_REALS_V1`: one copy per real,

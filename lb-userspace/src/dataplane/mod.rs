@@ -17,10 +17,14 @@ mod fake;
 pub mod loader;
 
 use aya::maps::MapError;
-pub use ebpf::{EbpfDataplane, EbpfReader, batch};
+pub use ebpf::{
+    EbpfDataplane, EbpfReader, MapHandles, SweepReport, Sweeper, batch, insert_new, is_gone,
+    lookup_and_delete,
+};
 pub use fake::{FakeDataplane, FakeReader};
 use lb_common::{
-    Counters, Flow, FlowKey, Interface, RING_SLOTS, Real, Reason, Service, ServiceKey,
+    ConnCounts, Counters, Flow, FlowKey, Interface, RING_SLOTS, Real, Reason, Service, ServiceKey,
+    Settings,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +93,8 @@ pub trait Dataplane: Send {
     fn init_service(&mut self, service_id: u32) -> Result<(), DataplaneError>;
     /// Prepares a real id for a new meaning: zeroes its counters.
     fn init_real(&mut self, real_id: u32) -> Result<(), DataplaneError>;
+    /// The runtime knobs (flow timeouts); written if they differ.
+    fn set_settings(&mut self, settings: Settings) -> Result<(), DataplaneError>;
 }
 
 /// What the program counts and remembers, read without disturbing the writer.
@@ -97,6 +103,8 @@ pub trait DataplaneReader: Send + Sync {
     fn service_counters(&self, service_id: u32) -> Result<Counters, DataplaneError>;
     fn real_counters(&self, real_id: u32) -> Result<Counters, DataplaneError>;
     fn reason_counters(&self) -> Result<Vec<(Reason, Counters)>, DataplaneError>;
+    /// The real's active (established) and inactive (every other state) connections.
+    fn connections(&self, real_id: u32) -> Result<ConnCounts, DataplaneError>;
     /// Visits every entry of the flow table, a batch at a time. Entries come and go while it
     /// runs (the program keeps inserting); each one visited is consistent.
     fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError>;

@@ -4,6 +4,7 @@
 //! verbs ipvsadm does not have are words (`lbadm status`). The command line becomes one
 //! [`Command`], and each command is a file of its own.
 
+mod connections;
 mod list;
 mod status;
 pub mod table;
@@ -16,7 +17,7 @@ use crate::config::DEFAULT_ADMIN_SOCKET;
 
 /// ipvsadm verbs that later versions add; named here so the error says so instead of
 /// "unexpected argument".
-const LATER_VERBS: [(&str, &str); 13] = [
+const LATER_VERBS: [(&str, &str); 12] = [
     ("-A", "add service"),
     ("-E", "edit service"),
     ("-D", "delete service"),
@@ -29,7 +30,6 @@ const LATER_VERBS: [(&str, &str); 13] = [
     ("--save", "save rules"),
     ("-R", "restore rules"),
     ("--restore", "restore rules"),
-    ("-c", "list connections"),
 ];
 
 #[derive(Debug, Parser)]
@@ -45,6 +45,9 @@ pub struct Cli {
     /// Numeric output. Addresses are always printed numerically; accepted for ipvsadm habits.
     #[arg(short = 'n', long = "numeric")]
     pub numeric: bool,
+    /// With -L: list connections (the flow table) instead of services (ipvsadm -L -n -c).
+    #[arg(short = 'c', long = "connection")]
+    pub connection: bool,
     /// Show counters: connections, packets and bytes (ipvsadm --stats).
     #[arg(long)]
     pub stats: bool,
@@ -81,13 +84,19 @@ pub struct Cli {
 pub enum Command {
     /// `-L`: services and reals (`list.rs`).
     List,
+    /// `-L -c`: connections (`connections.rs`).
+    Connections,
     /// `status`: the daemon and its attachments (`status.rs`).
     Status,
 }
 
 impl Cli {
     pub fn command(&self) -> anyhow::Result<Command> {
+        if self.connection && !self.list {
+            anyhow::bail!("-c lists connections and goes with -L (lbadm -L -n -c)");
+        }
         match (self.list, self.verb.as_deref()) {
+            (true, None) if self.connection => Ok(Command::Connections),
             (true, None) => Ok(Command::List),
             (false, Some("status")) => Ok(Command::Status),
             (true, Some(verb)) => anyhow::bail!("-L takes no verb, got `{verb}`"),
@@ -114,7 +123,7 @@ pub fn main() -> ExitCode {
         .find(|(flag, _)| args.iter().skip(1).any(|a| a == flag))
     {
         eprintln!(
-            "lbadm: {flag} ({what}) is not supported by this version yet; it supports -L and status"
+            "lbadm: {flag} ({what}) is not supported by this version yet; it supports -L, -L -c and status"
         );
         return ExitCode::from(2);
     }
@@ -135,6 +144,7 @@ pub fn main() -> ExitCode {
 pub fn run(cli: &Cli) -> anyhow::Result<String> {
     match cli.command()? {
         Command::List => list::run(cli),
+        Command::Connections => connections::run(cli),
         Command::Status => status::run(cli),
     }
 }

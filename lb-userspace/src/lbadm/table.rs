@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::{
-    admin::{Listing, Stats, Status},
+    admin::{ConnectionListing, Listing, Stats, Status},
     config::socket_text,
 };
 
@@ -57,6 +57,27 @@ pub fn stats(listing: &Listing, exact: bool) -> String {
                 stats_columns(&real.stats, exact)
             );
         }
+    }
+    out
+}
+
+/// `-L -n -c`: ipvsadm's connection table (`pro expire state source virtual destination`),
+/// the expiry as minutes:seconds.
+pub fn connections(listing: &ConnectionListing) -> String {
+    let mut out = String::from("IPVS connection entries\n");
+    out.push_str("pro expire state       source             virtual            destination\n");
+    for connection in &listing.connections {
+        let _ = writeln!(
+            out,
+            "{:<3} {:02}:{:02}  {:<11} {:<18} {:<18} {}",
+            connection.protocol.to_uppercase(),
+            connection.expire_s / 60,
+            connection.expire_s % 60,
+            connection.state,
+            socket_text(connection.source, connection.source_port),
+            socket_text(connection.virtual_address, connection.virtual_port),
+            socket_text(connection.destination, connection.destination_port),
+        );
     }
     out
 }
@@ -198,6 +219,31 @@ TCP  192.0.2.100:80                     12       60        0  123456M        0
 ";
         assert_eq!(stats(&listing(), false), expected);
         assert!(stats(&listing(), true).contains(" 123456789012 "));
+    }
+
+    #[test]
+    fn connections_have_ipvsadm_layout() {
+        use crate::admin::Connection;
+        let listing = ConnectionListing {
+            instance: "lb1".into(),
+            connections: vec![Connection {
+                protocol: "tcp".into(),
+                expire_s: 899,
+                state: "ESTABLISHED".into(),
+                source: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)),
+                source_port: 40001,
+                virtual_address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100)),
+                virtual_port: 80,
+                destination: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11)),
+                destination_port: 80,
+            }],
+        };
+        let expected = "\
+IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 14:59  ESTABLISHED 198.51.100.7:40001 192.0.2.100:80     192.0.2.11:80
+";
+        assert_eq!(connections(&listing), expected);
     }
 
     #[test]

@@ -42,6 +42,7 @@ impl Desired {
         for &id in &pending.fresh_real_ids {
             dataplane.init_real(id)?;
         }
+        dataplane.set_settings(self.timeouts.settings())?;
         for interface in &self.interfaces {
             if interface.vlan.is_none() {
                 dataplane.set_tx_port(interface.index)?;

@@ -30,7 +30,7 @@ use lb_common::{FAMILY_IPV4, FAMILY_IPV6, PROTO_TCP, PROTO_UDP, ServiceKey};
 pub use reconciler::{Input, Reconciler};
 
 use crate::{
-    config::{Config, Limits, Protocol, RealConfig, ServiceConfig},
+    config::{Config, Limits, Protocol, RealConfig, ServiceConfig, Timeouts},
     dataplane::DataplaneError,
     neighbour::{InterfaceInfo, NeighbourStatus, Observation, interface_for},
     schedule::ScheduleError,
@@ -133,6 +133,8 @@ pub struct Desired {
     pub interfaces: Vec<InterfaceInfo>,
     /// Ids stay below these (the id-indexed maps' sizes).
     limits: Limits,
+    /// Flow timeouts, written to the program's settings.
+    pub timeouts: Timeouts,
     /// Done once, by the next full apply: entries a previous daemon left that this config no
     /// longer has, and ids that need preparing for a new meaning.
     pending: ids::Pending,
@@ -192,6 +194,7 @@ impl Desired {
             services,
             interfaces,
             limits: config.limits,
+            timeouts: config.timeouts,
             pending: ids::Pending::default(),
         };
         desired.adopt(&Existing::default());

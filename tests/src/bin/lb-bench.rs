@@ -59,6 +59,8 @@ fn main() -> ExitCode {
     };
     let client = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 40000);
 
+    // Known flows: opened by a SYN, then established by the first of the timed ACKs.
+    balancer.run(&tcp(client, 80).syn().build());
     let established = tcp(client, 80).ack().payload(&[0; 64]).build();
     balancer.run(&established);
     let pass = tcp(client, 22).ack().payload(&[0; 64]).build();
@@ -68,15 +70,13 @@ fn main() -> ExitCode {
         let client: SocketAddrV6 = "[2001:db8:ffff::7]:40000".parse().unwrap();
         let vip = SocketAddrV6::new("2001:db8::100".parse().unwrap(), port, 0, 0);
         Frame::ipv6_tcp(client, vip)
-            .ack()
-            .payload(&[0; 64])
             .src_mac([2, 0, 0, 0, 0, 1])
             .dst_mac(BALANCER_MAC)
-            .build()
     };
-    let established6 = tcp6(80);
+    balancer.run(&tcp6(80).syn().build());
+    let established6 = tcp6(80).ack().payload(&[0; 64]).build();
     balancer.run(&established6);
-    let pass6 = tcp6(22);
+    let pass6 = tcp6(22).ack().payload(&[0; 64]).build();
     // A datagram's last fragment, once its first fragment has placed the datagram.
     let datagram = Frame::udp(client, SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 100), 53))
         .payload(&[0; 2000])

@@ -5,6 +5,7 @@
 mod interfaces;
 mod limits;
 mod services;
+mod timeouts;
 
 use std::{
     net::IpAddr,
@@ -79,7 +80,6 @@ impl Validator<'_> {
             "",
             &[
                 ("metrics", &raw.metrics),
-                ("timeouts", &raw.timeouts),
                 ("vrrp", &raw.vrrp),
                 ("sync", &raw.sync),
                 ("bgp", &raw.bgp),
@@ -131,6 +131,7 @@ impl Validator<'_> {
 
         let limits = self.limits(raw.limits)?;
         let services = self.services(raw.services.unwrap_or_default(), &limits)?;
+        let timeouts = self.timeouts(raw.timeouts)?;
 
         Ok(Config {
             instance,
@@ -139,6 +140,7 @@ impl Validator<'_> {
             pin_dir,
             services,
             limits,
+            timeouts,
         })
     }
 

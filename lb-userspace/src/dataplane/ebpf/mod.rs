@@ -5,22 +5,26 @@
 //! waiting for the task that writes.
 
 pub mod batch;
+mod element;
 mod published;
 mod readers;
+mod sweep;
 
-use std::{hash::BuildHasher, os::fd::AsFd};
+use std::{hash::BuildHasher, os::fd::AsFd, sync::Arc};
 
 use aya::maps::{
     Array, DevMapHash, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
 };
+pub use element::{insert_new, lookup_and_delete};
 use lb_common::{
-    Counters, Flow, FlowKey, Interface, MAP_FLOWS, MAP_FRAGMENT_SERVICES, MAP_INTERFACES,
-    MAP_REAL_STATS, MAP_REALS, MAP_REASON_STATS, MAP_RING, MAP_RR_CURSOR, MAP_SCHEDULES,
-    MAP_SERVICE_STATS, MAP_SERVICES, MAP_TX_PORTS, RING_SLOTS, Real, Reason, Service, ServiceKey,
-    ring_index,
+    ConnCounts, Counters, Flow, FlowKey, Interface, MAP_CONNS, MAP_FLOWS, MAP_FRAGMENT_SERVICES,
+    MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS, MAP_REASON_STATS, MAP_RING, MAP_RR_CURSOR,
+    MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES, MAP_SETTINGS, MAP_TX_PORTS, RING_SLOTS, Real,
+    Reason, Service, ServiceKey, Settings, ring_index,
 };
-use published::{Reals, Schedules};
+use published::{Conns, Reals, Schedules};
 use readers::Readers;
+pub use sweep::{SweepReport, Sweeper, is_gone};
 
 use super::{Dataplane, DataplaneError, DataplaneReader, map_err};
 
@@ -36,6 +40,7 @@ pub struct EbpfDataplane {
     rr_cursor: PerCpuArray<MapData, u32>,
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
+    settings: Array<MapData, Settings>,
     readers: Readers,
 }
 
@@ -45,14 +50,35 @@ pub struct EbpfReader {
     real_stats: PerCpuArray<MapData, Counters>,
     reason_stats: PerCpuArray<MapData, Counters>,
     flows: MapData,
+    conns: Arc<Conns>,
+}
+
+/// The three sides of a loaded program's maps: the writer, the reader, and the flow sweep.
+pub struct MapHandles {
+    pub dataplane: EbpfDataplane,
+    pub reader: EbpfReader,
+    pub sweeper: Sweeper,
 }
 
 impl EbpfDataplane {
-    /// Takes the maps out of a loaded program: the writer, and a reader with handles of its
-    /// own.
-    pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<(Self, EbpfReader), DataplaneError> {
+    /// Takes the maps out of a loaded program: the writer, a reader and a sweeper, each
+    /// with handles of its own.
+    pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<MapHandles, DataplaneError> {
         let service_stats = take(ebpf, MAP_SERVICE_STATS)?;
         let real_stats = take(ebpf, MAP_REAL_STATS)?;
+        let flows = map_data(take(ebpf, MAP_FLOWS)?, MAP_FLOWS)?;
+        let reals = map_data(take(ebpf, MAP_REALS)?, MAP_REALS)?;
+        let settings = map_data(take(ebpf, MAP_SETTINGS)?, MAP_SETTINGS)?;
+        let conns = Arc::new(Conns::new(map_data(take(ebpf, MAP_CONNS)?, MAP_CONNS)?)?);
+        let sweeper = Sweeper {
+            flows: duplicate_data(&flows, MAP_FLOWS)?,
+            conns: conns.clone(),
+            reals: Reals::new(duplicate_data(&reals, MAP_REALS)?)?,
+            settings: typed(
+                Map::Array(duplicate_data(&settings, MAP_SETTINGS)?),
+                MAP_SETTINGS,
+            )?,
+        };
         let reader = EbpfReader {
             service_stats: typed(
                 duplicate(&service_stats, MAP_SERVICE_STATS)?,
@@ -60,22 +86,28 @@ impl EbpfDataplane {
             )?,
             real_stats: typed(duplicate(&real_stats, MAP_REAL_STATS)?, MAP_REAL_STATS)?,
             reason_stats: typed(take(ebpf, MAP_REASON_STATS)?, MAP_REASON_STATS)?,
-            flows: map_data(take(ebpf, MAP_FLOWS)?, MAP_FLOWS)?,
+            flows,
+            conns,
         };
         let writer = Self {
             services: typed(take(ebpf, MAP_SERVICES)?, MAP_SERVICES)?,
             fragment_services: typed(take(ebpf, MAP_FRAGMENT_SERVICES)?, MAP_FRAGMENT_SERVICES)?,
             schedules: Schedules::new(map_data(take(ebpf, MAP_SCHEDULES)?, MAP_SCHEDULES)?)?,
-            reals: Reals::new(map_data(take(ebpf, MAP_REALS)?, MAP_REALS)?)?,
+            reals: Reals::new(reals)?,
             ring: typed(take(ebpf, MAP_RING)?, MAP_RING)?,
             interfaces: typed(take(ebpf, MAP_INTERFACES)?, MAP_INTERFACES)?,
             tx_ports: typed(take(ebpf, MAP_TX_PORTS)?, MAP_TX_PORTS)?,
             rr_cursor: typed(take(ebpf, MAP_RR_CURSOR)?, MAP_RR_CURSOR)?,
             service_stats: typed(service_stats, MAP_SERVICE_STATS)?,
             real_stats: typed(real_stats, MAP_REAL_STATS)?,
+            settings: typed(Map::Array(settings), MAP_SETTINGS)?,
             readers: Readers::default(),
         };
-        Ok((writer, reader))
+        Ok(MapHandles {
+            dataplane: writer,
+            reader,
+            sweeper,
+        })
     }
 }
 
@@ -127,6 +159,20 @@ fn duplicate(raw: &Map, map: &'static str) -> Result<Map, DataplaneError> {
     Ok(Map::PerCpuArray(
         MapData::from_fd(fd).map_err(map_err(map))?,
     ))
+}
+
+/// A second handle on the same kernel map, of any type.
+fn duplicate_data(data: &MapData, map: &'static str) -> Result<MapData, DataplaneError> {
+    let fd = data
+        .fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|source| DataplaneError::Syscall {
+            map,
+            call: "dup",
+            source,
+        })?;
+    MapData::from_fd(fd).map_err(map_err(map))
 }
 
 /// One value per possible CPU, as per-CPU maps take them.
@@ -365,6 +411,18 @@ impl Dataplane for EbpfDataplane {
     fn init_real(&mut self, real_id: u32) -> Result<(), DataplaneError> {
         zero_counters(&mut self.real_stats, real_id, MAP_REAL_STATS)
     }
+
+    fn set_settings(&mut self, settings: Settings) -> Result<(), DataplaneError> {
+        let current = self.settings.get(&0, 0).map_err(map_err(MAP_SETTINGS))?;
+        if current == settings {
+            return Ok(());
+        }
+        // Each field is read on its own by the program: a mix of old and new timeouts during
+        // the copy is a valid set.
+        self.settings
+            .set(0, settings, 0)
+            .map_err(map_err(MAP_SETTINGS))
+    }
 }
 
 impl EbpfDataplane {
@@ -413,6 +471,10 @@ impl DataplaneReader for EbpfReader {
             .collect()
     }
 
+    fn connections(&self, real_id: u32) -> Result<ConnCounts, DataplaneError> {
+        self.conns.get(real_id)
+    }
+
     fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError> {
         batch::for_each::<FlowKey, Flow>(self.flows.fd().as_fd(), visit).map_err(|source| {
             DataplaneError::Syscall {
@@ -428,5 +490,16 @@ impl EbpfReader {
     /// The flow table's handle, e.g. for filling it in tests (`batch::update`).
     pub fn flows(&self) -> &MapData {
         &self.flows
+    }
+
+    /// Adds to a real's connection counts, as the program and the sweep do (for migrating
+    /// flows from an earlier layout, and for tests).
+    pub fn add_connection(
+        &self,
+        real_id: u32,
+        state: u8,
+        delta: i64,
+    ) -> Result<(), DataplaneError> {
+        self.conns.add(real_id, state, delta)
     }
 }

@@ -9,11 +9,14 @@ use std::{
     marker::PhantomData,
     os::fd::{AsFd, AsRawFd},
     ptr::NonNull,
-    sync::atomic::{AtomicU32, Ordering},
+    sync::atomic::{AtomicU32, AtomicU64, Ordering},
 };
 
 use aya::maps::MapData;
-use lb_common::{MAP_REALS, MAP_SCHEDULES, Real, RealSlots, Schedule};
+use lb_common::{
+    ConnCounts, MAP_CONNS, MAP_REALS, MAP_SCHEDULES, Real, RealSlots, Schedule,
+    conntrack::is_active,
+};
 
 use super::readers::Readers;
 use crate::dataplane::DataplaneError;
@@ -218,5 +221,58 @@ impl Schedules {
         generation.store(next, Ordering::Release);
         readers.switched_ring(service_id);
         Ok(())
+    }
+}
+
+/// `LB_CONNS_V1`: each real's active and inactive connections. The program adds to them
+/// atomically as flows start, change state and end; lbd's sweep subtracts the flows it
+/// removes, atomically too, on the same memory.
+pub struct Conns(MappedArray<ConnCounts>);
+
+// SAFETY: every access to the mapped counters is atomic (see `counter`), so sharing the
+// mapping between threads is sound.
+unsafe impl Sync for Conns {}
+
+impl Conns {
+    pub fn new(map: MapData) -> Result<Self, DataplaneError> {
+        MappedArray::new(map, MAP_CONNS).map(Self)
+    }
+
+    /// The real's counts now, negative values (a decrement seen before its increment) as 0.
+    pub fn get(&self, real_id: u32) -> Result<ConnCounts, DataplaneError> {
+        let counts = self.0.entry(real_id)?;
+        let read = |counter: *mut u64| {
+            let value = self.counter(counter).load(Ordering::Relaxed);
+            if (value as i64) < 0 { 0 } else { value }
+        };
+        // SAFETY: `counts` is in bounds.
+        Ok(unsafe {
+            ConnCounts {
+                active: read(&raw mut (*counts).active),
+                inactive: read(&raw mut (*counts).inactive),
+            }
+        })
+    }
+
+    /// Adds `delta` to the count of `real_id`'s flows in `state`'s kind.
+    pub fn add(&self, real_id: u32, state: u8, delta: i64) -> Result<(), DataplaneError> {
+        let counts = self.0.entry(real_id)?;
+        // SAFETY: `counts` is in bounds.
+        let counter = unsafe {
+            if is_active(state) {
+                &raw mut (*counts).active
+            } else {
+                &raw mut (*counts).inactive
+            }
+        };
+        self.counter(counter)
+            .fetch_add(delta as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn counter(&self, counter: *mut u64) -> &AtomicU64 {
+        // SAFETY: an aligned u64 inside the live mapping; the program changes it only with
+        // atomic adds, and lbd only through this.
+        unsafe { AtomicU64::from_ptr(counter) }
     }
 }

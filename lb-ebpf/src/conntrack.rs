@@ -1,0 +1,117 @@
+//! Connection tracking: a known flow's state moved by the packet, expiry, and each real's
+//! active and inactive connection counts.
+//!
+//! The state machine and timeouts are `lb_common::conntrack`'s (IPVS's input-only table). The
+//! counts in `CONNS` are exact because a flow leaves the table only through a delete, and
+//! whoever's delete succeeds (this program, or lbd's sweep of expired flows) takes the flow out
+//! of its real's count; a state change is counted only by the packet whose update of the entry
+//! succeeded. Counts are shared memory changed with atomic adds, only when a flow starts,
+//! changes state or ends, never for a packet that changes nothing.
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::bindings::BPF_EXIST;
+use lb_common::{
+    Flow, FlowKey, PROTO_TCP, Settings,
+    conntrack::{DEFAULT_TIMEOUTS_S, STATE_SLOTS, is_active, next_tcp_state},
+};
+
+use crate::maps::{CONNS, FLOWS, SETTINGS};
+
+/// A flow's `last_seen_ns` is rewritten at most this often (unless its state changes), to keep
+/// shared cache lines quiet. lbd refuses timeouts shorter than this, so a flow seen within it
+/// cannot have expired.
+pub const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
+
+/// What becomes of a known flow when one of its packets arrives.
+pub enum Known {
+    /// It lives on: the packet goes to its real.
+    Lives,
+    /// It had expired, or its real can no longer take it: it is no longer in the table.
+    Gone,
+}
+
+/// Moves the flow `known` (found under `key`) on by a packet with `tcp_flags`, `idle`
+/// nanoseconds after it was last seen, if it is still alive and `real_ok` (its real may still
+/// take it); otherwise removes it from the table and its real's count.
+#[inline(always)]
+pub fn follow(key: &FlowKey, known: &Flow, tcp_flags: u8, now: u64, real_ok: bool) -> Known {
+    let idle = now.wrapping_sub(known.last_seen_ns);
+    let old_state = known.state as u8;
+    let state = if key.protocol == PROTO_TCP {
+        next_tcp_state(old_state, tcp_flags)
+    } else {
+        old_state
+    };
+    if real_ok {
+        if state == old_state && idle <= LAST_SEEN_GRANULARITY_NS {
+            return Known::Lives;
+        }
+        if idle <= timeout_ns(old_state) {
+            let refreshed = Flow {
+                last_seen_ns: now,
+                state: u32::from(state),
+                ..*known
+            };
+            // By key, and only if the flow is still there: if lbd's sweep took it meanwhile,
+            // the sweep counted it out, and this packet must not count it again.
+            let updated = FLOWS.insert(key, &refreshed, BPF_EXIST as u64).is_ok();
+            if updated && state != old_state {
+                count(known.real_id, old_state, -1);
+                count(known.real_id, state, 1);
+            }
+            return Known::Lives;
+        }
+    }
+    forget(key, known);
+    Known::Gone
+}
+
+/// Whether the flow `known` is alive at `now` (not expired); used where a packet may look at a
+/// flow but not move it (ICMP errors, fragments).
+#[inline(always)]
+pub fn is_alive(known: &Flow, now: u64) -> bool {
+    let idle = now.wrapping_sub(known.last_seen_ns);
+    idle <= LAST_SEEN_GRANULARITY_NS || idle <= timeout_ns(known.state as u8)
+}
+
+/// Removes a flow from the table and, if this delete is the one that took it, from its real's
+/// count.
+#[inline(always)]
+pub fn forget(key: &FlowKey, known: &Flow) {
+    if FLOWS.remove(key).is_ok() {
+        count(known.real_id, known.state as u8, -1);
+    }
+}
+
+/// Adds `delta` to the count of `real_id`'s connections of `state`'s kind.
+#[inline(always)]
+pub fn count(real_id: u32, state: u8, delta: i64) {
+    let Some(counts) = CONNS.get_ptr_mut(real_id) else {
+        return;
+    };
+    let counter = unsafe {
+        if is_active(state) {
+            &raw mut (*counts).active
+        } else {
+            &raw mut (*counts).inactive
+        }
+    };
+    // An atomic add (BPF `lock xadd`): the BPF target has no compare-and-swap, so core's
+    // `AtomicU64` offers no `fetch_add` there, but the instruction itself exists.
+    // SAFETY: a valid, aligned map value for the map's lifetime; lbd changes it only with
+    // atomic operations too.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, delta as u64) };
+}
+
+/// The idle timeout of `state`, from lbd's settings (IPVS's defaults where unset).
+#[inline(always)]
+fn timeout_ns(state: u8) -> u64 {
+    match SETTINGS.get(0) {
+        Some(settings) => settings.timeout_ns(state),
+        None => Settings {
+            timeouts_s: DEFAULT_TIMEOUTS_S,
+        }
+        .timeout_ns(state % STATE_SLOTS as u8),
+    }
+}

@@ -1,0 +1,85 @@
+//! The flow sweep's thread: every second, removes flows that expired or lost their real, so
+//! that they leave the connection counts (see `dataplane::Sweeper`).
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use crate::{admin::monotonic_now_ns, dataplane::Sweeper};
+
+/// How often the table is swept: a flow leaves the counts at most about this long after it
+/// expires.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// A sweep of a very large table takes a while; the pause after it is at least this many
+/// times as long, so the sweep never takes more than a fifth of a core.
+const PAUSE_PER_SWEEP_TIME: u32 = 4;
+/// How often a pause checks whether the daemon is stopping.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// The running sweep; [`SweepThread::stop`] ends it.
+pub struct SweepThread {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl SweepThread {
+    pub fn spawn(sweeper: Sweeper) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("flow-sweep".into())
+            .spawn(move || run(&sweeper, &stopping))?;
+        Ok(Self {
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for SweepThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn run(sweeper: &Sweeper, stop: &AtomicBool) {
+    let mut failing = false;
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        match sweeper.sweep(monotonic_now_ns()) {
+            Ok(report) => {
+                if report.removed > 0 {
+                    log::debug!(
+                        "flow sweep: removed {} of {} flows",
+                        report.removed,
+                        report.flows
+                    );
+                }
+                failing = false;
+            }
+            // Logged once per run of failures, not every second.
+            Err(error) if !failing => {
+                log::warn!("flow sweep: {error}");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+        let pause = SWEEP_INTERVAL.max(started.elapsed() * PAUSE_PER_SWEEP_TIME);
+        let resume = Instant::now() + pause;
+        while Instant::now() < resume && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(STOP_CHECK.min(resume - Instant::now()));
+        }
+    }
+}
