@@ -52,6 +52,12 @@ pub const DEFAULT_TIMEOUTS_S: [u32; STATE_SLOTS] = [
     2,   // unused
 ];
 
+/// A flow's `last_seen_ns` is rewritten at most this often (unless its state changes), to
+/// keep shared cache lines quiet. So it may be this much older than the flow's last packet,
+/// and a flow expires between its timeout and its timeout plus this after its last packet
+/// (see [`Settings::expires_after_ns`]).
+pub const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
+
 /// TCP header flags the machine reads.
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
@@ -134,6 +140,13 @@ impl Settings {
             seconds = DEFAULT_TIMEOUTS_S[slot];
         }
         seconds as u64 * 1_000_000_000
+    }
+
+    /// How long after its `last_seen_ns` a flow in `state` is gone: its timeout, plus the
+    /// granularity of `last_seen_ns` (a flow whose packets keep coming is never expired).
+    #[inline(always)]
+    pub fn expires_after_ns(&self, state: u8) -> u64 {
+        self.timeout_ns(state) + LAST_SEEN_GRANULARITY_NS
     }
 }
 

@@ -5,7 +5,8 @@
 //! | [`MAP_SERVICES`] | [`ServiceKey`] → [`Service`] | lbd | XDP |
 //! | [`MAP_SCHEDULES`] | service id → [`Schedule`] (mmapable; see there) | lbd | XDP |
 //! | [`MAP_REALS`] | real id → [`RealSlots`] (mmapable; see there) | lbd | XDP |
-//! | [`MAP_RING`] | [`ring_index`]`(service id, half, slot)` → real id | lbd | XDP |
+//! | [`MAP_TABLES`] | slot → real id (every service's schedule tables, where [`Schedule`] says) | lbd | XDP |
+//! | [`MAP_PERSISTENCE`] | [`PersistenceKey`] → [`Persistence`] (LRU) | XDP | XDP |
 //! | [`MAP_FLOWS`] | [`FlowKey`] → [`Flow`] (hash; lbd sweeps expired flows) | XDP, lbd (sweep) | XDP, lbd (`-Lnc`) |
 //! | [`MAP_CONNS`] | real id → [`crate::ConnCounts`] (mmapable, atomic adds) | XDP, lbd (sweep) | XDP, lbd |
 //! | [`MAP_SETTINGS`] | 0 → [`crate::Settings`] (timeouts) | lbd | XDP |
@@ -22,9 +23,15 @@
 //! by the loader from the config's `limits` key; the others are fixed here.
 
 pub const MAP_SERVICES: &str = "LB_SERVICES_V2";
-pub const MAP_SCHEDULES: &str = "LB_SCHEDULES_V1";
+/// V2: each ring half has its own place in [`MAP_TABLES`] (V1 had a fixed stride per service).
+pub const MAP_SCHEDULES: &str = "LB_SCHEDULES_V2";
 pub const MAP_REALS: &str = "LB_REALS_V2";
-pub const MAP_RING: &str = "LB_RING_V1";
+/// Every service's schedule tables (rings, Maglev tables, least-connection member lists), of
+/// whatever length each needs, placed by lbd.
+pub const MAP_TABLES: &str = "LB_TABLES_V1";
+/// Which real a client (address under the service's netmask) sticks to, for persistent
+/// services.
+pub const MAP_PERSISTENCE: &str = "LB_PERSIST_V1";
 /// V2: a plain hash (V1 was an LRU, which evicts silently), with the flow's state.
 pub const MAP_FLOWS: &str = "LB_FLOWS_V2";
 /// Each real's active and inactive connections.
@@ -45,11 +52,12 @@ pub const MAP_REAL_STATS: &str = "LB_STAT_REAL_V1";
 pub const MAP_REASON_STATS: &str = "LB_STAT_RSN_V1";
 
 /// Every map, in the order above; the loader sizes and pins them by these names.
-pub const ALL_MAPS: [&str; 15] = [
+pub const ALL_MAPS: [&str; 16] = [
     MAP_SERVICES,
     MAP_SCHEDULES,
     MAP_REALS,
-    MAP_RING,
+    MAP_TABLES,
+    MAP_PERSISTENCE,
     MAP_FLOWS,
     MAP_CONNS,
     MAP_SETTINGS,
@@ -65,38 +73,38 @@ pub const ALL_MAPS: [&str; 15] = [
 
 /// Names of maps that earlier versions pinned and this one no longer uses: the loader removes
 /// their pins when it adopts an instance, once the new program has replaced the old one.
-pub const RETIRED_MAPS: [&str; 4] = [
+pub const RETIRED_MAPS: [&str; 6] = [
     "LB_SERVICES_V1",
     "LB_REALS_V1",
     "LB_IFACES_V1",
     PREVIOUS_MAP_FLOWS,
+    "LB_SCHEDULES_V1",
+    "LB_RING_V1",
 ];
 
 /// The flow table of the previous layout (an LRU of [`PreviousFlow`]): a restarted lbd copies
 /// its flows into [`MAP_FLOWS`], so an upgrade keeps every connection.
 pub const PREVIOUS_MAP_FLOWS: &str = "LB_FLOWS_V1";
 
-/// Slots of one half of a service's schedule ring. A weighted schedule longer than this is
-/// scaled down in userspace (see `schedule.rs`), keeping the weight ratios approximately.
-///
-/// Each service has two halves: userspace writes a new schedule into the half not in use, then
-/// switches to it by bumping the service's [`Schedule::generation`], so the program never reads
-/// a schedule that is half old, half new.
+/// Slots of a round-robin ring (rr, wrr, and sh's weighted table). A weighted schedule longer
+/// than this is scaled down in userspace (see `schedule/` in lb-userspace), keeping the weight
+/// ratios approximately.
 pub const RING_SLOTS: u32 = 1024;
 
-/// Entries of [`MAP_RING`] per service: both halves.
-pub const RING_SLOTS_PER_SERVICE: u32 = 2 * RING_SLOTS;
+/// The longest table a service may have (a Maglev table of the largest prime size allowed).
+pub const MAX_TABLE_SLOTS: u32 = 131071;
 
-/// Index in [`MAP_RING`] of `slot` in `half` (0 or 1) of service `service_id`'s ring.
-#[inline(always)]
-pub const fn ring_index(service_id: u32, half: u8, slot: u32) -> u32 {
-    service_id * RING_SLOTS_PER_SERVICE + (half as u32 & 1) * RING_SLOTS + slot
-}
+/// Reals a least-connection service (lc, wlc) compares per new flow: the program walks them
+/// all, as IPVS does, so the walk is bounded.
+pub const MAX_LEAST_CONN_REALS: u32 = 256;
 
 /// Default map sizes, overridable by `limits` in the config.
 pub const DEFAULT_MAX_SERVICES: u32 = 4096;
 pub const DEFAULT_MAX_REALS: u32 = 65536;
 pub const DEFAULT_MAX_FLOWS: u32 = 1_000_000;
+/// Slots of [`MAP_TABLES`] (4 bytes each): room for both halves of 4,096 rings, or of 64
+/// Maglev tables of 65,537.
+pub const DEFAULT_TABLE_SLOTS: u32 = 8 * 1024 * 1024;
 /// Fragmented datagrams remembered at once. An entry only has to outlive the few
 /// milliseconds between a datagram's fragments, so a small LRU covers a high fragment rate.
 pub const MAX_FRAGMENTED_DATAGRAMS: u32 = 16384;
@@ -124,38 +132,70 @@ pub struct ServiceKey {
 const _: () = assert!(core::mem::size_of::<ServiceKey>() == 20);
 const _: () = assert!(core::mem::align_of::<ServiceKey>() == 4);
 
+/// [`Service::scheduler`]: how a new flow picks its real from the service's table.
+/// Walk the ring with a per-CPU cursor: `rr` and `wrr` (0, so entries written before the field
+/// existed keep their meaning).
+pub const SCHED_RING: u8 = 0;
+/// `sh`: a hash of the client's address over the weighted ring.
+pub const SCHED_SOURCE_HASH: u8 = 1;
+/// `mh`: a hash of the 5-tuple over the Maglev table.
+pub const SCHED_MAGLEV: u8 = 2;
+/// `lc`: the table is (real id, weight) pairs; the least `active × 256 + inactive` wins.
+pub const SCHED_LEAST_CONN: u8 = 3;
+/// `wlc`: as `lc`, the least of that overhead divided by the weight.
+pub const SCHED_WEIGHTED_LEAST_CONN: u8 = 4;
+
 /// A virtual service's entry. Written when the service appears and rewritten only when what
 /// it holds changes (never for a new schedule, which is [`Schedule`]'s), since rewriting a
 /// hash-map entry recycles its memory (see `readers.rs` in lb-userspace).
 ///
-/// [`Service::flags`]: none are defined yet; persistence and per-service scheduling options
-/// will take bits here.
+/// The scheduler and persistence fields took padding bytes that were zero, which reads as a
+/// ring-walking service without persistence: the layout, and the map's name, stay.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Service {
-    /// Index into the stats, cursor, schedule and ring maps; never 0.
+    /// Index into the stats, cursor, schedule and table maps; never 0.
     pub id: u32,
+    /// None defined yet.
     pub flags: u32,
     /// Default forwarding method of the service's reals (`FORWARD_*`).
     pub forward: u8,
-    pub _pad: [u8; 7],
+    /// `SCHED_*`.
+    pub scheduler: u8,
+    /// Persistence: how many leading bits of the client's address identify it (ipvsadm `-M`).
+    pub persistence_prefix: u8,
+    pub _pad: u8,
+    /// Persistence: how long a client stays with its real after its last flow was seen, in
+    /// seconds; 0 = no persistence.
+    pub persistence_s: u32,
 }
 const _: () = assert!(core::mem::size_of::<Service>() == 16);
 
-/// Which half of a service's ring is in use (`generation & 1`), and how many of its slots.
+/// Where one half of a service's schedule lies in [`MAP_TABLES`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableRange {
+    /// First slot.
+    pub base: u32,
+    /// Slots in use (`0` = no real can take new flows).
+    pub len: u32,
+    /// Slots lbd reserved there (`len` may grow up to this without moving).
+    pub capacity: u32,
+}
+
+/// Which half of a service's schedule is in use (`generation & 1`), and where each half lies.
 ///
-/// The same protocol as [`RealSlots`]: lbd writes the half not in use and its length, then
-/// bumps the generation with one aligned store through its mmap of the map; the program reads
-/// the generation once, then the length and slots of the half it names.
+/// The same protocol as [`RealSlots`]: lbd writes the half not in use (its table slots, then
+/// its range), then bumps the generation with one aligned store through its mmap of the map;
+/// the program reads the generation once, then the range of the half it names.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Schedule {
     pub generation: u32,
-    /// Slots in use of each half (`0` = no real can take new flows).
-    pub lengths: [u32; 2],
     pub _pad: u32,
+    pub halves: [TableRange; 2],
 }
-const _: () = assert!(core::mem::size_of::<Schedule>() == 16);
+const _: () = assert!(core::mem::size_of::<Schedule>() == 32);
 
 impl Schedule {
     /// The ring half a reader uses now.
@@ -167,6 +207,9 @@ impl Schedule {
 
 /// [`Real::flags`]: the real may receive packets (healthy, and its MAC is resolved).
 pub const REAL_AVAILABLE: u32 = 1;
+/// [`Real::flags`]: the real may take new flows (available, its neighbour not being probed,
+/// weight above 0). A persistence entry naming a real without it is not followed.
+pub const REAL_TAKES_NEW_FLOWS: u32 = 2;
 
 /// A real server of one service. The same address in two services is two reals.
 #[repr(C)]
@@ -261,6 +304,30 @@ pub struct PreviousFlow {
     pub last_seen_ns: u64,
 }
 const _: () = assert!(core::mem::size_of::<PreviousFlow>() == 16);
+
+/// A client of a persistent service: its address with the bits beyond the service's
+/// persistence prefix cleared.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PersistenceKey {
+    pub client: [u8; 16],
+    pub service_id: u32,
+    /// A whole word, so the program builds the key with word stores (no padding bytes to zero
+    /// one by one, which becomes a `memset` call).
+    pub family: u32,
+}
+const _: () = assert!(core::mem::size_of::<PersistenceKey>() == 24);
+
+/// The real a persistent client goes to, and when one of its flows last started or was seen
+/// (refreshed at most once a second, like a flow).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Persistence {
+    pub real_id: u32,
+    pub _pad: u32,
+    pub last_seen_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<Persistence>() == 16);
 
 /// A fragmented datagram: its addresses, protocol and IP identification (the 16-bit IPv4 id
 /// or the 32-bit id of the IPv6 fragment header), which every fragment of it carries.
@@ -358,6 +425,9 @@ mod pod {
     unsafe impl aya::Pod for super::ServiceKey {}
     unsafe impl aya::Pod for super::Service {}
     unsafe impl aya::Pod for super::Schedule {}
+    unsafe impl aya::Pod for super::TableRange {}
+    unsafe impl aya::Pod for super::PersistenceKey {}
+    unsafe impl aya::Pod for super::Persistence {}
     unsafe impl aya::Pod for super::Real {}
     unsafe impl aya::Pod for super::RealSlots {}
     unsafe impl aya::Pod for super::FlowKey {}

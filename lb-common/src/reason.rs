@@ -70,8 +70,9 @@ pub enum Reason {
     /// such stable answer: passed to the host, whose stack (holding the VIP, with no socket
     /// for it) answers with a reset, as with LVS. Never handed to an arbitrary real.
     PassTcpNoFlow = 22,
-    /// A new flow could not be recorded: the flow table (`limits.flows`) is full of flows
-    /// that have not expired. The packet is dropped; the client retries.
+    /// A new flow could not be recorded: the flow table (`limits.flows`) is full (an expired
+    /// flow keeps its slot until its next packet or lbd's sweep, every second, removes it).
+    /// The packet is dropped; the client retries.
     DropFlowTableFull = 23,
 }
 

@@ -18,10 +18,7 @@ use lb_common::{
 
 use crate::maps::{CONNS, FLOWS, SETTINGS};
 
-/// A flow's `last_seen_ns` is rewritten at most this often (unless its state changes), to keep
-/// shared cache lines quiet. lbd refuses timeouts shorter than this, so a flow seen within it
-/// cannot have expired.
-pub const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
+pub use lb_common::conntrack::LAST_SEEN_GRANULARITY_NS;
 
 /// What becomes of a known flow when one of its packets arrives.
 pub enum Known {
@@ -47,7 +44,7 @@ pub fn follow(key: &FlowKey, known: &Flow, tcp_flags: u8, now: u64, real_ok: boo
         if state == old_state && idle <= LAST_SEEN_GRANULARITY_NS {
             return Known::Lives;
         }
-        if idle <= timeout_ns(old_state) {
+        if idle <= expires_after_ns(old_state) {
             let refreshed = Flow {
                 last_seen_ns: now,
                 state: u32::from(state),
@@ -72,7 +69,7 @@ pub fn follow(key: &FlowKey, known: &Flow, tcp_flags: u8, now: u64, real_ok: boo
 #[inline(always)]
 pub fn is_alive(known: &Flow, now: u64) -> bool {
     let idle = now.wrapping_sub(known.last_seen_ns);
-    idle <= LAST_SEEN_GRANULARITY_NS || idle <= timeout_ns(known.state as u8)
+    idle <= LAST_SEEN_GRANULARITY_NS || idle <= expires_after_ns(known.state as u8)
 }
 
 /// Removes a flow from the table and, if this delete is the one that took it, from its real's
@@ -104,14 +101,15 @@ pub fn count(real_id: u32, state: u8, delta: i64) {
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, delta as u64) };
 }
 
-/// The idle timeout of `state`, from lbd's settings (IPVS's defaults where unset).
+/// How long after its last-seen time a flow in `state` is gone, from lbd's settings (IPVS's
+/// defaults where unset).
 #[inline(always)]
-fn timeout_ns(state: u8) -> u64 {
+fn expires_after_ns(state: u8) -> u64 {
     match SETTINGS.get(0) {
-        Some(settings) => settings.timeout_ns(state),
+        Some(settings) => settings.expires_after_ns(state),
         None => Settings {
             timeouts_s: DEFAULT_TIMEOUTS_S,
         }
-        .timeout_ns(state % STATE_SLOTS as u8),
+        .expires_after_ns(state % STATE_SLOTS as u8),
     }
 }

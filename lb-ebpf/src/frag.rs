@@ -28,9 +28,10 @@ use lb_common::{
 };
 
 use crate::{
-    Forwarded, Verdict, lookup,
+    Forwarded, Verdict, hash, lookup,
     maps::FRAGMENTS,
     parse::{Kind, Packet},
+    schedulers,
     select::{self, Target},
 };
 
@@ -73,28 +74,36 @@ fn first_fragment(
     // Where the datagram's earlier (later) fragments went, if they came first. An entry a
     // first fragment wrote is an earlier datagram's that used the same id.
     let earlier = recorded.filter(|owner| owner.flags & FRAGMENT_FROM_FIRST == 0);
-    let (target, service_id) = match earlier {
-        Some(owner) if owner.service_id == service.id => (
-            select::real(flow, &service, owner.real_id, tcp_flags)?,
-            service.id,
-        ),
-        Some(owner) if !select::is_known(flow, &service) => {
-            match select::available_real(owner.real_id, owner.service_id) {
-                // A real of the VIP's fragment service, not of this flow's: the datagram
-                // goes there whole, and the flow is scheduled by its next packet.
-                Some(real) => (
-                    Target {
-                        real_id: owner.real_id,
-                        real,
-                        new_flow: false,
-                        mid_stream: false,
-                    },
-                    owner.service_id,
-                ),
-                None => (select::real(flow, &service, 0, tcp_flags)?, service.id),
-            }
+    // A real of the VIP's fragment service, not of this flow's, when the earlier fragments
+    // went there and the flow is new: the datagram goes there whole, and the flow is
+    // scheduled by its next packet.
+    let elsewhere = match earlier {
+        Some(owner) if owner.service_id != service.id && !select::is_known(flow, &service) => {
+            select::available_real(owner.real_id, owner.service_id).map(|real| (owner, real))
         }
-        _ => (select::real(flow, &service, 0, tcp_flags)?, service.id),
+        _ => None,
+    };
+    // One call of `select::real` (it is inlined, schedulers and all).
+    let (target, service_id) = match elsewhere {
+        Some((owner, real)) => (
+            Target {
+                real_id: owner.real_id,
+                real,
+                new_flow: false,
+                mid_stream: false,
+            },
+            owner.service_id,
+        ),
+        None => {
+            let preferred = match earlier {
+                Some(owner) if owner.service_id == service.id => owner.real_id,
+                _ => 0,
+            };
+            (
+                select::real(flow, &service, preferred, tcp_flags)?,
+                service.id,
+            )
+        }
     };
     record(key, target.real_id, service_id, FRAGMENT_FROM_FIRST, now);
     Ok(counted(target, service_id, Reason::ForwardedFragment))
@@ -123,8 +132,8 @@ fn later_fragment(
         // Its real has gone since: placed anew, like a flow whose real is gone.
     }
     let service = lookup::fragment_service(flow).ok_or(Verdict::Pass(Reason::PassNoService))?;
-    let real_id =
-        select::hashed(&service, datagram_hash(flow)).ok_or(Verdict::Drop(Reason::DropNoReal))?;
+    let real_id = schedulers::hashed(&service, hash::datagram(flow))
+        .ok_or(Verdict::Drop(Reason::DropNoReal))?;
     let real =
         select::available_real(real_id, service.id).ok_or(Verdict::Drop(Reason::DropNoReal))?;
     record(key, real_id, service.id, 0, now);
@@ -162,50 +171,4 @@ fn counted(target: Target, service_id: u32, reason: Reason) -> (Target, Forwarde
         reason,
     };
     (target, forwarded)
-}
-
-/// A hash of what every fragment of a datagram carries besides its id: source, destination
-/// and protocol (murmur3's mixing, one 32-bit word at a time).
-#[inline(always)]
-fn datagram_hash(flow: &FlowKey) -> u32 {
-    let mut hash = u32::from(flow.protocol) ^ (u32::from(flow.family) << 8);
-    let mut word = 0;
-    while word < 4 {
-        hash = mix(hash, word_at(&flow.src, word));
-        hash = mix(hash, word_at(&flow.dst, word));
-        word += 1;
-    }
-    finalize(hash)
-}
-
-#[inline(always)]
-fn word_at(address: &[u8; 16], word: usize) -> u32 {
-    let at = word * 4;
-    u32::from_le_bytes([
-        address[at],
-        address[at + 1],
-        address[at + 2],
-        address[at + 3],
-    ])
-}
-
-#[inline(always)]
-fn mix(hash: u32, word: u32) -> u32 {
-    let word = word
-        .wrapping_mul(0xcc9e_2d51)
-        .rotate_left(15)
-        .wrapping_mul(0x1b87_3593);
-    (hash ^ word)
-        .rotate_left(13)
-        .wrapping_mul(5)
-        .wrapping_add(0xe654_6b64)
-}
-
-#[inline(always)]
-fn finalize(mut hash: u32) -> u32 {
-    hash ^= hash >> 16;
-    hash = hash.wrapping_mul(0x85eb_ca6b);
-    hash ^= hash >> 13;
-    hash = hash.wrapping_mul(0xc2b2_ae35);
-    hash ^ (hash >> 16)
 }

@@ -24,10 +24,12 @@
 mod conntrack;
 mod forward;
 mod frag;
+mod hash;
 mod icmp;
 mod lookup;
 mod maps;
 mod parse;
+mod schedulers;
 mod select;
 mod stats;
 
@@ -64,6 +66,9 @@ pub struct Forwarded {
 
 /// The load balancer. Attached to every interface listed in the config.
 #[xdp(frags)]
+// Inlined into the entry point the macro wraps around it: with the schedulers a function of
+// their own, the compiler would otherwise make the whole program a second call.
+#[inline(always)]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let (verdict, frame_len) = balance(&ctx);
     stats::finish(verdict, frame_len)

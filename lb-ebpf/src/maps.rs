@@ -12,20 +12,21 @@ use aya_ebpf::{
 };
 use lb_common::{
     ConnCounts, Counters, Flow, FlowKey, FragmentKey, FragmentOwner, Interface,
-    MAX_FRAGMENTED_DATAGRAMS, MAX_INTERFACES, MAX_L2_INTERFACES, REASON_SLOTS,
-    RING_SLOTS_PER_SERVICE, RealSlots, Schedule, Service, ServiceKey, Settings,
+    MAX_FRAGMENTED_DATAGRAMS, MAX_INTERFACES, MAX_L2_INTERFACES, Persistence, PersistenceKey,
+    REASON_SLOTS, RealSlots, Schedule, Service, ServiceKey, Settings,
 };
 
 const PLACEHOLDER_SERVICES: u32 = 16;
 const PLACEHOLDER_REALS: u32 = 256;
 const PLACEHOLDER_FLOWS: u32 = 1024;
+const PLACEHOLDER_TABLE_SLOTS: u32 = 4096;
 
 #[map(name = "LB_SERVICES_V2")]
 pub static SERVICES: HashMap<ServiceKey, Service> =
     HashMap::with_max_entries(PLACEHOLDER_SERVICES, 0);
 
 /// Mmapable: lbd switches a service to its new schedule with its own aligned store.
-#[map(name = "LB_SCHEDULES_V1")]
+#[map(name = "LB_SCHEDULES_V2")]
 pub static SCHEDULES: Array<Schedule> =
     Array::with_max_entries(PLACEHOLDER_SERVICES, BPF_F_MMAPABLE);
 
@@ -33,9 +34,12 @@ pub static SCHEDULES: Array<Schedule> =
 #[map(name = "LB_REALS_V2")]
 pub static REALS: Array<RealSlots> = Array::with_max_entries(PLACEHOLDER_REALS, BPF_F_MMAPABLE);
 
-#[map(name = "LB_RING_V1")]
-pub static RING: Array<u32> =
-    Array::with_max_entries(PLACEHOLDER_SERVICES * RING_SLOTS_PER_SERVICE, 0);
+#[map(name = "LB_TABLES_V1")]
+pub static TABLES: Array<u32> = Array::with_max_entries(PLACEHOLDER_TABLE_SLOTS, 0);
+
+#[map(name = "LB_PERSIST_V1")]
+pub static PERSISTENCE: LruHashMap<PersistenceKey, Persistence> =
+    LruHashMap::with_max_entries(PLACEHOLDER_FLOWS, 0);
 
 /// A plain hash, not an LRU: a flow leaves it only through a delete whose caller (the program
 /// or lbd's sweep) then takes it out of `CONNS`, so the counts stay true.

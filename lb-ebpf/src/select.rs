@@ -1,24 +1,21 @@
 //! Which real gets the packet: the flow table first, the scheduler for new flows.
 //!
-//! Schedulers stay trivial here: userspace writes each service's weighted schedule into its
-//! slice of the ring (see `schedule.rs` in lb-userspace), and the kernel walks it with a
-//! per-CPU cursor, so no two CPUs ever write the same memory per packet. Userspace starts each
-//! CPU's cursor at a random slot, so short bursts on a fresh service spread like long runs.
+//! A known flow keeps its real while it lives (`conntrack`); a new flow gets the real its
+//! service's scheduler gives (`schedulers`), and is recorded and counted.
 
 use core::sync::atomic::{Ordering, compiler_fence};
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
 use lb_common::{
-    Flow, FlowKey, PROTO_TCP, REAL_AVAILABLE, RING_SLOTS, Real, RealSlots, Reason, Schedule,
-    Service,
+    Flow, FlowKey, PROTO_TCP, REAL_AVAILABLE, Real, RealSlots, Reason, Service,
     conntrack::{STATE_ESTABLISHED, STATE_SYN_RECV, STATE_UDP, next_tcp_state, opens_connection},
-    ring_index,
 };
 
 use crate::{
     Verdict,
     conntrack::{self, Known},
-    maps::{FLOWS, REALS, RING, RR_CURSOR, SCHEDULES},
+    maps::{FLOWS, REALS},
+    schedulers,
 };
 
 /// `-EEXIST`: another CPU recorded the same new flow first.
@@ -58,6 +55,7 @@ pub fn real(
             conntrack::follow(flow, &known, tcp_flags, now, real.is_some()),
             real,
         ) {
+            schedulers::flow_seen(flow, service, known.real_id, now);
             return Ok(Target {
                 real_id: known.real_id,
                 real,
@@ -70,12 +68,15 @@ pub fn real(
     let tcp = flow.protocol == PROTO_TCP;
     let mid_stream = tcp && !opens_connection(tcp_flags);
     let (real_id, real) = if mid_stream {
-        stable_real(flow, service).ok_or(Verdict::Pass(Reason::PassTcpNoFlow))?
+        let real_id = schedulers::stable(flow, service, now);
+        let real =
+            available_real(real_id, service.id).ok_or(Verdict::Pass(Reason::PassTcpNoFlow))?;
+        (real_id, real)
     } else {
         match available_real(preferred, service.id) {
             Some(real) => (preferred, real),
             None => {
-                let real_id = next_in_ring(service).ok_or(Verdict::Drop(Reason::DropNoReal))?;
+                let real_id = schedulers::new_flow(flow, service, now);
                 let real =
                     available_real(real_id, service.id).ok_or(Verdict::Drop(Reason::DropNoReal))?;
                 (real_id, real)
@@ -113,13 +114,6 @@ pub fn real(
     })
 }
 
-/// Where a packet of `flow` goes every time, whatever came before it, if the service's
-/// scheduler gives such an answer; `None` for the walking schedulers (rr, wrr).
-#[inline(always)]
-fn stable_real(_flow: &FlowKey, _service: &Service) -> Option<(u32, Real)> {
-    None
-}
-
 /// Whether the flow table holds this flow, alive, with a real of `service` that may take it.
 #[inline(always)]
 pub fn is_known(flow: &FlowKey, service: &Service) -> bool {
@@ -130,45 +124,6 @@ pub fn is_known(flow: &FlowKey, service: &Service) -> bool {
         }
         None => false,
     }
-}
-
-/// The next real of the service's weighted round-robin schedule, on this CPU.
-#[inline(always)]
-fn next_in_ring(service: &Service) -> Option<u32> {
-    let (half, ring_len) = current_ring(service)?;
-    let cursor = RR_CURSOR.get_ptr_mut(service.id)?;
-    let position = unsafe { *cursor };
-    unsafe { *cursor = position.wrapping_add(1) };
-    ring_slot(service, half, position.checked_rem(ring_len)?)
-}
-
-/// The real of the service's schedule that `hash` picks: the same real for the same hash
-/// while the schedule stays, and reals in proportion to their weights over many hashes.
-#[inline(always)]
-pub fn hashed(service: &Service, hash: u32) -> Option<u32> {
-    let (half, ring_len) = current_ring(service)?;
-    ring_slot(service, half, hash.checked_rem(ring_len)?)
-}
-
-/// The half of the service's ring in use and its length, if it has any slot.
-#[inline(always)]
-fn current_ring(service: &Service) -> Option<(u8, u32)> {
-    let schedule = SCHEDULES.get_ptr(service.id)?;
-    // The generation once, then the half it names (see `Schedule`).
-    let generation = unsafe { core::ptr::read_volatile(&(*schedule).generation) };
-    compiler_fence(Ordering::Acquire);
-    let half = Schedule::current_half(generation);
-    let ring_len = unsafe { core::ptr::read_volatile(&(*schedule).lengths[half]) };
-    if ring_len == 0 || ring_len > RING_SLOTS {
-        return None;
-    }
-    Some((half as u8, ring_len))
-}
-
-#[inline(always)]
-fn ring_slot(service: &Service, half: u8, slot: u32) -> Option<u32> {
-    let real_id = *RING.get(ring_index(service.id, half, slot))?;
-    (real_id != 0).then_some(real_id)
 }
 
 /// The real, if it may take packets of this service. The service check matters for flows:

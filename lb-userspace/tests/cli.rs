@@ -78,8 +78,8 @@ fn bad_configs_fail_with_one_line_naming_key_and_line() {
         ),
         (
             "scheduler.yaml",
-            GOOD.replace("protocol: tcp", "protocol: tcp\n    scheduler: lc"),
-            "scheduler `lc` is not supported yet",
+            GOOD.replace("protocol: tcp", "protocol: tcp\n    scheduler: fastest"),
+            "unknown scheduler \"fastest\"",
         ),
     ];
     for (name, text, expected) in cases {

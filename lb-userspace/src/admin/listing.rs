@@ -42,6 +42,14 @@ pub fn listing(
             vip: service.config.vip,
             port: service.config.port,
             scheduler: service.config.scheduler.name().to_owned(),
+            persistent_s: service
+                .config
+                .persistence
+                .map(|persistence| persistence.timeout.as_secs()),
+            netmask: service
+                .config
+                .persistence
+                .and_then(|persistence| netmask_text(service.config.vip, persistence.prefix)),
             forward: service.config.forward.name().to_owned(),
             stats: reader.service_counters(service.id)?.into(),
             reals,
@@ -91,9 +99,10 @@ pub fn connections(
         };
         let state = flow.state as u8;
         let idle = now.saturating_sub(flow.last_seen_ns);
-        let Some(left) = settings.timeout_ns(state).checked_sub(idle) else {
+        let Some(left) = settings.expires_after_ns(state).checked_sub(idle) else {
             return;
         };
+        let left = left.min(settings.timeout_ns(state));
         connections.push(Connection {
             protocol: if key.protocol == PROTO_TCP {
                 "tcp"
@@ -127,6 +136,19 @@ pub fn connections(
         instance: instance.to_owned(),
         connections,
     })
+}
+
+/// ipvsadm's `mask` column: dotted for IPv4, the prefix length for IPv6; `None` for the
+/// whole address (ipvsadm then prints nothing).
+fn netmask_text(vip: IpAddr, prefix: u8) -> Option<String> {
+    match vip {
+        IpAddr::V4(_) if prefix < 32 => Some(
+            std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0))
+                .to_string(),
+        ),
+        IpAddr::V6(_) if prefix < 128 => Some(prefix.to_string()),
+        _ => None,
+    }
 }
 
 fn address(key: &FlowKey, bytes: &[u8; 16]) -> IpAddr {

@@ -44,6 +44,13 @@ pub struct ServiceListing {
     pub vip: IpAddr,
     pub port: u16,
     pub scheduler: String,
+    /// `persistence` in seconds, if the service has it.
+    #[serde(default)]
+    pub persistent_s: Option<u64>,
+    /// The persistence netmask as ipvsadm shows it (dotted for IPv4, a prefix length for
+    /// IPv6), when it is not the whole address.
+    #[serde(default)]
+    pub netmask: Option<String>,
     pub forward: String,
     pub stats: Stats,
     pub reals: Vec<RealListing>,

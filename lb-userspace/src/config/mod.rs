@@ -132,7 +132,21 @@ pub struct ServiceConfig {
     pub scheduler: Scheduler,
     /// The service's default; each real carries its own (possibly overridden) method.
     pub forward: Forward,
+    /// Key `persistence` (and `persistence_netmask`): a client sticks to its real.
+    pub persistence: Option<PersistenceConfig>,
+    /// Key `mh_table_size`: slots of the Maglev table (`mh` only), a prime.
+    pub mh_table_size: u32,
     pub reals: Vec<RealConfig>,
+}
+
+/// ipvsadm `-p SECONDS -M NETMASK`: clients whose addresses agree on the first `prefix` bits
+/// go to the same real, on every scheduler, until `timeout` passes with no flow of theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersistenceConfig {
+    /// Whole seconds, at least one.
+    pub timeout: std::time::Duration,
+    /// 0..=32 for IPv4, 0..=128 for IPv6; the full address by default.
+    pub prefix: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,6 +161,14 @@ pub enum Scheduler {
     Rr,
     /// Weighted round robin.
     Wrr,
+    /// Least connections: the fewest `active × 256 + inactive` (weight 0 still drains).
+    Lc,
+    /// Weighted least connections: the fewest of that per unit of weight.
+    Wlc,
+    /// Source hashing: the client's address picks the real, weighted.
+    Sh,
+    /// Maglev hashing: the 5-tuple picks the real from a consistent table, weighted.
+    Mh,
 }
 
 /// How packets reach a real server.
@@ -171,6 +193,9 @@ pub struct RealConfig {
 pub struct Limits {
     /// Entries of the flow table.
     pub flows: u32,
+    /// Slots of the schedule tables, shared by all services (each takes twice its table's
+    /// length: two halves).
+    pub table_slots: u32,
     /// Slots of the service arrays; id 0 means none, so `services - 1` services fit.
     pub services: u32,
     /// Slots of the real arrays; id 0 means none, so `reals - 1` reals fit.
@@ -181,6 +206,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             flows: lb_common::DEFAULT_MAX_FLOWS,
+            table_slots: lb_common::DEFAULT_TABLE_SLOTS,
             services: lb_common::DEFAULT_MAX_SERVICES,
             reals: lb_common::DEFAULT_MAX_REALS,
         }
@@ -265,14 +291,36 @@ impl Protocol {
 }
 
 impl Scheduler {
-    pub const ALL: [Scheduler; 2] = [Scheduler::Rr, Scheduler::Wrr];
+    pub const ALL: [Scheduler; 6] = [
+        Scheduler::Rr,
+        Scheduler::Wrr,
+        Scheduler::Lc,
+        Scheduler::Wlc,
+        Scheduler::Sh,
+        Scheduler::Mh,
+    ];
     /// In SPEC.md, not implemented yet.
-    const PLANNED: [&str; 4] = ["lc", "wlc", "sh", "mh"];
+    const PLANNED: [&str; 0] = [];
 
     pub fn name(self) -> &'static str {
         match self {
             Scheduler::Rr => "rr",
             Scheduler::Wrr => "wrr",
+            Scheduler::Lc => "lc",
+            Scheduler::Wlc => "wlc",
+            Scheduler::Sh => "sh",
+            Scheduler::Mh => "mh",
+        }
+    }
+
+    /// The program's code for it (`SCHED_*`).
+    pub fn code(self) -> u8 {
+        match self {
+            Scheduler::Rr | Scheduler::Wrr => lb_common::SCHED_RING,
+            Scheduler::Lc => lb_common::SCHED_LEAST_CONN,
+            Scheduler::Wlc => lb_common::SCHED_WEIGHTED_LEAST_CONN,
+            Scheduler::Sh => lb_common::SCHED_SOURCE_HASH,
+            Scheduler::Mh => lb_common::SCHED_MAGLEV,
         }
     }
 }

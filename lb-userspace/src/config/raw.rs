@@ -48,8 +48,9 @@ pub(super) struct RawService {
     pub(super) scheduler: Option<String>,
     pub(super) forward: Option<String>,
     pub(super) reals: Option<Vec<RawReal>>,
-    #[serde(default)]
-    pub(super) persistence: PlannedKey,
+    pub(super) persistence: Option<String>,
+    pub(super) persistence_netmask: Option<RawNetmask>,
+    pub(super) mh_table_size: Option<i64>,
     #[serde(default)]
     pub(super) health_check: PlannedKey,
     #[serde(default)]
@@ -69,8 +70,17 @@ pub(super) struct RawReal {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLimits {
     pub(super) flows: Option<i64>,
+    pub(super) table_slots: Option<i64>,
     pub(super) services: Option<i64>,
     pub(super) reals: Option<i64>,
+}
+
+/// ipvsadm's `-M`: a prefix length (`24`) or an IPv4 netmask (`255.255.255.0`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawNetmask {
+    Prefix(i64),
+    Text(String),
 }
 
 #[derive(Deserialize)]

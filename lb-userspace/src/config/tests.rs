@@ -174,6 +174,8 @@ limits: {flows: 1000, services: 16, reals: 64}
                 protocol: Protocol::Tcp,
                 scheduler: Scheduler::Rr,
                 forward: Forward::Dr,
+                persistence: None,
+                mh_table_size: 65537,
                 reals: vec![real(11, 3), real(12, 1), real(13, 0)],
             },
             ServiceConfig {
@@ -182,6 +184,8 @@ limits: {flows: 1000, services: 16, reals: 64}
                 protocol: Protocol::Udp,
                 scheduler: Scheduler::Wrr,
                 forward: Forward::Dr,
+                persistence: None,
+                mh_table_size: 65537,
                 reals: vec![],
             },
             ServiceConfig {
@@ -190,11 +194,14 @@ limits: {flows: 1000, services: 16, reals: 64}
                 protocol: Protocol::Udp,
                 scheduler: Scheduler::Wrr,
                 forward: Forward::Dr,
+                persistence: None,
+                mh_table_size: 65537,
                 reals: vec![],
             },
         ],
         limits: Limits {
             flows: 1000,
+            table_slots: lb_common::DEFAULT_TABLE_SLOTS,
             services: 16,
             reals: 64,
         },
@@ -213,6 +220,7 @@ fn omitted_keys_get_their_defaults() {
         config.limits,
         Limits {
             flows: lb_common::DEFAULT_MAX_FLOWS,
+            table_slots: lb_common::DEFAULT_TABLE_SLOTS,
             services: lb_common::DEFAULT_MAX_SERVICES,
             reals: lb_common::DEFAULT_MAX_REALS,
         }
@@ -453,8 +461,8 @@ fn keys_not_implemented_yet_are_rejected_by_name() {
     assert!(!message.contains("unknown"), "{message}");
 
     // An empty value still names a feature the user expects; it must not pass silently.
-    let message = error_of(&minimal_with_service("    persistence:\n", ""));
-    assert_mentions(&message, &["services[0].persistence: not supported yet"]);
+    let message = error_of(&minimal_with_service("    on_failure:\n", ""));
+    assert_mentions(&message, &["services[0].on_failure: not supported yet"]);
 
     for key in ["metrics", "vrrp", "sync", "bgp"] {
         let text = format!("instance: a\ninterfaces: [{{name: eth0}}]\n{key}: {{}}\n");
@@ -467,18 +475,23 @@ fn keys_not_implemented_yet_are_rejected_by_name() {
 
 #[test]
 fn scheduler_and_forward_not_implemented_yet_say_so() {
-    let message = error_of(&minimal_with_service("    scheduler: wlc\n", ""));
+    for scheduler in ["rr", "wrr", "lc", "wlc", "sh", "mh"] {
+        let config = parse_ok(&minimal_with_service(
+            &format!("    scheduler: {scheduler}\n"),
+            "",
+        ));
+        assert_eq!(config.services[0].scheduler.name(), scheduler);
+    }
+    let message = error_of(&minimal_with_service("    scheduler: fastest\n", ""));
     assert_mentions(
         &message,
         &[
             "demo.yaml:7:16:",
             "services[0].scheduler",
-            "scheduler `wlc` is not supported yet (this version has rr, wrr)",
+            "unknown scheduler \"fastest\"",
+            "rr, wrr, lc, wlc, sh, mh",
         ],
     );
-
-    let message = error_of(&minimal_with_service("    scheduler: fastest\n", ""));
-    assert_mentions(&message, &["unknown scheduler \"fastest\"", "rr, wrr"]);
 
     let message = error_of(&minimal_with_service("", "        forward: tun\n"));
     assert_mentions(
@@ -628,7 +641,7 @@ fn bad_instance_name() {
 }
 
 #[test]
-fn limits_are_checked_against_ids_and_the_ring() {
+fn limits_are_checked_against_ids_and_the_tables() {
     let base = minimal_with_service("", "      - address: 10.0.0.12\n");
     let message = error_of(&format!("{base}limits: {{services: 0}}\n"));
     assert_mentions(
@@ -654,11 +667,13 @@ fn limits_are_checked_against_ids_and_the_ring() {
         &["2 reals", "limits.reals = 2", "raise limits.reals"],
     );
 
-    let too_many_services = u32::MAX / lb_common::RING_SLOTS_PER_SERVICE + 1;
-    let message = error_of(&format!(
-        "{base}limits: {{services: {too_many_services}}}\n"
-    ));
-    assert_mentions(&message, &["limits.services", "ring", "u32"]);
+    // Two halves of 1024 slots for the wrr service, and slot 0 reserved.
+    let message = error_of(&format!("{base}limits: {{table_slots: 2048}}\n"));
+    assert_mentions(
+        &message,
+        &["services:", "need 2048 slots", "limits.table_slots = 2048"],
+    );
+    parse_ok(&format!("{base}limits: {{table_slots: 2049}}\n"));
 
     let message = error_of(&format!("{base}limits: {{flows: 4294967296}}\n"));
     assert_mentions(&message, &["limits.flows", "4294967296"]);
@@ -688,10 +703,6 @@ fn names_round_trip_through_from_str() {
     for mode in XdpMode::ALL {
         assert_eq!(mode.name().parse::<XdpMode>(), Ok(mode));
     }
-    assert_eq!(
-        "lc".parse::<Scheduler>().map_err(|error| error.to_string()),
-        Err("scheduler `lc` is not supported yet (this version has rr, wrr)".to_owned())
-    );
     assert_eq!(
         "nat".parse::<Forward>().map_err(|error| error.to_string()),
         Err("forwarding method `nat` is not supported yet (this version has dr)".to_owned())
@@ -741,5 +752,76 @@ fn timeouts_are_whole_seconds_with_ipvs_defaults() {
     ] {
         let message = error_of(&format!("{base}timeouts: {value}\n"));
         assert_mentions(&message, &["demo.yaml:3:", expected]);
+    }
+}
+
+#[test]
+fn persistence_takes_a_duration_and_a_netmask() {
+    let config = parse_ok(&minimal_with_service("    persistence: 300s\n", ""));
+    assert_eq!(
+        config.services[0].persistence,
+        Some(PersistenceConfig {
+            timeout: std::time::Duration::from_secs(300),
+            prefix: 32
+        })
+    );
+    for (netmask, prefix) in [("24", 24), ("255.255.0.0", 16), ("0", 0)] {
+        let config = parse_ok(&minimal_with_service(
+            &format!("    persistence: 5m\n    persistence_netmask: {netmask}\n"),
+            "",
+        ));
+        assert_eq!(
+            config.services[0].persistence.unwrap().prefix,
+            prefix,
+            "{netmask}"
+        );
+    }
+    for (extra, expected) in [
+        (
+            "    persistence: 300\n",
+            "services[0].persistence: invalid duration",
+        ),
+        ("    persistence: 500ms\n", "whole seconds, at least 1s"),
+        (
+            "    persistence: 1m\n    persistence_netmask: 33\n",
+            "prefix length 33 is out of range 0..=32",
+        ),
+        (
+            "    persistence: 1m\n    persistence_netmask: 255.0.255.0\n",
+            "255.0.255.0 is not a netmask",
+        ),
+        (
+            "    persistence_netmask: 24\n",
+            "services[0].persistence_netmask: only means something with `persistence`",
+        ),
+    ] {
+        assert_mentions(&error_of(&minimal_with_service(extra, "")), &[expected]);
+    }
+}
+
+#[test]
+fn maglev_table_sizes_are_primes_in_range_and_only_for_mh() {
+    let config = parse_ok(&minimal_with_service("    scheduler: mh\n", ""));
+    assert_eq!(config.services[0].mh_table_size, 65537);
+    let config = parse_ok(&minimal_with_service(
+        "    scheduler: mh\n    mh_table_size: 251\n",
+        "",
+    ));
+    assert_eq!(config.services[0].mh_table_size, 251);
+    for (extra, expected) in [
+        (
+            "    scheduler: mh\n    mh_table_size: 1000\n",
+            "1000 is not a prime between 251 and 131071",
+        ),
+        (
+            "    scheduler: mh\n    mh_table_size: 131101\n",
+            "131101 is not a prime",
+        ),
+        (
+            "    mh_table_size: 251\n",
+            "only the mh scheduler has a table size",
+        ),
+    ] {
+        assert_mentions(&error_of(&minimal_with_service(extra, "")), &[expected]);
     }
 }

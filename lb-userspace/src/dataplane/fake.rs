@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use lb_common::{
-    ConnCounts, Counters, Flow, FlowKey, Interface, RING_SLOTS, Real, Reason, Service, ServiceKey,
-    Settings,
+    ConnCounts, Counters, Flow, FlowKey, Interface, MAX_TABLE_SLOTS, Real, Reason, Service,
+    ServiceKey, Settings,
 };
 
 use super::{Dataplane, DataplaneError, DataplaneReader};
@@ -120,11 +120,17 @@ impl Dataplane for FakeDataplane {
         Ok(())
     }
 
-    fn set_schedule(&mut self, service_id: u32, ring: &[u32]) -> Result<(), DataplaneError> {
-        if ring.len() > RING_SLOTS as usize {
-            return Err(DataplaneError::RingTooLong {
+    fn set_schedule(
+        &mut self,
+        service_id: u32,
+        ring: &[u32],
+        capacity: u32,
+    ) -> Result<(), DataplaneError> {
+        if ring.len() > capacity as usize || capacity > MAX_TABLE_SLOTS {
+            return Err(DataplaneError::TableTooLong {
                 service_id,
                 len: ring.len(),
+                capacity,
             });
         }
         self.ring_writes += ring.len();
@@ -132,6 +138,13 @@ impl Dataplane for FakeDataplane {
         schedule.generation = schedule.generation.wrapping_add(1);
         schedule.halves[(schedule.generation & 1) as usize] = ring.to_vec();
         self.writes.push(format!("schedule {service_id}"));
+        Ok(())
+    }
+
+    fn remove_schedule(&mut self, service_id: u32) -> Result<(), DataplaneError> {
+        if self.schedules.remove(&service_id).is_some() {
+            self.writes.push(format!("remove schedule {service_id}"));
+        }
         Ok(())
     }
 

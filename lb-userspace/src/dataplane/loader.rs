@@ -21,9 +21,9 @@ use aya::{
     },
 };
 use lb_common::{
-    Flow, FlowKey, MAP_CONNS, MAP_FLOWS, MAP_FRAGMENT_SERVICES, MAP_REAL_STATS, MAP_REALS,
-    MAP_RING, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES, PREVIOUS_MAP_FLOWS,
-    PROTO_TCP, PreviousFlow, RETIRED_MAPS, RING_SLOTS_PER_SERVICE, Real, Service, ServiceKey,
+    Flow, FlowKey, MAP_CONNS, MAP_FLOWS, MAP_FRAGMENT_SERVICES, MAP_PERSISTENCE, MAP_REAL_STATS,
+    MAP_REALS, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES, MAP_TABLES,
+    PREVIOUS_MAP_FLOWS, PROTO_TCP, PreviousFlow, RETIRED_MAPS, Real, Service, ServiceKey,
     conntrack::{STATE_ESTABLISHED, STATE_UDP},
 };
 
@@ -111,11 +111,11 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
         (MAP_SERVICES, limits.services),
         (MAP_SCHEDULES, limits.services),
         (MAP_REALS, limits.reals),
-        (
-            MAP_RING,
-            limits.services.saturating_mul(RING_SLOTS_PER_SERVICE),
-        ),
+        (MAP_TABLES, limits.table_slots),
         (MAP_FLOWS, limits.flows),
+        // Sized from limits.flows: checked after the flow table, so a changed limit is
+        // reported by the map it names.
+        (MAP_PERSISTENCE, persistence_entries(limits)),
         (MAP_CONNS, limits.reals),
         (MAP_FRAGMENT_SERVICES, limits.services),
         (MAP_RR_CURSOR, limits.services),
@@ -204,8 +204,18 @@ pub fn migrate_previous_flows(pin_dir: &Path, reader: &EbpfReader) -> Result<u64
             state: u32::from(state),
             ..Flow::default()
         };
-        let inserted = insert_new(reader.flows().fd().as_fd(), &key, &flow)
-            .map_err(|source| syscall_error(MAP_FLOWS, "BPF_MAP_UPDATE_ELEM", source))?;
+        let inserted = match insert_new(reader.flows().fd().as_fd(), &key, &flow) {
+            Ok(inserted) => inserted,
+            // Today's table is smaller than the old one's flows: keep what fits.
+            Err(error) if error.raw_os_error() == Some(libc::E2BIG) => {
+                log::warn!(
+                    "the flow table ({MAP_FLOWS}) is full: kept {copied} flows of the previous \
+                     layout, the rest are forgotten (raise limits.flows)"
+                );
+                break;
+            }
+            Err(source) => return Err(syscall_error(MAP_FLOWS, "BPF_MAP_UPDATE_ELEM", source)),
+        };
         if inserted {
             reader.add_connection(flow.real_id, state, 1)?;
             copied += 1;
@@ -216,6 +226,12 @@ pub fn migrate_previous_flows(pin_dir: &Path, reader: &EbpfReader) -> Result<u64
 
 fn syscall_error(map: &'static str, call: &'static str, source: io::Error) -> LoadError {
     LoadError::Dataplane(DataplaneError::Syscall { map, call, source })
+}
+
+/// Clients the persistence map remembers: a quarter of the flow table, at least 1024. An LRU,
+/// so when more clients than that are persistent, the least recently seen ones start afresh.
+pub fn persistence_entries(limits: &Limits) -> u32 {
+    (limits.flows / 4).max(1024)
 }
 
 /// What a daemon of the previous layout (`LB_SERVICES_V1`, `LB_REALS_V1`: one copy per real,
@@ -255,7 +271,7 @@ pub fn previous_layout(
                     id: old[0],
                     flags: old[2],
                     forward: old[3].to_ne_bytes()[0],
-                    _pad: [0; 7],
+                    ..Service::default()
                 },
             ));
         }

@@ -23,8 +23,8 @@ pub use ebpf::{
 };
 pub use fake::{FakeDataplane, FakeReader};
 use lb_common::{
-    ConnCounts, Counters, Flow, FlowKey, Interface, RING_SLOTS, Real, Reason, Service, ServiceKey,
-    Settings,
+    ConnCounts, Counters, Flow, FlowKey, Interface, MAX_TABLE_SLOTS, Real, Reason, Service,
+    ServiceKey, Settings,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +37,26 @@ pub enum DataplaneError {
     },
     #[error("map {map} is missing from the program")]
     MissingMap { map: &'static str },
-    #[error("schedule of service {service_id} has {len} slots, more than {RING_SLOTS}")]
-    RingTooLong { service_id: u32, len: usize },
+    #[error(
+        "schedule of service {service_id} has {len} slots, more than its capacity {capacity} \
+         (at most {MAX_TABLE_SLOTS})"
+    )]
+    TableTooLong {
+        service_id: u32,
+        len: usize,
+        capacity: u32,
+    },
+    #[error(
+        "no room for service {service_id}'s schedule table ({needed} slots) in {map}: \
+         {free} slots free, the largest run {largest}; raise limits.table_slots"
+    )]
+    TablesFull {
+        map: &'static str,
+        service_id: u32,
+        needed: u32,
+        free: u32,
+        largest: u32,
+    },
     #[error("index {index} is outside map {map} ({len} entries)")]
     OutOfRange {
         map: &'static str,
@@ -81,9 +99,17 @@ pub trait Dataplane: Send {
     /// Writing `Real::default()` retires the id: flows still pointing to it get rescheduled.
     /// Writing the entry the program already has changes nothing.
     fn set_real(&mut self, id: u32, real: Real) -> Result<(), DataplaneError>;
-    /// Gives the service a new schedule: written into the ring half not in use, then switched
-    /// to in one step, so the program walks the old schedule or the new one, never a mix.
-    fn set_schedule(&mut self, service_id: u32, ring: &[u32]) -> Result<(), DataplaneError>;
+    /// Gives the service a new schedule table: written into the half not in use (placed in
+    /// the tables map with room for `capacity` slots), then switched to in one step, so the
+    /// program reads the old table or the new one, never a mix.
+    fn set_schedule(
+        &mut self,
+        service_id: u32,
+        table: &[u32],
+        capacity: u32,
+    ) -> Result<(), DataplaneError>;
+    /// Gives back the table space of a service that is gone (its entry already removed).
+    fn remove_schedule(&mut self, service_id: u32) -> Result<(), DataplaneError>;
     /// Every service entry, e.g. those a previous daemon left in pinned maps.
     fn services(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError>;
     /// Every real id in use (entry not `Real::default()`), with its current entry.

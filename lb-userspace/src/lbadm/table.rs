@@ -13,13 +13,22 @@ pub fn services(listing: &Listing) -> String {
     out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
     out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
     for service in &listing.services {
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{:<4} {} {}",
             service.protocol.to_uppercase(),
             socket_text(service.vip, service.port),
             service.scheduler
         );
+        // ipvsadm's flags: `persistent SECONDS`, then `mask NETMASK` when not the whole
+        // address.
+        if let Some(seconds) = service.persistent_s {
+            let _ = write!(out, " persistent {seconds}");
+        }
+        if let Some(netmask) = &service.netmask {
+            let _ = write!(out, " mask {netmask}");
+        }
+        out.push('\n');
         for real in &service.reals {
             let _ = writeln!(
                 out,
@@ -177,6 +186,8 @@ mod tests {
                 vip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100)),
                 port: 80,
                 scheduler: "wrr".into(),
+                persistent_s: None,
+                netmask: None,
                 forward: "dr".into(),
                 stats,
                 reals: vec![RealListing {
@@ -206,6 +217,19 @@ TCP  192.0.2.100:80 wrr
   -> 192.0.2.11:80                Route   3      5          0         
 ";
         assert_eq!(services(&listing()), expected);
+    }
+
+    #[test]
+    fn persistence_shows_as_ipvsadm_flags() {
+        let mut persistent = listing();
+        persistent.services[0].persistent_s = Some(300);
+        persistent.services[0].netmask = Some("255.255.255.0".into());
+        assert!(
+            services(&persistent)
+                .contains("TCP  192.0.2.100:80 wrr persistent 300 mask 255.255.255.0\n"),
+            "{}",
+            services(&persistent)
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use lb_common::{FORWARD_DR, Interface, REAL_AVAILABLE, Real, Service, ServiceKey};
+use lb_common::{
+    FORWARD_DR, Interface, REAL_AVAILABLE, REAL_TAKES_NEW_FLOWS, Real, Service, ServiceKey,
+};
 
 use super::{Desired, DesiredReal, DesiredService, Dirty, ReconcileError, address_bytes};
 use crate::{
@@ -33,8 +35,12 @@ impl Desired {
                 dataplane.remove_fragment_service(&key)?;
             }
         }
-        for key in &pending.removed_services {
+        for (key, id) in &pending.removed_services {
             dataplane.remove_service(key)?;
+            // Its table space, unless a new service took its id (then its table moves).
+            if !self.services.iter().any(|service| service.id == *id) {
+                dataplane.remove_schedule(*id)?;
+            }
         }
         for &id in &pending.fresh_service_ids {
             dataplane.init_service(id)?;
@@ -152,7 +158,11 @@ impl Desired {
             for real in service.reals.iter().filter(|real| real.available()) {
                 dataplane.set_real(real.id, real_entry(service, real))?;
             }
-            dataplane.set_schedule(service.id, &self.ring(service)?)?;
+            dataplane.set_schedule(
+                service.id,
+                &self.ring(service)?,
+                schedule::capacity(&service.config),
+            )?;
             dataplane.set_service(service.key, service_entry(service))?;
             for real in service.reals.iter().filter(|real| !real.available()) {
                 dataplane.set_real(real.id, real_entry(service, real))?;
@@ -170,13 +180,13 @@ impl Desired {
             .map(|real| Candidate {
                 real_id: real.id,
                 weight: real.config.weight,
+                address: real.config.address,
+                port: real.config.port,
             })
             .collect();
-        schedule::ring(service.config.scheduler, &candidates).map_err(|source| {
-            ReconcileError::Schedule {
-                service: service.config.name(),
-                source,
-            }
+        schedule::table(&service.config, &candidates).map_err(|source| ReconcileError::Schedule {
+            service: service.config.name(),
+            source,
         })
     }
 }
@@ -202,11 +212,18 @@ fn schedulable(service: &DesiredService) -> bool {
 }
 
 fn service_entry(service: &DesiredService) -> Service {
+    let (persistence_s, persistence_prefix) = match service.config.persistence {
+        Some(persistence) => (persistence.timeout.as_secs() as u32, persistence.prefix),
+        None => (0, 0),
+    };
     Service {
         id: service.id,
         flags: 0,
         forward: forward_code(service.config.forward),
-        _pad: [0; 7],
+        scheduler: service.config.scheduler.code(),
+        persistence_prefix,
+        _pad: 0,
+        persistence_s,
     }
 }
 
@@ -218,11 +235,22 @@ pub(super) fn real_entry(service: &DesiredService, real: &DesiredReal) -> Real {
         port_be: real.config.port.to_be(),
         ifindex: real.ifindex,
         service_id: service.id,
-        flags: if real.available() { REAL_AVAILABLE } else { 0 },
+        flags: real_flags(real),
         forward: forward_code(real.config.forward),
         family,
         _pad: [0; 2],
     }
+}
+
+fn real_flags(real: &DesiredReal) -> u32 {
+    let mut flags = 0;
+    if real.available() {
+        flags |= REAL_AVAILABLE;
+    }
+    if real.schedulable() && real.config.weight > 0 {
+        flags |= REAL_TAKES_NEW_FLOWS;
+    }
+    flags
 }
 
 fn forward_code(forward: Forward) -> u8 {

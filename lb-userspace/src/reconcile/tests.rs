@@ -491,7 +491,8 @@ services:
     );
     assert_eq!(dataplane.reals[&1].mac, mac(1), "a kept real keeps its MAC");
     assert_eq!(
-        dataplane.reals[&1].flags, REAL_AVAILABLE,
+        dataplane.reals[&1].flags,
+        REAL_AVAILABLE | lb_common::REAL_TAKES_NEW_FLOWS,
         "and stays available"
     );
     assert_eq!(dataplane.reals[&6].flags, 0, "a new real waits for its MAC");

@@ -25,26 +25,10 @@ impl Validator<'_> {
         };
         let limits = Limits {
             flows: limit("flows", raw.flows, defaults.flows)?,
+            table_slots: limit("table_slots", raw.table_slots, defaults.table_slots)?,
             services: limit("services", raw.services, defaults.services)?,
             reals: limit("reals", raw.reals, defaults.reals)?,
         };
-        // The ring map holds RING_SLOTS_PER_SERVICE entries per service, indexed by a u32.
-        if limits
-            .services
-            .checked_mul(lb_common::RING_SLOTS_PER_SERVICE)
-            .is_none()
-        {
-            return Err(self.invalid(
-                "limits.services",
-                format!(
-                    "{} services × {} ring slots each does not fit the ring map's u32 index; \
-                     at most {} services",
-                    limits.services,
-                    lb_common::RING_SLOTS_PER_SERVICE,
-                    u32::MAX / lb_common::RING_SLOTS_PER_SERVICE
-                ),
-            ));
-        }
         Ok(limits)
     }
 }

@@ -1,14 +1,23 @@
 //! `services` and their `reals`.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
-use lb_common::RING_SLOTS;
+use lb_common::{MAX_LEAST_CONN_REALS, RING_SLOTS};
 
 use super::Validator;
-use crate::config::{
-    ConfigError, Forward, Limits, MAX_WEIGHT, Protocol, RealConfig, Scheduler, ServiceConfig,
-    raw::{RawReal, RawService},
-    socket_text,
+use crate::{
+    config::{
+        ConfigError, Forward, Limits, MAX_WEIGHT, PersistenceConfig, Protocol, RealConfig,
+        Scheduler, ServiceConfig,
+        duration::parse_duration,
+        raw::{RawNetmask, RawReal, RawService},
+        socket_text,
+    },
+    schedule::{self, maglev},
 };
 
 impl Validator<'_> {
@@ -60,6 +69,23 @@ impl Validator<'_> {
                 ),
             ));
         }
+        // Every service's two table halves share one map; a config that does not fit must
+        // fail here (and in `lbd --check`), not at start-up.
+        let needed: u64 = services
+            .iter()
+            .map(|service| 2 * u64::from(schedule::capacity(service)))
+            .sum();
+        if needed >= u64::from(limits.table_slots) {
+            return Err(self.invalid_key(
+                "services",
+                format!(
+                    "the services' schedule tables need {needed} slots (two halves each: \
+                     1024 per rr/wrr/sh ring, the table size per mh service, two per real for \
+                     lc/wlc), but limits.table_slots = {}; raise it",
+                    limits.table_slots
+                ),
+            ));
+        }
         Ok(services)
     }
 
@@ -67,7 +93,6 @@ impl Validator<'_> {
         self.reject_planned(
             key,
             &[
-                ("persistence", &raw.persistence),
                 ("health_check", &raw.health_check),
                 ("on_failure", &raw.on_failure),
             ],
@@ -89,6 +114,8 @@ impl Validator<'_> {
         )?;
         let scheduler = self.word(raw.scheduler, &format!("{key}.scheduler"), Scheduler::Wrr)?;
         let forward = self.word(raw.forward, &format!("{key}.forward"), Forward::Dr)?;
+        let persistence = self.persistence(raw.persistence, raw.persistence_netmask, vip, key)?;
+        let mh_table_size = self.mh_table_size(raw.mh_table_size, scheduler, key)?;
 
         let mut service = ServiceConfig {
             vip,
@@ -96,6 +123,8 @@ impl Validator<'_> {
             protocol,
             scheduler,
             forward,
+            persistence,
+            mh_table_size,
             reals: Vec::new(),
         };
         for (index, raw_real) in raw.reals.unwrap_or_default().into_iter().enumerate() {
@@ -128,7 +157,117 @@ impl Validator<'_> {
                 ),
             ));
         }
+        let least_connection = matches!(scheduler, Scheduler::Lc | Scheduler::Wlc);
+        if least_connection && weighted > MAX_LEAST_CONN_REALS as usize {
+            return Err(self.invalid(
+                &format!("{key}.reals"),
+                format!(
+                    "{weighted} reals with a non-zero weight; {} compares at most \
+                     {MAX_LEAST_CONN_REALS} per new flow (use mh or wrr for more)",
+                    scheduler.name()
+                ),
+            ));
+        }
         Ok(service)
+    }
+
+    fn persistence(
+        &self,
+        timeout: Option<String>,
+        netmask: Option<RawNetmask>,
+        vip: IpAddr,
+        key: &str,
+    ) -> Result<Option<PersistenceConfig>, ConfigError> {
+        let full = if vip.is_ipv4() { 32 } else { 128 };
+        let Some(text) = timeout else {
+            if netmask.is_some() {
+                return Err(self.invalid_key(
+                    &format!("{key}.persistence_netmask"),
+                    "only means something with `persistence` (how long a client sticks)",
+                ));
+            }
+            return Ok(None);
+        };
+        let timeout_key = format!("{key}.persistence");
+        let timeout =
+            parse_duration(&text).map_err(|message| self.invalid(&timeout_key, message))?;
+        if timeout < Duration::from_secs(1) || timeout.subsec_nanos() != 0 {
+            return Err(self.invalid(
+                &timeout_key,
+                format!("{text}: persistence is whole seconds, at least 1s (as ipvsadm -p)"),
+            ));
+        }
+        if timeout.as_secs() > u64::from(u32::MAX) {
+            return Err(self.invalid(&timeout_key, format!("{text} is too long")));
+        }
+        let netmask_key = format!("{key}.persistence_netmask");
+        let prefix = match netmask {
+            None => full,
+            Some(RawNetmask::Prefix(bits)) => u8::try_from(bits)
+                .ok()
+                .filter(|bits| *bits <= full)
+                .ok_or_else(|| {
+                    self.invalid(
+                        &netmask_key,
+                        format!(
+                            "prefix length {bits} is out of range 0..={full} for the VIP's family"
+                        ),
+                    )
+                })?,
+            Some(RawNetmask::Text(text)) => {
+                let mask: Ipv4Addr =
+                    text.parse().ok().filter(|_| vip.is_ipv4()).ok_or_else(|| {
+                        self.invalid(
+                            &netmask_key,
+                            format!(
+                                "{text:?}: give a prefix length (like 24), or for an IPv4 VIP a \
+                             netmask (like 255.255.255.0)"
+                            ),
+                        )
+                    })?;
+                let bits = u32::from(mask);
+                if bits.leading_ones() + bits.trailing_zeros() != 32 {
+                    return Err(self.invalid(
+                        &netmask_key,
+                        format!("{text} is not a netmask (its one bits must come first)"),
+                    ));
+                }
+                bits.leading_ones() as u8
+            }
+        };
+        Ok(Some(PersistenceConfig { timeout, prefix }))
+    }
+
+    fn mh_table_size(
+        &self,
+        raw: Option<i64>,
+        scheduler: Scheduler,
+        key: &str,
+    ) -> Result<u32, ConfigError> {
+        let size_key = format!("{key}.mh_table_size");
+        let Some(size) = raw else {
+            return Ok(maglev::DEFAULT_TABLE_SIZE);
+        };
+        if scheduler != Scheduler::Mh {
+            return Err(self.invalid_key(&size_key, "only the mh scheduler has a table size"));
+        }
+        u32::try_from(size)
+            .ok()
+            .filter(|size| {
+                (maglev::MIN_TABLE_SIZE..=maglev::MAX_TABLE_SIZE).contains(size)
+                    && maglev::is_prime(*size)
+            })
+            .ok_or_else(|| {
+                self.invalid(
+                    &size_key,
+                    format!(
+                        "{size} is not a prime between {} and {} (Maglev's table size must be \
+                         prime; 65537 is the default)",
+                        maglev::MIN_TABLE_SIZE,
+                        maglev::MAX_TABLE_SIZE
+                    ),
+                )
+            })
     }
 
     fn real(

@@ -8,6 +8,7 @@ use std::{
 
 use aya::Pod;
 
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 const BPF_NOEXIST: u64 = 1;
@@ -37,6 +38,24 @@ fn bpf(command: libc::c_long, attr: &mut ElementAttr) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The value at `key`, if any.
+pub fn lookup<K: Pod, V: Pod>(map: BorrowedFd<'_>, key: &K) -> io::Result<Option<V>> {
+    // SAFETY: V is Pod: any bit pattern the kernel writes is a valid V.
+    let mut value: V = unsafe { std::mem::zeroed() };
+    let mut attr = ElementAttr {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: key as *const K as u64,
+        value: &mut value as *mut V as u64,
+        flags: 0,
+    };
+    match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
+        Ok(()) => Ok(Some(value)),
+        Err(error) if error.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 /// Deletes `key` and returns the value it held, in one step no other writer can split (the

@@ -10,7 +10,7 @@ mod published;
 mod readers;
 mod sweep;
 
-use std::{hash::BuildHasher, os::fd::AsFd, sync::Arc};
+use std::{hash::BuildHasher, ops::Range, os::fd::AsFd, sync::Arc};
 
 use aya::maps::{
     Array, DevMapHash, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
@@ -18,15 +18,16 @@ use aya::maps::{
 pub use element::{insert_new, lookup_and_delete};
 use lb_common::{
     ConnCounts, Counters, Flow, FlowKey, Interface, MAP_CONNS, MAP_FLOWS, MAP_FRAGMENT_SERVICES,
-    MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS, MAP_REASON_STATS, MAP_RING, MAP_RR_CURSOR,
-    MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES, MAP_SETTINGS, MAP_TX_PORTS, RING_SLOTS, Real,
-    Reason, Service, ServiceKey, Settings, ring_index,
+    MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS, MAP_REASON_STATS, MAP_RR_CURSOR, MAP_SCHEDULES,
+    MAP_SERVICE_STATS, MAP_SERVICES, MAP_SETTINGS, MAP_TABLES, MAP_TX_PORTS, MAX_TABLE_SLOTS, Real,
+    Reason, Service, ServiceKey, Settings, TableRange,
 };
 use published::{Conns, Reals, Schedules};
 use readers::Readers;
 pub use sweep::{SweepReport, Sweeper, is_gone};
 
 use super::{Dataplane, DataplaneError, DataplaneReader, map_err};
+use crate::schedule::space::TableSpace;
 
 /// The maps lbd writes.
 pub struct EbpfDataplane {
@@ -34,7 +35,12 @@ pub struct EbpfDataplane {
     fragment_services: BpfHashMap<MapData, ServiceKey, Service>,
     schedules: Schedules,
     reals: Reals,
-    ring: Array<MapData, u32>,
+    tables: MapData,
+    /// Which slots of the tables map hold which service's halves.
+    space: TableSpace,
+    /// Table space of removed services, free again once a grace period has passed since (the
+    /// count of grace periods when it was given up, the slots).
+    quarantine: Vec<(u64, Range<u32>)>,
     interfaces: BpfHashMap<MapData, u32, Interface>,
     tx_ports: DevMapHash<MapData>,
     rr_cursor: PerCpuArray<MapData, u32>,
@@ -70,6 +76,10 @@ impl EbpfDataplane {
         let reals = map_data(take(ebpf, MAP_REALS)?, MAP_REALS)?;
         let settings = map_data(take(ebpf, MAP_SETTINGS)?, MAP_SETTINGS)?;
         let conns = Arc::new(Conns::new(map_data(take(ebpf, MAP_CONNS)?, MAP_CONNS)?)?);
+        let schedules = Schedules::new(map_data(take(ebpf, MAP_SCHEDULES)?, MAP_SCHEDULES)?)?;
+        let tables = map_data(take(ebpf, MAP_TABLES)?, MAP_TABLES)?;
+        let slots = tables.info().map_err(map_err(MAP_TABLES))?.max_entries();
+        let space = placed_tables(&schedules, slots)?;
         let sweeper = Sweeper {
             flows: duplicate_data(&flows, MAP_FLOWS)?,
             conns: conns.clone(),
@@ -92,9 +102,11 @@ impl EbpfDataplane {
         let writer = Self {
             services: typed(take(ebpf, MAP_SERVICES)?, MAP_SERVICES)?,
             fragment_services: typed(take(ebpf, MAP_FRAGMENT_SERVICES)?, MAP_FRAGMENT_SERVICES)?,
-            schedules: Schedules::new(map_data(take(ebpf, MAP_SCHEDULES)?, MAP_SCHEDULES)?)?,
+            schedules,
             reals: Reals::new(reals)?,
-            ring: typed(take(ebpf, MAP_RING)?, MAP_RING)?,
+            tables,
+            space,
+            quarantine: Vec::new(),
             interfaces: typed(take(ebpf, MAP_INTERFACES)?, MAP_INTERFACES)?,
             tx_ports: typed(take(ebpf, MAP_TX_PORTS)?, MAP_TX_PORTS)?,
             rr_cursor: typed(take(ebpf, MAP_RR_CURSOR)?, MAP_RR_CURSOR)?,
@@ -159,6 +171,29 @@ fn duplicate(raw: &Map, map: &'static str) -> Result<Map, DataplaneError> {
     Ok(Map::PerCpuArray(
         MapData::from_fd(fd).map_err(map_err(map))?,
     ))
+}
+
+/// The table space the schedules (adopted from pinned maps, or fresh) already use. Slot 0 is
+/// never given out: a zeroed range points there.
+fn placed_tables(schedules: &Schedules, slots: u32) -> Result<TableSpace, DataplaneError> {
+    let mut space = TableSpace::new(slots, 1);
+    for (service_id, halves) in schedules.all()? {
+        for range in halves.iter().filter(|range| range.capacity > 0) {
+            if !space.mark_used(range.base..range.base + range.capacity) {
+                return Err(DataplaneError::Syscall {
+                    map: MAP_SCHEDULES,
+                    call: "reading the placed tables",
+                    source: std::io::Error::other(format!(
+                        "service {service_id}'s table at {}..{} overlaps another or lies \
+                         outside {MAP_TABLES}",
+                        range.base,
+                        range.base + range.capacity
+                    )),
+                });
+            }
+        }
+    }
+    Ok(space)
 }
 
 /// A second handle on the same kernel map, of any type.
@@ -360,27 +395,80 @@ impl Dataplane for EbpfDataplane {
         self.reals.publish(id, real, &mut self.readers)
     }
 
-    fn set_schedule(&mut self, service_id: u32, ring: &[u32]) -> Result<(), DataplaneError> {
-        if ring.len() > RING_SLOTS as usize {
-            return Err(DataplaneError::RingTooLong {
+    fn set_schedule(
+        &mut self,
+        service_id: u32,
+        table: &[u32],
+        capacity: u32,
+    ) -> Result<(), DataplaneError> {
+        if table.len() > capacity as usize || capacity > MAX_TABLE_SLOTS {
+            return Err(DataplaneError::TableTooLong {
                 service_id,
-                len: ring.len(),
+                len: table.len(),
+                capacity,
             });
+        }
+        self.release_quarantine();
+        if !self.quarantine.is_empty() && self.space.largest_free() < capacity {
+            // The room a removed service gave up becomes usable after a grace period.
+            self.readers.wait_now();
+            self.release_quarantine();
         }
         let Self {
             schedules,
-            ring: ring_map,
+            tables,
+            space,
             readers,
             ..
         } = self;
-        schedules.publish(service_id, ring.len() as u32, readers, |half| {
-            for (slot, &real_id) in ring.iter().enumerate() {
-                ring_map
-                    .set(ring_index(service_id, half, slot as u32), real_id, 0)
-                    .map_err(map_err(MAP_RING))?;
+        schedules.publish(service_id, readers, |unused| {
+            // No program run reads the unused half any more (`publish` waited if needed), so
+            // its slots may move.
+            let placed = if unused.capacity == capacity {
+                unused
+            } else {
+                if unused.capacity > 0 {
+                    space.free(unused.base..unused.base + unused.capacity);
+                }
+                let slots = space.allocate(capacity).ok_or(DataplaneError::TablesFull {
+                    map: MAP_TABLES,
+                    service_id,
+                    needed: capacity,
+                    free: space.free_slots(),
+                    largest: space.largest_free(),
+                })?;
+                TableRange {
+                    base: slots.start,
+                    len: 0,
+                    capacity,
+                }
+            };
+            if !table.is_empty() {
+                let slots: Vec<u32> = (placed.base..placed.base + table.len() as u32).collect();
+                batch::update(tables.fd().as_fd(), &slots, table).map_err(|source| {
+                    DataplaneError::Syscall {
+                        map: MAP_TABLES,
+                        call: "BPF_MAP_UPDATE_BATCH",
+                        source,
+                    }
+                })?;
             }
-            Ok(())
+            Ok(TableRange {
+                len: table.len() as u32,
+                ..placed
+            })
         })
+    }
+
+    fn remove_schedule(&mut self, service_id: u32) -> Result<(), DataplaneError> {
+        let grace_periods = self.readers.grace_periods();
+        for range in self.schedules.clear(service_id)? {
+            if range.capacity > 0 {
+                self.quarantine
+                    .push((grace_periods, range.base..range.base + range.capacity));
+            }
+        }
+        Ok(())
     }
 
     fn services(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError> {
@@ -426,17 +514,35 @@ impl Dataplane for EbpfDataplane {
 }
 
 impl EbpfDataplane {
-    /// The schedule the program walks now for a service: its ring's current half, as long as
-    /// the schedule says.
+    /// The table the program reads now for a service: the current half, as long as the
+    /// schedule says.
     pub fn schedule(&self, service_id: u32) -> Result<Vec<u32>, DataplaneError> {
-        let (half, len) = self.schedules.current(service_id)?;
-        (0..len)
+        let range = self.schedules.current(service_id)?;
+        (range.base..range.base + range.len)
             .map(|slot| {
-                self.ring
-                    .get(&ring_index(service_id, half, slot), 0)
-                    .map_err(map_err(MAP_RING))
+                element::lookup::<u32, u32>(self.tables.fd().as_fd(), &slot)
+                    .map(Option::unwrap_or_default)
+                    .map_err(|source| DataplaneError::Syscall {
+                        map: MAP_TABLES,
+                        call: "BPF_MAP_LOOKUP_ELEM",
+                        source,
+                    })
             })
             .collect()
+    }
+
+    /// Frees the space of removed services once a grace period has passed since.
+    fn release_quarantine(&mut self) {
+        let now = self.readers.grace_periods();
+        let space = &mut self.space;
+        self.quarantine.retain(|(given_up_at, range)| {
+            if now > *given_up_at {
+                space.free(range.clone());
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// Where each CPU is in the service's schedule (index = CPU): the slot its next new flow

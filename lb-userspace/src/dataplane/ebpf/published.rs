@@ -14,7 +14,7 @@ use std::{
 
 use aya::maps::MapData;
 use lb_common::{
-    ConnCounts, MAP_CONNS, MAP_REALS, MAP_SCHEDULES, Real, RealSlots, Schedule,
+    ConnCounts, MAP_CONNS, MAP_REALS, MAP_SCHEDULES, Real, RealSlots, Schedule, TableRange,
     conntrack::is_active,
 };
 
@@ -176,7 +176,7 @@ impl Reals {
     }
 }
 
-/// `LB_SCHEDULES_V1`: which ring half each service uses, and its length.
+/// `LB_SCHEDULES_V2`: which half of its table each service uses, and where each half lies.
 pub struct Schedules(MappedArray<Schedule>);
 
 impl Schedules {
@@ -184,8 +184,8 @@ impl Schedules {
         MappedArray::new(map, MAP_SCHEDULES).map(Self)
     }
 
-    /// The half the program uses now, and its length.
-    pub fn current(&self, service_id: u32) -> Result<(u8, u32), DataplaneError> {
+    /// The half the program uses now, and where it lies.
+    pub fn current(&self, service_id: u32) -> Result<TableRange, DataplaneError> {
         let schedule = self.0.entry(service_id)?;
         let generation = self
             .0
@@ -193,18 +193,30 @@ impl Schedules {
             .load(Ordering::Acquire);
         let half = Schedule::current_half(generation);
         // SAFETY: in bounds; only this process writes.
-        let len = unsafe { std::ptr::read_volatile(&raw const (*schedule).lengths[half]) };
-        Ok((half as u8, len))
+        Ok(unsafe { std::ptr::read_volatile(&raw const (*schedule).halves[half]) })
     }
 
-    /// Has `write_ring` fill the half not in use, then switches the program to it with
-    /// `len` slots.
+    /// Both halves of every service id, e.g. to find the table space a previous daemon
+    /// placed.
+    pub fn all(&self) -> Result<Vec<(u32, [TableRange; 2])>, DataplaneError> {
+        (0..self.0.len)
+            .map(|id| {
+                let schedule = self.0.entry(id)?;
+                // SAFETY: in bounds; only this process writes.
+                Ok((id, unsafe {
+                    std::ptr::read_volatile(&raw const (*schedule).halves)
+                }))
+            })
+            .collect()
+    }
+
+    /// Has `place` fill the half not in use (given where that half lies now; it returns where
+    /// it lies after), then switches the program to it.
     pub fn publish(
         &mut self,
         service_id: u32,
-        len: u32,
         readers: &mut Readers,
-        write_ring: impl FnOnce(u8) -> Result<(), DataplaneError>,
+        place: impl FnOnce(TableRange) -> Result<TableRange, DataplaneError>,
     ) -> Result<(), DataplaneError> {
         readers.before_rewriting_ring(service_id);
         let schedule = self.0.entry(service_id)?;
@@ -213,14 +225,28 @@ impl Schedules {
             .generation(unsafe { &raw mut (*schedule).generation });
         let next = generation.load(Ordering::Relaxed).wrapping_add(1);
         let half = Schedule::current_half(next);
-        write_ring(half as u8)?;
         // SAFETY: in bounds; no program run reads this half (the grace period above).
-        unsafe { std::ptr::write_volatile(&raw mut (*schedule).lengths[half], len) };
-        // Release: the ring slots (written by the kernel on this thread's behalf, before this
-        // store in program order) and the length are in place before the switch is seen.
+        let unused = unsafe { std::ptr::read_volatile(&raw const (*schedule).halves[half]) };
+        let placed = place(unused)?;
+        unsafe { std::ptr::write_volatile(&raw mut (*schedule).halves[half], placed) };
+        // Release: the table slots (written by the kernel on this thread's behalf, before this
+        // store in program order) and the range are in place before the switch is seen.
         generation.store(next, Ordering::Release);
         readers.switched_ring(service_id);
         Ok(())
+    }
+
+    /// Forgets where a removed service's halves lie. Its entry is gone, so no new program run
+    /// reads them; runs already under way may, which is why the caller keeps the space out of
+    /// use until a grace period has passed.
+    pub fn clear(&mut self, service_id: u32) -> Result<[TableRange; 2], DataplaneError> {
+        let schedule = self.0.entry(service_id)?;
+        // SAFETY: in bounds; only this process writes.
+        unsafe {
+            let halves = std::ptr::read_volatile(&raw const (*schedule).halves);
+            std::ptr::write_volatile(&raw mut (*schedule).halves, [TableRange::default(); 2]);
+            Ok(halves)
+        }
     }
 }
 

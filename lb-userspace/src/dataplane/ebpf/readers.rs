@@ -39,6 +39,8 @@ pub struct Readers {
     /// A hash-map element was replaced or deleted.
     hash_element: bool,
     warned: bool,
+    /// Grace periods waited so far.
+    waited: u64,
 }
 
 impl Readers {
@@ -95,5 +97,16 @@ impl Readers {
         self.reals.clear();
         self.rings.clear();
         self.hash_element = false;
+        self.waited += 1;
+    }
+
+    /// Grace periods waited so far: memory given up before one of them is no longer read.
+    pub fn grace_periods(&self) -> u64 {
+        self.waited
+    }
+
+    /// Waits for a grace period now.
+    pub fn wait_now(&mut self) {
+        self.wait();
     }
 }

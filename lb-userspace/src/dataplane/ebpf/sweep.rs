@@ -34,12 +34,13 @@ pub struct Sweeper {
     pub(super) settings: Array<MapData, Settings>,
 }
 
-/// Whether a flow is gone at `now_ns`: idle past its state's timeout, or its real (`real`, the
-/// entry of its real id now) no longer one that may take it.
+/// Whether a flow is gone at `now_ns`: idle past its state's timeout (as the program counts
+/// it, see `Settings::expires_after_ns`), or its real (`real`, the entry of its real id now)
+/// no longer one that may take it.
 pub fn is_gone(flow: &Flow, now_ns: u64, settings: &Settings, real: &Real) -> bool {
     let real_lost = real.flags & REAL_AVAILABLE == 0 || real.service_id != flow.service_id;
     let idle = now_ns.saturating_sub(flow.last_seen_ns);
-    real_lost || idle > settings.timeout_ns(flow.state as u8)
+    real_lost || idle > settings.expires_after_ns(flow.state as u8)
 }
 
 impl Sweeper {
@@ -126,10 +127,11 @@ mod tests {
         settings.timeouts_s[STATE_FIN_WAIT as usize] = 2;
         let up = real(1, REAL_AVAILABLE);
         let now = 1000 * SECOND;
-        assert!(!is_gone(&flow(STATE_ESTABLISHED, 101), now, &settings, &up));
-        assert!(is_gone(&flow(STATE_ESTABLISHED, 99), now, &settings, &up));
-        assert!(!is_gone(&flow(STATE_FIN_WAIT, 998), now, &settings, &up));
-        assert!(is_gone(&flow(STATE_FIN_WAIT, 997), now, &settings, &up));
+        // 900 s, plus the second last_seen may lag the flow's last packet.
+        assert!(!is_gone(&flow(STATE_ESTABLISHED, 99), now, &settings, &up));
+        assert!(is_gone(&flow(STATE_ESTABLISHED, 98), now, &settings, &up));
+        assert!(!is_gone(&flow(STATE_FIN_WAIT, 997), now, &settings, &up));
+        assert!(is_gone(&flow(STATE_FIN_WAIT, 996), now, &settings, &up));
         // Failed (not available), retired (default entry) or given to another service.
         for lost in [real(1, 0), Real::default(), real(2, REAL_AVAILABLE)] {
             assert!(is_gone(

@@ -1,53 +1,16 @@
-//! Schedules computed in userspace and walked by the kernel.
-//!
-//! The XDP program picks the real for a new flow as `ring[cursor++ % ring_len]`, with one
-//! cursor per CPU. Everything about weights happens here, in pure functions: a ring is the
-//! sequence of real ids one full round of the scheduler would produce.
+//! LVS's weighted round robin as a ring: the sequence of real ids one full round of `wrr`
+//! produces, scaled down to fit [`RING_SLOTS`] when the weights would make it longer.
 
+#[cfg(test)]
 use lb_common::RING_SLOTS;
 
-use crate::config::Scheduler;
-
-/// One real as the scheduler sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Candidate {
-    pub real_id: u32,
-    /// 0 = drained: keeps its flows, takes no new ones.
-    pub weight: u32,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ScheduleError {
-    #[error("{count} reals with non-zero weight do not fit a schedule of {slots} slots")]
-    TooManyReals { count: usize, slots: u32 },
-}
-
-/// The ring for `scheduler` over `candidates`, at most [`RING_SLOTS`] long. Empty when no
-/// candidate has a positive weight.
-pub fn ring(scheduler: Scheduler, candidates: &[Candidate]) -> Result<Vec<u32>, ScheduleError> {
-    let active: Vec<Candidate> = candidates
-        .iter()
-        .copied()
-        .filter(|c| c.weight > 0)
-        .collect();
-    if active.len() > RING_SLOTS as usize {
-        return Err(ScheduleError::TooManyReals {
-            count: active.len(),
-            slots: RING_SLOTS,
-        });
-    }
-    match scheduler {
-        // Plain round robin ignores weights, like LVS `rr` (weight 0 still drains).
-        Scheduler::Rr => Ok(active.iter().map(|c| c.real_id).collect()),
-        Scheduler::Wrr => Ok(weighted_round_robin(&fit_weights(&active, RING_SLOTS))),
-    }
-}
+use super::Candidate;
 
 /// LVS's interleaved weighted round robin (`ip_vs_wrr.c`): walk the reals repeatedly,
 /// lowering a threshold from the largest weight by their gcd, and take every real whose
 /// weight reaches it. One period holds each real `weight / gcd` times, spread out rather than
 /// in bursts.
-fn weighted_round_robin(active: &[Candidate]) -> Vec<u32> {
+pub(super) fn weighted_round_robin(active: &[Candidate]) -> Vec<u32> {
     let Some(max_weight) = active.iter().map(|c| c.weight).max() else {
         return Vec::new();
     };
@@ -73,7 +36,7 @@ fn weighted_round_robin(active: &[Candidate]) -> Vec<u32> {
 
 /// Scales weights down until one period fits `slots`, keeping every real at least 1 and the
 /// ratios as close as integer weights allow. Weights that already fit are returned unchanged.
-fn fit_weights(active: &[Candidate], slots: u32) -> Vec<Candidate> {
+pub(super) fn fit_weights(active: &[Candidate], slots: u32) -> Vec<Candidate> {
     let period = |cands: &[Candidate]| -> u64 {
         let step = cands.iter().fold(0, |g, c| gcd(g, c.weight)).max(1);
         cands.iter().map(|c| u64::from(c.weight / step)).sum()
@@ -89,8 +52,8 @@ fn fit_weights(active: &[Candidate], slots: u32) -> Vec<Candidate> {
         let scaled: Vec<Candidate> = active
             .iter()
             .map(|c| Candidate {
-                real_id: c.real_id,
                 weight: ((u64::from(c.weight) * budget / total).max(1)) as u32,
+                ..*c
             })
             .collect();
         if period(&scaled) <= u64::from(slots) || budget <= 1 {
@@ -106,16 +69,17 @@ fn gcd(a: u32, b: u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{
+        super::{ScheduleError, ring},
+        *,
+    };
+    use crate::config::Scheduler;
 
     fn candidates(weights: &[u32]) -> Vec<Candidate> {
         weights
             .iter()
             .enumerate()
-            .map(|(i, &weight)| Candidate {
-                real_id: i as u32 + 1,
-                weight,
-            })
+            .map(|(i, &weight)| Candidate::new(i as u32 + 1, weight))
             .collect()
     }
 
