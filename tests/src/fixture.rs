@@ -224,15 +224,19 @@ impl Balancer {
 
     /// Counters of the real with this address in the service at `service_index`.
     pub fn real_counters(&self, service_index: usize, addr: impl Into<IpAddr>) -> Counters {
-        let addr = addr.into();
-        let real = self.state.services[service_index]
+        self.reader
+            .real_counters(self.real_id(service_index, addr.into()))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The id of the real with this address in the service at `service_index`.
+    pub fn real_id(&self, service_index: usize, addr: IpAddr) -> u32 {
+        self.state.services[service_index]
             .reals
             .iter()
             .find(|real| real.config.address == addr)
-            .unwrap_or_else(|| panic!("no real {addr} in service {service_index}"));
-        self.reader
-            .real_counters(real.id)
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no real {addr} in service {service_index}"))
+            .id
     }
 }
 
@@ -240,14 +244,8 @@ impl Balancer {
     /// Active and inactive connections of the real with this address in the service at
     /// `service_index`.
     pub fn connections(&self, service_index: usize, addr: impl Into<IpAddr>) -> ConnCounts {
-        let addr = addr.into();
-        let real = self.state.services[service_index]
-            .reals
-            .iter()
-            .find(|real| real.config.address == addr)
-            .unwrap_or_else(|| panic!("no real {addr} in service {service_index}"));
         self.reader
-            .connections(real.id)
+            .connections(self.real_id(service_index, addr.into()))
             .unwrap_or_else(|e| panic!("{e}"))
     }
 

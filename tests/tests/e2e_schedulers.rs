@@ -220,7 +220,11 @@ fn a_drained_real_keeps_its_connections_while_new_ones_go_elsewhere() {
     );
     let fresh = bench.open(20);
     let served = per_real(&fresh);
-    assert_eq!(served.get("real1"), None, "a drained real takes no new connection");
+    assert_eq!(
+        served.get("real1"),
+        None,
+        "a drained real takes no new connection"
+    );
     assert_eq!((served["real2"], served["real3"]), (10, 10), "{served:?}");
 
     // Its own clients leave: the draining real's active count falls to zero.
@@ -253,16 +257,18 @@ fn maglev_keeps_the_other_reals_connections_when_one_is_removed_even_on_a_fresh_
     };
     let mut connections = bench.open(30);
     let served = per_real(&connections);
-    assert_eq!(served.len(), 3, "30 connections over three reals: {served:?}");
+    assert_eq!(
+        served.len(),
+        3,
+        "30 connections over three reals: {served:?}"
+    );
 
     // A balancer that never saw these connections (its flow table empty, as a peer's or a
     // replacement's would be), with real3 removed. Nothing is sent while it changes.
     let status = bench.lbd.stop();
     assert!(status.success(), "{status}");
     bench.lbd.teardown();
-    bench
-        .lbd
-        .edit_config("      - {address: 192.0.2.13}\n", "");
+    bench.lbd.edit_config("      - {address: 192.0.2.13}\n", "");
     bench.lbd.restart(&bench.topology.lb);
     assert!(
         !bench.lbd.log().contains("adopting pinned maps"),

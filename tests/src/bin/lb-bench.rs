@@ -1,6 +1,6 @@
 //! `lb-bench` (run by `cargo xtask bench`): nanoseconds per packet of the XDP program, from
 //! `BPF_PROG_TEST_RUN` durations, for the paths that matter: a known flow (IPv4 and IPv6), a
-//! new flow, traffic that is not ours, a fragment and an ICMP error. Numbers come from the kernel's own timing of the program alone,
+//! new flow (per scheduler), traffic that is not ours, a fragment and an ICMP error. Numbers come from the kernel's own timing of the program alone,
 //! without driver or wire; they bound what the program costs, not what a NIC delivers.
 
 use std::{
@@ -38,6 +38,17 @@ services:
     reals:
       - {address: 2001:db8::11, weight: 1}
       - {address: 2001:db8::12, weight: 2}
+  - vip: 192.0.2.100
+    port: 81
+    protocol: tcp
+    scheduler: wlc
+    reals: &three
+      - {address: 192.0.2.11, weight: 1}
+      - {address: 192.0.2.12, weight: 2}
+      - {address: 192.0.2.13, weight: 3}
+  - {vip: 192.0.2.100, port: 82, protocol: tcp, scheduler: sh, reals: *three}
+  - {vip: 192.0.2.100, port: 83, protocol: tcp, scheduler: mh, reals: *three}
+  - {vip: 192.0.2.100, port: 84, protocol: tcp, scheduler: wrr, persistence: 300s, reals: *three}
 limits: {flows: 1000000, services: 16, reals: 64}
 ";
 const REPEAT: u32 = 1_000_000;
@@ -103,12 +114,20 @@ fn main() -> ExitCode {
 
     // A new flow cannot be repeated in one run (the first run records it), so each is its own
     // run with its own 5-tuple; the kernel times each run.
-    let mut new_flow_total = Duration::ZERO;
-    for i in 0..NEW_FLOWS {
-        let source =
-            SocketAddrV4::new(Ipv4Addr::from(0xcb00_7100 | (i >> 16)), (i & 0xffff) as u16);
-        new_flow_total += balancer.time(&tcp(source, 80).syn().build(), 1);
-    }
+    let mut new_flows = |port: u16| {
+        let mut total = Duration::ZERO;
+        for i in 0..NEW_FLOWS {
+            let source =
+                SocketAddrV4::new(Ipv4Addr::from(0xcb00_7100 | (i >> 16)), (i & 0xffff) as u16);
+            total += balancer.time(&tcp(source, port).syn().build(), 1);
+        }
+        total / NEW_FLOWS
+    };
+    let new_flow = new_flows(80);
+    let new_flow_wlc = new_flows(81);
+    let new_flow_sh = new_flows(82);
+    let new_flow_mh = new_flows(83);
+    let new_flow_persistent = new_flows(84);
 
     println!(
         "{:<44} {:>10}",
@@ -119,10 +138,7 @@ fn main() -> ExitCode {
             "known flow: TCP to VIP, forwarded (XDP_TX)",
             balancer.time(&established, REPEAT),
         ),
-        (
-            "new flow: TCP SYN scheduled and recorded",
-            new_flow_total / NEW_FLOWS,
-        ),
+        ("new flow: TCP SYN scheduled and recorded", new_flow),
         (
             "not ours: TCP to another port (XDP_PASS)",
             balancer.time(&pass, REPEAT),
@@ -144,6 +160,10 @@ fn main() -> ExitCode {
             "ICMP frag-needed about a known flow",
             balancer.time(&icmp_error, REPEAT),
         ),
+        ("new flow, wlc (3 reals)", new_flow_wlc),
+        ("new flow, sh", new_flow_sh),
+        ("new flow, mh (Maglev, 65537 slots)", new_flow_mh),
+        ("new flow, wrr with persistence", new_flow_persistent),
     ];
     for (name, per_packet) in rows {
         println!("{name:<44} {:>10}", per_packet.as_nanos());

@@ -42,25 +42,21 @@ fn bpf(command: libc::c_long, attr: &mut ElementAttr) -> io::Result<()> {
 
 /// The value at `key`, if any.
 pub fn lookup<K: Pod, V: Pod>(map: BorrowedFd<'_>, key: &K) -> io::Result<Option<V>> {
-    // SAFETY: V is Pod: any bit pattern the kernel writes is a valid V.
-    let mut value: V = unsafe { std::mem::zeroed() };
-    let mut attr = ElementAttr {
-        map_fd: map.as_raw_fd() as u32,
-        _pad: 0,
-        key: key as *const K as u64,
-        value: &mut value as *mut V as u64,
-        flags: 0,
-    };
-    match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
-        Ok(()) => Ok(Some(value)),
-        Err(error) if error.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(error) => Err(error),
-    }
+    read_value(BPF_MAP_LOOKUP_ELEM, map, key)
 }
 
 /// Deletes `key` and returns the value it held, in one step no other writer can split (the
 /// hash map's bucket lock); `None` if it was not there.
 pub fn lookup_and_delete<K: Pod, V: Pod>(map: BorrowedFd<'_>, key: &K) -> io::Result<Option<V>> {
+    read_value(BPF_MAP_LOOKUP_AND_DELETE_ELEM, map, key)
+}
+
+/// A command that answers with the value at `key`; `None` when the map has no such key.
+fn read_value<K: Pod, V: Pod>(
+    command: libc::c_long,
+    map: BorrowedFd<'_>,
+    key: &K,
+) -> io::Result<Option<V>> {
     // SAFETY: V is Pod: any bit pattern the kernel writes is a valid V.
     let mut value: V = unsafe { std::mem::zeroed() };
     let mut attr = ElementAttr {
@@ -70,7 +66,7 @@ pub fn lookup_and_delete<K: Pod, V: Pod>(map: BorrowedFd<'_>, key: &K) -> io::Re
         value: &mut value as *mut V as u64,
         flags: 0,
     };
-    match bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &mut attr) {
+    match bpf(command, &mut attr) {
         Ok(()) => Ok(Some(value)),
         Err(error) if error.raw_os_error() == Some(libc::ENOENT) => Ok(None),
         Err(error) => Err(error),

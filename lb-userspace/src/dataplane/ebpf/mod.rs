@@ -146,31 +146,17 @@ fn map_data(raw: Map, map: &'static str) -> Result<MapData, DataplaneError> {
     }
 }
 
-/// A second handle on the same kernel map.
+/// A second handle on the same per-CPU array.
 fn duplicate(raw: &Map, map: &'static str) -> Result<Map, DataplaneError> {
-    let data = match raw {
-        Map::PerCpuArray(data) => data,
-        _ => {
-            return Err(DataplaneError::Map {
-                map,
-                source: MapError::InvalidName {
-                    name: format!("{map} is not a per-CPU array"),
-                },
-            });
-        }
-    };
-    let fd = data
-        .fd()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|source| DataplaneError::Syscall {
+    match raw {
+        Map::PerCpuArray(data) => Ok(Map::PerCpuArray(duplicate_data(data, map)?)),
+        _ => Err(DataplaneError::Map {
             map,
-            call: "dup",
-            source,
-        })?;
-    Ok(Map::PerCpuArray(
-        MapData::from_fd(fd).map_err(map_err(map))?,
-    ))
+            source: MapError::InvalidName {
+                name: format!("{map} is not a per-CPU array"),
+            },
+        }),
+    }
 }
 
 /// The table space the schedules (adopted from pinned maps, or fresh) already use. Slot 0 is
