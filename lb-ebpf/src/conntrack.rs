@@ -12,8 +12,11 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::bindings::BPF_EXIST;
 use lb_common::{
-    Flow, FlowKey, PROTO_TCP, Settings,
-    conntrack::{DEFAULT_TIMEOUTS_S, STATE_SLOTS, is_active, next_tcp_state},
+    Flow, FlowKey, PROTO_TCP, REAL_TAKES_NEW_FLOWS, Real, Settings,
+    conntrack::{
+        DEFAULT_TIMEOUTS_S, STATE_ESTABLISHED, STATE_SLOTS, STATE_SYN_RECV, is_active,
+        next_tcp_state, opens_connection,
+    },
 };
 
 use crate::maps::{CONNS, FLOWS, SETTINGS};
@@ -28,17 +31,31 @@ pub enum Known {
     Gone,
 }
 
-/// Moves the flow `known` (found under `key`) on by a packet with `tcp_flags`, `idle`
-/// nanoseconds after it was last seen, if it is still alive and `real_ok` (its real may still
-/// take it); otherwise removes it from the table and its real's count.
+/// Moves the flow `known` (found under `key`) on by a packet with `tcp_flags` at `now`, if it
+/// is still alive and its real may still take it (`real` is its entry, `None` if it is gone
+/// or failed); otherwise removes it from the table and its real's count.
+///
+/// A bare SYN on a flow that was closing or closed opens a new connection on the same
+/// 5-tuple (IPVS's input-only table sends it to SYN_RECV): it stays on the flow's real only if
+/// that real still takes new flows, so a drained real gets no new connection this way.
 #[inline(always)]
-pub fn follow(key: &FlowKey, known: &Flow, tcp_flags: u8, now: u64, real_ok: bool) -> Known {
-    let idle = now.wrapping_sub(known.last_seen_ns);
+pub fn follow(key: &FlowKey, known: &Flow, tcp_flags: u8, now: u64, real: Option<&Real>) -> Known {
+    // Saturating: another CPU may have written a `last_seen_ns` later than this packet's
+    // `now`, read before the lookup.
+    let idle = now.saturating_sub(known.last_seen_ns);
     let old_state = known.state as u8;
     let state = if key.protocol == PROTO_TCP {
         next_tcp_state(old_state, tcp_flags)
     } else {
         old_state
+    };
+    let reopened = key.protocol == PROTO_TCP
+        && opens_connection(tcp_flags)
+        && old_state != STATE_SYN_RECV
+        && old_state != STATE_ESTABLISHED;
+    let real_ok = match real {
+        Some(real) => !reopened || real.flags & REAL_TAKES_NEW_FLOWS != 0,
+        None => false,
     };
     if real_ok {
         if state == old_state && idle <= LAST_SEEN_GRANULARITY_NS {
@@ -68,7 +85,7 @@ pub fn follow(key: &FlowKey, known: &Flow, tcp_flags: u8, now: u64, real_ok: boo
 /// flow but not move it (ICMP errors, fragments).
 #[inline(always)]
 pub fn is_alive(known: &Flow, now: u64) -> bool {
-    let idle = now.wrapping_sub(known.last_seen_ns);
+    let idle = now.saturating_sub(known.last_seen_ns);
     idle <= LAST_SEEN_GRANULARITY_NS || idle <= expires_after_ns(known.state as u8)
 }
 

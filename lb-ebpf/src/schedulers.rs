@@ -84,21 +84,23 @@ fn stable_inline(flow: &FlowKey, service: &Service, now: u64) -> Option<u32> {
 }
 
 /// Keeps a persistent client's entry fresh while one of its flows is alive, at most once a
-/// second (like a flow's `last_seen`).
+/// second (like a flow's `last_seen`). Only an entry naming this flow's real is refreshed (or
+/// one written, if the client has none): a flow left on a drained real must not pull the
+/// client's new connections back to it (IPVS's templates behave alike).
 #[inline(always)]
 pub fn flow_seen(flow: &FlowKey, service: &Service, real_id: u32, now: u64) {
     if service.persistence_s == 0 {
         return;
     }
     let key = persistence_key(flow, service);
-    let fresh = match unsafe { PERSISTENCE.get(&key) }.copied() {
+    let refresh = match unsafe { PERSISTENCE.get(&key) }.copied() {
         Some(entry) => {
             entry.real_id == real_id
-                && now.wrapping_sub(entry.last_seen_ns) <= LAST_SEEN_GRANULARITY_NS
+                && now.saturating_sub(entry.last_seen_ns) > LAST_SEEN_GRANULARITY_NS
         }
-        None => false,
+        None => true,
     };
-    if !fresh {
+    if refresh {
         let entry = Persistence {
             real_id,
             _pad: 0,
@@ -130,7 +132,8 @@ fn persistent_real(
 ) -> Option<u32> {
     let entry = unsafe { PERSISTENCE.get(key) }.copied()?;
     let timeout = u64::from(service.persistence_s) * 1_000_000_000;
-    if now.wrapping_sub(entry.last_seen_ns) > timeout {
+    // Saturating: another CPU may have refreshed the entry after this packet read `now`.
+    if now.saturating_sub(entry.last_seen_ns) > timeout {
         return None;
     }
     let real = available_real(entry.real_id, service.id)?;

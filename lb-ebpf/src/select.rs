@@ -52,7 +52,7 @@ pub fn real(
         // A flow whose real was removed or failed is forgotten, like LVS with
         // expire_nodest_conn; its packet is then handled as one without a flow.
         if let (Known::Lives, Some(real)) = (
-            conntrack::follow(flow, &known, tcp_flags, now, real.is_some()),
+            conntrack::follow(flow, &known, tcp_flags, now, real.as_ref()),
             real,
         ) {
             schedulers::flow_seen(flow, service, known.real_id, now);

@@ -463,6 +463,22 @@ fn a_drained_real_keeps_its_flows_and_takes_no_new_ones() {
             "new flow from port {port}"
         );
     }
+
+    // The client closes, then opens a new connection from the same port: a new connection,
+    // which the drained real does not take (the closed flow is forgotten and rescheduled).
+    check(
+        &mut balancer,
+        "fin",
+        &tcp(44000, VIP, 80).fin().ack().build(),
+        Expect::Forward(drained),
+    );
+    let reopened = balancer.run(&syn(44000).build());
+    assert_eq!(reopened.action, XDP_TX);
+    assert_ne!(
+        real_of(&reopened.frame, &web_reals()),
+        drained,
+        "a SYN reusing a closed flow's 5-tuple is a new connection"
+    );
 }
 
 /// LVS's expire_nodest_conn: a flow whose real failed leaves the table; its next TCP segment

@@ -141,6 +141,10 @@ impl Dataplane for FakeDataplane {
         Ok(())
     }
 
+    fn scheduled_services(&self) -> Result<Vec<u32>, DataplaneError> {
+        Ok(self.schedules.keys().copied().collect())
+    }
+
     fn remove_schedule(&mut self, service_id: u32) -> Result<(), DataplaneError> {
         if self.schedules.remove(&service_id).is_some() {
             self.writes.push(format!("remove schedule {service_id}"));

@@ -204,21 +204,32 @@ pub fn migrate_previous_flows(pin_dir: &Path, reader: &EbpfReader) -> Result<u64
             state: u32::from(state),
             ..Flow::default()
         };
+        // Counted first: a real id the counts cannot hold (the old layout allowed more reals)
+        // leaves the flow behind instead of failing the start half-way.
+        if reader.add_connection(flow.real_id, state, 1).is_err() {
+            continue;
+        }
         let inserted = match insert_new(reader.flows().fd().as_fd(), &key, &flow) {
             Ok(inserted) => inserted,
             // Today's table is smaller than the old one's flows: keep what fits.
             Err(error) if error.raw_os_error() == Some(libc::E2BIG) => {
+                reader.add_connection(flow.real_id, state, -1)?;
                 log::warn!(
                     "the flow table ({MAP_FLOWS}) is full: kept {copied} flows of the previous \
                      layout, the rest are forgotten (raise limits.flows)"
                 );
                 break;
             }
-            Err(source) => return Err(syscall_error(MAP_FLOWS, "BPF_MAP_UPDATE_ELEM", source)),
+            Err(source) => {
+                reader.add_connection(flow.real_id, state, -1)?;
+                return Err(syscall_error(MAP_FLOWS, "BPF_MAP_UPDATE_ELEM", source));
+            }
         };
         if inserted {
-            reader.add_connection(flow.real_id, state, 1)?;
             copied += 1;
+        } else {
+            // Today's table has the flow already (the first pass, or the new program).
+            reader.add_connection(flow.real_id, state, -1)?;
         }
     }
     Ok(copied)

@@ -110,6 +110,8 @@ pub trait Dataplane: Send {
     ) -> Result<(), DataplaneError>;
     /// Gives back the table space of a service that is gone (its entry already removed).
     fn remove_schedule(&mut self, service_id: u32) -> Result<(), DataplaneError>;
+    /// Every service id whose schedule holds table space, e.g. what a previous daemon left.
+    fn scheduled_services(&self) -> Result<Vec<u32>, DataplaneError>;
     /// Every service entry, e.g. those a previous daemon left in pinned maps.
     fn services(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError>;
     /// Every real id in use (entry not `Real::default()`), with its current entry.

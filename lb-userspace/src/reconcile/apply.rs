@@ -35,11 +35,15 @@ impl Desired {
                 dataplane.remove_fragment_service(&key)?;
             }
         }
-        for (key, id) in &pending.removed_services {
+        for key in &pending.removed_services {
             dataplane.remove_service(key)?;
-            // Its table space, unless a new service took its id (then its table moves).
-            if !self.services.iter().any(|service| service.id == *id) {
-                dataplane.remove_schedule(*id)?;
+        }
+        // The table space of every service id no service has now (removed ones, and any a
+        // daemon stopped half-way left): a reused id keeps its space, which its new table
+        // reuses or moves.
+        for id in dataplane.scheduled_services()? {
+            if !self.services.iter().any(|service| service.id == id) {
+                dataplane.remove_schedule(id)?;
             }
         }
         for &id in &pending.fresh_service_ids {

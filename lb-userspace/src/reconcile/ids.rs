@@ -15,8 +15,8 @@ use crate::dataplane::{Dataplane, DataplaneError};
 /// no longer has, and prepare ids given a new meaning.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct Pending {
-    /// Key and id of each service a previous daemon left that this config no longer has.
-    pub(super) removed_services: Vec<(ServiceKey, u32)>,
+    /// Services a previous daemon left that this config no longer has.
+    pub(super) removed_services: Vec<ServiceKey>,
     pub(super) retired_reals: Vec<u32>,
     pub(super) fresh_service_ids: Vec<u32>,
     pub(super) fresh_real_ids: Vec<u32>,
@@ -126,8 +126,8 @@ impl Desired {
         pending.removed_services = existing
             .services
             .iter()
-            .map(|(key, service)| (*key, service.id))
-            .filter(|(key, _)| !configured.contains(key))
+            .map(|(key, _)| *key)
+            .filter(|key| !configured.contains(key))
             .collect();
         // An id handed out again above is not retired: it already has its new meaning.
         let assigned: HashSet<u32> = self

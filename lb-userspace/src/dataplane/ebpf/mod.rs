@@ -446,6 +446,16 @@ impl Dataplane for EbpfDataplane {
         })
     }
 
+    fn scheduled_services(&self) -> Result<Vec<u32>, DataplaneError> {
+        Ok(self
+            .schedules
+            .all()?
+            .into_iter()
+            .filter(|(_, halves)| halves.iter().any(|half| half.capacity > 0))
+            .map(|(id, _)| id)
+            .collect())
+    }
+
     fn remove_schedule(&mut self, service_id: u32) -> Result<(), DataplaneError> {
         let grace_periods = self.readers.grace_periods();
         for range in self.schedules.clear(service_id)? {

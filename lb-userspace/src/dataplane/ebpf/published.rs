@@ -126,17 +126,24 @@ impl Reals {
     }
 
     /// The entry the program uses now.
+    ///
+    /// Read like a seqlock: the grace period that protects the program's reads does not cover
+    /// another thread of lbd (the flow sweep), so a copy read while the generation moved is
+    /// read again.
     pub fn get(&self, id: u32) -> Result<Real, DataplaneError> {
         let slots = self.0.entry(id)?;
-        // SAFETY (here and below): `slots` is in bounds; only this process writes, and not
-        // concurrently with `&self`.
-        let generation = self
-            .0
-            .generation(unsafe { &raw mut (*slots).generation })
-            .load(Ordering::Acquire);
-        Ok(unsafe {
-            std::ptr::read_volatile(&raw const (*slots).slots[RealSlots::current_slot(generation)])
-        })
+        // SAFETY (here and below): `slots` is in bounds; only this process writes.
+        let generation = self.0.generation(unsafe { &raw mut (*slots).generation });
+        loop {
+            let before = generation.load(Ordering::Acquire);
+            let real = unsafe {
+                std::ptr::read_volatile(&raw const (*slots).slots[RealSlots::current_slot(before)])
+            };
+            std::sync::atomic::fence(Ordering::Acquire);
+            if generation.load(Ordering::Relaxed) == before {
+                return Ok(real);
+            }
+        }
     }
 
     /// Writes `real` into the unused copy and switches the program to it.

@@ -49,19 +49,13 @@ impl Sweeper {
         let settings = self.settings.get(&0, 0).map_err(map_err(MAP_SETTINGS))?;
         let mut report = SweepReport::default();
         let mut candidates: Vec<FlowKey> = Vec::new();
-        let mut lookup_error = None;
         batch::for_each::<FlowKey, Flow>(self.flows.fd().as_fd(), |key, flow| {
             report.flows += 1;
-            match self.reals.get(flow.real_id) {
-                Ok(real) if !is_gone(flow, now_ns, &settings, &real) => {}
-                Ok(_) => candidates.push(*key),
-                Err(error) => lookup_error = Some(error),
+            if is_gone(flow, now_ns, &settings, &self.real(flow.real_id)) {
+                candidates.push(*key);
             }
         })
         .map_err(|source| syscall("BPF_MAP_LOOKUP_BATCH", source))?;
-        if let Some(error) = lookup_error {
-            return Err(error);
-        }
         let flows = self.flows.fd().as_fd();
         for key in candidates {
             let Some(flow) = element::lookup_and_delete::<FlowKey, Flow>(flows, &key)
@@ -70,8 +64,7 @@ impl Sweeper {
                 // The program forgot it first, and counted it out.
                 continue;
             };
-            let real = self.reals.get(flow.real_id)?;
-            if !is_gone(&flow, now_ns, &settings, &real) {
+            if !is_gone(&flow, now_ns, &settings, &self.real(flow.real_id)) {
                 let restored = element::insert_new(flows, &key, &flow)
                     .map_err(|source| syscall("BPF_MAP_UPDATE_ELEM", source))?;
                 if restored {
@@ -80,10 +73,17 @@ impl Sweeper {
                 // A packet recorded the flow anew in the moment it was out (and counted
                 // that one): the entry taken is gone for good.
             }
-            self.conns.add(flow.real_id, flow.state as u8, -1)?;
+            // A real id outside the counts (never written by this lbd) has no count to lower.
+            let _ = self.conns.add(flow.real_id, flow.state as u8, -1);
             report.removed += 1;
         }
         Ok(report)
+    }
+
+    /// The real's entry now; an id outside the map (a flow no real of this lbd could have
+    /// made) reads as no real, so its flow is removed rather than stopping every sweep.
+    fn real(&self, real_id: u32) -> Real {
+        self.reals.get(real_id).unwrap_or_default()
     }
 }
 
