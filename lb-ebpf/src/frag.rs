@@ -35,9 +35,10 @@ use crate::{
     select::{self, Target},
 };
 
-/// The real this fragment goes to, and what it is counted under.
+/// The real this fragment goes to (`tcp_flags`: a TCP first fragment's flags), and what it is
+/// counted under.
 #[inline(always)]
-pub fn place(packet: &Packet) -> Result<(Target, Forwarded), Verdict> {
+pub fn place(packet: &Packet, tcp_flags: u8) -> Result<(Target, Forwarded), Verdict> {
     let flow = &packet.flow;
     let key = FragmentKey {
         src: flow.src,
@@ -53,7 +54,7 @@ pub fn place(packet: &Packet) -> Result<(Target, Forwarded), Verdict> {
         .copied()
         .filter(|owner| now.wrapping_sub(owner.written_at) <= FRAGMENT_LIFETIME);
     if packet.kind == Kind::FirstFragment {
-        first_fragment(flow, packet.tcp_flags, &key, recorded, now)
+        first_fragment(flow, tcp_flags, &key, recorded, now)
     } else {
         later_fragment(flow, &key, recorded, now)
     }

@@ -34,7 +34,7 @@ mod select;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use lb_common::{FlowKey, Reason};
+use lb_common::Reason;
 use parse::Kind;
 use select::Target;
 
@@ -84,8 +84,12 @@ fn balance(ctx: &XdpContext) -> (Verdict, u64) {
     // Each kind forwards in its own arm: joining the arms' (real, counters) first would make
     // the compiler copy the real's entry through the stack on every packet.
     let verdict = match packet.kind {
-        Kind::Whole => forwarded(ctx, &packet, whole_packet(&packet.flow, packet.tcp_flags)),
-        Kind::FirstFragment | Kind::LaterFragment => forwarded(ctx, &packet, frag::place(&packet)),
+        Kind::Whole => forwarded(ctx, &packet, whole_packet(ctx, &packet)),
+        Kind::FirstFragment | Kind::LaterFragment => forwarded(
+            ctx,
+            &packet,
+            frag::place(&packet, parse::tcp_flags(ctx, &packet)),
+        ),
         Kind::IcmpError => forwarded(ctx, &packet, icmp::place(&packet.flow)),
     };
     (verdict, packet.frame_len)
@@ -106,9 +110,10 @@ fn forwarded(
 
 /// A whole TCP/UDP packet: its service, then its flow's real or a scheduled one.
 #[inline(always)]
-fn whole_packet(flow: &FlowKey, tcp_flags: u8) -> Result<(Target, Forwarded), Verdict> {
+fn whole_packet(ctx: &XdpContext, packet: &parse::Packet) -> Result<(Target, Forwarded), Verdict> {
+    let flow = &packet.flow;
     let service = lookup::service(flow).ok_or(Verdict::Pass(Reason::PassNoService))?;
-    let target = select::real(flow, &service, 0, tcp_flags)?;
+    let target = select::real(flow, &service, 0, parse::tcp_flags(ctx, packet))?;
     let forwarded = Forwarded {
         service_id: service.id,
         real_id: target.real_id,

@@ -72,14 +72,15 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
             u32::from(unsafe { (*ip).id_be }),
         )
     };
-    let (src_port_be, dst_port_be, tcp_flags) = match transport_header_len(protocol) {
+    let (src_port_be, dst_port_be, l4_offset) = match transport_header_len(protocol) {
         // A later fragment has no ports: its datagram is found by its id.
         Some(_) if kind == Kind::LaterFragment => (0, 0, 0),
         Some(l4_len) => {
             if total_len < header_len + l4_len {
                 return Err(Reason::PassTruncated);
             }
-            ports_at(ctx, l4, l4_len)?
+            let (src, dst) = ports_at(ctx, l4, l4_len)?;
+            (src, dst, l4 as u16)
         }
         None if protocol == PROTO_ICMP && kind == Kind::Whole => {
             return Ok(Packet {
@@ -93,7 +94,7 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
                 vlan,
                 kind: Kind::IcmpError,
                 fragment_id_be: 0,
-                tcp_flags: 0,
+                l4: 0,
             });
         }
         None => return Err(Reason::PassNotTcpUdp),
@@ -112,6 +113,6 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
         vlan,
         kind,
         fragment_id_be,
-        tcp_flags,
+        l4: l4_offset,
     })
 }

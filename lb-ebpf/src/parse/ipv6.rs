@@ -137,14 +137,15 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
         return Err(Reason::PassTruncated);
     }
 
-    let (src_port_be, dst_port_be, tcp_flags) = match transport_header_len(next) {
+    let (src_port_be, dst_port_be, l4_offset) = match transport_header_len(next) {
         // A later fragment has no ports: its datagram is found by its id.
         Some(_) if kind == Kind::LaterFragment => (0, 0, 0),
         Some(l4_len) => {
             if offset + l4_len > datagram.end {
                 return Err(Reason::PassTruncated);
             }
-            ports_at(ctx, offset, l4_len)?
+            let (src, dst) = ports_at(ctx, offset, l4_len)?;
+            (src, dst, offset as u16)
         }
         None if next == NEXT_ICMPV6 && kind == Kind::Whole => {
             return Ok(Packet {
@@ -153,7 +154,7 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
                 vlan,
                 kind: Kind::IcmpError,
                 fragment_id_be: 0,
-                tcp_flags: 0,
+                l4: 0,
             });
         }
         // For a later fragment, the header its datagram continues with (see the first
@@ -175,6 +176,6 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
         vlan,
         kind,
         fragment_id_be,
-        tcp_flags,
+        l4: l4_offset,
     })
 }
