@@ -45,12 +45,19 @@ pub struct Lbd {
     pin_dir: PathBuf,
     child: Option<Child>,
     starts: usize,
+    /// The `lbd` this runs: this workspace's, or another build's (see [`Lbd::use_binary`]).
+    binary: PathBuf,
 }
 
 impl Lbd {
     /// Starts `lbd` in `netns` as `instance`, with `body` (the config minus `instance` and
     /// `admin`, which point into a directory of its own), and waits until every real has a MAC.
     pub fn start(netns: &Netns, instance: &str, body: &str) -> Lbd {
+        Lbd::start_binary(netns, instance, body, binary("lbd"))
+    }
+
+    /// [`Lbd::start`] with another `lbd` binary (an older build, to upgrade from).
+    pub fn start_binary(netns: &Netns, instance: &str, body: &str, program: PathBuf) -> Lbd {
         let dir = std::env::temp_dir().join(instance);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
@@ -62,15 +69,25 @@ impl Lbd {
         );
         std::fs::write(&config, text)
             .unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
-        Lbd::start_with_config(netns, &config, dir)
+        let mut lbd = Lbd::prepare(netns, &config, dir);
+        lbd.binary = program;
+        lbd.spawn(netns);
+        lbd
     }
 
     /// Starts `lbd --config CONFIG` in `netns`; logs go to `dir`, which is removed on drop.
     /// Whatever the config's instance had pinned before is removed first.
     pub fn start_with_config(netns: &Netns, config: &Path, dir: PathBuf) -> Lbd {
+        let mut lbd = Lbd::prepare(netns, config, dir);
+        lbd.spawn(netns);
+        lbd
+    }
+
+    /// Everything but the start: the directory, what the config names, nothing pinned.
+    fn prepare(netns: &Netns, config: &Path, dir: PathBuf) -> Lbd {
         let parsed = lb_userspace::config::load(config).unwrap_or_else(|e| panic!("{e}"));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-        let mut lbd = Lbd {
+        let lbd = Lbd {
             netns_path: netns.path(),
             netns_name: netns.name().to_owned(),
             dir,
@@ -79,9 +96,9 @@ impl Lbd {
             pin_dir: parsed.pin_dir,
             child: None,
             starts: 0,
+            binary: binary("lbd"),
         };
         lbd.teardown();
-        lbd.spawn(netns);
         lbd
     }
 
@@ -93,7 +110,7 @@ impl Lbd {
         );
         self.starts += 1;
         let log = File::create(self.log_path()).expect("creating the lbd log");
-        let mut command = Command::new(binary("lbd"));
+        let mut command = Command::new(&self.binary);
         command
             .arg("--config")
             .arg(&self.config)
@@ -120,6 +137,11 @@ impl Lbd {
 
     fn log_path(&self) -> PathBuf {
         self.dir.join(format!("lbd-{}.log", self.starts))
+    }
+
+    /// Runs `binary` from the next (re)start on, e.g. an older build to upgrade from.
+    pub fn use_binary(&mut self, binary: PathBuf) {
+        self.binary = binary;
     }
 
     /// Edits the config file for the next (re)start: `from` must occur in it.

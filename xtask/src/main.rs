@@ -2,6 +2,7 @@
 //! `build` builds everything, `test` runs every test, `demo` shows the balancer at work,
 //! `bench` measures the XDP program.
 
+mod previous;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -70,8 +71,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
             setup::run()?;
             build()?;
+            let previous = previous::build(&workspace_root())?;
             let mut test = cargo();
-            test.args(["test", "--"]).args(&args);
+            test.args(["test", "--"])
+                .args(&args)
+                .env("LB_PREVIOUS_LBD", previous);
             if unprivileged {
                 // lb_tests::privilege::require_root reads this: skip, even under CI.
                 test.env("LB_TESTS_UNPRIVILEGED", "1");

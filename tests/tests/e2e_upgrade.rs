@@ -1,0 +1,145 @@
+//! An upgrade keeps every connection: the `lbd` of the previous layout (built by
+//! `cargo xtask test` from a fixed commit, handed over as `LB_PREVIOUS_LBD`) forwards
+//! long-lived connections, then this build's `lbd` restarts over its pinned data plane. It
+//! copies the old flow table (`LB_FLOWS_V1`, no connection states) into today's before its
+//! program replaces the old one, so every connection goes on to its real and counts as
+//! established. Needs root.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
+
+use lb_tests::{
+    DrTopology, VIP,
+    http::{HttpClient, HttpServer},
+    lbd::{Lbd, binary},
+    netns,
+    privilege::require_root,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+const KEPT: usize = 12;
+
+const CONFIG: &str = "
+interfaces:
+  - name: eth0
+    xdp_mode: native
+services:
+  - vip: 192.0.2.100
+    port: 80
+    protocol: tcp
+    scheduler: wrr
+    reals:
+      - {address: 192.0.2.11, weight: 1}
+      - {address: 192.0.2.12, weight: 1}
+      - {address: 192.0.2.13, weight: 1}
+limits: {flows: 65536, services: 16, reals: 64}
+";
+
+/// The previous build's `lbd`: required under CI (`cargo xtask test` builds it), otherwise
+/// the test says how to get it and skips.
+fn previous_lbd() -> Option<PathBuf> {
+    match std::env::var_os("LB_PREVIOUS_LBD") {
+        Some(path) => Some(PathBuf::from(path)),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("LB_PREVIOUS_LBD is not set: run the tests through `cargo xtask test`")
+        }
+        None => {
+            eprintln!(
+                "skipped: LB_PREVIOUS_LBD (the previous layout's lbd) is not set; \
+                 `cargo xtask test` builds it and sets it"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn an_upgrade_from_the_previous_layout_keeps_every_connection() {
+    if !require_root("e2e_upgrade") {
+        return;
+    }
+    let Some(previous) = previous_lbd() else {
+        return;
+    };
+    let prefix = format!("lbt-upg-{}-", std::process::id());
+    netns::remove_leftovers(&prefix);
+    let topology = DrTopology::build(&prefix, &["real1", "real2", "real3"]);
+    topology.attach_pass_program();
+    let _servers: Vec<HttpServer> = topology
+        .reals
+        .iter()
+        .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
+        .collect();
+    let vip = SocketAddr::new(IpAddr::V4(VIP), 80);
+    let mut lbd = Lbd::start_binary(
+        &topology.lb,
+        &format!("lbt-upg-{}", std::process::id()),
+        CONFIG,
+        previous,
+    );
+    let pins = lbd.pin_dir().to_path_buf();
+    assert!(
+        pins.join("LB_FLOWS_V1").exists(),
+        "the previous build pins the old flow table"
+    );
+
+    let mut kept: Vec<(HttpClient, String)> = (0..KEPT)
+        .map(|index| {
+            let mut connection = topology
+                .client
+                .run(|| HttpClient::connect(vip, TIMEOUT))
+                .unwrap_or_else(|e| panic!("connection {index}: {e}\n{}", lbd.log()));
+            let real = connection
+                .get("/")
+                .unwrap_or_else(|e| panic!("connection {index}: {e}\n{}", lbd.log()));
+            (connection, real.trim_end().to_owned())
+        })
+        .collect();
+
+    // This build takes over the pinned maps and links.
+    lbd.use_binary(binary("lbd"));
+    lbd.restart(&topology.lb);
+    assert!(
+        lbd.log().contains("replaced the program on eth0"),
+        "{}",
+        lbd.log()
+    );
+    for (index, (connection, real)) in kept.iter_mut().enumerate() {
+        let answer = connection.get("/").unwrap_or_else(|e| {
+            panic!(
+                "connection {index} (on {real}) broke across the upgrade: {e}\n{}",
+                lbd.log()
+            )
+        });
+        assert_eq!(answer.trim_end(), real, "connection {index} moved");
+    }
+    let listing = lbd.listing();
+    let active: u64 = listing.services[0]
+        .reals
+        .iter()
+        .map(|real| real.active_conn)
+        .sum();
+    assert_eq!(
+        active, KEPT as u64,
+        "the copied flows count as established: {listing:#?}"
+    );
+    let table = lbd.lbadm(&["-L", "-n", "-c"]);
+    assert_eq!(table.matches(" ESTABLISHED ").count(), KEPT, "{table}");
+    assert!(
+        !pins.join("LB_FLOWS_V1").exists(),
+        "the old flow table is unpinned once the new program runs"
+    );
+    // And new connections are scheduled by the new program.
+    for index in 0..6 {
+        let mut connection = topology
+            .client
+            .run(|| HttpClient::connect(vip, TIMEOUT))
+            .unwrap_or_else(|e| panic!("new connection {index}: {e}\n{}", lbd.log()));
+        connection
+            .get("/")
+            .unwrap_or_else(|e| panic!("new connection {index}: {e}\n{}", lbd.log()));
+    }
+}

@@ -1,0 +1,61 @@
+//! The `lbd` of an earlier layout, for the upgrade test (`tests/tests/e2e_upgrade.rs`): built
+//! once from a fixed commit of this repository's history into `target/previous/`, and handed
+//! to the tests as `LB_PREVIOUS_LBD`.
+//!
+//! The commit is the last one whose maps a restart migrates (`LB_FLOWS_V1`, the LRU flow
+//! table without connection states): an upgrade from it must keep every connection. Move it
+//! forward when a layout changes again.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+
+/// The last commit before connection tracking (issue 6's final state).
+pub const PREVIOUS_COMMIT: &str = "63613e344b458b625a6e52a2c1cdaa861c91744e";
+
+/// Builds the previous `lbd` if it is not built yet; returns its path.
+pub fn build(root: &Path) -> anyhow::Result<PathBuf> {
+    let dir = root.join("target").join("previous");
+    let source = dir.join(&PREVIOUS_COMMIT[..12]);
+    let binary = dir.join("target").join("debug").join("lbd");
+    if binary.is_file() && source.is_dir() {
+        return Ok(binary);
+    }
+    let has_commit = std::process::Command::new("git")
+        .args(["-C"])
+        .arg(root)
+        .args(["cat-file", "-e", &format!("{PREVIOUS_COMMIT}^{{commit}}")])
+        .status()
+        .context("running git")?
+        .success();
+    if !has_commit {
+        bail!(
+            "commit {PREVIOUS_COMMIT} (the layout the upgrade test starts from) is not in this \
+             clone's history; fetch it (`git fetch --unshallow`)"
+        );
+    }
+    if source.exists() {
+        std::fs::remove_dir_all(&source)
+            .with_context(|| format!("removing {}", source.display()))?;
+    }
+    std::fs::create_dir_all(&source).with_context(|| format!("creating {}", source.display()))?;
+    // `git archive`, not a worktree: a plain copy of the files, with no link back to this
+    // repository's metadata.
+    let archive = format!(
+        "git -C '{}' archive --format=tar {PREVIOUS_COMMIT} | tar -x -C '{}'",
+        root.display(),
+        source.display()
+    );
+    crate::status(std::process::Command::new("sh").args(["-c", &archive]))?;
+    eprintln!(
+        "xtask: building the lbd of {} for the upgrade test (once)",
+        &PREVIOUS_COMMIT[..12]
+    );
+    crate::status(
+        crate::cargo()
+            .current_dir(&source)
+            .env("CARGO_TARGET_DIR", dir.join("target"))
+            .args(["build", "--quiet", "--bin", "lbd"]),
+    )?;
+    Ok(binary)
+}
