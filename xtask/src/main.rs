@@ -71,11 +71,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
             setup::run()?;
             build()?;
-            let previous = previous::build(&workspace_root())?;
             let mut test = cargo();
-            test.args(["test", "--"])
-                .args(&args)
-                .env("LB_PREVIOUS_LBD", previous);
+            test.args(["test", "--"]).args(&args);
+            match previous::for_tests(&workspace_root())? {
+                Ok(lbd) => test.env("LB_PREVIOUS_LBD", lbd),
+                Err(reason) => test.env("LB_PREVIOUS_LBD_MISSING", reason),
+            };
             if unprivileged {
                 // lb_tests::privilege::require_root reads this: skip, even under CI.
                 test.env("LB_TESTS_UNPRIVILEGED", "1");
