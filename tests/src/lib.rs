@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`fixture`]: the balancer loaded but not attached, fed frames through BPF_PROG_TEST_RUN.
+//! - [`conntrack`]: a model of connection tracking that fixtures check the balancer against.
 //! - [`privilege`]: whether a privileged test runs or is skipped (`require_root`).
 //! - [`netns`]: named network namespaces removed on drop; running code and processes inside.
 //! - [`topology`]: the LVS-DR network (client, lb, reals on one bridge), every host in a
@@ -20,6 +21,7 @@
 //! addresses only from the documentation ranges — and never touch the root namespace.
 
 pub mod bulk;
+pub mod conntrack;
 pub mod fixture;
 pub mod http;
 pub mod lbd;
