@@ -24,11 +24,11 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lb_common::{
     FRAGMENT_FROM_FIRST, FRAGMENT_LIFETIME, FlowKey, FragmentKey, FragmentOwner, Reason,
-    fragment_clock,
+    fragment_clock, hash,
 };
 
 use crate::{
-    Forwarded, Verdict, hash, lookup,
+    Forwarded, Verdict, lookup,
     maps::FRAGMENTS,
     parse::{Kind, Packet},
     schedulers,

@@ -24,7 +24,6 @@
 mod conntrack;
 mod forward;
 mod frag;
-mod hash;
 mod icmp;
 mod lookup;
 mod maps;

@@ -23,12 +23,11 @@ use aya_ebpf::helpers::generated::bpf_loop;
 use lb_common::{
     FlowKey, MAX_LEAST_CONN_REALS, Persistence, PersistenceKey, REAL_AVAILABLE,
     REAL_TAKES_NEW_FLOWS, SCHED_LEAST_CONN, SCHED_MAGLEV, SCHED_SOURCE_HASH,
-    SCHED_WEIGHTED_LEAST_CONN, Schedule, Service,
+    SCHED_WEIGHTED_LEAST_CONN, Schedule, Service, hash,
 };
 
 use crate::{
     conntrack::LAST_SEEN_GRANULARITY_NS,
-    hash,
     maps::{CONNS, PERSISTENCE, RR_CURSOR, SCHEDULES, TABLES},
     select::available_real,
 };

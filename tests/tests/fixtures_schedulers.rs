@@ -15,6 +15,7 @@ use std::{
 use lb_common::{
     ConnCounts, FAMILY_IPV4, FAMILY_IPV6, FlowKey, PROTO_TCP, Reason,
     conntrack::{STATE_ESTABLISHED, STATE_SYN_RECV},
+    hash,
 };
 use lb_tests::{
     fixture::{BALANCER_MAC, Balancer, XDP_PASS, XDP_TX, check_exact, direct_routed},
@@ -84,52 +85,6 @@ fn flow_key(client: SocketAddr, vip: SocketAddr) -> FlowKey {
         protocol: PROTO_TCP,
         family,
         _pad: [0; 2],
-    }
-}
-
-/// A copy of `lb-ebpf/src/hash.rs` (murmur3's mixing, fixed seed), so the test predicts
-/// `sh`'s and `mh`'s answers itself instead of trusting the program to agree with itself.
-mod murmur {
-    use lb_common::FlowKey;
-
-    pub fn connection(flow: &FlowKey) -> u32 {
-        let mut hash = u32::from(flow.protocol) ^ (u32::from(flow.family) << 8);
-        for word in 0..4 {
-            hash = mix(hash, word_at(&flow.src, word));
-            hash = mix(hash, word_at(&flow.dst, word));
-        }
-        let ports = u32::from(flow.src_port_be) | (u32::from(flow.dst_port_be) << 16);
-        finalize(mix(hash, ports))
-    }
-
-    pub fn source(flow: &FlowKey) -> u32 {
-        let hash = (0..4).fold(u32::from(flow.family), |hash, word| {
-            mix(hash, word_at(&flow.src, word))
-        });
-        finalize(hash)
-    }
-
-    fn word_at(address: &[u8; 16], word: usize) -> u32 {
-        u32::from_le_bytes(address[word * 4..word * 4 + 4].try_into().unwrap())
-    }
-
-    fn mix(hash: u32, word: u32) -> u32 {
-        let word = word
-            .wrapping_mul(0xcc9e_2d51)
-            .rotate_left(15)
-            .wrapping_mul(0x1b87_3593);
-        (hash ^ word)
-            .rotate_left(13)
-            .wrapping_mul(5)
-            .wrapping_add(0xe654_6b64)
-    }
-
-    fn finalize(mut hash: u32) -> u32 {
-        hash ^= hash >> 16;
-        hash = hash.wrapping_mul(0x85eb_ca6b);
-        hash ^= hash >> 13;
-        hash = hash.wrapping_mul(0xc2b2_ae35);
-        hash ^ (hash >> 16)
     }
 }
 
@@ -390,7 +345,7 @@ const SH_V6: Vs = vs(1, VIP_V6, 80);
 
 /// The real `sh` gives a client: its address's hash over the weighted ring.
 fn source_hashed(table: &[IpAddr], service: Vs, client: IpAddr) -> IpAddr {
-    let hash = murmur::source(&flow_key(SocketAddr::new(client, 0), service.vip));
+    let hash = hash::source(&flow_key(SocketAddr::new(client, 0), service.vip));
     hashed_real(table, hash)
 }
 
@@ -513,7 +468,7 @@ fn mh_clients(service: Vs) -> Vec<SocketAddr> {
 
 /// The real `mh` gives a connection: its 5-tuple's hash over the Maglev table.
 fn maglev_real(table: &[IpAddr], service: Vs, from: SocketAddr) -> IpAddr {
-    let hash = murmur::connection(&flow_key(from, service.vip));
+    let hash = hash::connection(&flow_key(from, service.vip));
     hashed_real(table, hash)
 }
 

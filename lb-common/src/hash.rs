@@ -1,11 +1,13 @@
 //! Hashes of packet fields, for the schedulers that answer the same for the same packet
-//! (`sh`, `mh`) and for fragments that came before their first fragment.
+//! (`sh`, `mh`) and for fragments that came before their first fragment. The program indexes
+//! its tables with them; tests use the same functions to predict its answers.
 //!
 //! murmur3's mixing, one 32-bit word at a time, with a fixed seed: every balancer computes the
 //! same hash for the same packet, which is what lets balancers behind ECMP agree on a real
-//! without sharing state.
+//! without sharing state. So these values must never change between versions: the golden
+//! values below pin them.
 
-use lb_common::FlowKey;
+use crate::FlowKey;
 
 /// Source, destination and protocol: what every fragment of a datagram carries besides its
 /// id.
@@ -75,4 +77,46 @@ fn finalize(mut hash: u32) -> u32 {
     hash ^= hash >> 13;
     hash = hash.wrapping_mul(0xc2b2_ae35);
     hash ^ (hash >> 16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow() -> FlowKey {
+        FlowKey {
+            src: [203, 0, 113, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            dst: [192, 0, 2, 100, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            src_port_be: 40000u16.to_be(),
+            dst_port_be: 80u16.to_be(),
+            protocol: crate::PROTO_TCP,
+            family: crate::FAMILY_IPV4,
+            _pad: [0; 2],
+        }
+    }
+
+    /// Balancers of different versions must agree on a flow's real (Maglev behind ECMP): a
+    /// change of any of these values is a change of every `sh`/`mh` answer.
+    #[test]
+    fn hashes_never_change() {
+        assert_eq!(
+            (datagram(&flow()), connection(&flow()), source(&flow())),
+            GOLDEN
+        );
+    }
+
+    #[test]
+    fn each_hash_reads_only_its_fields() {
+        let mut other_ports = flow();
+        other_ports.src_port_be = 40001u16.to_be();
+        assert_eq!(source(&other_ports), source(&flow()));
+        assert_eq!(datagram(&other_ports), datagram(&flow()));
+        assert_ne!(connection(&other_ports), connection(&flow()));
+        let mut other_destination = flow();
+        other_destination.dst[3] = 101;
+        assert_eq!(source(&other_destination), source(&flow()));
+        assert_ne!(datagram(&other_destination), datagram(&flow()));
+    }
+
+    const GOLDEN: (u32, u32, u32) = (31_158_111, 1_205_610_330, 2_290_251_887);
 }
