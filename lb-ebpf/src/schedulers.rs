@@ -32,14 +32,9 @@ use crate::{
     select::available_real,
 };
 
-/// The real for a new flow of `service`, by its scheduler and persistence; 0 for none.
+/// The real for a new flow of `service`, by its scheduler and persistence.
 #[inline(always)]
-pub fn new_flow(flow: &FlowKey, service: &Service, now: u64) -> u32 {
-    new_flow_inline(flow, service, now).unwrap_or(0)
-}
-
-#[inline(always)]
-fn new_flow_inline(flow: &FlowKey, service: &Service, now: u64) -> Option<u32> {
+pub fn new_flow(flow: &FlowKey, service: &Service, now: u64) -> Option<u32> {
     if service.persistence_s == 0 {
         return scheduled(flow, service);
     }
@@ -59,15 +54,10 @@ fn new_flow_inline(flow: &FlowKey, service: &Service, now: u64) -> Option<u32> {
 }
 
 /// Where a packet of `flow` goes whatever came before it: the client's persistence entry, or
-/// the hash of a hashing scheduler; 0 for the others: a TCP segment with no flow is never
+/// the hash of a hashing scheduler; `None` for the others: a TCP segment with no flow is never
 /// handed to a real chosen at random.
 #[inline(always)]
-pub fn stable(flow: &FlowKey, service: &Service, now: u64) -> u32 {
-    stable_inline(flow, service, now).unwrap_or(0)
-}
-
-#[inline(always)]
-fn stable_inline(flow: &FlowKey, service: &Service, now: u64) -> Option<u32> {
+pub fn stable(flow: &FlowKey, service: &Service, now: u64) -> Option<u32> {
     if service.persistence_s != 0 {
         let key = persistence_key(flow, service);
         // A draining real still has the client's connections.

@@ -68,7 +68,8 @@ pub fn real(
     let tcp = flow.protocol == PROTO_TCP;
     let mid_stream = tcp && !opens_connection(tcp_flags);
     let (real_id, real) = if mid_stream {
-        let real_id = schedulers::stable(flow, service, now);
+        let real_id =
+            schedulers::stable(flow, service, now).ok_or(Verdict::Pass(Reason::PassTcpNoFlow))?;
         let real =
             available_real(real_id, service.id).ok_or(Verdict::Pass(Reason::PassTcpNoFlow))?;
         (real_id, real)
@@ -76,7 +77,8 @@ pub fn real(
         match available_real(preferred, service.id) {
             Some(real) => (preferred, real),
             None => {
-                let real_id = schedulers::new_flow(flow, service, now);
+                let real_id = schedulers::new_flow(flow, service, now)
+                    .ok_or(Verdict::Drop(Reason::DropNoReal))?;
                 let real =
                     available_real(real_id, service.id).ok_or(Verdict::Drop(Reason::DropNoReal))?;
                 (real_id, real)
