@@ -1,9 +1,10 @@
 //! The XDP data plane, read as a pipeline:
 //!
 //! `parse` (bounds-checked headers → what the datagram is, and its flow key) → `lookup`
-//! (VIP:port/proto → service) → `select` (flow table, else the service's scheduler) →
-//! `forward` (LVS-DR Ethernet rewrite) → `stats` (the one place that turns a [`Verdict`] into
-//! an XDP action and counts it).
+//! (VIP:port/proto → service) → `select` (the flow table, whose connection states and counts
+//! `conntrack` keeps; else the service's scheduler in `schedulers`) → `forward` (LVS-DR
+//! Ethernet rewrite) → `stats` (the one place that turns a [`Verdict`] into an XDP action and
+//! counts it).
 //!
 //! Whole TCP/UDP packets take that path as it reads; fragments are placed by `frag` (one
 //! real per datagram) and ICMP errors by `icmp` (the real of the flow they quote), both with
