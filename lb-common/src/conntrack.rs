@@ -163,6 +163,26 @@ pub struct ConnCounts {
 }
 const _: () = assert!(core::mem::size_of::<ConnCounts>() == 16);
 
+impl ConnCounts {
+    /// The counter a flow in `state` counts under, inside the shared entry at `counts`
+    /// (both sides change it with atomic adds through this pointer, never through a
+    /// reference).
+    ///
+    /// # Safety
+    /// `counts` must point at a live `ConnCounts`.
+    #[inline(always)]
+    pub unsafe fn counter(counts: *mut ConnCounts, state: u8) -> *mut u64 {
+        // SAFETY: the caller's; no reference is made, only a field address.
+        unsafe {
+            if is_active(state) {
+                &raw mut (*counts).active
+            } else {
+                &raw mut (*counts).inactive
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,10 +12,10 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::bindings::BPF_EXIST;
 use lb_common::{
-    Flow, FlowKey, PROTO_TCP, REAL_TAKES_NEW_FLOWS, Real, Settings,
+    ConnCounts, Flow, FlowKey, PROTO_TCP, REAL_TAKES_NEW_FLOWS, Real, Settings,
     conntrack::{
-        DEFAULT_TIMEOUTS_S, STATE_ESTABLISHED, STATE_SLOTS, STATE_SYN_RECV, is_active,
-        next_tcp_state, opens_connection,
+        DEFAULT_TIMEOUTS_S, STATE_ESTABLISHED, STATE_SLOTS, STATE_SYN_RECV, next_tcp_state,
+        opens_connection,
     },
 };
 
@@ -104,13 +104,8 @@ pub fn count(real_id: u32, state: u8, delta: i64) {
     let Some(counts) = CONNS.get_ptr_mut(real_id) else {
         return;
     };
-    let counter = unsafe {
-        if is_active(state) {
-            &raw mut (*counts).active
-        } else {
-            &raw mut (*counts).inactive
-        }
-    };
+    // SAFETY: a map value, valid for the map's lifetime.
+    let counter = unsafe { ConnCounts::counter(counts, state) };
     // An atomic add (BPF `lock xadd`): the BPF target has no compare-and-swap, so core's
     // `AtomicU64` offers no `fetch_add` there, but the instruction itself exists.
     // SAFETY: a valid, aligned map value for the map's lifetime; lbd changes it only with

@@ -15,7 +15,6 @@ use std::{
 use aya::maps::MapData;
 use lb_common::{
     ConnCounts, MAP_CONNS, MAP_REALS, MAP_SCHEDULES, Real, RealSlots, Schedule, TableRange,
-    conntrack::is_active,
 };
 
 use super::readers::Readers;
@@ -291,13 +290,7 @@ impl Conns {
     pub fn add(&self, real_id: u32, state: u8, delta: i64) -> Result<(), DataplaneError> {
         let counts = self.0.entry(real_id)?;
         // SAFETY: `counts` is in bounds.
-        let counter = unsafe {
-            if is_active(state) {
-                &raw mut (*counts).active
-            } else {
-                &raw mut (*counts).inactive
-            }
-        };
+        let counter = unsafe { ConnCounts::counter(counts, state) };
         self.counter(counter)
             .fetch_add(delta as u64, Ordering::Relaxed);
         Ok(())
