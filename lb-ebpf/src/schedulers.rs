@@ -203,14 +203,17 @@ fn least_connections(service: &Service, weighted: bool) -> Option<u32> {
 }
 
 /// The state of a least-connection walk, shared with each call of [`least_conn_member`].
+///
+/// The fields that start at zero are kept apart by ones that do not: the compiler turns a run
+/// of zeroed fields of a struct whose address escapes into a `memset` call.
 #[repr(C)]
 struct LeastConnWalk {
-    base: u32,
-    members: u32,
-    weighted: u32,
     best: u32,
+    base: u32,
     best_overhead: u64,
     best_weight: u64,
+    members: u32,
+    weighted: u32,
 }
 
 /// One real of a least-connection walk: takes it if it beats the best so far. Returns 1 to
