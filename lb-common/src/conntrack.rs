@@ -119,13 +119,23 @@ pub struct Settings {
     /// Idle time after which a flow in each state is gone, in seconds; 0 means the state's
     /// entry of [`DEFAULT_TIMEOUTS_S`] (so an unwritten entry behaves like IPVS).
     pub timeouts_s: [u32; STATE_SLOTS],
+    /// `SETTINGS_*` bits.
+    pub flags: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<Settings>() == 32);
+const _: () = assert!(core::mem::size_of::<Settings>() == 40);
+
+/// [`Settings::flags`]: some real is NAT or full NAT, so packets that are for no service
+/// may be replies to translate back (looked up in `MAP_REPLIES`). Without it, traffic that
+/// is not ours pays nothing for NAT.
+pub const SETTINGS_TRANSLATES_REPLIES: u32 = 1;
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             timeouts_s: DEFAULT_TIMEOUTS_S,
+            flags: 0,
+            _pad: 0,
         }
     }
 }

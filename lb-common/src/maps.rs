@@ -9,7 +9,10 @@
 //! | [`MAP_PERSISTENCE`] | [`PersistenceKey`] → [`Persistence`] (LRU) | XDP | XDP |
 //! | [`MAP_FLOWS`] | [`FlowKey`] → [`Flow`] (hash; lbd sweeps expired flows) | XDP, lbd (sweep) | XDP, lbd (`-Lnc`) |
 //! | [`MAP_CONNS`] | real id → [`crate::ConnCounts`] (mmapable, atomic adds) | XDP, lbd (sweep) | XDP, lbd |
-//! | [`MAP_SETTINGS`] | 0 → [`crate::Settings`] (timeouts) | lbd | XDP |
+//! | [`MAP_SETTINGS`] | 0 → [`crate::Settings`] (timeouts, flags) | lbd | XDP |
+//! | [`MAP_EGRESS`] | real id → [`Egress`] (tunnel and full-NAT details; hash, not preallocated) | lbd | XDP |
+//! | [`MAP_REPLIES`] | [`FlowKey`] of a reply as the real sends it → [`Reply`] (NAT, full NAT) | XDP, lbd (sweep) | XDP |
+//! | [`MAP_ICMP_BUDGET`] | 0 → [`IcmpBudget`] (per CPU) | XDP | XDP |
 //! | [`MAP_FRAGMENTS`] | [`FragmentKey`] → [`FragmentOwner`] (LRU) | XDP | XDP |
 //! | [`MAP_FRAGMENT_SERVICES`] | [`ServiceKey`] with port 0 → [`Service`] | lbd | XDP |
 //! | [`MAP_INTERFACES`] | ifindex of a real's L2 interface → [`Interface`] | lbd | XDP |
@@ -36,8 +39,14 @@ pub const MAP_PERSISTENCE: &str = "LB_PERSIST_V1";
 pub const MAP_FLOWS: &str = "LB_FLOWS_V2";
 /// Each real's active and inactive connections.
 pub const MAP_CONNS: &str = "LB_CONNS_V1";
-/// Runtime knobs (flow timeouts).
-pub const MAP_SETTINGS: &str = "LB_SETTINGS_V1";
+/// Runtime knobs (flow timeouts, flags). V2: flags added.
+pub const MAP_SETTINGS: &str = "LB_SETTINGS_V2";
+/// What a tunnel or full-NAT real needs beyond its [`Real`] entry.
+pub const MAP_EGRESS: &str = "LB_EGRESS_V1";
+/// Replies of NAT and full-NAT flows, as the real sends them: what to translate them back to.
+pub const MAP_REPLIES: &str = "LB_REPLIES_V1";
+/// Tokens for ICMP "packet too big" answers (rate limit).
+pub const MAP_ICMP_BUDGET: &str = "LB_ICMP_TOKENS_V1";
 /// Which real each fragmented datagram in flight goes to.
 pub const MAP_FRAGMENTS: &str = "LB_FRAGS_V1";
 /// Per (VIP, protocol): the service whose schedule places a non-first fragment that arrived
@@ -52,7 +61,7 @@ pub const MAP_REAL_STATS: &str = "LB_STAT_REAL_V1";
 pub const MAP_REASON_STATS: &str = "LB_STAT_RSN_V1";
 
 /// Every map, in the order above; the loader sizes and pins them by these names.
-pub const ALL_MAPS: [&str; 16] = [
+pub const ALL_MAPS: [&str; 19] = [
     MAP_SERVICES,
     MAP_SCHEDULES,
     MAP_REALS,
@@ -61,6 +70,9 @@ pub const ALL_MAPS: [&str; 16] = [
     MAP_FLOWS,
     MAP_CONNS,
     MAP_SETTINGS,
+    MAP_EGRESS,
+    MAP_REPLIES,
+    MAP_ICMP_BUDGET,
     MAP_FRAGMENTS,
     MAP_FRAGMENT_SERVICES,
     MAP_INTERFACES,
@@ -73,7 +85,8 @@ pub const ALL_MAPS: [&str; 16] = [
 
 /// Names of maps that earlier versions pinned and this one no longer uses: the loader removes
 /// their pins when it adopts an instance, once the new program has replaced the old one.
-pub const RETIRED_MAPS: [&str; 6] = [
+pub const RETIRED_MAPS: [&str; 7] = [
+    "LB_SETTINGS_V1",
     "LB_SERVICES_V1",
     "LB_REALS_V1",
     "LB_IFACES_V1",
@@ -289,8 +302,13 @@ pub struct Flow {
     /// builds an entry with word stores (a run of zeroed bytes would become a `memset`
     /// call).
     pub state: u32,
-    /// Room for what later forwarding modes and connection sync keep per flow; zero today.
-    pub reserved_word: u32,
+    /// Full NAT: the local port the real sees the flow come from (network order); 0 for
+    /// other methods.
+    pub local_port_be: u16,
+    /// Full NAT: which of the real's [`Egress::sources`] the flow comes from.
+    pub local_source: u8,
+    pub _pad: u8,
+    /// Room for what connection sync keeps per flow; zero today.
     pub reserved: u64,
 }
 const _: () = assert!(core::mem::size_of::<Flow>() == 32);
@@ -392,12 +410,76 @@ pub struct Interface {
     pub vlan_tci_be: u16,
     /// `ETH_P_8021Q` or `ETH_P_8021AD` when tagged, 0 otherwise.
     pub vlan_proto_be: u16,
-    pub _pad: [u8; 2],
+    /// The interface's MTU: a tunnelled packet longer than this is answered with ICMP
+    /// "packet too big". 0 = unknown (entries written before the field existed): no check.
+    pub mtu: u16,
     /// The interface the program runs on that frames leave through (the VLAN's parent, or
     /// the interface itself).
     pub egress_ifindex: u32,
 }
 const _: () = assert!(core::mem::size_of::<Interface>() == 16);
+
+/// [`Egress::tunnel`]: IP in IP (protocol 4 for an IPv4 inner packet, 41 for IPv6).
+pub const TUNNEL_IPIP: u8 = 1;
+/// [`Egress::tunnel`]: GUE variant 1 (RFC draft-ietf-intarea-gue): the inner IP packet right
+/// after a UDP header, as Katran sends and Linux's fou (`gue` mode) accepts.
+pub const TUNNEL_GUE: u8 = 2;
+/// Local addresses a full-NAT real's flows may come from (`snat_pool`).
+pub const MAX_LOCAL_SOURCES: usize = 8;
+/// Full NAT's local ports: below Linux's default ephemeral range (32768–60999), so the
+/// balancer's own connections from the same address never take the same 4-tuple.
+pub const LOCAL_PORT_FIRST: u16 = 1024;
+pub const LOCAL_PORT_COUNT: u16 = 32768 - 1024;
+
+/// How packets leave for a tunnel or full-NAT real, beyond what its [`Real`] says.
+///
+/// In a hash map created without preallocation: an update replaces the element and frees the
+/// old one only after an RCU grace period, so a program reading it never sees a mix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Egress {
+    /// Tunnel: `sources[0]` is the outer source address. Full NAT: the local addresses the
+    /// real sees flows come from (the first `source_count`). The real's family; network order.
+    pub sources: [[u8; 16]; MAX_LOCAL_SOURCES],
+    pub source_count: u32,
+    /// `TUNNEL_*` (tunnel reals only).
+    pub tunnel: u8,
+    pub _pad: u8,
+    /// GUE: the reals' UDP port (network order).
+    pub gue_port_be: u16,
+}
+const _: () = assert!(core::mem::size_of::<Egress>() == 136);
+
+/// A NAT or full-NAT flow's replies: the client's flow they belong to, and the way back.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// The client's flow as the client sent it: the reply leaves from its `dst`:`dst_port`
+    /// (the VIP) to its `src`:`src_port`. lbd's sweep removes a reply whose flow is gone.
+    pub flow: FlowKey,
+    /// Where the client's packets came from: the reply goes back to that MAC, out of that
+    /// interface, with that VLAN tag ([`Reply::vlan`]: TAGGED bit 16, TCI in the low bits).
+    pub client_mac: [u8; 6],
+    pub _pad: [u8; 2],
+    pub ingress_ifindex: u32,
+    pub vlan: u32,
+    pub real_id: u32,
+    pub _pad2: u32,
+}
+const _: () = assert!(core::mem::size_of::<Reply>() == 64);
+
+/// ICMP "packet too big" answers per second per CPU, and the burst allowed (tokens).
+pub const ICMP_TOO_BIG_PER_SECOND: u64 = 1000;
+pub const ICMP_TOO_BIG_BURST: u64 = 100;
+
+/// A token bucket (per CPU) for ICMP answers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IcmpBudget {
+    pub tokens: u64,
+    pub refilled_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<IcmpBudget>() == 16);
 
 /// Per-CPU counters; userspace sums the CPUs.
 #[repr(C)]
@@ -439,4 +521,7 @@ mod pod {
     unsafe impl aya::Pod for super::FragmentKey {}
     unsafe impl aya::Pod for super::FragmentOwner {}
     unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::Egress {}
+    unsafe impl aya::Pod for super::Reply {}
+    unsafe impl aya::Pod for super::IcmpBudget {}
 }

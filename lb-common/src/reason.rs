@@ -74,11 +74,34 @@ pub enum Reason {
     /// flow keeps its slot until its next packet or lbd's sweep, every second, removes it).
     /// The packet is dropped; the client retries.
     DropFlowTableFull = 23,
+    /// A reply of a NAT or full-NAT flow from its real, translated back (source VIP:port; for
+    /// full NAT also destination client:port) and sent to the client the way its packets came.
+    ForwardedReply = 24,
+    /// A packet that would not fit the egress MTU once encapsulated for a tunnel real: answered
+    /// with ICMP "fragmentation needed" (IPv4 with DF) or ICMPv6 "packet too big", sent back to
+    /// the client from the VIP.
+    TxIcmpTooBig = 25,
+    /// Too big once encapsulated, and not answered: the ICMP answer's rate limit
+    /// (`ICMP_TOO_BIG_PER_SECOND` per CPU) was reached, or an IPv4 packet without DF (the
+    /// program cannot fragment).
+    DropTooBig = 26,
+    /// A new full-NAT flow found no free local port on any of its local addresses, or a new
+    /// NAT flow's reply 4-tuple is held by another live flow: refused, never mis-forwarded.
+    DropNatNoPort = 27,
+    /// Room for the tunnel header could not be made (`bpf_xdp_adjust_head` refused).
+    DropEncapFailed = 28,
+    /// Decapsulation program: an IPIP or GUE packet to a local address carrying a packet for a
+    /// local VIP, passed on without its outer headers.
+    Decapsulated = 29,
+    /// Decapsulation program: an IPIP or GUE packet whose outer destination is not a local
+    /// address or whose inner destination is not a local VIP, or that is malformed: passed
+    /// untouched.
+    PassNotDecapsulated = 30,
 }
 
 impl Reason {
     /// Every reason, in number order.
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 30] = [
         Reason::ForwardedTx,
         Reason::ForwardedRedirect,
         Reason::PassNotIp,
@@ -102,6 +125,13 @@ impl Reason {
         Reason::ForwardedMidStream,
         Reason::PassTcpNoFlow,
         Reason::DropFlowTableFull,
+        Reason::ForwardedReply,
+        Reason::TxIcmpTooBig,
+        Reason::DropTooBig,
+        Reason::DropNatNoPort,
+        Reason::DropEncapFailed,
+        Reason::Decapsulated,
+        Reason::PassNotDecapsulated,
     ];
 
     /// The name printed by the CLI and used in metrics.
@@ -130,6 +160,13 @@ impl Reason {
             Reason::ForwardedMidStream => "forwarded_mid_stream",
             Reason::PassTcpNoFlow => "pass_tcp_no_flow",
             Reason::DropFlowTableFull => "drop_flow_table_full",
+            Reason::ForwardedReply => "forwarded_reply",
+            Reason::TxIcmpTooBig => "tx_icmp_too_big",
+            Reason::DropTooBig => "drop_too_big",
+            Reason::DropNatNoPort => "drop_nat_no_port",
+            Reason::DropEncapFailed => "drop_encap_failed",
+            Reason::Decapsulated => "decapsulated",
+            Reason::PassNotDecapsulated => "pass_not_decapsulated",
         }
     }
 

@@ -121,6 +121,8 @@ fn expires_after_ns(state: u8) -> u64 {
         Some(settings) => settings.expires_after_ns(state),
         None => Settings {
             timeouts_s: DEFAULT_TIMEOUTS_S,
+            flags: 0,
+            _pad: 0,
         }
         .expires_after_ns(state % STATE_SLOTS as u8),
     }

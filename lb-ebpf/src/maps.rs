@@ -6,12 +6,12 @@
 //! Nothing is pinned by declaration; the loader pins each map under the instance's directory.
 
 use aya_ebpf::{
-    bindings::BPF_F_MMAPABLE,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    ConnCounts, Counters, Flow, FlowKey, FragmentKey, FragmentOwner, Interface,
+    ConnCounts, Counters, Egress, Flow, FlowKey, IcmpBudget, Reply, FragmentKey, FragmentOwner, Interface,
     MAX_FRAGMENTED_DATAGRAMS, MAX_INTERFACES, MAX_L2_INTERFACES, Persistence, PersistenceKey,
     REASON_SLOTS, RealSlots, Schedule, Service, ServiceKey, Settings,
 };
@@ -50,7 +50,7 @@ pub static FLOWS: HashMap<FlowKey, Flow> = HashMap::with_max_entries(PLACEHOLDER
 #[map(name = "LB_CONNS_V1")]
 pub static CONNS: Array<ConnCounts> = Array::with_max_entries(PLACEHOLDER_REALS, BPF_F_MMAPABLE);
 
-#[map(name = "LB_SETTINGS_V1")]
+#[map(name = "LB_SETTINGS_V2")]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
 #[map(name = "LB_FRAGS_V1")]
@@ -79,3 +79,16 @@ pub static REAL_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(PLA
 
 #[map(name = "LB_STAT_RSN_V1")]
 pub static REASON_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(REASON_SLOTS, 0);
+
+/// Not preallocated: an update replaces the element and frees the old one after an RCU grace
+/// period, so the program never reads an entry half rewritten (see `Egress`).
+#[map(name = "LB_EGRESS_V1")]
+pub static EGRESS: HashMap<u32, Egress> =
+    HashMap::with_max_entries(PLACEHOLDER_REALS, BPF_F_NO_PREALLOC);
+
+/// Sized like the flow table: each NAT or full-NAT flow has one reply entry.
+#[map(name = "LB_REPLIES_V1")]
+pub static REPLIES: HashMap<FlowKey, Reply> = HashMap::with_max_entries(PLACEHOLDER_FLOWS, 0);
+
+#[map(name = "LB_ICMP_TOKENS_V1")]
+pub static ICMP_BUDGET: PerCpuArray<IcmpBudget> = PerCpuArray::with_max_entries(1, 0);

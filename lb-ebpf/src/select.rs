@@ -97,7 +97,9 @@ pub fn real(
         service_id: service.id,
         last_seen_ns: now,
         state: u32::from(state),
-        reserved_word: 0,
+        local_port_be: 0,
+        local_source: 0,
+        _pad: 0,
         reserved: 0,
     };
     match FLOWS.insert(flow, &entry, BPF_NOEXIST as u64) {

@@ -21,7 +21,7 @@ use aya::{
     },
 };
 use lb_common::{
-    Flow, FlowKey, MAP_CONNS, MAP_FLOWS, MAP_FRAGMENT_SERVICES, MAP_PERSISTENCE, MAP_REAL_STATS,
+    Flow, FlowKey, MAP_CONNS, MAP_EGRESS, MAP_FLOWS, MAP_REPLIES, MAP_FRAGMENT_SERVICES, MAP_PERSISTENCE, MAP_REAL_STATS,
     MAP_REALS, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES, MAP_TABLES,
     PREVIOUS_MAP_FLOWS, PROTO_TCP, PreviousFlow, RETIRED_MAPS, Real, Service, ServiceKey,
     conntrack::{STATE_ESTABLISHED, STATE_UDP},
@@ -117,6 +117,8 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
         // reported by the map it names.
         (MAP_PERSISTENCE, persistence_entries(limits)),
         (MAP_CONNS, limits.reals),
+        (MAP_EGRESS, limits.reals),
+        (MAP_REPLIES, limits.flows),
         (MAP_FRAGMENT_SERVICES, limits.services),
         (MAP_RR_CURSOR, limits.services),
         (MAP_SERVICE_STATS, limits.services),

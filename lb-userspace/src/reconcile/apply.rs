@@ -67,7 +67,7 @@ impl Desired {
                     mac: interface.mac,
                     vlan_tci_be,
                     vlan_proto_be,
-                    _pad: [0; 2],
+                    mtu: u16::try_from(interface.mtu).unwrap_or(u16::MAX),
                     egress_ifindex: interface.egress,
                 },
             )?;
