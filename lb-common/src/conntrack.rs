@@ -250,6 +250,7 @@ mod tests {
     fn zero_timeouts_fall_back_to_ipvs_defaults() {
         let settings = Settings {
             timeouts_s: [0; STATE_SLOTS],
+            ..Settings::default()
         };
         assert_eq!(settings.timeout_ns(STATE_ESTABLISHED), 900_000_000_000);
         assert_eq!(settings.timeout_ns(STATE_UDP), 300_000_000_000);
