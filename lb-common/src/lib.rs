@@ -11,7 +11,7 @@ pub mod hash;
 pub mod maps;
 pub mod reason;
 
-pub use conntrack::{ConnCounts, Settings};
+pub use conntrack::{ConnCounts, SETTINGS_TRANSLATES_REPLIES, Settings};
 pub use maps::*;
 pub use reason::Reason;
 

@@ -13,6 +13,8 @@
 //! | [`MAP_EGRESS`] | real id → [`Egress`] (tunnel and full-NAT details; hash, not preallocated) | lbd | XDP |
 //! | [`MAP_REPLIES`] | [`FlowKey`] of a reply as the real sends it → [`Reply`] (NAT, full NAT) | XDP, lbd (sweep) | XDP |
 //! | [`MAP_ICMP_BUDGET`] | 0 → [`IcmpBudget`] (per CPU) | XDP | XDP |
+//! | [`MAP_FORWARD_PROGRAMS`] | `FORWARD_STAGES` index → program (tail calls) | lbd (loader) | XDP |
+//! | [`MAP_REPLY_SCRATCH`] | 0 → [`ReplyClaim`] (per CPU, scratch, not pinned) | XDP | XDP |
 //! | [`MAP_FRAGMENTS`] | [`FragmentKey`] → [`FragmentOwner`] (LRU) | XDP | XDP |
 //! | [`MAP_FRAGMENT_SERVICES`] | [`ServiceKey`] with port 0 → [`Service`] | lbd | XDP |
 //! | [`MAP_INTERFACES`] | ifindex of a real's L2 interface → [`Interface`] | lbd | XDP |
@@ -45,6 +47,12 @@ pub const MAP_SETTINGS: &str = "LB_SETTINGS_V2";
 pub const MAP_EGRESS: &str = "LB_EGRESS_V1";
 /// Replies of NAT and full-NAT flows, as the real sends them: what to translate them back to.
 pub const MAP_REPLIES: &str = "LB_REPLIES_V1";
+/// The forwarding programs the balancer tail-calls, by index in [`FORWARD_STAGES`]. Pinned
+/// like the rest: a program array's entries are cleared when its last user reference goes.
+pub const MAP_FORWARD_PROGRAMS: &str = "LB_FWD_PROGS";
+/// The forwarding programs, by their index in [`MAP_FORWARD_PROGRAMS`] (`forward::STAGE_*` in
+/// lb-ebpf).
+pub const FORWARD_STAGES: [&str; 3] = ["lb_tunnel", "lb_nat", "lb_reply"];
 /// Tokens for ICMP "packet too big" answers (rate limit).
 pub const MAP_ICMP_BUDGET: &str = "LB_ICMP_TOKENS_V1";
 /// Which real each fragmented datagram in flight goes to.
@@ -61,7 +69,8 @@ pub const MAP_REAL_STATS: &str = "LB_STAT_REAL_V1";
 pub const MAP_REASON_STATS: &str = "LB_STAT_RSN_V1";
 
 /// Every map, in the order above; the loader sizes and pins them by these names.
-pub const ALL_MAPS: [&str; 19] = [
+pub const ALL_MAPS: [&str; 20] = [
+    MAP_FORWARD_PROGRAMS,
     MAP_SERVICES,
     MAP_SCHEDULES,
     MAP_REALS,
@@ -464,9 +473,22 @@ pub struct Reply {
     pub ingress_ifindex: u32,
     pub vlan: u32,
     pub real_id: u32,
-    pub _pad2: u32,
+    pub service_id: u32,
 }
 const _: () = assert!(core::mem::size_of::<Reply>() == 64);
+
+/// The program's per-CPU scratch space for a reply entry being claimed (a key and value too
+/// big for its 512-byte stack beside everything else). Never pinned: it holds nothing between
+/// packets.
+pub const MAP_REPLY_SCRATCH: &str = "LB_REPLY_SCR";
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplyClaim {
+    pub key: FlowKey,
+    pub reply: Reply,
+}
+const _: () = assert!(core::mem::size_of::<ReplyClaim>() == 104);
 
 /// ICMP "packet too big" answers per second per CPU, and the burst allowed (tokens).
 pub const ICMP_TOO_BIG_PER_SECOND: u64 = 1000;

@@ -97,11 +97,15 @@ pub enum Reason {
     /// address or whose inner destination is not a local VIP, or that is malformed: passed
     /// untouched.
     PassNotDecapsulated = 30,
+    /// An ICMP error about a NAT or full-NAT flow: the packet it quotes is not translated (not
+    /// done yet), so it passes to the host rather than reach the real in a form it cannot
+    /// match.
+    PassIcmpNat = 31,
 }
 
 impl Reason {
     /// Every reason, in number order.
-    pub const ALL: [Reason; 30] = [
+    pub const ALL: [Reason; 31] = [
         Reason::ForwardedTx,
         Reason::ForwardedRedirect,
         Reason::PassNotIp,
@@ -132,6 +136,7 @@ impl Reason {
         Reason::DropEncapFailed,
         Reason::Decapsulated,
         Reason::PassNotDecapsulated,
+        Reason::PassIcmpNat,
     ];
 
     /// The name printed by the CLI and used in metrics.
@@ -167,11 +172,23 @@ impl Reason {
             Reason::DropEncapFailed => "drop_encap_failed",
             Reason::Decapsulated => "decapsulated",
             Reason::PassNotDecapsulated => "pass_not_decapsulated",
+            Reason::PassIcmpNat => "pass_icmp_nat",
         }
     }
 
     pub const fn index(self) -> u32 {
         self as u32
+    }
+
+    /// The reason numbered `index`, if there is one.
+    pub const fn from_index(index: u32) -> Option<Reason> {
+        if index >= 1 && index as usize <= Reason::ALL.len() {
+            // SAFETY: `Reason` is `repr(u32)` and numbered 1..=ALL.len() without gaps (checked
+            // below).
+            Some(unsafe { core::mem::transmute::<u32, Reason>(index) })
+        } else {
+            None
+        }
     }
 }
 

@@ -22,6 +22,7 @@
 //! addresses alone, so all fragments of a datagram reach one queue and one CPU.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::programs::XdpContext;
 use lb_common::{
     FRAGMENT_FROM_FIRST, FRAGMENT_LIFETIME, FlowKey, FragmentKey, FragmentOwner, Reason,
     fragment_clock, hash,
@@ -38,7 +39,11 @@ use crate::{
 /// The real this fragment goes to (`tcp_flags`: a TCP first fragment's flags), and what it is
 /// counted under.
 #[inline(always)]
-pub fn place(packet: &Packet, tcp_flags: u8) -> Result<(Target, Forwarded), Verdict> {
+pub fn place(
+    ctx: &XdpContext,
+    packet: &Packet,
+    tcp_flags: u8,
+) -> Result<(Target, Forwarded), Verdict> {
     let flow = &packet.flow;
     let key = FragmentKey {
         src: flow.src,
@@ -54,7 +59,7 @@ pub fn place(packet: &Packet, tcp_flags: u8) -> Result<(Target, Forwarded), Verd
         .copied()
         .filter(|owner| now.wrapping_sub(owner.written_at) <= FRAGMENT_LIFETIME);
     if packet.kind == Kind::FirstFragment {
-        first_fragment(flow, tcp_flags, &key, recorded, now)
+        first_fragment(ctx, packet.vlan, flow, tcp_flags, &key, recorded, now)
     } else {
         later_fragment(flow, &key, recorded, now)
     }
@@ -62,6 +67,8 @@ pub fn place(packet: &Packet, tcp_flags: u8) -> Result<(Target, Forwarded), Verd
 
 #[inline(always)]
 fn first_fragment(
+    ctx: &XdpContext,
+    vlan: u32,
     flow: &FlowKey,
     tcp_flags: u8,
     key: &FragmentKey,
@@ -86,22 +93,14 @@ fn first_fragment(
     };
     // One call of `select::real` (it is inlined, schedulers and all).
     let (target, service_id) = match elsewhere {
-        Some((owner, real)) => (
-            Target {
-                real_id: owner.real_id,
-                real,
-                new_flow: false,
-                mid_stream: false,
-            },
-            owner.service_id,
-        ),
+        Some((owner, real)) => (Target::placed(owner.real_id, real), owner.service_id),
         None => {
             let preferred = match earlier {
                 Some(owner) if owner.service_id == service.id => owner.real_id,
                 _ => 0,
             };
             (
-                select::real(flow, &service, preferred, tcp_flags)?,
+                select::real(ctx, vlan, flow, &service, preferred, tcp_flags)?,
                 service.id,
             )
         }
@@ -122,12 +121,7 @@ fn later_fragment(
             return Err(Verdict::Pass(Reason::PassNoService));
         }
         if let Some(real) = select::available_real(owner.real_id, owner.service_id) {
-            let target = Target {
-                real_id: owner.real_id,
-                real,
-                new_flow: false,
-                mid_stream: false,
-            };
+            let target = Target::placed(owner.real_id, real);
             return Ok(counted(target, owner.service_id, Reason::ForwardedFragment));
         }
         // Its real has gone since: placed anew, like a flow whose real is gone.
@@ -138,12 +132,7 @@ fn later_fragment(
     let real =
         select::available_real(real_id, service.id).ok_or(Verdict::Drop(Reason::DropNoReal))?;
     record(key, real_id, service.id, 0, now);
-    let target = Target {
-        real_id,
-        real,
-        new_flow: false,
-        mid_stream: false,
-    };
+    let target = Target::placed(real_id, real);
     Ok(counted(
         target,
         service.id,

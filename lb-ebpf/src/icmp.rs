@@ -42,12 +42,7 @@ pub fn place(quoted: &FlowKey) -> Result<(Target, Forwarded), Verdict> {
     }
     let real = select::available_real(known.real_id, known.service_id)
         .ok_or(Verdict::Pass(Reason::PassIcmpNoFlow))?;
-    let target = Target {
-        real_id: known.real_id,
-        real,
-        new_flow: false,
-        mid_stream: false,
-    };
+    let target = Target::placed(known.real_id, real);
     let forwarded = Forwarded {
         service_id: known.service_id,
         real_id: known.real_id,

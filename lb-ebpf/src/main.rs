@@ -2,9 +2,9 @@
 //!
 //! `parse` (bounds-checked headers → what the datagram is, and its flow key) → `lookup`
 //! (VIP:port/proto → service) → `select` (the flow table, whose connection states and counts
-//! `conntrack` keeps; else the service's scheduler in `schedulers`) → `forward` (LVS-DR
-//! Ethernet rewrite) → `stats` (the one place that turns a [`Verdict`] into an XDP action and
-//! counts it).
+//! `conntrack` keeps; else the service's scheduler in `schedulers`) → `forward` (by the real's
+//! method: direct routing, IPIP/GUE tunnel, NAT or full NAT; and NAT replies translated back)
+//! → `stats` (the one place that turns a [`Verdict`] into an XDP action and counts it).
 //!
 //! Whole TCP/UDP packets take that path as it reads; fragments are placed by `frag` (one
 //! real per datagram) and ICMP errors by `icmp` (the real of the flow they quote), both with
@@ -88,7 +88,7 @@ fn balance(ctx: &XdpContext) -> (Verdict, u64) {
         Kind::FirstFragment | Kind::LaterFragment => forwarded(
             ctx,
             &packet,
-            frag::place(&packet, parse::tcp_flags(ctx, &packet)),
+            frag::place(ctx, &packet, parse::tcp_flags(ctx, &packet)),
         ),
         Kind::IcmpError => forwarded(ctx, &packet, icmp::place(&packet.flow)),
     };
@@ -103,7 +103,7 @@ fn forwarded(
     placed: Result<(Target, Forwarded), Verdict>,
 ) -> Verdict {
     match placed {
-        Ok((target, forwarded)) => forward::direct_route(ctx, packet, &target.real, forwarded),
+        Ok((target, forwarded)) => forward::to_real(ctx, packet, &target, forwarded),
         Err(verdict) => verdict,
     }
 }
@@ -112,8 +112,16 @@ fn forwarded(
 #[inline(always)]
 fn whole_packet(ctx: &XdpContext, packet: &parse::Packet) -> Result<(Target, Forwarded), Verdict> {
     let flow = &packet.flow;
-    let service = lookup::service(flow).ok_or(Verdict::Pass(Reason::PassNoService))?;
-    let target = select::real(flow, &service, 0, parse::tcp_flags(ctx, packet))?;
+    // Not for a service: perhaps a NAT real's reply, to translate back.
+    let service = lookup::service(flow).ok_or_else(|| forward::not_for_a_service(ctx, packet))?;
+    let target = select::real(
+        ctx,
+        packet.vlan,
+        flow,
+        &service,
+        0,
+        parse::tcp_flags(ctx, packet),
+    )?;
     let forwarded = Forwarded {
         service_id: service.id,
         real_id: target.real_id,
@@ -125,6 +133,27 @@ fn whole_packet(ctx: &XdpContext, packet: &parse::Packet) -> Result<(Target, For
         },
     };
     Ok((target, forwarded))
+}
+
+/// Tunnel forwarding (`forward::tunnel`), tail-called by `lb_xdp`.
+#[xdp(frags)]
+pub fn lb_tunnel(ctx: XdpContext) -> u32 {
+    let (verdict, frame_len) = forward::tunnel_stage(&ctx);
+    stats::finish(verdict, frame_len)
+}
+
+/// NAT and full-NAT forwarding (`forward::nat`), tail-called by `lb_xdp`.
+#[xdp(frags)]
+pub fn lb_nat(ctx: XdpContext) -> u32 {
+    let (verdict, frame_len) = forward::nat_stage(&ctx);
+    stats::finish(verdict, frame_len)
+}
+
+/// NAT replies translated back (`forward::nat::reply`), tail-called by `lb_xdp`.
+#[xdp(frags)]
+pub fn lb_reply(ctx: XdpContext) -> u32 {
+    let (verdict, frame_len) = forward::reply_stage(&ctx);
+    stats::finish(verdict, frame_len)
 }
 
 /// Does nothing but pass. Attached to the far end of a veth pair that receives frames sent

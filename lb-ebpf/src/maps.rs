@@ -8,12 +8,12 @@
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
 use lb_common::{
-    ConnCounts, Counters, Egress, Flow, FlowKey, IcmpBudget, Reply, FragmentKey, FragmentOwner, Interface,
+    ConnCounts, Counters, Egress, Flow, FlowKey, FragmentKey, FragmentOwner, IcmpBudget, Interface,
     MAX_FRAGMENTED_DATAGRAMS, MAX_INTERFACES, MAX_L2_INTERFACES, Persistence, PersistenceKey,
-    REASON_SLOTS, RealSlots, Schedule, Service, ServiceKey, Settings,
+    REASON_SLOTS, RealSlots, Reply, ReplyClaim, Schedule, Service, ServiceKey, Settings,
 };
 
 const PLACEHOLDER_SERVICES: u32 = 16;
@@ -92,3 +92,17 @@ pub static REPLIES: HashMap<FlowKey, Reply> = HashMap::with_max_entries(PLACEHOL
 
 #[map(name = "LB_ICMP_TOKENS_V1")]
 pub static ICMP_BUDGET: PerCpuArray<IcmpBudget> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "LB_REPLY_SCR")]
+pub static REPLY_SCRATCH: PerCpuArray<ReplyClaim> = PerCpuArray::with_max_entries(1, 0);
+
+/// The forwarding programs other than direct routing, by `forward::STAGE_*`; filled by the
+/// loader each time it loads the programs (never pinned: its entries belong to one load).
+#[map(name = "LB_FWD_PROGS")]
+pub static FORWARD_PROGRAMS: ProgramArray = ProgramArray::with_max_entries(4, 0);
+
+/// What the balancer hands a forwarding program (see `forward::Handoff`). Program-internal:
+/// no daemon reads it.
+#[map(name = "LB_FWD_SCRATCH")]
+pub static FORWARD_SCRATCH: PerCpuArray<crate::forward::Handoff> =
+    PerCpuArray::with_max_entries(1, 0);

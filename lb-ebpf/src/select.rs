@@ -5,15 +5,17 @@
 
 use core::sync::atomic::{Ordering, compiler_fence};
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, programs::XdpContext};
 use lb_common::{
-    Flow, FlowKey, PROTO_TCP, REAL_AVAILABLE, Real, RealSlots, Reason, Service,
+    FORWARD_FULLNAT, FORWARD_NAT, Flow, FlowKey, PROTO_TCP, REAL_AVAILABLE, Real, RealSlots,
+    Reason, Service,
     conntrack::{STATE_ESTABLISHED, STATE_SYN_RECV, STATE_UDP, next_tcp_state, opens_connection},
 };
 
 use crate::{
     Verdict,
     conntrack::{self, Known},
+    forward::nat,
     maps::{FLOWS, REALS},
     schedulers,
 };
@@ -28,6 +30,23 @@ pub struct Target {
     /// A TCP segment without SYN that had no flow, placed by a stable answer
     /// (`Reason::ForwardedMidStream`).
     pub mid_stream: bool,
+    /// Full NAT: the flow's local port (network order); 0 otherwise, and for packets placed
+    /// without their flow (later fragments, which have no ports to rewrite).
+    pub local_port_be: u16,
+}
+
+impl Target {
+    /// A packet placed on a real without its flow's details (fragments, ICMP errors).
+    #[inline(always)]
+    pub fn placed(real_id: u32, real: Real) -> Target {
+        Target {
+            real_id,
+            real,
+            new_flow: false,
+            mid_stream: false,
+            local_port_be: 0,
+        }
+    }
 }
 
 /// The flow's real if it is alive and its real may still take it (its state moved on by the
@@ -37,8 +56,13 @@ pub struct Target {
 /// New TCP flows start only with a SYN. A TCP segment without SYN and without a live flow is
 /// placed only where an answer that does not change between packets points; without one it
 /// passes (`PassTcpNoFlow`).
+///
+/// A new flow to a NAT or full-NAT real first claims its reply entry (`nat::claim`), from
+/// the frame's Ethernet header (`ctx`) and VLAN tag (`vlan`, as `Packet::vlan`).
 #[inline(always)]
 pub fn real(
+    ctx: &XdpContext,
+    vlan: u32,
     flow: &FlowKey,
     service: &Service,
     preferred: u32,
@@ -61,6 +85,7 @@ pub fn real(
                 real,
                 new_flow: false,
                 mid_stream: false,
+                local_port_be: known.local_port_be,
             });
         }
     }
@@ -92,29 +117,48 @@ pub fn real(
     } else {
         STATE_SYN_RECV
     };
+    let translated = real.forward == FORWARD_NAT || real.forward == FORWARD_FULLNAT;
+    let (mut local_port_be, local_source) = if translated {
+        nat::claim(ctx, vlan, flow, service.id, real_id, &real)?
+    } else {
+        (0, 0)
+    };
     let entry = Flow {
         real_id,
         service_id: service.id,
         last_seen_ns: now,
         state: u32::from(state),
-        local_port_be: 0,
-        local_source: 0,
+        local_port_be,
+        local_source,
         _pad: 0,
         reserved: 0,
     };
     match FLOWS.insert(flow, &entry, BPF_NOEXIST as u64) {
         Ok(()) => conntrack::count(real_id, state, 1),
         // Another CPU recorded this flow a moment ago (and counted it): same packet stream,
-        // this one goes where it was about to.
-        Err(error) if error == EEXIST => {}
+        // this one goes where it was about to (with that flow's local port, for full NAT).
+        Err(error) if error == EEXIST => {
+            if real.forward == FORWARD_FULLNAT {
+                nat::release_claim();
+                local_port_be = unsafe { FLOWS.get(flow) }
+                    .map(|recorded| recorded.local_port_be)
+                    .ok_or(Verdict::Drop(Reason::DropFlowTableFull))?;
+            }
+        }
         // The table is full of live flows: refuse the flow rather than forward it untracked.
-        Err(_) => return Err(Verdict::Drop(Reason::DropFlowTableFull)),
+        Err(_) => {
+            if translated {
+                nat::release_claim();
+            }
+            return Err(Verdict::Drop(Reason::DropFlowTableFull));
+        }
     }
     Ok(Target {
         real_id,
         real,
         new_flow: true,
         mid_stream,
+        local_port_be,
     })
 }
 

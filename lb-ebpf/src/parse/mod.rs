@@ -27,7 +27,7 @@ const TCP_HEADER_LEN: usize = 20;
 const TCP_FLAGS_OFFSET: usize = 13;
 /// Transport headers start below this offset (Ethernet, a VLAN tag, and six IPv6 extension
 /// headers of at most 2 KiB each still fit).
-const L4_OFFSET_BOUND: usize = 0x3fff;
+pub const L4_OFFSET_BOUND: usize = 0x3fff;
 const UDP_HEADER_LEN: usize = 8;
 
 // Header structs type their 16- and 32-bit fields as such (network byte order, as in the

@@ -11,7 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::maps::{Array, HashMap, Map, MapData};
+use aya::maps::{Array, HashMap, Map, MapData, ProgramArray};
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
@@ -21,9 +21,10 @@ use aya::{
     },
 };
 use lb_common::{
-    Flow, FlowKey, MAP_CONNS, MAP_EGRESS, MAP_FLOWS, MAP_REPLIES, MAP_FRAGMENT_SERVICES, MAP_PERSISTENCE, MAP_REAL_STATS,
-    MAP_REALS, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES, MAP_TABLES,
-    PREVIOUS_MAP_FLOWS, PROTO_TCP, PreviousFlow, RETIRED_MAPS, Real, Service, ServiceKey,
+    Flow, FlowKey, MAP_CONNS, MAP_EGRESS, MAP_FLOWS, MAP_FRAGMENT_SERVICES, MAP_PERSISTENCE,
+    MAP_REAL_STATS, MAP_REALS, MAP_REPLIES, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_STATS,
+    MAP_SERVICES, MAP_TABLES, PREVIOUS_MAP_FLOWS, PROTO_TCP, PreviousFlow, RETIRED_MAPS, Real,
+    Service, ServiceKey,
     conntrack::{STATE_ESTABLISHED, STATE_UDP},
 };
 
@@ -58,6 +59,8 @@ pub enum LoadError {
     },
     #[error("program {0} is missing from the object")]
     MissingProgram(&'static str),
+    #[error("map {0} is missing from the object")]
+    MissingMap(&'static str),
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
     #[error(
@@ -150,6 +153,7 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
             name: PROGRAM_BALANCER,
             source: Box::new(source),
         })?;
+    load_forwarding_programs(&mut ebpf)?;
     let MapHandles {
         dataplane,
         reader,
@@ -338,6 +342,52 @@ fn check_pinned_sizes(dir: &Path, map_sizes: &[(&'static str, u32)]) -> Result<(
                 wanted,
             });
         }
+    }
+    Ok(())
+}
+
+/// Loads the forwarding programs the balancer tail-calls (tunnel, NAT, NAT replies) and puts
+/// them in its program array, each at its `FORWARD_STAGES` index. The array is pinned like
+/// the other maps: a prog array's entries are cleared when its last user reference goes, and
+/// the program must keep forwarding while lbd is stopped.
+fn load_forwarding_programs(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    for (index, name) in lb_common::FORWARD_STAGES.iter().enumerate() {
+        let program: &mut Xdp = ebpf
+            .program_mut(name)
+            .ok_or(LoadError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| LoadError::Program {
+                name,
+                source: Box::new(source),
+            })?;
+        program.load().map_err(|source| LoadError::Program {
+            name,
+            source: Box::new(source),
+        })?;
+        let fd = program
+            .fd()
+            .map_err(|source| LoadError::Program {
+                name,
+                source: Box::new(source),
+            })?
+            .try_clone()
+            .map_err(|source| LoadError::Program {
+                name,
+                source: Box::new(ProgramError::IOError(source)),
+            })?;
+        let map = ebpf
+            .map_mut(lb_common::MAP_FORWARD_PROGRAMS)
+            .ok_or(LoadError::MissingMap(lb_common::MAP_FORWARD_PROGRAMS))?;
+        let mut programs = ProgramArray::try_from(map).map_err(|source| LoadError::PinnedMap {
+            path: PathBuf::from(lb_common::MAP_FORWARD_PROGRAMS),
+            source: Box::new(source),
+        })?;
+        programs
+            .set(index as u32, &fd, 0)
+            .map_err(|source| LoadError::PinnedMap {
+                path: PathBuf::from(lb_common::MAP_FORWARD_PROGRAMS),
+                source: Box::new(source),
+            })?;
     }
     Ok(())
 }

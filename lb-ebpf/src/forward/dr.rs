@@ -1,6 +1,6 @@
-//! Sending the packet to its real. Direct routing (LVS-DR): the IP packet is left exactly as
-//! the client sent it; only the Ethernet header changes, so the real, which holds the VIP on a
-//! loopback, answers the client directly.
+//! Direct routing (LVS-DR): the IP packet is left exactly as the client sent it; only the
+//! Ethernet header changes, so the real, which holds the VIP on a loopback, answers the client
+//! directly. NAT and full NAT leave through here too, once they have rewritten the packet.
 //!
 //! The Ethernet header is rewritten for the real's own L2 interface: its MACs, and its VLAN
 //! tag. A real on the untagged subnet of the interface the program runs on gets an untagged
@@ -10,57 +10,54 @@
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
 use lb_common::{Interface, Real, Reason, VLAN_VID_MASK};
 
+use super::{interface, leave};
 use crate::{
     Forwarded, Verdict,
-    maps::INTERFACES,
-    parse::{EthHeader, Packet, TAGGED, VLAN_HEADER_LEN, VlanEthHeader, header},
+    parse::{EthHeader, TAGGED, VLAN_HEADER_LEN, VlanEthHeader, header},
 };
 
 #[inline(always)]
-pub fn direct_route(
+pub fn direct_route(ctx: &XdpContext, vlan: u32, real: &Real, forwarded: Forwarded) -> Verdict {
+    let interface = match interface(real.ifindex) {
+        Ok(interface) => interface,
+        Err(verdict) => return verdict,
+    };
+    send(ctx, vlan, &real.mac, &interface, forwarded)
+}
+
+/// The frame (tagged as `vlan` says) sent to `mac` through `interface`: retagged for it, its
+/// MACs rewritten.
+#[inline(always)]
+pub fn send(
     ctx: &XdpContext,
-    packet: &Packet,
-    real: &Real,
+    vlan: u32,
+    mac: &[u8; 6],
+    interface: &Interface,
     forwarded: Forwarded,
 ) -> Verdict {
-    let Some(interface) = (unsafe { INTERFACES.get(&real.ifindex) }).copied() else {
-        return Verdict::Drop(Reason::DropNoInterface);
-    };
-    let eth = match retag(ctx, packet, &interface) {
+    let eth = match retag(ctx, vlan, interface) {
         Ok(eth) => eth,
         Err(verdict) => return verdict,
     };
     // Volatile stores are never merged into a `memcpy` call (a BPF-to-BPF call per packet);
     // six byte stores each are cheaper.
     unsafe {
-        core::ptr::write_volatile(&raw mut (*eth).dst, real.mac);
+        core::ptr::write_volatile(&raw mut (*eth).dst, *mac);
         core::ptr::write_volatile(&raw mut (*eth).src, interface.mac);
     }
-    let ingress_ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    if interface.egress_ifindex == ingress_ifindex {
-        Verdict::Tx(forwarded)
-    } else {
-        Verdict::Redirect {
-            ifindex: interface.egress_ifindex,
-            forwarded,
-        }
-    }
+    leave(ctx, interface.egress_ifindex, forwarded)
 }
 
 /// Gives the frame the tag `interface` wants (none, or its VLAN) and returns its Ethernet
 /// header, whose MACs the caller then writes (so moving them is never needed).
 #[inline(always)]
-fn retag(
-    ctx: &XdpContext,
-    packet: &Packet,
-    interface: &Interface,
-) -> Result<*mut EthHeader, Verdict> {
+fn retag(ctx: &XdpContext, vlan: u32, interface: &Interface) -> Result<*mut EthHeader, Verdict> {
     let truncated = Verdict::Pass(Reason::PassTruncated);
     let wanted = interface.vlan_tci_be != 0;
-    match (packet.vlan & TAGGED != 0, wanted) {
+    match (vlan & TAGGED != 0, wanted) {
         (false, false) => header::<EthHeader>(ctx, 0).ok_or(truncated),
         (true, true) => {
-            let tci_be = packet.vlan as u16;
+            let tci_be = vlan as u16;
             let tagged: *mut VlanEthHeader = header(ctx, 0).ok_or(truncated)?;
             // The client's priority bits stay; the VLAN id becomes the real's.
             let vid_mask_be = VLAN_VID_MASK.to_be();

@@ -1,0 +1,214 @@
+//! Sending the packet to its real, by the real's forwarding method (LVS's `-g`, `-i`, `-m`,
+//! and full NAT):
+//!
+//! - `dr`: direct routing; only the Ethernet header changes ([`dr`]);
+//! - `tun`: the packet, untouched, inside an IPIP or GUE header to the real ([`tunnel`]), or an
+//!   ICMP "packet too big" to the client when it would no longer fit ([`too_big`]);
+//! - `nat`, `fullnat`: addresses and ports rewritten ([`nat`]), then sent like `dr`; their
+//!   replies are translated back by [`nat::reply`].
+//!
+//! Every method sends to `Real::mac` (the real, or the router before it) through
+//! `Real::ifindex`, with that interface's VLAN tag.
+//!
+//! Direct routing runs in the balancer program itself. The other methods run in programs of
+//! their own, reached by a tail call ([`hand_off`]) with the packet's facts in a per-CPU
+//! scratch entry: their headers and checksums would not fit the balancer's 512-byte stack
+//! beside the schedulers, and a tail call starts a fresh stack. Direct routing pays nothing
+//! for them.
+
+mod checksum;
+mod dr;
+pub mod nat;
+mod too_big;
+mod tunnel;
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{FORWARD_FULLNAT, FORWARD_NAT, FORWARD_TUN, FlowKey, Interface, Real, Reason};
+
+use crate::{
+    Forwarded, Verdict,
+    maps::{FORWARD_PROGRAMS, FORWARD_SCRATCH, INTERFACES},
+    parse::{Kind, Packet},
+    select::Target,
+};
+
+pub use dr::direct_route;
+
+/// Indexes of the forwarding programs in `FORWARD_PROGRAMS` (lbd's loader fills it).
+pub const STAGE_TUNNEL: u32 = 0;
+pub const STAGE_NAT: u32 = 1;
+pub const STAGE_REPLY: u32 = 2;
+
+/// What a forwarding program needs of the packet the balancer placed.
+#[repr(C)]
+pub struct Handoff {
+    pub flow: FlowKey,
+    pub frame_len: u64,
+    pub real: Real,
+    pub vlan: u32,
+    pub real_id: u32,
+    pub service_id: u32,
+    pub reason: u32,
+    pub l4: u16,
+    pub local_port_be: u16,
+    pub kind: u8,
+    pub new_flow: u8,
+    pub _pad: [u8; 2],
+}
+
+#[inline(always)]
+pub fn to_real(
+    ctx: &XdpContext,
+    packet: &Packet,
+    target: &Target,
+    forwarded: Forwarded,
+) -> Verdict {
+    match target.real.forward {
+        FORWARD_TUN => hand_off(ctx, packet, target, forwarded, STAGE_TUNNEL),
+        FORWARD_NAT | FORWARD_FULLNAT => hand_off(ctx, packet, target, forwarded, STAGE_NAT),
+        _ => direct_route(ctx, packet.vlan, &target.real, forwarded),
+    }
+}
+
+/// Tail-calls the forwarding program `stage` with the packet's facts; returns only if that
+/// failed (the program array is filled by the loader before the program is attached, so
+/// only a broken install gets here).
+#[inline(always)]
+fn hand_off(
+    ctx: &XdpContext,
+    packet: &Packet,
+    target: &Target,
+    forwarded: Forwarded,
+    stage: u32,
+) -> Verdict {
+    let Some(scratch) = FORWARD_SCRATCH.get_ptr_mut(0) else {
+        return Verdict::Drop(Reason::DropEncapFailed);
+    };
+    unsafe {
+        (*scratch).flow = packet.flow;
+        (*scratch).frame_len = packet.frame_len;
+        (*scratch).real = target.real;
+        (*scratch).vlan = packet.vlan;
+        (*scratch).real_id = target.real_id;
+        (*scratch).service_id = forwarded.service_id;
+        (*scratch).reason = forwarded.reason as u32;
+        (*scratch).l4 = packet.l4;
+        (*scratch).local_port_be = target.local_port_be;
+        (*scratch).kind = packet.kind as u8;
+        (*scratch).new_flow = u8::from(forwarded.new_flow);
+        let _ = FORWARD_PROGRAMS.tail_call(ctx, stage);
+    }
+    Verdict::Drop(Reason::DropEncapFailed)
+}
+
+/// A packet not for any service: a NAT reply if the reply program finds it so, else it
+/// passes.
+#[inline(always)]
+pub fn not_for_a_service(ctx: &XdpContext, packet: &Packet) -> Verdict {
+    let pass = Verdict::Pass(Reason::PassNoService);
+    if packet.kind != Kind::Whole || !nat::translates_replies() {
+        return pass;
+    }
+    let Some(scratch) = FORWARD_SCRATCH.get_ptr_mut(0) else {
+        return pass;
+    };
+    unsafe {
+        (*scratch).flow = packet.flow;
+        (*scratch).frame_len = packet.frame_len;
+        (*scratch).vlan = packet.vlan;
+        (*scratch).l4 = packet.l4;
+        (*scratch).kind = packet.kind as u8;
+        let _ = FORWARD_PROGRAMS.tail_call(ctx, STAGE_REPLY);
+    }
+    pass
+}
+
+impl Handoff {
+    /// What the packet is counted under once forwarded.
+    #[inline(always)]
+    pub fn forwarded(&self) -> Forwarded {
+        Forwarded {
+            service_id: self.service_id,
+            real_id: self.real_id,
+            new_flow: self.new_flow != 0,
+            reason: Reason::from_index(self.reason).unwrap_or(Reason::ForwardedTx),
+        }
+    }
+}
+
+/// The forwarding program's half: the entry the balancer handed over. Read in place, not
+/// copied: a forwarding program's stack is as small as the balancer's.
+#[inline(always)]
+fn handed_over() -> Option<&'static Handoff> {
+    FORWARD_SCRATCH
+        .get_ptr(0)
+        .map(|scratch| unsafe { &*scratch })
+}
+
+/// The tunnel program's verdict, and the frame's length as received.
+#[inline(always)]
+pub fn tunnel_stage(ctx: &XdpContext) -> (Verdict, u64) {
+    match handed_over() {
+        Some(handoff) => (tunnel::encapsulate(ctx, handoff), handoff.frame_len),
+        None => (Verdict::Drop(Reason::DropEncapFailed), 0),
+    }
+}
+
+/// The NAT program's verdict: rewritten, then sent like direct routing.
+#[inline(always)]
+pub fn nat_stage(ctx: &XdpContext) -> (Verdict, u64) {
+    let Some(handoff) = handed_over() else {
+        return (Verdict::Drop(Reason::DropEncapFailed), 0);
+    };
+    let verdict = match nat::to_real(ctx, handoff) {
+        Ok(()) => direct_route(ctx, handoff.vlan, &handoff.real, handoff.forwarded()),
+        Err(verdict) => verdict,
+    };
+    (verdict, handoff.frame_len)
+}
+
+/// The reply program's verdict.
+#[inline(always)]
+pub fn reply_stage(ctx: &XdpContext) -> (Verdict, u64) {
+    match handed_over() {
+        Some(handoff) => (nat::reply(ctx, handoff), handoff.frame_len),
+        None => (Verdict::Pass(Reason::PassNoService), 0),
+    }
+}
+
+/// Writes an IPv6 address into a header, four words at a time: a plain assignment between
+/// two pointers becomes a `memmove` call (a BPF-to-BPF call the program cannot make).
+#[inline(always)]
+fn store_address(to: *mut [u8; 16], from: &[u8; 16]) {
+    let to = to.cast::<u32>();
+    let mut word = 0;
+    while word < 4 {
+        let i = word * 4;
+        let value = u32::from_ne_bytes([from[i], from[i + 1], from[i + 2], from[i + 3]]);
+        unsafe { core::ptr::write_volatile(to.add(word), value) };
+        word += 1;
+    }
+}
+
+/// The interface a real is reached through, as lbd described it.
+#[inline(always)]
+fn interface(ifindex: u32) -> Result<Interface, Verdict> {
+    unsafe { INTERFACES.get(&ifindex) }
+        .copied()
+        .ok_or(Verdict::Drop(Reason::DropNoInterface))
+}
+
+/// Out of the interface the frame came in on, or redirected to the one `interface` leaves
+/// through.
+#[inline(always)]
+fn leave(ctx: &XdpContext, egress_ifindex: u32, forwarded: Forwarded) -> Verdict {
+    let ingress_ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    if egress_ifindex == ingress_ifindex {
+        Verdict::Tx(forwarded)
+    } else {
+        Verdict::Redirect {
+            ifindex: egress_ifindex,
+            forwarded,
+        }
+    }
+}

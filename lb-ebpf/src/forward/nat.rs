@@ -1,0 +1,348 @@
+//! NAT (LVS-NAT, `-m`) and full NAT.
+//!
+//! NAT rewrites the destination to the real's address and port; the real routes its replies
+//! back through the balancer, whose program rewrites their source back to VIP:port before the
+//! kernel sees them. Full NAT also rewrites the source to a local address of the balancer and
+//! a local port given to the flow, so the real answers the balancer whatever its routes; the
+//! reply's destination is rewritten back to the client.
+//!
+//! Replies are found in `REPLIES` by their 5-tuple as the real sends it. A new flow claims its
+//! reply entry before it is recorded ([`claim`]): for NAT the real's address and port and the
+//! client's; for full NAT the same with a local address (one per client address, by hash, so
+//! a datagram's fragments agree) and the first free local port from a hashed start. An entry
+//! held by a live flow is never taken over, so two flows never share a reply 4-tuple: a flow
+//! that finds none free is refused (`DropNatNoPort`). Replies go back to the MAC the client's
+//! packets came from, out of the interface they came in on, with their VLAN tag.
+//!
+//! Checksums are updated incrementally (RFC 1624): the IPv4 header's for the addresses, the
+//! TCP or UDP one for addresses (its pseudo-header) and ports. A UDP checksum of 0 over IPv4
+//! (none) stays 0; a computed 0 is sent as 0xffff. A later fragment has no transport header:
+//! its addresses change, and its datagram's checksum, in the first fragment, already accounts
+//! for them.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::{BPF_ANY, BPF_NOEXIST},
+    helpers::{bpf_ktime_get_ns, generated::bpf_loop},
+    programs::XdpContext,
+};
+use lb_common::{
+    ETH_P_8021Q, FAMILY_IPV4, FORWARD_FULLNAT, FlowKey, Interface, LOCAL_PORT_COUNT,
+    LOCAL_PORT_FIRST, MAX_LOCAL_SOURCES, PROTO_TCP, PROTO_UDP, Real, Reason, Reply, ReplyClaim,
+    SETTINGS_TRANSLATES_REPLIES, hash,
+};
+
+use super::{Handoff, checksum, dr, interface, store_address, tunnel::Ipv4Header};
+use crate::{
+    Forwarded, Verdict, conntrack,
+    maps::{EGRESS, FLOWS, REPLIES, REPLY_SCRATCH, SETTINGS},
+    parse::{ETH_HEADER_LEN, EthHeader, L4_OFFSET_BOUND, TAGGED, VLAN_HEADER_LEN, header},
+};
+
+/// `-EEXIST`.
+const EEXIST: i32 = -17;
+/// Local ports a new full-NAT flow tries before it is refused.
+const LOCAL_PORT_PROBES: u32 = 32;
+const TCP_CHECK_OFFSET: usize = 16;
+const UDP_CHECK_OFFSET: usize = 6;
+
+/// Rewrites a client's packet for its NAT or full-NAT real.
+#[inline(always)]
+pub fn to_real(ctx: &XdpContext, handoff: &Handoff) -> Result<(), Verdict> {
+    if handoff.reason == Reason::ForwardedIcmpError.index() {
+        return Err(Verdict::Pass(Reason::PassIcmpNat));
+    }
+    let real = &handoff.real;
+    let flow = &handoff.flow;
+    let real_port_be = real_port_be(flow, real);
+    if real.forward == FORWARD_FULLNAT {
+        let local = local_source(flow, handoff.real_id)?.0;
+        rewrite(
+            ctx,
+            handoff,
+            &local,
+            &real.addr,
+            handoff.local_port_be,
+            real_port_be,
+        )
+    } else {
+        rewrite(
+            ctx,
+            handoff,
+            &flow.src,
+            &real.addr,
+            flow.src_port_be,
+            real_port_be,
+        )
+    }
+}
+
+/// A packet for no service: if it is the reply of a NAT or full-NAT flow, translated back and
+/// sent to the client; otherwise it passes.
+#[inline(always)]
+pub fn reply(ctx: &XdpContext, handoff: &Handoff) -> Verdict {
+    let pass = Verdict::Pass(Reason::PassNoService);
+    let Some(reply) = (unsafe { REPLIES.get(&handoff.flow) }).copied() else {
+        return pass;
+    };
+    let client = &reply.flow;
+    if let Err(verdict) = rewrite(
+        ctx,
+        handoff,
+        &client.dst,
+        &client.src,
+        client.dst_port_be,
+        client.src_port_be,
+    ) {
+        return verdict;
+    }
+    let own = match interface(reply.ingress_ifindex) {
+        Ok(own) => own,
+        Err(verdict) => return verdict,
+    };
+    let tagged = reply.vlan & TAGGED != 0;
+    let back = Interface {
+        mac: own.mac,
+        vlan_tci_be: if tagged { reply.vlan as u16 } else { 0 },
+        vlan_proto_be: if tagged { ETH_P_8021Q.to_be() } else { 0 },
+        mtu: 0,
+        egress_ifindex: reply.ingress_ifindex,
+    };
+    let forwarded = Forwarded {
+        service_id: reply.service_id,
+        real_id: reply.real_id,
+        new_flow: false,
+        reason: Reason::ForwardedReply,
+    };
+    dr::send(ctx, handoff.vlan, &reply.client_mac, &back, forwarded)
+}
+
+/// Whether some real is NAT or full NAT (lbd says so in the settings), so that a packet for
+/// no service may be a reply to translate back.
+#[inline(always)]
+pub fn translates_replies() -> bool {
+    matches!(SETTINGS.get(0), Some(settings) if settings.flags & SETTINGS_TRANSLATES_REPLIES != 0)
+}
+
+/// Claims the reply entry of a new flow to `real` (NAT or full NAT): returns the local port
+/// (network order; 0 for NAT) and local source index the flow records.
+#[inline(always)]
+pub fn claim(
+    ctx: &XdpContext,
+    vlan: u32,
+    flow: &FlowKey,
+    service_id: u32,
+    real_id: u32,
+    real: &Real,
+) -> Result<(u16, u8), Verdict> {
+    let refused = Verdict::Drop(Reason::DropNatNoPort);
+    let scratch = REPLY_SCRATCH.get_ptr_mut(0).ok_or(refused)?;
+    let eth: *mut EthHeader = header(ctx, 0).ok_or(refused)?;
+    let client_mac = unsafe { (*eth).src };
+    let ingress_ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    let full = real.forward == FORWARD_FULLNAT;
+    let (local, source_index) = if full {
+        local_source(flow, real_id)?
+    } else {
+        (flow.src, 0)
+    };
+    unsafe {
+        (*scratch).reply = Reply {
+            flow: *flow,
+            client_mac,
+            _pad: [0; 2],
+            ingress_ifindex,
+            vlan,
+            real_id,
+            service_id,
+        };
+        (*scratch).key = FlowKey {
+            src: real.addr,
+            dst: local,
+            src_port_be: real_port_be(flow, real),
+            dst_port_be: flow.src_port_be,
+            protocol: flow.protocol,
+            family: flow.family,
+            _pad: [0; 2],
+        };
+    }
+    if !full {
+        return if claim_key(scratch) {
+            Ok((0, 0))
+        } else {
+            Err(refused)
+        };
+    }
+    let mut probe = PortProbe {
+        start: hash::connection(flow) % u32::from(LOCAL_PORT_COUNT),
+        port_be: 0,
+    };
+    let callback = port_probe as *const ();
+    unsafe {
+        bpf_loop(
+            LOCAL_PORT_PROBES,
+            callback as *mut c_void,
+            (&raw mut probe).cast(),
+            0,
+        )
+    };
+    if probe.port_be == 0 {
+        return Err(refused);
+    }
+    Ok((probe.port_be as u16, source_index))
+}
+
+/// Gives back the reply entry [`claim`] just took on this CPU (its flow was recorded by
+/// another CPU first, with its own).
+#[inline(always)]
+pub fn release_claim() {
+    if let Some(scratch) = REPLY_SCRATCH.get_ptr_mut(0) {
+        let _ = unsafe { REPLIES.remove(&(*scratch).key) };
+    }
+}
+
+/// The walk over candidate local ports; `port_be` is the one claimed (0: none yet). Both
+/// fields are words, so the program builds it with two stores.
+#[repr(C)]
+struct PortProbe {
+    start: u32,
+    port_be: u32,
+}
+
+/// One candidate port: claims it if free; stops the walk when claimed.
+extern "C" fn port_probe(index: u64, context: *mut c_void) -> i64 {
+    let probe = unsafe { &mut *context.cast::<PortProbe>() };
+    let Some(scratch) = REPLY_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    let offset = (probe.start + index as u32) % u32::from(LOCAL_PORT_COUNT);
+    let port_be = (LOCAL_PORT_FIRST + offset as u16).to_be();
+    unsafe { (*scratch).key.dst_port_be = port_be };
+    if claim_key(scratch) {
+        probe.port_be = u32::from(port_be);
+        1
+    } else {
+        0
+    }
+}
+
+/// Inserts the scratch entry unless its key is held by another live flow.
+#[inline(always)]
+fn claim_key(scratch: *mut ReplyClaim) -> bool {
+    let (key, reply) = unsafe { (&(*scratch).key, &(*scratch).reply) };
+    match REPLIES.insert(key, reply, u64::from(BPF_NOEXIST)) {
+        Ok(()) => return true,
+        Err(error) if error != EEXIST => return false,
+        Err(_) => {}
+    }
+    let Some(held) = REPLIES.get_ptr(key) else {
+        // Removed meanwhile: free again.
+        return REPLIES.insert(key, reply, u64::from(BPF_NOEXIST)).is_ok();
+    };
+    // Held by this same flow (recorded again after it expired), or by a flow that is gone
+    // (lbd's sweep removes such entries within a second or two): taken over.
+    let same_flow = unsafe { (*held).flow == reply.flow };
+    if !same_flow {
+        let held_real = unsafe { (*held).real_id };
+        if let Some(owner) = unsafe { FLOWS.get(&(*held).flow) } {
+            if owner.real_id == held_real
+                && conntrack::is_alive(owner, unsafe { bpf_ktime_get_ns() })
+            {
+                return false;
+            }
+        }
+    }
+    REPLIES.insert(key, reply, u64::from(BPF_ANY)).is_ok()
+}
+
+/// The port the real listens on: its own, or the client's destination port for a real
+/// without one (an all-ports service).
+#[inline(always)]
+fn real_port_be(flow: &FlowKey, real: &Real) -> u16 {
+    if real.port_be != 0 {
+        real.port_be
+    } else {
+        flow.dst_port_be
+    }
+}
+
+/// The local address a full-NAT flow comes from, and its index among the real's.
+#[inline(always)]
+fn local_source(flow: &FlowKey, real_id: u32) -> Result<([u8; 16], u8), Verdict> {
+    let missing = Verdict::Drop(Reason::DropEncapFailed);
+    let egress = unsafe { EGRESS.get(&real_id) }.ok_or(missing)?;
+    if egress.source_count == 0 {
+        return Err(missing);
+    }
+    let index = (hash::datagram(flow) % egress.source_count) as usize & (MAX_LOCAL_SOURCES - 1);
+    Ok((egress.sources[index], index as u8))
+}
+
+/// Rewrites the packet's addresses to `src` and `dst`, and its ports (when it has a
+/// transport header) to `src_port_be` and `dst_port_be`, with its checksums.
+#[inline(always)]
+fn rewrite(
+    ctx: &XdpContext,
+    packet: &Handoff,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    src_port_be: u16,
+    dst_port_be: u16,
+) -> Result<(), Verdict> {
+    let truncated = Verdict::Pass(Reason::PassTruncated);
+    let flow = &packet.flow;
+    let l3 = ETH_HEADER_LEN
+        + if packet.vlan & TAGGED != 0 {
+            VLAN_HEADER_LEN
+        } else {
+            0
+        };
+    let address_delta =
+        checksum::address_delta(&flow.src, src) + checksum::address_delta(&flow.dst, dst);
+    if flow.family == FAMILY_IPV4 {
+        let ip: *mut Ipv4Header = header(ctx, l3).ok_or(truncated)?;
+        unsafe {
+            (*ip).src = u32::from_ne_bytes([src[0], src[1], src[2], src[3]]);
+            (*ip).dst = u32::from_ne_bytes([dst[0], dst[1], dst[2], dst[3]]);
+            (*ip).check = checksum::updated((*ip).check, address_delta);
+        }
+    } else {
+        let ip: *mut super::tunnel::Ipv6Header = header(ctx, l3).ok_or(truncated)?;
+        unsafe {
+            store_address(&raw mut (*ip).src, src);
+            store_address(&raw mut (*ip).dst, dst);
+        }
+    }
+    if packet.l4 == 0 {
+        return Ok(());
+    }
+    // Bounded for the verifier, as in `parse::tcp_flags`.
+    let l4 = usize::from(packet.l4) & L4_OFFSET_BOUND;
+    let old_ports = u32::from(flow.src_port_be) | (u32::from(flow.dst_port_be) << 16);
+    let new_ports = u32::from(src_port_be) | (u32::from(dst_port_be) << 16);
+    let ports: *mut u32 = header(ctx, l4).ok_or(truncated)?;
+    let delta = address_delta + checksum::word_delta(old_ports, new_ports);
+    unsafe { core::ptr::write_unaligned(ports, new_ports) };
+    let tcp = flow.protocol == PROTO_TCP;
+    let check_at = l4
+        + if tcp {
+            TCP_CHECK_OFFSET
+        } else {
+            UDP_CHECK_OFFSET
+        };
+    let check: *mut u16 = header(ctx, check_at).ok_or(truncated)?;
+    unsafe {
+        let old = *check;
+        if flow.protocol == PROTO_UDP && old == 0 && flow.family == FAMILY_IPV4 {
+            // No checksum: none to keep.
+            return Ok(());
+        }
+        let mut new = checksum::updated(old, delta);
+        if !tcp && new == 0 {
+            new = 0xffff;
+        }
+        *check = new;
+    }
+    Ok(())
+}
