@@ -1,7 +1,15 @@
-//! The decapsulation program (`lb_decap`), loaded through `lbd decap`'s own code but not
-//! attached, fed single frames through `BPF_PROG_TEST_RUN`.
+//! The decapsulation program (`lb_decap`): [`Decapsulator`] loads it through `lbd decap`'s
+//! own code, unattached, and feeds it single frames through `BPF_PROG_TEST_RUN`;
+//! [`DecapDaemon`] runs the real `lbd decap` in a test namespace.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::HashMap,
+    fs::File,
+    net::IpAddr,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
 
 use aya::programs::{TestRun as _, TestRunOptions};
 use lb_common::Reason;
@@ -12,6 +20,8 @@ use lb_userspace::{
 
 use crate::{
     fixture::{Outcome, XDP_DROP, pin_to_current_cpu},
+    lbd::binary,
+    netns::Netns,
     pcap::assert_frame_eq,
     privilege::require_root,
 };
@@ -137,5 +147,124 @@ impl Decapsulator {
                 candidate.name()
             );
         }
+    }
+}
+
+/// What `lbd decap` logs once its program is attached.
+pub const ATTACHED: &str = "lb_decap attached to";
+/// How long `lbd decap` may take to load, attach and say so; and to stop.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `lbd decap --interface INTERFACE ARGS…` running in a test namespace (only its network
+/// namespace changed), logging to a file of its own. Killed on drop if still running, which
+/// detaches its program (nothing of it is pinned).
+pub struct DecapDaemon {
+    child: Option<Child>,
+    log: PathBuf,
+    netns: String,
+}
+
+impl DecapDaemon {
+    /// Starts it and waits until it logs that the program is attached. `log_name` names the
+    /// log file in the temporary directory (make it unique per test and process).
+    pub fn start(netns: &Netns, interface: &str, args: &[&str], log_name: &str) -> DecapDaemon {
+        let log = std::env::temp_dir().join(format!("{log_name}.log"));
+        let file = File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        let mut command = Command::new(binary("lbd"));
+        command
+            .args(["decap", "--interface", interface])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log fd"))
+            .stderr(file);
+        let mut daemon = DecapDaemon {
+            child: Some(netns.spawn(command)),
+            log,
+            netns: netns.name().to_owned(),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !daemon.log().contains(ATTACHED) {
+            if let Some(status) = daemon
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "lbd decap in {} exited with {status} while starting:\n{}",
+                    daemon.netns,
+                    daemon.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lbd decap not attached after {START_TIMEOUT:?}:\n{}",
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (bounded) until the log contains `text`; false if it never does.
+    pub fn wait_for_log(&self, text: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.log().contains(text) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` to it.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("lbd decap is running");
+        // SAFETY: kill with a pid we own and have not reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    }
+
+    /// SIGTERM, then waits for it to exit (bounded: killed after the bound, and the test
+    /// fails).
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take().expect("lbd decap is running");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting for lbd decap") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "lbd decap ignored SIGTERM for {STOP_TIMEOUT:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for DecapDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("lbd decap log ({}):\n{}", self.log.display(), self.log());
+        }
+        let _ = std::fs::remove_file(&self.log);
     }
 }
