@@ -536,3 +536,30 @@ fn truncated_tunnel_frames_pass_untouched_at_every_length() {
         }
     }
 }
+
+#[test]
+fn jumbo_tunnel_packets_are_decapsulated_whole() {
+    let Some(mut decap) = decapsulator("jumbo_tunnel_packets_are_decapsulated_whole") else {
+        return;
+    };
+    // More than a page: the kernel hands the program the frame in several buffers (it is
+    // built with xdp.frags); the headers are in the first.
+    let payload: Vec<u8> = (0..8900u32).map(|i| i as u8).collect();
+    let inner4 = query4().payload(&payload);
+    let frame = ipip4(&inner4);
+    assert!(frame.len() > 8950, "{}", frame.len());
+    decapsulated(&mut decap, "jumbo_4in4", &frame, &inner4.build());
+    let inner6 = query6().payload(&payload);
+    decapsulated(&mut decap, "jumbo_gue6", &gue6(&inner6), &inner6.build());
+
+    // An outer length claiming more than even the whole multi-buffer frame holds.
+    let lying = edit_outer_ipv4(&frame, |ip| {
+        let claimed = (frame.len() - 14 + 100) as u16;
+        ip[2..4].copy_from_slice(&claimed.to_be_bytes());
+    });
+    not_for_us(
+        &mut decap,
+        "jumbo_total_length_past_the_last_buffer",
+        &lying,
+    );
+}
