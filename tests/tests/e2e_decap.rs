@@ -4,11 +4,15 @@
 //! client directly from the VIP (direct server return), not through the tunnel. Needs root.
 //!
 //! ```text
-//!   sender (lbt-dcp-<pid>-snd)                    real (lbt-dcp-<pid>-real)
+//!   sender (lbt-dcp-v4-<pid>-snd)                 real (lbt-dcp-v4-<pid>-real)
 //!   eth0 192.0.2.1/24  ----------- veth ---------  eth0 192.0.2.2/24, lbd decap
 //!   lo   198.51.100.7/32 (the client)              lo   203.0.113.10/32 (the VIP)
 //!                                                  198.51.100.0/24 via 192.0.2.1
 //! ```
+//!
+//! A second test does the same dual stack (`lbt-dcp-ds-<pid>-`: 2001:db8::1 and ::2 on the
+//! eth0s, the client 2001:db8:ffff::7 and the VIP 2001:db8:100::10 on the `lo`s) with every
+//! pair of outer and inner families, IPIP and GUE.
 //!
 //! The sender writes the encapsulated frames itself (AF_PACKET): this kernel has no ipip or
 //! fou module, which is why the real needs `lbd decap`. The real's rp_filter is off, as a
@@ -17,7 +21,7 @@
 //! real's route back to that client leaves another way.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket},
     path::Path,
     time::{Duration, Instant},
 };
@@ -38,6 +42,17 @@ const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 /// A second VIP, added to the real's `lo` while `lbd decap` runs.
 const LATER_VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
 const NOT_A_VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 99);
+/// The same plan in IPv6 (dual-stack hosts): eth0s on 2001:db8::/64, the client on the
+/// sender's `lo`, the VIP on the real's.
+const SENDER_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+const REAL_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+const CLIENT6: SocketAddrV6 = SocketAddrV6::new(
+    Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 7),
+    40000,
+    0,
+    0,
+);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10);
 const ECHO_PORT: u16 = 7;
 const SENDER_MAC: Mac = [0x02, 0, 0, 0, 0, 0x01];
 const REAL_MAC: Mac = [0x02, 0, 0, 0, 0, 0x02];
@@ -54,15 +69,26 @@ fn mac(mac: Mac) -> String {
     lb_userspace::admin::format_mac(&mac)
 }
 
-/// The two hosts, IPv6 off (no stray frames), every link up.
-fn build(prefix: &str) -> Hosts {
+/// The two hosts, every link up. IPv4 only (IPv6 off, so no stray frames), or dual stack
+/// (no DAD, router solicitations or advertisements).
+fn build(prefix: &str, dual_stack: bool) -> Hosts {
     remove_leftovers(prefix);
     let sender = Netns::create(&format!("{prefix}snd"));
     let real = Netns::create(&format!("{prefix}real"));
     for netns in [&sender, &real] {
         if Path::new("/proc/sys/net/ipv6").exists() {
+            // On `default` too, before eth0 exists, so that eth0 inherits it.
             for conf in ["all", "default"] {
-                netns.sysctl(&format!("net.ipv6.conf.{conf}.disable_ipv6"), "1");
+                let ipv6 = [
+                    ("disable_ipv6", if dual_stack { "0" } else { "1" }),
+                    ("accept_dad", "0"),
+                    ("dad_transmits", "0"),
+                    ("router_solicitations", "0"),
+                    ("accept_ra", "0"),
+                ];
+                for (key, value) in ipv6 {
+                    netns.sysctl(&format!("net.ipv6.conf.{conf}.{key}"), value);
+                }
             }
         }
         netns.ip(&["link", "set", "lo", "up"]);
@@ -88,6 +114,15 @@ fn build(prefix: &str) -> Hosts {
     sender.ip(&["addr", "add", &format!("{}/32", CLIENT.ip()), "dev", "lo"]);
     real.ip(&["addr", "add", &format!("{REAL_IP}/24"), "dev", "eth0"]);
     real.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+    if dual_stack {
+        for (netns, eth0, lo) in [
+            (&sender, SENDER_IP6, *CLIENT6.ip()),
+            (&real, REAL_IP6, VIP6),
+        ] {
+            netns.ip(&["addr", "add", &format!("{eth0}/64"), "dev", "eth0", "nodad"]);
+            netns.ip(&["addr", "add", &format!("{lo}/128"), "dev", "lo", "nodad"]);
+        }
+    }
     for netns in [&sender, &real] {
         // Frames the kernel sends over a veth otherwise carry checksums left to an offload.
         netns.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
@@ -117,6 +152,18 @@ fn build(prefix: &str) -> Hosts {
         "dev",
         "eth0",
     ]);
+    if dual_stack {
+        real.ip(&[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:ffff::/48",
+            "via",
+            &SENDER_IP6.to_string(),
+            "dev",
+            "eth0",
+        ]);
+    }
     Hosts { sender, real }
 }
 
@@ -132,17 +179,37 @@ fn wait_until_up(netns: &Netns, name: &str) {
     }
 }
 
-/// The client's datagram to `vip`, as the balancer would send it to the real.
 enum Tunnel {
     Ipip,
     Gue,
 }
 
-fn encapsulated(tunnel: &Tunnel, vip: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
-    let inner = Frame::udp(CLIENT, SocketAddrV4::new(vip, ECHO_PORT))
-        .payload(payload)
-        .ip_bytes();
-    let (outer_src, outer_dst) = (IpAddr::V4(SENDER_IP), IpAddr::V4(REAL_IP));
+/// The outer header's family.
+#[derive(Clone, Copy)]
+enum Outer {
+    V4,
+    V6,
+}
+
+/// The client's datagram from `client` to `vip`, as the balancer would send it to the real.
+fn encapsulated(
+    tunnel: &Tunnel,
+    outer: Outer,
+    client: SocketAddr,
+    vip: SocketAddr,
+    payload: &[u8],
+) -> Vec<u8> {
+    let inner = match (client, vip) {
+        (SocketAddr::V4(client), SocketAddr::V4(vip)) => Frame::udp(client, vip),
+        (SocketAddr::V6(client), SocketAddr::V6(vip)) => Frame::ipv6_udp(client, vip),
+        _ => panic!("client {client} and VIP {vip} of two families"),
+    }
+    .payload(payload)
+    .ip_bytes();
+    let (outer_src, outer_dst) = match outer {
+        Outer::V4 => (IpAddr::V4(SENDER_IP), IpAddr::V4(REAL_IP)),
+        Outer::V6 => (IpAddr::V6(SENDER_IP6), IpAddr::V6(REAL_IP6)),
+    };
     let outer = match tunnel {
         Tunnel::Ipip => packet::ipip(outer_src, outer_dst, &inner),
         Tunnel::Gue => packet::gue(outer_src, outer_dst, 50000, GUE_PORT, &inner),
@@ -153,22 +220,23 @@ fn encapsulated(tunnel: &Tunnel, vip: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
         .build()
 }
 
-/// Sends the encapsulated datagram and returns the reply (its text and where it came from),
-/// or `None` after `timeout`.
+/// Sends the client's datagram to `vip` through the tunnel and returns the reply (its text
+/// and where it came from), or `None` after `timeout`.
 fn exchange(
     hosts: &Hosts,
     client: &UdpSocket,
-    tunnel: &Tunnel,
-    vip: Ipv4Addr,
+    (tunnel, outer): (&Tunnel, Outer),
+    vip: SocketAddr,
     payload: &[u8],
     timeout: Duration,
 ) -> Option<(String, SocketAddr)> {
+    let from = client.local_addr().expect("the client's address");
     client
         .set_read_timeout(Some(timeout))
         .expect("read timeout");
     hosts
         .sender
-        .send_frame("eth0", &encapsulated(tunnel, vip, payload));
+        .send_frame("eth0", &encapsulated(tunnel, outer, from, vip, payload));
     let mut buf = [0u8; 512];
     match client.recv_from(&mut buf) {
         Ok((len, from)) => Some((String::from_utf8_lossy(&buf[..len]).into_owned(), from)),
@@ -180,8 +248,12 @@ fn exchange(
         {
             None
         }
-        Err(error) => panic!("receiving on {CLIENT}: {error}"),
+        Err(error) => panic!("receiving on {from}: {error}"),
     }
+}
+
+fn echo(vip: impl Into<IpAddr>) -> SocketAddr {
+    SocketAddr::new(vip.into(), ECHO_PORT)
 }
 
 /// Counts what the log's last counter line says: (decapsulated, passed).
@@ -209,13 +281,9 @@ fn a_tunnel_real_running_lbd_decap_answers_ipip_and_gue_directly() {
     if !require_root("a_tunnel_real_running_lbd_decap_answers_ipip_and_gue_directly") {
         return;
     }
-    let prefix = format!("lbt-dcp-{}-", std::process::id());
-    let hosts = build(&prefix);
-    let _server = UdpEchoServer::start(
-        &hosts.real,
-        SocketAddr::V4(SocketAddrV4::new(VIP, ECHO_PORT)),
-        "real",
-    );
+    let prefix = format!("lbt-dcp-v4-{}-", std::process::id());
+    let hosts = build(&prefix, false);
+    let _server = UdpEchoServer::start(&hosts.real, echo(VIP), "real");
     let client = hosts
         .sender
         .run(|| UdpSocket::bind(CLIENT))
@@ -223,7 +291,14 @@ fn a_tunnel_real_running_lbd_decap_answers_ipip_and_gue_directly() {
 
     // Without the program the kernel has nothing to take the tunnel off with.
     for tunnel in [Tunnel::Ipip, Tunnel::Gue] {
-        let reply = exchange(&hosts, &client, &tunnel, VIP, b"early", SILENCE);
+        let reply = exchange(
+            &hosts,
+            &client,
+            (&tunnel, Outer::V4),
+            echo(VIP),
+            b"early",
+            SILENCE,
+        );
         assert_eq!(reply, None, "a reply without lbd decap running");
     }
 
@@ -243,13 +318,19 @@ fn a_tunnel_real_running_lbd_decap_answers_ipip_and_gue_directly() {
         "start-up log:\n{log}"
     );
 
-    let vip = SocketAddr::V4(SocketAddrV4::new(VIP, ECHO_PORT));
     let mut decapsulated = 0;
     for (name, tunnel) in [("IPIP", Tunnel::Ipip), ("GUE", Tunnel::Gue)] {
-        let reply = exchange(&hosts, &client, &tunnel, VIP, b"hello", REPLY_TIMEOUT);
+        let reply = exchange(
+            &hosts,
+            &client,
+            (&tunnel, Outer::V4),
+            echo(VIP),
+            b"hello",
+            REPLY_TIMEOUT,
+        );
         assert_eq!(
             reply,
-            Some(("real 5\n".to_owned(), vip)),
+            Some(("real 5\n".to_owned(), echo(VIP))),
             "{name}: the real's answer, straight from the VIP\n{}",
             daemon.log()
         );
@@ -258,18 +339,21 @@ fn a_tunnel_real_running_lbd_decap_answers_ipip_and_gue_directly() {
 
     // A tunnel packet for an address that is not a VIP here passes untouched, and the
     // kernel, which cannot take a tunnel off, drops it.
-    let reply = exchange(&hosts, &client, &Tunnel::Ipip, NOT_A_VIP, b"x", SILENCE);
+    let reply = exchange(
+        &hosts,
+        &client,
+        (&Tunnel::Ipip, Outer::V4),
+        echo(NOT_A_VIP),
+        b"x",
+        SILENCE,
+    );
     assert_eq!(reply, None, "an answer for a VIP the real does not hold");
 
     // A VIP added to lo is followed within the refresh (a second).
     hosts
         .real
         .ip(&["addr", "add", &format!("{LATER_VIP}/32"), "dev", "lo"]);
-    let _later_server = UdpEchoServer::start(
-        &hosts.real,
-        SocketAddr::V4(SocketAddrV4::new(LATER_VIP, ECHO_PORT)),
-        "later",
-    );
+    let _later_server = UdpEchoServer::start(&hosts.real, echo(LATER_VIP), "later");
     assert!(
         daemon.wait_for_log("203.0.113.11", Duration::from_secs(5)),
         "the new VIP never logged:\n{}",
@@ -278,17 +362,14 @@ fn a_tunnel_real_running_lbd_decap_answers_ipip_and_gue_directly() {
     let reply = exchange(
         &hosts,
         &client,
-        &Tunnel::Gue,
-        LATER_VIP,
+        (&Tunnel::Gue, Outer::V4),
+        echo(LATER_VIP),
         b"again",
         REPLY_TIMEOUT,
     );
     assert_eq!(
         reply,
-        Some((
-            "later 5\n".to_owned(),
-            SocketAddr::V4(SocketAddrV4::new(LATER_VIP, ECHO_PORT))
-        )),
+        Some(("later 5\n".to_owned(), echo(LATER_VIP))),
         "the VIP added while running\n{}",
         daemon.log()
     );
@@ -315,6 +396,104 @@ fn a_tunnel_real_running_lbd_decap_answers_ipip_and_gue_directly() {
     let link = hosts.real.ip(&["link", "show", "dev", "eth0"]);
     assert!(!link.contains("xdp"), "still attached after exit: {link}");
     // And the real is back to not understanding tunnels.
-    let reply = exchange(&hosts, &client, &Tunnel::Ipip, VIP, b"late", SILENCE);
+    let reply = exchange(
+        &hosts,
+        &client,
+        (&Tunnel::Ipip, Outer::V4),
+        echo(VIP),
+        b"late",
+        SILENCE,
+    );
     assert_eq!(reply, None, "a reply after lbd decap stopped");
+}
+
+#[test]
+fn every_family_pair_reaches_a_dual_stack_tunnel_real() {
+    if !require_root("every_family_pair_reaches_a_dual_stack_tunnel_real") {
+        return;
+    }
+    let prefix = format!("lbt-dcp-ds-{}-", std::process::id());
+    let hosts = build(&prefix, true);
+    let _server = UdpEchoServer::start(&hosts.real, echo(VIP), "real");
+    let _server6 = UdpEchoServer::start(&hosts.real, echo(VIP6), "real6");
+    let client = hosts
+        .sender
+        .run(|| UdpSocket::bind(CLIENT))
+        .unwrap_or_else(|e| panic!("binding {CLIENT} in the sender: {e}"));
+    let client6 = hosts
+        .sender
+        .run(|| UdpSocket::bind(CLIENT6))
+        .unwrap_or_else(|e| panic!("binding {CLIENT6} in the sender: {e}"));
+    let mut daemon = DecapDaemon::start(
+        &hosts.real,
+        "eth0",
+        &["--xdp-mode", "native"],
+        &format!("{prefix}lbd-decap"),
+    );
+    let log = daemon.log();
+    assert!(
+        log.contains("to 192.0.2.2, 2001:db8::2, fe80::")
+            && log.contains("for VIPs 203.0.113.10, 2001:db8:100::10"),
+        "start-up log:\n{log}"
+    );
+    let cases = [
+        (
+            "6in6",
+            &client6,
+            (&Tunnel::Ipip, Outer::V6),
+            echo(VIP6),
+            "real6",
+        ),
+        (
+            "GUE 6 over 6",
+            &client6,
+            (&Tunnel::Gue, Outer::V6),
+            echo(VIP6),
+            "real6",
+        ),
+        (
+            "4in6",
+            &client,
+            (&Tunnel::Ipip, Outer::V6),
+            echo(VIP),
+            "real",
+        ),
+        (
+            "GUE 4 over 6",
+            &client,
+            (&Tunnel::Gue, Outer::V6),
+            echo(VIP),
+            "real",
+        ),
+        (
+            "6in4",
+            &client6,
+            (&Tunnel::Ipip, Outer::V4),
+            echo(VIP6),
+            "real6",
+        ),
+        (
+            "GUE 6 over 4",
+            &client6,
+            (&Tunnel::Gue, Outer::V4),
+            echo(VIP6),
+            "real6",
+        ),
+    ];
+    for (name, socket, tunnel, vip, server) in cases {
+        let reply = exchange(&hosts, socket, tunnel, vip, b"dual", REPLY_TIMEOUT);
+        assert_eq!(
+            reply,
+            Some((format!("{server} 4\n"), vip)),
+            "{name}: the real's answer, straight from the VIP\n{}",
+            daemon.log()
+        );
+    }
+    let status = daemon.stop();
+    assert!(
+        status.success(),
+        "lbd decap exited with {status}:\n{}",
+        daemon.log()
+    );
+    assert_eq!(counted(&daemon.log()), (cases.len() as u64, 0));
 }
