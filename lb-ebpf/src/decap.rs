@@ -51,6 +51,8 @@ use crate::parse::{
     linear_len,
 };
 
+// Declared here, not in `maps`: only this program uses them, and the balancer's loader
+// neither sizes nor pins them (see `lb_common::decap`).
 #[map(name = "LB_DECAP_ADDRS_V1")]
 static DECAP_ADDRS: HashMap<DecapAddrKey, u32> = HashMap::with_max_entries(MAX_DECAP_ADDRS, 0);
 
