@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod conntrack;
+pub mod decap;
 pub mod hash;
 pub mod maps;
 pub mod reason;

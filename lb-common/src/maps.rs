@@ -23,6 +23,11 @@
 //! | [`MAP_SERVICE_STATS`] | service id → [`Counters`] (per CPU) | XDP | lbd |
 //! | [`MAP_REAL_STATS`] | real id → [`Counters`] (per CPU) | XDP | lbd |
 //! | [`MAP_REASON_STATS`] | [`crate::Reason`] → [`Counters`] (per CPU) | XDP | lbd |
+//! | [`crate::decap::MAP_DECAP_ADDRS`] | [`crate::decap::DecapAddrKey`] → flags (local address, VIP) | `lbd decap` | `lb_decap` |
+//! | [`crate::decap::MAP_DECAP_CONFIG`] | 0 → [`crate::decap::DecapConfig`] (GUE port) | `lbd decap` | `lb_decap` |
+//!
+//! The decapsulation program's two maps (see [`crate::decap`]) are not in [`ALL_MAPS`]: the
+//! balancer never pins them, and `lbd decap` leaves them unpinned.
 //!
 //! Names stay within the kernel's 15-character object name limit. Sizes marked "limits" are set
 //! by the loader from the config's `limits` key; the others are fixed here.

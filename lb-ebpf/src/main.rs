@@ -14,7 +14,11 @@
 //! Anything that is not for a configured service leaves with `XDP_PASS`, byte for byte as it
 //! came in: the program writes to a frame only once it has chosen a real for it.
 //!
-//! Both programs are built for multi-buffer frames (`xdp.frags`), so they attach natively to
+//! A second program, `lb_decap`, runs on the reals of tunnel-mode services instead: `decap`
+//! takes the IPIP or GUE header off packets for a local VIP (the kernel's own tunnel modules
+//! may be missing) and counts them through the same `stats`.
+//!
+//! Every program is built for multi-buffer frames (`xdp.frags`), so they attach natively to
 //! interfaces with a jumbo MTU.
 #![no_std]
 #![no_main]
@@ -23,6 +27,7 @@
 #![expect(internal_features, reason = "core_intrinsics, for atomic_xadd")]
 
 mod conntrack;
+mod decap;
 mod forward;
 mod frag;
 mod icmp;
@@ -154,6 +159,18 @@ pub fn lb_nat(ctx: XdpContext) -> u32 {
 pub fn lb_reply(ctx: XdpContext) -> u32 {
     let (verdict, frame_len) = forward::reply_stage(&ctx);
     stats::finish(verdict, frame_len)
+}
+
+/// The decapsulator, attached by `lbd decap` on a real of tunnel-mode services: IPIP and GUE
+/// packets for a local VIP lose their outer headers and pass to the stack; everything else
+/// passes untouched.
+#[xdp(frags)]
+#[inline(always)]
+pub fn lb_decap(ctx: XdpContext) -> u32 {
+    match decap::decapsulate(&ctx) {
+        Some((reason, frame_len)) => stats::finish(Verdict::Pass(reason), frame_len),
+        None => xdp_action::XDP_PASS,
+    }
 }
 
 /// Does nothing but pass. Attached to the far end of a veth pair that receives frames sent

@@ -16,11 +16,14 @@
 //! - [`admin`]: the admin socket protocol, its server and lbadm's client.
 //! - [`daemon`]: `serve` (what lbd runs) and `run(daemon, listener, shutdown)`: the tasks.
 //! - [`lbadm`]: the ipvsadm-like CLI, one module per verb.
+//! - [`decap`]: `lbd decap`, the decapsulation program on the reals of tunnel-mode services
+//!   (apart from the rest: it loads its own program and reads the host's addresses).
 
 pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod decap;
 pub mod lbadm;
 pub mod neighbour;
 pub mod reconcile;
@@ -32,3 +35,5 @@ pub const EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 /// Program names inside [`EBPF_OBJECT`].
 pub const PROGRAM_BALANCER: &str = "lb_xdp";
 pub const PROGRAM_PASS: &str = "xdp_pass";
+/// The decapsulator `lbd decap` attaches on tunnel reals.
+pub const PROGRAM_DECAP: &str = "lb_decap";

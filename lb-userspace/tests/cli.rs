@@ -122,6 +122,45 @@ fn a_missing_config_file_is_named() {
 }
 
 #[test]
+fn lbd_decap_refuses_bad_input_in_one_line() {
+    for (args, code, expected) in [
+        (
+            &["decap", "--interface", "nosuch0"][..],
+            1,
+            "lbd: no interface named \"nosuch0\"",
+        ),
+        (
+            &["decap", "--interface", "nosuch0", "--vip", "127.0.0.1"][..],
+            1,
+            "lbd: --vip 127.0.0.1: a loopback address is never a tunnel's destination",
+        ),
+        (
+            &["decap", "--interface", "eth0", "--vip", "192.0.2.300"][..],
+            2,
+            "invalid value '192.0.2.300' for '--vip <ADDR>'",
+        ),
+        (
+            &["decap", "--interface", "eth0", "--xdp-mode", "fast"][..],
+            2,
+            "invalid value 'fast' for '--xdp-mode <MODE>'",
+        ),
+        (
+            &["--config", "/x.yaml", "decap", "--interface", "eth0"][..],
+            2,
+            "the subcommand 'decap' cannot be used with '--config <FILE>'",
+        ),
+    ] {
+        let output = lbd(args);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {message}");
+        assert!(message.contains(expected), "{args:?}: {message}");
+        if code == 1 {
+            assert_eq!(message.lines().count(), 1, "{args:?}: {message}");
+        }
+    }
+}
+
+#[test]
 fn lbadm_refuses_what_it_cannot_do_yet() {
     let output = lbadm(&["-A", "-t", "192.0.2.100:80", "-s", "rr"]);
     assert_eq!(output.status.code(), Some(2));

@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`fixture`]: the balancer loaded but not attached, fed frames through BPF_PROG_TEST_RUN.
+//! - [`decap`]: the same for `lbd decap`'s decapsulation program.
 //! - [`conntrack`]: a model of connection tracking that fixtures check the balancer against.
 //! - [`privilege`]: whether a privileged test runs or is skipped (`require_root`).
 //! - [`netns`]: named network namespaces removed on drop; running code and processes inside.
@@ -22,6 +23,7 @@
 
 pub mod bulk;
 pub mod conntrack;
+pub mod decap;
 pub mod fixture;
 pub mod http;
 pub mod lbd;

@@ -11,16 +11,16 @@
 //! common single-buffer frame pays nothing for it.
 
 mod icmp;
-mod ipv4;
-mod ipv6;
+pub(crate) mod ipv4;
+pub(crate) mod ipv6;
 
 use aya_ebpf::{helpers::generated::bpf_xdp_get_buff_len, programs::XdpContext};
 use lb_common::{ETH_P_8021AD, ETH_P_8021Q, FlowKey, PROTO_TCP, PROTO_UDP, Reason};
 
 pub const ETH_HEADER_LEN: usize = 14;
 pub const VLAN_HEADER_LEN: usize = 4;
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
 const TCP_HEADER_LEN: usize = 20;
 /// Where the flags byte (FIN, SYN, RST, PSH, ACK, …) lies in a TCP header, after the data
 /// offset byte.
@@ -97,10 +97,10 @@ pub struct Packet {
 
 /// Where the IP datagram ends in the frame, and how long the frame is.
 #[derive(Clone, Copy)]
-struct Datagram {
+pub(crate) struct Datagram {
     /// Offset of the datagram's end: what follows is link-layer padding.
-    end: usize,
-    frame_len: u64,
+    pub end: usize,
+    pub frame_len: u64,
 }
 
 /// A pointer to a `T` at `offset`, if the frame's linear part is long enough to hold it.
@@ -146,7 +146,11 @@ impl Datagram {
     /// Checks that a datagram of `total_len` bytes from `l3` lies within the frame (anything
     /// after it is link-layer padding).
     #[inline(always)]
-    fn within_frame(ctx: &XdpContext, l3: usize, total_len: usize) -> Result<Datagram, Reason> {
+    pub(crate) fn within_frame(
+        ctx: &XdpContext,
+        l3: usize,
+        total_len: usize,
+    ) -> Result<Datagram, Reason> {
         let linear = linear_len(ctx);
         let end = l3 + total_len;
         let mut frame_len = linear;
@@ -204,6 +208,6 @@ pub fn tcp_flags(ctx: &XdpContext, packet: &Packet) -> u8 {
 /// four bytes, then twelve zeroes. Built as one 128-bit value so that the compiler stores it
 /// whole, instead of calling `memset` for the zeroes (a BPF-to-BPF call on every packet).
 #[inline(always)]
-fn ipv4_key_bytes(word: u32) -> [u8; 16] {
+pub(crate) fn ipv4_key_bytes(word: u32) -> [u8; 16] {
     u128::from(u32::from_le_bytes(word.to_ne_bytes())).to_le_bytes()
 }

@@ -1,21 +1,26 @@
 //! `lbd`: the load balancer daemon. See README.md and SPEC.md.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
-use clap::Parser;
-use lb_userspace::{config, daemon, dataplane::loader};
+use clap::{Parser, Subcommand};
+use lb_common::decap::DEFAULT_GUE_PORT;
+use lb_userspace::{config, daemon, dataplane::loader, decap};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "lbd",
     version,
-    about = "XDP load balancer daemon (LVS-DR style)"
+    about = "XDP load balancer daemon (LVS-DR style)",
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The YAML configuration file.
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    #[arg(long, value_name = "FILE", required = true)]
+    config: Option<PathBuf>,
     /// Validate the configuration and exit.
     #[arg(long, conflicts_with = "teardown")]
     check: bool,
@@ -23,6 +28,31 @@ struct Args {
     /// drops all flows), then exit. A plain stop leaves forwarding running.
     #[arg(long)]
     teardown: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// On a real server of a tunnel-mode service: take the IPIP or GUE header off packets
+    /// for a local VIP (the addresses on lo, and --vip), so that kernels without the ipip or
+    /// fou modules deliver them. Runs in the foreground until SIGINT or SIGTERM, then
+    /// detaches; SIGUSR1 logs the counters.
+    Decap(DecapArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DecapArgs {
+    /// The interface tunnel packets arrive on.
+    #[arg(long, value_name = "IFACE")]
+    interface: String,
+    /// UDP destination port of GUE packets (the services' `gue_port`); 0 for IPIP only.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_GUE_PORT)]
+    gue_port: u16,
+    /// How the program is attached.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["native", "generic", "auto"])]
+    xdp_mode: String,
+    /// A VIP served here besides the addresses on lo (repeat for several).
+    #[arg(long = "vip", value_name = "ADDR")]
+    vips: Vec<IpAddr>,
 }
 
 /// Worker threads of the runtime: the admin server and the neighbour watch are I/O-bound;
@@ -42,13 +72,17 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(Command::Decap(decap)) = args.command {
+        return run_decap(decap);
+    }
+    let config_path = args.config.context("--config FILE is required")?;
     if args.check {
-        let config = config::load(&args.config)?;
-        println!("{}", daemon::check_summary(&args.config, &config));
+        let config = config::load(&config_path)?;
+        println!("{}", daemon::check_summary(&config_path, &config));
         return Ok(());
     }
     if args.teardown {
-        let config = config::load(&args.config)?;
+        let config = config::load(&config_path)?;
         loader::unpin_all(&config.pin_dir)
             .with_context(|| format!("removing {}", config.pin_dir.display()))?;
         println!(
@@ -63,5 +97,20 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    Ok(runtime.block_on(daemon::serve(args.config))?)
+    Ok(runtime.block_on(daemon::serve(config_path))?)
+}
+
+fn run_decap(args: DecapArgs) -> anyhow::Result<()> {
+    let options = decap::Options {
+        interface: args.interface,
+        gue_port: args.gue_port,
+        xdp_mode: decap::xdp_mode_named(&args.xdp_mode).context("--xdp-mode")?,
+        vips: args.vips,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(decap::run(options))?;
+    Ok(())
 }

@@ -124,6 +124,17 @@ pub struct Vlan {
     pub protocol: u16,
 }
 
+/// An address assigned to this host, and the interface it is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAddress {
+    pub addr: IpAddr,
+    pub ifindex: u32,
+    /// The interface's name (empty if the link went away between the two dumps).
+    pub interface: String,
+    /// Whether the interface is a loopback (`IFF_LOOPBACK`), where LVS reals keep VIPs.
+    pub loopback: bool,
+}
+
 /// How the kernel says an XDP program is attached to an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct XdpAttachment {
@@ -363,6 +374,41 @@ impl Neighbours {
             }
         }
         Ok(interfaces)
+    }
+
+    /// Every IPv4 and IPv6 address of the namespace, on every interface, with the
+    /// interface's name and whether it is a loopback: one link dump and one address dump.
+    pub async fn host_addresses(&self) -> Result<Vec<HostAddress>, NeighbourError> {
+        use netlink_packet_route::link::LinkFlags;
+        let links: HashMap<u32, (String, bool)> = self
+            .links()
+            .await?
+            .iter()
+            .map(|link| {
+                let name = link_name(link).unwrap_or_default();
+                let loopback = link.header.flags.contains(LinkFlags::Loopback);
+                (link.header.index, (name, loopback))
+            })
+            .collect();
+        let addresses = self
+            .addresses(None)
+            .await
+            .map_err(|source| NeighbourError::Addresses {
+                scope: "all interfaces".to_owned(),
+                source,
+            })?;
+        Ok(addresses
+            .into_iter()
+            .map(|(ifindex, (addr, _))| {
+                let (interface, loopback) = links.get(&ifindex).cloned().unwrap_or_default();
+                HostAddress {
+                    addr,
+                    ifindex,
+                    interface,
+                    loopback,
+                }
+            })
+            .collect())
     }
 
     /// All usable neighbour entries on `ifindex`, IPv4 and IPv6: those in a valid state

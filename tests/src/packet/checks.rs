@@ -3,9 +3,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{
-    ETHERTYPE_IPV4, ETHERTYPE_IPV6, PROTO_HOP_BY_HOP, PROTO_ICMP, PROTO_ICMPV6, PROTO_IPIP,
-    PROTO_IPV6_DEST_OPTS, PROTO_IPV6_FRAGMENT, PROTO_IPV6_ROUTING, PROTO_TCP, PROTO_UDP, l3_start,
-    l4::Pseudo, read_u16,
+    ETHERTYPE_IPV4, ETHERTYPE_IPV6, GUE_PORT, PROTO_HOP_BY_HOP, PROTO_ICMP, PROTO_ICMPV6,
+    PROTO_IPIP, PROTO_IPV6_DEST_OPTS, PROTO_IPV6_FRAGMENT, PROTO_IPV6_IN_IP, PROTO_IPV6_ROUTING,
+    PROTO_TCP, PROTO_UDP, l3_start, l4::Pseudo, read_u16,
 };
 
 /// The Internet checksum (RFC 1071) of the concatenation of `chunks`.
@@ -39,9 +39,10 @@ pub fn truncated(frame: &[u8], len: usize) -> Vec<u8> {
 }
 
 /// Verifies every checksum of a frame: the IPv4 header, and TCP/UDP/ICMP/ICMPv6 of
-/// unfragmented IPv4 and IPv6 packets (also inside IPIP, and behind IPv6 hop-by-hop, routing,
-/// destination options and fragment headers; an atomic fragment, offset 0 without M, counts
-/// as unfragmented). `Err` names the first bad one. Anything else (ARP, other protocols,
+/// unfragmented IPv4 and IPv6 packets (also inside IPIP of either family, inside GUE to
+/// [`GUE_PORT`] whose UDP checksum may be 0 also over IPv6 (RFC 6935), and behind IPv6
+/// hop-by-hop, routing, destination options and fragment headers; an atomic fragment, offset
+/// 0 without M, counts as unfragmented). `Err` names the first bad one. Anything else (ARP, other protocols,
 /// headers the walk does not know such as AH or ESP, the packet quoted by an ICMP error)
 /// passes.
 pub fn check_checksums(frame: &[u8]) -> Result<(), String> {
@@ -49,7 +50,7 @@ pub fn check_checksums(frame: &[u8]) -> Result<(), String> {
     let l3 = &frame[at..];
     match ethertype {
         ETHERTYPE_IPV4 => check_ipv4(l3, "ip"),
-        ETHERTYPE_IPV6 => check_ipv6(l3),
+        ETHERTYPE_IPV6 => check_ipv6(l3, "ip6"),
         _ => Ok(()),
     }
 }
@@ -78,19 +79,20 @@ fn check_ipv4(packet: &[u8], name: &str) -> Result<(), String> {
     let segment = &packet[ihl..total];
     match packet[9] {
         PROTO_IPIP => check_ipv4(segment, &format!("inner.{name}")),
+        PROTO_IPV6_IN_IP => check_ipv6(segment, "inner.ip6"),
         PROTO_ICMP if checksum(&[segment]) != 0 => Err(format!("{name}.icmp.checksum: bad")),
         protocol => check_l4(protocol, segment, &Pseudo::V4(src, dst), name),
     }
 }
 
-fn check_ipv6(packet: &[u8]) -> Result<(), String> {
+fn check_ipv6(packet: &[u8], name: &str) -> Result<(), String> {
     if packet.len() < 40 {
-        return Err("ip6: truncated header".into());
+        return Err(format!("{name}: truncated header"));
     }
     let length = usize::from(read_u16(packet, 4).unwrap_or(0));
     let payload = packet
         .get(40..40 + length)
-        .ok_or("ip6: payload length exceeds the frame")?;
+        .ok_or(format!("{name}: payload length exceeds the frame"))?;
     // Walk the extension headers this checker knows, up to the upper-layer header.
     let (mut next, mut at) = (packet[6], 0);
     loop {
@@ -98,11 +100,12 @@ fn check_ipv6(packet: &[u8]) -> Result<(), String> {
             PROTO_HOP_BY_HOP | PROTO_IPV6_ROUTING | PROTO_IPV6_DEST_OPTS => {
                 let units = payload
                     .get(at + 1)
-                    .ok_or(format!("ip6: extension header {next} truncated"))?;
+                    .ok_or(format!("{name}: extension header {next} truncated"))?;
                 (usize::from(*units) + 1) * 8
             }
             PROTO_IPV6_FRAGMENT => {
-                let offset_more = read_u16(payload, at + 2).ok_or("ip6: fragment truncated")?;
+                let offset_more =
+                    read_u16(payload, at + 2).ok_or(format!("{name}: fragment truncated"))?;
                 if offset_more & 0xfff9 != 0 {
                     return Ok(()); // a fragment: the L4 checksum covers the whole datagram
                 }
@@ -112,7 +115,7 @@ fn check_ipv6(packet: &[u8]) -> Result<(), String> {
         };
         if at + header_len > payload.len() {
             return Err(format!(
-                "ip6: extension header {next} at {at} overruns the payload"
+                "{name}: extension header {next} at {at} overruns the payload"
             ));
         }
         next = payload[at];
@@ -120,7 +123,12 @@ fn check_ipv6(packet: &[u8]) -> Result<(), String> {
     }
     let src = Ipv6Addr::from(<[u8; 16]>::try_from(&packet[8..24]).unwrap_or_default());
     let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&packet[24..40]).unwrap_or_default());
-    check_l4(next, &payload[at..], &Pseudo::V6(src, dst), "ip6")
+    let segment = &payload[at..];
+    match next {
+        PROTO_IPIP => check_ipv4(segment, "inner.ip"),
+        PROTO_IPV6_IN_IP => check_ipv6(segment, "inner.ip6"),
+        protocol => check_l4(protocol, segment, &Pseudo::V6(src, dst), name),
+    }
 }
 
 fn check_l4(protocol: u8, segment: &[u8], pseudo: &Pseudo, name: &str) -> Result<(), String> {
@@ -130,11 +138,17 @@ fn check_l4(protocol: u8, segment: &[u8], pseudo: &Pseudo, name: &str) -> Result
         PROTO_ICMPV6 => ("icmp6", false),
         _ => return Ok(()),
     };
-    if skip_zero && read_u16(segment, 6) == Some(0) {
-        return Ok(()); // IPv4 UDP without a checksum
-    }
-    if checksum(&[&pseudo.bytes(protocol, segment.len()), segment]) != 0 {
+    let gue = protocol == PROTO_UDP && read_u16(segment, 2) == Some(GUE_PORT);
+    let no_checksum = read_u16(segment, 6) == Some(0);
+    // IPv4 UDP without a checksum; or GUE, which may go without over IPv6 too (RFC 6935).
+    if !((skip_zero || gue) && no_checksum)
+        && checksum(&[&pseudo.bytes(protocol, segment.len()), segment]) != 0
+    {
         return Err(format!("{name}.{label}.checksum: bad"));
     }
-    Ok(())
+    match segment.get(8).map(|byte| byte >> 4) {
+        Some(4) if gue => check_ipv4(&segment[8..], "gue.inner.ip"),
+        Some(6) if gue => check_ipv6(&segment[8..], "gue.inner.ip6"),
+        _ => Ok(()),
+    }
 }

@@ -19,6 +19,8 @@ pub(super) struct Ipv6 {
     pub(super) src: Ipv6Addr,
     pub(super) dst: Ipv6Addr,
     pub(super) hop_limit: u8,
+    /// DSCP (high six bits) and ECN (low two).
+    traffic_class: u8,
     extensions: Vec<Extension>,
 }
 
@@ -53,6 +55,7 @@ impl Ipv6 {
             src,
             dst,
             hop_limit: 64,
+            traffic_class: 0,
             extensions: Vec::new(),
         }
     }
@@ -71,7 +74,9 @@ impl Ipv6 {
         let payload_length =
             u16::try_from(headers.len() + segment.len()).expect("IPv6 payload over 64 KiB");
         let mut packet = Vec::with_capacity(40 + headers.len() + segment.len());
-        packet.extend_from_slice(&0x6000_0000u32.to_be_bytes()); // version 6, class 0, flow 0
+        // Version 6, the traffic class, flow label 0.
+        let version_class_flow = 0x6000_0000u32 | (u32::from(self.traffic_class) << 20);
+        packet.extend_from_slice(&version_class_flow.to_be_bytes());
         packet.extend_from_slice(&payload_length.to_be_bytes());
         packet.push(first);
         packet.push(self.hop_limit);
@@ -137,6 +142,12 @@ fn pad_n(mut len: usize, out: &mut Vec<u8>) {
 }
 
 impl Frame {
+    /// The traffic class: DSCP in the high six bits, ECN in the low two (IPv4's [`Frame::tos`]).
+    pub fn traffic_class(mut self, class: u8) -> Frame {
+        self.ipv6_mut("traffic_class").traffic_class = class;
+        self
+    }
+
     /// Appends a Hop-by-Hop Options header of `len_units` (its Hdr Ext Len): (len_units + 1) × 8
     /// bytes, the options area filled with PadN options.
     ///

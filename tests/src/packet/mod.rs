@@ -25,9 +25,12 @@
 //! - `l4`: TCP, UDP and ICMP/ICMPv6 headers, pseudo-headers and their knobs;
 //! - `icmp`: ICMP and ICMPv6 error messages ([`Frame::icmp_error`], [`Frame::icmpv6_error`]);
 //! - `fragment`: [`fragments`], cutting a built frame the way a kernel would;
+//! - `encap`: [`ipip`] and [`gue`], an IP packet inside another (wrap the result in
+//!   [`Frame::from_ip`]);
 //! - `checks`: [`checksum`], [`check_checksums`], [`truncated`].
 
 mod checks;
+mod encap;
 mod fragment;
 mod icmp;
 mod ipv4;
@@ -37,6 +40,7 @@ mod l4;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 pub use checks::{check_checksums, checksum, truncated};
+pub use encap::{gue, ipip};
 pub use fragment::fragments;
 pub use icmp::{
     ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_FRAG_NEEDED, ICMP_TIME_EXCEEDED,
@@ -65,7 +69,10 @@ pub const TPID_8021AD: u16 = 0x88a8;
 /// IP protocol numbers, which are also IPv6 Next Header values.
 pub const PROTO_HOP_BY_HOP: u8 = 0;
 pub const PROTO_ICMP: u8 = 1;
+/// IP in IP: an IPv4 packet inside.
 pub const PROTO_IPIP: u8 = 4;
+/// IP in IP: an IPv6 packet inside (6in4, 6in6).
+pub const PROTO_IPV6_IN_IP: u8 = 41;
 pub const PROTO_IPV6_ROUTING: u8 = 43;
 pub const PROTO_IPV6_FRAGMENT: u8 = 44;
 /// Encapsulating Security Payload: nothing after its SPI and sequence number is readable.
@@ -75,6 +82,10 @@ pub const PROTO_AH: u8 = 51;
 pub const PROTO_ICMPV6: u8 = 58;
 pub const PROTO_IPV6_NO_NEXT: u8 = 59;
 pub const PROTO_IPV6_DEST_OPTS: u8 = 60;
+
+/// The UDP port GUE packets go to by default (the balancer's `gue_port`, `lbd decap
+/// --gue-port`).
+pub const GUE_PORT: u16 = lb_common::decap::DEFAULT_GUE_PORT;
 
 /// TCP flag bits (byte 13 of the TCP header).
 pub mod tcp_flags {
@@ -101,7 +112,12 @@ pub struct Frame {
 enum L3 {
     V4(Ipv4, L4),
     V6(Ipv6, L4),
-    ArpRequest { sender: Ipv4Addr, target: Ipv4Addr },
+    ArpRequest {
+        sender: Ipv4Addr,
+        target: Ipv4Addr,
+    },
+    /// An IP packet given whole ([`Frame::from_ip`]).
+    Ip(Vec<u8>),
 }
 
 impl Frame {
@@ -144,6 +160,18 @@ impl Frame {
     /// IPv6 + ICMPv6 echo request, id 1 seq 1 unless set.
     pub fn icmpv6_echo(src: Ipv6Addr, dst: Ipv6Addr) -> Frame {
         Frame::ipv6(src, dst, L4::Icmpv6(Icmp::echo(ICMPV6_ECHO_REQUEST)))
+    }
+
+    /// An IPv4 or IPv6 packet given as bytes (an encapsulated one from [`ipip`] or [`gue`],
+    /// or [`Frame::ip_bytes`] of another frame), in an Ethernet frame: only the Ethernet
+    /// knobs apply. The EtherType follows the packet's version nibble.
+    pub fn from_ip(packet: &[u8]) -> Frame {
+        assert!(
+            matches!(packet.first().map(|byte| byte >> 4), Some(4 | 6)),
+            "from_ip needs an IPv4 or IPv6 packet (first byte {:02x?})",
+            packet.first()
+        );
+        Frame::new(L3::Ip(packet.to_vec()))
     }
 
     fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, l4: L4) -> Frame {
@@ -205,7 +233,9 @@ impl Frame {
         match &mut self.l3 {
             L3::V4(ip, _) => ip.ttl = ttl,
             L3::V6(ip, _) => ip.hop_limit = ttl,
-            L3::ArpRequest { .. } => panic!("ttl() applies to IP frames"),
+            L3::ArpRequest { .. } | L3::Ip(_) => {
+                panic!("ttl() applies to IP frames the builder makes")
+            }
         }
         self
     }
@@ -213,8 +243,8 @@ impl Frame {
     /// Data after the TCP/UDP/ICMP header (for ICMP errors: the quoted packet).
     pub fn payload(mut self, payload: &[u8]) -> Frame {
         assert!(
-            !matches!(self.l3, L3::ArpRequest { .. }),
-            "payload() does not apply to ARP frames"
+            !matches!(self.l3, L3::ArpRequest { .. } | L3::Ip(_)),
+            "payload() does not apply to ARP frames nor to frames from_ip"
         );
         self.payload = payload.to_vec();
         self
@@ -234,6 +264,8 @@ impl Frame {
             L3::V4(..) => ETHERTYPE_IPV4,
             L3::V6(..) => ETHERTYPE_IPV6,
             L3::ArpRequest { .. } => ETHERTYPE_ARP,
+            L3::Ip(ref packet) if packet[0] >> 4 == 4 => ETHERTYPE_IPV4,
+            L3::Ip(_) => ETHERTYPE_IPV6,
         };
         frame.extend_from_slice(&ethertype.to_be_bytes());
         frame.extend_from_slice(&l3);
@@ -264,6 +296,7 @@ impl Frame {
                 let segment = l4.build(&self.payload, &l4::Pseudo::V6(ip.src, ip.dst));
                 ip.packet(l4.protocol(), &segment)
             }
+            L3::Ip(packet) => packet.clone(),
             L3::ArpRequest { sender, target } => {
                 let mut arp = Vec::with_capacity(28);
                 arp.extend_from_slice(&1u16.to_be_bytes()); // hardware: Ethernet
@@ -296,7 +329,9 @@ impl Frame {
     fn l4_mut(&mut self, what: &str) -> &mut L4 {
         match &mut self.l3 {
             L3::V4(_, l4) | L3::V6(_, l4) => l4,
-            L3::ArpRequest { .. } => panic!("{what}() applies to IP frames"),
+            L3::ArpRequest { .. } | L3::Ip(_) => {
+                panic!("{what}() applies to IP frames the builder makes")
+            }
         }
     }
 }
