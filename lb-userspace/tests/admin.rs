@@ -11,7 +11,7 @@ use lb_userspace::{
     daemon::{self, Daemon},
     dataplane::{FakeDataplane, FakeReader},
     lbadm::{self, Cli},
-    neighbour::InterfaceInfo,
+    neighbour::{InterfaceInfo, Routes},
     reconcile::Desired,
 };
 
@@ -53,7 +53,7 @@ async fn lbadm_lists_what_the_daemon_holds() {
         vlan: None,
         egress: 3,
     };
-    let mut state = Desired::new(&config, vec![eth0]).unwrap();
+    let mut state = Desired::new(&config, vec![eth0], &Routes::new()).unwrap();
     let resolved = [(11u8, 0x0bu8), (12, 0x0c)]
         .into_iter()
         .map(|(host, mac)| {
