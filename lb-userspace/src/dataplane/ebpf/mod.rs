@@ -19,8 +19,9 @@ pub use element::{insert_new, lookup_and_delete};
 use lb_common::{
     ConnCounts, Counters, Egress, Flow, FlowKey, Interface, MAP_CONNS, MAP_EGRESS, MAP_FLOWS,
     MAP_FRAGMENT_SERVICES, MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS, MAP_REASON_STATS,
-    MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES, MAP_SETTINGS, MAP_TABLES,
-    MAP_TX_PORTS, MAX_TABLE_SLOTS, Real, Reason, Service, ServiceKey, Settings, TableRange,
+    MAP_REPLIES, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES, MAP_SETTINGS,
+    MAP_TABLES, MAP_TX_PORTS, MAX_TABLE_SLOTS, Real, Reason, Service, ServiceKey, Settings,
+    TableRange,
 };
 use published::{Conns, Reals, Schedules};
 use readers::Readers;
@@ -87,6 +88,10 @@ impl EbpfDataplane {
         let space = placed_tables(&schedules, slots)?;
         let sweeper = Sweeper {
             flows: duplicate_data(&flows, MAP_FLOWS)?,
+            replies: ebpf
+                .take_map(MAP_REPLIES)
+                .map(|raw| map_data(raw, MAP_REPLIES))
+                .transpose()?,
             conns: conns.clone(),
             reals: Reals::new(duplicate_data(&reals, MAP_REALS)?)?,
             settings: typed(
