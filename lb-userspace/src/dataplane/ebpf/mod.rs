@@ -580,6 +580,27 @@ impl EbpfDataplane {
             .collect()
     }
 
+    /// A real's egress entry as the program reads it (tests, and whoever checks what lbd
+    /// wrote).
+    pub fn egress(&self, real_id: u32) -> Result<Option<Egress>, DataplaneError> {
+        let Some(map) = &self.egress else {
+            return Ok(None);
+        };
+        match map.get(&real_id, 0) {
+            Ok(egress) => Ok(Some(egress)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(DataplaneError::Map {
+                map: MAP_EGRESS,
+                source,
+            }),
+        }
+    }
+
+    /// The settings entry as the program reads it.
+    pub fn settings(&self) -> Result<Settings, DataplaneError> {
+        self.settings.get(&0, 0).map_err(map_err(MAP_SETTINGS))
+    }
+
     /// Frees the space of removed services once a grace period has passed since.
     fn release_quarantine(&mut self) {
         let now = self.readers.grace_periods();

@@ -160,6 +160,12 @@ impl Sweeper {
         Ok(())
     }
 
+    /// The replies table's handle, e.g. for filling it in tests (`batch::update`); `None`
+    /// when the program has none.
+    pub fn replies(&self) -> Option<&MapData> {
+        self.replies.as_ref()
+    }
+
     /// The real's entry now; an id outside the map (a flow no real of this lbd could have
     /// made) reads as no real, so its flow is removed rather than stopping every sweep.
     fn real(&self, real_id: u32) -> Real {
