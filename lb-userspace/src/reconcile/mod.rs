@@ -120,7 +120,8 @@ pub struct DesiredReal {
     /// entry, and so its MAC and reachability.
     pub next_hop: IpAddr,
     /// The balancer's own address toward the real (the route's preferred source, or the
-    /// interface's address), for tunnel and full-NAT reals; `None` for the others.
+    /// interface's address): the default of `sources`. `None` for `dr` reals, which need
+    /// none.
     pub local: Option<IpAddr>,
     /// Tunnel: the outer source address (one). Full NAT: the local addresses its flows come
     /// from (`snat_pool`, or `local`). Empty for the other methods.
