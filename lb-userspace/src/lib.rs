@@ -7,12 +7,13 @@
 //!
 //! - [`config`]: the YAML file → a validated, typed [`config::Config`] (errors name key and line).
 //! - [`schedule`]: pure functions that turn weights into the ring the kernel walks.
-//! - [`reconcile`]: config + what the host says (interfaces, MACs, neighbour state) → ids,
+//! - [`reconcile`]: config + what the host says (interfaces, routes, MACs, neighbour state) → ids,
 //!   rings and map entries; the one writer of the maps, and the snapshot it publishes.
 //! - [`dataplane`]: the seams to the program's maps ([`dataplane::Dataplane`] to write,
 //!   [`dataplane::DataplaneReader`] to read counters and flows), their eBPF implementations,
 //!   in-memory fakes for tests, and the loader (load, size and pin maps, attach).
-//! - [`neighbour`]: interfaces, VLANs, neighbour entries and notifications over rtnetlink.
+//! - [`neighbour`]: interfaces, VLANs, routes to reals, neighbour entries and notifications
+//!   over rtnetlink.
 //! - [`admin`]: the admin socket protocol, its server and lbadm's client.
 //! - [`daemon`]: `serve` (what lbd runs) and `run(daemon, listener, shutdown)`: the tasks.
 //! - [`lbadm`]: the ipvsadm-like CLI, one module per verb.

@@ -11,7 +11,7 @@ use lb_userspace::{
     daemon::{self, Daemon},
     dataplane::{FakeDataplane, FakeReader},
     lbadm::{self, Cli},
-    neighbour::InterfaceInfo,
+    neighbour::{InterfaceInfo, Routes},
     reconcile::Desired,
 };
 
@@ -31,6 +31,18 @@ services:
     protocol: udp
     scheduler: rr
     reals: [{address: 192.0.2.21}]
+  - vip: 192.0.2.100
+    port: 443
+    protocol: tcp
+    scheduler: rr
+    forward: tun
+    tunnel: gue
+    snat_pool: [192.0.2.3]
+    reals:
+      - {address: 192.0.2.31}
+      - {address: 2001:db8::32}
+      - {address: 192.0.2.33, forward: nat, port: 8443}
+      - {address: 192.0.2.34, forward: fullnat, port: 8443}
 limits: {flows: 1000, services: 16, reals: 64}
 ";
 
@@ -48,12 +60,15 @@ async fn lbadm_lists_what_the_daemon_holds() {
         name: "eth0".into(),
         index: 3,
         mac: [2, 0, 0, 0, 0, 2],
-        prefixes: vec![(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 24)],
+        prefixes: vec![
+            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 24),
+            ("2001:db8::2".parse().unwrap(), 64),
+        ],
         mtu: 1500,
         vlan: None,
         egress: 3,
     };
-    let mut state = Desired::new(&config, vec![eth0]).unwrap();
+    let mut state = Desired::new(&config, vec![eth0], &Routes::new()).unwrap();
     let resolved = [(11u8, 0x0bu8), (12, 0x0c)]
         .into_iter()
         .map(|(host, mac)| {
@@ -102,6 +117,24 @@ async fn lbadm_lists_what_the_daemon_holds() {
             service_id: 1,
             last_seen_ns: now,
             state: u32::from(STATE_ESTABLISHED),
+            ..Flow::default()
+        },
+    );
+    // A full-NAT flow, on real 7 (192.0.2.34), from its first local address.
+    let full_nat = FlowKey {
+        src: [203, 0, 113, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        dst_port_be: 443u16.to_be(),
+        ..key
+    };
+    reader.flows.insert(
+        full_nat,
+        Flow {
+            real_id: 7,
+            service_id: 3,
+            last_seen_ns: now,
+            state: u32::from(STATE_ESTABLISHED),
+            local_port_be: 1025u16.to_be(),
+            local_source: 0,
             ..Flow::default()
         },
     );
@@ -161,6 +194,11 @@ TCP  192.0.2.100:80 wrr
   -> 192.0.2.12:80                Route   2      1          3         
 UDP  192.0.2.100:53 rr
   -> 192.0.2.21:53                Route   1      0          0         
+TCP  192.0.2.100:443 rr mtu-overhead 48
+  -> 192.0.2.31:443               Tunnel  1      0          0         
+  -> [2001:db8::32]:443           Tunnel  1      0          0         
+  -> 192.0.2.33:8443              Masq    1      0          0         
+  -> 192.0.2.34:8443              FullNat 1      0          0         
 ";
     assert_eq!(table, expected_table);
     assert!(
@@ -184,19 +222,44 @@ UDP  192.0.2.100:53 rr
         listing["services"][1]["reals"][0]["available"], false,
         "192.0.2.21 never resolved"
     );
+    let tunnelled = &listing["services"][2];
+    assert_eq!(tunnelled["mtu_overhead"], 48, "GUE in IPv6");
+    assert_eq!(listing["services"][0]["mtu_overhead"], 0);
+    assert_eq!(tunnelled["reals"][0]["forward"], "tun");
+    assert_eq!(tunnelled["reals"][0]["next_hop"], "192.0.2.31");
+    assert_eq!(
+        tunnelled["reals"][1]["sources"],
+        serde_json::json!(["2001:db8::2"]),
+        "the outer source of the IPv6 tunnel: eth0's own address"
+    );
+    assert_eq!(
+        tunnelled["reals"][3]["sources"],
+        serde_json::json!(["192.0.2.3"])
+    );
     assert!(
         filtered.contains("UDP  192.0.2.100:53 rr") && !filtered.contains("TCP"),
         "{filtered}"
     );
     assert_eq!(missing, "no such service: TCP 192.0.2.100:8080");
     // Expiry is 15:00 or 14:59, depending on how long the request took.
+    let lines: Vec<&str> = connections.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            "IPVS connection entries",
+            "pro expire state       source             virtual            destination"
+        ],
+        "{connections}"
+    );
     assert!(
-        connections.starts_with(
-            "IPVS connection entries\n\
-             pro expire state       source             virtual            destination\n\
-             TCP 1"
-        ) && connections
-            .ends_with("  ESTABLISHED 198.51.100.7:40001 192.0.2.100:80     192.0.2.12:80\n"),
+        lines.len() == 4
+            && lines[2].starts_with("TCP 1")
+            && lines[2]
+                .ends_with("  ESTABLISHED 198.51.100.7:40001 192.0.2.100:80     192.0.2.12:80")
+            && lines[3].ends_with(
+                "  ESTABLISHED 203.0.113.9:40001  192.0.2.100:443    192.0.2.34:8443    \
+                 local 192.0.2.3:1025"
+            ),
         "{connections}"
     );
     let connections_json: serde_json::Value = serde_json::from_str(&connections_json).unwrap();
@@ -205,6 +268,11 @@ UDP  192.0.2.100:53 rr
     assert_eq!(entry["destination"], "192.0.2.12");
     assert_eq!(entry["source_port"], 40001);
     assert!(entry["expire_s"].as_u64().unwrap() > 890, "{entry}");
+    assert!(entry.get("local_address").is_none(), "{entry}");
+    let full_nat = &connections_json["connections"][1];
+    assert_eq!(full_nat["destination_port"], 8443);
+    assert_eq!(full_nat["local_address"], "192.0.2.3");
+    assert_eq!(full_nat["local_port"], 1025);
 
     stop.send(()).unwrap();
     server.await.unwrap();

@@ -54,6 +54,19 @@ fn check_accepts_a_good_config() {
 }
 
 #[test]
+fn check_accepts_every_forwarding_method() {
+    let text = GOOD.replace(
+        "    reals:",
+        "    forward: tun\n    tunnel: gue\n    snat_pool: [192.0.2.3]\n    reals:",
+    ) + "      - {address: 2001:db8::13}\n      - {address: 192.0.2.14, forward: nat, port: 8080}\n      - {address: 192.0.2.15, forward: fullnat, port: 8080}\n";
+    let path = config_file("forwarding.yaml", &text);
+    let output = lbd(&["--check", "--config", path.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("1 services, 5 reals"), "{stdout}");
+}
+
+#[test]
 fn bad_configs_fail_with_one_line_naming_key_and_line() {
     let cases = [
         (
@@ -80,6 +93,19 @@ fn bad_configs_fail_with_one_line_naming_key_and_line() {
             "scheduler.yaml",
             GOOD.replace("protocol: tcp", "protocol: tcp\n    scheduler: fastest"),
             "unknown scheduler \"fastest\"",
+        ),
+        (
+            "tunnel-port.yaml",
+            GOOD.replace(
+                "{address: 192.0.2.12}",
+                "{address: 192.0.2.12, forward: tun, port: 8080}",
+            ),
+            ":9:51: services[0].reals[1].port: dr and tun cannot change the port",
+        ),
+        (
+            "gue-port.yaml",
+            GOOD.replace("protocol: tcp", "protocol: tcp\n    gue_port: 5555"),
+            ":7:5: services[0].gue_port: only means something with `tunnel: gue`",
         ),
     ];
     for (name, text, expected) in cases {

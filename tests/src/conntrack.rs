@@ -17,10 +17,7 @@ use lb_common::{
     ConnCounts, FAMILY_IPV4, FAMILY_IPV6, Flow, FlowKey, PROTO_TCP, PROTO_UDP, Reason,
     conntrack::{is_active, state_name},
 };
-use lb_userspace::{
-    admin::monotonic_now_ns,
-    dataplane::{DataplaneReader as _, SweepReport},
-};
+use lb_userspace::{admin::monotonic_now_ns, dataplane::DataplaneReader as _};
 
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
 pub const VIP_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 120);
@@ -403,11 +400,8 @@ impl Conntrack {
             );
         }
         assert_eq!(
-            report,
-            SweepReport {
-                flows: flows_before,
-                removed: removed.len() as u64,
-            },
+            (report.flows, report.removed),
+            (flows_before, removed.len() as u64),
             "{step}: flows the sweep saw and removed"
         );
         self.model.check(&self.balancer, step);

@@ -2,7 +2,15 @@
 //!
 //! [`Balancer::load`] goes through the daemon's own code path — config parsing, `Desired`,
 //! `loader::load`, `Desired::apply` — so a fixture exercises exactly what `lbd` writes. Every
-//! real is "resolved" to the MAC [`real_mac_for`] derives from its address.
+//! real's next hop (the real itself, or the router a route names) is "resolved" to the MAC
+//! [`real_mac_for`] derives from its address.
+//!
+//! Fixtures have no kernel routes to read, so the harness makes them up: every `tun`, `nat`
+//! and `fullnat` real on one of the interfaces' prefixes is reached directly, and the
+//! balancer's own address toward it (what lbd reads as the route's preferred source: the
+//! default outer source of tunnels and local address of full NAT) is [`BALANCER_V4`] or
+//! [`BALANCER_V6`], by the real's family. [`Balancer::load_with_routes`] takes routes of
+//! the test's own, e.g. [`route_via`] a router for a real elsewhere.
 
 use std::{
     collections::HashMap,
@@ -14,7 +22,7 @@ use lb_common::{ConnCounts, Counters, Reason};
 use lb_userspace::{
     config,
     dataplane::{DataplaneReader as _, EbpfDataplane, EbpfReader, Sweeper, loader},
-    neighbour::InterfaceInfo,
+    neighbour::{InterfaceInfo, Route, Routes, interface_for},
     reconcile::Desired,
 };
 
@@ -25,6 +33,33 @@ use crate::{packet::Mac, pcap::assert_frame_eq, privilege::require_root};
 pub const INGRESS_IFINDEX: u32 = 1;
 /// The balancer interface's own MAC in fixtures: the source MAC of every forwarded frame.
 pub const BALANCER_MAC: Mac = [0x02, 0, 0, 0, 0xbb, 0x01];
+/// The balancer's own IPv4 address in fixtures, on [`loopback`]'s 192.0.2.0/24: the outer
+/// source of tunnelled packets to IPv4 reals, and the local address of full-NAT flows to
+/// IPv4 reals, unless the service sets `tunnel_source` or `snat_pool`.
+pub const BALANCER_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
+/// As [`BALANCER_V4`], for IPv6 reals (on 2001:db8::/32).
+pub const BALANCER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x200);
+
+/// The balancer's own address of `toward`'s family: [`BALANCER_V4`] or [`BALANCER_V6`].
+pub fn balancer_address(toward: IpAddr) -> IpAddr {
+    match toward {
+        IpAddr::V4(_) => IpAddr::V4(BALANCER_V4),
+        IpAddr::V6(_) => IpAddr::V6(BALANCER_V6),
+    }
+}
+
+/// A route through `gateway` (a router on [`loopback`]'s prefixes), as lbd would read it for
+/// a real off the balancer's segments: frames to the real carry `real_mac_for(gateway)`, and
+/// its local address is [`balancer_address`].
+pub fn route_via(gateway: impl Into<IpAddr>) -> Route {
+    let gateway = gateway.into();
+    Route {
+        ifindex: INGRESS_IFINDEX,
+        interface: "lo".into(),
+        gateway: Some(gateway),
+        prefsrc: Some(balancer_address(gateway)),
+    }
+}
 
 /// The MAC fixtures give a real: `02:00` then its IPv4 address, or `02:06` then the last
 /// four bytes of its IPv6 address.
@@ -128,9 +163,22 @@ impl Balancer {
     /// Loads the program with the services of `yaml`, reals placed on `interfaces` (the first
     /// being where frames arrive). All reals are resolved.
     pub fn load_with_interfaces(yaml: &str, interfaces: Vec<InterfaceInfo>) -> Balancer {
+        Balancer::load_with_routes(yaml, interfaces, Routes::new())
+    }
+
+    /// As [`Balancer::load_with_interfaces`], with these routes (by real address) over the
+    /// ones the harness makes up for connected reals (see the module's doc).
+    pub fn load_with_routes(
+        yaml: &str,
+        interfaces: Vec<InterfaceInfo>,
+        routes: Routes,
+    ) -> Balancer {
         let config = config::parse(yaml, "fixture.yaml").unwrap_or_else(|e| panic!("{e}"));
-        let mut state = Desired::new(&config, interfaces).unwrap_or_else(|e| panic!("{e}"));
-        for (ifindex, addr) in state.real_addresses() {
+        let mut all_routes = connected_routes(&config, &interfaces);
+        all_routes.extend(routes);
+        let mut state =
+            Desired::new(&config, interfaces, &all_routes).unwrap_or_else(|e| panic!("{e}"));
+        for (ifindex, addr) in state.next_hops() {
             state.set_neighbours(ifindex, &HashMap::from([(addr, real_mac_for(addr))]));
         }
         let loader::Loaded {
@@ -318,6 +366,29 @@ pub fn check_exact(
         );
     }
     outcome.frame
+}
+
+/// The routes lbd would read for the reals of `config` that may be routed (all but `dr`) and
+/// sit on a prefix of `interfaces`: straight to the real, from [`balancer_address`].
+pub fn connected_routes(config: &config::Config, interfaces: &[InterfaceInfo]) -> Routes {
+    config
+        .services
+        .iter()
+        .flat_map(|service| &service.reals)
+        .filter(|real| !real.forward.needs_connected_real())
+        .filter_map(|real| {
+            let interface = interface_for(real.address, interfaces)?;
+            Some((
+                real.address,
+                Route {
+                    ifindex: interface.index,
+                    interface: interface.name.clone(),
+                    gateway: None,
+                    prefsrc: Some(balancer_address(real.address)),
+                },
+            ))
+        })
+        .collect()
 }
 
 fn run_once(ebpf: &mut aya::Ebpf, frame: &[u8]) -> Outcome {

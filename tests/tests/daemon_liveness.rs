@@ -93,8 +93,9 @@ fn a_flow_walk_stalls_neither_the_admin_socket_nor_the_timers() {
         .collect();
     batch::update(reader.flows().fd().as_fd(), &keys, &flows).expect("filling the flow table");
 
-    let mut desired = Desired::new(&config, vec![loopback()]).unwrap_or_else(|e| panic!("{e}"));
-    for (ifindex, addr) in desired.real_addresses() {
+    let mut desired = Desired::new(&config, vec![loopback()], &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (ifindex, addr) in desired.next_hops() {
         desired.set_neighbours(ifindex, &[(addr, [2, 0, 0, 0, 0, 1])].into());
     }
     let dir = std::env::temp_dir().join(format!("lbt-liveness-{}", std::process::id()));

@@ -8,8 +8,9 @@ use lb_common::{FAMILY_IPV4, FlowKey, PROTO_TCP, conntrack::state_name};
 
 use super::{Connection, ConnectionListing, Listing, RealListing, ReasonCount, ServiceListing};
 use crate::{
+    config::Forward,
     dataplane::{DataplaneError, DataplaneReader},
-    reconcile::{Desired, describe_reachability},
+    reconcile::{Desired, DesiredReal, describe_reachability},
 };
 
 /// `lbadm -L`: services, reals, counters, and each real's connection counts.
@@ -31,6 +32,8 @@ pub fn listing(
                 weight: real.config.weight,
                 active_conn: connections.active,
                 inactive_conn: connections.inactive,
+                next_hop: Some(real.next_hop),
+                sources: real.sources.clone(),
                 mac: real.mac.map(|mac| format_mac(&mac)),
                 available: real.available(),
                 neighbour: describe_reachability(real).to_owned(),
@@ -51,6 +54,7 @@ pub fn listing(
                 .persistence
                 .and_then(|persistence| netmask_text(service.config.vip, persistence.prefix)),
             forward: service.config.forward.name().to_owned(),
+            mtu_overhead: service.config.mtu_overhead(),
             stats: reader.service_counters(service.id)?.into(),
             reals,
         });
@@ -74,29 +78,32 @@ pub fn listing(
 
 /// `lbadm -L -n -c`: every flow that has not expired, with the real it goes to, sorted by
 /// virtual service, then source. Flows whose real lbd no longer has are left out (the sweep
-/// removes them within a second).
+/// removes them within a second). Full-NAT flows also name the local address and port the
+/// real sees them come from.
 pub fn connections(
     instance: &str,
     desired: &Desired,
     reader: &dyn DataplaneReader,
 ) -> Result<ConnectionListing, DataplaneError> {
     let settings = desired.timeouts.settings();
-    let mut reals = HashMap::new();
+    let mut reals: HashMap<(u32, u32), &DesiredReal> = HashMap::new();
     for service in &desired.services {
         for real in &service.reals {
-            reals.insert(
-                (service.id, real.id),
-                (real.config.address, real.config.port),
-            );
+            reals.insert((service.id, real.id), real);
         }
     }
     let now = monotonic_now_ns();
     let mut connections = Vec::new();
     reader.for_each_flow(&mut |key, flow| {
-        let Some(&(destination, destination_port)) = reals.get(&(flow.service_id, flow.real_id))
-        else {
+        let Some(real) = reals.get(&(flow.service_id, flow.real_id)) else {
             return;
         };
+        let (destination, destination_port) = (real.config.address, real.config.port);
+        // Full NAT: which of the real's local addresses, and which port.
+        let local = (real.config.forward == Forward::Fullnat)
+            .then(|| real.sources.get(usize::from(flow.local_source)))
+            .flatten()
+            .map(|&address| (address, u16::from_be(flow.local_port_be)));
         let state = flow.state as u8;
         let idle = now.saturating_sub(flow.last_seen_ns);
         let Some(left) = settings.expires_after_ns(state).checked_sub(idle) else {
@@ -122,6 +129,8 @@ pub fn connections(
             } else {
                 destination_port
             },
+            local_address: local.map(|(address, _)| address),
+            local_port: local.map(|(_, port)| port),
         });
     })?;
     connections.sort_by(|a, b| {

@@ -52,6 +52,10 @@ pub struct ServiceListing {
     #[serde(default)]
     pub netmask: Option<String>,
     pub forward: String,
+    /// The most bytes encapsulation adds to its packets (the largest over its `tun` reals:
+    /// IPIP 20 or 40, GUE 28 or 48 by the outer family); 0 without tunnelled reals.
+    #[serde(default)]
+    pub mtu_overhead: u32,
     pub stats: Stats,
     pub reals: Vec<RealListing>,
 }
@@ -66,7 +70,14 @@ pub struct RealListing {
     pub active_conn: u64,
     /// Its other flows: TCP connections opening or closing, UDP flows.
     pub inactive_conn: u64,
-    /// `None` while the neighbour table has never had an entry for the real.
+    /// Whose MAC frames to the real carry: the real itself, or the router to it (`tun`,
+    /// `nat`, `fullnat` reals off the balancer's segments).
+    #[serde(default)]
+    pub next_hop: Option<IpAddr>,
+    /// Tunnel: the outer source address; full NAT: the local addresses its flows come from.
+    #[serde(default)]
+    pub sources: Vec<IpAddr>,
+    /// The next hop's MAC; `None` while the neighbour table has never had an entry for it.
     pub mac: Option<String>,
     /// Takes packets of its flows (MAC known, neighbour not FAILED; later: health check).
     pub available: bool,
@@ -75,8 +86,9 @@ pub struct RealListing {
     pub stats: Stats,
 }
 
-/// ipvsadm's `--stats` columns. With direct routing replies bypass the balancer, so the
-/// `out_*` counters stay 0, as they do in LVS-DR.
+/// ipvsadm's `--stats` columns. The program counts what it receives from clients; replies
+/// are not counted (with direct routing and tunnels they bypass the balancer), so the `out_*`
+/// counters stay 0, as they do in LVS-DR.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     pub conns: u64,
@@ -150,4 +162,9 @@ pub struct Connection {
     pub virtual_port: u16,
     pub destination: IpAddr,
     pub destination_port: u16,
+    /// Full NAT: the balancer's address and port the real sees the connection come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_address: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_port: Option<u16>,
 }

@@ -132,6 +132,19 @@ pub struct ServiceConfig {
     pub scheduler: Scheduler,
     /// The service's default; each real carries its own (possibly overridden) method.
     pub forward: Forward,
+    /// Key `tunnel`: how packets to the service's `tun` reals are encapsulated.
+    pub tunnel: Tunnel,
+    /// Key `gue_port`: the reals' UDP port for GUE (`tunnel: gue` only; default
+    /// [`DEFAULT_GUE_PORT`]).
+    pub gue_port: u16,
+    /// Key `snat_pool`: the local addresses full-NAT reals see flows come from, all in the
+    /// VIP's family, at most [`lb_common::MAX_LOCAL_SOURCES`]. Empty: each real uses the
+    /// balancer's own address toward it (the route's preferred source).
+    pub snat_pool: Vec<IpAddr>,
+    /// Key `tunnel_source`: the outer source address of tunnelled packets, at most one per
+    /// family (a `tun` real uses the one of its own family). Absent for a family: the
+    /// balancer's own address toward each real.
+    pub tunnel_source: Vec<IpAddr>,
     /// Key `persistence` (and `persistence_netmask`): a client sticks to its real.
     pub persistence: Option<PersistenceConfig>,
     /// Key `mh_table_size`: slots of the Maglev table (`mh` only), a prime.
@@ -171,17 +184,41 @@ pub enum Scheduler {
     Mh,
 }
 
-/// How packets reach a real server.
+/// How packets reach a real server (LVS's forwarding methods, plus full NAT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forward {
-    /// Direct routing: rewrite the destination MAC, keep the IP header (LVS-DR).
+    /// Direct routing: rewrite the destination MAC, keep the IP header (LVS-DR). The real
+    /// must be on a connected segment.
     Dr,
+    /// Tunnelling: the client's packet inside an outer IP header (IPIP or GUE) to the real
+    /// (LVS-TUN). The real may be anywhere, and of the other family.
+    Tun,
+    /// Destination NAT: the destination becomes the real's address and port; the real's
+    /// replies come back through the balancer, which puts the VIP back (LVS-NAT).
+    Nat,
+    /// Full NAT: as `nat`, and the source becomes one of the balancer's local addresses
+    /// (`snat_pool`), so the replies come back through it whatever the real's routes.
+    Fullnat,
 }
+
+/// How packets to `tun` reals are encapsulated (`tunnel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tunnel {
+    /// IP in IP (IPv4 or IPv6 outer header; Linux's `ipip`, `ip6tnl`, `sit` decapsulate it).
+    Ipip,
+    /// GUE variant 1: the inner packet after a UDP header to [`ServiceConfig::gue_port`]
+    /// (Linux's `fou` in `gue` mode).
+    Gue,
+}
+
+/// The UDP port GUE packets go to when `gue_port` is not given (Katran's default).
+pub const DEFAULT_GUE_PORT: u16 = 6080;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RealConfig {
     pub address: IpAddr,
-    /// Always equal to the service port under direct routing (checked).
+    /// Equal to the service port for `dr` and `tun` (checked); `nat` and `fullnat` may map
+    /// it to another.
     pub port: u16,
     /// 0..=65535; 0 drains the real.
     pub weight: u32,
@@ -326,21 +363,77 @@ impl Scheduler {
 }
 
 impl Forward {
-    pub const ALL: [Forward; 1] = [Forward::Dr];
+    pub const ALL: [Forward; 4] = [Forward::Dr, Forward::Tun, Forward::Nat, Forward::Fullnat];
     /// In SPEC.md, not implemented yet.
-    const PLANNED: [&str; 3] = ["tun", "nat", "fullnat"];
+    const PLANNED: [&str; 0] = [];
 
     pub fn name(self) -> &'static str {
         match self {
             Forward::Dr => "dr",
+            Forward::Tun => "tun",
+            Forward::Nat => "nat",
+            Forward::Fullnat => "fullnat",
+        }
+    }
+
+    /// The program's code for it (`FORWARD_*`).
+    pub fn code(self) -> u8 {
+        match self {
+            Forward::Dr => lb_common::FORWARD_DR,
+            Forward::Tun => lb_common::FORWARD_TUN,
+            Forward::Nat => lb_common::FORWARD_NAT,
+            Forward::Fullnat => lb_common::FORWARD_FULLNAT,
         }
     }
 
     /// Whether a real may listen on another port than the service: only when the balancer
-    /// rewrites the transport header, which direct routing never does.
-    fn can_change_port(self) -> bool {
+    /// rewrites the transport header, which direct routing and tunnelling never do.
+    pub fn can_change_port(self) -> bool {
+        matches!(self, Forward::Nat | Forward::Fullnat)
+    }
+
+    /// Whether the client's packet reaches the real with its own IP header, so that the real
+    /// must be in the VIP's family. Only a tunnel wraps it (4in6, 6in4).
+    pub fn keeps_family(self) -> bool {
+        self != Forward::Tun
+    }
+
+    /// Whether the real's replies come back through the balancer to be translated.
+    pub fn translates_replies(self) -> bool {
+        matches!(self, Forward::Nat | Forward::Fullnat)
+    }
+
+    /// Whether the real needs only a MAC rewrite, and so a connected segment.
+    pub fn needs_connected_real(self) -> bool {
+        self == Forward::Dr
+    }
+}
+
+impl Tunnel {
+    pub const ALL: [Tunnel; 2] = [Tunnel::Ipip, Tunnel::Gue];
+
+    pub fn name(self) -> &'static str {
         match self {
-            Forward::Dr => false,
+            Tunnel::Ipip => "ipip",
+            Tunnel::Gue => "gue",
+        }
+    }
+
+    /// The program's code for it (`TUNNEL_*`).
+    pub fn code(self) -> u8 {
+        match self {
+            Tunnel::Ipip => lb_common::TUNNEL_IPIP,
+            Tunnel::Gue => lb_common::TUNNEL_GUE,
+        }
+    }
+
+    /// Bytes the encapsulation adds in front of the client's packet, for an outer header of
+    /// `outer`'s family: an IPv4 (20) or IPv6 (40) header, and for GUE a UDP header (8).
+    pub fn overhead(self, outer: IpAddr) -> u32 {
+        let ip = if outer.is_ipv4() { 20 } else { 40 };
+        match self {
+            Tunnel::Ipip => ip,
+            Tunnel::Gue => ip + 8,
         }
     }
 }
@@ -372,6 +465,13 @@ impl FromStr for Scheduler {
     }
 }
 
+impl FromStr for Tunnel {
+    type Err = NameError;
+    fn from_str(word: &str) -> Result<Self, NameError> {
+        parse_name("tunnel", word, &Tunnel::ALL, Tunnel::name, &[])
+    }
+}
+
 impl FromStr for Forward {
     type Err = NameError;
     fn from_str(word: &str) -> Result<Self, NameError> {
@@ -394,7 +494,7 @@ macro_rules! display_by_name {
         }
     )*};
 }
-display_by_name!(XdpMode, Protocol, Scheduler, Forward);
+display_by_name!(XdpMode, Protocol, Scheduler, Forward, Tunnel);
 
 /// Line and column in the config text, both 1-based; columns count characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -509,5 +609,18 @@ impl ServiceConfig {
             self.protocol.name().to_uppercase(),
             socket_text(self.vip, self.port)
         )
+    }
+
+    /// The most bytes encapsulation adds to a packet of this service: the largest
+    /// [`Tunnel::overhead`] over its `tun` reals (the outer header is in the real's family);
+    /// 0 without any. A client packet within this much of a link's MTU no longer fits it
+    /// tunnelled.
+    pub fn mtu_overhead(&self) -> u32 {
+        self.reals
+            .iter()
+            .filter(|real| real.forward == Forward::Tun)
+            .map(|real| self.tunnel.overhead(real.address))
+            .max()
+            .unwrap_or(0)
     }
 }

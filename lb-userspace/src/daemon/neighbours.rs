@@ -1,8 +1,11 @@
 //! The neighbour watch: keeps every real's MAC and reachability current from the kernel's
 //! neighbour table, and keeps the kernel probing the reals.
 //!
-//! - Notifications (`neighbour::events`) about a real's address go to the reconciler as they
-//!   arrive. A real's entry turning STALE (unconfirmed: the program's traffic never confirms
+//! What is watched is each real's next hop: the real itself on a connected segment, the
+//! router to it otherwise (tunnel and NAT reals), so reals behind one router share its entry.
+//!
+//! - Notifications (`neighbour::events`) about a next hop go to the reconciler as they
+//!   arrive. An entry turning STALE (unconfirmed: the program's traffic never confirms
 //!   it) is answered by asking the kernel to resolve it, which makes the kernel probe it
 //!   (STALE → DELAY → PROBE → REACHABLE, or FAILED). So a real that stops answering goes
 //!   FAILED, and out of the data plane, within the kernel's `base_reachable_time` plus
@@ -41,21 +44,21 @@ pub struct NeighbourWatch {
 }
 
 impl NeighbourWatch {
-    /// Dumps the tables of every interface a real sits on and sends what they say about
-    /// reals; then asks the kernel to probe every real whose entry is STALE (no notification
-    /// will come for it until someone asks) or missing (garbage-collected while lbd was down,
-    /// or its notifications lost).
+    /// Dumps the tables of every interface a next hop sits on and sends what they say about
+    /// next hops; then asks the kernel to probe every next hop whose entry is STALE (no
+    /// notification will come for it until someone asks) or missing (garbage-collected while
+    /// lbd was down, or its notifications lost).
     pub async fn resync(
         &self,
         desired: &Desired,
         inputs: &mpsc::Sender<Input>,
     ) -> Result<(), NeighbourError> {
-        let reals = desired.real_addresses();
-        let ifindexes: BTreeSet<u32> = reals.iter().map(|(ifindex, _)| *ifindex).collect();
-        // What the tables say about each real's address, looked up once per address.
-        let mut state_of: HashMap<(u32, IpAddr), NeighbourStatus> = reals
+        let next_hops = desired.next_hops();
+        let ifindexes: BTreeSet<u32> = next_hops.iter().map(|(ifindex, _)| *ifindex).collect();
+        // What the tables say about each next hop, looked up once per address.
+        let mut state_of: HashMap<(u32, IpAddr), NeighbourStatus> = next_hops
             .iter()
-            .map(|&real| (real, NeighbourStatus::Unknown))
+            .map(|&next_hop| (next_hop, NeighbourStatus::Unknown))
             .collect();
         let mut observations = Vec::new();
         for ifindex in ifindexes {
@@ -67,11 +70,11 @@ impl NeighbourWatch {
             }
         }
         // Missing from the table (still `Unknown`) or STALE: have the kernel probe it.
-        let to_probe: Vec<(u32, IpAddr)> = reals
+        let to_probe: Vec<(u32, IpAddr)> = next_hops
             .into_iter()
-            .filter(|real| {
+            .filter(|next_hop| {
                 matches!(
-                    state_of[real],
+                    state_of[next_hop],
                     NeighbourStatus::Usable { stale: true, .. } | NeighbourStatus::Unknown
                 )
             })
@@ -146,7 +149,7 @@ impl NeighbourWatch {
     ) {
         if !desired
             .load()
-            .has_real(observation.ifindex, observation.addr)
+            .has_next_hop(observation.ifindex, observation.addr)
         {
             return;
         }

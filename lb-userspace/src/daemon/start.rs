@@ -2,8 +2,8 @@
 //!
 //! Start-up order:
 //! 1. signal handlers (a SIGHUP must never kill lbd), the config;
-//! 2. the interfaces, and the VLAN interfaces on them;
-//! 3. the desired state, placing each real on an interface; the admin socket;
+//! 2. the interfaces, and the VLAN interfaces on them; the routes to tunnel and NAT reals;
+//! 3. the desired state, placing each real on an interface and a next hop; the admin socket;
 //! 4. the program and its maps, adopting pinned ones and the ids they hold;
 //! 5. the reconciler writes everything; the neighbour watch starts;
 //! 6. up to [`INITIAL_RESOLUTION`] for the reals' MACs, so the first packets find complete
@@ -24,7 +24,7 @@ use crate::{
     admin::{InterfaceStatus, SocketError, bind_admin_socket},
     config::{self, Config, ConfigError},
     dataplane::loader::{self, Attachment, LoadError, Loaded},
-    neighbour::{InterfaceInfo, NeighbourError, Neighbours, events::NeighbourEvents},
+    neighbour::{InterfaceInfo, NeighbourError, Neighbours, Routes, events::NeighbourEvents},
     reconcile::{Desired, Existing, ReconcileError},
 };
 
@@ -64,7 +64,8 @@ pub async fn serve(config_path: PathBuf) -> Result<(), DaemonError> {
     let vlans = neighbours.vlans_on(&interfaces).await?;
     let attached = interfaces.clone();
     interfaces.extend(vlans);
-    let desired = Desired::new(&config, interfaces)?;
+    let routes = routes(&neighbours, &config).await?;
+    let desired = Desired::new(&config, interfaces, &routes)?;
     let listener = bind_admin_socket(&config.admin_socket)?;
 
     let first_start = !config.pin_dir.exists();
@@ -196,8 +197,29 @@ async fn start(
     Ok(daemon)
 }
 
-/// Waits, at most `limit`, until every real has a MAC; reals still unknown after that join as
-/// soon as the kernel learns them.
+/// The kernel's route to every real that may sit behind a router (all but `dr` reals, which
+/// must be on a connected segment): its next hop and the balancer's own address toward it.
+/// One lookup per address. Read once at start-up: a route that changes later is followed
+/// after a restart.
+async fn routes(neighbours: &Neighbours, config: &Config) -> Result<Routes, NeighbourError> {
+    let mut routes = Routes::new();
+    let routed = config
+        .services
+        .iter()
+        .flat_map(|service| &service.reals)
+        .filter(|real| !real.forward.needs_connected_real());
+    for real in routed {
+        if let std::collections::hash_map::Entry::Vacant(slot) = routes.entry(real.address) {
+            let route = neighbours.route(real.address).await?;
+            log::debug!("route to real {}: {route:?}", real.address);
+            slot.insert(route);
+        }
+    }
+    Ok(routes)
+}
+
+/// Waits, at most `limit`, until every real's next hop has a MAC; reals still unknown after
+/// that join as soon as the kernel learns them.
 async fn wait_for_reals(daemon: &Daemon, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
@@ -208,7 +230,7 @@ async fn wait_for_reals(daemon: &Daemon, limit: Duration) {
         if Instant::now() >= deadline {
             for (_, addr) in unresolved {
                 log::warn!(
-                    "real {addr}: no MAC yet (no answer to ARP/NDP); it takes no traffic until it answers"
+                    "next hop {addr}: no MAC yet (no answer to ARP/NDP); the reals behind it take no traffic until it answers"
                 );
             }
             return;

@@ -1,5 +1,6 @@
 //! The flow sweep's thread: every second, removes flows that expired or lost their real, so
-//! that they leave the connection counts (see `dataplane::Sweeper`).
+//! that they leave the connection counts, and the NAT reply entries of flows that are gone
+//! (see `dataplane::Sweeper`).
 
 use std::{
     sync::{
@@ -60,11 +61,15 @@ fn run(sweeper: &Sweeper, stop: &AtomicBool) {
         let started = Instant::now();
         match sweeper.sweep(monotonic_now_ns()) {
             Ok(report) => {
-                if report.removed > 0 {
+                if report.removed > 0 || report.replies_removed > 0 {
                     log::debug!(
-                        "flow sweep: removed {} of {} flows",
+                        "flow sweep: removed {} of {} flows ({:?}), {} of {} NAT replies ({:?})",
                         report.removed,
-                        report.flows
+                        report.flows,
+                        report.flows_time,
+                        report.replies_removed,
+                        report.replies,
+                        report.replies_time
                     );
                 }
                 failing = false;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use lb_common::{
-    ConnCounts, Counters, Flow, FlowKey, Interface, MAX_TABLE_SLOTS, Real, Reason, Service,
+    ConnCounts, Counters, Egress, Flow, FlowKey, Interface, MAX_TABLE_SLOTS, Real, Reason, Service,
     ServiceKey, Settings,
 };
 
@@ -29,6 +29,8 @@ pub struct FakeDataplane {
     pub initialised_reals: Vec<u32>,
     /// The settings entry, once written.
     pub settings: Option<Settings>,
+    /// Real id → its egress entry (tunnel and full-NAT reals).
+    pub egress: HashMap<u32, Egress>,
     /// Every write that changed something, in order (`real 2`, `schedule 1`, `service 1`):
     /// tests check the order that keeps the program from seeing a half-made state.
     pub writes: Vec<String>,
@@ -187,6 +189,26 @@ impl Dataplane for FakeDataplane {
             self.writes.push("settings".to_owned());
         }
         Ok(())
+    }
+
+    fn set_egress(&mut self, real_id: u32, egress: Egress) -> Result<(), DataplaneError> {
+        if self.egress.insert(real_id, egress) != Some(egress) {
+            self.writes.push(format!("egress {real_id}"));
+        }
+        Ok(())
+    }
+
+    fn remove_egress(&mut self, real_id: u32) -> Result<(), DataplaneError> {
+        if self.egress.remove(&real_id).is_some() {
+            self.writes.push(format!("remove egress {real_id}"));
+        }
+        Ok(())
+    }
+
+    fn egress_ids(&self) -> Result<Vec<u32>, DataplaneError> {
+        let mut ids: Vec<u32> = self.egress.keys().copied().collect();
+        ids.sort_unstable();
+        Ok(ids)
     }
 }
 

@@ -23,7 +23,7 @@ pub use ebpf::{
 };
 pub use fake::{FakeDataplane, FakeReader};
 use lb_common::{
-    ConnCounts, Counters, Flow, FlowKey, Interface, MAX_TABLE_SLOTS, Real, Reason, Service,
+    ConnCounts, Counters, Egress, Flow, FlowKey, Interface, MAX_TABLE_SLOTS, Real, Reason, Service,
     ServiceKey, Settings,
 };
 
@@ -121,8 +121,16 @@ pub trait Dataplane: Send {
     fn init_service(&mut self, service_id: u32) -> Result<(), DataplaneError>;
     /// Prepares a real id for a new meaning: zeroes its counters.
     fn init_real(&mut self, real_id: u32) -> Result<(), DataplaneError>;
-    /// The runtime knobs (flow timeouts); written if they differ.
+    /// The runtime knobs (flow timeouts, flags); written if they differ.
     fn set_settings(&mut self, settings: Settings) -> Result<(), DataplaneError>;
+    /// What a tunnel or full-NAT real needs beyond its entry (sources, tunnel type); written
+    /// if it differs, before the real entry that needs it. The program sees the old entry or
+    /// this one, never a mix.
+    fn set_egress(&mut self, real_id: u32, egress: Egress) -> Result<(), DataplaneError>;
+    /// Removes a real's egress entry (a missing one is already removed).
+    fn remove_egress(&mut self, real_id: u32) -> Result<(), DataplaneError>;
+    /// Every real id with an egress entry, e.g. those a previous daemon left.
+    fn egress_ids(&self) -> Result<Vec<u32>, DataplaneError>;
 }
 
 /// What the program counts and remembers, read without disturbing the writer.

@@ -28,6 +28,10 @@ pub fn services(listing: &Listing) -> String {
         if let Some(netmask) = &service.netmask {
             let _ = write!(out, " mask {netmask}");
         }
+        // Ours: what tunnelling adds to its packets, which the path to its reals must carry.
+        if service.mtu_overhead > 0 {
+            let _ = write!(out, " mtu-overhead {}", service.mtu_overhead);
+        }
         out.push('\n');
         for real in &service.reals {
             let _ = writeln!(
@@ -71,22 +75,31 @@ pub fn stats(listing: &Listing, exact: bool) -> String {
 }
 
 /// `-L -n -c`: ipvsadm's connection table (`pro expire state source virtual destination`),
-/// the expiry as minutes:seconds.
+/// the expiry as minutes:seconds. A full-NAT connection ends with `local ADDRESS:PORT`, where
+/// the real sees it come from.
 pub fn connections(listing: &ConnectionListing) -> String {
     let mut out = String::from("IPVS connection entries\n");
     out.push_str("pro expire state       source             virtual            destination\n");
     for connection in &listing.connections {
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "{:<3} {:02}:{:02}  {:<11} {:<18} {:<18} {}",
+            "{:<3} {:02}:{:02}  {:<11} {:<18} {:<18} ",
             connection.protocol.to_uppercase(),
             connection.expire_s / 60,
             connection.expire_s % 60,
             connection.state,
             socket_text(connection.source, connection.source_port),
             socket_text(connection.virtual_address, connection.virtual_port),
-            socket_text(connection.destination, connection.destination_port),
         );
+        let destination = socket_text(connection.destination, connection.destination_port);
+        let _ = match (connection.local_address, connection.local_port) {
+            (Some(address), Some(port)) => writeln!(
+                out,
+                "{destination:<18} local {}",
+                socket_text(address, port)
+            ),
+            _ => writeln!(out, "{destination}"),
+        };
     }
     out
 }
@@ -136,12 +149,13 @@ fn stats_columns(stats: &Stats, exact: bool) -> String {
     .collect()
 }
 
-/// ipvsadm's method names.
+/// ipvsadm's method names (`FullNat` is ours: ipvsadm has no full NAT).
 fn forward_name(forward: &str) -> &str {
     match forward {
         "dr" => "Route",
         "tun" => "Tunnel",
-        "nat" | "fullnat" => "Masq",
+        "nat" => "Masq",
+        "fullnat" => "FullNat",
         other => other,
     }
 }
@@ -189,6 +203,7 @@ mod tests {
                 persistent_s: None,
                 netmask: None,
                 forward: "dr".into(),
+                mtu_overhead: 0,
                 stats,
                 reals: vec![RealListing {
                     address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11)),
@@ -197,6 +212,8 @@ mod tests {
                     weight: 3,
                     active_conn: 5,
                     inactive_conn: 0,
+                    next_hop: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11))),
+                    sources: Vec::new(),
                     mac: Some("02:00:00:00:00:0b".into()),
                     available: true,
                     neighbour: "reachable".into(),
@@ -233,6 +250,40 @@ TCP  192.0.2.100:80 wrr
     }
 
     #[test]
+    fn methods_have_ipvsadm_names_and_tunnels_show_their_overhead() {
+        let mut mixed = listing();
+        let first = mixed.services[0].reals[0].clone();
+        let real = |last: u8, forward: &str, port: u16| RealListing {
+            address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)),
+            port,
+            forward: forward.into(),
+            ..first.clone()
+        };
+        mixed.services[0].reals = vec![
+            real(11, "dr", 80),
+            real(12, "tun", 80),
+            real(13, "nat", 8080),
+            real(14, "fullnat", 8080),
+        ];
+        mixed.services[0].mtu_overhead = 20;
+        let expected = "\
+TCP  192.0.2.100:80 wrr mtu-overhead 20
+  -> 192.0.2.11:80                Route   3      5          0         
+  -> 192.0.2.12:80                Tunnel  3      5          0         
+  -> 192.0.2.13:8080              Masq    3      5          0         
+  -> 192.0.2.14:8080              FullNat 3      5          0         
+";
+        assert!(services(&mixed).ends_with(expected), "{}", services(&mixed));
+        // Persistence flags come first, as ipvsadm's.
+        mixed.services[0].persistent_s = Some(300);
+        assert!(
+            services(&mixed).contains("TCP  192.0.2.100:80 wrr persistent 300 mtu-overhead 20\n"),
+            "{}",
+            services(&mixed)
+        );
+    }
+
+    #[test]
     fn stats_has_ipvsadm_layout() {
         let expected = "\
 lbd 0.1.0 instance lb1 (flow table size=1000)
@@ -260,12 +311,41 @@ TCP  192.0.2.100:80                     12       60        0  123456M        0
                 virtual_port: 80,
                 destination: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11)),
                 destination_port: 80,
+                local_address: None,
+                local_port: None,
             }],
         };
         let expected = "\
 IPVS connection entries
 pro expire state       source             virtual            destination
 TCP 14:59  ESTABLISHED 198.51.100.7:40001 192.0.2.100:80     192.0.2.11:80
+";
+        assert_eq!(connections(&listing), expected);
+    }
+
+    #[test]
+    fn full_nat_connections_end_with_the_local_address() {
+        use crate::admin::Connection;
+        let listing = ConnectionListing {
+            instance: "lb1".into(),
+            connections: vec![Connection {
+                protocol: "udp".into(),
+                expire_s: 300,
+                state: "UDP".into(),
+                source: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)),
+                source_port: 40001,
+                virtual_address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100)),
+                virtual_port: 53,
+                destination: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 11)),
+                destination_port: 5353,
+                local_address: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))),
+                local_port: Some(1025),
+            }],
+        };
+        let expected = "\
+IPVS connection entries
+pro expire state       source             virtual            destination
+UDP 05:00  UDP         198.51.100.7:40001 192.0.2.100:53     10.0.0.11:5353     local 10.0.0.2:1025
 ";
         assert_eq!(connections(&listing), expected);
     }

@@ -22,11 +22,14 @@
 //!   entries, resolution requests, XDP attachment state;
 //! - [`events`]: the subscription to neighbour notifications;
 //! - `link.rs`: what link and address messages say (pure);
-//! - [`prefix`]: which interface a real is reached through (pure).
+//! - [`prefix`]: which interface a real is reached through (pure);
+//! - [`route`]: what a route lookup (`RTM_GETROUTE`) answers: output interface, gateway,
+//!   preferred source (pure).
 
 pub mod events;
 mod link;
 mod prefix;
+pub mod route;
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -36,13 +39,15 @@ use netlink_packet_route::{
     address::AddressMessage,
     link::{LinkAttribute, LinkMessage},
     neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState},
+    route::{RouteAttribute, RouteHeader, RouteMessage},
 };
 use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
 };
 
 use link::{link_mac, link_mtu, link_name, link_parent, link_vlan, local_address};
-pub use prefix::interface_for;
+pub use prefix::{interface_for, prefix_contains};
+pub use route::{Route, RouteAnswerError, Routes};
 
 use crate::config::MAX_INTERFACE_NAME_LEN;
 
@@ -97,6 +102,18 @@ pub enum NeighbourError {
         addr: IpAddr,
         #[source]
         source: rtnetlink::Error,
+    },
+    #[error("no route to real {addr} (as `ip route get {addr}` would say)")]
+    NoRoute {
+        addr: IpAddr,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("the route to real {addr} is no way to reach it")]
+    BadRoute {
+        addr: IpAddr,
+        #[source]
+        source: RouteAnswerError,
     },
 }
 
@@ -509,6 +526,38 @@ impl Neighbours {
             })
     }
 
+    /// How the kernel would send a packet to `addr`: output interface, gateway, preferred
+    /// source. A single `RTM_GETROUTE` lookup (not a dump), as `ip route get ADDRESS`.
+    pub async fn route(&self, addr: IpAddr) -> Result<Route, NeighbourError> {
+        let mut message = RouteMessage::default();
+        message.header.address_family = family(addr);
+        message.header.destination_prefix_length = if addr.is_ipv4() { 32 } else { 128 };
+        message.header.table = RouteHeader::RT_TABLE_UNSPEC;
+        message
+            .attributes
+            .push(RouteAttribute::Destination(addr.into()));
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetRoute(message));
+        request.header.flags = NLM_F_REQUEST;
+        let replies = self
+            .exchange(request)
+            .await
+            .map_err(|source| NeighbourError::NoRoute { addr, source })?;
+        let answer = replies
+            .iter()
+            .find_map(|reply| match reply {
+                RouteNetlinkMessage::NewRoute(answer) => Some(answer),
+                _ => None,
+            })
+            .ok_or(NeighbourError::BadRoute {
+                addr,
+                source: RouteAnswerError::NoInterface,
+            })?;
+        let mut route = route::read_route(answer)
+            .map_err(|source| NeighbourError::BadRoute { addr, source })?;
+        route.interface = interface_name(route.ifindex);
+        Ok(route)
+    }
+
     /// The kernel's entry for `addr` on `ifindex` (a single `RTM_GETNEIGH`, not a dump).
     async fn entry(
         &self,
@@ -574,6 +623,20 @@ impl Neighbours {
             })
             .collect())
     }
+}
+
+/// The name of interface `index` in this namespace, or `ifindex N` when it has none.
+fn interface_name(index: u32) -> String {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname writes at most.
+    let found = unsafe { libc::if_indextoname(index, name.as_mut_ptr()) };
+    if found.is_null() {
+        return format!("ifindex {index}");
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into `name`.
+    unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// What a neighbour entry (`RTM_NEWNEIGH`) says; `None` if it names no IP address.
@@ -671,6 +734,7 @@ mod tests {
             send(&neighbours.interfaces());
             send(&neighbours.resolved(2));
             send(&neighbours.trigger_resolution(2, IpAddr::from([192, 0, 2, 2])));
+            send(&neighbours.route(IpAddr::from([192, 0, 2, 2])));
         };
     }
 

@@ -23,7 +23,7 @@ pub fn interface_for(addr: IpAddr, interfaces: &[InterfaceInfo]) -> Option<&Inte
 }
 
 /// Whether `network/len` contains `addr`. An impossible length contains nothing.
-fn prefix_contains(network: IpAddr, len: u8, addr: IpAddr) -> bool {
+pub fn prefix_contains(network: IpAddr, len: u8, addr: IpAddr) -> bool {
     // IPv4 is widened to 128 bits: the upper 96 bits are zero on both sides, so a mask that
     // also covers them changes nothing.
     let (network, addr, bits) = match (network, addr) {

@@ -4,22 +4,25 @@
 use std::collections::{BTreeSet, HashMap};
 
 use lb_common::{
-    FORWARD_DR, Interface, REAL_AVAILABLE, REAL_TAKES_NEW_FLOWS, Real, Service, ServiceKey,
+    Egress, Interface, MAX_LOCAL_SOURCES, REAL_AVAILABLE, REAL_TAKES_NEW_FLOWS, Real, Service,
+    ServiceKey,
 };
 
 use super::{Desired, DesiredReal, DesiredService, Dirty, ReconcileError, address_bytes};
 use crate::{
-    config::Forward,
+    config::{Forward, Tunnel},
     dataplane::Dataplane,
     schedule::{self, Candidate},
 };
 
 impl Desired {
     /// Writes everything: first what [`Desired::adopt`] found gone (services removed before
-    /// anything else, so no new flow goes there), then the interfaces, then every service,
-    /// then the reals no ring names any more are retired, which sends their remaining flows
-    /// elsewhere. Fragment services that are not wanted as they are go first (they name
-    /// service ids, which a removed service may hand to a new one) and come back last.
+    /// anything else, so no new flow goes there), then the settings and the interfaces, then
+    /// every service, then the reals no ring names any more are retired, which sends their
+    /// remaining flows elsewhere, and last the egress entries no real needs any more (a real
+    /// retired, or no longer tunnelled or full-NATed). Fragment services that are not wanted
+    /// as they are go first (they name service ids, which a removed service may hand to a new
+    /// one) and come back last.
     pub fn apply(&mut self, dataplane: &mut dyn Dataplane) -> Result<(), ReconcileError> {
         let pending = std::mem::take(&mut self.pending);
         let fragment_services = self.fragment_services();
@@ -52,7 +55,7 @@ impl Desired {
         for &id in &pending.fresh_real_ids {
             dataplane.init_real(id)?;
         }
-        dataplane.set_settings(self.timeouts.settings())?;
+        dataplane.set_settings(self.settings())?;
         for interface in &self.interfaces {
             if interface.vlan.is_none() {
                 dataplane.set_tx_port(interface.index)?;
@@ -79,6 +82,22 @@ impl Desired {
         }
         for &id in &pending.retired_reals {
             dataplane.set_real(id, Real::default())?;
+        }
+        let needed: BTreeSet<u32> = self
+            .services
+            .iter()
+            .flat_map(|service| {
+                service
+                    .reals
+                    .iter()
+                    .filter(move |real| egress_entry(service, real).is_some())
+            })
+            .map(|real| real.id)
+            .collect();
+        for id in dataplane.egress_ids()? {
+            if !needed.contains(&id) {
+                dataplane.remove_egress(id)?;
+            }
         }
         Ok(())
     }
@@ -120,11 +139,11 @@ impl Desired {
                         real.available() == available
                             && dirty.reals.contains(&(service.id, real.id))
                     })
-                    .map(move |real| (real.id, real_entry(service, real)))
+                    .map(move |real| (service, real))
             })
         };
-        for (id, entry) in touched(true) {
-            dataplane.set_real(id, entry)?;
+        for (service, real) in touched(true) {
+            write_real(dataplane, service, real)?;
         }
         self.apply_services(dataplane, &dirty.rings)?;
         // A schedule that emptied or filled may change which service places early fragments.
@@ -139,8 +158,8 @@ impl Desired {
                 dataplane.set_fragment_service(key, entry)?;
             }
         }
-        for (id, entry) in touched(false) {
-            dataplane.set_real(id, entry)?;
+        for (service, real) in touched(false) {
+            write_real(dataplane, service, real)?;
         }
         Ok(())
     }
@@ -151,8 +170,8 @@ impl Desired {
     /// then the new schedule (written into the ring half not in use, then switched to), then
     /// the service entry (so a new service appears with its schedule complete), and last the
     /// reals that may not take packets (so the schedule no longer names them when they go: a
-    /// new flow is never sent to a slot whose real just left). Entries that did not change
-    /// are not rewritten.
+    /// new flow is never sent to a slot whose real just left). A real's egress entry is
+    /// written before its real entry. Entries that did not change are not rewritten.
     pub fn apply_services(
         &self,
         dataplane: &mut dyn Dataplane,
@@ -160,7 +179,7 @@ impl Desired {
     ) -> Result<(), ReconcileError> {
         for service in self.services.iter().filter(|s| ids.contains(&s.id)) {
             for real in service.reals.iter().filter(|real| real.available()) {
-                dataplane.set_real(real.id, real_entry(service, real))?;
+                write_real(dataplane, service, real)?;
             }
             dataplane.set_schedule(
                 service.id,
@@ -169,7 +188,7 @@ impl Desired {
             )?;
             dataplane.set_service(service.key, service_entry(service))?;
             for real in service.reals.iter().filter(|real| !real.available()) {
-                dataplane.set_real(real.id, real_entry(service, real))?;
+                write_real(dataplane, service, real)?;
             }
         }
         Ok(())
@@ -215,6 +234,40 @@ fn schedulable(service: &DesiredService) -> bool {
         .any(|real| real.schedulable() && real.config.weight > 0)
 }
 
+/// Writes a real's egress entry if it needs one, then its real entry: the program never
+/// finds a tunnel or full-NAT real without what it needs to send to it.
+fn write_real(
+    dataplane: &mut dyn Dataplane,
+    service: &DesiredService,
+    real: &DesiredReal,
+) -> Result<(), ReconcileError> {
+    if let Some(egress) = egress_entry(service, real) {
+        dataplane.set_egress(real.id, egress)?;
+    }
+    dataplane.set_real(real.id, real_entry(service, real))?;
+    Ok(())
+}
+
+/// What a tunnel or full-NAT real needs beyond its real entry; `None` for the others.
+pub fn egress_entry(service: &DesiredService, real: &DesiredReal) -> Option<Egress> {
+    let forward = real.config.forward;
+    if !matches!(forward, Forward::Tun | Forward::Fullnat) {
+        return None;
+    }
+    let mut egress = Egress::default();
+    for (slot, source) in egress.sources.iter_mut().zip(&real.sources) {
+        *slot = address_bytes(*source).0;
+    }
+    egress.source_count = real.sources.len().min(MAX_LOCAL_SOURCES) as u32;
+    if forward == Forward::Tun {
+        egress.tunnel = service.config.tunnel.code();
+        if service.config.tunnel == Tunnel::Gue {
+            egress.gue_port_be = service.config.gue_port.to_be();
+        }
+    }
+    Some(egress)
+}
+
 fn service_entry(service: &DesiredService) -> Service {
     let (persistence_s, persistence_prefix) = match service.config.persistence {
         Some(persistence) => (persistence.timeout.as_secs() as u32, persistence.prefix),
@@ -223,7 +276,7 @@ fn service_entry(service: &DesiredService) -> Service {
     Service {
         id: service.id,
         flags: 0,
-        forward: forward_code(service.config.forward),
+        forward: service.config.forward.code(),
         scheduler: service.config.scheduler.code(),
         persistence_prefix,
         _pad: 0,
@@ -240,7 +293,7 @@ pub(super) fn real_entry(service: &DesiredService, real: &DesiredReal) -> Real {
         ifindex: real.ifindex,
         service_id: service.id,
         flags: real_flags(real),
-        forward: forward_code(real.config.forward),
+        forward: real.config.forward.code(),
         family,
         _pad: [0; 2],
     }
@@ -255,10 +308,4 @@ fn real_flags(real: &DesiredReal) -> u32 {
         flags |= REAL_TAKES_NEW_FLOWS;
     }
     flags
-}
-
-fn forward_code(forward: Forward) -> u8 {
-    match forward {
-        Forward::Dr => FORWARD_DR,
-    }
 }

@@ -105,9 +105,14 @@ impl Desired {
                 let id = match old_reals.get(&key) {
                     // The previous daemon's MAC carries over, so that adopting writes back the
                     // entries the program is using instead of taking reals out until their
-                    // MACs are read again. The neighbour refresh corrects it if it changed.
+                    // MACs are read again. Not across a change of method: the MAC may be a
+                    // router's now, or no longer. The neighbour refresh corrects it if it
+                    // changed.
                     Some(&(id, old)) => {
-                        if old.flags & REAL_AVAILABLE != 0 && old.ifindex == real.ifindex {
+                        if old.flags & REAL_AVAILABLE != 0
+                            && old.ifindex == real.ifindex
+                            && old.forward == real.config.forward.code()
+                        {
                             real.mac = Some(old.mac);
                         }
                         id

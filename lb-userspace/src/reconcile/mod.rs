@@ -1,7 +1,8 @@
 //! Desired state → map writes: what the data plane must hold, and the one task that writes it.
 //!
-//! [`Desired`] joins the config with what the host tells us (each real's interface, MAC and
-//! neighbour state) and owns the id allocation. [`Reconciler`] owns a `Desired` and the
+//! [`Desired`] joins the config with what the host tells us (each real's interface and next
+//! hop, the next hop's MAC and neighbour state, the balancer's own address toward the real)
+//! and owns the id allocation. [`Reconciler`] owns a `Desired` and the
 //! [`Dataplane`] writer; it alone writes the maps, on a thread of its own, fed by a channel
 //! ([`Input`]: neighbour observations today; reloads, health and admin edits later). After
 //! each change it publishes a snapshot of the `Desired` for readers (admin, metrics), who
@@ -30,9 +31,11 @@ use lb_common::{FAMILY_IPV4, FAMILY_IPV6, PROTO_TCP, PROTO_UDP, ServiceKey};
 pub use reconciler::{Input, Reconciler};
 
 use crate::{
-    config::{Config, Limits, Protocol, RealConfig, ServiceConfig, Timeouts},
+    config::{Config, Forward, Limits, Protocol, RealConfig, ServiceConfig, Timeouts},
     dataplane::DataplaneError,
-    neighbour::{InterfaceInfo, NeighbourStatus, Observation, interface_for},
+    neighbour::{
+        InterfaceInfo, NeighbourStatus, Observation, Routes, interface_for, prefix_contains,
+    },
     schedule::ScheduleError,
 };
 
@@ -46,6 +49,41 @@ pub enum ReconcileError {
         service: String,
         real: IpAddr,
         interfaces: String,
+    },
+    #[error(
+        "real {real} of {service} ({forward}) is not on a subnet of any XDP interface or VLAN \
+         on one ({interfaces}), and no route to it is known"
+    )]
+    RealUnroutable {
+        service: String,
+        real: IpAddr,
+        forward: Forward,
+        interfaces: String,
+    },
+    #[error(
+        "real {real} of {service} ({forward}): the route to it ({route}) leaves through \
+         {interface}, which is not an XDP interface or a VLAN on one ({interfaces}); the \
+         program can only send out of those"
+    )]
+    RouteNotXdp {
+        service: String,
+        real: IpAddr,
+        forward: Forward,
+        route: String,
+        interface: String,
+        interfaces: String,
+    },
+    #[error(
+        "real {real} of {service} ({forward}): no {family} {what} (the balancer has no {family} \
+         address toward it); set {key}"
+    )]
+    NoLocalAddress {
+        service: String,
+        real: IpAddr,
+        forward: Forward,
+        family: &'static str,
+        what: &'static str,
+        key: &'static str,
     },
     #[error("{service}: {source}")]
     Schedule {
@@ -77,8 +115,19 @@ pub struct DesiredReal {
     pub config: RealConfig,
     /// The L2 interface the real is reached through (an attached one or a VLAN on one).
     pub ifindex: u32,
-    /// From the neighbour table; `None` until first resolved. A real whose entry goes away
-    /// keeps its last MAC.
+    /// Whose MAC frames to the real carry: the real itself on a connected segment, else the
+    /// gateway of the kernel's route to it. Reals behind one router share its neighbour
+    /// entry, and so its MAC and reachability.
+    pub next_hop: IpAddr,
+    /// The balancer's own address toward the real (the route's preferred source, or the
+    /// interface's address): the default of `sources`. `None` for `dr` reals, which need
+    /// none.
+    pub local: Option<IpAddr>,
+    /// Tunnel: the outer source address (one). Full NAT: the local addresses its flows come
+    /// from (`snat_pool`, or `local`). Empty for the other methods.
+    pub sources: Vec<IpAddr>,
+    /// The next hop's MAC, from the neighbour table; `None` until first resolved. A real
+    /// whose entry goes away keeps its last MAC.
     pub mac: Option<[u8; 6]>,
     pub reachability: Reachability,
 }
@@ -94,7 +143,7 @@ impl DesiredReal {
         self.available() && self.reachability == Reachability::Reachable
     }
 
-    /// Takes in what the neighbour table says about the real's address.
+    /// Takes in what the neighbour table says about the real's next hop.
     fn observe(&mut self, state: NeighbourStatus) {
         match state {
             NeighbourStatus::Usable { mac, .. } => {
@@ -163,22 +212,31 @@ impl Dirty {
 impl Desired {
     /// Places every real on an interface and gives ids as to an empty data plane: in config
     /// order, from 1.
-    pub fn new(config: &Config, interfaces: Vec<InterfaceInfo>) -> Result<Self, ReconcileError> {
+    ///
+    /// A `dr` real must be on a connected segment of `interfaces`. The others may also be
+    /// reached through a router: `routes` holds the kernel's route to each of them (the
+    /// caller looks them up; see `neighbour::Neighbours::route`). A real on a connected
+    /// segment is its own next hop; one elsewhere has its route's gateway, and the route
+    /// must leave through one of `interfaces`. Tunnel and full-NAT reals take their default
+    /// local address from the route's preferred source, else from the interface's own
+    /// addresses. With `routes` empty, only connected reals can be placed.
+    pub fn new(
+        config: &Config,
+        interfaces: Vec<InterfaceInfo>,
+        routes: &Routes,
+    ) -> Result<Self, ReconcileError> {
         let mut services = Vec::with_capacity(config.services.len());
         for service in &config.services {
             let mut reals = Vec::with_capacity(service.reals.len());
             for real in &service.reals {
-                let interface = interface_for(real.address, &interfaces).ok_or_else(|| {
-                    ReconcileError::RealNotConnected {
-                        service: service.name(),
-                        real: real.address,
-                        interfaces: describe(&interfaces),
-                    }
-                })?;
+                let placement = place(service, real, &interfaces, routes)?;
                 reals.push(DesiredReal {
                     id: 0,
                     config: real.clone(),
-                    ifindex: interface.index,
+                    ifindex: placement.ifindex,
+                    next_hop: placement.next_hop,
+                    sources: sources(service, real, placement.local)?,
+                    local: placement.local,
                     mac: None,
                     reachability: Reachability::Reachable,
                 });
@@ -202,14 +260,14 @@ impl Desired {
     }
 
     /// Records what the neighbour table says about an address; returns what must be
-    /// rewritten. A MAC change rewrites only the real's entry; a change of whether the real
-    /// may take new flows rewrites its service's schedule too.
+    /// rewritten. A MAC change rewrites only the entries of the reals behind it; a change of
+    /// whether a real may take new flows rewrites its service's schedule too.
     pub fn observe(&mut self, observation: &Observation) -> Dirty {
         self.observe_all(std::slice::from_ref(observation))
     }
 
     /// [`Desired::observe`] for many observations (a table dump's worth), in one pass over the
-    /// reals; each real takes the observations about its address in their order.
+    /// reals; each real takes the observations about its next hop in their order.
     pub fn observe_all(&mut self, observations: &[Observation]) -> Dirty {
         let mut by_address: HashMap<(u32, IpAddr), Vec<NeighbourStatus>> = HashMap::new();
         for observation in observations {
@@ -221,7 +279,7 @@ impl Desired {
         let mut dirty = Dirty::default();
         for service in &mut self.services {
             for real in &mut service.reals {
-                let Some(states) = by_address.get(&(real.ifindex, real.config.address)) else {
+                let Some(states) = by_address.get(&(real.ifindex, real.next_hop)) else {
                     continue;
                 };
                 let before = real.clone();
@@ -253,39 +311,179 @@ impl Desired {
         self.observe_all(&observations)
     }
 
-    /// Reals the kernel has no usable entry for: (ifindex, address), without duplicates.
-    /// These are asked for again and again until they answer.
+    /// Next hops of reals the kernel has no usable entry for: (ifindex, address), without
+    /// duplicates. These are asked for again and again until they answer.
     pub fn unresolved(&self) -> Vec<(u32, IpAddr)> {
-        self.addresses_of(|real| real.mac.is_none() || real.reachability != Reachability::Reachable)
+        self.next_hops_of(|real| real.mac.is_none() || real.reachability != Reachability::Reachable)
     }
 
-    /// Every (ifindex, address) of a real.
-    pub fn real_addresses(&self) -> Vec<(u32, IpAddr)> {
-        self.addresses_of(|_| true)
+    /// Every (ifindex, next hop) of a real: the neighbour entries lbd follows.
+    pub fn next_hops(&self) -> Vec<(u32, IpAddr)> {
+        self.next_hops_of(|_| true)
     }
 
-    /// Whether some real sits at (ifindex, address).
-    pub fn has_real(&self, ifindex: u32, addr: IpAddr) -> bool {
+    /// Whether some real's next hop is (ifindex, address).
+    pub fn has_next_hop(&self, ifindex: u32, addr: IpAddr) -> bool {
         self.services
             .iter()
             .flat_map(|service| &service.reals)
-            .any(|real| real.ifindex == ifindex && real.config.address == addr)
+            .any(|real| real.ifindex == ifindex && real.next_hop == addr)
     }
 
-    /// (ifindex, address) of the reals `wanted` keeps, each once: an address may serve
-    /// several services.
-    fn addresses_of(&self, wanted: impl Fn(&DesiredReal) -> bool) -> Vec<(u32, IpAddr)> {
+    /// (ifindex, next hop) of the reals `wanted` keeps, each once: an address may serve
+    /// several services, and a router many reals.
+    fn next_hops_of(&self, wanted: impl Fn(&DesiredReal) -> bool) -> Vec<(u32, IpAddr)> {
         let mut addresses: Vec<(u32, IpAddr)> = self
             .services
             .iter()
             .flat_map(|service| &service.reals)
             .filter(|real| wanted(real))
-            .map(|real| (real.ifindex, real.config.address))
+            .map(|real| (real.ifindex, real.next_hop))
             .collect();
         addresses.sort();
         addresses.dedup();
         addresses
     }
+
+    /// The program's settings: the flow timeouts, and whether replies may need translating
+    /// (some real is `nat` or `fullnat`).
+    pub fn settings(&self) -> lb_common::Settings {
+        let mut settings = self.timeouts.settings();
+        let translates = self
+            .services
+            .iter()
+            .flat_map(|service| &service.reals)
+            .any(|real| real.config.forward.translates_replies());
+        if translates {
+            settings.flags |= lb_common::conntrack::SETTINGS_TRANSLATES_REPLIES;
+        }
+        settings
+    }
+}
+
+/// Where a real is reached: interface, next hop, and the balancer's own address toward it.
+struct Placement {
+    ifindex: u32,
+    next_hop: IpAddr,
+    local: Option<IpAddr>,
+}
+
+/// Places a real by [`Desired::new`]'s rules.
+fn place(
+    service: &ServiceConfig,
+    real: &RealConfig,
+    interfaces: &[InterfaceInfo],
+    routes: &Routes,
+) -> Result<Placement, ReconcileError> {
+    let connected = interface_for(real.address, interfaces);
+    let forward = real.forward;
+    if forward.needs_connected_real() {
+        let interface = connected.ok_or_else(|| ReconcileError::RealNotConnected {
+            service: service.name(),
+            real: real.address,
+            interfaces: describe(interfaces),
+        })?;
+        return Ok(Placement {
+            ifindex: interface.index,
+            next_hop: real.address,
+            local: None,
+        });
+    }
+    let route = routes.get(&real.address);
+    let prefsrc = route
+        .and_then(|route| route.prefsrc)
+        .filter(|source| source.is_ipv4() == real.address.is_ipv4());
+    if let Some(interface) = connected {
+        return Ok(Placement {
+            ifindex: interface.index,
+            next_hop: real.address,
+            local: prefsrc.or_else(|| own_address(interface, real.address)),
+        });
+    }
+    let route = route.ok_or_else(|| ReconcileError::RealUnroutable {
+        service: service.name(),
+        real: real.address,
+        forward,
+        interfaces: describe(interfaces),
+    })?;
+    let interface = interfaces
+        .iter()
+        .find(|interface| interface.index == route.ifindex)
+        .ok_or_else(|| ReconcileError::RouteNotXdp {
+            service: service.name(),
+            real: real.address,
+            forward,
+            route: match route.gateway {
+                Some(gateway) => format!("via {gateway} dev {}", route.interface),
+                None => format!("dev {}", route.interface),
+            },
+            interface: route.interface.clone(),
+            interfaces: describe(interfaces),
+        })?;
+    Ok(Placement {
+        ifindex: interface.index,
+        next_hop: route.gateway.unwrap_or(real.address),
+        local: prefsrc.or_else(|| own_address(interface, real.address)),
+    })
+}
+
+/// The interface's own address of `toward`'s family: one on a prefix holding `toward` if
+/// there is one, else the first.
+fn own_address(interface: &InterfaceInfo, toward: IpAddr) -> Option<IpAddr> {
+    let same_family = interface
+        .prefixes
+        .iter()
+        .filter(|(addr, _)| addr.is_ipv4() == toward.is_ipv4());
+    same_family
+        .clone()
+        .find(|&&(addr, len)| prefix_contains(addr, len, toward))
+        .or_else(|| same_family.clone().next())
+        .map(|(addr, _)| *addr)
+}
+
+/// What a real's packets come from, beyond its own method's needs: the tunnel's outer
+/// source, or full NAT's local addresses.
+fn sources(
+    service: &ServiceConfig,
+    real: &RealConfig,
+    local: Option<IpAddr>,
+) -> Result<Vec<IpAddr>, ReconcileError> {
+    let family = |addr: &IpAddr| addr.is_ipv4() == real.address.is_ipv4();
+    let (configured, what, key): (Vec<IpAddr>, _, _) = match real.forward {
+        Forward::Dr | Forward::Nat => return Ok(Vec::new()),
+        Forward::Tun => (
+            service
+                .tunnel_source
+                .iter()
+                .copied()
+                .filter(family)
+                .collect(),
+            "outer source address for the tunnel",
+            "tunnel_source",
+        ),
+        Forward::Fullnat => (
+            service.snat_pool.iter().copied().filter(family).collect(),
+            "local address for full NAT",
+            "snat_pool",
+        ),
+    };
+    if !configured.is_empty() {
+        return Ok(configured);
+    }
+    local
+        .map(|local| vec![local])
+        .ok_or(ReconcileError::NoLocalAddress {
+            service: service.name(),
+            real: real.address,
+            forward: real.forward,
+            family: if real.address.is_ipv4() {
+                "IPv4"
+            } else {
+                "IPv6"
+            },
+            what,
+            key,
+        })
 }
 
 fn describe(interfaces: &[InterfaceInfo]) -> String {

@@ -7,7 +7,14 @@ use std::{collections::HashMap, net::IpAddr};
 use lb_common::{FAMILY_IPV4, PROTO_TCP, PROTO_UDP, REAL_AVAILABLE, Real, ServiceKey};
 
 use super::{ids::Pending, *};
-use crate::{config, dataplane::FakeDataplane, neighbour::InterfaceInfo};
+use crate::{
+    config,
+    dataplane::FakeDataplane,
+    neighbour::{InterfaceInfo, Routes},
+};
+
+/// Tunnel and NAT reals.
+mod forwarding;
 
 const CONFIG: &str = "
 instance: t
@@ -43,7 +50,7 @@ fn eth0() -> InterfaceInfo {
 
 fn state() -> Desired {
     let config = config::parse(CONFIG, "test.yaml").expect("test config parses");
-    Desired::new(&config, vec![eth0()]).expect("state builds")
+    Desired::new(&config, vec![eth0()], &Routes::new()).expect("state builds")
 }
 
 fn mac(last: u8) -> [u8; 6] {
@@ -358,7 +365,7 @@ fn writes_come_in_an_order_the_program_can_read_at_any_moment() {
 /// The state after a restart: `config` adopting what `dataplane` holds.
 fn restarted(config: &str, dataplane: &FakeDataplane) -> Desired {
     let config = config::parse(config, "test.yaml").expect("config parses");
-    let mut state = Desired::new(&config, vec![eth0()]).expect("state builds");
+    let mut state = Desired::new(&config, vec![eth0()], &Routes::new()).expect("state builds");
     state.adopt(&Existing::read(dataplane).unwrap());
     state
 }
@@ -521,7 +528,7 @@ fn retired_ids_are_reused_only_when_no_other_is_left() {
         "t.yaml",
     )
     .unwrap();
-    let mut first = Desired::new(&config, vec![eth0()]).unwrap();
+    let mut first = Desired::new(&config, vec![eth0()], &Routes::new()).unwrap();
     let mut dataplane = FakeDataplane::default();
     first.apply(&mut dataplane).unwrap();
 
@@ -553,7 +560,9 @@ fn service_keys_are_in_network_byte_order() {
 #[test]
 fn a_real_off_every_interface_subnet_is_an_error() {
     let config = config::parse(&CONFIG.replace("192.0.2.12", "203.0.113.12"), "test.yaml").unwrap();
-    let error = Desired::new(&config, vec![eth0()]).unwrap_err().to_string();
+    let error = Desired::new(&config, vec![eth0()], &Routes::new())
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("203.0.113.12"), "{error}");
     assert!(error.contains("eth0: 192.0.2.2/24"), "{error}");
 }
@@ -574,7 +583,7 @@ services:
         "test.yaml",
     )
     .expect("test config parses");
-    let mut state = Desired::new(&config, vec![eth0()]).expect("state builds");
+    let mut state = Desired::new(&config, vec![eth0()], &Routes::new()).expect("state builds");
     let mut dataplane = FakeDataplane::default();
     // A previous daemon's entry for a VIP this config no longer has.
     let stale = ServiceKey {
@@ -639,7 +648,7 @@ services:
         "test.yaml",
     )
     .expect("test config parses");
-    let mut state = Desired::new(&config, vec![eth0()]).expect("state builds");
+    let mut state = Desired::new(&config, vec![eth0()], &Routes::new()).expect("state builds");
     let mut dataplane = FakeDataplane::default();
     let key = ServiceKey {
         port_be: 0,
@@ -664,7 +673,7 @@ services:
     assert_eq!(fragment_writes, vec!["fragment service 1"]);
 
     // A restart finding the entry of a service of the same VIP keeps it until overwritten.
-    let mut restarted = Desired::new(&config, vec![eth0()]).expect("state builds");
+    let mut restarted = Desired::new(&config, vec![eth0()], &Routes::new()).expect("state builds");
     restarted.set_neighbours(7, &neighbours(&[(12, 2)]));
     dataplane.writes.clear();
     restarted.apply(&mut dataplane).unwrap();

@@ -131,7 +131,7 @@ pub fn ring(scheduler: Scheduler, candidates: &[Candidate]) -> Result<Vec<u32>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Forward, Protocol};
+    use crate::config::{DEFAULT_GUE_PORT, Forward, Protocol, Tunnel};
 
     fn service(scheduler: Scheduler) -> ServiceConfig {
         ServiceConfig {
@@ -140,6 +140,10 @@ mod tests {
             protocol: Protocol::Tcp,
             scheduler,
             forward: Forward::Dr,
+            tunnel: Tunnel::Ipip,
+            gue_port: DEFAULT_GUE_PORT,
+            snat_pool: Vec::new(),
+            tunnel_source: Vec::new(),
             persistence: None,
             mh_table_size: 251,
             reals: Vec::new(),

@@ -3,8 +3,14 @@
 use std::{collections::HashMap, net::Ipv4Addr};
 
 use super::*;
-use crate::{dataplane::FakeDataplane, neighbour::InterfaceInfo, reconcile::Desired};
+use crate::{
+    dataplane::FakeDataplane,
+    neighbour::{InterfaceInfo, Routes},
+    reconcile::Desired,
+};
 
+/// Forwarding methods and the keys that go with them.
+mod forwarding;
 /// Flow timeouts, persistence and scheduler options.
 mod scheduling;
 
@@ -47,24 +53,25 @@ fn parse_ok(text: &str) -> Config {
 }
 
 /// Writes `config` to a [`FakeDataplane`] as lbd would at start-up, with one interface on
-/// every address, so that placement (which depends on the host) cannot fail.
+/// every address (and an address of each family of its own, the default local address of
+/// tunnel and full-NAT reals), so that placement (which depends on the host) cannot fail.
 fn apply_to_fake(config: &Config) {
     let everywhere = InterfaceInfo {
         name: "eth0".into(),
         index: 2,
         mac: [2, 0, 0, 0, 0, 2],
         prefixes: vec![
-            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-            (IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0),
+            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 0),
+            (IpAddr::V6("2001:db8::2".parse().unwrap()), 0),
         ],
         mtu: 1500,
         vlan: None,
         egress: 2,
     };
-    let mut desired = Desired::new(config, vec![everywhere])
+    let mut desired = Desired::new(config, vec![everywhere], &Routes::new())
         .unwrap_or_else(|error| panic!("accepted config cannot be placed: {error}"));
     let all: HashMap<IpAddr, [u8; 6]> = desired
-        .real_addresses()
+        .next_hops()
         .into_iter()
         .map(|(_, addr)| (addr, [2, 0, 0, 0, 0, 3]))
         .collect();
@@ -177,6 +184,10 @@ limits: {flows: 1000, services: 16, reals: 64}
                 protocol: Protocol::Tcp,
                 scheduler: Scheduler::Rr,
                 forward: Forward::Dr,
+                tunnel: Tunnel::Ipip,
+                gue_port: DEFAULT_GUE_PORT,
+                snat_pool: vec![],
+                tunnel_source: vec![],
                 persistence: None,
                 mh_table_size: 65537,
                 reals: vec![real(11, 3), real(12, 1), real(13, 0)],
@@ -187,6 +198,10 @@ limits: {flows: 1000, services: 16, reals: 64}
                 protocol: Protocol::Udp,
                 scheduler: Scheduler::Wrr,
                 forward: Forward::Dr,
+                tunnel: Tunnel::Ipip,
+                gue_port: DEFAULT_GUE_PORT,
+                snat_pool: vec![],
+                tunnel_source: vec![],
                 persistence: None,
                 mh_table_size: 65537,
                 reals: vec![],
@@ -197,6 +212,10 @@ limits: {flows: 1000, services: 16, reals: 64}
                 protocol: Protocol::Udp,
                 scheduler: Scheduler::Wrr,
                 forward: Forward::Dr,
+                tunnel: Tunnel::Ipip,
+                gue_port: DEFAULT_GUE_PORT,
+                snat_pool: vec![],
+                tunnel_source: vec![],
                 persistence: None,
                 mh_table_size: 65537,
                 reals: vec![],
@@ -477,7 +496,7 @@ fn keys_not_implemented_yet_are_rejected_by_name() {
 }
 
 #[test]
-fn scheduler_and_forward_not_implemented_yet_say_so() {
+fn every_scheduler_parses_and_an_unknown_one_lists_them() {
     for scheduler in ["rr", "wrr", "lc", "wlc", "sh", "mh"] {
         let config = parse_ok(&minimal_with_service(
             &format!("    scheduler: {scheduler}\n"),
@@ -494,22 +513,6 @@ fn scheduler_and_forward_not_implemented_yet_say_so() {
             "unknown scheduler \"fastest\"",
             "rr, wrr, lc, wlc, sh, mh",
         ],
-    );
-
-    let message = error_of(&minimal_with_service("", "        forward: tun\n"));
-    assert_mentions(
-        &message,
-        &[
-            "demo.yaml:9:18:",
-            "services[0].reals[0].forward",
-            "`tun` is not supported yet",
-        ],
-    );
-
-    let message = error_of(&minimal_with_service("    forward: fullnat\n", ""));
-    assert_mentions(
-        &message,
-        &["services[0].forward", "`fullnat` is not supported yet"],
     );
 }
 
@@ -706,8 +709,11 @@ fn names_round_trip_through_from_str() {
     for mode in XdpMode::ALL {
         assert_eq!(mode.name().parse::<XdpMode>(), Ok(mode));
     }
+    for tunnel in Tunnel::ALL {
+        assert_eq!(tunnel.name().parse::<Tunnel>(), Ok(tunnel));
+    }
     assert_eq!(
-        "nat".parse::<Forward>().map_err(|error| error.to_string()),
-        Err("forwarding method `nat` is not supported yet (this version has dr)".to_owned())
+        Forward::ALL.map(Forward::name),
+        ["dr", "tun", "nat", "fullnat"]
     );
 }

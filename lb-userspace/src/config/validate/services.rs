@@ -6,13 +6,13 @@ use std::{
     time::Duration,
 };
 
-use lb_common::{MAX_LEAST_CONN_REALS, RING_SLOTS};
+use lb_common::{MAX_LEAST_CONN_REALS, MAX_LOCAL_SOURCES, RING_SLOTS};
 
 use super::Validator;
 use crate::{
     config::{
-        ConfigError, Forward, Limits, MAX_WEIGHT, PersistenceConfig, Protocol, RealConfig,
-        Scheduler, ServiceConfig,
+        ConfigError, DEFAULT_GUE_PORT, Forward, Limits, MAX_WEIGHT, PersistenceConfig, Protocol,
+        RealConfig, Scheduler, ServiceConfig, Tunnel,
         duration::parse_duration,
         raw::{RawNetmask, RawReal, RawService},
         socket_text,
@@ -116,6 +116,13 @@ impl Validator<'_> {
         let forward = self.word(raw.forward, &format!("{key}.forward"), Forward::Dr)?;
         let persistence = self.persistence(raw.persistence, raw.persistence_netmask, vip, key)?;
         let mh_table_size = self.mh_table_size(raw.mh_table_size, scheduler, key)?;
+        // `tunnel`, `snat_pool` and `tunnel_source` are accepted whatever the reals' methods
+        // (only the reals that need them use them), so that a service keeps its settings while
+        // its reals change method.
+        let tunnel = self.word(raw.tunnel, &format!("{key}.tunnel"), Tunnel::Ipip)?;
+        let gue_port = self.gue_port(raw.gue_port, tunnel, key)?;
+        let snat_pool = self.snat_pool(raw.snat_pool, vip, key)?;
+        let tunnel_source = self.tunnel_source(raw.tunnel_source, key)?;
 
         let mut service = ServiceConfig {
             vip,
@@ -123,6 +130,10 @@ impl Validator<'_> {
             protocol,
             scheduler,
             forward,
+            tunnel,
+            gue_port,
+            snat_pool,
+            tunnel_source,
             persistence,
             mh_table_size,
             reals: Vec::new(),
@@ -270,6 +281,101 @@ impl Validator<'_> {
             })
     }
 
+    /// `gue_port`: only with `tunnel: gue`; a UDP port other than 0.
+    fn gue_port(&self, raw: Option<i64>, tunnel: Tunnel, key: &str) -> Result<u16, ConfigError> {
+        let port_key = format!("{key}.gue_port");
+        let Some(value) = raw else {
+            return Ok(DEFAULT_GUE_PORT);
+        };
+        if tunnel != Tunnel::Gue {
+            return Err(self.invalid_key(
+                &port_key,
+                format!(
+                    "only means something with `tunnel: gue` (this service's tunnel is {})",
+                    tunnel.name()
+                ),
+            ));
+        }
+        match self.port(value, &port_key)? {
+            0 => Err(self.invalid(&port_key, "GUE needs a UDP port other than 0")),
+            port => Ok(port),
+        }
+    }
+
+    /// `snat_pool`: distinct unicast addresses in the VIP's family (full-NAT reals are in it),
+    /// at most [`MAX_LOCAL_SOURCES`].
+    fn snat_pool(
+        &self,
+        raw: Option<Vec<String>>,
+        vip: IpAddr,
+        key: &str,
+    ) -> Result<Vec<IpAddr>, ConfigError> {
+        let pool_key = format!("{key}.snat_pool");
+        let raw = raw.unwrap_or_default();
+        if raw.len() > MAX_LOCAL_SOURCES {
+            return Err(self.invalid(
+                &pool_key,
+                format!(
+                    "{} addresses; a full-NAT real can use at most {MAX_LOCAL_SOURCES}",
+                    raw.len()
+                ),
+            ));
+        }
+        let mut pool: Vec<IpAddr> = Vec::with_capacity(raw.len());
+        for (index, text) in raw.into_iter().enumerate() {
+            let entry_key = format!("{pool_key}[{index}]");
+            let address = self.address(Some(text), &entry_key, "local (SNAT)")?;
+            if address.is_ipv4() != vip.is_ipv4() {
+                return Err(self.invalid(
+                    &entry_key,
+                    format!(
+                        "{address} is {} but the VIP {vip} is {}; full-NAT reals are in the \
+                         VIP's family, so no real could use it",
+                        family_name(address),
+                        family_name(vip)
+                    ),
+                ));
+            }
+            if let Some(first) = pool.iter().position(|other| *other == address) {
+                return Err(self.invalid(
+                    &entry_key,
+                    format!("{address} is listed twice (also {pool_key}[{first}])"),
+                ));
+            }
+            pool.push(address);
+        }
+        Ok(pool)
+    }
+
+    /// `tunnel_source`: at most one unicast address per family.
+    fn tunnel_source(
+        &self,
+        raw: Option<Vec<String>>,
+        key: &str,
+    ) -> Result<Vec<IpAddr>, ConfigError> {
+        let sources_key = format!("{key}.tunnel_source");
+        let mut sources: Vec<IpAddr> = Vec::new();
+        for (index, text) in raw.unwrap_or_default().into_iter().enumerate() {
+            let entry_key = format!("{sources_key}[{index}]");
+            let address = self.address(Some(text), &entry_key, "tunnel source")?;
+            if let Some(first) = sources
+                .iter()
+                .position(|other| other.is_ipv4() == address.is_ipv4())
+            {
+                return Err(self.invalid(
+                    &entry_key,
+                    format!(
+                        "a second {} address ({sources_key}[{first}] is one): a tunnel has one \
+                         outer source per family",
+                        family_name(address)
+                    ),
+                ));
+            }
+            sources.push(address);
+        }
+        Ok(sources)
+    }
+
     fn real(
         &self,
         raw: RawReal,
@@ -278,41 +384,53 @@ impl Validator<'_> {
     ) -> Result<RealConfig, ConfigError> {
         let address_key = format!("{key}.address");
         let address = self.address(raw.address, &address_key, "real server")?;
-        if address.is_ipv4() != service.vip.is_ipv4() {
+        let forward_key = format!("{key}.forward");
+        let forward = self.word(raw.forward, &forward_key, service.forward)?;
+        if address.is_ipv4() != service.vip.is_ipv4() && forward.keeps_family() {
             return Err(self.invalid(
                 &address_key,
                 format!(
-                    "real {address} is {} but the VIP {} is {}; direct routing (dr) hands \
-                     the client's packet to the real unchanged, so a real must be in the \
-                     VIP's address family",
+                    "real {address} is {} but the VIP {} is {}; {} hands the real the \
+                     client's packet with its own IP header, so the real must be in the VIP's \
+                     address family (only tun carries one family in the other)",
                     family_name(address),
                     service.vip,
-                    family_name(service.vip)
+                    family_name(service.vip),
+                    method_words(forward)
                 ),
             ));
         }
-
-        let forward = self.word(raw.forward, &format!("{key}.forward"), service.forward)?;
 
         let port_key = format!("{key}.port");
         let port = match raw.port {
             Some(value) => self.port(value, &port_key)?,
             None => service.port,
         };
-        if port != service.port && !forward.can_change_port() {
+        if port != service.port {
             let message = if service.port == 0 {
                 format!(
                     "the service has port 0 (all ports), so the real keeps each packet's port; \
                      omit `port` or set it to 0 (got {port})"
                 )
-            } else {
+            } else if !forward.can_change_port() {
                 format!(
-                    "direct routing cannot change the port: real port {port} differs from \
-                     service port {}; omit `port` or set it to {}",
-                    service.port, service.port
+                    "dr and tun cannot change the port ({} hands the real the client's \
+                     packet unchanged): real port {port} differs from service port {}; omit \
+                     `port` or set it to {} (nat and fullnat may map ports)",
+                    method_words(forward),
+                    service.port,
+                    service.port
                 )
+            } else if port == 0 {
+                "port 0 means every port, which only an all-ports service (port 0) has; give \
+                 the real's port"
+                    .to_owned()
+            } else {
+                String::new()
             };
-            return Err(self.invalid(&port_key, message));
+            if !message.is_empty() {
+                return Err(self.invalid(&port_key, message));
+            }
         }
 
         let weight = match raw.weight {
@@ -341,4 +459,14 @@ impl Validator<'_> {
 
 fn family_name(address: IpAddr) -> &'static str {
     if address.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
+/// The method, in words for messages.
+fn method_words(forward: Forward) -> &'static str {
+    match forward {
+        Forward::Dr => "direct routing (dr)",
+        Forward::Tun => "tunnelling (tun)",
+        Forward::Nat => "NAT (nat)",
+        Forward::Fullnat => "full NAT (fullnat)",
+    }
 }

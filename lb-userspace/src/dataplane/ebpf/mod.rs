@@ -17,10 +17,11 @@ use aya::maps::{
 };
 pub use element::{insert_new, lookup_and_delete};
 use lb_common::{
-    ConnCounts, Counters, Flow, FlowKey, Interface, MAP_CONNS, MAP_FLOWS, MAP_FRAGMENT_SERVICES,
-    MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS, MAP_REASON_STATS, MAP_RR_CURSOR, MAP_SCHEDULES,
-    MAP_SERVICE_STATS, MAP_SERVICES, MAP_SETTINGS, MAP_TABLES, MAP_TX_PORTS, MAX_TABLE_SLOTS, Real,
-    Reason, Service, ServiceKey, Settings, TableRange,
+    ConnCounts, Counters, Egress, Flow, FlowKey, Interface, MAP_CONNS, MAP_EGRESS, MAP_FLOWS,
+    MAP_FRAGMENT_SERVICES, MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS, MAP_REASON_STATS,
+    MAP_REPLIES, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES, MAP_SETTINGS,
+    MAP_TABLES, MAP_TX_PORTS, MAX_TABLE_SLOTS, Real, Reason, Service, ServiceKey, Settings,
+    TableRange,
 };
 use published::{Conns, Reals, Schedules};
 use readers::Readers;
@@ -47,6 +48,11 @@ pub struct EbpfDataplane {
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
     settings: Array<MapData, Settings>,
+    /// Not preallocated (see `Egress`): replacing or deleting an entry frees the old one only
+    /// after a grace period, so these writes need none of `readers`' care. `None` when the
+    /// object has no such map (a program that cannot tunnel or full-NAT): only reals that need
+    /// an entry fail then.
+    egress: Option<BpfHashMap<MapData, u32, Egress>>,
     readers: Readers,
 }
 
@@ -82,6 +88,10 @@ impl EbpfDataplane {
         let space = placed_tables(&schedules, slots)?;
         let sweeper = Sweeper {
             flows: duplicate_data(&flows, MAP_FLOWS)?,
+            replies: ebpf
+                .take_map(MAP_REPLIES)
+                .map(|raw| map_data(raw, MAP_REPLIES))
+                .transpose()?,
             conns: conns.clone(),
             reals: Reals::new(duplicate_data(&reals, MAP_REALS)?)?,
             settings: typed(
@@ -113,6 +123,10 @@ impl EbpfDataplane {
             service_stats: typed(service_stats, MAP_SERVICE_STATS)?,
             real_stats: typed(real_stats, MAP_REAL_STATS)?,
             settings: typed(Map::Array(settings), MAP_SETTINGS)?,
+            egress: ebpf
+                .take_map(MAP_EGRESS)
+                .map(|raw| typed(raw, MAP_EGRESS))
+                .transpose()?,
             readers: Readers::default(),
         };
         Ok(MapHandles {
@@ -507,6 +521,45 @@ impl Dataplane for EbpfDataplane {
             .set(0, settings, 0)
             .map_err(map_err(MAP_SETTINGS))
     }
+
+    fn set_egress(&mut self, real_id: u32, egress: Egress) -> Result<(), DataplaneError> {
+        let map = self
+            .egress
+            .as_mut()
+            .ok_or(DataplaneError::MissingMap { map: MAP_EGRESS })?;
+        match map.get(&real_id, 0) {
+            Ok(current) if current == egress => return Ok(()),
+            Ok(_) | Err(MapError::KeyNotFound) => {}
+            Err(source) => {
+                return Err(DataplaneError::Map {
+                    map: MAP_EGRESS,
+                    source,
+                });
+            }
+        }
+        map.insert(real_id, egress, 0).map_err(map_err(MAP_EGRESS))
+    }
+
+    fn remove_egress(&mut self, real_id: u32) -> Result<(), DataplaneError> {
+        let Some(map) = self.egress.as_mut() else {
+            return Ok(());
+        };
+        match map.remove(&real_id) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(DataplaneError::Map {
+                map: MAP_EGRESS,
+                source,
+            }),
+        }
+    }
+
+    fn egress_ids(&self) -> Result<Vec<u32>, DataplaneError> {
+        let mut ids = Vec::new();
+        if let Some(map) = &self.egress {
+            visit_entries(map, MAP_EGRESS, |id, _| ids.push(id))?;
+        }
+        Ok(ids)
+    }
 }
 
 impl EbpfDataplane {
@@ -525,6 +578,27 @@ impl EbpfDataplane {
                     })
             })
             .collect()
+    }
+
+    /// A real's egress entry as the program reads it (tests, and whoever checks what lbd
+    /// wrote).
+    pub fn egress(&self, real_id: u32) -> Result<Option<Egress>, DataplaneError> {
+        let Some(map) = &self.egress else {
+            return Ok(None);
+        };
+        match map.get(&real_id, 0) {
+            Ok(egress) => Ok(Some(egress)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(DataplaneError::Map {
+                map: MAP_EGRESS,
+                source,
+            }),
+        }
+    }
+
+    /// The settings entry as the program reads it.
+    pub fn settings(&self) -> Result<Settings, DataplaneError> {
+        self.settings.get(&0, 0).map_err(map_err(MAP_SETTINGS))
     }
 
     /// Frees the space of removed services once a grace period has passed since.

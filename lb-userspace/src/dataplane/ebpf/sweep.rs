@@ -7,11 +7,19 @@
 //! and whoever's delete succeeds counts it out. Here the delete is a lookup-and-delete, so
 //! the sweep counts out exactly the entry it removed, in the state that entry was in; had
 //! the flow come alive again meanwhile (a new connection on the same 5-tuple), it is put back.
+//!
+//! Then the NAT replies table (`LB_REPLIES_V1`): a reply entry lives as long as its client's
+//! flow, and the program does not see most flows go (the sweep removes them). After the flow
+//! walk, the replies are walked and every entry whose flow is gone, or now goes to another
+//! real, is deleted; one whose flow came back in the meantime is put back.
 
-use std::os::fd::AsFd;
+use std::{collections::HashMap, os::fd::AsFd, time::Duration};
 
 use aya::maps::{Array, MapData};
-use lb_common::{Flow, FlowKey, MAP_FLOWS, MAP_SETTINGS, REAL_AVAILABLE, Real, Settings};
+use lb_common::{
+    FORWARD_FULLNAT, FORWARD_NAT, Flow, FlowKey, MAP_FLOWS, MAP_REPLIES, MAP_SETTINGS,
+    REAL_AVAILABLE, Real, Reply, Settings,
+};
 
 use super::{
     batch, element,
@@ -22,13 +30,22 @@ use crate::dataplane::{DataplaneError, map_err};
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepReport {
+    /// Flows seen, and removed.
     pub flows: u64,
     pub removed: u64,
+    /// How long the flow walk (and its deletes) took.
+    pub flows_time: Duration,
+    /// NAT reply entries seen, and removed because their flow was gone.
+    pub replies: u64,
+    pub replies_removed: u64,
+    pub replies_time: Duration,
 }
 
 /// Handles of its own on the maps a sweep needs.
 pub struct Sweeper {
     pub(super) flows: MapData,
+    /// `None` when the object has no replies map (a program without NAT).
+    pub(super) replies: Option<MapData>,
     pub(super) conns: std::sync::Arc<Conns>,
     pub(super) reals: Reals,
     pub(super) settings: Array<MapData, Settings>,
@@ -44,15 +61,36 @@ pub fn is_gone(flow: &Flow, now_ns: u64, settings: &Settings, real: &Real) -> bo
 }
 
 impl Sweeper {
-    /// One pass over the table.
+    /// One pass over the flow table, then one over the replies table.
     pub fn sweep(&self, now_ns: u64) -> Result<SweepReport, DataplaneError> {
-        let settings = self.settings.get(&0, 0).map_err(map_err(MAP_SETTINGS))?;
+        let started = std::time::Instant::now();
         let mut report = SweepReport::default();
+        let nat_flows = self.sweep_flows(now_ns, &mut report)?;
+        report.flows_time = started.elapsed();
+        let started = std::time::Instant::now();
+        self.sweep_replies(&nat_flows, &mut report)?;
+        report.replies_time = started.elapsed();
+        Ok(report)
+    }
+
+    /// Removes the flows that are gone; returns the real of every NAT and full-NAT flow kept
+    /// (the flows reply entries may belong to).
+    fn sweep_flows(
+        &self,
+        now_ns: u64,
+        report: &mut SweepReport,
+    ) -> Result<HashMap<FlowKey, u32>, DataplaneError> {
+        let settings = self.settings.get(&0, 0).map_err(map_err(MAP_SETTINGS))?;
+        let replies = self.replies.is_some();
         let mut candidates: Vec<FlowKey> = Vec::new();
+        let mut nat_flows: HashMap<FlowKey, u32> = HashMap::new();
         batch::for_each::<FlowKey, Flow>(self.flows.fd().as_fd(), |key, flow| {
             report.flows += 1;
-            if is_gone(flow, now_ns, &settings, &self.real(flow.real_id)) {
+            let real = self.real(flow.real_id);
+            if is_gone(flow, now_ns, &settings, &real) {
                 candidates.push(*key);
+            } else if replies && matches!(real.forward, FORWARD_NAT | FORWARD_FULLNAT) {
+                nat_flows.insert(*key, flow.real_id);
             }
         })
         .map_err(|source| syscall("BPF_MAP_LOOKUP_BATCH", source))?;
@@ -77,7 +115,55 @@ impl Sweeper {
             let _ = self.conns.add(flow.real_id, flow.state as u8, -1);
             report.removed += 1;
         }
-        Ok(report)
+        Ok(nat_flows)
+    }
+
+    /// Removes the reply entries whose client flow is not among `nat_flows` (gone, or now
+    /// going to another real). The walk saw the flow table a moment ago, so each candidate's
+    /// flow is looked up again after its reply is taken out, and the reply put back if the
+    /// flow is there: a flow the program recorded since (it records the flow, then the reply)
+    /// keeps its reply.
+    fn sweep_replies(
+        &self,
+        nat_flows: &HashMap<FlowKey, u32>,
+        report: &mut SweepReport,
+    ) -> Result<(), DataplaneError> {
+        let Some(replies) = &self.replies else {
+            return Ok(());
+        };
+        let replies = replies.fd().as_fd();
+        let mut candidates: Vec<FlowKey> = Vec::new();
+        batch::for_each::<FlowKey, Reply>(replies, |key, reply| {
+            report.replies += 1;
+            if nat_flows.get(&reply.flow) != Some(&reply.real_id) {
+                candidates.push(*key);
+            }
+        })
+        .map_err(|source| replies_syscall("BPF_MAP_LOOKUP_BATCH", source))?;
+        let flows = self.flows.fd().as_fd();
+        for key in candidates {
+            let Some(reply) = element::lookup_and_delete::<FlowKey, Reply>(replies, &key)
+                .map_err(|source| replies_syscall("BPF_MAP_LOOKUP_AND_DELETE_ELEM", source))?
+            else {
+                continue;
+            };
+            let flow = element::lookup::<FlowKey, Flow>(flows, &reply.flow)
+                .map_err(|source| syscall("BPF_MAP_LOOKUP_ELEM", source))?;
+            if flow.is_some_and(|flow| flow.real_id == reply.real_id) {
+                // Put back unless the program wrote it anew meanwhile.
+                element::insert_new(replies, &key, &reply)
+                    .map_err(|source| replies_syscall("BPF_MAP_UPDATE_ELEM", source))?;
+                continue;
+            }
+            report.replies_removed += 1;
+        }
+        Ok(())
+    }
+
+    /// The replies table's handle, e.g. for filling it in tests (`batch::update`); `None`
+    /// when the program has none.
+    pub fn replies(&self) -> Option<&MapData> {
+        self.replies.as_ref()
     }
 
     /// The real's entry now; an id outside the map (a flow no real of this lbd could have
@@ -90,6 +176,14 @@ impl Sweeper {
 fn syscall(call: &'static str, source: std::io::Error) -> DataplaneError {
     DataplaneError::Syscall {
         map: MAP_FLOWS,
+        call,
+        source,
+    }
+}
+
+fn replies_syscall(call: &'static str, source: std::io::Error) -> DataplaneError {
+    DataplaneError::Syscall {
+        map: MAP_REPLIES,
         call,
         source,
     }
