@@ -25,8 +25,13 @@
 //!
 //! [`DrTopology::add_far_client`] adds a router and a client behind it (see [`far_client`]),
 //! for path-MTU tests: the only link with a smaller MTU is the router's way to that client.
+//!
+//! [`modes`] adds what forwarding modes other than direct routing need: a site behind a router
+//! (tunnel reals), a second segment behind a second interface of the lb (NAT and full-NAT
+//! reals), a point-to-point link with a smaller MTU from the lb to a real.
 
 pub mod far_client;
+pub mod modes;
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
