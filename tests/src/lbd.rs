@@ -86,7 +86,11 @@ impl Lbd {
 
     /// Everything but the start: the directory, what the config names, nothing pinned.
     fn prepare(netns: &Netns, config: &Path, dir: PathBuf) -> Lbd {
-        let parsed = lb_userspace::config::load(config).unwrap_or_else(|e| panic!("{e}"));
+        let parsed = lb_userspace::config::load(config).unwrap_or_else(|e| {
+            // Nothing will own the directory: remove it before failing.
+            let _ = std::fs::remove_dir_all(&dir);
+            panic!("{e}")
+        });
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
         let lbd = Lbd {
             netns_path: netns.path(),
