@@ -25,11 +25,11 @@ use lb_tests::{
         CLIENT_IP, CLIENT_IP6, LB_IP, LB_IP6, VIP, VIP6,
         far_client::FAR_CLIENT_IP,
         modes::{
-            BACK_NET, BACK_NET6, BACK_PREFIX_LEN, LB_BACK_IP, LB_BACK_IP6, LINK_IF, LINK_REAL_IP,
-            LINK_REAL_IP6, SITE_ROUTER_IP, back_ip, back_ip6, prepare_tunnel_real, site_ip,
-            site_ip6,
+            BACK_NET, BACK_NET6, BACK_PREFIX_LEN, LB_BACK_IP, LB_BACK_IP6, LB_LINK_IP, LB_LINK_IP6,
+            LINK_IF, LINK_REAL_IP, LINK_REAL_IP6, SITE_ROUTER_IP, back_ip, back_ip6,
+            prepare_tunnel_real, site_ip, site_ip6,
         },
-        real_ip,
+        real_ip, real_ip6,
     },
     udp::UdpEchoServer,
 };
@@ -65,6 +65,17 @@ fn has_route(netns: &Netns, to: IpAddr) -> bool {
         let socket = UdpSocket::bind(local).expect("binding a UDP socket");
         socket.connect(SocketAddr::new(to, 7)).is_ok()
     })
+}
+
+/// The source address `netns`'s kernel picks toward `to` (`src` of `ip route get`): what lbd
+/// takes as the balancer's own address toward a real (tunnel source, full-NAT local address).
+fn source_toward(netns: &Netns, to: IpAddr) -> IpAddr {
+    let route = netns.ip(&["route", "get", &to.to_string()]);
+    let mut words = route.split_whitespace();
+    words
+        .find(|word| *word == "src")
+        .and_then(|_| words.next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no source toward {to}: {route}"))
 }
 
 /// One counter from the namespace's /proc/net/snmp (`Ip:` line) or /proc/net/snmp6.
@@ -118,6 +129,9 @@ fn a_routed_site_is_reached_through_its_router_and_answers_from_the_vip_past_the
             route.contains(&format!("via {SITE_ROUTER_IP} dev eth0")),
             "{route}"
         );
+        // The lb's own address, never the VIP it also holds, is its source toward the site.
+        assert_eq!(source_toward(&topology.lb, site_ip(0).into()), LB_IP);
+        assert_eq!(source_toward(&topology.lb, site_ip6(0).into()), LB_IP6);
         // The client has no way there but the balancer's tunnels.
         assert!(!has_route(&topology.client, site_ip(0).into()));
         assert!(!has_route(&topology.client, site_ip6(0).into()));
@@ -179,6 +193,15 @@ fn back_segment_hosts_are_reached_from_the_lb_and_only_nat_reals_route_clients_b
             for ip in [IpAddr::V4(back_ip(index)), IpAddr::V6(back_ip6(index))] {
                 assert_answers(&topology.lb, SocketAddr::new(ip, 8080), name);
             }
+        }
+        // The lb's sources toward the reals: its own addresses on their segments.
+        for (real, source) in [
+            (IpAddr::V4(back_ip(1)), IpAddr::V4(LB_BACK_IP)),
+            (back_ip6(1).into(), LB_BACK_IP6.into()),
+            (real_ip(0).into(), LB_IP.into()),
+            (real_ip6(0).into(), LB_IP6.into()),
+        ] {
+            assert_eq!(source_toward(&topology.lb, real), source, "toward {real}");
         }
         // A host left alone (full NAT) has no route to the client; NAT reals go through the lb.
         assert!(!has_route(full, CLIENT_IP.into()));
@@ -264,6 +287,12 @@ fn a_direct_link_has_its_own_mtu_and_the_real_replies_by_the_switch() {
         for ip in [IpAddr::V4(LINK_REAL_IP), IpAddr::V6(LINK_REAL_IP6)] {
             let route = topology.lb.ip(&["route", "get", &ip.to_string()]);
             assert!(route.contains(&format!("dev {LINK_IF} ")), "{route}");
+            let own = if ip.is_ipv4() {
+                IpAddr::V4(LB_LINK_IP)
+            } else {
+                LB_LINK_IP6.into()
+            };
+            assert_eq!(source_toward(&topology.lb, ip), own);
             assert_answers(&topology.lb, SocketAddr::new(ip, 8080), "tun");
         }
         let route = tun.ip(&["route", "get", &FAR_CLIENT_IP.to_string()]);
