@@ -247,8 +247,10 @@ fn fullnat_reaches_reals_that_have_no_route_back_to_the_client() {
         .iter()
         .map(|(name, netns)| servers(netns, name))
         .collect();
-    // Addresses of a pool, held by the balancer on the reals' segment (so the reals' replies
-    // to them reach it).
+    // Addresses of a pool, held by the balancer on the reals' segment (so that it answers ARP
+    // and neighbour solicitations for them). The IPv6 ones deprecated: they would otherwise
+    // be the source address selection prefers toward the reals (a longer match than the
+    // lb's own /64), and so the local address of the service without a pool.
     let pool4 = ["203.0.113.130", "203.0.113.131"];
     let pool6 = ["2001:db8:4::130", "2001:db8:4::131"];
     for address in pool4 {
@@ -264,6 +266,8 @@ fn fullnat_reaches_reals_that_have_no_route_back_to_the_client() {
             "dev",
             BACK_IF,
             "nodad",
+            "preferred_lft",
+            "0",
         ]);
     }
 
