@@ -26,7 +26,7 @@ use lb_tests::{
         far_client::FAR_CLIENT_IP,
         modes::{
             BACK_NET, BACK_NET6, BACK_PREFIX_LEN, LB_BACK_IP, LB_BACK_IP6, LB_LINK_IP, LB_LINK_IP6,
-            LINK_IF, LINK_REAL_IP, LINK_REAL_IP6, SITE_ROUTER_IP, back_ip, back_ip6,
+            LINK_IF, LINK_REAL_IF, LINK_REAL_IP, LINK_REAL_IP6, SITE_ROUTER_IP, back_ip, back_ip6,
             prepare_tunnel_real, site_ip, site_ip6,
         },
         real_ip, real_ip6,
@@ -299,6 +299,11 @@ fn a_direct_link_has_its_own_mtu_and_the_real_replies_by_the_switch() {
         assert!(route.contains("dev eth0 "), "{route}");
         let rp_filter = tun.exec(&["cat", "/proc/sys/net/ipv4/conf/eth1/rp_filter"]);
         assert_eq!(rp_filter.trim(), "0");
+        let features = tun.exec(&["ethtool", "-k", LINK_REAL_IF]);
+        assert!(
+            features.contains("generic-receive-offload: on"),
+            "{features}"
+        );
     }
     assert_no_namespaces_left(&prefix);
 }

@@ -471,7 +471,8 @@ impl DrTopology {
 
     /// Adds a point-to-point link from the lb's [`LINK_IF`] ([`LB_LINK_IP`]) to a new
     /// [`LINK_REAL_IF`] of the real called `real` ([`LINK_REAL_IP`]), both ends at `mtu`. IPv6
-    /// too when the topology is dual stack. The link goes with the namespaces.
+    /// too when the topology is dual stack. The real's end has GRO on, so that it takes the
+    /// frames the lb's XDP program redirects there. The link goes with the namespaces.
     pub fn add_direct_link(&self, real: &str, mtu: u32) {
         let ipv6 = self.is_dual_stack();
         let netns = self.real(real);
@@ -507,6 +508,10 @@ impl DrTopology {
             }
             host.ip(&["link", "set", interface, "up"]);
         }
+        // A veth takes frames another interface's XDP program redirects to it only if it runs
+        // a native XDP program or has GRO on (its NAPI then runs): GRO, so that the lb's
+        // redirects reach the real whatever mode its own program (`lbd decap`) is attached in.
+        netns.exec(&["ethtool", "-K", LINK_REAL_IF, "gro", "on"]);
         wait_until_up([(&self.lb, LINK_IF), (netns, LINK_REAL_IF)], ipv6);
     }
 
