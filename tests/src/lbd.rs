@@ -3,6 +3,7 @@
 //! [`Lbd`] writes the config to a directory of its own, starts the daemon with only its
 //! network namespace changed (so it sees the host's bpffs), waits until every real is
 //! resolved, and on drop stops it and removes everything it pinned (`lbd --teardown`).
+//! [`Decap`] runs `lbd decap` on a tunnel real the same way.
 
 use std::{
     fs::File,
@@ -85,7 +86,11 @@ impl Lbd {
 
     /// Everything but the start: the directory, what the config names, nothing pinned.
     fn prepare(netns: &Netns, config: &Path, dir: PathBuf) -> Lbd {
-        let parsed = lb_userspace::config::load(config).unwrap_or_else(|e| panic!("{e}"));
+        let parsed = lb_userspace::config::load(config).unwrap_or_else(|e| {
+            // Nothing will own the directory: remove it before failing.
+            let _ = std::fs::remove_dir_all(&dir);
+            panic!("{e}")
+        });
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
         let lbd = Lbd {
             netns_path: netns.path(),
@@ -227,6 +232,16 @@ impl Lbd {
             .unwrap_or_else(|e| panic!("listing: {e}\n{}", self.log()))
     }
 
+    /// Packets counted under the verdict reason `name` (`lbadm -L -n -o json`'s `reasons`), 0
+    /// for a reason the daemon does not list.
+    pub fn reason(&self, name: &str) -> u64 {
+        self.listing()
+            .reasons
+            .iter()
+            .find(|count| count.reason == name)
+            .map_or(0, |count| count.packets)
+    }
+
     /// Runs `lbadm ARGS --socket SOCKET` and returns its stdout; panics if it fails.
     pub fn lbadm(&self, args: &[&str]) -> String {
         let output = Command::new(binary("lbadm"))
@@ -343,6 +358,101 @@ impl Drop for Lbd {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+/// `lbd decap` on a tunnel real: the decapsulation program attached to one interface of the
+/// real's namespace, for as long as this lives. Dropping it stops the process (SIGTERM, then
+/// SIGKILL after a bound) and prints its log if the test is failing.
+pub struct Decap {
+    child: Option<Child>,
+    netns_name: String,
+    interface: String,
+    log: PathBuf,
+}
+
+impl Decap {
+    /// Runs `lbd decap --interface INTERFACE [--gue-port PORT]` in `netns` (network namespace
+    /// only, like [`Lbd`]) and waits until an XDP program is attached to the interface.
+    pub fn start(netns: &Netns, interface: &str, gue_port: Option<u16>) -> Decap {
+        let log = std::env::temp_dir().join(format!("{}-decap-{interface}.log", netns.name()));
+        let file = File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        let mut command = Command::new(binary("lbd"));
+        command.args(["decap", "--interface", interface]);
+        if let Some(port) = gue_port {
+            command.args(["--gue-port", &port.to_string()]);
+        }
+        command
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log fd"))
+            .stderr(file);
+        let mut decap = Decap {
+            child: Some(netns.spawn(command)),
+            netns_name: netns.name().to_owned(),
+            interface: interface.to_owned(),
+            log,
+        };
+        decap.wait_attached(netns);
+        decap
+    }
+
+    fn wait_attached(&mut self, netns: &Netns) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten())
+            {
+                panic!(
+                    "lbd decap in {} exited with {status} while starting:\n{}",
+                    self.netns_name,
+                    self.log()
+                );
+            }
+            let link = netns.ip(&["-d", "link", "show", "dev", &self.interface]);
+            if link.contains("prog/xdp id") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lbd decap attached nothing to {} in {} after {START_TIMEOUT:?}:\n{link}\n{}",
+                self.interface,
+                self.netns_name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the process printed.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Decap {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill with a pid we own and have not reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "lbd decap log ({}, {}):\n{}",
+                self.netns_name,
+                self.interface,
+                self.log()
+            );
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
 /// Checks that connections were spread over reals by their weights, given how many new flows
 /// each CPU scheduled (`Lbd::new_flows_per_cpu`): `served` counts connections per real name,
 /// `weights` gives each real's name and weight.

@@ -9,12 +9,16 @@
 //! - [`netns`]: named network namespaces removed on drop; running code and processes inside.
 //! - [`topology`]: the LVS-DR network (client, lb, reals on one bridge), every host in a
 //!   namespace of its own, addresses from 192.0.2.0/24 (and 2001:db8::/64 when dual stack);
-//!   optionally a router and a far client behind a smaller path MTU.
+//!   optionally a router and a far client behind a smaller path MTU, and (`topology::modes`)
+//!   a routed site, a second segment behind the lb and a direct link, for the other
+//!   forwarding modes.
 //! - [`http`]: a minimal HTTP/1.1 server (answers with its name) and keep-alive client.
 //! - [`udp`]: a UDP echo server (answers with its name and the length it got) and client.
-//! - [`bulk`]: a server sending N bytes per TCP connection, and a download that reports a
-//!   stalled transfer (a path-MTU black hole) with the bytes that arrived.
-//! - [`lbd`]: the real `lbd` binary in a test namespace, and `lbadm` against it.
+//! - [`bulk`]: TCP transfers both ways, every byte checked against a known stream: a server
+//!   sending N bytes per connection and a sink reporting what arrived; a stalled transfer (a
+//!   path-MTU black hole) is reported with the bytes that got through.
+//! - [`lbd`]: the real `lbd` binary in a test namespace, and `lbadm` against it; `lbd decap`
+//!   on a tunnel real.
 //! - [`packet`]: the one packet builder, with checksums, for fixtures, benches and the demo.
 //! - [`pcap`]: pcap dumps and field-level diffs for failing packet fixtures.
 //!

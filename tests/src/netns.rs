@@ -9,6 +9,7 @@
 
 use std::{
     fs::File,
+    net::SocketAddr,
     os::{fd::AsRawFd as _, unix::process::CommandExt as _},
     path::PathBuf,
     process::{Child, Command, Output},
@@ -160,6 +161,23 @@ impl Netns {
                 );
             }
         });
+    }
+
+    /// Peers of the established TCP connections whose local port is `port`, as `ss` lists
+    /// them (IPv4-mapped IPv6 addresses written as IPv4): whom a server believes it talks to.
+    pub fn tcp_peers(&self, port: u16) -> Vec<SocketAddr> {
+        let filter = format!("( sport = :{port} )");
+        let listing = self.exec(&["ss", "-Htn", "state", "established", &filter]);
+        listing
+            .lines()
+            .filter_map(|line| line.split_whitespace().last())
+            .map(|peer| {
+                let peer: SocketAddr = peer
+                    .parse()
+                    .unwrap_or_else(|e| panic!("peer {peer:?} in {listing:?}: {e}"));
+                SocketAddr::new(peer.ip().to_canonical(), peer.port())
+            })
+            .collect()
     }
 
     fn open(&self) -> File {

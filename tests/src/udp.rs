@@ -125,6 +125,41 @@ pub fn udp_request(addr: SocketAddr, payload: &[u8], timeout: Duration) -> io::R
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "reply is not UTF-8"))
 }
 
+/// Sends `count` datagrams of `payload` to `target` from inside `client`, each from a socket
+/// of its own (a new flow for a balancer), and counts the answers by the server that gave
+/// them. Every answer must come from `target` itself and report the whole payload; a missing
+/// one panics, with `context` (say, the balancer's log). Bounded: `timeout` per datagram.
+pub fn datagrams_per_server(
+    client: &Netns,
+    target: SocketAddr,
+    count: usize,
+    payload: &[u8],
+    timeout: Duration,
+    context: impl Fn() -> String,
+) -> std::collections::HashMap<String, u64> {
+    let replies = client.run(|| {
+        (0..count)
+            .map(|_| udp_request(target, payload, timeout))
+            .collect::<Vec<_>>()
+    });
+    let mut per_server = std::collections::HashMap::new();
+    for (index, reply) in replies.into_iter().enumerate() {
+        let reply = reply
+            .unwrap_or_else(|error| panic!("datagram {index} to {target}: {error}\n{}", context()));
+        let (server, length) = reply
+            .trim_end()
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("reply {reply:?} from {target}: not \"<name> <length>\""));
+        assert_eq!(
+            length,
+            payload.len().to_string(),
+            "datagram {index} to {target} reached {server} cut"
+        );
+        *per_server.entry(server.to_owned()).or_default() += 1;
+    }
+    per_server
+}
+
 /// Asks the kernel to report each datagram's destination address.
 fn receive_destination(socket: &UdpSocket, addr: SocketAddr) -> io::Result<()> {
     let (level, name) = match addr {

@@ -16,17 +16,23 @@
 //! solicitation, MLD report or DAD probe reaches an XDP program and counters stay exact.
 //!
 //! [`DrTopology::build_dual_stack`] adds IPv6 to every host, mirroring the IPv4 plan in
-//! 2001:db8::/64: client [`CLIENT_IP6`], lb [`LB_IP6`] (+ [`VIP6`]/128 on eth0), real N
-//! [`real_ip6`] (VIP6/128 on `lo`), each eth0 also its EUI-64 link-local address. DAD, router
-//! solicitations and router advertisements are off and the bridge floods multicast like a
-//! plain switch, so the only IPv6 frames are the tests' own, neighbour discovery they cause,
-//! and the MLD reports (an unsolicited report and its repetition, within about a second) for
-//! each solicited-node group as each address comes up.
+//! 2001:db8::/64: client [`CLIENT_IP6`], lb [`LB_IP6`] (+ [`VIP6`]/128 on eth0, deprecated so
+//! that the lb's own packets never come from it), real N [`real_ip6`] (VIP6/128 on `lo`),
+//! each eth0 also its EUI-64 link-local address. DAD, router solicitations and router
+//! advertisements are off and the bridge floods multicast like a plain switch, so the only
+//! IPv6 frames are the tests' own, neighbour discovery they cause, and the MLD reports (an
+//! unsolicited report and its repetition, within about a second) for each solicited-node
+//! group as each address comes up.
 //!
 //! [`DrTopology::add_far_client`] adds a router and a client behind it (see [`far_client`]),
 //! for path-MTU tests: the only link with a smaller MTU is the router's way to that client.
+//!
+//! [`modes`] adds what forwarding modes other than direct routing need: a site behind a router
+//! (tunnel reals), a second segment behind a second interface of the lb (NAT and full-NAT
+//! reals), a point-to-point link with a smaller MTU from the lb to a real.
 
 pub mod far_client;
+pub mod modes;
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
@@ -194,6 +200,11 @@ impl DrTopology {
         );
         lb.ip(&["addr", "add", &format!("{VIP}/32"), "dev", HOST_IF]);
         if dual_stack {
+            // Deprecated (preferred lifetime 0): still the lb's, answering neighbour
+            // solicitations, but never the source the kernel picks for the lb's own packets.
+            // IPv6 source selection would otherwise prefer it to LB_IP6 toward the reals (a
+            // /128 matches more of their address than a /64), as the lb's route lookups and
+            // neighbour solicitations would show. The IPv4 VIP, a secondary, never is.
             lb.ip(&[
                 "addr",
                 "add",
@@ -201,6 +212,8 @@ impl DrTopology {
                 "dev",
                 HOST_IF,
                 "nodad",
+                "preferred_lft",
+                "0",
             ]);
         }
 
