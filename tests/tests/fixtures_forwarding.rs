@@ -1,0 +1,567 @@
+//! Forwarding methods through the balancer (BPF_PROG_TEST_RUN), byte for byte: IPIP and GUE
+//! tunnels of every family pair, ICMP packet-too-big for what no longer fits once
+//! encapsulated, NAT with a port mapping and its replies, full NAT and its replies, and the
+//! refusals. Needs root.
+//!
+//! Expected frames are built independently by the packet builder (`packet::ipip`,
+//! `packet::gue`, `Frame`), whose checksums are computed from scratch, so an incremental
+//! checksum update in the program that drifts by one bit fails here.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use lb_common::{FlowKey, LOCAL_PORT_COUNT, LOCAL_PORT_FIRST, PROTO_TCP, PROTO_UDP, Reason, hash};
+use lb_tests::{
+    fixture::{
+        BALANCER_MAC, BALANCER_V4, BALANCER_V6, Balancer, XDP_DROP, XDP_PASS, XDP_TX, check_exact,
+        loopback, real_mac_for,
+    },
+    packet::{
+        CLIENT_MAC, Frame, GUE_PORT, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMPV6_PACKET_TOO_BIG,
+        gue, ipip,
+    },
+    privilege::require_root,
+};
+use lb_userspace::reconcile::address_bytes;
+
+const VIP4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+const CLIENT4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 7);
+
+/// One service per method and family; each has one real, so every new flow's real is known.
+const CONFIG: &str = "
+instance: fixtures-fwd
+interfaces: [{name: lo}]
+services:
+  - {vip: 192.0.2.10, port: 80, protocol: tcp, scheduler: rr, forward: tun,
+     reals: [{address: 198.51.100.11}]}
+  - {vip: 2001:db8::100, port: 80, protocol: tcp, scheduler: rr, forward: tun,
+     reals: [{address: '2001:db8::11'}]}
+  - {vip: 192.0.2.10, port: 81, protocol: tcp, scheduler: rr, forward: tun,
+     reals: [{address: '2001:db8::12'}]}
+  - {vip: 2001:db8::100, port: 81, protocol: tcp, scheduler: rr, forward: tun,
+     reals: [{address: 198.51.100.12}]}
+  - {vip: 192.0.2.10, port: 53, protocol: udp, scheduler: rr, forward: tun, tunnel: gue,
+     gue_port: 6080, reals: [{address: 198.51.100.13}]}
+  - {vip: 2001:db8::100, port: 53, protocol: udp, scheduler: rr, forward: tun, tunnel: gue,
+     gue_port: 6080, reals: [{address: '2001:db8::13'}]}
+  - {vip: 192.0.2.10, port: 8000, protocol: tcp, scheduler: rr, forward: nat,
+     reals: [{address: 198.51.100.21, port: 8080}]}
+  - {vip: 2001:db8::100, port: 8000, protocol: tcp, scheduler: rr, forward: nat,
+     reals: [{address: '2001:db8::21', port: 8080}]}
+  - {vip: 192.0.2.10, port: 5353, protocol: udp, scheduler: rr, forward: nat,
+     reals: [{address: 198.51.100.21, port: 53}]}
+  - {vip: 192.0.2.10, port: 9000, protocol: tcp, scheduler: rr, forward: fullnat,
+     reals: [{address: 198.51.100.31, port: 8080}]}
+  - {vip: 2001:db8::100, port: 9000, protocol: udp, scheduler: rr, forward: fullnat,
+     reals: [{address: '2001:db8::31', port: 53}]}
+  - {vip: 192.0.2.10, port: 8001, protocol: tcp, scheduler: rr, forward: nat,
+     reals: [{address: 198.51.100.21, port: 8080}]}
+limits: {flows: 4096, services: 32, reals: 64}
+";
+
+fn balancer(test: &str) -> Option<Balancer> {
+    Balancer::for_test(test, CONFIG)
+}
+
+fn v4(addr: Ipv4Addr, port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(addr, port)
+}
+
+fn v6(addr: Ipv6Addr, port: u16) -> SocketAddrV6 {
+    SocketAddrV6::new(addr, port, 0, 0)
+}
+
+/// From the client to the balancer.
+fn from_client(frame: Frame) -> Vec<u8> {
+    frame.src_mac(CLIENT_MAC).dst_mac(BALANCER_MAC).build()
+}
+
+/// An IP packet as the balancer sends it to `next_hop`.
+fn to_next_hop(ip: &[u8], next_hop: IpAddr) -> Vec<u8> {
+    Frame::from_ip(ip)
+        .src_mac(BALANCER_MAC)
+        .dst_mac(real_mac_for(next_hop))
+        .build()
+}
+
+/// Back to the client the way its packets came.
+fn to_client(frame: Frame) -> Vec<u8> {
+    frame.src_mac(BALANCER_MAC).dst_mac(CLIENT_MAC).build()
+}
+
+/// From a real (its replies route through the balancer).
+fn from_real(frame: Frame, real: IpAddr) -> Vec<u8> {
+    frame
+        .src_mac(real_mac_for(real))
+        .dst_mac(BALANCER_MAC)
+        .build()
+}
+
+/// The flow table's key of a packet from `src` to `dst`.
+fn flow_key(src: SocketAddr, dst: SocketAddr, protocol: u8) -> FlowKey {
+    let (src_bytes, family) = address_bytes(src.ip());
+    let (dst_bytes, _) = address_bytes(dst.ip());
+    FlowKey {
+        src: src_bytes,
+        dst: dst_bytes,
+        src_port_be: src.port().to_be(),
+        dst_port_be: dst.port().to_be(),
+        protocol,
+        family,
+        _pad: [0; 2],
+    }
+}
+
+/// The GUE source port the program gives a connection.
+fn gue_source_port(flow: &FlowKey) -> u16 {
+    0xc000 | (hash::connection(flow) & 0x3fff) as u16
+}
+
+/// The first local port full NAT tries for a connection (the one it gets when free).
+fn first_local_port(flow: &FlowKey) -> u16 {
+    LOCAL_PORT_FIRST + (hash::connection(flow) % u32::from(LOCAL_PORT_COUNT)) as u16
+}
+
+#[track_caller]
+fn tunnelled(balancer: &mut Balancer, name: &str, frame: &[u8], expected: &[u8]) {
+    check_exact(balancer, name, frame, XDP_TX, Reason::ForwardedTx, expected);
+}
+
+#[test]
+fn ipip_carries_the_packet_untouched_for_every_family_pair() {
+    let Some(mut balancer) = balancer("ipip_carries_the_packet_untouched_for_every_family_pair")
+    else {
+        return;
+    };
+    let real4: IpAddr = "198.51.100.11".parse().unwrap();
+    let syn = Frame::tcp(v4(CLIENT4, 40000), v4(VIP4, 80))
+        .syn()
+        .dont_fragment()
+        .tos(0xb9);
+    let expected = to_next_hop(&ipip(BALANCER_V4.into(), real4, &syn.ip_bytes()), real4);
+    tunnelled(&mut balancer, "4in4", &from_client(syn.clone()), &expected);
+    // A known flow's next segment goes the same way.
+    let ack = Frame::tcp(v4(CLIENT4, 40000), v4(VIP4, 80))
+        .ack()
+        .dont_fragment();
+    let expected = to_next_hop(&ipip(BALANCER_V4.into(), real4, &ack.ip_bytes()), real4);
+    tunnelled(
+        &mut balancer,
+        "4in4, known flow",
+        &from_client(ack),
+        &expected,
+    );
+
+    let real6: IpAddr = "2001:db8::11".parse().unwrap();
+    let syn = Frame::ipv6_tcp(v6(CLIENT6, 40000), v6(VIP6, 80))
+        .syn()
+        .traffic_class(0x2e);
+    let expected = to_next_hop(&ipip(BALANCER_V6.into(), real6, &syn.ip_bytes()), real6);
+    tunnelled(&mut balancer, "6in6", &from_client(syn), &expected);
+
+    let real6: IpAddr = "2001:db8::12".parse().unwrap();
+    let syn = Frame::tcp(v4(CLIENT4, 40001), v4(VIP4, 81))
+        .syn()
+        .dont_fragment()
+        .ttl(17);
+    let expected = to_next_hop(&ipip(BALANCER_V6.into(), real6, &syn.ip_bytes()), real6);
+    tunnelled(&mut balancer, "4in6", &from_client(syn), &expected);
+
+    let real4: IpAddr = "198.51.100.12".parse().unwrap();
+    let syn = Frame::ipv6_tcp(v6(CLIENT6, 40001), v6(VIP6, 81)).syn();
+    let expected = to_next_hop(&ipip(BALANCER_V4.into(), real4, &syn.ip_bytes()), real4);
+    tunnelled(&mut balancer, "6in4", &from_client(syn), &expected);
+}
+
+#[test]
+fn a_vlan_tag_is_dropped_when_tunnelling_to_an_untagged_real() {
+    let Some(mut balancer) = balancer("a_vlan_tag_is_dropped_when_tunnelling_to_an_untagged_real")
+    else {
+        return;
+    };
+    let real4: IpAddr = "198.51.100.11".parse().unwrap();
+    let syn = Frame::tcp(v4(CLIENT4, 40100), v4(VIP4, 80))
+        .syn()
+        .dont_fragment();
+    let expected = to_next_hop(&ipip(BALANCER_V4.into(), real4, &syn.ip_bytes()), real4);
+    tunnelled(
+        &mut balancer,
+        "tagged 4in4",
+        &from_client(syn.vlan(7)),
+        &expected,
+    );
+}
+
+#[test]
+fn gue_puts_a_udp_header_with_a_hashed_source_port_between() {
+    let Some(mut balancer) = balancer("gue_puts_a_udp_header_with_a_hashed_source_port_between")
+    else {
+        return;
+    };
+    for client_port in [40000, 40001, 50000] {
+        let (client, vip) = (v4(CLIENT4, client_port), v4(VIP4, 53));
+        let query = Frame::udp(client, vip).payload(b"query").dont_fragment();
+        let real: IpAddr = "198.51.100.13".parse().unwrap();
+        let sport = gue_source_port(&flow_key(client.into(), vip.into(), PROTO_UDP));
+        let expected = to_next_hop(
+            &gue(BALANCER_V4.into(), real, sport, GUE_PORT, &query.ip_bytes()),
+            real,
+        );
+        tunnelled(
+            &mut balancer,
+            "GUE over IPv4",
+            &from_client(query),
+            &expected,
+        );
+    }
+    let (client, vip) = (v6(CLIENT6, 40000), v6(VIP6, 53));
+    let query = Frame::ipv6_udp(client, vip).payload(b"query");
+    let real: IpAddr = "2001:db8::13".parse().unwrap();
+    let sport = gue_source_port(&flow_key(client.into(), vip.into(), PROTO_UDP));
+    let expected = to_next_hop(
+        &gue(BALANCER_V6.into(), real, sport, GUE_PORT, &query.ip_bytes()),
+        real,
+    );
+    tunnelled(
+        &mut balancer,
+        "GUE over IPv6",
+        &from_client(query),
+        &expected,
+    );
+}
+
+/// The balancer's interface with a 1500-byte MTU: a 1500-byte packet no longer fits once
+/// encapsulated.
+fn balancer_with_mtu_1500(test: &str) -> Option<Balancer> {
+    if !require_root(test) {
+        return None;
+    }
+    lb_tests::fixture::pin_to_current_cpu();
+    let mut interface = loopback();
+    interface.mtu = 1500;
+    Some(Balancer::load_with_interfaces(CONFIG, vec![interface]))
+}
+
+#[test]
+fn too_big_once_encapsulated_is_answered_with_packet_too_big() {
+    let Some(mut balancer) =
+        balancer_with_mtu_1500("too_big_once_encapsulated_is_answered_with_packet_too_big")
+    else {
+        return;
+    };
+    let (client, vip) = (v4(CLIENT4, 41000), v4(VIP4, 80));
+    let syn = Frame::tcp(client, vip).syn().dont_fragment();
+    balancer.run(&from_client(syn));
+    // 1500 bytes of IP: 20 more for IPIP do not fit 1500.
+    let big = Frame::tcp(client, vip)
+        .ack()
+        .dont_fragment()
+        .payload(&[0x5a; 1460]);
+    let ip = big.ip_bytes();
+    assert_eq!(ip.len(), 1500);
+    let expected = to_client(
+        Frame::icmp_error(
+            VIP4,
+            CLIENT4,
+            ICMP_DEST_UNREACH,
+            ICMP_FRAG_NEEDED,
+            1480,
+            &ip[..256],
+        )
+        .tos(0xc0)
+        .ttl(64),
+    );
+    check_exact(
+        &mut balancer,
+        "IPv4, DF: fragmentation needed, MTU 1480",
+        &from_client(big),
+        XDP_TX,
+        Reason::TxIcmpTooBig,
+        &expected,
+    );
+    // One that fits goes through.
+    let fits = Frame::tcp(client, vip)
+        .ack()
+        .dont_fragment()
+        .payload(&[0x5a; 1440]);
+    let real: IpAddr = "198.51.100.11".parse().unwrap();
+    let expected = to_next_hop(&ipip(BALANCER_V4.into(), real, &fits.ip_bytes()), real);
+    tunnelled(
+        &mut balancer,
+        "1480 bytes fit",
+        &from_client(fits),
+        &expected,
+    );
+    // Without DF a router would fragment; the program cannot, and drops it.
+    let no_df = Frame::tcp(client, vip).ack().payload(&[0x5a; 1460]);
+    check_exact(
+        &mut balancer,
+        "IPv4 without DF",
+        &from_client(no_df),
+        XDP_DROP,
+        Reason::DropTooBig,
+        &[],
+    );
+
+    let (client, vip) = (v6(CLIENT6, 41000), v6(VIP6, 80));
+    balancer.run(&from_client(Frame::ipv6_tcp(client, vip).syn()));
+    let big = Frame::ipv6_tcp(client, vip).ack().payload(&[0x5a; 1440]);
+    let ip = big.ip_bytes();
+    assert_eq!(ip.len(), 1500);
+    let expected = to_client(
+        Frame::icmpv6_error(VIP6, CLIENT6, ICMPV6_PACKET_TOO_BIG, 0, 1460, &ip[..256]).ttl(64),
+    );
+    check_exact(
+        &mut balancer,
+        "IPv6: packet too big, MTU 1460",
+        &from_client(big),
+        XDP_TX,
+        Reason::TxIcmpTooBig,
+        &expected,
+    );
+}
+
+#[test]
+fn nat_maps_the_port_and_translates_replies_back() {
+    let Some(mut balancer) = balancer("nat_maps_the_port_and_translates_replies_back") else {
+        return;
+    };
+    let real: IpAddr = "198.51.100.21".parse().unwrap();
+    let real4 = v4("198.51.100.21".parse().unwrap(), 8080);
+    let (client, vip) = (v4(CLIENT4, 42000), v4(VIP4, 8000));
+    let syn = Frame::tcp(client, vip).syn().seq(1000);
+    let expected = to_next_hop(&Frame::tcp(client, real4).syn().seq(1000).ip_bytes(), real);
+    check_exact(
+        &mut balancer,
+        "NAT, SYN",
+        &from_client(syn),
+        XDP_TX,
+        Reason::ForwardedTx,
+        &expected,
+    );
+    let reply = Frame::tcp(real4, client)
+        .syn()
+        .ack()
+        .seq(5000)
+        .ack_number(1001);
+    let expected = to_client(
+        Frame::tcp(vip, client)
+            .syn()
+            .ack()
+            .seq(5000)
+            .ack_number(1001),
+    );
+    check_exact(
+        &mut balancer,
+        "NAT, SYN-ACK back",
+        &from_real(reply, real),
+        XDP_TX,
+        Reason::ForwardedReply,
+        &expected,
+    );
+    let data = Frame::tcp(client, vip)
+        .ack()
+        .psh()
+        .payload(b"GET / HTTP/1.0\r\n\r\n");
+    let expected = to_next_hop(
+        &Frame::tcp(client, real4)
+            .ack()
+            .psh()
+            .payload(b"GET / HTTP/1.0\r\n\r\n")
+            .ip_bytes(),
+        real,
+    );
+    check_exact(
+        &mut balancer,
+        "NAT, data",
+        &from_client(data),
+        XDP_TX,
+        Reason::ForwardedTx,
+        &expected,
+    );
+
+    // IPv6.
+    let real: IpAddr = "2001:db8::21".parse().unwrap();
+    let real6 = v6("2001:db8::21".parse().unwrap(), 8080);
+    let (client, vip) = (v6(CLIENT6, 42000), v6(VIP6, 8000));
+    let syn = Frame::ipv6_tcp(client, vip).syn();
+    let expected = to_next_hop(&Frame::ipv6_tcp(client, real6).syn().ip_bytes(), real);
+    check_exact(
+        &mut balancer,
+        "NAT6, SYN",
+        &from_client(syn),
+        XDP_TX,
+        Reason::ForwardedTx,
+        &expected,
+    );
+    let reply = Frame::ipv6_tcp(real6, client).syn().ack();
+    let expected = to_client(Frame::ipv6_tcp(vip, client).syn().ack());
+    check_exact(
+        &mut balancer,
+        "NAT6, SYN-ACK back",
+        &from_real(reply, real),
+        XDP_TX,
+        Reason::ForwardedReply,
+        &expected,
+    );
+
+    // A packet from the real that is no flow's reply passes.
+    let stray = Frame::tcp(real4, v4(CLIENT4, 42999)).ack();
+    let frame = from_real(stray, "198.51.100.21".parse().unwrap());
+    check_exact(
+        &mut balancer,
+        "not a reply",
+        &frame,
+        XDP_PASS,
+        Reason::PassNoService,
+        &frame,
+    );
+}
+
+#[test]
+fn nat_udp_keeps_a_zero_checksum_and_updates_a_real_one() {
+    let Some(mut balancer) = balancer("nat_udp_keeps_a_zero_checksum_and_updates_a_real_one")
+    else {
+        return;
+    };
+    let real: IpAddr = "198.51.100.21".parse().unwrap();
+    let real4 = v4("198.51.100.21".parse().unwrap(), 53);
+    let (client, vip) = (v4(CLIENT4, 43000), v4(VIP4, 5353));
+    let query = Frame::udp(client, vip).payload(b"query");
+    let expected = to_next_hop(
+        &Frame::udp(client, real4).payload(b"query").ip_bytes(),
+        real,
+    );
+    check_exact(
+        &mut balancer,
+        "UDP",
+        &from_client(query),
+        XDP_TX,
+        Reason::ForwardedTx,
+        &expected,
+    );
+    let query = Frame::udp(client, vip).payload(b"again").l4_checksum(0);
+    let expected = to_next_hop(
+        &Frame::udp(client, real4)
+            .payload(b"again")
+            .l4_checksum(0)
+            .ip_bytes(),
+        real,
+    );
+    check_exact(
+        &mut balancer,
+        "UDP, no checksum",
+        &from_client(query),
+        XDP_TX,
+        Reason::ForwardedTx,
+        &expected,
+    );
+    let answer = Frame::udp(real4, client).payload(b"answer");
+    let expected = to_client(Frame::udp(vip, client).payload(b"answer"));
+    check_exact(
+        &mut balancer,
+        "UDP answer back",
+        &from_real(answer, real),
+        XDP_TX,
+        Reason::ForwardedReply,
+        &expected,
+    );
+}
+
+#[test]
+fn nat_refuses_a_flow_whose_reply_another_live_flow_holds() {
+    let Some(mut balancer) = balancer("nat_refuses_a_flow_whose_reply_another_live_flow_holds")
+    else {
+        return;
+    };
+    // Ports 8000 and 8001 both go to 198.51.100.21:8080: one client port can have only one
+    // of them at a time, or the real's replies would be ambiguous.
+    let client = v4(CLIENT4, 44000);
+    let first = from_client(Frame::tcp(client, v4(VIP4, 8000)).syn());
+    assert_eq!(balancer.run(&first).action, XDP_TX);
+    let second = from_client(Frame::tcp(client, v4(VIP4, 8001)).syn());
+    check_exact(
+        &mut balancer,
+        "same reply 4-tuple",
+        &second,
+        XDP_DROP,
+        Reason::DropNatNoPort,
+        &[],
+    );
+}
+
+#[test]
+fn full_nat_gives_each_flow_a_local_address_and_port() {
+    let Some(mut balancer) = balancer("full_nat_gives_each_flow_a_local_address_and_port") else {
+        return;
+    };
+    let real: IpAddr = "198.51.100.31".parse().unwrap();
+    let real4 = v4("198.51.100.31".parse().unwrap(), 8080);
+    let (client, vip) = (v4(CLIENT4, 45000), v4(VIP4, 9000));
+    let local = v4(
+        BALANCER_V4,
+        first_local_port(&flow_key(client.into(), vip.into(), PROTO_TCP)),
+    );
+    let syn = Frame::tcp(client, vip).syn().seq(7);
+    let expected = to_next_hop(&Frame::tcp(local, real4).syn().seq(7).ip_bytes(), real);
+    check_exact(
+        &mut balancer,
+        "full NAT, SYN",
+        &from_client(syn),
+        XDP_TX,
+        Reason::ForwardedTx,
+        &expected,
+    );
+    let ack = Frame::tcp(client, vip).ack().seq(8);
+    let expected = to_next_hop(&Frame::tcp(local, real4).ack().seq(8).ip_bytes(), real);
+    check_exact(
+        &mut balancer,
+        "full NAT, known flow",
+        &from_client(ack),
+        XDP_TX,
+        Reason::ForwardedTx,
+        &expected,
+    );
+    let reply = Frame::tcp(real4, local).syn().ack();
+    let expected = to_client(Frame::tcp(vip, client).syn().ack());
+    check_exact(
+        &mut balancer,
+        "full NAT, reply",
+        &from_real(reply, real),
+        XDP_TX,
+        Reason::ForwardedReply,
+        &expected,
+    );
+
+    let real: IpAddr = "2001:db8::31".parse().unwrap();
+    let real6 = v6("2001:db8::31".parse().unwrap(), 53);
+    let (client, vip) = (v6(CLIENT6, 45000), v6(VIP6, 9000));
+    let local = v6(
+        BALANCER_V6,
+        first_local_port(&flow_key(client.into(), vip.into(), PROTO_UDP)),
+    );
+    let query = Frame::ipv6_udp(client, vip).payload(b"query");
+    let expected = to_next_hop(
+        &Frame::ipv6_udp(local, real6).payload(b"query").ip_bytes(),
+        real,
+    );
+    check_exact(
+        &mut balancer,
+        "full NAT6, UDP",
+        &from_client(query),
+        XDP_TX,
+        Reason::ForwardedTx,
+        &expected,
+    );
+    let answer = Frame::ipv6_udp(real6, local).payload(b"answer");
+    let expected = to_client(Frame::ipv6_udp(vip, client).payload(b"answer"));
+    check_exact(
+        &mut balancer,
+        "full NAT6, answer",
+        &from_real(answer, real),
+        XDP_TX,
+        Reason::ForwardedReply,
+        &expected,
+    );
+}
