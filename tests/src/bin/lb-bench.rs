@@ -1,6 +1,7 @@
 //! `lb-bench` (run by `cargo xtask bench`): nanoseconds per packet of the XDP program, from
 //! `BPF_PROG_TEST_RUN` durations, for the paths that matter: a known flow (IPv4 and IPv6), a
-//! new flow (per scheduler), traffic that is not ours, a fragment and an ICMP error. Numbers come from the kernel's own timing of the program alone,
+//! new flow (per scheduler), traffic that is not ours, a fragment and an ICMP error, and each
+//! forwarding method (tunnel, NAT and its replies, full NAT). Numbers come from the kernel's own timing of the program alone,
 //! without driver or wire; they bound what the program costs, not what a NIC delivers.
 
 use std::{
@@ -51,6 +52,25 @@ services:
   - {vip: 192.0.2.100, port: 84, protocol: tcp, scheduler: wrr, persistence: 300s, reals: *three}
 limits: {flows: 1000000, services: 16, reals: 64}
 ";
+/// The forwarding methods other than direct routing, in a balancer of their own: a NAT real
+/// makes traffic that is not for a service a candidate reply, which would change the "not
+/// ours" rows above.
+const MODES_CONFIG: &str = "
+instance: bench-modes
+interfaces: [{name: lo}]
+services:
+  - {vip: 192.0.2.100, port: 80, protocol: tcp, forward: tun, reals: [{address: 198.51.100.11}]}
+  - {vip: 192.0.2.100, port: 81, protocol: tcp, forward: tun, tunnel: gue,
+     reals: [{address: 198.51.100.12}]}
+  - {vip: 192.0.2.100, port: 82, protocol: tcp, forward: nat,
+     reals: [{address: 198.51.100.21, port: 8080}]}
+  - {vip: 192.0.2.100, port: 83, protocol: tcp, forward: fullnat,
+     reals: [{address: 198.51.100.31, port: 8080}]}
+limits: {flows: 1000000, services: 16, reals: 64}
+";
+/// Runs of a path that rewrites the packet: `BPF_PROG_TEST_RUN` repeats a run on the frame
+/// the previous one left, so each is timed alone.
+const SINGLE_RUNS: u32 = 100_000;
 const REPEAT: u32 = 1_000_000;
 const NEW_FLOWS: u32 = 100_000;
 
@@ -138,6 +158,8 @@ fn main() -> ExitCode {
         (report.flows, started.elapsed())
     };
 
+    let modes = forwarding_methods();
+
     println!(
         "{:<44} {:>10}",
         "path (BPF_PROG_TEST_RUN, one CPU)", "ns/packet"
@@ -174,7 +196,7 @@ fn main() -> ExitCode {
         ("new flow, mh (Maglev, 65537 slots)", new_flow_mh),
         ("new flow, wrr with persistence", new_flow_persistent),
     ];
-    for (name, per_packet) in rows {
+    for (name, per_packet) in rows.into_iter().chain(modes) {
         println!("{name:<44} {:>10}", per_packet.as_nanos());
     }
     println!(
@@ -182,6 +204,66 @@ fn main() -> ExitCode {
         flows_swept.0,
         flows_swept.1.as_millis()
     );
-    println!("\n(new flows: {NEW_FLOWS} single runs; others: {REPEAT} repeats of one frame)");
+    println!(
+        "\n(new flows and the forwarding methods: {NEW_FLOWS} and {SINGLE_RUNS} single runs; \
+         others: {REPEAT} repeats of one frame)"
+    );
     ExitCode::SUCCESS
+}
+
+/// Known flows through each forwarding method, a NAT reply, a full-NAT new flow, and traffic
+/// that is not ours once a NAT real makes the program look for replies.
+fn forwarding_methods() -> Vec<(&'static str, Duration)> {
+    let mut balancer = Balancer::load(MODES_CONFIG);
+    let vip = Ipv4Addr::new(192, 0, 2, 100);
+    let client = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 40000);
+    let from_client = |client: SocketAddrV4, port: u16| {
+        Frame::tcp(client, SocketAddrV4::new(vip, port))
+            .src_mac([2, 0, 0, 0, 0, 1])
+            .dst_mac(BALANCER_MAC)
+    };
+    let mut known = |port: u16| {
+        balancer.run(&from_client(client, port).syn().build());
+        let established = from_client(client, port).ack().payload(&[0; 64]).build();
+        balancer.run(&established);
+        established
+    };
+    let tunnel = known(80);
+    let gue = known(81);
+    let nat = known(82);
+    let full_nat = known(83);
+    let real = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 21), 8080);
+    let nat_reply = Frame::tcp(real, client)
+        .ack()
+        .payload(&[0; 64])
+        .src_mac([2, 0, 0, 0, 0, 2])
+        .dst_mac(BALANCER_MAC)
+        .build();
+    let pass = from_client(client, 22).ack().payload(&[0; 64]).build();
+    let mut single_runs = |frame: &[u8]| {
+        let mut total = Duration::ZERO;
+        for _ in 0..SINGLE_RUNS {
+            total += balancer.time(frame, 1);
+        }
+        total / SINGLE_RUNS
+    };
+    let mut rows = vec![
+        ("known flow: tunnel, IPIP", single_runs(&tunnel)),
+        ("known flow: tunnel, GUE", single_runs(&gue)),
+        ("known flow: NAT, port mapped", single_runs(&nat)),
+        ("NAT reply, translated back", single_runs(&nat_reply)),
+        ("known flow: full NAT", single_runs(&full_nat)),
+        (
+            "not ours, with NAT reals (reply lookup)",
+            balancer.time(&pass, REPEAT),
+        ),
+    ];
+    let mut total = Duration::ZERO;
+    for i in 0..NEW_FLOWS {
+        let source =
+            SocketAddrV4::new(Ipv4Addr::from(0xcb00_7100 | (i >> 16)), (i & 0xffff) as u16);
+        total += balancer.time(&from_client(source, 83).syn().build(), 1);
+    }
+    rows.push(("new flow: full NAT (local port claimed)", total / NEW_FLOWS));
+    rows
 }
