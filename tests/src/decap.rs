@@ -207,6 +207,18 @@ impl DecapDaemon {
         daemon
     }
 
+    /// On a tunnel real of an end-to-end test: `--gue-port PORT` when given, the log named
+    /// after the namespace and interface.
+    pub fn on(netns: &Netns, interface: &str, gue_port: Option<u16>) -> DecapDaemon {
+        let port = gue_port.map(|port| port.to_string());
+        let args: Vec<&str> = match &port {
+            Some(port) => vec!["--gue-port", port],
+            None => Vec::new(),
+        };
+        let log_name = format!("{}-decap-{interface}", netns.name());
+        DecapDaemon::start(netns, interface, &args, &log_name)
+    }
+
     /// What it has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -24,8 +24,9 @@ use std::{
 use lb_tests::{
     DrTopology, Netns, VIP,
     bulk::{self, BulkServer, BulkSink},
+    decap::DecapDaemon,
     http::{self, HttpServer},
-    lbd::{Decap, Lbd, assert_split_follows_weights},
+    lbd::{Lbd, assert_split_follows_weights},
     netns,
     privilege::require_root,
     topology::{
@@ -62,7 +63,7 @@ fn any(port: u16) -> SocketAddr {
 /// back segment. Only the reals `modes` names are built.
 struct Network {
     /// `lbd decap` on the `tun` real, if built. Fields drop in order: the process first.
-    decap: Option<Decap>,
+    decap: Option<DecapDaemon>,
     back: BackSegment,
     topology: DrTopology,
 }
@@ -88,7 +89,7 @@ impl Network {
         let decap = modes.contains(&"tun").then(|| {
             let tun = topology.real("tun");
             prepare_tunnel_real(tun);
-            Decap::start(tun, HOST_IF, None)
+            DecapDaemon::on(tun, HOST_IF, None)
         });
         Network {
             decap,
@@ -148,7 +149,10 @@ impl Network {
     }
 
     fn log_of_decap(&self) -> String {
-        self.decap.as_ref().map(Decap::log).unwrap_or_default()
+        self.decap
+            .as_ref()
+            .map(DecapDaemon::log)
+            .unwrap_or_default()
     }
 }
 

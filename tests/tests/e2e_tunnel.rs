@@ -22,8 +22,9 @@ use std::{
 use lb_tests::{
     DrTopology, Netns, VIP,
     bulk::{self, BulkSink},
+    decap::DecapDaemon,
     http::{self, HttpServer},
-    lbd::{Decap, Lbd},
+    lbd::Lbd,
     netns,
     privilege::require_root,
     topology::{
@@ -203,8 +204,8 @@ fn ipip_and_gue_reach_a_real_beside_the_balancer_and_one_behind_a_router() {
         tunnel_servers(routed, "routed"),
     ];
     let _decaps = [
-        Decap::start(near, HOST_IF, Some(GUE_PORT)),
-        Decap::start(routed, HOST_IF, Some(GUE_PORT)),
+        DecapDaemon::on(near, HOST_IF, Some(GUE_PORT)),
+        DecapDaemon::on(routed, HOST_IF, Some(GUE_PORT)),
     ];
     topology.count_tunnel_frames(GUE_PORT);
 
@@ -272,7 +273,7 @@ fn an_ipv4_vip_reaches_an_ipv6_real_and_an_ipv6_vip_an_ipv4_real() {
     let real = topology.real("t46");
     prepare_tunnel_real(real);
     let _servers = tunnel_servers(real, "t46");
-    let _decap = Decap::start(real, HOST_IF, Some(GUE_PORT));
+    let _decap = DecapDaemon::on(real, HOST_IF, Some(GUE_PORT));
     topology.count_tunnel_frames(GUE_PORT);
 
     // 4in6: the IPv4 VIP's packets inside IPv6 to the real's IPv6 address; 6in4 the reverse.
@@ -343,7 +344,7 @@ fn uploads_from_a_far_client_fit_a_smaller_mtu_to_the_real_through_packet_too_bi
     prepare_tunnel_real(real);
     let _sinks = [8080, 8081]
         .map(|port| BulkSink::start(real, SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)));
-    let _decap = Decap::start(real, LINK_REAL_IF, Some(GUE_PORT));
+    let _decap = DecapDaemon::on(real, LINK_REAL_IF, Some(GUE_PORT));
 
     // (port, tunnel, bytes the tunnel adds under an IPv4 and an IPv6 outer header)
     let tunnels = [(8080, "ipip", 20, 40), (8081, "gue", 28, 48)];
