@@ -17,7 +17,7 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     time::Duration,
 };
 
@@ -31,7 +31,7 @@ use lb_tests::{
     privilege::require_root,
     topology::{
         HOST_IF, VIP6,
-        modes::{BACK_IF, BackSegment, back_ip, back_ip6, prepare_tunnel_real},
+        modes::{self, BACK_IF, BackSegment, back_ip, back_ip6, prepare_tunnel_real},
         real_ip, real_ip6,
     },
 };
@@ -48,15 +48,15 @@ const UPLOAD_PORT: u16 = 9000;
 const DOWNLOAD_PORT: u16 = 9100;
 
 fn prefix(test: &str) -> String {
-    format!("lbt-fwd-{test}-{}-", std::process::id())
+    modes::test_prefix(test)
 }
 
 fn instance(test: &str) -> String {
-    format!("lbt-fwd-{test}-{}", std::process::id())
+    modes::test_instance(test)
 }
 
 fn any(port: u16) -> SocketAddr {
-    SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)
+    modes::any_address(port)
 }
 
 /// The network with one real per mode: `dr` and `tun` on the switch, `nat` and `fn` on the

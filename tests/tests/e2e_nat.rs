@@ -15,7 +15,7 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     time::Duration,
 };
 
@@ -27,7 +27,7 @@ use lb_tests::{
     privilege::require_root,
     topology::{
         CLIENT_IP, CLIENT_IP6, VIP6,
-        modes::{BACK_IF, LB_BACK_IP, LB_BACK_IP6, back_ip, back_ip6},
+        modes::{self, BACK_IF, LB_BACK_IP, LB_BACK_IP6, back_ip, back_ip6},
         real_ip, real_ip6,
     },
     udp::{UdpEchoServer, datagrams_per_server},
@@ -41,15 +41,15 @@ const REAL_HTTP_PORT: u16 = 8080;
 const REAL_UDP_PORT: u16 = 5300;
 
 fn prefix(test: &str) -> String {
-    format!("lbt-fwd-{test}-{}-", std::process::id())
+    modes::test_prefix(test)
 }
 
 fn instance(test: &str) -> String {
-    format!("lbt-fwd-{test}-{}", std::process::id())
+    modes::test_instance(test)
 }
 
 fn any(port: u16) -> SocketAddr {
-    SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)
+    modes::any_address(port)
 }
 
 /// A service of `forward` whose reals listen on `real_port`, in the flow style.

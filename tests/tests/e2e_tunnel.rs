@@ -30,8 +30,8 @@ use lb_tests::{
     topology::{
         HOST_IF, VIP6,
         modes::{
-            LINK_IF, LINK_REAL_IF, LINK_REAL_IP, LINK_REAL_IP6, TunnelFrames, prepare_tunnel_real,
-            site_ip, site_ip6,
+            self, LINK_IF, LINK_REAL_IF, LINK_REAL_IP, LINK_REAL_IP6, TunnelFrames,
+            prepare_tunnel_real, site_ip, site_ip6,
         },
         real_ip, real_ip6,
     },
@@ -45,11 +45,11 @@ const FLOWS: usize = 8;
 const REQUESTS_PER_CONNECTION: usize = 2;
 
 fn prefix(test: &str) -> String {
-    format!("lbt-fwd-{test}-{}-", std::process::id())
+    modes::test_prefix(test)
 }
 
 fn instance(test: &str) -> String {
-    format!("lbt-fwd-{test}-{}", std::process::id())
+    modes::test_instance(test)
 }
 
 /// One service in the flow style the config accepts.

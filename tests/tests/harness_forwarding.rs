@@ -25,9 +25,9 @@ use lb_tests::{
         CLIENT_IP, CLIENT_IP6, LB_IP, LB_IP6, VIP, VIP6,
         far_client::FAR_CLIENT_IP,
         modes::{
-            BACK_NET, BACK_NET6, BACK_PREFIX_LEN, LB_BACK_IP, LB_BACK_IP6, LB_LINK_IP, LB_LINK_IP6,
-            LINK_IF, LINK_REAL_IF, LINK_REAL_IP, LINK_REAL_IP6, SITE_ROUTER_IP, back_ip, back_ip6,
-            prepare_tunnel_real, site_ip, site_ip6,
+            self, BACK_NET, BACK_NET6, BACK_PREFIX_LEN, LB_BACK_IP, LB_BACK_IP6, LB_LINK_IP,
+            LB_LINK_IP6, LINK_IF, LINK_REAL_IF, LINK_REAL_IP, LINK_REAL_IP6, SITE_ROUTER_IP,
+            back_ip, back_ip6, prepare_tunnel_real, site_ip, site_ip6,
         },
         real_ip, real_ip6,
     },
@@ -39,11 +39,11 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 const SHORT: Duration = Duration::from_secs(1);
 
 fn prefix(test: &str) -> String {
-    format!("lbt-fwd-h{test}-{}-", std::process::id())
+    modes::test_prefix(&format!("h{test}"))
 }
 
 fn any(port: u16) -> SocketAddr {
-    SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)
+    modes::any_address(port)
 }
 
 /// GET / from `from`, which must answer `name`.

@@ -696,6 +696,22 @@ fn wait_until_up<'a>(interfaces: impl IntoIterator<Item = (&'a Netns, &'a str)>,
     }
 }
 
+/// The namespace prefix of a forwarding test: `lbt-fwd-TEST-PID-`, so that parallel tests and
+/// processes never share a namespace.
+pub fn test_prefix(test: &str) -> String {
+    format!("lbt-fwd-{test}-{}-", std::process::id())
+}
+
+/// The lbd instance of a forwarding test (its pin directory and socket names).
+pub fn test_instance(test: &str) -> String {
+    format!("lbt-fwd-{test}-{}", std::process::id())
+}
+
+/// A server's listening address: `port` on every address of both families.
+pub fn any_address(port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), port)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
