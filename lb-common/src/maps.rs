@@ -14,6 +14,7 @@
 //! | [`MAP_REPLIES`] | [`FlowKey`] of a reply as the real sends it → [`Reply`] (NAT, full NAT) | XDP, lbd (sweep) | XDP |
 //! | [`MAP_ICMP_BUDGET`] | 0 → [`IcmpBudget`] (per CPU) | XDP | XDP |
 //! | [`MAP_FORWARD_PROGRAMS`] | `FORWARD_STAGES` index → program (tail calls) | lbd (loader) | XDP |
+//! | [`MAP_FORWARD_SCRATCH`] | 0 → [`Handoff`] (per CPU) | XDP (balancer) | XDP (forwarding programs) |
 //! | [`MAP_REPLY_SCRATCH`] | 0 → [`ReplyClaim`] (per CPU, scratch, not pinned) | XDP | XDP |
 //! | [`MAP_FRAGMENTS`] | [`FragmentKey`] → [`FragmentOwner`] (LRU) | XDP | XDP |
 //! | [`MAP_FRAGMENT_SERVICES`] | [`ServiceKey`] with port 0 → [`Service`] | lbd | XDP |
@@ -54,7 +55,13 @@ pub const MAP_EGRESS: &str = "LB_EGRESS_V1";
 pub const MAP_REPLIES: &str = "LB_REPLIES_V1";
 /// The forwarding programs the balancer tail-calls, by index in [`FORWARD_STAGES`]. Pinned
 /// like the rest: a program array's entries are cleared when its last user reference goes.
-pub const MAP_FORWARD_PROGRAMS: &str = "LB_FWD_PROGS";
+/// Its version goes with [`MAP_FORWARD_SCRATCH`]'s (see there).
+pub const MAP_FORWARD_PROGRAMS: &str = "LB_FWD_PROGS_V1";
+/// What the balancer hands the forwarding program it tail-calls ([`Handoff`], per CPU).
+/// Pinned: a restarted lbd fills the adopted program array with its new programs while the
+/// old balancer still runs, and the two must share this map. A new [`Handoff`] layout renames
+/// both maps, so an old balancer never hands a new program a layout it does not know.
+pub const MAP_FORWARD_SCRATCH: &str = "LB_FWD_SCR_V1";
 /// The forwarding programs, by their index in [`MAP_FORWARD_PROGRAMS`] (`forward::STAGE_*` in
 /// lb-ebpf).
 pub const FORWARD_STAGES: [&str; 3] = ["lb_tunnel", "lb_nat", "lb_reply"];
@@ -74,8 +81,9 @@ pub const MAP_REAL_STATS: &str = "LB_STAT_REAL_V1";
 pub const MAP_REASON_STATS: &str = "LB_STAT_RSN_V1";
 
 /// Every map, in the order above; the loader sizes and pins them by these names.
-pub const ALL_MAPS: [&str; 20] = [
+pub const ALL_MAPS: [&str; 21] = [
     MAP_FORWARD_PROGRAMS,
+    MAP_FORWARD_SCRATCH,
     MAP_SERVICES,
     MAP_SCHEDULES,
     MAP_REALS,
@@ -474,13 +482,41 @@ pub struct Reply {
     /// Where the client's packets came from: the reply goes back to that MAC, out of that
     /// interface, with that VLAN tag ([`Reply::vlan`]: TAGGED bit 16, TCI in the low bits).
     pub client_mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// The client's tag protocol (`ETH_P_8021Q` or `ETH_P_8021AD`) when tagged.
+    pub vlan_proto_be: u16,
     pub ingress_ifindex: u32,
     pub vlan: u32,
     pub real_id: u32,
     pub service_id: u32,
 }
 const _: () = assert!(core::mem::size_of::<Reply>() == 64);
+
+/// What a forwarding program needs of the packet the balancer placed (see
+/// [`MAP_FORWARD_SCRATCH`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Handoff {
+    pub flow: FlowKey,
+    /// The frame's length as received (for the counters).
+    pub frame_len: u64,
+    pub real: Real,
+    /// As the parse found it: `TAGGED` and the TCI, or 0.
+    pub vlan: u32,
+    pub real_id: u32,
+    pub service_id: u32,
+    /// `Reason` number it is counted under.
+    pub reason: u32,
+    /// Where the TCP/UDP header starts (0: none, a later fragment or an ICMP error).
+    pub l4: u16,
+    /// Full NAT: the flow's local port and source (see [`Flow`]).
+    pub local_port_be: u16,
+    pub local_source: u8,
+    /// The parse's kind of datagram (whole, first or later fragment, ICMP error).
+    pub kind: u8,
+    pub new_flow: u8,
+    pub _pad: [u8; 5],
+}
+const _: () = assert!(core::mem::size_of::<Handoff>() == 120);
 
 /// The program's per-CPU scratch space for a reply entry being claimed (a key and value too
 /// big for its 512-byte stack beside everything else). Never pinned: it holds nothing between
@@ -551,4 +587,5 @@ mod pod {
     unsafe impl aya::Pod for super::Egress {}
     unsafe impl aya::Pod for super::Reply {}
     unsafe impl aya::Pod for super::IcmpBudget {}
+    unsafe impl aya::Pod for super::Handoff {}
 }

@@ -24,8 +24,8 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
-    FRAGMENT_FROM_FIRST, FRAGMENT_LIFETIME, FlowKey, FragmentKey, FragmentOwner, Reason,
-    fragment_clock, hash,
+    FORWARD_FULLNAT, FORWARD_NAT, FRAGMENT_FROM_FIRST, FRAGMENT_LIFETIME, FlowKey, FragmentKey,
+    FragmentOwner, Reason, fragment_clock, hash,
 };
 
 use crate::{
@@ -85,9 +85,13 @@ fn first_fragment(
     // A real of the VIP's fragment service, not of this flow's, when the earlier fragments
     // went there and the flow is new: the datagram goes there whole, and the flow is
     // scheduled by its next packet.
+    // Not for a NAT or full-NAT real: its packets need their flow's translation, which only a
+    // recorded flow gives.
     let elsewhere = match earlier {
         Some(owner) if owner.service_id != service.id && !select::is_known(flow, &service) => {
-            select::available_real(owner.real_id, owner.service_id).map(|real| (owner, real))
+            select::available_real(owner.real_id, owner.service_id)
+                .filter(|real| real.forward != FORWARD_NAT && real.forward != FORWARD_FULLNAT)
+                .map(|real| (owner, real))
         }
         _ => None,
     };

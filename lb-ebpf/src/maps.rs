@@ -11,9 +11,10 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
 use lb_common::{
-    ConnCounts, Counters, Egress, Flow, FlowKey, FragmentKey, FragmentOwner, IcmpBudget, Interface,
-    MAX_FRAGMENTED_DATAGRAMS, MAX_INTERFACES, MAX_L2_INTERFACES, Persistence, PersistenceKey,
-    REASON_SLOTS, RealSlots, Reply, ReplyClaim, Schedule, Service, ServiceKey, Settings,
+    ConnCounts, Counters, Egress, Flow, FlowKey, FragmentKey, FragmentOwner, Handoff, IcmpBudget,
+    Interface, MAX_FRAGMENTED_DATAGRAMS, MAX_INTERFACES, MAX_L2_INTERFACES, Persistence,
+    PersistenceKey, REASON_SLOTS, RealSlots, Reply, ReplyClaim, Schedule, Service, ServiceKey,
+    Settings,
 };
 
 const PLACEHOLDER_SERVICES: u32 = 16;
@@ -97,12 +98,10 @@ pub static ICMP_BUDGET: PerCpuArray<IcmpBudget> = PerCpuArray::with_max_entries(
 pub static REPLY_SCRATCH: PerCpuArray<ReplyClaim> = PerCpuArray::with_max_entries(1, 0);
 
 /// The forwarding programs other than direct routing, by `forward::STAGE_*`; filled by the
-/// loader each time it loads the programs (never pinned: its entries belong to one load).
-#[map(name = "LB_FWD_PROGS")]
+/// loader each time it loads the programs. Pinned, with the scratch below (see `forward`).
+#[map(name = "LB_FWD_PROGS_V1")]
 pub static FORWARD_PROGRAMS: ProgramArray = ProgramArray::with_max_entries(4, 0);
 
-/// What the balancer hands a forwarding program (see `forward::Handoff`). Program-internal:
-/// no daemon reads it.
-#[map(name = "LB_FWD_SCRATCH")]
-pub static FORWARD_SCRATCH: PerCpuArray<crate::forward::Handoff> =
-    PerCpuArray::with_max_entries(1, 0);
+/// What the balancer hands a forwarding program (`lb_common::Handoff`).
+#[map(name = "LB_FWD_SCR_V1")]
+pub static FORWARD_SCRATCH: PerCpuArray<Handoff> = PerCpuArray::with_max_entries(1, 0);

@@ -33,6 +33,9 @@ pub struct Target {
     /// Full NAT: the flow's local port (network order); 0 otherwise, and for packets placed
     /// without their flow (later fragments, which have no ports to rewrite).
     pub local_port_be: u16,
+    /// Full NAT: which of the real's local addresses the flow comes from (meaningful with a
+    /// local port).
+    pub local_source: u8,
 }
 
 impl Target {
@@ -45,6 +48,7 @@ impl Target {
             new_flow: false,
             mid_stream: false,
             local_port_be: 0,
+            local_source: 0,
         }
     }
 }
@@ -86,13 +90,14 @@ pub fn real(
                 new_flow: false,
                 mid_stream: false,
                 local_port_be: known.local_port_be,
+                local_source: known.local_source,
             });
         }
     }
 
     let tcp = flow.protocol == PROTO_TCP;
     let mid_stream = tcp && !opens_connection(tcp_flags);
-    let (real_id, real) = if mid_stream {
+    let (mut real_id, mut real) = if mid_stream {
         let real_id =
             schedulers::stable(flow, service, now).ok_or(Verdict::Pass(Reason::PassTcpNoFlow))?;
         let real =
@@ -118,7 +123,7 @@ pub fn real(
         STATE_SYN_RECV
     };
     let translated = real.forward == FORWARD_NAT || real.forward == FORWARD_FULLNAT;
-    let (mut local_port_be, local_source) = if translated {
+    let (mut local_port_be, mut local_source) = if translated {
         nat::claim(ctx, vlan, flow, service.id, real_id, &real)?
     } else {
         (0, 0)
@@ -135,14 +140,24 @@ pub fn real(
     };
     match FLOWS.insert(flow, &entry, BPF_NOEXIST as u64) {
         Ok(()) => conntrack::count(real_id, state, 1),
-        // Another CPU recorded this flow a moment ago (and counted it): same packet stream,
-        // this one goes where it was about to (with that flow's local port, for full NAT).
+        // Another CPU recorded this flow a moment ago (and counted it): this packet goes
+        // where that flow says. A reply entry this CPU claimed for something else is given
+        // back; one the same as the recorded flow's is that flow's, and stays.
         Err(error) if error == EEXIST => {
-            if real.forward == FORWARD_FULLNAT {
-                nat::release_claim();
-                local_port_be = unsafe { FLOWS.get(flow) }
-                    .map(|recorded| recorded.local_port_be)
-                    .ok_or(Verdict::Drop(Reason::DropFlowTableFull))?;
+            if let Some(recorded) = unsafe { FLOWS.get(flow) }.copied() {
+                let same = recorded.real_id == real_id
+                    && recorded.local_port_be == local_port_be
+                    && recorded.local_source == local_source;
+                if !same {
+                    if translated {
+                        nat::release_claim();
+                    }
+                    real = available_real(recorded.real_id, service.id)
+                        .ok_or(Verdict::Drop(Reason::DropNoReal))?;
+                    real_id = recorded.real_id;
+                    local_port_be = recorded.local_port_be;
+                    local_source = recorded.local_source;
+                }
             }
         }
         // The table is full of live flows: refuse the flow rather than forward it untracked.
@@ -159,6 +174,7 @@ pub fn real(
         new_flow: true,
         mid_stream,
         local_port_be,
+        local_source,
     })
 }
 

@@ -12,9 +12,11 @@
 //!
 //! Direct routing runs in the balancer program itself. The other methods run in programs of
 //! their own, reached by a tail call ([`hand_off`]) with the packet's facts in a per-CPU
-//! scratch entry: their headers and checksums would not fit the balancer's 512-byte stack
-//! beside the schedulers, and a tail call starts a fresh stack. Direct routing pays nothing
-//! for them.
+//! scratch entry (`lb_common::Handoff`): their headers and checksums would not fit the
+//! balancer's 512-byte stack beside the schedulers, and a tail call starts a fresh stack.
+//! Direct routing pays nothing for them. The program array and the scratch map are both
+//! pinned and adopted by a restarted lbd: while the old balancer still runs, it tail-calls
+//! the new forwarding programs, which read the scratch it wrote.
 
 mod checksum;
 mod dr;
@@ -23,7 +25,7 @@ mod too_big;
 mod tunnel;
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{FORWARD_FULLNAT, FORWARD_NAT, FORWARD_TUN, FlowKey, Interface, Real, Reason};
+use lb_common::{FORWARD_FULLNAT, FORWARD_NAT, FORWARD_TUN, Handoff, Interface, Reason};
 
 use crate::{
     Forwarded, Verdict,
@@ -38,23 +40,6 @@ pub use dr::direct_route;
 pub const STAGE_TUNNEL: u32 = 0;
 pub const STAGE_NAT: u32 = 1;
 pub const STAGE_REPLY: u32 = 2;
-
-/// What a forwarding program needs of the packet the balancer placed.
-#[repr(C)]
-pub struct Handoff {
-    pub flow: FlowKey,
-    pub frame_len: u64,
-    pub real: Real,
-    pub vlan: u32,
-    pub real_id: u32,
-    pub service_id: u32,
-    pub reason: u32,
-    pub l4: u16,
-    pub local_port_be: u16,
-    pub kind: u8,
-    pub new_flow: u8,
-    pub _pad: [u8; 2],
-}
 
 #[inline(always)]
 pub fn to_real(
@@ -94,6 +79,7 @@ fn hand_off(
         (*scratch).reason = forwarded.reason as u32;
         (*scratch).l4 = packet.l4;
         (*scratch).local_port_be = target.local_port_be;
+        (*scratch).local_source = target.local_source;
         (*scratch).kind = packet.kind as u8;
         (*scratch).new_flow = u8::from(forwarded.new_flow);
         let _ = FORWARD_PROGRAMS.tail_call(ctx, stage);
@@ -123,16 +109,14 @@ pub fn not_for_a_service(ctx: &XdpContext, packet: &Packet) -> Verdict {
     pass
 }
 
-impl Handoff {
-    /// What the packet is counted under once forwarded.
-    #[inline(always)]
-    pub fn forwarded(&self) -> Forwarded {
-        Forwarded {
-            service_id: self.service_id,
-            real_id: self.real_id,
-            new_flow: self.new_flow != 0,
-            reason: Reason::from_index(self.reason).unwrap_or(Reason::ForwardedTx),
-        }
+/// What a handed-over packet is counted under once forwarded.
+#[inline(always)]
+pub(crate) fn forwarded(handoff: &Handoff) -> Forwarded {
+    Forwarded {
+        service_id: handoff.service_id,
+        real_id: handoff.real_id,
+        new_flow: handoff.new_flow != 0,
+        reason: Reason::from_index(handoff.reason).unwrap_or(Reason::ForwardedTx),
     }
 }
 
@@ -161,7 +145,7 @@ pub fn nat_stage(ctx: &XdpContext) -> (Verdict, u64) {
         return (Verdict::Drop(Reason::DropEncapFailed), 0);
     };
     let verdict = match nat::to_real(ctx, handoff) {
-        Ok(()) => direct_route(ctx, handoff.vlan, &handoff.real, handoff.forwarded()),
+        Ok(()) => direct_route(ctx, handoff.vlan, &handoff.real, forwarded(handoff)),
         Err(verdict) => verdict,
     };
     (verdict, handoff.frame_len)

@@ -10,8 +10,8 @@
 //! reply entry before it is recorded ([`claim`]): for NAT the real's address and port and the
 //! client's; for full NAT the same with a local address (one per client address, by hash, so
 //! a datagram's fragments agree) and the first free local port from a hashed start. An entry
-//! held by a live flow is never taken over, so two flows never share a reply 4-tuple: a flow
-//! that finds none free is refused (`DropNatNoPort`). Replies go back to the MAC the client's
+//! held by another flow is never taken over (see [`claim_key`]), so two flows never share a
+//! reply 4-tuple: a flow that finds none free is refused (`DropNatNoPort`). Replies go back to the MAC the client's
 //! packets came from, out of the interface they came in on, with their VLAN tag.
 //!
 //! Checksums are updated incrementally (RFC 1624): the IPv4 header's for the addresses, the
@@ -24,20 +24,22 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    helpers::{bpf_ktime_get_ns, generated::bpf_loop},
+    helpers::generated::bpf_loop,
     programs::XdpContext,
 };
 use lb_common::{
-    ETH_P_8021Q, FAMILY_IPV4, FORWARD_FULLNAT, FlowKey, Interface, LOCAL_PORT_COUNT,
-    LOCAL_PORT_FIRST, MAX_LOCAL_SOURCES, PROTO_TCP, PROTO_UDP, Real, Reason, Reply, ReplyClaim,
+    FAMILY_IPV4, FORWARD_FULLNAT, FlowKey, Interface, LOCAL_PORT_COUNT, LOCAL_PORT_FIRST,
+    MAX_LOCAL_SOURCES, PROTO_TCP, PROTO_UDP, Real, Reason, Reply, ReplyClaim,
     SETTINGS_TRANSLATES_REPLIES, hash,
 };
 
-use super::{Handoff, checksum, dr, interface, store_address, tunnel::Ipv4Header};
+use lb_common::Handoff;
+
+use super::{checksum, dr, interface, store_address, tunnel::Ipv4Header};
 use crate::{
-    Forwarded, Verdict, conntrack,
-    maps::{EGRESS, FLOWS, REPLIES, REPLY_SCRATCH, SETTINGS},
-    parse::{ETH_HEADER_LEN, EthHeader, L4_OFFSET_BOUND, TAGGED, VLAN_HEADER_LEN, header},
+    Forwarded, Verdict,
+    maps::{EGRESS, REPLIES, REPLY_SCRATCH, SETTINGS},
+    parse::{ETH_HEADER_LEN, L4_OFFSET_BOUND, TAGGED, VLAN_HEADER_LEN, VlanEthHeader, header},
 };
 
 /// `-EEXIST`.
@@ -57,7 +59,13 @@ pub fn to_real(ctx: &XdpContext, handoff: &Handoff) -> Result<(), Verdict> {
     let flow = &handoff.flow;
     let real_port_be = real_port_be(flow, real);
     if real.forward == FORWARD_FULLNAT {
-        let local = local_source(flow, handoff.real_id)?.0;
+        // A flow's packets use the source it was given; a later fragment (no ports, no flow
+        // at hand) the one the same hash gives its datagram's first fragment.
+        let local = if handoff.local_port_be != 0 {
+            recorded_source(handoff.real_id, handoff.local_source)?
+        } else {
+            local_source(flow, handoff.real_id)?.0
+        };
         rewrite(
             ctx,
             handoff,
@@ -105,7 +113,7 @@ pub fn reply(ctx: &XdpContext, handoff: &Handoff) -> Verdict {
     let back = Interface {
         mac: own.mac,
         vlan_tci_be: if tagged { reply.vlan as u16 } else { 0 },
-        vlan_proto_be: if tagged { ETH_P_8021Q.to_be() } else { 0 },
+        vlan_proto_be: if tagged { reply.vlan_proto_be } else { 0 },
         mtu: 0,
         egress_ifindex: reply.ingress_ifindex,
     };
@@ -138,8 +146,13 @@ pub fn claim(
 ) -> Result<(u16, u8), Verdict> {
     let refused = Verdict::Drop(Reason::DropNatNoPort);
     let scratch = REPLY_SCRATCH.get_ptr_mut(0).ok_or(refused)?;
-    let eth: *mut EthHeader = header(ctx, 0).ok_or(refused)?;
+    let eth: *mut VlanEthHeader = header(ctx, 0).ok_or(refused)?;
     let client_mac = unsafe { (*eth).src };
+    let vlan_proto_be = if vlan & TAGGED != 0 {
+        unsafe { (*eth).tpid_be }
+    } else {
+        0
+    };
     let ingress_ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
     let full = real.forward == FORWARD_FULLNAT;
     let (local, source_index) = if full {
@@ -151,7 +164,7 @@ pub fn claim(
         (*scratch).reply = Reply {
             flow: *flow,
             client_mac,
-            _pad: [0; 2],
+            vlan_proto_be,
             ingress_ifindex,
             vlan,
             real_id,
@@ -227,7 +240,14 @@ extern "C" fn port_probe(index: u64, context: *mut c_void) -> i64 {
     }
 }
 
-/// Inserts the scratch entry unless its key is held by another live flow.
+/// Inserts the scratch entry unless its key is held by another flow.
+///
+/// An entry held by this same flow (recorded again after it expired) is taken over. One held
+/// by another flow is never taken, even if that flow is gone: a flow is recorded just after
+/// its claim, so a claim whose flow is not in the table yet looks the same as a stale one,
+/// and two CPUs taking over one stale entry would both succeed. lbd's sweep removes entries
+/// whose flow has gone (within two sweeps, about two seconds); until then that 4-tuple is
+/// busy, and full NAT probes the next port.
 #[inline(always)]
 fn claim_key(scratch: *mut ReplyClaim) -> bool {
     let (key, reply) = unsafe { (&(*scratch).key, &(*scratch).reply) };
@@ -236,24 +256,14 @@ fn claim_key(scratch: *mut ReplyClaim) -> bool {
         Err(error) if error != EEXIST => return false,
         Err(_) => {}
     }
-    let Some(held) = REPLIES.get_ptr(key) else {
-        // Removed meanwhile: free again.
-        return REPLIES.insert(key, reply, u64::from(BPF_NOEXIST)).is_ok();
-    };
-    // Held by this same flow (recorded again after it expired), or by a flow that is gone
-    // (lbd's sweep removes such entries within a second or two): taken over.
-    let same_flow = unsafe { (*held).flow == reply.flow };
-    if !same_flow {
-        let held_real = unsafe { (*held).real_id };
-        if let Some(owner) = unsafe { FLOWS.get(&(*held).flow) } {
-            if owner.real_id == held_real
-                && conntrack::is_alive(owner, unsafe { bpf_ktime_get_ns() })
-            {
-                return false;
-            }
+    match REPLIES.get_ptr(key) {
+        Some(held) if unsafe { (*held).flow == reply.flow } => {
+            REPLIES.insert(key, reply, u64::from(BPF_ANY)).is_ok()
         }
+        Some(_) => false,
+        // Removed meanwhile: free again.
+        None => REPLIES.insert(key, reply, u64::from(BPF_NOEXIST)).is_ok(),
     }
-    REPLIES.insert(key, reply, u64::from(BPF_ANY)).is_ok()
 }
 
 /// The port the real listens on: its own, or the client's destination port for a real
@@ -267,7 +277,19 @@ fn real_port_be(flow: &FlowKey, real: &Real) -> u16 {
     }
 }
 
-/// The local address a full-NAT flow comes from, and its index among the real's.
+/// The local address a full-NAT flow was given. One no longer among the real's (its
+/// `snat_pool` changed) cannot carry the flow on: the real would see another connection.
+#[inline(always)]
+fn recorded_source(real_id: u32, index: u8) -> Result<[u8; 16], Verdict> {
+    let egress = unsafe { EGRESS.get(&real_id) }.ok_or(Verdict::Drop(Reason::DropEncapFailed))?;
+    let index = usize::from(index) & (MAX_LOCAL_SOURCES - 1);
+    if index as u32 >= egress.source_count {
+        return Err(Verdict::Drop(Reason::DropNatNoPort));
+    }
+    Ok(egress.sources[index])
+}
+
+/// The local address a new full-NAT flow comes from, and its index among the real's.
 #[inline(always)]
 fn local_source(flow: &FlowKey, real_id: u32) -> Result<([u8; 16], u8), Verdict> {
     let missing = Verdict::Drop(Reason::DropEncapFailed);

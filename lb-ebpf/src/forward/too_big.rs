@@ -14,20 +14,22 @@
 use aya_ebpf::{
     helpers::{
         bpf_ktime_get_ns,
-        generated::{bpf_csum_diff, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+        generated::{
+            bpf_csum_diff, bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_get_buff_len,
+        },
     },
     programs::XdpContext,
 };
-use lb_common::{FAMILY_IPV4, ICMP_TOO_BIG_BURST, ICMP_TOO_BIG_PER_SECOND, Reason};
+use lb_common::{FAMILY_IPV4, Handoff, ICMP_TOO_BIG_BURST, ICMP_TOO_BIG_PER_SECOND, Reason};
 
 use super::{
-    Handoff, checksum, store_address,
+    checksum, store_address,
     tunnel::{IPV4_HEADER_LEN, IPV6_HEADER_LEN, Inner, Ipv4Header, Ipv6Header, ipv4_header_sum},
 };
 use crate::{
     Forwarded, Verdict,
     maps::ICMP_BUDGET,
-    parse::{EthHeader, TAGGED, VlanEthHeader, header},
+    parse::{EthHeader, Kind, TAGGED, VlanEthHeader, header},
 };
 
 /// Bytes of the client's datagram the answer quotes: its IP header and well beyond its
@@ -45,6 +47,7 @@ const ICMPV6_PACKET_TOO_BIG: u8 = 2;
 /// The TOS of ICMP errors Linux sends (precedence "internetwork control").
 const TOS_INTERNETWORK_CONTROL: u8 = 0xc0;
 const HOP_LIMIT: u8 = 64;
+const IPV6_MINIMUM_MTU: u32 = 1280;
 
 #[repr(C)]
 struct IcmpHeader {
@@ -59,10 +62,17 @@ struct IcmpHeader {
 #[inline(always)]
 pub fn answer(ctx: &XdpContext, handoff: &Handoff, l3: usize, mtu: u32, inner: &Inner) -> Verdict {
     let too_big = Verdict::Drop(Reason::DropTooBig);
-    if !inner.dont_fragment || inner.len < QUOTED_BYTES || !take_token() {
+    let v4 = handoff.flow.family == FAMILY_IPV4;
+    // Never an ICMP error about an ICMP error (RFC 1122, RFC 4443 2.4 e); an IPv6 MTU below
+    // the minimum would be taken as 1280 by the client, which still would not fit.
+    if !inner.dont_fragment
+        || inner.len < QUOTED_BYTES
+        || handoff.kind == Kind::IcmpError as u8
+        || (!v4 && mtu < IPV6_MINIMUM_MTU)
+        || !take_token()
+    {
         return too_big;
     }
-    let v4 = handoff.flow.family == FAMILY_IPV4;
     let ip_len = if v4 { IPV4_HEADER_LEN } else { IPV6_HEADER_LEN };
     // The frame's MACs and tag, before they move.
     let Some(eth) = header::<VlanEthHeader>(ctx, 0) else {
@@ -75,7 +85,9 @@ pub fn answer(ctx: &XdpContext, handoff: &Handoff, l3: usize, mtu: u32, inner: &
         return too_big;
     }
     let frame_end = l3 + ip_len + MESSAGE_LEN;
-    let frame_len = handoff.frame_len as i64 + i64::from(grow);
+    // The frame as it is now, all buffers (the parse may have measured the linear part
+    // only).
+    let frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as i64;
     if unsafe { bpf_xdp_adjust_tail(ctx.ctx, (frame_end as i64 - frame_len) as i32) } != 0 {
         return too_big;
     }

@@ -11,9 +11,11 @@
 //! exception for tunnels).
 
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
-use lb_common::{FAMILY_IPV4, FAMILY_IPV6, Reason, TUNNEL_GUE, hash};
+use lb_common::{FAMILY_IPV4, FAMILY_IPV6, Reason, TUNNEL_GUE, VLAN_VID_MASK, hash};
 
-use super::{Handoff, checksum, interface, leave, store_address, too_big};
+use lb_common::Handoff;
+
+use super::{checksum, interface, leave, store_address, too_big};
 use crate::{
     Verdict,
     maps::EGRESS,
@@ -148,6 +150,14 @@ pub fn encapsulate(ctx: &XdpContext, handoff: &Handoff) -> Verdict {
     let gue_source_port =
         GUE_SOURCE_PORT_BASE | (hash::connection(&handoff.flow) & GUE_SOURCE_PORT_MASK) as u16;
 
+    // The client's priority bits stay, as direct routing keeps them; the VLAN id is the
+    // real's interface's.
+    let vid_mask_be = VLAN_VID_MASK.to_be();
+    let tci_be = if handoff.vlan & TAGGED != 0 {
+        (handoff.vlan as u16 & !vid_mask_be) | (interface.vlan_tci_be & vid_mask_be)
+    } else {
+        interface.vlan_tci_be
+    };
     let tag_out = if interface.vlan_tci_be != 0 {
         VLAN_HEADER_LEN
     } else {
@@ -172,7 +182,7 @@ pub fn encapsulate(ctx: &XdpContext, handoff: &Handoff) -> Verdict {
                 return truncated;
             };
             (*eth).tpid_be = interface.vlan_proto_be;
-            (*eth).tci_be = interface.vlan_tci_be;
+            (*eth).tci_be = tci_be;
             (*eth).ether_type_be = ether_type_be;
             core::ptr::write_volatile(&raw mut (*eth).dst, real.mac);
             core::ptr::write_volatile(&raw mut (*eth).src, interface.mac);
@@ -189,7 +199,11 @@ pub fn encapsulate(ctx: &XdpContext, handoff: &Handoff) -> Verdict {
             (*ip).version_class_flow_be = ((6 << 28) | (u32::from(inner.class) << 20)).to_be();
             (*ip).payload_len_be = (after_ip as u16).to_be();
             (*ip).next_header = protocol;
-            (*ip).hop_limit = inner.ttl;
+            (*ip).hop_limit = if inner.ttl == 0 {
+                TTL_DEFAULT
+            } else {
+                inner.ttl
+            };
             store_address(&raw mut (*ip).src, &source);
             store_address(&raw mut (*ip).dst, &real.addr);
         }
@@ -232,7 +246,7 @@ pub fn encapsulate(ctx: &XdpContext, handoff: &Handoff) -> Verdict {
             (*udp).check = 0;
         }
     }
-    leave(ctx, interface.egress_ifindex, handoff.forwarded())
+    leave(ctx, interface.egress_ifindex, super::forwarded(handoff))
 }
 
 /// The sum of a 20-byte IPv4 header's five words.

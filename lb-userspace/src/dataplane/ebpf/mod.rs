@@ -98,6 +98,7 @@ impl EbpfDataplane {
                 Map::Array(duplicate_data(&settings, MAP_SETTINGS)?),
                 MAP_SETTINGS,
             )?,
+            orphans: Default::default(),
         };
         let reader = EbpfReader {
             service_stats: typed(

@@ -10,8 +10,11 @@
 //!
 //! Then the NAT replies table (`LB_REPLIES_V1`): a reply entry lives as long as its client's
 //! flow, and the program does not see most flows go (the sweep removes them). After the flow
-//! walk, the replies are walked and every entry whose flow is gone, or now goes to another
-//! real, is deleted; one whose flow came back in the meantime is put back.
+//! walk, the replies are walked; an entry whose flow is gone, or now goes to another real, is
+//! an orphan, and is deleted when the next sweep finds it an orphan still, unchanged, and its
+//! flow still absent. Two sweeps, because the program claims a new flow's reply entry just
+//! before it records the flow: an entry seen in that instant looks orphaned once, never
+//! twice.
 
 use std::{collections::HashMap, os::fd::AsFd, time::Duration};
 
@@ -49,6 +52,8 @@ pub struct Sweeper {
     pub(super) conns: std::sync::Arc<Conns>,
     pub(super) reals: Reals,
     pub(super) settings: Array<MapData, Settings>,
+    /// Reply entries the last sweep found orphaned (see the module's doc).
+    pub(super) orphans: std::sync::Mutex<HashMap<FlowKey, Reply>>,
 }
 
 /// Whether a flow is gone at `now_ns`: idle past its state's timeout (as the program counts
@@ -119,10 +124,8 @@ impl Sweeper {
     }
 
     /// Removes the reply entries whose client flow is not among `nat_flows` (gone, or now
-    /// going to another real). The walk saw the flow table a moment ago, so each candidate's
-    /// flow is looked up again after its reply is taken out, and the reply put back if the
-    /// flow is there: a flow the program recorded since (it records the flow, then the reply)
-    /// keeps its reply.
+    /// going to another real) in this sweep and the last, unchanged, after checking once more
+    /// that their flow is absent.
     fn sweep_replies(
         &self,
         nat_flows: &HashMap<FlowKey, u32>,
@@ -132,31 +135,41 @@ impl Sweeper {
             return Ok(());
         };
         let replies = replies.fd().as_fd();
-        let mut candidates: Vec<FlowKey> = Vec::new();
+        let mut orphans: HashMap<FlowKey, Reply> = HashMap::new();
         batch::for_each::<FlowKey, Reply>(replies, |key, reply| {
             report.replies += 1;
             if nat_flows.get(&reply.flow) != Some(&reply.real_id) {
-                candidates.push(*key);
+                orphans.insert(*key, *reply);
             }
         })
         .map_err(|source| replies_syscall("BPF_MAP_LOOKUP_BATCH", source))?;
+        let mut last = self
+            .orphans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let flows = self.flows.fd().as_fd();
-        for key in candidates {
-            let Some(reply) = element::lookup_and_delete::<FlowKey, Reply>(replies, &key)
-                .map_err(|source| replies_syscall("BPF_MAP_LOOKUP_AND_DELETE_ELEM", source))?
-            else {
+        let mut removed = Vec::new();
+        for (key, reply) in &orphans {
+            if last.get(key) != Some(reply) {
                 continue;
-            };
+            }
             let flow = element::lookup::<FlowKey, Flow>(flows, &reply.flow)
                 .map_err(|source| syscall("BPF_MAP_LOOKUP_ELEM", source))?;
             if flow.is_some_and(|flow| flow.real_id == reply.real_id) {
-                // Put back unless the program wrote it anew meanwhile.
-                element::insert_new(replies, &key, &reply)
-                    .map_err(|source| replies_syscall("BPF_MAP_UPDATE_ELEM", source))?;
                 continue;
             }
-            report.replies_removed += 1;
+            if element::lookup_and_delete::<FlowKey, Reply>(replies, key)
+                .map_err(|source| replies_syscall("BPF_MAP_LOOKUP_AND_DELETE_ELEM", source))?
+                .is_some()
+            {
+                report.replies_removed += 1;
+            }
+            removed.push(*key);
         }
+        for key in removed {
+            orphans.remove(&key);
+        }
+        *last = orphans;
         Ok(())
     }
 
