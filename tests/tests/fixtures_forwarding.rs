@@ -9,7 +9,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use lb_common::{FlowKey, LOCAL_PORT_COUNT, LOCAL_PORT_FIRST, PROTO_TCP, PROTO_UDP, Reason, hash};
+use std::os::fd::AsFd;
+
+use lb_common::{
+    FlowKey, LOCAL_PORT_COUNT, LOCAL_PORT_FIRST, PROTO_TCP, PROTO_UDP, Reason, Reply, hash,
+};
 use lb_tests::{
     fixture::{
         BALANCER_MAC, BALANCER_V4, BALANCER_V6, Balancer, XDP_DROP, XDP_PASS, XDP_TX, check_exact,
@@ -17,11 +21,11 @@ use lb_tests::{
     },
     packet::{
         CLIENT_MAC, Frame, GUE_PORT, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMPV6_PACKET_TOO_BIG,
-        gue, ipip,
+        TPID_8021AD, gue, ipip,
     },
     privilege::require_root,
 };
-use lb_userspace::reconcile::address_bytes;
+use lb_userspace::{dataplane::batch, reconcile::address_bytes};
 
 const VIP4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
@@ -560,6 +564,82 @@ fn full_nat_gives_each_flow_a_local_address_and_port() {
         &mut balancer,
         "full NAT6, answer",
         &from_real(answer, real),
+        XDP_TX,
+        Reason::ForwardedReply,
+        &expected,
+    );
+}
+
+#[test]
+fn full_nat_probes_past_a_port_another_flow_holds() {
+    let Some(mut balancer) = balancer("full_nat_probes_past_a_port_another_flow_holds") else {
+        return;
+    };
+    let real: IpAddr = "198.51.100.31".parse().unwrap();
+    let real4 = v4("198.51.100.31".parse().unwrap(), 8080);
+    let (client, vip) = (v4(CLIENT4, 46000), v4(VIP4, 9000));
+    let first = first_local_port(&flow_key(client.into(), vip.into(), PROTO_TCP));
+    // Another client's flow holds the reply 4-tuple of this flow's first port (its flow is
+    // not in the table: gone, or about to be recorded; either way never taken over).
+    let held_key = flow_key(real4.into(), v4(BALANCER_V4, first).into(), PROTO_TCP);
+    let other = Reply {
+        flow: flow_key(v4(CLIENT4, 1).into(), vip.into(), PROTO_TCP),
+        real_id: balancer.real_id(9, real),
+        ..Reply::default()
+    };
+    let replies = balancer.sweeper.replies().expect("a replies map");
+    batch::update(replies.fd().as_fd(), &[held_key], &[other]).unwrap();
+
+    let next = v4(BALANCER_V4, first + 1);
+    let syn = Frame::tcp(client, vip).syn();
+    let expected = to_next_hop(&Frame::tcp(next, real4).syn().ip_bytes(), real);
+    check_exact(
+        &mut balancer,
+        "next port",
+        &from_client(syn),
+        XDP_TX,
+        Reason::ForwardedTx,
+        &expected,
+    );
+    // The held entry is untouched, and the reply to the new port reaches this client.
+    let reply = Frame::tcp(real4, next).syn().ack();
+    let expected = to_client(Frame::tcp(vip, client).syn().ack());
+    check_exact(
+        &mut balancer,
+        "reply to the next port",
+        &from_real(reply, real),
+        XDP_TX,
+        Reason::ForwardedReply,
+        &expected,
+    );
+}
+
+#[test]
+fn a_nat_reply_goes_back_with_the_clients_802_1ad_tag() {
+    let Some(mut balancer) = balancer("a_nat_reply_goes_back_with_the_clients_802_1ad_tag") else {
+        return;
+    };
+    let real: IpAddr = "198.51.100.21".parse().unwrap();
+    let real4 = v4("198.51.100.21".parse().unwrap(), 8080);
+    let (client, vip) = (v4(CLIENT4, 47000), v4(VIP4, 8000));
+    let tci = 0x2005; // priority 1, VLAN 5
+    let syn = Frame::tcp(client, vip).syn().tag(TPID_8021AD, tci);
+    // The real sits on the untagged segment: the tag comes off toward it.
+    let expected = to_next_hop(&Frame::tcp(client, real4).syn().ip_bytes(), real);
+    check_exact(
+        &mut balancer,
+        "tagged SYN",
+        &from_client(syn),
+        XDP_TX,
+        Reason::ForwardedTx,
+        &expected,
+    );
+    let reply = Frame::tcp(real4, client).syn().ack();
+    let expected = to_client(Frame::tcp(vip, client).syn().ack().tag(TPID_8021AD, tci));
+    check_exact(
+        &mut balancer,
+        "reply, tagged again",
+        &from_real(reply, real),
         XDP_TX,
         Reason::ForwardedReply,
         &expected,
