@@ -231,6 +231,19 @@ fn snat_pool_is_distinct_addresses_of_the_vips_family_at_most_eight() {
     );
     let message = error_of(&minimal_with_service("    snat_pool: [224.0.0.1]\n", ""));
     assert_mentions(&message, &["services[0].snat_pool[0]", "multicast"]);
+    // A VIP (its own, or another service's) is never a local address.
+    let message = error_of(&minimal_with_service(
+        "    forward: fullnat\n    snat_pool: [10.0.0.2, 192.0.2.10]\n",
+        "",
+    ));
+    assert_mentions(
+        &message,
+        &[
+            "services[0].snat_pool[1]",
+            "192.0.2.10 is the VIP of services[0]",
+            "balancer's own",
+        ],
+    );
 }
 
 #[test]

@@ -43,6 +43,7 @@ impl Validator<'_> {
             }
             services.push(service);
         }
+        self.snat_pools_hold_no_vip(&services)?;
 
         // Ids start at 1 because id 0 means "none" in the id-indexed maps.
         if services.len() >= limits.services as usize {
@@ -345,6 +346,25 @@ impl Validator<'_> {
             pool.push(address);
         }
         Ok(pool)
+    }
+
+    /// A local address of full NAT is where the reals' replies come back to; were it a VIP,
+    /// a reply to one of its local ports could be taken for a client's packet to that VIP.
+    fn snat_pools_hold_no_vip(&self, services: &[ServiceConfig]) -> Result<(), ConfigError> {
+        for (index, service) in services.iter().enumerate() {
+            for (entry, address) in service.snat_pool.iter().enumerate() {
+                if let Some(owner) = services.iter().position(|other| other.vip == *address) {
+                    return Err(self.invalid(
+                        &format!("services[{index}].snat_pool[{entry}]"),
+                        format!(
+                            "{address} is the VIP of services[{owner}]; full NAT's local \
+                             addresses must be the balancer's own, not a VIP"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `tunnel_source`: at most one unicast address per family.
