@@ -25,7 +25,7 @@ use lb_tests::{
     DrTopology, Netns, VIP,
     bulk::{self, BulkServer, BulkSink},
     decap::DecapDaemon,
-    http::{self, HttpServer},
+    http::{self, HttpClient, HttpServer},
     lbd::{Lbd, assert_split_follows_weights},
     netns,
     privilege::require_root,
@@ -302,7 +302,7 @@ fn one_service_spreads_a_client_over_a_dr_a_tun_a_nat_and_a_fullnat_real() {
              tunnel: ipip, reals: [{reals}]}}\n"
         );
     }
-    let lbd = Lbd::start(&network.topology.lb, &instance("mix"), &config(&services));
+    let mut lbd = Lbd::start(&network.topology.lb, &instance("mix"), &config(&services));
 
     let weights = NAMES.map(|(_, name)| (name, 1u32));
     for (service_id, vip) in [(1, IpAddr::V4(VIP)), (2, IpAddr::V6(VIP6))] {
@@ -327,6 +327,34 @@ fn one_service_spreads_a_client_over_a_dr_a_tun_a_nat_and_a_fullnat_real() {
         assert_split_follows_weights(&per_real, &weights, &lbd.new_flows_per_cpu(service_id));
     }
 
+    // Kept-alive connections, until every real holds one of each family: each
+    // must stay on its real through a restart of lbd, whose new forwarding programs take
+    // over from the old balancer while it is still attached.
+    let mut kept: Vec<(HttpClient, String)> = Vec::new();
+    for vip in [IpAddr::V4(VIP), IpAddr::V6(VIP6)] {
+        let mut holders = std::collections::HashSet::new();
+        for _ in 0..4 * MODES.len() {
+            let addr = SocketAddr::new(vip, 80);
+            let mut client = network
+                .topology
+                .client
+                .run(|| HttpClient::connect(addr, TIMEOUT))
+                .unwrap_or_else(|e| panic!("connecting to {addr}: {e}\n{}", lbd.log()));
+            let real = client.get("/").expect("first request on a kept connection");
+            if holders.insert(real.clone()) {
+                kept.push((client, real));
+            }
+            if holders.len() == MODES.len() {
+                break;
+            }
+        }
+        assert_eq!(
+            holders.len(),
+            MODES.len(),
+            "{vip}: kept connections reach {holders:?}"
+        );
+    }
+
     // Each real keeps its own method, shown as ipvsadm names them.
     let listing = lbd.listing();
     for service in &listing.services {
@@ -341,5 +369,59 @@ fn one_service_spreads_a_client_over_a_dr_a_tun_a_nat_and_a_fullnat_real() {
             .filter(|line| line.starts_with("  -> ") && line.contains(&format!(" {method} ")))
             .count();
         assert_eq!(lines, 2, "{method} once per service:\n{table}");
+    }
+
+    // Requests go on over every kept connection while lbd restarts: between the new daemon
+    // loading its programs and swapping them into the links, the old balancer hands packets
+    // to the new forwarding programs.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let requests = std::thread::scope(|scope| {
+        let looping = scope.spawn(|| {
+            let mut requests = 0u64;
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the restart took over 60 s"
+                );
+                for (client, real) in &mut kept {
+                    let answer = client.get("/").unwrap_or_else(|e| {
+                        panic!("kept connection to {real} during the restart: {e}")
+                    });
+                    assert_eq!(&answer, real, "a kept connection moved");
+                    requests += 1;
+                }
+            }
+            requests
+        });
+        lbd.restart(&network.topology.lb);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        looping
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    assert!(
+        lbd.log().contains("adopting pinned maps"),
+        "not an adopting restart:\n{}",
+        lbd.log()
+    );
+    assert!(requests > 0, "no request ran during the restart");
+    // TCP would hide a dropped packet by sending it again: the counters say whether any was.
+    let drops: Vec<(String, u64)> = lbd
+        .listing()
+        .reasons
+        .iter()
+        .filter(|count| count.reason.starts_with("drop_") && count.packets > 0)
+        .map(|count| (count.reason.clone(), count.packets))
+        .collect();
+    assert!(
+        drops.is_empty(),
+        "packets dropped around the restart: {drops:?}"
+    );
+    for (client, real) in &mut kept {
+        let answer = client
+            .get("/")
+            .unwrap_or_else(|e| panic!("kept connection to {real} after the restart: {e}"));
+        assert_eq!(&answer, real, "a kept connection moved");
     }
 }
