@@ -89,6 +89,22 @@ pub fn is_alive(known: &Flow, now: u64) -> bool {
     idle <= LAST_SEEN_GRANULARITY_NS || idle <= expires_after_ns(known.state as u8)
 }
 
+/// A NAT flow's reply passed: the flow (`known`, found under `key`) has been seen, as IPVS's
+/// NAT counts both directions. Its state is the client's to move; only its last-seen time is
+/// refreshed, at most once a second like the client's packets do.
+#[inline(always)]
+pub fn reply_seen(key: &FlowKey, known: &Flow, now: u64) {
+    if now.saturating_sub(known.last_seen_ns) <= LAST_SEEN_GRANULARITY_NS {
+        return;
+    }
+    let refreshed = Flow {
+        last_seen_ns: now,
+        ..*known
+    };
+    // Only if the flow is still there (see `follow`).
+    let _ = FLOWS.insert(key, &refreshed, BPF_EXIST as u64);
+}
+
 /// Removes a flow from the table and, if this delete is the one that took it, from its real's
 /// count.
 #[inline(always)]

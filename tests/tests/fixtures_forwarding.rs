@@ -645,3 +645,64 @@ fn a_nat_reply_goes_back_with_the_clients_802_1ad_tag() {
         &expected,
     );
 }
+
+/// A NAT service whose UDP flows expire after a second without a packet.
+const SHORT_UDP: &str = "
+instance: fixtures-fwd-udp
+interfaces: [{name: lo}]
+services:
+  - {vip: 192.0.2.10, port: 5353, protocol: udp, scheduler: rr, forward: nat,
+     reals: [{address: 198.51.100.21, port: 53}]}
+timeouts: {udp: 1s}
+limits: {flows: 1024, services: 4, reals: 8}
+";
+
+#[test]
+fn replies_keep_their_flow_alive_and_a_gone_flows_reply_passes() {
+    if !require_root("replies_keep_their_flow_alive_and_a_gone_flows_reply_passes") {
+        return;
+    }
+    lb_tests::fixture::pin_to_current_cpu();
+    let mut balancer = Balancer::load(SHORT_UDP);
+    let real: IpAddr = "198.51.100.21".parse().unwrap();
+    let real4 = v4("198.51.100.21".parse().unwrap(), 53);
+    let (client, vip) = (v4(CLIENT4, 48000), v4(VIP4, 5353));
+    let query = from_client(Frame::udp(client, vip).payload(b"subscribe"));
+    assert_eq!(balancer.run(&query).action, XDP_TX);
+    // The real streams answers for 2.5 s, twice the timeout, while the client says nothing.
+    let answer = from_real(Frame::udp(real4, client).payload(b"update"), real);
+    let expected = to_client(Frame::udp(vip, client).payload(b"update"));
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        check_exact(
+            &mut balancer,
+            "answer",
+            &answer,
+            XDP_TX,
+            Reason::ForwardedReply,
+            &expected,
+        );
+    }
+    // The client's next datagram finds its flow: no new flow was scheduled.
+    let before = balancer.service_counters(0).new_flows;
+    assert_eq!(balancer.run(&query).action, XDP_TX);
+    assert_eq!(
+        balancer.service_counters(0).new_flows,
+        before,
+        "the flow expired"
+    );
+
+    // Once the flow is gone (expired, removed by the sweep), its reply entry translates
+    // nothing, even before the sweep removes it too.
+    let later = lb_userspace::admin::monotonic_now_ns() + 3_600_000_000_000;
+    let report = balancer.sweeper.sweep(later).expect("sweeping");
+    assert_eq!(report.removed, 1);
+    check_exact(
+        &mut balancer,
+        "orphaned reply",
+        &answer,
+        XDP_PASS,
+        Reason::PassNoService,
+        &answer,
+    );
+}

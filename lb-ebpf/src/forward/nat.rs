@@ -24,7 +24,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    helpers::generated::bpf_loop,
+    helpers::{bpf_ktime_get_ns, generated::bpf_loop},
     programs::XdpContext,
 };
 use lb_common::{
@@ -37,8 +37,8 @@ use lb_common::Handoff;
 
 use super::{checksum, dr, interface, store_address, tunnel::Ipv4Header};
 use crate::{
-    Forwarded, Verdict,
-    maps::{EGRESS, REPLIES, REPLY_SCRATCH, SETTINGS},
+    Forwarded, Verdict, conntrack,
+    maps::{EGRESS, FLOWS, REPLIES, REPLY_SCRATCH, SETTINGS},
     parse::{ETH_HEADER_LEN, L4_OFFSET_BOUND, TAGGED, VLAN_HEADER_LEN, VlanEthHeader, header},
 };
 
@@ -94,6 +94,15 @@ pub fn reply(ctx: &XdpContext, handoff: &Handoff) -> Verdict {
     let Some(reply) = (unsafe { REPLIES.get(&handoff.flow) }).copied() else {
         return pass;
     };
+    // Only for a flow that lives on, on the real the entry names: an entry left by a flow
+    // that has gone (until lbd's sweep removes it) translates nothing.
+    let now = unsafe { bpf_ktime_get_ns() };
+    match unsafe { FLOWS.get(&reply.flow) }.copied() {
+        Some(known) if known.real_id == reply.real_id && conntrack::is_alive(&known, now) => {
+            conntrack::reply_seen(&reply.flow, &known, now);
+        }
+        _ => return pass,
+    }
     let client = &reply.flow;
     if let Err(verdict) = rewrite(
         ctx,
