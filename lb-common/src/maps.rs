@@ -68,7 +68,8 @@ pub const FORWARD_STAGES: [&str; 3] = ["lb_tunnel", "lb_nat", "lb_reply"];
 /// Tokens for ICMP "packet too big" answers (rate limit).
 pub const MAP_ICMP_BUDGET: &str = "LB_ICMP_TOKENS_V1";
 /// Which real each fragmented datagram in flight goes to.
-pub const MAP_FRAGMENTS: &str = "LB_FRAGS_V1";
+/// V2: the first fragment's ports, for a NAT reply's later fragments.
+pub const MAP_FRAGMENTS: &str = "LB_FRAGS_V2";
 /// Per (VIP, protocol): the service whose schedule places a non-first fragment that arrived
 /// before its first fragment (whose ports it cannot know). lbd writes the VIP's service with
 /// the lowest port, which is the all-ports service when there is one.
@@ -107,8 +108,9 @@ pub const ALL_MAPS: [&str; 21] = [
 
 /// Names of maps that earlier versions pinned and this one no longer uses: the loader removes
 /// their pins when it adopts an instance, once the new program has replaced the old one.
-pub const RETIRED_MAPS: [&str; 7] = [
+pub const RETIRED_MAPS: [&str; 8] = [
     "LB_SETTINGS_V1",
+    "LB_FRAGS_V1",
     "LB_SERVICES_V1",
     "LB_REALS_V1",
     "LB_IFACES_V1",
@@ -417,8 +419,15 @@ pub struct FragmentOwner {
     pub flags: u32,
     /// [`fragment_clock`] when written; entries older than [`FRAGMENT_LIFETIME`] are ignored.
     pub written_at: u32,
+    /// [`FRAGMENT_REPLY`]: the first fragment's ports (source in the low half, both as
+    /// received), which with the later fragments' addresses name the reply entry.
+    pub ports: u32,
 }
-const _: () = assert!(core::mem::size_of::<FragmentOwner>() == 16);
+const _: () = assert!(core::mem::size_of::<FragmentOwner>() == 20);
+
+/// [`FragmentOwner::flags`]: the datagram is a NAT flow's reply, translated back fragment by
+/// fragment (the first fragment found its entry in [`MAP_REPLIES`]).
+pub const FRAGMENT_REPLY: u32 = 2;
 
 /// An L2 interface reals sit on: an interface the program runs on, or a VLAN interface
 /// stacked on one. Keyed by the ifindex the kernel's neighbour table uses for the reals.

@@ -17,6 +17,11 @@
 //!   whole; if its flow is known, the flow keeps its real and the datagram is lost (TCP
 //!   retransmits) rather than a connection being sent to a real that does not have it.
 //!
+//! - **A NAT flow's reply**, fragmented: its first fragment finds the reply entry and is
+//!   translated back like a whole reply; the record keeps its ports, so the later fragments
+//!   find the entry too. A later fragment of a reply that comes before the first passes (its
+//!   ports are unknown), and so its datagram is lost.
+//!
 //! Later fragments racing each other on two CPUs hash alike, so they agree even then. A first
 //! fragment racing a later one on another CPU could part from it; NICs hash fragments by
 //! addresses alone, so all fragments of a datagram reach one queue and one CPU.
@@ -24,12 +29,12 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
-    FORWARD_FULLNAT, FORWARD_NAT, FRAGMENT_FROM_FIRST, FRAGMENT_LIFETIME, FlowKey, FragmentKey,
-    FragmentOwner, Reason, fragment_clock, hash,
+    FORWARD_FULLNAT, FORWARD_NAT, FRAGMENT_FROM_FIRST, FRAGMENT_LIFETIME, FRAGMENT_REPLY, FlowKey,
+    FragmentKey, FragmentOwner, Reason, fragment_clock, hash,
 };
 
 use crate::{
-    Forwarded, Verdict, lookup,
+    Forwarded, Verdict, forward, lookup,
     maps::FRAGMENTS,
     parse::{Kind, Packet},
     schedulers,
@@ -59,29 +64,46 @@ pub fn place(
         .copied()
         .filter(|owner| now.wrapping_sub(owner.written_at) <= FRAGMENT_LIFETIME);
     if packet.kind == Kind::FirstFragment {
-        first_fragment(ctx, packet.vlan, flow, tcp_flags, &key, recorded, now)
+        first_fragment(ctx, packet, tcp_flags, &key, recorded, now)
     } else {
-        later_fragment(flow, &key, recorded, now)
+        later_fragment(ctx, packet, &key, recorded, now)
     }
 }
 
 #[inline(always)]
 fn first_fragment(
     ctx: &XdpContext,
-    vlan: u32,
-    flow: &FlowKey,
+    packet: &Packet,
     tcp_flags: u8,
     key: &FragmentKey,
     recorded: Option<FragmentOwner>,
     now: u32,
 ) -> Result<(Target, Forwarded), Verdict> {
+    let flow = &packet.flow;
+    let vlan = packet.vlan;
     let Some(service) = lookup::service(flow) else {
+        // A NAT flow's reply, fragmented: translated back, and its later fragments after it.
+        if forward::nat::is_reply(flow) {
+            let ports = forward::ports_of(flow);
+            record_ports(key, FRAGMENT_FROM_FIRST | FRAGMENT_REPLY, ports, now);
+            return Err(forward::hand_off_reply(ctx, packet, ports));
+        }
         record(key, 0, 0, FRAGMENT_FROM_FIRST, now);
         return Err(Verdict::Pass(Reason::PassNoService));
     };
     // Where the datagram's earlier (later) fragments went, if they came first. An entry a
     // first fragment wrote is an earlier datagram's that used the same id.
-    let earlier = recorded.filter(|owner| owner.flags & FRAGMENT_FROM_FIRST == 0);
+    // The flags are made a value defined without an entry too, and read back volatile: left
+    // to itself, the compiler tested the bit of a register that held a pointer when there
+    // was no entry (and'ing the answer with "there is an entry"), which the verifier
+    // refuses.
+    let flags = match recorded {
+        Some(owner) => owner.flags,
+        None => FRAGMENT_FROM_FIRST,
+    };
+    // SAFETY: a local; the volatile read makes the compiler materialise the value.
+    let flags = unsafe { core::ptr::read_volatile(&flags) };
+    let earlier = recorded.filter(|_| flags & FRAGMENT_FROM_FIRST == 0);
     // A real of the VIP's fragment service, not of this flow's, when the earlier fragments
     // went there and the flow is new: the datagram goes there whole, and the flow is
     // scheduled by its next packet.
@@ -115,12 +137,18 @@ fn first_fragment(
 
 #[inline(always)]
 fn later_fragment(
-    flow: &FlowKey,
+    ctx: &XdpContext,
+    packet: &Packet,
     key: &FragmentKey,
     recorded: Option<FragmentOwner>,
     now: u32,
 ) -> Result<(Target, Forwarded), Verdict> {
+    let flow = &packet.flow;
     if let Some(owner) = recorded {
+        if owner.flags & FRAGMENT_REPLY != 0 {
+            // The reply entry's key: these addresses, the first fragment's ports.
+            return Err(forward::hand_off_reply(ctx, packet, owner.ports));
+        }
         if owner.real_id == 0 {
             return Err(Verdict::Pass(Reason::PassNoService));
         }
@@ -144,6 +172,19 @@ fn later_fragment(
     ))
 }
 
+/// Records a NAT reply datagram (`FRAGMENT_REPLY`) with its first fragment's ports.
+#[inline(always)]
+fn record_ports(key: &FragmentKey, flags: u32, ports: u32, now: u32) {
+    let owner = FragmentOwner {
+        real_id: 0,
+        service_id: 0,
+        flags,
+        written_at: now,
+        ports,
+    };
+    let _ = FRAGMENTS.insert(key, &owner, 0);
+}
+
 #[inline(always)]
 fn record(key: &FragmentKey, real_id: u32, service_id: u32, flags: u32, now: u32) {
     let owner = FragmentOwner {
@@ -151,6 +192,7 @@ fn record(key: &FragmentKey, real_id: u32, service_id: u32, flags: u32, now: u32
         service_id,
         flags,
         written_at: now,
+        ports: 0,
     };
     // A full LRU evicts its oldest datagram; insertion cannot fail for lack of room.
     let _ = FRAGMENTS.insert(key, &owner, 0);

@@ -54,7 +54,7 @@ pub static CONNS: Array<ConnCounts> = Array::with_max_entries(PLACEHOLDER_REALS,
 #[map(name = "LB_SETTINGS_V2")]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
-#[map(name = "LB_FRAGS_V1")]
+#[map(name = "LB_FRAGS_V2")]
 pub static FRAGMENTS: LruHashMap<FragmentKey, FragmentOwner> =
     LruHashMap::with_max_entries(MAX_FRAGMENTED_DATAGRAMS, 0);
 

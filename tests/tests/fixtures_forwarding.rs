@@ -21,7 +21,7 @@ use lb_tests::{
     },
     packet::{
         CLIENT_MAC, Frame, GUE_PORT, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMPV6_PACKET_TOO_BIG,
-        TPID_8021AD, gue, ipip,
+        TPID_8021AD, fragments, gue, ipip,
     },
     privilege::require_root,
 };
@@ -705,4 +705,34 @@ fn replies_keep_their_flow_alive_and_a_gone_flows_reply_passes() {
         Reason::PassNoService,
         &answer,
     );
+}
+
+#[test]
+fn a_fragmented_nat_reply_is_translated_fragment_by_fragment() {
+    let Some(mut balancer) = balancer("a_fragmented_nat_reply_is_translated_fragment_by_fragment")
+    else {
+        return;
+    };
+    let real: IpAddr = "198.51.100.21".parse().unwrap();
+    let real4 = v4("198.51.100.21".parse().unwrap(), 53);
+    let (client, vip) = (v4(CLIENT4, 49000), v4(VIP4, 5353));
+    let query = from_client(Frame::udp(client, vip).payload(b"big question"));
+    assert_eq!(balancer.run(&query).action, XDP_TX);
+
+    let answer: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    let sent = from_real(Frame::udp(real4, client).payload(&answer), real);
+    let wanted = to_client(Frame::udp(vip, client).payload(&answer));
+    let pieces = fragments(&sent, 1280, 0x4242);
+    let expected = fragments(&wanted, 1280, 0x4242);
+    assert_eq!(pieces.len(), 3);
+    for (index, (piece, expected)) in pieces.iter().zip(&expected).enumerate() {
+        check_exact(
+            &mut balancer,
+            &format!("fragment {index}"),
+            piece,
+            XDP_TX,
+            Reason::ForwardedReply,
+            expected,
+        );
+    }
 }

@@ -25,7 +25,7 @@ mod too_big;
 mod tunnel;
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{FORWARD_FULLNAT, FORWARD_NAT, FORWARD_TUN, Handoff, Interface, Reason};
+use lb_common::{FORWARD_FULLNAT, FORWARD_NAT, FORWARD_TUN, FlowKey, Handoff, Interface, Reason};
 
 use crate::{
     Forwarded, Verdict,
@@ -87,19 +87,33 @@ fn hand_off(
     Verdict::Drop(Reason::DropEncapFailed)
 }
 
-/// A packet not for any service: a NAT reply if the reply program finds it so, else it
-/// passes.
+/// A whole packet not for any service: a NAT reply if the reply program finds it so, else
+/// it passes.
 #[inline(always)]
 pub fn not_for_a_service(ctx: &XdpContext, packet: &Packet) -> Verdict {
-    let pass = Verdict::Pass(Reason::PassNoService);
     if packet.kind != Kind::Whole || !nat::translates_replies() {
-        return pass;
+        return Verdict::Pass(Reason::PassNoService);
     }
+    hand_off_reply(ctx, packet, ports_of(&packet.flow))
+}
+
+/// Tail-calls the reply program for `packet`, whose reply entry is under the packet's
+/// addresses and protocol with `ports` (source port in the low half, as received: the
+/// packet's own, or for a later fragment its datagram's). Returns only if that failed: the
+/// packet passes.
+///
+/// The ports come as a word, not as a key pointer: with two call sites passing two pointers,
+/// the compiler merged them into pointer arithmetic the verifier refuses.
+#[inline(always)]
+pub fn hand_off_reply(ctx: &XdpContext, packet: &Packet, ports: u32) -> Verdict {
+    let pass = Verdict::Pass(Reason::PassNoService);
     let Some(scratch) = FORWARD_SCRATCH.get_ptr_mut(0) else {
         return pass;
     };
     unsafe {
         (*scratch).flow = packet.flow;
+        (*scratch).flow.src_port_be = ports as u16;
+        (*scratch).flow.dst_port_be = (ports >> 16) as u16;
         (*scratch).frame_len = packet.frame_len;
         (*scratch).vlan = packet.vlan;
         (*scratch).l4 = packet.l4;
@@ -107,6 +121,12 @@ pub fn not_for_a_service(ctx: &XdpContext, packet: &Packet) -> Verdict {
         let _ = FORWARD_PROGRAMS.tail_call(ctx, STAGE_REPLY);
     }
     pass
+}
+
+/// A packet's ports as [`hand_off_reply`] takes them.
+#[inline(always)]
+pub fn ports_of(flow: &FlowKey) -> u32 {
+    u32::from(flow.src_port_be) | (u32::from(flow.dst_port_be) << 16)
 }
 
 /// What a handed-over packet is counted under once forwarded.

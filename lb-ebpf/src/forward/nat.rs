@@ -142,6 +142,18 @@ pub fn translates_replies() -> bool {
     matches!(SETTINGS.get(0), Some(settings) if settings.flags & SETTINGS_TRANSLATES_REPLIES != 0)
 }
 
+/// Whether a packet for no service (a first fragment's 5-tuple) is a NAT flow's reply.
+#[inline(always)]
+pub fn is_reply(flow: &FlowKey) -> bool {
+    // A field of the entry, not just whether there is one: tested as a pointer, the answer
+    // was folded into pointer arithmetic the verifier refuses.
+    translates_replies()
+        && match unsafe { REPLIES.get(flow) } {
+            Some(reply) => reply.real_id != 0,
+            None => false,
+        }
+}
+
 /// Claims the reply entry of a new flow to `real` (NAT or full NAT): returns the local port
 /// (network order; 0 for NAT) and local source index the flow records.
 #[inline(always)]
