@@ -97,9 +97,8 @@ pub enum Reason {
     /// address or whose inner destination is not a local VIP, or that is malformed: passed
     /// untouched.
     PassNotDecapsulated = 30,
-    /// An ICMP error about a NAT or full-NAT flow: the packet it quotes is not translated (not
-    /// done yet), so it passes to the host rather than reach the real in a form it cannot
-    /// match.
+    /// Retired before any release counted it: ICMP errors about NAT and full-NAT flows are
+    /// translated for their real and counted as [`Reason::ForwardedIcmpError`].
     PassIcmpNat = 31,
 }
 

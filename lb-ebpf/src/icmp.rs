@@ -42,7 +42,11 @@ pub fn place(quoted: &FlowKey) -> Result<(Target, Forwarded), Verdict> {
     }
     let real = select::available_real(known.real_id, known.service_id)
         .ok_or(Verdict::Pass(Reason::PassIcmpNoFlow))?;
-    let target = Target::placed(known.real_id, real);
+    let target = Target {
+        local_port_be: known.local_port_be,
+        local_source: known.local_source,
+        ..Target::placed(known.real_id, real)
+    };
     let forwarded = Forwarded {
         service_id: known.service_id,
         real_id: known.real_id,

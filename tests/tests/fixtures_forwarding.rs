@@ -736,3 +736,149 @@ fn a_fragmented_nat_reply_is_translated_fragment_by_fragment() {
         );
     }
 }
+
+#[test]
+fn icmp_errors_about_nat_replies_are_translated_for_the_real() {
+    let Some(mut balancer) = balancer("icmp_errors_about_nat_replies_are_translated_for_the_real")
+    else {
+        return;
+    };
+    let router4 = Ipv4Addr::new(192, 0, 2, 254);
+    let to_real = |frame: Frame, real: IpAddr| to_next_hop(&frame.ip_bytes(), real);
+    let from_router = |frame: Frame| frame.src_mac(CLIENT_MAC).dst_mac(BALANCER_MAC).build();
+
+    // NAT, IPv4: the reply left as VIP:8000 → client; the real sent it as real:8080 → client.
+    let real: IpAddr = "198.51.100.21".parse().unwrap();
+    let real4 = v4("198.51.100.21".parse().unwrap(), 8080);
+    let (client, vip) = (v4(CLIENT4, 50000), v4(VIP4, 8000));
+    assert_eq!(
+        balancer
+            .run(&from_client(Frame::tcp(client, vip).syn()))
+            .action,
+        XDP_TX
+    );
+    let seen = Frame::tcp(vip, client)
+        .ack()
+        .payload(&[7; 100])
+        .dont_fragment()
+        .ip_bytes();
+    let sent = Frame::tcp(real4, client)
+        .ack()
+        .payload(&[7; 100])
+        .dont_fragment()
+        .ip_bytes();
+    // A short quote (IP header and 8 bytes) and a long one (the TCP checksum in it).
+    for quoted in [28, 60] {
+        let error = Frame::icmp_error(
+            router4,
+            VIP4,
+            ICMP_DEST_UNREACH,
+            ICMP_FRAG_NEEDED,
+            1400,
+            &seen[..quoted],
+        );
+        let expected = to_real(
+            Frame::icmp_error(
+                router4,
+                *real4.ip(),
+                ICMP_DEST_UNREACH,
+                ICMP_FRAG_NEEDED,
+                1400,
+                &sent[..quoted],
+            ),
+            real,
+        );
+        check_exact(
+            &mut balancer,
+            &format!("NAT, frag-needed quoting {quoted} bytes"),
+            &from_router(error),
+            XDP_TX,
+            Reason::ForwardedIcmpError,
+            &expected,
+        );
+    }
+
+    // Full NAT, IPv4: the real sent its reply to the flow's local address and port.
+    let real: IpAddr = "198.51.100.31".parse().unwrap();
+    let real4 = v4("198.51.100.31".parse().unwrap(), 8080);
+    let (client, vip) = (v4(CLIENT4, 50001), v4(VIP4, 9000));
+    let local = v4(
+        BALANCER_V4,
+        first_local_port(&flow_key(client.into(), vip.into(), PROTO_TCP)),
+    );
+    assert_eq!(
+        balancer
+            .run(&from_client(Frame::tcp(client, vip).syn()))
+            .action,
+        XDP_TX
+    );
+    let seen = Frame::tcp(vip, client).ack().payload(&[8; 100]).ip_bytes();
+    let sent = Frame::tcp(real4, local).ack().payload(&[8; 100]).ip_bytes();
+    let error = Frame::icmp_error(
+        router4,
+        VIP4,
+        ICMP_DEST_UNREACH,
+        ICMP_FRAG_NEEDED,
+        1400,
+        &seen[..60],
+    );
+    let expected = to_real(
+        Frame::icmp_error(
+            router4,
+            *real4.ip(),
+            ICMP_DEST_UNREACH,
+            ICMP_FRAG_NEEDED,
+            1400,
+            &sent[..60],
+        ),
+        real,
+    );
+    check_exact(
+        &mut balancer,
+        "full NAT, frag-needed",
+        &from_router(error),
+        XDP_TX,
+        Reason::ForwardedIcmpError,
+        &expected,
+    );
+
+    // NAT, IPv6: packet too big, the pseudo-header's destination changing too.
+    let router6: Ipv6Addr = "2001:db8::fe".parse().unwrap();
+    let real: IpAddr = "2001:db8::21".parse().unwrap();
+    let real6 = v6("2001:db8::21".parse().unwrap(), 8080);
+    let (client, vip) = (v6(CLIENT6, 50000), v6(VIP6, 8000));
+    assert_eq!(
+        balancer
+            .run(&from_client(Frame::ipv6_tcp(client, vip).syn()))
+            .action,
+        XDP_TX
+    );
+    let seen = Frame::ipv6_tcp(vip, client)
+        .ack()
+        .payload(&[9; 100])
+        .ip_bytes();
+    let sent = Frame::ipv6_tcp(real6, client)
+        .ack()
+        .payload(&[9; 100])
+        .ip_bytes();
+    let error = Frame::icmpv6_error(router6, VIP6, ICMPV6_PACKET_TOO_BIG, 0, 1400, &seen[..100]);
+    let expected = to_real(
+        Frame::icmpv6_error(
+            router6,
+            *real6.ip(),
+            ICMPV6_PACKET_TOO_BIG,
+            0,
+            1400,
+            &sent[..100],
+        ),
+        real,
+    );
+    check_exact(
+        &mut balancer,
+        "NAT6, packet too big",
+        &from_router(error),
+        XDP_TX,
+        Reason::ForwardedIcmpError,
+        &expected,
+    );
+}

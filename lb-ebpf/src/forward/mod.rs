@@ -21,6 +21,7 @@
 mod checksum;
 mod dr;
 pub mod nat;
+mod nat_icmp;
 mod too_big;
 mod tunnel;
 

@@ -53,7 +53,7 @@ const UDP_CHECK_OFFSET: usize = 6;
 #[inline(always)]
 pub fn to_real(ctx: &XdpContext, handoff: &Handoff) -> Result<(), Verdict> {
     if handoff.reason == Reason::ForwardedIcmpError.index() {
-        return Err(Verdict::Pass(Reason::PassIcmpNat));
+        return super::nat_icmp::to_real(ctx, handoff);
     }
     let real = &handoff.real;
     let flow = &handoff.flow;
@@ -290,7 +290,7 @@ fn claim_key(scratch: *mut ReplyClaim) -> bool {
 /// The port the real listens on: its own, or the client's destination port for a real
 /// without one (an all-ports service).
 #[inline(always)]
-fn real_port_be(flow: &FlowKey, real: &Real) -> u16 {
+pub(super) fn real_port_be(flow: &FlowKey, real: &Real) -> u16 {
     if real.port_be != 0 {
         real.port_be
     } else {
@@ -301,7 +301,7 @@ fn real_port_be(flow: &FlowKey, real: &Real) -> u16 {
 /// The local address a full-NAT flow was given. One no longer among the real's (its
 /// `snat_pool` changed) cannot carry the flow on: the real would see another connection.
 #[inline(always)]
-fn recorded_source(real_id: u32, index: u8) -> Result<[u8; 16], Verdict> {
+pub(super) fn recorded_source(real_id: u32, index: u8) -> Result<[u8; 16], Verdict> {
     let egress = unsafe { EGRESS.get(&real_id) }.ok_or(Verdict::Drop(Reason::DropEncapFailed))?;
     let index = usize::from(index) & (MAX_LOCAL_SOURCES - 1);
     if index as u32 >= egress.source_count {

@@ -94,7 +94,7 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
                 vlan,
                 kind: Kind::IcmpError,
                 fragment_id_be: 0,
-                l4: 0,
+                l4: l4 as u16,
             });
         }
         None => return Err(Reason::PassNotTcpUdp),

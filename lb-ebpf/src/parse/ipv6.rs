@@ -154,7 +154,7 @@ pub fn parse(ctx: &XdpContext, l3: usize, vlan: u32) -> Result<Packet, Reason> {
                 vlan,
                 kind: Kind::IcmpError,
                 fragment_id_be: 0,
-                l4: 0,
+                l4: offset as u16,
             });
         }
         // For a later fragment, the header its datagram continues with (see the first

@@ -89,9 +89,10 @@ pub struct Packet {
     pub kind: Kind,
     /// Fragments: the datagram's IP identification, as received (network byte order).
     pub fragment_id_be: u32,
-    /// Where the TCP or UDP header starts (0 for later fragments and ICMP errors): the TCP
-    /// flags are read from it only once a packet is known to be for a service (see
-    /// [`tcp_flags`]), so traffic that is not ours does not pay for them.
+    /// Where the TCP or UDP header starts (0 for later fragments): the TCP flags are read
+    /// from it only once a packet is known to be for a service (see [`tcp_flags`]), so
+    /// traffic that is not ours does not pay for them. For an ICMP error, where the ICMP
+    /// header starts (NAT translates the quote behind it).
     pub l4: u16,
 }
 
@@ -190,7 +191,7 @@ fn ports_at(ctx: &XdpContext, l4: usize, header_len: usize) -> Result<(u16, u16)
 /// checked that the whole TCP header lies in the linear part.
 #[inline(always)]
 pub fn tcp_flags(ctx: &XdpContext, packet: &Packet) -> u8 {
-    if packet.flow.protocol != PROTO_TCP || packet.l4 == 0 {
+    if packet.flow.protocol != PROTO_TCP || packet.l4 == 0 || packet.kind == Kind::IcmpError {
         return 0;
     }
     // The mask changes nothing (headers start well within the first 16 KiB) but bounds the
