@@ -629,6 +629,12 @@ mod tests {
             .unwrap();
             assert_eq!(got, size);
         }
+        // The sink counts a stream once its thread has read it to the end, which may be a
+        // moment after the upload returns.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while sink.completed() < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(sink.completed(), 3);
 
         // Bytes that are not the stream: the sink says where they went wrong.

@@ -29,6 +29,7 @@ pub mod bulk;
 pub mod conntrack;
 pub mod decap;
 pub mod fixture;
+pub mod forwarding;
 pub mod http;
 pub mod lbd;
 pub mod netns;

@@ -39,7 +39,6 @@ use netlink_packet_route::{
     address::AddressMessage,
     link::{LinkAttribute, LinkMessage},
     neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState},
-    route::{RouteAttribute, RouteHeader, RouteMessage},
 };
 use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
@@ -524,38 +523,6 @@ impl Neighbours {
                 addr,
                 source,
             })
-    }
-
-    /// How the kernel would send a packet to `addr`: output interface, gateway, preferred
-    /// source. A single `RTM_GETROUTE` lookup (not a dump), as `ip route get ADDRESS`.
-    pub async fn route(&self, addr: IpAddr) -> Result<Route, NeighbourError> {
-        let mut message = RouteMessage::default();
-        message.header.address_family = family(addr);
-        message.header.destination_prefix_length = if addr.is_ipv4() { 32 } else { 128 };
-        message.header.table = RouteHeader::RT_TABLE_UNSPEC;
-        message
-            .attributes
-            .push(RouteAttribute::Destination(addr.into()));
-        let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetRoute(message));
-        request.header.flags = NLM_F_REQUEST;
-        let replies = self
-            .exchange(request)
-            .await
-            .map_err(|source| NeighbourError::NoRoute { addr, source })?;
-        let answer = replies
-            .iter()
-            .find_map(|reply| match reply {
-                RouteNetlinkMessage::NewRoute(answer) => Some(answer),
-                _ => None,
-            })
-            .ok_or(NeighbourError::BadRoute {
-                addr,
-                source: RouteAnswerError::NoInterface,
-            })?;
-        let mut route = route::read_route(answer)
-            .map_err(|source| NeighbourError::BadRoute { addr, source })?;
-        route.interface = interface_name(route.ifindex);
-        Ok(route)
     }
 
     /// The kernel's entry for `addr` on `ifindex` (a single `RTM_GETNEIGH`, not a dump).

@@ -1,5 +1,5 @@
-//! What the kernel's routing table says about reaching a real: the pure part of
-//! `RTM_GETROUTE` (the request is built and sent in `mod.rs`).
+//! What the kernel's routing table says about reaching a real: the `RTM_GETROUTE` request
+//! ([`Neighbours::route`]) and the pure reading of its answer.
 //!
 //! Tunnel and NAT reals need not share a segment with the balancer: their packets go to the
 //! next hop the kernel would use (the real itself on a connected segment, else a gateway),
@@ -8,7 +8,47 @@
 
 use std::{collections::HashMap, net::IpAddr};
 
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType},
+};
+use rtnetlink::packet_core::{NLM_F_REQUEST, NetlinkMessage};
+
+use super::{NeighbourError, Neighbours, family, interface_name};
+
+impl Neighbours {
+    /// How the kernel would send a packet to `addr`: output interface, gateway, preferred
+    /// source. A single `RTM_GETROUTE` lookup (not a dump), as `ip route get ADDRESS`.
+    pub async fn route(&self, addr: IpAddr) -> Result<Route, NeighbourError> {
+        let mut message = RouteMessage::default();
+        message.header.address_family = family(addr);
+        message.header.destination_prefix_length = if addr.is_ipv4() { 32 } else { 128 };
+        message.header.table = RouteHeader::RT_TABLE_UNSPEC;
+        message
+            .attributes
+            .push(RouteAttribute::Destination(addr.into()));
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetRoute(message));
+        request.header.flags = NLM_F_REQUEST;
+        let replies = self
+            .exchange(request)
+            .await
+            .map_err(|source| NeighbourError::NoRoute { addr, source })?;
+        let answer = replies
+            .iter()
+            .find_map(|reply| match reply {
+                RouteNetlinkMessage::NewRoute(answer) => Some(answer),
+                _ => None,
+            })
+            .ok_or(NeighbourError::BadRoute {
+                addr,
+                source: RouteAnswerError::NoInterface,
+            })?;
+        let mut route =
+            read_route(answer).map_err(|source| NeighbourError::BadRoute { addr, source })?;
+        route.interface = interface_name(route.ifindex);
+        Ok(route)
+    }
+}
 
 /// The kernel's answer for one destination (`ip route get ADDRESS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
