@@ -121,7 +121,11 @@ async fn start(
             services.len(),
             reals.len()
         );
-        existing = Existing { services, reals };
+        existing = Existing {
+            services,
+            reals,
+            egress: Vec::new(),
+        };
     }
     if !existing.services.is_empty() {
         log::info!(

@@ -205,10 +205,14 @@ impl Dataplane for FakeDataplane {
         Ok(())
     }
 
-    fn egress_ids(&self) -> Result<Vec<u32>, DataplaneError> {
-        let mut ids: Vec<u32> = self.egress.keys().copied().collect();
-        ids.sort_unstable();
-        Ok(ids)
+    fn egresses(&self) -> Result<Vec<(u32, Egress)>, DataplaneError> {
+        let mut entries: Vec<(u32, Egress)> = self
+            .egress
+            .iter()
+            .map(|(id, egress)| (*id, *egress))
+            .collect();
+        entries.sort_unstable_by_key(|(id, _)| *id);
+        Ok(entries)
     }
 }
 

@@ -130,7 +130,11 @@ pub trait Dataplane: Send {
     /// Removes a real's egress entry (a missing one is already removed).
     fn remove_egress(&mut self, real_id: u32) -> Result<(), DataplaneError>;
     /// Every real id with an egress entry, e.g. those a previous daemon left.
-    fn egress_ids(&self) -> Result<Vec<u32>, DataplaneError>;
+    fn egress_ids(&self) -> Result<Vec<u32>, DataplaneError> {
+        Ok(self.egresses()?.into_iter().map(|(id, _)| id).collect())
+    }
+    /// Every egress entry, by real id.
+    fn egresses(&self) -> Result<Vec<(u32, Egress)>, DataplaneError>;
 }
 
 /// What the program counts and remembers, read without disturbing the writer.

@@ -6,7 +6,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use lb_common::{REAL_AVAILABLE, Real, Service, ServiceKey};
+use lb_common::{
+    Egress, FORWARD_DR, FORWARD_FULLNAT, FORWARD_TUN, REAL_AVAILABLE, Real, Service, ServiceKey,
+};
 
 use super::{Desired, DesiredReal, DesiredService, address_bytes};
 use crate::dataplane::{Dataplane, DataplaneError};
@@ -27,6 +29,8 @@ pub(super) struct Pending {
 pub struct Existing {
     pub services: Vec<(ServiceKey, Service)>,
     pub reals: Vec<(u32, Real)>,
+    /// Tunnel and full-NAT reals' egress entries, by real id.
+    pub egress: Vec<(u32, Egress)>,
 }
 
 impl Existing {
@@ -34,8 +38,41 @@ impl Existing {
         Ok(Self {
             services: dataplane.services()?,
             reals: dataplane.reals()?,
+            egress: dataplane.egresses()?,
         })
     }
+}
+
+/// Whether the flows a previous daemon recorded for a real (entry `old`, egress entry
+/// `old_egress`) can go on to it as now configured (`new`), so it keeps its id.
+///
+/// Not across a change between delivering the client's packet as sent (dr, tun) and
+/// translating it (nat, fullnat), nor between NAT and full NAT: a flow's packets would change
+/// addresses mid-connection, and a flow recorded without a local port would be sent from
+/// port 0. Nor for a full-NAT real whose local addresses changed: its flows name theirs by
+/// index. Such a real takes a new id; its old flows go, as a removed real's do.
+fn keeps_its_flows(old: &Real, old_egress: Option<&Egress>, new: &DesiredReal) -> bool {
+    let delivers_as_sent = |method: u8| matches!(method, 0 | FORWARD_DR | FORWARD_TUN);
+    let old_method = old.forward;
+    let new_method = new.config.forward.code();
+    let same_kind =
+        old_method == new_method || (delivers_as_sent(old_method) && delivers_as_sent(new_method));
+    if !same_kind {
+        return false;
+    }
+    if new_method != FORWARD_FULLNAT {
+        return true;
+    }
+    let Some(old_egress) = old_egress else {
+        return false;
+    };
+    let count = (old_egress.source_count as usize).min(old_egress.sources.len());
+    let old_sources = &old_egress.sources[..count];
+    old_sources.len() == new.sources.len()
+        && old_sources
+            .iter()
+            .zip(&new.sources)
+            .all(|(old, new)| *old == address_bytes(*new).0)
 }
 
 impl Desired {
@@ -50,11 +87,19 @@ impl Desired {
             .iter()
             .map(|(key, service)| (*key, service.id))
             .collect();
+        let old_egress: HashMap<u32, Egress> = existing.egress.iter().copied().collect();
         let old_reals: HashMap<(u32, [u8; 16], u16), (u32, Real)> = existing
             .reals
             .iter()
             .map(|(id, real)| ((real.service_id, real.addr, real.port_be), (*id, *real)))
             .collect();
+        // The previous id of a real, if its flows may go on to it.
+        let kept_id = |key: &(u32, [u8; 16], u16), real: &DesiredReal| {
+            old_reals
+                .get(key)
+                .copied()
+                .filter(|(id, old)| keeps_its_flows(old, old_egress.get(id), real))
+        };
         let mut pending = Pending::default();
 
         let kept_services: HashSet<u32> = self
@@ -86,9 +131,7 @@ impl Desired {
             .services
             .iter()
             .flat_map(|service| service.reals.iter().map(move |real| (service, real)))
-            .filter_map(|(service, real)| {
-                old_reals.get(&real_key(service, real)).map(|(id, _)| *id)
-            })
+            .filter_map(|(service, real)| kept_id(&real_key(service, real), real).map(|(id, _)| id))
             .collect();
         let mut real_ids = IdAllocator::new(
             kept_reals,
@@ -101,14 +144,15 @@ impl Desired {
                     &self.services[service_index],
                     &self.services[service_index].reals[real_index],
                 );
+                let kept = kept_id(&key, &self.services[service_index].reals[real_index]);
                 let real = &mut self.services[service_index].reals[real_index];
-                let id = match old_reals.get(&key) {
+                let id = match kept {
                     // The previous daemon's MAC carries over, so that adopting writes back the
                     // entries the program is using instead of taking reals out until their
                     // MACs are read again. Not across a change of method: the MAC may be a
                     // router's now, or no longer. The neighbour refresh corrects it if it
                     // changed.
-                    Some(&(id, old)) => {
+                    Some((id, old)) => {
                         if old.flags & REAL_AVAILABLE != 0
                             && old.ifindex == real.ifindex
                             && old.forward == real.config.forward.code()

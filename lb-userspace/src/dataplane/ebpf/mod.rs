@@ -554,12 +554,12 @@ impl Dataplane for EbpfDataplane {
         }
     }
 
-    fn egress_ids(&self) -> Result<Vec<u32>, DataplaneError> {
-        let mut ids = Vec::new();
+    fn egresses(&self) -> Result<Vec<(u32, Egress)>, DataplaneError> {
+        let mut entries = Vec::new();
         if let Some(map) = &self.egress {
-            visit_entries(map, MAP_EGRESS, |id, _| ids.push(id))?;
+            visit_entries(map, MAP_EGRESS, |id, egress| entries.push((id, egress)))?;
         }
-        Ok(ids)
+        Ok(entries)
     }
 }
 

@@ -385,3 +385,75 @@ services:
     assert!(written("remove egress 60") > 0);
     assert_eq!(dataplane.settings.unwrap().flags, 0, "no NAT real left");
 }
+
+/// A config of one service whose two reals are `first` and `second` (flow-style real
+/// entries), restarted over the data plane `dataplane` holds.
+fn restarted(dataplane: &FakeDataplane, first: &str, second: &str) -> Desired {
+    let text = format!(
+        "
+instance: t
+interfaces: [{{name: eth0}}]
+services:
+  - vip: 192.0.2.100
+    port: 80
+    protocol: tcp
+    reals:
+      - {first}
+      - {second}
+"
+    );
+    let config = config::parse(&text, "test.yaml").unwrap();
+    let mut desired = Desired::new(&config, vec![dual_stack()], &routes()).unwrap();
+    desired.adopt(&Existing::read(dataplane).unwrap());
+    desired
+}
+
+#[test]
+fn a_real_keeps_its_id_across_a_restart_only_if_its_flows_can_go_on() {
+    let first = "{address: 192.0.2.13, forward: tun}";
+    let second = "{address: 192.0.2.22, forward: fullnat, port: 8080}";
+    let mut dataplane = FakeDataplane::default();
+    let mut before = restarted(&dataplane, first, second);
+    before.apply(&mut dataplane).unwrap();
+    let id = |desired: &Desired, address: &str| real(desired, address).id;
+    let (tun_id, fullnat_id) = (id(&before, "192.0.2.13"), id(&before, "192.0.2.22"));
+
+    // Unchanged: both keep their ids. tun → dr: the packet reaches the real as sent either
+    // way, so its flows go on.
+    let same = restarted(&dataplane, first, second);
+    assert_eq!(
+        (id(&same, "192.0.2.13"), id(&same, "192.0.2.22")),
+        (tun_id, fullnat_id)
+    );
+    let dr = restarted(&dataplane, "{address: 192.0.2.13, forward: dr}", second);
+    assert_eq!(id(&dr, "192.0.2.13"), tun_id);
+
+    // tun → nat, fullnat → nat: the flows' packets would change addresses mid-connection
+    // (and a flow without a local port would go out from port 0): new ids.
+    let nat = restarted(
+        &dataplane,
+        "{address: 192.0.2.13, forward: nat}",
+        "{address: 192.0.2.22, forward: nat, port: 8080}",
+    );
+    assert_ne!(id(&nat, "192.0.2.13"), tun_id);
+    assert_ne!(id(&nat, "192.0.2.22"), fullnat_id);
+
+    // Full NAT from other local addresses: its flows name theirs by index, so a new id.
+    let text = "
+instance: t
+interfaces: [{name: eth0}]
+services:
+  - vip: 192.0.2.100
+    port: 80
+    protocol: tcp
+    snat_pool: [192.0.2.5]
+    reals:
+      - {address: 192.0.2.13, forward: tun}
+      - {address: 192.0.2.22, forward: fullnat, port: 8080}
+";
+    let config = config::parse(text, "test.yaml").unwrap();
+    let mut pooled = Desired::new(&config, vec![dual_stack()], &routes()).unwrap();
+    pooled.adopt(&Existing::read(&dataplane).unwrap());
+    assert_eq!(id(&pooled, "192.0.2.13"), tun_id);
+    assert_ne!(id(&pooled, "192.0.2.22"), fullnat_id);
+}
