@@ -4,8 +4,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use lb_common::{
-    Egress, Interface, MAX_LOCAL_SOURCES, REAL_AVAILABLE, REAL_TAKES_NEW_FLOWS, Real, Service,
-    ServiceKey,
+    Egress, FORWARD_FULLNAT, FORWARD_NAT, Interface, MAX_LOCAL_SOURCES, REAL_AVAILABLE,
+    REAL_TAKES_NEW_FLOWS, Real, SETTINGS_TRANSLATES_REPLIES, Service, ServiceKey,
 };
 
 use super::{Desired, DesiredReal, DesiredService, Dirty, ReconcileError, address_bytes};
@@ -55,7 +55,17 @@ impl Desired {
         for &id in &pending.fresh_real_ids {
             dataplane.init_real(id)?;
         }
-        dataplane.set_settings(self.settings())?;
+        // Replies of NAT reals a previous daemon left are still looked for until those reals
+        // are retired below; the settings are written as this config wants them after that.
+        let mut settings = self.settings();
+        let translated_before = dataplane.reals()?.iter().any(|(_, real)| {
+            real.flags & REAL_AVAILABLE != 0
+                && matches!(real.forward, FORWARD_NAT | FORWARD_FULLNAT)
+        });
+        if translated_before {
+            settings.flags |= SETTINGS_TRANSLATES_REPLIES;
+        }
+        dataplane.set_settings(settings)?;
         for interface in &self.interfaces {
             if interface.vlan.is_none() {
                 dataplane.set_tx_port(interface.index)?;
@@ -98,6 +108,9 @@ impl Desired {
             if !needed.contains(&id) {
                 dataplane.remove_egress(id)?;
             }
+        }
+        if translated_before {
+            dataplane.set_settings(self.settings())?;
         }
         Ok(())
     }
