@@ -10,7 +10,7 @@ use std::{collections::HashMap, net::IpAddr};
 
 use netlink_packet_route::{
     RouteNetlinkMessage,
-    route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType},
+    route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType, RouteVia},
 };
 use rtnetlink::packet_core::{NLM_F_REQUEST, NetlinkMessage};
 
@@ -91,6 +91,10 @@ pub(super) fn read_route(message: &RouteMessage) -> Result<Route, RouteAnswerErr
         match attribute {
             RouteAttribute::Oif(index) => route.ifindex = *index,
             RouteAttribute::Gateway(address) => route.gateway = ip_of(address),
+            // A gateway of the other family (`via inet6 fe80::1` for an IPv4 route, as
+            // BGP-unnumbered fabrics have): its MAC serves the real all the same.
+            RouteAttribute::Via(RouteVia::Inet(v4)) => route.gateway = Some(IpAddr::V4(*v4)),
+            RouteAttribute::Via(RouteVia::Inet6(v6)) => route.gateway = Some(IpAddr::V6(*v6)),
             RouteAttribute::PrefSource(address) => route.prefsrc = ip_of(address),
             _ => {}
         }
@@ -145,6 +149,21 @@ mod tests {
                 prefsrc: Some(IpAddr::from([192, 0, 2, 2])),
             })
         );
+    }
+
+    #[test]
+    fn a_gateway_of_the_other_family_is_the_next_hop() {
+        let gateway = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+        let route = read_route(&answer(
+            RouteType::Unicast,
+            vec![
+                RouteAttribute::Oif(4),
+                RouteAttribute::Via(RouteVia::Inet6(gateway)),
+                RouteAttribute::PrefSource(Ipv4Addr::new(192, 0, 2, 2).into()),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(route.gateway, Some(IpAddr::V6(gateway)));
     }
 
     #[test]
