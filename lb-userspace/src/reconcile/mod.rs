@@ -75,7 +75,8 @@ pub enum ReconcileError {
     },
     #[error(
         "real {real} of {service} ({forward}): no {family} {what} (the balancer has no {family} \
-         address toward it); set {key}"
+         address toward it, other than a VIP or, toward a routed real, a link-local one); set \
+         {key}"
     )]
     NoLocalAddress {
         service: String,
@@ -226,10 +227,11 @@ impl Desired {
         routes: &Routes,
     ) -> Result<Self, ReconcileError> {
         let mut services = Vec::with_capacity(config.services.len());
+        let vips: Vec<IpAddr> = config.services.iter().map(|service| service.vip).collect();
         for service in &config.services {
             let mut reals = Vec::with_capacity(service.reals.len());
             for real in &service.reals {
-                let placement = place(service, real, &interfaces, routes)?;
+                let placement = place(service, real, &interfaces, routes, &vips)?;
                 reals.push(DesiredReal {
                     id: 0,
                     config: real.clone(),
@@ -374,6 +376,7 @@ fn place(
     real: &RealConfig,
     interfaces: &[InterfaceInfo],
     routes: &Routes,
+    vips: &[IpAddr],
 ) -> Result<Placement, ReconcileError> {
     let connected = interface_for(real.address, interfaces);
     let forward = real.forward;
@@ -394,10 +397,13 @@ fn place(
         .and_then(|route| route.prefsrc)
         .filter(|source| source.is_ipv4() == real.address.is_ipv4());
     if let Some(interface) = connected {
+        let usable = |local: &IpAddr| usable_local(*local, vips, false);
         return Ok(Placement {
             ifindex: interface.index,
             next_hop: real.address,
-            local: prefsrc.or_else(|| own_address(interface, real.address)),
+            local: prefsrc
+                .filter(usable)
+                .or_else(|| own_address(interface, real.address, usable)),
         });
     }
     let route = route.ok_or_else(|| ReconcileError::RealUnroutable {
@@ -420,20 +426,39 @@ fn place(
             interface: route.interface.clone(),
             interfaces: describe(interfaces),
         })?;
+    let usable = |local: &IpAddr| usable_local(*local, vips, true);
     Ok(Placement {
         ifindex: interface.index,
         next_hop: route.gateway.unwrap_or(real.address),
-        local: prefsrc.or_else(|| own_address(interface, real.address)),
+        local: prefsrc
+            .filter(usable)
+            .or_else(|| own_address(interface, real.address, usable)),
     })
 }
 
-/// The interface's own address of `toward`'s family: one on a prefix holding `toward` if
-/// there is one, else the first.
-fn own_address(interface: &InterfaceInfo, toward: IpAddr) -> Option<IpAddr> {
+/// Whether the balancer may send a real's packets from `local` when nobody configured it: a
+/// VIP never (its replies would be taken for clients' packets), a link-local address only to
+/// a real on the segment (`routed`: a router would not forward it). Without a usable one,
+/// the real's service must set `tunnel_source` or `snat_pool`.
+fn usable_local(local: IpAddr, vips: &[IpAddr], routed: bool) -> bool {
+    let link_local = match local {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_unicast_link_local(),
+    };
+    !vips.contains(&local) && !(routed && link_local)
+}
+
+/// The interface's own address of `toward`'s family that `usable` accepts: one on a prefix
+/// holding `toward` if there is one, else the first.
+fn own_address(
+    interface: &InterfaceInfo,
+    toward: IpAddr,
+    usable: impl Fn(&IpAddr) -> bool,
+) -> Option<IpAddr> {
     let same_family = interface
         .prefixes
         .iter()
-        .filter(|(addr, _)| addr.is_ipv4() == toward.is_ipv4());
+        .filter(|(addr, _)| addr.is_ipv4() == toward.is_ipv4() && usable(addr));
     same_family
         .clone()
         .find(|&&(addr, len)| prefix_contains(addr, len, toward))

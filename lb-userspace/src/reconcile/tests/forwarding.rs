@@ -457,3 +457,44 @@ services:
     assert_eq!(id(&pooled, "192.0.2.13"), tun_id);
     assert_ne!(id(&pooled, "192.0.2.22"), fullnat_id);
 }
+
+#[test]
+fn a_vip_or_a_link_local_address_toward_a_routed_real_is_never_a_default_source() {
+    let text = "
+instance: t
+interfaces: [{name: eth0}]
+services:
+  - vip: 192.0.2.100
+    port: 80
+    protocol: tcp
+    forward: fullnat
+    reals: [{address: 198.51.100.21}]
+";
+    let config = config::parse(text, "test.yaml").unwrap();
+    let vip: IpAddr = "192.0.2.100".parse().unwrap();
+    let mut routes = routes();
+    routes
+        .get_mut(&"198.51.100.21".parse().unwrap())
+        .unwrap()
+        .prefsrc = Some(vip);
+    let message = match Desired::new(&config, vec![dual_stack()], &routes) {
+        // The route's source is the VIP: eth0's own 192.0.2.2 is taken instead.
+        Ok(desired) => {
+            assert_eq!(real(&desired, "198.51.100.21").sources, [addr(2)]);
+            String::new()
+        }
+        Err(error) => error.to_string(),
+    };
+    assert_eq!(message, "");
+
+    // An interface whose only address is the VIP leaves nothing: set snat_pool, says lbd.
+    let only_vip = InterfaceInfo {
+        prefixes: vec![(vip, 24)],
+        ..eth0()
+    };
+    let error = Desired::new(&config, vec![only_vip], &routes)
+        .err()
+        .expect("no usable local address")
+        .to_string();
+    assert!(error.contains("set snat_pool"), "{error}");
+}
