@@ -5,8 +5,8 @@
 //! It runs in the foreground: loads the program (from the same object as the balancer; its
 //! maps are not pinned and go with the process), fills its address map, attaches, and
 //! every [`REFRESH`] reads the host's addresses again, so VIPs added to or removed from `lo`
-//! are followed. SIGUSR1 logs the counters; SIGINT or SIGTERM detaches the program, logs them
-//! and returns.
+//! are followed (SIGHUP re-reads them at once). SIGUSR1 logs the counters; SIGINT or SIGTERM
+//! detaches the program, logs them and returns.
 //!
 //! # Layout
 //!
@@ -92,6 +92,9 @@ pub async fn run(options: Options) -> Result<DecapCounters, DecapError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(DecapError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DecapError::Signals)?;
     let mut report = signal(SignalKind::user_defined1()).map_err(DecapError::Signals)?;
+    // A reload signal (a service manager's habit) must not kill it: it re-reads the
+    // addresses at once.
+    let mut reload = signal(SignalKind::hangup()).map_err(DecapError::Signals)?;
 
     let netlink = Neighbours::new()?;
     let interface = netlink.interface(&options.interface).await?;
@@ -121,6 +124,10 @@ pub async fn run(options: Options) -> Result<DecapCounters, DecapError> {
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                refresh(&netlink, &mut program, &options.vips, &mut last_error).await;
+            }
+            _ = reload.recv() => {
+                log::info!("SIGHUP: re-reading the host's addresses");
                 refresh(&netlink, &mut program, &options.vips, &mut last_error).await;
             }
             _ = report.recv() => match program.counters() {
