@@ -66,6 +66,7 @@ pub async fn serve(config_path: PathBuf) -> Result<(), DaemonError> {
     interfaces.extend(vlans);
     let routes = routes(&neighbours, &config).await?;
     let desired = Desired::new(&config, interfaces, &routes)?;
+    warn_of_foreign_local_addresses(&neighbours, &config).await;
     let listener = bind_admin_socket(&config.admin_socket)?;
 
     let first_start = !config.pin_dir.exists();
@@ -205,6 +206,31 @@ async fn start(
 /// must be on a connected segment): its next hop and the balancer's own address toward it.
 /// One lookup per address. Read once at start-up: a route that changes later is followed
 /// after a restart.
+/// Full NAT's replies come back to its local addresses: one that is not this host's is legal
+/// (routed here) but more often a typo that silently black-holes every full-NAT flow, so it
+/// is worth a warning.
+async fn warn_of_foreign_local_addresses(neighbours: &Neighbours, config: &Config) {
+    let host = match neighbours.host_addresses().await {
+        Ok(host) => host,
+        Err(error) => {
+            log::warn!("cannot list this host's addresses to check snat_pool: {error}");
+            return;
+        }
+    };
+    for service in &config.services {
+        for address in &service.snat_pool {
+            if !host.iter().any(|own| own.addr == *address) {
+                log::warn!(
+                    "{}: snat_pool address {address} is not an address of this host: the \
+                     reals' replies to it must be routed here, or its full-NAT flows get no \
+                     answer",
+                    service.name()
+                );
+            }
+        }
+    }
+}
+
 async fn routes(neighbours: &Neighbours, config: &Config) -> Result<Routes, NeighbourError> {
     let mut routes = Routes::new();
     let routed = config
