@@ -202,10 +202,6 @@ async fn start(
     Ok(daemon)
 }
 
-/// The kernel's route to every real that may sit behind a router (all but `dr` reals, which
-/// must be on a connected segment): its next hop and the balancer's own address toward it.
-/// One lookup per address. Read once at start-up: a route that changes later is followed
-/// after a restart.
 /// Full NAT's replies come back to its local addresses: one that is not this host's is legal
 /// (routed here) but more often a typo that silently black-holes every full-NAT flow, so it
 /// is worth a warning.
@@ -231,6 +227,10 @@ async fn warn_of_foreign_local_addresses(neighbours: &Neighbours, config: &Confi
     }
 }
 
+/// The kernel's route to every real that may sit behind a router (all but `dr` reals, which
+/// must be on a connected segment): its next hop and the balancer's own address toward it.
+/// One lookup per address. Read once at start-up: a route that changes later is followed
+/// after a restart.
 async fn routes(neighbours: &Neighbours, config: &Config) -> Result<Routes, NeighbourError> {
     let mut routes = Routes::new();
     let routed = config
