@@ -445,7 +445,8 @@ fn usable_local(local: IpAddr, vips: &[IpAddr], routed: bool) -> bool {
         IpAddr::V4(v4) => v4.is_link_local(),
         IpAddr::V6(v6) => v6.is_unicast_link_local(),
     };
-    !vips.contains(&local) && !(routed && link_local)
+    let routed_link_local = routed && link_local;
+    !vips.contains(&local) && !routed_link_local
 }
 
 /// The interface's own address of `toward`'s family that `usable` accepts: one on a prefix

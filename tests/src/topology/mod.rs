@@ -402,18 +402,52 @@ fn host(
     (ip, mac): (Ipv4Addr, [u8; 6]),
     ip6: Option<Ipv6Addr>,
 ) -> Netns {
+    let plug = Plug {
+        switch,
+        bridge: BRIDGE,
+        port: port_name(name),
+        port_mac: port_mac(mac),
+    };
+    plugged(plug, prefix, name, mac, (ip, PREFIX_LEN), ip6)
+}
+
+/// Where a new host plugs in: a bridge in `switch`'s namespace, through a port of its own.
+pub(super) struct Plug<'a> {
+    pub(super) switch: &'a Netns,
+    pub(super) bridge: &'a str,
+    pub(super) port: String,
+    pub(super) port_mac: [u8; 6],
+}
+
+/// Makes the namespace `<prefix><name>` with an eth0 (MAC `mac`) plugged into `plug`,
+/// holding `ip` (with its prefix length) and, when given, `ip6` (/64, no DAD).
+pub(super) fn plugged(
+    plug: Plug<'_>,
+    prefix: &str,
+    name: &str,
+    mac: [u8; 6],
+    (ip, prefix_len): (Ipv4Addr, u8),
+    ip6: Option<Ipv6Addr>,
+) -> Netns {
+    assert!(
+        plug.port.len() <= 15,
+        "interface name {:?} too long (15 bytes max): shorten the host name",
+        plug.port
+    );
     let netns = Netns::create(&format!("{prefix}{name}"));
     quiet_namespace(&netns, ip6.is_some());
-    let port = port_name(name);
     // Both ends are created directly in their namespaces: never in the root namespace.
-    let (port_addr, host_addr) = (format_mac(&port_mac(mac)), format_mac(&mac));
     let veth = format!(
-        "link add {port} address {port_addr} type veth peer name {HOST_IF} address {host_addr} netns {}",
+        "link add {} address {} type veth peer name {HOST_IF} address {} netns {}",
+        plug.port,
+        format_mac(&plug.port_mac),
+        format_mac(&mac),
         netns.name()
     );
-    switch.ip(&veth.split(' ').collect::<Vec<_>>());
-    switch.ip(&["link", "set", &port, "master", BRIDGE, "up"]);
-    netns.ip(&["addr", "add", &format!("{ip}/{PREFIX_LEN}"), "dev", HOST_IF]);
+    plug.switch.ip(&veth.split(' ').collect::<Vec<_>>());
+    plug.switch
+        .ip(&["link", "set", &plug.port, "master", plug.bridge, "up"]);
+    netns.ip(&["addr", "add", &format!("{ip}/{prefix_len}"), "dev", HOST_IF]);
     if let Some(ip6) = ip6 {
         netns.ip(&[
             "addr",

@@ -46,9 +46,9 @@ use lb_userspace::admin::format_mac;
 
 use super::{
     BRIDGE, CLIENT_IP, CLIENT_IP6, DrTopology, HOST_IF, LB_IP, LB_IP6, PREFIX_LEN, PREFIX_LEN6,
-    VIP, VIP6,
+    Plug, VIP, VIP6,
     far_client::{FAR_NET, FAR_NET6},
-    host, host_mac, load_pass_program, quiet_namespace, wait_until_addresses_usable,
+    host, host_mac, load_pass_program, plugged, quiet_namespace, wait_until_addresses_usable,
     wait_until_link_up,
 };
 use crate::netns::Netns;
@@ -634,53 +634,17 @@ fn rp_filter_off(netns: &Netns) {
     }
 }
 
-/// Where a new host plugs in: a bridge in `switch`'s namespace, through a port of its own.
-struct Plug<'a> {
-    switch: &'a Netns,
-    bridge: &'a str,
-    port: String,
-    port_mac: [u8; 6],
-}
-
-/// Makes the namespace `<prefix><name>` with an eth0 (TX checksum offload off) plugged into
-/// `plug`, holding `ip` and, when given, `ip6` (/64, no DAD).
+/// Makes the namespace `<prefix><name>` plugged into `plug` (see [`plugged`]), with TX
+/// checksum offload off on its eth0.
 fn plug_host(
     plug: Plug<'_>,
     prefix: &str,
     name: &str,
     mac: [u8; 6],
-    (ip, prefix_len): (Ipv4Addr, u8),
+    ip: (Ipv4Addr, u8),
     ip6: Option<Ipv6Addr>,
 ) -> Netns {
-    assert!(
-        plug.port.len() <= 15,
-        "interface name {:?} too long (15 bytes max): shorten the host name",
-        plug.port
-    );
-    let netns = Netns::create(&format!("{prefix}{name}"));
-    quiet_namespace(&netns, ip6.is_some());
-    let veth = format!(
-        "link add {} address {} type veth peer name {HOST_IF} address {} netns {}",
-        plug.port,
-        format_mac(&plug.port_mac),
-        format_mac(&mac),
-        netns.name()
-    );
-    plug.switch.ip(&veth.split(' ').collect::<Vec<_>>());
-    plug.switch
-        .ip(&["link", "set", &plug.port, "master", plug.bridge, "up"]);
-    netns.ip(&["addr", "add", &format!("{ip}/{prefix_len}"), "dev", HOST_IF]);
-    if let Some(ip6) = ip6 {
-        netns.ip(&[
-            "addr",
-            "add",
-            &format!("{ip6}/{PREFIX_LEN6}"),
-            "dev",
-            HOST_IF,
-            "nodad",
-        ]);
-    }
-    netns.ip(&["link", "set", HOST_IF, "up"]);
+    let netns = plugged(plug, prefix, name, mac, ip, ip6);
     netns.exec(&["ethtool", "-K", HOST_IF, "tx", "off"]);
     netns
 }

@@ -493,8 +493,8 @@ services:
         ..eth0()
     };
     let error = Desired::new(&config, vec![only_vip], &routes)
-        .err()
-        .expect("no usable local address")
+        .map(|_| ())
+        .expect_err("no usable local address")
         .to_string();
     assert!(error.contains("set snat_pool"), "{error}");
 }
