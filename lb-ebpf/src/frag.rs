@@ -29,7 +29,7 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
-    FORWARD_FULLNAT, FORWARD_NAT, FRAGMENT_FROM_FIRST, FRAGMENT_LIFETIME, FRAGMENT_REPLY, FlowKey,
+    FORWARD_FULLNAT, FORWARD_NAT, FRAGMENT_FROM_FIRST, FRAGMENT_LIFETIME, FRAGMENT_REPLY,
     FragmentKey, FragmentOwner, Reason, fragment_clock, hash,
 };
 

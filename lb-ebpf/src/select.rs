@@ -20,8 +20,9 @@ use crate::{
     schedulers,
 };
 
-/// `-EEXIST`: another CPU recorded the same new flow first.
-const EEXIST: i32 = -17;
+/// `-EEXIST`: an insert with `BPF_NOEXIST` found the key there (another CPU recorded the same
+/// new flow first, or a reply 4-tuple is held).
+pub const EEXIST: i32 = -17;
 
 pub struct Target {
     pub real_id: u32,

@@ -5,6 +5,8 @@
 //! way the words were loaded, and 2^16 ≡ 1 (mod 2^16 − 1) makes 32-bit words add up like pairs
 //! of 16-bit ones.
 
+use lb_common::{FAMILY_IPV4, PROTO_TCP, PROTO_UDP};
+
 /// A one's-complement sum folded to 16 bits (not complemented).
 #[inline(always)]
 pub fn fold(sum: u64) -> u16 {
@@ -51,8 +53,35 @@ pub fn updated(check: u16, delta: u64) -> u16 {
     !fold(u64::from(!check) + delta)
 }
 
+/// What replacing a 16-bit field `old` by `new` adds to a sum (2^16 ≡ 1, so its place in a
+/// 32-bit word does not matter).
 #[inline(always)]
-fn word_at(addr: &[u8; 16], word: usize) -> u32 {
+pub fn field_delta(old: u16, new: u16) -> u64 {
+    u64::from(!old) + u64::from(new)
+}
+
+/// Where a TCP or UDP header keeps its checksum.
+#[inline(always)]
+pub fn transport_check_offset(protocol: u8) -> usize {
+    if protocol == PROTO_TCP { 16 } else { 6 }
+}
+
+/// A TCP or UDP checksum `old` (as stored) after its segment changed by `delta`; `None` for
+/// a UDP datagram over IPv4 without one (0), which stays without. A UDP result of 0 is sent
+/// as 0xffff, 0 meaning "none".
+#[inline(always)]
+pub fn transport_updated(old: u16, delta: u64, protocol: u8, family: u8) -> Option<u16> {
+    let udp = protocol == PROTO_UDP;
+    if udp && old == 0 && family == FAMILY_IPV4 {
+        return None;
+    }
+    let new = updated(old, delta);
+    Some(if udp && new == 0 { 0xffff } else { new })
+}
+
+/// The `word`th four bytes of an address, as loaded (an IPv4 address is word 0).
+#[inline(always)]
+pub fn word_at(addr: &[u8; 16], word: usize) -> u32 {
     let i = word * 4;
     u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]])
 }

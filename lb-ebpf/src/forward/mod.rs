@@ -127,7 +127,19 @@ pub fn hand_off_reply(ctx: &XdpContext, packet: &Packet, ports: u32) -> Verdict 
 /// A packet's ports as [`hand_off_reply`] takes them.
 #[inline(always)]
 pub fn ports_of(flow: &FlowKey) -> u32 {
-    u32::from(flow.src_port_be) | (u32::from(flow.dst_port_be) << 16)
+    ports_word(flow.src_port_be, flow.dst_port_be)
+}
+
+/// Two ports as the word they make in a TCP or UDP header (as loaded: source first).
+#[inline(always)]
+fn ports_word(src_be: u16, dst_be: u16) -> u32 {
+    u32::from(src_be) | (u32::from(dst_be) << 16)
+}
+
+/// An IPv4 address (as keys hold it) as the word an IPv4 header holds.
+#[inline(always)]
+fn ipv4_word(addr: &[u8; 16]) -> u32 {
+    checksum::word_at(addr, 0)
 }
 
 /// What a handed-over packet is counted under once forwarded.
@@ -188,9 +200,7 @@ fn store_address(to: *mut [u8; 16], from: &[u8; 16]) {
     let to = to.cast::<u32>();
     let mut word = 0;
     while word < 4 {
-        let i = word * 4;
-        let value = u32::from_ne_bytes([from[i], from[i + 1], from[i + 2], from[i + 3]]);
-        unsafe { core::ptr::write_volatile(to.add(word), value) };
+        unsafe { core::ptr::write_volatile(to.add(word), checksum::word_at(from, word)) };
         word += 1;
     }
 }

@@ -29,25 +29,21 @@ use aya_ebpf::{
 };
 use lb_common::{
     FAMILY_IPV4, FORWARD_FULLNAT, FlowKey, Interface, LOCAL_PORT_COUNT, LOCAL_PORT_FIRST,
-    MAX_LOCAL_SOURCES, PROTO_TCP, PROTO_UDP, Real, Reason, Reply, ReplyClaim,
-    SETTINGS_TRANSLATES_REPLIES, hash,
+    MAX_LOCAL_SOURCES, Real, Reason, Reply, ReplyClaim, SETTINGS_TRANSLATES_REPLIES, hash,
 };
 
 use lb_common::Handoff;
 
-use super::{checksum, dr, interface, store_address, tunnel::Ipv4Header};
+use super::{checksum, dr, interface, ipv4_word, ports_word, store_address, tunnel::Ipv4Header};
 use crate::{
     Forwarded, Verdict, conntrack,
     maps::{EGRESS, FLOWS, REPLIES, REPLY_SCRATCH, SETTINGS},
     parse::{ETH_HEADER_LEN, L4_OFFSET_BOUND, TAGGED, VLAN_HEADER_LEN, VlanEthHeader, header},
+    select::EEXIST,
 };
 
-/// `-EEXIST`.
-const EEXIST: i32 = -17;
 /// Local ports a new full-NAT flow tries before it is refused.
 const LOCAL_PORT_PROBES: u32 = 32;
-const TCP_CHECK_OFFSET: usize = 16;
-const UDP_CHECK_OFFSET: usize = 6;
 
 /// Rewrites a client's packet for its NAT or full-NAT real.
 #[inline(always)]
@@ -349,8 +345,8 @@ fn rewrite(
     if flow.family == FAMILY_IPV4 {
         let ip: *mut Ipv4Header = header(ctx, l3).ok_or(truncated)?;
         unsafe {
-            (*ip).src = u32::from_ne_bytes([src[0], src[1], src[2], src[3]]);
-            (*ip).dst = u32::from_ne_bytes([dst[0], dst[1], dst[2], dst[3]]);
+            (*ip).src = ipv4_word(src);
+            (*ip).dst = ipv4_word(dst);
             (*ip).check = checksum::updated((*ip).check, address_delta);
         }
     } else {
@@ -365,30 +361,17 @@ fn rewrite(
     }
     // Bounded for the verifier, as in `parse::tcp_flags`.
     let l4 = usize::from(packet.l4) & L4_OFFSET_BOUND;
-    let old_ports = u32::from(flow.src_port_be) | (u32::from(flow.dst_port_be) << 16);
-    let new_ports = u32::from(src_port_be) | (u32::from(dst_port_be) << 16);
+    let old_ports = ports_word(flow.src_port_be, flow.dst_port_be);
+    let new_ports = ports_word(src_port_be, dst_port_be);
     let ports: *mut u32 = header(ctx, l4).ok_or(truncated)?;
     let delta = address_delta + checksum::word_delta(old_ports, new_ports);
     unsafe { core::ptr::write_unaligned(ports, new_ports) };
-    let tcp = flow.protocol == PROTO_TCP;
-    let check_at = l4
-        + if tcp {
-            TCP_CHECK_OFFSET
-        } else {
-            UDP_CHECK_OFFSET
-        };
+    let check_at = l4 + checksum::transport_check_offset(flow.protocol);
     let check: *mut u16 = header(ctx, check_at).ok_or(truncated)?;
     unsafe {
-        let old = *check;
-        if flow.protocol == PROTO_UDP && old == 0 && flow.family == FAMILY_IPV4 {
-            // No checksum: none to keep.
-            return Ok(());
+        if let Some(new) = checksum::transport_updated(*check, delta, flow.protocol, flow.family) {
+            *check = new;
         }
-        let mut new = checksum::updated(old, delta);
-        if !tcp && new == 0 {
-            new = 0xffff;
-        }
-        *check = new;
     }
     Ok(())
 }

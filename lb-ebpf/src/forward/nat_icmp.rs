@@ -14,13 +14,13 @@
 //! ICMPv6, the outer destination through its pseudo-header).
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{FAMILY_IPV4, FORWARD_FULLNAT, FlowKey, Handoff, PROTO_TCP, PROTO_UDP, Reason};
+use lb_common::{FAMILY_IPV4, FORWARD_FULLNAT, FlowKey, Handoff, Reason};
 
 use super::{
-    checksum,
+    checksum, ipv4_word,
     nat::{real_port_be, recorded_source},
-    store_address,
-    tunnel::{IPV4_HEADER_LEN, IPV6_HEADER_LEN, Ipv4Header, Ipv6Header},
+    ports_word, store_address,
+    tunnel::{IPV6_HEADER_LEN, Ipv4Header, Ipv6Header},
 };
 use crate::{
     Verdict,
@@ -29,8 +29,6 @@ use crate::{
 
 const ICMP_HEADER_LEN: usize = 8;
 const ICMP_CHECK_OFFSET: usize = 2;
-const TCP_CHECK_OFFSET: usize = 16;
-const UDP_CHECK_OFFSET: usize = 6;
 
 /// Rewrites the ICMP error in `handoff` (quoting a reply of its flow) for the flow's real.
 #[inline(always)]
@@ -97,7 +95,7 @@ pub fn to_real(ctx: &XdpContext, handoff: &Handoff) -> Result<(), Verdict> {
             (*inner).dst = ipv4_word(&to);
             let old_check = (*inner).check;
             (*inner).check = checksum::updated(old_check, address_delta);
-            icmp_delta += field_delta(old_check, (*inner).check);
+            icmp_delta += checksum::field_delta(old_check, (*inner).check);
         }
     } else {
         let outer: *mut Ipv6Header = header(ctx, l3).ok_or(bad_quote)?;
@@ -119,25 +117,17 @@ pub fn to_real(ctx: &XdpContext, handoff: &Handoff) -> Result<(), Verdict> {
     let ports: *mut u32 = header(ctx, quoted_l4).ok_or(bad_quote)?;
     unsafe { core::ptr::write_unaligned(ports, ports_word(real_port, to_port)) };
     // The quoted transport checksum, if the quote reaches it.
-    let tcp = quoted.protocol == PROTO_TCP;
-    let check_at = quoted_l4
-        + if tcp {
-            TCP_CHECK_OFFSET
-        } else {
-            UDP_CHECK_OFFSET
-        };
+    let check_at = quoted_l4 + checksum::transport_check_offset(quoted.protocol);
     if check_at + 2 <= datagram_end {
         if let Some(check) = header::<u16>(ctx, check_at) {
             unsafe {
                 let old = *check;
-                let zero_udp = quoted.protocol == PROTO_UDP && old == 0 && v4;
-                if !zero_udp {
-                    let mut new = checksum::updated(old, address_delta + ports_delta);
-                    if !tcp && new == 0 {
-                        new = 0xffff;
-                    }
+                let delta = address_delta + ports_delta;
+                if let Some(new) =
+                    checksum::transport_updated(old, delta, quoted.protocol, quoted.family)
+                {
                     *check = new;
-                    icmp_delta += field_delta(old, new);
+                    icmp_delta += checksum::field_delta(old, new);
                 }
             }
         }
@@ -145,23 +135,4 @@ pub fn to_real(ctx: &XdpContext, handoff: &Handoff) -> Result<(), Verdict> {
     let icmp_check: *mut u16 = header(ctx, icmp_at + ICMP_CHECK_OFFSET).ok_or(bad_quote)?;
     unsafe { *icmp_check = checksum::updated(*icmp_check, icmp_delta) };
     Ok(())
-}
-
-/// Two ports as the word they make in a TCP or UDP header (as loaded: source first).
-#[inline(always)]
-fn ports_word(src_be: u16, dst_be: u16) -> u32 {
-    u32::from(src_be) | (u32::from(dst_be) << 16)
-}
-
-/// An IPv4 address's four bytes as the word a header holds.
-#[inline(always)]
-fn ipv4_word(addr: &[u8; 16]) -> u32 {
-    u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]])
-}
-
-/// What replacing a 16-bit field `old` by `new` adds to a sum (2^16 ≡ 1, so its place in a
-/// 32-bit word does not matter).
-#[inline(always)]
-fn field_delta(old: u16, new: u16) -> u64 {
-    u64::from(!old) + u64::from(new)
 }

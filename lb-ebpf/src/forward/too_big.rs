@@ -23,7 +23,7 @@ use aya_ebpf::{
 use lb_common::{FAMILY_IPV4, Handoff, ICMP_TOO_BIG_BURST, ICMP_TOO_BIG_PER_SECOND, Reason};
 
 use super::{
-    checksum, store_address,
+    checksum, ipv4_word, store_address,
     tunnel::{IPV4_HEADER_LEN, IPV6_HEADER_LEN, Inner, Ipv4Header, Ipv6Header, ipv4_header_sum},
 };
 use crate::{
@@ -128,8 +128,8 @@ pub fn answer(ctx: &XdpContext, handoff: &Handoff, l3: usize, mtu: u32, inner: &
             (*ip).ttl = HOP_LIMIT;
             (*ip).protocol = PROTO_ICMP;
             (*ip).check = 0;
-            (*ip).src = u32::from_ne_bytes([flow.dst[0], flow.dst[1], flow.dst[2], flow.dst[3]]);
-            (*ip).dst = u32::from_ne_bytes([flow.src[0], flow.src[1], flow.src[2], flow.src[3]]);
+            (*ip).src = ipv4_word(&flow.dst);
+            (*ip).dst = ipv4_word(&flow.src);
             (*ip).check = !checksum::fold(ipv4_header_sum(ip));
             (*icmp).kind = ICMP_DEST_UNREACH;
             (*icmp).code = ICMP_FRAG_NEEDED;

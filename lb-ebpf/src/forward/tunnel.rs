@@ -15,7 +15,7 @@ use lb_common::{FAMILY_IPV4, FAMILY_IPV6, Reason, TUNNEL_GUE, VLAN_VID_MASK, has
 
 use lb_common::Handoff;
 
-use super::{checksum, interface, leave, store_address, too_big};
+use super::{checksum, interface, ipv4_word, leave, store_address, too_big};
 use crate::{
     Verdict,
     maps::EGRESS,
@@ -229,9 +229,8 @@ pub fn encapsulate(ctx: &XdpContext, handoff: &Handoff) -> Verdict {
             };
             (*ip).protocol = protocol;
             (*ip).check = 0;
-            (*ip).src = u32::from_ne_bytes([source[0], source[1], source[2], source[3]]);
-            (*ip).dst =
-                u32::from_ne_bytes([real.addr[0], real.addr[1], real.addr[2], real.addr[3]]);
+            (*ip).src = ipv4_word(&source);
+            (*ip).dst = ipv4_word(&real.addr);
             (*ip).check = !checksum::fold(ipv4_header_sum(ip));
         }
     }
