@@ -17,6 +17,7 @@
 //! - [`admin`]: the admin socket protocol, its server and lbadm's client.
 //! - [`daemon`]: `serve` (what lbd runs) and `run(daemon, listener, shutdown)`: the tasks.
 //! - [`lbadm`]: the ipvsadm-like CLI, one module per verb.
+//! - [`health`]: health checks of the reals, and the board readers see their results on.
 //! - [`decap`]: `lbd decap`, the decapsulation program on the reals of tunnel-mode services
 //!   (apart from the rest: it loads its own program and reads the host's addresses).
 
@@ -25,6 +26,7 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod decap;
+pub mod health;
 pub mod lbadm;
 pub mod neighbour;
 pub mod reconcile;

@@ -149,7 +149,71 @@ pub struct ServiceConfig {
     pub persistence: Option<PersistenceConfig>,
     /// Key `mh_table_size`: slots of the Maglev table (`mh` only), a prime.
     pub mh_table_size: u32,
+    /// Key `health_check`: how each real is checked; `None`: reals are always up.
+    pub health_check: Option<HealthCheckConfig>,
+    /// Key `on_failure`: what a failed check does to a real.
+    pub on_failure: OnFailure,
+    /// Key `sorry_server` (`ADDR:PORT`, `[ADDR]:PORT`): takes the service's new flows while
+    /// none of its reals can; forwarded by the service's method.
+    pub sorry_server: Option<SorryServer>,
     pub reals: Vec<RealConfig>,
+}
+
+/// keepalived's TCP_CHECK and HTTP_GET, per service (key `health_check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    pub kind: CheckKind,
+    /// Key `port`: where the check connects; `None`: the real's own port.
+    pub port: Option<u16>,
+    /// Time between the starts of two checks of one real.
+    pub interval: std::time::Duration,
+    /// How long one check may take (connect, request and answer) before it fails.
+    pub timeout: std::time::Duration,
+    /// Consecutive successes that bring a down real back.
+    pub rise: u32,
+    /// Consecutive failures that take an up real out.
+    pub fall: u32,
+    /// Key `source`: the address checks are sent from; `None`: the kernel chooses.
+    pub source: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// Reals are never checked (`type: none`): as if no `health_check` were given.
+    None,
+    /// A TCP connect that completes.
+    Tcp,
+    /// An HTTP/1.1 GET whose status is in `expect_status` (and whose body holds
+    /// `expect_body`, when given).
+    Http(HttpCheck),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
+    /// Key `path`: starts with `/`; default `/`.
+    pub path: String,
+    /// Key `expect_status`: `200` or a range `200-299`; default `200-299`.
+    pub expect_status: std::ops::RangeInclusive<u16>,
+    /// Key `host`: the Host header; default the real's address (and port).
+    pub host: Option<String>,
+    /// Key `expect_body`: a substring the body must hold.
+    pub expect_body: Option<String>,
+}
+
+/// What a failed health check does to a real (key `on_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// Out of the data plane: no new flows, and its flows go (as a removed real's do).
+    #[default]
+    Remove,
+    /// Weight 0 (keepalived's `inhibit_on_failure`): no new flows, its flows carry on.
+    Inhibit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SorryServer {
+    pub address: IpAddr,
+    pub port: u16,
 }
 
 /// ipvsadm `-p SECONDS -M NETMASK`: clients whose addresses agree on the first `prefix` bits

@@ -131,6 +131,8 @@ pub struct DesiredReal {
     /// whose entry goes away keeps its last MAC.
     pub mac: Option<[u8; 6]>,
     pub reachability: Reachability,
+    /// What the service's health check says (always true without one).
+    pub healthy: bool,
 }
 
 impl DesiredReal {
@@ -241,6 +243,7 @@ impl Desired {
                     local: placement.local,
                     mac: None,
                     reachability: Reachability::Reachable,
+                    healthy: true,
                 });
             }
             services.push(DesiredService {

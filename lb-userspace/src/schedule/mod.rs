@@ -146,6 +146,9 @@ mod tests {
             tunnel_source: Vec::new(),
             persistence: None,
             mh_table_size: 251,
+            health_check: None,
+            on_failure: crate::config::OnFailure::Remove,
+            sorry_server: None,
             reals: Vec::new(),
         }
     }

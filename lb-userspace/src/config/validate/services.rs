@@ -11,7 +11,8 @@ use lb_common::{MAX_LEAST_CONN_REALS, MAX_LOCAL_SOURCES, RING_SLOTS};
 use super::Validator;
 use crate::{
     config::{
-        ConfigError, DEFAULT_GUE_PORT, Forward, Limits, MAX_WEIGHT, PersistenceConfig, Protocol,
+        ConfigError, DEFAULT_GUE_PORT, Forward, Limits, MAX_WEIGHT, OnFailure, PersistenceConfig,
+        Protocol,
         RealConfig, Scheduler, ServiceConfig, Tunnel,
         duration::parse_duration,
         raw::{RawNetmask, RawReal, RawService},
@@ -137,6 +138,9 @@ impl Validator<'_> {
             tunnel_source,
             persistence,
             mh_table_size,
+            health_check: None,
+            on_failure: OnFailure::Remove,
+            sorry_server: None,
             reals: Vec::new(),
         };
         for (index, raw_real) in raw.reals.unwrap_or_default().into_iter().enumerate() {
