@@ -5,10 +5,12 @@ use std::net::IpAddr;
 use lb_common::Counters;
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::edit::{Edit, ServiceRef};
+
 /// Longest request line the daemon reads; anything longer is refused.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
     /// Services, reals and counters (`ipvsadm -L -n --stats`). Walks the flow table.
@@ -17,6 +19,16 @@ pub enum Request {
     Status,
     /// Every live flow (`ipvsadm -L -n -c`). Walks the flow table.
     Connections,
+    /// A change to the running config (`ipvsadm -A -E -D -a -e -d -C --set`): applied at
+    /// once, kept until the next reload reads the file again.
+    Change(Edit),
+    /// `ipvsadm -Z`: zero the counters of one service (and its reals), or of all.
+    ZeroCounters {
+        #[serde(default)]
+        service: Option<ServiceRef>,
+    },
+    /// Read the config file again and apply it, as SIGHUP does.
+    Reload,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,7 +37,13 @@ pub enum Reply {
     Listing(Listing),
     Status(Status),
     Connections(ConnectionListing),
-    Error { message: String },
+    /// A change was applied; `message` says what changed.
+    Done {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -25,6 +25,7 @@ use super::{
     listing::{connections, listing},
 };
 use crate::{
+    daemon::ControlHandle,
     dataplane::{DataplaneError, DataplaneReader},
     reconcile::Desired,
 };
@@ -38,6 +39,8 @@ pub struct AdminContext {
     pub desired: Arc<ArcSwap<Desired>>,
     pub reader: Arc<dyn DataplaneReader>,
     pub interfaces: Vec<InterfaceStatus>,
+    /// Where changes go; unset while the daemon starts (and in tests that take none).
+    pub control: std::sync::OnceLock<ControlHandle>,
     walks: Semaphore,
 }
 
@@ -55,6 +58,7 @@ impl AdminContext {
             desired,
             reader,
             interfaces,
+            control: std::sync::OnceLock::new(),
             walks: Semaphore::new(MAX_CONCURRENT_WALKS),
         }
     }
@@ -125,7 +129,33 @@ async fn answer(request: Request, context: &Arc<AdminContext>) -> String {
             })
             .await
         }
+        Request::Change(edit) => {
+            changed(context, |control| async move { control.edit(edit).await }).await
+        }
+        Request::Reload => changed(context, |control| async move { control.reload().await }).await,
+        Request::ZeroCounters { service } => {
+            changed(context, |control| async move {
+                control.zero_counters(service).await
+            })
+            .await
+        }
     }
+}
+
+/// A change, made by the control task; the answer says what changed or why nothing did.
+async fn changed<F>(context: &AdminContext, change: impl FnOnce(ControlHandle) -> F) -> String
+where
+    F: std::future::Future<Output = Result<String, String>>,
+{
+    let Some(control) = context.control.get().cloned() else {
+        return reply_line(&Reply::Error {
+            message: "this daemon takes no changes yet (it is starting)".into(),
+        });
+    };
+    reply_line(&match change(control).await {
+        Ok(message) => Reply::Done { message },
+        Err(message) => Reply::Error { message },
+    })
 }
 
 /// Runs an answer that reads the data plane's maps on a blocking thread, at most

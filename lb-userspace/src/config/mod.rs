@@ -18,6 +18,7 @@
 //! - `validate/`: raw → typed, one file per section (`interfaces`, `limits`, `services`).
 
 mod duration;
+pub mod edit;
 mod raw;
 mod source_map;
 #[cfg(test)]
@@ -226,7 +227,8 @@ pub struct PersistenceConfig {
     pub prefix: u8,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
     Udp,
@@ -630,6 +632,43 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         source,
     })?;
     parse(&text, &path.display().to_string())
+}
+
+/// A config as its keys and values (the file's, or as changed since over the admin socket):
+/// a change edits it, then [`from_document`] validates the whole of it again, so a runtime
+/// change passes exactly the checks the file does.
+pub type Document = serde_json::Value;
+
+/// What [`from_document`] names in its error messages.
+pub const RUNTIME_SOURCE: &str = "runtime change";
+
+/// [`load`], and the file as a [`Document`].
+pub fn load_with_document(path: &Path) -> Result<(Config, Document), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_with_document(&text, &path.display().to_string())
+}
+
+/// [`parse`], and the text as a [`Document`].
+pub fn parse_with_document(text: &str, source: &str) -> Result<(Config, Document), ConfigError> {
+    let config = parse(text, source)?;
+    let document = serde_saphyr::from_str(text).map_err(|error| ConfigError::Syntax {
+        location: Location {
+            file: source.to_owned(),
+            position: None,
+        },
+        message: error.to_string(),
+    })?;
+    Ok((config, document))
+}
+
+/// Validates a [`Document`] as a config file (errors name the key path; their line numbers
+/// are those of the document printed as JSON).
+pub fn from_document(document: &Document) -> Result<Config, ConfigError> {
+    let text = serde_json::to_string_pretty(document).expect("a JSON value always prints");
+    parse(&text, RUNTIME_SOURCE)
 }
 
 /// Parses and validates config `text`; `source` names it in error messages (usually the path).

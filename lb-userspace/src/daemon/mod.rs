@@ -3,7 +3,8 @@
 //! - the reconciler (`reconcile`): a thread that alone writes the maps, fed by a channel;
 //! - the neighbour watch (`neighbours.rs`): kernel neighbour notifications → reconciler;
 //! - the admin server: answers from the published snapshot and the data plane's reader;
-//! - signals (`signals.rs`): SIGTERM/SIGINT stop, SIGHUP re-validates the config;
+//! - the control task (`control.rs`): live reconfiguration, from SIGHUP and the admin socket;
+//! - signals (`signals.rs`): SIGTERM/SIGINT stop, SIGHUP reloads the config;
 //! - the flow sweep (`sweep.rs`): a thread removing expired flows from the table and the
 //!   connection counts.
 //!
@@ -11,7 +12,9 @@
 //! tests start a daemon on a temporary socket with a fake data plane; [`serve`] (in
 //! `start.rs`) is what `lbd` runs: load, adopt, attach, then [`run`].
 
+mod control;
 mod neighbours;
+mod notify;
 mod signals;
 mod start;
 mod sweep;
@@ -20,6 +23,7 @@ use std::{future::Future, sync::Arc, thread::JoinHandle};
 
 use tokio::{net::UnixListener, sync::mpsc};
 
+pub use control::{Control, ControlHandle, Host, Outcome, describe_difference};
 pub use start::{DaemonError, INITIAL_RESOLUTION, check_summary, serve};
 
 use crate::{
@@ -43,6 +47,8 @@ pub struct Daemon {
     program: Option<aya::Ebpf>,
     /// The flow sweep, when there is a program (not with a fake data plane).
     sweep: Option<sweep::SweepThread>,
+    /// The control task, once started.
+    control: Option<Task>,
 }
 
 impl Daemon {
@@ -71,7 +77,16 @@ impl Daemon {
             watch: None,
             program: None,
             sweep: None,
+            control: None,
         })
+    }
+
+    /// Starts taking changes (reloads, admin edits) through `control`.
+    pub fn start_control(&mut self, control: Control) -> ControlHandle {
+        let (handle, task) = control.spawn();
+        self.control = Some(Task(Some(task)));
+        let _ = self.context.control.set(handle.clone());
+        handle
     }
 
     /// Where the reconciler takes its inputs.
@@ -84,6 +99,7 @@ impl Daemon {
         self.context.desired.load_full()
     }
 
+    /// Set once at start-up, before the control task starts.
     fn set_interfaces(&mut self, interfaces: Vec<InterfaceStatus>) {
         let context = &self.context;
         self.context = Arc::new(AdminContext::new(
@@ -93,6 +109,11 @@ impl Daemon {
             context.reader.clone(),
             interfaces,
         ));
+    }
+
+    /// What the admin socket answers from.
+    pub fn context(&self) -> Arc<AdminContext> {
+        self.context.clone()
     }
 }
 
@@ -127,6 +148,7 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
         watch,
         program,
         sweep,
+        control,
     } = daemon;
     tokio::pin!(shutdown);
     loop {
@@ -144,6 +166,11 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
                 Err(error) => log::warn!("admin socket accept: {error}"),
             },
         }
+    }
+    // A change being applied is cut short between its steps; the reconciler finishes
+    // whatever write it has begun.
+    if let Some(control) = control {
+        control.stop().await;
     }
     if let Some(watch) = watch {
         watch.stop().await;

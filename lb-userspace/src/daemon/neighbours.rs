@@ -53,48 +53,17 @@ impl NeighbourWatch {
         desired: &Desired,
         inputs: &mpsc::Sender<Input>,
     ) -> Result<(), NeighbourError> {
-        let next_hops = desired.next_hops();
-        let ifindexes: BTreeSet<u32> = next_hops.iter().map(|(ifindex, _)| *ifindex).collect();
-        // What the tables say about each next hop, looked up once per address.
-        let mut state_of: HashMap<(u32, IpAddr), NeighbourStatus> = next_hops
-            .iter()
-            .map(|&next_hop| (next_hop, NeighbourStatus::Unknown))
-            .collect();
-        let mut observations = Vec::new();
-        for ifindex in ifindexes {
-            for observation in self.neighbours.observations(ifindex).await? {
-                if let Some(state) = state_of.get_mut(&(observation.ifindex, observation.addr)) {
-                    *state = observation.state;
-                    observations.push(observation);
-                }
-            }
+        let survey = survey(&self.neighbours, desired).await?;
+        if !survey.observations.is_empty() {
+            let _ = inputs.send(Input::Neighbours(survey.observations)).await;
         }
-        // Missing from the table (still `Unknown`) or STALE: have the kernel probe it.
-        let to_probe: Vec<(u32, IpAddr)> = next_hops
-            .into_iter()
-            .filter(|next_hop| {
-                matches!(
-                    state_of[next_hop],
-                    NeighbourStatus::Usable { stale: true, .. } | NeighbourStatus::Unknown
-                )
-            })
-            .collect();
-        if !observations.is_empty() {
-            let _ = inputs.send(Input::Neighbours(observations)).await;
-        }
-        self.resolve(to_probe).await;
+        resolve(&self.neighbours, survey.to_probe).await;
         Ok(())
     }
 
-    /// Asks the kernel to resolve these addresses; one refusal does not stop the others.
     async fn resolve(&self, addresses: impl IntoIterator<Item = (u32, IpAddr)>) {
-        for (ifindex, addr) in addresses {
-            if let Err(error) = self.neighbours.trigger_resolution(ifindex, addr).await {
-                log::warn!("{error}");
-            }
-        }
+        resolve(&self.neighbours, addresses).await;
     }
-
     /// Runs until aborted.
     pub async fn run(mut self, desired: Arc<ArcSwap<Desired>>, inputs: mpsc::Sender<Input>) {
         let mut retry = tokio::time::interval(RETRY);
@@ -163,6 +132,55 @@ impl NeighbourWatch {
         if ask {
             self.resolve([(observation.ifindex, observation.addr)])
                 .await;
+        }
+    }
+}
+
+/// What the neighbour tables say about a desired state's next hops.
+pub struct Survey {
+    pub observations: Vec<Observation>,
+    /// Next hops missing from the tables or STALE: the kernel must be asked to probe them.
+    pub to_probe: Vec<(u32, IpAddr)>,
+}
+
+/// Dumps the tables of every interface a next hop of `desired` sits on, once each.
+pub async fn survey(neighbours: &Neighbours, desired: &Desired) -> Result<Survey, NeighbourError> {
+    let next_hops = desired.next_hops();
+    let ifindexes: BTreeSet<u32> = next_hops.iter().map(|(ifindex, _)| *ifindex).collect();
+    // What the tables say about each next hop, looked up once per address.
+    let mut state_of: HashMap<(u32, IpAddr), NeighbourStatus> = next_hops
+        .iter()
+        .map(|&next_hop| (next_hop, NeighbourStatus::Unknown))
+        .collect();
+    let mut observations = Vec::new();
+    for ifindex in ifindexes {
+        for observation in neighbours.observations(ifindex).await? {
+            if let Some(state) = state_of.get_mut(&(observation.ifindex, observation.addr)) {
+                *state = observation.state;
+                observations.push(observation);
+            }
+        }
+    }
+    let to_probe = next_hops
+        .into_iter()
+        .filter(|next_hop| {
+            matches!(
+                state_of[next_hop],
+                NeighbourStatus::Usable { stale: true, .. } | NeighbourStatus::Unknown
+            )
+        })
+        .collect();
+    Ok(Survey {
+        observations,
+        to_probe,
+    })
+}
+
+/// Asks the kernel to resolve these addresses; one refusal does not stop the others.
+pub async fn resolve(neighbours: &Neighbours, addresses: impl IntoIterator<Item = (u32, IpAddr)>) {
+    for (ifindex, addr) in addresses {
+        if let Err(error) = neighbours.trigger_resolution(ifindex, addr).await {
+            log::warn!("{error}");
         }
     }
 }

@@ -1,15 +1,14 @@
 //! Signals: SIGTERM and SIGINT stop lbd cleanly (the XDP program keeps forwarding); SIGHUP
-//! re-reads and validates the config file and says so in the log. Until live reconfiguration
-//! lands, a valid new config is not applied: the log says to restart.
+//! reloads the config file (the control task applies it, or refuses it whole and logs why).
 //!
 //! The handlers are installed before anything slow happens at start-up, so that a SIGHUP
 //! sent by `systemctl reload` at any moment never kills the daemon (the default action).
 
-use std::{io, path::PathBuf};
+use std::io;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::config;
+use super::{ControlHandle, notify};
 
 pub struct Signals {
     terminate: Signal,
@@ -26,9 +25,9 @@ impl Signals {
         })
     }
 
-    /// Completes on SIGTERM or SIGINT; meanwhile answers every SIGHUP by validating the
-    /// config at `config_path`.
-    pub async fn stopped(mut self, config_path: PathBuf) {
+    /// Completes on SIGTERM or SIGINT; meanwhile answers every SIGHUP with a reload. SIGHUPs
+    /// that come while a reload runs make one more reload after it.
+    pub async fn stopped(mut self, control: ControlHandle) {
         loop {
             tokio::select! {
                 _ = self.terminate.recv() => {
@@ -40,23 +39,13 @@ impl Signals {
                     return;
                 }
                 _ = self.hangup.recv() => {
-                    let path = config_path.clone();
-                    // Parsing a large config takes a while: not on the runtime's threads.
-                    let _ = tokio::task::spawn_blocking(move || reload_requested(&path)).await;
+                    log::info!("SIGHUP: reloading the config");
+                    notify::reloading();
+                    // The outcome is logged by the control task.
+                    let _ = control.reload().await;
+                    notify::ready();
                 }
             }
         }
-    }
-}
-
-fn reload_requested(config_path: &std::path::Path) {
-    match config::load(config_path) {
-        Ok(config) => log::warn!(
-            "SIGHUP: {} is valid ({} services) but NOT applied: live reload is not implemented \
-             yet; restart lbd to apply it (forwarding continues across a restart)",
-            config_path.display(),
-            config.services.len()
-        ),
-        Err(error) => log::error!("SIGHUP: config rejected, nothing changed: {error}"),
     }
 }

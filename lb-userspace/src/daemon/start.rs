@@ -19,12 +19,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Daemon, neighbours::NeighbourWatch, signals::Signals, sweep};
+use super::{Control, Daemon, Host, neighbours::NeighbourWatch, notify, signals::Signals, sweep};
 use crate::{
     admin::{InterfaceStatus, SocketError, bind_admin_socket},
     config::{self, Config, ConfigError},
     dataplane::loader::{self, Attachment, LoadError, Loaded},
-    neighbour::{InterfaceInfo, NeighbourError, Neighbours, Routes, events::NeighbourEvents},
+    health::HealthBoard,
+    neighbour::{InterfaceInfo, NeighbourError, Neighbours, events::NeighbourEvents},
     reconcile::{Desired, Existing, ReconcileError},
 };
 
@@ -52,19 +53,14 @@ pub enum DaemonError {
 /// Runs the daemon for the config at `config_path` until SIGTERM or SIGINT.
 pub async fn serve(config_path: PathBuf) -> Result<(), DaemonError> {
     let signals = Signals::install().map_err(DaemonError::Signals)?;
-    let config = config::load(&config_path)?;
+    let (config, document) = config::load_with_document(&config_path)?;
     let neighbours = Neighbours::new()?;
     // Subscribed before anything is read, so no change falls between a read and the
     // subscription.
     let events = NeighbourEvents::subscribe()?;
-    let mut interfaces = Vec::with_capacity(config.interfaces.len());
-    for interface in &config.interfaces {
-        interfaces.push(neighbours.interface(&interface.name).await?);
-    }
-    let vlans = neighbours.vlans_on(&interfaces).await?;
-    let attached = interfaces.clone();
-    interfaces.extend(vlans);
-    let routes = routes(&neighbours, &config).await?;
+    let host = Host::Netlink(Neighbours::new()?);
+    let (interfaces, routes) = host.placement(&config).await?;
+    let attached = interfaces[..config.interfaces.len()].to_vec();
     let desired = Desired::new(&config, interfaces, &routes)?;
     warn_of_foreign_local_addresses(&neighbours, &config).await;
     let listener = bind_admin_socket(&config.admin_socket)?;
@@ -74,7 +70,7 @@ pub async fn serve(config_path: PathBuf) -> Result<(), DaemonError> {
         neighbours,
         events: Some(events),
     };
-    let daemon = match start(&config, &attached, desired, watch).await {
+    let mut daemon = match start(&config, &attached, desired, watch).await {
         Ok(daemon) => daemon,
         Err(error) => {
             if first_start {
@@ -84,13 +80,24 @@ pub async fn serve(config_path: PathBuf) -> Result<(), DaemonError> {
             return Err(error);
         }
     };
+    let control = daemon.start_control(Control {
+        config_path: Some(config_path),
+        loaded: config.clone(),
+        running: config.clone(),
+        document,
+        host,
+        inputs: daemon.inputs(),
+        board: Arc::new(HealthBoard::default()),
+    });
     log::info!(
         "instance {} serving {} services; admin socket {}",
         config.instance,
         config.services.len(),
         config.admin_socket.display()
     );
-    super::run(daemon, listener, signals.stopped(config_path)).await;
+    notify::ready();
+    super::run(daemon, listener, signals.stopped(control)).await;
+    notify::stopping();
     let _ = std::fs::remove_file(&config.admin_socket);
     log::info!(
         "stopped; the XDP program keeps forwarding from {} (`lbd --teardown --config FILE` detaches it)",
@@ -225,27 +232,6 @@ async fn warn_of_foreign_local_addresses(neighbours: &Neighbours, config: &Confi
             }
         }
     }
-}
-
-/// The kernel's route to every real that may sit behind a router (all but `dr` reals, which
-/// must be on a connected segment): its next hop and the balancer's own address toward it.
-/// One lookup per address. Read once at start-up: a route that changes later is followed
-/// after a restart.
-async fn routes(neighbours: &Neighbours, config: &Config) -> Result<Routes, NeighbourError> {
-    let mut routes = Routes::new();
-    let routed = config
-        .services
-        .iter()
-        .flat_map(|service| &service.reals)
-        .filter(|real| !real.forward.needs_connected_real());
-    for real in routed {
-        if let std::collections::hash_map::Entry::Vacant(slot) = routes.entry(real.address) {
-            let route = neighbours.route(real.address).await?;
-            log::debug!("route to real {}: {route:?}", real.address);
-            slot.insert(route);
-        }
-    }
-    Ok(routes)
 }
 
 /// Waits, at most `limit`, until every real's next hop has a MAC; reals still unknown after

@@ -183,6 +183,16 @@ impl Dataplane for FakeDataplane {
         Ok(())
     }
 
+    fn zero_service_counters(&mut self, service_id: u32) -> Result<(), DataplaneError> {
+        self.writes.push(format!("zero service {service_id}"));
+        Ok(())
+    }
+
+    fn zero_real_counters(&mut self, real_id: u32) -> Result<(), DataplaneError> {
+        self.writes.push(format!("zero real {real_id}"));
+        Ok(())
+    }
+
     fn set_settings(&mut self, settings: Settings) -> Result<(), DataplaneError> {
         if self.settings != Some(settings) {
             self.settings = Some(settings);

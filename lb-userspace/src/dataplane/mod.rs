@@ -121,6 +121,11 @@ pub trait Dataplane: Send {
     fn init_service(&mut self, service_id: u32) -> Result<(), DataplaneError>;
     /// Prepares a real id for a new meaning: zeroes its counters.
     fn init_real(&mut self, real_id: u32) -> Result<(), DataplaneError>;
+    /// `ipvsadm -Z`: zeroes a service's packet, byte and new-flow counters (not its
+    /// connection counts, which are live state).
+    fn zero_service_counters(&mut self, service_id: u32) -> Result<(), DataplaneError>;
+    /// `ipvsadm -Z` for a real, as for a service.
+    fn zero_real_counters(&mut self, real_id: u32) -> Result<(), DataplaneError>;
     /// The runtime knobs (flow timeouts, flags); written if they differ.
     fn set_settings(&mut self, settings: Settings) -> Result<(), DataplaneError>;
     /// What a tunnel or full-NAT real needs beyond its entry (sources, tunnel type); written

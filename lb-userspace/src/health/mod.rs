@@ -70,6 +70,8 @@ impl HealthBoard {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<HealthKey, RealHealth>> {
         // A panic elsewhere while holding it leaves a map that is still whole.
-        self.reals.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.reals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

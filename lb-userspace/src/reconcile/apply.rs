@@ -207,19 +207,24 @@ impl Desired {
         Ok(())
     }
 
-    /// The service's schedule over the reals that can take new flows now.
+    /// The service's schedule over the reals that can take new flows now; the sorry server
+    /// alone when none of them can.
     pub fn ring(&self, service: &DesiredService) -> Result<Vec<u32>, ReconcileError> {
-        let candidates: Vec<Candidate> = service
+        let candidate = |real: &DesiredReal| Candidate {
+            real_id: real.id,
+            weight: real.config.weight,
+            address: real.config.address,
+            port: real.config.port,
+        };
+        let mut candidates: Vec<Candidate> = service
             .reals
             .iter()
-            .filter(|real| real.schedulable())
-            .map(|real| Candidate {
-                real_id: real.id,
-                weight: real.config.weight,
-                address: real.config.address,
-                port: real.config.port,
-            })
+            .filter(|real| !real.sorry && real.schedulable())
+            .map(candidate)
             .collect();
+        if let Some(sorry) = sorry_in_use(service) {
+            candidates = vec![candidate(sorry)];
+        }
         schedule::table(&service.config, &candidates).map_err(|source| ReconcileError::Schedule {
             service: service.config.name(),
             source,
@@ -245,6 +250,23 @@ fn schedulable(service: &DesiredService) -> bool {
         .reals
         .iter()
         .any(|real| real.schedulable() && real.config.weight > 0)
+}
+
+/// Whether a real of the service, not its sorry server, may take new flows.
+fn has_live_real(service: &DesiredService) -> bool {
+    service
+        .reals
+        .iter()
+        .any(|real| !real.sorry && real.schedulable() && real.config.weight > 0)
+}
+
+/// The service's sorry server when it is the one taking new flows: it can, and no real can.
+pub fn sorry_in_use(service: &DesiredService) -> Option<&DesiredReal> {
+    service
+        .reals
+        .iter()
+        .find(|real| real.sorry && real.schedulable())
+        .filter(|_| !has_live_real(service))
 }
 
 /// Writes a real's egress entry if it needs one, then its real entry: the program never
@@ -305,19 +327,26 @@ pub(super) fn real_entry(service: &DesiredService, real: &DesiredReal) -> Real {
         port_be: real.config.port.to_be(),
         ifindex: real.ifindex,
         service_id: service.id,
-        flags: real_flags(real),
+        flags: real_flags(service, real),
         forward: real.config.forward.code(),
         family,
         _pad: [0; 2],
     }
 }
 
-fn real_flags(real: &DesiredReal) -> u32 {
+fn real_flags(service: &DesiredService, real: &DesiredReal) -> u32 {
     let mut flags = 0;
     if real.available() {
         flags |= REAL_AVAILABLE;
     }
-    if real.schedulable() && real.config.weight > 0 {
+    // A sorry server takes new flows only while it stands in for the reals (a persistent
+    // client's entry must not keep sending there once they are back).
+    let takes_new_flows = if real.sorry {
+        sorry_in_use(service).is_some()
+    } else {
+        real.schedulable() && real.config.weight > 0
+    };
+    if takes_new_flows {
         flags |= REAL_TAKES_NEW_FLOWS;
     }
     flags

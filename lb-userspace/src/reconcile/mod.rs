@@ -16,6 +16,7 @@
 //! - `reconciler.rs`: the writer task.
 
 mod apply;
+mod change;
 mod ids;
 mod reconciler;
 #[cfg(test)]
@@ -26,12 +27,14 @@ use std::{
     net::IpAddr,
 };
 
+pub use apply::sorry_in_use;
+pub use change::{HealthChange, health_key_of};
 pub use ids::Existing;
 use lb_common::{FAMILY_IPV4, FAMILY_IPV6, PROTO_TCP, PROTO_UDP, ServiceKey};
-pub use reconciler::{Input, Reconciler};
+pub use reconciler::{Input, Reconciler, Replacement};
 
 use crate::{
-    config::{Config, Forward, Limits, Protocol, RealConfig, ServiceConfig, Timeouts},
+    config::{Config, Forward, Limits, OnFailure, Protocol, RealConfig, ServiceConfig, Timeouts},
     dataplane::DataplaneError,
     neighbour::{
         InterfaceInfo, NeighbourStatus, Observation, Routes, interface_for, prefix_contains,
@@ -133,17 +136,24 @@ pub struct DesiredReal {
     pub reachability: Reachability,
     /// What the service's health check says (always true without one).
     pub healthy: bool,
+    /// What a failed health check does to it (the service's `on_failure`).
+    pub on_failure: OnFailure,
+    /// The service's `sorry_server`: scheduled only while no real of the service can take
+    /// new flows.
+    pub sorry: bool,
 }
 
 impl DesiredReal {
-    /// May it receive packets (of its flows)? Health checks will add to this.
+    /// May it receive packets (of its flows)? Not once its neighbour entry FAILED, nor after
+    /// a failed health check that removes it; an inhibited real keeps its flows.
     pub fn available(&self) -> bool {
-        self.mac.is_some() && self.reachability != Reachability::Failed
+        let health_allows = self.healthy || self.on_failure == OnFailure::Inhibit;
+        self.mac.is_some() && self.reachability != Reachability::Failed && health_allows
     }
 
     /// May it be given new flows (if its weight allows)?
     pub fn schedulable(&self) -> bool {
-        self.available() && self.reachability == Reachability::Reachable
+        self.available() && self.reachability == Reachability::Reachable && self.healthy
     }
 
     /// Takes in what the neighbour table says about the real's next hop.
@@ -232,7 +242,14 @@ impl Desired {
         let vips: Vec<IpAddr> = config.services.iter().map(|service| service.vip).collect();
         for service in &config.services {
             let mut reals = Vec::with_capacity(service.reals.len());
-            for real in &service.reals {
+            let sorry = service.sorry_server.map(|sorry| RealConfig {
+                address: sorry.address,
+                port: sorry.port,
+                weight: 1,
+                forward: service.forward,
+            });
+            let members = service.reals.iter().map(|real| (real, false));
+            for (real, is_sorry) in members.chain(sorry.as_ref().map(|real| (real, true))) {
                 let placement = place(service, real, &interfaces, routes, &vips)?;
                 reals.push(DesiredReal {
                     id: 0,
@@ -244,6 +261,8 @@ impl Desired {
                     mac: None,
                     reachability: Reachability::Reachable,
                     healthy: true,
+                    on_failure: service.on_failure,
+                    sorry: is_sorry,
                 });
             }
             services.push(DesiredService {

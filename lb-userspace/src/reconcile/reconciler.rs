@@ -8,16 +8,37 @@
 use std::{sync::Arc, thread::JoinHandle, time::Duration};
 
 use arc_swap::ArcSwap;
-use tokio::sync::mpsc;
+use lb_common::ServiceKey;
+use tokio::sync::{mpsc, oneshot};
 
-use super::{Desired, Dirty, ReconcileError};
+use super::{Desired, Dirty, Existing, HealthChange, ReconcileError};
 use crate::{dataplane::Dataplane, neighbour::Observation};
 
 /// What can change the desired state.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Input {
     /// What the neighbour table says about some addresses (notifications, or a dump).
     Neighbours(Vec<Observation>),
+    /// Health checks' verdicts that changed.
+    Health(Vec<HealthChange>),
+    /// A new desired state (a reload, an admin edit) takes over.
+    Replace(Box<Replacement>),
+    /// Zero the counters of one service and its reals, or of every service (`None`).
+    ZeroCounters {
+        service: Option<ServiceKey>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// A new desired state, placed but without ids, and what the neighbour tables said about its
+/// next hops just before.
+#[derive(Debug)]
+pub struct Replacement {
+    pub desired: Desired,
+    pub observations: Vec<Observation>,
+    /// Told whether the maps now hold the new state; on an error they still hold the old one
+    /// or, if a write failed half-way, lbd goes on writing the new one.
+    pub done: oneshot::Sender<Result<(), String>>,
 }
 
 /// How long a write that failed waits before it is tried again.
@@ -29,6 +50,8 @@ pub struct Reconciler {
     published: Arc<ArcSwap<Desired>>,
     /// What a failed write pass left unwritten: tried again with the next pass.
     unwritten: Dirty,
+    /// A replacement's writes failed half-way: the whole state is written again.
+    rewrite_all: bool,
 }
 
 impl Reconciler {
@@ -44,6 +67,7 @@ impl Reconciler {
             dataplane,
             published,
             unwritten: Dirty::default(),
+            rewrite_all: false,
         })
     }
 
@@ -52,16 +76,43 @@ impl Reconciler {
         self.published.clone()
     }
 
-    /// Applies a batch of inputs: state first, then one write pass for all they touched.
+    /// Applies a batch of inputs in order: observations and verdicts change the state and
+    /// are written together in one pass; a replacement or a zeroing first writes what came
+    /// before it.
     pub fn handle(&mut self, inputs: Vec<Input>) -> Result<(), ReconcileError> {
+        if std::mem::take(&mut self.rewrite_all) {
+            let desired = self.desired.clone();
+            self.replace(desired, &[])?;
+        }
         let mut dirty = std::mem::take(&mut self.unwritten);
-        let mut observations = Vec::new();
         for input in inputs {
             match input {
-                Input::Neighbours(batch) => observations.extend(batch),
+                Input::Neighbours(batch) => dirty.merge(self.desired.observe_all(&batch)),
+                Input::Health(changes) => dirty.merge(self.desired.set_health(&changes)),
+                Input::Replace(replacement) => {
+                    self.write(std::mem::take(&mut dirty))?;
+                    let Replacement {
+                        desired,
+                        observations,
+                        done,
+                    } = *replacement;
+                    let result = self.replace(desired, &observations);
+                    let _ = done.send(result.as_ref().map_err(ToString::to_string).copied());
+                    result?;
+                }
+                Input::ZeroCounters { service, done } => {
+                    self.write(std::mem::take(&mut dirty))?;
+                    let result = self.zero_counters(service);
+                    let _ = done.send(result.as_ref().map_err(ToString::to_string).copied());
+                    result?;
+                }
             }
         }
-        dirty.merge(self.desired.observe_all(&observations));
+        self.write(dirty)
+    }
+
+    /// One write pass for what the state changes touched.
+    fn write(&mut self, dirty: Dirty) -> Result<(), ReconcileError> {
         if dirty.is_empty() {
             return Ok(());
         }
@@ -74,6 +125,48 @@ impl Reconciler {
             self.unwritten = dirty;
         }
         result
+    }
+
+    /// `desired` takes over: ids from what the maps hold (as on a restart), MACs, neighbour
+    /// states and health verdicts from the current state, then `observations` (fresher), then
+    /// every schedule is computed before anything is written, so a service whose schedule
+    /// cannot be built refuses the whole change with the maps untouched. The writes go in
+    /// [`Desired::apply`]'s order, so no packet sees a half-made state and every flow whose
+    /// real is still there keeps it.
+    fn replace(
+        &mut self,
+        mut desired: Desired,
+        observations: &[Observation],
+    ) -> Result<(), ReconcileError> {
+        let existing = Existing::read(self.dataplane.as_ref())?;
+        desired.adopt(&existing);
+        desired.carry_over(&self.desired);
+        desired.observe_all(observations);
+        for service in &desired.services {
+            desired.ring(service)?;
+        }
+        let result = desired.apply(self.dataplane.as_mut());
+        self.desired = desired;
+        self.published.store(Arc::new(self.desired.clone()));
+        if result.is_err() {
+            self.rewrite_all = true;
+        }
+        result
+    }
+
+    fn zero_counters(&mut self, service: Option<ServiceKey>) -> Result<(), ReconcileError> {
+        let services = self
+            .desired
+            .services
+            .iter()
+            .filter(|desired| service.is_none_or(|key| desired.key == key));
+        for desired in services {
+            self.dataplane.zero_service_counters(desired.id)?;
+            for real in &desired.reals {
+                self.dataplane.zero_real_counters(real.id)?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs on a thread of its own until every sender of `inputs` is gone.

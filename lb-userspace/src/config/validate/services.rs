@@ -12,8 +12,7 @@ use super::Validator;
 use crate::{
     config::{
         ConfigError, DEFAULT_GUE_PORT, Forward, Limits, MAX_WEIGHT, OnFailure, PersistenceConfig,
-        Protocol,
-        RealConfig, Scheduler, ServiceConfig, Tunnel,
+        Protocol, RealConfig, Scheduler, ServiceConfig, Tunnel,
         duration::parse_duration,
         raw::{RawNetmask, RawReal, RawService},
         socket_text,

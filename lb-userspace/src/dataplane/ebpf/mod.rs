@@ -511,6 +511,14 @@ impl Dataplane for EbpfDataplane {
         zero_counters(&mut self.real_stats, real_id, MAP_REAL_STATS)
     }
 
+    fn zero_service_counters(&mut self, service_id: u32) -> Result<(), DataplaneError> {
+        zero_counters(&mut self.service_stats, service_id, MAP_SERVICE_STATS)
+    }
+
+    fn zero_real_counters(&mut self, real_id: u32) -> Result<(), DataplaneError> {
+        zero_counters(&mut self.real_stats, real_id, MAP_REAL_STATS)
+    }
+
     fn set_settings(&mut self, settings: Settings) -> Result<(), DataplaneError> {
         let current = self.settings.get(&0, 0).map_err(map_err(MAP_SETTINGS))?;
         if current == settings {
