@@ -96,6 +96,30 @@ impl Netns {
         })
     }
 
+    /// Like [`Netns::run`], but the thread runs on while the caller goes on: for traffic that
+    /// runs while a test changes things. Join the handle to get `f`'s result.
+    pub fn spawn_thread<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> std::thread::JoinHandle<R> {
+        let handle = self.open();
+        let name = self.name.clone();
+        std::thread::Builder::new()
+            .name(format!("netns {name}"))
+            .spawn(move || {
+                // SAFETY: setns on a valid namespace fd; it changes only this thread.
+                if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    panic!(
+                        "setns into netns {name}: {}",
+                        std::io::Error::last_os_error()
+                    );
+                }
+                drop(handle);
+                f()
+            })
+            .unwrap_or_else(|error| panic!("spawning a thread for netns {}: {error}", self.name))
+    }
+
     /// Spawns `command` inside this namespace. Unlike `ip netns exec`, only the network
     /// namespace changes: the child keeps the host's mount namespace, so it sees the real
     /// /sys/fs/bpf (pinned maps) — but /sys/class/net still lists the host's interfaces.
