@@ -108,11 +108,15 @@ fn lbd_refuses_what_it_cannot_run_and_leaves_nothing_behind() {
         assert!(!socket.exists(), "{name}: admin socket left behind");
     }
 
-    // A second daemon on the running one's socket is refused and does not disturb it.
+    // A second daemon of the running instance is refused by the pid file's lock, before it
+    // touches anything, and does not disturb the first.
     let output = failing_lbd(&topology.lb, running.config_path());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("is in use by a running lbd"), "{stderr}");
+    assert!(
+        stderr.contains("already runs this instance") && stderr.contains(".pid"),
+        "{stderr}"
+    );
     let listing = running.listing();
     assert!(
         listing.services[0].reals[0].available,

@@ -38,6 +38,8 @@ use validate::Validator;
 
 /// Where the admin socket lives when the config does not say.
 pub const DEFAULT_ADMIN_SOCKET: &str = "/run/lb/lbd.sock";
+/// Where pid files go by default.
+pub const DEFAULT_RUN_DIR: &str = "/run/lb";
 /// The bpffs directory under which each instance pins its maps (`<root>/<instance>`).
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/lb";
 
@@ -61,6 +63,9 @@ pub struct Config {
     pub admin_socket: PathBuf,
     /// Key `pin_dir`; default `<DEFAULT_PIN_ROOT>/<instance>`.
     pub pin_dir: PathBuf,
+    /// Key `pid_file`; default `<DEFAULT_RUN_DIR>/<instance>.pid`. Locked while lbd runs, so
+    /// two daemons never drive one instance.
+    pub pid_file: PathBuf,
     /// May be empty; in file order (service ids follow it).
     pub services: Vec<ServiceConfig>,
     pub limits: Limits,

@@ -13,6 +13,7 @@ pub(super) struct RawConfig {
     pub(super) interfaces: Option<Vec<RawInterface>>,
     pub(super) admin: Option<RawAdmin>,
     pub(super) pin_dir: Option<String>,
+    pub(super) pid_file: Option<String>,
     pub(super) services: Option<Vec<RawService>>,
     pub(super) limits: Option<RawLimits>,
     #[serde(default)]

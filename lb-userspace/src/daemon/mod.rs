@@ -15,6 +15,7 @@
 mod control;
 mod neighbours;
 mod notify;
+mod pidfile;
 mod signals;
 mod start;
 mod sweep;
@@ -24,6 +25,7 @@ use std::{future::Future, sync::Arc, thread::JoinHandle};
 use tokio::{net::UnixListener, sync::mpsc};
 
 pub use control::{Control, ControlHandle, Host, Outcome, describe_difference};
+pub use pidfile::{PidFile, PidFileError};
 pub use start::{DaemonError, INITIAL_RESOLUTION, check_summary, serve};
 
 use crate::{

@@ -48,12 +48,16 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("starting the flow sweep thread: {0}")]
     Sweep(std::io::Error),
+    #[error(transparent)]
+    PidFile(#[from] super::PidFileError),
 }
 
 /// Runs the daemon for the config at `config_path` until SIGTERM or SIGINT.
 pub async fn serve(config_path: PathBuf) -> Result<(), DaemonError> {
     let signals = Signals::install().map_err(DaemonError::Signals)?;
     let (config, document) = config::load_with_document(&config_path)?;
+    // Before anything is touched: another daemon of this instance may be running.
+    let pid_file = super::PidFile::lock(&config.pid_file)?;
     let neighbours = Neighbours::new()?;
     // Subscribed before anything is read, so no change falls between a read and the
     // subscription.
@@ -99,6 +103,7 @@ pub async fn serve(config_path: PathBuf) -> Result<(), DaemonError> {
     super::run(daemon, listener, signals.stopped(control)).await;
     notify::stopping();
     let _ = std::fs::remove_file(&config.admin_socket);
+    drop(pid_file);
     log::info!(
         "stopped; the XDP program keeps forwarding from {} (`lbd --teardown --config FILE` detaches it)",
         config.pin_dir.display()

@@ -177,6 +177,7 @@ limits: {flows: 1000, services: 16, reals: 64}
         ],
         admin_socket: PathBuf::from("/run/lb/lb1.sock"),
         pin_dir: PathBuf::from("/sys/fs/bpf/test/lb1"),
+        pid_file: PathBuf::from("/run/lb/lb1.pid"),
         services: vec![
             ServiceConfig {
                 vip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),

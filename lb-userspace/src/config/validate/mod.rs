@@ -14,8 +14,8 @@ use std::{
 };
 
 use super::{
-    Config, ConfigError, DEFAULT_ADMIN_SOCKET, DEFAULT_PIN_ROOT, Location, MAX_INSTANCE_NAME_LEN,
-    MAX_UNIX_SOCKET_PATH_LEN, NameError, Position, is_valid_instance_name,
+    Config, ConfigError, DEFAULT_ADMIN_SOCKET, DEFAULT_PIN_ROOT, DEFAULT_RUN_DIR, Location,
+    MAX_INSTANCE_NAME_LEN, MAX_UNIX_SOCKET_PATH_LEN, NameError, Position, is_valid_instance_name,
     raw::{PlannedKey, RawConfig},
     source_map::{SourceMap, join_key},
 };
@@ -129,6 +129,14 @@ impl Validator<'_> {
             None => Path::new(DEFAULT_PIN_ROOT).join(&instance),
         };
 
+        let pid_file = match raw.pid_file {
+            Some(pid_file) => {
+                self.check_path("pid_file", &pid_file)?;
+                PathBuf::from(pid_file)
+            }
+            None => Path::new(DEFAULT_RUN_DIR).join(format!("{instance}.pid")),
+        };
+
         let limits = self.limits(raw.limits)?;
         let services = self.services(raw.services.unwrap_or_default(), &limits)?;
         let timeouts = self.timeouts(raw.timeouts)?;
@@ -138,6 +146,7 @@ impl Validator<'_> {
             interfaces,
             admin_socket,
             pin_dir,
+            pid_file,
             services,
             limits,
             timeouts,
