@@ -27,6 +27,9 @@
 //! | [`crate::decap::MAP_DECAP_ADDRS`] | [`crate::decap::DecapAddrKey`] → flags (local address, VIP) | `lbd decap` | `lb_decap` |
 //! | [`crate::decap::MAP_DECAP_CONFIG`] | 0 → [`crate::decap::DecapConfig`] (GUE port) | `lbd decap` | `lb_decap` |
 //!
+//! | [`MAP_SERVICE_IDS`] | [`ServiceKey`] → service id (frozen; lbd only) | lbd | lbd (restart) |
+//! | [`MAP_REAL_IDS`] | [`RealIdKey`] → [`RealIdentity`] (frozen; lbd only) | lbd | lbd (restart) |
+//!
 //! The decapsulation program's two maps (see [`crate::decap`]) are not in [`ALL_MAPS`]: the
 //! balancer never pins them, and `lbd decap` leaves them unpinned.
 //!
@@ -118,6 +121,46 @@ pub const RETIRED_MAPS: [&str; 8] = [
     "LB_SCHEDULES_V1",
     "LB_RING_V1",
 ];
+
+/// Which id each service has, for a restarted (or upgraded) lbd: flows name services and reals
+/// by id, so ids must survive any change of the other maps' layouts. This map and
+/// [`MAP_REAL_IDS`] hold nothing else, their layouts never change (their names say `V1`
+/// forever), and the program never reads them: a new version whose service or real entries
+/// changed shape (new map names) still finds every id here, as Katran keeps its VIP → id
+/// map apart from the VIPs' details. lbd creates and pins them itself; they are not in the
+/// program's object, so not in [`ALL_MAPS`].
+pub const MAP_SERVICE_IDS: &str = "LB_IDS_SVC_V1";
+/// Which id each real has (see [`MAP_SERVICE_IDS`]).
+pub const MAP_REAL_IDS: &str = "LB_IDS_REAL_V1";
+
+/// A real as its identity: its service's id, address and port. Frozen (see
+/// [`MAP_SERVICE_IDS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RealIdKey {
+    pub service_id: u32,
+    /// Network byte order, as [`ServiceKey::vip`].
+    pub addr: [u8; 16],
+    pub port_be: u16,
+    pub family: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<RealIdKey>() == 24);
+
+/// A real's id, and what decides whether its flows may go on to it as reconfigured (its
+/// method, and for full NAT a digest of its local addresses). Frozen (see
+/// [`MAP_SERVICE_IDS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RealIdentity {
+    pub id: u32,
+    /// `FORWARD_*`.
+    pub forward: u8,
+    pub _pad: [u8; 3],
+    /// FNV-1a of the full-NAT local addresses, in order; 0 for other methods.
+    pub sources_digest: u64,
+}
+const _: () = assert!(core::mem::size_of::<RealIdentity>() == 16);
 
 /// The flow table of the previous layout (an LRU of [`PreviousFlow`]): a restarted lbd copies
 /// its flows into [`MAP_FLOWS`], so an upgrade keeps every connection.
@@ -597,4 +640,6 @@ mod pod {
     unsafe impl aya::Pod for super::Reply {}
     unsafe impl aya::Pod for super::IcmpBudget {}
     unsafe impl aya::Pod for super::Handoff {}
+    unsafe impl aya::Pod for super::RealIdKey {}
+    unsafe impl aya::Pod for super::RealIdentity {}
 }

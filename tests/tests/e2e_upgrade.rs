@@ -147,3 +147,71 @@ fn an_upgrade_from_the_previous_layout_keeps_every_connection() {
             .unwrap_or_else(|e| panic!("new connection {index}: {e}\n{}", lbd.log()));
     }
 }
+
+/// A later version may change the layout of the service or real entries (new map names, old
+/// maps unreadable to it). The ids flows name then come from the id maps, which never change:
+/// here the service and real maps are unpinned between two daemons, as such an upgrade would
+/// leave them, and the new daemon lists its reals in another order, so ids handed out afresh
+/// would send every kept connection to another real.
+#[test]
+fn ids_survive_a_change_of_the_service_and_real_layouts() {
+    if !require_root("e2e_upgrade") {
+        return;
+    }
+    let prefix = format!("lbt-ids-{}-", std::process::id());
+    netns::remove_leftovers(&prefix);
+    let topology = DrTopology::build(&prefix, &["real1", "real2", "real3"]);
+    topology.attach_pass_program();
+    let _servers: Vec<HttpServer> = topology
+        .reals
+        .iter()
+        .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
+        .collect();
+    let vip = SocketAddr::new(IpAddr::V4(VIP), 80);
+    let mut lbd = Lbd::start(
+        &topology.lb,
+        &format!("lbt-ids-{}", std::process::id()),
+        CONFIG,
+    );
+    let pins = lbd.pin_dir().to_path_buf();
+    for map in [lb_common::MAP_SERVICE_IDS, lb_common::MAP_REAL_IDS] {
+        assert!(pins.join(map).exists(), "{map} is pinned");
+    }
+    let mut kept: Vec<(HttpClient, String)> = (0..KEPT)
+        .map(|index| {
+            let mut connection = topology
+                .client
+                .run(|| HttpClient::connect(vip, TIMEOUT))
+                .unwrap_or_else(|e| panic!("connection {index}: {e}\n{}", lbd.log()));
+            let real = connection
+                .get("/")
+                .unwrap_or_else(|e| panic!("connection {index}: {e}\n{}", lbd.log()));
+            (connection, real.trim_end().to_owned())
+        })
+        .collect();
+    let status = lbd.stop();
+    assert!(status.success(), "{status}\n{}", lbd.log());
+    for map in [lb_common::MAP_SERVICES, lb_common::MAP_REALS] {
+        std::fs::remove_file(pins.join(map)).unwrap_or_else(|e| panic!("unpinning {map}: {e}"));
+    }
+    lbd.edit_config(
+        "      - {address: 192.0.2.11, weight: 1}\n      - {address: 192.0.2.12, weight: 1}\n      - {address: 192.0.2.13, weight: 1}\n",
+        "      - {address: 192.0.2.13, weight: 1}\n      - {address: 192.0.2.12, weight: 1}\n      - {address: 192.0.2.11, weight: 1}\n",
+    );
+    lbd.restart(&topology.lb);
+    assert!(
+        lbd.log().contains("adopting pinned maps"),
+        "the ids were found: {}",
+        lbd.log()
+    );
+    for (index, (connection, real)) in kept.iter_mut().enumerate() {
+        let answer = connection.get("/").unwrap_or_else(|e| {
+            panic!(
+                "connection {index} (on {real}) broke across the layout change: {e}\n{}",
+                lbd.log()
+            )
+        });
+        assert_eq!(answer.trim_end(), real, "connection {index} moved");
+    }
+    assert!(lbd.stop().success());
+}

@@ -158,7 +158,7 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
         dataplane,
         reader,
         sweeper,
-    } = EbpfDataplane::from_ebpf(&mut ebpf)?;
+    } = EbpfDataplane::from_ebpf(&mut ebpf, pin_dir)?;
     if let Some(dir) = pin_dir {
         migrate_previous_flows(dir, &reader)?;
     }

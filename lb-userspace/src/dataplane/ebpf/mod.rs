@@ -6,6 +6,7 @@
 
 pub mod batch;
 mod element;
+mod identities;
 mod published;
 mod readers;
 mod sweep;
@@ -16,9 +17,10 @@ use aya::maps::{
     Array, DevMapHash, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
 };
 pub use element::{insert_new, lookup_and_delete};
+use identities::Identities;
 use lb_common::{
-    ConnCounts, Counters, Egress, Flow, FlowKey, Interface, MAP_CONNS, MAP_EGRESS, MAP_FLOWS,
-    MAP_FRAGMENT_SERVICES, MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS, MAP_REASON_STATS,
+    ConnCounts, Counters, Egress, FORWARD_FULLNAT, Flow, FlowKey, Interface, MAP_CONNS, MAP_EGRESS,
+    MAP_FLOWS, MAP_FRAGMENT_SERVICES, MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS, MAP_REASON_STATS,
     MAP_REPLIES, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES, MAP_SETTINGS,
     MAP_TABLES, MAP_TX_PORTS, MAX_TABLE_SLOTS, Real, Reason, Service, ServiceKey, Settings,
     TableRange,
@@ -53,6 +55,8 @@ pub struct EbpfDataplane {
     /// object has no such map (a program that cannot tunnel or full-NAT): only reals that need
     /// an entry fail then.
     egress: Option<BpfHashMap<MapData, u32, Egress>>,
+    /// Which id each service and real has, apart from their entries (see `identities.rs`).
+    identities: Identities,
     readers: Readers,
 }
 
@@ -75,7 +79,12 @@ pub struct MapHandles {
 impl EbpfDataplane {
     /// Takes the maps out of a loaded program: the writer, a reader and a sweeper, each
     /// with handles of its own.
-    pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<MapHandles, DataplaneError> {
+    /// The handles to `ebpf`'s maps, and the id maps pinned in `pin_dir` (created there if
+    /// missing; unpinned without a `pin_dir`).
+    pub fn from_ebpf(
+        ebpf: &mut aya::Ebpf,
+        pin_dir: Option<&std::path::Path>,
+    ) -> Result<MapHandles, DataplaneError> {
         let service_stats = take(ebpf, MAP_SERVICE_STATS)?;
         let real_stats = take(ebpf, MAP_REAL_STATS)?;
         let flows = map_data(take(ebpf, MAP_FLOWS)?, MAP_FLOWS)?;
@@ -110,8 +119,18 @@ impl EbpfDataplane {
             flows,
             conns,
         };
+        let services = map_data(take(ebpf, MAP_SERVICES)?, MAP_SERVICES)?;
+        let identities = Identities::open(
+            pin_dir,
+            services
+                .info()
+                .map_err(map_err(MAP_SERVICES))?
+                .max_entries(),
+            reals.info().map_err(map_err(MAP_REALS))?.max_entries(),
+        )?;
+        let services = typed(Map::HashMap(services), MAP_SERVICES)?;
         let writer = Self {
-            services: typed(take(ebpf, MAP_SERVICES)?, MAP_SERVICES)?,
+            services,
             fragment_services: typed(take(ebpf, MAP_FRAGMENT_SERVICES)?, MAP_FRAGMENT_SERVICES)?,
             schedules,
             reals: Reals::new(reals)?,
@@ -128,6 +147,7 @@ impl EbpfDataplane {
                 .take_map(MAP_EGRESS)
                 .map(|raw| typed(raw, MAP_EGRESS))
                 .transpose()?,
+            identities,
             readers: Readers::default(),
         };
         Ok(MapHandles {
@@ -346,6 +366,8 @@ impl Dataplane for EbpfDataplane {
     }
 
     fn set_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError> {
+        // The id first: a restart finds every id the program may have seen.
+        self.identities.set_service(key, service.id)?;
         write_hash_entry(
             &mut self.services,
             MAP_SERVICES,
@@ -356,7 +378,8 @@ impl Dataplane for EbpfDataplane {
     }
 
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
-        remove_hash_entry(&mut self.services, MAP_SERVICES, key, &mut self.readers)
+        remove_hash_entry(&mut self.services, MAP_SERVICES, key, &mut self.readers)?;
+        self.identities.remove_service(key)
     }
 
     fn set_fragment_service(
@@ -393,7 +416,21 @@ impl Dataplane for EbpfDataplane {
     }
 
     fn set_real(&mut self, id: u32, real: Real) -> Result<(), DataplaneError> {
-        self.reals.publish(id, real, &mut self.readers)
+        let mut sources = Vec::new();
+        if real.forward == FORWARD_FULLNAT
+            && let Some(egress) = &self.egress
+            && let Ok(entry) = egress.get(&id, 0)
+        {
+            let count = (entry.source_count as usize).min(entry.sources.len());
+            sources.extend_from_slice(&entry.sources[..count]);
+        }
+        if real == Real::default() {
+            self.reals.publish(id, real, &mut self.readers)?;
+            self.identities.set_real(id, &real, &sources)
+        } else {
+            self.identities.set_real(id, &real, &sources)?;
+            self.reals.publish(id, real, &mut self.readers)
+        }
     }
 
     fn set_schedule(
@@ -482,16 +519,49 @@ impl Dataplane for EbpfDataplane {
         Ok(())
     }
 
+    /// The service entries, and a bare entry (its id) for each service the id map has but
+    /// the service map does not: after an upgrade that changed the service entries' layout,
+    /// the new map starts empty and the ids come from the id map alone.
     fn services(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError> {
         let mut services = Vec::new();
         visit_entries(&self.services, MAP_SERVICES, |key, service| {
             services.push((key, service))
         })?;
+        for (key, id) in self.identities.services() {
+            if !services.iter().any(|(known, _)| *known == key) {
+                services.push((
+                    key,
+                    Service {
+                        id,
+                        ..Service::default()
+                    },
+                ));
+            }
+        }
         Ok(services)
     }
 
+    /// The real entries in use, and for each real the id map has but the real map does not
+    /// (see `services`), an entry with what the id map knows: service, address, port and
+    /// method, not available (its MAC is read again).
     fn reals(&self) -> Result<Vec<(u32, Real)>, DataplaneError> {
-        self.reals.in_use()
+        let mut reals = self.reals.in_use()?;
+        for (key, identity) in self.identities.reals() {
+            if !reals.iter().any(|(id, _)| *id == identity.id) {
+                reals.push((
+                    identity.id,
+                    Real {
+                        addr: key.addr,
+                        port_be: key.port_be,
+                        service_id: key.service_id,
+                        forward: identity.forward,
+                        family: key.family,
+                        ..Real::default()
+                    },
+                ));
+            }
+        }
+        Ok(reals)
     }
 
     fn init_service(&mut self, service_id: u32) -> Result<(), DataplaneError> {
