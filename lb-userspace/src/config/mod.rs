@@ -32,6 +32,7 @@ use std::{
     str::FromStr,
 };
 
+pub use duration::duration_text;
 use raw::RawConfig;
 use source_map::SourceMap;
 use validate::Validator;

@@ -12,7 +12,7 @@ use super::{Validator, services::server_port_problem};
 use crate::config::{
     CheckKind, ConfigError, HealthCheckConfig, HttpCheck, NameError, OnFailure, ServiceConfig,
     SorryServer,
-    duration::parse_duration,
+    duration::{duration_text, parse_duration},
     parse_name,
     raw::{RawHealthCheck, RawStatus},
     socket_text,
@@ -491,13 +491,4 @@ impl Validator<'_> {
 
 fn has_space_or_control(text: &str) -> bool {
     text.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-/// `500ms`, `2s`: as the config writes durations.
-fn duration_text(duration: Duration) -> String {
-    if duration.subsec_millis() == 0 {
-        format!("{}s", duration.as_secs())
-    } else {
-        format!("{}ms", duration.as_millis())
-    }
 }
