@@ -4,15 +4,27 @@
 //! results against `rise` and `fall`, and tells the reconciler when a real goes down or comes
 //! back. What each check last said is kept on a [`HealthBoard`] that readers (the admin
 //! socket, metrics, the status page) look at without asking anybody.
+//!
+//! # Layout
+//!
+//! - this file: the types others read ([`HealthKey`], [`CheckReport`], [`RealHealth`], the
+//!   [`HealthBoard`]);
+//! - `checker.rs`: [`RiseFall`], the pure rise/fall thresholds of one real;
+
+mod checker;
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Mutex,
     time::{Duration, SystemTime},
 };
 
-use lb_common::ServiceKey;
+pub use checker::RiseFall;
+use lb_common::{FAMILY_IPV4, PROTO_TCP, PROTO_UDP, ServiceKey};
+
+use crate::config::socket_text;
 
 /// Which real of which service: the service's key, the real's address and port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,14 +34,41 @@ pub struct HealthKey {
     pub port: u16,
 }
 
+/// `TCP 192.0.2.10:80 real 10.0.0.11:80`, for logs.
+impl fmt::Display for HealthKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let service = &self.service;
+        let protocol = match service.protocol {
+            PROTO_TCP => "TCP".to_owned(),
+            PROTO_UDP => "UDP".to_owned(),
+            other => format!("protocol {other}"),
+        };
+        let vip = if service.family == FAMILY_IPV4 {
+            let [a, b, c, d, ..] = service.vip;
+            IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(service.vip))
+        };
+        write!(
+            f,
+            "{protocol} {} real {}",
+            socket_text(vip, u16::from_be(service.port_be)),
+            socket_text(self.address, self.port)
+        )
+    }
+}
+
 /// What one check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckReport {
     pub ok: bool,
     /// From the start of the connect to the verdict.
     pub latency: Duration,
-    /// `connected`, `HTTP 200`, `connect: connection refused`, `timed out after 500ms`, …
+    /// A few words for operators: `connected`, `HTTP 200`, `HTTP 503 (expected 200-299)`,
+    /// `body lacks "ok"`, `malformed status line`, `connect: Connection refused`,
+    /// `timed out after 500ms`, …
     pub detail: String,
+    /// When the check started.
     pub at: SystemTime,
 }
 
@@ -63,6 +102,14 @@ impl HealthBoard {
         self.lock().insert(key, health);
     }
 
+    /// Replaces the entry of a real that is on the board, and only then: a check that ends
+    /// just after its real was dropped (by [`retain`](Self::retain)) must not bring it back.
+    pub fn update(&self, key: &HealthKey, health: RealHealth) {
+        if let Some(entry) = self.lock().get_mut(key) {
+            *entry = health;
+        }
+    }
+
     /// Forgets every real not in `keep` (no longer configured or no longer checked).
     pub fn retain(&self, keep: impl Fn(&HealthKey) -> bool) {
         self.lock().retain(|key, _| keep(key));
@@ -70,6 +117,8 @@ impl HealthBoard {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<HealthKey, RealHealth>> {
         // A panic elsewhere while holding it leaves a map that is still whole.
-        self.reals.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.reals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
