@@ -9,9 +9,15 @@
 //!
 //! - this file: the types others read ([`HealthKey`], [`CheckReport`], [`RealHealth`], the
 //!   [`HealthBoard`]);
+//! - `probe.rs`: one check (TCP connect, HTTP GET) and the [`Probe`] seam the monitor runs
+//!   checks through;
 //! - `checker.rs`: [`RiseFall`], the pure rise/fall thresholds of one real;
+//! - `monitor.rs`: [`HealthMonitor`], a task per real and a bound on probes in flight; its
+//!   [`Transition`]s are what the reconciler hears.
 
 mod checker;
+mod monitor;
+mod probe;
 
 use std::{
     collections::HashMap,
@@ -23,6 +29,8 @@ use std::{
 
 pub use checker::RiseFall;
 use lb_common::{FAMILY_IPV4, PROTO_TCP, PROTO_UDP, ServiceKey};
+pub use monitor::{DEFAULT_MAX_CONCURRENT_PROBES, HealthMonitor, Target, Transition};
+pub use probe::{MAX_RESPONSE_BYTES, NetworkProbe, Probe, check};
 
 use crate::config::socket_text;
 
