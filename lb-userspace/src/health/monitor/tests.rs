@@ -119,7 +119,7 @@ fn tcp_check(interval: Duration, rise: u32, fall: u32) -> HealthCheckConfig {
 
 const SECOND: Duration = Duration::from_secs(1);
 
-fn monitor(
+fn start_monitor(
     probe: &ScriptedProbe,
     max_concurrent_probes: usize,
 ) -> (
@@ -141,7 +141,7 @@ fn monitor(
 #[tokio::test(start_paused = true)]
 async fn a_failing_real_goes_down_after_fall_checks_and_back_after_rise() {
     let probe = ScriptedProbe::new(Duration::ZERO);
-    let (mut monitor, board, mut transitions) = monitor(&probe, 256);
+    let (mut monitor, board, mut transitions) = start_monitor(&probe, 256);
     let key = real(11);
     probe.set_failing(key, true);
     let started = Instant::now();
@@ -193,7 +193,7 @@ async fn a_failing_real_goes_down_after_fall_checks_and_back_after_rise() {
 #[tokio::test(start_paused = true)]
 async fn a_real_that_starts_down_needs_rise_passed_checks() {
     let probe = ScriptedProbe::new(Duration::ZERO);
-    let (mut monitor, board, mut transitions) = monitor(&probe, 256);
+    let (mut monitor, board, mut transitions) = start_monitor(&probe, 256);
     let key = real(11);
     monitor.set_targets(vec![Target::new(key, tcp_check(SECOND, 2, 3), false)]);
     assert!(!board.get(&key).unwrap().up);
@@ -206,7 +206,7 @@ async fn a_real_that_starts_down_needs_rise_passed_checks() {
 #[tokio::test(start_paused = true)]
 async fn a_passing_real_is_checked_every_interval_without_transitions() {
     let probe = ScriptedProbe::new(Duration::ZERO);
-    let (mut monitor, board, mut transitions) = monitor(&probe, 256);
+    let (mut monitor, board, mut transitions) = start_monitor(&probe, 256);
     let key = real(11);
     monitor.set_targets(vec![Target::new(key, tcp_check(SECOND, 2, 3), true)]);
     tokio::time::sleep(10 * SECOND).await;
@@ -221,7 +221,7 @@ async fn a_passing_real_is_checked_every_interval_without_transitions() {
 #[tokio::test(start_paused = true)]
 async fn unchanged_targets_keep_their_state_and_changed_ones_restart() {
     let probe = ScriptedProbe::new(Duration::ZERO);
-    let (mut monitor, board, mut transitions) = monitor(&probe, 256);
+    let (mut monitor, board, mut transitions) = start_monitor(&probe, 256);
     let (kept, changed, removed, added) = (real(11), real(12), real(13), real(14));
     probe.set_failing(kept, true);
     probe.set_failing(changed, true);
@@ -283,7 +283,7 @@ async fn unchanged_targets_keep_their_state_and_changed_ones_restart() {
 #[tokio::test(start_paused = true)]
 async fn a_target_whose_task_ended_starts_again_where_it_stopped() {
     let probe = ScriptedProbe::new(Duration::ZERO);
-    let (mut monitor, board, mut transitions) = monitor(&probe, 256);
+    let (mut monitor, board, mut transitions) = start_monitor(&probe, 256);
     let key = real(11);
     probe.set_failing(key, true);
     let target = Target::new(key, tcp_check(SECOND, 1, 1), true);
@@ -306,7 +306,7 @@ async fn a_target_whose_task_ended_starts_again_where_it_stopped() {
 #[tokio::test(start_paused = true)]
 async fn probes_in_flight_never_exceed_the_bound() {
     let probe = ScriptedProbe::new(Duration::from_millis(300));
-    let (mut monitor, _board, _transitions) = monitor(&probe, 4);
+    let (mut monitor, _board, _transitions) = start_monitor(&probe, 4);
     let keys: Vec<HealthKey> = (1..=50).map(real).collect();
     monitor.set_targets(
         keys.iter()
@@ -324,7 +324,7 @@ async fn probes_in_flight_never_exceed_the_bound() {
 #[tokio::test(start_paused = true)]
 async fn stop_and_drop_end_every_check() {
     let probe = ScriptedProbe::new(Duration::from_millis(100));
-    let (mut monitor, board, _transitions) = monitor(&probe, 256);
+    let (mut monitor, board, _transitions) = start_monitor(&probe, 256);
     let targets: Vec<Target> = (1..=3)
         .map(|octet| Target::new(real(octet), tcp_check(SECOND, 2, 3), true))
         .collect();
@@ -338,7 +338,7 @@ async fn stop_and_drop_end_every_check() {
     // The board keeps the last results for readers.
     assert_eq!(board.snapshot().len(), 3);
 
-    let (mut monitor, _board, _transitions) = super::tests::monitor(&probe, 256);
+    let (mut monitor, _board, _transitions) = start_monitor(&probe, 256);
     monitor.set_targets(targets);
     tokio::time::sleep(3 * SECOND).await;
     drop(monitor);
@@ -351,7 +351,7 @@ async fn stop_and_drop_end_every_check() {
 #[tokio::test(start_paused = true)]
 async fn targets_that_are_not_checked_stay_off_the_board() {
     let probe = ScriptedProbe::new(Duration::ZERO);
-    let (mut monitor, board, _transitions) = monitor(&probe, 256);
+    let (mut monitor, board, _transitions) = start_monitor(&probe, 256);
     let mut check = tcp_check(SECOND, 2, 3);
     check.kind = CheckKind::None;
     monitor.set_targets(vec![Target::new(real(11), check, true)]);
