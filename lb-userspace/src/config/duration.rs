@@ -40,6 +40,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(millis))
 }
 
+/// `500ms`, `2s`: a duration as the config writes it (whole seconds when it is some).
+pub fn duration_text(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +59,15 @@ mod tests {
         assert_eq!(parse_duration("900s"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn text_reads_back() {
+        for (millis, text) in [(500, "500ms"), (2000, "2s"), (1500, "1500ms"), (0, "0s")] {
+            let duration = Duration::from_millis(millis);
+            assert_eq!(duration_text(duration), text);
+            assert_eq!(parse_duration(text), Ok(duration));
+        }
     }
 
     #[test]

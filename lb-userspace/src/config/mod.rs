@@ -15,7 +15,8 @@
 //! - this file: the typed [`Config`] and the words of its enums (`wrr`, `dr`, …);
 //! - `raw.rs`: the serde structs, the file's shape;
 //! - `source_map.rs`: key paths ↔ line and column;
-//! - `validate/`: raw → typed, one file per section (`interfaces`, `limits`, `services`).
+//! - `validate/`: raw → typed, one file per section (`interfaces`, `limits`, `services`,
+//!   `health`, `timeouts`).
 
 mod duration;
 pub mod edit;
@@ -32,6 +33,7 @@ use std::{
     str::FromStr,
 };
 
+pub use duration::duration_text;
 use raw::RawConfig;
 use source_map::SourceMap;
 use validate::Validator;
@@ -165,7 +167,9 @@ pub struct ServiceConfig {
     pub reals: Vec<RealConfig>,
 }
 
-/// keepalived's TCP_CHECK and HTTP_GET, per service (key `health_check`).
+/// keepalived's TCP_CHECK and HTTP_GET, per service (key `health_check`). The defaults are
+/// HAProxy's (`inter 2s`, `rise 2`, `fall 3`) with a 1 s timeout: a dead real is out after
+/// three failed checks, about six seconds, and one lost answer does not take it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheckConfig {
     pub kind: CheckKind,
@@ -185,7 +189,8 @@ pub struct HealthCheckConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckKind {
-    /// Reals are never checked (`type: none`): as if no `health_check` were given.
+    /// Reals are never checked, always up. The config never yields it: `type: none` gives
+    /// `health_check: None`, so that "not checked" has one spelling.
     None,
     /// A TCP connect that completes.
     Tcp,
@@ -214,6 +219,20 @@ pub enum OnFailure {
     Remove,
     /// Weight 0 (keepalived's `inhibit_on_failure`): no new flows, its flows carry on.
     Inhibit,
+}
+
+impl HealthCheckConfig {
+    pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+    pub const DEFAULT_RISE: u32 = 2;
+    pub const DEFAULT_FALL: u32 = 3;
+}
+
+impl HttpCheck {
+    pub const DEFAULT_PATH: &'static str = "/";
+    /// Any success, as HAProxy's `http-check expect` default (2xx and 3xx there; a redirect
+    /// here more often means a login page than a healthy application).
+    pub const DEFAULT_EXPECT_STATUS: std::ops::RangeInclusive<u16> = 200..=299;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -480,6 +499,17 @@ impl Forward {
     }
 }
 
+impl OnFailure {
+    pub const ALL: [OnFailure; 2] = [OnFailure::Remove, OnFailure::Inhibit];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OnFailure::Remove => "remove",
+            OnFailure::Inhibit => "inhibit",
+        }
+    }
+}
+
 impl Tunnel {
     pub const ALL: [Tunnel; 2] = [Tunnel::Ipip, Tunnel::Gue];
 
@@ -543,6 +573,19 @@ impl FromStr for Tunnel {
     }
 }
 
+impl FromStr for OnFailure {
+    type Err = NameError;
+    fn from_str(word: &str) -> Result<Self, NameError> {
+        parse_name(
+            "on_failure action",
+            word,
+            &OnFailure::ALL,
+            OnFailure::name,
+            &[],
+        )
+    }
+}
+
 impl FromStr for Forward {
     type Err = NameError;
     fn from_str(word: &str) -> Result<Self, NameError> {
@@ -565,7 +608,7 @@ macro_rules! display_by_name {
         }
     )*};
 }
-display_by_name!(XdpMode, Protocol, Scheduler, Forward, Tunnel);
+display_by_name!(XdpMode, Protocol, Scheduler, Forward, Tunnel, OnFailure);
 
 /// Line and column in the config text, both 1-based; columns count characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -56,10 +56,56 @@ pub(super) struct RawService {
     pub(super) persistence: Option<String>,
     pub(super) persistence_netmask: Option<RawNetmask>,
     pub(super) mh_table_size: Option<i64>,
-    #[serde(default)]
-    pub(super) health_check: PlannedKey,
-    #[serde(default)]
-    pub(super) on_failure: PlannedKey,
+    pub(super) health_check: Option<RawHealthCheck>,
+    pub(super) on_failure: Option<String>,
+    pub(super) sorry_server: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealthCheck {
+    #[serde(rename = "type")]
+    pub(super) kind: Option<String>,
+    pub(super) port: Option<i64>,
+    pub(super) path: Option<String>,
+    pub(super) expect_status: Option<RawStatus>,
+    pub(super) host: Option<String>,
+    pub(super) expect_body: Option<String>,
+    pub(super) interval: Option<String>,
+    pub(super) timeout: Option<String>,
+    pub(super) rise: Option<i64>,
+    pub(super) fall: Option<i64>,
+    pub(super) source: Option<String>,
+}
+
+/// `expect_status`: one code (`200`) or a range (`200-299`, which YAML reads as a string).
+/// Deserialized by hand so that a wrong value is told what is expected, which serde's
+/// `untagged` cannot say.
+pub(super) enum RawStatus {
+    Code(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawStatus {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StatusVisitor;
+        impl de::Visitor<'_> for StatusVisitor {
+            type Value = RawStatus;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a status code (200) or a range (200-299)")
+            }
+            fn visit_i64<E: de::Error>(self, code: i64) -> Result<RawStatus, E> {
+                Ok(RawStatus::Code(code))
+            }
+            fn visit_u64<E: de::Error>(self, code: u64) -> Result<RawStatus, E> {
+                Ok(RawStatus::Code(i64::try_from(code).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<RawStatus, E> {
+                Ok(RawStatus::Text(text.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(StatusVisitor)
+    }
 }
 
 #[derive(Deserialize)]
@@ -98,7 +144,7 @@ pub(super) struct RawTimeouts {
 
 /// A key from SPEC.md that this version does not implement. It accepts any value so that the
 /// validator can say "not supported yet" rather than serde saying "unknown key"; it is not an
-/// `Option` because `health_check:` with an empty value must be rejected too.
+/// `Option` because `vrrp:` with an empty value must be rejected too.
 #[derive(Default)]
 pub(super) struct PlannedKey {
     pub(super) present: bool,

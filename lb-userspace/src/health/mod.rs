@@ -4,15 +4,35 @@
 //! results against `rise` and `fall`, and tells the reconciler when a real goes down or comes
 //! back. What each check last said is kept on a [`HealthBoard`] that readers (the admin
 //! socket, metrics, the status page) look at without asking anybody.
+//!
+//! # Layout
+//!
+//! - this file: the types others read ([`HealthKey`], [`CheckReport`], [`RealHealth`], the
+//!   [`HealthBoard`]);
+//! - `probe.rs`: one check (TCP connect, HTTP GET) and the [`Probe`] seam the monitor runs
+//!   checks through;
+//! - `checker.rs`: [`RiseFall`], the pure rise/fall thresholds of one real;
+//! - `monitor.rs`: [`HealthMonitor`], a task per real and a bound on probes in flight; its
+//!   [`Transition`]s are what the reconciler hears.
+
+mod checker;
+mod monitor;
+mod probe;
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Mutex,
     time::{Duration, SystemTime},
 };
 
-use lb_common::ServiceKey;
+pub use checker::RiseFall;
+use lb_common::{FAMILY_IPV4, PROTO_TCP, PROTO_UDP, ServiceKey};
+pub use monitor::{DEFAULT_MAX_CONCURRENT_PROBES, HealthMonitor, Target, Transition};
+pub use probe::{MAX_RESPONSE_BYTES, NetworkProbe, Probe, check};
+
+use crate::config::socket_text;
 
 /// Which real of which service: the service's key, the real's address and port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,14 +42,41 @@ pub struct HealthKey {
     pub port: u16,
 }
 
+/// `TCP 192.0.2.10:80 real 10.0.0.11:80`, for logs.
+impl fmt::Display for HealthKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let service = &self.service;
+        let protocol = match service.protocol {
+            PROTO_TCP => "TCP".to_owned(),
+            PROTO_UDP => "UDP".to_owned(),
+            other => format!("protocol {other}"),
+        };
+        let vip = if service.family == FAMILY_IPV4 {
+            let [a, b, c, d, ..] = service.vip;
+            IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(service.vip))
+        };
+        write!(
+            f,
+            "{protocol} {} real {}",
+            socket_text(vip, u16::from_be(service.port_be)),
+            socket_text(self.address, self.port)
+        )
+    }
+}
+
 /// What one check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckReport {
     pub ok: bool,
     /// From the start of the connect to the verdict.
     pub latency: Duration,
-    /// `connected`, `HTTP 200`, `connect: connection refused`, `timed out after 500ms`, …
+    /// A few words for operators: `connected`, `HTTP 200`, `HTTP 503 (expected 200-299)`,
+    /// `body lacks "ok"`, `malformed status line`, `connect: Connection refused`,
+    /// `timed out after 500ms`, …
     pub detail: String,
+    /// When the check started.
     pub at: SystemTime,
 }
 
@@ -61,6 +108,14 @@ impl HealthBoard {
 
     pub fn set(&self, key: HealthKey, health: RealHealth) {
         self.lock().insert(key, health);
+    }
+
+    /// Replaces the entry of a real that is on the board, and only then: a check that ends
+    /// just after its real was dropped (by [`retain`](Self::retain)) must not bring it back.
+    pub fn update(&self, key: &HealthKey, health: RealHealth) {
+        if let Some(entry) = self.lock().get_mut(key) {
+            *entry = health;
+        }
     }
 
     /// Forgets every real not in `keep` (no longer configured or no longer checked).

@@ -11,6 +11,8 @@ use crate::{
 
 /// Forwarding methods and the keys that go with them.
 mod forwarding;
+/// Health checks, `on_failure` and the sorry server.
+mod health;
 /// Flow timeouts, persistence and scheduler options.
 mod scheduling;
 
@@ -479,22 +481,10 @@ fn duplicate_real_names_both_indices() {
 
 #[test]
 fn keys_not_implemented_yet_are_rejected_by_name() {
-    let message = error_of(&minimal_with_service(
-        "    health_check:\n      type: tcp\n",
-        "",
-    ));
-    assert_mentions(
-        &message,
-        &[
-            "demo.yaml:7:5:",
-            "services[0].health_check: not supported yet",
-        ],
-    );
-    assert!(!message.contains("unknown"), "{message}");
-
     // An empty value still names a feature the user expects; it must not pass silently.
-    let message = error_of(&minimal_with_service("    on_failure:\n", ""));
-    assert_mentions(&message, &["services[0].on_failure: not supported yet"]);
+    let message = error_of("instance: a\ninterfaces: [{name: eth0}]\nvrrp:\n");
+    assert_mentions(&message, &["demo.yaml:3:1:", "vrrp: not supported yet"]);
+    assert!(!message.contains("unknown"), "{message}");
 
     for key in ["metrics", "vrrp", "sync", "bgp"] {
         let text = format!("instance: a\ninterfaces: [{{name: eth0}}]\n{key}: {{}}\n");

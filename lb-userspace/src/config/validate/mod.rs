@@ -2,6 +2,7 @@
 //! limits, and keys this version does not implement yet. One file per section of the config;
 //! the helpers every section uses are here.
 
+mod health;
 mod interfaces;
 mod limits;
 mod services;

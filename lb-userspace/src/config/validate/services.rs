@@ -44,6 +44,7 @@ impl Validator<'_> {
             services.push(service);
         }
         self.snat_pools_hold_no_vip(&services)?;
+        self.health_addresses_are_no_vip(&services)?;
 
         // Ids start at 1 because id 0 means "none" in the id-indexed maps.
         if services.len() >= limits.services as usize {
@@ -91,14 +92,6 @@ impl Validator<'_> {
     }
 
     fn service(&self, raw: RawService, key: &str) -> Result<ServiceConfig, ConfigError> {
-        self.reject_planned(
-            key,
-            &[
-                ("health_check", &raw.health_check),
-                ("on_failure", &raw.on_failure),
-            ],
-        )?;
-
         let vip_key = format!("{key}.vip");
         let vip = self.address(raw.vip, &vip_key, "VIP")?;
 
@@ -183,6 +176,9 @@ impl Validator<'_> {
                 ),
             ));
         }
+        service.health_check = self.health_check(raw.health_check, &service, key)?;
+        service.on_failure = self.on_failure(raw.on_failure, key)?;
+        service.sorry_server = self.sorry_server(raw.sorry_server, &service, key)?;
         Ok(service)
     }
 
@@ -429,31 +425,10 @@ impl Validator<'_> {
             Some(value) => self.port(value, &port_key)?,
             None => service.port,
         };
-        if port != service.port {
-            let message = if service.port == 0 {
-                format!(
-                    "the service has port 0 (all ports), so the real keeps each packet's port; \
-                     omit `port` or set it to 0 (got {port})"
-                )
-            } else if !forward.can_change_port() {
-                format!(
-                    "dr and tun cannot change the port ({} hands the real the client's \
-                     packet unchanged): real port {port} differs from service port {}; omit \
-                     `port` or set it to {} (nat and fullnat may map ports)",
-                    method_words(forward),
-                    service.port,
-                    service.port
-                )
-            } else if port == 0 {
-                "port 0 means every port, which only an all-ports service (port 0) has; give \
-                 the real's port"
-                    .to_owned()
-            } else {
-                String::new()
-            };
-            if !message.is_empty() {
-                return Err(self.invalid(&port_key, message));
-            }
+        if let Some(problem) = server_port_problem(service.port, forward, port, "real", |port| {
+            format!("omit `port` or set it to {port}")
+        }) {
+            return Err(self.invalid(&port_key, problem));
         }
 
         let weight = match raw.weight {
@@ -480,12 +455,47 @@ impl Validator<'_> {
     }
 }
 
-fn family_name(address: IpAddr) -> &'static str {
+/// Why a server (`role`: "real", "sorry server") that `forward` sends a service's packets to
+/// cannot listen on `port`; `None` when it can. `give_port` words the fix for a port number.
+pub(super) fn server_port_problem(
+    service_port: u16,
+    forward: Forward,
+    port: u16,
+    role: &str,
+    give_port: impl Fn(u16) -> String,
+) -> Option<String> {
+    if port == service_port {
+        None
+    } else if service_port == 0 {
+        Some(format!(
+            "the service has port 0 (all ports), so the {role} keeps each packet's port; {} \
+             (got {port})",
+            give_port(0)
+        ))
+    } else if !forward.can_change_port() {
+        Some(format!(
+            "dr and tun cannot change the port ({} hands the {role} the client's packet \
+             unchanged): {role} port {port} differs from service port {service_port}; {} (nat \
+             and fullnat may map ports)",
+            method_words(forward),
+            give_port(service_port)
+        ))
+    } else if port == 0 {
+        Some(format!(
+            "port 0 means every port, which only an all-ports service (port 0) has; give the \
+             {role}'s port"
+        ))
+    } else {
+        None
+    }
+}
+
+pub(super) fn family_name(address: IpAddr) -> &'static str {
     if address.is_ipv4() { "IPv4" } else { "IPv6" }
 }
 
 /// The method, in words for messages.
-fn method_words(forward: Forward) -> &'static str {
+pub(super) fn method_words(forward: Forward) -> &'static str {
     match forward {
         Forward::Dr => "direct routing (dr)",
         Forward::Tun => "tunnelling (tun)",
