@@ -4,6 +4,7 @@
 
 mod interfaces;
 mod limits;
+mod metrics;
 mod services;
 mod timeouts;
 
@@ -78,12 +79,7 @@ impl Validator<'_> {
     pub(super) fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         self.reject_planned(
             "",
-            &[
-                ("metrics", &raw.metrics),
-                ("vrrp", &raw.vrrp),
-                ("sync", &raw.sync),
-                ("bgp", &raw.bgp),
-            ],
+            &[("vrrp", &raw.vrrp), ("sync", &raw.sync), ("bgp", &raw.bgp)],
         )?;
 
         let instance = self.required(raw.instance, "instance", "a name for this daemon")?;
@@ -132,6 +128,7 @@ impl Validator<'_> {
         let limits = self.limits(raw.limits)?;
         let services = self.services(raw.services.unwrap_or_default(), &limits)?;
         let timeouts = self.timeouts(raw.timeouts)?;
+        let metrics_listen = self.metrics(raw.metrics)?;
 
         Ok(Config {
             instance,
@@ -141,6 +138,7 @@ impl Validator<'_> {
             services,
             limits,
             timeouts,
+            metrics_listen,
         })
     }
 
