@@ -3,7 +3,7 @@
 //! # Layout
 //!
 //! Data flows one way: config → reconcile → dataplane; the neighbour watch feeds the desired
-//! state; admin reads.
+//! state; admin and metrics read.
 //!
 //! - [`config`]: the YAML file → a validated, typed [`config::Config`] (errors name key and line).
 //! - [`schedule`]: pure functions that turn weights into the ring the kernel walks.
@@ -15,6 +15,8 @@
 //! - [`neighbour`]: interfaces, VLANs, routes to reals, neighbour entries and notifications
 //!   over rtnetlink.
 //! - [`admin`]: the admin socket protocol, its server and lbadm's client.
+//! - [`metrics`]: `/metrics` (Prometheus) and the HTML status page over a small HTTP server,
+//!   read from the admin socket's listing and the health board.
 //! - [`daemon`]: `serve` (what lbd runs) and `run(daemon, listener, shutdown)`: the tasks.
 //! - [`lbadm`]: the ipvsadm-like CLI, one module per verb.
 //! - [`health`]: health checks of the reals, and the board readers see their results on.
@@ -28,6 +30,7 @@ pub mod dataplane;
 pub mod decap;
 pub mod health;
 pub mod lbadm;
+pub mod metrics;
 pub mod neighbour;
 pub mod reconcile;
 pub mod schedule;

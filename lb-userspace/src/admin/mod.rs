@@ -7,7 +7,8 @@
 //!
 //! - `protocol.rs`: requests and replies (the wire format);
 //! - `listing.rs`: answers built from the published desired state and the data plane's
-//!   counters and flow table, read without waiting for the writer;
+//!   counters and flow table, read without waiting for the writer (the metrics pages read
+//!   the same listing);
 //! - `server.rs`: the daemon side of the socket;
 //! - `client.rs`: lbadm's side.
 
@@ -17,6 +18,6 @@ mod protocol;
 mod server;
 
 pub use client::{ClientError, request};
-pub use listing::{format_mac, monotonic_now_ns};
+pub use listing::{format_mac, listing, monotonic_now_ns};
 pub use protocol::*;
 pub use server::{AdminContext, SocketError, bind_admin_socket, serve_connection};

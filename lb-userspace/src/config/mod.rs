@@ -15,8 +15,8 @@
 //! - this file: the typed [`Config`] and the words of its enums (`wrr`, `dr`, …);
 //! - `raw.rs`: the serde structs, the file's shape;
 //! - `source_map.rs`: key paths ↔ line and column;
-//! - `validate/`: raw → typed, one file per section (`interfaces`, `limits`, `services`,
-//!   `health`, `timeouts`).
+//! - `validate/`: raw → typed, one file per section (`interfaces`, `limits`, `metrics`,
+//!   `services`, `health`, `timeouts`).
 
 mod duration;
 pub mod edit;
@@ -72,6 +72,9 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     pub limits: Limits,
     pub timeouts: Timeouts,
+    /// Key `metrics: {listen: ADDR:PORT}`: where `/metrics` and the status page are served;
+    /// `None` (no `metrics` key): nothing listens.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// How long an idle flow lives, per state (key `timeouts`, `ipvsadm --set tcp tcpfin udp`);

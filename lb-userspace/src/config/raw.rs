@@ -16,8 +16,7 @@ pub(super) struct RawConfig {
     pub(super) pid_file: Option<String>,
     pub(super) services: Option<Vec<RawService>>,
     pub(super) limits: Option<RawLimits>,
-    #[serde(default)]
-    pub(super) metrics: PlannedKey,
+    pub(super) metrics: Option<RawMetrics>,
     pub(super) timeouts: Option<RawTimeouts>,
     #[serde(default)]
     pub(super) vrrp: PlannedKey,
@@ -38,6 +37,12 @@ pub(super) struct RawInterface {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     pub(super) socket: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub(super) listen: Option<String>,
 }
 
 #[derive(Deserialize)]

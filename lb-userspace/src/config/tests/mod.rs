@@ -13,6 +13,8 @@ use crate::{
 mod forwarding;
 /// Health checks, `on_failure` and the sorry server.
 mod health;
+/// The metrics listener.
+mod metrics;
 /// Flow timeouts, persistence and scheduler options.
 mod scheduling;
 
@@ -158,6 +160,8 @@ services:
     port: 53
     protocol: udp
 limits: {flows: 1000, services: 16, reals: 64}
+metrics:
+  listen: 127.0.0.1:9105
 ";
     let real = |last_octet: u8, weight: u32| RealConfig {
         address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, last_octet)),
@@ -240,6 +244,7 @@ limits: {flows: 1000, services: 16, reals: 64}
             reals: 64,
         },
         timeouts: Timeouts::default(),
+        metrics_listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9105))),
     };
     assert_eq!(parse_ok(text), expected);
 }
@@ -260,6 +265,7 @@ fn omitted_keys_get_their_defaults() {
         }
     );
     assert_eq!(config.interfaces[0].xdp_mode, XdpMode::Auto);
+    assert_eq!(config.metrics_listen, None);
 }
 
 #[test]
@@ -486,7 +492,7 @@ fn keys_not_implemented_yet_are_rejected_by_name() {
     assert_mentions(&message, &["demo.yaml:3:1:", "vrrp: not supported yet"]);
     assert!(!message.contains("unknown"), "{message}");
 
-    for key in ["metrics", "vrrp", "sync", "bgp"] {
+    for key in ["vrrp", "sync", "bgp"] {
         let text = format!("instance: a\ninterfaces: [{{name: eth0}}]\n{key}: {{}}\n");
         assert_mentions(
             &error_of(&text),

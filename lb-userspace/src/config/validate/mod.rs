@@ -5,6 +5,7 @@
 mod health;
 mod interfaces;
 mod limits;
+mod metrics;
 mod services;
 mod timeouts;
 
@@ -79,12 +80,7 @@ impl Validator<'_> {
     pub(super) fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         self.reject_planned(
             "",
-            &[
-                ("metrics", &raw.metrics),
-                ("vrrp", &raw.vrrp),
-                ("sync", &raw.sync),
-                ("bgp", &raw.bgp),
-            ],
+            &[("vrrp", &raw.vrrp), ("sync", &raw.sync), ("bgp", &raw.bgp)],
         )?;
 
         let instance = self.required(raw.instance, "instance", "a name for this daemon")?;
@@ -141,6 +137,7 @@ impl Validator<'_> {
         let limits = self.limits(raw.limits)?;
         let services = self.services(raw.services.unwrap_or_default(), &limits)?;
         let timeouts = self.timeouts(raw.timeouts)?;
+        let metrics_listen = self.metrics(raw.metrics)?;
 
         Ok(Config {
             instance,
@@ -151,6 +148,7 @@ impl Validator<'_> {
             services,
             limits,
             timeouts,
+            metrics_listen,
         })
     }
 

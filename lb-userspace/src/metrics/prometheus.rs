@@ -1,0 +1,367 @@
+//! `/metrics`: the Prometheus text exposition format (version 0.0.4), written by hand.
+//!
+//! Every metric is declared once below, with its type and help; [`Exposition`] groups the
+//! samples of one name under one `# HELP`/`# TYPE` header, whatever order they are added in.
+//! Counters end in `_total`; units are base units (bytes, seconds).
+
+use std::{collections::HashMap, fmt::Write as _, time::UNIX_EPOCH};
+
+use super::{Health, View};
+
+/// The `Content-Type` of the text format.
+pub(super) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+struct Metric {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+}
+
+const fn counter(name: &'static str, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: Kind::Counter,
+        help,
+    }
+}
+
+const fn gauge(name: &'static str, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: Kind::Gauge,
+        help,
+    }
+}
+
+const BUILD_INFO: Metric = gauge(
+    "lb_build_info",
+    "Always 1; the labels say which lbd version runs which instance.",
+);
+const START_TIME: Metric = gauge(
+    "lb_start_time_seconds",
+    "When this lbd started, in seconds since the Unix epoch.",
+);
+const SERVICE_PACKETS: Metric = counter(
+    "lb_service_packets_total",
+    "Packets from clients to the service that the program handled.",
+);
+const SERVICE_BYTES: Metric = counter(
+    "lb_service_bytes_total",
+    "Bytes of those packets, Ethernet header included.",
+);
+const SERVICE_CONNECTIONS: Metric = counter(
+    "lb_service_connections_total",
+    "New flows the service scheduled (ipvsadm's Conns).",
+);
+const REAL_PACKETS: Metric = counter(
+    "lb_real_packets_total",
+    "Packets from clients sent to the real server.",
+);
+const REAL_BYTES: Metric = counter(
+    "lb_real_bytes_total",
+    "Bytes of those packets as received, Ethernet header included.",
+);
+const REAL_CONNECTIONS: Metric = counter(
+    "lb_real_connections_total",
+    "New flows scheduled to the real server.",
+);
+const REAL_ACTIVE: Metric = gauge(
+    "lb_real_active_connections",
+    "Established TCP connections on the real server (ipvsadm's ActiveConn).",
+);
+const REAL_INACTIVE: Metric = gauge(
+    "lb_real_inactive_connections",
+    "Other flows on the real server: TCP opening or closing, UDP (ipvsadm's InActConn).",
+);
+const REAL_WEIGHT: Metric = gauge(
+    "lb_real_weight",
+    "Configured weight of the real server; 0 drains it.",
+);
+const REAL_UP: Metric = gauge(
+    "lb_real_up",
+    "1 if the health checks say the real server is up (always 1 without a health check), else 0.",
+);
+const REAL_AVAILABLE: Metric = gauge(
+    "lb_real_available",
+    "1 if the real server takes packets of its flows (next hop resolved and answering), else 0.",
+);
+const REAL_CHECK_LATENCY: Metric = gauge(
+    "lb_real_check_latency_seconds",
+    "How long the last health check of the real server took.",
+);
+const REAL_TRANSITIONS: Metric = counter(
+    "lb_real_health_transitions_total",
+    "Up to down and down to up changes of the real server since lbd started.",
+);
+const REAL_CHECKS: Metric = counter(
+    "lb_real_health_checks_total",
+    "Health checks of the real server since lbd started.",
+);
+const REAL_CHECK_FAILURES: Metric = counter(
+    "lb_real_health_check_failures_total",
+    "Failed health checks of the real server since lbd started.",
+);
+const REASON_PACKETS: Metric = counter(
+    "lb_packets_by_reason_total",
+    "Packets the program handled, by verdict reason, all services together.",
+);
+const REASON_BYTES: Metric = counter(
+    "lb_bytes_by_reason_total",
+    "Bytes of those packets, by verdict reason.",
+);
+const FLOW_TABLE_ENTRIES: Metric = gauge(
+    "lb_flow_table_entries",
+    "Live flows, counted as the sum of the reals' active and inactive connections (the table is not walked).",
+);
+const FLOW_TABLE_SIZE: Metric = gauge(
+    "lb_flow_table_size",
+    "Entries the flow table has room for (limits.flows).",
+);
+const SERVICES: Metric = gauge("lb_services", "Services configured.");
+const SERVICES_LIMIT: Metric = gauge(
+    "lb_services_limit",
+    "Services the maps have room for (limits.services less the unused id 0).",
+);
+const REALS: Metric = gauge("lb_reals", "Real servers configured, over all services.");
+const REALS_LIMIT: Metric = gauge(
+    "lb_reals_limit",
+    "Real servers the maps have room for (limits.reals less the unused id 0).",
+);
+const INTERFACE_INFO: Metric = gauge(
+    "lb_interface_info",
+    "Always 1, per interface the program runs on: the XDP mode asked for and the one attached (none if not attached).",
+);
+
+/// Renders everything the view holds.
+pub(super) fn render(view: &View) -> String {
+    let mut out = Exposition::default();
+    let listing = &view.listing;
+    out.add(
+        &BUILD_INFO,
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("instance", &listing.instance),
+        ],
+        1u64,
+    );
+    let started = view
+        .started
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    out.add(&START_TIME, &[], started);
+
+    for service in view.services() {
+        let (vip, port) = (
+            service.listing.vip.to_string(),
+            service.listing.port.to_string(),
+        );
+        let labels = [
+            ("service", service.label.as_str()),
+            ("vip", vip.as_str()),
+            ("port", port.as_str()),
+            ("protocol", service.listing.protocol.as_str()),
+        ];
+        let stats = service.listing.stats;
+        out.add(&SERVICE_PACKETS, &labels, stats.in_packets);
+        out.add(&SERVICE_BYTES, &labels, stats.in_bytes);
+        out.add(&SERVICE_CONNECTIONS, &labels, stats.conns);
+        for real in service.reals() {
+            let mut labels = labels.to_vec();
+            labels.push(("real", real.label.as_str()));
+            let (listing, stats) = (real.listing, real.listing.stats);
+            out.add(&REAL_PACKETS, &labels, stats.in_packets);
+            out.add(&REAL_BYTES, &labels, stats.in_bytes);
+            out.add(&REAL_CONNECTIONS, &labels, stats.conns);
+            out.add(&REAL_ACTIVE, &labels, listing.active_conn);
+            out.add(&REAL_INACTIVE, &labels, listing.inactive_conn);
+            out.add(&REAL_WEIGHT, &labels, listing.weight);
+            out.add(&REAL_UP, &labels, real.health.up());
+            out.add(&REAL_AVAILABLE, &labels, listing.available);
+            if let Health::Checked(health) = real.health {
+                if let Some(last) = &health.last {
+                    out.add(&REAL_CHECK_LATENCY, &labels, last.latency.as_secs_f64());
+                }
+                out.add(&REAL_TRANSITIONS, &labels, health.transitions);
+                out.add(&REAL_CHECKS, &labels, health.checks);
+                out.add(&REAL_CHECK_FAILURES, &labels, health.failures);
+            }
+        }
+    }
+
+    for reason in &listing.reasons {
+        let labels = [("reason", reason.reason.as_str())];
+        out.add(&REASON_PACKETS, &labels, reason.packets);
+        out.add(&REASON_BYTES, &labels, reason.bytes);
+    }
+
+    out.add(&FLOW_TABLE_ENTRIES, &[], view.live_flows());
+    out.add(&FLOW_TABLE_SIZE, &[], listing.flow_table_size);
+    out.add(&SERVICES, &[], listing.services.len());
+    out.add(&SERVICES_LIMIT, &[], view.limits.services.saturating_sub(1));
+    out.add(&REALS, &[], view.real_count());
+    out.add(&REALS_LIMIT, &[], view.limits.reals.saturating_sub(1));
+    for interface in &view.context.interfaces {
+        out.add(
+            &INTERFACE_INFO,
+            &[
+                ("interface", interface.name.as_str()),
+                ("requested_mode", interface.requested_mode.as_str()),
+                (
+                    "attached_mode",
+                    interface.attached_mode.as_deref().unwrap_or("none"),
+                ),
+            ],
+            1u64,
+        );
+    }
+    out.finish()
+}
+
+/// A sample's value: counts as integers, so large counters keep every digit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Value {
+    Integer(u64),
+    Float(f64),
+}
+
+impl From<u64> for Value {
+    fn from(value: u64) -> Self {
+        Value::Integer(value)
+    }
+}
+
+impl From<u32> for Value {
+    fn from(value: u32) -> Self {
+        Value::Integer(value.into())
+    }
+}
+
+impl From<usize> for Value {
+    fn from(value: usize) -> Self {
+        Value::Integer(value as u64)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(value: bool) -> Self {
+        Value::Integer(value.into())
+    }
+}
+
+impl From<f64> for Value {
+    fn from(value: f64) -> Self {
+        Value::Float(value)
+    }
+}
+
+/// Families in the order their first sample came, each with its samples' lines.
+#[derive(Default)]
+struct Exposition {
+    families: Vec<(&'static Metric, String)>,
+    index: HashMap<&'static str, usize>,
+}
+
+impl Exposition {
+    fn add(&mut self, metric: &'static Metric, labels: &[(&str, &str)], value: impl Into<Value>) {
+        let families = &mut self.families;
+        let at = *self.index.entry(metric.name).or_insert_with(|| {
+            families.push((metric, String::new()));
+            families.len() - 1
+        });
+        let lines = &mut self.families[at].1;
+        lines.push_str(metric.name);
+        if !labels.is_empty() {
+            lines.push('{');
+            for (position, (name, value)) in labels.iter().enumerate() {
+                if position > 0 {
+                    lines.push(',');
+                }
+                let _ = write!(lines, "{name}=\"{}\"", escape_label_value(value));
+            }
+            lines.push('}');
+        }
+        let _ = match value.into() {
+            Value::Integer(value) => writeln!(lines, " {value}"),
+            Value::Float(value) => writeln!(lines, " {value}"),
+        };
+    }
+
+    fn finish(self) -> String {
+        let mut text = String::new();
+        for (metric, lines) in self.families {
+            let kind = match metric.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+            };
+            let _ = writeln!(text, "# HELP {} {}", metric.name, escape_help(metric.help));
+            let _ = writeln!(text, "# TYPE {} {kind}", metric.name);
+            text.push_str(&lines);
+        }
+        text
+    }
+}
+
+/// Label values may hold anything; the format escapes backslash, double quote and newline.
+fn escape_label_value(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for character in value.chars() {
+        match character {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+/// Help text escapes backslash and newline (a double quote stays as it is).
+fn escape_help(help: &str) -> String {
+    help.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_and_help_are_escaped() {
+        assert_eq!(escape_label_value("a\\b \"c\"\nd"), "a\\\\b \\\"c\\\"\\nd");
+        assert_eq!(escape_help("a\\b \"c\"\nd"), "a\\\\b \"c\"\\nd");
+
+        const WEIRD: Metric = gauge("lb_test", "line one\nline \\two");
+        let mut out = Exposition::default();
+        out.add(&WEIRD, &[("name", "eth\"0\"\n\\")], 1.5);
+        out.add(&WEIRD, &[], 2u64);
+        assert_eq!(
+            out.finish(),
+            "# HELP lb_test line one\\nline \\\\two\n\
+             # TYPE lb_test gauge\n\
+             lb_test{name=\"eth\\\"0\\\"\\n\\\\\"} 1.5\n\
+             lb_test 2\n"
+        );
+    }
+
+    #[test]
+    fn samples_of_one_name_stay_under_one_header() {
+        let mut out = Exposition::default();
+        out.add(&REAL_UP, &[("real", "a")], true);
+        out.add(&REAL_WEIGHT, &[("real", "a")], 3u32);
+        out.add(&REAL_UP, &[("real", "b")], false);
+        let text = out.finish();
+        assert_eq!(text.matches("# TYPE lb_real_up gauge").count(), 1);
+        assert!(
+            text.contains(
+                "lb_real_up{real=\"a\"} 1\nlb_real_up{real=\"b\"} 0\n# HELP lb_real_weight"
+            ),
+            "{text}"
+        );
+    }
+}
