@@ -94,19 +94,18 @@ impl Running {
         )
         .unwrap();
         let desired = daemon.context().desired.clone();
-        let control = daemon.start_control(Control {
-            config_path: Some(config_path.clone()),
-            loaded: config.clone(),
-            running: config,
+        let control = daemon.start_control(Control::new(
+            Some(config_path.clone()),
+            config,
             document,
-            host: Host::Fixed {
+            Host::Fixed {
                 interfaces: vec![eth0()],
                 routes: Routes::new(),
                 macs: macs(),
             },
-            inputs: daemon.inputs(),
-            board: Arc::new(HealthBoard::default()),
-        });
+            daemon.inputs(),
+            Arc::new(HealthBoard::default()),
+        ));
         let socket = dir.join("lbd.sock");
         let listener = admin::bind_admin_socket(&socket).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

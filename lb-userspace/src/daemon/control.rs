@@ -25,9 +25,9 @@ use crate::{
         self, Config, Document,
         edit::{Edit, ServiceRef},
     },
-    health::HealthBoard,
+    health::{HealthBoard, HealthMonitor, Target, Transition},
     neighbour::{InterfaceInfo, NeighbourError, Neighbours, Observation, Routes},
-    reconcile::{Desired, Input, Replacement, service_key},
+    reconcile::{Desired, HealthChange, Input, Replacement, health_key_of, service_key},
 };
 
 /// Requests that wait for the control task before senders wait.
@@ -183,8 +183,75 @@ pub struct Control {
     pub document: Document,
     pub host: Host,
     pub inputs: mpsc::Sender<Input>,
-    /// Where the health checks' results are kept.
-    pub board: Arc<HealthBoard>,
+    /// Checks the reals of every service with a `health_check`; follows every change.
+    pub health: HealthMonitor,
+}
+
+impl Control {
+    /// A control task for `config` (read from `config_path`, as `document`), whose health
+    /// checks report on `board` and, through the reconciler's `inputs`, to the data plane.
+    pub fn new(
+        config_path: Option<PathBuf>,
+        config: Config,
+        document: Document,
+        host: Host,
+        inputs: mpsc::Sender<Input>,
+        board: Arc<HealthBoard>,
+    ) -> Self {
+        let (transitions, heard) = mpsc::channel(TRANSITION_QUEUE);
+        tokio::spawn(forward_transitions(heard, inputs.clone()));
+        let mut health = HealthMonitor::new(board, transitions);
+        health.set_targets(health_targets(&config));
+        Self {
+            config_path,
+            loaded: config.clone(),
+            running: config,
+            document,
+            host,
+            inputs,
+            health,
+        }
+    }
+}
+
+/// Health verdicts that may wait for the reconciler.
+const TRANSITION_QUEUE: usize = 1024;
+
+/// Hands the monitor's verdicts to the reconciler, as many at a time as have come; ends when
+/// the monitor is gone.
+async fn forward_transitions(mut heard: mpsc::Receiver<Transition>, inputs: mpsc::Sender<Input>) {
+    while let Some(first) = heard.recv().await {
+        let mut changes = vec![HealthChange {
+            key: first.key,
+            up: first.up,
+        }];
+        while let Ok(more) = heard.try_recv() {
+            changes.push(HealthChange {
+                key: more.key,
+                up: more.up,
+            });
+        }
+        if inputs.send(Input::Health(changes)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// What the health monitor checks for `config`: every real of every service with a check.
+/// A real seen for the first time starts up (keepalived's default): it leaves rotation after
+/// `fall` failed checks.
+fn health_targets(config: &Config) -> Vec<Target> {
+    config
+        .services
+        .iter()
+        .filter_map(|service| service.health_check.as_ref().map(|check| (service, check)))
+        .flat_map(|(service, check)| {
+            service
+                .reals
+                .iter()
+                .map(move |real| Target::new(health_key_of(service, real), check.clone(), true))
+        })
+        .collect()
 }
 
 impl Control {
@@ -308,6 +375,7 @@ impl Control {
             .map_err(|_| "lbd is stopping".to_owned())?;
         answer.await.map_err(|_| "lbd is stopping".to_owned())??;
         let summary = describe_difference(&self.running, &config);
+        self.health.set_targets(health_targets(&config));
         self.running = config;
         self.document = document;
         self.host.probe(to_probe).await;
@@ -350,6 +418,16 @@ fn fixed_settings_unchanged(running: &Config, new: &Config) -> Result<(), String
             "pin_dir",
             running.pin_dir.display().to_string(),
             new.pin_dir.display().to_string(),
+        );
+    }
+    if running.metrics_listen != new.metrics_listen {
+        let text = |listen: Option<std::net::SocketAddr>| {
+            listen.map_or_else(|| "none".to_owned(), |address| address.to_string())
+        };
+        return changed(
+            "metrics.listen",
+            text(running.metrics_listen),
+            text(new.metrics_listen),
         );
     }
     if running.admin_socket != new.admin_socket {

@@ -51,6 +51,8 @@ pub struct Daemon {
     sweep: Option<sweep::SweepThread>,
     /// The control task, once started.
     control: Option<Task>,
+    /// The metrics and status page server, when `metrics.listen` is set.
+    metrics: Option<Task>,
 }
 
 impl Daemon {
@@ -80,6 +82,7 @@ impl Daemon {
             program: None,
             sweep: None,
             control: None,
+            metrics: None,
         })
     }
 
@@ -99,6 +102,20 @@ impl Daemon {
     /// The snapshot of the desired state the reconciler publishes.
     pub fn desired(&self) -> Arc<Desired> {
         self.context.desired.load_full()
+    }
+
+    /// Serves `/metrics` and the status page on `listener` until the daemon stops.
+    pub fn serve_metrics(
+        &mut self,
+        listener: tokio::net::TcpListener,
+        pages: Arc<crate::metrics::Pages>,
+    ) {
+        let task = tokio::spawn(crate::metrics::serve(
+            listener,
+            pages,
+            std::future::pending(),
+        ));
+        self.metrics = Some(Task(Some(task)));
     }
 
     /// Set once at start-up, before the control task starts.
@@ -151,6 +168,7 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
         program,
         sweep,
         control,
+        metrics,
     } = daemon;
     tokio::pin!(shutdown);
     loop {
@@ -173,6 +191,9 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
     // whatever write it has begun.
     if let Some(control) = control {
         control.stop().await;
+    }
+    if let Some(metrics) = metrics {
+        metrics.stop().await;
     }
     if let Some(watch) = watch {
         watch.stop().await;

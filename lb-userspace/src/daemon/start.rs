@@ -25,6 +25,7 @@ use crate::{
     config::{self, Config, ConfigError},
     dataplane::loader::{self, Attachment, LoadError, Loaded},
     health::HealthBoard,
+    metrics::{self, Pages},
     neighbour::{InterfaceInfo, NeighbourError, Neighbours, events::NeighbourEvents},
     reconcile::{Desired, Existing, ReconcileError},
 };
@@ -50,6 +51,8 @@ pub enum DaemonError {
     Sweep(std::io::Error),
     #[error(transparent)]
     PidFile(#[from] super::PidFileError),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
 }
 
 /// Runs the daemon for the config at `config_path` until SIGTERM or SIGINT.
@@ -68,6 +71,17 @@ pub async fn serve(config_path: PathBuf) -> Result<(), DaemonError> {
     let desired = Desired::new(&config, interfaces, &routes)?;
     warn_of_foreign_local_addresses(&neighbours, &config).await;
     let listener = bind_admin_socket(&config.admin_socket)?;
+    // Bound before anything is attached: a port in use stops the start cleanly.
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => match metrics::bind(address).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                let _ = std::fs::remove_file(&config.admin_socket);
+                return Err(error.into());
+            }
+        },
+        None => None,
+    };
 
     let first_start = !config.pin_dir.exists();
     let watch = NeighbourWatch {
@@ -84,15 +98,19 @@ pub async fn serve(config_path: PathBuf) -> Result<(), DaemonError> {
             return Err(error);
         }
     };
-    let control = daemon.start_control(Control {
-        config_path: Some(config_path),
-        loaded: config.clone(),
-        running: config.clone(),
+    let board = Arc::new(HealthBoard::default());
+    if let Some(listener) = metrics_listener {
+        let pages = Arc::new(Pages::new(daemon.context(), board.clone(), config.limits));
+        daemon.serve_metrics(listener, pages);
+    }
+    let control = daemon.start_control(Control::new(
+        Some(config_path),
+        config.clone(),
         document,
         host,
-        inputs: daemon.inputs(),
-        board: Arc::new(HealthBoard::default()),
-    });
+        daemon.inputs(),
+        board,
+    ));
     log::info!(
         "instance {} serving {} services; admin socket {}",
         config.instance,
