@@ -48,6 +48,8 @@ pub struct Lbd {
     starts: usize,
     /// The `lbd` this runs: this workspace's, or another build's (see [`Lbd::use_binary`]).
     binary: PathBuf,
+    /// Environment variables set for the next (re)starts (see [`Lbd::set_env`]).
+    env: Vec<(String, String)>,
 }
 
 impl Lbd {
@@ -102,6 +104,7 @@ impl Lbd {
             child: None,
             starts: 0,
             binary: binary("lbd"),
+            env: Vec::new(),
         };
         lbd.teardown();
         lbd
@@ -120,6 +123,7 @@ impl Lbd {
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);
@@ -142,6 +146,11 @@ impl Lbd {
 
     fn log_path(&self) -> PathBuf {
         self.dir.join(format!("lbd-{}.log", self.starts))
+    }
+
+    /// Sets an environment variable for the next (re)starts, e.g. systemd's `NOTIFY_SOCKET`.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     /// Runs `binary` from the next (re)start on, e.g. an older build to upgrade from.

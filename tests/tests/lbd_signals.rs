@@ -88,8 +88,27 @@ fn sighup_validates_the_config_and_sigterm_and_sigint_stop_cleanly() {
         "real1\n"
     );
 
-    // SIGINT likewise.
+    // SIGINT likewise; this time as systemd's Type=notify starts it, with a socket for
+    // readiness messages.
+    let notify_path = std::env::temp_dir().join(format!("lbt-sig-{pid}-notify.sock"));
+    let _ = std::fs::remove_file(&notify_path);
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let next_message = || {
+        let mut buffer = [0u8; 256];
+        let length = notify.recv(&mut buffer).expect("a message to NOTIFY_SOCKET");
+        String::from_utf8_lossy(&buffer[..length]).into_owned()
+    };
+    lbd.set_env("NOTIFY_SOCKET", notify_path.to_str().unwrap());
     lbd.restart(&topology.lb);
+    assert_eq!(next_message(), "READY=1");
+    lbd.signal(libc::SIGHUP);
+    let reloading = next_message();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading:?}"
+    );
+    assert_eq!(next_message(), "READY=1");
     let status = lbd.stop_with(libc::SIGINT);
     assert!(
         status.success(),
@@ -97,5 +116,7 @@ fn sighup_validates_the_config_and_sigterm_and_sigint_stop_cleanly() {
         lbd.log()
     );
     assert!(lbd.log().contains("SIGINT: stopping"), "{}", lbd.log());
+    assert_eq!(next_message(), "STOPPING=1");
+    let _ = std::fs::remove_file(&notify_path);
     assert_eq!(get().expect("HTTP through the VIP after SIGINT"), "real1\n");
 }
