@@ -96,7 +96,9 @@ fn sighup_validates_the_config_and_sigterm_and_sigint_stop_cleanly() {
     notify.set_read_timeout(Some(TIMEOUT)).unwrap();
     let next_message = || {
         let mut buffer = [0u8; 256];
-        let length = notify.recv(&mut buffer).expect("a message to NOTIFY_SOCKET");
+        let length = notify
+            .recv(&mut buffer)
+            .expect("a message to NOTIFY_SOCKET");
         String::from_utf8_lossy(&buffer[..length]).into_owned()
     };
     lbd.set_env("NOTIFY_SOCKET", notify_path.to_str().unwrap());

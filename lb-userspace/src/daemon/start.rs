@@ -155,7 +155,7 @@ async fn start(
         existing = Existing {
             services,
             reals,
-            egress: Vec::new(),
+            ..Existing::default()
         };
     }
     if !existing.services.is_empty() {

@@ -115,6 +115,24 @@ async fn connect(destination: SocketAddr, source: Option<IpAddr>) -> Result<TcpS
     }
     .map_err(|error| format!("socket: {}", os_message(&error)))?;
     if let Some(source) = source {
+        // Without it, bind picks the port alone and cannot reuse one a check to another real
+        // left in TIME_WAIT: with enough reals, every bind fails at once and every real goes
+        // down. With it, the port is picked at connect, per destination.
+        let enable: libc::c_int = 1;
+        // SAFETY: setsockopt on a socket we own, with a pointer to a c_int and its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&socket),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&enable as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            let error = std::io::Error::last_os_error();
+            return Err(format!("IP_BIND_ADDRESS_NO_PORT: {}", os_message(&error)));
+        }
         socket
             .bind(SocketAddr::new(source, 0))
             .map_err(|error| format!("bind {source}: {}", os_message(&error)))?;

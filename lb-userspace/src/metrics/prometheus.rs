@@ -146,7 +146,7 @@ pub(super) fn render(view: &View) -> String {
         &BUILD_INFO,
         &[
             ("version", env!("CARGO_PKG_VERSION")),
-            ("instance", &listing.instance),
+            ("lb_instance", &listing.instance),
         ],
         1u64,
     );

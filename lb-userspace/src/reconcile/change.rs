@@ -15,15 +15,14 @@ pub struct HealthChange {
 
 impl Desired {
     /// Records health verdicts; returns what must be rewritten. Verdicts about reals no longer
-    /// configured are ignored (a reload may have removed them while the check ran).
+    /// configured, or of services no longer checked, are ignored (a reload may have changed
+    /// them while the check ran).
     pub fn set_health(&mut self, changes: &[HealthChange]) -> Dirty {
         let mut dirty = Dirty::default();
         for change in changes {
-            let Some(service) = self
-                .services
-                .iter_mut()
-                .find(|service| service.key == change.key.service)
-            else {
+            let Some(service) = self.services.iter_mut().find(|service| {
+                service.key == change.key.service && service.config.health_check.is_some()
+            }) else {
                 continue;
             };
             let Some(real) = service.reals.iter_mut().find(|real| {
@@ -77,6 +76,23 @@ impl Desired {
                 }
             }
         }
+    }
+
+    /// (ifindex, next hop) of every real whose MAC is known.
+    pub fn resolved_next_hops(&self) -> std::collections::HashSet<(u32, std::net::IpAddr)> {
+        self.services
+            .iter()
+            .flat_map(|service| &service.reals)
+            .filter(|real| real.mac.is_some())
+            .map(|real| (real.ifindex, real.next_hop))
+            .collect()
+    }
+
+    /// Every real id in use.
+    pub fn real_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.services
+            .iter()
+            .flat_map(|service| service.reals.iter().map(|real| real.id))
     }
 
     /// Every real's health key with its service's check, for the health monitor.

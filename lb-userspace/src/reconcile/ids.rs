@@ -31,6 +31,9 @@ pub struct Existing {
     pub reals: Vec<(u32, Real)>,
     /// Tunnel and full-NAT reals' egress entries, by real id.
     pub egress: Vec<(u32, Egress)>,
+    /// Real ids retired moments ago, whose flows may still be in the flow table: given to a
+    /// new real only when no other id is left.
+    pub recently_retired: Vec<u32>,
 }
 
 impl Existing {
@@ -39,6 +42,7 @@ impl Existing {
             services: dataplane.services()?,
             reals: dataplane.reals()?,
             egress: dataplane.egresses()?,
+            recently_retired: Vec::new(),
         })
     }
 }
@@ -135,7 +139,12 @@ impl Desired {
             .collect();
         let mut real_ids = IdAllocator::new(
             kept_reals,
-            existing.reals.iter().map(|(id, _)| *id).collect(),
+            existing
+                .reals
+                .iter()
+                .map(|(id, _)| *id)
+                .chain(existing.recently_retired.iter().copied())
+                .collect(),
             self.limits.reals,
         );
         for service_index in 0..self.services.len() {

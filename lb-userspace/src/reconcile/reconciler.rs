@@ -5,7 +5,12 @@
 //! RCU grace period (milliseconds; see `dataplane`), none of which may stall the runtime's
 //! timers. Inputs that queue up while it works are applied together.
 
-use std::{sync::Arc, thread::JoinHandle, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
 
 use arc_swap::ArcSwap;
 use lb_common::ServiceKey;
@@ -50,9 +55,17 @@ pub struct Reconciler {
     published: Arc<ArcSwap<Desired>>,
     /// What a failed write pass left unwritten: tried again with the next pass.
     unwritten: Dirty,
-    /// A replacement's writes failed half-way: the whole state is written again.
+    /// A replacement's writes failed half-way: the state it replaced is written again whole.
     rewrite_all: bool,
+    /// Real ids a replacement retired, and when: not handed out again for
+    /// [`RETIRED_ID_QUARANTINE`], so that no flow of theirs the sweep has not removed yet
+    /// lands on a new real.
+    recently_retired: HashMap<u32, Instant>,
 }
+
+/// Longer than two passes of the flow sweep (one a second), which removes the flows of a
+/// retired real.
+const RETIRED_ID_QUARANTINE: Duration = Duration::from_secs(3);
 
 impl Reconciler {
     /// Takes over `desired` and writes all of it (what a previous daemon left included).
@@ -68,6 +81,7 @@ impl Reconciler {
             published,
             unwritten: Dirty::default(),
             rewrite_all: false,
+            recently_retired: HashMap::new(),
         })
     }
 
@@ -78,11 +92,16 @@ impl Reconciler {
 
     /// Applies a batch of inputs in order: observations and verdicts change the state and
     /// are written together in one pass; a replacement or a zeroing first writes what came
-    /// before it.
+    /// before it. An error never drops the inputs after it: each is still handled, and each
+    /// request is answered. The first write error is returned (the caller retries after a
+    /// pause; what was not written is kept for that pass).
     pub fn handle(&mut self, inputs: Vec<Input>) -> Result<(), ReconcileError> {
-        if std::mem::take(&mut self.rewrite_all) {
+        let mut failure = None;
+        if self.rewrite_all {
             let desired = self.desired.clone();
-            self.replace(desired, &[])?;
+            if let Err(error) = self.replace(desired, &[]) {
+                failure = Some(error);
+            }
         }
         let mut dirty = std::mem::take(&mut self.unwritten);
         for input in inputs {
@@ -90,25 +109,42 @@ impl Reconciler {
                 Input::Neighbours(batch) => dirty.merge(self.desired.observe_all(&batch)),
                 Input::Health(changes) => dirty.merge(self.desired.set_health(&changes)),
                 Input::Replace(replacement) => {
-                    self.write(std::mem::take(&mut dirty))?;
+                    if let Err(error) = self.write(std::mem::take(&mut dirty)) {
+                        failure.get_or_insert(error);
+                    }
                     let Replacement {
                         desired,
                         observations,
                         done,
                     } = *replacement;
                     let result = self.replace(desired, &observations);
-                    let _ = done.send(result.as_ref().map_err(ToString::to_string).copied());
-                    result?;
+                    let answer = match &result {
+                        Ok(()) => Ok(()),
+                        Err(error) if self.rewrite_all => Err(format!(
+                            "writing the data plane failed half-way ({error}); lbd goes back to                              the running config"
+                        )),
+                        Err(error) => Err(error.to_string()),
+                    };
+                    let _ = done.send(answer);
+                    if let Err(error) = result
+                        && self.rewrite_all
+                    {
+                        failure.get_or_insert(error);
+                    }
                 }
                 Input::ZeroCounters { service, done } => {
-                    self.write(std::mem::take(&mut dirty))?;
+                    if let Err(error) = self.write(std::mem::take(&mut dirty)) {
+                        failure.get_or_insert(error);
+                    }
                     let result = self.zero_counters(service);
-                    let _ = done.send(result.as_ref().map_err(ToString::to_string).copied());
-                    result?;
+                    let _ = done.send(result.map_err(|error| error.to_string()));
                 }
             }
         }
-        self.write(dirty)
+        if let Err(error) = self.write(dirty) {
+            failure.get_or_insert(error);
+        }
+        failure.map_or(Ok(()), Err)
     }
 
     /// One write pass for what the state changes touched.
@@ -122,35 +158,60 @@ impl Reconciler {
         // what did not reach the maps (yet: it is written again with the next pass).
         self.published.store(Arc::new(self.desired.clone()));
         if result.is_err() {
-            self.unwritten = dirty;
+            self.unwritten.merge(dirty);
         }
         result
     }
 
-    /// `desired` takes over: ids from what the maps hold (as on a restart), MACs, neighbour
-    /// states and health verdicts from the current state, then `observations` (fresher), then
-    /// every schedule is computed before anything is written, so a service whose schedule
-    /// cannot be built refuses the whole change with the maps untouched. The writes go in
-    /// [`Desired::apply`]'s order, so no packet sees a half-made state and every flow whose
-    /// real is still there keeps it.
+    /// `desired` takes over: ids from what the maps hold (as on a restart, keeping ids
+    /// retired moments ago out of use until the sweep has removed their flows), MACs,
+    /// neighbour states and health verdicts from the current state, then `observations` for
+    /// next hops the current state has no MAC for (for the others, what the reconciler heard
+    /// since the survey is fresher). Every schedule is computed before anything is written,
+    /// so a service whose schedule cannot be built refuses the whole change with the maps
+    /// untouched. The writes go in [`Desired::apply`]'s order, so no packet sees a half-made
+    /// state and every flow whose real is still there keeps it. A write that fails half-way
+    /// sends lbd back to the state it ran before, rewritten whole on the next pass.
     fn replace(
         &mut self,
         mut desired: Desired,
         observations: &[Observation],
     ) -> Result<(), ReconcileError> {
-        let existing = Existing::read(self.dataplane.as_ref())?;
+        let now = Instant::now();
+        self.recently_retired
+            .retain(|_, retired| now.duration_since(*retired) < RETIRED_ID_QUARANTINE);
+        let mut existing = Existing::read(self.dataplane.as_ref())?;
+        existing.recently_retired = self.recently_retired.keys().copied().collect();
+        let before: HashSet<u32> = existing.reals.iter().map(|(id, _)| *id).collect();
         desired.adopt(&existing);
         desired.carry_over(&self.desired);
-        desired.observe_all(observations);
+        let known = self.desired.resolved_next_hops();
+        let fresh: Vec<Observation> = observations
+            .iter()
+            .filter(|observation| !known.contains(&(observation.ifindex, observation.addr)))
+            .copied()
+            .collect();
+        desired.observe_all(&fresh);
         for service in &desired.services {
             desired.ring(service)?;
         }
-        let result = desired.apply(self.dataplane.as_mut());
-        self.desired = desired;
-        self.published.store(Arc::new(self.desired.clone()));
-        if result.is_err() {
-            self.rewrite_all = true;
+        let previous = std::mem::replace(&mut self.desired, desired);
+        let result = self.desired.apply(self.dataplane.as_mut());
+        match &result {
+            Ok(()) => {
+                self.rewrite_all = false;
+                self.unwritten = Dirty::default();
+                let kept: HashSet<u32> = self.desired.real_ids().collect();
+                for id in before.difference(&kept) {
+                    self.recently_retired.insert(*id, now);
+                }
+            }
+            Err(_) => {
+                self.desired = previous;
+                self.rewrite_all = true;
+            }
         }
+        self.published.store(Arc::new(self.desired.clone()));
         result
     }
 

@@ -59,13 +59,18 @@ impl Validator<'_> {
                 ),
             ));
         }
-        let total_reals: usize = services.iter().map(|service| service.reals.len()).sum();
+        // A sorry server takes a real id too.
+        let total_reals: usize = services
+            .iter()
+            .map(|service| service.reals.len() + usize::from(service.sorry_server.is_some()))
+            .sum();
         if total_reals >= limits.reals as usize {
             return Err(self.invalid_key(
                 "services",
                 format!(
-                    "{total_reals} reals configured over all services, but limits.reals = {} \
-                     leaves room for {} (real ids start at 1; 0 means none); raise limits.reals",
+                    "{total_reals} reals (sorry servers included) configured over all services, \
+                     but limits.reals = {} leaves room for {} (real ids start at 1; 0 means \
+                     none); raise limits.reals",
                     limits.reals,
                     limits.reals - 1
                 ),

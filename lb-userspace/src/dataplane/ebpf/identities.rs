@@ -130,6 +130,8 @@ pub struct Identities {
     reals: HashMap<MapData, RealIdKey, RealIdentity>,
     service_ids: StdHashMap<ServiceKey, u32>,
     real_keys: StdHashMap<u32, (RealIdKey, RealIdentity)>,
+    /// The map's own view: which id each key names.
+    id_by_key: StdHashMap<RealIdKey, u32>,
 }
 
 impl Identities {
@@ -147,15 +149,18 @@ impl Identities {
             service_ids.insert(key, id);
         }
         let mut real_keys = StdHashMap::new();
+        let mut id_by_key = StdHashMap::new();
         for entry in reals.iter() {
             let (key, identity) = entry.map_err(map_err(MAP_REAL_IDS))?;
             real_keys.insert(identity.id, (key, identity));
+            id_by_key.insert(key, identity.id);
         }
         Ok(Self {
             services,
             reals,
             service_ids,
             real_keys,
+            id_by_key,
         })
     }
 
@@ -213,13 +218,24 @@ impl Identities {
         if let Some((key, _)) = current
             && wanted.is_none_or(|(new_key, _)| new_key != key)
         {
-            remove(&mut self.reals, &key, MAP_REAL_IDS)?;
             self.real_keys.remove(&id);
+            // The key may name another id by now (the real took a new id, written before
+            // this one was retired): that entry stays.
+            if self.id_by_key.get(&key) == Some(&id) {
+                remove(&mut self.reals, &key, MAP_REAL_IDS)?;
+                self.id_by_key.remove(&key);
+            }
         }
         if let Some((key, identity)) = wanted {
             self.reals
                 .insert(key, identity, 0)
                 .map_err(map_err(MAP_REAL_IDS))?;
+            // An id that held this key before loses it.
+            if let Some(previous) = self.id_by_key.insert(key, id)
+                && previous != id
+            {
+                self.real_keys.remove(&previous);
+            }
             self.real_keys.insert(id, (key, identity));
         }
         Ok(())
