@@ -5,8 +5,8 @@
 //! last read) and takes one change at a time:
 //! 1. the new config is validated whole (a reload: the file; an edit: the running config
 //!    with the edit made, checked as the file is);
-//! 2. what cannot change while lbd runs (instance, interfaces, map sizes, socket and pin
-//!    paths) is compared, and a change of it refused;
+//! 2. what cannot change while lbd runs (instance, interfaces, map sizes, the socket, pin,
+//!    pid file and metrics addresses) is compared, and a change of it refused;
 //! 3. every real is placed (interfaces and routes are read again), and the neighbour tables
 //!    are read for the reals' next hops;
 //! 4. the reconciler takes the new desired state over ([`Input::Replace`]): ids from the
@@ -428,6 +428,13 @@ fn fixed_settings_unchanged(running: &Config, new: &Config) -> Result<(), String
             "metrics.listen",
             text(running.metrics_listen),
             text(new.metrics_listen),
+        );
+    }
+    if running.pid_file != new.pid_file {
+        return changed(
+            "pid_file",
+            running.pid_file.display().to_string(),
+            new.pid_file.display().to_string(),
         );
     }
     if running.admin_socket != new.admin_socket {

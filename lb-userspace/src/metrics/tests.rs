@@ -227,7 +227,7 @@ fn metrics_text_holds_the_listing_counters_under_one_header_each() {
         "lb_reals 2\n".to_owned(),
         "lb_reals_limit 63\n".to_owned(),
         format!(
-            "lb_build_info{{version=\"{}\",instance=\"metrics-test\"}} 1\n",
+            "lb_build_info{{version=\"{}\",lb_instance=\"metrics-test\"}} 1\n",
             env!("CARGO_PKG_VERSION")
         ),
         "lb_interface_info{interface=\"eth0\",requested_mode=\"auto\",attached_mode=\"native\"} 1\n"
