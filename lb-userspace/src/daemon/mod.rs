@@ -9,8 +9,9 @@
 //!   connection counts.
 //!
 //! [`run`] takes everything from outside (the parts, the listener, the shutdown signal), so
-//! tests start a daemon on a temporary socket with a fake data plane; [`serve`] (in
-//! `start.rs`) is what `lbd` runs: load, adopt, attach, then [`run`].
+//! tests start a daemon on a temporary socket with a fake data plane; [`start`] (in
+//! `start.rs`) loads, adopts and attaches for real and returns a [`Started`] daemon, which
+//! tests drive in-process and [`serve`] (what `lbd` runs) runs until a signal stops it.
 
 mod control;
 mod neighbours;
@@ -26,7 +27,7 @@ use tokio::{net::UnixListener, sync::mpsc};
 
 pub use control::{Control, ControlHandle, Host, Outcome, describe_difference};
 pub use pidfile::{PidFile, PidFileError};
-pub use start::{DaemonError, INITIAL_RESOLUTION, check_summary, serve};
+pub use start::{DaemonError, INITIAL_RESOLUTION, Started, check_summary, serve, start};
 
 use crate::{
     admin::{self, AdminContext, InterfaceStatus},

@@ -6,7 +6,7 @@
 use std::{
     fs::{File, OpenOptions},
     io::{Read, Seek, Write},
-    os::fd::AsRawFd,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::{Path, PathBuf},
 };
 
@@ -42,42 +42,72 @@ impl PidFile {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io)?;
-        let mut previous = String::new();
-        let _ = file.read_to_string(&mut previous);
-        let previous: Option<u32> = previous.trim().parse().ok();
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let error = std::io::Error::last_os_error();
-            if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Err(PidFileError::Locked {
-                    path: path.to_path_buf(),
-                    pid: previous,
-                });
+        // A daemon stopping removes its file while holding the lock: a file opened just
+        // before that is locked in vain, as nobody else will open it again. Retried on the
+        // file now at the path.
+        for _ in 0..LOCK_ATTEMPTS {
+            let (mut file, previous) = open_and_lock(path)?;
+            let opened = file.metadata().map_err(io)?;
+            let at_path = match std::fs::metadata(path) {
+                Ok(metadata) => metadata,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(io(error)),
+            };
+            if (opened.dev(), opened.ino()) != (at_path.dev(), at_path.ino()) {
+                continue;
             }
-            return Err(io(error));
+            if let Some(pid) = previous {
+                log::warn!(
+                    "pid file {} names pid {pid}, which holds no lock (a daemon that was \
+                     killed or crashed): taking it over",
+                    path.display()
+                );
+            }
+            file.set_len(0).map_err(io)?;
+            file.rewind().map_err(io)?;
+            writeln!(file, "{}", std::process::id()).map_err(io)?;
+            return Ok(PidFile {
+                path: path.to_path_buf(),
+                _file: file,
+            });
         }
-        if let Some(pid) = previous {
-            log::warn!(
-                "pid file {} names pid {pid}, which holds no lock (a daemon that was killed or \
-                 crashed): taking it over",
-                path.display()
-            );
-        }
-        file.set_len(0).map_err(io)?;
-        file.rewind().map_err(io)?;
-        writeln!(file, "{}", std::process::id()).map_err(io)?;
-        Ok(PidFile {
-            path: path.to_path_buf(),
-            _file: file,
-        })
+        Err(io(std::io::Error::other(
+            "the file kept being replaced while lbd locked it",
+        )))
     }
+}
+
+/// Tries before giving up on a pid file that keeps being replaced.
+const LOCK_ATTEMPTS: usize = 5;
+
+/// Opens (or creates) the file and takes its lock; also the pid it held.
+fn open_and_lock(path: &Path) -> Result<(File, Option<u32>), PidFileError> {
+    let io = |source| PidFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io)?;
+    let mut previous = String::new();
+    let _ = file.read_to_string(&mut previous);
+    let previous: Option<u32> = previous.trim().parse().ok();
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(PidFileError::Locked {
+                path: path.to_path_buf(),
+                pid: previous,
+            });
+        }
+        return Err(io(error));
+    }
+    Ok((file, previous))
 }
 
 impl Drop for PidFile {

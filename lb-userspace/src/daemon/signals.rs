@@ -25,8 +25,7 @@ impl Signals {
         })
     }
 
-    /// Completes on SIGTERM or SIGINT; meanwhile answers every SIGHUP with a reload. SIGHUPs
-    /// that come while a reload runs make one more reload after it.
+    /// Completes on SIGTERM or SIGINT; meanwhile answers every SIGHUP with a reload.
     pub async fn stopped(mut self, control: ControlHandle) {
         loop {
             tokio::select! {
@@ -40,10 +39,14 @@ impl Signals {
                 }
                 _ = self.hangup.recv() => {
                     log::info!("SIGHUP: reloading the config");
-                    notify::reloading();
-                    // The outcome is logged by the control task.
-                    let _ = control.reload().await;
-                    notify::ready();
+                    // On a task of its own, so that a SIGTERM during a reload is heard; the
+                    // control task applies reloads one after the other, and logs each outcome.
+                    let control = control.clone();
+                    tokio::spawn(async move {
+                        notify::reloading();
+                        let _ = control.reload().await;
+                        notify::ready();
+                    });
                 }
             }
         }

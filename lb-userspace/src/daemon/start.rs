@@ -1,14 +1,18 @@
-//! What `lbd --config FILE` does: start (or adopt) the data plane, then [`super::run`].
+//! What `lbd --config FILE` does: start (or adopt) the data plane ([`start`]), then run until
+//! a signal stops it ([`serve`]).
 //!
 //! Start-up order:
-//! 1. signal handlers (a SIGHUP must never kill lbd), the config;
+//! 1. signal handlers (a SIGHUP must never kill lbd; [`serve`] only), the config, the pid
+//!    file's lock;
 //! 2. the interfaces, and the VLAN interfaces on them; the routes to tunnel and NAT reals;
-//! 3. the desired state, placing each real on an interface and a next hop; the admin socket;
+//! 3. the desired state, placing each real on an interface and a next hop; the admin socket
+//!    and the metrics listener;
 //! 4. the program and its maps, adopting pinned ones and the ids they hold;
 //! 5. the reconciler writes everything; the neighbour watch starts;
 //! 6. up to [`INITIAL_RESOLUTION`] for the reals' MACs, so the first packets find complete
 //!    schedules;
-//! 7. attach, or swap the program into the pinned links; retire maps of earlier layouts.
+//! 7. attach, or swap the program into the pinned links; retire maps of earlier layouts;
+//! 8. the metrics server, the control task and its health checks.
 //!
 //! A first start that fails removes what it pinned. A restart adopts what is pinned and never
 //! removes it.
@@ -19,7 +23,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Control, Daemon, Host, neighbours::NeighbourWatch, notify, signals::Signals, sweep};
+use super::{
+    Control, ControlHandle, Daemon, Host, neighbours::NeighbourWatch, notify, signals::Signals,
+    sweep,
+};
 use crate::{
     admin::{InterfaceStatus, SocketError, bind_admin_socket},
     config::{self, Config, ConfigError},
@@ -57,7 +64,57 @@ pub enum DaemonError {
 
 /// Runs the daemon for the config at `config_path` until SIGTERM or SIGINT.
 pub async fn serve(config_path: PathBuf) -> Result<(), DaemonError> {
+    // First: a SIGHUP (`systemctl reload`) at any moment of the start must not kill lbd.
     let signals = Signals::install().map_err(DaemonError::Signals)?;
+    let started = start(config_path).await?;
+    let control = started.control();
+    notify::ready();
+    started.run(signals.stopped(control)).await;
+    Ok(())
+}
+
+/// A daemon that has started: the program forwards, the admin socket answers and changes
+/// are taken. What `lbd` runs, and what tests drive in-process (start, reload through
+/// [`Started::control`], stop, start again).
+pub struct Started {
+    daemon: Daemon,
+    listener: tokio::net::UnixListener,
+    control: ControlHandle,
+    config: Config,
+    pid_file: super::PidFile,
+}
+
+impl Started {
+    /// Where reloads and admin edits go.
+    pub fn control(&self) -> ControlHandle {
+        self.control.clone()
+    }
+
+    /// Serves until `shutdown` completes, then stops every task; the program keeps
+    /// forwarding from its pinned maps.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let Started {
+            daemon,
+            listener,
+            control: _,
+            config,
+            pid_file,
+        } = self;
+        super::run(daemon, listener, shutdown).await;
+        notify::stopping();
+        let _ = std::fs::remove_file(&config.admin_socket);
+        drop(pid_file);
+        log::info!(
+            "stopped; the XDP program keeps forwarding from {} (`lbd --teardown --config FILE` \
+             detaches it)",
+            config.pin_dir.display()
+        );
+    }
+}
+
+/// Starts (or adopts) the data plane for the config at `config_path`, in the calling
+/// thread's network namespace: every step of the module's list.
+pub async fn start(config_path: PathBuf) -> Result<Started, DaemonError> {
     let (config, document) = config::load_with_document(&config_path)?;
     // Before anything is touched: another daemon of this instance may be running.
     let pid_file = super::PidFile::lock(&config.pid_file)?;
@@ -88,7 +145,7 @@ pub async fn serve(config_path: PathBuf) -> Result<(), DaemonError> {
         neighbours,
         events: Some(events),
     };
-    let mut daemon = match start(&config, &attached, desired, watch).await {
+    let mut daemon = match load_and_attach(&config, &attached, desired, watch).await {
         Ok(daemon) => daemon,
         Err(error) => {
             if first_start {
@@ -117,19 +174,16 @@ pub async fn serve(config_path: PathBuf) -> Result<(), DaemonError> {
         config.services.len(),
         config.admin_socket.display()
     );
-    notify::ready();
-    super::run(daemon, listener, signals.stopped(control)).await;
-    notify::stopping();
-    let _ = std::fs::remove_file(&config.admin_socket);
-    drop(pid_file);
-    log::info!(
-        "stopped; the XDP program keeps forwarding from {} (`lbd --teardown --config FILE` detaches it)",
-        config.pin_dir.display()
-    );
-    Ok(())
+    Ok(Started {
+        daemon,
+        listener,
+        control,
+        config,
+        pid_file,
+    })
 }
 
-async fn start(
+async fn load_and_attach(
     config: &Config,
     attached: &[InterfaceInfo],
     mut desired: Desired,
