@@ -44,6 +44,8 @@ pub struct Lbd {
     config: PathBuf,
     socket: PathBuf,
     pin_dir: PathBuf,
+    /// Removed on drop: a daemon killed there leaves it behind.
+    pid_file: PathBuf,
     child: Option<Child>,
     starts: usize,
     /// The `lbd` this runs: this workspace's, or another build's (see [`Lbd::use_binary`]).
@@ -66,8 +68,14 @@ impl Lbd {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
         let config = dir.join("lbd.yaml");
         let socket = dir.join("lbd.sock");
+        // The pid file in the test's directory too (an older build does not know the key).
+        let pid_file = if program == binary("lbd") {
+            format!("pid_file: {}\n", dir.join("lbd.pid").display())
+        } else {
+            String::new()
+        };
         let text = format!(
-            "instance: {instance}\nadmin:\n  socket: {}\n{body}",
+            "instance: {instance}\nadmin:\n  socket: {}\n{pid_file}{body}",
             socket.display()
         );
         std::fs::write(&config, text)
@@ -101,6 +109,7 @@ impl Lbd {
             config: config.to_path_buf(),
             socket: parsed.admin_socket,
             pin_dir: parsed.pin_dir,
+            pid_file: parsed.pid_file,
             child: None,
             starts: 0,
             binary: binary("lbd"),
@@ -345,10 +354,16 @@ impl Lbd {
             .output();
         match output {
             Ok(output) if output.status.success() => {}
-            Ok(output) => eprintln!(
-                "lbd --teardown: {}",
-                String::from_utf8_lossy(&output.stderr)
-            ),
+            // A config the test left broken (a refused reload) cannot be read: unpin by the
+            // directory it named at the start.
+            Ok(output) => {
+                eprintln!(
+                    "lbd --teardown: {}; unpinning {} directly",
+                    String::from_utf8_lossy(&output.stderr).trim_end(),
+                    self.pin_dir.display()
+                );
+                let _ = lb_userspace::dataplane::loader::unpin_all(&self.pin_dir);
+            }
             Err(error) => eprintln!("lbd --teardown: {error}"),
         }
     }
@@ -361,6 +376,7 @@ impl Drop for Lbd {
             let _ = child.wait();
         }
         self.teardown();
+        let _ = std::fs::remove_file(&self.pid_file);
         if std::thread::panicking() {
             eprintln!("lbd log ({}):\n{}", self.log_path().display(), self.log());
         }
