@@ -155,31 +155,41 @@ services:
     let real = kept.get("/").expect("an answer").trim_end().to_owned();
 
     // Drain the two other reals by a reload: new connections all go to the kept one's real.
-    let drained = ["real1", "real2", "real3"]
-        .iter()
-        .enumerate()
-        .fold(text.clone(), |text, (index, name)| {
-            if *name == real {
-                text
-            } else {
-                text.replace(
-                    &format!("{{address: 192.0.2.1{}, weight: 1}}", index + 1),
-                    &format!("{{address: 192.0.2.1{}, weight: 0}}", index + 1),
-                )
-            }
-        });
+    let drained =
+        ["real1", "real2", "real3"]
+            .iter()
+            .enumerate()
+            .fold(text.clone(), |text, (index, name)| {
+                if *name == real {
+                    text
+                } else {
+                    text.replace(
+                        &format!("{{address: 192.0.2.1{}, weight: 1}}", index + 1),
+                        &format!("{{address: 192.0.2.1{}, weight: 0}}", index + 1),
+                    )
+                }
+            });
     std::fs::write(&config_path, &drained).unwrap();
     let summary = running.reload().expect("the reload applies");
     assert!(summary.contains("→ 0"), "{summary}");
     for index in 0..10 {
         let body = get().unwrap_or_else(|e| panic!("request {index}: {e}"));
-        assert_eq!(body.trim_end(), real, "request {index} went to a drained real");
+        assert_eq!(
+            body.trim_end(),
+            real,
+            "request {index} went to a drained real"
+        );
     }
     assert_eq!(kept.get("/").unwrap().trim_end(), real);
 
     // Stopped: forwarding goes on from the pinned maps.
     running.stop();
-    assert_eq!(get().expect("forwarding with the daemon stopped").trim_end(), real);
+    assert_eq!(
+        get()
+            .expect("forwarding with the daemon stopped")
+            .trim_end(),
+        real
+    );
     assert_eq!(kept.get("/").unwrap().trim_end(), real);
 
     // Started again over its pins: the connection stays on its real.

@@ -298,3 +298,120 @@ fn a_dead_real_leaves_rotation_and_returns_and_metrics_and_the_page_say_so() {
     drop(real2);
     assert!(lbd.stop().success());
 }
+
+/// `on_failure`: with `inhibit` a real that fails its check keeps its connections (weight 0,
+/// keepalived's inhibit_on_failure); with `remove` they end, as for a removed real. Both take
+/// no new connection until the check passes again. The checks go to a port of their own, so
+/// the service's port keeps answering while the check fails.
+#[test]
+fn inhibit_keeps_a_failed_reals_connections_and_remove_ends_them() {
+    if !require_root("e2e_health") {
+        return;
+    }
+    let prefix = format!("lbt-hci-{}-", std::process::id());
+    netns::remove_leftovers(&prefix);
+    let topology = DrTopology::build(&prefix, &["real1", "real2"]);
+    topology.attach_pass_program();
+    let server = |index: usize, port: u16, name: &str| {
+        let (_, netns, _) = &topology.reals[index];
+        HttpServer::start(netns, SocketAddr::from(([0, 0, 0, 0], port)), name)
+    };
+    let _servers: Vec<HttpServer> = [80, 8080]
+        .into_iter()
+        .flat_map(|port| [server(0, port, "real1"), server(1, port, "real2")])
+        .collect();
+    let _check1 = server(0, 8081, "check1");
+    let mut check2 = Some(server(1, 8081, "check2"));
+    let check = format!(
+        "{{type: http, port: 8081, interval: {}ms, timeout: 150ms, rise: {RISE}, fall: {FALL}}}",
+        INTERVAL.as_millis()
+    );
+    let lbd = Lbd::start(
+        &topology.lb,
+        &format!("lbt-hci-{}", std::process::id()),
+        &format!(
+            "interfaces: [{{name: eth0, xdp_mode: native}}]
+services:
+  - {{vip: 192.0.2.100, port: 80, protocol: tcp, scheduler: rr, on_failure: inhibit, health_check: {check},
+     reals: [{{address: 192.0.2.11}}, {{address: 192.0.2.12}}]}}
+  - {{vip: 192.0.2.100, port: 8080, protocol: tcp, scheduler: rr, on_failure: remove, health_check: {check},
+     reals: [{{address: 192.0.2.11}}, {{address: 192.0.2.12}}]}}
+"
+        ),
+    );
+    // A kept connection on real2 for each service (rr alternates, so four connections
+    // give two on each real).
+    let on_real2 = |port: u16| {
+        let vip = SocketAddr::new(IpAddr::V4(VIP), port);
+        (0..4)
+            .map(|_| {
+                let mut connection = topology
+                    .client
+                    .run(|| http::HttpClient::connect(vip, TIMEOUT))
+                    .expect("a connection");
+                let real = connection.get("/").expect("an answer");
+                (connection, real)
+            })
+            .find(|(_, real)| real.trim_end() == "real2")
+            .map(|(connection, _)| connection)
+            .expect("a connection on real2")
+    };
+    let mut inhibited = on_real2(80);
+    let mut removed = on_real2(8080);
+
+    check2.take();
+    let real2: IpAddr = "192.0.2.12".parse().unwrap();
+    let deadline = Instant::now() + INTERVAL * FALL + SLACK;
+    loop {
+        let listing = lbd.listing();
+        let health_of = |service: usize| {
+            listing.services[service]
+                .reals
+                .iter()
+                .find(|real| real.address == real2)
+                .unwrap()
+                .available
+        };
+        // Inhibited: still available (its flows go on); removed: not.
+        if !health_of(1) {
+            assert!(health_of(0), "an inhibited real stays available");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "real2 never failed:\n{}",
+            lbd.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Give the inhibit service's verdict the same moment to land (both check one endpoint).
+    std::thread::sleep(INTERVAL);
+    assert_eq!(
+        inhibited
+            .get("/")
+            .expect("an inhibited real keeps its connection")
+            .trim_end(),
+        "real2"
+    );
+    assert!(
+        removed.get("/").is_err(),
+        "a removed real's connection ends"
+    );
+    for port in [80, 8080] {
+        assert!(
+            gets(&topology, port, 10).iter().all(|body| body == "real1"),
+            "no new connection to a failed real on port {port}"
+        );
+    }
+    assert_eq!(inhibited.get("/").unwrap().trim_end(), "real2");
+    let _check2 = server(1, 8081, "check2");
+    let deadline = Instant::now() + INTERVAL * RISE + SLACK;
+    while !gets(&topology, 8080, 4).iter().any(|body| body == "real2") {
+        assert!(
+            Instant::now() < deadline,
+            "real2 never came back:\n{}",
+            lbd.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
