@@ -182,6 +182,25 @@ fn a_dead_real_leaves_rotation_and_returns_and_metrics_and_the_page_say_so() {
         gets(&topology, 81, 5).iter().all(|body| body == "sorry"),
         "the sorry server takes the flows of a service whose reals are all down"
     );
+    // Listed as ipvsadm lists keepalived's sorry server, only while it stands in; its own
+    // metric says so, and it is not counted as a real.
+    let table = lbd.lbadm(&["-L", "-n"]);
+    assert!(table.contains("-> 192.0.2.13:81"), "{table}");
+    let metrics = fetch(&topology.lb, "/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("lb_sorry_server_standing_in{")
+                && line.contains("192.0.2.13:81")
+                && line.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(
+        !metrics
+            .lines()
+            .any(|line| line.starts_with("lb_real_up{") && line.contains("192.0.2.13:81")),
+        "{metrics}"
+    );
     let before: Vec<String> = gets(&topology, 80, 30);
     assert!(before.iter().any(|body| body == "real2"), "{before:?}");
 

@@ -10,7 +10,7 @@ use super::{Connection, ConnectionListing, Listing, RealListing, ReasonCount, Se
 use crate::{
     config::Forward,
     dataplane::{DataplaneError, DataplaneReader},
-    reconcile::{Desired, DesiredReal, describe_reachability},
+    reconcile::{Desired, DesiredReal, describe_reachability, sorry_in_use},
 };
 
 /// `lbadm -L`: services, reals, counters, and each real's connection counts.
@@ -38,6 +38,8 @@ pub fn listing(
                 available: real.available(),
                 neighbour: describe_reachability(real).to_owned(),
                 stats: reader.real_counters(real.id)?.into(),
+                sorry_server: real.sorry,
+                standing_in: real.sorry && sorry_in_use(service).is_some(),
             });
         }
         services.push(ServiceListing {

@@ -102,6 +102,13 @@ pub struct RealListing {
     /// `unresolved`, `reachable`, `probing (no new flows)` or `failed (no packets)`.
     pub neighbour: String,
     pub stats: Stats,
+    /// The service's `sorry_server`, listed as a real; lbadm shows it (as ipvsadm shows
+    /// keepalived's) only while it stands in for the reals.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sorry_server: bool,
+    /// A sorry server taking the service's new flows now, no real being able to.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub standing_in: bool,
 }
 
 /// ipvsadm's `--stats` columns. The program counts what it receives from clients; replies

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::{
-    admin::{ConnectionListing, Listing, Stats, Status},
+    admin::{ConnectionListing, Listing, RealListing, ServiceListing, Stats, Status},
     config::socket_text,
 };
 
@@ -33,7 +33,7 @@ pub fn services(listing: &Listing) -> String {
             let _ = write!(out, " mtu-overhead {}", service.mtu_overhead);
         }
         out.push('\n');
-        for real in &service.reals {
+        for real in shown_reals(service) {
             let _ = writeln!(
                 out,
                 "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
@@ -46,6 +46,15 @@ pub fn services(listing: &Listing) -> String {
         }
     }
     out
+}
+
+/// A service's reals as ipvsadm would list them under keepalived: its sorry server only
+/// while it stands in for the reals.
+fn shown_reals(service: &ServiceListing) -> impl Iterator<Item = &RealListing> {
+    service
+        .reals
+        .iter()
+        .filter(|real| !real.sorry_server || real.standing_in)
 }
 
 /// `-L -n --stats`: connections, packets and bytes per service and real.
@@ -62,7 +71,7 @@ pub fn stats(listing: &Listing, exact: bool) -> String {
             socket_text(service.vip, service.port)
         );
         let _ = writeln!(out, "{name:<33}{}", stats_columns(&service.stats, exact));
-        for real in &service.reals {
+        for real in shown_reals(service) {
             let _ = writeln!(
                 out,
                 "  -> {:<28}{}",
@@ -218,6 +227,8 @@ mod tests {
                     available: true,
                     neighbour: "reachable".into(),
                     stats,
+                    sorry_server: false,
+                    standing_in: false,
                 }],
             }],
             reasons: Vec::new(),
@@ -265,6 +276,11 @@ TCP  192.0.2.100:80 wrr
             real(13, "nat", 8080),
             real(14, "fullnat", 8080),
         ];
+        // A sorry server is listed only while it stands in.
+        mixed.services[0].reals.push(RealListing {
+            sorry_server: true,
+            ..real(99, "dr", 80)
+        });
         mixed.services[0].mtu_overhead = 20;
         let expected = "\
 TCP  192.0.2.100:80 wrr mtu-overhead 20

@@ -200,8 +200,14 @@ impl View {
             .sum()
     }
 
+    /// Reals configured, sorry servers not included.
     fn real_count(&self) -> usize {
-        self.listing.services.iter().map(|s| s.reals.len()).sum()
+        self.listing
+            .services
+            .iter()
+            .flat_map(|service| &service.reals)
+            .filter(|real| !real.sorry_server)
+            .count()
     }
 }
 

@@ -188,11 +188,26 @@ fn real_row(html: &mut String, real: &RealRow<'_>, rates: &Rates, now: SystemTim
             escape(&listing.neighbour)
         )
     };
+    // The sorry server is not checked: its row says what it is, and whether it stands in.
+    let (health, last_check, name) = if listing.sorry_server {
+        let state = if listing.standing_in {
+            "standing in"
+        } else {
+            "idle"
+        };
+        (
+            "sorry server",
+            state.to_owned(),
+            format!("{} (sorry server)", real.label),
+        )
+    } else {
+        (health, last_check, real.label.clone())
+    };
     let _ = writeln!(
         html,
         "<tr class=\"{class}\"><td class=\"name\">{}</td><td>{}</td><td>{}</td><td>{health}</td>\
          <td class=\"name\">{last_check}</td><td>{available}</td><td>{}</td><td>{}</td>{}</tr>",
-        escape(&real.label),
+        escape(&name),
         escape(&listing.forward),
         listing.weight,
         listing.active_conn,

@@ -128,7 +128,14 @@ const SERVICES_LIMIT: Metric = gauge(
     "lb_services_limit",
     "Services the maps have room for (limits.services less the unused id 0).",
 );
-const REALS: Metric = gauge("lb_reals", "Real servers configured, over all services.");
+const REALS: Metric = gauge(
+    "lb_reals",
+    "Real servers configured, over all services (sorry servers not included).",
+);
+const SORRY_STANDING_IN: Metric = gauge(
+    "lb_sorry_server_standing_in",
+    "1 while the service's sorry server takes its new flows (no real can), else 0.",
+);
 const REALS_LIMIT: Metric = gauge(
     "lb_reals_limit",
     "Real servers the maps have room for (limits.reals less the unused id 0).",
@@ -175,6 +182,11 @@ pub(super) fn render(view: &View) -> String {
         for real in service.reals() {
             let mut labels = labels.to_vec();
             labels.push(("real", real.label.as_str()));
+            // Not a real: alerts on the reals' health must not count it.
+            if real.listing.sorry_server {
+                out.add(&SORRY_STANDING_IN, &labels, real.listing.standing_in);
+                continue;
+            }
             let (listing, stats) = (real.listing, real.listing.stats);
             out.add(&REAL_PACKETS, &labels, stats.in_packets);
             out.add(&REAL_BYTES, &labels, stats.in_bytes);
