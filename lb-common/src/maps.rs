@@ -290,6 +290,9 @@ pub const REAL_AVAILABLE: u32 = 1;
 /// [`Real::flags`]: the real may take new flows (available, its neighbour not being probed,
 /// weight above 0). A persistence entry naming a real without it is not followed.
 pub const REAL_TAKES_NEW_FLOWS: u32 = 2;
+/// [`Real::flags`]: the real's last health verdict was down. The program ignores it; a
+/// restarted lbd reads it, so a real that was down stays out until its checks pass.
+pub const REAL_FAILED_CHECK: u32 = 4;
 
 /// A real server of one service. The same address in two services is two reals.
 #[repr(C)]

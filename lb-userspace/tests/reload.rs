@@ -105,6 +105,7 @@ impl Running {
             },
             daemon.inputs(),
             Arc::new(HealthBoard::default()),
+            &daemon.desired(),
         ));
         let socket = dir.join("lbd.sock");
         let listener = admin::bind_admin_socket(&socket).unwrap();

@@ -214,7 +214,8 @@ impl Lbd {
                     .services
                     .iter()
                     .flat_map(|s| &s.reals)
-                    .all(|real| real.available)
+                    // Its MAC known: one a health check keeps out is still ready.
+                    .all(|real| real.mac.is_some())
             {
                 return;
             }

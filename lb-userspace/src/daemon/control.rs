@@ -15,7 +15,7 @@
 //!
 //! Any refusal leaves everything as it was, and says why in one line.
 
-use std::{net::IpAddr, path::PathBuf, sync::Arc, time::Instant};
+use std::{collections::HashSet, net::IpAddr, path::PathBuf, sync::Arc, time::Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,7 +25,7 @@ use crate::{
         self, Config, Document,
         edit::{Edit, ServiceRef},
     },
-    health::{HealthBoard, HealthMonitor, Target, Transition},
+    health::{HealthBoard, HealthKey, HealthMonitor, Target, Transition},
     neighbour::{InterfaceInfo, NeighbourError, Neighbours, Observation, Routes},
     reconcile::{Desired, HealthChange, Input, Replacement, health_key_of, service_key},
 };
@@ -190,6 +190,8 @@ pub struct Control {
 impl Control {
     /// A control task for `config` (read from `config_path`, as `document`), whose health
     /// checks report on `board` and, through the reconciler's `inputs`, to the data plane.
+    /// The checks start from `running`'s verdicts: a real a previous daemon knew down stays
+    /// down until it passes `rise` checks.
     pub fn new(
         config_path: Option<PathBuf>,
         config: Config,
@@ -197,11 +199,13 @@ impl Control {
         host: Host,
         inputs: mpsc::Sender<Input>,
         board: Arc<HealthBoard>,
+        running: &Desired,
     ) -> Self {
         let (transitions, heard) = mpsc::channel(TRANSITION_QUEUE);
         tokio::spawn(forward_transitions(heard, inputs.clone()));
         let mut health = HealthMonitor::new(board, transitions);
-        health.set_targets(health_targets(&config));
+        let down = running.failed_checks();
+        health.set_targets(health_targets(&config, &down));
         Self {
             config_path,
             loaded: config.clone(),
@@ -238,18 +242,19 @@ async fn forward_transitions(mut heard: mpsc::Receiver<Transition>, inputs: mpsc
 }
 
 /// What the health monitor checks for `config`: every real of every service with a check.
-/// A real seen for the first time starts up (keepalived's default): it leaves rotation after
-/// `fall` failed checks.
-fn health_targets(config: &Config) -> Vec<Target> {
+/// A real seen for the first time starts up (keepalived's default: it leaves rotation after
+/// `fall` failed checks), unless it is one of `down`. The monitor keeps the state of reals it
+/// already checks.
+fn health_targets(config: &Config, down: &HashSet<HealthKey>) -> Vec<Target> {
     config
         .services
         .iter()
         .filter_map(|service| service.health_check.as_ref().map(|check| (service, check)))
         .flat_map(|(service, check)| {
-            service
-                .reals
-                .iter()
-                .map(move |real| Target::new(health_key_of(service, real), check.clone(), true))
+            service.reals.iter().map(move |real| {
+                let key = health_key_of(service, real);
+                Target::new(key, check.clone(), !down.contains(&key))
+            })
         })
         .collect()
 }
@@ -375,7 +380,8 @@ impl Control {
             .map_err(|_| "lbd is stopping".to_owned())?;
         answer.await.map_err(|_| "lbd is stopping".to_owned())??;
         let summary = describe_difference(&self.running, &config);
-        self.health.set_targets(health_targets(&config));
+        self.health
+            .set_targets(health_targets(&config, &HashSet::new()));
         self.running = config;
         self.document = document;
         self.host.probe(to_probe).await;

@@ -167,6 +167,7 @@ pub async fn start(config_path: PathBuf) -> Result<Started, DaemonError> {
         host,
         daemon.inputs(),
         board,
+        &daemon.desired(),
     ));
     log::info!(
         "instance {} serving {} services; admin socket {}",

@@ -5,7 +5,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use lb_common::{
     Egress, FORWARD_FULLNAT, FORWARD_NAT, Interface, MAX_LOCAL_SOURCES, REAL_AVAILABLE,
-    REAL_TAKES_NEW_FLOWS, Real, SETTINGS_TRANSLATES_REPLIES, Service, ServiceKey,
+    REAL_FAILED_CHECK, REAL_TAKES_NEW_FLOWS, Real, SETTINGS_TRANSLATES_REPLIES, Service,
+    ServiceKey,
 };
 
 use super::{Desired, DesiredReal, DesiredService, Dirty, ReconcileError, address_bytes};
@@ -348,6 +349,9 @@ fn real_flags(service: &DesiredService, real: &DesiredReal) -> u32 {
     };
     if takes_new_flows {
         flags |= REAL_TAKES_NEW_FLOWS;
+    }
+    if !real.healthy {
+        flags |= REAL_FAILED_CHECK;
     }
     flags
 }

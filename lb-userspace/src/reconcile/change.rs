@@ -95,15 +95,18 @@ impl Desired {
             .flat_map(|service| service.reals.iter().map(|real| real.id))
     }
 
-    /// Every real's health key with its service's check, for the health monitor.
-    pub fn health_keys(&self) -> impl Iterator<Item = (HealthKey, &super::DesiredService)> {
-        self.services.iter().flat_map(|service| {
-            service
-                .reals
-                .iter()
-                .filter(|real| !real.sorry)
-                .map(move |real| (health_key(service.key, real), service))
-        })
+    /// The reals whose last health verdict was down.
+    pub fn failed_checks(&self) -> std::collections::HashSet<HealthKey> {
+        self.services
+            .iter()
+            .flat_map(|service| {
+                service
+                    .reals
+                    .iter()
+                    .filter(|real| !real.sorry && !real.healthy)
+                    .map(move |real| health_key(service.key, real))
+            })
+            .collect()
     }
 }
 

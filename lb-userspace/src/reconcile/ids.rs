@@ -7,7 +7,8 @@
 use std::collections::{HashMap, HashSet};
 
 use lb_common::{
-    Egress, FORWARD_DR, FORWARD_FULLNAT, FORWARD_TUN, REAL_AVAILABLE, Real, Service, ServiceKey,
+    Egress, FORWARD_DR, FORWARD_FULLNAT, FORWARD_TUN, REAL_AVAILABLE, REAL_FAILED_CHECK, Real,
+    Service, ServiceKey,
 };
 
 use super::{Desired, DesiredReal, DesiredService, address_bytes};
@@ -154,6 +155,7 @@ impl Desired {
                     &self.services[service_index].reals[real_index],
                 );
                 let kept = kept_id(&key, &self.services[service_index].reals[real_index]);
+                let checked = self.services[service_index].config.health_check.is_some();
                 let real = &mut self.services[service_index].reals[real_index];
                 let id = match kept {
                     // The previous daemon's MAC carries over, so that adopting writes back the
@@ -162,6 +164,11 @@ impl Desired {
                     // router's now, or no longer. The neighbour refresh corrects it if it
                     // changed.
                     Some((id, old)) => {
+                        // A verdict of down outlives the daemon (a restart must not send new
+                        // flows to a real it knew dead until its checks pass again).
+                        if old.flags & REAL_FAILED_CHECK != 0 && checked {
+                            real.healthy = false;
+                        }
                         if old.flags & REAL_AVAILABLE != 0
                             && old.ifindex == real.ifindex
                             && old.forward == real.config.forward.code()
