@@ -210,6 +210,11 @@ pub fn bind_admin_socket(path: &Path) -> Result<UnixListener, SocketError> {
             return Err(SocketError::InUse(path.to_path_buf()));
         }
         std::fs::remove_file(path).map_err(error)?;
+        log::warn!(
+            "removed {}, an admin socket nobody answers on (left by a daemon that was killed \
+             or crashed)",
+            path.display()
+        );
     }
     let listener = UnixListener::bind(path).map_err(error)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(error)?;
