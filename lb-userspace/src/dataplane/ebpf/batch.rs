@@ -35,18 +35,7 @@ fn bpf(command: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
     // SAFETY: `attr` is a valid, initialised `bpf_attr` prefix for this command; the kernel
     // reads and writes only within it and within the buffers it points to, which the callers
     // size for `count` entries.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            command,
-            attr as *mut BatchAttr,
-            std::mem::size_of::<BatchAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    unsafe { super::syscall::bpf(command, attr) }.map(|_| ())
 }
 
 /// Visits every entry of a hash or array map (not per-CPU), a chunk of entries per syscall.

@@ -26,18 +26,7 @@ struct ElementAttr {
 fn bpf(command: libc::c_long, attr: &mut ElementAttr) -> io::Result<()> {
     // SAFETY: `attr` is a valid `bpf_attr` prefix for this command; `key` and `value` point
     // at live buffers of the map's key and value sizes (the callers' `K` and `V`).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            command,
-            attr as *mut ElementAttr,
-            std::mem::size_of::<ElementAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    unsafe { super::syscall::bpf(command, attr) }.map(|_| ())
 }
 
 /// The value at `key`, if any.

@@ -18,7 +18,7 @@ use lb_common::{
     FORWARD_FULLNAT, MAP_REAL_IDS, MAP_SERVICE_IDS, Real, RealIdKey, RealIdentity, ServiceKey,
 };
 
-use super::{DataplaneError, map_err};
+use super::{DataplaneError, map_err, syscall::bpf};
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_OBJ_PIN: libc::c_long = 6;
@@ -48,23 +48,6 @@ struct PinAttr {
     pathname: u64,
     bpf_fd: u32,
     file_flags: u32,
-}
-
-fn bpf<T>(command: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is a valid, initialised prefix of `bpf_attr` for `command`; the kernel
-    // reads only within it and the strings it points to, which outlive the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            command,
-            attr as *mut T,
-            std::mem::size_of::<T>(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(rc)
 }
 
 fn syscall_error(
@@ -108,7 +91,10 @@ fn open_or_create(
         ..CreateAttr::default()
     };
     attr.map_name[..name.len()].copy_from_slice(name.as_bytes());
-    let fd = bpf(BPF_MAP_CREATE, &mut attr).map_err(syscall_error(name, "BPF_MAP_CREATE"))?;
+    // SAFETY: `attr` is an initialised `bpf_attr` prefix for BPF_MAP_CREATE and holds no
+    // pointers.
+    let fd =
+        unsafe { bpf(BPF_MAP_CREATE, &mut attr) }.map_err(syscall_error(name, "BPF_MAP_CREATE"))?;
     // SAFETY: BPF_MAP_CREATE returned a new file descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     if let Some(path) = path {
@@ -119,7 +105,9 @@ fn open_or_create(
             bpf_fd: std::os::fd::AsRawFd::as_raw_fd(&fd) as u32,
             file_flags: 0,
         };
-        bpf(BPF_OBJ_PIN, &mut pin).map_err(syscall_error(name, "BPF_OBJ_PIN"))?;
+        // SAFETY: `pin` is an initialised `bpf_attr` prefix for BPF_OBJ_PIN; its path points
+        // at `text`, a NUL-terminated string that outlives the call.
+        unsafe { bpf(BPF_OBJ_PIN, &mut pin) }.map_err(syscall_error(name, "BPF_OBJ_PIN"))?;
     }
     MapData::from_fd(fd).map_err(map_err(name))
 }

@@ -10,6 +10,7 @@ mod identities;
 mod published;
 mod readers;
 mod sweep;
+mod syscall;
 
 use std::{hash::BuildHasher, ops::Range, os::fd::AsFd, sync::Arc};
 
