@@ -256,9 +256,22 @@ fn status_code(line: &[u8]) -> Option<u16> {
 }
 
 /// The head (status line and headers) and the body after the blank line, if it has come.
+/// Lines end in CRLF or, from servers that write them by hand (an inetd script's `printf`),
+/// in a bare LF, which RFC 9112 section 2.2 lets a recipient accept: the head ends at the
+/// first line that is empty or only a CR.
 fn split_head(response: &[u8]) -> Option<(&[u8], &[u8])> {
-    let end = find(response, b"\r\n\r\n")?;
-    Some((&response[..end], &response[end + 4..]))
+    let line_ends = response
+        .iter()
+        .enumerate()
+        .filter_map(|(at, byte)| (*byte == b'\n').then_some(at));
+    for end in line_ends {
+        let after = &response[end + 1..];
+        if let Some(body) = after.strip_prefix(b"\n").or(after.strip_prefix(b"\r\n")) {
+            let head = &response[..end];
+            return Some((head.strip_suffix(b"\r").unwrap_or(head), body));
+        }
+    }
+    None
 }
 
 /// How the body's end is known (RFC 9112 section 6.3).
@@ -489,6 +502,42 @@ mod tests {
         assert_eq!(verdict, Verdict::failed("body lacks \"ok\""));
         let (verdict, _) = exchange(&check, answer("HTTP/1.0 200 OK\r\n"), true).await;
         assert_eq!(verdict, Verdict::failed("body lacks \"ok\""));
+    }
+
+    #[tokio::test]
+    async fn lines_may_end_in_a_bare_lf() {
+        let check = http_check(Some("ok"));
+        // What `printf "HTTP/1.0 200 OK\n\nok"` in an inetd script answers.
+        let (verdict, _) = exchange(&check, answer("HTTP/1.0 200 OK\n\nok"), true).await;
+        assert_eq!(verdict, Verdict::passed("HTTP 200"));
+        // Its headers are read too: Content-Length ends the body on an open connection.
+        let (verdict, _) = exchange(
+            &check,
+            answer("HTTP/1.1 200 OK\nContent-Length: 4\n\nbusy"),
+            false,
+        )
+        .await;
+        assert_eq!(verdict, Verdict::failed("body lacks \"ok\""));
+        let (verdict, _) = exchange(
+            &check,
+            answer("HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nok"),
+            false,
+        )
+        .await;
+        assert_eq!(verdict, Verdict::passed("HTTP 200"));
+    }
+
+    #[test]
+    fn the_head_ends_at_the_first_blank_line_whatever_its_line_ending() {
+        assert_eq!(
+            split_head(b"HTTP/1.0 200 OK\n\nok\r\n\r\n"),
+            Some((&b"HTTP/1.0 200 OK"[..], &b"ok\r\n\r\n"[..]))
+        );
+        assert_eq!(
+            split_head(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nok\n\n"),
+            Some((&b"HTTP/1.1 200 OK\r\nA: b"[..], &b"ok\n\n"[..]))
+        );
+        assert_eq!(split_head(b"HTTP/1.1 200 OK\r\nA: b\r\n\r"), None);
     }
 
     #[tokio::test]
