@@ -20,8 +20,8 @@ use tokio::{
 use super::{CheckReport, Target};
 use crate::config::{CheckKind, HealthCheckConfig, HttpCheck, duration_text, socket_text};
 
-/// The most of an answer an HTTP check reads; the status line, and `expect_body`, must be
-/// within it. Health pages are small, and a real must not make the balancer buffer much.
+/// The most of an answer an HTTP check reads; the final status line (after any interim
+/// answers), and `expect_body`, must be within it. Health pages are small, and a real must not make the balancer buffer much.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Longest `expect_body` quoted whole in a report; reports are one short line.
@@ -200,16 +200,38 @@ async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin>(
 /// The verdict on the answer read so far, or `None` while more of it could change the
 /// verdict. `complete`: nothing more will come (end of stream, or the read limit).
 fn judge(response: &[u8], complete: bool, http: &HttpCheck) -> Option<Verdict> {
-    let status_line = match find(response, b"\n") {
-        Some(end) => &response[..end],
-        None if !complete => return None,
-        None if response.is_empty() => {
-            return Some(Verdict::failed("connection closed without an answer"));
+    let mut response = response;
+    let mut interim = None;
+    let status = loop {
+        let status_line = match find(response, b"\n") {
+            Some(end) => &response[..end],
+            None if !complete => return None,
+            None if response.is_empty() => {
+                return Some(Verdict::failed(match interim {
+                    Some(interim) => format!("no final answer after HTTP {interim}"),
+                    None => "connection closed without an answer".to_owned(),
+                }));
+            }
+            None => response,
+        };
+        let Some(status) = status_code(status_line) else {
+            return Some(Verdict::failed("malformed status line"));
+        };
+        if !is_interim(status) {
+            break status;
         }
-        None => response,
-    };
-    let Some(status) = status_code(status_line) else {
-        return Some(Verdict::failed("malformed status line"));
+        match split_head(response) {
+            Some((_, next)) => {
+                response = next;
+                interim = Some(status);
+            }
+            None if complete => {
+                return Some(Verdict::failed(format!(
+                    "no final answer after HTTP {status}"
+                )));
+            }
+            None => return None,
+        }
     };
     if !http.expect_status.contains(&status) {
         return Some(Verdict::failed(format!(
@@ -253,6 +275,13 @@ fn status_code(line: &[u8]) -> Option<u16> {
         return None;
     }
     code.parse().ok()
+}
+
+/// Whether `status` announces another answer to come (100 Continue, 103 Early Hints, …),
+/// so that the check judges the next one. 101 Switching Protocols is the last answer in
+/// HTTP/1.1: what follows is another protocol.
+fn is_interim(status: u16) -> bool {
+    (100..200).contains(&status) && status != 101
 }
 
 /// The head (status line and headers) and the body after the blank line, if it has come.
@@ -538,6 +567,61 @@ mod tests {
             Some((&b"HTTP/1.1 200 OK\r\nA: b"[..], &b"ok\n\n"[..]))
         );
         assert_eq!(split_head(b"HTTP/1.1 200 OK\r\nA: b\r\n\r"), None);
+    }
+
+    #[tokio::test]
+    async fn interim_answers_are_skipped_and_the_final_one_judged() {
+        let (verdict, _) = exchange(
+            &http_check(Some("ok")),
+            answer(
+                "HTTP/1.1 100 Continue\r\n\r\n\
+                 HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            ),
+            false,
+        )
+        .await;
+        assert_eq!(verdict, Verdict::passed("HTTP 200"));
+        // Several of them, with headers of their own, and bare LFs.
+        let (verdict, _) = exchange(
+            &http_check(None),
+            answer(
+                "HTTP/1.1 100 Continue\n\n\
+                 HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n\
+                 HTTP/1.1 503 Service Unavailable\r\n\r\n",
+            ),
+            false,
+        )
+        .await;
+        assert_eq!(verdict, Verdict::failed("HTTP 503 (expected 200-299)"));
+        // 101 is the last answer in HTTP/1.1: a switch of protocol, which no health page asks.
+        let (verdict, _) = exchange(
+            &http_check(None),
+            answer("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n"),
+            false,
+        )
+        .await;
+        assert_eq!(verdict, Verdict::failed("HTTP 101 (expected 200-299)"));
+        let (verdict, _) = exchange(
+            &http_check(None),
+            answer("HTTP/1.1 100 Continue\r\n\r\n"),
+            true,
+        )
+        .await;
+        assert_eq!(verdict, Verdict::failed("no final answer after HTTP 100"));
+    }
+
+    #[test]
+    fn an_interim_answer_cut_short_waits_for_more() {
+        let check = http_check(None);
+        assert_eq!(judge(b"HTTP/1.1 100 Continue\r\n", false, &check), None);
+        assert_eq!(
+            judge(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2", false, &check),
+            None
+        );
+        assert_eq!(
+            judge(b"HTTP/1.1 100 Continue\r\n", true, &check),
+            Some(Verdict::failed("no final answer after HTTP 100"))
+        );
     }
 
     #[tokio::test]
