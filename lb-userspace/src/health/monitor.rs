@@ -130,8 +130,8 @@ impl<P: Probe> HealthMonitor<P> {
     /// Replaces the set of checked reals. A target whose key and checks are unchanged keeps
     /// running with its state; one whose checks changed (port, timing, thresholds, …) keeps
     /// its up/down state and counters but starts its schedule and its run of consecutive
-    /// results again, since a reload must neither bring back a failed real unchecked nor take
-    /// out a healthy one. New targets start; gone ones stop and leave the board. Targets with
+    /// results again (a check of the old config still in flight does not count), since a
+    /// reload must neither bring back a failed real unchecked nor take out a healthy one. New targets start; gone ones stop and leave the board. Targets with
     /// [`CheckKind::None`] are not checked: they stay up, off the board. Must be called within
     /// a tokio runtime.
     pub fn set_targets(&mut self, targets: Vec<Target>) {
@@ -236,6 +236,12 @@ async fn check_forever<P: Probe>(
                     };
                     shared.probe.check(&target).await
                 };
+                // The check was of a port or config a reload has since replaced: it says
+                // nothing about the real as now checked. An error means the target is gone,
+                // and the next turn ends the task.
+                if changed.has_changed().unwrap_or(true) {
+                    continue;
+                }
                 let flipped = state.record(report.ok);
                 shared.board.update(&target.key, state.health(Some(report.clone())));
                 if flipped {

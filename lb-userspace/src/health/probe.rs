@@ -20,8 +20,8 @@ use tokio::{
 use super::{CheckReport, Target};
 use crate::config::{CheckKind, HealthCheckConfig, HttpCheck, duration_text, socket_text};
 
-/// The most of an answer an HTTP check reads; the status line, and `expect_body`, must be
-/// within it. Health pages are small, and a real must not make the balancer buffer much.
+/// The most of an answer an HTTP check reads; the final status line (after any interim
+/// answers), and `expect_body`, must be within it. Health pages are small, and a real must not make the balancer buffer much.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Longest `expect_body` quoted whole in a report; reports are one short line.
@@ -180,6 +180,7 @@ async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin>(
         return Verdict::failed(format!("send: {}", os_message(&error)));
     }
     let mut response = Vec::with_capacity(4096);
+    let mut judge = Judge::new(http);
     loop {
         let room = MAX_RESPONSE_BYTES - response.len();
         let read = match (&mut *stream)
@@ -191,54 +192,139 @@ async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin>(
             Err(error) => return Verdict::failed(format!("read: {}", os_message(&error))),
         };
         let complete = read == 0 || response.len() >= MAX_RESPONSE_BYTES;
-        if let Some(verdict) = judge(&response, complete, http) {
+        if let Some(verdict) = judge.judge(&response, complete) {
             return verdict;
         }
     }
 }
 
-/// The verdict on the answer read so far, or `None` while more of it could change the
-/// verdict. `complete`: nothing more will come (end of stream, or the read limit).
-fn judge(response: &[u8], complete: bool, http: &HttpCheck) -> Option<Verdict> {
-    let status_line = match find(response, b"\n") {
-        Some(end) => &response[..end],
-        None if !complete => return None,
-        None if response.is_empty() => {
-            return Some(Verdict::failed("connection closed without an answer"));
+/// Judges an answer as it comes in. Every read hands it the whole answer so far and it goes
+/// on from where it stopped, so that each byte is looked at about once: a real that trickles
+/// its answer in small pieces costs no more than one that sends it whole.
+struct Judge<'a> {
+    http: &'a HttpCheck,
+    /// The lines of the heads, as far as they have been read.
+    lines: Lines,
+    stage: Stage,
+}
+
+enum Stage {
+    /// Before an answer's status line; `after` names the interim answer before it, if any.
+    StatusLine { after: Option<u16> },
+    /// In the head of an interim answer, which says nothing about the real.
+    InterimHead { status: u16 },
+    /// In the head of the final answer: its headers say how the body ends.
+    FinalHead { status: u16, framing: Framing },
+    /// In the body of the final answer, looking for `expect_body`.
+    Body {
+        status: u16,
+        body: Body,
+        search: Search,
+    },
+}
+
+impl<'a> Judge<'a> {
+    fn new(http: &'a HttpCheck) -> Self {
+        Judge {
+            http,
+            lines: Lines::at(0),
+            stage: Stage::StatusLine { after: None },
         }
-        None => response,
-    };
-    let Some(status) = status_code(status_line) else {
-        return Some(Verdict::failed("malformed status line"));
-    };
-    if !http.expect_status.contains(&status) {
-        return Some(Verdict::failed(format!(
-            "HTTP {status} (expected {})",
-            status_range_text(&http.expect_status)
-        )));
     }
-    let Some(expected) = &http.expect_body else {
-        return Some(Verdict::passed(format!("HTTP {status}")));
-    };
-    let lacks_body = || Verdict::failed(format!("body lacks {}", quoted(expected)));
-    let Some((headers, body)) = split_head(response) else {
-        return complete.then(lacks_body);
-    };
-    let framing = Framing::of(headers);
-    let (body, body_complete) = match framing {
-        Framing::Chunked => {
-            let (decoded, finished) = dechunk(body);
-            (std::borrow::Cow::Owned(decoded), finished)
+
+    /// The verdict on the answer read so far, or `None` while more of it could change the
+    /// verdict. `response` is what was read before, and then some; `complete`: nothing more
+    /// will come (end of stream, or the read limit).
+    fn judge(&mut self, response: &[u8], complete: bool) -> Option<Verdict> {
+        loop {
+            match &mut self.stage {
+                Stage::StatusLine { after } => {
+                    let status_line = match self.lines.next(response) {
+                        Some(line) => line,
+                        None if !complete => return None,
+                        None => {
+                            let rest = self.lines.rest(response);
+                            if rest.is_empty() {
+                                return Some(Verdict::failed(match after {
+                                    Some(interim) => {
+                                        format!("no final answer after HTTP {interim}")
+                                    }
+                                    None => "connection closed without an answer".to_owned(),
+                                }));
+                            }
+                            rest
+                        }
+                    };
+                    let Some(status) = status_code(status_line) else {
+                        return Some(Verdict::failed("malformed status line"));
+                    };
+                    if is_interim(status) {
+                        self.stage = Stage::InterimHead { status };
+                        continue;
+                    }
+                    if !self.http.expect_status.contains(&status) {
+                        return Some(Verdict::failed(format!(
+                            "HTTP {status} (expected {})",
+                            status_range_text(&self.http.expect_status)
+                        )));
+                    }
+                    if self.http.expect_body.is_none() {
+                        return Some(Verdict::passed(format!("HTTP {status}")));
+                    }
+                    self.stage = Stage::FinalHead {
+                        status,
+                        framing: Framing::UntilClose,
+                    };
+                }
+                Stage::InterimHead { status } => match self.lines.next(response) {
+                    Some([]) => {
+                        self.stage = Stage::StatusLine {
+                            after: Some(*status),
+                        }
+                    }
+                    Some(_) => {}
+                    None if complete => {
+                        return Some(Verdict::failed(format!(
+                            "no final answer after HTTP {status}"
+                        )));
+                    }
+                    None => return None,
+                },
+                Stage::FinalHead { status, framing } => match self.lines.next(response) {
+                    Some([]) => {
+                        let start = self.lines.start;
+                        self.stage = Stage::Body {
+                            status: *status,
+                            body: Body::new(*framing, start),
+                            search: Search::default(),
+                        };
+                    }
+                    Some(header) => framing.take_header(header),
+                    None if complete => return Some(self.lacks_body()),
+                    None => return None,
+                },
+                Stage::Body {
+                    status,
+                    body,
+                    search,
+                } => {
+                    let expected = self.http.expect_body.as_deref().unwrap_or_default();
+                    let (data, finished) = body.so_far(response);
+                    return if search.finds(expected.as_bytes(), data) {
+                        Some(Verdict::passed(format!("HTTP {status}")))
+                    } else if complete || finished {
+                        Some(self.lacks_body())
+                    } else {
+                        None
+                    };
+                }
+            }
         }
-        Framing::Length(length) => (body.into(), body.len() >= length),
-        Framing::UntilClose => (body.into(), false),
-    };
-    if find(&body, expected.as_bytes()).is_some() {
-        Some(Verdict::passed(format!("HTTP {status}")))
-    } else if complete || body_complete {
-        Some(lacks_body())
-    } else {
-        None
+    }
+
+    fn lacks_body(&self) -> Verdict {
+        let expected = self.http.expect_body.as_deref().unwrap_or_default();
+        Verdict::failed(format!("body lacks {}", quoted(expected)))
     }
 }
 
@@ -255,10 +341,56 @@ fn status_code(line: &[u8]) -> Option<u16> {
     code.parse().ok()
 }
 
-/// The head (status line and headers) and the body after the blank line, if it has come.
-fn split_head(response: &[u8]) -> Option<(&[u8], &[u8])> {
-    let end = find(response, b"\r\n\r\n")?;
-    Some((&response[..end], &response[end + 4..]))
+/// Whether `status` announces another answer to come (100 Continue, 103 Early Hints, …),
+/// so that the check judges the next one. 101 Switching Protocols is the last answer in
+/// HTTP/1.1: what follows is another protocol.
+fn is_interim(status: u16) -> bool {
+    (100..200).contains(&status) && status != 101
+}
+
+/// The lines of an answer that grows, each handed out once it is whole. Lines end in CRLF
+/// or, from servers that write them by hand (an inetd script's `printf`), in a bare LF,
+/// which RFC 9112 section 2.2 lets a recipient accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Lines {
+    /// Where the next line starts.
+    start: usize,
+    /// Up to here, the next line was searched for its end and has none.
+    scanned: usize,
+}
+
+impl Lines {
+    fn at(start: usize) -> Self {
+        Lines {
+            start,
+            scanned: start,
+        }
+    }
+
+    /// The next whole line, without its line end.
+    fn next<'r>(&mut self, response: &'r [u8]) -> Option<&'r [u8]> {
+        let Some(offset) = response[self.scanned..]
+            .iter()
+            .position(|byte| *byte == b'\n')
+        else {
+            self.scanned = response.len();
+            return None;
+        };
+        let end = self.scanned + offset;
+        let line = &response[self.start..end];
+        *self = Lines::at(end + 1);
+        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    }
+
+    /// What follows the lines handed out so far.
+    fn rest<'r>(&self, response: &'r [u8]) -> &'r [u8] {
+        &response[self.start..]
+    }
+
+    /// Passes over `count` bytes that are not lines (a chunk's data).
+    fn skip(&mut self, count: usize) {
+        *self = Lines::at(self.start + count);
+    }
 }
 
 /// How the body's end is known (RFC 9112 section 6.3).
@@ -270,62 +402,154 @@ enum Framing {
 }
 
 impl Framing {
-    fn of(head: &[u8]) -> Framing {
-        let mut framing = Framing::UntilClose;
-        for line in head.split(|byte| *byte == b'\n').skip(1) {
-            let Some((name, value)) = std::str::from_utf8(line)
-                .ok()
-                .and_then(|line| line.split_once(':'))
-            else {
-                continue;
-            };
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("transfer-encoding")
-                && value.to_ascii_lowercase().contains("chunked")
-            {
-                // Chunked framing wins over any Content-Length.
-                return Framing::Chunked;
-            }
-            if name.eq_ignore_ascii_case("content-length")
-                && let Ok(length) = value.parse()
-            {
-                framing = Framing::Length(length);
-            }
+    /// Takes one header line of the head into account.
+    fn take_header(&mut self, line: &[u8]) {
+        if *self == Framing::Chunked {
+            // Chunked framing wins over any Content-Length.
+            return;
         }
-        framing
+        let Some((name, value)) = std::str::from_utf8(line)
+            .ok()
+            .and_then(|line| line.split_once(':'))
+        else {
+            return;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("transfer-encoding")
+            && value.to_ascii_lowercase().contains("chunked")
+        {
+            *self = Framing::Chunked;
+        } else if name.eq_ignore_ascii_case("content-length")
+            && let Ok(length) = value.parse()
+        {
+            *self = Framing::Length(length);
+        }
     }
 }
 
-/// The data of a chunked body so far, and whether its last chunk has come. A malformed body
-/// counts as finished: no more of it would make sense.
-fn dechunk(mut body: &[u8]) -> (Vec<u8>, bool) {
-    let mut data = Vec::with_capacity(body.len());
-    loop {
-        let Some(line_end) = find(body, b"\r\n") else {
-            return (data, false);
-        };
-        let size_text = body[..line_end]
-            .split(|byte| *byte == b';')
-            .next()
-            .and_then(|size| std::str::from_utf8(size).ok())
-            .map(str::trim);
-        let Some(size) = size_text.and_then(|size| usize::from_str_radix(size, 16).ok()) else {
-            return (data, true);
-        };
-        if size == 0 {
-            return (data, true);
+/// The body of the final answer, from `start` in the answer.
+enum Body {
+    Length { start: usize, length: usize },
+    UntilClose { start: usize },
+    Chunked(Dechunk),
+}
+
+impl Body {
+    fn new(framing: Framing, start: usize) -> Self {
+        match framing {
+            Framing::Length(length) => Body::Length { start, length },
+            Framing::UntilClose => Body::UntilClose { start },
+            Framing::Chunked => Body::Chunked(Dechunk::at(start)),
         }
-        let chunk = &body[line_end + 2..];
-        if chunk.len() < size {
-            data.extend_from_slice(chunk);
-            return (data, false);
+    }
+
+    /// The body's data so far, and whether it has ended.
+    fn so_far<'s>(&'s mut self, response: &'s [u8]) -> (&'s [u8], bool) {
+        match self {
+            Body::Length { start, length } => {
+                let data = &response[*start..];
+                (&data[..data.len().min(*length)], data.len() >= *length)
+            }
+            Body::UntilClose { start } => (&response[*start..], false),
+            Body::Chunked(dechunk) => {
+                dechunk.advance(response);
+                (&dechunk.data, dechunk.next == ChunkPart::None)
+            }
         }
-        data.extend_from_slice(&chunk[..size]);
-        match chunk[size..].strip_prefix(b"\r\n") {
-            Some(rest) => body = rest,
-            None if chunk.len() < size + 2 => return (data, false),
-            None => return (data, true),
+    }
+}
+
+/// Decodes a chunked body (RFC 9112 section 7.1) as it comes in, each byte once. A
+/// malformed body counts as ended: no more of it would make sense.
+struct Dechunk {
+    /// Where the undecoded rest starts.
+    lines: Lines,
+    next: ChunkPart,
+    /// The chunks' data so far.
+    data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkPart {
+    /// A chunk's size line (and extensions).
+    Size,
+    /// `left` more bytes of a chunk's data.
+    Data { left: usize },
+    /// The line end after a chunk's data.
+    DataEnd,
+    /// Nothing: the last chunk has come, or what came was not chunks.
+    None,
+}
+
+impl Dechunk {
+    fn at(start: usize) -> Self {
+        Dechunk {
+            lines: Lines::at(start),
+            next: ChunkPart::Size,
+            data: Vec::new(),
         }
+    }
+
+    /// Decodes what `response` holds past what was decoded before.
+    fn advance(&mut self, response: &[u8]) {
+        loop {
+            match self.next {
+                ChunkPart::Size => {
+                    let Some(line) = self.lines.next(response) else {
+                        return;
+                    };
+                    let size = line
+                        .split(|byte| *byte == b';')
+                        .next()
+                        .and_then(|size| std::str::from_utf8(size).ok())
+                        .and_then(|size| usize::from_str_radix(size.trim(), 16).ok());
+                    self.next = match size {
+                        None | Some(0) => ChunkPart::None,
+                        Some(left) => ChunkPart::Data { left },
+                    };
+                }
+                ChunkPart::Data { left } => {
+                    let come = self.lines.rest(response);
+                    let taken = come.len().min(left);
+                    self.data.extend_from_slice(&come[..taken]);
+                    self.lines.skip(taken);
+                    if taken < left {
+                        self.next = ChunkPart::Data { left: left - taken };
+                        return;
+                    }
+                    self.next = ChunkPart::DataEnd;
+                }
+                ChunkPart::DataEnd => match self.lines.rest(response) {
+                    [b'\r', b'\n', ..] => {
+                        self.lines.skip(2);
+                        self.next = ChunkPart::Size;
+                    }
+                    [b'\n', ..] => {
+                        self.lines.skip(1);
+                        self.next = ChunkPart::Size;
+                    }
+                    [] | [b'\r'] => return,
+                    _ => self.next = ChunkPart::None,
+                },
+                ChunkPart::None => return,
+            }
+        }
+    }
+}
+
+/// A search for `expect_body` in data that grows, looking again only at the few bytes
+/// before the new ones that a match could start in.
+#[derive(Debug, Default)]
+struct Search {
+    /// How much of the data was searched.
+    searched: usize,
+}
+
+impl Search {
+    fn finds(&mut self, needle: &[u8], data: &[u8]) -> bool {
+        let from = self.searched.saturating_sub(needle.len().saturating_sub(1));
+        self.searched = data.len();
+        find(&data[from..], needle).is_some()
     }
 }
 
@@ -378,7 +602,17 @@ mod tests {
     /// closes the connection if `close`, or else holds it open (so that only the answer's
     /// own framing can end the read). Returns the verdict and the request the server read.
     async fn exchange(http: &HttpCheck, answer: Vec<u8>, close: bool) -> (Verdict, String) {
-        let (mut client, server) = tokio::io::duplex(256 * 1024);
+        exchange_in_pieces(http, answer, close, 256 * 1024).await
+    }
+
+    /// [`exchange`], the answer coming in reads of at most `piece` bytes.
+    async fn exchange_in_pieces(
+        http: &HttpCheck,
+        answer: Vec<u8>,
+        close: bool,
+        piece: usize,
+    ) -> (Verdict, String) {
+        let (mut client, server) = tokio::io::duplex(piece);
         let (request_tx, request_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(serve(server, answer, close, request_tx));
         let verdict = tokio::time::timeout(
@@ -415,6 +649,40 @@ mod tests {
 
     fn answer(text: &str) -> Vec<u8> {
         text.as_bytes().to_vec()
+    }
+
+    /// The verdict on `response` read in one piece.
+    fn judge(response: &[u8], complete: bool, http: &HttpCheck) -> Option<Verdict> {
+        Judge::new(http).judge(response, complete)
+    }
+
+    /// The verdict on `response` read a byte at a time, the last read ending the stream.
+    fn judge_byte_by_byte(response: &[u8], http: &HttpCheck) -> Verdict {
+        let mut judge = Judge::new(http);
+        for read in 1..response.len() {
+            if let Some(verdict) = judge.judge(&response[..read], false) {
+                return verdict;
+            }
+        }
+        judge
+            .judge(response, true)
+            .expect("the end of the stream decides")
+    }
+
+    /// A chunked body decoded from one piece: its data, and whether it ended.
+    fn dechunk(body: &[u8]) -> (Vec<u8>, bool) {
+        let mut dechunk = Dechunk::at(0);
+        dechunk.advance(body);
+        (dechunk.data, dechunk.next == ChunkPart::None)
+    }
+
+    /// [`dechunk`], the body coming a byte at a time.
+    fn dechunk_byte_by_byte(body: &[u8]) -> (Vec<u8>, bool) {
+        let mut dechunk = Dechunk::at(0);
+        for read in 1..=body.len() {
+            dechunk.advance(&body[..read]);
+        }
+        (dechunk.data, dechunk.next == ChunkPart::None)
     }
 
     #[tokio::test]
@@ -484,11 +752,119 @@ mod tests {
         )
         .await;
         assert_eq!(verdict, Verdict::passed("HTTP 200"));
+        // What follows the Content-Length bytes is not the body.
+        let (verdict, _) = exchange(
+            &check,
+            answer("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbusyok"),
+            false,
+        )
+        .await;
+        assert_eq!(verdict, Verdict::failed("body lacks \"ok\""));
         // Without framing, the end of the stream ends the body.
         let (verdict, _) = exchange(&check, answer("HTTP/1.0 200 OK\r\n\r\nnope"), true).await;
         assert_eq!(verdict, Verdict::failed("body lacks \"ok\""));
         let (verdict, _) = exchange(&check, answer("HTTP/1.0 200 OK\r\n"), true).await;
         assert_eq!(verdict, Verdict::failed("body lacks \"ok\""));
+    }
+
+    #[tokio::test]
+    async fn lines_may_end_in_a_bare_lf() {
+        let check = http_check(Some("ok"));
+        // What `printf "HTTP/1.0 200 OK\n\nok"` in an inetd script answers.
+        let (verdict, _) = exchange(&check, answer("HTTP/1.0 200 OK\n\nok"), true).await;
+        assert_eq!(verdict, Verdict::passed("HTTP 200"));
+        // Its headers are read too: Content-Length ends the body on an open connection.
+        let (verdict, _) = exchange(
+            &check,
+            answer("HTTP/1.1 200 OK\nContent-Length: 4\n\nbusy"),
+            false,
+        )
+        .await;
+        assert_eq!(verdict, Verdict::failed("body lacks \"ok\""));
+        let (verdict, _) = exchange(
+            &check,
+            answer("HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nok"),
+            false,
+        )
+        .await;
+        assert_eq!(verdict, Verdict::passed("HTTP 200"));
+    }
+
+    #[test]
+    fn the_head_ends_at_the_first_blank_line_whatever_its_line_ending() {
+        // Were the head to end at the CRLF pair, the body would be "ok".
+        assert_eq!(
+            judge(
+                b"HTTP/1.1 200 OK\nContent-Length: 4\n\nbusy\r\n\r\nok",
+                false,
+                &http_check(Some("ok"))
+            ),
+            Some(Verdict::failed("body lacks \"ok\""))
+        );
+        let mut lines = Lines::at(0);
+        let text = b"HTTP/1.1 200 OK\r\nA: b\n\r";
+        assert_eq!(lines.next(text), Some(&b"HTTP/1.1 200 OK"[..]));
+        assert_eq!(lines.next(text), Some(&b"A: b"[..]));
+        // A CR may be the start of a CRLF.
+        assert_eq!(lines.next(text), None);
+        let text = b"HTTP/1.1 200 OK\r\nA: b\n\r\nok\n\n";
+        assert_eq!(lines.next(text), Some(&b""[..]));
+        assert_eq!(lines.rest(text), b"ok\n\n");
+    }
+
+    #[tokio::test]
+    async fn interim_answers_are_skipped_and_the_final_one_judged() {
+        let (verdict, _) = exchange(
+            &http_check(Some("ok")),
+            answer(
+                "HTTP/1.1 100 Continue\r\n\r\n\
+                 HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            ),
+            false,
+        )
+        .await;
+        assert_eq!(verdict, Verdict::passed("HTTP 200"));
+        // Several of them, with headers of their own, and bare LFs.
+        let (verdict, _) = exchange(
+            &http_check(None),
+            answer(
+                "HTTP/1.1 100 Continue\n\n\
+                 HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n\
+                 HTTP/1.1 503 Service Unavailable\r\n\r\n",
+            ),
+            false,
+        )
+        .await;
+        assert_eq!(verdict, Verdict::failed("HTTP 503 (expected 200-299)"));
+        // 101 is the last answer in HTTP/1.1: a switch of protocol, which no health page asks.
+        let (verdict, _) = exchange(
+            &http_check(None),
+            answer("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n"),
+            false,
+        )
+        .await;
+        assert_eq!(verdict, Verdict::failed("HTTP 101 (expected 200-299)"));
+        let (verdict, _) = exchange(
+            &http_check(None),
+            answer("HTTP/1.1 100 Continue\r\n\r\n"),
+            true,
+        )
+        .await;
+        assert_eq!(verdict, Verdict::failed("no final answer after HTTP 100"));
+    }
+
+    #[test]
+    fn an_interim_answer_cut_short_waits_for_more() {
+        let check = http_check(None);
+        assert_eq!(judge(b"HTTP/1.1 100 Continue\r\n", false, &check), None);
+        assert_eq!(
+            judge(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2", false, &check),
+            None
+        );
+        assert_eq!(
+            judge(b"HTTP/1.1 100 Continue\r\n", true, &check),
+            Some(Verdict::failed("no final answer after HTTP 100"))
+        );
     }
 
     #[tokio::test]
@@ -518,6 +894,33 @@ mod tests {
         text.extend(b"ok");
         let (verdict, _) = exchange(&http_check(Some("ok")), text, false).await;
         assert_eq!(verdict, Verdict::failed("body lacks \"ok\""));
+    }
+
+    #[tokio::test]
+    async fn an_answer_read_in_small_pieces_is_looked_at_once() {
+        // Looking again at all that came before on every read would take a few hundred
+        // million steps here, far past the exchange's time limit (in a debug build, tens of
+        // seconds against a fraction of one).
+        let head = "HTTP/1.1 200 OK\r\n\r\n";
+        let mut text = answer(head);
+        text.extend(std::iter::repeat_n(
+            b'a',
+            MAX_RESPONSE_BYTES - head.len() - 2,
+        ));
+        text.extend(b"ok");
+        let (verdict, _) = exchange_in_pieces(&http_check(Some("ok")), text, false, 16).await;
+        assert_eq!(verdict, Verdict::passed("HTTP 200"));
+
+        let mut text = answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        for _ in 0..600 {
+            text.extend(b"64\r\n");
+            text.extend([b'a'; 100]);
+            text.extend(b"\r\n");
+        }
+        text.extend(b"2\r\nok\r\n0\r\n\r\n");
+        assert!(text.len() <= MAX_RESPONSE_BYTES);
+        let (verdict, _) = exchange_in_pieces(&http_check(Some("ok")), text, false, 16).await;
+        assert_eq!(verdict, Verdict::passed("HTTP 200"));
     }
 
     #[tokio::test]
@@ -567,18 +970,53 @@ mod tests {
 
     #[test]
     fn dechunk_follows_the_chunks() {
-        assert_eq!(
-            dechunk(b"2\r\nab\r\n1\r\nc\r\n0\r\n\r\n"),
-            (b"abc".to_vec(), true)
-        );
-        assert_eq!(dechunk(b"2\r\nab\r\n5\r\ncd"), (b"abcd".to_vec(), false));
-        assert_eq!(dechunk(b"2\r\nab"), (b"ab".to_vec(), false));
-        assert_eq!(
-            dechunk(b"A\r\n0123456789\r\n"),
-            (b"0123456789".to_vec(), false)
-        );
-        assert_eq!(dechunk(b"zz\r\nab\r\n"), (Vec::new(), true));
-        assert_eq!(dechunk(b"2\r\nabcd"), (b"ab".to_vec(), true));
+        let cases: [(&[u8], &[u8], bool); 7] = [
+            (b"2\r\nab\r\n1\r\nc\r\n0\r\n\r\n", b"abc", true),
+            (b"2\r\nab\r\n5\r\ncd", b"abcd", false),
+            (b"2\r\nab", b"ab", false),
+            (b"A\r\n0123456789\r\n", b"0123456789", false),
+            (b"zz\r\nab\r\n", b"", true),
+            (b"2\r\nabcd", b"ab", true),
+            (b"2\nab\n1;x=y\nc\n0\n\n", b"abc", true),
+        ];
+        for (body, data, ended) in cases {
+            let expected = (data.to_vec(), ended);
+            assert_eq!(dechunk(body), expected, "{body:?}");
+            assert_eq!(
+                dechunk_byte_by_byte(body),
+                expected,
+                "{body:?} byte by byte"
+            );
+        }
+    }
+
+    #[test]
+    fn an_answer_read_in_pieces_gets_the_verdict_of_one_read() {
+        let answers = [
+            "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nall ok",
+            "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot ready",
+            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbusyok",
+            "HTTP/1.0 200 OK\n\nok",
+            "HTTP/1.0 200 OK\r\n\r\nnope",
+            "HTTP/1.0 200 OK\r\n",
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\nok",
+            "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 503 Busy\r\n\r\n",
+            "HTTP/1.1 100 Continue\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\no\r\n1\r\nk\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbusy\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nnoXXok",
+            "SSH-2.0-OpenSSH_9.6\r\n",
+        ];
+        for text in answers {
+            for check in [http_check(None), http_check(Some("ok"))] {
+                assert_eq!(
+                    judge_byte_by_byte(text.as_bytes(), &check),
+                    judge(text.as_bytes(), true, &check).unwrap(),
+                    "{text:?} expecting {:?}",
+                    check.expect_body
+                );
+            }
+        }
     }
 
     #[test]

@@ -15,8 +15,9 @@ use tokio::sync::mpsc::error::TryRecvError;
 
 use super::*;
 
-/// Passes or fails each real as the test says, taking `probe_time` per check, and counts
-/// checks and probes in flight.
+/// Passes or fails each real as the test says when its check starts (as a real's answer
+/// is decided by what it is at the time), taking `probe_time` per check, and counts checks
+/// and probes in flight.
 #[derive(Clone)]
 struct ScriptedProbe {
     script: Arc<Script>,
@@ -77,11 +78,11 @@ impl Probe for ScriptedProbe {
             panic!("scripted panic in the check of {}", target.key);
         }
         *script.calls.lock().unwrap().entry(target.key).or_default() += 1;
+        let ok = !script.failing.lock().unwrap().contains(&target.key);
         let in_flight = script.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         script.most_in_flight.fetch_max(in_flight, Ordering::SeqCst);
         tokio::time::sleep(script.probe_time).await;
         script.in_flight.fetch_sub(1, Ordering::SeqCst);
-        let ok = !script.failing.lock().unwrap().contains(&target.key);
         CheckReport {
             ok,
             latency: script.probe_time,
@@ -277,6 +278,37 @@ async fn unchanged_targets_keep_their_state_and_changed_ones_restart() {
     let up = transitions.recv().await.unwrap();
     assert_eq!((up.key, up.up), (changed, true));
     assert_eq!(board.get(&changed).unwrap().transitions, 2);
+    monitor.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_check_in_flight_when_the_check_changes_does_not_count() {
+    let probe = ScriptedProbe::new(SECOND / 2);
+    let (mut monitor, board, mut transitions) = start_monitor(&probe, 256);
+    let key = real(11);
+    // The real's old port is dead: one failure would take it out.
+    probe.set_failing(key, true);
+    let check = tcp_check(SECOND, 1, 1);
+    monitor.set_targets(vec![Target::new(key, check.clone(), true)]);
+    while probe.calls(key) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // A reload moves the check to a port that answers while the old one is being checked.
+    probe.set_failing(key, false);
+    let moved = HealthCheckConfig {
+        port: Some(8080),
+        ..check
+    };
+    monitor.set_targets(vec![Target::new(key, moved, true)]);
+    tokio::time::sleep(3 * SECOND).await;
+    assert_eq!(transitions.try_recv(), Err(TryRecvError::Empty));
+    let health = board.get(&key).unwrap();
+    // Only the new port's checks counted, all passed.
+    assert!(health.up);
+    assert_eq!(health.failures, 0);
+    assert!(health.checks >= 2, "{}", health.checks);
+    assert_eq!(health.last.unwrap().detail, "connected");
     monitor.stop().await;
 }
 
