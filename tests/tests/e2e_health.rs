@@ -171,7 +171,7 @@ fn a_dead_real_leaves_rotation_and_returns_and_metrics_and_the_page_say_so() {
         let checked = ["192.0.2.11:80", "192.0.2.12:80", "192.0.2.13:80"]
             .iter()
             .all(|real| real_sample(&metrics, "lb_real_health_checks_total", real) >= 1.0);
-        let port81_down = lbd.listing().services[1].reals[0].available == false;
+        let port81_down = !lbd.listing().services[1].reals[0].available;
         if checked && port81_down {
             break;
         }

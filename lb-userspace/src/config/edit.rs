@@ -134,13 +134,13 @@ impl Edit {
             }
             Edit::AddReal { service, real } => {
                 let index = find_service(config, *service)?;
-                if let Some((address, port)) = real_key_of(real, &config.services[index]) {
-                    if find_real(config, index, *service, address, port).is_ok() {
-                        return Err(EditError::RealExists {
-                            service: *service,
-                            real: socket_text(address, port),
-                        });
-                    }
+                if let Some((address, port)) = real_key_of(real, &config.services[index])
+                    && find_real(config, index, *service, address, port).is_ok()
+                {
+                    return Err(EditError::RealExists {
+                        service: *service,
+                        real: socket_text(address, port),
+                    });
                 }
                 reals(&mut services(&mut document)?[index])?.push(Value::Object(real.clone()));
             }

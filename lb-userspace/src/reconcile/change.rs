@@ -48,8 +48,9 @@ impl Desired {
     /// resurrects a dead real). Ids are not taken from here but from the maps
     /// ([`Desired::adopt`]).
     pub fn carry_over(&mut self, current: &Desired) {
-        let mut neighbours: HashMap<(u32, std::net::IpAddr), (Option<[u8; 6]>, Reachability)> =
-            HashMap::new();
+        // (ifindex, next hop) → (MAC, reachability).
+        type NeighbourState = (Option<[u8; 6]>, Reachability);
+        let mut neighbours: HashMap<(u32, std::net::IpAddr), NeighbourState> = HashMap::new();
         let mut health: HashMap<HealthKey, bool> = HashMap::new();
         for service in &current.services {
             for real in &service.reals {
