@@ -372,3 +372,92 @@ fn fullnat_reaches_reals_that_have_no_route_back_to_the_client() {
     assert!(lbd.reason("forwarded_reply") > 0, "{:?}", listing.reasons);
     assert_eq!(lbd.reason("drop_nat_no_port"), 0, "{:?}", listing.reasons);
 }
+
+/// Interfaces change live: a reload adds the back segment's interface with a NAT real behind
+/// it (the program is attached there before the real is scheduled, so its replies are
+/// translated), and a later reload removes both (the program leaves the interface).
+#[test]
+fn a_reload_adds_an_interface_and_a_later_one_removes_it() {
+    if !require_root("e2e_nat interfaces") {
+        return;
+    }
+    let prefix = prefix("nif");
+    netns::remove_leftovers(&prefix);
+    let topology = DrTopology::build(&prefix, &["nat-a"]);
+    topology.attach_pass_program();
+    topology.make_nat_real("nat-a");
+    let back = topology.add_back_segment(&["nat-b"]);
+    back.route_clients_via_lb("nat-b");
+    let (nat_a, nat_b) = (topology.real("nat-a"), &back.host("nat-b").netns);
+    let _servers = [servers(nat_a, "nat-a"), servers(nat_b, "nat-b")];
+    let vip = IpAddr::V4(VIP);
+    let one = |reals: &[IpAddr]| {
+        service(vip, 80, "tcp", "nat", reals, REAL_HTTP_PORT, "")
+            + &service(vip, 53, "udp", "nat", reals, REAL_UDP_PORT, "")
+    };
+    let front_only = format!(
+        "interfaces:\n  - {{name: eth0, xdp_mode: native}}\nservices:\n{}limits: {{flows: 65536, services: 32, reals: 64}}\n",
+        one(&[real_ip(0).into()])
+    );
+    let mut lbd = Lbd::start(&topology.lb, &instance("nif"), &front_only);
+    let reload = |lbd: &Lbd, text: &str| {
+        let head: String = std::fs::read_to_string(lbd.config_path())
+            .unwrap()
+            .lines()
+            .take_while(|line| !line.starts_with("interfaces:"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        std::fs::write(lbd.config_path(), format!("{head}{text}")).unwrap();
+        let applied = lbd.log().matches("reload applied").count();
+        lbd.signal(libc::SIGHUP);
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while lbd.log().matches("reload applied").count() == applied {
+            assert!(!lbd.log().contains("reload refused"), "{}", lbd.log());
+            assert!(std::time::Instant::now() < deadline, "{}", lbd.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let xdp_on_back = || topology.lb.ip(&["link", "show", BACK_IF]).contains("xdp");
+    assert!(!xdp_on_back(), "nothing on {BACK_IF} before the reload");
+
+    reload(&lbd, &config(&one(&[real_ip(0).into(), back_ip(0).into()])));
+    assert!(xdp_on_back(), "the program is on {BACK_IF}:\n{}", lbd.log());
+    let status = lbd.status();
+    assert!(
+        status
+            .interfaces
+            .iter()
+            .any(|interface| interface.name == BACK_IF
+                && interface.attached_mode.as_deref() == Some("native")),
+        "{status:?}"
+    );
+    check_spread(&topology.client, &lbd, vip, &["nat-a", "nat-b"]);
+    assert!(lbd.reason("forwarded_reply") > 0);
+
+    reload(&lbd, &front_only);
+    assert!(!xdp_on_back(), "the program left {BACK_IF}:\n{}", lbd.log());
+    assert_eq!(lbd.status().interfaces.len(), 1);
+    check_spread(&topology.client, &lbd, vip, &["nat-a"]);
+
+    // A restart with an interface gone from the config detaches what an earlier daemon left.
+    reload(&lbd, &config(&one(&[real_ip(0).into(), back_ip(0).into()])));
+    assert!(lbd.stop().success());
+    assert!(xdp_on_back(), "a stop leaves the program attached");
+    lbd.edit_config(&format!("  - {{name: {BACK_IF}, xdp_mode: native}}\n"), "");
+    lbd.edit_config(
+        &format!(", {{address: {}, port: {REAL_HTTP_PORT}}}", back_ip(0)),
+        "",
+    );
+    lbd.edit_config(
+        &format!(", {{address: {}, port: {REAL_UDP_PORT}}}", back_ip(0)),
+        "",
+    );
+    lbd.restart(&topology.lb);
+    assert!(
+        !xdp_on_back(),
+        "the restart detached {BACK_IF}:\n{}",
+        lbd.log()
+    );
+    assert!(lbd.log().contains("no longer configured"), "{}", lbd.log());
+    check_spread(&topology.client, &lbd, vip, &["nat-a"]);
+}

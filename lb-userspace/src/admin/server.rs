@@ -38,7 +38,8 @@ pub struct AdminContext {
     pub flow_table_size: u32,
     pub desired: Arc<ArcSwap<Desired>>,
     pub reader: Arc<dyn DataplaneReader>,
-    pub interfaces: Vec<InterfaceStatus>,
+    /// Where the program is attached, as the kernel reported it at the last attach.
+    interfaces: ArcSwap<Vec<InterfaceStatus>>,
     /// Where changes go; unset while the daemon starts (and in tests that take none).
     pub control: std::sync::OnceLock<ControlHandle>,
     walks: Semaphore,
@@ -57,10 +58,18 @@ impl AdminContext {
             flow_table_size,
             desired,
             reader,
-            interfaces,
+            interfaces: ArcSwap::from_pointee(interfaces),
             control: std::sync::OnceLock::new(),
             walks: Semaphore::new(MAX_CONCURRENT_WALKS),
         }
+    }
+
+    pub fn interfaces(&self) -> Arc<Vec<InterfaceStatus>> {
+        self.interfaces.load_full()
+    }
+
+    pub fn set_interfaces(&self, interfaces: Vec<InterfaceStatus>) {
+        self.interfaces.store(Arc::new(interfaces));
     }
 
     fn status(&self) -> Status {
@@ -71,7 +80,7 @@ impl AdminContext {
             flow_table_size: self.flow_table_size,
             services: desired.services.len(),
             reals: desired.services.iter().map(|s| s.reals.len()).sum(),
-            interfaces: self.interfaces.clone(),
+            interfaces: self.interfaces().to_vec(),
         }
     }
 }

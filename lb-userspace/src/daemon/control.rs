@@ -5,8 +5,10 @@
 //! last read) and takes one change at a time:
 //! 1. the new config is validated whole (a reload: the file; an edit: the running config
 //!    with the edit made, checked as the file is);
-//! 2. what cannot change while lbd runs (instance, interfaces, map sizes, the socket, pin,
-//!    pid file and metrics addresses) is compared, and a change of it refused;
+//! 2. what cannot change while lbd runs (instance, map sizes, the socket, pin, pid file and
+//!    metrics addresses, an interface's XDP mode) is compared, and a change of it refused;
+//!    an added interface gets the program (before the new state is written), a removed one
+//!    loses it (after);
 //! 3. every real is placed (interfaces and routes are read again), and the neighbour tables
 //!    are read for the reals' next hops;
 //! 4. the reconciler takes the new desired state over ([`Input::Replace`]): ids from the
@@ -19,10 +21,13 @@ use std::{collections::HashSet, net::IpAddr, path::PathBuf, sync::Arc, time::Ins
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::neighbours::{resolve, survey};
+use super::{
+    Links,
+    neighbours::{resolve, survey},
+};
 use crate::{
     config::{
-        self, Config, Document,
+        self, Config, Document, InterfaceConfig,
         edit::{Edit, ServiceRef},
     },
     health::{HealthBoard, HealthKey, HealthMonitor, Target, Transition},
@@ -185,6 +190,9 @@ pub struct Control {
     pub inputs: mpsc::Sender<Input>,
     /// Checks the reals of every service with a `health_check`; follows every change.
     pub health: HealthMonitor,
+    /// The program's attachments, for changes that add or remove an interface (`None` with a
+    /// fake data plane: such changes are refused).
+    pub links: Option<Links>,
 }
 
 impl Control {
@@ -214,6 +222,7 @@ impl Control {
             host,
             inputs,
             health,
+            links: None,
         }
     }
 }
@@ -356,29 +365,79 @@ impl Control {
     /// Steps 2 to 4 of the module's list; on success, `config` runs.
     async fn apply(&mut self, config: Config, document: Document) -> Outcome {
         fixed_settings_unchanged(&self.running, &config)?;
+        let (added, removed) = interface_changes(&self.running, &config)?;
+        if (!added.is_empty() || !removed.is_empty()) && self.links.is_none() {
+            return Err("interfaces cannot change here: this daemon runs no program".to_owned());
+        }
         let (interfaces, routes) = self
             .host
             .placement(&config)
             .await
             .map_err(|error| error.to_string())?;
-        let desired =
-            Desired::new(&config, interfaces, &routes).map_err(|error| error.to_string())?;
+        let desired = Desired::new(&config, interfaces.clone(), &routes)
+            .map_err(|error| error.to_string())?;
         let (observations, to_probe) = self
             .host
             .survey(&desired)
             .await
             .map_err(|error| error.to_string())?;
+        // An added interface gets the program before anything needs it: VIP traffic arriving
+        // there is served from the maps as on the others.
+        let mut attached = Vec::new();
+        if let Some(links) = &self.links {
+            for interface in &added {
+                let info = interfaces
+                    .iter()
+                    .find(|info| info.name == interface.name)
+                    .expect("placement read every configured interface");
+                match links.attach(interface, info).await {
+                    Ok(_) => attached.push(interface.name.clone()),
+                    Err(error) => {
+                        for name in &attached {
+                            links.detach(name);
+                        }
+                        return Err(error.to_string());
+                    }
+                }
+            }
+        }
         let (done, answer) = oneshot::channel();
         let replacement = Replacement {
             desired,
             observations,
             done,
         };
-        self.inputs
+        let replaced = match self
+            .inputs
             .send(Input::Replace(Box::new(replacement)))
             .await
-            .map_err(|_| "lbd is stopping".to_owned())?;
-        answer.await.map_err(|_| "lbd is stopping".to_owned())??;
+        {
+            Ok(()) => answer
+                .await
+                .unwrap_or_else(|_| Err("lbd is stopping".to_owned())),
+            Err(_) => Err("lbd is stopping".to_owned()),
+        };
+        if let Err(error) = replaced {
+            if let Some(links) = &self.links {
+                for name in &attached {
+                    links.detach(name);
+                }
+            }
+            return Err(error);
+        }
+        // A removed interface keeps the program until no real is placed behind it.
+        if let Some(links) = &self.links {
+            for name in &removed {
+                links.detach(name);
+            }
+            if !added.is_empty() || !removed.is_empty() {
+                let mut statuses = Vec::with_capacity(config.interfaces.len());
+                for (interface, info) in config.interfaces.iter().zip(&interfaces) {
+                    statuses.push(links.status(interface, info).await);
+                }
+                links.publish(statuses);
+            }
+        }
         let summary = describe_difference(&self.running, &config);
         self.health
             .set_targets(health_targets(&config, &HashSet::new()));
@@ -387,6 +446,52 @@ impl Control {
         self.host.probe(to_probe).await;
         Ok(summary)
     }
+}
+
+/// The interfaces `new` adds to `running`'s, and the names of those it removes. One kept
+/// with another `xdp_mode` is refused: reattaching in another mode would stop traffic on it.
+fn interface_changes(
+    running: &Config,
+    new: &Config,
+) -> Result<(Vec<InterfaceConfig>, Vec<String>), String> {
+    for interface in &new.interfaces {
+        if let Some(old) = running
+            .interfaces
+            .iter()
+            .find(|old| old.name == interface.name)
+            && old.xdp_mode != interface.xdp_mode
+        {
+            return Err(format!(
+                "interface {}: xdp_mode cannot change while lbd runs ({} → {}); restart lbd to \
+                 change it",
+                interface.name,
+                old.xdp_mode.name(),
+                interface.xdp_mode.name()
+            ));
+        }
+    }
+    let added = new
+        .interfaces
+        .iter()
+        .filter(|interface| {
+            !running
+                .interfaces
+                .iter()
+                .any(|old| old.name == interface.name)
+        })
+        .cloned()
+        .collect();
+    let removed = running
+        .interfaces
+        .iter()
+        .filter(|old| {
+            !new.interfaces
+                .iter()
+                .any(|interface| interface.name == old.name)
+        })
+        .map(|old| old.name.clone())
+        .collect();
+    Ok((added, removed))
 }
 
 /// What cannot change while lbd runs: each needs a restart (`lbd` adopts the pinned maps,
@@ -400,17 +505,6 @@ fn fixed_settings_unchanged(running: &Config, new: &Config) -> Result<(), String
     };
     if running.instance != new.instance {
         return changed("instance", running.instance.clone(), new.instance.clone());
-    }
-    let names = |config: &Config| {
-        config
-            .interfaces
-            .iter()
-            .map(|interface| format!("{}:{}", interface.name, interface.xdp_mode.name()))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    if running.interfaces != new.interfaces {
-        return changed("interfaces", names(running), names(new));
     }
     if running.limits != new.limits {
         return changed(

@@ -14,6 +14,7 @@
 //! tests drive in-process and [`serve`] (what `lbd` runs) runs until a signal stops it.
 
 mod control;
+mod links;
 mod neighbours;
 mod notify;
 mod pidfile;
@@ -26,11 +27,12 @@ use std::{future::Future, sync::Arc, thread::JoinHandle};
 use tokio::{net::UnixListener, sync::mpsc};
 
 pub use control::{Control, ControlHandle, Host, Outcome, describe_difference};
+pub use links::Links;
 pub use pidfile::{PidFile, PidFileError};
 pub use start::{DaemonError, INITIAL_RESOLUTION, Started, check_summary, serve, start};
 
 use crate::{
-    admin::{self, AdminContext, InterfaceStatus},
+    admin::{self, AdminContext},
     dataplane::{Dataplane, DataplaneReader},
     reconcile::{Desired, Input, ReconcileError, Reconciler},
 };
@@ -46,8 +48,9 @@ pub struct Daemon {
     reconciler: JoinHandle<()>,
     /// The neighbour watch, when MACs come from the host (not with a fake data plane).
     watch: Option<Task>,
-    /// The loaded program, when there is one: links not pinned live as long as it.
-    program: Option<aya::Ebpf>,
+    /// The loaded program, when there is one: links not pinned live as long as it. Shared
+    /// with the control task, which attaches it to interfaces a change adds.
+    program: Option<Arc<std::sync::Mutex<aya::Ebpf>>>,
     /// The flow sweep, when there is a program (not with a fake data plane).
     sweep: Option<sweep::SweepThread>,
     /// The control task, once started.
@@ -117,18 +120,6 @@ impl Daemon {
             std::future::pending(),
         ));
         self.metrics = Some(Task(Some(task)));
-    }
-
-    /// Set once at start-up, before the control task starts.
-    fn set_interfaces(&mut self, interfaces: Vec<InterfaceStatus>) {
-        let context = &self.context;
-        self.context = Arc::new(AdminContext::new(
-            context.instance.clone(),
-            context.flow_table_size,
-            context.desired.clone(),
-            context.reader.clone(),
-            interfaces,
-        ));
     }
 
     /// What the admin socket answers from.

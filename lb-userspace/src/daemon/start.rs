@@ -24,13 +24,13 @@ use std::{
 };
 
 use super::{
-    Control, ControlHandle, Daemon, Host, neighbours::NeighbourWatch, notify, signals::Signals,
-    sweep,
+    Control, ControlHandle, Daemon, Host, Links, neighbours::NeighbourWatch, notify,
+    signals::Signals, sweep,
 };
 use crate::{
-    admin::{InterfaceStatus, SocketError, bind_admin_socket},
+    admin::{SocketError, bind_admin_socket},
     config::{self, Config, ConfigError},
-    dataplane::loader::{self, Attachment, LoadError, Loaded},
+    dataplane::loader::{self, LoadError, Loaded},
     health::HealthBoard,
     metrics::{self, Pages},
     neighbour::{InterfaceInfo, NeighbourError, Neighbours, events::NeighbourEvents},
@@ -145,8 +145,8 @@ pub async fn start(config_path: PathBuf) -> Result<Started, DaemonError> {
         neighbours,
         events: Some(events),
     };
-    let mut daemon = match load_and_attach(&config, &attached, desired, watch).await {
-        Ok(daemon) => daemon,
+    let (mut daemon, links) = match load_and_attach(&config, &attached, desired, watch).await {
+        Ok(started) => started,
         Err(error) => {
             if first_start {
                 let _ = loader::unpin_all(&config.pin_dir);
@@ -160,7 +160,7 @@ pub async fn start(config_path: PathBuf) -> Result<Started, DaemonError> {
         let pages = Arc::new(Pages::new(daemon.context(), board.clone(), config.limits));
         daemon.serve_metrics(listener, pages);
     }
-    let control = daemon.start_control(Control::new(
+    let mut control = Control::new(
         Some(config_path),
         config.clone(),
         document,
@@ -168,7 +168,9 @@ pub async fn start(config_path: PathBuf) -> Result<Started, DaemonError> {
         daemon.inputs(),
         board,
         &daemon.desired(),
-    ));
+    );
+    control.links = Some(links);
+    let control = daemon.start_control(control);
     log::info!(
         "instance {} serving {} services; admin socket {}",
         config.instance,
@@ -189,9 +191,9 @@ async fn load_and_attach(
     attached: &[InterfaceInfo],
     mut desired: Desired,
     watch: NeighbourWatch,
-) -> Result<Daemon, DaemonError> {
+) -> Result<(Daemon, Links), DaemonError> {
     let Loaded {
-        mut ebpf,
+        ebpf,
         dataplane,
         reader,
         sweeper,
@@ -237,43 +239,26 @@ async fn load_and_attach(
     ))));
     wait_for_reals(&daemon, INITIAL_RESOLUTION).await;
 
-    let links = Neighbours::new()?;
+    let links = Links::new(
+        Arc::new(std::sync::Mutex::new(ebpf)),
+        config.pin_dir.clone(),
+        daemon.context(),
+    )?;
     let mut statuses = Vec::with_capacity(attached.len());
     for (interface, info) in config.interfaces.iter().zip(attached) {
-        let how = loader::attach(
-            &mut ebpf,
-            &interface.name,
-            info.index,
-            info.mtu,
-            interface.xdp_mode,
-            Some(&config.pin_dir),
-        )?;
-        let attachment = links
-            .xdp_attachment(info.index)
-            .await
-            .unwrap_or_else(|error| {
-                log::warn!("reading how XDP is attached to {}: {error}", interface.name);
-                None
-            });
-        let verb = match how {
-            Attachment::Attached => "attached to",
-            Attachment::Replaced => "replaced the program on",
-        };
-        let mode = attachment.map_or("unknown", |a| a.mode);
-        log::info!(
-            "{verb} {} (xdp mode {mode}, requested {}; MTU {})",
-            interface.name,
-            interface.xdp_mode.name(),
-            info.mtu
-        );
-        statuses.push(InterfaceStatus {
-            name: interface.name.clone(),
-            ifindex: info.index,
-            requested_mode: interface.xdp_mode.name().to_owned(),
-            attached_mode: attachment.map(|a| a.mode.to_owned()),
-            program_id: attachment.map(|a| a.program_id),
-            mtu: info.mtu,
-        });
+        statuses.push(links.attach(interface, info).await?);
+    }
+    links.publish(statuses);
+    // Links an earlier daemon pinned on interfaces this config no longer has.
+    for name in loader::pinned_links(&config.pin_dir) {
+        if !config
+            .interfaces
+            .iter()
+            .any(|interface| interface.name == name)
+        {
+            log::info!("{name} is no longer configured: detaching the program from it");
+            links.detach(&name);
+        }
     }
     // Flows the program of an earlier layout recorded until it was replaced just now.
     let migrated = loader::migrate_previous_flows(&config.pin_dir, &reader)?;
@@ -282,9 +267,8 @@ async fn load_and_attach(
     }
     loader::remove_retired_pins(&config.pin_dir);
     daemon.sweep = Some(sweep::SweepThread::spawn(sweeper).map_err(DaemonError::Sweep)?);
-    daemon.set_interfaces(statuses);
-    daemon.program = Some(ebpf);
-    Ok(daemon)
+    daemon.program = Some(links.program());
+    Ok((daemon, links))
 }
 
 /// Full NAT's replies come back to its local addresses: one that is not this host's is legal

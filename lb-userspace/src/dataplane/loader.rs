@@ -408,6 +408,20 @@ pub fn link_pin_path(pin_dir: &Path, interface: &str) -> PathBuf {
     pin_dir.join(format!("link_{interface}"))
 }
 
+/// Interfaces with a link pinned in `pin_dir` (by this daemon or an earlier one).
+pub fn pinned_links(pin_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(pin_dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_prefix("link_").map(str::to_owned)
+        })
+        .collect()
+}
+
 /// How the program ended up on an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attachment {

@@ -87,7 +87,7 @@ fn interfaces(html: &mut String, view: &View) {
          <th>XDP mode asked</th><th>attached</th><th>program</th><th>MTU</th></tr></thead>\
          <tbody>\n",
     );
-    for interface in &view.context.interfaces {
+    for interface in view.context.interfaces().iter() {
         let _ = writeln!(
             html,
             "<tr><td class=\"name\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\

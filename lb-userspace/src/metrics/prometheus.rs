@@ -219,7 +219,7 @@ pub(super) fn render(view: &View) -> String {
     out.add(&SERVICES_LIMIT, &[], view.limits.services.saturating_sub(1));
     out.add(&REALS, &[], view.real_count());
     out.add(&REALS_LIMIT, &[], view.limits.reals.saturating_sub(1));
-    for interface in &view.context.interfaces {
+    for interface in view.context.interfaces().iter() {
         out.add(
             &INTERFACE_INFO,
             &[
