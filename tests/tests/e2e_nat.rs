@@ -439,6 +439,17 @@ fn a_reload_adds_an_interface_and_a_later_one_removes_it() {
     assert_eq!(lbd.status().interfaces.len(), 1);
     check_spread(&topology.client, &lbd, vip, &["nat-a"]);
 
+    // Added again, adopted by a restart, then removed by a reload: the adopted link goes too.
+    reload(&lbd, &config(&one(&[real_ip(0).into(), back_ip(0).into()])));
+    lbd.restart(&topology.lb);
+    assert!(xdp_on_back(), "the restart kept {BACK_IF}");
+    reload(&lbd, &front_only);
+    assert!(
+        !xdp_on_back(),
+        "the program left {BACK_IF} after a restart:\n{}",
+        lbd.log()
+    );
+
     // A restart with an interface gone from the config detaches what an earlier daemon left.
     reload(&lbd, &config(&one(&[real_ip(0).into(), back_ip(0).into()])));
     assert!(lbd.stop().success());

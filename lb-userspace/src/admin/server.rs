@@ -79,7 +79,13 @@ impl AdminContext {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             flow_table_size: self.flow_table_size,
             services: desired.services.len(),
-            reals: desired.services.iter().map(|s| s.reals.len()).sum(),
+            // Sorry servers are not counted as reals (as in the metrics).
+            reals: desired
+                .services
+                .iter()
+                .flat_map(|service| &service.reals)
+                .filter(|real| !real.sorry)
+                .count(),
             interfaces: self.interfaces().to_vec(),
         }
     }

@@ -73,12 +73,14 @@ impl Links {
         Ok(status)
     }
 
-    /// Detaches the program from `name`: its pinned link goes, and with it the attachment.
+    /// Detaches the program from `name` and removes its pinned link.
     pub fn detach(&self, name: &str) {
-        let path = loader::link_pin_path(&self.pin_dir, name);
-        match std::fs::remove_file(&path) {
+        match loader::detach_link(&self.pin_dir, name) {
             Ok(()) => log::info!("detached from {name}"),
-            Err(error) => log::warn!("detaching from {name} ({}): {error}", path.display()),
+            Err(error) => log::warn!(
+                "detaching from {name} ({}): {error}",
+                loader::link_pin_path(&self.pin_dir, name).display()
+            ),
         }
     }
 

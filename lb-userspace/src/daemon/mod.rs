@@ -57,6 +57,8 @@ pub struct Daemon {
     control: Option<Task>,
     /// The metrics and status page server, when `metrics.listen` is set.
     metrics: Option<Task>,
+    /// Bumped by the flow sweep after each pass; the reconciler reads it.
+    sweep_passes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Daemon {
@@ -70,6 +72,7 @@ impl Daemon {
         reader: Arc<dyn DataplaneReader>,
     ) -> Result<Self, ReconcileError> {
         let reconciler = Reconciler::start(desired, dataplane)?;
+        let sweep_passes = reconciler.sweep_passes();
         let context = Arc::new(AdminContext::new(
             instance.to_owned(),
             flow_table_size,
@@ -87,6 +90,7 @@ impl Daemon {
             sweep: None,
             control: None,
             metrics: None,
+            sweep_passes,
         })
     }
 
@@ -161,6 +165,7 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
         sweep,
         control,
         metrics,
+        sweep_passes: _,
     } = daemon;
     tokio::pin!(shutdown);
     loop {

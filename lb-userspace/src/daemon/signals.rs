@@ -4,9 +4,12 @@
 //! The handlers are installed before anything slow happens at start-up, so that a SIGHUP
 //! sent by `systemctl reload` at any moment never kills the daemon (the default action).
 
-use std::io;
+use std::{io, sync::Arc};
 
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::{
+    signal::unix::{Signal, SignalKind, signal},
+    sync::Notify,
+};
 
 use super::{ControlHandle, notify};
 
@@ -25,30 +28,42 @@ impl Signals {
         })
     }
 
-    /// Completes on SIGTERM or SIGINT; meanwhile answers every SIGHUP with a reload.
+    /// Completes on SIGTERM or SIGINT; meanwhile answers SIGHUP with a reload. Reloads run
+    /// on a task of their own, so a SIGTERM during one is heard; SIGHUPs that come during a
+    /// reload make one more after it (the file is read then), not one each.
     pub async fn stopped(mut self, control: ControlHandle) {
+        let requested = Arc::new(Notify::new());
+        let reloader = tokio::spawn(reload_when_asked(requested.clone(), control));
         loop {
             tokio::select! {
                 _ = self.terminate.recv() => {
                     log::info!("SIGTERM: stopping");
-                    return;
+                    break;
                 }
                 _ = self.interrupt.recv() => {
                     log::info!("SIGINT: stopping");
-                    return;
+                    break;
                 }
                 _ = self.hangup.recv() => {
                     log::info!("SIGHUP: reloading the config");
-                    // On a task of its own, so that a SIGTERM during a reload is heard; the
-                    // control task applies reloads one after the other, and logs each outcome.
-                    let control = control.clone();
-                    tokio::spawn(async move {
-                        notify::reloading();
-                        let _ = control.reload().await;
-                        notify::ready();
-                    });
+                    requested.notify_one();
                 }
             }
         }
+        // A reload cut short here leaves the state as it was (the control task applies a
+        // change whole or not at all), and no READY=1 follows STOPPING=1.
+        reloader.abort();
+        let _ = reloader.await;
+    }
+}
+
+/// Runs a reload each time one is asked for (asks while one runs make a single one after).
+async fn reload_when_asked(requested: Arc<Notify>, control: ControlHandle) {
+    loop {
+        requested.notified().await;
+        notify::reloading();
+        // The outcome is logged by the control task.
+        let _ = control.reload().await;
+        notify::ready();
     }
 }

@@ -266,7 +266,10 @@ async fn load_and_attach(
         log::info!("kept {migrated} flows from the flow table of the previous layout");
     }
     loader::remove_retired_pins(&config.pin_dir);
-    daemon.sweep = Some(sweep::SweepThread::spawn(sweeper).map_err(DaemonError::Sweep)?);
+    daemon.sweep = Some(
+        sweep::SweepThread::spawn(sweeper, daemon.sweep_passes.clone())
+            .map_err(DaemonError::Sweep)?,
+    );
     daemon.program = Some(links.program());
     Ok((daemon, links))
 }

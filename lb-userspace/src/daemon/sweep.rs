@@ -5,7 +5,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -29,12 +29,13 @@ pub struct SweepThread {
 }
 
 impl SweepThread {
-    pub fn spawn(sweeper: Sweeper) -> std::io::Result<Self> {
+    /// Sweeps until stopped, counting each pass that completed in `passes`.
+    pub fn spawn(sweeper: Sweeper, passes: Arc<AtomicU64>) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let handle = std::thread::Builder::new()
             .name("flow-sweep".into())
-            .spawn(move || run(&sweeper, &stopping))?;
+            .spawn(move || run(&sweeper, &stopping, &passes))?;
         Ok(Self {
             stop,
             handle: Some(handle),
@@ -55,7 +56,7 @@ impl Drop for SweepThread {
     }
 }
 
-fn run(sweeper: &Sweeper, stop: &AtomicBool) {
+fn run(sweeper: &Sweeper, stop: &AtomicBool, passes: &AtomicU64) {
     let mut failing = false;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
@@ -73,6 +74,7 @@ fn run(sweeper: &Sweeper, stop: &AtomicBool) {
                     );
                 }
                 failing = false;
+                passes.fetch_add(1, Ordering::Release);
             }
             // Logged once per run of failures, not every second.
             Err(error) if !failing => {

@@ -509,8 +509,48 @@ pub fn attach(
 fn adopt_link(program: &mut Xdp, pin_path: &Path) -> Result<(), String> {
     let pinned = PinnedLink::from_pin(pin_path).map_err(|e| e.to_string())?;
     let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| e.to_string())?;
-    program.attach_to_link(link).map_err(|e| e.to_string())?;
+    let id = program.attach_to_link(link).map_err(|e| e.to_string())?;
+    // The pin alone holds the link from here, as after a fresh attach (dropping our handle
+    // closes it, nothing more), so that removing the pin lets it go.
+    drop(program.take_link(id).map_err(|e| e.to_string())?);
     Ok(())
+}
+
+/// Detaches the program from `interface` and removes its pinned link. `BPF_LINK_DETACH`
+/// detaches whoever else still holds the link open.
+pub fn detach_link(pin_dir: &Path, interface: &str) -> io::Result<()> {
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    #[repr(C)]
+    #[derive(Default)]
+    struct ObjGetAttr {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct LinkDetachAttr {
+        link_fd: u32,
+    }
+    let path = link_pin_path(pin_dir, interface);
+    let text =
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+    let mut get = ObjGetAttr {
+        pathname: text.as_ptr() as u64,
+        ..ObjGetAttr::default()
+    };
+    // SAFETY: `get` is an initialised `bpf_attr` prefix for BPF_OBJ_GET; its path points at
+    // `text`, NUL-terminated, alive for the call.
+    let fd = unsafe { crate::dataplane::ebpf::syscall::bpf(BPF_OBJ_GET, &mut get) }?;
+    // SAFETY: BPF_OBJ_GET returned a new descriptor that nothing else owns.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    let mut detach = LinkDetachAttr {
+        link_fd: std::os::fd::AsRawFd::as_raw_fd(&fd) as u32,
+    };
+    // SAFETY: `detach` is an initialised `bpf_attr` prefix for BPF_LINK_DETACH, no pointers.
+    unsafe { crate::dataplane::ebpf::syscall::bpf(BPF_LINK_DETACH, &mut detach) }?;
+    std::fs::remove_file(&path)
 }
 
 fn is_busy(error: &ProgramError) -> bool {

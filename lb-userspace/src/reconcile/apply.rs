@@ -350,7 +350,8 @@ fn real_flags(service: &DesiredService, real: &DesiredReal) -> u32 {
     if takes_new_flows {
         flags |= REAL_TAKES_NEW_FLOWS;
     }
-    if !real.healthy {
+    // A sorry server is never checked.
+    if !real.healthy && !real.sorry {
         flags |= REAL_FAILED_CHECK;
     }
     flags

@@ -166,7 +166,7 @@ impl Desired {
                     Some((id, old)) => {
                         // A verdict of down outlives the daemon (a restart must not send new
                         // flows to a real it knew dead until its checks pass again).
-                        if old.flags & REAL_FAILED_CHECK != 0 && checked {
+                        if old.flags & REAL_FAILED_CHECK != 0 && checked && !real.sorry {
                             real.healthy = false;
                         }
                         if old.flags & REAL_AVAILABLE != 0

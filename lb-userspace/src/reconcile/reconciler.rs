@@ -7,9 +7,12 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use arc_swap::ArcSwap;
@@ -57,15 +60,15 @@ pub struct Reconciler {
     unwritten: Dirty,
     /// A replacement's writes failed half-way: the state it replaced is written again whole.
     rewrite_all: bool,
-    /// Real ids a replacement retired, and when: not handed out again for
-    /// [`RETIRED_ID_QUARANTINE`], so that no flow of theirs the sweep has not removed yet
-    /// lands on a new real.
-    recently_retired: HashMap<u32, Instant>,
+    /// Real ids a replacement retired, with the count of completed flow-sweep passes then:
+    /// not handed out again (while others are free) until two more passes completed, the
+    /// second of which started after the retirement and so removed every flow of theirs. A
+    /// flow of a retired real never lands on a new one.
+    recently_retired: HashMap<u32, u64>,
+    /// Passes the flow sweep completed (it counts them; nothing does with a fake data plane,
+    /// where retired ids then stay last in line).
+    sweep_passes: Arc<AtomicU64>,
 }
-
-/// Longer than two passes of the flow sweep (one a second), which removes the flows of a
-/// retired real.
-const RETIRED_ID_QUARANTINE: Duration = Duration::from_secs(3);
 
 impl Reconciler {
     /// Takes over `desired` and writes all of it (what a previous daemon left included).
@@ -82,7 +85,13 @@ impl Reconciler {
             unwritten: Dirty::default(),
             rewrite_all: false,
             recently_retired: HashMap::new(),
+            sweep_passes: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// The counter the flow sweep bumps after each pass (see `recently_retired`).
+    pub fn sweep_passes(&self) -> Arc<AtomicU64> {
+        self.sweep_passes.clone()
     }
 
     /// The snapshot readers load; replaced whole after every change.
@@ -117,19 +126,28 @@ impl Reconciler {
                         observations,
                         done,
                     } = *replacement;
+                    let rewriting_before = self.rewrite_all;
                     let result = self.replace(desired, &observations);
+                    // Only this replacement's own writes can have failed half-way: a refusal
+                    // (nothing written) leaves `rewrite_all` as it was.
+                    let half_written = self.rewrite_all && !rewriting_before
+                        || self.rewrite_all && result.as_ref().is_err_and(is_write_error);
                     let answer = match &result {
                         Ok(()) => Ok(()),
-                        Err(error) if self.rewrite_all => Err(format!(
-                            "writing the data plane failed half-way ({error}); lbd goes back to                              the running config"
+                        Err(error) if half_written => Err(format!(
+                            "writing the data plane failed half-way ({error}); lbd goes back \
+                             to the running config"
                         )),
                         Err(error) => Err(error.to_string()),
                     };
                     let _ = done.send(answer);
-                    if let Err(error) = result
-                        && self.rewrite_all
-                    {
-                        failure.get_or_insert(error);
+                    match result {
+                        // Everything is written now: what failed before is moot.
+                        Ok(()) => failure = None,
+                        Err(error) if half_written => {
+                            failure.get_or_insert(error);
+                        }
+                        Err(_) => {}
                     }
                 }
                 Input::ZeroCounters { service, done } => {
@@ -177,9 +195,9 @@ impl Reconciler {
         mut desired: Desired,
         observations: &[Observation],
     ) -> Result<(), ReconcileError> {
-        let now = Instant::now();
+        let passes = self.sweep_passes.load(Ordering::Acquire);
         self.recently_retired
-            .retain(|_, retired| now.duration_since(*retired) < RETIRED_ID_QUARANTINE);
+            .retain(|_, retired_at| passes < *retired_at + 2);
         let mut existing = Existing::read(self.dataplane.as_ref())?;
         existing.recently_retired = self.recently_retired.keys().copied().collect();
         let before: HashSet<u32> = existing.reals.iter().map(|(id, _)| *id).collect();
@@ -203,7 +221,7 @@ impl Reconciler {
                 self.unwritten = Dirty::default();
                 let kept: HashSet<u32> = self.desired.real_ids().collect();
                 for id in before.difference(&kept) {
-                    self.recently_retired.insert(*id, now);
+                    self.recently_retired.insert(*id, passes);
                 }
             }
             Err(_) => {
@@ -259,6 +277,11 @@ impl Reconciler {
             })
             .expect("spawning the reconcile thread")
     }
+}
+
+/// Whether `error` came from writing the maps (not from building the new state).
+fn is_write_error(error: &ReconcileError) -> bool {
+    matches!(error, ReconcileError::Dataplane(_))
 }
 
 /// One log line: which reals changed, and how.

@@ -10,7 +10,7 @@ mod identities;
 mod published;
 mod readers;
 mod sweep;
-mod syscall;
+pub(crate) mod syscall;
 
 use std::{hash::BuildHasher, ops::Range, os::fd::AsFd, sync::Arc};
 

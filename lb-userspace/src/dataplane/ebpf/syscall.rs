@@ -1,5 +1,5 @@
 //! The `bpf(2)` system call, for the commands aya does not wrap (batches, single elements
-//! with flags, creating and pinning the id maps).
+//! with flags, creating and pinning the id maps, detaching a pinned link).
 
 use std::io;
 
