@@ -193,3 +193,35 @@ pub struct Connection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_port: Option<u16>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The requests README.md shows for changes over the socket, as an operator types them.
+    #[test]
+    fn the_readmes_change_requests_parse() {
+        let service = r#"{"protocol": "tcp", "vip": "192.0.2.10", "port": 80}"#;
+        let lines = [
+            r#"{"request": "change", "edit": "add_service", "service": {"vip": "192.0.2.20", "port": 443, "protocol": "tcp", "scheduler": "mh"}}"#.to_owned(),
+            format!(r#"{{"request": "change", "edit": "add_real", "service": {service}, "real": {{"address": "192.0.2.14", "weight": 2}}}}"#),
+            format!(r#"{{"request": "change", "edit": "edit_real", "service": {service}, "address": "192.0.2.14", "port": 80, "set": {{"weight": 0}}}}"#),
+            format!(r#"{{"request": "change", "edit": "edit_service", "service": {service}, "set": {{"scheduler": "wlc"}}}}"#),
+            format!(r#"{{"request": "change", "edit": "delete_real", "service": {service}, "address": "192.0.2.14", "port": 80}}"#),
+            format!(r#"{{"request": "change", "edit": "delete_service", "service": {service}}}"#),
+            r#"{"request": "change", "edit": "set_timeouts", "set": {"tcp": "600s"}}"#.to_owned(),
+            r#"{"request": "change", "edit": "clear"}"#.to_owned(),
+            format!(r#"{{"request": "zero_counters", "service": {service}}}"#),
+            r#"{"request": "zero_counters"}"#.to_owned(),
+            r#"{"request": "reload"}"#.to_owned(),
+        ];
+        for line in &lines {
+            let request: Request =
+                serde_json::from_str(line).unwrap_or_else(|error| panic!("{line}: {error}"));
+            // And back: lbadm's client sends what the daemon reads.
+            let again: Request =
+                serde_json::from_str(&serde_json::to_string(&request).unwrap()).unwrap();
+            assert_eq!(again, request, "{line}");
+        }
+    }
+}
