@@ -130,8 +130,8 @@ impl Reconciler {
                     let result = self.replace(desired, &observations);
                     // Only this replacement's own writes can have failed half-way: a refusal
                     // (nothing written) leaves `rewrite_all` as it was.
-                    let half_written = self.rewrite_all && !rewriting_before
-                        || self.rewrite_all && result.as_ref().is_err_and(is_write_error);
+                    let half_written = self.rewrite_all
+                        && (!rewriting_before || result.as_ref().is_err_and(is_write_error));
                     let answer = match &result {
                         Ok(()) => Ok(()),
                         Err(error) if half_written => Err(format!(
