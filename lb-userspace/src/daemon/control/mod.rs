@@ -16,127 +16,37 @@
 //!    written; writes in an order that never shows the program a half-made state.
 //!
 //! Any refusal leaves everything as it was, and says why in one line.
+//!
+//! # Layout
+//!
+//! - this file: the task, its handle, and how a change is applied;
+//! - `host.rs`: what the host says (interfaces, routes, neighbour tables) when reals are
+//!   placed;
+//! - `difference.rs`: what differs between two configs: interfaces, settings that cannot
+//!   change live, the change in words.
 
-use std::{collections::HashSet, net::IpAddr, path::PathBuf, sync::Arc, time::Instant};
+mod difference;
+mod host;
 
+use std::{collections::HashSet, path::PathBuf, sync::Arc, time::Instant};
+
+pub use difference::describe_difference;
+use difference::{fixed_settings_unchanged, interface_changes};
+pub use host::Host;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    Links,
-    neighbours::{resolve, survey},
-};
+use super::Links;
 use crate::{
     config::{
-        self, Config, Document, InterfaceConfig,
+        self, Config, Document,
         edit::{Edit, ServiceRef},
     },
     health::{HealthBoard, HealthKey, HealthMonitor, Target, Transition},
-    neighbour::{InterfaceInfo, NeighbourError, Neighbours, Observation, Routes},
     reconcile::{Desired, HealthChange, Input, Replacement, health_key_of, service_key},
 };
 
 /// Requests that wait for the control task before senders wait.
 const REQUEST_QUEUE: usize = 64;
-
-/// Where lbd learns about the host when it places reals.
-pub enum Host {
-    /// The kernel, over rtnetlink.
-    Netlink(Neighbours),
-    /// Fixed answers (tests with a fake data plane): interfaces, routes, and the MACs the
-    /// neighbour tables would hold.
-    Fixed {
-        interfaces: Vec<InterfaceInfo>,
-        routes: Routes,
-        macs: Vec<(u32, IpAddr, [u8; 6])>,
-    },
-}
-
-impl Host {
-    /// The interfaces the program runs on (then the VLANs on them) and the routes to the
-    /// reals that may be routed.
-    pub async fn placement(
-        &self,
-        config: &Config,
-    ) -> Result<(Vec<InterfaceInfo>, Routes), NeighbourError> {
-        match self {
-            Host::Netlink(neighbours) => {
-                let mut interfaces = Vec::with_capacity(config.interfaces.len());
-                for interface in &config.interfaces {
-                    interfaces.push(neighbours.interface(&interface.name).await?);
-                }
-                let vlans = neighbours.vlans_on(&interfaces).await?;
-                interfaces.extend(vlans);
-                let routes = routes(neighbours, config).await?;
-                Ok((interfaces, routes))
-            }
-            Host::Fixed {
-                interfaces, routes, ..
-            } => Ok((interfaces.clone(), routes.clone())),
-        }
-    }
-
-    /// What the neighbour tables say about `desired`'s next hops, and those to probe.
-    async fn survey(
-        &self,
-        desired: &Desired,
-    ) -> Result<(Vec<Observation>, Vec<(u32, IpAddr)>), NeighbourError> {
-        match self {
-            Host::Netlink(neighbours) => {
-                let survey = survey(neighbours, desired).await?;
-                Ok((survey.observations, survey.to_probe))
-            }
-            Host::Fixed { macs, .. } => Ok((
-                macs.iter()
-                    .map(|&(ifindex, addr, mac)| Observation {
-                        ifindex,
-                        addr,
-                        state: crate::neighbour::NeighbourStatus::Usable { mac, stale: false },
-                    })
-                    .collect(),
-                Vec::new(),
-            )),
-        }
-    }
-
-    async fn probe(&self, next_hops: Vec<(u32, IpAddr)>) {
-        if let Host::Netlink(neighbours) = self {
-            resolve(neighbours, next_hops).await;
-        }
-    }
-}
-
-/// The kernel's route to every real that may sit behind a router (all but `dr` reals, which
-/// must be on a connected segment): its next hop and the balancer's own address toward it.
-/// One lookup per address; read again with every change.
-pub async fn routes(neighbours: &Neighbours, config: &Config) -> Result<Routes, NeighbourError> {
-    let mut routes = Routes::new();
-    let routed = config
-        .services
-        .iter()
-        .flat_map(|service| {
-            service
-                .reals
-                .iter()
-                .map(|real| (real.address, real.forward))
-        })
-        .chain(config.services.iter().filter_map(|service| {
-            service
-                .sorry_server
-                .map(|sorry| (sorry.address, service.forward))
-        }))
-        .filter(|(_, forward)| !forward.needs_connected_real())
-        .map(|(address, _)| address)
-        // Collected: an iterator of closures held across an await makes the future not Send.
-        .collect::<Vec<IpAddr>>();
-    for address in routed {
-        if let std::collections::hash_map::Entry::Vacant(slot) = routes.entry(address) {
-            let route = neighbours.route(address).await?;
-            log::debug!("route to real {address}: {route:?}");
-            slot.insert(route);
-        }
-    }
-    Ok(routes)
-}
 
 /// What a change request gets back: what changed, or why nothing did.
 pub type Outcome = Result<String, String>;
@@ -446,180 +356,4 @@ impl Control {
         self.host.probe(to_probe).await;
         Ok(summary)
     }
-}
-
-/// The interfaces `new` adds to `running`'s, and the names of those it removes. One kept
-/// with another `xdp_mode` is refused: reattaching in another mode would stop traffic on it.
-fn interface_changes(
-    running: &Config,
-    new: &Config,
-) -> Result<(Vec<InterfaceConfig>, Vec<String>), String> {
-    for interface in &new.interfaces {
-        if let Some(old) = running
-            .interfaces
-            .iter()
-            .find(|old| old.name == interface.name)
-            && old.xdp_mode != interface.xdp_mode
-        {
-            return Err(format!(
-                "interface {}: xdp_mode cannot change while lbd runs ({} → {}); restart lbd to \
-                 change it",
-                interface.name,
-                old.xdp_mode.name(),
-                interface.xdp_mode.name()
-            ));
-        }
-    }
-    let added = new
-        .interfaces
-        .iter()
-        .filter(|interface| {
-            !running
-                .interfaces
-                .iter()
-                .any(|old| old.name == interface.name)
-        })
-        .cloned()
-        .collect();
-    let removed = running
-        .interfaces
-        .iter()
-        .filter(|old| {
-            !new.interfaces
-                .iter()
-                .any(|interface| interface.name == old.name)
-        })
-        .map(|old| old.name.clone())
-        .collect();
-    Ok((added, removed))
-}
-
-/// What cannot change while lbd runs: each needs a restart (`lbd` adopts the pinned maps,
-/// so a restart keeps forwarding).
-fn fixed_settings_unchanged(running: &Config, new: &Config) -> Result<(), String> {
-    let changed = |what: &str, old: String, new: String| {
-        Err(format!(
-            "{what} cannot change while lbd runs ({old} → {new}); restart lbd to change it \
-             (forwarding continues across a restart)"
-        ))
-    };
-    if running.instance != new.instance {
-        return changed("instance", running.instance.clone(), new.instance.clone());
-    }
-    if running.limits != new.limits {
-        return changed(
-            "limits (map sizes)",
-            format!("{:?}", running.limits),
-            format!("{:?}", new.limits),
-        );
-    }
-    if running.pin_dir != new.pin_dir {
-        return changed(
-            "pin_dir",
-            running.pin_dir.display().to_string(),
-            new.pin_dir.display().to_string(),
-        );
-    }
-    if running.metrics_listen != new.metrics_listen {
-        let text = |listen: Option<std::net::SocketAddr>| {
-            listen.map_or_else(|| "none".to_owned(), |address| address.to_string())
-        };
-        return changed(
-            "metrics.listen",
-            text(running.metrics_listen),
-            text(new.metrics_listen),
-        );
-    }
-    if running.pid_file != new.pid_file {
-        return changed(
-            "pid_file",
-            running.pid_file.display().to_string(),
-            new.pid_file.display().to_string(),
-        );
-    }
-    if running.admin_socket != new.admin_socket {
-        return changed(
-            "admin.socket",
-            running.admin_socket.display().to_string(),
-            new.admin_socket.display().to_string(),
-        );
-    }
-    Ok(())
-}
-
-/// At most this many changes are named in one log line; the rest are counted.
-const NAMED_CHANGES: usize = 12;
-
-/// What differs between two configs, in words: services and reals added, removed or
-/// changed, and timeouts. `no change` when nothing does.
-pub fn describe_difference(old: &Config, new: &Config) -> String {
-    let mut changes = Vec::new();
-    let same_service = |a: &config::ServiceConfig, b: &config::ServiceConfig| {
-        (a.protocol, a.vip, a.port) == (b.protocol, b.vip, b.port)
-    };
-    for service in &new.services {
-        let Some(before) = old.services.iter().find(|s| same_service(s, service)) else {
-            changes.push(format!("added {}", service.name()));
-            continue;
-        };
-        let settings = |s: &config::ServiceConfig| config::ServiceConfig {
-            reals: Vec::new(),
-            ..s.clone()
-        };
-        if settings(before) != settings(service) {
-            changes.push(format!("changed {}", service.name()));
-        }
-        for real in &service.reals {
-            let text = config::socket_text(real.address, real.port);
-            match before
-                .reals
-                .iter()
-                .find(|r| (r.address, r.port) == (real.address, real.port))
-            {
-                None => changes.push(format!("added real {text} to {}", service.name())),
-                Some(was) if was.weight != real.weight && was.forward == real.forward => changes
-                    .push(format!(
-                        "weight of {text} in {}: {} → {}",
-                        service.name(),
-                        was.weight,
-                        real.weight
-                    )),
-                Some(was) if was != real => {
-                    changes.push(format!("changed real {text} of {}", service.name()));
-                }
-                Some(_) => {}
-            }
-        }
-        for real in &before.reals {
-            if !service
-                .reals
-                .iter()
-                .any(|r| (r.address, r.port) == (real.address, real.port))
-            {
-                changes.push(format!(
-                    "removed real {} from {}",
-                    config::socket_text(real.address, real.port),
-                    service.name()
-                ));
-            }
-        }
-    }
-    for service in &old.services {
-        if !new.services.iter().any(|s| same_service(s, service)) {
-            changes.push(format!("removed {}", service.name()));
-        }
-    }
-    if old.timeouts != new.timeouts {
-        changes.push("changed timeouts".to_owned());
-    }
-    if changes.is_empty() {
-        return "no change".to_owned();
-    }
-    let more = changes.len().saturating_sub(NAMED_CHANGES);
-    changes.truncate(NAMED_CHANGES);
-    let mut text = changes.join("; ");
-    if more > 0 {
-        text.push_str(&format!("; and {more} more"));
-    }
-    text
 }
