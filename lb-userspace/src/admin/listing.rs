@@ -4,13 +4,13 @@
 
 use std::{collections::HashMap, net::IpAddr};
 
-use lb_common::{FAMILY_IPV4, FlowKey, PROTO_TCP, conntrack::state_name};
+use lb_common::{FlowKey, PROTO_TCP, conntrack::state_name};
 
 use super::{Connection, ConnectionListing, Listing, RealListing, ReasonCount, ServiceListing};
 use crate::{
     config::Forward,
     dataplane::{DataplaneError, DataplaneReader},
-    reconcile::{Desired, DesiredReal, describe_reachability, sorry_in_use},
+    reconcile::{Desired, DesiredReal, address_from_bytes, describe_reachability, sorry_in_use},
 };
 
 /// `lbadm -L`: services, reals, counters, and each real's connection counts.
@@ -163,11 +163,7 @@ fn netmask_text(vip: IpAddr, prefix: u8) -> Option<String> {
 }
 
 fn address(key: &FlowKey, bytes: &[u8; 16]) -> IpAddr {
-    if key.family == FAMILY_IPV4 {
-        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
-    } else {
-        IpAddr::from(*bytes)
-    }
+    address_from_bytes(bytes, key.family)
 }
 
 /// The clock of `bpf_ktime_get_ns()`, which `Flow::last_seen_ns` is read against.

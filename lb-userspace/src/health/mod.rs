@@ -22,13 +22,13 @@ mod probe;
 use std::{
     collections::HashMap,
     fmt,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::IpAddr,
     sync::Mutex,
     time::{Duration, SystemTime},
 };
 
 pub use checker::RiseFall;
-use lb_common::{FAMILY_IPV4, PROTO_TCP, PROTO_UDP, ServiceKey};
+use lb_common::{PROTO_TCP, PROTO_UDP, ServiceKey};
 pub use monitor::{DEFAULT_MAX_CONCURRENT_PROBES, HealthMonitor, Target, Transition};
 pub use probe::{MAX_RESPONSE_BYTES, NetworkProbe, Probe, check};
 
@@ -51,12 +51,7 @@ impl fmt::Display for HealthKey {
             PROTO_UDP => "UDP".to_owned(),
             other => format!("protocol {other}"),
         };
-        let vip = if service.family == FAMILY_IPV4 {
-            let [a, b, c, d, ..] = service.vip;
-            IpAddr::V4(Ipv4Addr::new(a, b, c, d))
-        } else {
-            IpAddr::V6(Ipv6Addr::from(service.vip))
-        };
+        let vip = crate::reconcile::address_from_bytes(&service.vip, service.family);
         write!(
             f,
             "{protocol} {} real {}",

@@ -575,6 +575,15 @@ pub fn address_bytes(addr: IpAddr) -> ([u8; 16], u8) {
     }
 }
 
+/// The address map bytes hold: [`address_bytes`] read back.
+pub fn address_from_bytes(bytes: &[u8; 16], family: u8) -> IpAddr {
+    if family == FAMILY_IPV4 {
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+    } else {
+        IpAddr::from(*bytes)
+    }
+}
+
 /// How a real stands, in words for logs and listings.
 pub fn describe_reachability(real: &DesiredReal) -> &'static str {
     match (real.mac.is_some(), real.reachability) {
