@@ -60,6 +60,53 @@ fn previous_lbd() -> Option<PathBuf> {
     }
 }
 
+fn vip() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(VIP), 80)
+}
+
+/// The DR topology with three reals serving HTTP, its namespaces named for `test`.
+fn three_reals(test: &str) -> (DrTopology, Vec<HttpServer>) {
+    let prefix = format!("lbt-{test}-{}-", std::process::id());
+    netns::remove_leftovers(&prefix);
+    let topology = DrTopology::build(&prefix, &["real1", "real2", "real3"]);
+    topology.attach_pass_program();
+    let servers = topology
+        .reals
+        .iter()
+        .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
+        .collect();
+    (topology, servers)
+}
+
+/// `KEPT` long-lived connections through the VIP, each with the real that answered it.
+fn open_kept(topology: &DrTopology, lbd: &Lbd) -> Vec<(HttpClient, String)> {
+    (0..KEPT)
+        .map(|index| {
+            let mut connection = topology
+                .client
+                .run(|| HttpClient::connect(vip(), TIMEOUT))
+                .unwrap_or_else(|e| panic!("connection {index}: {e}\n{}", lbd.log()));
+            let real = connection
+                .get("/")
+                .unwrap_or_else(|e| panic!("connection {index}: {e}\n{}", lbd.log()));
+            (connection, real.trim_end().to_owned())
+        })
+        .collect()
+}
+
+/// Every kept connection still answers, from its own real, after `what`.
+fn assert_kept(kept: &mut [(HttpClient, String)], lbd: &Lbd, what: &str) {
+    for (index, (connection, real)) in kept.iter_mut().enumerate() {
+        let answer = connection.get("/").unwrap_or_else(|e| {
+            panic!(
+                "connection {index} (on {real}) broke across {what}: {e}\n{}",
+                lbd.log()
+            )
+        });
+        assert_eq!(answer.trim_end(), real, "connection {index} moved");
+    }
+}
+
 #[test]
 fn an_upgrade_from_the_previous_layout_keeps_every_connection() {
     if !require_root("e2e_upgrade") {
@@ -68,16 +115,7 @@ fn an_upgrade_from_the_previous_layout_keeps_every_connection() {
     let Some(previous) = previous_lbd() else {
         return;
     };
-    let prefix = format!("lbt-upg-{}-", std::process::id());
-    netns::remove_leftovers(&prefix);
-    let topology = DrTopology::build(&prefix, &["real1", "real2", "real3"]);
-    topology.attach_pass_program();
-    let _servers: Vec<HttpServer> = topology
-        .reals
-        .iter()
-        .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
-        .collect();
-    let vip = SocketAddr::new(IpAddr::V4(VIP), 80);
+    let (topology, _servers) = three_reals("upg");
     let mut lbd = Lbd::start_binary(
         &topology.lb,
         &format!("lbt-upg-{}", std::process::id()),
@@ -90,18 +128,7 @@ fn an_upgrade_from_the_previous_layout_keeps_every_connection() {
         "the previous build pins the old flow table"
     );
 
-    let mut kept: Vec<(HttpClient, String)> = (0..KEPT)
-        .map(|index| {
-            let mut connection = topology
-                .client
-                .run(|| HttpClient::connect(vip, TIMEOUT))
-                .unwrap_or_else(|e| panic!("connection {index}: {e}\n{}", lbd.log()));
-            let real = connection
-                .get("/")
-                .unwrap_or_else(|e| panic!("connection {index}: {e}\n{}", lbd.log()));
-            (connection, real.trim_end().to_owned())
-        })
-        .collect();
+    let mut kept = open_kept(&topology, &lbd);
 
     // This build takes over the pinned maps and links.
     lbd.use_binary(binary("lbd"));
@@ -111,15 +138,7 @@ fn an_upgrade_from_the_previous_layout_keeps_every_connection() {
         "{}",
         lbd.log()
     );
-    for (index, (connection, real)) in kept.iter_mut().enumerate() {
-        let answer = connection.get("/").unwrap_or_else(|e| {
-            panic!(
-                "connection {index} (on {real}) broke across the upgrade: {e}\n{}",
-                lbd.log()
-            )
-        });
-        assert_eq!(answer.trim_end(), real, "connection {index} moved");
-    }
+    assert_kept(&mut kept, &lbd, "the upgrade");
     let listing = lbd.listing();
     let active: u64 = listing.services[0]
         .reals
@@ -140,7 +159,7 @@ fn an_upgrade_from_the_previous_layout_keeps_every_connection() {
     for index in 0..6 {
         let mut connection = topology
             .client
-            .run(|| HttpClient::connect(vip, TIMEOUT))
+            .run(|| HttpClient::connect(vip(), TIMEOUT))
             .unwrap_or_else(|e| panic!("new connection {index}: {e}\n{}", lbd.log()));
         connection
             .get("/")
@@ -158,16 +177,7 @@ fn ids_survive_a_change_of_the_service_and_real_layouts() {
     if !require_root("e2e_upgrade") {
         return;
     }
-    let prefix = format!("lbt-ids-{}-", std::process::id());
-    netns::remove_leftovers(&prefix);
-    let topology = DrTopology::build(&prefix, &["real1", "real2", "real3"]);
-    topology.attach_pass_program();
-    let _servers: Vec<HttpServer> = topology
-        .reals
-        .iter()
-        .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
-        .collect();
-    let vip = SocketAddr::new(IpAddr::V4(VIP), 80);
+    let (topology, _servers) = three_reals("ids");
     let mut lbd = Lbd::start(
         &topology.lb,
         &format!("lbt-ids-{}", std::process::id()),
@@ -177,18 +187,7 @@ fn ids_survive_a_change_of_the_service_and_real_layouts() {
     for map in [lb_common::MAP_SERVICE_IDS, lb_common::MAP_REAL_IDS] {
         assert!(pins.join(map).exists(), "{map} is pinned");
     }
-    let mut kept: Vec<(HttpClient, String)> = (0..KEPT)
-        .map(|index| {
-            let mut connection = topology
-                .client
-                .run(|| HttpClient::connect(vip, TIMEOUT))
-                .unwrap_or_else(|e| panic!("connection {index}: {e}\n{}", lbd.log()));
-            let real = connection
-                .get("/")
-                .unwrap_or_else(|e| panic!("connection {index}: {e}\n{}", lbd.log()));
-            (connection, real.trim_end().to_owned())
-        })
-        .collect();
+    let mut kept = open_kept(&topology, &lbd);
     let status = lbd.stop();
     assert!(status.success(), "{status}\n{}", lbd.log());
     for map in [lb_common::MAP_SERVICES, lb_common::MAP_REALS] {
@@ -204,14 +203,6 @@ fn ids_survive_a_change_of_the_service_and_real_layouts() {
         "the ids were found: {}",
         lbd.log()
     );
-    for (index, (connection, real)) in kept.iter_mut().enumerate() {
-        let answer = connection.get("/").unwrap_or_else(|e| {
-            panic!(
-                "connection {index} (on {real}) broke across the layout change: {e}\n{}",
-                lbd.log()
-            )
-        });
-        assert_eq!(answer.trim_end(), real, "connection {index} moved");
-    }
+    assert_kept(&mut kept, &lbd, "the layout change");
     assert!(lbd.stop().success());
 }
