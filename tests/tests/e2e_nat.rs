@@ -88,6 +88,34 @@ fn servers(netns: &Netns, name: &str) -> (HttpServer, UdpEchoServer) {
     )
 }
 
+/// Two NAT reals serving HTTP and UDP: `nat-a` beside the client (it routes the clients
+/// through the balancer), `nat-b` behind the balancer's second interface.
+fn two_nat_reals(
+    test: &str,
+    dual_stack: bool,
+) -> (
+    DrTopology,
+    modes::BackSegment,
+    [(HttpServer, UdpEchoServer); 2],
+) {
+    let prefix = prefix(test);
+    netns::remove_leftovers(&prefix);
+    let topology = if dual_stack {
+        DrTopology::build_dual_stack(&prefix, &["nat-a"])
+    } else {
+        DrTopology::build(&prefix, &["nat-a"])
+    };
+    topology.attach_pass_program();
+    topology.make_nat_real("nat-a");
+    let back = topology.add_back_segment(&["nat-b"]);
+    back.route_clients_via_lb("nat-b");
+    let servers = [
+        servers(topology.real("nat-a"), "nat-a"),
+        servers(&back.host("nat-b").netns, "nat-b"),
+    ];
+    (topology, back, servers)
+}
+
 /// `FLOWS` HTTP connections to `vip:80` and `FLOWS` datagrams to `vip:53`: each real must
 /// answer some of both.
 fn check_spread(client: &Netns, lbd: &Lbd, vip: IpAddr, reals: &[&str]) {
@@ -162,15 +190,8 @@ fn nat_maps_80_to_8080_for_a_real_beside_the_client_and_one_behind_a_second_inte
     if !require_root("e2e_nat") {
         return;
     }
-    let prefix = prefix("nat");
-    netns::remove_leftovers(&prefix);
-    let topology = DrTopology::build_dual_stack(&prefix, &["nat-a"]);
-    topology.attach_pass_program();
-    topology.make_nat_real("nat-a");
-    let back = topology.add_back_segment(&["nat-b"]);
-    back.route_clients_via_lb("nat-b");
+    let (topology, back, _servers) = two_nat_reals("nat", true);
     let (nat_a, nat_b) = (topology.real("nat-a"), &back.host("nat-b").netns);
-    let _servers = [servers(nat_a, "nat-a"), servers(nat_b, "nat-b")];
 
     let mut services = String::new();
     for (vip, reals) in [
@@ -381,15 +402,7 @@ fn a_reload_adds_an_interface_and_a_later_one_removes_it() {
     if !require_root("e2e_nat interfaces") {
         return;
     }
-    let prefix = prefix("nif");
-    netns::remove_leftovers(&prefix);
-    let topology = DrTopology::build(&prefix, &["nat-a"]);
-    topology.attach_pass_program();
-    topology.make_nat_real("nat-a");
-    let back = topology.add_back_segment(&["nat-b"]);
-    back.route_clients_via_lb("nat-b");
-    let (nat_a, nat_b) = (topology.real("nat-a"), &back.host("nat-b").netns);
-    let _servers = [servers(nat_a, "nat-a"), servers(nat_b, "nat-b")];
+    let (topology, _back, _servers) = two_nat_reals("nif", false);
     let vip = IpAddr::V4(VIP);
     let one = |reals: &[IpAddr]| {
         service(vip, 80, "tcp", "nat", reals, REAL_HTTP_PORT, "")
