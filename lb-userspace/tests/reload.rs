@@ -396,24 +396,24 @@ async fn a_real_deleted_a_moment_ago_does_not_hand_its_id_to_the_next_one() {
     let deleted = running.id_of("192.0.2.12").unwrap();
     running
         .control
-        .edit(Edit::DeleteReal {
+        .edit(vec![Edit::DeleteReal {
             service: http(),
             address: "192.0.2.12".parse().unwrap(),
             port: 80,
-        })
+        }])
         .await
         .unwrap();
     // The flow sweep has not run yet: the deleted real's flows may still be in the table,
     // and must not land on the next real.
     running
         .control
-        .edit(Edit::AddReal {
+        .edit(vec![Edit::AddReal {
             service: http(),
             real: json!({"address": "192.0.2.16"})
                 .as_object()
                 .unwrap()
                 .clone(),
-        })
+        }])
         .await
         .unwrap();
     let added = running.id_of("192.0.2.16").unwrap();

@@ -6,25 +6,31 @@ use std::{collections::HashMap, net::IpAddr};
 
 use lb_common::{FlowKey, PROTO_TCP, conntrack::state_name};
 
-use super::{Connection, ConnectionListing, Listing, RealListing, ReasonCount, ServiceListing};
+use super::{
+    AdminContext, Connection, ConnectionListing, Listing, RealListing, ReasonCount,
+    ServiceListing, Stats, TimeoutListing,
+    rates::{RateBoard, RateKey},
+};
 use crate::{
     config::Forward,
     dataplane::{DataplaneError, DataplaneReader},
-    reconcile::{Desired, DesiredReal, address_from_bytes, describe_reachability, sorry_in_use},
+    reconcile::{
+        Desired, DesiredReal, address_from_bytes, describe_reachability, health_key_of,
+        service_key, sorry_in_use,
+    },
 };
 
-/// `lbadm -L`: services, reals, counters, and each real's connection counts.
-pub fn listing(
-    instance: &str,
-    flow_table_size: u32,
-    desired: &Desired,
-    reader: &dyn DataplaneReader,
-) -> Result<Listing, DataplaneError> {
+/// `lbadm -L`: services, reals, counters and rates, and each real's connection counts.
+pub fn listing(context: &AdminContext, desired: &Desired) -> Result<Listing, DataplaneError> {
+    let reader = context.reader.as_ref();
+    let rates = &context.rates;
     let mut services = Vec::with_capacity(desired.services.len());
     for service in &desired.services {
+        let checked = service.config.health_check.is_some();
         let mut reals = Vec::with_capacity(service.reals.len());
         for real in &service.reals {
             let connections = reader.connections(real.id)?;
+            let key = RateKey::Real(health_key_of(&service.config, &real.config));
             reals.push(RealListing {
                 address: real.config.address,
                 port: real.config.port,
@@ -37,7 +43,9 @@ pub fn listing(
                 mac: real.mac.map(|mac| format_mac(&mac)),
                 available: real.available(),
                 neighbour: describe_reachability(real).to_owned(),
-                stats: reader.real_counters(real.id)?.into(),
+                healthy: (checked && !real.sorry).then_some(real.healthy),
+                stats: real_stats(reader, real.id)?,
+                rate: rates.rates(&key),
                 sorry_server: real.sorry,
                 standing_in: real.sorry && sorry_in_use(service).is_some(),
             });
@@ -57,7 +65,9 @@ pub fn listing(
                 .and_then(|persistence| netmask_text(service.config.vip, persistence.prefix)),
             forward: service.config.forward.name().to_owned(),
             mtu_overhead: service.config.mtu_overhead(),
-            stats: reader.service_counters(service.id)?.into(),
+            on_failure: service.config.on_failure.name().to_owned(),
+            stats: service_stats(reader, service.id)?,
+            rate: rates.rates(&RateKey::Service(service_key(&service.config))),
             reals,
         });
     }
@@ -70,12 +80,52 @@ pub fn listing(
             bytes: counters.bytes,
         })
         .collect();
+    let timeouts = desired.timeouts;
     Ok(Listing {
-        instance: instance.to_owned(),
-        flow_table_size,
+        instance: context.instance.clone(),
+        flow_table_size: context.flow_table_size,
         services,
         reasons,
+        timeouts: TimeoutListing {
+            tcp: timeouts.tcp.as_secs(),
+            tcp_fin: timeouts.tcp_fin.as_secs(),
+            udp: timeouts.udp.as_secs(),
+        },
     })
+}
+
+/// A service's counters, as ipvsadm's `--stats` columns.
+pub fn service_stats(reader: &dyn DataplaneReader, id: u32) -> Result<Stats, DataplaneError> {
+    Ok(reader.service_counters(id)?.into())
+}
+
+/// A real's counters, as ipvsadm's `--stats` columns.
+pub fn real_stats(reader: &dyn DataplaneReader, id: u32) -> Result<Stats, DataplaneError> {
+    Ok(reader.real_counters(id)?.into())
+}
+
+/// One reading of every service's and real's counters into the rate estimates.
+pub fn sample_rates(
+    desired: &Desired,
+    reader: &dyn DataplaneReader,
+    rates: &RateBoard,
+    at: std::time::Instant,
+) -> Result<(), DataplaneError> {
+    let mut readings = Vec::new();
+    for service in &desired.services {
+        readings.push((
+            RateKey::Service(service_key(&service.config)),
+            service_stats(reader, service.id)?,
+        ));
+        for real in &service.reals {
+            readings.push((
+                RateKey::Real(health_key_of(&service.config, &real.config)),
+                real_stats(reader, real.id)?,
+            ));
+        }
+    }
+    rates.sample(&readings, at);
+    Ok(())
 }
 
 /// `lbadm -L -n -c`: every flow that has not expired, with the real it goes to, sorted by

@@ -9,15 +9,18 @@
 //! - `listing.rs`: answers built from the published desired state and the data plane's
 //!   counters and flow table, read without waiting for the writer (the metrics pages read
 //!   the same listing);
+//! - `rates.rs`: per-second rates, estimated from the counters as IPVS does;
 //! - `server.rs`: the daemon side of the socket;
 //! - `client.rs`: lbadm's side.
 
 mod client;
 mod listing;
 mod protocol;
+mod rates;
 mod server;
 
 pub use client::{ClientError, request};
-pub use listing::{format_mac, listing, monotonic_now_ns};
+pub use listing::{format_mac, listing, monotonic_now_ns, sample_rates};
+pub use rates::{ESTIMATE_EVERY, RateBoard, RateKey};
 pub use protocol::*;
 pub use server::{AdminContext, SocketError, bind_admin_socket, serve_connection};

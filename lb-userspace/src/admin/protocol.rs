@@ -22,6 +22,12 @@ pub enum Request {
     /// A change to the running config (`ipvsadm -A -E -D -a -e -d -C --set`): applied at
     /// once, kept until the next reload reads the file again.
     Change(Edit),
+    /// Several changes made as one (`ipvsadm -R`): each is made on the config the ones before
+    /// it left, and the result is applied only if every one of them is valid.
+    Changes { edits: Vec<Edit> },
+    /// The running config, as a JSON document with the file's keys (`ipvsadm -S` prints rules
+    /// from it).
+    Config,
     /// `ipvsadm -Z`: zero the counters of one service (and its reals), or of all.
     ZeroCounters {
         #[serde(default)]
@@ -37,6 +43,10 @@ pub enum Reply {
     Listing(Listing),
     Status(Status),
     Connections(ConnectionListing),
+    /// The running config: the file's, with the admin changes made since.
+    Config {
+        document: serde_json::Value,
+    },
     /// A change was applied; `message` says what changed.
     Done {
         message: String,
@@ -54,6 +64,17 @@ pub struct Listing {
     pub services: Vec<ServiceListing>,
     /// Packets and bytes per verdict reason, all services together.
     pub reasons: Vec<ReasonCount>,
+    /// Flow timeouts in seconds (`ipvsadm -L --timeout`).
+    #[serde(default)]
+    pub timeouts: TimeoutListing,
+}
+
+/// `timeouts` in whole seconds, as ipvsadm shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutListing {
+    pub tcp: u64,
+    pub tcp_fin: u64,
+    pub udp: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,7 +95,13 @@ pub struct ServiceListing {
     /// IPIP 20 or 40, GUE 28 or 48 by the outer family); 0 without tunnelled reals.
     #[serde(default)]
     pub mtu_overhead: u32,
+    /// `remove` or `inhibit`: what a failed health check does to a real.
+    #[serde(default = "default_on_failure")]
+    pub on_failure: String,
     pub stats: Stats,
+    /// Per-second rates, estimated as IPVS does (see `admin::rates`).
+    #[serde(default)]
+    pub rate: Rates,
     pub reals: Vec<RealListing>,
 }
 
@@ -101,7 +128,12 @@ pub struct RealListing {
     pub available: bool,
     /// `unresolved`, `reachable`, `probing (no new flows)` or `failed (no packets)`.
     pub neighbour: String,
+    /// The health check's verdict: `None` when the service has no check.
+    #[serde(default)]
+    pub healthy: Option<bool>,
     pub stats: Stats,
+    #[serde(default)]
+    pub rate: Rates,
     /// The service's `sorry_server`, listed as a real; lbadm shows it (as ipvsadm shows
     /// keepalived's) only while it stands in for the reals.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -134,6 +166,20 @@ impl From<Counters> for Stats {
     }
 }
 
+fn default_on_failure() -> String {
+    "remove".to_owned()
+}
+
+/// ipvsadm's `--rate` columns: connections, packets and bytes per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rates {
+    pub cps: u64,
+    pub in_pps: u64,
+    pub out_pps: u64,
+    pub in_bps: u64,
+    pub out_bps: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReasonCount {
     pub reason: String,
@@ -150,6 +196,60 @@ pub struct Status {
     pub services: usize,
     pub reals: usize,
     pub interfaces: Vec<InterfaceStatus>,
+    /// How full the maps whose size the config sets are.
+    #[serde(default)]
+    pub maps: Vec<MapFill>,
+    /// Every real (sorry servers included), with its health check's last result.
+    #[serde(default)]
+    pub reals_health: Vec<RealStatus>,
+}
+
+/// One map's fill level.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapFill {
+    /// `flows`, `services` or `reals` (the `limits` key that sizes it).
+    pub name: String,
+    pub used: u64,
+    pub capacity: u64,
+}
+
+/// A real as `lbadm status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealStatus {
+    /// `TCP 192.0.2.10:80`.
+    pub service: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub weight: u32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sorry_server: bool,
+    /// Can take new flows now (its check and neighbour permitting; its weight says how many).
+    pub available: bool,
+    /// `unresolved`, `reachable`, `probing (no new flows)` or `failed (no packets)`.
+    pub neighbour: String,
+    /// `None` when the service has no health check.
+    pub check: Option<CheckStatus>,
+}
+
+/// A real's health check, as last seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckStatus {
+    pub up: bool,
+    /// The last check's result, when one has finished.
+    pub last: Option<LastCheck>,
+    pub checks: u64,
+    pub failures: u64,
+    pub transitions: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastCheck {
+    pub ok: bool,
+    /// `connected`, `HTTP 200`, `connect: Connection refused`, …
+    pub detail: String,
+    /// When it started, in seconds since the Unix epoch.
+    pub at_unix_s: u64,
+    pub latency_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

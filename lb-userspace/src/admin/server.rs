@@ -21,13 +21,17 @@ use tokio::{
 };
 
 use super::{
-    InterfaceStatus, MAX_REQUEST_BYTES, Reply, Request, Status,
+    CheckStatus, InterfaceStatus, LastCheck, MAX_REQUEST_BYTES, MapFill, RealStatus, Reply,
+    Request, Status,
     listing::{connections, listing},
+    rates::RateBoard,
 };
 use crate::{
+    config::{Limits, socket_text},
     daemon::ControlHandle,
     dataplane::{DataplaneError, DataplaneReader},
-    reconcile::Desired,
+    health::{HealthBoard, RealHealth},
+    reconcile::{Desired, describe_reachability, health_key_of},
 };
 
 const MAX_CONCURRENT_WALKS: usize = 2;
@@ -42,6 +46,12 @@ pub struct AdminContext {
     interfaces: ArcSwap<Vec<InterfaceStatus>>,
     /// Where changes go; unset while the daemon starts (and in tests that take none).
     pub control: std::sync::OnceLock<ControlHandle>,
+    /// The health checks' verdicts and last results; unset until the checks start.
+    pub health: std::sync::OnceLock<Arc<HealthBoard>>,
+    /// Map sizes, for `status`'s fill levels; unset with a data plane of no known size.
+    pub limits: std::sync::OnceLock<Limits>,
+    /// Rates of every service and real, moved by the daemon's estimator task.
+    pub rates: RateBoard,
     walks: Semaphore,
 }
 
@@ -60,6 +70,9 @@ impl AdminContext {
             reader,
             interfaces: ArcSwap::from_pointee(interfaces),
             control: std::sync::OnceLock::new(),
+            health: std::sync::OnceLock::new(),
+            limits: std::sync::OnceLock::new(),
+            rates: RateBoard::default(),
             walks: Semaphore::new(MAX_CONCURRENT_WALKS),
         }
     }
@@ -72,22 +85,100 @@ impl AdminContext {
         self.interfaces.store(Arc::new(interfaces));
     }
 
-    fn status(&self) -> Status {
-        let desired = self.desired.load();
-        Status {
+    /// `lbadm status`: attachments, map fill levels, and every real with its last check.
+    /// Reads each real's connection counts (not the flow table), so it runs as a walk.
+    fn status(&self, desired: &Desired) -> Result<Status, DataplaneError> {
+        let health = self
+            .health
+            .get()
+            .map(|board| board.snapshot())
+            .unwrap_or_default();
+        let mut reals_health = Vec::new();
+        let mut live_flows = 0;
+        for service in &desired.services {
+            let config = &service.config;
+            let name = format!(
+                "{} {}",
+                config.protocol.name().to_uppercase(),
+                socket_text(config.vip, config.port)
+            );
+            for real in &service.reals {
+                let connections = self.reader.connections(real.id)?;
+                live_flows += connections.active + connections.inactive;
+                let check = (config.health_check.is_some() && !real.sorry).then(|| {
+                    check_status(real.healthy, health.get(&health_key_of(config, &real.config)))
+                });
+                reals_health.push(RealStatus {
+                    service: name.clone(),
+                    address: real.config.address,
+                    port: real.config.port,
+                    weight: real.config.weight,
+                    sorry_server: real.sorry,
+                    available: real.schedulable(),
+                    neighbour: describe_reachability(real).to_owned(),
+                    check,
+                });
+            }
+        }
+        // Sorry servers are not counted as reals (as in the metrics).
+        let reals = reals_health.iter().filter(|real| !real.sorry_server).count();
+        let mut maps = vec![MapFill {
+            name: "flows".into(),
+            used: live_flows,
+            capacity: u64::from(self.flow_table_size),
+        }];
+        if let Some(limits) = self.limits.get() {
+            // Id 0 means none in both arrays, so one slot is never used.
+            maps.push(MapFill {
+                name: "services".into(),
+                used: desired.services.len() as u64,
+                capacity: u64::from(limits.services.saturating_sub(1)),
+            });
+            maps.push(MapFill {
+                name: "reals".into(),
+                used: desired.services.iter().map(|s| s.reals.len() as u64).sum(),
+                capacity: u64::from(limits.reals.saturating_sub(1)),
+            });
+        }
+        Ok(Status {
             instance: self.instance.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             flow_table_size: self.flow_table_size,
             services: desired.services.len(),
-            // Sorry servers are not counted as reals (as in the metrics).
-            reals: desired
-                .services
-                .iter()
-                .flat_map(|service| &service.reals)
-                .filter(|real| !real.sorry)
-                .count(),
+            reals,
             interfaces: self.interfaces().to_vec(),
-        }
+            maps,
+            reals_health,
+        })
+    }
+}
+
+/// A checked real's standing: the reconciler's verdict, with the board's last result (a
+/// real whose first check has not finished has none).
+fn check_status(up: bool, health: Option<&RealHealth>) -> CheckStatus {
+    let Some(health) = health else {
+        return CheckStatus {
+            up,
+            last: None,
+            checks: 0,
+            failures: 0,
+            transitions: 0,
+        };
+    };
+    CheckStatus {
+        up,
+        last: health.last.as_ref().map(|last| LastCheck {
+            ok: last.ok,
+            detail: last.detail.clone(),
+            at_unix_s: last
+                .at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs()),
+            latency_ms: last.latency.as_millis() as u64,
+        }),
+        checks: health.checks,
+        failures: health.failures,
+        transitions: health.transitions,
     }
 }
 
@@ -124,16 +215,15 @@ fn reply_line(reply: &Reply) -> String {
 /// a million flows make a large reply.
 async fn answer(request: Request, context: &Arc<AdminContext>) -> String {
     match request {
-        Request::Status => reply_line(&Reply::Status(context.status())),
+        Request::Status => {
+            walk(context, |context, desired| {
+                context.status(desired).map(Reply::Status)
+            })
+            .await
+        }
         Request::List => {
             walk(context, |context, desired| {
-                listing(
-                    &context.instance,
-                    context.flow_table_size,
-                    desired,
-                    context.reader.as_ref(),
-                )
-                .map(Reply::Listing)
+                listing(context, desired).map(Reply::Listing)
             })
             .await
         }
@@ -145,7 +235,21 @@ async fn answer(request: Request, context: &Arc<AdminContext>) -> String {
             .await
         }
         Request::Change(edit) => {
-            changed(context, |control| async move { control.edit(edit).await }).await
+            changed(context, |control| async move { control.edit(vec![edit]).await }).await
+        }
+        Request::Changes { edits } => {
+            changed(context, |control| async move { control.edit(edits).await }).await
+        }
+        Request::Config => {
+            let Some(control) = context.control.get().cloned() else {
+                return reply_line(&Reply::Error {
+                    message: "this daemon has no config yet (it is starting)".into(),
+                });
+            };
+            reply_line(&match control.document().await {
+                Ok(document) => Reply::Config { document },
+                Err(message) => Reply::Error { message },
+            })
         }
         Request::Reload => changed(context, |control| async move { control.reload().await }).await,
         Request::ZeroCounters { service } => {

@@ -5,6 +5,7 @@
 //! - the admin server: answers from the published snapshot and the data plane's reader;
 //! - the control task (`control.rs`): live reconfiguration, from SIGHUP and the admin socket;
 //! - signals (`signals.rs`): SIGTERM/SIGINT stop, SIGHUP reloads the config;
+//! - the rate estimator (`estimate_rates`): counters → `--rate`'s estimates every two seconds;
 //! - the flow sweep (`sweep.rs`): a thread removing expired flows from the table and the
 //!   connection counts.
 //!
@@ -132,6 +133,31 @@ impl Daemon {
     }
 }
 
+/// Moves the rate estimates (`admin::rates`) by a reading of the counters every
+/// [`admin::ESTIMATE_EVERY`], on a blocking thread: the reads are one system call per service
+/// and real.
+async fn estimate_rates(context: Arc<AdminContext>) {
+    let mut ticks = tokio::time::interval(admin::ESTIMATE_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let context = context.clone();
+        let sampled = tokio::task::spawn_blocking(move || {
+            let desired = context.desired.load_full();
+            admin::sample_rates(
+                &desired,
+                context.reader.as_ref(),
+                &context.rates,
+                std::time::Instant::now(),
+            )
+        })
+        .await;
+        if let Ok(Err(error)) = sampled {
+            log::warn!("rate estimator: {error}");
+        }
+    }
+}
+
 /// A task that is aborted when dropped, so that a daemon dropped before it runs (a start-up
 /// that failed half-way) leaves nothing running.
 struct Task(Option<tokio::task::JoinHandle<()>>);
@@ -167,6 +193,7 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
         metrics,
         sweep_passes: _,
     } = daemon;
+    let rates = Task(Some(tokio::spawn(estimate_rates(context.clone()))));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -192,6 +219,7 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
     if let Some(metrics) = metrics {
         metrics.stop().await;
     }
+    rates.stop().await;
     if let Some(watch) = watch {
         watch.stop().await;
     }

@@ -156,6 +156,8 @@ pub async fn start(config_path: PathBuf) -> Result<Started, DaemonError> {
         }
     };
     let board = Arc::new(HealthBoard::default());
+    let _ = daemon.context().health.set(board.clone());
+    let _ = daemon.context().limits.set(config.limits);
     if let Some(listener) = metrics_listener {
         let pages = Arc::new(Pages::new(daemon.context(), board.clone(), config.limits));
         daemon.serve_metrics(listener, pages);

@@ -142,12 +142,7 @@ impl Pages {
 
     fn view(&self) -> Result<View, DataplaneError> {
         let desired = self.context.desired.load_full();
-        let listing = admin::listing(
-            &self.context.instance,
-            self.context.flow_table_size,
-            &desired,
-            self.context.reader.as_ref(),
-        )?;
+        let listing = admin::listing(&self.context, &desired)?;
         Ok(View {
             listing,
             desired,

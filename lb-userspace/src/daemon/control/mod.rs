@@ -53,7 +53,8 @@ pub type Outcome = Result<String, String>;
 
 enum Request {
     Reload(oneshot::Sender<Outcome>),
-    Edit(Edit, oneshot::Sender<Outcome>),
+    Edit(Vec<Edit>, oneshot::Sender<Outcome>),
+    Document(oneshot::Sender<Document>),
     Zero(Option<ServiceRef>, oneshot::Sender<Outcome>),
 }
 
@@ -67,9 +68,19 @@ impl ControlHandle {
         self.ask(Request::Reload).await
     }
 
-    /// Applies an admin edit to the running config.
-    pub async fn edit(&self, edit: Edit) -> Outcome {
-        self.ask(|done| Request::Edit(edit, done)).await
+    /// Applies admin edits to the running config: all of them, or none if one is refused.
+    pub async fn edit(&self, edits: Vec<Edit>) -> Outcome {
+        self.ask(|done| Request::Edit(edits, done)).await
+    }
+
+    /// The running config's document (the file's, with the admin edits made since).
+    pub async fn document(&self) -> Result<Document, String> {
+        let (done, answer) = oneshot::channel();
+        self.0
+            .send(Request::Document(done))
+            .await
+            .map_err(|_| "lbd is stopping".to_owned())?;
+        answer.await.map_err(|_| "lbd is stopping".to_owned())
     }
 
     /// Zeroes the counters of a service and its reals, or of every service.
@@ -189,8 +200,11 @@ impl Control {
                     Request::Reload(done) => {
                         let _ = done.send(control.reload().await);
                     }
-                    Request::Edit(edit, done) => {
-                        let _ = done.send(control.edit(&edit).await);
+                    Request::Edit(edits, done) => {
+                        let _ = done.send(control.edit(&edits).await);
+                    }
+                    Request::Document(done) => {
+                        let _ = done.send(control.document.clone());
                     }
                     Request::Zero(service, done) => {
                         let _ = done.send(control.zero_counters(service).await);
@@ -235,15 +249,47 @@ impl Control {
         result
     }
 
-    async fn edit(&mut self, edit: &Edit) -> Outcome {
-        let document = edit
-            .apply(&self.running, &self.document)
-            .map_err(|error| error.to_string())?;
-        let config = config::from_document(&document).map_err(|error| error.to_string())?;
+    /// Makes `edits` one after the other, each on the config the ones before it left (so a
+    /// real can be added to a service added just before), and applies the result only if
+    /// every step validates. With several edits, an error names the one that failed.
+    async fn edit(&mut self, edits: &[Edit]) -> Outcome {
+        let described = match edits {
+            [edit] => edit.describe(),
+            _ => format!("{} changes", edits.len()),
+        };
+        let mut config = self.running.clone();
+        let mut document = self.document.clone();
+        for (index, edit) in edits.iter().enumerate() {
+            let step = edit
+                .apply(&config, &document)
+                .map_err(|error| error.to_string())
+                .and_then(|next| {
+                    let validated =
+                        config::from_document(&next).map_err(|error| error.to_string())?;
+                    Ok((validated, next))
+                });
+            match step {
+                Ok((validated, next)) => (config, document) = (validated, next),
+                Err(error) if edits.len() == 1 => {
+                    log::warn!("admin: {described} refused: {error}");
+                    return Err(error);
+                }
+                Err(error) => {
+                    let error = format!(
+                        "change {} of {} ({}): {error}; nothing changed",
+                        index + 1,
+                        edits.len(),
+                        edit.describe()
+                    );
+                    log::warn!("admin: {described} refused: {error}");
+                    return Err(error);
+                }
+            }
+        }
         let result = self.apply(config, document).await;
         match &result {
-            Ok(summary) => log::info!("admin: {}: {summary}", edit.describe()),
-            Err(error) => log::warn!("admin: {} refused: {error}", edit.describe()),
+            Ok(summary) => log::info!("admin: {described}: {summary}"),
+            Err(error) => log::warn!("admin: {described} refused: {error}"),
         }
         result
     }
