@@ -50,7 +50,7 @@ fn lbadm(socket: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
     let mut argv = vec!["lbadm"];
     argv.extend_from_slice(args);
     argv.extend_from_slice(&["--socket", socket.to_str().unwrap()]);
-    lbadm::run(&Cli::parse_from(argv))
+    lbadm::run(&Cli::parse_from(argv)).map_err(anyhow::Error::from)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,19 +186,19 @@ async fn lbadm_lists_what_the_daemon_holds() {
         .unwrap();
 
     let expected_table = "\
-lbd 0.1.0 instance admin-test (flow table size=1000)
+IP Virtual Server version 1.2.1 (size=1000)
 Prot LocalAddress:Port Scheduler Flags
   -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
 TCP  192.0.2.100:80 wrr
   -> 192.0.2.11:80                Route   1      0          0         
   -> 192.0.2.12:80                Route   2      1          3         
-UDP  192.0.2.100:53 rr
-  -> 192.0.2.21:53                Route   1      0          0         
 TCP  192.0.2.100:443 rr mtu-overhead 48
   -> 192.0.2.31:443               Tunnel  1      0          0         
-  -> [2001:db8::32]:443           Tunnel  1      0          0         
   -> 192.0.2.33:8443              Masq    1      0          0         
   -> 192.0.2.34:8443              FullNat 1      0          0         
+  -> [2001:db8::32]:443           Tunnel  1      0          0         
+UDP  192.0.2.100:53 rr
+  -> 192.0.2.21:53                Route   1      0          0         
 ";
     assert_eq!(table, expected_table);
     assert!(
@@ -240,7 +240,7 @@ TCP  192.0.2.100:443 rr mtu-overhead 48
         filtered.contains("UDP  192.0.2.100:53 rr") && !filtered.contains("TCP"),
         "{filtered}"
     );
-    assert_eq!(missing, "no such service: TCP 192.0.2.100:8080");
+    assert_eq!(missing, "No such service: TCP 192.0.2.100:8080");
     // Expiry is 15:00 or 14:59, depending on how long the request took.
     let lines: Vec<&str> = connections.lines().collect();
     assert_eq!(

@@ -186,28 +186,56 @@ fn lbd_decap_refuses_bad_input_in_one_line() {
     }
 }
 
+/// ipvsadm's exit status 2 and its words for command lines that do not parse or check,
+/// before any daemon is asked.
 #[test]
-fn lbadm_refuses_what_it_cannot_do_yet() {
-    let output = lbadm(&["-A", "-t", "192.0.2.100:80", "-s", "rr"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("-A (add service) is not supported by this version yet"),
-        "{}",
-        stderr(&output)
-    );
-    let output = lbadm(&["-L", "-n", "--rate", "--socket", "/nonexistent.sock"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("--rate is not supported"),
-        "{}",
-        stderr(&output)
-    );
+fn lbadm_refuses_bad_command_lines_as_ipvsadm_does() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["-A", "-L"], "lbadm: multiple commands specified"),
+        (
+            &["-A", "-t", "192.0.2.100:80", "-w", "2"],
+            "lbadm: Illegal 'weight' option with the 'add-service' command",
+        ),
+        (
+            &["-a", "-t", "192.0.2.100:80"],
+            "lbadm: You need to supply the 'real-server' option for the 'add-server' command",
+        ),
+        (
+            &["-L", "-n", "-t", "192.0.2.300:80"],
+            "lbadm: -t 192.0.2.300:80: illegal virtual server address[:port] specified",
+        ),
+        (
+            &["-a", "-t", "192.0.2.100:80", "-r", "192.0.2.11", "-w", "x"],
+            "lbadm: -w x: illegal weight specified",
+        ),
+        (&["-L", "--bogus"], "unexpected argument '--bogus'"),
+    ];
+    for (args, expected) in cases {
+        let mut args = args.to_vec();
+        args.extend(["--socket", "/nonexistent.sock"]);
+        let output = lbadm(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
 }
 
 #[test]
 fn lbadm_without_a_daemon_names_the_socket() {
     let output = lbadm(&["-L", "-n", "--socket", "/nonexistent/lbd.sock"]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "ipvsadm's status without IPVS"
+    );
     let message = stderr(&output);
     assert!(
         message.contains("cannot reach lbd at /nonexistent/lbd.sock"),
@@ -217,19 +245,21 @@ fn lbadm_without_a_daemon_names_the_socket() {
 }
 
 #[test]
-fn lbadm_rejects_a_malformed_service() {
-    let output = lbadm(&[
-        "-L",
-        "-n",
-        "-t",
-        "192.0.2.100",
-        "--socket",
-        "/nonexistent.sock",
-    ]);
-    assert_eq!(output.status.code(), Some(1));
+fn lbadm_makes_completions_and_a_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = lbadm(&["completions", shell]);
+        assert!(output.status.success(), "{shell}: {}", stderr(&output));
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            script.contains("add-service") && script.contains("import-keepalived"),
+            "{shell}"
+        );
+    }
+    let output = lbadm(&["man"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let page = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stderr(&output).contains("-t: `192.0.2.100` is not VIP:PORT"),
-        "{}",
-        stderr(&output)
+        page.contains(".TH lbadm 1") && page.contains(r"add\-service"),
+        "{page}"
     );
 }

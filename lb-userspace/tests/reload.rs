@@ -323,7 +323,7 @@ async fn admin_edits_apply_at_once_and_a_reload_replaces_them() {
             Edit::AddService {
                 service: object(json!({"vip": "192.0.2.101", "port": 443, "protocol": "tcp"})),
             },
-            "service TCP 192.0.2.101:443 already exists",
+            "Service already exists: TCP 192.0.2.101:443",
         ),
         (
             Edit::AddReal {
@@ -347,7 +347,7 @@ async fn admin_edits_apply_at_once_and_a_reload_replaces_them() {
                     ..http()
                 },
             },
-            "no service TCP 192.0.2.100:8080",
+            "No such service: TCP 192.0.2.100:8080",
         ),
         (
             Edit::EditService {

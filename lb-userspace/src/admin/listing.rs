@@ -7,8 +7,8 @@ use std::{collections::HashMap, net::IpAddr};
 use lb_common::{FlowKey, PROTO_TCP, conntrack::state_name};
 
 use super::{
-    AdminContext, Connection, ConnectionListing, Listing, RealListing, ReasonCount,
-    ServiceListing, Stats, TimeoutListing,
+    AdminContext, Connection, ConnectionListing, Listing, RealListing, ReasonCount, ServiceListing,
+    Stats, TimeoutListing,
     rates::{RateBoard, RateKey},
 };
 use crate::{

@@ -21,6 +21,6 @@ mod server;
 
 pub use client::{ClientError, request};
 pub use listing::{format_mac, listing, monotonic_now_ns, sample_rates};
-pub use rates::{ESTIMATE_EVERY, RateBoard, RateKey};
 pub use protocol::*;
+pub use rates::{ESTIMATE_EVERY, RateBoard, RateKey};
 pub use server::{AdminContext, SocketError, bind_admin_socket, serve_connection};

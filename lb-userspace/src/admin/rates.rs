@@ -151,17 +151,20 @@ mod tests {
         board.sample(&[(service(), stats(0, 0, 0))], start);
         assert_eq!(board.rates(&service()), Rates::default());
         // 100 connections, 1000 packets and 100 kB a second, read every two seconds.
-        let mut expected = 0.0;
-        for step in 1..=20u64 {
+        let mut expected: f64 = 0.0;
+        for step in 1..=60u64 {
             board.sample(
                 &[(service(), stats(200 * step, 2000 * step, 200_000 * step))],
                 start + ESTIMATE_EVERY * step as u32,
             );
             expected += (100.0 - expected) / 4.0;
-            assert_eq!(board.rates(&service()).cps, (expected as f64).round() as u64);
+            assert_eq!(board.rates(&service()).cps, expected.round() as u64);
         }
         let rates = board.rates(&service());
-        assert_eq!((rates.cps, rates.in_pps, rates.in_bps), (100, 1000, 100_000));
+        assert_eq!(
+            (rates.cps, rates.in_pps, rates.in_bps),
+            (100, 1000, 100_000)
+        );
         assert_eq!((rates.out_pps, rates.out_bps), (0, 0));
     }
 

@@ -106,7 +106,10 @@ impl AdminContext {
                 let connections = self.reader.connections(real.id)?;
                 live_flows += connections.active + connections.inactive;
                 let check = (config.health_check.is_some() && !real.sorry).then(|| {
-                    check_status(real.healthy, health.get(&health_key_of(config, &real.config)))
+                    check_status(
+                        real.healthy,
+                        health.get(&health_key_of(config, &real.config)),
+                    )
                 });
                 reals_health.push(RealStatus {
                     service: name.clone(),
@@ -121,7 +124,10 @@ impl AdminContext {
             }
         }
         // Sorry servers are not counted as reals (as in the metrics).
-        let reals = reals_health.iter().filter(|real| !real.sorry_server).count();
+        let reals = reals_health
+            .iter()
+            .filter(|real| !real.sorry_server)
+            .count();
         let mut maps = vec![MapFill {
             name: "flows".into(),
             used: live_flows,
@@ -235,7 +241,11 @@ async fn answer(request: Request, context: &Arc<AdminContext>) -> String {
             .await
         }
         Request::Change(edit) => {
-            changed(context, |control| async move { control.edit(vec![edit]).await }).await
+            changed(
+                context,
+                |control| async move { control.edit(vec![edit]).await },
+            )
+            .await
         }
         Request::Changes { edits } => {
             changed(context, |control| async move { control.edit(edits).await }).await

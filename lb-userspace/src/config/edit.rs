@@ -70,13 +70,14 @@ pub enum Edit {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EditError {
-    #[error("no service {0}")]
+    // ipvsadm's words (libipvs's `ipvs_strerror`), naming what they are about.
+    #[error("No such service: {0}")]
     NoSuchService(ServiceRef),
-    #[error("service {0} already exists")]
+    #[error("Service already exists: {0}")]
     ServiceExists(ServiceRef),
-    #[error("{service} has no real {real}")]
+    #[error("No such destination: {service} has no real {real}")]
     NoSuchReal { service: ServiceRef, real: String },
-    #[error("{service} already has real {real}")]
+    #[error("Destination already exists: {service} already has real {real}")]
     RealExists { service: ServiceRef, real: String },
     #[error("`{key}` names the {what}; it cannot be changed (delete it and add another)")]
     NamingKey { key: String, what: &'static str },

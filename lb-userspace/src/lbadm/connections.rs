@@ -1,27 +1,14 @@
 //! `lbadm -L -n -c [-o json]`: ipvsadm `-L -n -c`, the connection (flow) table.
 
-use anyhow::bail;
-
-use super::{Cli, Output, table};
+use super::{Failure, Output, list::json, table};
 use crate::admin::{self, Reply, Request};
 
-pub fn run(cli: &Cli) -> anyhow::Result<String> {
-    if cli.stats || cli.rate {
-        bail!("-c lists connections; --stats and --rate go with the service listing");
-    }
-    if cli.tcp_service.is_some() || cli.udp_service.is_some() {
-        bail!("-c lists every connection; -t/-u filters are for the service listing");
-    }
-    let Reply::Connections(listing) = admin::request(&cli.socket, &Request::Connections)? else {
-        bail!("lbd answered a connection listing request with something else");
+pub fn run(socket: &std::path::Path, output: Output) -> Result<String, Failure> {
+    let Reply::Connections(listing) = admin::request(socket, &Request::Connections)? else {
+        return Err(Failure::Unexpected("a connection listing request"));
     };
-    Ok(match cli.output {
-        Output::Json => {
-            let mut text =
-                serde_json::to_string_pretty(&listing).expect("listings always serialize");
-            text.push('\n');
-            text
-        }
+    Ok(match output {
+        Output::Json => json(&listing),
         Output::Table => table::connections(&listing),
     })
 }

@@ -1,49 +1,93 @@
-//! `lbadm -L -n [--stats] [--exact] [-t|-u VIP:PORT] [-o json]`: ipvsadm `-L -n`.
+//! `lbadm -L -n [--stats|--rate|--thresholds] [--exact] [--nosort] [-t|-u VIP:PORT] [-o json]`
+//! and `-L --timeout`, `-L --daemon`: ipvsadm `-L`. `--watch` redraws `--stats` or `--rate`
+//! in place (as `lbadm top` does).
 
-use std::net::SocketAddr;
+use std::{io::Write as _, time::Duration};
 
-use anyhow::{Context as _, bail};
-
-use super::{Cli, Output, table};
+use super::{
+    Failure, Output,
+    command::{ListKind, ListOptions},
+    table::{self, Format, Layout},
+};
 use crate::admin::{self, Listing, Reply, Request};
 
-pub fn run(cli: &Cli) -> anyhow::Result<String> {
-    if cli.rate {
-        bail!("--rate is not supported by this version yet (use --stats)");
+pub fn run(
+    socket: &std::path::Path,
+    options: &ListOptions,
+    output: Output,
+) -> Result<String, Failure> {
+    match options.kind {
+        ListKind::Connections => return super::connections::run(socket, output),
+        // No sync daemon runs (connection sync comes with HA): ipvsadm then prints nothing.
+        ListKind::Daemons => return Ok(String::new()),
+        _ => {}
     }
-    let filter = service_filter(cli)?;
-    let Reply::Listing(mut listing) = admin::request(&cli.socket, &Request::List)? else {
-        bail!("lbd answered a list request with something else");
-    };
-    if let Some((protocol, addr)) = filter {
-        listing.services.retain(|service| {
-            service.protocol == protocol && service.vip == addr.ip() && service.port == addr.port()
-        });
-        if listing.services.is_empty() {
-            bail!("no such service: {} {addr}", protocol.to_uppercase());
-        }
-    }
-    Ok(match cli.output {
-        Output::Json => json(&listing),
-        Output::Table if cli.stats => table::stats(&listing, cli.exact),
-        Output::Table => table::services(&listing),
+    let listing = listed(socket, options)?;
+    Ok(match (output, options.kind) {
+        (Output::Json, ListKind::Timeouts) => json(&listing.timeouts),
+        (Output::Json, _) => json(&listing),
+        (Output::Table, ListKind::Timeouts) => table::timeouts(&listing.timeouts),
+        (Output::Table, kind) => table::services(&listing, format(options, kind)),
     })
 }
 
-fn json(listing: &Listing) -> String {
-    let mut text = serde_json::to_string_pretty(listing).expect("listings always serialize");
-    text.push('\n');
-    text
+/// Redraws the listing every `interval` in place (`--watch`), `count` times or until
+/// interrupted.
+pub fn watch(
+    socket: &std::path::Path,
+    options: &ListOptions,
+    interval: Duration,
+    count: Option<u64>,
+) -> Result<String, Failure> {
+    let mut stdout = std::io::stdout();
+    let mut drawn = 0;
+    loop {
+        let text = table::services(&listed(socket, options)?, format(options, options.kind));
+        // Home, clear to the end of the screen: the table redraws where it was.
+        let _ = write!(stdout, "\x1b[H\x1b[J{text}");
+        let _ = stdout.flush();
+        drawn += 1;
+        if count.is_some_and(|count| drawn >= count) {
+            return Ok(String::new());
+        }
+        std::thread::sleep(interval);
+    }
 }
 
-fn service_filter(cli: &Cli) -> anyhow::Result<Option<(&'static str, SocketAddr)>> {
-    let (protocol, text) = match (&cli.tcp_service, &cli.udp_service) {
-        (Some(text), _) => ("tcp", text),
-        (None, Some(text)) => ("udp", text),
-        (None, None) => return Ok(None),
+/// The listing, narrowed to the service `-t`/`-u` named (ipvsadm: "No such service", exit 1).
+pub fn listed(socket: &std::path::Path, options: &ListOptions) -> Result<Listing, Failure> {
+    let Reply::Listing(mut listing) = admin::request(socket, &Request::List)? else {
+        return Err(Failure::Unexpected("a list request"));
     };
-    let addr = text
-        .parse::<SocketAddr>()
-        .with_context(|| format!("-{}: `{text}` is not VIP:PORT", &protocol[..1]))?;
-    Ok(Some((protocol, addr)))
+    if let Some(named) = options.service {
+        listing.services.retain(|service| {
+            service.protocol == named.protocol.name()
+                && service.vip == named.vip
+                && service.port == named.port
+        });
+        if listing.services.is_empty() {
+            return Err(Failure::NotFound(format!("No such service: {named}")));
+        }
+    }
+    Ok(listing)
+}
+
+fn format(options: &ListOptions, kind: ListKind) -> Format {
+    Format {
+        layout: match kind {
+            ListKind::Stats => Layout::Stats,
+            ListKind::Rate => Layout::Rate,
+            ListKind::Thresholds => Layout::Thresholds,
+            _ => Layout::Services,
+        },
+        exact: options.exact,
+        sort: options.sort,
+        version_line: options.service.is_none(),
+    }
+}
+
+pub fn json(value: &impl serde::Serialize) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("listings always serialize");
+    text.push('\n');
+    text
 }

@@ -1,150 +1,185 @@
-//! lbadm, the ipvsadm-like CLI: one module per verb, table rendering in [`table`].
+//! lbadm, the ipvsadm-like CLI.
 //!
-//! Flags follow ipvsadm (`-L -n --stats -t VIP:PORT`), so muscle memory and scripts carry over;
-//! verbs ipvsadm does not have are words (`lbadm status`). The command line becomes one
-//! [`Command`], and each command is a file of its own.
+//! ipvsadm's commands, options, output and exit statuses, so muscle memory and scripts carry
+//! over; verbs ipvsadm does not have are words (`lbadm status`). The command line (clap, in
+//! `cli.rs`) becomes one [`Command`] (`command.rs`, with ipvsadm's checks and words), and
+//! each command is a file of its own, named after it, whose doc comment names its ipvsadm
+//! equivalent. Tables are rendered in one place, `table/`.
+//!
+//! Changes (`-A -E -D -a -e -d -C --set`, and `-R` as one batch) become config edits
+//! (`config::edit::Edit`) that lbd validates and applies whole, or refuses with nothing
+//! changed.
+//!
+//! Exit statuses are ipvsadm's: 0 done; 1 a listed service does not exist; 2 a command line
+//! that does not parse or check, or no lbd to talk to; 255 lbd refused the change.
 
+mod add_real;
+mod add_service;
+mod clear;
+pub mod cli;
+mod command;
+mod completions;
 mod connections;
+mod delete_real;
+mod delete_service;
+mod edit_real;
+mod edit_service;
 mod list;
+mod restore;
+mod save;
+mod set_timeouts;
 mod status;
 pub mod table;
+#[cfg(test)]
+mod tests;
+mod top;
+mod zero;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::Read as _, path::Path, process::ExitCode, time::Duration};
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory as _, Parser as _};
+pub use cli::{Cli, Output, Verb};
+pub use command::{Command, address_port};
 
-use crate::config::DEFAULT_ADMIN_SOCKET;
+use crate::admin::{self, ClientError, Reply, Request};
 
-/// ipvsadm verbs that later versions add; named here so the error says so instead of
-/// "unexpected argument".
-const LATER_VERBS: [(&str, &str); 12] = [
-    ("-A", "add service"),
-    ("-E", "edit service"),
-    ("-D", "delete service"),
-    ("-a", "add real server"),
-    ("-e", "edit real server"),
-    ("-d", "delete real server"),
-    ("-C", "clear all services"),
-    ("-Z", "zero counters"),
-    ("-S", "save rules"),
-    ("--save", "save rules"),
-    ("-R", "restore rules"),
-    ("--restore", "restore rules"),
-];
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "lbadm",
-    version,
-    about = "ipvsadm-like control of a running lbd"
-)]
-pub struct Cli {
-    /// List services and real servers (ipvsadm -L).
-    #[arg(short = 'L', long = "list", short_alias = 'l')]
-    pub list: bool,
-    /// Numeric output. Addresses are always printed numerically; accepted for ipvsadm habits.
-    #[arg(short = 'n', long = "numeric")]
-    pub numeric: bool,
-    /// With -L: list connections (the flow table) instead of services (ipvsadm -L -n -c).
-    #[arg(short = 'c', long = "connection")]
-    pub connection: bool,
-    /// Show counters: connections, packets and bytes (ipvsadm --stats).
-    #[arg(long)]
-    pub stats: bool,
-    /// Show rates (ipvsadm --rate).
-    #[arg(long)]
-    pub rate: bool,
-    /// Print exact numbers instead of abbreviating large ones with K/M/G.
-    #[arg(long = "exact", short = 'X')]
-    pub exact: bool,
-    /// Only this TCP service.
-    #[arg(
-        short = 't',
-        long = "tcp-service",
-        value_name = "VIP:PORT",
-        conflicts_with = "udp_service"
-    )]
-    pub tcp_service: Option<String>,
-    /// Only this UDP service.
-    #[arg(short = 'u', long = "udp-service", value_name = "VIP:PORT")]
-    pub udp_service: Option<String>,
-    /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
-    pub output: Output,
-    /// lbd's admin socket.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_ADMIN_SOCKET)]
-    pub socket: PathBuf,
-    /// A verb ipvsadm does not have: `status` (where the program runs, in which XDP mode).
-    #[arg(value_name = "VERB")]
-    pub verb: Option<String>,
+/// Why a command did not do what it asked, and so lbadm's exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The command line does not parse or check (ipvsadm's `fail(2, …)`).
+    #[error("{0}")]
+    Usage(String),
+    /// No lbd answers at the socket (ipvsadm: "Can't initialize ipvs", 2).
+    #[error(transparent)]
+    Unreachable(ClientError),
+    /// lbd refused the change; nothing changed (ipvsadm's -1 from the kernel: 255).
+    #[error("{0}")]
+    Refused(String),
+    /// A listed service does not exist (ipvsadm's `exit(1)`).
+    #[error("{0}")]
+    NotFound(String),
+    #[error("lbd answered {0} with something else")]
+    Unexpected(&'static str),
+    #[error("{0}")]
+    Io(String),
 }
 
-/// What one command line asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    /// `-L`: services and reals (`list.rs`).
-    List,
-    /// `-L -c`: connections (`connections.rs`).
-    Connections,
-    /// `status`: the daemon and its attachments (`status.rs`).
-    Status,
-}
-
-impl Cli {
-    pub fn command(&self) -> anyhow::Result<Command> {
-        if self.connection && !self.list {
-            anyhow::bail!("-c lists connections and goes with -L (lbadm -L -n -c)");
-        }
-        match (self.list, self.verb.as_deref()) {
-            (true, None) if self.connection => Ok(Command::Connections),
-            (true, None) => Ok(Command::List),
-            (false, Some("status")) => Ok(Command::Status),
-            (true, Some(verb)) => anyhow::bail!("-L takes no verb, got `{verb}`"),
-            (false, Some(verb)) => {
-                anyhow::bail!("unknown verb `{verb}` (this version has: status; see --help)")
-            }
-            (false, None) => {
-                anyhow::bail!("nothing to do: give a command such as -L -n (see --help)")
-            }
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) | Failure::Unreachable(_) => 2,
+            Failure::Refused(_) => 255,
+            Failure::NotFound(_) | Failure::Unexpected(_) | Failure::Io(_) => 1,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Self {
+        match error {
+            ClientError::Daemon(message) => Failure::Refused(message),
+            other => Failure::Unreachable(other),
+        }
+    }
 }
 
 pub fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some((flag, what)) = LATER_VERBS
-        .iter()
-        .find(|(flag, _)| args.iter().skip(1).any(|a| a == flag))
-    {
-        eprintln!(
-            "lbadm: {flag} ({what}) is not supported by this version yet; it supports -L, -L -c and status"
-        );
-        return ExitCode::from(2);
-    }
-    let cli = Cli::parse_from(args);
+    let cli = Cli::parse();
     match run(&cli) {
         Ok(output) => {
             print!("{output}");
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            eprintln!("lbadm: {error:#}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("lbadm: {failure}");
+            ExitCode::from(failure.exit_code())
         }
     }
 }
 
-/// Runs one command line, returning what it prints.
-pub fn run(cli: &Cli) -> anyhow::Result<String> {
-    match cli.command()? {
-        Command::List => list::run(cli),
-        Command::Connections => connections::run(cli),
-        Command::Status => status::run(cli),
+/// Runs one command line, returning what it prints on stdout.
+pub fn run(cli: &Cli) -> Result<String, Failure> {
+    let socket = cli.socket.as_path();
+    match &cli.verb {
+        Some(Verb::Status { output }) => return status::run(socket, *output),
+        Some(Verb::Top { interval, count }) => return top::run(socket, *interval, *count),
+        Some(Verb::ImportKeepalived { file, interfaces }) => {
+            return import(file, interfaces);
+        }
+        Some(Verb::Completions { shell }) => return Ok(completions::run(*shell)),
+        Some(Verb::Man) => return man_page(),
+        None => {}
     }
+    let args = &cli.ipvsadm;
+    match command::command(args)? {
+        Command::List(options) if args.watch || args.count.is_some() => list::watch(
+            socket,
+            &options,
+            Duration::from_secs(args.interval.max(1)),
+            args.count,
+        ),
+        Command::List(options) => list::run(socket, &options, args.output),
+        Command::Save => save(socket),
+        Command::Restore => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|error| Failure::Io(format!("reading the rules from stdin: {error}")))?;
+            change(
+                socket,
+                Request::Changes {
+                    edits: restore::edits(&text)?,
+                },
+            )
+        }
+        Command::AddService(rule) => change(socket, Request::Change(add_service::edit(&rule)?)),
+        Command::EditService(rule) => change(socket, Request::Change(edit_service::edit(&rule)?)),
+        Command::DeleteService(service) => {
+            change(socket, Request::Change(delete_service::edit(service)))
+        }
+        Command::AddReal(rule) => change(socket, Request::Change(add_real::edit(&rule))),
+        Command::EditReal(rule) => change(socket, Request::Change(edit_real::edit(&rule))),
+        Command::DeleteReal(rule) => change(socket, Request::Change(delete_real::edit(&rule))),
+        Command::Clear => change(socket, Request::Change(clear::edit())),
+        Command::Zero(service) => change(socket, zero::request(service)),
+        Command::SetTimeouts(seconds) => {
+            change(socket, Request::Change(set_timeouts::edit(seconds)))
+        }
+    }
+}
+
+/// Sends a change; like ipvsadm, prints nothing when it is done.
+fn change(socket: &Path, request: Request) -> Result<String, Failure> {
+    match admin::request(socket, &request)? {
+        Reply::Done { .. } => Ok(String::new()),
+        _ => Err(Failure::Unexpected("a change")),
+    }
+}
+
+/// `-S`: rules from the running config.
+fn save(socket: &Path) -> Result<String, Failure> {
+    let Reply::Config { document } = admin::request(socket, &Request::Config)? else {
+        return Err(Failure::Unexpected("a config request"));
+    };
+    let config = crate::config::from_document(&document).map_err(|error| {
+        Failure::Io(format!(
+            "lbd's running config does not validate here (is this lbadm from another \
+             version?): {error}"
+        ))
+    })?;
+    Ok(save::rules(&config))
+}
+
+fn import(file: &Path, interfaces: &[String]) -> Result<String, Failure> {
+    let _ = (file, interfaces);
+    Err(Failure::Usage("import-keepalived: not wired yet".into()))
+}
+
+/// The man page, in roff, from the command line's definition (`cargo xtask man` writes it).
+fn man_page() -> Result<String, Failure> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut page)
+        .map_err(|error| Failure::Io(error.to_string()))?;
+    Ok(String::from_utf8_lossy(&page).into_owned())
 }

@@ -1,21 +1,16 @@
-//! `lbadm status [-o json]`: the daemon, and where and how its XDP program is attached (no
-//! ipvsadm equivalent). `auto` may have fallen back to generic mode; this says which it is.
+//! `lbadm status [-o json]` (no ipvsadm equivalent): the daemon, where and how its XDP
+//! program is attached (`auto` may have fallen back to generic mode; this says which), how
+//! full its maps are, and every real with its health check's last result.
 
-use anyhow::bail;
-
-use super::{Cli, Output, table};
+use super::{Failure, Output, list::json, table};
 use crate::admin::{self, Reply, Request};
 
-pub fn run(cli: &Cli) -> anyhow::Result<String> {
-    let Reply::Status(status) = admin::request(&cli.socket, &Request::Status)? else {
-        bail!("lbd answered a status request with something else");
+pub fn run(socket: &std::path::Path, output: Output) -> Result<String, Failure> {
+    let Reply::Status(status) = admin::request(socket, &Request::Status)? else {
+        return Err(Failure::Unexpected("a status request"));
     };
-    Ok(match cli.output {
-        Output::Json => {
-            let mut text = serde_json::to_string_pretty(&status).expect("status serializes");
-            text.push('\n');
-            text
-        }
+    Ok(match output {
+        Output::Json => json(&status),
         Output::Table => table::status(&status),
     })
 }

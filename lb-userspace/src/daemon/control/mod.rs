@@ -302,7 +302,7 @@ impl Control {
                 });
                 match found {
                     Some(config) => Some(service_key(config)),
-                    None => return Err(format!("no service {named}")),
+                    None => return Err(format!("No such service: {named}")),
                 }
             }
             None => None,
