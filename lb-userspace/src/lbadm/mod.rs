@@ -5,6 +5,7 @@
 //! [`Command`], and each command is a file of its own.
 
 mod connections;
+pub mod import_keepalived;
 mod list;
 mod status;
 pub mod table;
