@@ -2,7 +2,7 @@
 //! The timing rules (`retry` → `fall`, `rise: 1`, `delay_loop` → `interval`) are in the
 //! module doc of `import_keepalived`.
 
-use std::{net::IpAddr, time::Duration};
+use std::{collections::HashSet, net::IpAddr, time::Duration};
 
 use super::{
     Skipped,
@@ -126,6 +126,7 @@ pub(super) fn service_check(
     settings: &ServiceSettings,
     reals: &[&RealSettings],
     service: &Service,
+    vips: &HashSet<IpAddr>,
 ) -> Option<Check> {
     let mut chosen: Vec<Option<Candidate>> = Vec::new();
     let mut unsupported: Vec<(&Directive, String)> = Vec::new();
@@ -137,7 +138,7 @@ pub(super) fn service_check(
                 continue;
             }
             match (
-                candidate(directive, real, settings, service, converted.port),
+                candidate(directive, real, settings, service, converted.port, vips),
                 &first,
             ) {
                 (Ok(candidate), None) => first = Some(candidate),
@@ -210,6 +211,7 @@ fn candidate<'d>(
     settings: &ServiceSettings<'d>,
     service: &Service,
     port: u16,
+    vips: &HashSet<IpAddr>,
 ) -> Result<Candidate<'d>, String> {
     let http = directive.keyword == "HTTP_GET";
     let mut notes = Notes::default();
@@ -231,10 +233,14 @@ fn candidate<'d>(
             "connect_ip" if value.parse() == Ok(real.address) => {}
             "connect_ip" => notes.skip(child, "lbd checks the real's own address"),
             "bindto" => match value.parse::<IpAddr>() {
-                Ok(address) if source_fits(address, real.address, service) => {
+                Ok(address) if source_fits(address, service) && !vips.contains(&address) => {
                     source = Some(address);
                 }
-                Ok(_) => notes.skip(child, "not in the family of the real (and the VIP)"),
+                Ok(_) => notes.skip(
+                    child,
+                    "lbd's check source must be a unicast address, no VIP, in the family of \
+                     every real of the service (and of the VIP, unless tunnelled)",
+                ),
                 Err(_) => notes.skip(child, format!("{value:?} is not an IP address")),
             },
             "url" if http => urls.push(child),
@@ -379,10 +385,12 @@ fn status_codes(args: &[String]) -> Option<(std::ops::RangeInclusive<u16>, bool)
     Some((joined_low..=joined_high, true))
 }
 
-/// `bindto` must be of the real's family, and for a method that keeps the family the VIP's.
-fn source_fits(source: IpAddr, real: IpAddr, service: &Service) -> bool {
-    source.is_ipv4() == real.is_ipv4()
-        && (!service.forward.keeps_family() || source.is_ipv4() == service.vip.is_ipv4())
+/// `bindto` is the source of the service's one check: it must be of every real's family,
+/// and for a method that keeps the family the VIP's.
+fn source_fits(source: IpAddr, service: &Service) -> bool {
+    let same_family = |address: IpAddr| address.is_ipv4() == source.is_ipv4();
+    service.reals.iter().all(|real| same_family(real.address))
+        && (!service.forward.keeps_family() || same_family(service.vip))
         && convert::unusable(source).is_none()
 }
 

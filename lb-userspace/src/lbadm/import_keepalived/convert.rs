@@ -57,11 +57,17 @@ pub(super) fn convert(
     let mut services: Vec<Service> = Vec::new();
     let mut identities = HashSet::new();
     let mut vrrp = Vec::new();
+    // Every VIP, for the rule that a sorry server or a check's source is none of them.
+    let vips: HashSet<IpAddr> = directives
+        .iter()
+        .filter(|directive| directive.keyword == "virtual_server")
+        .filter_map(|directive| directive.value()?.parse().ok())
+        .collect();
     for directive in directives {
         match directive.keyword.as_str() {
             "global_defs" => global_defs(&mut notes, directive, &mut instance, &mut timeouts),
             "virtual_server" => {
-                let Some(service) = reals::virtual_server(&mut notes, directive) else {
+                let Some(service) = reals::virtual_server(&mut notes, directive, &vips) else {
                     continue;
                 };
                 if identities.insert((service.vip, service.port, service.protocol)) {
@@ -110,8 +116,14 @@ fn interfaces(
     vrrp: &[super::yaml::Vrrp],
 ) -> (Vec<String>, String) {
     if !options.interfaces.is_empty() {
+        let mut names: Vec<String> = Vec::new();
+        for name in &options.interfaces {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
         return (
-            options.interfaces.clone(),
+            names,
             "interfaces: as given to lbadm import-keepalived".to_owned(),
         );
     }
@@ -417,13 +429,22 @@ fn granularity(value: &str, vip: IpAddr) -> Result<u8, String> {
 }
 
 /// `sorry_server IP [PORT]` for a service, or why not.
-pub(super) fn sorry_server(directive: &Directive, service: &Service) -> Result<SocketAddr, String> {
+pub(super) fn sorry_server(
+    directive: &Directive,
+    service: &Service,
+    vips: &HashSet<IpAddr>,
+) -> Result<SocketAddr, String> {
     let address: IpAddr = directive
         .value()
         .and_then(|text| text.parse().ok())
         .ok_or("not an IP address")?;
     if let Some(problem) = unusable(address) {
         return Err(format!("{address} is {problem}"));
+    }
+    if vips.contains(&address) {
+        return Err(format!(
+            "{address} is a VIP; packets sent on to a VIP would come back to the balancer"
+        ));
     }
     if address.is_ipv4() != service.vip.is_ipv4() && service.forward.keeps_family() {
         return Err(format!(

@@ -161,6 +161,13 @@ pub enum ImportError {
     OrphanOpen { file: PathBuf, line: usize },
     #[error("{}:{line}: unterminated quote", .file.display())]
     UnterminatedQuote { file: PathBuf, line: usize },
+    /// One of [`ImportOptions::interfaces`].
+    #[error(
+        "interface {name:?}: not a Linux interface name (1 to {} bytes, without '/', ':' or \
+         blanks)",
+        config::MAX_INTERFACE_NAME_LEN
+    )]
+    Interface { name: String },
     /// A conversion the validator rejects: a bug of the converter, never the user's YAML.
     #[error(
         "{}: the converted YAML does not pass lbd's validation (a bug of lbadm \
@@ -172,6 +179,13 @@ pub enum ImportError {
 
 /// Converts the keepalived config at `path` (and the files it includes).
 pub fn import(path: &Path, options: &ImportOptions) -> Result<Import, ImportError> {
+    if let Some(name) = options
+        .interfaces
+        .iter()
+        .find(|name| !config::is_valid_interface_name(name))
+    {
+        return Err(ImportError::Interface { name: name.clone() });
+    }
     let parsed = parse::read(path)?;
     let converted = convert::convert(&parsed.directives, path, options);
     let yaml = yaml::render(&converted.config);

@@ -1,7 +1,7 @@
 //! `virtual_server` → a service: its forwarding method and tunnel, its `real_server`s (with
 //! the ports and families lbd accepts), sorry server, persistence, check and `on_failure`.
 
-use std::net::IpAddr;
+use std::{collections::HashSet, net::IpAddr};
 
 use super::{
     check::{self, Timing},
@@ -190,7 +190,11 @@ fn real_reason(keyword: &str) -> &'static str {
 }
 
 /// One `virtual_server` → a service, or `None` (and why) when lbd cannot have it.
-pub(super) fn virtual_server(notes: &mut Notes, directive: &Directive) -> Option<Service> {
+pub(super) fn virtual_server(
+    notes: &mut Notes,
+    directive: &Directive,
+    vips: &HashSet<IpAddr>,
+) -> Option<Service> {
     let (vip, port) = match directive.args.as_slice() {
         [kind, _] if kind == "fwmark" => {
             notes.skip(directive, "lbd has no firewall-mark services");
@@ -333,7 +337,7 @@ pub(super) fn virtual_server(notes: &mut Notes, directive: &Directive) -> Option
     }
 
     if let Some(sorry) = settings.sorry {
-        match convert::sorry_server(sorry, &service) {
+        match convert::sorry_server(sorry, &service, vips) {
             Ok(address) => service.sorry_server = Some(address),
             Err(reason) => notes.skip(sorry, reason),
         }
@@ -348,7 +352,7 @@ pub(super) fn virtual_server(notes: &mut Notes, directive: &Directive) -> Option
         );
     }
 
-    service.health_check = check::service_check(notes, &settings, &kept, &service);
+    service.health_check = check::service_check(notes, &settings, &kept, &service, vips);
     on_failure(notes, &settings, &kept, &mut service);
     Some(service)
 }

@@ -339,3 +339,38 @@ fn without_a_converted_check_inhibit_on_failure_is_listed() {
         [(4, "inhibit_on_failure"), (6, "MISC_CHECK")]
     );
 }
+
+#[test]
+fn bindto_becomes_the_source_when_every_real_can_be_reached_from_it() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method TUN
+    real_server 10.0.0.11 80 {
+        TCP_CHECK {
+            bindto 10.0.0.2
+        }
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method TUN
+    real_server 10.0.0.11 80 {
+        TCP_CHECK {
+            bindto 10.0.0.2
+        }
+    }
+    real_server 2001:db8::11 80 {
+        TCP_CHECK {
+            bindto 2001:db8::2
+        }
+    }
+}
+",
+    );
+    let services = &converted.config.services;
+    let source = |index: usize| services[index].health_check.as_ref().unwrap().source;
+    assert_eq!(source(0), Some("10.0.0.2".parse().unwrap()));
+    assert_eq!(source(1), None, "no one address reaches both families");
+    assert_eq!(lines(&converted), [(15, "bindto"), (20, "bindto")]);
+}

@@ -102,3 +102,17 @@ fn an_included_directory_is_skipped_and_listed() {
     let converted = convert_file(&top, &on_eth0());
     assert_eq!(lines(&converted), [(1, "include"), (2, "include")]);
 }
+
+#[test]
+fn an_interface_lbd_cannot_attach_to_is_refused() {
+    let options = ImportOptions {
+        interfaces: vec!["eth0".into(), "eth0:1".into()],
+    };
+    let error = import(&fixture::fixture_path(), &options).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("interface \"eth0:1\": not a Linux interface name"),
+        "{error}"
+    );
+}

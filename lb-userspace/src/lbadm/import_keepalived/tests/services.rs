@@ -276,3 +276,28 @@ include missing/*.conf
         "0 keeps the default"
     );
 }
+
+#[test]
+fn a_sorry_server_that_is_a_vip_is_listed() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method NAT
+    sorry_server 192.0.2.20 80
+    real_server 10.0.0.11 80 {
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method NAT
+    real_server 10.0.0.12 80 {
+        TCP_CHECK {
+            bindto 192.0.2.10
+        }
+    }
+}
+",
+    );
+    assert_eq!(converted.config.services[0].sorry_server, None);
+    assert_eq!(lines(&converted), [(4, "sorry_server"), (13, "bindto")]);
+}
