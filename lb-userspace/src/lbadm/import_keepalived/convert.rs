@@ -93,6 +93,10 @@ pub(super) fn convert(
         )
     });
     let (interfaces, interfaces_comment) = interfaces(&mut notes, source, options, &vrrp);
+    let listed: HashSet<usize> = notes.skipped.iter().map(|entry| entry.order).collect();
+    for directive in directives {
+        list_unread(&mut notes, directive, &listed);
+    }
     Conversion {
         config: Converted {
             source: source.display().to_string(),
@@ -105,6 +109,25 @@ pub(super) fn convert(
             vrrp,
         },
         skipped: notes.skipped,
+    }
+}
+
+/// Lists what sits in a block nobody read (a block after a directive that takes none),
+/// below `directive` unless it is listed whole (its order is in `listed`).
+fn list_unread(notes: &mut Notes, directive: &Directive, listed: &HashSet<usize>) {
+    if listed.contains(&directive.at.order) {
+        return;
+    }
+    for child in directive.block.iter().flatten() {
+        if child.read.get() {
+            list_unread(notes, child, listed);
+        } else {
+            notes.skip(
+                child,
+                "inside a block keepalived does not read there (or lbadm import-keepalived \
+                 does not know); nothing in it is converted",
+            );
+        }
     }
 }
 
@@ -330,13 +353,8 @@ pub(super) fn service_settings<'d>(
             "protocol" => match value.to_ascii_uppercase().as_str() {
                 "TCP" => settings.protocol = Some(Protocol::Tcp),
                 "UDP" => settings.protocol = Some(Protocol::Udp),
-                "SCTP" => {
-                    settings.sctp = true;
-                    notes.skip(
-                        directive,
-                        "lbd balances TCP and UDP; the SCTP service is left out",
-                    );
-                }
+                // The virtual_server is listed whole.
+                "SCTP" => settings.sctp = true,
                 _ => notes.skip(
                     directive,
                     format!(

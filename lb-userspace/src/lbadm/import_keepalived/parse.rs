@@ -17,6 +17,7 @@
 //! are listed, not expanded.
 
 use std::{
+    cell::Cell,
     fs,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
@@ -32,12 +33,20 @@ pub(super) struct Directive {
     pub(super) keyword: String,
     pub(super) args: Vec<String>,
     pub(super) block: Option<Vec<Directive>>,
+    /// Whether the converter has read it: see [`Directive::children`].
+    pub(super) read: Cell<bool>,
 }
 
 impl Directive {
-    /// The directives inside its block; none when it has no block.
+    /// The directives inside its block (none without one), marked as read. The converter
+    /// handles every directive of a block it reads (converts or lists it), so a directive
+    /// never marked sits in a block nobody read, and is listed as such at the end.
     pub(super) fn children(&self) -> &[Directive] {
-        self.block.as_deref().unwrap_or_default()
+        let children = self.block.as_deref().unwrap_or_default();
+        for child in children {
+            child.read.set(true);
+        }
+        children
     }
 
     /// Its first argument, if any.
@@ -335,6 +344,7 @@ fn build(items: Vec<(Location, Item)>) -> Result<Vec<Directive>, ImportError> {
                     keyword,
                     args: words,
                     block: None,
+                    read: Cell::new(false),
                 });
                 follows_words = true;
             }

@@ -229,6 +229,7 @@ pub(super) fn virtual_server(
     }
     let settings = convert::service_settings(notes, directive, vip);
     if settings.sctp {
+        notes.skip(directive, "protocol SCTP: lbd balances TCP and UDP");
         return None;
     }
     let reals: Vec<RealSettings> = settings
