@@ -263,3 +263,29 @@ fn lbadm_makes_completions_and_a_man_page() {
         "{page}"
     );
 }
+
+/// `lbadm import-keepalived FILE`: the YAML on stdout passes `lbd --check`; every directive
+/// not converted is on stderr with its file and line, and the status is 0.
+#[test]
+fn lbadm_imports_keepalived_conf_for_lbd_check() {
+    let conf = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/lbadm/import_keepalived/testdata/keepalived.conf"
+    );
+    let output = lbadm(&["import-keepalived", conf]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let yaml = String::from_utf8(output.stdout.clone()).unwrap();
+    let path = config_file("imported.yaml", &yaml);
+    let check = lbd(&["--check", "--config", path.to_str().unwrap()]);
+    assert!(check.status.success(), "{}\n{yaml}", stderr(&check));
+    let listed = stderr(&output);
+    assert!(
+        listed.contains("keepalived.conf:13: vrrp_instance: not converted")
+            && listed.contains("conf.d/10-dns.conf:9: MISC_CHECK: not converted"),
+        "{listed}"
+    );
+    assert!(listed.contains("lbadm: 13 directives"), "{listed}");
+    let missing = lbadm(&["import-keepalived", "/nonexistent/keepalived.conf"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("/nonexistent/keepalived.conf: cannot read"), "{}", stderr(&missing));
+}

@@ -24,6 +24,7 @@ mod delete_real;
 mod delete_service;
 mod edit_real;
 mod edit_service;
+pub mod import_keepalived;
 mod list;
 mod restore;
 mod save;
@@ -170,9 +171,24 @@ fn save(socket: &Path) -> Result<String, Failure> {
     Ok(save::rules(&config))
 }
 
+/// `import-keepalived`: the YAML on stdout; on stderr, every directive it does not carry.
 fn import(file: &Path, interfaces: &[String]) -> Result<String, Failure> {
-    let _ = (file, interfaces);
-    Err(Failure::Usage("import-keepalived: not wired yet".into()))
+    let options = import_keepalived::ImportOptions {
+        interfaces: interfaces.to_vec(),
+    };
+    let imported = import_keepalived::import(file, &options)
+        .map_err(|error| Failure::Io(error.to_string()))?;
+    for unconverted in &imported.unconverted {
+        eprintln!("{unconverted}");
+    }
+    if !imported.unconverted.is_empty() {
+        eprintln!(
+            "lbadm: {} directives of {} not converted (listed above); the YAML passes lbd --check",
+            imported.unconverted.len(),
+            file.display()
+        );
+    }
+    Ok(imported.yaml)
 }
 
 /// The man page, in roff, from the command line's definition (`cargo xtask man` writes it).

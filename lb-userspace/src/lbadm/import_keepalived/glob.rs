@@ -1,0 +1,225 @@
+//! `include` patterns, as keepalived hands them to glob(3) with `GLOB_BRACE`: `{a,b}`
+//! alternatives, then `*`, `?` and `[…]` within one path component. `*` and `?` do not match
+//! a name's leading dot; each alternative's matches come sorted; a pattern without
+//! wildcards names a file only if it exists. Errors reading a directory are no match, as
+//! glob without `GLOB_ERR` treats them.
+
+use std::path::{Path, PathBuf};
+
+/// The existing paths `pattern` matches.
+pub(super) fn expand(pattern: &str) -> Vec<PathBuf> {
+    alternatives(pattern)
+        .iter()
+        .flat_map(|alternative| expand_one(alternative))
+        .collect()
+}
+
+fn expand_one(pattern: &str) -> Vec<PathBuf> {
+    if !has_wildcard(pattern) {
+        let path = PathBuf::from(pattern);
+        return if path.exists() { vec![path] } else { vec![] };
+    }
+    let mut candidates = vec![if pattern.starts_with('/') {
+        PathBuf::from("/")
+    } else {
+        PathBuf::new()
+    }];
+    for component in pattern.split('/').filter(|part| !part.is_empty()) {
+        if !has_wildcard(component) {
+            for candidate in &mut candidates {
+                candidate.push(unescape(component));
+            }
+            continue;
+        }
+        candidates = candidates
+            .iter()
+            .flat_map(|directory| {
+                let listing = if directory.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    directory
+                };
+                let mut names: Vec<String> = std::fs::read_dir(listing)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|entry| entry.file_name().into_string().ok())
+                    .filter(|name| matches(component, name))
+                    .collect();
+                names.sort();
+                names.into_iter().map(move |name| directory.join(name))
+            })
+            .collect();
+    }
+    candidates.retain(|path| path.exists());
+    candidates.sort();
+    candidates
+}
+
+fn has_wildcard(text: &str) -> bool {
+    text.contains(['*', '?', '['])
+}
+
+fn unescape(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        plain.extend(if c == '\\' { chars.next() } else { Some(c) });
+    }
+    plain
+}
+
+/// `a{b,c{d,e}}f` → `abf`, `acdf`, `acef`; an unmatched `{` is a character.
+fn alternatives(pattern: &str) -> Vec<String> {
+    let bytes = pattern.as_bytes();
+    let Some(open) = (0..bytes.len()).find(|&i| bytes[i] == b'{' && !escaped(bytes, i)) else {
+        return vec![pattern.to_owned()];
+    };
+    let mut depth = 0;
+    let mut commas = Vec::new();
+    let mut close = None;
+    for i in open..bytes.len() {
+        if escaped(bytes, i) {
+            continue;
+        }
+        match bytes[i] {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(i);
+                    break;
+                }
+            }
+            b',' if depth == 1 => commas.push(i),
+            _ => {}
+        }
+    }
+    let Some(close) = close else {
+        return vec![pattern.to_owned()];
+    };
+    let (prefix, suffix) = (&pattern[..open], &pattern[close + 1..]);
+    let mut bounds = vec![open];
+    bounds.extend(commas);
+    bounds.push(close);
+    bounds
+        .windows(2)
+        .flat_map(|pair| {
+            alternatives(&format!(
+                "{prefix}{}{suffix}",
+                &pattern[pair[0] + 1..pair[1]]
+            ))
+        })
+        .collect()
+}
+
+fn escaped(bytes: &[u8], index: usize) -> bool {
+    index > 0 && bytes[index - 1] == b'\\'
+}
+
+/// fnmatch(3) for one name: `*`, `?`, `[abc]`, `[a-z]`, `[!x]` (or `[^x]`), `\x`.
+pub(super) fn matches(pattern: &str, name: &str) -> bool {
+    if name.starts_with('.') && !pattern.starts_with('.') {
+        return false;
+    }
+    let pattern: Vec<char> = pattern.chars().collect();
+    let name: Vec<char> = name.chars().collect();
+    matches_from(&pattern, &name)
+}
+
+fn matches_from(pattern: &[char], name: &[char]) -> bool {
+    match pattern.first() {
+        None => name.is_empty(),
+        Some('*') => (0..=name.len()).any(|skip| matches_from(&pattern[1..], &name[skip..])),
+        Some('?') => !name.is_empty() && matches_from(&pattern[1..], &name[1..]),
+        Some('[') => match (class(pattern), name.first()) {
+            (Some((accepts, length)), Some(&c)) => {
+                accepts(c) && matches_from(&pattern[length..], &name[1..])
+            }
+            // An unclosed `[` is a character.
+            (None, Some('[')) => matches_from(&pattern[1..], &name[1..]),
+            _ => false,
+        },
+        Some('\\') if pattern.len() > 1 => {
+            name.first() == Some(&pattern[1]) && matches_from(&pattern[2..], &name[1..])
+        }
+        Some(c) => name.first() == Some(c) && matches_from(&pattern[1..], &name[1..]),
+    }
+}
+
+/// The bracket expression at the start of `pattern`: what it accepts and its length.
+fn class(pattern: &[char]) -> Option<(impl Fn(char) -> bool, usize)> {
+    let mut index = 1;
+    let negated = matches!(pattern.get(index), Some('!' | '^'));
+    if negated {
+        index += 1;
+    }
+    let mut ranges = Vec::new();
+    // A `]` right after the opening (and negation) is a member.
+    let first = index;
+    loop {
+        let &c = pattern.get(index)?;
+        if c == ']' && index > first {
+            break;
+        }
+        if pattern.get(index + 1) == Some(&'-')
+            && pattern.get(index + 2).is_some_and(|&end| end != ']')
+        {
+            ranges.push((c, pattern[index + 2]));
+            index += 3;
+        } else {
+            ranges.push((c, c));
+            index += 1;
+        }
+    }
+    let accepts =
+        move |c: char| ranges.iter().any(|&(low, high)| (low..=high).contains(&c)) != negated;
+    Some((accepts, index + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(matches("*.conf", "10-web.conf"));
+        assert!(!matches("*.conf", "10-web.conf.orig"));
+        assert!(!matches("*.conf", ".hidden.conf"));
+        assert!(matches(".*.conf", ".hidden.conf"));
+        assert!(matches("web?.conf", "web1.conf"));
+        assert!(matches("[0-9]*-[!x]*", "10-web"));
+        assert!(!matches("[0-9]*-[!x]*", "10-xweb"));
+        assert!(matches("[]a]", "]"));
+        assert!(matches(r"a\*", "a*"));
+        assert!(!matches(r"a\*", "ab"));
+    }
+
+    #[test]
+    fn braces() {
+        assert_eq!(alternatives("a{b,c{d,e}}f"), ["abf", "acdf", "acef"]);
+        assert_eq!(alternatives("/etc/{x"), ["/etc/{x"]);
+        assert_eq!(alternatives("plain"), ["plain"]);
+    }
+
+    #[test]
+    fn files_in_order() {
+        let dir = std::env::temp_dir().join(format!("lb-import-glob-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+        for name in ["b.conf", "a.conf", "c.txt", ".d.conf"] {
+            std::fs::write(dir.join("conf.d").join(name), "").unwrap();
+        }
+        let base = dir.display();
+        assert_eq!(
+            expand(&format!("{base}/conf.d/*.conf")),
+            [dir.join("conf.d/a.conf"), dir.join("conf.d/b.conf")]
+        );
+        assert_eq!(
+            expand(&format!("{base}/*/{{c.txt,a.conf}}")),
+            [dir.join("conf.d/c.txt"), dir.join("conf.d/a.conf")]
+        );
+        assert!(expand(&format!("{base}/conf.d/missing.conf")).is_empty());
+        assert!(expand(&format!("{base}/nothere/*.conf")).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

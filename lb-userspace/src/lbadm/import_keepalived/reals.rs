@@ -1,0 +1,468 @@
+//! `virtual_server` → a service: its forwarding method and tunnel, its `real_server`s (with
+//! the ports and families lbd accepts), sorry server, persistence, check and `on_failure`.
+
+use std::{collections::HashSet, net::IpAddr};
+
+use super::{
+    check::{self, Timing},
+    convert::{self, Notes, ServiceSettings},
+    parse::Directive,
+    yaml::{Real, Service},
+};
+use crate::config::{Forward, OnFailure, Protocol, Scheduler, Tunnel};
+
+/// Weights are 16-bit in lbd, like ipvsadm's (keepalived allows up to `INT_MAX`).
+const MAX_WEIGHT: u32 = 65535;
+
+/// An `lvs_method` (or `lb_kind`): `DR`, `NAT`, `TUN [type ipip|gue|gre] [port N]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Method {
+    pub(super) forward: Forward,
+    pub(super) tunnel: Tunnel,
+    pub(super) gue_port: Option<u16>,
+}
+
+/// Parses an `lvs_method`'s arguments; `Ok` may carry what of it is not converted.
+pub(super) fn method(args: &[String]) -> Result<(Method, Option<String>), String> {
+    let forward = match args.first().map(String::as_str) {
+        Some("DR") => Forward::Dr,
+        Some("NAT") => Forward::Nat,
+        Some("TUN") => Forward::Tun,
+        Some(other) => {
+            return Err(format!(
+                "unknown method {other:?} (DR, NAT or TUN); keepalived ignores it too"
+            ));
+        }
+        None => return Err("no method given".to_owned()),
+    };
+    let mut method = Method {
+        forward,
+        tunnel: Tunnel::Ipip,
+        gue_port: None,
+    };
+    let mut caveats = Vec::new();
+    let mut gre = false;
+    let mut options = args[1..].iter();
+    while let Some(option) = options.next() {
+        match (option.as_str(), options.clone().next().map(String::as_str)) {
+            ("type", Some("ipip")) => method.tunnel = Tunnel::Ipip,
+            ("type", Some("gue")) => method.tunnel = Tunnel::Gue,
+            ("type", Some("gre")) => gre = true,
+            ("port", Some(port)) => {
+                method.gue_port = Some(
+                    port.parse()
+                        .ok()
+                        .filter(|&port| port != 0)
+                        .ok_or_else(|| format!("tunnel port {port:?} is not 1 to 65535"))?,
+                );
+            }
+            ("nocsum", _) => continue,
+            ("csum" | "remcsum", _) => {
+                caveats.push(format!(
+                    "{option}: lbd sends GUE without a UDP checksum (keepalived's nocsum)"
+                ));
+                continue;
+            }
+            (other, _) => {
+                return Err(format!(
+                    "tunnel option {other:?} without a valid value; keepalived ignores the \
+                     directive too"
+                ));
+            }
+        }
+        options.next();
+    }
+    if (method.tunnel == Tunnel::Gue && !gre) != method.gue_port.is_some() {
+        return Err(
+            "a gue tunnel needs a port, and only it has one; keepalived ignores the \
+                    directive too"
+                .to_owned(),
+        );
+    }
+    if gre {
+        method.tunnel = Tunnel::Ipip;
+        caveats.insert(
+            0,
+            "type gre: lbd tunnels with ipip or gue; converted as ipip (the reals need an ipip \
+             tunnel or `lbd decap`)"
+                .to_owned(),
+        );
+    }
+    let caveat = (!caveats.is_empty()).then(|| caveats.join("; "));
+    Ok((method, caveat))
+}
+
+/// What one `real_server` block says.
+pub(super) struct RealSettings<'d> {
+    pub(super) at: &'d Directive,
+    pub(super) address: IpAddr,
+    /// `None` or 0: the service's port.
+    pub(super) port: Option<u16>,
+    pub(super) weight: u32,
+    pub(super) method: Option<(Method, &'d Directive)>,
+    pub(super) inhibit: Option<(bool, &'d Directive)>,
+    pub(super) timing: Timing<'d>,
+    pub(super) virtualhost: Option<String>,
+    /// Its checker blocks, in order (`TCP_CHECK`, `MISC_CHECK`, …).
+    pub(super) checks: Vec<&'d Directive>,
+}
+
+fn real_settings<'d>(notes: &mut Notes, directive: &'d Directive) -> Option<RealSettings<'d>> {
+    let Some(address) = directive
+        .value()
+        .and_then(|text| text.parse::<IpAddr>().ok())
+    else {
+        notes.skip(
+            directive,
+            "not an IP address; keepalived skips the real too",
+        );
+        return None;
+    };
+    let port = match directive.args.get(1).map(|text| text.parse::<u16>()) {
+        None => None,
+        Some(Ok(port)) => Some(port),
+        Some(Err(_)) => {
+            notes.skip(directive, "not a port; keepalived skips the real too");
+            return None;
+        }
+    };
+    let mut real = RealSettings {
+        at: directive,
+        address,
+        port,
+        weight: 1,
+        method: None,
+        inhibit: None,
+        timing: Timing::default(),
+        virtualhost: None,
+        checks: Vec::new(),
+    };
+    for child in directive.children() {
+        if real.timing.read(notes, child) {
+            continue;
+        }
+        let value = child.value().unwrap_or_default();
+        match child.keyword.as_str() {
+            "weight" => {
+                match value.parse::<u32>() {
+                    Ok(weight) if weight > MAX_WEIGHT => {
+                        real.weight = MAX_WEIGHT;
+                        notes.skip(child, format!("{weight} is above lbd's most, {MAX_WEIGHT}; the real gets {MAX_WEIGHT}"));
+                    }
+                    Ok(weight) => real.weight = weight,
+                    Err(_) => notes.skip(
+                        child,
+                        format!("{value:?} is not a weight; keepalived ignores it too"),
+                    ),
+                }
+            }
+            "lvs_method" => match method(&child.args) {
+                Ok((parsed, caveat)) => {
+                    real.method = Some((parsed, child));
+                    if let Some(caveat) = caveat {
+                        notes.skip(child, caveat);
+                    }
+                }
+                Err(reason) => notes.skip(child, reason),
+            },
+            "inhibit_on_failure" => match convert::on_off(child) {
+                Some(inhibit) => real.inhibit = Some((inhibit, child)),
+                None => notes.skip(child, format!("{value:?} is not on or off")),
+            },
+            "virtualhost" if !value.is_empty() => real.virtualhost = Some(value.to_owned()),
+            keyword if check::is_checker(keyword) => real.checks.push(child),
+            keyword => notes.skip(child, real_reason(keyword)),
+        }
+    }
+    Some(real)
+}
+
+fn real_reason(keyword: &str) -> &'static str {
+    match keyword {
+        "uthreshold" | "lthreshold" => "lbd has no connection thresholds for a real",
+        "notify_up" | "notify_down" => "lbd runs no scripts when a real changes state",
+        "alpha" => "lbd starts reals up (keepalived without alpha); starting them down has no key",
+        "warmup" => "lbd spreads first checks over one interval; it has no warmup",
+        "smtp_alert" => "lbd sends no mail",
+        "snmp_name" => "lbd has no SNMP",
+        _ => "lbd has no equivalent real server setting",
+    }
+}
+
+/// One `virtual_server` → a service, or `None` (and why) when lbd cannot have it.
+pub(super) fn virtual_server(
+    notes: &mut Notes,
+    directive: &Directive,
+    vips: &HashSet<IpAddr>,
+) -> Option<Service> {
+    let (vip, port) = match directive.args.as_slice() {
+        [kind, _] if kind == "fwmark" => {
+            notes.skip(directive, "lbd has no firewall-mark services");
+            return None;
+        }
+        [kind, _] if kind == "group" => {
+            notes.skip(
+                directive,
+                "lbd has no virtual_server_group; write a service per address of the group",
+            );
+            return None;
+        }
+        [address, rest @ ..] if rest.len() <= 1 => {
+            let vip = address.parse::<IpAddr>();
+            let port = rest.first().map_or(Ok(0), |port| port.parse::<u16>());
+            match (vip, port) {
+                (Ok(vip), Ok(port)) => (vip, port),
+                _ => {
+                    notes.skip(directive, "not IP PORT; keepalived skips it too");
+                    return None;
+                }
+            }
+        }
+        _ => {
+            notes.skip(directive, "expects IP PORT, fwmark N or group NAME");
+            return None;
+        }
+    };
+    if let Some(problem) = convert::unusable(vip) {
+        notes.skip(directive, format!("the VIP {vip} is {problem}"));
+        return None;
+    }
+    let settings = convert::service_settings(notes, directive, vip);
+    if settings.sctp {
+        notes.skip(directive, "protocol SCTP: lbd balances TCP and UDP");
+        return None;
+    }
+    let reals: Vec<RealSettings> = settings
+        .reals
+        .iter()
+        .filter_map(|real| real_settings(notes, real))
+        .collect();
+
+    let mut defaults = Vec::new();
+    let protocol = settings.protocol.unwrap_or_else(|| {
+        defaults.push("protocol udp");
+        Protocol::Udp
+    });
+    let scheduler = settings.scheduler.unwrap_or_else(|| {
+        defaults.push("scheduler wlc");
+        Scheduler::Wlc
+    });
+    let service_method = settings.method.map(|(method, _)| method);
+    let first_real_method = reals
+        .iter()
+        .find_map(|real| real.method)
+        .map(|(method, _)| method);
+    let forward = match service_method.or(first_real_method) {
+        Some(method) => method.forward,
+        None => {
+            defaults.push("forward nat");
+            Forward::Nat
+        }
+    };
+    // The service's tunnel is its own method's, else the first tunnelled real's.
+    let tunnel_method = service_method
+        .filter(|method| method.forward == Forward::Tun)
+        .or_else(|| {
+            reals
+                .iter()
+                .filter_map(|real| real.method)
+                .map(|(method, _)| method)
+                .find(|method| method.forward == Forward::Tun)
+        });
+    let mut comment = format!(
+        "{}: virtual_server {}",
+        directive.at.place(),
+        directive.args.join(" ")
+    );
+    if !defaults.is_empty() {
+        comment.push_str(&format!(
+            "\nkeepalived's defaults, spelled out: {}",
+            defaults.join(", ")
+        ));
+    }
+    let mut service = Service {
+        comment,
+        vip,
+        port,
+        protocol,
+        scheduler,
+        forward,
+        tunnel: None,
+        gue_port: None,
+        sorry_server: None,
+        persistence: settings.persistence,
+        persistence_netmask: settings.persistence_netmask,
+        health_check: None,
+        on_failure: OnFailure::Remove,
+        reals: Vec::new(),
+    };
+
+    let default_method = Method {
+        forward: Forward::Nat,
+        tunnel: Tunnel::Ipip,
+        gue_port: None,
+    };
+    // The settings of each real kept, in the order of `service.reals`.
+    let mut kept: Vec<&RealSettings> = Vec::new();
+    for real in &reals {
+        let (method, method_at) = match (real.method, settings.method) {
+            (Some((method, at)), _) | (None, Some((method, at))) => (method, Some(at)),
+            (None, None) => (default_method, None),
+        };
+        if let Some(added) = add_real(notes, &mut service, real, method) {
+            if method.forward == Forward::Tun && Some(method) != tunnel_method {
+                notes.skip(
+                    method_at.expect("a tun method is written"),
+                    "lbd's tunnel and gue_port are per service; this real uses the service's",
+                );
+            }
+            service.reals.push(added);
+            kept.push(real);
+        }
+    }
+    if service.reals.is_empty() {
+        notes.skip(
+            directive,
+            "no real server to convert; keepalived ignores a virtual_server without one too",
+        );
+        return None;
+    }
+    if service
+        .reals
+        .iter()
+        .any(|real| real.forward.unwrap_or(forward) == Forward::Tun)
+    {
+        let tunnel = tunnel_method.unwrap_or(default_method);
+        service.tunnel = Some(tunnel.tunnel);
+        service.gue_port = tunnel.gue_port.filter(|_| tunnel.tunnel == Tunnel::Gue);
+    }
+
+    if let Some(sorry) = settings.sorry {
+        match convert::sorry_server(sorry, &service, vips) {
+            Ok(address) => service.sorry_server = Some(address),
+            Err(reason) => notes.skip(sorry, reason),
+        }
+    }
+    if let Some(sorry_method) = settings.sorry_method
+        && !(service.sorry_server.is_some()
+            && convert::sorry_method_matches(sorry_method, &service))
+    {
+        notes.skip(
+            sorry_method,
+            format!("lbd sends the sorry server the service's method ({forward})"),
+        );
+    }
+
+    service.health_check = check::service_check(notes, &settings, &kept, &service, vips);
+    on_failure(notes, &settings, &kept, &mut service);
+    Some(service)
+}
+
+/// `real` as lbd can have it in `service`, with `method`; `None` (and why) when it cannot.
+fn add_real(
+    notes: &mut Notes,
+    service: &mut Service,
+    real: &RealSettings,
+    method: Method,
+) -> Option<Real> {
+    let address = real.address;
+    if let Some(problem) = convert::unusable(address) {
+        notes.skip(real.at, format!("{address} is {problem}"));
+        return None;
+    }
+    if address.is_ipv4() != service.vip.is_ipv4() && method.forward.keeps_family() {
+        notes.skip(
+            real.at,
+            "not in the VIP's address family, which only tun can cross; keepalived skips it too",
+        );
+        return None;
+    }
+    let written = real.port.filter(|&port| port != 0);
+    let port = match written {
+        Some(port) if port != service.port && service.port == 0 => {
+            notes.skip(
+                real.at,
+                format!(
+                    "port {port}: the service has all ports (0), so each packet keeps its port; \
+                     the real has port 0"
+                ),
+            );
+            0
+        }
+        Some(port) if port != service.port && !method.forward.can_change_port() => {
+            notes.skip(
+                real.at,
+                format!(
+                    "port {port}: {} passes the packet on unchanged (IPVS ignores this port too); \
+                     the real has the service's port {}",
+                    method.forward, service.port
+                ),
+            );
+            service.port
+        }
+        Some(port) => port,
+        None => service.port,
+    };
+    if let Some(first) = service
+        .reals
+        .iter()
+        .position(|other| (other.address, other.port) == (address, port))
+    {
+        notes.skip(
+            real.at,
+            format!("the same real as reals[{first}] of the service; keepalived removes it too"),
+        );
+        return None;
+    }
+    Some(Real {
+        address,
+        port,
+        weight: real.weight,
+        forward: (method.forward != service.forward).then_some(method.forward),
+    })
+}
+
+/// `inhibit_on_failure` of the service or its reals → `on_failure`, which lbd has per
+/// service: the first real's, the others listed where they differ.
+fn on_failure(
+    notes: &mut Notes,
+    settings: &ServiceSettings,
+    reals: &[&RealSettings],
+    service: &mut Service,
+) {
+    let inhibits = |real: &RealSettings| {
+        real.inhibit
+            .or(settings.inhibit)
+            .is_some_and(|(inhibit, _)| inhibit)
+    };
+    if service.health_check.is_none() {
+        let written = settings
+            .inhibit
+            .iter()
+            .chain(reals.iter().filter_map(|real| real.inhibit.as_ref()));
+        for (inhibit, at) in written {
+            if *inhibit {
+                notes.skip(
+                    at,
+                    "the service has no converted health check, and without one no real fails",
+                );
+            }
+        }
+        return;
+    }
+    let Some(first) = reals.first() else { return };
+    let wanted = inhibits(first);
+    service.on_failure = convert::on_failure(wanted);
+    for real in &reals[1..] {
+        if inhibits(real) != wanted {
+            let at = real.inhibit.map_or(real.at, |(_, at)| at);
+            notes.skip(
+                at,
+                format!(
+                    "on_failure is per service in lbd; the service uses the first real's ({})",
+                    service.on_failure
+                ),
+            );
+        }
+    }
+}
