@@ -94,7 +94,11 @@ fn every_ipvsadm_verb_changes_what_the_traffic_sees() {
 
     // -A and -a: a service from nothing, and traffic flows to every real.
     ok(&lbd, &["-A", "-t", SERVICE, "-s", "wrr"]);
-    for (real, weight) in [("192.0.2.11", "1"), ("192.0.2.12", "1"), ("192.0.2.13", "2")] {
+    for (real, weight) in [
+        ("192.0.2.11", "1"),
+        ("192.0.2.12", "1"),
+        ("192.0.2.13", "2"),
+    ] {
         ok(&lbd, &["-a", "-t", SERVICE, "-r", real, "-g", "-w", weight]);
     }
     let table = ok(&lbd, &["-Ln"]);
@@ -105,11 +109,25 @@ fn every_ipvsadm_verb_changes_what_the_traffic_sees() {
     );
     let first = split(&topology, &lbd, 40);
     assert_eq!(first.len(), 3, "every real takes flows: {first:?}");
-    assert!(first["real3"] > first["real1"], "weight 2 over 1: {first:?}");
+    assert!(
+        first["real3"] > first["real1"],
+        "weight 2 over 1: {first:?}"
+    );
 
     // -e: the split follows the new weights; weight 0 takes no new flow.
     ok(&lbd, &["-e", "-t", SERVICE, "-r", "192.0.2.11", "-w", "3"]);
-    ok(&lbd, &["--edit-server", "--tcp-service", SERVICE, "--real-server", "192.0.2.13:80", "--weight", "0"]);
+    ok(
+        &lbd,
+        &[
+            "--edit-server",
+            "--tcp-service",
+            SERVICE,
+            "--real-server",
+            "192.0.2.13:80",
+            "--weight",
+            "0",
+        ],
+    );
     let reweighted = split(&topology, &lbd, 40);
     assert_eq!(reweighted.get("real3"), None, "drained: {reweighted:?}");
     assert!(
@@ -126,7 +144,11 @@ fn every_ipvsadm_verb_changes_what_the_traffic_sees() {
     let kept_address = format!("192.0.2.1{}", &kept_on["real".len()..]);
     ok(&lbd, &["-d", "-t", SERVICE, "-r", &kept_address]);
     if let Ok(answer) = kept.get("/") {
-        assert_ne!(answer.trim_end(), kept_on, "the flow stayed on a deleted real");
+        assert_ne!(
+            answer.trim_end(),
+            kept_on,
+            "the flow stayed on a deleted real"
+        );
     }
     let after_delete = split(&topology, &lbd, 20);
     assert_eq!(after_delete.get(&kept_on), None, "{after_delete:?}");
@@ -140,10 +162,26 @@ fn every_ipvsadm_verb_changes_what_the_traffic_sees() {
     // Refusals change nothing, with ipvsadm's status and words.
     let saved = ok(&lbd, &["-S", "-n"]);
     let refusals: [(&[&str], i32, &str); 4] = [
-        (&["-A", "-t", SERVICE, "-s", "rr"], 255, "Service already exists: TCP 192.0.2.100:80"),
-        (&["-d", "-t", SERVICE, "-r", "192.0.2.99"], 255, "No such destination"),
-        (&["-a", "-t", "192.0.2.100:81", "-r", "192.0.2.11"], 255, "No such service: TCP 192.0.2.100:81"),
-        (&["-E", "-t", SERVICE, "-s", "fastest"], 255, "services[0].scheduler"),
+        (
+            &["-A", "-t", SERVICE, "-s", "rr"],
+            255,
+            "Service already exists: TCP 192.0.2.100:80",
+        ),
+        (
+            &["-d", "-t", SERVICE, "-r", "192.0.2.99"],
+            255,
+            "No such destination",
+        ),
+        (
+            &["-a", "-t", "192.0.2.100:81", "-r", "192.0.2.11"],
+            255,
+            "No such service: TCP 192.0.2.100:81",
+        ),
+        (
+            &["-E", "-t", SERVICE, "-s", "fastest"],
+            255,
+            "services[0].scheduler",
+        ),
     ];
     for (args, status, words) in refusals {
         let output = lbadm(&lbd, args, "");
@@ -155,12 +193,22 @@ fn every_ipvsadm_verb_changes_what_the_traffic_sees() {
     let output = lbadm(&lbd, &["-R"], bad_restore);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("line 3: -r 192.0.2.300"));
-    let late_failure = "-C\n-A -t 192.0.2.100:443 -s rr\n-a -t 192.0.2.100:444 -r 192.0.2.11\n";
+    // lbd refuses the third change; lbadm names its line (comments and blanks count).
+    let late_failure =
+        "# rules\n\n-C\n-A -t 192.0.2.100:443 -s rr\n-a -t 192.0.2.100:444 -r 192.0.2.11\n";
     let output = lbadm(&lbd, &["-R"], late_failure);
     assert_eq!(output.status.code(), Some(255));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("change 3 of 3") && stderr.contains("nothing changed"), "{stderr}");
-    assert_eq!(ok(&lbd, &["-S"]), saved, "refused changes changed something");
+    assert!(
+        stderr.contains("line 5 (add a real to TCP 192.0.2.100:444): No such service")
+            && stderr.contains("nothing changed"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ok(&lbd, &["-S"]),
+        saved,
+        "refused changes changed something"
+    );
 
     // -S, -C, -R: the same rules, and the traffic flows again.
     ok(&lbd, &["-C"]);
@@ -170,7 +218,11 @@ fn every_ipvsadm_verb_changes_what_the_traffic_sees() {
         .run(|| HttpClient::connect(vip(), Duration::from_millis(500)));
     assert!(refused.is_err(), "the VIP answered with no service");
     let output = lbadm(&lbd, &["-R"], &saved);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(ok(&lbd, &["-S"]), saved);
     let restored = split(&topology, &lbd, 20);
     assert_eq!(restored.values().sum::<u64>(), 20, "{restored:?}");
@@ -181,9 +233,15 @@ fn every_ipvsadm_verb_changes_what_the_traffic_sees() {
         split(&topology, &lbd, 10);
     }
     let rate = lbd.listing().services[0].rate;
-    assert!(rate.cps > 0 && rate.in_pps > 0 && rate.in_bps > 0, "{rate:?}");
+    assert!(
+        rate.cps > 0 && rate.in_pps > 0 && rate.in_bps > 0,
+        "{rate:?}"
+    );
     let table = ok(&lbd, &["-Ln", "--rate"]);
-    assert!(table.contains("CPS    InPPS   OutPPS    InBPS   OutBPS"), "{table}");
+    assert!(
+        table.contains("CPS    InPPS   OutPPS    InBPS   OutBPS"),
+        "{table}"
+    );
     let top = ok(&lbd, &["top", "--count", "1"]);
     assert!(top.contains("TCP  192.0.2.100:80"), "{top}");
 
@@ -202,6 +260,12 @@ fn every_ipvsadm_verb_changes_what_the_traffic_sees() {
 
     // status: attachment, map fill, every real.
     let status = ok(&lbd, &["status"]);
-    assert!(status.contains("eth0") && status.contains("native"), "{status}");
-    assert!(status.contains("flows ") && status.contains("192.0.2.12:80"), "{status}");
+    assert!(
+        status.contains("eth0") && status.contains("native"),
+        "{status}"
+    );
+    assert!(
+        status.contains("flows ") && status.contains("192.0.2.12:80"),
+        "{status}"
+    );
 }

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::config::edit::{Edit, ServiceRef};
 
-/// Longest request line the daemon reads; anything longer is refused.
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Longest request line the daemon reads; anything longer is refused. A restore of a full
+/// table (`lbadm -R` of 65,536 reals, about 140 bytes each) fits.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]

@@ -63,6 +63,12 @@ impl RateBoard {
         *estimates = next;
     }
 
+    /// Starts the estimates that `forget` picks again from the next reading, as IPVS's
+    /// `ip_vs_zero_estimator` does when counters are zeroed.
+    pub fn forget(&self, forget: impl Fn(&RateKey) -> bool) {
+        self.lock().retain(|key, _| !forget(key));
+    }
+
     /// The rates of `key`, zero while it has had no two readings.
     pub fn rates(&self, key: &RateKey) -> Rates {
         self.lock()
@@ -96,7 +102,6 @@ impl Estimate {
                 stats.conns,
                 stats.in_packets,
                 stats.out_packets,
-                // IPVS counts bits per second in its estimator but lists bytes: so do we.
                 stats.in_bytes,
                 stats.out_bytes,
             ]

@@ -24,7 +24,7 @@ use super::{
     CheckStatus, InterfaceStatus, LastCheck, MAX_REQUEST_BYTES, MapFill, RealStatus, Reply,
     Request, Status,
     listing::{connections, listing},
-    rates::RateBoard,
+    rates::{RateBoard, RateKey},
 };
 use crate::{
     config::{Limits, socket_text},
@@ -87,7 +87,7 @@ impl AdminContext {
 
     /// `lbadm status`: attachments, map fill levels, and every real with its last check.
     /// Reads each real's connection counts (not the flow table), so it runs as a walk.
-    fn status(&self, desired: &Desired) -> Result<Status, DataplaneError> {
+    fn status(&self, desired: &Desired) -> Status {
         let health = self
             .health
             .get()
@@ -103,8 +103,10 @@ impl AdminContext {
                 socket_text(config.vip, config.port)
             );
             for real in &service.reals {
-                let connections = self.reader.connections(real.id)?;
-                live_flows += connections.active + connections.inactive;
+                // A count that cannot be read leaves the rest of the status worth having.
+                if let Ok(connections) = self.reader.connections(real.id) {
+                    live_flows += connections.active + connections.inactive;
+                }
                 let check = (config.health_check.is_some() && !real.sorry).then(|| {
                     check_status(
                         real.healthy,
@@ -146,7 +148,7 @@ impl AdminContext {
                 capacity: u64::from(limits.reals.saturating_sub(1)),
             });
         }
-        Ok(Status {
+        Status {
             instance: self.instance.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             flow_table_size: self.flow_table_size,
@@ -155,7 +157,7 @@ impl AdminContext {
             interfaces: self.interfaces().to_vec(),
             maps,
             reals_health,
-        })
+        }
     }
 }
 
@@ -221,11 +223,21 @@ fn reply_line(reply: &Reply) -> String {
 /// a million flows make a large reply.
 async fn answer(request: Request, context: &Arc<AdminContext>) -> String {
     match request {
+        // Not a walk: it reads one count per real, and operators reach for it when walks
+        // are busy.
         Request::Status => {
-            walk(context, |context, desired| {
-                context.status(desired).map(Reply::Status)
+            let context = context.clone();
+            let status = tokio::task::spawn_blocking(move || {
+                let desired = context.desired.load_full();
+                context.status(&desired)
             })
-            .await
+            .await;
+            reply_line(&match status {
+                Ok(status) => Reply::Status(status),
+                Err(error) => Reply::Error {
+                    message: format!("status failed: {error}"),
+                },
+            })
         }
         Request::List => {
             walk(context, |context, desired| {
@@ -263,10 +275,20 @@ async fn answer(request: Request, context: &Arc<AdminContext>) -> String {
         }
         Request::Reload => changed(context, |control| async move { control.reload().await }).await,
         Request::ZeroCounters { service } => {
-            changed(context, |control| async move {
+            let answer = changed(context, |control| async move {
                 control.zero_counters(service).await
             })
-            .await
+            .await;
+            // Zeroed counters restart their rates, as IPVS's do.
+            let zeroed = service.map(|named| {
+                crate::reconcile::service_key_of(named.protocol, named.vip, named.port)
+            });
+            context.rates.forget(|key| match (key, zeroed) {
+                (_, None) => true,
+                (RateKey::Service(service), Some(zeroed)) => *service == zeroed,
+                (RateKey::Real(real), Some(zeroed)) => real.service == zeroed,
+            });
+            answer
         }
     }
 }

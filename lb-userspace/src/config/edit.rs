@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Config, Document, Protocol, socket_text};
+use super::{Document, Protocol, socket_text};
 
 /// A service, as `-t|-u VIP:PORT` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,40 +110,46 @@ impl Edit {
         }
     }
 
-    /// `document` (which validates as `config`) with this change made; still to be validated.
-    pub fn apply(&self, config: &Config, document: &Document) -> Result<Document, EditError> {
-        let mut document = document.clone();
+    /// Makes this change to `document`, a config document (services and reals are found in
+    /// it by their names, so several edits can be made one after the other and the result
+    /// validated once). What the result says is still to be validated; on an error the
+    /// document may be half changed, and is to be dropped.
+    pub fn apply(&self, document: &mut Document) -> Result<(), EditError> {
         match self {
             Edit::AddService { service } => {
-                services(&mut document)?.push(Value::Object(service.clone()));
                 // A duplicate is refused here with ipvsadm's words rather than the
                 // validator's, when the new entry's key is readable.
                 if let Some(named) = service_ref_of(service)
-                    && find_service(config, named).is_ok()
+                    && find_service(document, named).is_ok()
                 {
                     return Err(EditError::ServiceExists(named));
                 }
+                services(document)?.push(Value::Object(service.clone()));
             }
             Edit::EditService { service, set } => {
                 refuse_naming_keys(set, &["vip", "port", "protocol"], "service")?;
-                let index = find_service(config, *service)?;
-                merge(&mut services(&mut document)?[index], set)?;
+                let index = find_service(document, *service)?;
+                merge(&mut services(document)?[index], set)?;
             }
             Edit::DeleteService { service } => {
-                let index = find_service(config, *service)?;
-                services(&mut document)?.remove(index);
+                let index = find_service(document, *service)?;
+                services(document)?.remove(index);
             }
             Edit::AddReal { service, real } => {
-                let index = find_service(config, *service)?;
-                if let Some((address, port)) = real_key_of(real, &config.services[index])
-                    && find_real(config, index, *service, address, port).is_ok()
+                let index = find_service(document, *service)?;
+                let entry = &mut services(document)?[index];
+                let service_port = u16::try_from(entry["port"].as_u64().unwrap_or(0)).unwrap_or(0);
+                if let Some((address, port)) = real_key_of(real, service_port)
+                    && find_real(entry, *service, address, port).is_ok()
                 {
                     return Err(EditError::RealExists {
                         service: *service,
                         real: socket_text(address, port),
                     });
                 }
-                reals(&mut services(&mut document)?[index])?.push(Value::Object(real.clone()));
+                let mut real = Value::Object(real.clone());
+                inherit_forward(&mut real, entry);
+                reals(entry)?.push(real);
             }
             Edit::EditReal {
                 service,
@@ -152,19 +158,23 @@ impl Edit {
                 set,
             } => {
                 refuse_naming_keys(set, &["address", "port"], "real")?;
-                let index = find_service(config, *service)?;
-                let real = find_real(config, index, *service, *address, *port)?;
-                let entry = &mut services(&mut document)?[index];
-                merge(&mut reals(entry)?[real], set)?;
+                let index = find_service(document, *service)?;
+                let entry = &mut services(document)?[index];
+                let found = find_real(entry, *service, *address, *port)?;
+                let mut real = reals(entry)?[found].take();
+                merge(&mut real, set)?;
+                inherit_forward(&mut real, entry);
+                reals(entry)?[found] = real;
             }
             Edit::DeleteReal {
                 service,
                 address,
                 port,
             } => {
-                let index = find_service(config, *service)?;
-                let real = find_real(config, index, *service, *address, *port)?;
-                reals(&mut services(&mut document)?[index])?.remove(real);
+                let index = find_service(document, *service)?;
+                let entry = &mut services(document)?[index];
+                let found = find_real(entry, *service, *address, *port)?;
+                reals(entry)?.remove(found);
             }
             Edit::Clear => {
                 if let Some(object) = document.as_object_mut() {
@@ -181,7 +191,22 @@ impl Edit {
                 merge(timeouts, set)?;
             }
         }
-        Ok(document)
+        Ok(())
+    }
+}
+
+/// A real whose method is its service's takes it from the service instead of naming it:
+/// ipvsadm's rules (and `lbadm -S`'s) name every real's method, and a restore must leave the
+/// reals that followed their service still following it.
+fn inherit_forward(real: &mut Value, service: &Value) {
+    let service_forward = service
+        .get("forward")
+        .and_then(Value::as_str)
+        .unwrap_or("dr");
+    if let Some(object) = real.as_object_mut()
+        && object.get("forward").and_then(Value::as_str) == Some(service_forward)
+    {
+        object.remove("forward");
     }
 }
 
@@ -242,31 +267,39 @@ fn merge(target: &mut Value, set: &Map<String, Value>) -> Result<(), EditError> 
     Ok(())
 }
 
-/// The index of the service in `config` (and so in its document: the config keeps the
-/// file's order).
-fn find_service(config: &Config, wanted: ServiceRef) -> Result<usize, EditError> {
-    config
-        .services
-        .iter()
-        .position(|service| {
-            service.protocol == wanted.protocol
-                && service.vip == wanted.vip
-                && service.port == wanted.port
+/// The index of the service the document's `services` names `wanted` (entries whose keys do
+/// not read plainly name none: the validator refuses them anyway).
+fn find_service(document: &Document, wanted: ServiceRef) -> Result<usize, EditError> {
+    document
+        .get("services")
+        .and_then(Value::as_array)
+        .and_then(|services| {
+            services
+                .iter()
+                .position(|entry| entry.as_object().and_then(service_ref_of) == Some(wanted))
         })
         .ok_or(EditError::NoSuchService(wanted))
 }
 
+/// The index of the real `address:port` among a service entry's `reals` (a real without a
+/// port has the service's).
 fn find_real(
-    config: &Config,
-    service: usize,
+    service: &Value,
     wanted: ServiceRef,
     address: IpAddr,
     port: u16,
 ) -> Result<usize, EditError> {
-    config.services[service]
-        .reals
-        .iter()
-        .position(|real| real.address == address && real.port == port)
+    service
+        .get("reals")
+        .and_then(Value::as_array)
+        .and_then(|reals| {
+            reals.iter().position(|entry| {
+                entry
+                    .as_object()
+                    .and_then(|entry| real_key_of(entry, wanted.port))
+                    == Some((address, port))
+            })
+        })
         .ok_or(EditError::NoSuchReal {
             service: wanted,
             real: socket_text(address, port),
@@ -285,15 +318,12 @@ fn service_ref_of(entry: &Map<String, Value>) -> Option<ServiceRef> {
     })
 }
 
-/// The real a new entry names, if its keys read plainly (the port defaults to the service's).
-fn real_key_of(
-    entry: &Map<String, Value>,
-    service: &super::ServiceConfig,
-) -> Option<(IpAddr, u16)> {
+/// The real an entry names, if its keys read plainly (the port defaults to the service's).
+fn real_key_of(entry: &Map<String, Value>, service_port: u16) -> Option<(IpAddr, u16)> {
     let address = entry.get("address")?.as_str()?.parse().ok()?;
     let port = match entry.get("port") {
         Some(port) => u16::try_from(port.as_u64()?).ok()?,
-        None => service.port,
+        None => service_port,
     };
     Some((address, port))
 }

@@ -43,21 +43,24 @@ pub fn edit(rule: &ServiceRule) -> Result<Edit, Failure> {
     Ok(Edit::AddService { service })
 }
 
-/// `-p` and `-M` as config keys; `null` where not given.
+/// `-p` and `-M` as config keys; `null` where not given. As with ipvsadm, a netmask without
+/// persistence means nothing, and is left out.
 pub fn ipvsadm_keys(rule: &ServiceRule) -> Result<Vec<(&'static str, Value)>, Failure> {
     let persistence = rule
         .persistent_s
         .map_or(Value::Null, |seconds| Value::String(format!("{seconds}s")));
-    let netmask = match &rule.netmask {
-        None => Value::Null,
-        // IPv4 masks are dotted; IPv6 ones prefix lengths, as ipvsadm takes them.
-        Some(text) => match text.parse::<u64>() {
-            Ok(prefix) if rule.service.vip.is_ipv6() => Value::from(prefix),
-            _ if rule.service.vip.is_ipv6() => {
+    let netmask = match (&rule.netmask, rule.persistent_s) {
+        (None, _) | (_, None) => Value::Null,
+        // IPv6 takes a prefix length, as ipvsadm's -M does; IPv4 a dotted mask, or a prefix
+        // length (which ipvsadm would misread).
+        (Some(text), Some(_)) => match (text.parse::<u8>(), rule.service.vip.is_ipv6()) {
+            (Ok(prefix), true) if (1..=128).contains(&prefix) => Value::from(prefix),
+            (_, true) => {
                 return Err(Failure::Usage(format!(
                     "-M {text}: illegal ipv6 netmask specified (a prefix length, 1..128)"
                 )));
             }
+            (Ok(prefix), false) if prefix <= 32 => Value::from(prefix),
             _ => Value::String(text.clone()),
         },
     };

@@ -259,9 +259,6 @@ pub fn command(args: &IpvsadmArgs) -> Result<Command, Failure> {
                 netmask: args.netmask.clone(),
                 extra: extras(args),
             };
-            if rule.service.port == 0 && rule.persistent_s.is_none() {
-                return Err(usage("Zero port specified for non-persistent service"));
-            }
             if cmd == Cmd::Add {
                 Command::AddService(rule)
             } else {
@@ -358,8 +355,9 @@ fn which_command(args: &IpvsadmArgs) -> Result<Cmd, Failure> {
         (Some(_), Some(_)) => Err(usage("multiple commands specified")),
         // ipvsadm with no arguments lists the table; with options alone it asks for one.
         (None, _) if given_options(args, None).is_empty() => Ok(Cmd::List),
-        (None, _) => Err(usage(
-            "no command specified (one of -A -E -D -C -a -e -d -L -Z -S -R --set; see --help)",
+        (None, _) => Err(Failure::Syntax(
+            "no command specified (one of -A -E -D -C -a -e -d -L -Z -S -R --set; see --help)"
+                .into(),
         )),
     }
 }
@@ -473,18 +471,20 @@ fn check_options(cmd: Cmd, given: &[Opt]) -> Result<(), Failure> {
 }
 
 fn check_list_formats(args: &IpvsadmArgs) -> Result<(), Failure> {
+    // Several of --stats, --rate, --thresholds: the first wins, as in ipvsadm.
     let formats = [args.stats, args.rate, args.thresholds];
-    if formats.iter().filter(|given| **given).count() > 1 {
-        return Err(usage(
-            "--stats, --rate and --thresholds are three listings: give one",
-        ));
-    }
     if (args.connection || args.timeout || args.daemon) && formats.contains(&true) {
         return Err(usage("options conflicts in the list command"));
     }
-    if (args.watch || args.count.is_some()) && !(args.stats || args.rate) {
+    let watching = args.watch || args.count.is_some();
+    if watching && !(args.stats || args.rate) {
         return Err(usage(
             "--watch redraws -L --rate or -L --stats: give one of them",
+        ));
+    }
+    if watching && args.output == super::cli::Output::Json {
+        return Err(usage(
+            "--watch redraws a table; for JSON, run -L -o json as often as needed",
         ));
     }
     Ok(())
@@ -529,7 +529,7 @@ fn service_of(args: &IpvsadmArgs) -> Result<Option<ServiceRef>, Failure> {
         (None, Some(text)) => (Protocol::Udp, "-u", text),
         (None, None) => return Ok(None),
     };
-    let (vip, port) = address_port(text).ok_or_else(|| {
+    let (vip, port) = address_port(text, protocol).ok_or_else(|| {
         usage(format!(
             "{flag} {text}: illegal virtual server address[:port] specified (VIP:PORT, \
              [IPv6]:PORT, or a bare address for port 0)"
@@ -544,7 +544,7 @@ fn service_of(args: &IpvsadmArgs) -> Result<Option<ServiceRef>, Failure> {
 
 fn real_rule(args: &IpvsadmArgs, service: ServiceRef) -> Result<RealRule, Failure> {
     let text = args.real_server.as_deref().unwrap_or_default();
-    let (address, port) = address_port(text).ok_or_else(|| {
+    let (address, port) = address_port(text, service.protocol).ok_or_else(|| {
         usage(format!(
             "-r {text}: illegal real server address[:port] specified (RIP, RIP:PORT or \
              [IPv6]:PORT)"
@@ -615,22 +615,44 @@ fn timeout(text: &str, min: u64, option: &str) -> Result<u64, Failure> {
         })
 }
 
-/// `ADDR`, `ADDR:PORT`, `[ADDR]:PORT` or a bare IPv6 address, as ipvsadm reads them.
-pub fn address_port(text: &str) -> Option<(IpAddr, Option<u16>)> {
+/// `ADDR`, `ADDR:PORT`, `[ADDR]:PORT` or a bare IPv6 address, as ipvsadm reads them; the
+/// port a number or a service name (`http`, as `ipvsadm -S` without `-n` writes it).
+/// Addresses are numeric only.
+pub fn address_port(text: &str, protocol: Protocol) -> Option<(IpAddr, Option<u16>)> {
     if let Some(rest) = text.strip_prefix('[') {
         let (address, port) = rest.split_once("]:")?;
         return Some((
             IpAddr::V6(address.parse::<Ipv6Addr>().ok()?),
-            Some(port.parse().ok()?),
+            Some(port_number(port, protocol)?),
         ));
     }
     if let Ok(address) = text.parse::<Ipv6Addr>() {
         return Some((IpAddr::V6(address), None));
     }
     match text.rsplit_once(':') {
-        Some((address, port)) => {
-            Some((IpAddr::V4(address.parse().ok()?), Some(port.parse().ok()?)))
-        }
+        Some((address, port)) => Some((
+            IpAddr::V4(address.parse().ok()?),
+            Some(port_number(port, protocol)?),
+        )),
         None => Some((IpAddr::V4(text.parse().ok()?), None)),
     }
+}
+
+/// A port number, or a service name from the services database (`/etc/services`).
+fn port_number(text: &str, protocol: Protocol) -> Option<u16> {
+    if let Ok(port) = text.parse() {
+        return Some(port);
+    }
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return None;
+    }
+    let name = std::ffi::CString::new(text).ok()?;
+    let protocol = std::ffi::CString::new(protocol.name()).ok()?;
+    // SAFETY: both are NUL-terminated; the entry is read at once, before another lookup.
+    let entry = unsafe { libc::getservbyname(name.as_ptr(), protocol.as_ptr()) };
+    if entry.is_null() {
+        return None;
+    }
+    // SAFETY: non-null entries point at a valid servent; s_port is in network order.
+    Some(u16::from_be(unsafe { (*entry).s_port } as u16))
 }

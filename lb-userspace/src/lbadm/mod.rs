@@ -47,9 +47,13 @@ use crate::admin::{self, ClientError, Reply, Request};
 /// Why a command did not do what it asked, and so lbadm's exit status.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
-    /// The command line does not parse or check (ipvsadm's `fail(2, …)`).
+    /// The command line does not check (ipvsadm's `fail(2, …)`).
     #[error("{0}")]
     Usage(String),
+    /// The command line does not parse, or names no command (ipvsadm's popt errors and
+    /// `tryhelp_exit(-1)`: 255).
+    #[error("{0}")]
+    Syntax(String),
     /// No lbd answers at the socket (ipvsadm: "Can't initialize ipvs", 2).
     #[error(transparent)]
     Unreachable(ClientError),
@@ -69,7 +73,7 @@ impl Failure {
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Usage(_) | Failure::Unreachable(_) => 2,
-            Failure::Refused(_) => 255,
+            Failure::Refused(_) | Failure::Syntax(_) => 255,
             Failure::NotFound(_) | Failure::Unexpected(_) | Failure::Io(_) => 1,
         }
     }
@@ -85,7 +89,18 @@ impl From<ClientError> for Failure {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                // ipvsadm's status for an option popt cannot parse.
+                ExitCode::from(255)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match run(&cli) {
         Ok(output) => {
             print!("{output}");
@@ -126,20 +141,21 @@ pub fn run(cli: &Cli) -> Result<String, Failure> {
             std::io::stdin()
                 .read_to_string(&mut text)
                 .map_err(|error| Failure::Io(format!("reading the rules from stdin: {error}")))?;
-            change(
-                socket,
-                Request::Changes {
-                    edits: restore::edits(&text)?,
-                },
-            )
+            restore(socket, &text)
         }
         Command::AddService(rule) => change(socket, Request::Change(add_service::edit(&rule)?)),
         Command::EditService(rule) => change(socket, Request::Change(edit_service::edit(&rule)?)),
         Command::DeleteService(service) => {
             change(socket, Request::Change(delete_service::edit(service)))
         }
-        Command::AddReal(rule) => change(socket, Request::Change(add_real::edit(&rule))),
-        Command::EditReal(rule) => change(socket, Request::Change(edit_real::edit(&rule))),
+        Command::AddReal(rule) => {
+            let rule = port_as_ipvsadm_takes_it(socket, rule)?;
+            change(socket, Request::Change(add_real::edit(&rule)))
+        }
+        Command::EditReal(rule) => {
+            let rule = port_as_ipvsadm_takes_it(socket, rule)?;
+            change(socket, Request::Change(edit_real::edit(&rule)))
+        }
         Command::DeleteReal(rule) => change(socket, Request::Change(delete_real::edit(&rule))),
         Command::Clear => change(socket, Request::Change(clear::edit())),
         Command::Zero(service) => change(socket, zero::request(service)),
@@ -157,18 +173,87 @@ fn change(socket: &Path, request: Request) -> Result<String, Failure> {
     }
 }
 
-/// `-S`: rules from the running config.
-fn save(socket: &Path) -> Result<String, Failure> {
+/// `-R`: the rules as one batch. lbd names a change that fails by its place in the batch;
+/// the operator wants its line.
+fn restore(socket: &Path, text: &str) -> Result<String, Failure> {
+    let numbered = restore::edits(text)?;
+    let lines: Vec<usize> = numbered.iter().map(|(line, _)| *line).collect();
+    let request = Request::Changes {
+        edits: numbered.into_iter().map(|(_, edit)| edit).collect(),
+    };
+    let size = serde_json::to_string(&request).map_or(0, |text| text.len());
+    if size >= admin::MAX_REQUEST_BYTES {
+        return Err(Failure::Usage(format!(
+            "the rules make a request of {size} bytes; lbd takes at most {} (restore them in \
+             parts, or put them in the config file)",
+            admin::MAX_REQUEST_BYTES
+        )));
+    }
+    change(socket, request).map_err(|failure| match failure {
+        Failure::Refused(message) => Failure::Refused(name_the_line(&message, &lines)),
+        other => other,
+    })
+}
+
+/// `change K of N (…): …` → `line L (…): …`.
+fn name_the_line(message: &str, lines: &[usize]) -> String {
+    let Some(rest) = message.strip_prefix("change ") else {
+        return message.to_owned();
+    };
+    let Some((index, rest)) = rest.split_once(" of ") else {
+        return message.to_owned();
+    };
+    let Some((_, rest)) = rest.split_once(' ') else {
+        return message.to_owned();
+    };
+    match index
+        .parse::<usize>()
+        .ok()
+        .and_then(|k| lines.get(k.wrapping_sub(1)))
+    {
+        Some(line) => format!("line {line} {rest}"),
+        None => message.to_owned(),
+    }
+}
+
+/// `-a`/`-e` without a method and with a port of its own: ipvsadm would route directly and
+/// use the service's port. Here the real takes its service's method, so the running config
+/// says whether that method keeps the port (dr, tun: the service's is used) or may change it.
+fn port_as_ipvsadm_takes_it(
+    socket: &Path,
+    mut rule: command::RealRule,
+) -> Result<command::RealRule, Failure> {
+    if rule.forward.is_some() || rule.port.is_none_or(|port| port == rule.service.port) {
+        return Ok(rule);
+    }
+    let config = running_config(socket)?;
+    let named = rule.service;
+    let keeps_port = config
+        .services
+        .iter()
+        .find(|s| (s.protocol, s.vip, s.port) == (named.protocol, named.vip, named.port))
+        .is_some_and(|service| !service.forward.can_change_port());
+    if keeps_port {
+        rule.port = None;
+    }
+    Ok(rule)
+}
+
+fn running_config(socket: &Path) -> Result<crate::config::Config, Failure> {
     let Reply::Config { document } = admin::request(socket, &Request::Config)? else {
         return Err(Failure::Unexpected("a config request"));
     };
-    let config = crate::config::from_document(&document).map_err(|error| {
+    crate::config::from_document(&document).map_err(|error| {
         Failure::Io(format!(
             "lbd's running config does not validate here (is this lbadm from another \
              version?): {error}"
         ))
-    })?;
-    Ok(save::rules(&config))
+    })
+}
+
+/// `-S`: rules from the running config.
+fn save(socket: &Path) -> Result<String, Failure> {
+    Ok(save::rules(&running_config(socket)?))
 }
 
 /// `import-keepalived`: the YAML on stdout; on stderr, every directive it does not carry.

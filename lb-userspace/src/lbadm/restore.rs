@@ -26,8 +26,8 @@ struct RuleLine {
     args: IpvsadmArgs,
 }
 
-/// The changes `text`'s rules make, in order.
-pub fn edits(text: &str) -> Result<Vec<Edit>, Failure> {
+/// The changes `text`'s rules make, in order, each with its line number.
+pub fn edits(text: &str) -> Result<Vec<(usize, Edit)>, Failure> {
     let mut edits = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
@@ -63,7 +63,7 @@ pub fn edits(text: &str) -> Result<Vec<Edit>, Failure> {
             ))),
         }
         .map_err(|failure| at(failure.to_string()))?;
-        edits.push(edit);
+        edits.push((number, edit));
     }
     Ok(edits)
 }
@@ -190,14 +190,15 @@ ipvsadm -a -t 192.0.2.10:80 -r 192.0.2.12:80 -g -w 1 -x 0 -y 0
 ";
         let edits = edits(text).unwrap();
         assert_eq!(edits.len(), 5);
-        let Edit::AddService { service } = &edits[0] else {
+        let (_, Edit::AddService { service }) = &edits[0] else {
             panic!("{:?}", edits[0]);
         };
         assert_eq!(service["persistence"], "300s");
         assert_eq!(service["persistence_netmask"], "255.255.255.0");
-        let Edit::AddReal { real, .. } = &edits[4] else {
+        let (line, Edit::AddReal { real, .. }) = &edits[4] else {
             panic!("{:?}", edits[4]);
         };
+        assert_eq!(*line, 5);
         assert_eq!(real["address"], "2001:db8::11");
         assert_eq!(real["port"], 5353);
         assert_eq!(real["forward"], "nat");

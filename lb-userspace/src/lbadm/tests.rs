@@ -207,10 +207,12 @@ fn refusals_use_ipvsadms_words() {
         refused("-L -c --stats"),
         "options conflicts in the list command"
     );
-    assert_eq!(
-        refused("-A -t 192.0.2.10"),
-        "Zero port specified for non-persistent service"
-    );
+    // Port 0 is every port of the VIP, persistent or not (IPVS needs persistence there only
+    // because it has fwmark services).
+    assert!(matches!(
+        parse("-A -t 192.0.2.10 -s rr"),
+        Ok(Command::AddService(_))
+    ));
     assert!(
         refused("-A -t 192.0.2.300:80").starts_with("-t 192.0.2.300:80: illegal virtual server")
     );
@@ -220,6 +222,71 @@ fn refusals_use_ipvsadms_words() {
     assert!(refused("-a -t 192.0.2.10:80 -r 192.0.2.11 -x 5").contains("thresholds"));
     assert!(refused("-A -f 1").contains("firewall-mark"));
     assert!(refused("--start-daemon master").contains("sync"));
-    assert!(refused("-t 192.0.2.10:80").contains("no command specified"));
+    assert!(refused("-Ln --rate --watch -o json").contains("--watch redraws a table"));
+    // ipvsadm exits 255 when it finds no command (tryhelp_exit(-1)).
+    let Err(failure) = parse("-t 192.0.2.10:80") else {
+        panic!()
+    };
+    assert_eq!(failure.exit_code(), 255);
+    assert!(
+        failure.to_string().contains("no command specified"),
+        "{failure}"
+    );
     assert!(refused("--set 1 2 x").contains("invalid timeout value"));
+}
+
+#[test]
+fn ports_by_name_netmasks_and_listing_priorities_as_ipvsadm() {
+    // ipvsadm -S without -n writes service names.
+    let Ok(Command::AddReal(rule)) = parse("-a -t 192.0.2.10:http -r 192.0.2.11:https -m") else {
+        panic!(
+            "{:?}",
+            parse("-a -t 192.0.2.10:http -r 192.0.2.11:https -m")
+        );
+    };
+    assert_eq!((rule.service.port, rule.port()), (80, 443));
+    assert!(refused("-A -t 192.0.2.10:nosuchservice").contains("illegal virtual server"));
+    // -M without -p means nothing (ipvsadm accepts it); a prefix length on IPv4 is one.
+    let Ok(Command::AddService(rule)) = parse("-A -t 192.0.2.10:80 -M 255.255.255.0") else {
+        panic!()
+    };
+    let Edit::AddService { service } = super::add_service::edit(&rule).unwrap() else {
+        panic!()
+    };
+    assert!(!service.contains_key("persistence_netmask"), "{service:?}");
+    let Ok(Command::AddService(rule)) = parse("-A -t 192.0.2.10:80 -p 60 -M 24") else {
+        panic!()
+    };
+    let Edit::AddService { service } = super::add_service::edit(&rule).unwrap() else {
+        panic!()
+    };
+    assert_eq!(service["persistence_netmask"], 24);
+    let Ok(Command::AddService(rule)) = parse("-A -t [2001:db8::1]:80 -p 60 -M 0") else {
+        panic!()
+    };
+    assert!(
+        super::add_service::edit(&rule).is_err(),
+        "ipvsadm takes 1..128"
+    );
+    // --stats and --rate together: --stats, as ipvsadm prints.
+    let Ok(Command::List(options)) = parse("-Ln --stats --rate") else {
+        panic!()
+    };
+    assert_eq!(options.kind, ListKind::Stats);
+}
+
+#[test]
+fn a_restore_failure_names_its_line() {
+    let lines = [3, 4, 9];
+    assert_eq!(
+        super::name_the_line(
+            "change 2 of 3 (add a service): Service already exists: TCP 192.0.2.10:80; nothing changed",
+            &lines
+        ),
+        "line 4 (add a service): Service already exists: TCP 192.0.2.10:80; nothing changed"
+    );
+    assert_eq!(
+        super::name_the_line("services[0].scheduler: bad", &lines),
+        "services[0].scheduler: bad"
+    );
 }

@@ -551,11 +551,16 @@ fn describe(interfaces: &[InterfaceInfo]) -> String {
 
 /// The map key of a service.
 pub fn service_key(service: &ServiceConfig) -> ServiceKey {
-    let (vip, family) = address_bytes(service.vip);
+    service_key_of(service.protocol, service.vip, service.port)
+}
+
+/// The key of the service `protocol` `vip:port`.
+pub fn service_key_of(protocol: Protocol, vip: IpAddr, port: u16) -> ServiceKey {
+    let (vip, family) = address_bytes(vip);
     ServiceKey {
         vip,
-        port_be: service.port.to_be(),
-        protocol: match service.protocol {
+        port_be: port.to_be(),
+        protocol: match protocol {
             Protocol::Tcp => PROTO_TCP,
             Protocol::Udp => PROTO_UDP,
         },

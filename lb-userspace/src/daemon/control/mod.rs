@@ -249,43 +249,43 @@ impl Control {
         result
     }
 
-    /// Makes `edits` one after the other, each on the config the ones before it left (so a
-    /// real can be added to a service added just before), and applies the result only if
-    /// every step validates. With several edits, an error names the one that failed.
+    /// Makes `edits` one after the other on the running config's document (so a real can be
+    /// added to a service added just before), validates the result once, and applies it only
+    /// if it is valid: all of them, or none. An error names the edit that failed, when one did.
     async fn edit(&mut self, edits: &[Edit]) -> Outcome {
         let described = match edits {
             [edit] => edit.describe(),
             _ => format!("{} changes", edits.len()),
         };
-        let mut config = self.running.clone();
         let mut document = self.document.clone();
         for (index, edit) in edits.iter().enumerate() {
-            let step = edit
-                .apply(&config, &document)
-                .map_err(|error| error.to_string())
-                .and_then(|next| {
-                    let validated =
-                        config::from_document(&next).map_err(|error| error.to_string())?;
-                    Ok((validated, next))
-                });
-            match step {
-                Ok((validated, next)) => (config, document) = (validated, next),
-                Err(error) if edits.len() == 1 => {
-                    log::warn!("admin: {described} refused: {error}");
-                    return Err(error);
-                }
-                Err(error) => {
-                    let error = format!(
+            if let Err(error) = edit.apply(&mut document) {
+                let error = if edits.len() == 1 {
+                    error.to_string()
+                } else {
+                    format!(
                         "change {} of {} ({}): {error}; nothing changed",
                         index + 1,
                         edits.len(),
                         edit.describe()
-                    );
-                    log::warn!("admin: {described} refused: {error}");
-                    return Err(error);
-                }
+                    )
+                };
+                log::warn!("admin: {described} refused: {error}");
+                return Err(error);
             }
         }
+        let config = match config::from_document(&document) {
+            Ok(config) => config,
+            Err(error) => {
+                let error = if edits.len() == 1 {
+                    error.to_string()
+                } else {
+                    format!("{error}; nothing changed")
+                };
+                log::warn!("admin: {described} refused: {error}");
+                return Err(error);
+            }
+        };
         let result = self.apply(config, document).await;
         match &result {
             Ok(summary) => log::info!("admin: {described}: {summary}"),

@@ -245,12 +245,15 @@ pub fn connections(listing: &ConnectionListing) -> String {
     let mut out = String::from("IPVS connection entries\n");
     out.push_str("pro expire state       source             virtual            destination\n");
     for connection in &listing.connections {
+        let expire = format!(
+            "{:02}:{:02}",
+            connection.expire_s / 60,
+            connection.expire_s % 60
+        );
         let _ = write!(
             out,
-            "{:<3} {:02}:{:02}  {:<11} {:<18} {:<18} ",
+            "{:<3} {expire:<6} {:<11} {:<18} {:<18} ",
             connection.protocol.to_uppercase(),
-            connection.expire_s / 60,
-            connection.expire_s % 60,
             connection.state,
             socket_text(connection.source, connection.source_port),
             socket_text(connection.virtual_address, connection.virtual_port),
