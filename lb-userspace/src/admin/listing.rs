@@ -6,7 +6,9 @@ use std::{collections::HashMap, net::IpAddr};
 
 use lb_common::{FlowKey, PROTO_TCP, conntrack::state_name};
 
-use super::{Connection, ConnectionListing, Listing, RealListing, ReasonCount, ServiceListing};
+use super::{
+    Connection, ConnectionListing, Listing, RealListing, ReasonCount, ServiceListing, Stats,
+};
 use crate::{
     config::Forward,
     dataplane::{DataplaneError, DataplaneReader},
@@ -37,7 +39,10 @@ pub fn listing(
                 mac: real.mac.map(|mac| format_mac(&mac)),
                 available: real.available(),
                 neighbour: describe_reachability(real).to_owned(),
-                stats: reader.real_counters(real.id)?.into(),
+                stats: Stats::new(
+                    reader.real_counters(real.id)?,
+                    reader.real_out_counters(real.id)?,
+                ),
                 sorry_server: real.sorry,
                 standing_in: real.sorry && sorry_in_use(service).is_some(),
             });
@@ -57,7 +62,10 @@ pub fn listing(
                 .and_then(|persistence| netmask_text(service.config.vip, persistence.prefix)),
             forward: service.config.forward.name().to_owned(),
             mtu_overhead: service.config.mtu_overhead(),
-            stats: reader.service_counters(service.id)?.into(),
+            stats: Stats::new(
+                reader.service_counters(service.id)?,
+                reader.service_out_counters(service.id)?,
+            ),
             reals,
         });
     }

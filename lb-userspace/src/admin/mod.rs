@@ -10,14 +10,18 @@
 //!   counters and flow table, read without waiting for the writer (the metrics pages read
 //!   the same listing);
 //! - `server.rs`: the daemon side of the socket;
+//! - `dump.rs`: `lbadm dump` on the daemon's side: a capture armed, its packets streamed
+//!   back on the connection (the one request answered with more than one line);
 //! - `client.rs`: lbadm's side.
 
 mod client;
+mod dump;
 mod listing;
 mod protocol;
 mod server;
 
 pub use client::{ClientError, request};
+pub use dump::{action_name, resolve as resolve_dump};
 pub use listing::{format_mac, listing, monotonic_now_ns};
 pub use protocol::*;
 pub use server::{AdminContext, SocketError, bind_admin_socket, serve_connection};

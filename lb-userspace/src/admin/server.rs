@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{
     daemon::ControlHandle,
-    dataplane::{DataplaneError, DataplaneReader},
+    dataplane::{DataplaneError, DataplaneReader, capture::Capturer},
     reconcile::Desired,
 };
 
@@ -42,6 +42,9 @@ pub struct AdminContext {
     interfaces: ArcSwap<Vec<InterfaceStatus>>,
     /// Where changes go; unset while the daemon starts (and in tests that take none).
     pub control: std::sync::OnceLock<ControlHandle>,
+    /// Captures for `lbadm dump`; unset until the program is loaded (and in tests that take
+    /// none).
+    capturer: std::sync::OnceLock<Arc<dyn Capturer>>,
     walks: Semaphore,
 }
 
@@ -60,6 +63,7 @@ impl AdminContext {
             reader,
             interfaces: ArcSwap::from_pointee(interfaces),
             control: std::sync::OnceLock::new(),
+            capturer: std::sync::OnceLock::new(),
             walks: Semaphore::new(MAX_CONCURRENT_WALKS),
         }
     }
@@ -70,6 +74,15 @@ impl AdminContext {
 
     pub fn set_interfaces(&self, interfaces: Vec<InterfaceStatus>) {
         self.interfaces.store(Arc::new(interfaces));
+    }
+
+    /// Where `lbadm dump` captures from; set once.
+    pub fn set_capturer(&self, capturer: Arc<dyn Capturer>) {
+        let _ = self.capturer.set(capturer);
+    }
+
+    pub fn capturer(&self) -> Option<&Arc<dyn Capturer>> {
+        self.capturer.get()
     }
 
     fn status(&self) -> Status {
@@ -95,15 +108,18 @@ impl AdminContext {
 pub async fn serve_connection(stream: UnixStream, context: Arc<AdminContext>) -> io::Result<()> {
     let (reader, mut writer) = stream.into_split();
     let mut line = String::new();
-    let read = BufReader::new(reader.take(MAX_REQUEST_BYTES as u64))
-        .read_line(&mut line)
-        .await?;
+    let mut reader = BufReader::new(reader.take(MAX_REQUEST_BYTES as u64));
+    let read = reader.read_line(&mut line).await?;
     let text = if read == 0 || !line.ends_with('\n') {
         reply_line(&Reply::Error {
             message: format!("request missing or longer than {MAX_REQUEST_BYTES} bytes"),
         })
     } else {
         match serde_json::from_str::<Request>(&line) {
+            // Answered with a line per packet, for as long as the client stays.
+            Ok(Request::Dump(request)) => {
+                return super::dump::serve(request, reader, &mut writer, &context).await;
+            }
             Ok(request) => answer(request, &context).await,
             Err(error) => reply_line(&Reply::Error {
                 message: format!("bad request: {error}"),
@@ -148,6 +164,9 @@ async fn answer(request: Request, context: &Arc<AdminContext>) -> String {
             changed(context, |control| async move { control.edit(edit).await }).await
         }
         Request::Reload => changed(context, |control| async move { control.reload().await }).await,
+        Request::Dump(_) => reply_line(&Reply::Error {
+            message: "a dump is answered by serve_connection".into(),
+        }),
         Request::ZeroCounters { service } => {
             changed(context, |control| async move {
                 control.zero_counters(service).await
