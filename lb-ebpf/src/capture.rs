@@ -21,9 +21,7 @@ use lb_common::{
     capture::{CAPTURE_HAS_ORIGINAL, CAPTURE_SNAP_LEN, CaptureRecord},
 };
 
-use crate::{
-    maps::{CAPTURE, CAPTURE_RING, FORWARD_SCRATCH},
-};
+use crate::maps::{CAPTURE, CAPTURE_RING, FORWARD_SCRATCH};
 
 /// What `stats` decided for a packet.
 pub struct Finished<'a> {
@@ -136,7 +134,9 @@ unsafe fn copy_flow(to: *mut FlowKey, from: *const FlowKey) {
     let (to, from) = (to.cast::<u64>(), from.cast::<u64>());
     let mut word = 0;
     while word < core::mem::size_of::<FlowKey>() / 8 {
-        unsafe { core::ptr::write_volatile(to.add(word), core::ptr::read_volatile(from.add(word))) };
+        unsafe {
+            core::ptr::write_volatile(to.add(word), core::ptr::read_volatile(from.add(word)))
+        };
         word += 1;
     }
 }

@@ -11,11 +11,11 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use lb_common::{
-    ConnCounts, Counters, OutCounters,
-    capture::{CAPTURE_RING_BYTES, Capture}, Egress, Flow, FlowKey, FragmentKey, FragmentOwner, Handoff, IcmpBudget,
-    Interface, MAX_FRAGMENTED_DATAGRAMS, MAX_INTERFACES, MAX_L2_INTERFACES, Persistence,
-    PersistenceKey, REASON_SLOTS, RealSlots, Reply, ReplyClaim, Schedule, Service, ServiceKey,
-    Settings,
+    ConnCounts, Counters, Egress, Flow, FlowKey, FragmentKey, FragmentOwner, Handoff, IcmpBudget,
+    Interface, MAX_FRAGMENTED_DATAGRAMS, MAX_INTERFACES, MAX_L2_INTERFACES, OutCounters,
+    Persistence, PersistenceKey, REASON_SLOTS, RealSlots, Reply, ReplyClaim, Schedule, Service,
+    ServiceKey, Settings,
+    capture::{CAPTURE_RING_BYTES, Capture},
 };
 
 const PLACEHOLDER_SERVICES: u32 = 16;

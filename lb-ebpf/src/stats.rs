@@ -5,9 +5,7 @@ use lb_common::{Counters, OutCounters, Reason};
 
 use crate::{
     Forwarded, Verdict, capture,
-    maps::{
-        REAL_OUT_STATS, REAL_STATS, REASON_STATS, SERVICE_OUT_STATS, SERVICE_STATS, TX_PORTS,
-    },
+    maps::{REAL_OUT_STATS, REAL_STATS, REASON_STATS, SERVICE_OUT_STATS, SERVICE_STATS, TX_PORTS},
 };
 
 /// The XDP action for `verdict`, counted under its reason (and, when forwarded, under its

@@ -14,7 +14,9 @@ use base64::Engine as _;
 use lb_common::{FlowKey, PROTO_TCP, PROTO_UDP, Reason};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{AdminContext, DumpRequest, DumpedFlow, DumpedPacket, Reply, listing::monotonic_now_ns};
+use super::{
+    AdminContext, DumpRequest, DumpedFlow, DumpedPacket, Reply, listing::monotonic_now_ns,
+};
 use crate::{
     config::{Protocol, socket_text},
     dataplane::capture::{CaptureFilter, CapturedPacket},
@@ -99,7 +101,10 @@ async fn send(to_client: &mut (impl AsyncWrite + Unpin), reply: &Reply) -> std::
 
 /// The ids `request` names in `desired`, and what the capture takes in words; or the error
 /// line, in ipvsadm's words and naming the argument.
-pub fn resolve(desired: &Desired, request: &DumpRequest) -> Result<(CaptureFilter, String), String> {
+pub fn resolve(
+    desired: &Desired,
+    request: &DumpRequest,
+) -> Result<(CaptureFilter, String), String> {
     let mut filter = CaptureFilter::default();
     let services: Vec<_> = match &request.service {
         Some(wanted) => {
@@ -212,10 +217,8 @@ impl Names {
         for service in &desired.services {
             self.services.insert(service.id, service.config.name());
             for real in &service.reals {
-                self.reals.insert(
-                    real.id,
-                    socket_text(real.config.address, real.config.port),
-                );
+                self.reals
+                    .insert(real.id, socket_text(real.config.address, real.config.port));
             }
         }
     }
@@ -250,8 +253,10 @@ impl Names {
             egress_interface: (packet.egress_ifindex != 0)
                 .then(|| interface(packet.egress_ifindex)),
             action: action_name(packet.action).to_owned(),
-            reason: Reason::from_index(packet.reason)
-                .map_or_else(|| format!("reason {}", packet.reason), |r| r.name().to_owned()),
+            reason: Reason::from_index(packet.reason).map_or_else(
+                || format!("reason {}", packet.reason),
+                |r| r.name().to_owned(),
+            ),
             service: named(packet.service_id, &self.services, "service"),
             real: named(packet.real_id, &self.reals, "real"),
             frame_len: packet.frame_len,

@@ -92,10 +92,7 @@ pub struct CaptureSession {
 impl CaptureSession {
     /// A session fed by `packets`; `end` is dropped (and turns the capture off) with it.
     pub fn new(packets: mpsc::Receiver<CapturedPacket>, end: Box<dyn Send + Sync>) -> Self {
-        Self {
-            packets,
-            _end: end,
-        }
+        Self { packets, _end: end }
     }
 
     /// The next packet captured; `None` once the capture was stopped from elsewhere.

@@ -259,7 +259,11 @@ impl DataplaneReader for FakeReader {
     }
 
     fn real_out_counters(&self, real_id: u32) -> Result<OutCounters, DataplaneError> {
-        Ok(self.real_out_stats.get(&real_id).copied().unwrap_or_default())
+        Ok(self
+            .real_out_stats
+            .get(&real_id)
+            .copied()
+            .unwrap_or_default())
     }
 
     fn reason_counters(&self) -> Result<Vec<(Reason, Counters)>, DataplaneError> {

@@ -45,9 +45,11 @@ impl CaptureMaps {
         let control = typed(take(ebpf, MAP_CAPTURE)?, MAP_CAPTURE)?;
         let ring = match take(ebpf, MAP_CAPTURE_RING)? {
             raw @ Map::RingBuf(_) => typed(raw, MAP_CAPTURE_RING)?,
-            _ => return Err(DataplaneError::MissingMap {
-                map: MAP_CAPTURE_RING,
-            }),
+            _ => {
+                return Err(DataplaneError::MissingMap {
+                    map: MAP_CAPTURE_RING,
+                });
+            }
         };
         Ok(Self { control, ring })
     }

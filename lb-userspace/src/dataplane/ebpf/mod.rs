@@ -18,19 +18,18 @@ use std::{hash::BuildHasher, ops::Range, os::fd::AsFd, sync::Arc};
 use aya::maps::{
     Array, DevMapHash, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
 };
+pub use capture::{CaptureMaps, EbpfCapturer};
 pub use element::{insert_new, lookup_and_delete};
 use identities::Identities;
 use lb_common::{
     ConnCounts, Counters, Egress, FORWARD_FULLNAT, Flow, FlowKey, Interface, MAP_CONNS, MAP_EGRESS,
     MAP_FLOWS, MAP_FRAGMENT_SERVICES, MAP_INTERFACES, MAP_REAL_OUT_STATS, MAP_REAL_STATS,
-    MAP_REALS, MAP_REASON_STATS, MAP_REPLIES, MAP_RR_CURSOR, MAP_SCHEDULES,
-    MAP_SERVICE_OUT_STATS, MAP_SERVICE_STATS, MAP_SERVICES, MAP_SETTINGS, MAP_TABLES,
-    MAP_TX_PORTS, MAX_TABLE_SLOTS, OutCounters, Real, Reason, Service, ServiceKey, Settings,
-    TableRange,
+    MAP_REALS, MAP_REASON_STATS, MAP_REPLIES, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_OUT_STATS,
+    MAP_SERVICE_STATS, MAP_SERVICES, MAP_SETTINGS, MAP_TABLES, MAP_TX_PORTS, MAX_TABLE_SLOTS,
+    OutCounters, Real, Reason, Service, ServiceKey, Settings, TableRange,
 };
 use published::{Conns, Reals, Schedules};
 use readers::Readers;
-pub use capture::{CaptureMaps, EbpfCapturer};
 pub use sweep::{SweepReport, Sweeper, is_gone};
 
 use super::{Dataplane, DataplaneError, DataplaneReader, map_err};
@@ -620,7 +619,11 @@ impl Dataplane for EbpfDataplane {
 
     fn zero_service_counters(&mut self, service_id: u32) -> Result<(), DataplaneError> {
         zero_counters(&mut self.service_stats, service_id, MAP_SERVICE_STATS)?;
-        zero_counters(&mut self.service_out_stats, service_id, MAP_SERVICE_OUT_STATS)
+        zero_counters(
+            &mut self.service_out_stats,
+            service_id,
+            MAP_SERVICE_OUT_STATS,
+        )
     }
 
     fn zero_real_counters(&mut self, real_id: u32) -> Result<(), DataplaneError> {
