@@ -44,8 +44,8 @@ pub struct Capture {
 const _: () = assert!(core::mem::size_of::<Capture>() == 16);
 
 /// [`CaptureRecord::flags`]: [`CaptureRecord::original`] holds the packet's 5-tuple as it
-/// arrived (packets the NAT, full-NAT, tunnel and reply programs rewrote). Without it, the
-/// frame's own headers are as the packet arrived, but for its Ethernet header.
+/// arrived (packets the NAT, full-NAT, tunnel and reply programs sent on, rewritten). Without
+/// it, the frame's own headers are as the packet arrived, but for its Ethernet header.
 pub const CAPTURE_HAS_ORIGINAL: u32 = 1;
 
 /// One captured packet: what the program did with it, then its first bytes as it left the

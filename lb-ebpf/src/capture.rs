@@ -106,7 +106,15 @@ fn write(
         (*record).frame_len = frame_len;
         (*record).time_ns = bpf_ktime_get_ns();
         (*record).flags = 0;
-        if handed_over && let Some(handoff) = FORWARD_SCRATCH.get_ptr(0) {
+        // Only for what a forwarding program sent on: what it passed or dropped is as it came.
+        let sent = matches!(
+            finished.action,
+            xdp_action::XDP_TX | xdp_action::XDP_REDIRECT
+        );
+        if handed_over
+            && sent
+            && let Some(handoff) = FORWARD_SCRATCH.get_ptr(0)
+        {
             copy_flow(&raw mut (*record).original, &raw const (*handoff).flow);
             (*record).flags = CAPTURE_HAS_ORIGINAL;
         }
