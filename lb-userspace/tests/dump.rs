@@ -121,16 +121,24 @@ fn args(words: &[&str]) -> DumpArgs {
     TemporaryCli::parse_from(argv).args
 }
 
-/// `lbadm dump WORDS` on a blocking thread: what it printed, or its error.
+/// `lbadm dump WORDS` on a blocking thread: what it printed, or its error. Awaiting it
+/// fails the test after 10 s.
 fn dump_in_background(
     socket: &Path,
     words: &[&str],
-) -> tokio::task::JoinHandle<anyhow::Result<String>> {
+) -> impl std::future::Future<Output = Result<anyhow::Result<String>, String>> + use<> {
     let (socket, args) = (socket.to_path_buf(), args(words));
-    tokio::task::spawn_blocking(move || {
+    let words = words.join(" ");
+    let task = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         dump::run(&socket, &args, &mut out).map(|()| String::from_utf8(out).unwrap())
-    })
+    });
+    async move {
+        match tokio::time::timeout(Duration::from_secs(10), task).await {
+            Ok(done) => Ok(done.expect("lbadm dump panicked")),
+            Err(_) => Err(format!("lbadm dump {words} still running after 10 s")),
+        }
+    }
 }
 
 /// A SYN from 203.0.113.7:40000 to 192.0.2.11:8080 as NAT sent it to real 2 of service 1.
