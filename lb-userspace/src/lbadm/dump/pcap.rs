@@ -119,11 +119,10 @@ mod tests {
     #[test]
     fn round_trip_with_the_bytes_libpcap_expects() {
         let mut bytes = Vec::new();
-        let mut writer = PcapWriter::new(&mut bytes, 256).unwrap();
-        writer
+        PcapWriter::new(&mut bytes, 256)
+            .unwrap()
             .write(1_700_000_000_123_456_789, 1514, &[0xaa; 300])
             .unwrap();
-        drop(writer);
         let mut expected = Vec::new();
         expected.extend_from_slice(&[0xd4, 0xc3, 0xb2, 0xa1]); // magic, little-endian
         expected.extend_from_slice(&[2, 0, 4, 0]); // version 2.4
