@@ -9,6 +9,7 @@ mod capture;
 mod element;
 mod identities;
 mod published;
+mod reader;
 mod readers;
 mod sweep;
 pub(crate) mod syscall;
@@ -22,17 +23,17 @@ pub use capture::{CaptureMaps, EbpfCapturer};
 pub use element::{insert_new, lookup_and_delete};
 use identities::Identities;
 use lb_common::{
-    ConnCounts, Counters, Egress, FORWARD_FULLNAT, Flow, FlowKey, Interface, MAP_CONNS, MAP_EGRESS,
-    MAP_FLOWS, MAP_FRAGMENT_SERVICES, MAP_INTERFACES, MAP_REAL_OUT_STATS, MAP_REAL_STATS,
-    MAP_REALS, MAP_REASON_STATS, MAP_REPLIES, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_OUT_STATS,
+    Counters, Egress, FORWARD_FULLNAT, Interface, MAP_CONNS, MAP_EGRESS, MAP_FLOWS,
+    MAP_FRAGMENT_SERVICES, MAP_INTERFACES, MAP_REAL_OUT_STATS, MAP_REAL_STATS, MAP_REALS,
+    MAP_REASON_STATS, MAP_REPLIES, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_OUT_STATS,
     MAP_SERVICE_STATS, MAP_SERVICES, MAP_SETTINGS, MAP_TABLES, MAP_TX_PORTS, MAX_TABLE_SLOTS,
-    OutCounters, Real, Reason, Service, ServiceKey, Settings, TableRange,
+    OutCounters, Real, Service, ServiceKey, Settings, TableRange,
 };
 use published::{Conns, Reals, Schedules};
 use readers::Readers;
 pub use sweep::{SweepReport, Sweeper, is_gone};
 
-use super::{Dataplane, DataplaneError, DataplaneReader, map_err};
+use super::{Dataplane, DataplaneError, map_err};
 use crate::schedule::space::TableSpace;
 
 /// The maps lbd writes.
@@ -340,32 +341,6 @@ fn remove_hash_entry<K: aya::Pod, V: aya::Pod>(
         }
         Err(source) => Err(DataplaneError::Map { map: name, source }),
     }
-}
-
-fn sum_cpus(
-    map: &PerCpuArray<MapData, Counters>,
-    index: u32,
-    name: &'static str,
-) -> Result<Counters, DataplaneError> {
-    let per_cpu = map.get(&index, 0).map_err(map_err(name))?;
-    let mut total = Counters::default();
-    for counters in per_cpu.iter() {
-        total.add(counters);
-    }
-    Ok(total)
-}
-
-fn sum_out_cpus(
-    map: &PerCpuArray<MapData, OutCounters>,
-    index: u32,
-    name: &'static str,
-) -> Result<OutCounters, DataplaneError> {
-    let per_cpu = map.get(&index, 0).map_err(map_err(name))?;
-    let mut total = OutCounters::default();
-    for counters in per_cpu.iter() {
-        total.add(counters);
-    }
-    Ok(total)
 }
 
 impl Dataplane for EbpfDataplane {
@@ -744,67 +719,5 @@ impl EbpfDataplane {
             .get(&service_id, 0)
             .map_err(map_err(MAP_RR_CURSOR))?;
         Ok(values.iter().copied().collect())
-    }
-}
-
-impl DataplaneReader for EbpfReader {
-    fn service_counters(&self, service_id: u32) -> Result<Counters, DataplaneError> {
-        sum_cpus(&self.service_stats, service_id, MAP_SERVICE_STATS)
-    }
-
-    fn real_counters(&self, real_id: u32) -> Result<Counters, DataplaneError> {
-        sum_cpus(&self.real_stats, real_id, MAP_REAL_STATS)
-    }
-
-    fn service_out_counters(&self, service_id: u32) -> Result<OutCounters, DataplaneError> {
-        sum_out_cpus(&self.service_out_stats, service_id, MAP_SERVICE_OUT_STATS)
-    }
-
-    fn real_out_counters(&self, real_id: u32) -> Result<OutCounters, DataplaneError> {
-        sum_out_cpus(&self.real_out_stats, real_id, MAP_REAL_OUT_STATS)
-    }
-
-    fn reason_counters(&self) -> Result<Vec<(Reason, Counters)>, DataplaneError> {
-        Reason::ALL
-            .iter()
-            .map(|&reason| {
-                Ok((
-                    reason,
-                    sum_cpus(&self.reason_stats, reason.index(), MAP_REASON_STATS)?,
-                ))
-            })
-            .collect()
-    }
-
-    fn connections(&self, real_id: u32) -> Result<ConnCounts, DataplaneError> {
-        self.conns.get(real_id)
-    }
-
-    fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError> {
-        batch::for_each::<FlowKey, Flow>(self.flows.fd().as_fd(), visit).map_err(|source| {
-            DataplaneError::Syscall {
-                map: MAP_FLOWS,
-                call: "BPF_MAP_LOOKUP_BATCH",
-                source,
-            }
-        })
-    }
-}
-
-impl EbpfReader {
-    /// The flow table's handle, e.g. for filling it in tests (`batch::update`).
-    pub fn flows(&self) -> &MapData {
-        &self.flows
-    }
-
-    /// Adds to a real's connection counts, as the program and the sweep do (for migrating
-    /// flows from an earlier layout, and for tests).
-    pub fn add_connection(
-        &self,
-        real_id: u32,
-        state: u8,
-        delta: i64,
-    ) -> Result<(), DataplaneError> {
-        self.conns.add(real_id, state, delta)
     }
 }
