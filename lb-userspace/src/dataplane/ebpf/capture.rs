@@ -10,7 +10,7 @@ use std::{
     os::fd::{AsFd, OwnedFd},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicU32, Ordering},
     },
     time::Duration,
 };
@@ -95,32 +95,28 @@ struct Shared {
     control: Mutex<Array<MapData, Capture>>,
     /// Held by the task reading it; a new capture's task waits for the last one's to let go.
     ring: Arc<tokio::sync::Mutex<RingBuf<MapData>>>,
-    busy: AtomicBool,
     next_session: AtomicU32,
-    /// Ends the reader of the capture running now.
-    stop_reader: Mutex<Option<oneshot::Sender<()>>>,
+    /// The capture running now: its session, and what ends its reader.
+    current: Mutex<Option<(u32, oneshot::Sender<()>)>>,
 }
 
 impl Shared {
-    /// Writes 0: the program records nothing more, whatever else happens.
-    fn disarm(&self) {
+    /// Ends the capture of `session` (any, with `None`) if it is the one running: 0 written
+    /// first, so the program records nothing more, then its reader stopped.
+    fn end(&self, session: Option<u32>) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match (current.as_ref(), session) {
+            (Some((running, _)), Some(session)) if *running != session => return,
+            (None, _) => return,
+            _ => {}
+        }
         let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(error) = control.set(0, Capture::default(), 0) {
             log::error!("turning the capture off ({MAP_CAPTURE}): {error}");
         }
-    }
-
-    fn end(&self) {
-        self.disarm();
-        if let Some(stop) = self
-            .stop_reader
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some((_, stop)) = current.take() {
             let _ = stop.send(());
         }
-        self.busy.store(false, Ordering::Release);
     }
 }
 
@@ -146,30 +142,28 @@ impl EbpfCapturer {
             shared: Arc::new(Shared {
                 control: Mutex::new(control),
                 ring: Arc::new(tokio::sync::Mutex::new(ring)),
-                busy: AtomicBool::new(false),
                 next_session: AtomicU32::new(clock.subsec_nanos() ^ clock.as_secs() as u32),
-                stop_reader: Mutex::new(None),
+                current: Mutex::new(None),
             }),
         })
     }
 }
 
-/// Ends a session: the capture off, its reader stopped.
-struct End(Arc<Shared>);
+/// Ends a session (if still the one running): the capture off, its reader stopped.
+struct End {
+    shared: Arc<Shared>,
+    session: u32,
+}
 
 impl Drop for End {
     fn drop(&mut self) {
-        self.0.end();
+        self.shared.end(Some(self.session));
     }
 }
 
 impl Capturer for EbpfCapturer {
     fn start(&self, filter: CaptureFilter) -> Result<CaptureSession, CaptureError> {
         let shared = &self.shared;
-        if shared.busy.swap(true, Ordering::AcqRel) {
-            return Err(CaptureError::Busy);
-        }
-        let end = End(shared.clone());
         let session = loop {
             let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
             if session != 0 {
@@ -178,7 +172,18 @@ impl Capturer for EbpfCapturer {
         };
         let (packets, receiver) = mpsc::channel(QUEUE);
         let (stop, stopped) = oneshot::channel();
-        *shared.stop_reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
+        {
+            let mut current = shared.current.lock().unwrap_or_else(|e| e.into_inner());
+            if current.is_some() {
+                return Err(CaptureError::Busy);
+            }
+            *current = Some((session, stop));
+        }
+        // From here, whatever happens, the session's end turns the capture off.
+        let end = End {
+            shared: shared.clone(),
+            session,
+        };
         tokio::spawn(read_ring(shared.ring.clone(), session, packets, stopped));
         shared
             .control
@@ -199,9 +204,7 @@ impl Capturer for EbpfCapturer {
     }
 
     fn stop(&self) {
-        if self.shared.busy.load(Ordering::Acquire) {
-            self.shared.end();
-        }
+        self.shared.end(None);
     }
 }
 
