@@ -6,6 +6,7 @@
 //! by an older daemon is never misread.
 #![no_std]
 
+pub mod capture;
 pub mod conntrack;
 pub mod decap;
 pub mod hash;

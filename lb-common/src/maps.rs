@@ -24,6 +24,10 @@
 //! | [`MAP_SERVICE_STATS`] | service id → [`Counters`] (per CPU) | XDP | lbd |
 //! | [`MAP_REAL_STATS`] | real id → [`Counters`] (per CPU) | XDP | lbd |
 //! | [`MAP_REASON_STATS`] | [`crate::Reason`] → [`Counters`] (per CPU) | XDP | lbd |
+//! | [`MAP_SERVICE_OUT_STATS`] | service id → [`OutCounters`] (per CPU; NAT replies) | XDP | lbd |
+//! | [`MAP_REAL_OUT_STATS`] | real id → [`OutCounters`] (per CPU; NAT replies) | XDP | lbd |
+//! | [`crate::capture::MAP_CAPTURE`] | 0 → [`crate::capture::Capture`] (session, filter) | lbd | XDP |
+//! | [`crate::capture::MAP_CAPTURE_RING`] | ring buffer of [`crate::capture::CaptureRecord`] | XDP | lbd (`lbadm dump`) |
 //! | [`crate::decap::MAP_DECAP_ADDRS`] | [`crate::decap::DecapAddrKey`] → flags (local address, VIP) | `lbd decap` | `lb_decap` |
 //! | [`crate::decap::MAP_DECAP_CONFIG`] | 0 → [`crate::decap::DecapConfig`] (GUE port) | `lbd decap` | `lb_decap` |
 //!
@@ -83,9 +87,15 @@ pub const MAP_RR_CURSOR: &str = "LB_RR_POS_V1";
 pub const MAP_SERVICE_STATS: &str = "LB_STAT_SVC_V1";
 pub const MAP_REAL_STATS: &str = "LB_STAT_REAL_V1";
 pub const MAP_REASON_STATS: &str = "LB_STAT_RSN_V1";
+/// What the balancer sends back for a service and for a real: the NAT and full-NAT replies it
+/// translates (ipvsadm's OutPkts and OutBytes). Direct-routing and tunnel replies never pass
+/// the balancer, so theirs stay 0, as in LVS-DR. Maps of their own rather than fields of
+/// [`MAP_SERVICE_STATS`]: those keep their layout, and so their name and their counts.
+pub const MAP_SERVICE_OUT_STATS: &str = "LB_OUT_SVC_V1";
+pub const MAP_REAL_OUT_STATS: &str = "LB_OUT_REAL_V1";
 
 /// Every map, in the order above; the loader sizes and pins them by these names.
-pub const ALL_MAPS: [&str; 21] = [
+pub const ALL_MAPS: [&str; 25] = [
     MAP_FORWARD_PROGRAMS,
     MAP_FORWARD_SCRATCH,
     MAP_SERVICES,
@@ -107,6 +117,10 @@ pub const ALL_MAPS: [&str; 21] = [
     MAP_SERVICE_STATS,
     MAP_REAL_STATS,
     MAP_REASON_STATS,
+    MAP_SERVICE_OUT_STATS,
+    MAP_REAL_OUT_STATS,
+    crate::capture::MAP_CAPTURE,
+    crate::capture::MAP_CAPTURE_RING,
 ];
 
 /// Names of maps that earlier versions pinned and this one no longer uses: the loader removes
@@ -619,6 +633,24 @@ impl Counters {
     }
 }
 
+/// Per-CPU counters of what the balancer sends back (NAT replies); userspace sums the CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutCounters {
+    pub packets: u64,
+    /// Bytes of the frames as received from the real, Ethernet header included (as
+    /// [`Counters::bytes`]).
+    pub bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<OutCounters>() == 16);
+
+impl OutCounters {
+    pub fn add(&mut self, other: &OutCounters) {
+        self.packets = self.packets.wrapping_add(other.packets);
+        self.bytes = self.bytes.wrapping_add(other.bytes);
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all of these are repr(C), Copy, with explicit padding and no invalid bit patterns.
@@ -639,6 +671,7 @@ mod pod {
     unsafe impl aya::Pod for super::FragmentKey {}
     unsafe impl aya::Pod for super::FragmentOwner {}
     unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::OutCounters {}
     unsafe impl aya::Pod for super::Egress {}
     unsafe impl aya::Pod for super::Reply {}
     unsafe impl aya::Pod for super::IcmpBudget {}

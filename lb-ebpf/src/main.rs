@@ -4,7 +4,8 @@
 //! (VIP:port/proto → service) → `select` (the flow table, whose connection states and counts
 //! `conntrack` keeps; else the service's scheduler in `schedulers`) → `forward` (by the real's
 //! method: direct routing, IPIP/GUE tunnel, NAT or full NAT; and NAT replies translated back)
-//! → `stats` (the one place that turns a [`Verdict`] into an XDP action and counts it).
+//! → `stats` (the one place that turns a [`Verdict`] into an XDP action and counts it, and
+//! where `capture` copies the packet for `lbadm dump` while a capture is armed).
 //!
 //! Whole TCP/UDP packets take that path as it reads; fragments are placed by `frag` (one
 //! real per datagram) and ICMP errors by `icmp` (the real of the flow they quote), both with
@@ -26,6 +27,7 @@
 #![feature(core_intrinsics)]
 #![expect(internal_features, reason = "core_intrinsics, for atomic_xadd")]
 
+mod capture;
 mod conntrack;
 mod decap;
 mod forward;
@@ -76,7 +78,7 @@ pub struct Forwarded {
 #[inline(always)]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let (verdict, frame_len) = balance(&ctx);
-    stats::finish(verdict, frame_len)
+    stats::finish(&ctx, verdict, frame_len)
 }
 
 /// The verdict, and the frame's length as received.
@@ -144,21 +146,21 @@ fn whole_packet(ctx: &XdpContext, packet: &parse::Packet) -> Result<(Target, For
 #[xdp(frags)]
 pub fn lb_tunnel(ctx: XdpContext) -> u32 {
     let (verdict, frame_len) = forward::tunnel_stage(&ctx);
-    stats::finish(verdict, frame_len)
+    stats::finish_handed_over(&ctx, verdict, frame_len)
 }
 
 /// NAT and full-NAT forwarding (`forward::nat`), tail-called by `lb_xdp`.
 #[xdp(frags)]
 pub fn lb_nat(ctx: XdpContext) -> u32 {
     let (verdict, frame_len) = forward::nat_stage(&ctx);
-    stats::finish(verdict, frame_len)
+    stats::finish_handed_over(&ctx, verdict, frame_len)
 }
 
 /// NAT replies translated back (`forward::nat::reply`), tail-called by `lb_xdp`.
 #[xdp(frags)]
 pub fn lb_reply(ctx: XdpContext) -> u32 {
     let (verdict, frame_len) = forward::reply_stage(&ctx);
-    stats::finish(verdict, frame_len)
+    stats::finish_handed_over(&ctx, verdict, frame_len)
 }
 
 /// The decapsulator, attached by `lbd decap` on a real of tunnel-mode services: IPIP and GUE
@@ -168,7 +170,7 @@ pub fn lb_reply(ctx: XdpContext) -> u32 {
 #[inline(always)]
 pub fn lb_decap(ctx: XdpContext) -> u32 {
     match decap::decapsulate(&ctx) {
-        Some((reason, frame_len)) => stats::finish(Verdict::Pass(reason), frame_len),
+        Some((reason, frame_len)) => stats::count_only(Verdict::Pass(reason), frame_len),
         None => xdp_action::XDP_PASS,
     }
 }

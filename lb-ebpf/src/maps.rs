@@ -8,13 +8,14 @@
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use lb_common::{
     ConnCounts, Counters, Egress, Flow, FlowKey, FragmentKey, FragmentOwner, Handoff, IcmpBudget,
-    Interface, MAX_FRAGMENTED_DATAGRAMS, MAX_INTERFACES, MAX_L2_INTERFACES, Persistence,
-    PersistenceKey, REASON_SLOTS, RealSlots, Reply, ReplyClaim, Schedule, Service, ServiceKey,
-    Settings,
+    Interface, MAX_FRAGMENTED_DATAGRAMS, MAX_INTERFACES, MAX_L2_INTERFACES, OutCounters,
+    Persistence, PersistenceKey, REASON_SLOTS, RealSlots, Reply, ReplyClaim, Schedule, Service,
+    ServiceKey, Settings,
+    capture::{CAPTURE_RING_BYTES, Capture},
 };
 
 const PLACEHOLDER_SERVICES: u32 = 16;
@@ -80,6 +81,22 @@ pub static REAL_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(PLA
 
 #[map(name = "LB_STAT_RSN_V1")]
 pub static REASON_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(REASON_SLOTS, 0);
+
+/// NAT replies, by the service and real of their flow (ipvsadm's Out columns).
+#[map(name = "LB_OUT_SVC_V1")]
+pub static SERVICE_OUT_STATS: PerCpuArray<OutCounters> =
+    PerCpuArray::with_max_entries(PLACEHOLDER_SERVICES, 0);
+
+#[map(name = "LB_OUT_REAL_V1")]
+pub static REAL_OUT_STATS: PerCpuArray<OutCounters> =
+    PerCpuArray::with_max_entries(PLACEHOLDER_REALS, 0);
+
+/// `lbadm dump`'s switch and filter (see `capture`).
+#[map(name = "LB_CAPTURE_V1")]
+pub static CAPTURE: Array<Capture> = Array::with_max_entries(1, 0);
+
+#[map(name = "LB_CAP_RING_V1")]
+pub static CAPTURE_RING: RingBuf = RingBuf::with_byte_size(CAPTURE_RING_BYTES, 0);
 
 /// Not preallocated: an update replaces the element and frees the old one after an RCU grace
 /// period, so the program never reads an entry half rewritten (see `Egress`).

@@ -1,36 +1,107 @@
 //! Per-CPU counters, and the one function that turns a verdict into an XDP action.
 
-use aya_ebpf::bindings::xdp_action;
-use lb_common::{Counters, Reason};
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use lb_common::{Counters, OutCounters, Reason};
 
 use crate::{
-    Forwarded, Verdict,
-    maps::{REAL_STATS, REASON_STATS, SERVICE_STATS, TX_PORTS},
+    Forwarded, Verdict, capture,
+    maps::{REAL_OUT_STATS, REAL_STATS, REASON_STATS, SERVICE_OUT_STATS, SERVICE_STATS, TX_PORTS},
 };
 
 /// The XDP action for `verdict`, counted under its reason (and, when forwarded, under its
-/// service and real). `frame_len` is the frame as received, all buffers.
+/// service and real), and recorded if a capture (`lbadm dump`) wants it. `frame_len` is the
+/// frame as received, all buffers. For the balancer program, whose frames keep the headers
+/// they arrived with (direct routing only rewrites the Ethernet header).
 #[inline(always)]
-pub fn finish(verdict: Verdict, frame_len: u64) -> u32 {
-    let (reason, action, forwarded) = match verdict {
-        Verdict::Pass(reason) => (reason, xdp_action::XDP_PASS, None),
-        Verdict::Drop(reason) => (reason, xdp_action::XDP_DROP, None),
-        Verdict::Tx(forwarded) => (forwarded.reason, xdp_action::XDP_TX, Some(forwarded)),
+pub fn finish(ctx: &XdpContext, verdict: Verdict, frame_len: u64) -> u32 {
+    finish_with(ctx, verdict, frame_len, false)
+}
+
+/// [`finish`] for the forwarding programs (tunnel, NAT, replies): a capture also records the
+/// 5-tuple the balancer handed over, as the packet arrived, since these rewrite it.
+#[inline(always)]
+pub fn finish_handed_over(ctx: &XdpContext, verdict: Verdict, frame_len: u64) -> u32 {
+    finish_with(ctx, verdict, frame_len, true)
+}
+
+#[inline(always)]
+fn finish_with(ctx: &XdpContext, verdict: Verdict, frame_len: u64, handed_over: bool) -> u32 {
+    let (reason, action, forwarded, redirect_ifindex) = decide(verdict);
+    // What the packet counted under, for the capture, kept in memory only the forwarded
+    // branch writes: taken from the `Option` (or from registers) again, it became a select
+    // that reads the `None` side's unset register, which the verifier refuses.
+    let mut counted_under = capture::CountedUnder::default();
+    count_reason(reason, frame_len);
+    if let Some(forwarded) = &forwarded {
+        count_forwarded(forwarded, frame_len);
+        // SAFETY: a local.
+        unsafe {
+            core::ptr::write_volatile(
+                &raw mut counted_under,
+                capture::CountedUnder {
+                    service_id: forwarded.service_id,
+                    real_id: forwarded.real_id,
+                },
+            )
+        };
+    }
+    capture::record(
+        ctx,
+        capture::Finished {
+            action,
+            reason,
+            counted_under: &counted_under,
+            redirect_ifindex,
+        },
+        handed_over,
+    );
+    action
+}
+
+/// The XDP action for `verdict`, counted without a capture: for the decapsulation program,
+/// which runs on the reals, where no lbd arms one.
+#[inline(always)]
+pub fn count_only(verdict: Verdict, frame_len: u64) -> u32 {
+    let (reason, action, forwarded, _) = decide(verdict);
+    count(reason, forwarded.as_ref(), frame_len);
+    action
+}
+
+/// The reason, the action, what a forwarded packet counts under, and where a redirect goes.
+#[inline(always)]
+fn decide(verdict: Verdict) -> (Reason, u32, Option<Forwarded>, u32) {
+    match verdict {
+        Verdict::Pass(reason) => (reason, xdp_action::XDP_PASS, None, 0),
+        Verdict::Drop(reason) => (reason, xdp_action::XDP_DROP, None, 0),
+        Verdict::Tx(forwarded) => (forwarded.reason, xdp_action::XDP_TX, Some(forwarded), 0),
         // The lower bits of the flags are the action when the port is not in the map.
         Verdict::Redirect { ifindex, forwarded } => {
             match TX_PORTS.redirect(ifindex, u64::from(xdp_action::XDP_DROP)) {
-                Ok(action) => (redirected(forwarded.reason), action, Some(forwarded)),
-                Err(_) => (Reason::DropRedirectFailed, xdp_action::XDP_DROP, None),
+                Ok(action) => (
+                    redirected(forwarded.reason),
+                    action,
+                    Some(forwarded),
+                    ifindex,
+                ),
+                Err(_) => (Reason::DropRedirectFailed, xdp_action::XDP_DROP, None, 0),
             }
         }
-    };
+    }
+}
+
+#[inline(always)]
+fn count(reason: Reason, forwarded: Option<&Forwarded>, frame_len: u64) {
+    count_reason(reason, frame_len);
+    if let Some(forwarded) = forwarded {
+        count_forwarded(forwarded, frame_len);
+    }
+}
+
+#[inline(always)]
+fn count_reason(reason: Reason, frame_len: u64) {
     if let Some(counters) = REASON_STATS.get_ptr_mut(reason.index()) {
         bump(counters, frame_len, false);
     }
-    if let Some(forwarded) = forwarded {
-        count_forwarded(&forwarded, frame_len);
-    }
-    action
 }
 
 /// What a redirected packet is counted under: whole packets apart from those sent back out
@@ -43,8 +114,19 @@ fn redirected(reason: Reason) -> Reason {
     }
 }
 
+/// A client's packet counts as its service's and real's incoming traffic; a NAT reply, on
+/// its way back to the client, as their outgoing traffic (ipvsadm's In and Out columns).
 #[inline(always)]
 fn count_forwarded(forwarded: &Forwarded, frame_len: u64) {
+    if forwarded.reason == Reason::ForwardedReply {
+        if let Some(counters) = SERVICE_OUT_STATS.get_ptr_mut(forwarded.service_id) {
+            bump_out(counters, frame_len);
+        }
+        if let Some(counters) = REAL_OUT_STATS.get_ptr_mut(forwarded.real_id) {
+            bump_out(counters, frame_len);
+        }
+        return;
+    }
     if let Some(counters) = SERVICE_STATS.get_ptr_mut(forwarded.service_id) {
         bump(counters, frame_len, forwarded.new_flow);
     }
@@ -62,5 +144,14 @@ fn bump(counters: *mut Counters, frame_len: u64, new_flow: bool) {
         if new_flow {
             (*counters).new_flows += 1;
         }
+    }
+}
+
+#[inline(always)]
+fn bump_out(counters: *mut OutCounters, frame_len: u64) {
+    // Per-CPU memory, as in `bump`.
+    unsafe {
+        (*counters).packets += 1;
+        (*counters).bytes += frame_len;
     }
 }

@@ -11,7 +11,8 @@
 //!   rings and map entries; the one writer of the maps, and the snapshot it publishes.
 //! - [`dataplane`]: the seams to the program's maps ([`dataplane::Dataplane`] to write,
 //!   [`dataplane::DataplaneReader`] to read counters and flows), their eBPF implementations,
-//!   in-memory fakes for tests, and the loader (load, size and pin maps, attach).
+//!   in-memory fakes for tests, the loader (load, size and pin maps, attach), and the capture
+//!   `lbadm dump` arms and reads ([`dataplane::capture`]).
 //! - [`neighbour`]: interfaces, VLANs, routes to reals, neighbour entries and notifications
 //!   over rtnetlink.
 //! - [`admin`]: the admin socket protocol, its server and lbadm's client.

@@ -18,10 +18,10 @@ use std::{
 };
 
 use aya::programs::{TestRun as _, TestRunOptions};
-use lb_common::{ConnCounts, Counters, Reason};
+use lb_common::{ConnCounts, Counters, OutCounters, Reason};
 use lb_userspace::{
     config,
-    dataplane::{DataplaneReader as _, EbpfDataplane, EbpfReader, Sweeper, loader},
+    dataplane::{CaptureMaps, DataplaneReader as _, EbpfDataplane, EbpfReader, Sweeper, loader},
     neighbour::{InterfaceInfo, Route, Routes, interface_for},
     reconcile::Desired,
 };
@@ -113,6 +113,8 @@ pub struct Balancer {
     pub reader: EbpfReader,
     /// The flow sweep lbd runs every second; fixtures run it when they choose.
     pub sweeper: Sweeper,
+    /// The capture map and ring (`lbadm dump`), armed and read by the fixtures themselves.
+    pub capture: CaptureMaps,
     pub state: Desired,
 }
 
@@ -186,6 +188,7 @@ impl Balancer {
             dataplane,
             reader,
             sweeper,
+            capture,
         } = loader::load(&config.limits, None)
             .unwrap_or_else(|e| panic!("loading the program: {e:?}"));
         let mut balancer = Balancer {
@@ -193,6 +196,7 @@ impl Balancer {
             dataplane,
             reader,
             sweeper,
+            capture,
             state,
         };
         balancer.apply();
@@ -274,6 +278,22 @@ impl Balancer {
     pub fn real_counters(&self, service_index: usize, addr: impl Into<IpAddr>) -> Counters {
         self.reader
             .real_counters(self.real_id(service_index, addr.into()))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// What the balancer sent back for the service at `service_index` (NAT replies).
+    pub fn service_out_counters(&self, service_index: usize) -> OutCounters {
+        let id = self.state.services[service_index].id;
+        self.reader
+            .service_out_counters(id)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// What the balancer sent back for the real with this address in the service at
+    /// `service_index` (its NAT replies).
+    pub fn real_out_counters(&self, service_index: usize, addr: impl Into<IpAddr>) -> OutCounters {
+        self.reader
+            .real_out_counters(self.real_id(service_index, addr.into()))
             .unwrap_or_else(|e| panic!("{e}"))
     }
 

@@ -7,32 +7,23 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use lb_userspace::lbadm::dump::pcap::PcapWriter;
+
 use crate::packet::{
     ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, PROTO_ICMP, PROTO_IPIP, PROTO_TCP, PROTO_UDP,
     TPID_8021AD, TPID_8021Q, tcp_flags,
 };
 
-/// pcap link type of Ethernet frames.
-const LINKTYPE_ETHERNET: u32 = 1;
-
 /// Writes `frames` to `path` as a classic pcap file (microsecond timestamps 0, 1, 2, … so
-/// the order shows). Panics with the path on failure.
+/// the order shows), with lbadm dump's writer. Panics with the path on failure.
 pub fn write_pcap(path: &Path, frames: &[&[u8]]) {
     let mut bytes = Vec::new();
-    bytes.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes()); // magic: microsecond timestamps
-    bytes.extend_from_slice(&2u16.to_le_bytes()); // version 2.4
-    bytes.extend_from_slice(&4u16.to_le_bytes());
-    bytes.extend_from_slice(&0i32.to_le_bytes()); // timezone offset
-    bytes.extend_from_slice(&0u32.to_le_bytes()); // timestamp accuracy
-    bytes.extend_from_slice(&65535u32.to_le_bytes()); // snap length
-    bytes.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+    let mut writer = PcapWriter::new(&mut bytes, 65535).expect("writing to memory");
     for (index, frame) in frames.iter().enumerate() {
         let len = u32::try_from(frame.len()).expect("frame over 4 GiB");
-        bytes.extend_from_slice(&0u32.to_le_bytes()); // seconds
-        bytes.extend_from_slice(&(index as u32).to_le_bytes()); // microseconds
-        bytes.extend_from_slice(&len.to_le_bytes()); // captured length
-        bytes.extend_from_slice(&len.to_le_bytes()); // original length
-        bytes.extend_from_slice(frame);
+        writer
+            .write(index as u64 * 1_000, len, frame)
+            .expect("writing to memory");
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)

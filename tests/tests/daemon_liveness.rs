@@ -64,6 +64,7 @@ fn a_flow_walk_stalls_neither_the_admin_socket_nor_the_timers() {
         dataplane,
         reader,
         sweeper: _,
+        capture: _,
     } = loader::load(&config.limits, None).unwrap_or_else(|e| panic!("{e:?}"));
 
     // A hundred thousand live flows over the three reals (ids 1, 2, 3).

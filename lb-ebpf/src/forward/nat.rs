@@ -122,12 +122,11 @@ pub fn reply(ctx: &XdpContext, handoff: &Handoff) -> Verdict {
         mtu: 0,
         egress_ifindex: reply.ingress_ifindex,
     };
-    // Counted under its reason only: the service's and real's counters are the clients'
-    // packets (ipvsadm's In columns); replies would be its Out columns, which the counters do
-    // not have yet.
+    // Counted as the service's and real's outgoing traffic (ipvsadm's Out columns; see
+    // `stats`), and shown under them by a capture.
     let forwarded = Forwarded {
-        service_id: 0,
-        real_id: 0,
+        service_id: reply.service_id,
+        real_id: reply.real_id,
         new_flow: false,
         reason: Reason::ForwardedReply,
     };

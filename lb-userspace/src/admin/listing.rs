@@ -96,12 +96,18 @@ pub fn listing(context: &AdminContext, desired: &Desired) -> Result<Listing, Dat
 
 /// A service's counters, as ipvsadm's `--stats` columns.
 pub fn service_stats(reader: &dyn DataplaneReader, id: u32) -> Result<Stats, DataplaneError> {
-    Ok(reader.service_counters(id)?.into())
+    Ok(Stats::new(
+        reader.service_counters(id)?,
+        reader.service_out_counters(id)?,
+    ))
 }
 
 /// A real's counters, as ipvsadm's `--stats` columns.
 pub fn real_stats(reader: &dyn DataplaneReader, id: u32) -> Result<Stats, DataplaneError> {
-    Ok(reader.real_counters(id)?.into())
+    Ok(Stats::new(
+        reader.real_counters(id)?,
+        reader.real_out_counters(id)?,
+    ))
 }
 
 /// One reading of every service's and real's counters into the rate estimates.

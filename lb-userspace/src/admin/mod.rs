@@ -11,15 +11,19 @@
 //!   the same listing);
 //! - `rates.rs`: per-second rates, estimated from the counters as IPVS does;
 //! - `server.rs`: the daemon side of the socket;
+//! - `dump.rs`: `lbadm dump` on the daemon's side: a capture armed, its packets streamed
+//!   back on the connection (the one request answered with more than one line);
 //! - `client.rs`: lbadm's side.
 
 mod client;
+mod dump;
 mod listing;
 mod protocol;
 mod rates;
 mod server;
 
 pub use client::{ClientError, request};
+pub use dump::{action_name, resolve as resolve_dump};
 pub use listing::{format_mac, listing, monotonic_now_ns, sample_rates};
 pub use protocol::*;
 pub use rates::{ESTIMATE_EVERY, RateBoard, RateKey};

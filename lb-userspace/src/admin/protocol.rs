@@ -1,8 +1,8 @@
 //! Requests and replies on the admin socket (JSON lines).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use lb_common::Counters;
+use lb_common::{Counters, OutCounters};
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::edit::{Edit, ServiceRef};
@@ -36,6 +36,42 @@ pub enum Request {
     },
     /// Read the config file again and apply it, as SIGHUP does.
     Reload,
+    /// `lbadm dump`: packets as the program handles them, with what it did to each. The
+    /// daemon answers [`Reply::Capturing`] once armed, then a [`Reply::Packet`] per packet,
+    /// then [`Reply::Done`] after `count` packets; closing the connection ends it sooner.
+    Dump(DumpRequest),
+}
+
+/// What `lbadm dump` captures; everything the program finishes when neither is given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpRequest {
+    /// Only packets counted under this service (to its reals, and its NAT replies).
+    #[serde(default)]
+    pub service: Option<ServiceRef>,
+    /// Only packets counted under this real (of `service`, if given).
+    #[serde(default)]
+    pub real: Option<RealRef>,
+    /// Stop after this many packets; unlimited without.
+    #[serde(default)]
+    pub count: Option<u64>,
+}
+
+/// A real, as `-r RIP[:PORT]` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealRef {
+    pub address: IpAddr,
+    /// Any port of the address when absent.
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+impl std::fmt::Display for RealRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}", crate::config::socket_text(self.address, port)),
+            None => write!(f, "{}", self.address),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +91,51 @@ pub enum Reply {
     Error {
         message: String,
     },
+    /// A dump is armed; `message` says what it captures.
+    Capturing {
+        message: String,
+    },
+    /// One packet of a dump.
+    Packet(Box<DumpedPacket>),
+}
+
+/// A packet as the program finished it (`lbadm dump`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpedPacket {
+    /// When the program recorded it: nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    /// The interface it arrived on.
+    pub interface: String,
+    /// Where it left, if it did (`tx`: the same interface; `redirect`: another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_interface: Option<String>,
+    /// `pass`, `drop`, `tx`, `redirect` (or `aborted`).
+    pub action: String,
+    /// The verdict reason it was counted under (`forwarded_tx`, `pass_no_service`, …).
+    pub reason: String,
+    /// The service it was counted under (`TCP 192.0.2.10:80`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The real it was counted under (`192.0.2.11:80`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real: Option<String>,
+    /// The whole frame's length as it left the program.
+    pub frame_len: u32,
+    /// For packets a forwarding program rewrote (NAT, full NAT, tunnel, NAT replies): the
+    /// packet's protocol, source and destination as it arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<DumpedFlow>,
+    /// The frame's first bytes as it left the program (at most `snap_len`), base64.
+    pub data: String,
+}
+
+/// A 5-tuple, as a dumped packet arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpedFlow {
+    /// `tcp`, `udp` or the protocol number.
+    pub protocol: String,
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,9 +225,9 @@ pub struct RealListing {
     pub standing_in: bool,
 }
 
-/// ipvsadm's `--stats` columns. The program counts what it receives from clients; replies
-/// are not counted (with direct routing and tunnels they bypass the balancer), so the `out_*`
-/// counters stay 0, as they do in LVS-DR.
+/// ipvsadm's `--stats` columns. In: what clients sent (to the service, to the real). Out:
+/// what the balancer sent back, the NAT and full-NAT replies it translates; direct-routing
+/// and tunnel replies bypass the balancer, so theirs stay 0, as in LVS-DR.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     pub conns: u64,
@@ -156,13 +237,14 @@ pub struct Stats {
     pub out_bytes: u64,
 }
 
-impl From<Counters> for Stats {
-    fn from(counters: Counters) -> Self {
+impl Stats {
+    pub fn new(incoming: Counters, outgoing: OutCounters) -> Self {
         Self {
-            conns: counters.new_flows,
-            in_packets: counters.packets,
-            in_bytes: counters.bytes,
-            ..Self::default()
+            conns: incoming.new_flows,
+            in_packets: incoming.packets,
+            in_bytes: incoming.bytes,
+            out_packets: outgoing.packets,
+            out_bytes: outgoing.bytes,
         }
     }
 }

@@ -29,7 +29,7 @@ use super::{
 use crate::{
     config::{Limits, socket_text},
     daemon::ControlHandle,
-    dataplane::{DataplaneError, DataplaneReader},
+    dataplane::{DataplaneError, DataplaneReader, capture::Capturer},
     health::{HealthBoard, RealHealth},
     reconcile::{Desired, describe_reachability, health_key_of},
 };
@@ -52,6 +52,9 @@ pub struct AdminContext {
     pub limits: std::sync::OnceLock<Limits>,
     /// Rates of every service and real, moved by the daemon's estimator task.
     pub rates: RateBoard,
+    /// Captures for `lbadm dump`; unset until the program is loaded (and in tests that take
+    /// none).
+    capturer: std::sync::OnceLock<Arc<dyn Capturer>>,
     walks: Semaphore,
 }
 
@@ -73,6 +76,7 @@ impl AdminContext {
             health: std::sync::OnceLock::new(),
             limits: std::sync::OnceLock::new(),
             rates: RateBoard::default(),
+            capturer: std::sync::OnceLock::new(),
             walks: Semaphore::new(MAX_CONCURRENT_WALKS),
         }
     }
@@ -83,6 +87,15 @@ impl AdminContext {
 
     pub fn set_interfaces(&self, interfaces: Vec<InterfaceStatus>) {
         self.interfaces.store(Arc::new(interfaces));
+    }
+
+    /// Where `lbadm dump` captures from; set once.
+    pub fn set_capturer(&self, capturer: Arc<dyn Capturer>) {
+        let _ = self.capturer.set(capturer);
+    }
+
+    pub fn capturer(&self) -> Option<&Arc<dyn Capturer>> {
+        self.capturer.get()
     }
 
     /// `lbadm status`: attachments, map fill levels, and every real with its last check.
@@ -194,15 +207,18 @@ fn check_status(up: bool, health: Option<&RealHealth>) -> CheckStatus {
 pub async fn serve_connection(stream: UnixStream, context: Arc<AdminContext>) -> io::Result<()> {
     let (reader, mut writer) = stream.into_split();
     let mut line = String::new();
-    let read = BufReader::new(reader.take(MAX_REQUEST_BYTES as u64))
-        .read_line(&mut line)
-        .await?;
+    let mut reader = BufReader::new(reader.take(MAX_REQUEST_BYTES as u64));
+    let read = reader.read_line(&mut line).await?;
     let text = if read == 0 || !line.ends_with('\n') {
         reply_line(&Reply::Error {
             message: format!("request missing or longer than {MAX_REQUEST_BYTES} bytes"),
         })
     } else {
         match serde_json::from_str::<Request>(&line) {
+            // Answered with a line per packet, for as long as the client stays.
+            Ok(Request::Dump(request)) => {
+                return super::dump::serve(request, reader, &mut writer, &context).await;
+            }
             Ok(request) => answer(request, &context).await,
             Err(error) => reply_line(&Reply::Error {
                 message: format!("bad request: {error}"),
@@ -274,6 +290,9 @@ async fn answer(request: Request, context: &Arc<AdminContext>) -> String {
             })
         }
         Request::Reload => changed(context, |control| async move { control.reload().await }).await,
+        Request::Dump(_) => reply_line(&Reply::Error {
+            message: "a dump is answered by serve_connection".into(),
+        }),
         Request::ZeroCounters { service } => {
             let answer = changed(context, |control| async move {
                 control.zero_counters(service).await

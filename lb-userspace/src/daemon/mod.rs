@@ -211,6 +211,10 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
             },
         }
     }
+    // A dump running is ended (its client gets its last line), its capture off.
+    if let Some(capturer) = context.capturer() {
+        capturer.stop();
+    }
     // A change being applied is cut short between its steps; the reconciler finishes
     // whatever write it has begun.
     if let Some(control) = control {

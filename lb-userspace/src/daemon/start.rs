@@ -30,7 +30,10 @@ use super::{
 use crate::{
     admin::{SocketError, bind_admin_socket},
     config::{self, Config, ConfigError},
-    dataplane::loader::{self, LoadError, Loaded},
+    dataplane::{
+        capture::EbpfCapturer,
+        loader::{self, LoadError, Loaded},
+    },
     health::HealthBoard,
     metrics::{self, Pages},
     neighbour::{InterfaceInfo, NeighbourError, Neighbours, events::NeighbourEvents},
@@ -199,7 +202,10 @@ async fn load_and_attach(
         dataplane,
         reader,
         sweeper,
+        capture,
     } = loader::load(&config.limits, Some(&config.pin_dir))?;
+    // Before anything else: a capture a crashed lbd left armed is turned off.
+    let capturer = EbpfCapturer::new(capture).map_err(LoadError::from)?;
     let reader = Arc::new(reader);
     // Flows in pinned maps name reals by id: keep the ids a previous daemon gave.
     let mut existing = Existing::read(&dataplane).map_err(ReconcileError::from)?;
@@ -233,6 +239,7 @@ async fn load_and_attach(
         Box::new(dataplane),
         reader.clone(),
     )?;
+    daemon.context.set_capturer(Arc::new(capturer));
 
     let snapshot = daemon.context.desired.clone();
     watch.resync(&daemon.desired(), &daemon.inputs).await?;

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use lb_common::{
-    ConnCounts, Counters, Egress, Flow, FlowKey, Interface, MAX_TABLE_SLOTS, Real, Reason, Service,
-    ServiceKey, Settings,
+    ConnCounts, Counters, Egress, Flow, FlowKey, Interface, MAX_TABLE_SLOTS, OutCounters, Real,
+    Reason, Service, ServiceKey, Settings,
 };
 
 use super::{Dataplane, DataplaneError, DataplaneReader};
@@ -231,6 +231,8 @@ impl Dataplane for FakeDataplane {
 pub struct FakeReader {
     pub service_stats: HashMap<u32, Counters>,
     pub real_stats: HashMap<u32, Counters>,
+    pub service_out_stats: HashMap<u32, OutCounters>,
+    pub real_out_stats: HashMap<u32, OutCounters>,
     pub flows: HashMap<FlowKey, Flow>,
     pub connections: HashMap<u32, ConnCounts>,
 }
@@ -246,6 +248,22 @@ impl DataplaneReader for FakeReader {
 
     fn real_counters(&self, real_id: u32) -> Result<Counters, DataplaneError> {
         Ok(self.real_stats.get(&real_id).copied().unwrap_or_default())
+    }
+
+    fn service_out_counters(&self, service_id: u32) -> Result<OutCounters, DataplaneError> {
+        Ok(self
+            .service_out_stats
+            .get(&service_id)
+            .copied()
+            .unwrap_or_default())
+    }
+
+    fn real_out_counters(&self, real_id: u32) -> Result<OutCounters, DataplaneError> {
+        Ok(self
+            .real_out_stats
+            .get(&real_id)
+            .copied()
+            .unwrap_or_default())
     }
 
     fn reason_counters(&self) -> Result<Vec<(Reason, Counters)>, DataplaneError> {

@@ -22,9 +22,9 @@ use aya::{
 };
 use lb_common::{
     Flow, FlowKey, MAP_CONNS, MAP_EGRESS, MAP_FLOWS, MAP_FRAGMENT_SERVICES, MAP_PERSISTENCE,
-    MAP_REAL_STATS, MAP_REALS, MAP_REPLIES, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_STATS,
-    MAP_SERVICES, MAP_TABLES, PREVIOUS_MAP_FLOWS, PROTO_TCP, PreviousFlow, RETIRED_MAPS, Real,
-    Service, ServiceKey,
+    MAP_REAL_OUT_STATS, MAP_REAL_STATS, MAP_REALS, MAP_REPLIES, MAP_RR_CURSOR, MAP_SCHEDULES,
+    MAP_SERVICE_OUT_STATS, MAP_SERVICE_STATS, MAP_SERVICES, MAP_TABLES, PREVIOUS_MAP_FLOWS,
+    PROTO_TCP, PreviousFlow, RETIRED_MAPS, Real, Service, ServiceKey,
     conntrack::{STATE_ESTABLISHED, STATE_UDP},
 };
 
@@ -32,7 +32,8 @@ use crate::{
     EBPF_OBJECT, PROGRAM_BALANCER,
     config::{Limits, XdpMode},
     dataplane::{
-        DataplaneError, EbpfDataplane, EbpfReader, MapHandles, Sweeper, batch, insert_new,
+        CaptureMaps, DataplaneError, EbpfDataplane, EbpfReader, MapHandles, Sweeper, batch,
+        insert_new,
     },
 };
 
@@ -95,13 +96,14 @@ pub enum LoadError {
     },
 }
 
-/// The program, loaded and verified, with its maps taken out: the writer's, the readers' and
-/// the flow sweep's.
+/// The program, loaded and verified, with its maps taken out: the writer's, the readers', the
+/// flow sweep's and the capture's.
 pub struct Loaded {
     pub ebpf: Ebpf,
     pub dataplane: EbpfDataplane,
     pub reader: EbpfReader,
     pub sweeper: Sweeper,
+    pub capture: CaptureMaps,
 }
 
 /// Loads the program with maps sized from `limits`. With `pin_dir`, every map is pinned there,
@@ -126,6 +128,8 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
         (MAP_RR_CURSOR, limits.services),
         (MAP_SERVICE_STATS, limits.services),
         (MAP_REAL_STATS, limits.reals),
+        (MAP_SERVICE_OUT_STATS, limits.services),
+        (MAP_REAL_OUT_STATS, limits.reals),
     ];
     let pin_paths: Vec<(&str, PathBuf)> = match pin_dir {
         Some(dir) => lb_common::ALL_MAPS
@@ -158,6 +162,7 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
         dataplane,
         reader,
         sweeper,
+        capture,
     } = EbpfDataplane::from_ebpf(&mut ebpf, pin_dir)?;
     if let Some(dir) = pin_dir {
         migrate_previous_flows(dir, &reader)?;
@@ -167,6 +172,7 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
         dataplane,
         reader,
         sweeper,
+        capture,
     })
 }
 

@@ -11,20 +11,22 @@
 //! [`EbpfDataplane`]/[`EbpfReader`] implement them over the XDP program's maps (`ebpf/`), and
 //! [`FakeDataplane`]/[`FakeReader`] in memory (`fake.rs`), so the control logic is tested
 //! without root. [`loader`] loads the program, sizes and pins its maps and attaches it.
+//! [`capture`] is a third seam, for `lbadm dump`: captures of what the program does.
 
+pub mod capture;
 mod ebpf;
 mod fake;
 pub mod loader;
 
 use aya::maps::MapError;
 pub use ebpf::{
-    EbpfDataplane, EbpfReader, MapHandles, SweepReport, Sweeper, batch, insert_new, is_gone,
-    lookup_and_delete,
+    CaptureMaps, EbpfDataplane, EbpfReader, MapHandles, SweepReport, Sweeper, batch, insert_new,
+    is_gone, lookup_and_delete,
 };
 pub use fake::{FakeDataplane, FakeReader};
 use lb_common::{
-    ConnCounts, Counters, Egress, Flow, FlowKey, Interface, MAX_TABLE_SLOTS, Real, Reason, Service,
-    ServiceKey, Settings,
+    ConnCounts, Counters, Egress, Flow, FlowKey, Interface, MAX_TABLE_SLOTS, OutCounters, Real,
+    Reason, Service, ServiceKey, Settings,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -121,8 +123,8 @@ pub trait Dataplane: Send {
     fn init_service(&mut self, service_id: u32) -> Result<(), DataplaneError>;
     /// Prepares a real id for a new meaning: zeroes its counters.
     fn init_real(&mut self, real_id: u32) -> Result<(), DataplaneError>;
-    /// `ipvsadm -Z`: zeroes a service's packet, byte and new-flow counters (not its
-    /// connection counts, which are live state).
+    /// `ipvsadm -Z`: zeroes a service's packet, byte and new-flow counters, incoming and
+    /// outgoing (not its connection counts, which are live state).
     fn zero_service_counters(&mut self, service_id: u32) -> Result<(), DataplaneError>;
     /// `ipvsadm -Z` for a real, as for a service.
     fn zero_real_counters(&mut self, real_id: u32) -> Result<(), DataplaneError>;
@@ -147,6 +149,9 @@ pub trait DataplaneReader: Send + Sync {
     /// Counters summed over CPUs.
     fn service_counters(&self, service_id: u32) -> Result<Counters, DataplaneError>;
     fn real_counters(&self, real_id: u32) -> Result<Counters, DataplaneError>;
+    /// What the balancer sent back for a service or a real (NAT replies), summed over CPUs.
+    fn service_out_counters(&self, service_id: u32) -> Result<OutCounters, DataplaneError>;
+    fn real_out_counters(&self, real_id: u32) -> Result<OutCounters, DataplaneError>;
     fn reason_counters(&self) -> Result<Vec<(Reason, Counters)>, DataplaneError>;
     /// The real's active (established) and inactive (every other state) connections.
     fn connections(&self, real_id: u32) -> Result<ConnCounts, DataplaneError>;

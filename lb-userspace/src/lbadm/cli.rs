@@ -270,6 +270,9 @@ pub enum Verb {
         #[arg(long, value_name = "N")]
         count: Option<u64>,
     },
+    /// Packets as the XDP program saw them, with its verdict and the real it chose (what
+    /// tcpdump cannot see: frames it sends back out with XDP_TX); lines, or a pcap file.
+    Dump(super::dump::DumpArgs),
     /// keepalived.conf → lbd's YAML on stdout; every directive not converted is listed on
     /// stderr with its file and line.
     ImportKeepalived {

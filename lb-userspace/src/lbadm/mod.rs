@@ -25,6 +25,7 @@ mod delete_service;
 mod edit_real;
 mod edit_service;
 pub mod import_keepalived;
+pub mod dump;
 mod list;
 mod restore;
 mod save;
@@ -123,6 +124,11 @@ pub fn run(cli: &Cli) -> Result<String, Failure> {
             return import(file, interfaces);
         }
         Some(Verb::Completions { shell }) => return Ok(completions::run(*shell)),
+        Some(Verb::Dump(args)) => {
+            return dump::run(socket, args, &mut std::io::stdout().lock())
+                .map(|()| String::new())
+                .map_err(|error| Failure::Io(format!("{error:#}")));
+        }
         Some(Verb::Man) => return man_page(),
         None => {}
     }

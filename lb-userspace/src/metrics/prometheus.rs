@@ -71,6 +71,23 @@ const REAL_CONNECTIONS: Metric = counter(
     "lb_real_connections_total",
     "New flows scheduled to the real server.",
 );
+const SERVICE_OUT_PACKETS: Metric = counter(
+    "lb_service_out_packets_total",
+    "Packets the balancer sent back to the service's clients: NAT and full-NAT replies it \
+     translated (ipvsadm's OutPkts). Direct-routing and tunnel replies bypass it: 0.",
+);
+const SERVICE_OUT_BYTES: Metric = counter(
+    "lb_service_out_bytes_total",
+    "Bytes of those replies as received from the reals, Ethernet header included.",
+);
+const REAL_OUT_PACKETS: Metric = counter(
+    "lb_real_out_packets_total",
+    "Replies of the real server the balancer translated back to clients (NAT, full NAT).",
+);
+const REAL_OUT_BYTES: Metric = counter(
+    "lb_real_out_bytes_total",
+    "Bytes of those replies as received, Ethernet header included.",
+);
 const REAL_ACTIVE: Metric = gauge(
     "lb_real_active_connections",
     "Established TCP connections on the real server (ipvsadm's ActiveConn).",
@@ -179,6 +196,8 @@ pub(super) fn render(view: &View) -> String {
         out.add(&SERVICE_PACKETS, &labels, stats.in_packets);
         out.add(&SERVICE_BYTES, &labels, stats.in_bytes);
         out.add(&SERVICE_CONNECTIONS, &labels, stats.conns);
+        out.add(&SERVICE_OUT_PACKETS, &labels, stats.out_packets);
+        out.add(&SERVICE_OUT_BYTES, &labels, stats.out_bytes);
         for real in service.reals() {
             let mut labels = labels.to_vec();
             labels.push(("real", real.label.as_str()));
@@ -191,6 +210,8 @@ pub(super) fn render(view: &View) -> String {
             out.add(&REAL_PACKETS, &labels, stats.in_packets);
             out.add(&REAL_BYTES, &labels, stats.in_bytes);
             out.add(&REAL_CONNECTIONS, &labels, stats.conns);
+            out.add(&REAL_OUT_PACKETS, &labels, stats.out_packets);
+            out.add(&REAL_OUT_BYTES, &labels, stats.out_bytes);
             out.add(&REAL_ACTIVE, &labels, listing.active_conn);
             out.add(&REAL_INACTIVE, &labels, listing.inactive_conn);
             out.add(&REAL_WEIGHT, &labels, listing.weight);

@@ -9,7 +9,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use lb_common::{ConnCounts, Counters, Flow, FlowKey, Reason};
+use lb_common::{ConnCounts, Counters, Flow, FlowKey, OutCounters, Reason};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{Pages, http::serve_connection};
@@ -53,6 +53,14 @@ impl DataplaneReader for SharedReader {
 
     fn real_counters(&self, real_id: u32) -> Result<Counters, DataplaneError> {
         self.with(|reader| reader.real_counters(real_id))
+    }
+
+    fn service_out_counters(&self, service_id: u32) -> Result<OutCounters, DataplaneError> {
+        self.with(|reader| reader.service_out_counters(service_id))
+    }
+
+    fn real_out_counters(&self, real_id: u32) -> Result<OutCounters, DataplaneError> {
+        self.with(|reader| reader.real_out_counters(real_id))
     }
 
     fn reason_counters(&self) -> Result<Vec<(Reason, Counters)>, DataplaneError> {
@@ -117,6 +125,20 @@ fn fixture() -> Fixture {
             packets: 400,
             bytes: 26_000,
             new_flows: 67,
+        },
+    );
+    fake.service_out_stats.insert(
+        1,
+        OutCounters {
+            packets: 500,
+            bytes: 700_000,
+        },
+    );
+    fake.real_out_stats.insert(
+        1,
+        OutCounters {
+            packets: 300,
+            bytes: 450_000,
         },
     );
     fake.connections.insert(
@@ -204,6 +226,13 @@ fn metrics_text_holds_the_listing_counters_under_one_header_each() {
         ),
         format!("lb_real_bytes_total{r11} 26000\nlb_real_bytes_total{r12} 0\n"),
         format!("lb_real_connections_total{r11} 67\n"),
+        format!(
+            "# TYPE lb_service_out_packets_total counter\n\
+             lb_service_out_packets_total{{{SERVICE_LABELS}}} 500\n"
+        ),
+        format!("lb_service_out_bytes_total{{{SERVICE_LABELS}}} 700000\n"),
+        format!("lb_real_out_packets_total{r11} 300\nlb_real_out_packets_total{r12} 0\n"),
+        format!("lb_real_out_bytes_total{r11} 450000\n"),
         format!(
             "# TYPE lb_real_active_connections gauge\n\
              lb_real_active_connections{r11} 2\nlb_real_active_connections{r12} 0\n"

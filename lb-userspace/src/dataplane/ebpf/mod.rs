@@ -5,9 +5,11 @@
 //! waiting for the task that writes.
 
 pub mod batch;
+mod capture;
 mod element;
 mod identities;
 mod published;
+mod reader;
 mod readers;
 mod sweep;
 pub(crate) mod syscall;
@@ -17,20 +19,21 @@ use std::{hash::BuildHasher, ops::Range, os::fd::AsFd, sync::Arc};
 use aya::maps::{
     Array, DevMapHash, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
 };
+pub use capture::{CaptureMaps, EbpfCapturer};
 pub use element::{insert_new, lookup_and_delete};
 use identities::Identities;
 use lb_common::{
-    ConnCounts, Counters, Egress, FORWARD_FULLNAT, Flow, FlowKey, Interface, MAP_CONNS, MAP_EGRESS,
-    MAP_FLOWS, MAP_FRAGMENT_SERVICES, MAP_INTERFACES, MAP_REAL_STATS, MAP_REALS, MAP_REASON_STATS,
-    MAP_REPLIES, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_STATS, MAP_SERVICES, MAP_SETTINGS,
-    MAP_TABLES, MAP_TX_PORTS, MAX_TABLE_SLOTS, Real, Reason, Service, ServiceKey, Settings,
-    TableRange,
+    Counters, Egress, FORWARD_FULLNAT, Interface, MAP_CONNS, MAP_EGRESS, MAP_FLOWS,
+    MAP_FRAGMENT_SERVICES, MAP_INTERFACES, MAP_REAL_OUT_STATS, MAP_REAL_STATS, MAP_REALS,
+    MAP_REASON_STATS, MAP_REPLIES, MAP_RR_CURSOR, MAP_SCHEDULES, MAP_SERVICE_OUT_STATS,
+    MAP_SERVICE_STATS, MAP_SERVICES, MAP_SETTINGS, MAP_TABLES, MAP_TX_PORTS, MAX_TABLE_SLOTS,
+    OutCounters, Real, Service, ServiceKey, Settings, TableRange,
 };
 use published::{Conns, Reals, Schedules};
 use readers::Readers;
 pub use sweep::{SweepReport, Sweeper, is_gone};
 
-use super::{Dataplane, DataplaneError, DataplaneReader, map_err};
+use super::{Dataplane, DataplaneError, map_err};
 use crate::schedule::space::TableSpace;
 
 /// The maps lbd writes.
@@ -50,6 +53,8 @@ pub struct EbpfDataplane {
     rr_cursor: PerCpuArray<MapData, u32>,
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
+    service_out_stats: PerCpuArray<MapData, OutCounters>,
+    real_out_stats: PerCpuArray<MapData, OutCounters>,
     settings: Array<MapData, Settings>,
     /// Not preallocated (see `Egress`): replacing or deleting an entry frees the old one only
     /// after a grace period, so these writes need none of `readers`' care. `None` when the
@@ -65,16 +70,20 @@ pub struct EbpfDataplane {
 pub struct EbpfReader {
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
+    service_out_stats: PerCpuArray<MapData, OutCounters>,
+    real_out_stats: PerCpuArray<MapData, OutCounters>,
     reason_stats: PerCpuArray<MapData, Counters>,
     flows: MapData,
     conns: Arc<Conns>,
 }
 
-/// The three sides of a loaded program's maps: the writer, the reader, and the flow sweep.
+/// The four sides of a loaded program's maps: the writer, the reader, the flow sweep and the
+/// capture (`lbadm dump`).
 pub struct MapHandles {
     pub dataplane: EbpfDataplane,
     pub reader: EbpfReader,
     pub sweeper: Sweeper,
+    pub capture: CaptureMaps,
 }
 
 impl EbpfDataplane {
@@ -88,6 +97,9 @@ impl EbpfDataplane {
     ) -> Result<MapHandles, DataplaneError> {
         let service_stats = take(ebpf, MAP_SERVICE_STATS)?;
         let real_stats = take(ebpf, MAP_REAL_STATS)?;
+        let service_out_stats = take(ebpf, MAP_SERVICE_OUT_STATS)?;
+        let real_out_stats = take(ebpf, MAP_REAL_OUT_STATS)?;
+        let capture = CaptureMaps::take(ebpf)?;
         let flows = map_data(take(ebpf, MAP_FLOWS)?, MAP_FLOWS)?;
         let reals = map_data(take(ebpf, MAP_REALS)?, MAP_REALS)?;
         let settings = map_data(take(ebpf, MAP_SETTINGS)?, MAP_SETTINGS)?;
@@ -116,6 +128,14 @@ impl EbpfDataplane {
                 MAP_SERVICE_STATS,
             )?,
             real_stats: typed(duplicate(&real_stats, MAP_REAL_STATS)?, MAP_REAL_STATS)?,
+            service_out_stats: typed(
+                duplicate(&service_out_stats, MAP_SERVICE_OUT_STATS)?,
+                MAP_SERVICE_OUT_STATS,
+            )?,
+            real_out_stats: typed(
+                duplicate(&real_out_stats, MAP_REAL_OUT_STATS)?,
+                MAP_REAL_OUT_STATS,
+            )?,
             reason_stats: typed(take(ebpf, MAP_REASON_STATS)?, MAP_REASON_STATS)?,
             flows,
             conns,
@@ -143,6 +163,8 @@ impl EbpfDataplane {
             rr_cursor: typed(take(ebpf, MAP_RR_CURSOR)?, MAP_RR_CURSOR)?,
             service_stats: typed(service_stats, MAP_SERVICE_STATS)?,
             real_stats: typed(real_stats, MAP_REAL_STATS)?,
+            service_out_stats: typed(service_out_stats, MAP_SERVICE_OUT_STATS)?,
+            real_out_stats: typed(real_out_stats, MAP_REAL_OUT_STATS)?,
             settings: typed(Map::Array(settings), MAP_SETTINGS)?,
             egress: ebpf
                 .take_map(MAP_EGRESS)
@@ -155,6 +177,7 @@ impl EbpfDataplane {
             dataplane: writer,
             reader,
             sweeper,
+            capture,
         })
     }
 }
@@ -251,12 +274,12 @@ fn per_cpu<T: aya::Pod>(
     })
 }
 
-fn zero_counters(
-    map: &mut PerCpuArray<MapData, Counters>,
+fn zero_counters<T: aya::Pod + Default>(
+    map: &mut PerCpuArray<MapData, T>,
     index: u32,
     name: &'static str,
 ) -> Result<(), DataplaneError> {
-    let zeros = per_cpu(name, |_| Counters::default())?;
+    let zeros = per_cpu(name, |_| T::default())?;
     map.set(index, zeros, 0).map_err(map_err(name))
 }
 
@@ -318,19 +341,6 @@ fn remove_hash_entry<K: aya::Pod, V: aya::Pod>(
         }
         Err(source) => Err(DataplaneError::Map { map: name, source }),
     }
-}
-
-fn sum_cpus(
-    map: &PerCpuArray<MapData, Counters>,
-    index: u32,
-    name: &'static str,
-) -> Result<Counters, DataplaneError> {
-    let per_cpu = map.get(&index, 0).map_err(map_err(name))?;
-    let mut total = Counters::default();
-    for counters in per_cpu.iter() {
-        total.add(counters);
-    }
-    Ok(total)
 }
 
 impl Dataplane for EbpfDataplane {
@@ -566,7 +576,7 @@ impl Dataplane for EbpfDataplane {
     }
 
     fn init_service(&mut self, service_id: u32) -> Result<(), DataplaneError> {
-        zero_counters(&mut self.service_stats, service_id, MAP_SERVICE_STATS)?;
+        self.zero_service_counters(service_id)?;
         // Each CPU starts its walk of the schedule somewhere else: with all cursors at 0,
         // every CPU would send its first new flows to the first slots (the heaviest real).
         let random = std::collections::hash_map::RandomState::new();
@@ -579,15 +589,21 @@ impl Dataplane for EbpfDataplane {
     }
 
     fn init_real(&mut self, real_id: u32) -> Result<(), DataplaneError> {
-        zero_counters(&mut self.real_stats, real_id, MAP_REAL_STATS)
+        self.zero_real_counters(real_id)
     }
 
     fn zero_service_counters(&mut self, service_id: u32) -> Result<(), DataplaneError> {
-        zero_counters(&mut self.service_stats, service_id, MAP_SERVICE_STATS)
+        zero_counters(&mut self.service_stats, service_id, MAP_SERVICE_STATS)?;
+        zero_counters(
+            &mut self.service_out_stats,
+            service_id,
+            MAP_SERVICE_OUT_STATS,
+        )
     }
 
     fn zero_real_counters(&mut self, real_id: u32) -> Result<(), DataplaneError> {
-        zero_counters(&mut self.real_stats, real_id, MAP_REAL_STATS)
+        zero_counters(&mut self.real_stats, real_id, MAP_REAL_STATS)?;
+        zero_counters(&mut self.real_out_stats, real_id, MAP_REAL_OUT_STATS)
     }
 
     fn set_settings(&mut self, settings: Settings) -> Result<(), DataplaneError> {
@@ -703,59 +719,5 @@ impl EbpfDataplane {
             .get(&service_id, 0)
             .map_err(map_err(MAP_RR_CURSOR))?;
         Ok(values.iter().copied().collect())
-    }
-}
-
-impl DataplaneReader for EbpfReader {
-    fn service_counters(&self, service_id: u32) -> Result<Counters, DataplaneError> {
-        sum_cpus(&self.service_stats, service_id, MAP_SERVICE_STATS)
-    }
-
-    fn real_counters(&self, real_id: u32) -> Result<Counters, DataplaneError> {
-        sum_cpus(&self.real_stats, real_id, MAP_REAL_STATS)
-    }
-
-    fn reason_counters(&self) -> Result<Vec<(Reason, Counters)>, DataplaneError> {
-        Reason::ALL
-            .iter()
-            .map(|&reason| {
-                Ok((
-                    reason,
-                    sum_cpus(&self.reason_stats, reason.index(), MAP_REASON_STATS)?,
-                ))
-            })
-            .collect()
-    }
-
-    fn connections(&self, real_id: u32) -> Result<ConnCounts, DataplaneError> {
-        self.conns.get(real_id)
-    }
-
-    fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError> {
-        batch::for_each::<FlowKey, Flow>(self.flows.fd().as_fd(), visit).map_err(|source| {
-            DataplaneError::Syscall {
-                map: MAP_FLOWS,
-                call: "BPF_MAP_LOOKUP_BATCH",
-                source,
-            }
-        })
-    }
-}
-
-impl EbpfReader {
-    /// The flow table's handle, e.g. for filling it in tests (`batch::update`).
-    pub fn flows(&self) -> &MapData {
-        &self.flows
-    }
-
-    /// Adds to a real's connection counts, as the program and the sweep do (for migrating
-    /// flows from an earlier layout, and for tests).
-    pub fn add_connection(
-        &self,
-        real_id: u32,
-        state: u8,
-        delta: i64,
-    ) -> Result<(), DataplaneError> {
-        self.conns.add(real_id, state, delta)
     }
 }

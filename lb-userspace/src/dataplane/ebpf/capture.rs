@@ -1,0 +1,276 @@
+//! [`EbpfCapturer`]: captures through the program's capture map and ring buffer.
+//!
+//! Arming writes a new session number and the filter into `LB_CAPTURE_V1`; a task reads the
+//! ring (woken through epoll on its descriptor) and passes on the records of that session.
+//! Ending the session writes 0 back first, so the program stops recording before the reader
+//! goes. Session numbers start from the clock, so records a crashed predecessor left in the
+//! (pinned) ring never pass for this daemon's.
+
+use std::{
+    os::fd::{AsFd, OwnedFd},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use aya::maps::{Array, Map, MapData, RingBuf};
+use lb_common::capture::{Capture, MAP_CAPTURE, MAP_CAPTURE_RING};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::{mpsc, oneshot},
+};
+
+use super::{map_err, take, typed};
+use crate::dataplane::{
+    DataplaneError,
+    capture::{CaptureError, CaptureFilter, CaptureSession, CapturedPacket, Capturer},
+};
+
+/// Packets waiting for the client before lbd drops the newest (a client slower than the
+/// traffic loses packets; the program never waits).
+const QUEUE: usize = 4096;
+/// How long the reader sleeps at most without a wake-up, in case one was missed.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// The program's capture map and ring, taken out of the loaded object.
+pub struct CaptureMaps {
+    control: Array<MapData, Capture>,
+    ring: RingBuf<MapData>,
+}
+
+impl CaptureMaps {
+    pub(super) fn take(ebpf: &mut aya::Ebpf) -> Result<Self, DataplaneError> {
+        let control = typed(take(ebpf, MAP_CAPTURE)?, MAP_CAPTURE)?;
+        let ring = match take(ebpf, MAP_CAPTURE_RING)? {
+            raw @ Map::RingBuf(_) => typed(raw, MAP_CAPTURE_RING)?,
+            _ => {
+                return Err(DataplaneError::MissingMap {
+                    map: MAP_CAPTURE_RING,
+                });
+            }
+        };
+        Ok(Self { control, ring })
+    }
+
+    /// The capture entry as the program reads it.
+    pub fn armed(&self) -> Result<Capture, DataplaneError> {
+        self.control.get(&0, 0).map_err(map_err(MAP_CAPTURE))
+    }
+
+    fn set(&mut self, capture: Capture) -> Result<(), DataplaneError> {
+        self.control
+            .set(0, capture, 0)
+            .map_err(map_err(MAP_CAPTURE))
+    }
+
+    /// Arms a capture for `session` (tests; lbd goes through [`EbpfCapturer`]).
+    pub fn arm(&mut self, session: u32, filter: CaptureFilter) -> Result<(), DataplaneError> {
+        self.set(Capture {
+            session,
+            service_id: filter.service_id,
+            real_id: filter.real_id,
+            _pad: 0,
+        })
+    }
+
+    pub fn disarm(&mut self) -> Result<(), DataplaneError> {
+        self.set(Capture::default())
+    }
+
+    /// The next record in the ring, if any, with its session (tests; lbd reads it on a task).
+    pub fn next_record(&mut self) -> Option<(u32, CapturedPacket)> {
+        let item = self.ring.next()?;
+        CapturedPacket::from_record(&item)
+    }
+}
+
+/// Captures through the program's maps, one at a time.
+pub struct EbpfCapturer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    control: Mutex<Array<MapData, Capture>>,
+    /// Held by the task reading it; a new capture's task waits for the last one's to let go.
+    ring: Arc<tokio::sync::Mutex<RingBuf<MapData>>>,
+    next_session: AtomicU32,
+    /// The capture running now: its session, and what ends its reader.
+    current: Mutex<Option<(u32, oneshot::Sender<()>)>>,
+}
+
+impl Shared {
+    /// Ends the capture of `session` (any, with `None`) if it is the one running: 0 written
+    /// first, so the program records nothing more, then its reader stopped.
+    fn end(&self, session: Option<u32>) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match (current.as_ref(), session) {
+            (Some((running, _)), Some(session)) if *running != session => return,
+            (None, _) => return,
+            _ => {}
+        }
+        let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(error) = control.set(0, Capture::default(), 0) {
+            log::error!("turning the capture off ({MAP_CAPTURE}): {error}");
+        }
+        if let Some((_, stop)) = current.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl EbpfCapturer {
+    /// Takes over the capture maps, turning off a capture an earlier lbd left armed (it
+    /// crashed, or was killed, while a dump ran): the program would otherwise go on filling
+    /// the ring for nobody.
+    pub fn new(maps: CaptureMaps) -> Result<Self, DataplaneError> {
+        let CaptureMaps { mut control, ring } = maps;
+        let left = control.get(&0, 0).map_err(map_err(MAP_CAPTURE))?;
+        if left.session != 0 {
+            control
+                .set(0, Capture::default(), 0)
+                .map_err(map_err(MAP_CAPTURE))?;
+            log::warn!(
+                "turned off a capture (lbadm dump) that an earlier lbd left armed in {MAP_CAPTURE}"
+            );
+        }
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                control: Mutex::new(control),
+                ring: Arc::new(tokio::sync::Mutex::new(ring)),
+                next_session: AtomicU32::new(clock.subsec_nanos() ^ clock.as_secs() as u32),
+                current: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+/// Ends a session (if still the one running): the capture off, its reader stopped.
+struct End {
+    shared: Arc<Shared>,
+    session: u32,
+}
+
+impl Drop for End {
+    fn drop(&mut self) {
+        self.shared.end(Some(self.session));
+    }
+}
+
+impl Capturer for EbpfCapturer {
+    fn start(&self, filter: CaptureFilter) -> Result<CaptureSession, CaptureError> {
+        let shared = &self.shared;
+        let session = loop {
+            let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
+            if session != 0 {
+                break session;
+            }
+        };
+        let (packets, receiver) = mpsc::channel(QUEUE);
+        let (stop, stopped) = oneshot::channel();
+        {
+            let mut current = shared.current.lock().unwrap_or_else(|e| e.into_inner());
+            if current.is_some() {
+                return Err(CaptureError::Busy);
+            }
+            *current = Some((session, stop));
+        }
+        // From here, whatever happens, the session's end turns the capture off.
+        let end = End {
+            shared: shared.clone(),
+            session,
+        };
+        tokio::spawn(read_ring(shared.ring.clone(), session, packets, stopped));
+        shared
+            .control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set(
+                0,
+                Capture {
+                    session,
+                    service_id: filter.service_id,
+                    real_id: filter.real_id,
+                    _pad: 0,
+                },
+                0,
+            )
+            .map_err(map_err(MAP_CAPTURE))?;
+        Ok(CaptureSession::new(receiver, Box::new(end)))
+    }
+
+    fn stop(&self) {
+        self.shared.end(None);
+    }
+}
+
+/// Passes the ring's records of `session` on to `packets` until told to stop or nobody reads.
+async fn read_ring(
+    ring: Arc<tokio::sync::Mutex<RingBuf<MapData>>>,
+    session: u32,
+    packets: mpsc::Sender<CapturedPacket>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut ring = tokio::select! {
+        ring = ring.lock_owned() => ring,
+        _ = &mut stopped => return,
+    };
+    let registered = ring.as_fd().try_clone_to_owned().and_then(|fd| {
+        // SAFETY: an `OwnedFd` owns its open descriptor, and only the `AsyncFd` holds it.
+        unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(|error| error.into_parts().1)
+    });
+    let readiness = match registered {
+        Ok(readiness) => readiness,
+        Err(error) => {
+            log::error!("capture: waiting on {MAP_CAPTURE_RING}: {error}");
+            return;
+        }
+    };
+    let mut dropped = 0u64;
+    loop {
+        // Everything there now; a record submitted after the last one read wakes the
+        // descriptor again (the ring notifies a reader that has caught up).
+        while let Some(item) = ring.next() {
+            let Some((of, packet)) = CapturedPacket::from_record(&item) else {
+                continue;
+            };
+            if of != session {
+                continue;
+            }
+            match packets.try_send(packet) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => dropped += 1,
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+        if dropped > 0 {
+            log::warn!("capture: the client is slower than the traffic: {dropped} packets lost");
+            dropped = 0;
+        }
+        tokio::select! {
+            _ = &mut stopped => return,
+            () = packets.closed() => return,
+            ready = wait(&readiness) => if !ready { return },
+        }
+    }
+}
+
+/// Waits until the ring may hold records (or a while has passed); false if it cannot wait.
+async fn wait(readiness: &AsyncFd<OwnedFd>) -> bool {
+    match tokio::time::timeout(IDLE_POLL, readiness.readable()).await {
+        Ok(Ok(mut guard)) => {
+            guard.clear_ready();
+            true
+        }
+        Ok(Err(error)) => {
+            log::error!("capture: waiting on {MAP_CAPTURE_RING}: {error}");
+            false
+        }
+        Err(_) => true,
+    }
+}

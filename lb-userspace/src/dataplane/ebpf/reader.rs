@@ -1,0 +1,101 @@
+//! [`EbpfReader`]: what the program counts and remembers, read through handles of the
+//! reader's own (per-CPU counters summed over CPUs, connection counts, the flow table).
+
+use std::os::fd::AsFd;
+
+use aya::maps::{MapData, PerCpuArray};
+use lb_common::{
+    ConnCounts, Counters, Flow, FlowKey, MAP_FLOWS, MAP_REAL_OUT_STATS, MAP_REAL_STATS,
+    MAP_REASON_STATS, MAP_SERVICE_OUT_STATS, MAP_SERVICE_STATS, OutCounters, Reason,
+};
+
+use super::{EbpfReader, batch, map_err};
+use crate::dataplane::{DataplaneError, DataplaneReader};
+
+fn sum_cpus(
+    map: &PerCpuArray<MapData, Counters>,
+    index: u32,
+    name: &'static str,
+) -> Result<Counters, DataplaneError> {
+    let per_cpu = map.get(&index, 0).map_err(map_err(name))?;
+    let mut total = Counters::default();
+    for counters in per_cpu.iter() {
+        total.add(counters);
+    }
+    Ok(total)
+}
+
+fn sum_out_cpus(
+    map: &PerCpuArray<MapData, OutCounters>,
+    index: u32,
+    name: &'static str,
+) -> Result<OutCounters, DataplaneError> {
+    let per_cpu = map.get(&index, 0).map_err(map_err(name))?;
+    let mut total = OutCounters::default();
+    for counters in per_cpu.iter() {
+        total.add(counters);
+    }
+    Ok(total)
+}
+
+impl DataplaneReader for EbpfReader {
+    fn service_counters(&self, service_id: u32) -> Result<Counters, DataplaneError> {
+        sum_cpus(&self.service_stats, service_id, MAP_SERVICE_STATS)
+    }
+
+    fn real_counters(&self, real_id: u32) -> Result<Counters, DataplaneError> {
+        sum_cpus(&self.real_stats, real_id, MAP_REAL_STATS)
+    }
+
+    fn service_out_counters(&self, service_id: u32) -> Result<OutCounters, DataplaneError> {
+        sum_out_cpus(&self.service_out_stats, service_id, MAP_SERVICE_OUT_STATS)
+    }
+
+    fn real_out_counters(&self, real_id: u32) -> Result<OutCounters, DataplaneError> {
+        sum_out_cpus(&self.real_out_stats, real_id, MAP_REAL_OUT_STATS)
+    }
+
+    fn reason_counters(&self) -> Result<Vec<(Reason, Counters)>, DataplaneError> {
+        Reason::ALL
+            .iter()
+            .map(|&reason| {
+                Ok((
+                    reason,
+                    sum_cpus(&self.reason_stats, reason.index(), MAP_REASON_STATS)?,
+                ))
+            })
+            .collect()
+    }
+
+    fn connections(&self, real_id: u32) -> Result<ConnCounts, DataplaneError> {
+        self.conns.get(real_id)
+    }
+
+    fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError> {
+        batch::for_each::<FlowKey, Flow>(self.flows.fd().as_fd(), visit).map_err(|source| {
+            DataplaneError::Syscall {
+                map: MAP_FLOWS,
+                call: "BPF_MAP_LOOKUP_BATCH",
+                source,
+            }
+        })
+    }
+}
+
+impl EbpfReader {
+    /// The flow table's handle, e.g. for filling it in tests (`batch::update`).
+    pub fn flows(&self) -> &MapData {
+        &self.flows
+    }
+
+    /// Adds to a real's connection counts, as the program and the sweep do (for migrating
+    /// flows from an earlier layout, and for tests).
+    pub fn add_connection(
+        &self,
+        real_id: u32,
+        state: u8,
+        delta: i64,
+    ) -> Result<(), DataplaneError> {
+        self.conns.add(real_id, state, delta)
+    }
+}
