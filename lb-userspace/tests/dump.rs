@@ -22,7 +22,7 @@ use lb_userspace::{
         FakeDataplane, FakeReader,
         capture::{CaptureFilter, CapturedPacket, FakeCapturer},
     },
-    lbadm::dump::{self, DumpArgs, TemporaryCli},
+    lbadm::{Cli, Verb, dump::{self, DumpArgs}},
     neighbour::{InterfaceInfo, Routes},
     reconcile::Desired,
 };
@@ -116,9 +116,12 @@ impl Drop for Running {
 }
 
 fn args(words: &[&str]) -> DumpArgs {
-    let mut argv = vec!["dump"];
+    let mut argv = vec!["lbadm", "dump"];
     argv.extend_from_slice(words);
-    TemporaryCli::parse_from(argv).args
+    match Cli::parse_from(argv).verb {
+        Some(Verb::Dump(args)) => args,
+        other => panic!("{words:?} parsed as {other:?}"),
+    }
 }
 
 /// `lbadm dump WORDS` on a blocking thread: what it printed, or its error. Awaiting it
