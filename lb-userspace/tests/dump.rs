@@ -22,7 +22,10 @@ use lb_userspace::{
         FakeDataplane, FakeReader,
         capture::{CaptureFilter, CapturedPacket, FakeCapturer},
     },
-    lbadm::{Cli, Verb, dump::{self, DumpArgs}},
+    lbadm::{
+        Cli, Verb,
+        dump::{self, DumpArgs},
+    },
     neighbour::{InterfaceInfo, Routes},
     reconcile::Desired,
 };

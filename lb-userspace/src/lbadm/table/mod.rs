@@ -138,17 +138,11 @@ fn service_lines(out: &mut String, service: &ServiceListing, format: Format) {
             }
         }
         Layout::Stats => {
-            let stats = service.stats;
-            let _ = write!(out, "{name:<33}");
-            for n in [
-                stats.conns,
-                stats.in_packets,
-                stats.out_packets,
-                stats.in_bytes,
-                stats.out_bytes,
-            ] {
-                out.push_str(&large_number(n, format.exact));
-            }
+            let _ = write!(
+                out,
+                "{name:<33}{}",
+                stats_columns(&service.stats, format.exact)
+            );
         }
         Layout::Rate => {
             let rate = service.rate;
@@ -185,20 +179,11 @@ fn real_line(out: &mut String, service: &ServiceListing, real: &RealListing, for
             real.active_conn,
             real.inactive_conn
         ),
-        Layout::Stats => {
-            let stats = real.stats;
-            let _ = write!(out, "  -> {name:<28}");
-            for n in [
-                stats.conns,
-                stats.in_packets,
-                stats.out_packets,
-                stats.in_bytes,
-                stats.out_bytes,
-            ] {
-                out.push_str(&large_number(n, format.exact));
-            }
-            writeln!(out)
-        }
+        Layout::Stats => writeln!(
+            out,
+            "  -> {name:<28}{}",
+            stats_columns(&real.stats, format.exact)
+        ),
         // ipvsadm prints a real's per-second counts whole and abbreviates only its bytes.
         Layout::Rate => {
             let rate = real.rate;
@@ -288,6 +273,20 @@ pub fn forward_name(forward: &str) -> &str {
         "fullnat" => "FullNat",
         other => other,
     }
+}
+
+/// `--stats`'s five columns.
+fn stats_columns(stats: &crate::admin::Stats, exact: bool) -> String {
+    [
+        stats.conns,
+        stats.in_packets,
+        stats.out_packets,
+        stats.in_bytes,
+        stats.out_bytes,
+    ]
+    .iter()
+    .map(|&n| large_number(n, exact))
+    .collect()
 }
 
 /// One number column as ipvsadm prints it: 9 characters, right-aligned, and past 8 digits
