@@ -122,33 +122,87 @@ pub(super) fn matches(pattern: &str, name: &str) -> bool {
     if name.starts_with('.') && !pattern.starts_with('.') {
         return false;
     }
-    let pattern: Vec<char> = pattern.chars().collect();
+    let tokens = tokens(pattern);
     let name: Vec<char> = name.chars().collect();
-    matches_from(&pattern, &name)
+    // Two pointers, going back only to just after the last `*` (which then takes one more
+    // character): at most |pattern| × |name| steps, however many stars, and no recursion.
+    let (mut at, mut next) = (0, 0);
+    let mut last_star: Option<(usize, usize)> = None;
+    while next < name.len() {
+        match tokens.get(at) {
+            Some(Token::Star) => {
+                last_star = Some((at, next));
+                at += 1;
+            }
+            Some(token) if token.accepts(name[next]) => {
+                at += 1;
+                next += 1;
+            }
+            _ => match last_star {
+                Some((star, taken)) => {
+                    last_star = Some((star, taken + 1));
+                    at = star + 1;
+                    next = taken + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    tokens[at..].iter().all(|token| *token == Token::Star)
 }
 
-fn matches_from(pattern: &[char], name: &[char]) -> bool {
-    match pattern.first() {
-        None => name.is_empty(),
-        Some('*') => (0..=name.len()).any(|skip| matches_from(&pattern[1..], &name[skip..])),
-        Some('?') => !name.is_empty() && matches_from(&pattern[1..], &name[1..]),
-        Some('[') => match (class(pattern), name.first()) {
-            (Some((accepts, length)), Some(&c)) => {
-                accepts(c) && matches_from(&pattern[length..], &name[1..])
+/// One element of a pattern.
+#[derive(Debug, PartialEq)]
+enum Token {
+    Star,
+    Any,
+    Char(char),
+    /// `[…]`: its ranges, and whether it is negated.
+    Class(Vec<(char, char)>, bool),
+}
+
+impl Token {
+    /// Whether it matches `c` (never called for a star).
+    fn accepts(&self, c: char) -> bool {
+        match self {
+            Token::Star | Token::Any => true,
+            Token::Char(own) => *own == c,
+            Token::Class(ranges, negated) => {
+                ranges.iter().any(|&(low, high)| (low..=high).contains(&c)) != *negated
             }
-            // An unclosed `[` is a character.
-            (None, Some('[')) => matches_from(&pattern[1..], &name[1..]),
-            _ => false,
-        },
-        Some('\\') if pattern.len() > 1 => {
-            name.first() == Some(&pattern[1]) && matches_from(&pattern[2..], &name[1..])
         }
-        Some(c) => name.first() == Some(c) && matches_from(&pattern[1..], &name[1..]),
     }
 }
 
-/// The bracket expression at the start of `pattern`: what it accepts and its length.
-fn class(pattern: &[char]) -> Option<(impl Fn(char) -> bool, usize)> {
+fn tokens(pattern: &str) -> Vec<Token> {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let mut tokens = Vec::with_capacity(pattern.len());
+    let mut index = 0;
+    while let Some(&c) = pattern.get(index) {
+        index += 1;
+        tokens.push(match c {
+            '*' => Token::Star,
+            '?' => Token::Any,
+            '[' => match class(&pattern[index - 1..]) {
+                Some((token, length)) => {
+                    index += length - 1;
+                    token
+                }
+                // An unclosed `[` is a character.
+                None => Token::Char('['),
+            },
+            '\\' if index < pattern.len() => {
+                index += 1;
+                Token::Char(pattern[index - 1])
+            }
+            _ => Token::Char(c),
+        });
+    }
+    tokens
+}
+
+/// The bracket expression at the start of `pattern`, and its length.
+fn class(pattern: &[char]) -> Option<(Token, usize)> {
     let mut index = 1;
     let negated = matches!(pattern.get(index), Some('!' | '^'));
     if negated {
@@ -172,9 +226,7 @@ fn class(pattern: &[char]) -> Option<(impl Fn(char) -> bool, usize)> {
             index += 1;
         }
     }
-    let accepts =
-        move |c: char| ranges.iter().any(|&(low, high)| (low..=high).contains(&c)) != negated;
-    Some((accepts, index + 1))
+    Some((Token::Class(ranges, negated), index + 1))
 }
 
 #[cfg(test)]
@@ -193,6 +245,22 @@ mod tests {
         assert!(matches("[]a]", "]"));
         assert!(matches(r"a\*", "a*"));
         assert!(!matches(r"a\*", "ab"));
+        assert!(matches("a*", "a"));
+        assert!(matches("*b*", "abc"));
+        assert!(!matches("a*c", "abcd"));
+        assert!(matches("a*c*", "abcd"));
+        assert!(matches(r"x\", r"x\"));
+        assert!(matches("[x", "[x"));
+    }
+
+    #[test]
+    fn stars_take_linear_time_and_no_stack() {
+        // Backtracking per star would take 2^30 steps here, and recursing per character a
+        // frame per character of a long name.
+        let pattern = format!("{}b", "*a".repeat(30));
+        assert!(!matches(&pattern, &"a".repeat(60)));
+        assert!(matches(&pattern, &format!("{}b", "a".repeat(60))));
+        assert!(matches("*", &"x".repeat(1_000_000)));
     }
 
     #[test]
