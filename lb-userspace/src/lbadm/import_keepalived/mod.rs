@@ -10,7 +10,9 @@
 //!
 //! - this file: the entry point and the types the verb sees;
 //! - `parse.rs`: keepalived's syntax (comments, quotes, braces, `include`) → a tree of
-//!   directives, as keepalived's `lib/parser.c` reads it;
+//!   directives, as keepalived's `lib/parser.c` reads it; `grammar.rs`: which `{` opens a
+//!   block (keepalived decides by keyword, and reports and reads past stray braces, which
+//!   are listed); `macros.rs`: `$NAME` definitions, expanded;
 //! - `glob.rs`: the `include` patterns (glob(3) with `GLOB_BRACE`);
 //! - `convert.rs`: the top-level blocks, `global_defs`, a `virtual_server`'s own settings;
 //!   `reals.rs`: a `virtual_server` and its `real_server`s → a service; `check.rs`: the
@@ -73,6 +75,8 @@
 mod check;
 mod convert;
 mod glob;
+mod grammar;
+mod macros;
 mod parse;
 mod reals;
 #[cfg(test)]
@@ -153,14 +157,6 @@ pub enum ImportError {
         line: usize,
         included: PathBuf,
     },
-    #[error("{}:{line}: unbalanced braces: this `}}` closes no block", .file.display())]
-    UnexpectedClose { file: PathBuf, line: usize },
-    #[error("{}:{line}: unbalanced braces: this `{{` is never closed", .file.display())]
-    Unclosed { file: PathBuf, line: usize },
-    #[error("{}:{line}: `{{` opens a block but no directive comes before it", .file.display())]
-    OrphanOpen { file: PathBuf, line: usize },
-    #[error("{}:{line}: unterminated quote", .file.display())]
-    UnterminatedQuote { file: PathBuf, line: usize },
     /// One of [`ImportOptions::interfaces`].
     #[error(
         "interface {name:?}: not a Linux interface name (1 to {} bytes, without '/', ':' or \

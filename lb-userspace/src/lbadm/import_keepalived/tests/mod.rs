@@ -17,6 +17,8 @@ mod errors;
 mod fixture;
 /// Services, reals, sorry servers, VRRP, interfaces and the rest of the mapping.
 mod services;
+/// keepalived's syntax: braces, quotes, definitions, as keepalived reads them.
+mod syntax;
 
 /// A directory of its own, removed when dropped.
 struct Scratch {

@@ -259,7 +259,6 @@ include missing/*.conf
     assert_eq!(
         lines(&converted),
         [
-            (1, "$WEB=192.0.2.10"),
             (3, "@lb2"),
             (4, "lvs_sync_daemon"),
             (6, "vrrp_garp_master_delay"),
@@ -300,22 +299,4 @@ virtual_server 192.0.2.20 80 {
     );
     assert_eq!(converted.config.services[0].sorry_server, None);
     assert_eq!(lines(&converted), [(4, "sorry_server"), (13, "bindto")]);
-}
-
-#[test]
-fn a_block_where_keepalived_expects_none_is_listed_not_dropped() {
-    let converted = convert(
-        "virtual_server 192.0.2.10 80 {
-    protocol TCP
-    lvs_method DR
-    real_server 10.0.0.11 80 {
-        weight 2 {
-            inhibit_on_failure
-        }
-    }
-}
-",
-    );
-    assert_eq!(converted.config.services[0].reals[0].weight, 2);
-    assert_eq!(lines(&converted), [(6, "inhibit_on_failure")]);
 }
