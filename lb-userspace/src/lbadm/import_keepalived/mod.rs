@@ -85,6 +85,7 @@ mod vrrp;
 mod yaml;
 
 use std::{
+    borrow::Cow,
     fmt,
     path::{Path, PathBuf},
 };
@@ -122,25 +123,30 @@ pub struct Unconverted {
 /// `FILE:LINE: DIRECTIVE: not converted: REASON` (`FILE: …` for a note about the whole file).
 impl fmt::Display for Unconverted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        write!(f, "{}", shown_path(&self.file))?;
         if self.line != 0 {
             write!(f, ":{}", self.line)?;
         }
-        write!(f, ": {}: not converted: {}", self.directive, self.reason)
+        write!(
+            f,
+            ": {}: not converted: {}",
+            escape_controls(&self.directive),
+            escape_controls(&self.reason)
+        )
     }
 }
 
 /// Why nothing could be converted. Each names the file and, where there is one, the line.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{}: cannot read: {source}", .path.display())]
+    #[error("{}: cannot read: {source}", shown_path(.path))]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
     /// An included file that exists but cannot be read (a pattern that matches nothing is
     /// skipped and listed, as keepalived skips it).
-    #[error("{}:{line}: include: cannot read {}: {source}", .file.display(), .included.display())]
+    #[error("{}:{line}: include: cannot read {}: {source}", shown_path(.file), shown_path(.included))]
     ReadIncluded {
         file: PathBuf,
         line: usize,
@@ -149,8 +155,8 @@ pub enum ImportError {
     },
     #[error(
         "{}:{line}: include loop: {} is already being read (it includes itself)",
-        .file.display(),
-        .included.display()
+        shown_path(.file),
+        shown_path(.included)
     )]
     IncludeLoop {
         file: PathBuf,
@@ -168,9 +174,39 @@ pub enum ImportError {
     #[error(
         "{}: the converted YAML does not pass lbd's validation (a bug of lbadm \
          import-keepalived; please report it with the config): {source}",
-        .path.display()
+        shown_path(.path)
     )]
     Invalid { path: PathBuf, source: ConfigError },
+}
+
+/// `path` as messages show it, its control characters escaped.
+pub(crate) fn shown_path(path: &Path) -> String {
+    escape_controls(&path.display().to_string()).into_owned()
+}
+
+/// `text` with its control characters (and the characters some YAML readers take for line
+/// breaks) escaped as Rust writes them (`\r`, `\u{85}`), so that text from keepalived.conf
+/// or a file name cannot end a line of the YAML (a comment, say) or of stderr early.
+pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
+    let escaped = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+            )
+    };
+    if !text.contains(escaped) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escaped(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Converts the keepalived config at `path` (and the files it includes).
@@ -185,12 +221,12 @@ pub fn import(path: &Path, options: &ImportOptions) -> Result<Import, ImportErro
     let parsed = parse::read(path)?;
     let converted = convert::convert(&parsed.directives, path, options);
     let yaml = yaml::render(&converted.config);
-    config::parse(&yaml, &format!("YAML converted from {}", path.display())).map_err(|source| {
-        ImportError::Invalid {
+    config::parse(&yaml, &format!("YAML converted from {}", shown_path(path))).map_err(
+        |source| ImportError::Invalid {
             path: path.to_owned(),
             source,
-        }
-    })?;
+        },
+    )?;
     let mut skipped = parsed.skipped;
     skipped.extend(converted.skipped);
     Ok(Import {

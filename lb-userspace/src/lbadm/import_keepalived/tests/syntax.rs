@@ -128,3 +128,43 @@ virtual_server ${VIP} 80 {
         reason(&converted, 8, "virtualhost").contains("$_INSTANCE: keepalived's instance name")
     );
 }
+
+#[test]
+fn control_characters_of_the_input_never_break_a_line_of_the_yaml_or_of_stderr() {
+    let scratch = Scratch::new();
+    let top = scratch.write(
+        "keepalived.conf",
+        "global_defs {\n    router_id \"lb1\rinstance: evil\"\n}\n\
+         vrrp_instance \"VI\r  - name: evil\u{85}\" {\n    interface eth0\n    \
+         notify_master \"/bin/x\rb\"\n}\n\
+         virtual_server 192.0.2.10 80 { \"\u{1b}[31m\" }\ninclude conf\u{1b}.d/*.conf\n",
+    );
+    scratch.write("conf\u{1b}.d/a\u{7}.conf", "x\u{85}y\n");
+    let converted = convert_file(&top, &on_eth0());
+    assert!(
+        !converted
+            .yaml
+            .contains(|c: char| c.is_control() && c != '\n'),
+        "{:?}",
+        converted.yaml
+    );
+    assert!(
+        converted
+            .yaml
+            .contains(r"# instance: keepalived's router_id lb1\rinstance: evil")
+    );
+    assert_eq!(converted.config.instance, "lb1-instance--evil");
+    for entry in &converted.unconverted {
+        let line = entry.to_string();
+        assert!(!line.contains(|c: char| c.is_control()), "{line:?}");
+    }
+    // The commented vrrp block reads back with the name as written.
+    let start = converted.yaml.find("# vrrp:").unwrap();
+    let uncommented: String = converted.yaml[start..]
+        .lines()
+        .map(|line| format!("{}\n", line.strip_prefix("# ").unwrap_or(line)))
+        .collect();
+    let value: serde_json::Value = serde_saphyr::from_str(&uncommented).unwrap();
+    assert_eq!(value["vrrp"][0]["name"], "VI\r  - name: evil\u{85}");
+    assert_eq!(value["vrrp"][0]["hooks"]["on_master"], "/bin/x\rb");
+}
