@@ -230,18 +230,29 @@ fn candidate<'d>(
                 Ok(connect) if connect != 0 => check_port = Some(connect),
                 _ => notes.skip(child, format!("{value:?} is not a port")),
             },
-            "connect_ip" if value.parse() == Ok(real.address) => {}
-            "connect_ip" => notes.skip(child, "lbd checks the real's own address"),
-            "bindto" => match value.parse::<IpAddr>() {
-                Ok(address) if source_fits(address, service) && !vips.contains(&address) => {
-                    source = Some(address);
+            "connect_ip" => match convert::address(value) {
+                Some((address, dropped)) if address == real.address => {
+                    if let Some(dropped) = dropped {
+                        notes.skip(child, convert::dropped_suffix(address, dropped));
+                    }
                 }
-                Ok(_) => notes.skip(
+                _ => notes.skip(child, "lbd checks the real's own address"),
+            },
+            "bindto" => match convert::address(value) {
+                Some((address, dropped))
+                    if source_fits(address, service) && !vips.contains(&address) =>
+                {
+                    source = Some(address);
+                    if let Some(dropped) = dropped {
+                        notes.skip(child, convert::dropped_suffix(address, dropped));
+                    }
+                }
+                Some(_) => notes.skip(
                     child,
                     "lbd's check source must be a unicast address, no VIP, in the family of \
                      every real of the service (and of the VIP, unless tunnelled)",
                 ),
-                Err(_) => notes.skip(child, format!("{value:?} is not an IP address")),
+                None => notes.skip(child, format!("{value:?} is not an IP address")),
             },
             "url" if http => urls.push(child),
             "virtualhost" if http && !value.is_empty() => virtualhost = Some(value.to_owned()),

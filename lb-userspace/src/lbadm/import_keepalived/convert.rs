@@ -61,7 +61,7 @@ pub(super) fn convert(
     let vips: HashSet<IpAddr> = directives
         .iter()
         .filter(|directive| directive.keyword == "virtual_server")
-        .filter_map(|directive| directive.value()?.parse().ok())
+        .filter_map(|directive| Some(address(directive.value()?)?.0))
         .collect();
     for directive in directives {
         match directive.keyword.as_str() {
@@ -292,6 +292,28 @@ pub(super) fn seconds(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(whole) + Duration::from_millis(millis))
 }
 
+/// An address as keepalived's `inet_stosockaddr` reads it (virtual, real and sorry servers,
+/// `connect_ip`, `bindto`): a range (`-…`), else a mask (`/…`), after it is dropped. Also
+/// returns what was dropped, for the note.
+pub(super) fn address(text: &str) -> Option<(IpAddr, Option<&str>)> {
+    let cut = text.find('-').or_else(|| text.find('/'));
+    let (address, dropped) = match cut {
+        Some(at) => (&text[..at], Some(&text[at..])),
+        None => (text, None),
+    };
+    // keepalived takes the family from a `:` anywhere in what is written.
+    let address: IpAddr = address.parse().ok()?;
+    (address.is_ipv6() == text.contains(':')).then_some((address, dropped))
+}
+
+/// The note for what [`address`] dropped.
+pub(super) fn dropped_suffix(address: IpAddr, dropped: &str) -> String {
+    format!(
+        "{dropped} after {address}: keepalived ignores a range or mask here, and so does the \
+         YAML"
+    )
+}
+
 /// Why our validator would refuse `address` for a VIP or a server (the same rules).
 pub(super) fn unusable(address: IpAddr) -> Option<&'static str> {
     let reason = match address {
@@ -446,16 +468,20 @@ fn granularity(value: &str, vip: IpAddr) -> Result<u8, String> {
     Ok(bits.leading_ones() as u8)
 }
 
-/// `sorry_server IP [PORT]` for a service, or why not.
+/// `sorry_server IP [PORT]` for a service, and what of it is not converted; or why not.
 pub(super) fn sorry_server(
     directive: &Directive,
     service: &Service,
     vips: &HashSet<IpAddr>,
-) -> Result<SocketAddr, String> {
-    let address: IpAddr = directive
+) -> Result<(SocketAddr, Vec<String>), String> {
+    let mut caveats = Vec::new();
+    let (address, dropped) = directive
         .value()
-        .and_then(|text| text.parse().ok())
+        .and_then(address)
         .ok_or("not an IP address")?;
+    if let Some(dropped) = dropped {
+        caveats.push(dropped_suffix(address, dropped));
+    }
     if let Some(problem) = unusable(address) {
         return Err(format!("{address} is {problem}"));
     }
@@ -491,7 +517,7 @@ pub(super) fn sorry_server(
     {
         return Err("it is also a real server of the service".to_owned());
     }
-    Ok(SocketAddr::new(address, port))
+    Ok((SocketAddr::new(address, port), caveats))
 }
 
 /// `sorry_server_lvs_method`: converted only when it is the service's own.

@@ -108,16 +108,16 @@ pub(super) struct RealSettings<'d> {
 }
 
 fn real_settings<'d>(notes: &mut Notes, directive: &'d Directive) -> Option<RealSettings<'d>> {
-    let Some(address) = directive
-        .value()
-        .and_then(|text| text.parse::<IpAddr>().ok())
-    else {
+    let Some((address, dropped)) = directive.value().and_then(convert::address) else {
         notes.skip(
             directive,
             "not an IP address; keepalived skips the real too",
         );
         return None;
     };
+    if let Some(dropped) = dropped {
+        notes.skip(directive, convert::dropped_suffix(address, dropped));
+    }
     let port = match directive.args.get(1).map(|text| text.parse::<u16>()) {
         None => None,
         Some(Ok(port)) => Some(port),
@@ -196,27 +196,37 @@ pub(super) fn virtual_server(
     vips: &HashSet<IpAddr>,
 ) -> Option<Service> {
     let (vip, port) = match directive.args.as_slice() {
-        [kind, _] if kind == "fwmark" => {
+        [kind, _, ..] if kind == "fwmark" => {
             notes.skip(directive, "lbd has no firewall-mark services");
             return None;
         }
-        [kind, _] if kind == "group" => {
+        [kind, _, ..] if kind == "group" => {
             notes.skip(
                 directive,
                 "lbd has no virtual_server_group; write a service per address of the group",
             );
             return None;
         }
-        [address, rest @ ..] if rest.len() <= 1 => {
-            let vip = address.parse::<IpAddr>();
+        [address, rest @ ..] => {
+            let vip = convert::address(address);
             let port = rest.first().map_or(Ok(0), |port| port.parse::<u16>());
-            match (vip, port) {
-                (Ok(vip), Ok(port)) => (vip, port),
-                _ => {
-                    notes.skip(directive, "not IP PORT; keepalived skips it too");
-                    return None;
-                }
+            let (Some((vip, dropped)), Ok(port)) = (vip, port) else {
+                notes.skip(directive, "not IP PORT; keepalived skips it too");
+                return None;
+            };
+            if let Some(dropped) = dropped {
+                notes.skip(directive, convert::dropped_suffix(vip, dropped));
             }
+            if rest.len() > 1 {
+                notes.skip(
+                    directive,
+                    format!(
+                        "{}: keepalived ignores what follows the port",
+                        rest[1..].join(" ")
+                    ),
+                );
+            }
+            (vip, port)
         }
         _ => {
             notes.skip(directive, "expects IP PORT, fwmark N or group NAME");
@@ -339,7 +349,12 @@ pub(super) fn virtual_server(
 
     if let Some(sorry) = settings.sorry {
         match convert::sorry_server(sorry, &service, vips) {
-            Ok(address) => service.sorry_server = Some(address),
+            Ok((address, caveats)) => {
+                service.sorry_server = Some(address);
+                for caveat in caveats {
+                    notes.skip(sorry, caveat);
+                }
+            }
             Err(reason) => notes.skip(sorry, reason),
         }
     }

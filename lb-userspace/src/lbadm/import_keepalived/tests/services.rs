@@ -300,3 +300,50 @@ virtual_server 192.0.2.20 80 {
     assert_eq!(converted.config.services[0].sorry_server, None);
     assert_eq!(lines(&converted), [(4, "sorry_server"), (13, "bindto")]);
 }
+
+#[test]
+fn a_mask_or_range_after_an_address_is_dropped_as_keepalived_drops_it() {
+    let converted = convert(
+        "virtual_server 192.0.2.10/32 80 {
+    protocol TCP
+    lvs_method TUN
+    sorry_server 10.0.0.99/24 80
+    real_server 2001:db8::11/128 80 {
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    real_server 10.0.0.12-20 80 {
+        TCP_CHECK {
+            bindto 10.0.0.1/8
+        }
+    }
+}
+",
+    );
+    let services = &converted.config.services;
+    assert_eq!(services[0].vip, address("192.0.2.10"));
+    assert_eq!(services[0].reals[0].address, address("2001:db8::11"));
+    assert_eq!(
+        services[0].sorry_server.map(|sorry| sorry.address),
+        Some(address("10.0.0.99"))
+    );
+    assert_eq!(services[1].reals[0].address, address("10.0.0.12"));
+    let source = services[1]
+        .health_check
+        .as_ref()
+        .and_then(|check| check.source);
+    assert_eq!(source, Some(address("10.0.0.1")));
+    assert_eq!(
+        lines(&converted),
+        [
+            (1, "virtual_server"),
+            (4, "sorry_server"),
+            (5, "real_server"),
+            (10, "real_server"),
+            (12, "bindto"),
+        ]
+    );
+    assert!(reason(&converted, 1, "virtual_server").starts_with("/32 after 192.0.2.10"));
+    assert!(reason(&converted, 10, "real_server").starts_with("-20 after 10.0.0.12"));
+}
