@@ -496,19 +496,26 @@ pub(super) fn sorry_server(
             service.forward
         ));
     }
+    // The rules of a real's port (`reals::add_real`), in the same order.
     let port = match directive.args.get(1).map(|text| text.parse::<u16>()) {
         None | Some(Ok(0)) => service.port,
-        Some(Ok(port)) if port == service.port || service.forward.can_change_port() => port,
-        Some(Ok(port)) if service.port == 0 => {
-            return Err(format!("port {port}: the service has all ports (0)"));
+        Some(Ok(port)) if port != service.port && service.port == 0 => {
+            caveats.push(format!(
+                "port {port}: the service has all ports (0), so each packet keeps its port; \
+                 the sorry server has port 0"
+            ));
+            0
         }
-        Some(Ok(port)) => {
-            return Err(format!(
-                "port {port}: {} cannot change the port (the service's is {})",
+        Some(Ok(port)) if port != service.port && !service.forward.can_change_port() => {
+            caveats.push(format!(
+                "port {port}: {} passes the packet on unchanged (keepalived resets the port \
+                 too); the sorry server has the service's port {}",
                 service.forward, service.port
             ));
+            service.port
         }
-        Some(Err(_)) => return Err("not a port".to_owned()),
+        Some(Ok(port)) => port,
+        Some(Err(_)) => return Err("not a port; keepalived skips the sorry server too".to_owned()),
     };
     if service
         .reals

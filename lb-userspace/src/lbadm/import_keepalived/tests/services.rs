@@ -347,3 +347,44 @@ virtual_server 192.0.2.20 80 {
     assert!(reason(&converted, 1, "virtual_server").starts_with("/32 after 192.0.2.10"));
     assert!(reason(&converted, 10, "real_server").starts_with("-20 after 10.0.0.12"));
 }
+
+#[test]
+fn a_sorry_servers_port_follows_the_rules_of_a_reals() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 0 {
+    protocol TCP
+    lvs_method NAT
+    persistence_timeout 60
+    sorry_server 10.0.0.99 8080
+    real_server 10.0.0.11 {
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method DR
+    sorry_server 10.0.0.99 8080
+    real_server 10.0.0.12 80 {
+    }
+}
+",
+    );
+    let sorry: Vec<Option<SorryServer>> = converted
+        .config
+        .services
+        .iter()
+        .map(|service| service.sorry_server)
+        .collect();
+    let at = |port| {
+        Some(SorryServer {
+            address: address("10.0.0.99"),
+            port,
+        })
+    };
+    assert_eq!(sorry, [at(0), at(80)], "all ports, and dr's service port");
+    assert_eq!(
+        lines(&converted),
+        [(5, "sorry_server"), (12, "sorry_server")]
+    );
+    assert!(reason(&converted, 5, "sorry_server").contains("the service has all ports (0)"));
+    assert!(reason(&converted, 12, "sorry_server").contains("keepalived resets the port"));
+}
