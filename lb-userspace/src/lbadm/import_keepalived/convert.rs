@@ -21,9 +21,11 @@ use crate::config::{Forward, OnFailure, Protocol, Scheduler, Tunnel, is_valid_in
 const DEFAULT_INSTANCE: &str = "lb";
 /// The interface when neither the caller nor a `vrrp_instance` names one.
 const GUESSED_INTERFACE: &str = "eth0";
-/// keepalived's `persistence_timeout` without a value, and with only a granularity
-/// (`IPVS_SVC_PERSISTENT_TIMEOUT`).
-const DEFAULT_PERSISTENCE_S: u32 = 360;
+/// keepalived's `persistence_timeout` without a value, with only a granularity, and for a
+/// service on all ports (`IPVS_SVC_PERSISTENT_TIMEOUT`).
+pub(super) const DEFAULT_PERSISTENCE_S: u32 = 360;
+/// keepalived's longest `persistence_timeout` and `lvs_timeouts` (`LVS_MAX_TIMEOUT`, 31 days).
+const MAX_KEEPALIVED_TIMEOUT_S: u32 = 31 * 86400;
 /// Our instance names (`[A-Za-z0-9_-]{1,32}`).
 const MAX_INSTANCE_LEN: usize = 32;
 
@@ -406,8 +408,16 @@ pub(super) fn service_settings<'d>(
             "persistence_timeout" => match directive.args.as_slice() {
                 [] => settings.persistence = Some(DEFAULT_PERSISTENCE_S),
                 [seconds] => match seconds.parse::<u32>() {
-                    Ok(seconds) if seconds > 0 => settings.persistence = Some(seconds),
-                    _ => notes.skip(directive, format!("{seconds:?} is not a number of seconds")),
+                    Ok(seconds) if (1..=MAX_KEEPALIVED_TIMEOUT_S).contains(&seconds) => {
+                        settings.persistence = Some(seconds);
+                    }
+                    _ => notes.skip(
+                        directive,
+                        format!(
+                            "{seconds:?} is not a number of seconds from 1 to \
+                             {MAX_KEEPALIVED_TIMEOUT_S} (31 days); keepalived ignores it too"
+                        ),
+                    ),
                 },
                 _ => notes.skip(directive, "takes one number of seconds"),
             },

@@ -257,6 +257,13 @@ pub(super) fn virtual_server(
         defaults.push("scheduler wlc");
         Scheduler::Wlc
     });
+    // "zero port only valid for persistent services" (check_data.c): keepalived makes them so.
+    let persistence = settings.persistence.or_else(|| {
+        (port == 0).then(|| {
+            defaults.push("persistence 360s (a service on all ports is persistent)");
+            convert::DEFAULT_PERSISTENCE_S
+        })
+    });
     let service_method = settings.method.map(|(method, _)| method);
     let first_real_method = reals
         .iter()
@@ -300,7 +307,7 @@ pub(super) fn virtual_server(
         tunnel: None,
         gue_port: None,
         sorry_server: None,
-        persistence: settings.persistence,
+        persistence,
         persistence_netmask: settings.persistence_netmask,
         health_check: None,
         on_failure: OnFailure::Remove,

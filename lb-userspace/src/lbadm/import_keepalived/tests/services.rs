@@ -388,3 +388,39 @@ virtual_server 192.0.2.20 80 {
     assert!(reason(&converted, 5, "sorry_server").contains("the service has all ports (0)"));
     assert!(reason(&converted, 12, "sorry_server").contains("keepalived resets the port"));
 }
+
+#[test]
+fn a_service_on_all_ports_is_persistent_as_keepalived_makes_it() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 0 {
+    protocol TCP
+    lvs_method DR
+    real_server 10.0.0.11 {
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method DR
+    persistence_timeout 2678401
+    real_server 10.0.0.12 80 {
+    }
+}
+",
+    );
+    let services = &converted.config.services;
+    assert_eq!(
+        services[0]
+            .persistence
+            .map(|persistence| persistence.timeout),
+        Some(Duration::from_secs(360))
+    );
+    assert!(
+        converted
+            .yaml
+            .contains("persistence 360s (a service on all ports is persistent)"),
+        "{}",
+        converted.yaml
+    );
+    assert_eq!(services[1].persistence, None, "beyond keepalived's 31 days");
+    assert_eq!(lines(&converted), [(10, "persistence_timeout")]);
+}
