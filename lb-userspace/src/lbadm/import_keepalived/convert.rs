@@ -339,6 +339,8 @@ pub(super) struct ServiceSettings<'d> {
     pub(super) method: Option<(Method, &'d Directive)>,
     pub(super) persistence: Option<u32>,
     pub(super) persistence_netmask: Option<u8>,
+    /// The weight of its reals that have none of their own.
+    pub(super) weight: Option<u32>,
     pub(super) timing: check::Timing<'d>,
     pub(super) inhibit: Option<(bool, &'d Directive)>,
     pub(super) sorry: Option<&'d Directive>,
@@ -360,6 +362,7 @@ pub(super) fn service_settings<'d>(
         method: None,
         persistence: None,
         persistence_netmask: None,
+        weight: None,
         timing: check::Timing::default(),
         inhibit: None,
         sorry: None,
@@ -433,6 +436,10 @@ pub(super) fn service_settings<'d>(
                 Some(inhibit) => settings.inhibit = Some((inhibit, directive)),
                 None => notes.skip(directive, format!("{value:?} is not on or off")),
             },
+            "weight" => {
+                let weight = reals::weight(notes, directive, 1, "each real without a weight");
+                settings.weight = weight.or(settings.weight);
+            }
             "sorry_server" => settings.sorry = Some(directive),
             "sorry_server_lvs_method" => settings.sorry_method = Some(directive),
             "virtualhost" if !value.is_empty() => settings.virtualhost = Some(value.to_owned()),
@@ -613,7 +620,6 @@ fn service_reason(keyword: &str) -> String {
         | "mh-port" | "mh-fallback" => "lbd's schedulers take no IPVS flags",
         "warmup" => "lbd spreads first checks over one interval; it has no warmup",
         "sorry_server_inhibit" => "lbd removes a sorry server's flows; it has no inhibit for it",
-        "weight" => "a virtual server's weight only matters to VRRP tracking, which lbd lacks",
         "ip_family" => "it contradicts the VIP's address family",
         "snmp_name" => "lbd has no SNMP",
         "fwmark" => "lbd has no firewall-mark services",

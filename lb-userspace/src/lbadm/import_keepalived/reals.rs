@@ -11,8 +11,10 @@ use super::{
 };
 use crate::config::{Forward, OnFailure, Protocol, Scheduler, Tunnel};
 
-/// Weights are 16-bit in lbd, like ipvsadm's (keepalived allows up to `INT_MAX`).
+/// Weights are 16-bit in lbd, like ipvsadm's.
 const MAX_WEIGHT: u32 = 65535;
+/// keepalived's (`IPVS_WEIGHT_LIMIT`, `INT32_MAX`).
+const KEEPALIVED_MAX_WEIGHT: u32 = i32::MAX as u32;
 
 /// An `lvs_method` (or `lb_kind`): `DR`, `NAT`, `TUN [type ipip|gue|gre] [port N]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +109,46 @@ pub(super) struct RealSettings<'d> {
     pub(super) checks: Vec<&'d Directive>,
 }
 
-fn real_settings<'d>(notes: &mut Notes, directive: &'d Directive) -> Option<RealSettings<'d>> {
+/// A `weight` from `least` to keepalived's most (`IPVS_WEIGHT_LIMIT`), at most lbd's; `None`
+/// (listed) for one keepalived ignores. `whose` gets the weight.
+pub(super) fn weight(
+    notes: &mut Notes,
+    directive: &Directive,
+    least: u32,
+    whose: &str,
+) -> Option<u32> {
+    let value = directive.value().unwrap_or_default();
+    match value.parse::<u32>() {
+        Ok(weight) if (least..=KEEPALIVED_MAX_WEIGHT).contains(&weight) => {
+            if weight > MAX_WEIGHT {
+                notes.skip(
+                    directive,
+                    format!(
+                        "{weight} is above lbd's most, {MAX_WEIGHT}; {whose} gets {MAX_WEIGHT}"
+                    ),
+                );
+            }
+            Some(weight.min(MAX_WEIGHT))
+        }
+        _ => {
+            notes.skip(
+                directive,
+                format!(
+                    "{value:?} is not a weight from {least} to {KEEPALIVED_MAX_WEIGHT}; keepalived \
+                     ignores it too"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// What `directive` says, its weight `default_weight` unless it has its own.
+fn real_settings<'d>(
+    notes: &mut Notes,
+    directive: &'d Directive,
+    default_weight: u32,
+) -> Option<RealSettings<'d>> {
     let Some((address, dropped)) = directive.value().and_then(convert::address) else {
         notes.skip(
             directive,
@@ -130,7 +171,7 @@ fn real_settings<'d>(notes: &mut Notes, directive: &'d Directive) -> Option<Real
         at: directive,
         address,
         port,
-        weight: 1,
+        weight: default_weight,
         method: None,
         inhibit: None,
         timing: Timing::default(),
@@ -144,16 +185,8 @@ fn real_settings<'d>(notes: &mut Notes, directive: &'d Directive) -> Option<Real
         let value = child.value().unwrap_or_default();
         match child.keyword.as_str() {
             "weight" => {
-                match value.parse::<u32>() {
-                    Ok(weight) if weight > MAX_WEIGHT => {
-                        real.weight = MAX_WEIGHT;
-                        notes.skip(child, format!("{weight} is above lbd's most, {MAX_WEIGHT}; the real gets {MAX_WEIGHT}"));
-                    }
-                    Ok(weight) => real.weight = weight,
-                    Err(_) => notes.skip(
-                        child,
-                        format!("{value:?} is not a weight; keepalived ignores it too"),
-                    ),
+                if let Some(weight) = weight(notes, child, 0, "the real") {
+                    real.weight = weight;
                 }
             }
             "lvs_method" => match method(&child.args) {
@@ -245,7 +278,7 @@ pub(super) fn virtual_server(
     let reals: Vec<RealSettings> = settings
         .reals
         .iter()
-        .filter_map(|real| real_settings(notes, real))
+        .filter_map(|real| real_settings(notes, real, settings.weight.unwrap_or(1)))
         .collect();
 
     let mut defaults = Vec::new();

@@ -424,3 +424,44 @@ virtual_server 192.0.2.20 80 {
     assert_eq!(services[1].persistence, None, "beyond keepalived's 31 days");
     assert_eq!(lines(&converted), [(10, "persistence_timeout")]);
 }
+
+#[test]
+fn a_virtual_servers_weight_is_the_weight_of_its_reals_without_one() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method DR
+    weight 3
+    real_server 10.0.0.11 80 {
+    }
+    real_server 10.0.0.12 80 {
+        weight 1
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method DR
+    weight 0
+    weight 70000
+    real_server 10.0.0.13 80 {
+    }
+    real_server 10.0.0.14 80 {
+        weight 2147483648
+    }
+}
+",
+    );
+    let weights: Vec<Vec<u32>> = converted
+        .config
+        .services
+        .iter()
+        .map(|service| service.reals.iter().map(|real| real.weight).collect())
+        .collect();
+    assert_eq!(weights, [vec![3, 1], vec![65535, 65535]]);
+    assert_eq!(
+        lines(&converted),
+        [(14, "weight"), (15, "weight"), (19, "weight")]
+    );
+    assert!(reason(&converted, 14, "weight").contains("not a weight from 1 to 2147483647"));
+    assert!(reason(&converted, 19, "weight").contains("keepalived ignores it too"));
+}
