@@ -8,14 +8,19 @@ use std::{
     time::Duration,
 };
 
+use lb_common::RING_SLOTS;
+
 use super::{
     ImportOptions, Skipped, check,
     parse::Directive,
     reals::{self, Method},
     vrrp,
-    yaml::{Converted, Service, Timeouts},
+    yaml::{Converted, Limits, Service, Timeouts},
 };
-use crate::config::{Forward, OnFailure, Protocol, Scheduler, Tunnel, is_valid_interface_name};
+use crate::{
+    config::{Forward, OnFailure, Protocol, Scheduler, Tunnel, is_valid_interface_name},
+    schedule::maglev,
+};
 
 /// The instance name when keepalived.conf has no `router_id`.
 const DEFAULT_INSTANCE: &str = "lb";
@@ -106,11 +111,45 @@ pub(super) fn convert(
             instance_comment,
             interfaces,
             interfaces_comment,
+            limits: limits(&services),
             services,
             timeouts,
             vrrp,
         },
         skipped: notes.skipped,
+    }
+}
+
+/// The map sizes `services` need where lbd's defaults are too small (keepalived has no such
+/// bounds), by the rules of lbd's validator: ids start at 1, and each service's schedule
+/// takes two tables.
+fn limits(services: &[Service]) -> Limits {
+    let defaults = crate::config::Limits::default();
+    let needed = |count: u64, default: u32| {
+        (count >= u64::from(default)).then(|| u32::try_from(count + 1).unwrap_or(u32::MAX))
+    };
+    let reals: u64 = services
+        .iter()
+        .map(|service| service.reals.len() as u64 + u64::from(service.sorry_server.is_some()))
+        .sum();
+    let slots: u64 = services
+        .iter()
+        .map(|service| {
+            let capacity = match service.scheduler {
+                Scheduler::Rr | Scheduler::Wrr | Scheduler::Sh => RING_SLOTS,
+                Scheduler::Mh => maglev::DEFAULT_TABLE_SIZE,
+                Scheduler::Lc | Scheduler::Wlc => {
+                    let weighted = service.reals.iter().filter(|real| real.weight > 0).count();
+                    2 * weighted.max(1) as u32
+                }
+            };
+            2 * u64::from(capacity)
+        })
+        .sum();
+    Limits {
+        services: needed(services.len() as u64, defaults.services),
+        reals: needed(reals, defaults.reals),
+        table_slots: needed(slots, defaults.table_slots),
     }
 }
 
@@ -207,19 +246,20 @@ fn global_defs(
                 }
                 None => notes.skip(directive, "router_id has no value"),
             },
-            "lvs_timeouts" => match lvs_timeouts(&directive.args) {
-                Ok(values) => {
-                    let merge = |ours: &mut Option<u32>, theirs: Option<u32>| {
-                        if theirs.is_some() {
-                            *ours = theirs.filter(|&seconds| seconds != 0);
-                        }
-                    };
-                    merge(&mut timeouts.tcp, values.tcp);
-                    merge(&mut timeouts.tcp_fin, values.tcp_fin);
-                    merge(&mut timeouts.udp, values.udp);
+            "lvs_timeouts" => {
+                let (values, problems) = lvs_timeouts(&directive.args);
+                for problem in problems {
+                    notes.skip(directive, problem);
                 }
-                Err(reason) => notes.skip(directive, reason),
-            },
+                let merge = |ours: &mut Option<u32>, theirs: Option<u32>| {
+                    if theirs.is_some() {
+                        *ours = theirs.filter(|&seconds| seconds != 0);
+                    }
+                };
+                merge(&mut timeouts.tcp, values.tcp);
+                merge(&mut timeouts.tcp_fin, values.tcp_fin);
+                merge(&mut timeouts.udp, values.udp);
+            }
             keyword => notes.skip(directive, global_reason(keyword)),
         }
     }
@@ -245,30 +285,42 @@ fn instance_name(router_id: &str) -> String {
     }
 }
 
-/// `tcp N tcpfin N udp N`, in any order and subset. A 0 (keep the kernel's) comes back as
-/// `Some(0)`.
-fn lvs_timeouts(args: &[String]) -> Result<Timeouts, String> {
+/// `tcp N tcpfin N udp N`, in any order and subset, each option read alone as keepalived
+/// reads it (one it does not know is skipped, a value beyond 31 days ignored). A 0 (keep
+/// the kernel's) comes back as `Some(0)`; the problems come back to be listed.
+fn lvs_timeouts(args: &[String]) -> (Timeouts, Vec<String>) {
     let mut timeouts = Timeouts::default();
-    let mut pairs = args.chunks(2);
-    if args.is_empty() {
-        return Err("lvs_timeouts has no value".to_owned());
+    let mut problems = Vec::new();
+    if args.len() < 2 {
+        problems.push("needs an option and its value; keepalived ignores it too".to_owned());
+        return (timeouts, problems);
     }
-    for pair in pairs.by_ref() {
-        let [name, value] = pair else {
-            return Err(format!("{} has no value", pair[0]));
-        };
-        let seconds: u32 = value
-            .parse()
-            .map_err(|_| format!("{name} {value}: not a number of seconds"))?;
+    let mut words = args.iter();
+    while let Some(name) = words.next() {
         let slot = match name.as_str() {
             "tcp" => &mut timeouts.tcp,
             "tcpfin" => &mut timeouts.tcp_fin,
             "udp" => &mut timeouts.udp,
-            other => return Err(format!("unknown option {other} (tcp, tcpfin or udp)")),
+            other => {
+                problems.push(format!(
+                    "unknown option {other:?} (tcp, tcpfin or udp); keepalived skips it too"
+                ));
+                continue;
+            }
         };
-        *slot = Some(seconds);
+        let Some(value) = words.next() else {
+            problems.push(format!("{name} has no value; keepalived ignores it too"));
+            break;
+        };
+        match value.parse::<u32>() {
+            Ok(seconds) if seconds <= MAX_KEEPALIVED_TIMEOUT_S => *slot = Some(seconds),
+            _ => problems.push(format!(
+                "{name} {value}: not a number of seconds up to {MAX_KEEPALIVED_TIMEOUT_S} (31 \
+                 days); keepalived ignores it too"
+            )),
+        }
     }
-    Ok(timeouts)
+    (timeouts, problems)
 }
 
 /// keepalived's timers: seconds, with a fraction (`delay_loop 1.5`). lbd keeps milliseconds.
@@ -653,8 +705,12 @@ mod tests {
     }
 
     #[test]
-    fn lvs_timeouts_options() {
-        let timeouts = lvs_timeouts(&["udp", "30", "tcp", "900"].map(String::from)).unwrap();
+    fn lvs_timeouts_options_are_read_alone() {
+        let read = |text: &str| {
+            let args: Vec<String> = text.split(' ').map(String::from).collect();
+            lvs_timeouts(&args)
+        };
+        let (timeouts, problems) = read("udp 30 tcp 900");
         assert_eq!(
             timeouts,
             Timeouts {
@@ -663,8 +719,15 @@ mod tests {
                 udp: Some(30)
             }
         );
-        assert!(lvs_timeouts(&["tcp".into()]).is_err());
-        assert!(lvs_timeouts(&["sctp".into(), "1".into()]).is_err());
+        assert!(problems.is_empty());
+        // keepalived skips an unknown word and reads on.
+        let (timeouts, problems) = read("tcp 900 sctp 5 udp 30");
+        assert_eq!((timeouts.tcp, timeouts.udp), (Some(900), Some(30)));
+        assert_eq!(problems.len(), 2, "sctp and 5: {problems:?}");
+        let (timeouts, problems) = read("tcp 2678401 udp 2678400 tcpfin");
+        assert_eq!((timeouts.tcp, timeouts.udp), (None, Some(2_678_400)));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(read("tcp").1.len(), 1);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::{collections::HashSet, net::IpAddr};
 
+use lb_common::{MAX_LEAST_CONN_REALS, RING_SLOTS};
+
 use super::{
     check::{self, Timing},
     convert::{self, Notes, ServiceSettings},
@@ -377,6 +379,7 @@ pub(super) fn virtual_server(
         );
         return None;
     }
+    fit_schedule(notes, &mut service, &kept);
     if service
         .reals
         .iter()
@@ -411,6 +414,37 @@ pub(super) fn virtual_server(
     service.health_check = check::service_check(notes, &settings, &kept, &service, vips);
     on_failure(notes, &settings, &kept, &mut service);
     Some(service)
+}
+
+/// lbd schedules at most [`RING_SLOTS`] reals with a non-zero weight in a service, and lc
+/// and wlc compare at most [`MAX_LEAST_CONN_REALS`] per new flow (keepalived has no such
+/// bound): the reals beyond get weight 0 (drained), listed.
+fn fit_schedule(notes: &mut Notes, service: &mut Service, reals: &[&RealSettings]) {
+    let (most, why) = match service.scheduler {
+        Scheduler::Lc | Scheduler::Wlc => (
+            MAX_LEAST_CONN_REALS,
+            format!("{} compares at most", service.scheduler.name()),
+        ),
+        _ => (RING_SLOTS, "a service's schedule holds at most".to_owned()),
+    };
+    let mut weighted = 0;
+    for (real, settings) in service.reals.iter_mut().zip(reals) {
+        if real.weight == 0 {
+            continue;
+        }
+        weighted += 1;
+        if weighted > most {
+            real.weight = 0;
+            notes.skip(
+                settings.at,
+                format!(
+                    "lbd's {why} {most} reals with a non-zero weight; this one gets weight 0 \
+                     (no new flows): split the service, or use mh or wrr for more than \
+                     {MAX_LEAST_CONN_REALS}"
+                ),
+            );
+        }
+    }
 }
 
 /// `real` as lbd can have it in `service`, with `method`; `None` (and why) when it cannot.

@@ -23,7 +23,17 @@ pub(super) struct Converted {
     pub(super) interfaces_comment: String,
     pub(super) services: Vec<Service>,
     pub(super) timeouts: Timeouts,
+    /// Map sizes beyond lbd's defaults that the services need.
+    pub(super) limits: Limits,
     pub(super) vrrp: Vec<Vrrp>,
+}
+
+/// `None`: lbd's default is enough.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Limits {
+    pub(super) services: Option<u32>,
+    pub(super) reals: Option<u32>,
+    pub(super) table_slots: Option<u32>,
 }
 
 /// Seconds; `None`: the kernel's default.
@@ -146,6 +156,21 @@ pub(super) fn render(config: &Converted) -> String {
         for (name, seconds) in timeouts {
             if let Some(seconds) = seconds {
                 let _ = writeln!(out, "  {name}: {seconds}s");
+            }
+        }
+    }
+    let limits = [
+        ("services", config.limits.services),
+        ("reals", config.limits.reals),
+        ("table_slots", config.limits.table_slots),
+    ];
+    if limits.iter().any(|(_, limit)| limit.is_some()) {
+        out.push_str(
+            "# limits: lbd's map sizes, raised from its defaults to hold these services\nlimits:\n",
+        );
+        for (name, limit) in limits {
+            if let Some(limit) = limit {
+                let _ = writeln!(out, "  {name}: {limit}");
             }
         }
     }
