@@ -451,15 +451,18 @@ pub(super) fn service_settings<'d>(
                     ),
                 ),
             },
-            "lvs_method" | "lb_kind" => match reals::method(&directive.args) {
-                Ok((method, caveat)) => {
-                    settings.method = Some((method, directive));
-                    if let Some(caveat) = caveat {
-                        notes.skip(directive, caveat);
+            "lvs_method" | "lb_kind" => {
+                let previous = settings.method.map(|(method, _)| method);
+                match reals::method(&directive.args, previous) {
+                    Ok((method, caveat)) => {
+                        settings.method = Some((method, directive));
+                        if let Some(caveat) = caveat {
+                            notes.skip(directive, caveat);
+                        }
                     }
+                    Err(reason) => notes.skip(directive, reason),
                 }
-                Err(reason) => notes.skip(directive, reason),
-            },
+            }
             "persistence_timeout" => match directive.args.as_slice() {
                 [] => settings.persistence = Some(DEFAULT_PERSISTENCE_S),
                 [seconds] => match seconds.parse::<u32>() {
@@ -598,7 +601,7 @@ pub(super) fn sorry_server(
 
 /// `sorry_server_lvs_method`: converted only when it is the service's own.
 pub(super) fn sorry_method_matches(directive: &Directive, service: &Service) -> bool {
-    matches!(reals::method(&directive.args), Ok((method, None))
+    matches!(reals::method(&directive.args, None), Ok((method, None))
         if method.forward == service.forward
             && (method.forward != Forward::Tun
                 || Some(method.tunnel) == service.tunnel.or(Some(Tunnel::Ipip))

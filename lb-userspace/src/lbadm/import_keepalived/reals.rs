@@ -26,8 +26,14 @@ pub(super) struct Method {
     pub(super) gue_port: Option<u16>,
 }
 
-/// Parses an `lvs_method`'s arguments; `Ok` may carry what of it is not converted.
-pub(super) fn method(args: &[String]) -> Result<(Method, Option<String>), String> {
+/// Parses an `lvs_method`'s arguments as keepalived's `svr_forwarding_handler` does: the
+/// method first, so a bad tunnel option leaves the method set and the tunnel as it was
+/// (`previous`'s, else ipip), as keepalived leaves it. `Ok` may carry what of it is not
+/// converted.
+pub(super) fn method(
+    args: &[String],
+    previous: Option<Method>,
+) -> Result<(Method, Option<String>), String> {
     let forward = match args.first().map(String::as_str) {
         Some("DR") => Forward::Dr,
         Some("NAT") => Forward::Nat,
@@ -39,20 +45,47 @@ pub(super) fn method(args: &[String]) -> Result<(Method, Option<String>), String
         }
         None => return Err("no method given".to_owned()),
     };
+    tunnel(forward, &args[1..]).or_else(|problem| {
+        let method = Method {
+            forward,
+            tunnel: previous.map_or(Tunnel::Ipip, |previous| previous.tunnel),
+            gue_port: previous.and_then(|previous| previous.gue_port),
+        };
+        let tunnel = if forward == Forward::Tun {
+            format!(" (tunnel {})", method.tunnel.name())
+        } else {
+            String::new()
+        };
+        let caveat = format!(
+            "{problem}: keepalived ignores the tunnel options, and keeps the method, \
+             {forward}{tunnel}"
+        );
+        Ok((method, Some(caveat)))
+    })
+}
+
+/// The tunnel options after a method (`type ipip|gue|gre`, `port N`, `nocsum|csum|remcsum`);
+/// `Err` when keepalived refuses them.
+fn tunnel(forward: Forward, options: &[String]) -> Result<(Method, Option<String>), String> {
     let mut method = Method {
         forward,
         tunnel: Tunnel::Ipip,
         gue_port: None,
     };
-    let mut caveats = Vec::new();
     let mut gre = false;
-    let mut options = args[1..].iter();
+    let mut checksum = "nocsum";
+    let mut options = options.iter();
     while let Some(option) = options.next() {
-        match (option.as_str(), options.clone().next().map(String::as_str)) {
-            ("type", Some("ipip")) => method.tunnel = Tunnel::Ipip,
-            ("type", Some("gue")) => method.tunnel = Tunnel::Gue,
-            ("type", Some("gre")) => gre = true,
-            ("port", Some(port)) => {
+        match option.as_str() {
+            "type" => match options.next().map(String::as_str) {
+                Some("ipip") => (method.tunnel, gre) = (Tunnel::Ipip, false),
+                Some("gue") => (method.tunnel, gre) = (Tunnel::Gue, false),
+                Some("gre") => (method.tunnel, gre) = (Tunnel::Ipip, true),
+                Some(other) => return Err(format!("unknown tunnel type {other:?}")),
+                None => return Err("type without a tunnel type".to_owned()),
+            },
+            "port" => {
+                let port = options.next().ok_or("port without a port")?;
                 method.gue_port = Some(
                     port.parse()
                         .ok()
@@ -60,37 +93,31 @@ pub(super) fn method(args: &[String]) -> Result<(Method, Option<String>), String
                         .ok_or_else(|| format!("tunnel port {port:?} is not 1 to 65535"))?,
                 );
             }
-            ("nocsum", _) => continue,
-            ("csum" | "remcsum", _) => {
-                caveats.push(format!(
-                    "{option}: lbd sends GUE without a UDP checksum (keepalived's nocsum)"
-                ));
-                continue;
-            }
-            (other, _) => {
-                return Err(format!(
-                    "tunnel option {other:?} without a valid value; keepalived ignores the \
-                     directive too"
-                ));
-            }
+            "nocsum" | "csum" | "remcsum" => checksum = option,
+            other => return Err(format!("unknown tunnel option {other:?}")),
         }
-        options.next();
     }
-    if (method.tunnel == Tunnel::Gue && !gre) != method.gue_port.is_some() {
-        return Err(
-            "a gue tunnel needs a port, and only it has one; keepalived ignores the \
-                    directive too"
-                .to_owned(),
-        );
+    if (method.tunnel == Tunnel::Gue) != method.gue_port.is_some() {
+        return Err("a gue tunnel needs a port, and only it has one".to_owned());
     }
+    if method.tunnel == Tunnel::Ipip && !gre && checksum != "nocsum" {
+        return Err(format!("{checksum}: an ipip tunnel has no checksum option"));
+    }
+    if gre && checksum == "remcsum" {
+        return Err("remcsum: a gre tunnel has no remote checksum".to_owned());
+    }
+    let mut caveats = Vec::new();
     if gre {
-        method.tunnel = Tunnel::Ipip;
-        caveats.insert(
-            0,
+        caveats.push(
             "type gre: lbd tunnels with ipip or gue; converted as ipip (the reals need an ipip \
              tunnel or `lbd decap`)"
                 .to_owned(),
         );
+    }
+    if checksum != "nocsum" {
+        caveats.push(format!(
+            "{checksum}: lbd sends GUE and GRE without a checksum (keepalived's nocsum)"
+        ));
     }
     let caveat = (!caveats.is_empty()).then(|| caveats.join("; "));
     Ok((method, caveat))
@@ -145,12 +172,13 @@ pub(super) fn weight(
     }
 }
 
-/// What `directive` says, its weight `default_weight` unless it has its own.
+/// What `directive` says, where it inherits from `service` (its weight, its tunnel).
 fn real_settings<'d>(
     notes: &mut Notes,
     directive: &'d Directive,
-    default_weight: u32,
+    service: &ServiceSettings,
 ) -> Option<RealSettings<'d>> {
+    let service_method = service.method.map(|(method, _)| method);
     let Some((address, dropped)) = directive.value().and_then(convert::address) else {
         notes.skip(
             directive,
@@ -173,7 +201,7 @@ fn real_settings<'d>(
         at: directive,
         address,
         port,
-        weight: default_weight,
+        weight: service.weight.unwrap_or(1),
         method: None,
         inhibit: None,
         timing: Timing::default(),
@@ -191,7 +219,7 @@ fn real_settings<'d>(
                     real.weight = weight;
                 }
             }
-            "lvs_method" => match method(&child.args) {
+            "lvs_method" => match method(&child.args, service_method) {
                 Ok((parsed, caveat)) => {
                     real.method = Some((parsed, child));
                     if let Some(caveat) = caveat {
@@ -280,7 +308,7 @@ pub(super) fn virtual_server(
     let reals: Vec<RealSettings> = settings
         .reals
         .iter()
-        .filter_map(|real| real_settings(notes, real, settings.weight.unwrap_or(1)))
+        .filter_map(|real| real_settings(notes, real, &settings))
         .collect();
 
     let mut defaults = Vec::new();

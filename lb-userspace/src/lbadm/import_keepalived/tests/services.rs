@@ -465,3 +465,50 @@ virtual_server 192.0.2.20 80 {
     assert!(reason(&converted, 14, "weight").contains("not a weight from 1 to 2147483647"));
     assert!(reason(&converted, 19, "weight").contains("keepalived ignores it too"));
 }
+
+#[test]
+fn a_bad_tunnel_option_keeps_the_method_as_keepalived_keeps_it() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method TUN type gue
+    real_server 10.0.0.11 80 {
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method NAT bogus
+    lvs_method TUN type gue port 5555
+    real_server 10.0.0.12 80 {
+        lvs_method TUN type gue port
+    }
+}
+",
+    );
+    let services = &converted.config.services;
+    assert_eq!(
+        (services[0].forward, services[0].tunnel),
+        (Forward::Tun, Tunnel::Ipip)
+    );
+    // The real's bad option leaves it the tunnel it had: the service's.
+    assert_eq!(
+        (
+            services[1].forward,
+            services[1].tunnel,
+            services[1].gue_port
+        ),
+        (Forward::Tun, Tunnel::Gue, 5555)
+    );
+    assert_eq!(
+        lines(&converted),
+        [(3, "lvs_method"), (9, "lvs_method"), (12, "lvs_method")]
+    );
+    assert!(
+        reason(&converted, 3, "lvs_method").starts_with(
+            "a gue tunnel needs a port, and only it has one: keepalived ignores the tunnel \
+             options, and keeps the method, tun (tunnel ipip)"
+        ),
+        "{}",
+        reason(&converted, 3, "lvs_method")
+    );
+}
