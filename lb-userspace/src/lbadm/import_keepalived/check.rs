@@ -203,8 +203,8 @@ fn place(directive: &Directive) -> String {
     format!("{} at {}", directive.keyword, directive.at.place())
 }
 
-/// A `TCP_CHECK` or `HTTP_GET` of `real` (at `port`) as lbd's check; `Err` when lbd cannot
-/// run it at all.
+/// A `TCP_CHECK` or `HTTP_GET` of `real` (at `port` in lbd) as lbd's check; `Err` when lbd
+/// cannot run it at all.
 fn candidate<'d>(
     directive: &'d Directive,
     real: &RealSettings<'d>,
@@ -278,6 +278,10 @@ fn candidate<'d>(
     } else {
         CheckKind::Tcp
     };
+    // keepalived's checker copies the real's address and port as written, before a DR or TUN
+    // real's port becomes the service's (check_api.c, check_data.c): its check goes there.
+    let written = real.port.filter(|&written| written != 0);
+    check_port = check_port.or(written);
     if check_port == Some(port) {
         check_port = None;
     }

@@ -374,3 +374,43 @@ virtual_server 192.0.2.20 80 {
     assert_eq!(source(1), None, "no one address reaches both families");
     assert_eq!(lines(&converted), [(15, "bindto"), (20, "bindto")]);
 }
+
+#[test]
+fn a_dr_reals_check_goes_to_the_port_written_as_keepalived_s_does() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method DR
+    real_server 10.0.0.11 8080 {
+        TCP_CHECK {
+        }
+    }
+    real_server 10.0.0.12 8080 {
+        TCP_CHECK {
+        }
+    }
+}
+virtual_server 192.0.2.20 0 {
+    protocol TCP
+    lvs_method DR
+    real_server 10.0.0.13 8443 {
+        TCP_CHECK {
+        }
+    }
+}
+",
+    );
+    let services = &converted.config.services;
+    assert_eq!(services[0].reals[0].port, 80, "DR keeps the service's port");
+    let port = |index: usize| services[index].health_check.as_ref().unwrap().port;
+    assert_eq!(port(0), Some(8080), "keepalived checks the port written");
+    assert_eq!(
+        port(1),
+        Some(8443),
+        "an all-ports service's check needs none more"
+    );
+    assert_eq!(
+        lines(&converted),
+        [(4, "real_server"), (8, "real_server"), (16, "real_server")]
+    );
+}
