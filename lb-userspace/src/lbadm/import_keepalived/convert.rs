@@ -487,10 +487,19 @@ pub(super) fn service_settings<'d>(
                 }
                 Err(reason) => notes.skip(directive, reason),
             },
-            "inhibit_on_failure" => match on_off(directive) {
-                Some(inhibit) => settings.inhibit = Some((inhibit, directive)),
-                None => notes.skip(directive, format!("{value:?} is not on or off")),
-            },
+            // keepalived's handler at this level ignores its argument (check_parser.c).
+            "inhibit_on_failure" => {
+                settings.inhibit = Some((true, directive));
+                if on_off(directive) != Some(true) {
+                    notes.skip(
+                        directive,
+                        format!(
+                            "{value:?}: keepalived ignores the argument in a virtual_server, and \
+                             inhibits; so does the YAML"
+                        ),
+                    );
+                }
+            }
             "weight" => {
                 let weight = reals::weight(notes, directive, 1, "each real without a weight");
                 settings.weight = weight.or(settings.weight);

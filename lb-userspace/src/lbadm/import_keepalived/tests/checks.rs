@@ -414,3 +414,41 @@ virtual_server 192.0.2.20 0 {
         [(4, "real_server"), (8, "real_server"), (16, "real_server")]
     );
 }
+
+#[test]
+fn a_virtual_servers_inhibit_on_failure_inhibits_whatever_its_argument() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method DR
+    inhibit_on_failure off
+    real_server 10.0.0.11 80 {
+        TCP_CHECK {
+        }
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method DR
+    inhibit_on_failure on
+    real_server 10.0.0.12 80 {
+        inhibit_on_failure off
+        TCP_CHECK {
+        }
+    }
+}
+",
+    );
+    let on_failure: Vec<OnFailure> = converted
+        .config
+        .services
+        .iter()
+        .map(|service| service.on_failure)
+        .collect();
+    assert_eq!(
+        on_failure,
+        [OnFailure::Inhibit, OnFailure::Remove],
+        "a real's own argument counts"
+    );
+    assert_eq!(lines(&converted), [(4, "inhibit_on_failure")]);
+}
