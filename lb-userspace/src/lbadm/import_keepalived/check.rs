@@ -2,7 +2,7 @@
 //! The timing rules (`retry` → `fall`, `rise: 1`, `delay_loop` → `interval`) are in the
 //! module doc of `import_keepalived`.
 
-use std::{collections::HashSet, net::IpAddr, time::Duration};
+use std::{collections::HashSet, net::IpAddr, ops::RangeInclusive, time::Duration};
 
 use super::{
     Skipped,
@@ -18,6 +18,8 @@ use crate::config::{HttpCheck, duration_text};
 const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_RETRY: u32 = 1;
+/// The status codes keepalived takes (`HTTP_STATUS_CODE_MIN`, `_MAX`).
+const STATUS_CODES: RangeInclusive<u16> = 100..=599;
 /// lbd's bounds on `interval` and on `rise`/`fall` (see `config::validate::health`).
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(3600);
@@ -262,14 +264,25 @@ fn candidate<'d>(
     }
 
     let kind = if http {
-        let Some((first, others)) = urls.split_first() else {
-            return Err("HTTP_GET without a url; keepalived drops it too".to_owned());
+        // keepalived drops a url without a path (url_check), and a checker without a url.
+        let has_path = |url: &&Directive| {
+            url.block
+                .iter()
+                .flatten()
+                .any(|child| child.keyword == "path" && child.value().is_some())
         };
-        for other in others {
-            notes.skip(
-                other,
-                "lbd checks one URL per real, the first; keepalived wanted each to answer",
-            );
+        let Some(first) = urls.iter().copied().find(has_path) else {
+            return Err("HTTP_GET without a url with a path; keepalived drops it too".to_owned());
+        };
+        for &other in &urls {
+            if !has_path(&other) {
+                notes.skip(other, "a url without a path; keepalived drops it too");
+            } else if !std::ptr::eq(other, first) {
+                notes.skip(
+                    other,
+                    "lbd checks one URL per real, the first; keepalived wanted each to answer",
+                );
+            }
         }
         let host = virtualhost
             .or_else(|| real.virtualhost.clone())
@@ -314,30 +327,16 @@ fn candidate<'d>(
     })
 }
 
-/// The first `url { path …; status_code …; virtualhost … }` as an HTTP check.
+/// The first `url { path …; status_code …; virtualhost … }` with a path as an HTTP check.
 fn url(notes: &mut Notes, url: &Directive, host: Option<String>) -> Result<CheckKind, String> {
     let mut path = None;
-    let mut expect_status = HttpCheck::DEFAULT_EXPECT_STATUS;
+    let mut codes = StatusCodes::default();
     let mut host = host;
     for child in url.children() {
         let value = child.value().unwrap_or_default();
         match child.keyword.as_str() {
             "path" => path = Some(value.to_owned()),
-            "status_code" => match status_codes(&child.args) {
-                Some((status, true)) => expect_status = status,
-                Some((status, false)) => {
-                    notes.skip(
-                        child,
-                        format!(
-                            "lbd expects one range of codes; it expects {}-{}, the first given",
-                            status.start(),
-                            status.end()
-                        ),
-                    );
-                    expect_status = status;
-                }
-                None => notes.skip(child, "no valid status code (100 to 599)"),
-            },
+            "status_code" => codes.read(notes, child),
             "virtualhost" if !value.is_empty() => host = Some(value.to_owned()),
             "digest" => notes.skip(
                 child,
@@ -352,9 +351,8 @@ fn url(notes: &mut Notes, url: &Directive, host: Option<String>) -> Result<Check
             _ => notes.skip(child, "lbd's HTTP check has no equivalent"),
         }
     }
-    let Some(path) = path else {
-        return Err("its url has no path; keepalived drops such a url too".to_owned());
-    };
+    let path = path.expect("the url has a path");
+    let expect_status = codes.expected(notes);
     if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(
             "path {path:?}: lbd sends a path that starts with / and has no spaces"
@@ -376,28 +374,70 @@ fn url(notes: &mut Notes, url: &Directive, host: Option<String>) -> Result<Check
     })
 }
 
-/// `status_code 200 301-302 …` → the first code or range, and whether it is all of them.
-fn status_codes(args: &[String]) -> Option<(std::ops::RangeInclusive<u16>, bool)> {
-    let ranges: Vec<(u16, u16)> = args
-        .iter()
-        .filter_map(|arg| {
-            let (low, high) = arg.split_once('-').unwrap_or((arg, arg));
-            let (low, high) = (low.parse::<u16>().ok()?, high.parse::<u16>().ok()?);
-            ((100..=599).contains(&low) && (low..=599).contains(&high)).then_some((low, high))
-        })
-        .collect();
-    let &(low, high) = ranges.first()?;
-    // Codes that join up (`200-204 205-299`, `200 201`) are one range too.
-    let mut sorted = ranges.clone();
-    sorted.sort();
-    let (joined_low, mut joined_high) = sorted[0];
-    for &(next_low, next_high) in &sorted[1..] {
-        if next_low > joined_high + 1 {
-            return Some((low..=high, false));
+/// The codes of a url's `status_code` lines, all of them: keepalived ORs them into one set.
+#[derive(Default)]
+struct StatusCodes<'d> {
+    /// Index `code - 100`, for 100 to 599.
+    set: Vec<bool>,
+    /// The first code written, and where.
+    first: Option<(u16, &'d Directive)>,
+}
+
+impl<'d> StatusCodes<'d> {
+    /// Takes a `status_code` line: codes (`200`) and ranges (`200-299`) from 100 to 599,
+    /// each read alone as keepalived reads them.
+    fn read(&mut self, notes: &mut Notes, directive: &'d Directive) {
+        self.set.resize(STATUS_CODES.len(), false);
+        for word in &directive.args {
+            let (low, high) = word.split_once('-').unwrap_or((word, word));
+            let range = low.parse::<u16>().ok().zip(high.parse::<u16>().ok());
+            match range {
+                Some((low, high))
+                    if STATUS_CODES.contains(&low)
+                        && (low..=*STATUS_CODES.end()).contains(&high) =>
+                {
+                    for code in low..=high {
+                        self.set[usize::from(code - STATUS_CODES.start())] = true;
+                    }
+                    self.first.get_or_insert((low, directive));
+                }
+                _ => notes.skip(
+                    directive,
+                    format!(
+                        "{word:?} is not a status code from 100 to 599; keepalived ignores it too"
+                    ),
+                ),
+            }
         }
-        joined_high = joined_high.max(next_high);
     }
-    Some((joined_low..=joined_high, true))
+
+    /// The range lbd expects: all the codes if they are one range (keepalived's 200-299
+    /// without any), else the range that holds the first code written, listed.
+    fn expected(&self, notes: &mut Notes) -> RangeInclusive<u16> {
+        let Some((first, at)) = self.first else {
+            return HttpCheck::DEFAULT_EXPECT_STATUS;
+        };
+        let set = |code: u16| self.set[usize::from(code - STATUS_CODES.start())];
+        let mut low = first;
+        while low > *STATUS_CODES.start() && set(low - 1) {
+            low -= 1;
+        }
+        let mut high = first;
+        while high < *STATUS_CODES.end() && set(high + 1) {
+            high += 1;
+        }
+        let all = STATUS_CODES.filter(|&code| set(code)).count() == usize::from(high - low + 1);
+        if !all {
+            notes.skip(
+                at,
+                format!(
+                    "lbd expects one range of codes; it expects {low}-{high}, the range of the \
+                     first code given (keepalived took any of them)"
+                ),
+            );
+        }
+        low..=high
+    }
 }
 
 /// `bindto` is the source of the service's one check: it must be of every real's family,
@@ -554,24 +594,4 @@ fn differences(service: &Check, real: &Check) -> Vec<String> {
     differ("fall", real.fall.to_string(), service.fall.to_string());
     differ("source", source(real), source(service));
     differences
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_code_ranges() {
-        let codes = |text: &str| {
-            let args: Vec<String> = text.split(' ').map(String::from).collect();
-            status_codes(&args)
-        };
-        assert_eq!(codes("200"), Some((200..=200, true)));
-        assert_eq!(codes("200-299"), Some((200..=299, true)));
-        assert_eq!(codes("200 201 202-204"), Some((200..=204, true)));
-        assert_eq!(codes("200 301"), Some((200..=200, false)));
-        assert_eq!(codes("301-302 200"), Some((301..=302, false)));
-        assert_eq!(codes("99 200"), Some((200..=200, true)));
-        assert_eq!(codes("abc"), None);
-    }
 }

@@ -452,3 +452,81 @@ virtual_server 192.0.2.20 80 {
     );
     assert_eq!(lines(&converted), [(4, "inhibit_on_failure")]);
 }
+
+#[test]
+fn every_status_code_line_counts_as_keepalived_ors_them() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method DR
+    real_server 10.0.0.11 80 {
+        HTTP_GET {
+            url {
+                path /
+                status_code 200
+                status_code 99 201-204
+            }
+        }
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method DR
+    real_server 10.0.0.12 80 {
+        HTTP_GET {
+            url {
+                status_code 301
+                path /
+                status_code 200 302
+            }
+        }
+    }
+}
+",
+    );
+    let expected: Vec<_> = converted
+        .config
+        .services
+        .iter()
+        .map(
+            |service| match &service.health_check.as_ref().unwrap().kind {
+                CheckKind::Http(http) => http.expect_status.clone(),
+                _ => panic!("not http"),
+            },
+        )
+        .collect();
+    assert_eq!(expected, [200..=204, 301..=302]);
+    assert_eq!(lines(&converted), [(9, "status_code"), (20, "status_code")]);
+    assert!(reason(&converted, 9, "status_code").starts_with("\"99\" is not a status code"));
+    assert!(reason(&converted, 20, "status_code").contains("it expects 301-302"));
+}
+
+#[test]
+fn a_url_without_a_path_is_dropped_as_keepalived_drops_it_not_the_check() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method DR
+    real_server 10.0.0.11 80 {
+        HTTP_GET {
+            url {
+                status_code 200
+            }
+            url {
+                path /healthz
+            }
+            url {
+                path /other
+            }
+        }
+    }
+}
+",
+    );
+    let CheckKind::Http(http) = check_of(&converted).kind else {
+        panic!("not http");
+    };
+    assert_eq!(http.path, "/healthz");
+    assert_eq!(lines(&converted), [(6, "url"), (12, "url")]);
+    assert!(reason(&converted, 6, "url").starts_with("a url without a path"));
+}
