@@ -44,29 +44,31 @@ pub(super) struct Timing<'d> {
 
 impl<'d> Timing<'d> {
     /// Takes `directive` if it is a timing directive (true), listing a value keepalived
-    /// would refuse.
-    pub(super) fn read(&mut self, notes: &mut Notes, directive: &'d Directive) -> bool {
+    /// would refuse. `in_checker`: it is written in a checker, not in a real or virtual
+    /// server, whose `retry` keepalived takes from 1 (a checker's from 0).
+    pub(super) fn read(
+        &mut self,
+        notes: &mut Notes,
+        directive: &'d Directive,
+        in_checker: bool,
+    ) -> bool {
         let value = directive.value().unwrap_or_default();
-        let time = || convert::seconds(value).filter(|time| !time.is_zero());
         let slot = match directive.keyword.as_str() {
             "delay_loop" => &mut self.delay_loop,
             "connect_timeout" => &mut self.connect_timeout,
             "delay_before_retry" => &mut self.delay_before_retry,
-            "retry" | "nb_get_retry" => {
-                match value.parse() {
-                    Ok(value) => {
-                        self.retry = Some(Setting {
-                            value,
-                            at: directive,
-                        })
-                    }
-                    Err(_) => notes.skip(directive, format!("{value:?} is not a count")),
-                }
-                return true;
-            }
+            "retry" => return self.read_retry(notes, directive, u32::from(!in_checker)),
+            // HTTP_GET's old name for it.
+            "nb_get_retry" if in_checker => return self.read_retry(notes, directive, 0),
             _ => return false,
         };
-        match time() {
+        // keepalived waits no time before a retry if told so; the other times are above 0.
+        let least = if directive.keyword == "delay_before_retry" {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(1)
+        };
+        match convert::seconds(value).filter(|time| *time >= least) {
             Some(value) => {
                 *slot = Some(Setting {
                     value,
@@ -75,7 +77,31 @@ impl<'d> Timing<'d> {
             }
             None => notes.skip(
                 directive,
-                format!("{value:?} is not a time in seconds above 0 with at most milliseconds"),
+                format!(
+                    "{value:?} is not a time in seconds{} with at most milliseconds; keepalived \
+                     ignores it too",
+                    if least.is_zero() { "" } else { " above 0" }
+                ),
+            ),
+        }
+        true
+    }
+
+    fn read_retry(&mut self, notes: &mut Notes, directive: &'d Directive, least: u32) -> bool {
+        let value = directive.value().unwrap_or_default();
+        match value.parse::<u32>() {
+            Ok(count) if count >= least => {
+                self.retry = Some(Setting {
+                    value: count,
+                    at: directive,
+                });
+            }
+            _ => notes.skip(
+                directive,
+                format!(
+                    "{value:?} is not a count from {least} (here); keepalived ignores it, and \
+                     its default or the next level's applies"
+                ),
             ),
         }
         true
@@ -223,7 +249,7 @@ fn candidate<'d>(
     let mut urls = Vec::new();
     let mut virtualhost = None;
     for child in directive.children() {
-        if timing.read(&mut notes, child) {
+        if timing.read(&mut notes, child, true) {
             continue;
         }
         let value = child.value().unwrap_or_default();

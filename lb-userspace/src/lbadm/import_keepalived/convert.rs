@@ -423,7 +423,7 @@ pub(super) fn service_settings<'d>(
         reals: Vec::new(),
     };
     for directive in block.children() {
-        if settings.timing.read(notes, directive) {
+        if settings.timing.read(notes, directive, false) {
             continue;
         }
         let value = directive.value().unwrap_or_default();

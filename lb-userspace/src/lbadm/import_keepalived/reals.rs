@@ -209,7 +209,7 @@ fn real_settings<'d>(
         checks: Vec::new(),
     };
     for child in directive.children() {
-        if real.timing.read(notes, child) {
+        if real.timing.read(notes, child, false) {
             continue;
         }
         let value = child.value().unwrap_or_default();

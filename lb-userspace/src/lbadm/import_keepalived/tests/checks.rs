@@ -530,3 +530,39 @@ fn a_url_without_a_path_is_dropped_as_keepalived_drops_it_not_the_check() {
     assert_eq!(lines(&converted), [(6, "url"), (12, "url")]);
     assert!(reason(&converted, 6, "url").starts_with("a url without a path"));
 }
+
+#[test]
+fn retry_0_counts_only_in_a_checker_and_delay_before_retry_0_is_a_time() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method DR
+    retry 0
+    real_server 10.0.0.11 80 {
+        retry 0
+        TCP_CHECK {
+        }
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method DR
+    delay_before_retry 0
+    real_server 10.0.0.12 80 {
+        TCP_CHECK {
+            retry 0
+        }
+    }
+}
+",
+    );
+    let fall: Vec<u32> = converted
+        .config
+        .services
+        .iter()
+        .map(|service| service.health_check.as_ref().unwrap().fall)
+        .collect();
+    // keepalived ignores retry 0 in a virtual or real server: the default 1 applies.
+    assert_eq!(fall, [2, 1]);
+    assert_eq!(lines(&converted), [(4, "retry"), (6, "retry")]);
+}
