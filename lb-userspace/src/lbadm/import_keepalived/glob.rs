@@ -6,12 +6,20 @@
 
 use std::path::{Path, PathBuf};
 
-/// The existing paths `pattern` matches.
-pub(super) fn expand(pattern: &str) -> Vec<PathBuf> {
-    alternatives(pattern)
-        .iter()
-        .flat_map(|alternative| expand_one(alternative))
-        .collect()
+/// Brace alternatives one pattern may expand to (`{a,b}` twenty times over is a million).
+pub(super) const MAX_ALTERNATIVES: usize = 1024;
+
+/// The existing paths `pattern` matches; `None` when its braces expand to more than
+/// [`MAX_ALTERNATIVES`] patterns.
+pub(super) fn expand(pattern: &str) -> Option<Vec<PathBuf>> {
+    let mut budget = MAX_ALTERNATIVES;
+    let alternatives = alternatives(pattern, &mut budget)?;
+    Some(
+        alternatives
+            .iter()
+            .flat_map(|alternative| expand_one(alternative))
+            .collect(),
+    )
 }
 
 fn expand_one(pattern: &str) -> Vec<PathBuf> {
@@ -69,11 +77,13 @@ fn unescape(text: &str) -> String {
     plain
 }
 
-/// `a{b,c{d,e}}f` → `abf`, `acdf`, `acef`; an unmatched `{` is a character.
-fn alternatives(pattern: &str) -> Vec<String> {
+/// `a{b,c{d,e}}f` → `abf`, `acdf`, `acef`; an unmatched `{` is a character. `None` once
+/// more than `budget` patterns come out.
+fn alternatives(pattern: &str, budget: &mut usize) -> Option<Vec<String>> {
     let bytes = pattern.as_bytes();
     let Some(open) = (0..bytes.len()).find(|&i| bytes[i] == b'{' && !escaped(bytes, i)) else {
-        return vec![pattern.to_owned()];
+        *budget = budget.checked_sub(1)?;
+        return Some(vec![pattern.to_owned()]);
     };
     let mut depth = 0;
     let mut commas = Vec::new();
@@ -96,21 +106,19 @@ fn alternatives(pattern: &str) -> Vec<String> {
         }
     }
     let Some(close) = close else {
-        return vec![pattern.to_owned()];
+        *budget = budget.checked_sub(1)?;
+        return Some(vec![pattern.to_owned()]);
     };
     let (prefix, suffix) = (&pattern[..open], &pattern[close + 1..]);
     let mut bounds = vec![open];
     bounds.extend(commas);
     bounds.push(close);
-    bounds
-        .windows(2)
-        .flat_map(|pair| {
-            alternatives(&format!(
-                "{prefix}{}{suffix}",
-                &pattern[pair[0] + 1..pair[1]]
-            ))
-        })
-        .collect()
+    let mut all = Vec::new();
+    for pair in bounds.windows(2) {
+        let alternative = format!("{prefix}{}{suffix}", &pattern[pair[0] + 1..pair[1]]);
+        all.extend(alternatives(&alternative, budget)?);
+    }
+    Some(all)
 }
 
 fn escaped(bytes: &[u8], index: usize) -> bool {
@@ -265,9 +273,17 @@ mod tests {
 
     #[test]
     fn braces() {
-        assert_eq!(alternatives("a{b,c{d,e}}f"), ["abf", "acdf", "acef"]);
-        assert_eq!(alternatives("/etc/{x"), ["/etc/{x"]);
-        assert_eq!(alternatives("plain"), ["plain"]);
+        let all = |pattern: &str| {
+            let mut budget = MAX_ALTERNATIVES;
+            alternatives(pattern, &mut budget)
+        };
+        assert_eq!(all("a{b,c{d,e}}f").unwrap(), ["abf", "acdf", "acef"]);
+        assert_eq!(all("/etc/{x").unwrap(), ["/etc/{x"]);
+        assert_eq!(all("plain").unwrap(), ["plain"]);
+        // 2^10 fit, 2^11 do not; 2^100 end as soon.
+        assert_eq!(all(&"{a,b}".repeat(10)).unwrap().len(), 1024);
+        assert_eq!(all(&"{a,b}".repeat(11)), None);
+        assert_eq!(all(&"{a,b}".repeat(100)), None);
     }
 
     #[test]
@@ -278,6 +294,7 @@ mod tests {
             std::fs::write(dir.join("conf.d").join(name), "").unwrap();
         }
         let base = dir.display();
+        let expand = |pattern: &str| super::expand(pattern).unwrap();
         assert_eq!(
             expand(&format!("{base}/conf.d/*.conf")),
             [dir.join("conf.d/a.conf"), dir.join("conf.d/b.conf")]

@@ -289,7 +289,17 @@ impl Reader {
         // to the including file (for the top file: the current directory, where it is).
         let directory = at.file.parent().unwrap_or(Path::new(""));
         let full = directory.join(pattern);
-        let matches = glob::expand(&full.to_string_lossy());
+        let Some(matches) = glob::expand(&full.to_string_lossy()) else {
+            self.skipped.push(at.skipped(
+                "include",
+                format!(
+                    "{pattern}: its braces make more than {} patterns; lbadm import-keepalived \
+                     reads none of them",
+                    glob::MAX_ALTERNATIVES
+                ),
+            ));
+            return Ok(());
+        };
         if matches.is_empty() {
             self.skipped.push(at.skipped(
                 "include",

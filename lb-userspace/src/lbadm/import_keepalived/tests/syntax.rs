@@ -168,3 +168,11 @@ fn control_characters_of_the_input_never_break_a_line_of_the_yaml_or_of_stderr()
     assert_eq!(value["vrrp"][0]["name"], "VI\r  - name: evil\u{85}");
     assert_eq!(value["vrrp"][0]["hooks"]["on_master"], "/bin/x\rb");
 }
+
+#[test]
+fn an_include_whose_braces_make_too_many_patterns_is_listed() {
+    // 2^40 patterns: glob(3) would try each.
+    let converted = convert(&format!("include conf.d/{}.conf\n", "{a,b}".repeat(40)));
+    assert_eq!(lines(&converted), [(1, "include")]);
+    assert!(reason(&converted, 1, "include").contains("more than 1024 patterns"));
+}
