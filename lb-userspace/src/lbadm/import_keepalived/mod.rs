@@ -24,33 +24,48 @@
 //!
 //! keepalived fills in defaults that ipvsadm would not, and the YAML spells them out so that
 //! the converted service behaves as keepalived's did: a `virtual_server` without `protocol`
-//! is UDP (keepalived 2.x), without `lvs_sched` `wlc`, without `lvs_method` `nat`.
+//! is UDP (keepalived 2.x), without `lvs_sched` `wlc`, without `lvs_method` `nat`, on port
+//! 0 (all ports) without `persistence_timeout` persistent for 360 s. A value keepalived
+//! reports and ignores is listed and left out, so keepalived's default applies.
 //!
 //! - `global_defs`: `router_id` → `instance` (characters outside `A-Za-z0-9_-` become `-`,
-//!   at most 32; without one, `lb`); `lvs_timeouts tcp N tcpfin N udp N` → `timeouts` (a 0,
-//!   "keep the kernel's", is left out); the rest is listed.
-//! - `virtual_server IP [PORT]` (IPv4, IPv6) → a service: `lvs_sched`/`lb_algo` →
+//!   at most 32; without one, `lb`); `lvs_timeouts tcp N tcpfin N udp N` → `timeouts`, each
+//!   option alone (a 0, "keep the kernel's", is left out; beyond 31 days keepalived ignores
+//!   it); the rest is listed.
+//! - `virtual_server IP [PORT]` (IPv4, IPv6; a `/mask` or `-range` after the address is
+//!   dropped, as keepalived drops it, and listed) → a service: `lvs_sched`/`lb_algo` →
 //!   `scheduler` (the six lbd has; another is listed and the service gets `wlc`);
-//!   `lvs_method`/`lb_kind` `DR`/`NAT`/`TUN` → `forward` (a real's own `lvs_method` →
-//!   its `forward`), `TUN type gue port N` → `tunnel: gue`, `gue_port: N`;
+//!   `lvs_method`/`lb_kind` `DR`/`NAT`/`TUN` → `forward` (a real's own `lvs_method` → its
+//!   `forward`), `TUN type gue port N` → `tunnel: gue`, `gue_port: N` (a bad tunnel option
+//!   keeps the method and the tunnel it had, as keepalived keeps them, and is listed);
 //!   `persistence_timeout [N]` → `persistence` (360 s without N, keepalived's default);
-//!   `persistence_granularity` → `persistence_netmask`; `sorry_server IP [PORT]` →
-//!   `sorry_server`; `inhibit_on_failure` → `on_failure: inhibit`. `fwmark` and `group`
-//!   services, `quorum`, `alpha`, `omega`, `hysteresis`, notifications and the like are
-//!   listed.
-//! - `real_server IP [PORT]` → a real: `weight` (written only when not 1, the default of
-//!   both); the port is always written. dr and tun cannot change the port (IPVS ignores a
-//!   DR real's port too), so such a real gets the service's port, and the change is listed.
+//!   `persistence_granularity` → `persistence_netmask`; `weight` → the weight of its reals
+//!   that have none; `sorry_server IP [PORT]` → `sorry_server` (its port as a real's);
+//!   `inhibit_on_failure` → `on_failure: inhibit` (in a `virtual_server` whatever its
+//!   argument: keepalived's handler ignores it). `fwmark` and `group` services, `quorum`,
+//!   `alpha`, `omega`, `hysteresis`, notifications and the like are listed.
+//! - `real_server IP [PORT]` → a real: `weight` (written only when not 1; above lbd's 65535,
+//!   65535, listed); the port is always written. dr and tun cannot change the port (IPVS
+//!   ignores a DR real's port too), so such a real gets the service's port, and the change
+//!   is listed; keepalived checks the port written, and so does the `health_check`. Reals
+//!   beyond what lbd schedules (256 with a non-zero weight under lc/wlc, 1024 under any)
+//!   get weight 0, listed.
 //! - keepalived checks each real with its own checkers; lbd has one `health_check` per
 //!   service. The first real's first `TCP_CHECK` or `HTTP_GET` becomes the service's; a real
-//!   whose check differs, or a second checker of one real, is listed. `SSL_GET`,
-//!   `MISC_CHECK`, `SMTP_CHECK`, `DNS_CHECK`, `BFD_CHECK`, … are listed (lbd has no TLS,
-//!   script or protocol checks).
+//!   whose check differs, or a second checker of one real, is listed. An `HTTP_GET` checks
+//!   its first `url` with a `path` (keepalived drops one without); all its `status_code`
+//!   lines make one set of codes, as keepalived ORs them. `SSL_GET`, `MISC_CHECK`,
+//!   `SMTP_CHECK`, `DNS_CHECK`, `BFD_CHECK`, … are listed (lbd has no TLS, script or
+//!   protocol checks).
 //! - `vrrp_instance` → a commented-out entry of SPEC.md's `vrrp:` (this lbd refuses the key
 //!   until VRRP lands), each listed; `vrrp_sync_group`, `vrrp_script`, `static_ipaddress`, …
 //!   are listed.
 //! - `interfaces` (required): [`ImportOptions::interfaces`] if given, else the
 //!   `vrrp_instance`s' `interface`s, else `eth0`, with a note that it is a guess.
+//! - `limits`: written only where the services need more than lbd's default map sizes.
+//!
+//! Text from the input (names, file names) is escaped wherever the YAML or stderr carries
+//! it, so it cannot end a line early.
 //!
 //! # Health check timing
 //!
