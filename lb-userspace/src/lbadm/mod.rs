@@ -276,7 +276,7 @@ fn import(file: &Path, interfaces: &[String]) -> Result<String, Failure> {
         eprintln!(
             "lbadm: {} directives of {} not converted (listed above); the YAML passes lbd --check",
             imported.unconverted.len(),
-            file.display()
+            import_keepalived::shown_path(file)
         );
     }
     Ok(imported.yaml)

@@ -2,7 +2,7 @@
 //! The timing rules (`retry` → `fall`, `rise: 1`, `delay_loop` → `interval`) are in the
 //! module doc of `import_keepalived`.
 
-use std::{collections::HashSet, net::IpAddr, time::Duration};
+use std::{collections::HashSet, net::IpAddr, ops::RangeInclusive, time::Duration};
 
 use super::{
     Skipped,
@@ -18,6 +18,8 @@ use crate::config::{HttpCheck, duration_text};
 const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_RETRY: u32 = 1;
+/// The status codes keepalived takes (`HTTP_STATUS_CODE_MIN`, `_MAX`).
+const STATUS_CODES: RangeInclusive<u16> = 100..=599;
 /// lbd's bounds on `interval` and on `rise`/`fall` (see `config::validate::health`).
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(3600);
@@ -42,29 +44,31 @@ pub(super) struct Timing<'d> {
 
 impl<'d> Timing<'d> {
     /// Takes `directive` if it is a timing directive (true), listing a value keepalived
-    /// would refuse.
-    pub(super) fn read(&mut self, notes: &mut Notes, directive: &'d Directive) -> bool {
+    /// would refuse. `in_checker`: it is written in a checker, not in a real or virtual
+    /// server, whose `retry` keepalived takes from 1 (a checker's from 0).
+    pub(super) fn read(
+        &mut self,
+        notes: &mut Notes,
+        directive: &'d Directive,
+        in_checker: bool,
+    ) -> bool {
         let value = directive.value().unwrap_or_default();
-        let time = || convert::seconds(value).filter(|time| !time.is_zero());
         let slot = match directive.keyword.as_str() {
             "delay_loop" => &mut self.delay_loop,
             "connect_timeout" => &mut self.connect_timeout,
             "delay_before_retry" => &mut self.delay_before_retry,
-            "retry" | "nb_get_retry" => {
-                match value.parse() {
-                    Ok(value) => {
-                        self.retry = Some(Setting {
-                            value,
-                            at: directive,
-                        })
-                    }
-                    Err(_) => notes.skip(directive, format!("{value:?} is not a count")),
-                }
-                return true;
-            }
+            "retry" => return self.read_retry(notes, directive, u32::from(!in_checker)),
+            // HTTP_GET's old name for it.
+            "nb_get_retry" if in_checker => return self.read_retry(notes, directive, 0),
             _ => return false,
         };
-        match time() {
+        // keepalived waits no time before a retry if told so; the other times are above 0.
+        let least = if directive.keyword == "delay_before_retry" {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(1)
+        };
+        match convert::seconds(value).filter(|time| *time >= least) {
             Some(value) => {
                 *slot = Some(Setting {
                     value,
@@ -73,7 +77,31 @@ impl<'d> Timing<'d> {
             }
             None => notes.skip(
                 directive,
-                format!("{value:?} is not a time in seconds above 0 with at most milliseconds"),
+                format!(
+                    "{value:?} is not a time in seconds{} with at most milliseconds; keepalived \
+                     ignores it too",
+                    if least.is_zero() { "" } else { " above 0" }
+                ),
+            ),
+        }
+        true
+    }
+
+    fn read_retry(&mut self, notes: &mut Notes, directive: &'d Directive, least: u32) -> bool {
+        let value = directive.value().unwrap_or_default();
+        match value.parse::<u32>() {
+            Ok(count) if count >= least => {
+                self.retry = Some(Setting {
+                    value: count,
+                    at: directive,
+                });
+            }
+            _ => notes.skip(
+                directive,
+                format!(
+                    "{value:?} is not a count from {least} (here); keepalived ignores it, and \
+                     its default or the next level's applies"
+                ),
             ),
         }
         true
@@ -203,8 +231,8 @@ fn place(directive: &Directive) -> String {
     format!("{} at {}", directive.keyword, directive.at.place())
 }
 
-/// A `TCP_CHECK` or `HTTP_GET` of `real` (at `port`) as lbd's check; `Err` when lbd cannot
-/// run it at all.
+/// A `TCP_CHECK` or `HTTP_GET` of `real` (at `port` in lbd) as lbd's check; `Err` when lbd
+/// cannot run it at all.
 fn candidate<'d>(
     directive: &'d Directive,
     real: &RealSettings<'d>,
@@ -221,7 +249,7 @@ fn candidate<'d>(
     let mut urls = Vec::new();
     let mut virtualhost = None;
     for child in directive.children() {
-        if timing.read(&mut notes, child) {
+        if timing.read(&mut notes, child, true) {
             continue;
         }
         let value = child.value().unwrap_or_default();
@@ -230,18 +258,29 @@ fn candidate<'d>(
                 Ok(connect) if connect != 0 => check_port = Some(connect),
                 _ => notes.skip(child, format!("{value:?} is not a port")),
             },
-            "connect_ip" if value.parse() == Ok(real.address) => {}
-            "connect_ip" => notes.skip(child, "lbd checks the real's own address"),
-            "bindto" => match value.parse::<IpAddr>() {
-                Ok(address) if source_fits(address, service) && !vips.contains(&address) => {
-                    source = Some(address);
+            "connect_ip" => match convert::address(value) {
+                Some((address, dropped)) if address == real.address => {
+                    if let Some(dropped) = dropped {
+                        notes.skip(child, convert::dropped_suffix(address, dropped));
+                    }
                 }
-                Ok(_) => notes.skip(
+                _ => notes.skip(child, "lbd checks the real's own address"),
+            },
+            "bindto" => match convert::address(value) {
+                Some((address, dropped))
+                    if source_fits(address, service) && !vips.contains(&address) =>
+                {
+                    source = Some(address);
+                    if let Some(dropped) = dropped {
+                        notes.skip(child, convert::dropped_suffix(address, dropped));
+                    }
+                }
+                Some(_) => notes.skip(
                     child,
                     "lbd's check source must be a unicast address, no VIP, in the family of \
                      every real of the service (and of the VIP, unless tunnelled)",
                 ),
-                Err(_) => notes.skip(child, format!("{value:?} is not an IP address")),
+                None => notes.skip(child, format!("{value:?} is not an IP address")),
             },
             "url" if http => urls.push(child),
             "virtualhost" if http && !value.is_empty() => virtualhost = Some(value.to_owned()),
@@ -251,14 +290,25 @@ fn candidate<'d>(
     }
 
     let kind = if http {
-        let Some((first, others)) = urls.split_first() else {
-            return Err("HTTP_GET without a url; keepalived drops it too".to_owned());
+        // keepalived drops a url without a path (url_check), and a checker without a url.
+        let has_path = |url: &&Directive| {
+            url.block
+                .iter()
+                .flatten()
+                .any(|child| child.keyword == "path" && child.value().is_some())
         };
-        for other in others {
-            notes.skip(
-                other,
-                "lbd checks one URL per real, the first; keepalived wanted each to answer",
-            );
+        let Some(first) = urls.iter().copied().find(has_path) else {
+            return Err("HTTP_GET without a url with a path; keepalived drops it too".to_owned());
+        };
+        for &other in &urls {
+            if !has_path(&other) {
+                notes.skip(other, "a url without a path; keepalived drops it too");
+            } else if !std::ptr::eq(other, first) {
+                notes.skip(
+                    other,
+                    "lbd checks one URL per real, the first; keepalived wanted each to answer",
+                );
+            }
         }
         let host = virtualhost
             .or_else(|| real.virtualhost.clone())
@@ -267,6 +317,10 @@ fn candidate<'d>(
     } else {
         CheckKind::Tcp
     };
+    // keepalived's checker copies the real's address and port as written, before a DR or TUN
+    // real's port becomes the service's (check_api.c, check_data.c): its check goes there.
+    let written = real.port.filter(|&written| written != 0);
+    check_port = check_port.or(written);
     if check_port == Some(port) {
         check_port = None;
     }
@@ -299,30 +353,16 @@ fn candidate<'d>(
     })
 }
 
-/// The first `url { path …; status_code …; virtualhost … }` as an HTTP check.
+/// The first `url { path …; status_code …; virtualhost … }` with a path as an HTTP check.
 fn url(notes: &mut Notes, url: &Directive, host: Option<String>) -> Result<CheckKind, String> {
     let mut path = None;
-    let mut expect_status = HttpCheck::DEFAULT_EXPECT_STATUS;
+    let mut codes = StatusCodes::default();
     let mut host = host;
     for child in url.children() {
         let value = child.value().unwrap_or_default();
         match child.keyword.as_str() {
             "path" => path = Some(value.to_owned()),
-            "status_code" => match status_codes(&child.args) {
-                Some((status, true)) => expect_status = status,
-                Some((status, false)) => {
-                    notes.skip(
-                        child,
-                        format!(
-                            "lbd expects one range of codes; it expects {}-{}, the first given",
-                            status.start(),
-                            status.end()
-                        ),
-                    );
-                    expect_status = status;
-                }
-                None => notes.skip(child, "no valid status code (100 to 599)"),
-            },
+            "status_code" => codes.read(notes, child),
             "virtualhost" if !value.is_empty() => host = Some(value.to_owned()),
             "digest" => notes.skip(
                 child,
@@ -337,9 +377,8 @@ fn url(notes: &mut Notes, url: &Directive, host: Option<String>) -> Result<Check
             _ => notes.skip(child, "lbd's HTTP check has no equivalent"),
         }
     }
-    let Some(path) = path else {
-        return Err("its url has no path; keepalived drops such a url too".to_owned());
-    };
+    let path = path.expect("the url has a path");
+    let expect_status = codes.expected(notes);
     if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(
             "path {path:?}: lbd sends a path that starts with / and has no spaces"
@@ -361,28 +400,70 @@ fn url(notes: &mut Notes, url: &Directive, host: Option<String>) -> Result<Check
     })
 }
 
-/// `status_code 200 301-302 …` → the first code or range, and whether it is all of them.
-fn status_codes(args: &[String]) -> Option<(std::ops::RangeInclusive<u16>, bool)> {
-    let ranges: Vec<(u16, u16)> = args
-        .iter()
-        .filter_map(|arg| {
-            let (low, high) = arg.split_once('-').unwrap_or((arg, arg));
-            let (low, high) = (low.parse::<u16>().ok()?, high.parse::<u16>().ok()?);
-            ((100..=599).contains(&low) && (low..=599).contains(&high)).then_some((low, high))
-        })
-        .collect();
-    let &(low, high) = ranges.first()?;
-    // Codes that join up (`200-204 205-299`, `200 201`) are one range too.
-    let mut sorted = ranges.clone();
-    sorted.sort();
-    let (joined_low, mut joined_high) = sorted[0];
-    for &(next_low, next_high) in &sorted[1..] {
-        if next_low > joined_high + 1 {
-            return Some((low..=high, false));
+/// The codes of a url's `status_code` lines, all of them: keepalived ORs them into one set.
+#[derive(Default)]
+struct StatusCodes<'d> {
+    /// Index `code - 100`, for 100 to 599.
+    set: Vec<bool>,
+    /// The first code written, and where.
+    first: Option<(u16, &'d Directive)>,
+}
+
+impl<'d> StatusCodes<'d> {
+    /// Takes a `status_code` line: codes (`200`) and ranges (`200-299`) from 100 to 599,
+    /// each read alone as keepalived reads them.
+    fn read(&mut self, notes: &mut Notes, directive: &'d Directive) {
+        self.set.resize(STATUS_CODES.len(), false);
+        for word in &directive.args {
+            let (low, high) = word.split_once('-').unwrap_or((word, word));
+            let range = low.parse::<u16>().ok().zip(high.parse::<u16>().ok());
+            match range {
+                Some((low, high))
+                    if STATUS_CODES.contains(&low)
+                        && (low..=*STATUS_CODES.end()).contains(&high) =>
+                {
+                    for code in low..=high {
+                        self.set[usize::from(code - STATUS_CODES.start())] = true;
+                    }
+                    self.first.get_or_insert((low, directive));
+                }
+                _ => notes.skip(
+                    directive,
+                    format!(
+                        "{word:?} is not a status code from 100 to 599; keepalived ignores it too"
+                    ),
+                ),
+            }
         }
-        joined_high = joined_high.max(next_high);
     }
-    Some((joined_low..=joined_high, true))
+
+    /// The range lbd expects: all the codes if they are one range (keepalived's 200-299
+    /// without any), else the range that holds the first code written, listed.
+    fn expected(&self, notes: &mut Notes) -> RangeInclusive<u16> {
+        let Some((first, at)) = self.first else {
+            return HttpCheck::DEFAULT_EXPECT_STATUS;
+        };
+        let set = |code: u16| self.set[usize::from(code - STATUS_CODES.start())];
+        let mut low = first;
+        while low > *STATUS_CODES.start() && set(low - 1) {
+            low -= 1;
+        }
+        let mut high = first;
+        while high < *STATUS_CODES.end() && set(high + 1) {
+            high += 1;
+        }
+        let all = STATUS_CODES.filter(|&code| set(code)).count() == usize::from(high - low + 1);
+        if !all {
+            notes.skip(
+                at,
+                format!(
+                    "lbd expects one range of codes; it expects {low}-{high}, the range of the \
+                     first code given (keepalived took any of them)"
+                ),
+            );
+        }
+        low..=high
+    }
 }
 
 /// `bindto` is the source of the service's one check: it must be of every real's family,
@@ -539,24 +620,4 @@ fn differences(service: &Check, real: &Check) -> Vec<String> {
     differ("fall", real.fall.to_string(), service.fall.to_string());
     differ("source", source(real), source(service));
     differences
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_code_ranges() {
-        let codes = |text: &str| {
-            let args: Vec<String> = text.split(' ').map(String::from).collect();
-            status_codes(&args)
-        };
-        assert_eq!(codes("200"), Some((200..=200, true)));
-        assert_eq!(codes("200-299"), Some((200..=299, true)));
-        assert_eq!(codes("200 201 202-204"), Some((200..=204, true)));
-        assert_eq!(codes("200 301"), Some((200..=200, false)));
-        assert_eq!(codes("301-302 200"), Some((301..=302, false)));
-        assert_eq!(codes("99 200"), Some((200..=200, true)));
-        assert_eq!(codes("abc"), None);
-    }
 }

@@ -8,22 +8,29 @@ use std::{
     time::Duration,
 };
 
+use lb_common::RING_SLOTS;
+
 use super::{
     ImportOptions, Skipped, check,
     parse::Directive,
     reals::{self, Method},
     vrrp,
-    yaml::{Converted, Service, Timeouts},
+    yaml::{Converted, Limits, Service, Timeouts},
 };
-use crate::config::{Forward, OnFailure, Protocol, Scheduler, Tunnel, is_valid_interface_name};
+use crate::{
+    config::{Forward, OnFailure, Protocol, Scheduler, Tunnel, is_valid_interface_name},
+    schedule::maglev,
+};
 
 /// The instance name when keepalived.conf has no `router_id`.
 const DEFAULT_INSTANCE: &str = "lb";
 /// The interface when neither the caller nor a `vrrp_instance` names one.
 const GUESSED_INTERFACE: &str = "eth0";
-/// keepalived's `persistence_timeout` without a value, and with only a granularity
-/// (`IPVS_SVC_PERSISTENT_TIMEOUT`).
-const DEFAULT_PERSISTENCE_S: u32 = 360;
+/// keepalived's `persistence_timeout` without a value, with only a granularity, and for a
+/// service on all ports (`IPVS_SVC_PERSISTENT_TIMEOUT`).
+pub(super) const DEFAULT_PERSISTENCE_S: u32 = 360;
+/// keepalived's longest `persistence_timeout` and `lvs_timeouts` (`LVS_MAX_TIMEOUT`, 31 days).
+const MAX_KEEPALIVED_TIMEOUT_S: u32 = 31 * 86400;
 /// Our instance names (`[A-Za-z0-9_-]{1,32}`).
 const MAX_INSTANCE_LEN: usize = 32;
 
@@ -61,7 +68,7 @@ pub(super) fn convert(
     let vips: HashSet<IpAddr> = directives
         .iter()
         .filter(|directive| directive.keyword == "virtual_server")
-        .filter_map(|directive| directive.value()?.parse().ok())
+        .filter_map(|directive| Some(address(directive.value()?)?.0))
         .collect();
     for directive in directives {
         match directive.keyword.as_str() {
@@ -104,11 +111,45 @@ pub(super) fn convert(
             instance_comment,
             interfaces,
             interfaces_comment,
+            limits: limits(&services),
             services,
             timeouts,
             vrrp,
         },
         skipped: notes.skipped,
+    }
+}
+
+/// The map sizes `services` need where lbd's defaults are too small (keepalived has no such
+/// bounds), by the rules of lbd's validator: ids start at 1, and each service's schedule
+/// takes two tables.
+fn limits(services: &[Service]) -> Limits {
+    let defaults = crate::config::Limits::default();
+    let needed = |count: u64, default: u32| {
+        (count >= u64::from(default)).then(|| u32::try_from(count + 1).unwrap_or(u32::MAX))
+    };
+    let reals: u64 = services
+        .iter()
+        .map(|service| service.reals.len() as u64 + u64::from(service.sorry_server.is_some()))
+        .sum();
+    let slots: u64 = services
+        .iter()
+        .map(|service| {
+            let capacity = match service.scheduler {
+                Scheduler::Rr | Scheduler::Wrr | Scheduler::Sh => RING_SLOTS,
+                Scheduler::Mh => maglev::DEFAULT_TABLE_SIZE,
+                Scheduler::Lc | Scheduler::Wlc => {
+                    let weighted = service.reals.iter().filter(|real| real.weight > 0).count();
+                    2 * weighted.max(1) as u32
+                }
+            };
+            2 * u64::from(capacity)
+        })
+        .sum();
+    Limits {
+        services: needed(services.len() as u64, defaults.services),
+        reals: needed(reals, defaults.reals),
+        table_slots: needed(slots, defaults.table_slots),
     }
 }
 
@@ -205,19 +246,20 @@ fn global_defs(
                 }
                 None => notes.skip(directive, "router_id has no value"),
             },
-            "lvs_timeouts" => match lvs_timeouts(&directive.args) {
-                Ok(values) => {
-                    let merge = |ours: &mut Option<u32>, theirs: Option<u32>| {
-                        if theirs.is_some() {
-                            *ours = theirs.filter(|&seconds| seconds != 0);
-                        }
-                    };
-                    merge(&mut timeouts.tcp, values.tcp);
-                    merge(&mut timeouts.tcp_fin, values.tcp_fin);
-                    merge(&mut timeouts.udp, values.udp);
+            "lvs_timeouts" => {
+                let (values, problems) = lvs_timeouts(&directive.args);
+                for problem in problems {
+                    notes.skip(directive, problem);
                 }
-                Err(reason) => notes.skip(directive, reason),
-            },
+                let merge = |ours: &mut Option<u32>, theirs: Option<u32>| {
+                    if theirs.is_some() {
+                        *ours = theirs.filter(|&seconds| seconds != 0);
+                    }
+                };
+                merge(&mut timeouts.tcp, values.tcp);
+                merge(&mut timeouts.tcp_fin, values.tcp_fin);
+                merge(&mut timeouts.udp, values.udp);
+            }
             keyword => notes.skip(directive, global_reason(keyword)),
         }
     }
@@ -243,30 +285,42 @@ fn instance_name(router_id: &str) -> String {
     }
 }
 
-/// `tcp N tcpfin N udp N`, in any order and subset. A 0 (keep the kernel's) comes back as
-/// `Some(0)`.
-fn lvs_timeouts(args: &[String]) -> Result<Timeouts, String> {
+/// `tcp N tcpfin N udp N`, in any order and subset, each option read alone as keepalived
+/// reads it (one it does not know is skipped, a value beyond 31 days ignored). A 0 (keep
+/// the kernel's) comes back as `Some(0)`; the problems come back to be listed.
+fn lvs_timeouts(args: &[String]) -> (Timeouts, Vec<String>) {
     let mut timeouts = Timeouts::default();
-    let mut pairs = args.chunks(2);
-    if args.is_empty() {
-        return Err("lvs_timeouts has no value".to_owned());
+    let mut problems = Vec::new();
+    if args.len() < 2 {
+        problems.push("needs an option and its value; keepalived ignores it too".to_owned());
+        return (timeouts, problems);
     }
-    for pair in pairs.by_ref() {
-        let [name, value] = pair else {
-            return Err(format!("{} has no value", pair[0]));
-        };
-        let seconds: u32 = value
-            .parse()
-            .map_err(|_| format!("{name} {value}: not a number of seconds"))?;
+    let mut words = args.iter();
+    while let Some(name) = words.next() {
         let slot = match name.as_str() {
             "tcp" => &mut timeouts.tcp,
             "tcpfin" => &mut timeouts.tcp_fin,
             "udp" => &mut timeouts.udp,
-            other => return Err(format!("unknown option {other} (tcp, tcpfin or udp)")),
+            other => {
+                problems.push(format!(
+                    "unknown option {other:?} (tcp, tcpfin or udp); keepalived skips it too"
+                ));
+                continue;
+            }
         };
-        *slot = Some(seconds);
+        let Some(value) = words.next() else {
+            problems.push(format!("{name} has no value; keepalived ignores it too"));
+            break;
+        };
+        match value.parse::<u32>() {
+            Ok(seconds) if seconds <= MAX_KEEPALIVED_TIMEOUT_S => *slot = Some(seconds),
+            _ => problems.push(format!(
+                "{name} {value}: not a number of seconds up to {MAX_KEEPALIVED_TIMEOUT_S} (31 \
+                 days); keepalived ignores it too"
+            )),
+        }
     }
-    Ok(timeouts)
+    (timeouts, problems)
 }
 
 /// keepalived's timers: seconds, with a fraction (`delay_loop 1.5`). lbd keeps milliseconds.
@@ -292,6 +346,28 @@ pub(super) fn seconds(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(whole) + Duration::from_millis(millis))
 }
 
+/// An address as keepalived's `inet_stosockaddr` reads it (virtual, real and sorry servers,
+/// `connect_ip`, `bindto`): a range (`-…`), else a mask (`/…`), after it is dropped. Also
+/// returns what was dropped, for the note.
+pub(super) fn address(text: &str) -> Option<(IpAddr, Option<&str>)> {
+    let cut = text.find('-').or_else(|| text.find('/'));
+    let (address, dropped) = match cut {
+        Some(at) => (&text[..at], Some(&text[at..])),
+        None => (text, None),
+    };
+    // keepalived takes the family from a `:` anywhere in what is written.
+    let address: IpAddr = address.parse().ok()?;
+    (address.is_ipv6() == text.contains(':')).then_some((address, dropped))
+}
+
+/// The note for what [`address`] dropped.
+pub(super) fn dropped_suffix(address: IpAddr, dropped: &str) -> String {
+    format!(
+        "{dropped} after {address}: keepalived ignores a range or mask here, and so does the \
+         YAML"
+    )
+}
+
 /// Why our validator would refuse `address` for a VIP or a server (the same rules).
 pub(super) fn unusable(address: IpAddr) -> Option<&'static str> {
     let reason = match address {
@@ -315,6 +391,8 @@ pub(super) struct ServiceSettings<'d> {
     pub(super) method: Option<(Method, &'d Directive)>,
     pub(super) persistence: Option<u32>,
     pub(super) persistence_netmask: Option<u8>,
+    /// The weight of its reals that have none of their own.
+    pub(super) weight: Option<u32>,
     pub(super) timing: check::Timing<'d>,
     pub(super) inhibit: Option<(bool, &'d Directive)>,
     pub(super) sorry: Option<&'d Directive>,
@@ -336,6 +414,7 @@ pub(super) fn service_settings<'d>(
         method: None,
         persistence: None,
         persistence_netmask: None,
+        weight: None,
         timing: check::Timing::default(),
         inhibit: None,
         sorry: None,
@@ -344,7 +423,7 @@ pub(super) fn service_settings<'d>(
         reals: Vec::new(),
     };
     for directive in block.children() {
-        if settings.timing.read(notes, directive) {
+        if settings.timing.read(notes, directive, false) {
             continue;
         }
         let value = directive.value().unwrap_or_default();
@@ -372,20 +451,31 @@ pub(super) fn service_settings<'d>(
                     ),
                 ),
             },
-            "lvs_method" | "lb_kind" => match reals::method(&directive.args) {
-                Ok((method, caveat)) => {
-                    settings.method = Some((method, directive));
-                    if let Some(caveat) = caveat {
-                        notes.skip(directive, caveat);
+            "lvs_method" | "lb_kind" => {
+                let previous = settings.method.map(|(method, _)| method);
+                match reals::method(&directive.args, previous) {
+                    Ok((method, caveat)) => {
+                        settings.method = Some((method, directive));
+                        if let Some(caveat) = caveat {
+                            notes.skip(directive, caveat);
+                        }
                     }
+                    Err(reason) => notes.skip(directive, reason),
                 }
-                Err(reason) => notes.skip(directive, reason),
-            },
+            }
             "persistence_timeout" => match directive.args.as_slice() {
                 [] => settings.persistence = Some(DEFAULT_PERSISTENCE_S),
                 [seconds] => match seconds.parse::<u32>() {
-                    Ok(seconds) if seconds > 0 => settings.persistence = Some(seconds),
-                    _ => notes.skip(directive, format!("{seconds:?} is not a number of seconds")),
+                    Ok(seconds) if (1..=MAX_KEEPALIVED_TIMEOUT_S).contains(&seconds) => {
+                        settings.persistence = Some(seconds);
+                    }
+                    _ => notes.skip(
+                        directive,
+                        format!(
+                            "{seconds:?} is not a number of seconds from 1 to \
+                             {MAX_KEEPALIVED_TIMEOUT_S} (31 days); keepalived ignores it too"
+                        ),
+                    ),
                 },
                 _ => notes.skip(directive, "takes one number of seconds"),
             },
@@ -397,10 +487,23 @@ pub(super) fn service_settings<'d>(
                 }
                 Err(reason) => notes.skip(directive, reason),
             },
-            "inhibit_on_failure" => match on_off(directive) {
-                Some(inhibit) => settings.inhibit = Some((inhibit, directive)),
-                None => notes.skip(directive, format!("{value:?} is not on or off")),
-            },
+            // keepalived's handler at this level ignores its argument (check_parser.c).
+            "inhibit_on_failure" => {
+                settings.inhibit = Some((true, directive));
+                if on_off(directive) != Some(true) {
+                    notes.skip(
+                        directive,
+                        format!(
+                            "{value:?}: keepalived ignores the argument in a virtual_server, and \
+                             inhibits; so does the YAML"
+                        ),
+                    );
+                }
+            }
+            "weight" => {
+                let weight = reals::weight(notes, directive, 1, "each real without a weight");
+                settings.weight = weight.or(settings.weight);
+            }
             "sorry_server" => settings.sorry = Some(directive),
             "sorry_server_lvs_method" => settings.sorry_method = Some(directive),
             "virtualhost" if !value.is_empty() => settings.virtualhost = Some(value.to_owned()),
@@ -446,16 +549,20 @@ fn granularity(value: &str, vip: IpAddr) -> Result<u8, String> {
     Ok(bits.leading_ones() as u8)
 }
 
-/// `sorry_server IP [PORT]` for a service, or why not.
+/// `sorry_server IP [PORT]` for a service, and what of it is not converted; or why not.
 pub(super) fn sorry_server(
     directive: &Directive,
     service: &Service,
     vips: &HashSet<IpAddr>,
-) -> Result<SocketAddr, String> {
-    let address: IpAddr = directive
+) -> Result<(SocketAddr, Vec<String>), String> {
+    let mut caveats = Vec::new();
+    let (address, dropped) = directive
         .value()
-        .and_then(|text| text.parse().ok())
+        .and_then(address)
         .ok_or("not an IP address")?;
+    if let Some(dropped) = dropped {
+        caveats.push(dropped_suffix(address, dropped));
+    }
     if let Some(problem) = unusable(address) {
         return Err(format!("{address} is {problem}"));
     }
@@ -470,19 +577,26 @@ pub(super) fn sorry_server(
             service.forward
         ));
     }
+    // The rules of a real's port (`reals::add_real`), in the same order.
     let port = match directive.args.get(1).map(|text| text.parse::<u16>()) {
         None | Some(Ok(0)) => service.port,
-        Some(Ok(port)) if port == service.port || service.forward.can_change_port() => port,
-        Some(Ok(port)) if service.port == 0 => {
-            return Err(format!("port {port}: the service has all ports (0)"));
+        Some(Ok(port)) if port != service.port && service.port == 0 => {
+            caveats.push(format!(
+                "port {port}: the service has all ports (0), so each packet keeps its port; \
+                 the sorry server has port 0"
+            ));
+            0
         }
-        Some(Ok(port)) => {
-            return Err(format!(
-                "port {port}: {} cannot change the port (the service's is {})",
+        Some(Ok(port)) if port != service.port && !service.forward.can_change_port() => {
+            caveats.push(format!(
+                "port {port}: {} passes the packet on unchanged (keepalived resets the port \
+                 too); the sorry server has the service's port {}",
                 service.forward, service.port
             ));
+            service.port
         }
-        Some(Err(_)) => return Err("not a port".to_owned()),
+        Some(Ok(port)) => port,
+        Some(Err(_)) => return Err("not a port; keepalived skips the sorry server too".to_owned()),
     };
     if service
         .reals
@@ -491,12 +605,12 @@ pub(super) fn sorry_server(
     {
         return Err("it is also a real server of the service".to_owned());
     }
-    Ok(SocketAddr::new(address, port))
+    Ok((SocketAddr::new(address, port), caveats))
 }
 
 /// `sorry_server_lvs_method`: converted only when it is the service's own.
 pub(super) fn sorry_method_matches(directive: &Directive, service: &Service) -> bool {
-    matches!(reals::method(&directive.args), Ok((method, None))
+    matches!(reals::method(&directive.args, None), Ok((method, None))
         if method.forward == service.forward
             && (method.forward != Forward::Tun
                 || Some(method.tunnel) == service.tunnel.or(Some(Tunnel::Ipip))
@@ -570,7 +684,6 @@ fn service_reason(keyword: &str) -> String {
         | "mh-port" | "mh-fallback" => "lbd's schedulers take no IPVS flags",
         "warmup" => "lbd spreads first checks over one interval; it has no warmup",
         "sorry_server_inhibit" => "lbd removes a sorry server's flows; it has no inhibit for it",
-        "weight" => "a virtual server's weight only matters to VRRP tracking, which lbd lacks",
         "ip_family" => "it contradicts the VIP's address family",
         "snmp_name" => "lbd has no SNMP",
         "fwmark" => "lbd has no firewall-mark services",
@@ -604,8 +717,12 @@ mod tests {
     }
 
     #[test]
-    fn lvs_timeouts_options() {
-        let timeouts = lvs_timeouts(&["udp", "30", "tcp", "900"].map(String::from)).unwrap();
+    fn lvs_timeouts_options_are_read_alone() {
+        let read = |text: &str| {
+            let args: Vec<String> = text.split(' ').map(String::from).collect();
+            lvs_timeouts(&args)
+        };
+        let (timeouts, problems) = read("udp 30 tcp 900");
         assert_eq!(
             timeouts,
             Timeouts {
@@ -614,8 +731,15 @@ mod tests {
                 udp: Some(30)
             }
         );
-        assert!(lvs_timeouts(&["tcp".into()]).is_err());
-        assert!(lvs_timeouts(&["sctp".into(), "1".into()]).is_err());
+        assert!(problems.is_empty());
+        // keepalived skips an unknown word and reads on.
+        let (timeouts, problems) = read("tcp 900 sctp 5 udp 30");
+        assert_eq!((timeouts.tcp, timeouts.udp), (Some(900), Some(30)));
+        assert_eq!(problems.len(), 2, "sctp and 5: {problems:?}");
+        let (timeouts, problems) = read("tcp 2678401 udp 2678400 tcpfin");
+        assert_eq!((timeouts.tcp, timeouts.udp), (None, Some(2_678_400)));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(read("tcp").1.len(), 1);
     }
 
     #[test]

@@ -6,12 +6,20 @@
 
 use std::path::{Path, PathBuf};
 
-/// The existing paths `pattern` matches.
-pub(super) fn expand(pattern: &str) -> Vec<PathBuf> {
-    alternatives(pattern)
-        .iter()
-        .flat_map(|alternative| expand_one(alternative))
-        .collect()
+/// Brace alternatives one pattern may expand to (`{a,b}` twenty times over is a million).
+pub(super) const MAX_ALTERNATIVES: usize = 1024;
+
+/// The existing paths `pattern` matches; `None` when its braces expand to more than
+/// [`MAX_ALTERNATIVES`] patterns.
+pub(super) fn expand(pattern: &str) -> Option<Vec<PathBuf>> {
+    let mut budget = MAX_ALTERNATIVES;
+    let alternatives = alternatives(pattern, &mut budget)?;
+    Some(
+        alternatives
+            .iter()
+            .flat_map(|alternative| expand_one(alternative))
+            .collect(),
+    )
 }
 
 fn expand_one(pattern: &str) -> Vec<PathBuf> {
@@ -69,11 +77,13 @@ fn unescape(text: &str) -> String {
     plain
 }
 
-/// `a{b,c{d,e}}f` → `abf`, `acdf`, `acef`; an unmatched `{` is a character.
-fn alternatives(pattern: &str) -> Vec<String> {
+/// `a{b,c{d,e}}f` → `abf`, `acdf`, `acef`; an unmatched `{` is a character. `None` once
+/// more than `budget` patterns come out.
+fn alternatives(pattern: &str, budget: &mut usize) -> Option<Vec<String>> {
     let bytes = pattern.as_bytes();
     let Some(open) = (0..bytes.len()).find(|&i| bytes[i] == b'{' && !escaped(bytes, i)) else {
-        return vec![pattern.to_owned()];
+        *budget = budget.checked_sub(1)?;
+        return Some(vec![pattern.to_owned()]);
     };
     let mut depth = 0;
     let mut commas = Vec::new();
@@ -96,21 +106,19 @@ fn alternatives(pattern: &str) -> Vec<String> {
         }
     }
     let Some(close) = close else {
-        return vec![pattern.to_owned()];
+        *budget = budget.checked_sub(1)?;
+        return Some(vec![pattern.to_owned()]);
     };
     let (prefix, suffix) = (&pattern[..open], &pattern[close + 1..]);
     let mut bounds = vec![open];
     bounds.extend(commas);
     bounds.push(close);
-    bounds
-        .windows(2)
-        .flat_map(|pair| {
-            alternatives(&format!(
-                "{prefix}{}{suffix}",
-                &pattern[pair[0] + 1..pair[1]]
-            ))
-        })
-        .collect()
+    let mut all = Vec::new();
+    for pair in bounds.windows(2) {
+        let alternative = format!("{prefix}{}{suffix}", &pattern[pair[0] + 1..pair[1]]);
+        all.extend(alternatives(&alternative, budget)?);
+    }
+    Some(all)
 }
 
 fn escaped(bytes: &[u8], index: usize) -> bool {
@@ -122,33 +130,87 @@ pub(super) fn matches(pattern: &str, name: &str) -> bool {
     if name.starts_with('.') && !pattern.starts_with('.') {
         return false;
     }
-    let pattern: Vec<char> = pattern.chars().collect();
+    let tokens = tokens(pattern);
     let name: Vec<char> = name.chars().collect();
-    matches_from(&pattern, &name)
+    // Two pointers, going back only to just after the last `*` (which then takes one more
+    // character): at most |pattern| × |name| steps, however many stars, and no recursion.
+    let (mut at, mut next) = (0, 0);
+    let mut last_star: Option<(usize, usize)> = None;
+    while next < name.len() {
+        match tokens.get(at) {
+            Some(Token::Star) => {
+                last_star = Some((at, next));
+                at += 1;
+            }
+            Some(token) if token.accepts(name[next]) => {
+                at += 1;
+                next += 1;
+            }
+            _ => match last_star {
+                Some((star, taken)) => {
+                    last_star = Some((star, taken + 1));
+                    at = star + 1;
+                    next = taken + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    tokens[at..].iter().all(|token| *token == Token::Star)
 }
 
-fn matches_from(pattern: &[char], name: &[char]) -> bool {
-    match pattern.first() {
-        None => name.is_empty(),
-        Some('*') => (0..=name.len()).any(|skip| matches_from(&pattern[1..], &name[skip..])),
-        Some('?') => !name.is_empty() && matches_from(&pattern[1..], &name[1..]),
-        Some('[') => match (class(pattern), name.first()) {
-            (Some((accepts, length)), Some(&c)) => {
-                accepts(c) && matches_from(&pattern[length..], &name[1..])
+/// One element of a pattern.
+#[derive(Debug, PartialEq)]
+enum Token {
+    Star,
+    Any,
+    Char(char),
+    /// `[…]`: its ranges, and whether it is negated.
+    Class(Vec<(char, char)>, bool),
+}
+
+impl Token {
+    /// Whether it matches `c` (never called for a star).
+    fn accepts(&self, c: char) -> bool {
+        match self {
+            Token::Star | Token::Any => true,
+            Token::Char(own) => *own == c,
+            Token::Class(ranges, negated) => {
+                ranges.iter().any(|&(low, high)| (low..=high).contains(&c)) != *negated
             }
-            // An unclosed `[` is a character.
-            (None, Some('[')) => matches_from(&pattern[1..], &name[1..]),
-            _ => false,
-        },
-        Some('\\') if pattern.len() > 1 => {
-            name.first() == Some(&pattern[1]) && matches_from(&pattern[2..], &name[1..])
         }
-        Some(c) => name.first() == Some(c) && matches_from(&pattern[1..], &name[1..]),
     }
 }
 
-/// The bracket expression at the start of `pattern`: what it accepts and its length.
-fn class(pattern: &[char]) -> Option<(impl Fn(char) -> bool, usize)> {
+fn tokens(pattern: &str) -> Vec<Token> {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let mut tokens = Vec::with_capacity(pattern.len());
+    let mut index = 0;
+    while let Some(&c) = pattern.get(index) {
+        index += 1;
+        tokens.push(match c {
+            '*' => Token::Star,
+            '?' => Token::Any,
+            '[' => match class(&pattern[index - 1..]) {
+                Some((token, length)) => {
+                    index += length - 1;
+                    token
+                }
+                // An unclosed `[` is a character.
+                None => Token::Char('['),
+            },
+            '\\' if index < pattern.len() => {
+                index += 1;
+                Token::Char(pattern[index - 1])
+            }
+            _ => Token::Char(c),
+        });
+    }
+    tokens
+}
+
+/// The bracket expression at the start of `pattern`, and its length.
+fn class(pattern: &[char]) -> Option<(Token, usize)> {
     let mut index = 1;
     let negated = matches!(pattern.get(index), Some('!' | '^'));
     if negated {
@@ -172,9 +234,7 @@ fn class(pattern: &[char]) -> Option<(impl Fn(char) -> bool, usize)> {
             index += 1;
         }
     }
-    let accepts =
-        move |c: char| ranges.iter().any(|&(low, high)| (low..=high).contains(&c)) != negated;
-    Some((accepts, index + 1))
+    Some((Token::Class(ranges, negated), index + 1))
 }
 
 #[cfg(test)]
@@ -193,13 +253,37 @@ mod tests {
         assert!(matches("[]a]", "]"));
         assert!(matches(r"a\*", "a*"));
         assert!(!matches(r"a\*", "ab"));
+        assert!(matches("a*", "a"));
+        assert!(matches("*b*", "abc"));
+        assert!(!matches("a*c", "abcd"));
+        assert!(matches("a*c*", "abcd"));
+        assert!(matches(r"x\", r"x\"));
+        assert!(matches("[x", "[x"));
+    }
+
+    #[test]
+    fn stars_take_linear_time_and_no_stack() {
+        // Backtracking per star would take 2^30 steps here, and recursing per character a
+        // frame per character of a long name.
+        let pattern = format!("{}b", "*a".repeat(30));
+        assert!(!matches(&pattern, &"a".repeat(60)));
+        assert!(matches(&pattern, &format!("{}b", "a".repeat(60))));
+        assert!(matches("*", &"x".repeat(1_000_000)));
     }
 
     #[test]
     fn braces() {
-        assert_eq!(alternatives("a{b,c{d,e}}f"), ["abf", "acdf", "acef"]);
-        assert_eq!(alternatives("/etc/{x"), ["/etc/{x"]);
-        assert_eq!(alternatives("plain"), ["plain"]);
+        let all = |pattern: &str| {
+            let mut budget = MAX_ALTERNATIVES;
+            alternatives(pattern, &mut budget)
+        };
+        assert_eq!(all("a{b,c{d,e}}f").unwrap(), ["abf", "acdf", "acef"]);
+        assert_eq!(all("/etc/{x").unwrap(), ["/etc/{x"]);
+        assert_eq!(all("plain").unwrap(), ["plain"]);
+        // 2^10 fit, 2^11 do not; 2^100 end as soon.
+        assert_eq!(all(&"{a,b}".repeat(10)).unwrap().len(), 1024);
+        assert_eq!(all(&"{a,b}".repeat(11)), None);
+        assert_eq!(all(&"{a,b}".repeat(100)), None);
     }
 
     #[test]
@@ -210,6 +294,7 @@ mod tests {
             std::fs::write(dir.join("conf.d").join(name), "").unwrap();
         }
         let base = dir.display();
+        let expand = |pattern: &str| super::expand(pattern).unwrap();
         assert_eq!(
             expand(&format!("{base}/conf.d/*.conf")),
             [dir.join("conf.d/a.conf"), dir.join("conf.d/b.conf")]

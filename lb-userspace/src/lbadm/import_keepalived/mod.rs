@@ -10,7 +10,9 @@
 //!
 //! - this file: the entry point and the types the verb sees;
 //! - `parse.rs`: keepalived's syntax (comments, quotes, braces, `include`) → a tree of
-//!   directives, as keepalived's `lib/parser.c` reads it;
+//!   directives, as keepalived's `lib/parser.c` reads it; `grammar.rs`: which `{` opens a
+//!   block (keepalived decides by keyword, and reports and reads past stray braces, which
+//!   are listed); `macros.rs`: `$NAME` definitions, expanded;
 //! - `glob.rs`: the `include` patterns (glob(3) with `GLOB_BRACE`);
 //! - `convert.rs`: the top-level blocks, `global_defs`, a `virtual_server`'s own settings;
 //!   `reals.rs`: a `virtual_server` and its `real_server`s → a service; `check.rs`: the
@@ -22,33 +24,48 @@
 //!
 //! keepalived fills in defaults that ipvsadm would not, and the YAML spells them out so that
 //! the converted service behaves as keepalived's did: a `virtual_server` without `protocol`
-//! is UDP (keepalived 2.x), without `lvs_sched` `wlc`, without `lvs_method` `nat`.
+//! is UDP (keepalived 2.x), without `lvs_sched` `wlc`, without `lvs_method` `nat`, on port
+//! 0 (all ports) without `persistence_timeout` persistent for 360 s. A value keepalived
+//! reports and ignores is listed and left out, so keepalived's default applies.
 //!
 //! - `global_defs`: `router_id` → `instance` (characters outside `A-Za-z0-9_-` become `-`,
-//!   at most 32; without one, `lb`); `lvs_timeouts tcp N tcpfin N udp N` → `timeouts` (a 0,
-//!   "keep the kernel's", is left out); the rest is listed.
-//! - `virtual_server IP [PORT]` (IPv4, IPv6) → a service: `lvs_sched`/`lb_algo` →
+//!   at most 32; without one, `lb`); `lvs_timeouts tcp N tcpfin N udp N` → `timeouts`, each
+//!   option alone (a 0, "keep the kernel's", is left out; beyond 31 days keepalived ignores
+//!   it); the rest is listed.
+//! - `virtual_server IP [PORT]` (IPv4, IPv6; a `/mask` or `-range` after the address is
+//!   dropped, as keepalived drops it, and listed) → a service: `lvs_sched`/`lb_algo` →
 //!   `scheduler` (the six lbd has; another is listed and the service gets `wlc`);
-//!   `lvs_method`/`lb_kind` `DR`/`NAT`/`TUN` → `forward` (a real's own `lvs_method` →
-//!   its `forward`), `TUN type gue port N` → `tunnel: gue`, `gue_port: N`;
+//!   `lvs_method`/`lb_kind` `DR`/`NAT`/`TUN` → `forward` (a real's own `lvs_method` → its
+//!   `forward`), `TUN type gue port N` → `tunnel: gue`, `gue_port: N` (a bad tunnel option
+//!   keeps the method and the tunnel it had, as keepalived keeps them, and is listed);
 //!   `persistence_timeout [N]` → `persistence` (360 s without N, keepalived's default);
-//!   `persistence_granularity` → `persistence_netmask`; `sorry_server IP [PORT]` →
-//!   `sorry_server`; `inhibit_on_failure` → `on_failure: inhibit`. `fwmark` and `group`
-//!   services, `quorum`, `alpha`, `omega`, `hysteresis`, notifications and the like are
-//!   listed.
-//! - `real_server IP [PORT]` → a real: `weight` (written only when not 1, the default of
-//!   both); the port is always written. dr and tun cannot change the port (IPVS ignores a
-//!   DR real's port too), so such a real gets the service's port, and the change is listed.
+//!   `persistence_granularity` → `persistence_netmask`; `weight` → the weight of its reals
+//!   that have none; `sorry_server IP [PORT]` → `sorry_server` (its port as a real's);
+//!   `inhibit_on_failure` → `on_failure: inhibit` (in a `virtual_server` whatever its
+//!   argument: keepalived's handler ignores it). `fwmark` and `group` services, `quorum`,
+//!   `alpha`, `omega`, `hysteresis`, notifications and the like are listed.
+//! - `real_server IP [PORT]` → a real: `weight` (written only when not 1; above lbd's 65535,
+//!   65535, listed); the port is always written. dr and tun cannot change the port (IPVS
+//!   ignores a DR real's port too), so such a real gets the service's port, and the change
+//!   is listed; keepalived checks the port written, and so does the `health_check`. Reals
+//!   beyond what lbd schedules (256 with a non-zero weight under lc/wlc, 1024 under any)
+//!   get weight 0, listed.
 //! - keepalived checks each real with its own checkers; lbd has one `health_check` per
 //!   service. The first real's first `TCP_CHECK` or `HTTP_GET` becomes the service's; a real
-//!   whose check differs, or a second checker of one real, is listed. `SSL_GET`,
-//!   `MISC_CHECK`, `SMTP_CHECK`, `DNS_CHECK`, `BFD_CHECK`, … are listed (lbd has no TLS,
-//!   script or protocol checks).
+//!   whose check differs, or a second checker of one real, is listed. An `HTTP_GET` checks
+//!   its first `url` with a `path` (keepalived drops one without); all its `status_code`
+//!   lines make one set of codes, as keepalived ORs them. `SSL_GET`, `MISC_CHECK`,
+//!   `SMTP_CHECK`, `DNS_CHECK`, `BFD_CHECK`, … are listed (lbd has no TLS, script or
+//!   protocol checks).
 //! - `vrrp_instance` → a commented-out entry of SPEC.md's `vrrp:` (this lbd refuses the key
 //!   until VRRP lands), each listed; `vrrp_sync_group`, `vrrp_script`, `static_ipaddress`, …
 //!   are listed.
 //! - `interfaces` (required): [`ImportOptions::interfaces`] if given, else the
 //!   `vrrp_instance`s' `interface`s, else `eth0`, with a note that it is a guess.
+//! - `limits`: written only where the services need more than lbd's default map sizes.
+//!
+//! Text from the input (names, file names) is escaped wherever the YAML or stderr carries
+//! it, so it cannot end a line early.
 //!
 //! # Health check timing
 //!
@@ -73,6 +90,8 @@
 mod check;
 mod convert;
 mod glob;
+mod grammar;
+mod macros;
 mod parse;
 mod reals;
 #[cfg(test)]
@@ -81,6 +100,7 @@ mod vrrp;
 mod yaml;
 
 use std::{
+    borrow::Cow,
     fmt,
     path::{Path, PathBuf},
 };
@@ -118,25 +138,30 @@ pub struct Unconverted {
 /// `FILE:LINE: DIRECTIVE: not converted: REASON` (`FILE: …` for a note about the whole file).
 impl fmt::Display for Unconverted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        write!(f, "{}", shown_path(&self.file))?;
         if self.line != 0 {
             write!(f, ":{}", self.line)?;
         }
-        write!(f, ": {}: not converted: {}", self.directive, self.reason)
+        write!(
+            f,
+            ": {}: not converted: {}",
+            escape_controls(&self.directive),
+            escape_controls(&self.reason)
+        )
     }
 }
 
 /// Why nothing could be converted. Each names the file and, where there is one, the line.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{}: cannot read: {source}", .path.display())]
+    #[error("{}: cannot read: {source}", shown_path(.path))]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
     /// An included file that exists but cannot be read (a pattern that matches nothing is
     /// skipped and listed, as keepalived skips it).
-    #[error("{}:{line}: include: cannot read {}: {source}", .file.display(), .included.display())]
+    #[error("{}:{line}: include: cannot read {}: {source}", shown_path(.file), shown_path(.included))]
     ReadIncluded {
         file: PathBuf,
         line: usize,
@@ -145,22 +170,14 @@ pub enum ImportError {
     },
     #[error(
         "{}:{line}: include loop: {} is already being read (it includes itself)",
-        .file.display(),
-        .included.display()
+        shown_path(.file),
+        shown_path(.included)
     )]
     IncludeLoop {
         file: PathBuf,
         line: usize,
         included: PathBuf,
     },
-    #[error("{}:{line}: unbalanced braces: this `}}` closes no block", .file.display())]
-    UnexpectedClose { file: PathBuf, line: usize },
-    #[error("{}:{line}: unbalanced braces: this `{{` is never closed", .file.display())]
-    Unclosed { file: PathBuf, line: usize },
-    #[error("{}:{line}: `{{` opens a block but no directive comes before it", .file.display())]
-    OrphanOpen { file: PathBuf, line: usize },
-    #[error("{}:{line}: unterminated quote", .file.display())]
-    UnterminatedQuote { file: PathBuf, line: usize },
     /// One of [`ImportOptions::interfaces`].
     #[error(
         "interface {name:?}: not a Linux interface name (1 to {} bytes, without '/', ':' or \
@@ -172,9 +189,39 @@ pub enum ImportError {
     #[error(
         "{}: the converted YAML does not pass lbd's validation (a bug of lbadm \
          import-keepalived; please report it with the config): {source}",
-        .path.display()
+        shown_path(.path)
     )]
     Invalid { path: PathBuf, source: ConfigError },
+}
+
+/// `path` as messages show it, its control characters escaped.
+pub(crate) fn shown_path(path: &Path) -> String {
+    escape_controls(&path.display().to_string()).into_owned()
+}
+
+/// `text` with its control characters (and the characters some YAML readers take for line
+/// breaks) escaped as Rust writes them (`\r`, `\u{85}`), so that text from keepalived.conf
+/// or a file name cannot end a line of the YAML (a comment, say) or of stderr early.
+pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
+    let escaped = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+            )
+    };
+    if !text.contains(escaped) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escaped(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Converts the keepalived config at `path` (and the files it includes).
@@ -189,12 +236,12 @@ pub fn import(path: &Path, options: &ImportOptions) -> Result<Import, ImportErro
     let parsed = parse::read(path)?;
     let converted = convert::convert(&parsed.directives, path, options);
     let yaml = yaml::render(&converted.config);
-    config::parse(&yaml, &format!("YAML converted from {}", path.display())).map_err(|source| {
-        ImportError::Invalid {
+    config::parse(&yaml, &format!("YAML converted from {}", shown_path(path))).map_err(
+        |source| ImportError::Invalid {
             path: path.to_owned(),
             source,
-        }
-    })?;
+        },
+    )?;
     let mut skipped = parsed.skipped;
     skipped.extend(converted.skipped);
     Ok(Import {

@@ -1,20 +1,26 @@
 //! keepalived's config syntax → a tree of [`Directive`]s, read the way keepalived's
 //! `lib/parser.c` reads it:
 //!
-//! - line by line; `#` and `!` start a comment anywhere outside double quotes (`\#` and
-//!   `\!` are the characters themselves);
-//! - a line is split into words at blanks; a double-quoted string is one word, without its
-//!   quotes;
-//! - `{` and `}` outside quotes stand on their own, wherever they are on the line, so
-//!   `real_server 10.0.0.1 80 { weight 2 }` is three lines to keepalived and to us;
+//! - line by line (a line ends at `\n`; keepalived ignores a line longer than 1023
+//!   characters, or one holding a NUL); `#` and `!` start a comment anywhere outside double
+//!   quotes (`\#` and `\!` are the characters themselves);
+//! - a line that starts with `$NAME=` defines NAME, and later uses of `$NAME` are replaced
+//!   (`macros.rs`);
 //! - a line that starts with `include` (or `includer`, `includem`, `includew`, `includeb`,
 //!   `includea`) reads the files its glob pattern matches in its place, so a block may open
 //!   in one file and close in another. A relative pattern is relative to the directory of
 //!   the file it is in: keepalived changes into that directory while it reads the file.
-//!   Directories and executable files are skipped, as keepalived skips them.
+//!   Directories and executable files are skipped, as keepalived skips them;
+//! - the first `{` or `}` outside quotes ends the line: it stands as a line of its own, and
+//!   what follows it is the next line, read as any line is (so `real_server 10.0.0.1 80 {
+//!   weight 2 }` is four lines, and `virtual_server 192.0.2.10 80 { include reals.conf`
+//!   includes a file);
+//! - a line is split into words at blanks; a double-quoted string is one word, without its
+//!   quotes. An unterminated quote ends the line: keepalived reports it and drops the rest;
+//! - which `{` opens a block is keepalived's grammar (`grammar.rs`).
 //!
-//! keepalived's macro lines (`$NAME=…` definitions, `@SYSTEM` conditions, `~SEQ`, `~LST`)
-//! are listed, not expanded.
+//! keepalived's lines for one system (`@SYSTEM`) and its `~SEQ` and `~LST` repetitions are
+//! listed, not expanded.
 
 use std::{
     cell::Cell,
@@ -24,7 +30,10 @@ use std::{
     rc::Rc,
 };
 
-use super::{ImportError, Skipped, Unconverted, glob};
+use super::{
+    ImportError, Skipped, Unconverted, glob, grammar,
+    macros::{MAX_LINE, Macros},
+};
 
 /// One statement: a keyword, its arguments and, when `{` follows it, its block.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,24 +115,30 @@ pub(super) fn read(path: &Path) -> Result<Parsed, ImportError> {
     let identity = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     reader.open.push(identity);
     reader.lines(Rc::from(path), &String::from_utf8_lossy(&bytes))?;
+    let (directives, mut skipped) = grammar::build(reader.items);
+    skipped.extend(reader.skipped);
     Ok(Parsed {
-        directives: build(reader.items)?,
-        skipped: reader.skipped,
+        directives,
+        skipped,
     })
 }
 
 /// A piece of a line: what the tree is built from.
 #[derive(Debug)]
-enum Item {
+pub(super) enum Item {
     Words(Vec<String>),
     Open,
     Close,
 }
 
+/// keepalived's blanks between words (`WHITE_SPACE_STR`).
+const BLANKS: [char; 5] = [' ', '\t', '\x0c', '\r', '\x0b'];
+
 #[derive(Default)]
 struct Reader {
     items: Vec<(Location, Item)>,
     skipped: Vec<Skipped>,
+    macros: Macros,
     /// The files being read, outermost first (canonical paths): an include of one of them
     /// would never end.
     open: Vec<PathBuf>,
@@ -145,6 +160,13 @@ impl Reader {
         }
     }
 
+    /// Lists `what` (its first word names it) at `line`.
+    fn skip(&mut self, file: &Rc<Path>, line: usize, what: &str, reason: impl Into<String>) {
+        let at = self.location(file, line);
+        let keyword = what.split(BLANKS).next().unwrap_or_default();
+        self.skipped.push(at.skipped(keyword, reason));
+    }
+
     fn lines(&mut self, file: Rc<Path>, text: &str) -> Result<(), ImportError> {
         let shown = file.strip_prefix(&self.top_directory).unwrap_or(&file);
         let outer = self.shown.replace(Rc::from(shown.display().to_string()));
@@ -156,31 +178,109 @@ impl Reader {
     fn lines_of(&mut self, file: &Rc<Path>, text: &str) -> Result<(), ImportError> {
         for (index, raw) in text.split('\n').enumerate() {
             let line = index + 1;
-            let unterminated = || ImportError::UnterminatedQuote {
-                file: file.to_path_buf(),
-                line,
-            };
-            let text = decomment(raw.trim_end_matches('\r')).ok_or_else(unterminated)?;
-            if text.is_empty() {
+            let raw = raw.trim_end_matches('\r');
+            if raw.contains('\0') || raw.len() > MAX_LINE {
+                let problem = if raw.contains('\0') {
+                    "holds a NUL character"
+                } else {
+                    "is longer than 1023 characters"
+                };
+                self.skip(
+                    file,
+                    line,
+                    raw.split('\0').next().unwrap_or_default(),
+                    format!("the line {problem}; keepalived ignores it too"),
+                );
+                self.macros.continue_definition(None);
                 continue;
             }
-            if let Some(pattern) = include_pattern(&text) {
-                let at = self.location(file, line);
-                self.include(&at, pattern)?;
+            let (text, _) = decomment(raw);
+            if self.macros.continuing() {
+                // keepalived reads comment lines inside a definition as nothing, and ends
+                // it at an empty line.
+                if raw.is_empty() {
+                    self.macros.continue_definition(None);
+                } else if !text.is_empty() {
+                    self.macros.continue_definition(Some(&text));
+                }
                 continue;
             }
-            if let Some(reason) = macro_line(&text) {
-                let at = self.location(file, line);
-                let keyword = text.split_whitespace().next().unwrap_or_default();
-                self.skipped.push(at.skipped(keyword, reason));
-                continue;
-            }
-            for item in split(&text).ok_or_else(unterminated)? {
-                let at = self.location(file, line);
-                self.items.push((at, item));
+            let mut next = Some(text);
+            while let Some(text) = next.take().filter(|text| !text.is_empty()) {
+                next = self.logical_line(file, line, text)?;
             }
         }
         Ok(())
+    }
+
+    /// One line as keepalived's `read_line` hands it on, the remainder of the physical line
+    /// after a brace included; returns what follows its first brace, the next line.
+    fn logical_line(
+        &mut self,
+        file: &Rc<Path>,
+        line: usize,
+        text: String,
+    ) -> Result<Option<String>, ImportError> {
+        if let Some(reason) = listed_line(&text) {
+            self.skip(file, line, &text, reason);
+            return Ok(None);
+        }
+        if let Some((name, lines)) = self.macros.define(&text) {
+            if lines {
+                self.skip(
+                    file,
+                    line,
+                    &format!("${name}"),
+                    "a multi-line definition; lbadm import-keepalived does not expand it, and \
+                     lists the lines that use it",
+                );
+            }
+            return Ok(None);
+        }
+        let expanded = self.macros.expand(&text);
+        let text = if expanded.changed {
+            decomment(&expanded.text).0
+        } else {
+            text
+        };
+        if !expanded.unexpanded.is_empty() {
+            self.skip(
+                file,
+                line,
+                &text,
+                format!(
+                    "keepalived replaces {}; the line is read as written",
+                    expanded.unexpanded.join("; ")
+                ),
+            );
+        }
+        if let Some(pattern) = include_pattern(&text) {
+            let at = self.location(file, line);
+            self.include(&at, pattern)?;
+            return Ok(None);
+        }
+        let (before, brace, rest) = split_at_brace(&text);
+        let (words, dropped) = words(before);
+        if let Some(dropped) = dropped {
+            self.skip(
+                file,
+                line,
+                words.first().map_or("\"", String::as_str),
+                format!(
+                    "an unterminated quote; keepalived reads the words before it and drops \
+                     {dropped:?}"
+                ),
+            );
+        }
+        if !words.is_empty() {
+            let at = self.location(file, line);
+            self.items.push((at, Item::Words(words)));
+        }
+        if let Some(brace) = brace {
+            let at = self.location(file, line);
+            self.items.push((at, brace));
+        }
+        Ok(rest.map(str::to_owned))
     }
 
     /// Reads the files `pattern` (written at `at`) matches, in glob's order.
@@ -189,7 +289,17 @@ impl Reader {
         // to the including file (for the top file: the current directory, where it is).
         let directory = at.file.parent().unwrap_or(Path::new(""));
         let full = directory.join(pattern);
-        let matches = glob::expand(&full.to_string_lossy());
+        let Some(matches) = glob::expand(&full.to_string_lossy()) else {
+            self.skipped.push(at.skipped(
+                "include",
+                format!(
+                    "{pattern}: its braces make more than {} patterns; lbadm import-keepalived \
+                     reads none of them",
+                    glob::MAX_ALTERNATIVES
+                ),
+            ));
+            return Ok(());
+        };
         if matches.is_empty() {
             self.skipped.push(at.skipped(
                 "include",
@@ -234,8 +344,9 @@ impl Reader {
     }
 }
 
-/// The line without its comment and surrounding blanks; `None` for an unterminated quote.
-fn decomment(line: &str) -> Option<String> {
+/// The line without its comment and surrounding blanks, and whether a quote is left open
+/// (keepalived's `decomment` reports it and keeps the line).
+fn decomment(line: &str) -> (String, bool) {
     let mut kept = String::with_capacity(line.len());
     let mut quoted = false;
     let mut chars = line.trim_start_matches([' ', '\t']).chars().peekable();
@@ -257,30 +368,26 @@ fn decomment(line: &str) -> Option<String> {
         }
         kept.push(c);
     }
-    if quoted {
-        return None;
-    }
     kept.truncate(kept.trim_end_matches([' ', '\t']).len());
-    Some(kept)
+    (kept, quoted)
 }
 
 /// The pattern of an `include` line (keepalived's `is_include`: `include` and one of
 /// `r m w b a`, which only change how missing files are reported, then a blank).
 fn include_pattern(line: &str) -> Option<&str> {
     let rest = line.strip_prefix("include")?;
+    let space = |c: char| c.is_ascii_whitespace() || c == '\x0b';
     let rest = match rest.chars().next()? {
-        ' ' | '\t' => rest,
-        'r' | 'm' | 'w' | 'b' | 'a' if rest[1..].starts_with([' ', '\t']) => &rest[1..],
+        c if space(c) => rest,
+        'r' | 'm' | 'w' | 'b' | 'a' if rest[1..].starts_with(space) => &rest[1..],
         _ => return None,
     };
-    Some(rest.trim_start_matches([' ', '\t']))
+    Some(rest[1..].trim_start_matches([' ', '\t']))
 }
 
 /// Why a line of keepalived's macro language is listed rather than read.
-fn macro_line(line: &str) -> Option<&'static str> {
-    if line.starts_with('$') && line.contains('=') {
-        Some("keepalived's $NAME definitions are not expanded; uses of $NAME stay as written")
-    } else if line.starts_with('@') {
+fn listed_line(line: &str) -> Option<&'static str> {
+    if line.starts_with('@') {
         Some(
             "lines for one system (@SYSTEM_ID) are not converted: keepalived reads them only on that system",
         )
@@ -291,191 +398,61 @@ fn macro_line(line: &str) -> Option<&'static str> {
     }
 }
 
-/// A decommented line → words and braces; `None` for an unterminated quote.
-fn split(line: &str) -> Option<Vec<Item>> {
-    let mut items = Vec::new();
-    let mut words: Vec<String> = Vec::new();
-    let mut word: Option<String> = None;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' | '\t' => words.extend(word.take()),
-            '"' => {
-                // A quote ends the word before it and is a word of its own, even when empty.
-                words.extend(word.take());
-                let mut quoted = String::new();
-                loop {
-                    match chars.next()? {
-                        '"' => break,
-                        inner => quoted.push(inner),
-                    }
-                }
-                words.push(quoted);
-            }
-            '{' | '}' => {
-                words.extend(word.take());
-                if !words.is_empty() {
-                    items.push(Item::Words(std::mem::take(&mut words)));
-                }
-                items.push(if c == '{' { Item::Open } else { Item::Close });
-            }
-            _ => word.get_or_insert_with(String::new).push(c),
+/// A line split at its first brace outside quotes, as keepalived's `read_line` does: the
+/// text before it, the brace, and the text after it (the next line). A line that starts
+/// with a brace is the brace alone. An unterminated quote hides any brace after it.
+fn split_at_brace(line: &str) -> (&str, Option<Item>, Option<&str>) {
+    let brace = |c: char| match c {
+        '{' => Some(Item::Open),
+        '}' => Some(Item::Close),
+        _ => None,
+    };
+    let mut quoted = false;
+    for (index, c) in line.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+            continue;
         }
+        if quoted {
+            continue;
+        }
+        let Some(item) = brace(c) else { continue };
+        let rest = line[index + 1..].trim_start_matches([' ', '\t']);
+        if index == 0 {
+            return ("", Some(item), Some(rest).filter(|rest| !rest.is_empty()));
+        }
+        let before = line[..index].trim_end_matches([' ', '\t']);
+        // The brace starts the next line, which then gives it a line of its own.
+        return (before, None, Some(&line[index..]));
     }
-    words.extend(word);
-    if !words.is_empty() {
-        items.push(Item::Words(words));
-    }
-    Some(items)
+    (line, None, None)
 }
 
-/// Items → the tree: `{` gives its block to the directive just before it.
-fn build(items: Vec<(Location, Item)>) -> Result<Vec<Directive>, ImportError> {
-    // The directives of each open block, outermost first, with where the block opened.
-    let mut open: Vec<(Vec<Directive>, Location)> = Vec::new();
-    let mut current: Vec<Directive> = Vec::new();
-    let mut follows_words = false;
-    for (at, item) in items {
-        match item {
-            Item::Words(mut words) => {
-                let keyword = words.remove(0);
-                current.push(Directive {
-                    at,
-                    keyword,
-                    args: words,
-                    block: None,
-                    read: Cell::new(false),
-                });
-                follows_words = true;
-            }
-            Item::Open => {
-                if !follows_words {
-                    return Err(ImportError::OrphanOpen {
-                        file: at.file.to_path_buf(),
-                        line: at.line,
-                    });
-                }
-                open.push((std::mem::take(&mut current), at));
-                follows_words = false;
-            }
-            Item::Close => {
-                let Some((mut parent, _)) = open.pop() else {
-                    return Err(ImportError::UnexpectedClose {
-                        file: at.file.to_path_buf(),
-                        line: at.line,
-                    });
-                };
-                let owner = parent.last_mut().expect("a block opens after a directive");
-                owner.block = Some(std::mem::take(&mut current));
-                current = parent;
-                follows_words = false;
-            }
+/// A line → its words (a double-quoted string is one, without its quotes, even when empty),
+/// and what an unterminated quote drops.
+fn words(line: &str) -> (Vec<String>, Option<&str>) {
+    let mut words = Vec::new();
+    let mut rest = line;
+    loop {
+        rest = rest.trim_start_matches(BLANKS);
+        if rest.is_empty() {
+            return (words, None);
         }
-    }
-    match open.pop() {
-        Some((_, at)) => Err(ImportError::Unclosed {
-            file: at.file.to_path_buf(),
-            line: at.line,
-        }),
-        None => Ok(current),
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let Some((word, after)) = quoted.split_once('"') else {
+                return (words, Some(rest));
+            };
+            words.push(word.to_owned());
+            rest = after;
+        } else {
+            let end = rest
+                .find(|c: char| BLANKS.contains(&c) || c == '"')
+                .unwrap_or(rest.len());
+            words.push(rest[..end].to_owned());
+            rest = &rest[end..];
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn words(line: &str) -> Vec<String> {
-        match split(&decomment(line).unwrap()).unwrap().as_slice() {
-            [Item::Words(words)] => words.clone(),
-            other => panic!("{line:?} gave {other:?}"),
-        }
-    }
-
-    #[test]
-    fn comments_quotes_and_escapes() {
-        assert_eq!(words("  weight 2 # two"), ["weight", "2"]);
-        assert_eq!(words("weight 2! two"), ["weight", "2"]);
-        assert_eq!(
-            words(r#"notify_master "/bin/notify master # !" x"#),
-            ["notify_master", "/bin/notify master # !", "x"]
-        );
-        assert_eq!(words(r"path /a\#b"), ["path", "/a#b"]);
-        assert_eq!(words(r#"a"b c""#), ["a", "b c"]);
-        assert_eq!(decomment("# only a comment").as_deref(), Some(""));
-        assert_eq!(decomment(r#"path "/open"#), None);
-    }
-
-    #[test]
-    fn braces_stand_on_their_own() {
-        let items = split("real_server 10.0.0.1 80 {weight 2}").unwrap();
-        let shape: Vec<String> = items
-            .iter()
-            .map(|item| match item {
-                Item::Words(words) => words.join(" "),
-                Item::Open => "{".into(),
-                Item::Close => "}".into(),
-            })
-            .collect();
-        assert_eq!(shape, ["real_server 10.0.0.1 80", "{", "weight 2", "}"]);
-        // Inside quotes a brace is a character.
-        assert_eq!(words(r#"path "/{x}""#), ["path", "/{x}"]);
-    }
-
-    #[test]
-    fn include_lines() {
-        assert_eq!(
-            include_pattern("include conf.d/*.conf"),
-            Some("conf.d/*.conf")
-        );
-        assert_eq!(include_pattern("includer\t/etc/x"), Some("/etc/x"));
-        assert_eq!(include_pattern("include_x 1"), None);
-        assert_eq!(include_pattern("includes x"), None);
-        assert_eq!(include_pattern("include"), None);
-    }
-
-    fn tree(text: &str) -> Result<Vec<Directive>, ImportError> {
-        let mut reader = Reader::default();
-        reader.lines(Rc::from(Path::new("k.conf")), text)?;
-        build(reader.items)
-    }
-
-    #[test]
-    fn blocks_nest_and_may_open_on_the_next_line() {
-        let directives = tree(
-            "virtual_server 192.0.2.1 80\n{\n  real_server 10.0.0.1 80 { TCP_CHECK { } }\n}\nx 1\n",
-        )
-        .unwrap();
-        assert_eq!(directives.len(), 2);
-        let service = &directives[0];
-        assert_eq!(
-            (service.keyword.as_str(), service.at.line),
-            ("virtual_server", 1)
-        );
-        let real = &service.children()[0];
-        assert_eq!(real.args, ["10.0.0.1", "80"]);
-        assert_eq!(real.at.line, 3);
-        assert_eq!(real.children()[0].keyword, "TCP_CHECK");
-        assert_eq!(real.children()[0].block, Some(vec![]));
-        assert_eq!(directives[1].block, None);
-    }
-
-    #[test]
-    fn unbalanced_braces_name_the_line() {
-        let error = tree("a {\n b\n}\n}\n").unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "k.conf:4: unbalanced braces: this `}` closes no block"
-        );
-        let error = tree("a {\n b {\n}\n").unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "k.conf:1: unbalanced braces: this `{` is never closed"
-        );
-        let error = tree("{\n}\n").unwrap_err();
-        assert!(
-            matches!(error, ImportError::OrphanOpen { line: 1, .. }),
-            "{error}"
-        );
-    }
-}
+mod tests;

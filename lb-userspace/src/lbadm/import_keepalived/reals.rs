@@ -3,6 +3,8 @@
 
 use std::{collections::HashSet, net::IpAddr};
 
+use lb_common::{MAX_LEAST_CONN_REALS, RING_SLOTS};
+
 use super::{
     check::{self, Timing},
     convert::{self, Notes, ServiceSettings},
@@ -11,8 +13,10 @@ use super::{
 };
 use crate::config::{Forward, OnFailure, Protocol, Scheduler, Tunnel};
 
-/// Weights are 16-bit in lbd, like ipvsadm's (keepalived allows up to `INT_MAX`).
+/// Weights are 16-bit in lbd, like ipvsadm's.
 const MAX_WEIGHT: u32 = 65535;
+/// keepalived's (`IPVS_WEIGHT_LIMIT`, `INT32_MAX`).
+const KEEPALIVED_MAX_WEIGHT: u32 = i32::MAX as u32;
 
 /// An `lvs_method` (or `lb_kind`): `DR`, `NAT`, `TUN [type ipip|gue|gre] [port N]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,8 +26,14 @@ pub(super) struct Method {
     pub(super) gue_port: Option<u16>,
 }
 
-/// Parses an `lvs_method`'s arguments; `Ok` may carry what of it is not converted.
-pub(super) fn method(args: &[String]) -> Result<(Method, Option<String>), String> {
+/// Parses an `lvs_method`'s arguments as keepalived's `svr_forwarding_handler` does: the
+/// method first, so a bad tunnel option leaves the method set and the tunnel as it was
+/// (`previous`'s, else ipip), as keepalived leaves it. `Ok` may carry what of it is not
+/// converted.
+pub(super) fn method(
+    args: &[String],
+    previous: Option<Method>,
+) -> Result<(Method, Option<String>), String> {
     let forward = match args.first().map(String::as_str) {
         Some("DR") => Forward::Dr,
         Some("NAT") => Forward::Nat,
@@ -35,20 +45,47 @@ pub(super) fn method(args: &[String]) -> Result<(Method, Option<String>), String
         }
         None => return Err("no method given".to_owned()),
     };
+    tunnel(forward, &args[1..]).or_else(|problem| {
+        let method = Method {
+            forward,
+            tunnel: previous.map_or(Tunnel::Ipip, |previous| previous.tunnel),
+            gue_port: previous.and_then(|previous| previous.gue_port),
+        };
+        let tunnel = if forward == Forward::Tun {
+            format!(" (tunnel {})", method.tunnel.name())
+        } else {
+            String::new()
+        };
+        let caveat = format!(
+            "{problem}: keepalived ignores the tunnel options, and keeps the method, \
+             {forward}{tunnel}"
+        );
+        Ok((method, Some(caveat)))
+    })
+}
+
+/// The tunnel options after a method (`type ipip|gue|gre`, `port N`, `nocsum|csum|remcsum`);
+/// `Err` when keepalived refuses them.
+fn tunnel(forward: Forward, options: &[String]) -> Result<(Method, Option<String>), String> {
     let mut method = Method {
         forward,
         tunnel: Tunnel::Ipip,
         gue_port: None,
     };
-    let mut caveats = Vec::new();
     let mut gre = false;
-    let mut options = args[1..].iter();
+    let mut checksum = "nocsum";
+    let mut options = options.iter();
     while let Some(option) = options.next() {
-        match (option.as_str(), options.clone().next().map(String::as_str)) {
-            ("type", Some("ipip")) => method.tunnel = Tunnel::Ipip,
-            ("type", Some("gue")) => method.tunnel = Tunnel::Gue,
-            ("type", Some("gre")) => gre = true,
-            ("port", Some(port)) => {
+        match option.as_str() {
+            "type" => match options.next().map(String::as_str) {
+                Some("ipip") => (method.tunnel, gre) = (Tunnel::Ipip, false),
+                Some("gue") => (method.tunnel, gre) = (Tunnel::Gue, false),
+                Some("gre") => (method.tunnel, gre) = (Tunnel::Ipip, true),
+                Some(other) => return Err(format!("unknown tunnel type {other:?}")),
+                None => return Err("type without a tunnel type".to_owned()),
+            },
+            "port" => {
+                let port = options.next().ok_or("port without a port")?;
                 method.gue_port = Some(
                     port.parse()
                         .ok()
@@ -56,37 +93,31 @@ pub(super) fn method(args: &[String]) -> Result<(Method, Option<String>), String
                         .ok_or_else(|| format!("tunnel port {port:?} is not 1 to 65535"))?,
                 );
             }
-            ("nocsum", _) => continue,
-            ("csum" | "remcsum", _) => {
-                caveats.push(format!(
-                    "{option}: lbd sends GUE without a UDP checksum (keepalived's nocsum)"
-                ));
-                continue;
-            }
-            (other, _) => {
-                return Err(format!(
-                    "tunnel option {other:?} without a valid value; keepalived ignores the \
-                     directive too"
-                ));
-            }
+            "nocsum" | "csum" | "remcsum" => checksum = option,
+            other => return Err(format!("unknown tunnel option {other:?}")),
         }
-        options.next();
     }
-    if (method.tunnel == Tunnel::Gue && !gre) != method.gue_port.is_some() {
-        return Err(
-            "a gue tunnel needs a port, and only it has one; keepalived ignores the \
-                    directive too"
-                .to_owned(),
-        );
+    if (method.tunnel == Tunnel::Gue) != method.gue_port.is_some() {
+        return Err("a gue tunnel needs a port, and only it has one".to_owned());
     }
+    if method.tunnel == Tunnel::Ipip && !gre && checksum != "nocsum" {
+        return Err(format!("{checksum}: an ipip tunnel has no checksum option"));
+    }
+    if gre && checksum == "remcsum" {
+        return Err("remcsum: a gre tunnel has no remote checksum".to_owned());
+    }
+    let mut caveats = Vec::new();
     if gre {
-        method.tunnel = Tunnel::Ipip;
-        caveats.insert(
-            0,
+        caveats.push(
             "type gre: lbd tunnels with ipip or gue; converted as ipip (the reals need an ipip \
              tunnel or `lbd decap`)"
                 .to_owned(),
         );
+    }
+    if checksum != "nocsum" {
+        caveats.push(format!(
+            "{checksum}: lbd sends GUE and GRE without a checksum (keepalived's nocsum)"
+        ));
     }
     let caveat = (!caveats.is_empty()).then(|| caveats.join("; "));
     Ok((method, caveat))
@@ -107,17 +138,57 @@ pub(super) struct RealSettings<'d> {
     pub(super) checks: Vec<&'d Directive>,
 }
 
-fn real_settings<'d>(notes: &mut Notes, directive: &'d Directive) -> Option<RealSettings<'d>> {
-    let Some(address) = directive
-        .value()
-        .and_then(|text| text.parse::<IpAddr>().ok())
-    else {
+/// A `weight` from `least` to keepalived's most (`IPVS_WEIGHT_LIMIT`), at most lbd's; `None`
+/// (listed) for one keepalived ignores. `whose` gets the weight.
+pub(super) fn weight(
+    notes: &mut Notes,
+    directive: &Directive,
+    least: u32,
+    whose: &str,
+) -> Option<u32> {
+    let value = directive.value().unwrap_or_default();
+    match value.parse::<u32>() {
+        Ok(weight) if (least..=KEEPALIVED_MAX_WEIGHT).contains(&weight) => {
+            if weight > MAX_WEIGHT {
+                notes.skip(
+                    directive,
+                    format!(
+                        "{weight} is above lbd's most, {MAX_WEIGHT}; {whose} gets {MAX_WEIGHT}"
+                    ),
+                );
+            }
+            Some(weight.min(MAX_WEIGHT))
+        }
+        _ => {
+            notes.skip(
+                directive,
+                format!(
+                    "{value:?} is not a weight from {least} to {KEEPALIVED_MAX_WEIGHT}; keepalived \
+                     ignores it too"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// What `directive` says, where it inherits from `service` (its weight, its tunnel).
+fn real_settings<'d>(
+    notes: &mut Notes,
+    directive: &'d Directive,
+    service: &ServiceSettings,
+) -> Option<RealSettings<'d>> {
+    let service_method = service.method.map(|(method, _)| method);
+    let Some((address, dropped)) = directive.value().and_then(convert::address) else {
         notes.skip(
             directive,
             "not an IP address; keepalived skips the real too",
         );
         return None;
     };
+    if let Some(dropped) = dropped {
+        notes.skip(directive, convert::dropped_suffix(address, dropped));
+    }
     let port = match directive.args.get(1).map(|text| text.parse::<u16>()) {
         None => None,
         Some(Ok(port)) => Some(port),
@@ -130,7 +201,7 @@ fn real_settings<'d>(notes: &mut Notes, directive: &'d Directive) -> Option<Real
         at: directive,
         address,
         port,
-        weight: 1,
+        weight: service.weight.unwrap_or(1),
         method: None,
         inhibit: None,
         timing: Timing::default(),
@@ -138,25 +209,17 @@ fn real_settings<'d>(notes: &mut Notes, directive: &'d Directive) -> Option<Real
         checks: Vec::new(),
     };
     for child in directive.children() {
-        if real.timing.read(notes, child) {
+        if real.timing.read(notes, child, false) {
             continue;
         }
         let value = child.value().unwrap_or_default();
         match child.keyword.as_str() {
             "weight" => {
-                match value.parse::<u32>() {
-                    Ok(weight) if weight > MAX_WEIGHT => {
-                        real.weight = MAX_WEIGHT;
-                        notes.skip(child, format!("{weight} is above lbd's most, {MAX_WEIGHT}; the real gets {MAX_WEIGHT}"));
-                    }
-                    Ok(weight) => real.weight = weight,
-                    Err(_) => notes.skip(
-                        child,
-                        format!("{value:?} is not a weight; keepalived ignores it too"),
-                    ),
+                if let Some(weight) = weight(notes, child, 0, "the real") {
+                    real.weight = weight;
                 }
             }
-            "lvs_method" => match method(&child.args) {
+            "lvs_method" => match method(&child.args, service_method) {
                 Ok((parsed, caveat)) => {
                     real.method = Some((parsed, child));
                     if let Some(caveat) = caveat {
@@ -196,27 +259,37 @@ pub(super) fn virtual_server(
     vips: &HashSet<IpAddr>,
 ) -> Option<Service> {
     let (vip, port) = match directive.args.as_slice() {
-        [kind, _] if kind == "fwmark" => {
+        [kind, _, ..] if kind == "fwmark" => {
             notes.skip(directive, "lbd has no firewall-mark services");
             return None;
         }
-        [kind, _] if kind == "group" => {
+        [kind, _, ..] if kind == "group" => {
             notes.skip(
                 directive,
                 "lbd has no virtual_server_group; write a service per address of the group",
             );
             return None;
         }
-        [address, rest @ ..] if rest.len() <= 1 => {
-            let vip = address.parse::<IpAddr>();
+        [address, rest @ ..] => {
+            let vip = convert::address(address);
             let port = rest.first().map_or(Ok(0), |port| port.parse::<u16>());
-            match (vip, port) {
-                (Ok(vip), Ok(port)) => (vip, port),
-                _ => {
-                    notes.skip(directive, "not IP PORT; keepalived skips it too");
-                    return None;
-                }
+            let (Some((vip, dropped)), Ok(port)) = (vip, port) else {
+                notes.skip(directive, "not IP PORT; keepalived skips it too");
+                return None;
+            };
+            if let Some(dropped) = dropped {
+                notes.skip(directive, convert::dropped_suffix(vip, dropped));
             }
+            if rest.len() > 1 {
+                notes.skip(
+                    directive,
+                    format!(
+                        "{}: keepalived ignores what follows the port",
+                        rest[1..].join(" ")
+                    ),
+                );
+            }
+            (vip, port)
         }
         _ => {
             notes.skip(directive, "expects IP PORT, fwmark N or group NAME");
@@ -235,7 +308,7 @@ pub(super) fn virtual_server(
     let reals: Vec<RealSettings> = settings
         .reals
         .iter()
-        .filter_map(|real| real_settings(notes, real))
+        .filter_map(|real| real_settings(notes, real, &settings))
         .collect();
 
     let mut defaults = Vec::new();
@@ -246,6 +319,13 @@ pub(super) fn virtual_server(
     let scheduler = settings.scheduler.unwrap_or_else(|| {
         defaults.push("scheduler wlc");
         Scheduler::Wlc
+    });
+    // "zero port only valid for persistent services" (check_data.c): keepalived makes them so.
+    let persistence = settings.persistence.or_else(|| {
+        (port == 0).then(|| {
+            defaults.push("persistence 360s (a service on all ports is persistent)");
+            convert::DEFAULT_PERSISTENCE_S
+        })
     });
     let service_method = settings.method.map(|(method, _)| method);
     let first_real_method = reals
@@ -290,7 +370,7 @@ pub(super) fn virtual_server(
         tunnel: None,
         gue_port: None,
         sorry_server: None,
-        persistence: settings.persistence,
+        persistence,
         persistence_netmask: settings.persistence_netmask,
         health_check: None,
         on_failure: OnFailure::Remove,
@@ -327,6 +407,7 @@ pub(super) fn virtual_server(
         );
         return None;
     }
+    fit_schedule(notes, &mut service, &kept);
     if service
         .reals
         .iter()
@@ -339,7 +420,12 @@ pub(super) fn virtual_server(
 
     if let Some(sorry) = settings.sorry {
         match convert::sorry_server(sorry, &service, vips) {
-            Ok(address) => service.sorry_server = Some(address),
+            Ok((address, caveats)) => {
+                service.sorry_server = Some(address);
+                for caveat in caveats {
+                    notes.skip(sorry, caveat);
+                }
+            }
             Err(reason) => notes.skip(sorry, reason),
         }
     }
@@ -356,6 +442,37 @@ pub(super) fn virtual_server(
     service.health_check = check::service_check(notes, &settings, &kept, &service, vips);
     on_failure(notes, &settings, &kept, &mut service);
     Some(service)
+}
+
+/// lbd schedules at most [`RING_SLOTS`] reals with a non-zero weight in a service, and lc
+/// and wlc compare at most [`MAX_LEAST_CONN_REALS`] per new flow (keepalived has no such
+/// bound): the reals beyond get weight 0 (drained), listed.
+fn fit_schedule(notes: &mut Notes, service: &mut Service, reals: &[&RealSettings]) {
+    let (most, why) = match service.scheduler {
+        Scheduler::Lc | Scheduler::Wlc => (
+            MAX_LEAST_CONN_REALS,
+            format!("{} compares at most", service.scheduler.name()),
+        ),
+        _ => (RING_SLOTS, "a service's schedule holds at most".to_owned()),
+    };
+    let mut weighted = 0;
+    for (real, settings) in service.reals.iter_mut().zip(reals) {
+        if real.weight == 0 {
+            continue;
+        }
+        weighted += 1;
+        if weighted > most {
+            real.weight = 0;
+            notes.skip(
+                settings.at,
+                format!(
+                    "lbd's {why} {most} reals with a non-zero weight; this one gets weight 0 \
+                     (no new flows): split the service, or use mh or wrr for more than \
+                     {MAX_LEAST_CONN_REALS}"
+                ),
+            );
+        }
+    }
 }
 
 /// `real` as lbd can have it in `service`, with `method`; `None` (and why) when it cannot.

@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use super::escape_controls;
 use crate::config::{Forward, HttpCheck, OnFailure, Protocol, Scheduler, Tunnel, duration_text};
 
 /// Our config, as far as keepalived's says it.
@@ -22,7 +23,17 @@ pub(super) struct Converted {
     pub(super) interfaces_comment: String,
     pub(super) services: Vec<Service>,
     pub(super) timeouts: Timeouts,
+    /// Map sizes beyond lbd's defaults that the services need.
+    pub(super) limits: Limits,
     pub(super) vrrp: Vec<Vrrp>,
+}
+
+/// `None`: lbd's default is enough.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Limits {
+    pub(super) services: Option<u32>,
+    pub(super) reals: Option<u32>,
+    pub(super) table_slots: Option<u32>,
 }
 
 /// Seconds; `None`: the kernel's default.
@@ -110,15 +121,18 @@ pub(super) struct Vrrp {
 /// The config as YAML text.
 pub(super) fn render(config: &Converted) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# Converted from {} by lbadm import-keepalived.\n# What it could not convert is \
-         listed on stderr; review both before use.",
-        config.source
+    comment(
+        &mut out,
+        "",
+        &format!(
+            "Converted from {} by lbadm import-keepalived.\nWhat it could not convert is \
+             listed on stderr; review both before use.",
+            config.source
+        ),
     );
-    let _ = writeln!(out, "# {}", config.instance_comment);
+    comment(&mut out, "", &config.instance_comment);
     let _ = writeln!(out, "instance: {}", scalar(&config.instance));
-    let _ = writeln!(out, "# {}", config.interfaces_comment);
+    comment(&mut out, "", &config.interfaces_comment);
     out.push_str("interfaces:\n");
     for name in &config.interfaces {
         let _ = writeln!(out, "  - name: {}", scalar(name));
@@ -145,6 +159,21 @@ pub(super) fn render(config: &Converted) -> String {
             }
         }
     }
+    let limits = [
+        ("services", config.limits.services),
+        ("reals", config.limits.reals),
+        ("table_slots", config.limits.table_slots),
+    ];
+    if limits.iter().any(|(_, limit)| limit.is_some()) {
+        out.push_str(
+            "# limits: lbd's map sizes, raised from its defaults to hold these services\nlimits:\n",
+        );
+        for (name, limit) in limits {
+            if let Some(limit) = limit {
+                let _ = writeln!(out, "  {name}: {limit}");
+            }
+        }
+    }
     if !config.vrrp.is_empty() {
         out.push_str(
             "# VRRP is not in this version of lbd (it refuses the vrrp key): the instances \
@@ -162,9 +191,7 @@ pub(super) fn render(config: &Converted) -> String {
 }
 
 fn render_service(out: &mut String, service: &Service) {
-    for line in service.comment.lines() {
-        let _ = writeln!(out, "  # {line}");
-    }
+    comment(out, "  ", &service.comment);
     let _ = writeln!(out, "  - vip: {}", scalar(&service.vip.to_string()));
     let mut key = |key: &str, value: String| {
         let _ = writeln!(out, "    {key}: {value}");
@@ -263,9 +290,7 @@ fn status_text(status: &RangeInclusive<u16>) -> String {
 }
 
 fn render_vrrp(out: &mut String, instance: &Vrrp) {
-    for line in instance.comment.lines() {
-        let _ = writeln!(out, "  # {line}");
-    }
+    comment(out, "  ", &instance.comment);
     let _ = writeln!(out, "  - name: {}", scalar(&instance.name));
     let mut key = |key: &str, value: String| {
         let _ = writeln!(out, "    {key}: {value}");
@@ -315,8 +340,17 @@ fn render_vrrp(out: &mut String, instance: &Vrrp) {
     }
 }
 
+/// `text` as comment lines, one per line of it, each indented by `indent`; characters that
+/// could end a line (of input text: names, file names) are escaped.
+fn comment(out: &mut String, indent: &str, text: &str) {
+    for line in text.split('\n') {
+        let _ = writeln!(out, "{indent}# {}", escape_controls(line));
+    }
+}
+
 /// `text` as a YAML scalar: plain when that reads back as the same string, else
-/// double-quoted (JSON's escapes are a subset of YAML's).
+/// double-quoted, every character YAML would not take printed (controls, line
+/// separators) escaped.
 pub(super) fn scalar(text: &str) -> String {
     let plain = !text.is_empty()
         && text
@@ -325,10 +359,30 @@ pub(super) fn scalar(text: &str) -> String {
         && !text.starts_with(['-', '.'])
         && !looks_like_another_type(text);
     if plain {
-        text.to_owned()
-    } else {
-        serde_json::to_string(text).expect("a string always serializes")
+        return text.to_owned();
     }
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            c if c.is_control()
+                || matches!(
+                    c,
+                    '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+                ) =>
+            {
+                let _ = write!(quoted, "\\u{:04x}", u32::from(c));
+            }
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 /// Words and numbers YAML would read as something other than a string.
@@ -359,6 +413,7 @@ mod tests {
         assert_eq!(scalar("yes"), "\"yes\"");
         assert_eq!(scalar("1e3"), "\"1e3\"");
         assert_eq!(scalar(""), "\"\"");
+        assert_eq!(scalar("a\rb\u{85}c\u{2028}"), r#""a\rb\u0085c\u2028""#);
         for text in [
             "eth0",
             "192.0.2.10",
@@ -367,6 +422,7 @@ mod tests {
             "no",
             "12",
             "1e3",
+            "a\rb\nc\td\u{1b}e\u{7f}f\u{85}g\u{2028}h\\i",
         ] {
             let yaml = format!("key: {}\n", scalar(text));
             let value: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();

@@ -374,3 +374,195 @@ virtual_server 192.0.2.20 80 {
     assert_eq!(source(1), None, "no one address reaches both families");
     assert_eq!(lines(&converted), [(15, "bindto"), (20, "bindto")]);
 }
+
+#[test]
+fn a_dr_reals_check_goes_to_the_port_written_as_keepalived_s_does() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method DR
+    real_server 10.0.0.11 8080 {
+        TCP_CHECK {
+        }
+    }
+    real_server 10.0.0.12 8080 {
+        TCP_CHECK {
+        }
+    }
+}
+virtual_server 192.0.2.20 0 {
+    protocol TCP
+    lvs_method DR
+    real_server 10.0.0.13 8443 {
+        TCP_CHECK {
+        }
+    }
+}
+",
+    );
+    let services = &converted.config.services;
+    assert_eq!(services[0].reals[0].port, 80, "DR keeps the service's port");
+    let port = |index: usize| services[index].health_check.as_ref().unwrap().port;
+    assert_eq!(port(0), Some(8080), "keepalived checks the port written");
+    assert_eq!(
+        port(1),
+        Some(8443),
+        "an all-ports service's check needs none more"
+    );
+    assert_eq!(
+        lines(&converted),
+        [(4, "real_server"), (8, "real_server"), (16, "real_server")]
+    );
+}
+
+#[test]
+fn a_virtual_servers_inhibit_on_failure_inhibits_whatever_its_argument() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method DR
+    inhibit_on_failure off
+    real_server 10.0.0.11 80 {
+        TCP_CHECK {
+        }
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method DR
+    inhibit_on_failure on
+    real_server 10.0.0.12 80 {
+        inhibit_on_failure off
+        TCP_CHECK {
+        }
+    }
+}
+",
+    );
+    let on_failure: Vec<OnFailure> = converted
+        .config
+        .services
+        .iter()
+        .map(|service| service.on_failure)
+        .collect();
+    assert_eq!(
+        on_failure,
+        [OnFailure::Inhibit, OnFailure::Remove],
+        "a real's own argument counts"
+    );
+    assert_eq!(lines(&converted), [(4, "inhibit_on_failure")]);
+}
+
+#[test]
+fn every_status_code_line_counts_as_keepalived_ors_them() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method DR
+    real_server 10.0.0.11 80 {
+        HTTP_GET {
+            url {
+                path /
+                status_code 200
+                status_code 99 201-204
+            }
+        }
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method DR
+    real_server 10.0.0.12 80 {
+        HTTP_GET {
+            url {
+                status_code 301
+                path /
+                status_code 200 302
+            }
+        }
+    }
+}
+",
+    );
+    let expected: Vec<_> = converted
+        .config
+        .services
+        .iter()
+        .map(
+            |service| match &service.health_check.as_ref().unwrap().kind {
+                CheckKind::Http(http) => http.expect_status.clone(),
+                _ => panic!("not http"),
+            },
+        )
+        .collect();
+    assert_eq!(expected, [200..=204, 301..=302]);
+    assert_eq!(lines(&converted), [(9, "status_code"), (20, "status_code")]);
+    assert!(reason(&converted, 9, "status_code").starts_with("\"99\" is not a status code"));
+    assert!(reason(&converted, 20, "status_code").contains("it expects 301-302"));
+}
+
+#[test]
+fn a_url_without_a_path_is_dropped_as_keepalived_drops_it_not_the_check() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method DR
+    real_server 10.0.0.11 80 {
+        HTTP_GET {
+            url {
+                status_code 200
+            }
+            url {
+                path /healthz
+            }
+            url {
+                path /other
+            }
+        }
+    }
+}
+",
+    );
+    let CheckKind::Http(http) = check_of(&converted).kind else {
+        panic!("not http");
+    };
+    assert_eq!(http.path, "/healthz");
+    assert_eq!(lines(&converted), [(6, "url"), (12, "url")]);
+    assert!(reason(&converted, 6, "url").starts_with("a url without a path"));
+}
+
+#[test]
+fn retry_0_counts_only_in_a_checker_and_delay_before_retry_0_is_a_time() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method DR
+    retry 0
+    real_server 10.0.0.11 80 {
+        retry 0
+        TCP_CHECK {
+        }
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method DR
+    delay_before_retry 0
+    real_server 10.0.0.12 80 {
+        TCP_CHECK {
+            retry 0
+        }
+    }
+}
+",
+    );
+    let fall: Vec<u32> = converted
+        .config
+        .services
+        .iter()
+        .map(|service| service.health_check.as_ref().unwrap().fall)
+        .collect();
+    // keepalived ignores retry 0 in a virtual or real server: the default 1 applies.
+    assert_eq!(fall, [2, 1]);
+    assert_eq!(lines(&converted), [(4, "retry"), (6, "retry")]);
+}

@@ -45,56 +45,6 @@ fn an_include_loop_names_the_include_that_closes_it() {
 }
 
 #[test]
-fn a_brace_that_closes_nothing_names_its_file_and_line() {
-    let scratch = Scratch::new();
-    // Blocks may span files, so the stray brace must be one no block is open for.
-    let top = scratch.write(
-        "keepalived.conf",
-        "virtual_server 192.0.2.10 80 {\n}\ninclude reals.inc\n",
-    );
-    let reals = scratch.write("reals.inc", "real_server 10.0.0.11 80 {\n}\n}\n");
-    let error = error_of(&top);
-    assert_eq!(
-        error.to_string(),
-        format!(
-            "{}:3: unbalanced braces: this `}}` closes no block",
-            reals.display()
-        )
-    );
-}
-
-#[test]
-fn a_block_never_closed_names_where_it_opens() {
-    let scratch = Scratch::new();
-    let top = scratch.write(
-        "keepalived.conf",
-        "global_defs {\n}\n\nvirtual_server 192.0.2.10 80 {\n    real_server 10.0.0.11 80 {\n    }\n",
-    );
-    let error = error_of(&top);
-    assert_eq!(
-        error.to_string(),
-        format!(
-            "{}:4: unbalanced braces: this `{{` is never closed",
-            top.display()
-        )
-    );
-}
-
-#[test]
-fn an_unterminated_quote_names_its_line() {
-    let scratch = Scratch::new();
-    let top = scratch.write(
-        "keepalived.conf",
-        "vrrp_instance VI_1 {\n    notify_master \"/bin/notify master\n}\n",
-    );
-    let error = error_of(&top);
-    assert_eq!(
-        error.to_string(),
-        format!("{}:2: unterminated quote", top.display())
-    );
-}
-
-#[test]
 fn an_included_directory_is_skipped_and_listed() {
     let scratch = Scratch::new();
     let top = scratch.write("keepalived.conf", "include conf.d\ninclude conf.d/*\n");

@@ -15,8 +15,12 @@ mod checks;
 mod errors;
 /// The testdata config: the typed config and the exact list of what is left out.
 mod fixture;
+/// What keepalived has no bound for and lbd has: listed, never a YAML lbd refuses.
+mod limits;
 /// Services, reals, sorry servers, VRRP, interfaces and the rest of the mapping.
 mod services;
+/// keepalived's syntax: braces, quotes, definitions, as keepalived reads them.
+mod syntax;
 
 /// A directory of its own, removed when dropped.
 struct Scratch {

@@ -259,7 +259,6 @@ include missing/*.conf
     assert_eq!(
         lines(&converted),
         [
-            (1, "$WEB=192.0.2.10"),
             (3, "@lb2"),
             (4, "lvs_sync_daemon"),
             (6, "vrrp_garp_master_delay"),
@@ -303,19 +302,213 @@ virtual_server 192.0.2.20 80 {
 }
 
 #[test]
-fn a_block_where_keepalived_expects_none_is_listed_not_dropped() {
+fn a_mask_or_range_after_an_address_is_dropped_as_keepalived_drops_it() {
     let converted = convert(
-        "virtual_server 192.0.2.10 80 {
+        "virtual_server 192.0.2.10/32 80 {
     protocol TCP
-    lvs_method DR
-    real_server 10.0.0.11 80 {
-        weight 2 {
-            inhibit_on_failure
+    lvs_method TUN
+    sorry_server 10.0.0.99/24 80
+    real_server 2001:db8::11/128 80 {
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    real_server 10.0.0.12-20 80 {
+        TCP_CHECK {
+            bindto 10.0.0.1/8
         }
     }
 }
 ",
     );
-    assert_eq!(converted.config.services[0].reals[0].weight, 2);
-    assert_eq!(lines(&converted), [(6, "inhibit_on_failure")]);
+    let services = &converted.config.services;
+    assert_eq!(services[0].vip, address("192.0.2.10"));
+    assert_eq!(services[0].reals[0].address, address("2001:db8::11"));
+    assert_eq!(
+        services[0].sorry_server.map(|sorry| sorry.address),
+        Some(address("10.0.0.99"))
+    );
+    assert_eq!(services[1].reals[0].address, address("10.0.0.12"));
+    let source = services[1]
+        .health_check
+        .as_ref()
+        .and_then(|check| check.source);
+    assert_eq!(source, Some(address("10.0.0.1")));
+    assert_eq!(
+        lines(&converted),
+        [
+            (1, "virtual_server"),
+            (4, "sorry_server"),
+            (5, "real_server"),
+            (10, "real_server"),
+            (12, "bindto"),
+        ]
+    );
+    assert!(reason(&converted, 1, "virtual_server").starts_with("/32 after 192.0.2.10"));
+    assert!(reason(&converted, 10, "real_server").starts_with("-20 after 10.0.0.12"));
+}
+
+#[test]
+fn a_sorry_servers_port_follows_the_rules_of_a_reals() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 0 {
+    protocol TCP
+    lvs_method NAT
+    persistence_timeout 60
+    sorry_server 10.0.0.99 8080
+    real_server 10.0.0.11 {
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method DR
+    sorry_server 10.0.0.99 8080
+    real_server 10.0.0.12 80 {
+    }
+}
+",
+    );
+    let sorry: Vec<Option<SorryServer>> = converted
+        .config
+        .services
+        .iter()
+        .map(|service| service.sorry_server)
+        .collect();
+    let at = |port| {
+        Some(SorryServer {
+            address: address("10.0.0.99"),
+            port,
+        })
+    };
+    assert_eq!(sorry, [at(0), at(80)], "all ports, and dr's service port");
+    assert_eq!(
+        lines(&converted),
+        [(5, "sorry_server"), (12, "sorry_server")]
+    );
+    assert!(reason(&converted, 5, "sorry_server").contains("the service has all ports (0)"));
+    assert!(reason(&converted, 12, "sorry_server").contains("keepalived resets the port"));
+}
+
+#[test]
+fn a_service_on_all_ports_is_persistent_as_keepalived_makes_it() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 0 {
+    protocol TCP
+    lvs_method DR
+    real_server 10.0.0.11 {
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method DR
+    persistence_timeout 2678401
+    real_server 10.0.0.12 80 {
+    }
+}
+",
+    );
+    let services = &converted.config.services;
+    assert_eq!(
+        services[0]
+            .persistence
+            .map(|persistence| persistence.timeout),
+        Some(Duration::from_secs(360))
+    );
+    assert!(
+        converted
+            .yaml
+            .contains("persistence 360s (a service on all ports is persistent)"),
+        "{}",
+        converted.yaml
+    );
+    assert_eq!(services[1].persistence, None, "beyond keepalived's 31 days");
+    assert_eq!(lines(&converted), [(10, "persistence_timeout")]);
+}
+
+#[test]
+fn a_virtual_servers_weight_is_the_weight_of_its_reals_without_one() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method DR
+    weight 3
+    real_server 10.0.0.11 80 {
+    }
+    real_server 10.0.0.12 80 {
+        weight 1
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method DR
+    weight 0
+    weight 70000
+    real_server 10.0.0.13 80 {
+    }
+    real_server 10.0.0.14 80 {
+        weight 2147483648
+    }
+}
+",
+    );
+    let weights: Vec<Vec<u32>> = converted
+        .config
+        .services
+        .iter()
+        .map(|service| service.reals.iter().map(|real| real.weight).collect())
+        .collect();
+    assert_eq!(weights, [vec![3, 1], vec![65535, 65535]]);
+    assert_eq!(
+        lines(&converted),
+        [(14, "weight"), (15, "weight"), (19, "weight")]
+    );
+    assert!(reason(&converted, 14, "weight").contains("not a weight from 1 to 2147483647"));
+    assert!(reason(&converted, 19, "weight").contains("keepalived ignores it too"));
+}
+
+#[test]
+fn a_bad_tunnel_option_keeps_the_method_as_keepalived_keeps_it() {
+    let converted = convert(
+        "virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lvs_method TUN type gue
+    real_server 10.0.0.11 80 {
+    }
+}
+virtual_server 192.0.2.20 80 {
+    protocol TCP
+    lvs_method NAT bogus
+    lvs_method TUN type gue port 5555
+    real_server 10.0.0.12 80 {
+        lvs_method TUN type gue port
+    }
+}
+",
+    );
+    let services = &converted.config.services;
+    assert_eq!(
+        (services[0].forward, services[0].tunnel),
+        (Forward::Tun, Tunnel::Ipip)
+    );
+    // The real's bad option leaves it the tunnel it had: the service's.
+    assert_eq!(
+        (
+            services[1].forward,
+            services[1].tunnel,
+            services[1].gue_port
+        ),
+        (Forward::Tun, Tunnel::Gue, 5555)
+    );
+    assert_eq!(
+        lines(&converted),
+        [(3, "lvs_method"), (9, "lvs_method"), (12, "lvs_method")]
+    );
+    assert!(
+        reason(&converted, 3, "lvs_method").starts_with(
+            "a gue tunnel needs a port, and only it has one: keepalived ignores the tunnel \
+             options, and keeps the method, tun (tunnel ipip)"
+        ),
+        "{}",
+        reason(&converted, 3, "lvs_method")
+    );
 }
