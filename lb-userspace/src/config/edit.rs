@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::{Document, Protocol, socket_text};
 
 /// A service, as `-t|-u VIP:PORT` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ServiceRef {
     /// `tcp` or `udp`.
     pub protocol: Protocol,
@@ -115,28 +115,45 @@ impl Edit {
     /// validated once). What the result says is still to be validated; on an error the
     /// document may be half changed, and is to be dropped.
     pub fn apply(&self, document: &mut Document) -> Result<(), EditError> {
+        self.apply_indexed(document, &mut ServiceIndex::default())
+    }
+
+    /// [`apply`](Self::apply), finding services through `index`, which it keeps up to date:
+    /// a batch of edits (`lbadm -R` of a whole table) then finds each service at once instead
+    /// of reading every entry of `services` again.
+    fn apply_indexed(
+        &self,
+        document: &mut Document,
+        index: &mut ServiceIndex,
+    ) -> Result<(), EditError> {
         match self {
             Edit::AddService { service } => {
                 // A duplicate is refused here with ipvsadm's words rather than the
                 // validator's, when the new entry's key is readable.
                 if let Some(named) = service_ref_of(service)
-                    && find_service(document, named).is_ok()
+                    && index.find(document, named).is_ok()
                 {
                     return Err(EditError::ServiceExists(named));
                 }
-                services(document)?.push(Value::Object(service.clone()));
+                let services = services(document)?;
+                services.push(Value::Object(service.clone()));
+                match service_ref_of(service) {
+                    Some(named) => index.added(named, services.len() - 1),
+                    None => index.forget(),
+                }
             }
             Edit::EditService { service, set } => {
                 refuse_naming_keys(set, &["vip", "port", "protocol"], "service")?;
-                let index = find_service(document, *service)?;
+                let index = index.find(document, *service)?;
                 merge(&mut services(document)?[index], set)?;
             }
             Edit::DeleteService { service } => {
-                let index = find_service(document, *service)?;
-                services(document)?.remove(index);
+                let found = index.find(document, *service)?;
+                services(document)?.remove(found);
+                index.forget();
             }
             Edit::AddReal { service, real } => {
-                let index = find_service(document, *service)?;
+                let index = index.find(document, *service)?;
                 let entry = &mut services(document)?[index];
                 let service_port = u16::try_from(entry["port"].as_u64().unwrap_or(0)).unwrap_or(0);
                 if let Some((address, port)) = real_key_of(real, service_port)
@@ -158,7 +175,7 @@ impl Edit {
                 set,
             } => {
                 refuse_naming_keys(set, &["address", "port"], "real")?;
-                let index = find_service(document, *service)?;
+                let index = index.find(document, *service)?;
                 let entry = &mut services(document)?[index];
                 let found = find_real(entry, *service, *address, *port)?;
                 let mut real = reals(entry)?[found].take();
@@ -171,7 +188,7 @@ impl Edit {
                 address,
                 port,
             } => {
-                let index = find_service(document, *service)?;
+                let index = index.find(document, *service)?;
                 let entry = &mut services(document)?[index];
                 let found = find_real(entry, *service, *address, *port)?;
                 reals(entry)?.remove(found);
@@ -180,6 +197,7 @@ impl Edit {
                 if let Some(object) = document.as_object_mut() {
                     object.insert("services".to_owned(), Value::Array(Vec::new()));
                 }
+                index.forget();
             }
             Edit::SetTimeouts { set } => {
                 let object = document
@@ -192,6 +210,56 @@ impl Edit {
             }
         }
         Ok(())
+    }
+}
+
+/// Makes `edits` one after the other on `document`; the first that fails is returned with
+/// its place in `edits`.
+pub fn apply_all(edits: &[Edit], document: &mut Document) -> Result<(), (usize, EditError)> {
+    let mut index = ServiceIndex::default();
+    for (place, edit) in edits.iter().enumerate() {
+        edit.apply_indexed(document, &mut index)
+            .map_err(|error| (place, error))?;
+    }
+    Ok(())
+}
+
+/// Where each service is in the document's `services`, read once and kept until the list
+/// changes shape. Built on the first lookup, so a single edit reads the list once, as before.
+#[derive(Default)]
+struct ServiceIndex {
+    places: Option<std::collections::HashMap<ServiceRef, usize>>,
+}
+
+impl ServiceIndex {
+    fn find(&mut self, document: &Document, wanted: ServiceRef) -> Result<usize, EditError> {
+        let places = self.places.get_or_insert_with(|| {
+            let mut places = std::collections::HashMap::new();
+            let entries = document.get("services").and_then(Value::as_array);
+            for (place, entry) in entries.into_iter().flatten().enumerate() {
+                // The first of duplicates, as a scan finds (the validator refuses them).
+                if let Some(named) = entry.as_object().and_then(service_ref_of) {
+                    places.entry(named).or_insert(place);
+                }
+            }
+            places
+        });
+        places
+            .get(&wanted)
+            .copied()
+            .ok_or(EditError::NoSuchService(wanted))
+    }
+
+    /// `named` was pushed at `place`.
+    fn added(&mut self, named: ServiceRef, place: usize) {
+        if let Some(places) = &mut self.places {
+            places.entry(named).or_insert(place);
+        }
+    }
+
+    /// The list changed shape: read it again at the next lookup.
+    fn forget(&mut self) {
+        self.places = None;
     }
 }
 
@@ -267,20 +335,6 @@ fn merge(target: &mut Value, set: &Map<String, Value>) -> Result<(), EditError> 
     Ok(())
 }
 
-/// The index of the service the document's `services` names `wanted` (entries whose keys do
-/// not read plainly name none: the validator refuses them anyway).
-fn find_service(document: &Document, wanted: ServiceRef) -> Result<usize, EditError> {
-    document
-        .get("services")
-        .and_then(Value::as_array)
-        .and_then(|services| {
-            services
-                .iter()
-                .position(|entry| entry.as_object().and_then(service_ref_of) == Some(wanted))
-        })
-        .ok_or(EditError::NoSuchService(wanted))
-}
-
 /// The index of the real `address:port` among a service entry's `reals` (a real without a
 /// port has the service's).
 fn find_real(
@@ -326,4 +380,79 @@ fn real_key_of(entry: &Map<String, Value>, service_port: u16) -> Option<(IpAddr,
         None => service_port,
     };
     Some((address, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn service(port: u16) -> ServiceRef {
+        ServiceRef {
+            protocol: Protocol::Tcp,
+            vip: "192.0.2.10".parse().unwrap(),
+            port,
+        }
+    }
+
+    fn add_service(port: u16) -> Edit {
+        let entry = json!({"vip": "192.0.2.10", "port": port, "protocol": "tcp"});
+        Edit::AddService {
+            service: entry.as_object().unwrap().clone(),
+        }
+    }
+
+    fn add_real(port: u16, last: u8) -> Edit {
+        let entry = json!({"address": format!("192.0.2.{last}"), "forward": "dr"});
+        Edit::AddReal {
+            service: service(port),
+            real: entry.as_object().unwrap().clone(),
+        }
+    }
+
+    /// A batch finds services added, deleted and added again within it, as one edit at a
+    /// time would, and names the first edit that fails by its place.
+    #[test]
+    fn a_batch_keeps_finding_services_as_the_list_changes() {
+        let mut document = json!({"instance": "t", "services": []});
+        let mut edits = Vec::new();
+        for port in 1..=300 {
+            edits.push(add_service(port));
+            edits.push(add_real(port, 11));
+            edits.push(add_real(port, 12));
+        }
+        edits.push(Edit::DeleteService {
+            service: service(150),
+        });
+        edits.push(add_real(151, 13));
+        edits.push(add_service(150));
+        edits.push(add_real(150, 14));
+        apply_all(&edits, &mut document).unwrap();
+        let services = document["services"].as_array().unwrap();
+        assert_eq!(services.len(), 300);
+        let last = &services[299];
+        assert_eq!(
+            (
+                last["port"].as_u64(),
+                last["reals"].as_array().unwrap().len()
+            ),
+            (Some(150), 1)
+        );
+        assert_eq!(services[149]["port"], 151);
+        assert_eq!(services[149]["reals"].as_array().unwrap().len(), 3);
+        // Inherited: dr is the default method, so the reals do not name it.
+        assert!(services[0]["reals"][0].get("forward").is_none());
+
+        let refused = [add_service(400), add_real(400, 11), add_service(400)];
+        let Err((place, error)) = apply_all(&refused, &mut document) else {
+            panic!("a duplicate service was added");
+        };
+        assert_eq!(place, 2);
+        assert_eq!(error, EditError::ServiceExists(service(400)));
+        let Err((place, error)) = apply_all(&[add_real(999, 11)], &mut document) else {
+            panic!()
+        };
+        assert_eq!((place, error), (0, EditError::NoSuchService(service(999))));
+    }
 }

@@ -705,7 +705,7 @@ pub fn load_with_document(path: &Path) -> Result<(Config, Document), ConfigError
 /// [`parse`], and the text as a [`Document`].
 pub fn parse_with_document(text: &str, source: &str) -> Result<(Config, Document), ConfigError> {
     let config = parse(text, source)?;
-    let document = serde_saphyr::from_str(text).map_err(|error| ConfigError::Syntax {
+    let document = read_yaml(text).map_err(|error| ConfigError::Syntax {
         location: Location {
             file: source.to_owned(),
             position: None,
@@ -722,11 +722,29 @@ pub fn from_document(document: &Document) -> Result<Config, ConfigError> {
     parse(&text, RUNTIME_SOURCE)
 }
 
+/// The YAML parser's limits, raised from its defaults (250,000 nodes) to what the largest
+/// table the maps hold takes: 65,536 reals of a few keys each, and their services. The file
+/// is the administrator's own, not untrusted input; the limits still bound a runaway one.
+const MAX_YAML_NODES: usize = 4_000_000;
+const MAX_YAML_EVENTS: usize = 16_000_000;
+
+/// `text` read as YAML into `T`, within [`MAX_YAML_NODES`].
+pub(crate) fn read_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<T, serde_saphyr::Error> {
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: MAX_YAML_NODES,
+            max_events: MAX_YAML_EVENTS,
+        },
+    };
+    serde_saphyr::from_str_with_options(text, options)
+}
+
 /// Parses and validates config `text`; `source` names it in error messages (usually the path).
 pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
     let source_map = SourceMap::build(text, source)?;
-    let raw: RawConfig =
-        serde_saphyr::from_str(text).map_err(|error| source_map.structure_error(&error))?;
+    let raw: RawConfig = read_yaml(text).map_err(|error| source_map.structure_error(&error))?;
     Validator {
         source_map: &source_map,
     }

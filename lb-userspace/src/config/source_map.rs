@@ -119,7 +119,7 @@ pub(super) struct SourceMap {
 impl SourceMap {
     pub(super) fn build(text: &str, file: &str) -> Result<SourceMap, ConfigError> {
         let root: Spanned<YamlNode> =
-            serde_saphyr::from_str(text).map_err(|error| ConfigError::Syntax {
+            super::read_yaml(text).map_err(|error| ConfigError::Syntax {
                 location: Location {
                     file: file.to_owned(),
                     position: error.location().and_then(Position::from_yaml),

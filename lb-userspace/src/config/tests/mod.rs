@@ -723,3 +723,16 @@ fn names_round_trip_through_from_str() {
         ["dr", "tun", "nat", "fullnat"]
     );
 }
+
+/// The YAML parser's own default stops at 250,000 nodes, less than a table at `limits`
+/// (65,536 reals of a few keys each) takes, and so less than `lbadm -R` of a full table sends.
+#[test]
+fn a_document_as_large_as_a_full_table_reads() {
+    let mut text = String::from("[");
+    for _ in 0..255_000 {
+        text.push_str("1,");
+    }
+    text.push_str("1]");
+    let read: Result<serde_json::Value, _> = super::read_yaml(&text);
+    assert_eq!(read.unwrap().as_array().unwrap().len(), 255_001);
+}

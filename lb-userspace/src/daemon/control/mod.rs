@@ -39,7 +39,7 @@ use super::Links;
 use crate::{
     config::{
         self, Config, Document,
-        edit::{Edit, ServiceRef},
+        edit::{self, Edit, ServiceRef},
     },
     health::{HealthBoard, HealthKey, HealthMonitor, Target, Transition},
     reconcile::{Desired, HealthChange, Input, Replacement, health_key_of, service_key},
@@ -258,21 +258,19 @@ impl Control {
             _ => format!("{} changes", edits.len()),
         };
         let mut document = self.document.clone();
-        for (index, edit) in edits.iter().enumerate() {
-            if let Err(error) = edit.apply(&mut document) {
-                let error = if edits.len() == 1 {
-                    error.to_string()
-                } else {
-                    format!(
-                        "change {} of {} ({}): {error}; nothing changed",
-                        index + 1,
-                        edits.len(),
-                        edit.describe()
-                    )
-                };
-                log::warn!("admin: {described} refused: {error}");
-                return Err(error);
-            }
+        if let Err((place, error)) = edit::apply_all(edits, &mut document) {
+            let error = if edits.len() == 1 {
+                error.to_string()
+            } else {
+                format!(
+                    "change {} of {} ({}): {error}; nothing changed",
+                    place + 1,
+                    edits.len(),
+                    edits[place].describe()
+                )
+            };
+            log::warn!("admin: {described} refused: {error}");
+            return Err(error);
         }
         let config = match config::from_document(&document) {
             Ok(config) => config,
