@@ -33,6 +33,8 @@ use crate::dataplane::{
 const QUEUE: usize = 4096;
 /// How long the reader sleeps at most without a wake-up, in case one was missed.
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// Records read before the reader lets other tasks run and looks whether its capture ended.
+const BATCH: usize = 256;
 
 /// The program's capture map and ring, taken out of the loaded object.
 pub struct CaptureMaps {
@@ -67,12 +69,7 @@ impl CaptureMaps {
 
     /// Arms a capture for `session` (tests; lbd goes through [`EbpfCapturer`]).
     pub fn arm(&mut self, session: u32, filter: CaptureFilter) -> Result<(), DataplaneError> {
-        self.set(Capture {
-            session,
-            service_id: filter.service_id,
-            real_id: filter.real_id,
-            _pad: 0,
-        })
+        self.set(entry(session, filter))
     }
 
     pub fn disarm(&mut self) -> Result<(), DataplaneError> {
@@ -92,30 +89,57 @@ pub struct EbpfCapturer {
 }
 
 struct Shared {
-    control: Mutex<Array<MapData, Capture>>,
+    state: Mutex<State>,
     /// Held by the task reading it; a new capture's task waits for the last one's to let go.
     ring: Arc<tokio::sync::Mutex<RingBuf<MapData>>>,
     next_session: AtomicU32,
-    /// The capture running now: its session, and what ends its reader.
-    current: Mutex<Option<(u32, oneshot::Sender<()>)>>,
+}
+
+/// The capture entry and the session it is armed for, under one lock, and the entry only
+/// written while holding it: a stop (SIGTERM) that comes while a start arms either finds the
+/// session and disarms it, or comes before the start is recorded; it never writes its 0
+/// before the start's entry lands, which would leave the program armed for nobody.
+struct State {
+    control: Array<MapData, Capture>,
+    current: Option<Running>,
+}
+
+/// The capture running now.
+struct Running {
+    session: u32,
+    /// Ends its reader.
+    stop: oneshot::Sender<()>,
+}
+
+/// The entry that arms `session` for `filter`.
+fn entry(session: u32, filter: CaptureFilter) -> Capture {
+    Capture {
+        session,
+        service_id: filter.service_id,
+        real_id: filter.real_id,
+        _pad: 0,
+    }
 }
 
 impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Ends the capture of `session` (any, with `None`) if it is the one running: 0 written
     /// first, so the program records nothing more, then its reader stopped.
     fn end(&self, session: Option<u32>) {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        match (current.as_ref(), session) {
-            (Some((running, _)), Some(session)) if *running != session => return,
+        let mut state = self.state();
+        match (state.current.as_ref(), session) {
+            (Some(running), Some(session)) if running.session != session => return,
             (None, _) => return,
             _ => {}
         }
-        let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(error) = control.set(0, Capture::default(), 0) {
+        if let Err(error) = state.control.set(0, Capture::default(), 0) {
             log::error!("turning the capture off ({MAP_CAPTURE}): {error}");
         }
-        if let Some((_, stop)) = current.take() {
-            let _ = stop.send(());
+        if let Some(running) = state.current.take() {
+            let _ = running.stop.send(());
         }
     }
 }
@@ -140,10 +164,12 @@ impl EbpfCapturer {
             .unwrap_or_default();
         Ok(Self {
             shared: Arc::new(Shared {
-                control: Mutex::new(control),
+                state: Mutex::new(State {
+                    control,
+                    current: None,
+                }),
                 ring: Arc::new(tokio::sync::Mutex::new(ring)),
                 next_session: AtomicU32::new(clock.subsec_nanos() ^ clock.as_secs() as u32),
-                current: Mutex::new(None),
             }),
         })
     }
@@ -173,33 +199,22 @@ impl Capturer for EbpfCapturer {
         let (packets, receiver) = mpsc::channel(QUEUE);
         let (stop, stopped) = oneshot::channel();
         {
-            let mut current = shared.current.lock().unwrap_or_else(|e| e.into_inner());
-            if current.is_some() {
+            let mut state = shared.state();
+            if state.current.is_some() {
                 return Err(CaptureError::Busy);
             }
-            *current = Some((session, stop));
+            state
+                .control
+                .set(0, entry(session, filter), 0)
+                .map_err(map_err(MAP_CAPTURE))?;
+            state.current = Some(Running { session, stop });
         }
         // From here, whatever happens, the session's end turns the capture off.
         let end = End {
             shared: shared.clone(),
             session,
         };
-        tokio::spawn(read_ring(shared.ring.clone(), session, packets, stopped));
-        shared
-            .control
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .set(
-                0,
-                Capture {
-                    session,
-                    service_id: filter.service_id,
-                    real_id: filter.real_id,
-                    _pad: 0,
-                },
-                0,
-            )
-            .map_err(map_err(MAP_CAPTURE))?;
+        tokio::spawn(read_ring(shared.clone(), session, packets, stopped));
         Ok(CaptureSession::new(receiver, Box::new(end)))
     }
 
@@ -210,13 +225,13 @@ impl Capturer for EbpfCapturer {
 
 /// Passes the ring's records of `session` on to `packets` until told to stop or nobody reads.
 async fn read_ring(
-    ring: Arc<tokio::sync::Mutex<RingBuf<MapData>>>,
+    shared: Arc<Shared>,
     session: u32,
     packets: mpsc::Sender<CapturedPacket>,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let mut ring = tokio::select! {
-        ring = ring.lock_owned() => ring,
+        ring = shared.ring.clone().lock_owned() => ring,
         _ = &mut stopped => return,
     };
     let registered = ring.as_fd().try_clone_to_owned().and_then(|fd| {
@@ -233,9 +248,13 @@ async fn read_ring(
     };
     let mut dropped = 0u64;
     loop {
-        // Everything there now; a record submitted after the last one read wakes the
-        // descriptor again (the ring notifies a reader that has caught up).
-        while let Some(item) = ring.next() {
+        // What is there now, a batch at a time; a record submitted after the last one read
+        // wakes the descriptor again (the ring notifies a reader that has caught up).
+        let mut read = 0;
+        while read < BATCH
+            && let Some(item) = ring.next()
+        {
+            read += 1;
             let Some((of, packet)) = CapturedPacket::from_record(&item) else {
                 continue;
             };
@@ -247,6 +266,17 @@ async fn read_ring(
                 Err(mpsc::error::TrySendError::Full(_)) => dropped += 1,
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
+        }
+        if read == BATCH {
+            // Traffic that keeps the ring full would otherwise hold this worker thread for
+            // good, and never see the capture end.
+            tokio::task::yield_now().await;
+            if packets.is_closed()
+                || !matches!(stopped.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+            {
+                return;
+            }
+            continue;
         }
         if dropped > 0 {
             log::warn!("capture: the client is slower than the traffic: {dropped} packets lost");
