@@ -8,9 +8,11 @@
 //!
 //! [`Capture::session`] 0 means no capture: reading it is all a packet pays when nobody dumps
 //! (an array lookup the verifier inlines, one load and one branch). A capture is armed by
-//! writing a new session number and the filter; records carry the session they were made
-//! for, so lbd skips records of an earlier capture still in the ring (a program run that read
-//! the entry just before it changed, or a daemon that crashed while capturing).
+//! writing a new session number, the filter and an expiry that lbd pushes on while the dump
+//! runs, so a capture whose lbd was killed stops recording by itself, whether or not another
+//! lbd comes to turn it off. Records carry the session they were made for, so lbd skips
+//! records of an earlier capture still in the ring (a program run that read the entry just
+//! before it changed, or a daemon that crashed while capturing).
 
 use crate::FlowKey;
 
@@ -40,8 +42,11 @@ pub struct Capture {
     /// Only packets counted under this real; 0 = any.
     pub real_id: u32,
     pub _pad: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) from which the program records nothing more,
+    /// as if [`Capture::session`] were 0: read only while a session is armed.
+    pub expires_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<Capture>() == 16);
+const _: () = assert!(core::mem::size_of::<Capture>() == 24);
 
 /// [`CaptureRecord::flags`]: [`CaptureRecord::original`] holds the packet's 5-tuple as it
 /// arrived (packets the NAT, full-NAT, tunnel and reply programs sent on, rewritten). Without

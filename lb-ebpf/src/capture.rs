@@ -55,6 +55,11 @@ pub fn record(ctx: &XdpContext, finished: Finished<'_>, handed_over: bool) {
     if session == 0 {
         return;
     }
+    // A capture whose lbd stopped pushing its expiry on (killed, and no lbd since to turn it
+    // off) is off.
+    if unsafe { bpf_ktime_get_ns() >= (*capture).expires_ns } {
+        return;
+    }
     // SAFETY: a local of the caller's.
     let CountedUnder {
         service_id,

@@ -14,7 +14,7 @@ use lb_common::{
 };
 use tokio::sync::mpsc;
 
-pub use super::ebpf::EbpfCapturer;
+pub use super::ebpf::{EbpfCapturer, LEASE, turn_off_left_capture};
 
 /// Which packets a capture takes: those counted under this service and this real (0: any).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

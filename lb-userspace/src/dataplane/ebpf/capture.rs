@@ -1,21 +1,24 @@
 //! [`EbpfCapturer`]: captures through the program's capture map and ring buffer.
 //!
-//! Arming writes a new session number and the filter into `LB_CAPTURE_V1`; a task reads the
-//! ring (woken through epoll on its descriptor) and passes on the records of that session.
-//! Ending the session writes 0 back first, so the program stops recording before the reader
-//! goes. Session numbers start from the clock, so records a crashed predecessor left in the
-//! (pinned) ring never pass for this daemon's.
+//! Arming writes a new session number, the filter and an expiry [`LEASE`] ahead into
+//! `LB_CAPTURE_V1`; a task reads the ring (woken through epoll on its descriptor), passes on
+//! the records of that session, and pushes the expiry on every [`RENEW`]. Ending the session
+//! writes 0 back first, so the program stops recording before the reader goes. A daemon
+//! killed while capturing pushes nothing on: the program stops recording [`LEASE`] later at
+//! most, even if no lbd ever starts again. Session numbers start from the clock, so records a
+//! crashed predecessor left in the (pinned) ring never pass for this daemon's.
 
 use std::{
     os::fd::{AsFd, OwnedFd},
+    path::Path,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU32, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use aya::maps::{Array, Map, MapData, RingBuf};
+use aya::maps::{Array, Map, MapData, MapError, RingBuf};
 use lb_common::capture::{Capture, MAP_CAPTURE, MAP_CAPTURE_RING};
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -35,6 +38,11 @@ const QUEUE: usize = 4096;
 const IDLE_POLL: Duration = Duration::from_millis(200);
 /// Records read before the reader lets other tasks run and looks whether its capture ended.
 const BATCH: usize = 256;
+/// How long an armed capture lasts unless its expiry is pushed on.
+pub const LEASE: Duration = Duration::from_secs(5);
+/// How often the reader pushes the expiry on: a few times within [`LEASE`], so a busy daemon
+/// never lets a running capture lapse.
+pub const RENEW: Duration = Duration::from_secs(1);
 
 /// The program's capture map and ring, taken out of the loaded object.
 pub struct CaptureMaps {
@@ -67,9 +75,15 @@ impl CaptureMaps {
             .map_err(map_err(MAP_CAPTURE))
     }
 
-    /// Arms a capture for `session` (tests; lbd goes through [`EbpfCapturer`]).
-    pub fn arm(&mut self, session: u32, filter: CaptureFilter) -> Result<(), DataplaneError> {
-        self.set(entry(session, filter))
+    /// Arms a capture for `session` until `expires_ns` (CLOCK_MONOTONIC; tests, lbd goes
+    /// through [`EbpfCapturer`]).
+    pub fn arm(
+        &mut self,
+        session: u32,
+        filter: CaptureFilter,
+        expires_ns: u64,
+    ) -> Result<(), DataplaneError> {
+        self.set(entry(session, filter, expires_ns))
     }
 
     pub fn disarm(&mut self) -> Result<(), DataplaneError> {
@@ -107,18 +121,25 @@ struct State {
 /// The capture running now.
 struct Running {
     session: u32,
+    filter: CaptureFilter,
     /// Ends its reader.
     stop: oneshot::Sender<()>,
 }
 
-/// The entry that arms `session` for `filter`.
-fn entry(session: u32, filter: CaptureFilter) -> Capture {
+/// The entry that arms `session` for `filter` until `expires_ns`.
+fn entry(session: u32, filter: CaptureFilter, expires_ns: u64) -> Capture {
     Capture {
         session,
         service_id: filter.service_id,
         real_id: filter.real_id,
         _pad: 0,
+        expires_ns,
     }
+}
+
+/// CLOCK_MONOTONIC [`LEASE`] from now, as the program's `bpf_ktime_get_ns()` counts.
+fn lease_end() -> u64 {
+    crate::admin::monotonic_now_ns() + LEASE.as_nanos() as u64
 }
 
 impl Shared {
@@ -142,23 +163,33 @@ impl Shared {
             let _ = running.stop.send(());
         }
     }
+
+    /// Pushes the expiry of `session` on to [`LEASE`] from now, if it is the one running;
+    /// false if it is not (it ended).
+    fn renew(&self, session: u32) -> bool {
+        let mut state = self.state();
+        let Some(filter) = state
+            .current
+            .as_ref()
+            .filter(|running| running.session == session)
+            .map(|running| running.filter)
+        else {
+            return false;
+        };
+        if let Err(error) = state.control.set(0, entry(session, filter, lease_end()), 0) {
+            log::error!("capture: pushing its expiry on ({MAP_CAPTURE}): {error}");
+        }
+        true
+    }
 }
 
 impl EbpfCapturer {
     /// Takes over the capture maps, turning off a capture an earlier lbd left armed (it
     /// crashed, or was killed, while a dump ran): the program would otherwise go on filling
-    /// the ring for nobody.
+    /// the ring for nobody until the capture expires.
     pub fn new(maps: CaptureMaps) -> Result<Self, DataplaneError> {
         let CaptureMaps { mut control, ring } = maps;
-        let left = control.get(&0, 0).map_err(map_err(MAP_CAPTURE))?;
-        if left.session != 0 {
-            control
-                .set(0, Capture::default(), 0)
-                .map_err(map_err(MAP_CAPTURE))?;
-            log::warn!(
-                "turned off a capture (lbadm dump) that an earlier lbd left armed in {MAP_CAPTURE}"
-            );
-        }
+        turn_off_left(&mut control)?;
         let clock = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
@@ -173,6 +204,35 @@ impl EbpfCapturer {
             }),
         })
     }
+}
+
+/// Turns off a capture an earlier lbd left armed in the capture map pinned in `pin_dir`, if
+/// one is pinned there: for the start of lbd, before any step that can fail (a start that
+/// fails never gets to [`EbpfCapturer::new`]). A map of another layout is left alone.
+pub fn turn_off_left_capture(pin_dir: &Path) -> Result<(), DataplaneError> {
+    let path = pin_dir.join(MAP_CAPTURE);
+    if !path.exists() {
+        return Ok(());
+    }
+    let data = MapData::from_pin(&path).map_err(map_err(MAP_CAPTURE))?;
+    match Array::<_, Capture>::try_from(Map::Array(data)) {
+        Ok(mut control) => turn_off_left(&mut control),
+        Err(MapError::InvalidValueSize { .. }) => Ok(()),
+        Err(error) => Err(map_err(MAP_CAPTURE)(error)),
+    }
+}
+
+fn turn_off_left(control: &mut Array<MapData, Capture>) -> Result<(), DataplaneError> {
+    let left = control.get(&0, 0).map_err(map_err(MAP_CAPTURE))?;
+    if left.session != 0 {
+        control
+            .set(0, Capture::default(), 0)
+            .map_err(map_err(MAP_CAPTURE))?;
+        log::warn!(
+            "turned off a capture (lbadm dump) that an earlier lbd left armed in {MAP_CAPTURE}"
+        );
+    }
+    Ok(())
 }
 
 /// Ends a session (if still the one running): the capture off, its reader stopped.
@@ -205,9 +265,13 @@ impl Capturer for EbpfCapturer {
             }
             state
                 .control
-                .set(0, entry(session, filter), 0)
+                .set(0, entry(session, filter, lease_end()), 0)
                 .map_err(map_err(MAP_CAPTURE))?;
-            state.current = Some(Running { session, stop });
+            state.current = Some(Running {
+                session,
+                filter,
+                stop,
+            });
         }
         // From here, whatever happens, the session's end turns the capture off.
         let end = End {
@@ -223,7 +287,8 @@ impl Capturer for EbpfCapturer {
     }
 }
 
-/// Passes the ring's records of `session` on to `packets` until told to stop or nobody reads.
+/// Passes the ring's records of `session` on to `packets`, and keeps the capture from
+/// expiring, until told to stop or nobody reads.
 async fn read_ring(
     shared: Arc<Shared>,
     session: u32,
@@ -247,7 +312,14 @@ async fn read_ring(
         }
     };
     let mut dropped = 0u64;
+    let mut renewed = Instant::now();
     loop {
+        if renewed.elapsed() >= RENEW {
+            if !shared.renew(session) {
+                return;
+            }
+            renewed = Instant::now();
+        }
         // What is there now, a batch at a time; a record submitted after the last one read
         // wakes the descriptor again (the ring notifies a reader that has caught up).
         let mut read = 0;
