@@ -1,11 +1,12 @@
 //! `lbadm dump` against a daemon on a temporary socket, with the in-memory data plane and a
 //! fake capture: the filter resolved from `-t/-u/-r` (and refused, in ipvsadm's words), the
 //! packets printed or written to a pcap file, one capture at a time, and the capture turned
-//! off when its count is reached, its client goes, or lbd stops. No root.
+//! off when its count is reached, its client goes (not when it is only done writing), its
+//! client stops reading, or lbd stops. No root.
 
 use std::{
     io::{BufRead, BufReader, Write},
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Shutdown},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     sync::Arc,
@@ -314,4 +315,58 @@ async fn one_capture_at_a_time_and_off_when_its_client_goes_or_lbd_stops() {
         "{line}"
     );
     assert_eq!(lbd.capturer.armed(), None);
+}
+
+/// A client of its own on `socket`, its dump request sent and lbd's `capturing` line read;
+/// reads time out after 10 s.
+fn raw_dump_client(socket: &Path) -> (UnixStream, BufReader<UnixStream>) {
+    let client = UnixStream::connect(socket).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    (&client).write_all(b"{\"request\": \"dump\"}\n").unwrap();
+    let mut replies = BufReader::new(client.try_clone().unwrap());
+    let mut line = String::new();
+    replies.read_line(&mut line).unwrap();
+    assert!(line.contains("\"reply\":\"capturing\""), "{line}");
+    (client, replies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_done_writing_still_gets_its_packets_until_it_closes() {
+    let mut lbd = Running::start("half-closed").await;
+    // As socat does once its stdin ends.
+    let (client, mut replies) = raw_dump_client(&lbd.socket);
+    client.shutdown(Shutdown::Write).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(lbd.capturer.armed(), Some(CaptureFilter::default()));
+    assert!(lbd.capturer.send(nat_syn()));
+    let mut line = String::new();
+    replies.read_line(&mut line).unwrap();
+    assert!(line.contains("\"reply\":\"packet\""), "{line}");
+    // Closed for good, with no packet to write: lbd notices the hang-up.
+    drop(replies);
+    drop(client);
+    lbd.wait_armed(None).await;
+    lbd.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_loses_its_capture() {
+    let mut lbd = Running::start("stalled").await;
+    // Never read from again, as a pager left unscrolled: lbd's writes fill the socket.
+    let (_client, _replies) = raw_dump_client(&lbd.socket);
+    let deadline = Instant::now() + admin::WRITE_STALL + Duration::from_secs(10);
+    while lbd.capturer.armed().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "still capturing {:?} after the client stalled",
+            admin::WRITE_STALL + Duration::from_secs(10)
+        );
+        for _ in 0..64 {
+            lbd.capturer.send(nat_syn());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    lbd.stop().await;
 }

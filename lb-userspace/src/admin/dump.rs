@@ -1,18 +1,28 @@
 //! The daemon's side of `lbadm dump`: the filter resolved from the desired state, the capture
 //! armed, one line per packet streamed back on the same connection, and the capture turned
-//! off when `count` packets have gone, the client closes the connection, or lbd stops.
+//! off when `count` packets have gone, the client goes, the client takes no data for
+//! [`WRITE_STALL`], or lbd stops.
 //!
 //! A dump runs on its connection's task and only waits on the capture's packets and the
 //! client: the reconciler and other admin requests never wait for it.
+//!
+//! The client is gone when its socket hangs up (closed, or shut down both ways) or a write
+//! fails; the end of what it sends only means it is done writing (`socat` once its stdin
+//! ends, a script that shuts its side down), and the dump goes on.
 
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
+    os::fd::AsRawFd,
+    time::Duration,
 };
 
 use base64::Engine as _;
 use lb_common::{FlowKey, PROTO_TCP, PROTO_UDP, Reason};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::UnixStream,
+};
 
 use super::{
     AdminContext, DumpRequest, DumpedFlow, DumpedPacket, Reply, listing::monotonic_now_ns,
@@ -23,11 +33,18 @@ use crate::{
     reconcile::{Desired, address_from_bytes},
 };
 
-/// Runs one dump on its connection: `from_client` is read only to notice it close.
+/// How long a line may wait for the client to take it before the dump ends: a client that
+/// stopped reading (a pager left unscrolled, a suspended lbadm) must not hold the one capture
+/// lbd runs, and the program's copies, for good.
+pub const WRITE_STALL: Duration = Duration::from_secs(5);
+/// How often a dump whose client is done writing looks whether it hung up.
+const HANG_UP_CHECK: Duration = Duration::from_secs(1);
+
+/// Runs one dump on its connection: `from_client` is read only to notice it go.
 pub async fn serve(
     request: DumpRequest,
     mut from_client: impl AsyncRead + Unpin,
-    to_client: &mut (impl AsyncWrite + Unpin),
+    to_client: &mut (impl AsyncWrite + AsRef<UnixStream> + Unpin),
     context: &AdminContext,
 ) -> std::io::Result<()> {
     let (filter, what) = match resolve(&context.desired.load(), &request) {
@@ -46,17 +63,18 @@ pub async fn serve(
         }
     };
     log::info!("dump: capturing {what}");
-    send(
-        to_client,
-        &Reply::Capturing {
-            message: format!("capturing {what}"),
-        },
-    )
-    .await?;
+    let capturing = Reply::Capturing {
+        message: format!("capturing {what}"),
+    };
+    if !send_in_time(to_client, &capturing).await? {
+        return Ok(());
+    }
     let mut names = Names::new(context);
     let count = request.count.unwrap_or(u64::MAX);
     let mut captured = 0u64;
     let mut probe = [0u8; 256];
+    let mut client_writes = true;
+    let mut hang_up_checks = tokio::time::interval(HANG_UP_CHECK);
     let ended = loop {
         if captured >= count {
             break "";
@@ -65,12 +83,16 @@ pub async fn serve(
             packet = session.next() => match packet {
                 Some(packet) => {
                     let line = names.describe(&packet, context);
-                    send(to_client, &Reply::Packet(Box::new(line))).await?;
+                    if !send_in_time(to_client, &Reply::Packet(Box::new(line))).await? {
+                        return Ok(());
+                    }
                     captured += 1;
                 }
                 None => break " (lbd is stopping)",
             },
-            read = from_client.read(&mut probe) => match read {
+            read = from_client.read(&mut probe), if client_writes => match read {
+                // Done writing, still reading.
+                Ok(0) if !hung_up(to_client.as_ref()) => client_writes = false,
                 // The client went: the session's drop turns the capture off.
                 Ok(0) | Err(_) => {
                     log::info!("dump: client gone after {captured} packets");
@@ -78,19 +100,54 @@ pub async fn serve(
                 }
                 Ok(_) => {}
             },
+            _ = hang_up_checks.tick(), if !client_writes => {
+                if hung_up(to_client.as_ref()) {
+                    log::info!("dump: client gone after {captured} packets");
+                    return Ok(());
+                }
+            }
         }
     };
     // Off before the last line, so a client that starts another capture on reading it is
     // never refused.
     drop(session);
     log::info!("dump: {captured} packets captured{ended}");
-    send(
-        to_client,
-        &Reply::Done {
-            message: format!("{captured} packets captured{ended}"),
-        },
-    )
-    .await
+    let done = Reply::Done {
+        message: format!("{captured} packets captured{ended}"),
+    };
+    send_in_time(to_client, &done).await.map(|_| ())
+}
+
+/// Whether the client closed its end of `stream`, or shut it down both ways (`POLLHUP`); a
+/// client that only shut down its writing (`POLLRDHUP`) still reads.
+fn hung_up(stream: &UnixStream) -> bool {
+    let mut poll = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        // Hang-ups and errors are reported whatever is asked for.
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; a zero timeout never blocks.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready > 0 && poll.revents & (libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// Sends `reply`, unless the client takes nothing for [`WRITE_STALL`]: false then (the dump
+/// ends, and the session's drop turns the capture off).
+async fn send_in_time(
+    to_client: &mut (impl AsyncWrite + Unpin),
+    reply: &Reply,
+) -> std::io::Result<bool> {
+    match tokio::time::timeout(WRITE_STALL, send(to_client, reply)).await {
+        Ok(sent) => sent.map(|()| true),
+        Err(_) => {
+            log::warn!(
+                "dump: the client took nothing for {} s; capture ended",
+                WRITE_STALL.as_secs()
+            );
+            Ok(false)
+        }
+    }
 }
 
 async fn send(to_client: &mut (impl AsyncWrite + Unpin), reply: &Reply) -> std::io::Result<()> {
