@@ -24,7 +24,7 @@ use lb_userspace::{
         capture::{CaptureFilter, CapturedPacket, FakeCapturer},
     },
     lbadm::{
-        Cli, Verb,
+        Cli, Failure, Verb,
         dump::{self, DumpArgs},
     },
     neighbour::{InterfaceInfo, Routes},
@@ -133,7 +133,7 @@ fn args(words: &[&str]) -> DumpArgs {
 fn dump_in_background(
     socket: &Path,
     words: &[&str],
-) -> impl std::future::Future<Output = Result<anyhow::Result<String>, String>> + use<> {
+) -> impl std::future::Future<Output = Result<Result<String, Failure>, String>> + use<> {
     let (socket, args) = (socket.to_path_buf(), args(words));
     let words = words.join(" ");
     let task = tokio::task::spawn_blocking(move || {
@@ -242,43 +242,63 @@ async fn a_dump_writes_a_pcap_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_service_or_real_is_refused_in_ipvsadms_words() {
     let mut lbd = Running::start("refused").await;
+    // A file named by -w is left as it was by a dump lbd refuses.
+    let kept = lbd.dir.join("kept.pcap");
+    std::fs::write(&kept, b"an earlier capture").unwrap();
+    let kept_text = kept.to_str().unwrap();
     for (words, error) in [
         (
-            &["-t", "192.0.2.100:81"][..],
-            "lbd: No such service: -t 192.0.2.100:81",
+            &["-t", "192.0.2.100:81", "-w", kept_text][..],
+            "No such service: -t 192.0.2.100:81",
         ),
         (
             &["-u", "192.0.2.100:80"][..],
-            "lbd: No such service: -u 192.0.2.100:80",
+            "No such service: -u 192.0.2.100:80",
         ),
         (
             &["-t", "192.0.2.100:80", "-r", "192.0.2.99"][..],
-            "lbd: No such destination: -r 192.0.2.99 in TCP 192.0.2.100:80",
+            "No such destination: -r 192.0.2.99 in TCP 192.0.2.100:80",
         ),
         (
             &["-t", "192.0.2.100:80", "-r", "192.0.2.11:80"][..],
-            "lbd: No such destination: -r 192.0.2.11:80 in TCP 192.0.2.100:80",
+            "No such destination: -r 192.0.2.11:80 in TCP 192.0.2.100:80",
         ),
         (
             &["-r", "192.0.2.11"][..],
-            "lbd: -r 192.0.2.11 is more than one real (192.0.2.11:8080 in TCP 192.0.2.100:80, \
+            "-r 192.0.2.11 is more than one real (192.0.2.11:8080 in TCP 192.0.2.100:80, \
              192.0.2.11:53 in UDP 192.0.2.100:53): name the service with -t or -u, and the port",
         ),
     ] {
-        let error_text = dump_in_background(&lbd.socket, words)
+        let failure = dump_in_background(&lbd.socket, words)
             .await
             .unwrap()
-            .unwrap_err()
-            .to_string();
-        assert_eq!(error_text, error, "{words:?}");
+            .unwrap_err();
+        assert_eq!(failure.to_string(), error, "{words:?}");
+        assert_eq!(failure.exit_code(), 255, "{words:?}: refused by lbd");
         assert_eq!(lbd.capturer.armed(), None, "{words:?}");
     }
-    assert!(
-        dump::request(&args(&["-t", "192.0.2.100"]))
-            .unwrap_err()
-            .to_string()
-            .contains("-t: `192.0.2.100` is not VIP:PORT")
-    );
+    assert_eq!(std::fs::read(&kept).unwrap(), b"an earlier capture");
+
+    // Arguments that do not check, and no lbd: ipvsadm's 2.
+    for (words, error) in [
+        (
+            &["-t", "192.0.2.100"][..],
+            "-t: `192.0.2.100` is not VIP:PORT",
+        ),
+        (&["-u", "foo"][..], "-u: `foo` is not VIP:PORT"),
+        (&["-r", "foo"][..], "-r: `foo` is not RIP or RIP:PORT"),
+        (&["-c", "0"][..], "-c: the count must be at least 1"),
+    ] {
+        let failure = dump::request(&args(words)).unwrap_err();
+        assert_eq!(failure.to_string(), error, "{words:?}");
+        assert_eq!(failure.exit_code(), 2, "{words:?}");
+    }
+    let nobody = dump_in_background(&lbd.dir.join("nobody.sock"), &[])
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(nobody.to_string().contains("cannot reach lbd"), "{nobody}");
+    assert_eq!(nobody.exit_code(), 2);
     lbd.stop().await;
 }
 
@@ -297,9 +317,12 @@ async fn one_capture_at_a_time_and_off_when_its_client_goes_or_lbd_stops() {
     let error = dump_in_background(&lbd.socket, &[])
         .await
         .unwrap()
-        .unwrap_err()
-        .to_string();
-    assert!(error.contains("a capture is already running"), "{error}");
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("a capture is already running"),
+        "{error}"
+    );
+    assert_eq!(error.exit_code(), 255);
     // Its client gone, the capture is off, and the next one starts.
     drop(replies);
     drop(first);

@@ -178,7 +178,11 @@ fn lbadm_dump_shows_a_connections_packets_with_verdict_and_real() {
         .arg(lbd.socket())
         .output()
         .unwrap();
-    assert!(!missing.status.success());
+    assert_eq!(
+        missing.status.code(),
+        Some(255),
+        "refused by lbd: ipvsadm's 255"
+    );
     let said = String::from_utf8_lossy(&missing.stderr);
     assert!(
         said.contains(&format!("No such service: -t {VIP}:81")),
@@ -251,9 +255,13 @@ fn lbadm_dump_shows_a_connections_packets_with_verdict_and_real() {
         .output()
         .unwrap();
     assert!(
-        !refused.status.success()
-            && String::from_utf8_lossy(&refused.stderr).contains("a capture is already running"),
+        String::from_utf8_lossy(&refused.stderr).contains("a capture is already running"),
         "{refused:?}"
+    );
+    assert_eq!(
+        refused.status.code(),
+        Some(255),
+        "refused by lbd: ipvsadm's 255"
     );
     // A dump longer than the capture's lease: lbd pushes the expiry on while it runs.
     std::thread::sleep(LEASE + Duration::from_secs(1));
