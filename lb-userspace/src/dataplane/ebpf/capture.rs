@@ -19,7 +19,7 @@ use std::{
 };
 
 use aya::maps::{Array, Map, MapData, MapError, RingBuf};
-use lb_common::capture::{Capture, MAP_CAPTURE, MAP_CAPTURE_RING};
+use lb_common::capture::{CAPTURE_SECTION, Capture, MAP_CAPTURE, MAP_CAPTURE_RING};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     sync::{mpsc, oneshot},
@@ -52,7 +52,8 @@ pub struct CaptureMaps {
 
 impl CaptureMaps {
     pub(super) fn take(ebpf: &mut aya::Ebpf) -> Result<Self, DataplaneError> {
-        let control = typed(take(ebpf, MAP_CAPTURE)?, MAP_CAPTURE)?;
+        // The program's global, which aya made an array of one entry named after its section.
+        let control = typed(take(ebpf, CAPTURE_SECTION)?, MAP_CAPTURE)?;
         let ring = match take(ebpf, MAP_CAPTURE_RING)? {
             raw @ Map::RingBuf(_) => typed(raw, MAP_CAPTURE_RING)?,
             _ => {
@@ -208,7 +209,11 @@ impl EbpfCapturer {
 
 /// Turns off a capture an earlier lbd left armed in the capture map pinned in `pin_dir`, if
 /// one is pinned there: for the start of lbd, before any step that can fail (a start that
-/// fails never gets to [`EbpfCapturer::new`]). A map of another layout is left alone.
+/// fails never gets to [`EbpfCapturer::new`]).
+///
+/// A map of another layout (a development build's: the entry grew before any release) is
+/// unpinned instead, so the loader makes one the program can read; the program that used it
+/// keeps it until it is replaced.
 pub fn turn_off_left_capture(pin_dir: &Path) -> Result<(), DataplaneError> {
     let path = pin_dir.join(MAP_CAPTURE);
     if !path.exists() {
@@ -217,7 +222,18 @@ pub fn turn_off_left_capture(pin_dir: &Path) -> Result<(), DataplaneError> {
     let data = MapData::from_pin(&path).map_err(map_err(MAP_CAPTURE))?;
     match Array::<_, Capture>::try_from(Map::Array(data)) {
         Ok(mut control) => turn_off_left(&mut control),
-        Err(MapError::InvalidValueSize { .. }) => Ok(()),
+        Err(MapError::InvalidValueSize { size, expected }) => {
+            log::warn!(
+                "{} holds {size}-byte entries where this lbd's are {expected}: unpinned, for a \
+                 new one",
+                path.display()
+            );
+            std::fs::remove_file(&path).map_err(|source| DataplaneError::Syscall {
+                map: MAP_CAPTURE,
+                call: "unlink",
+                source,
+            })
+        }
         Err(error) => Err(map_err(MAP_CAPTURE)(error)),
     }
 }
