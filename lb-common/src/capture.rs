@@ -3,20 +3,26 @@
 //!
 //! | map | key → value | written by | read by |
 //! | --- | --- | --- | --- |
-//! | [`MAP_CAPTURE`] | 0 → [`Capture`] (array of one) | lbd (a dump request) | XDP |
+//! | [`MAP_CAPTURE`] | 0 → [`Capture`] (array of one: the program's [`CAPTURE_SECTION`]) | lbd (a dump request) | XDP |
 //! | [`MAP_CAPTURE_RING`] | ring buffer of [`CaptureRecord`] | XDP | lbd |
 //!
 //! [`Capture::session`] 0 means no capture: reading it is all a packet pays when nobody dumps
-//! (an array lookup the verifier inlines, one load and one branch). A capture is armed by
-//! writing a new session number and the filter; records carry the session they were made
-//! for, so lbd skips records of an earlier capture still in the ring (a program run that read
-//! the entry just before it changed, or a daemon that crashed while capturing).
+//! (one load of the program's global, no lookup, and a branch). A capture is armed by
+//! writing a new session number, the filter and an expiry that lbd pushes on while the dump
+//! runs, so a capture whose lbd was killed stops recording by itself, whether or not another
+//! lbd comes to turn it off. Records carry the session they were made for, so lbd skips
+//! records of an earlier capture still in the ring (a program run that read the entry just
+//! before it changed, or a daemon that crashed while capturing).
 
 use crate::FlowKey;
 
 /// The capture's switch and filter (array of one [`Capture`]). Pinned: a restarted lbd
 /// turns off a capture its crashed predecessor left armed.
 pub const MAP_CAPTURE: &str = "LB_CAPTURE_V1";
+/// The section of the program's object that holds its [`Capture`], a global it reads in
+/// place (a load, where a map costs a lookup); aya makes the section an array of one entry,
+/// named after it, which lbd pins as [`MAP_CAPTURE`].
+pub const CAPTURE_SECTION: &str = ".bss.capture";
 /// Captured packets ([`CaptureRecord`] each). A ring buffer (`BPF_MAP_TYPE_RINGBUF`) of
 /// [`CAPTURE_RING_BYTES`].
 pub const MAP_CAPTURE_RING: &str = "LB_CAP_RING_V1";
@@ -40,8 +46,22 @@ pub struct Capture {
     /// Only packets counted under this real; 0 = any.
     pub real_id: u32,
     pub _pad: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) from which the program records nothing more,
+    /// as if [`Capture::session`] were 0: read only while a session is armed.
+    pub expires_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<Capture>() == 16);
+const _: () = assert!(core::mem::size_of::<Capture>() == 24);
+
+impl Capture {
+    /// No capture (what the program's global starts as).
+    pub const OFF: Capture = Capture {
+        session: 0,
+        service_id: 0,
+        real_id: 0,
+        _pad: 0,
+        expires_ns: 0,
+    };
+}
 
 /// [`CaptureRecord::flags`]: [`CaptureRecord::original`] holds the packet's 5-tuple as it
 /// arrived (packets the NAT, full-NAT, tunnel and reply programs sent on, rewritten). Without

@@ -26,7 +26,7 @@
 //! | [`MAP_REASON_STATS`] | [`crate::Reason`] → [`Counters`] (per CPU) | XDP | lbd |
 //! | [`MAP_SERVICE_OUT_STATS`] | service id → [`OutCounters`] (per CPU; NAT replies) | XDP | lbd |
 //! | [`MAP_REAL_OUT_STATS`] | real id → [`OutCounters`] (per CPU; NAT replies) | XDP | lbd |
-//! | [`crate::capture::MAP_CAPTURE`] | 0 → [`crate::capture::Capture`] (session, filter) | lbd | XDP |
+//! | [`crate::capture::MAP_CAPTURE`] | 0 → [`crate::capture::Capture`] (session, filter, expiry; the program's `.bss.capture` global) | lbd | XDP |
 //! | [`crate::capture::MAP_CAPTURE_RING`] | ring buffer of [`crate::capture::CaptureRecord`] | XDP | lbd (`lbadm dump`) |
 //! | [`crate::decap::MAP_DECAP_ADDRS`] | [`crate::decap::DecapAddrKey`] → flags (local address, VIP) | `lbd decap` | `lb_decap` |
 //! | [`crate::decap::MAP_DECAP_CONFIG`] | 0 → [`crate::decap::DecapConfig`] (GUE port) | `lbd decap` | `lb_decap` |

@@ -3,13 +3,14 @@
 //!
 //! Called from `stats`, where every program (the balancer and the forwarding programs it
 //! tail-calls) finishes its packets, so a capture sees every verdict, and each frame as it
-//! leaves (rewritten, encapsulated). Without a capture a packet pays one inlined array
-//! lookup, a load and a branch. A record is written straight into ring-buffer memory (the
-//! stack has no room for it), the frame's first bytes copied there by
+//! leaves (rewritten, encapsulated). Without a capture a packet pays [`armed`]: a load of
+//! the program's `CAPTURE` global and a branch. All the rest is [`record`], a function of
+//! its own called once a capture is armed. A record is written straight into ring-buffer
+//! memory (the stack has no room for it), the frame's first bytes copied there by
 //! `bpf_xdp_load_bytes`, which reads across the buffers of a multi-buffer frame.
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{xdp_action, xdp_md},
     helpers::{
         bpf_ktime_get_ns,
         generated::{bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
@@ -18,67 +19,72 @@ use aya_ebpf::{
 };
 use lb_common::{
     FlowKey, Reason,
-    capture::{CAPTURE_HAS_ORIGINAL, CAPTURE_SNAP_LEN, CaptureRecord},
+    capture::{CAPTURE_HAS_ORIGINAL, CAPTURE_SNAP_LEN, Capture, CaptureRecord},
 };
 
 use crate::maps::{CAPTURE, CAPTURE_RING, FORWARD_SCRATCH};
 
 /// What `stats` decided for a packet.
-pub struct Finished<'a> {
+pub struct Finished {
     pub action: u32,
     pub reason: Reason,
-    /// Read (volatile) only once a capture is armed; see `stats::finish`.
-    pub counted_under: &'a CountedUnder,
+    /// The service and real it was counted under; 0 for none (passed, dropped).
+    pub service_id: u32,
+    pub real_id: u32,
     /// The interface an `XDP_REDIRECT` sends it to.
     pub redirect_ifindex: u32,
 }
 
-/// The service and real a packet was counted under; 0 for none (passed, dropped).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct CountedUnder {
-    pub service_id: u32,
-    pub real_id: u32,
+/// Whether a capture is armed: the one test (a load and a branch) a packet pays for when
+/// nobody dumps.
+#[inline(always)]
+pub fn armed() -> bool {
+    // SAFETY: the program's global, valid for its lifetime; any value lbd wrote is valid.
+    unsafe { core::ptr::read_volatile(&raw const CAPTURE.session) != 0 }
 }
 
-/// Records the packet if a capture is armed and its filter takes it. `handed_over`: the
-/// packet was rewritten by a forwarding program, and the 5-tuple the balancer handed it is
-/// the packet as it arrived.
-#[inline(always)]
-pub fn record(ctx: &XdpContext, finished: Finished<'_>, handed_over: bool) {
-    let Some(capture) = CAPTURE.get_ptr(0) else {
-        return;
-    };
-    // SAFETY: a map value, valid for the map's lifetime; lbd rewrites it whole, and each
-    // field read is either value.
-    let session = unsafe { (*capture).session };
-    if session == 0 {
+/// Records the packet if the armed capture has not expired and its filter takes it.
+/// `handed_over`: the packet was rewritten by a forwarding program, and the 5-tuple the
+/// balancer handed it is the packet as it arrived.
+///
+/// A function of its own (a BPF-to-BPF call), called only once [`armed`] says so: the packet
+/// path without a capture carries none of its code, registers or stack.
+///
+/// `#[cold]`, so the caller lays the call out of the way, but kept in `.text`: cold code goes
+/// to `.text.unlikely.` otherwise, and aya-obj 0.3 keys the functions it links by their
+/// offset alone, so the call went to the function at the same offset of `.text` (the
+/// verifier found `least_conn_member` called).
+#[cold]
+#[inline(never)]
+#[unsafe(link_section = ".text")]
+pub fn record(ctx: *mut xdp_md, finished: &Finished, handed_over: bool) {
+    let ctx = XdpContext::new(ctx);
+    // SAFETY: the program's global; lbd rewrites it whole, and each field read is either
+    // value (a run that reads it half-way records under the old filter: lbd filters again).
+    let Capture {
+        session,
+        service_id: want_service,
+        real_id: want_real,
+        expires_ns,
+        ..
+    } = unsafe { core::ptr::read_volatile(&raw const CAPTURE) };
+    // A capture whose lbd stopped pushing its expiry on (killed, and no lbd since to turn it
+    // off) is off.
+    if session == 0 || unsafe { bpf_ktime_get_ns() } >= expires_ns {
         return;
     }
-    // SAFETY: a local of the caller's.
-    let CountedUnder {
-        service_id,
-        real_id,
-    } = unsafe { core::ptr::read_volatile(finished.counted_under) };
-    let (want_service, want_real) = unsafe { ((*capture).service_id, (*capture).real_id) };
-    if (want_service != 0 && want_service != service_id) || (want_real != 0 && want_real != real_id)
+    if (want_service != 0 && want_service != finished.service_id)
+        || (want_real != 0 && want_real != finished.real_id)
     {
         return;
     }
-    write(ctx, session, &finished, service_id, real_id, handed_over);
+    write(&ctx, session, finished, handed_over);
 }
 
 /// Reserves a record, fills it and submits it (a full ring loses the packet: the capture
 /// must never slow forwarding down).
 #[inline(always)]
-fn write(
-    ctx: &XdpContext,
-    session: u32,
-    finished: &Finished<'_>,
-    service_id: u32,
-    real_id: u32,
-    handed_over: bool,
-) {
+fn write(ctx: &XdpContext, session: u32, finished: &Finished, handed_over: bool) {
     let Some(mut entry) = CAPTURE_RING.reserve::<CaptureRecord>(0) else {
         return;
     };
@@ -95,8 +101,8 @@ fn write(
         (*record).session = session;
         (*record).action = finished.action;
         (*record).reason = finished.reason.index();
-        (*record).service_id = service_id;
-        (*record).real_id = real_id;
+        (*record).service_id = finished.service_id;
+        (*record).real_id = finished.real_id;
         (*record).ingress_ifindex = ingress_ifindex;
         (*record).egress_ifindex = match finished.action {
             xdp_action::XDP_TX => ingress_ifindex,

@@ -91,9 +91,12 @@ pub static SERVICE_OUT_STATS: PerCpuArray<OutCounters> =
 pub static REAL_OUT_STATS: PerCpuArray<OutCounters> =
     PerCpuArray::with_max_entries(PLACEHOLDER_REALS, 0);
 
-/// `lbadm dump`'s switch and filter (see `capture`).
-#[map(name = "LB_CAPTURE_V1")]
-pub static CAPTURE: Array<Capture> = Array::with_max_entries(1, 0);
+/// `lbadm dump`'s switch and filter (see `capture`): not a map the program looks up but a
+/// global in a section of its own ([`lb_common::capture::CAPTURE_SECTION`]), read in place
+/// with one load. aya makes the section an array of one entry, which lbd pins as
+/// `LB_CAPTURE_V1`. Only read through raw pointers, volatile where it must not be cached.
+#[unsafe(link_section = ".bss.capture")]
+pub static mut CAPTURE: Capture = Capture::OFF;
 
 #[map(name = "LB_CAP_RING_V1")]
 pub static CAPTURE_RING: RingBuf = RingBuf::with_byte_size(CAPTURE_RING_BYTES, 0);

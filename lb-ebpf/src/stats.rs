@@ -26,64 +26,89 @@ pub fn finish_handed_over(ctx: &XdpContext, verdict: Verdict, frame_len: u64) ->
 
 #[inline(always)]
 fn finish_with(ctx: &XdpContext, verdict: Verdict, frame_len: u64, handed_over: bool) -> u32 {
-    let (reason, action, forwarded, redirect_ifindex) = decide(verdict);
-    // What the packet counted under, for the capture, kept in memory only the forwarded
-    // branch writes: taken from the `Option` (or from registers) again, it became a select
-    // that reads the `None` side's unset register, which the verifier refuses.
-    let mut counted_under = capture::CountedUnder::default();
-    count_reason(reason, frame_len);
-    if let Some(forwarded) = &forwarded {
-        count_forwarded(forwarded, frame_len);
-        // SAFETY: a local.
-        unsafe {
-            core::ptr::write_volatile(
-                &raw mut counted_under,
-                capture::CountedUnder {
-                    service_id: forwarded.service_id,
-                    real_id: forwarded.real_id,
-                },
-            )
+    let decided = decide(verdict);
+    // Before counting: what only the capture needs is used up here, not carried across the
+    // counters' lookups (which would keep it on the stack for every packet).
+    if capture::armed() {
+        // Built here, so that a packet with no capture armed stores none of it.
+        let finished = capture::Finished {
+            action: decided.action,
+            reason: decided.reason,
+            service_id: decided.service_id,
+            real_id: decided.real_id,
+            redirect_ifindex: decided.redirect_ifindex,
         };
+        capture::record(ctx.ctx, &finished, handed_over);
     }
-    capture::record(
-        ctx,
-        capture::Finished {
-            action,
-            reason,
-            counted_under: &counted_under,
-            redirect_ifindex,
-        },
-        handed_over,
-    );
-    action
+    count(decided.reason, decided.forwarded.as_ref(), frame_len);
+    decided.action
 }
 
 /// The XDP action for `verdict`, counted without a capture: for the decapsulation program,
 /// which runs on the reals, where no lbd arms one.
 #[inline(always)]
 pub fn count_only(verdict: Verdict, frame_len: u64) -> u32 {
-    let (reason, action, forwarded, _) = decide(verdict);
-    count(reason, forwarded.as_ref(), frame_len);
-    action
+    let decided = decide(verdict);
+    count(decided.reason, decided.forwarded.as_ref(), frame_len);
+    decided.action
 }
 
-/// The reason, the action, what a forwarded packet counts under, and where a redirect goes.
+/// What a verdict comes to.
+struct Decided {
+    reason: Reason,
+    action: u32,
+    /// What a forwarded packet counts under.
+    forwarded: Option<Forwarded>,
+    /// The forwarded packet's ids again, 0 when it is not forwarded, for the capture: set on
+    /// every path, where `forwarded`'s are unset when it is `None` (read from there, they
+    /// became a select of an unset register, which the verifier refuses).
+    service_id: u32,
+    real_id: u32,
+    /// Where a redirect goes.
+    redirect_ifindex: u32,
+}
+
+impl Decided {
+    #[inline(always)]
+    fn unforwarded(reason: Reason, action: u32) -> Self {
+        Self {
+            reason,
+            action,
+            forwarded: None,
+            service_id: 0,
+            real_id: 0,
+            redirect_ifindex: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn forwarded(reason: Reason, action: u32, forwarded: Forwarded, redirect_ifindex: u32) -> Self {
+        Self {
+            reason,
+            action,
+            service_id: forwarded.service_id,
+            real_id: forwarded.real_id,
+            forwarded: Some(forwarded),
+            redirect_ifindex,
+        }
+    }
+}
+
 #[inline(always)]
-fn decide(verdict: Verdict) -> (Reason, u32, Option<Forwarded>, u32) {
+fn decide(verdict: Verdict) -> Decided {
     match verdict {
-        Verdict::Pass(reason) => (reason, xdp_action::XDP_PASS, None, 0),
-        Verdict::Drop(reason) => (reason, xdp_action::XDP_DROP, None, 0),
-        Verdict::Tx(forwarded) => (forwarded.reason, xdp_action::XDP_TX, Some(forwarded), 0),
+        Verdict::Pass(reason) => Decided::unforwarded(reason, xdp_action::XDP_PASS),
+        Verdict::Drop(reason) => Decided::unforwarded(reason, xdp_action::XDP_DROP),
+        Verdict::Tx(forwarded) => {
+            Decided::forwarded(forwarded.reason, xdp_action::XDP_TX, forwarded, 0)
+        }
         // The lower bits of the flags are the action when the port is not in the map.
         Verdict::Redirect { ifindex, forwarded } => {
             match TX_PORTS.redirect(ifindex, u64::from(xdp_action::XDP_DROP)) {
-                Ok(action) => (
-                    redirected(forwarded.reason),
-                    action,
-                    Some(forwarded),
-                    ifindex,
-                ),
-                Err(_) => (Reason::DropRedirectFailed, xdp_action::XDP_DROP, None, 0),
+                Ok(action) => {
+                    Decided::forwarded(redirected(forwarded.reason), action, forwarded, ifindex)
+                }
+                Err(_) => Decided::unforwarded(Reason::DropRedirectFailed, xdp_action::XDP_DROP),
             }
         }
     }

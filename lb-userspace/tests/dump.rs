@@ -1,11 +1,12 @@
 //! `lbadm dump` against a daemon on a temporary socket, with the in-memory data plane and a
 //! fake capture: the filter resolved from `-t/-u/-r` (and refused, in ipvsadm's words), the
 //! packets printed or written to a pcap file, one capture at a time, and the capture turned
-//! off when its count is reached, its client goes, or lbd stops. No root.
+//! off when its count is reached, its client goes (not when it is only done writing), its
+//! client stops reading, or lbd stops. No root.
 
 use std::{
     io::{BufRead, BufReader, Write},
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Shutdown},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     sync::Arc,
@@ -23,7 +24,7 @@ use lb_userspace::{
         capture::{CaptureFilter, CapturedPacket, FakeCapturer},
     },
     lbadm::{
-        Cli, Verb,
+        Cli, Failure, Verb,
         dump::{self, DumpArgs},
     },
     neighbour::{InterfaceInfo, Routes},
@@ -132,7 +133,7 @@ fn args(words: &[&str]) -> DumpArgs {
 fn dump_in_background(
     socket: &Path,
     words: &[&str],
-) -> impl std::future::Future<Output = Result<anyhow::Result<String>, String>> + use<> {
+) -> impl std::future::Future<Output = Result<Result<String, Failure>, String>> + use<> {
     let (socket, args) = (socket.to_path_buf(), args(words));
     let words = words.join(" ");
     let task = tokio::task::spawn_blocking(move || {
@@ -181,18 +182,25 @@ async fn a_dump_prints_its_packets_and_stops_at_its_count() {
         real_id: 2,
     }))
     .await;
+    // One the program recorded under another filter (it read the entry as it changed): not
+    // this dump's, and not counted.
+    let mut other_real = nat_syn();
+    other_real.real_id = 1;
+    assert!(lbd.capturer.send(other_real));
     assert!(lbd.capturer.send(nat_syn()));
     assert!(lbd.capturer.send(nat_syn()));
     let printed = dump.await.unwrap().unwrap();
     let lines: Vec<&str> = printed.lines().collect();
     assert_eq!(lines.len(), 2, "{printed}");
-    assert!(
-        lines[0].ends_with(
-            " eth0 tx forwarded_tx TCP 192.0.2.100:80 real 192.0.2.12:8080: IP \
-             203.0.113.7.40000 > 192.0.2.11.8080: Flags [S], seq 1, length 0"
-        ),
-        "{printed}"
-    );
+    for line in lines {
+        assert!(
+            line.ends_with(
+                " eth0 tx forwarded_tx TCP 192.0.2.100:80 real 192.0.2.12:8080: IP \
+                 203.0.113.7.40000 > 192.0.2.11.8080: Flags [S], seq 1, length 0"
+            ),
+            "{printed}"
+        );
+    }
     // Off once the count is reached.
     lbd.wait_armed(None).await;
     lbd.stop().await;
@@ -219,6 +227,7 @@ async fn a_dump_writes_a_pcap_file() {
     }))
     .await;
     let mut packet = nat_syn();
+    packet.service_id = 2;
     packet.frame_len = 1514;
     assert!(lbd.capturer.send(packet.clone()));
     assert_eq!(dump.await.unwrap().unwrap(), "", "nothing printed with -w");
@@ -233,43 +242,63 @@ async fn a_dump_writes_a_pcap_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_service_or_real_is_refused_in_ipvsadms_words() {
     let mut lbd = Running::start("refused").await;
+    // A file named by -w is left as it was by a dump lbd refuses.
+    let kept = lbd.dir.join("kept.pcap");
+    std::fs::write(&kept, b"an earlier capture").unwrap();
+    let kept_text = kept.to_str().unwrap();
     for (words, error) in [
         (
-            &["-t", "192.0.2.100:81"][..],
-            "lbd: No such service: -t 192.0.2.100:81",
+            &["-t", "192.0.2.100:81", "-w", kept_text][..],
+            "No such service: -t 192.0.2.100:81",
         ),
         (
             &["-u", "192.0.2.100:80"][..],
-            "lbd: No such service: -u 192.0.2.100:80",
+            "No such service: -u 192.0.2.100:80",
         ),
         (
             &["-t", "192.0.2.100:80", "-r", "192.0.2.99"][..],
-            "lbd: No such destination: -r 192.0.2.99 in TCP 192.0.2.100:80",
+            "No such destination: -r 192.0.2.99 in TCP 192.0.2.100:80",
         ),
         (
             &["-t", "192.0.2.100:80", "-r", "192.0.2.11:80"][..],
-            "lbd: No such destination: -r 192.0.2.11:80 in TCP 192.0.2.100:80",
+            "No such destination: -r 192.0.2.11:80 in TCP 192.0.2.100:80",
         ),
         (
             &["-r", "192.0.2.11"][..],
-            "lbd: -r 192.0.2.11 is more than one real (192.0.2.11:8080 in TCP 192.0.2.100:80, \
+            "-r 192.0.2.11 is more than one real (192.0.2.11:8080 in TCP 192.0.2.100:80, \
              192.0.2.11:53 in UDP 192.0.2.100:53): name the service with -t or -u, and the port",
         ),
     ] {
-        let error_text = dump_in_background(&lbd.socket, words)
+        let failure = dump_in_background(&lbd.socket, words)
             .await
             .unwrap()
-            .unwrap_err()
-            .to_string();
-        assert_eq!(error_text, error, "{words:?}");
+            .unwrap_err();
+        assert_eq!(failure.to_string(), error, "{words:?}");
+        assert_eq!(failure.exit_code(), 255, "{words:?}: refused by lbd");
         assert_eq!(lbd.capturer.armed(), None, "{words:?}");
     }
-    assert!(
-        dump::request(&args(&["-t", "192.0.2.100"]))
-            .unwrap_err()
-            .to_string()
-            .contains("-t: `192.0.2.100` is not VIP:PORT")
-    );
+    assert_eq!(std::fs::read(&kept).unwrap(), b"an earlier capture");
+
+    // Arguments that do not check, and no lbd: ipvsadm's 2.
+    for (words, error) in [
+        (
+            &["-t", "192.0.2.100"][..],
+            "-t: `192.0.2.100` is not VIP:PORT",
+        ),
+        (&["-u", "foo"][..], "-u: `foo` is not VIP:PORT"),
+        (&["-r", "foo"][..], "-r: `foo` is not RIP or RIP:PORT"),
+        (&["-c", "0"][..], "-c: the count must be at least 1"),
+    ] {
+        let failure = dump::request(&args(words)).unwrap_err();
+        assert_eq!(failure.to_string(), error, "{words:?}");
+        assert_eq!(failure.exit_code(), 2, "{words:?}");
+    }
+    let nobody = dump_in_background(&lbd.dir.join("nobody.sock"), &[])
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(nobody.to_string().contains("cannot reach lbd"), "{nobody}");
+    assert_eq!(nobody.exit_code(), 2);
     lbd.stop().await;
 }
 
@@ -288,9 +317,12 @@ async fn one_capture_at_a_time_and_off_when_its_client_goes_or_lbd_stops() {
     let error = dump_in_background(&lbd.socket, &[])
         .await
         .unwrap()
-        .unwrap_err()
-        .to_string();
-    assert!(error.contains("a capture is already running"), "{error}");
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("a capture is already running"),
+        "{error}"
+    );
+    assert_eq!(error.exit_code(), 255);
     // Its client gone, the capture is off, and the next one starts.
     drop(replies);
     drop(first);
@@ -314,4 +346,58 @@ async fn one_capture_at_a_time_and_off_when_its_client_goes_or_lbd_stops() {
         "{line}"
     );
     assert_eq!(lbd.capturer.armed(), None);
+}
+
+/// A client of its own on `socket`, its dump request sent and lbd's `capturing` line read;
+/// reads time out after 10 s.
+fn raw_dump_client(socket: &Path) -> (UnixStream, BufReader<UnixStream>) {
+    let client = UnixStream::connect(socket).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    (&client).write_all(b"{\"request\": \"dump\"}\n").unwrap();
+    let mut replies = BufReader::new(client.try_clone().unwrap());
+    let mut line = String::new();
+    replies.read_line(&mut line).unwrap();
+    assert!(line.contains("\"reply\":\"capturing\""), "{line}");
+    (client, replies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_done_writing_still_gets_its_packets_until_it_closes() {
+    let mut lbd = Running::start("half-closed").await;
+    // As socat does once its stdin ends.
+    let (client, mut replies) = raw_dump_client(&lbd.socket);
+    client.shutdown(Shutdown::Write).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(lbd.capturer.armed(), Some(CaptureFilter::default()));
+    assert!(lbd.capturer.send(nat_syn()));
+    let mut line = String::new();
+    replies.read_line(&mut line).unwrap();
+    assert!(line.contains("\"reply\":\"packet\""), "{line}");
+    // Closed for good, with no packet to write: lbd notices the hang-up.
+    drop(replies);
+    drop(client);
+    lbd.wait_armed(None).await;
+    lbd.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_loses_its_capture() {
+    let mut lbd = Running::start("stalled").await;
+    // Never read from again, as a pager left unscrolled: lbd's writes fill the socket.
+    let (_client, _replies) = raw_dump_client(&lbd.socket);
+    let deadline = Instant::now() + admin::WRITE_STALL + Duration::from_secs(10);
+    while lbd.capturer.armed().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "still capturing {:?} after the client stalled",
+            admin::WRITE_STALL + Duration::from_secs(10)
+        );
+        for _ in 0..64 {
+            lbd.capturer.send(nat_syn());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    lbd.stop().await;
 }

@@ -3,8 +3,9 @@
 //! with `--socket` capturing while the client makes a TCP connection. The pcap file holds
 //! that connection's packets as they left the program (to the real; back to the client from
 //! the VIP); the line output shows verdict and real; Ctrl-C ends it cleanly; one capture at
-//! a time; a capture a crashed lbd left armed is turned off by the next; the replies show as
-//! OutPkts in `lbadm -L -n --stats`. Needs root.
+//! a time; a dump outlives its capture's lease (lbd pushes the expiry on); a capture a
+//! crashed lbd left armed is turned off by the next, even by a start that fails; the replies
+//! show as OutPkts in `lbadm -L -n --stats`. Needs root.
 
 use std::{
     io::{BufRead, BufReader},
@@ -24,7 +25,7 @@ use lb_tests::{
     privilege::require_root,
     topology::{CLIENT_IP, modes::any_address, real_ip, real_mac},
 };
-use lb_userspace::lbadm::dump::pcap;
+use lb_userspace::{admin::monotonic_now_ns, dataplane::capture::LEASE, lbadm::dump::pcap};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const REAL_PORT: u16 = 8080;
@@ -177,7 +178,11 @@ fn lbadm_dump_shows_a_connections_packets_with_verdict_and_real() {
         .arg(lbd.socket())
         .output()
         .unwrap();
-    assert!(!missing.status.success());
+    assert_eq!(
+        missing.status.code(),
+        Some(255),
+        "refused by lbd: ipvsadm's 255"
+    );
     let said = String::from_utf8_lossy(&missing.stderr);
     assert!(
         said.contains(&format!("No such service: -t {VIP}:81")),
@@ -250,9 +255,20 @@ fn lbadm_dump_shows_a_connections_packets_with_verdict_and_real() {
         .output()
         .unwrap();
     assert!(
-        !refused.status.success()
-            && String::from_utf8_lossy(&refused.stderr).contains("a capture is already running"),
+        String::from_utf8_lossy(&refused.stderr).contains("a capture is already running"),
         "{refused:?}"
+    );
+    assert_eq!(
+        refused.status.code(),
+        Some(255),
+        "refused by lbd: ipvsadm's 255"
+    );
+    // A dump longer than the capture's lease: lbd pushes the expiry on while it runs.
+    std::thread::sleep(LEASE + Duration::from_secs(1));
+    let armed = pinned_capture(&lbd);
+    assert!(
+        armed.session != 0 && armed.expires_ns > monotonic_now_ns(),
+        "{armed:?}"
     );
     let client = one_connection(&topology, &lbd);
     // The packets have gone through the program by the time the answer is in; give the
@@ -301,21 +317,48 @@ fn lbadm_dump_shows_a_connections_packets_with_verdict_and_real() {
         assert!(stats["in_packets"].as_u64().unwrap() >= 6, "{json:#}");
     }
 
-    // A capture left armed by a daemon that died is turned off by the next one.
+    // A capture left armed by a daemon that died is turned off by the next one, first thing:
+    // even when that one's start fails (here, on an interface that does not exist).
     let path = lbd.pin_dir().join(MAP_CAPTURE);
     let data = aya::maps::MapData::from_pin(&path).unwrap();
     let mut map: aya::maps::Array<_, Capture> =
         aya::maps::Array::try_from(aya::maps::Map::Array(data)).unwrap();
     lbd.stop_with(libc::SIGKILL);
-    map.set(
-        0,
-        Capture {
-            session: 5,
-            ..Capture::default()
-        },
-        0,
-    )
-    .unwrap();
+    let left = Capture {
+        session: 5,
+        expires_ns: u64::MAX,
+        ..Capture::default()
+    };
+    map.set(0, left, 0).unwrap();
+    lbd.edit_config("name: eth0", "name: lbdump-none0");
+    let log = dir.join("failing-lbd.log");
+    let mut failing = Command::new(binary("lbd"));
+    failing
+        .arg("--config")
+        .arg(lbd.config_path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut failing = topology.lb.spawn(failing);
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = failing.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = failing.kill();
+            let _ = failing.wait();
+            panic!("lbd on a missing interface still running after {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{said}");
+    assert!(said.contains("left armed"), "{said}");
+    assert_eq!(pinned_capture(&lbd).session, 0);
+    // And by the start that goes on to load the program.
+    lbd.edit_config("name: lbdump-none0", "name: eth0");
+    map.set(0, left, 0).unwrap();
     lbd.restart(&topology.lb);
     assert_eq!(pinned_capture(&lbd).session, 0);
     assert!(lbd.log().contains("left armed"), "{}", lbd.log());

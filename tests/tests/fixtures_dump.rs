@@ -1,7 +1,7 @@
 //! `lbadm dump`'s capture in the program (BPF_PROG_TEST_RUN): with a capture armed, each
 //! finished packet leaves a record with its action, reason, service, real and bytes as it
-//! left (and how a rewritten one arrived); a filter that does not take it, or no capture,
-//! leaves none. And NAT replies counted as their service's and real's outgoing traffic.
+//! left (and how a rewritten one arrived); a filter that does not take it, no capture, or a
+//! capture past its expiry, leaves none. And NAT replies counted as their service's and real's outgoing traffic.
 //! Needs root. The config and frame helpers are `lb_tests::forwarding`'s.
 
 use std::net::IpAddr;
@@ -14,7 +14,10 @@ use lb_tests::{
     },
     packet::Frame,
 };
-use lb_userspace::dataplane::{Dataplane as _, capture::CaptureFilter};
+use lb_userspace::{
+    admin::monotonic_now_ns,
+    dataplane::{Dataplane as _, capture::CaptureFilter},
+};
 
 /// `forward: nat`, 192.0.2.10:8000 → 198.51.100.21:8080, in `CONFIG`.
 const NAT: usize = 6;
@@ -26,10 +29,15 @@ fn nat_real() -> IpAddr {
     "198.51.100.21".parse().unwrap()
 }
 
+/// Arms a capture for a minute.
 fn arm(balancer: &mut Balancer, filter: CaptureFilter) {
+    arm_until(balancer, filter, monotonic_now_ns() + 60_000_000_000);
+}
+
+fn arm_until(balancer: &mut Balancer, filter: CaptureFilter, expires_ns: u64) {
     balancer
         .capture
-        .arm(SESSION, filter)
+        .arm(SESSION, filter, expires_ns)
         .unwrap_or_else(|e| panic!("arming: {e}"));
 }
 
@@ -195,6 +203,15 @@ fn nothing_is_recorded_unarmed_or_for_a_filter_that_does_not_take_the_packet() {
     balancer.capture.disarm().unwrap();
     assert_eq!(balancer.run(&stranger).action, XDP_PASS);
     assert!(balancer.capture.next_record().is_none(), "disarmed");
+
+    // Armed, but expired: its lbd stopped pushing the expiry on.
+    arm_until(
+        &mut balancer,
+        CaptureFilter::default(),
+        monotonic_now_ns() - 1,
+    );
+    assert_eq!(balancer.run(&stranger).action, XDP_PASS);
+    assert!(balancer.capture.next_record().is_none(), "expired");
 }
 
 #[test]

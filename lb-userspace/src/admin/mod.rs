@@ -23,7 +23,7 @@ mod rates;
 mod server;
 
 pub use client::{ClientError, request};
-pub use dump::{action_name, resolve as resolve_dump};
+pub use dump::{WRITE_STALL, action_name, resolve as resolve_dump};
 pub use listing::{format_mac, listing, monotonic_now_ns, sample_rates};
 pub use protocol::*;
 pub use rates::{ESTIMATE_EVERY, RateBoard, RateKey};

@@ -3,7 +3,7 @@
 //!
 //! Start-up order:
 //! 1. signal handlers (a SIGHUP must never kill lbd; [`serve`] only), the config, the pid
-//!    file's lock;
+//!    file's lock; a capture a killed lbd left armed turned off;
 //! 2. the interfaces, and the VLAN interfaces on them; the routes to tunnel and NAT reals;
 //! 3. the desired state, placing each real on an interface and a next hop; the admin socket
 //!    and the metrics listener;
@@ -31,7 +31,7 @@ use crate::{
     admin::{SocketError, bind_admin_socket},
     config::{self, Config, ConfigError},
     dataplane::{
-        capture::EbpfCapturer,
+        capture::{EbpfCapturer, turn_off_left_capture},
         loader::{self, LoadError, Loaded},
     },
     health::HealthBoard,
@@ -121,6 +121,11 @@ pub async fn start(config_path: PathBuf) -> Result<Started, DaemonError> {
     let (config, document) = config::load_with_document(&config_path)?;
     // Before anything is touched: another daemon of this instance may be running.
     let pid_file = super::PidFile::lock(&config.pid_file)?;
+    // Then, before any step that can fail: a capture (`lbadm dump`) a killed lbd left armed
+    // is off even if this start fails.
+    if let Err(error) = turn_off_left_capture(&config.pin_dir) {
+        log::warn!("{error}");
+    }
     let neighbours = Neighbours::new()?;
     // Subscribed before anything is read, so no change falls between a read and the
     // subscription.
@@ -204,7 +209,7 @@ async fn load_and_attach(
         sweeper,
         capture,
     } = loader::load(&config.limits, Some(&config.pin_dir))?;
-    // Before anything else: a capture a crashed lbd left armed is turned off.
+    // A capture left armed was turned off at the start; the capturer checks again.
     let capturer = EbpfCapturer::new(capture).map_err(LoadError::from)?;
     let reader = Arc::new(reader);
     // Flows in pinned maps name reals by id: keep the ids a previous daemon gave.

@@ -14,7 +14,7 @@ use lb_common::{
 };
 use tokio::sync::mpsc;
 
-pub use super::ebpf::EbpfCapturer;
+pub use super::ebpf::{EbpfCapturer, LEASE, turn_off_left_capture};
 
 /// Which packets a capture takes: those counted under this service and this real (0: any).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -117,14 +117,17 @@ pub struct FakeCapturer {
 
 #[derive(Default)]
 struct FakeState {
-    armed: Option<CaptureFilter>,
+    /// The session running, and its filter.
+    armed: Option<(u64, CaptureFilter)>,
     packets: Option<mpsc::Sender<CapturedPacket>>,
+    /// The last session started.
+    last_session: u64,
 }
 
 impl FakeCapturer {
     /// The filter of the capture running now, if one is.
     pub fn armed(&self) -> Option<CaptureFilter> {
-        self.state.lock().unwrap().armed
+        self.state.lock().unwrap().armed.map(|(_, filter)| filter)
     }
 
     /// Hands the running capture a packet; false if none runs (or it is not reading).
@@ -137,14 +140,23 @@ impl FakeCapturer {
     }
 }
 
-/// Turns the fake's capture off when its session ends.
-struct FakeEnd(std::sync::Arc<Mutex<FakeState>>);
+/// Turns the fake's capture off when its session ends, if it is still the one running (a
+/// session stopped by lbd and outlived by a newer one must leave the newer one alone).
+struct FakeEnd {
+    state: std::sync::Arc<Mutex<FakeState>>,
+    session: u64,
+}
 
 impl Drop for FakeEnd {
     fn drop(&mut self) {
-        let mut state = self.0.lock().unwrap();
-        state.armed = None;
-        state.packets = None;
+        let mut state = self.state.lock().unwrap();
+        if state
+            .armed
+            .is_some_and(|(running, _)| running == self.session)
+        {
+            state.armed = None;
+            state.packets = None;
+        }
     }
 }
 
@@ -155,11 +167,16 @@ impl Capturer for FakeCapturer {
             return Err(CaptureError::Busy);
         }
         let (sender, receiver) = mpsc::channel(64);
-        state.armed = Some(filter);
+        state.last_session += 1;
+        let session = state.last_session;
+        state.armed = Some((session, filter));
         state.packets = Some(sender);
         Ok(CaptureSession::new(
             receiver,
-            Box::new(FakeEnd(self.state.clone())),
+            Box::new(FakeEnd {
+                state: self.state.clone(),
+                session,
+            }),
         ))
     }
 
@@ -167,5 +184,24 @@ impl Capturer for FakeCapturer {
         let mut state = self.state.lock().unwrap();
         state.armed = None;
         state.packets = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_session_ending_late_leaves_the_next_one_running() {
+        let capturer = FakeCapturer::default();
+        let first = capturer.start(CaptureFilter::default()).unwrap();
+        capturer.stop();
+        let filter = CaptureFilter {
+            service_id: 1,
+            real_id: 2,
+        };
+        let _second = capturer.start(filter).unwrap();
+        drop(first);
+        assert_eq!(capturer.armed(), Some(filter));
     }
 }

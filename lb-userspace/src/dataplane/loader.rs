@@ -25,6 +25,7 @@ use lb_common::{
     MAP_REAL_OUT_STATS, MAP_REAL_STATS, MAP_REALS, MAP_REPLIES, MAP_RR_CURSOR, MAP_SCHEDULES,
     MAP_SERVICE_OUT_STATS, MAP_SERVICE_STATS, MAP_SERVICES, MAP_TABLES, PREVIOUS_MAP_FLOWS,
     PROTO_TCP, PreviousFlow, RETIRED_MAPS, Real, Service, ServiceKey,
+    capture::{CAPTURE_SECTION, MAP_CAPTURE},
     conntrack::{STATE_ESTABLISHED, STATE_UDP},
 };
 
@@ -131,10 +132,14 @@ pub fn load(limits: &Limits, pin_dir: Option<&Path>) -> Result<Loaded, LoadError
         (MAP_SERVICE_OUT_STATS, limits.services),
         (MAP_REAL_OUT_STATS, limits.reals),
     ];
+    // Each map by its name in the object; the capture's is its section's.
     let pin_paths: Vec<(&str, PathBuf)> = match pin_dir {
         Some(dir) => lb_common::ALL_MAPS
             .iter()
-            .map(|&name| (name, dir.join(name)))
+            .map(|&name| match name {
+                MAP_CAPTURE => (CAPTURE_SECTION, dir.join(name)),
+                _ => (name, dir.join(name)),
+            })
             .collect(),
         None => Vec::new(),
     };

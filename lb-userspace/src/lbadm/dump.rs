@@ -23,12 +23,12 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use lb_common::capture::CAPTURE_SNAP_LEN;
 
+use super::Failure;
 use crate::{
-    admin::{DumpRequest, DumpedPacket, RealRef, Reply, Request, ServiceRef},
+    admin::{ClientError, DumpRequest, DumpedPacket, RealRef, Reply, Request, ServiceRef},
     config::Protocol,
 };
 
@@ -60,38 +60,43 @@ pub struct DumpArgs {
 }
 
 /// Runs a dump against the lbd at `socket` until its count, Ctrl-C or lbd ends it. Lines go
-/// to `out` (nothing with `-w`); what the capture takes, and how many packets it got, to
-/// stderr, as tcpdump does.
-pub fn run(socket: &Path, args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+/// to `out` (nothing with `-w`, whose file is created once lbd has armed the capture: a
+/// refused dump leaves it as it was); what the capture takes, and how many packets it got,
+/// to stderr, as tcpdump does.
+///
+/// Fails as ipvsadm does: [`Failure::Usage`] for arguments that do not check,
+/// [`Failure::Unreachable`] without an lbd, [`Failure::Refused`] for a dump lbd refuses (a
+/// missing service or real, another capture running), [`Failure::Io`] for the rest.
+pub fn run(socket: &Path, args: &DumpArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let request = request(args)?;
-    let mut pcap = match &args.write {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("-w {}: creating the file", path.display()))?;
-            Some(
-                pcap::PcapWriter::new(BufWriter::new(file), CAPTURE_SNAP_LEN as u32)
-                    .with_context(|| format!("-w {}", path.display()))?,
-            )
-        }
-        None => None,
+    let talking = |source| {
+        Failure::Unreachable(ClientError::Io {
+            path: socket.to_path_buf(),
+            source,
+        })
     };
-    let mut stream = UnixStream::connect(socket).with_context(|| {
-        format!(
-            "cannot reach lbd at {} (is lbd running? is --socket right?)",
-            socket.display()
-        )
+    let mut stream = UnixStream::connect(socket).map_err(|source| {
+        Failure::Unreachable(ClientError::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })
     })?;
     let mut line = serde_json::to_string(&Request::Dump(request)).expect("requests serialize");
     line.push('\n');
-    stream.write_all(line.as_bytes())?;
-    stream.set_read_timeout(Some(INTERRUPT_POLL))?;
+    stream.write_all(line.as_bytes()).map_err(talking)?;
+    stream
+        .set_read_timeout(Some(INTERRUPT_POLL))
+        .map_err(talking)?;
 
     let interrupt = Interrupt::catch();
     let mut lines = Lines::default();
+    let mut pcap = None;
     let mut captured = 0u64;
-    let write_error = |path: &Option<PathBuf>| {
-        format!("-w {}", path.as_deref().unwrap_or(Path::new("?")).display())
+    let file_error = |error: std::io::Error| {
+        let path = args.write.as_deref().unwrap_or(Path::new("?"));
+        Failure::Io(format!("-w {}: {error}", path.display()))
     };
+    let out_error = |error: std::io::Error| Failure::Io(format!("writing the packets: {error}"));
     let ended = loop {
         if interrupt.happened() {
             // lbd sees the connection close and turns the capture off.
@@ -101,38 +106,56 @@ pub fn run(socket: &Path, args: &DumpArgs, out: &mut dyn Write) -> anyhow::Resul
         let Some(text) = lines.next(&mut stream)? else {
             continue;
         };
-        let reply: Reply = serde_json::from_str(&text)
-            .with_context(|| format!("lbd sent a line this lbadm does not understand: {text}"))?;
+        let reply: Reply = serde_json::from_str(&text).map_err(|_| {
+            Failure::Io(format!(
+                "lbd sent a line this lbadm does not understand: {text}"
+            ))
+        })?;
         match reply {
-            Reply::Capturing { message } => eprintln!("lbadm: {message}"),
+            Reply::Capturing { message } => {
+                eprintln!("lbadm: {message}");
+                if let Some(path) = &args.write {
+                    let file = std::fs::File::create(path).map_err(file_error)?;
+                    pcap = Some(
+                        pcap::PcapWriter::new(BufWriter::new(file), CAPTURE_SNAP_LEN as u32)
+                            .map_err(file_error)?,
+                    );
+                }
+            }
             Reply::Packet(packet) => {
                 let data = base64::engine::general_purpose::STANDARD
                     .decode(&packet.data)
-                    .context("lbd sent a packet whose bytes are not base64")?;
-                match &mut pcap {
-                    Some(pcap) => pcap
+                    .map_err(|_| {
+                        Failure::Io("lbd sent a packet whose bytes are not base64".to_owned())
+                    })?;
+                match (&mut pcap, &args.write) {
+                    (Some(pcap), _) => pcap
                         .write(packet.time_ns, packet.frame_len, &data)
-                        .with_context(|| write_error(&args.write))?,
-                    None => writeln!(out, "{}", line_of(&packet, &data))?,
+                        .map_err(file_error)?,
+                    (None, None) => {
+                        writeln!(out, "{}", line_of(&packet, &data)).map_err(out_error)?
+                    }
+                    // A packet before lbd said it captures.
+                    (None, Some(_)) => return Err(Failure::Unexpected("a dump")),
                 }
                 captured += 1;
             }
             Reply::Done { message } => break message,
-            Reply::Error { message } => bail!("lbd: {message}"),
-            other => bail!("lbd answered a dump with {other:?}"),
+            Reply::Error { message } => return Err(ClientError::Daemon(message).into()),
+            _ => return Err(Failure::Unexpected("a dump")),
         }
     };
     if let Some(pcap) = &mut pcap {
-        pcap.flush().with_context(|| write_error(&args.write))?;
+        pcap.flush().map_err(file_error)?;
     }
-    out.flush()?;
+    out.flush().map_err(out_error)?;
     eprintln!("lbadm: {ended}");
     Ok(())
 }
 
 /// The request `args` make: the service and real named, checked for form here (lbd checks
 /// that they exist).
-pub fn request(args: &DumpArgs) -> anyhow::Result<DumpRequest> {
+pub fn request(args: &DumpArgs) -> Result<DumpRequest, Failure> {
     let service = match (&args.tcp_service, &args.udp_service) {
         (Some(text), _) => Some(service_ref(Protocol::Tcp, "-t", text)?),
         (None, Some(text)) => Some(service_ref(Protocol::Udp, "-u", text)?),
@@ -147,14 +170,16 @@ pub fn request(args: &DumpArgs) -> anyhow::Result<DumpRequest> {
             Err(_) => RealRef {
                 address: text
                     .parse::<IpAddr>()
-                    .with_context(|| format!("-r: `{text}` is not RIP or RIP:PORT"))?,
+                    .map_err(|_| Failure::Usage(format!("-r: `{text}` is not RIP or RIP:PORT")))?,
                 port: None,
             },
         }),
         None => None,
     };
     if args.count == Some(0) {
-        bail!("-c: the count must be at least 1");
+        return Err(Failure::Usage(
+            "-c: the count must be at least 1".to_owned(),
+        ));
     }
     Ok(DumpRequest {
         service,
@@ -163,10 +188,10 @@ pub fn request(args: &DumpArgs) -> anyhow::Result<DumpRequest> {
     })
 }
 
-fn service_ref(protocol: Protocol, flag: &str, text: &str) -> anyhow::Result<ServiceRef> {
+fn service_ref(protocol: Protocol, flag: &str, text: &str) -> Result<ServiceRef, Failure> {
     let addr = text
         .parse::<SocketAddr>()
-        .with_context(|| format!("{flag}: `{text}` is not VIP:PORT"))?;
+        .map_err(|_| Failure::Usage(format!("{flag}: `{text}` is not VIP:PORT")))?;
     Ok(ServiceRef {
         protocol,
         vip: addr.ip(),
@@ -230,7 +255,7 @@ struct Lines {
 impl Lines {
     /// The next whole line, `None` if none came within the read timeout; an error once lbd
     /// closes the connection without saying the dump is done.
-    fn next(&mut self, stream: &mut UnixStream) -> anyhow::Result<Option<String>> {
+    fn next(&mut self, stream: &mut UnixStream) -> Result<Option<String>, Failure> {
         loop {
             if let Some(end) = self.pending.iter().position(|&byte| byte == b'\n') {
                 let line: Vec<u8> = self.pending.drain(..=end).collect();
@@ -238,7 +263,11 @@ impl Lines {
             }
             let mut buffer = [0u8; 16 * 1024];
             match stream.read(&mut buffer) {
-                Ok(0) => bail!("lbd closed the connection before the dump was done"),
+                Ok(0) => {
+                    return Err(Failure::Io(
+                        "lbd closed the connection before the dump was done".to_owned(),
+                    ));
+                }
                 Ok(read) => self.pending.extend_from_slice(&buffer[..read]),
                 Err(error)
                     if matches!(
@@ -248,7 +277,7 @@ impl Lines {
                 {
                     return Ok(None);
                 }
-                Err(error) => return Err(error).context("reading from lbd"),
+                Err(error) => return Err(Failure::Io(format!("reading from lbd: {error}"))),
             }
         }
     }

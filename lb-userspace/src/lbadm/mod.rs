@@ -125,9 +125,7 @@ pub fn run(cli: &Cli) -> Result<String, Failure> {
         }
         Some(Verb::Completions { shell }) => return Ok(completions::run(*shell)),
         Some(Verb::Dump(args)) => {
-            return dump::run(socket, args, &mut std::io::stdout().lock())
-                .map(|()| String::new())
-                .map_err(|error| Failure::Io(format!("{error:#}")));
+            return dump::run(socket, args, &mut std::io::stdout().lock()).map(|()| String::new());
         }
         Some(Verb::Man) => return man_page(),
         None => {}

@@ -19,7 +19,7 @@ use std::{hash::BuildHasher, ops::Range, os::fd::AsFd, sync::Arc};
 use aya::maps::{
     Array, DevMapHash, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
 };
-pub use capture::{CaptureMaps, EbpfCapturer};
+pub use capture::{CaptureMaps, EbpfCapturer, LEASE, turn_off_left_capture};
 pub use element::{insert_new, lookup_and_delete};
 use identities::Identities;
 use lb_common::{
