@@ -12,7 +12,7 @@ use super::{
     rates::{RateBoard, RateKey},
 };
 use crate::{
-    config::Forward,
+    config::{Forward, netmask_text},
     dataplane::{DataplaneError, DataplaneReader},
     reconcile::{
         Desired, DesiredReal, address_from_bytes, describe_reachability, health_key_of,
@@ -203,19 +203,6 @@ pub fn connections(
         instance: instance.to_owned(),
         connections,
     })
-}
-
-/// ipvsadm's `mask` column: dotted for IPv4, the prefix length for IPv6; `None` for the
-/// whole address (ipvsadm then prints nothing).
-fn netmask_text(vip: IpAddr, prefix: u8) -> Option<String> {
-    match vip {
-        IpAddr::V4(_) if prefix < 32 => Some(
-            std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0))
-                .to_string(),
-        ),
-        IpAddr::V6(_) if prefix < 128 => Some(prefix.to_string()),
-        _ => None,
-    }
 }
 
 fn address(key: &FlowKey, bytes: &[u8; 16]) -> IpAddr {

@@ -768,6 +768,19 @@ fn is_valid_instance_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// A persistence netmask as ipvsadm writes it (`mask` in `-L`, `-M` in `-S`): dotted for
+/// IPv4, the prefix length for IPv6; `None` for the whole address (ipvsadm then writes none).
+pub fn netmask_text(vip: IpAddr, prefix: u8) -> Option<String> {
+    match vip {
+        IpAddr::V4(_) if prefix < 32 => Some(
+            std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0))
+                .to_string(),
+        ),
+        IpAddr::V6(_) if prefix < 128 => Some(prefix.to_string()),
+        _ => None,
+    }
+}
+
 /// `192.0.2.10:80`, `[2001:db8::1]:80`: an address and port as ipvsadm prints them.
 pub fn socket_text(addr: IpAddr, port: u16) -> String {
     SocketAddr::new(addr, port).to_string()

@@ -12,7 +12,7 @@ use std::{fmt::Write as _, net::IpAddr};
 
 use crate::config::{
     CheckKind, Config, DEFAULT_GUE_PORT, Forward, HealthCheckConfig, HttpCheck, OnFailure,
-    RealConfig, ServiceConfig, Tunnel, duration_text, socket_text,
+    RealConfig, ServiceConfig, Tunnel, duration_text, netmask_text, socket_text,
 };
 
 /// The rules of every service of `config`.
@@ -31,7 +31,7 @@ pub fn rules(config: &Config) -> String {
         let _ = write!(out, "-A {name} -s {}", service.scheduler.name());
         if let Some(persistence) = service.persistence {
             let _ = write!(out, " -p {}", persistence.timeout.as_secs());
-            if let Some(mask) = netmask(service.vip, persistence.prefix) {
+            if let Some(mask) = netmask_text(service.vip, persistence.prefix) {
                 let _ = write!(out, " -M {mask}");
             }
         }
@@ -57,18 +57,6 @@ fn method(real: &RealConfig) -> &'static str {
         Forward::Tun => "-i",
         Forward::Nat => "-m",
         Forward::Fullnat => "--forward fullnat",
-    }
-}
-
-/// ipvsadm's `-M`: dotted for IPv4, a prefix length for IPv6; nothing for the whole address.
-fn netmask(vip: IpAddr, prefix: u8) -> Option<String> {
-    match vip {
-        IpAddr::V4(_) if prefix < 32 => Some(
-            std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0))
-                .to_string(),
-        ),
-        IpAddr::V6(_) if prefix < 128 => Some(prefix.to_string()),
-        _ => None,
     }
 }
 
