@@ -16,7 +16,6 @@ pub mod summary;
 
 use std::{
     io::{BufWriter, ErrorKind, Read, Write},
-    net::{IpAddr, SocketAddr},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
@@ -26,7 +25,7 @@ use std::{
 use base64::Engine as _;
 use lb_common::capture::CAPTURE_SNAP_LEN;
 
-use super::Failure;
+use super::{Failure, command::address_port};
 use crate::{
     admin::{ClientError, DumpRequest, DumpedPacket, RealRef, Reply, Request, ServiceRef},
     config::Protocol,
@@ -161,19 +160,14 @@ pub fn request(args: &DumpArgs) -> Result<DumpRequest, Failure> {
         (None, Some(text)) => Some(service_ref(Protocol::Udp, "-u", text)?),
         (None, None) => None,
     };
+    // Read as the rest of lbadm reads addresses (`[IPv6]:PORT`, ports by name).
+    let protocol = service.map_or(Protocol::Tcp, |service| service.protocol);
     let real = match &args.real_server {
-        Some(text) => Some(match text.parse::<SocketAddr>() {
-            Ok(addr) => RealRef {
-                address: addr.ip(),
-                port: Some(addr.port()),
-            },
-            Err(_) => RealRef {
-                address: text
-                    .parse::<IpAddr>()
-                    .map_err(|_| Failure::Usage(format!("-r: `{text}` is not RIP or RIP:PORT")))?,
-                port: None,
-            },
-        }),
+        Some(text) => {
+            let (address, port) = address_port(text, protocol)
+                .ok_or_else(|| Failure::Usage(format!("-r: `{text}` is not RIP or RIP:PORT")))?;
+            Some(RealRef { address, port })
+        }
         None => None,
     };
     if args.count == Some(0) {
@@ -188,15 +182,16 @@ pub fn request(args: &DumpArgs) -> Result<DumpRequest, Failure> {
     })
 }
 
+/// `-t`/`-u`: a dump names a service by VIP and port, the port required.
 fn service_ref(protocol: Protocol, flag: &str, text: &str) -> Result<ServiceRef, Failure> {
-    let addr = text
-        .parse::<SocketAddr>()
-        .map_err(|_| Failure::Usage(format!("{flag}: `{text}` is not VIP:PORT")))?;
-    Ok(ServiceRef {
-        protocol,
-        vip: addr.ip(),
-        port: addr.port(),
-    })
+    match address_port(text, protocol) {
+        Some((vip, Some(port))) => Ok(ServiceRef {
+            protocol,
+            vip,
+            port,
+        }),
+        _ => Err(Failure::Usage(format!("{flag}: `{text}` is not VIP:PORT"))),
+    }
 }
 
 /// The line printed for a packet: `12:00:00.000001 eth0 tx forwarded_tx TCP 192.0.2.10:80
