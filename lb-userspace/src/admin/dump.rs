@@ -179,11 +179,7 @@ pub fn resolve(
             let service = desired
                 .services
                 .iter()
-                .find(|service| {
-                    service.config.protocol == wanted.protocol
-                        && service.config.vip == wanted.vip
-                        && service.config.port == wanted.port
-                })
+                .find(|service| wanted.names(&service.config))
                 .ok_or_else(|| {
                     format!(
                         "No such service: {} {}",

@@ -19,6 +19,13 @@ pub struct ServiceRef {
     pub port: u16,
 }
 
+impl ServiceRef {
+    /// Whether `service` is the one this names.
+    pub fn names(&self, service: &super::ServiceConfig) -> bool {
+        (service.protocol, service.vip, service.port) == (self.protocol, self.vip, self.port)
+    }
+}
+
 impl std::fmt::Display for ServiceRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -235,7 +235,7 @@ fn port_as_ipvsadm_takes_it(
     let keeps_port = config
         .services
         .iter()
-        .find(|s| (s.protocol, s.vip, s.port) == (named.protocol, named.vip, named.port))
+        .find(|service| named.names(service))
         .is_some_and(|service| !service.forward.can_change_port());
     if keeps_port {
         rule.port = None;

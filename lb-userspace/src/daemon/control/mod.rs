@@ -295,9 +295,7 @@ impl Control {
     async fn zero_counters(&mut self, service: Option<ServiceRef>) -> Outcome {
         let key = match service {
             Some(named) => {
-                let found = self.running.services.iter().find(|s| {
-                    (s.protocol, s.vip, s.port) == (named.protocol, named.vip, named.port)
-                });
+                let found = self.running.services.iter().find(|s| named.names(s));
                 match found {
                     Some(config) => Some(service_key(config)),
                     None => return Err(format!("No such service: {named}")),
