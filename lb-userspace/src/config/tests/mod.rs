@@ -282,7 +282,7 @@ fn real_inherits_service_forward_and_port_zero_service_accepts_port_zero_real() 
 
 #[test]
 fn load_names_the_path_when_the_file_is_missing() {
-    let path = Path::new("/nonexistent/lb-config-test.yaml");
+    let path = std::path::Path::new("/nonexistent/lb-config-test.yaml");
     let message = match load(path) {
         Ok(config) => panic!("loading a missing file succeeded: {config:?}"),
         Err(error) => error.to_string(),
