@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod neighbour;
 pub mod reconcile;
 pub mod schedule;
+pub mod vrrp;
 
 /// The XDP program, built for the BPF target by build.rs.
 pub const EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb"));

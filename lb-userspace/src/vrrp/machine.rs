@@ -1,0 +1,1 @@
+//! The VRRPv3 state machine (being written).

@@ -1,0 +1,1 @@
+//! VRRPv3 adverts on the wire (being written).
