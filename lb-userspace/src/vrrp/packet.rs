@@ -1,1 +1,0 @@
-//! VRRPv3 adverts on the wire (being written).
