@@ -1,1 +1,0 @@
-//! The VRRPv3 state machine (being written).
