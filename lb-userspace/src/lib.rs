@@ -21,6 +21,11 @@
 //! - [`daemon`]: `serve` (what lbd runs) and `run(daemon, listener, shutdown)`: the tasks.
 //! - [`lbadm`]: the ipvsadm-like CLI, one module per verb.
 //! - [`health`]: health checks of the reals, and the board readers see their results on.
+//! - [`vrrp`]: VRRPv3 with a peer (keepalived's role): the state machine, its sockets, the
+//!   virtual addresses, and which VIPs the program forwards (those of routers that are
+//!   master here).
+//! - [`sync`]: connection sync with that peer: the master streams its flows, the backup merges
+//!   them, so a takeover keeps connections.
 //! - [`decap`]: `lbd decap`, the decapsulation program on the reals of tunnel-mode services
 //!   (apart from the rest: it loads its own program and reads the host's addresses).
 
@@ -35,6 +40,7 @@ pub mod metrics;
 pub mod neighbour;
 pub mod reconcile;
 pub mod schedule;
+pub mod sync;
 pub mod vrrp;
 
 /// The XDP program, built for the BPF target by build.rs.

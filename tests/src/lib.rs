@@ -19,6 +19,10 @@
 //!   path-MTU black hole) is reported with the bytes that got through.
 //! - [`lbd`]: the real `lbd` binary in a test namespace, and `lbadm` against it; `lbd decap`
 //!   on a tunnel real.
+//! - [`ha`]: an HA pair's config, VRRP states, long-lived connections that must survive a
+//!   failover and a request loop; `topology::ha` is their network (two balancers on the
+//!   switch, no VIP until VRRP adds it).
+//! - [`keepalived`]: keepalived as lbd's VRRP peer, in a namespace.
 //! - [`packet`]: the one packet builder, with checksums, for fixtures, benches and the demo.
 //! - [`pcap`]: pcap dumps and field-level diffs for failing packet fixtures.
 //!
@@ -30,7 +34,9 @@ pub mod conntrack;
 pub mod decap;
 pub mod fixture;
 pub mod forwarding;
+pub mod ha;
 pub mod http;
+pub mod keepalived;
 pub mod lbd;
 pub mod netns;
 pub mod packet;

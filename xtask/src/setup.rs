@@ -3,8 +3,8 @@
 //!
 //! What a fresh machine of our kind lacks (see README): rust-src for the nightly toolchain
 //! (to build `core` for the BPF target), LLVM 22 and bpf-linker built against it (the nightly
-//! uses LLVM 22), and ethtool and nftables (`nft`, used inside test namespaces only) for the
-//! test topologies.
+//! uses LLVM 22), ethtool and nftables (`nft`, used inside test namespaces only) for the
+//! test topologies, and keepalived (a VRRP peer for the interop tests).
 
 use std::process::{Command, Stdio};
 
@@ -22,6 +22,8 @@ pub fn run() -> anyhow::Result<()> {
     apt_tool("ethtool", "ethtool")?;
     apt_tool("nft", "nftables")?;
     apt_tool("ip", "iproute2")?;
+    // The VRRP interop tests run keepalived as lbd's peer, in a namespace.
+    apt_tool("keepalived", "keepalived")?;
     Ok(())
 }
 

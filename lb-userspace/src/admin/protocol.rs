@@ -285,6 +285,64 @@ pub struct Status {
     /// Every real (sorry servers included), with its health check's last result.
     #[serde(default)]
     pub reals_health: Vec<RealStatus>,
+    /// Every VRRP router of the config.
+    #[serde(default)]
+    pub vrrp: Vec<RouterStatus>,
+    /// Connection sync with the peer, when configured.
+    #[serde(default)]
+    pub sync: Option<SyncStatus>,
+}
+
+/// A VRRP router as `lbadm status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterStatus {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    /// `INIT`, `BACKUP`, `MASTER` or `FAULT`.
+    pub state: String,
+    /// What it advertises now (after track weights), and what the config says.
+    pub priority: u8,
+    pub configured_priority: u8,
+    /// Centiseconds.
+    pub advert_interval_cs: u16,
+    /// Who is master: this node's address when it is, the last advert's sender otherwise.
+    pub master: Option<IpAddr>,
+    /// Its own address (adverts' source, and the tie-break).
+    pub address: Option<IpAddr>,
+    pub virtual_addresses: Vec<String>,
+    /// Seconds since the Unix epoch.
+    pub last_transition_at: Option<u64>,
+    /// `BACKUP -> MASTER`.
+    pub last_transition: Option<String>,
+    pub last_reason: Option<String>,
+    pub transitions: u64,
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    /// Adverts ignored, by why (`ttl`, `checksum`, `unknown_peer`, …).
+    pub adverts_ignored: Vec<(String, u64)>,
+    /// Why it holds back from preempting, if it does (`waiting for a full sync copy`).
+    pub hold: Option<String>,
+}
+
+/// Connection sync as `lbadm status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    pub peer: String,
+    /// `sending to PEER`, `receiving from PEER`, `connecting`, `idle`.
+    pub role: String,
+    /// Whether this node holds a full copy of the master's flows (a backup), or has sent one.
+    pub complete: bool,
+    pub flows_sent: u64,
+    pub flows_received: u64,
+    pub batches_sent: u64,
+    pub batches_received: u64,
+    pub batches_lost: u64,
+    /// Changes found but not sent yet (the master), or received but not applied (a backup).
+    pub pending: u64,
+    /// How old the oldest change not yet applied at the peer is, in milliseconds.
+    pub lag_ms: u64,
+    pub last_error: Option<String>,
 }
 
 /// One map's fill level.

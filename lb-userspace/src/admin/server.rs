@@ -52,6 +52,10 @@ pub struct AdminContext {
     pub limits: std::sync::OnceLock<Limits>,
     /// Rates of every service and real, moved by the daemon's estimator task.
     pub rates: RateBoard,
+    /// The VRRP routers' states; unset without `vrrp` in the config.
+    pub vrrp: std::sync::OnceLock<Arc<crate::vrrp::Board>>,
+    /// Connection sync's progress; unset without `sync` in the config.
+    pub sync: std::sync::OnceLock<Arc<crate::sync::SyncBoard>>,
     /// Captures for `lbadm dump`; unset until the program is loaded (and in tests that take
     /// none).
     capturer: std::sync::OnceLock<Arc<dyn Capturer>>,
@@ -76,6 +80,8 @@ impl AdminContext {
             health: std::sync::OnceLock::new(),
             limits: std::sync::OnceLock::new(),
             rates: RateBoard::default(),
+            vrrp: std::sync::OnceLock::new(),
+            sync: std::sync::OnceLock::new(),
             capturer: std::sync::OnceLock::new(),
             walks: Semaphore::new(MAX_CONCURRENT_WALKS),
         }
@@ -170,6 +176,12 @@ impl AdminContext {
             interfaces: self.interfaces().to_vec(),
             maps,
             reals_health,
+            vrrp: self
+                .vrrp
+                .get()
+                .map(|board| board.snapshot())
+                .unwrap_or_default(),
+            sync: self.sync.get().map(|board| board.snapshot()),
         }
     }
 }

@@ -14,13 +14,15 @@
 //!
 //! - this file: the typed [`Config`] and the words of its enums (`wrr`, `dr`, …);
 //! - `parse.rs`: text (or a file, or a runtime document) → a validated config;
+//! - `ha.rs`: the typed `vrrp` and `sync` keys;
 //! - `raw.rs`: the serde structs, the file's shape;
 //! - `source_map.rs`: key paths ↔ line and column;
 //! - `validate/`: raw → typed, one file per section (`interfaces`, `limits`, `metrics`,
-//!   `services`, `health`, `timeouts`).
+//!   `services`, `health`, `timeouts`, `vrrp`).
 
 mod duration;
 pub mod edit;
+pub mod ha;
 mod parse;
 mod raw;
 mod source_map;
@@ -78,6 +80,10 @@ pub struct Config {
     /// Key `metrics: {listen: ADDR:PORT}`: where `/metrics` and the status page are served;
     /// `None` (no `metrics` key): nothing listens.
     pub metrics_listen: Option<SocketAddr>,
+    /// Key `vrrp`: the virtual routers shared with a peer; empty: every VIP is always served.
+    pub vrrp: Vec<ha::VrrpInstanceConfig>,
+    /// Key `sync`: connection sync with the VRRP peer.
+    pub sync: Option<ha::SyncConfig>,
 }
 
 /// How long an idle flow lives, per state (key `timeouts`, `ipvsadm --set tcp tcpfin udp`);

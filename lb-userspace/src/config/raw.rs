@@ -18,10 +18,8 @@ pub(super) struct RawConfig {
     pub(super) limits: Option<RawLimits>,
     pub(super) metrics: Option<RawMetrics>,
     pub(super) timeouts: Option<RawTimeouts>,
-    #[serde(default)]
-    pub(super) vrrp: PlannedKey,
-    #[serde(default)]
-    pub(super) sync: PlannedKey,
+    pub(super) vrrp: Option<Vec<RawVrrpInstance>>,
+    pub(super) sync: Option<RawSync>,
     #[serde(default)]
     pub(super) bgp: PlannedKey,
 }
@@ -145,6 +143,61 @@ pub(super) struct RawTimeouts {
     pub(super) tcp: Option<String>,
     pub(super) tcp_fin: Option<String>,
     pub(super) udp: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVrrpInstance {
+    pub(super) name: Option<String>,
+    pub(super) interface: Option<String>,
+    pub(super) vrid: Option<i64>,
+    pub(super) priority: Option<i64>,
+    pub(super) advert_interval: Option<String>,
+    pub(super) preempt: Option<bool>,
+    pub(super) preempt_delay: Option<String>,
+    pub(super) initial_state: Option<String>,
+    pub(super) unicast_peers: Option<Vec<String>>,
+    pub(super) virtual_addresses: Option<Vec<String>>,
+    pub(super) track_interfaces: Option<Vec<RawTrackInterface>>,
+    pub(super) track_services: Option<RawTrackServices>,
+    pub(super) hooks: Option<RawHooks>,
+}
+
+/// `eth1`, or `{name: eth1, weight: -20}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawTrackInterface {
+    Name(String),
+    Weighted(RawWeightedInterface),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWeightedInterface {
+    pub(super) name: Option<String>,
+    pub(super) weight: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTrackServices {
+    pub(super) weight: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHooks {
+    pub(super) on_master: Option<String>,
+    pub(super) on_backup: Option<String>,
+    pub(super) on_fault: Option<String>,
+    pub(super) on_stop: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSync {
+    pub(super) peer: Option<String>,
+    pub(super) port: Option<i64>,
 }
 
 /// A key from SPEC.md that this version does not implement. It accepts any value so that the

@@ -7,7 +7,8 @@
 //! - signals (`signals.rs`): SIGTERM/SIGINT stop, SIGHUP reloads the config;
 //! - the rate estimator (`estimate_rates`): counters → `--rate`'s estimates every two seconds;
 //! - the flow sweep (`sweep.rs`): a thread removing expired flows from the table and the
-//!   connection counts.
+//!   connection counts;
+//! - the VRRP routers (`vrrp`) and connection sync (`sync`), when configured.
 //!
 //! [`run`] takes everything from outside (the parts, the listener, the shutdown signal), so
 //! tests start a daemon on a temporary socket with a fake data plane; [`start`] (in
@@ -60,6 +61,10 @@ pub struct Daemon {
     metrics: Option<Task>,
     /// Bumped by the flow sweep after each pass; the reconciler reads it.
     sweep_passes: Arc<std::sync::atomic::AtomicU64>,
+    /// The VRRP routers, when the config has some.
+    vrrp: Option<crate::vrrp::Vrrp>,
+    /// Connection sync, when configured.
+    sync: Option<crate::sync::Sync>,
 }
 
 impl Daemon {
@@ -92,6 +97,8 @@ impl Daemon {
             control: None,
             metrics: None,
             sweep_passes,
+            vrrp: None,
+            sync: None,
         })
     }
 
@@ -130,6 +137,39 @@ impl Daemon {
     /// What the admin socket answers from.
     pub fn context(&self) -> Arc<AdminContext> {
         self.context.clone()
+    }
+
+    /// Starts the VRRP routers and connection sync. Until a router is master here, the
+    /// program forwards none of its VIPs (the desired state starts with them on standby).
+    pub async fn start_high_availability(
+        &mut self,
+        routers: &[crate::config::ha::VrrpInstanceConfig],
+        sync: Option<crate::config::ha::SyncConfig>,
+    ) -> Result<(), String> {
+        if routers.is_empty() {
+            return Ok(());
+        }
+        // With sync, a node holds back from preempting until it has the master's flows.
+        let (hold, held) = tokio::sync::watch::channel(sync.is_some());
+        let (vrrp, board) =
+            crate::vrrp::Vrrp::start(routers, self.inputs(), self.context.desired.clone(), held)
+                .await?;
+        let _ = self.context.vrrp.set(board.clone());
+        self.vrrp = Some(vrrp);
+        if let Some(sync) = sync {
+            let (sync, sync_board) = crate::sync::Sync::start(
+                sync,
+                self.context.reader.clone(),
+                self.context.desired.clone(),
+                board,
+                hold,
+            )
+            .await
+            .map_err(|error| error.to_string())?;
+            let _ = self.context.sync.set(sync_board);
+            self.sync = Some(sync);
+        }
+        Ok(())
     }
 }
 
@@ -192,6 +232,8 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
         control,
         metrics,
         sweep_passes: _,
+        vrrp,
+        sync,
     } = daemon;
     let rates = Task(Some(tokio::spawn(estimate_rates(context.clone()))));
     tokio::pin!(shutdown);
@@ -210,6 +252,14 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
                 Err(error) => log::warn!("admin socket accept: {error}"),
             },
         }
+    }
+    // First the peer is told (a priority-0 advert) and this node stops forwarding its VIPs,
+    // while the reconciler still runs.
+    if let Some(vrrp) = vrrp {
+        vrrp.stop().await;
+    }
+    if let Some(sync) = sync {
+        sync.stop().await;
     }
     // A dump running is ended (its client gets its last line), its capture off.
     if let Some(capturer) = context.capturer() {

@@ -12,7 +12,9 @@
 //! 6. up to [`INITIAL_RESOLUTION`] for the reals' MACs, so the first packets find complete
 //!    schedules;
 //! 7. attach, or swap the program into the pinned links; retire maps of earlier layouts;
-//! 8. the metrics server, the control task and its health checks.
+//! 8. the metrics server, the control task and its health checks;
+//! 9. the VRRP routers (after removing virtual addresses a crashed predecessor left) and
+//!    connection sync.
 //!
 //! A first start that fails removes what it pinned. A restart adopts what is pinned and never
 //! removes it.
@@ -63,6 +65,8 @@ pub enum DaemonError {
     PidFile(#[from] super::PidFileError),
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
+    #[error("{0}")]
+    HighAvailability(String),
 }
 
 /// Runs the daemon for the config at `config_path` until SIGTERM or SIGINT.
@@ -181,6 +185,13 @@ pub async fn start(config_path: PathBuf) -> Result<Started, DaemonError> {
     );
     control.links = Some(links);
     let control = daemon.start_control(control);
+    if let Err(error) = daemon
+        .start_high_availability(&config.vrrp, config.sync)
+        .await
+    {
+        let _ = std::fs::remove_file(&config.admin_socket);
+        return Err(DaemonError::HighAvailability(error));
+    }
     log::info!(
         "instance {} serving {} services; admin socket {}",
         config.instance,

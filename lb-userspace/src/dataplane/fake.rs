@@ -16,6 +16,8 @@ pub struct FakeDataplane {
     pub tx_ports: Vec<u32>,
     pub services: HashMap<ServiceKey, Service>,
     pub fragment_services: HashMap<ServiceKey, Service>,
+    /// Standby services: ids kept, entries out of the program's map.
+    pub hidden_services: HashMap<ServiceKey, Service>,
     pub reals: HashMap<u32, Real>,
     /// Real entries published so far (unchanged ones are not): tests check that an update
     /// writes only what changed.
@@ -73,13 +75,23 @@ impl Dataplane for FakeDataplane {
     }
 
     fn set_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError> {
+        self.hidden_services.remove(&key);
         if self.services.insert(key, service) != Some(service) {
             self.writes.push(format!("service {}", service.id));
         }
         Ok(())
     }
 
+    fn hide_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError> {
+        self.hidden_services.insert(key, service);
+        if self.services.remove(&key).is_some() {
+            self.writes.push(format!("hide service {}", service.id));
+        }
+        Ok(())
+    }
+
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
+        self.hidden_services.remove(key);
         if let Some(service) = self.services.remove(key) {
             self.writes.push(format!("remove service {}", service.id));
         }
@@ -158,6 +170,7 @@ impl Dataplane for FakeDataplane {
         Ok(self
             .services
             .iter()
+            .chain(&self.hidden_services)
             .map(|(key, service)| (*key, *service))
             .collect())
     }
@@ -280,5 +293,10 @@ impl DataplaneReader for FakeReader {
     fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError> {
         self.flows.iter().for_each(|(key, flow)| visit(key, flow));
         Ok(())
+    }
+
+    fn merge_flow(&self, _key: &FlowKey, _flow: &Flow) -> Result<bool, DataplaneError> {
+        // A test's flows are what it set: copies from a sync are not kept.
+        Ok(true)
     }
 }

@@ -87,6 +87,10 @@ pub trait Dataplane: Send {
     /// Writes the service entry, if it differs from the one the program has.
     fn set_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError>;
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError>;
+    /// A standby service (its VIP belongs to a VRRP router that is not master): its id is
+    /// recorded as [`Dataplane::set_service`] records it, so a restart keeps it, but its entry
+    /// leaves the program's map, so its packets pass to the kernel stack.
+    fn hide_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError>;
     /// Names the service (by a key with port 0) whose schedule places non-first fragments of
     /// its VIP and protocol that came before their first fragment; written if it differs.
     fn set_fragment_service(
@@ -158,6 +162,23 @@ pub trait DataplaneReader: Send + Sync {
     /// Visits every entry of the flow table, a batch at a time. Entries come and go while it
     /// runs (the program keeps inserting); each one visited is consistent.
     fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError>;
+    /// Connection sync, on a backup: records a flow the master has. One the table lacks is
+    /// added and counted in its real's connections; one it has takes the copy's real, state
+    /// and time (and the counts follow), unless the copy is older. `Ok(false)` when the table
+    /// is full.
+    fn merge_flow(&self, key: &FlowKey, flow: &Flow) -> Result<bool, DataplaneError>;
+    /// The clock flows' `last_seen_ns` are on (`bpf_ktime_get_ns`: CLOCK_MONOTONIC).
+    fn now_ns(&self) -> u64 {
+        crate::dataplane::monotonic_ns()
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the program's `bpf_ktime_get_ns()`.
+pub fn monotonic_ns() -> u64 {
+    // SAFETY: clock_gettime writes the timespec it is given.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> DataplaneError {

@@ -162,6 +162,90 @@ const INTERFACE_INFO: Metric = gauge(
     "Always 1, per interface the program runs on: the XDP mode asked for and the one attached (none if not attached).",
 );
 
+const VRRP_STATE: Metric = gauge(
+    "lb_vrrp_state",
+    "Per VRRP router: 1 for its current state (INIT, BACKUP, MASTER, FAULT), 0 for the others.",
+);
+const VRRP_PRIORITY: Metric = gauge(
+    "lb_vrrp_priority",
+    "The priority the router advertises now (after track weights).",
+);
+const VRRP_TRANSITIONS: Metric = counter(
+    "lb_vrrp_transitions_total",
+    "State changes of the router since lbd started.",
+);
+const VRRP_ADVERTS_SENT: Metric = counter("lb_vrrp_adverts_sent_total", "Adverts the router sent.");
+const VRRP_ADVERTS_RECEIVED: Metric = counter(
+    "lb_vrrp_adverts_received_total",
+    "Valid adverts the router heard for its vrid.",
+);
+const VRRP_ADVERTS_IGNORED: Metric = counter(
+    "lb_vrrp_adverts_ignored_total",
+    "Adverts the router ignored, by reason (ttl, checksum, version, unknown_peer, other_vrid, ...).",
+);
+const SYNC_COMPLETE: Metric = gauge(
+    "lb_sync_copy_complete",
+    "1 while this node holds (backup) or has sent (master) a full copy of the master's flows.",
+);
+const SYNC_FLOWS_SENT: Metric = counter(
+    "lb_sync_flows_sent_total",
+    "Flows sent to the peer (bulk copies and changes).",
+);
+const SYNC_FLOWS_RECEIVED: Metric = counter(
+    "lb_sync_flows_received_total",
+    "Flows received from the peer.",
+);
+const SYNC_BATCHES_LOST: Metric = counter(
+    "lb_sync_batches_lost_total",
+    "Batches found missing (a gap in the sequence); each restarts the copy.",
+);
+const SYNC_PENDING: Metric = gauge(
+    "lb_sync_pending_entries",
+    "Changes found but not yet written to the peer.",
+);
+const SYNC_LAG: Metric = gauge(
+    "lb_sync_lag_seconds",
+    "How long a change may take to reach the backup: the scan interval plus the last scan's duration.",
+);
+
+/// The VRRP routers' and connection sync's figures.
+fn render_high_availability(out: &mut Exposition, view: &View) {
+    if let Some(board) = view.context.vrrp.get() {
+        for router in board.snapshot() {
+            let vrid = router.vrid.to_string();
+            let labels = [
+                ("vrrp_instance", router.name.as_str()),
+                ("interface", router.interface.as_str()),
+                ("vrid", vrid.as_str()),
+            ];
+            for state in ["INIT", "BACKUP", "MASTER", "FAULT"] {
+                let mut with_state = labels.to_vec();
+                with_state.push(("state", state));
+                out.add(&VRRP_STATE, &with_state, router.state == state);
+            }
+            out.add(&VRRP_PRIORITY, &labels, u64::from(router.priority));
+            out.add(&VRRP_TRANSITIONS, &labels, router.transitions);
+            out.add(&VRRP_ADVERTS_SENT, &labels, router.adverts_sent);
+            out.add(&VRRP_ADVERTS_RECEIVED, &labels, router.adverts_received);
+            for (reason, count) in &router.adverts_ignored {
+                let mut with_reason = labels.to_vec();
+                with_reason.push(("reason", reason.as_str()));
+                out.add(&VRRP_ADVERTS_IGNORED, &with_reason, *count);
+            }
+        }
+    }
+    if let Some(board) = view.context.sync.get() {
+        let sync = board.snapshot();
+        let labels = [("peer", sync.peer.as_str())];
+        out.add(&SYNC_COMPLETE, &labels, sync.complete);
+        out.add(&SYNC_FLOWS_SENT, &labels, sync.flows_sent);
+        out.add(&SYNC_FLOWS_RECEIVED, &labels, sync.flows_received);
+        out.add(&SYNC_BATCHES_LOST, &labels, sync.batches_lost);
+        out.add(&SYNC_PENDING, &labels, sync.pending);
+        out.add(&SYNC_LAG, &labels, sync.lag_ms as f64 / 1000.0);
+    }
+}
+
 /// Renders everything the view holds.
 pub(super) fn render(view: &View) -> String {
     let mut out = Exposition::default();
@@ -254,6 +338,7 @@ pub(super) fn render(view: &View) -> String {
             1u64,
         );
     }
+    render_high_availability(&mut out, view);
     out.finish()
 }
 

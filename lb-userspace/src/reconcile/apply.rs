@@ -1,7 +1,10 @@
 //! The writes that put a [`Desired`] into the data plane, in an order that never lets the
 //! program see a half-made state.
 
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+};
 
 use lb_common::{
     Egress, FORWARD_FULLNAT, FORWARD_NAT, Interface, MAX_LOCAL_SOURCES, REAL_AVAILABLE,
@@ -125,7 +128,7 @@ impl Desired {
     pub fn fragment_services(&self) -> HashMap<ServiceKey, Service> {
         let mut chosen: HashMap<ServiceKey, &DesiredService> = HashMap::new();
         let rank = |service: &DesiredService| (!schedulable(service), service.config.port);
-        for service in &self.services {
+        for service in self.services.iter().filter(|service| self.serves(service)) {
             let slot = chosen.entry(fragment_key(service)).or_insert(service);
             if rank(service) < rank(slot) {
                 *slot = service;
@@ -178,6 +181,50 @@ impl Desired {
         Ok(())
     }
 
+    /// Makes `standby` the VIPs whose services the program does not forward, and writes that:
+    /// the services of VIPs leaving standby get their entries (and fragment entries) back,
+    /// those of VIPs entering it lose them. Their reals and schedules stay written (the
+    /// flows connection sync copies here point at them).
+    pub fn set_standby(
+        &mut self,
+        dataplane: &mut dyn Dataplane,
+        standby: BTreeSet<IpAddr>,
+    ) -> Result<(), ReconcileError> {
+        let changed: BTreeSet<IpAddr> = self
+            .standby
+            .symmetric_difference(&standby)
+            .copied()
+            .collect();
+        self.standby = standby;
+        let ids: BTreeSet<u32> = self
+            .services
+            .iter()
+            .filter(|service| changed.contains(&service.config.vip))
+            .map(|service| service.id)
+            .collect();
+        let wanted = self.fragment_services();
+        // Fragment entries first when going to standby (they name the services), last when
+        // coming back (after the services they name).
+        let touched_keys: std::collections::HashSet<ServiceKey> = self
+            .services
+            .iter()
+            .filter(|service| ids.contains(&service.id))
+            .map(fragment_key)
+            .collect();
+        for key in &touched_keys {
+            if !wanted.contains_key(key) {
+                dataplane.remove_fragment_service(key)?;
+            }
+        }
+        self.apply_services(dataplane, &ids)?;
+        for key in &touched_keys {
+            if let Some(entry) = wanted.get(key) {
+                dataplane.set_fragment_service(*key, *entry)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the services with these ids, their reals and their schedules.
     ///
     /// Reals that may take packets first (a ring slot never names a real not written yet),
@@ -200,7 +247,11 @@ impl Desired {
                 &self.ring(service)?,
                 schedule::capacity(&service.config),
             )?;
-            dataplane.set_service(service.key, service_entry(service))?;
+            if self.serves(service) {
+                dataplane.set_service(service.key, service_entry(service))?;
+            } else {
+                dataplane.hide_service(service.key, service_entry(service))?;
+            }
             for real in service.reals.iter().filter(|real| !real.available()) {
                 write_real(dataplane, service, real)?;
             }

@@ -48,6 +48,8 @@ impl Desired {
     /// resurrects a dead real). Ids are not taken from here but from the maps
     /// ([`Desired::adopt`]).
     pub fn carry_over(&mut self, current: &Desired) {
+        // Which VIPs VRRP lets this node serve is runtime state, like a real's health.
+        self.standby = current.standby.clone();
         // (ifindex, next hop) → (MAC, reachability).
         type NeighbourState = (Option<[u8; 6]>, Reachability);
         let mut neighbours: HashMap<(u32, std::net::IpAddr), NeighbourState> = HashMap::new();

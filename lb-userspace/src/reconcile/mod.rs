@@ -197,6 +197,10 @@ pub struct Desired {
     limits: Limits,
     /// Flow timeouts, written to the program's settings.
     pub timeouts: Timeouts,
+    /// VIPs of VRRP routers that are not master here: their services are written whole but
+    /// hidden from the program (see [`crate::dataplane::Dataplane::hide_service`]), so this
+    /// node forwards none of their packets. A node starts with every router's VIPs here.
+    pub standby: BTreeSet<IpAddr>,
     /// Done once, by the next full apply: entries a previous daemon left that this config no
     /// longer has, and ids that need preparing for a new meaning.
     pending: ids::Pending,
@@ -277,10 +281,22 @@ impl Desired {
             interfaces,
             limits: config.limits,
             timeouts: config.timeouts,
+            standby: config
+                .vrrp
+                .iter()
+                .flat_map(|router| &router.virtual_addresses)
+                .map(|virtual_address| virtual_address.address)
+                .collect(),
             pending: ids::Pending::default(),
         };
         desired.adopt(&Existing::default());
         Ok(desired)
+    }
+
+    /// Whether the program is to forward the service's packets: not while its VIP is on
+    /// standby.
+    pub fn serves(&self, service: &DesiredService) -> bool {
+        !self.standby.contains(&service.config.vip)
     }
 
     /// Records what the neighbour table says about an address; returns what must be

@@ -6,7 +6,8 @@
 //! timers. Inputs that queue up while it works are applied together.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
+    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -31,6 +32,11 @@ pub enum Input {
     Health(Vec<HealthChange>),
     /// A new desired state (a reload, an admin edit) takes over.
     Replace(Box<Replacement>),
+    /// VRRP: the VIPs this node is not to forward now (those of routers not master here).
+    Standby {
+        vips: BTreeSet<IpAddr>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
     /// Zero the counters of one service and its reals, or of every service (`None`).
     ZeroCounters {
         service: Option<ServiceKey>,
@@ -148,6 +154,19 @@ impl Reconciler {
                             failure.get_or_insert(error);
                         }
                         Err(_) => {}
+                    }
+                }
+                Input::Standby { vips, done } => {
+                    if let Err(error) = self.write(std::mem::take(&mut dirty)) {
+                        failure.get_or_insert(error);
+                    }
+                    let result = self.desired.set_standby(self.dataplane.as_mut(), vips);
+                    self.published.store(Arc::new(self.desired.clone()));
+                    let _ = done.send(result.as_ref().map_err(ToString::to_string).copied());
+                    if let Err(error) = result {
+                        // Written again whole on the next pass.
+                        self.rewrite_all = true;
+                        failure.get_or_insert(error);
                     }
                 }
                 Input::ZeroCounters { service, done } => {

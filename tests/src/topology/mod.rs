@@ -32,6 +32,7 @@
 //! reals), a point-to-point link with a smaller MTU from the lb to a real.
 
 pub mod far_client;
+pub mod ha;
 pub mod modes;
 
 use std::{
@@ -352,7 +353,7 @@ impl Drop for DrTopology {
     }
 }
 
-fn port_name(host: &str) -> String {
+pub(super) fn port_name(host: &str) -> String {
     let name = format!("p-{host}");
     assert!(
         name.len() <= 15,
@@ -368,7 +369,7 @@ fn port_name(host: &str) -> String {
 /// solicitation from one whenever the packet that needs it does not come from an address of
 /// the outgoing interface (a router forwarding, a real answering from VIP6), and sends none
 /// without. Set on `default` before the namespace's eth0 exists, so that eth0 inherits it.
-fn quiet_namespace(netns: &Netns, ipv6: bool) {
+pub(super) fn quiet_namespace(netns: &Netns, ipv6: bool) {
     if !ipv6 {
         if Path::new("/proc/sys/net/ipv6").exists() {
             for conf in ["all", "default"] {
@@ -395,7 +396,7 @@ fn quiet_namespace(netns: &Netns, ipv6: bool) {
 
 /// Makes the namespace `<prefix><name>` with an eth0 plugged into the switch, holding `ip`
 /// (/24) and, when given, `ip6` (/64, no DAD).
-fn host(
+pub(super) fn host(
     switch: &Netns,
     prefix: &str,
     name: &str,
@@ -463,7 +464,12 @@ pub(super) fn plugged(
 }
 
 /// Waits until `interface` of `netns` is up, panicking at `deadline`.
-fn wait_until_link_up(netns: &Netns, interface: &str, deadline: Instant, timeout: Duration) {
+pub(super) fn wait_until_link_up(
+    netns: &Netns,
+    interface: &str,
+    deadline: Instant,
+    timeout: Duration,
+) {
     loop {
         // `ip -br link` prints e.g. "eth0@if7  UP  02:00:00:00:00:01 <...>".
         let state = netns.ip(&["-br", "link", "show", "dev", interface]);
@@ -500,7 +506,7 @@ fn wait_until_addresses_usable(netns: &Netns, deadline: Instant, timeout: Durati
 /// Loads `xdp_pass` from the balancer's object and attaches it to `interface` of the current
 /// thread's namespace. The object's maps are small and unpinned until a loader sizes and pins
 /// them (see `lb_userspace::dataplane::loader`), so loading it just for `xdp_pass` costs little.
-fn load_pass_program(interface: &str) -> Ebpf {
+pub(super) fn load_pass_program(interface: &str) -> Ebpf {
     let mut ebpf = Ebpf::load(lb_userspace::EBPF_OBJECT)
         .unwrap_or_else(|error| panic!("loading lb_userspace::EBPF_OBJECT: {error:?}"));
     let name = lb_userspace::PROGRAM_PASS;

@@ -245,6 +245,8 @@ metrics:
         },
         timeouts: Timeouts::default(),
         metrics_listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9105))),
+        vrrp: Vec::new(),
+        sync: None,
     };
     assert_eq!(parse_ok(text), expected);
 }

@@ -8,6 +8,7 @@ mod limits;
 mod metrics;
 mod services;
 mod timeouts;
+mod vrrp;
 
 use std::{
     net::IpAddr,
@@ -78,10 +79,7 @@ impl Validator<'_> {
     }
 
     pub(super) fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        self.reject_planned(
-            "",
-            &[("vrrp", &raw.vrrp), ("sync", &raw.sync), ("bgp", &raw.bgp)],
-        )?;
+        self.reject_planned("", &[("bgp", &raw.bgp)])?;
 
         let instance = self.required(raw.instance, "instance", "a name for this daemon")?;
         if !is_valid_instance_name(&instance) {
@@ -138,6 +136,8 @@ impl Validator<'_> {
         let services = self.services(raw.services.unwrap_or_default(), &limits)?;
         let timeouts = self.timeouts(raw.timeouts)?;
         let metrics_listen = self.metrics(raw.metrics)?;
+        let vrrp = self.vrrp(raw.vrrp, &services)?;
+        let sync = self.sync(raw.sync, &vrrp)?;
 
         Ok(Config {
             instance,
@@ -149,6 +149,8 @@ impl Validator<'_> {
             limits,
             timeouts,
             metrics_listen,
+            vrrp,
+            sync,
         })
     }
 

@@ -92,6 +92,22 @@ pub(super) fn fixed_settings_unchanged(running: &Config, new: &Config) -> Result
             new.pid_file.display().to_string(),
         );
     }
+    // A virtual router changed live would change the election under the peer's feet; a
+    // restart leaves it cleanly (a priority-0 advert) and joins again.
+    if running.vrrp != new.vrrp {
+        return Err(
+            "vrrp cannot change while lbd runs; restart lbd to change it (its peer \
+                    takes the addresses over meanwhile: a restart sends a priority-0 advert)"
+                .to_owned(),
+        );
+    }
+    if running.sync != new.sync {
+        return changed(
+            "sync",
+            format!("{:?}", running.sync),
+            format!("{:?}", new.sync),
+        );
+    }
     if running.admin_socket != new.admin_socket {
         return changed(
             "admin.socket",

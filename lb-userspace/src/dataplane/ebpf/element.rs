@@ -1,5 +1,6 @@
 //! Single-element map commands aya does not offer with the semantics the flow table needs:
-//! a delete that returns what it deleted, and an insert that never replaces.
+//! a delete that returns what it deleted, an insert that never replaces, and a replace that
+//! never inserts.
 
 use std::{
     io,
@@ -12,6 +13,7 @@ const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 const BPF_NOEXIST: u64 = 1;
+const BPF_EXIST: u64 = 2;
 
 /// The element members of the kernel's `union bpf_attr`.
 #[repr(C)]
@@ -74,6 +76,26 @@ pub fn insert_new<K: Pod, V: Pod>(map: BorrowedFd<'_>, key: &K, value: &V) -> io
     match bpf(BPF_MAP_UPDATE_ELEM, &mut attr) {
         Ok(()) => Ok(true),
         Err(error) if error.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Replaces the value at `key` only if the map holds it: `Ok(false)` when it does not.
+pub fn replace_existing<K: Pod, V: Pod>(
+    map: BorrowedFd<'_>,
+    key: &K,
+    value: &V,
+) -> io::Result<bool> {
+    let mut attr = ElementAttr {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: key as *const K as u64,
+        value: value as *const V as u64,
+        flags: BPF_EXIST,
+    };
+    match bpf(BPF_MAP_UPDATE_ELEM, &mut attr) {
+        Ok(()) => Ok(true),
+        Err(error) if error.raw_os_error() == Some(libc::ENOENT) => Ok(false),
         Err(error) => Err(error),
     }
 }

@@ -334,7 +334,13 @@ fn remove_hash_entry<K: aya::Pod, V: aya::Pod>(
     readers: &mut Readers,
 ) -> Result<(), DataplaneError> {
     match map.remove(key) {
+        // Already gone (aya reports a missing key as the syscall's ENOENT).
         Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(error))
+            if error.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
         Ok(()) => {
             readers.retired_hash_element();
             Ok(())
@@ -391,6 +397,11 @@ impl Dataplane for EbpfDataplane {
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
         remove_hash_entry(&mut self.services, MAP_SERVICES, key, &mut self.readers)?;
         self.identities.remove_service(key)
+    }
+
+    fn hide_service(&mut self, key: ServiceKey, service: Service) -> Result<(), DataplaneError> {
+        self.identities.set_service(key, service.id)?;
+        remove_hash_entry(&mut self.services, MAP_SERVICES, &key, &mut self.readers)
     }
 
     fn set_fragment_service(

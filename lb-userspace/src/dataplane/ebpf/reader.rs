@@ -9,7 +9,7 @@ use lb_common::{
     MAP_REASON_STATS, MAP_SERVICE_OUT_STATS, MAP_SERVICE_STATS, OutCounters, Reason,
 };
 
-use super::{EbpfReader, batch, map_err};
+use super::{EbpfReader, batch, element, map_err};
 use crate::dataplane::{DataplaneError, DataplaneReader};
 
 fn sum_cpus(
@@ -79,6 +79,53 @@ impl DataplaneReader for EbpfReader {
                 source,
             }
         })
+    }
+
+    fn merge_flow(&self, key: &FlowKey, flow: &Flow) -> Result<bool, DataplaneError> {
+        let fd = self.flows.fd().as_fd();
+        let failed = |call: &'static str| {
+            move |source| DataplaneError::Syscall {
+                map: MAP_FLOWS,
+                call,
+                source,
+            }
+        };
+        let state = flow.state as u8;
+        if let Some(old) =
+            element::lookup::<FlowKey, Flow>(fd, key).map_err(failed("BPF_MAP_LOOKUP_ELEM"))?
+        {
+            let same = old.real_id == flow.real_id && old.state == flow.state;
+            if same && old.last_seen_ns >= flow.last_seen_ns {
+                return Ok(true);
+            }
+            // Whoever removes a flow counts it out (see the sweep): if the sweep took the old
+            // entry first, this is a new one.
+            if element::replace_existing(fd, key, flow).map_err(failed("BPF_MAP_UPDATE_ELEM"))? {
+                if !same {
+                    self.conns.add(old.real_id, old.state as u8, -1)?;
+                    self.conns.add(flow.real_id, state, 1)?;
+                }
+                return Ok(true);
+            }
+        }
+        // Counted first, as the program does: a sweep removing it at once counts it out.
+        self.conns.add(flow.real_id, state, 1)?;
+        match element::insert_new(fd, key, flow) {
+            Ok(true) => Ok(true),
+            // The program recorded it meanwhile: its entry is the fresher.
+            Ok(false) => {
+                self.conns.add(flow.real_id, state, -1)?;
+                Ok(true)
+            }
+            Err(error) if error.raw_os_error() == Some(libc::E2BIG) => {
+                self.conns.add(flow.real_id, state, -1)?;
+                Ok(false)
+            }
+            Err(source) => {
+                self.conns.add(flow.real_id, state, -1)?;
+                Err(failed("BPF_MAP_UPDATE_ELEM")(source))
+            }
+        }
     }
 }
 

@@ -1,0 +1,151 @@
+//! The receiving side: while this node is not master, it connects to the peer, takes the
+//! bulk copy and the changes after it, and merges them into its own flow table.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::net::TcpStream;
+
+use super::{
+    SCAN_EVERY, Shared,
+    names::{Ids, Unmatched},
+    read_message,
+    wire::{FlowRecord, Message},
+    write_message,
+};
+
+/// Between attempts to reach the peer.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+const CONNECT_WITHIN: Duration = Duration::from_secs(1);
+/// A master sends something at least every [`SCAN_EVERY`]; this long without a frame and the
+/// connection is given up (the bulk copy's batches come faster than this too).
+const SILENCE_LIMIT: Duration = Duration::from_secs(5);
+
+pub(super) async fn fetch(shared: Arc<Shared>) {
+    let peer = SocketAddr::new(shared.peer, shared.port);
+    loop {
+        if shared.is_master() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let result = match tokio::time::timeout(CONNECT_WITHIN, TcpStream::connect(peer)).await {
+            Ok(Ok(stream)) => receive_from(stream, &shared).await,
+            Ok(Err(error)) => Err(format!("connecting to {peer}: {error}")),
+            Err(_) => Err(format!("connecting to {peer}: no answer")),
+        };
+        // Whatever ended the stream, the copy is no longer known to be complete.
+        shared.hold.send_replace(true);
+        shared.board.update(|status| {
+            if status.role.starts_with("receiving") {
+                status.role = "idle".into();
+            }
+            status.complete = false;
+            if let Err(error) = &result {
+                status.last_error = Some(error.clone());
+            }
+        });
+        if let Err(error) = result {
+            log::debug!("sync: {error}");
+        }
+        tokio::time::sleep(RETRY_EVERY).await;
+    }
+}
+
+async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    write_message(&mut stream, &Message::Hello).await?;
+    let mut expected = 1u64;
+    let mut ids = (shared.desired.load_full(), None::<Arc<Ids>>);
+    let mut received_at = std::time::Instant::now();
+    loop {
+        if shared.is_master() {
+            return Ok(());
+        }
+        let message = match tokio::time::timeout(SCAN_EVERY, read_message(&mut stream)).await {
+            Ok(message) => message?,
+            Err(_) if received_at.elapsed() < SILENCE_LIMIT => continue,
+            Err(_) => return Err(format!("nothing from the master for {SILENCE_LIMIT:?}")),
+        };
+        received_at = std::time::Instant::now();
+        let sequence = match &message {
+            Message::NotMaster => return Ok(()),
+            Message::Hello => return Err("the peer sent a hello".into()),
+            Message::Flows { sequence, .. }
+            | Message::BulkDone { sequence, .. }
+            | Message::Heartbeat { sequence } => *sequence,
+        };
+        if sequence != expected {
+            shared.board.update(|status| {
+                status.batches_lost += sequence.saturating_sub(expected).max(1);
+            });
+            return Err(format!(
+                "batch {sequence} came where {expected} was due: starting over"
+            ));
+        }
+        expected += 1;
+        shared.board.update(|status| {
+            status.role = format!("receiving from {}", shared.peer);
+            status.lag_ms = 0;
+        });
+        match message {
+            Message::Flows { flows, .. } => {
+                let current = shared.desired.load_full();
+                if ids.1.is_none() || !Arc::ptr_eq(&ids.0, &current) {
+                    ids = (current.clone(), Some(Arc::new(Ids::new(&current))));
+                }
+                let table = ids.1.clone().expect("just built");
+                let applied = apply(shared, table, flows).await?;
+                shared.board.update(|status| {
+                    status.flows_received += applied.received;
+                    status.batches_received += 1;
+                });
+                if applied.unmatched > 0 {
+                    log::debug!(
+                        "sync: {} flows name a service or real this node does not have",
+                        applied.unmatched
+                    );
+                }
+            }
+            Message::BulkDone { flows, .. } => {
+                log::info!(
+                    "sync: holding a full copy of {}'s flows ({flows} at the start of the copy)",
+                    shared.peer
+                );
+                shared.board.update(|status| status.complete = true);
+                shared.hold.send_replace(false);
+            }
+            _ => {}
+        }
+    }
+}
+
+struct Applied {
+    received: u64,
+    unmatched: u64,
+}
+
+/// Merges a batch into the flow table, on a blocking thread (a system call per flow).
+async fn apply(shared: &Shared, ids: Arc<Ids>, flows: Vec<FlowRecord>) -> Result<Applied, String> {
+    let reader = shared.reader.clone();
+    tokio::task::spawn_blocking(move || {
+        let now_ns = reader.now_ns();
+        let mut applied = Applied {
+            received: flows.len() as u64,
+            unmatched: 0,
+        };
+        for record in &flows {
+            match ids.flow(record, now_ns) {
+                Ok((key, flow)) => match reader.merge_flow(&key, &flow) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Err("the flow table is full: raise limits.flows".to_owned());
+                    }
+                    Err(error) => return Err(error.to_string()),
+                },
+                Err(Unmatched::Service | Unmatched::Real) => applied.unmatched += 1,
+            }
+        }
+        Ok(applied)
+    })
+    .await
+    .map_err(|error| format!("merging flows: {error}"))?
+}

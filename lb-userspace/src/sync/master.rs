@@ -1,0 +1,302 @@
+//! The sending side: the backup connects, gets a bulk copy of the flow table, then every
+//! [`SCAN_EVERY`] what changed.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, Hash},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use lb_common::{Flow, FlowKey};
+use tokio::{net::TcpStream, sync::mpsc};
+
+use super::{
+    SCAN_EVERY, Shared,
+    names::Names,
+    read_message,
+    wire::{FlowRecord, MAX_BATCH, Message},
+    write_message,
+};
+
+/// A flow the backup was sent is sent again when it has seen packets for this long since
+/// (its state unchanged), so the backup's copy does not expire while the master's is alive.
+const REFRESH_AFTER: Duration = Duration::from_secs(10);
+/// How long the backup has to say hello.
+const HELLO_WITHIN: Duration = Duration::from_secs(5);
+/// Batches the table walk may run ahead of the socket.
+const BATCHES_AHEAD: usize = 4;
+
+/// What the backup was last sent of a flow: 24 bytes per flow, keyed by a digest of its key.
+#[derive(Clone, Copy)]
+struct Sent {
+    real_id: u32,
+    state: u32,
+    last_seen_ns: u64,
+    /// The scan that last saw it: entries no scan sees any more are dropped.
+    scan: u32,
+}
+
+pub(super) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let mut current: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                log::warn!("sync: accepting: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if from.ip() != shared.peer {
+            log::warn!(
+                "sync: refused a connection from {from}: only the peer {} may sync",
+                shared.peer
+            );
+            continue;
+        }
+        // One backup at a time: a new connection is the backup starting over.
+        if let Some(previous) = current.take() {
+            previous.abort();
+        }
+        let shared = shared.clone();
+        current = Some(tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            if let Err(error) = stream_to(stream, &shared).await {
+                log::info!("sync: stream to {}: {error}", shared.peer);
+                shared
+                    .board
+                    .update(|status| status.last_error = Some(error));
+            }
+            shared.board.update(|status| {
+                if status.role.starts_with("sending") {
+                    status.role = "idle".into();
+                }
+            });
+        }));
+    }
+}
+
+async fn stream_to(mut stream: TcpStream, shared: &Shared) -> Result<(), String> {
+    match tokio::time::timeout(HELLO_WITHIN, read_message(&mut stream)).await {
+        Ok(Ok(Message::Hello)) => {}
+        Ok(Ok(other)) => return Err(format!("expected a hello, got {other:?}")),
+        Ok(Err(error)) => return Err(error),
+        Err(_) => return Err("no hello".into()),
+    }
+    if !shared.is_master() {
+        write_message(&mut stream, &Message::NotMaster).await?;
+        return Ok(());
+    }
+    shared.board.update(|status| {
+        status.role = format!("sending to {}", shared.peer);
+        status.complete = false;
+    });
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut sent: HashMap<u64, Sent> = HashMap::new();
+    let mut sequence = 0u64;
+    let mut scan = 0u32;
+
+    // The bulk copy: every flow, streamed from a blocking walk a few batches ahead.
+    let started = Instant::now();
+    let count = send_changes(
+        &mut stream,
+        shared,
+        &hasher,
+        &mut sent,
+        &mut sequence,
+        scan,
+        true,
+    )
+    .await?;
+    sequence += 1;
+    write_message(
+        &mut stream,
+        &Message::BulkDone {
+            sequence,
+            flows: count,
+        },
+    )
+    .await?;
+    log::info!(
+        "sync: sent a bulk copy of {count} flows to {} in {:?}",
+        shared.peer,
+        started.elapsed()
+    );
+    shared.board.update(|status| status.complete = true);
+
+    let mut ticks = tokio::time::interval(SCAN_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        if !shared.is_master() {
+            return Ok(());
+        }
+        scan = scan.wrapping_add(1);
+        let started = Instant::now();
+        let changed = send_changes(
+            &mut stream,
+            shared,
+            &hasher,
+            &mut sent,
+            &mut sequence,
+            scan,
+            false,
+        )
+        .await?;
+        sent.retain(|_, entry| entry.scan == scan);
+        if changed == 0 {
+            sequence += 1;
+            write_message(&mut stream, &Message::Heartbeat { sequence }).await?;
+        }
+        let took = started.elapsed();
+        shared.board.update(|status| {
+            status.lag_ms = (SCAN_EVERY + took).as_millis() as u64;
+            status.pending = 0;
+        });
+    }
+}
+
+/// Walks the flow table and sends what the backup lacks (everything, for the bulk copy);
+/// returns how many flows went. `sent` moves into the walk (a blocking thread) and back: a
+/// flow is recorded as sent when its batch is queued, and should the connection fail, the
+/// record goes with it.
+async fn send_changes(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    hasher: &std::collections::hash_map::RandomState,
+    sent: &mut HashMap<u64, Sent>,
+    sequence: &mut u64,
+    scan: u32,
+    bulk: bool,
+) -> Result<u64, String> {
+    let (batches, mut incoming) = mpsc::channel::<Vec<FlowRecord>>(BATCHES_AHEAD);
+    let reader = shared.reader.clone();
+    let names = Names::new(&shared.desired.load());
+    let mut known = std::mem::take(sent);
+    let hasher = hasher.clone();
+    let walk = tokio::task::spawn_blocking(move || {
+        let now_ns = reader.now_ns();
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let result = reader.for_each_flow(&mut |key: &FlowKey, flow: &Flow| {
+            let digest = digest_of(&hasher, key);
+            let entry = known.entry(digest);
+            let previous = match &entry {
+                std::collections::hash_map::Entry::Occupied(occupied) => Some(*occupied.get()),
+                std::collections::hash_map::Entry::Vacant(_) => None,
+            };
+            let send = bulk || needs_sending(previous.as_ref(), flow);
+            let record = if send {
+                names.record(key, flow, now_ns)
+            } else {
+                None
+            };
+            let kept_last_seen = match (&record, previous) {
+                (None, Some(previous)) => previous.last_seen_ns,
+                _ => flow.last_seen_ns,
+            };
+            entry.insert_entry(Sent {
+                real_id: flow.real_id,
+                state: flow.state,
+                last_seen_ns: kept_last_seen,
+                scan,
+            });
+            let Some(record) = record else {
+                return;
+            };
+            batch.push(record);
+            if batch.len() == MAX_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+                // The receiver gone means the connection failed: the walk ends with it.
+                let _ = batches.blocking_send(full);
+            }
+        });
+        if !batch.is_empty() {
+            let _ = batches.blocking_send(batch);
+        }
+        result.map(|()| known).map_err(|error| error.to_string())
+    });
+    let mut count = 0u64;
+    while let Some(flows) = incoming.recv().await {
+        *sequence += 1;
+        let sent_now = flows.len() as u64;
+        shared.board.update(|status| status.pending = sent_now);
+        write_message(
+            stream,
+            &Message::Flows {
+                sequence: *sequence,
+                flows,
+            },
+        )
+        .await?;
+        count += sent_now;
+        shared.board.update(|status| {
+            status.flows_sent += sent_now;
+            status.batches_sent += 1;
+            status.pending = 0;
+        });
+    }
+    *sent = walk
+        .await
+        .map_err(|error| format!("flow table walk: {error}"))??;
+    Ok(count)
+}
+
+/// Whether a flow must go to the backup: new to it, moved to another real or state, or
+/// alive long enough since it was last sent that the backup's copy would age.
+fn needs_sending(sent: Option<&Sent>, flow: &Flow) -> bool {
+    match sent {
+        None => true,
+        Some(sent) => {
+            sent.real_id != flow.real_id
+                || sent.state != flow.state
+                || flow.last_seen_ns > sent.last_seen_ns + REFRESH_AFTER.as_nanos() as u64
+        }
+    }
+}
+
+fn digest_of(hasher: &std::collections::hash_map::RandomState, key: &FlowKey) -> u64 {
+    let mut state = hasher.build_hasher();
+    key.hash(&mut state);
+    std::hash::Hasher::finish(&state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(real_id: u32, state: u32, last_seen_s: u64) -> Flow {
+        Flow {
+            real_id,
+            state,
+            last_seen_ns: last_seen_s * 1_000_000_000,
+            ..Flow::default()
+        }
+    }
+
+    #[test]
+    fn only_new_moved_and_aging_flows_are_sent_again() {
+        let sent = Sent {
+            real_id: 1,
+            state: 2,
+            last_seen_ns: 100_000_000_000,
+            scan: 0,
+        };
+        assert!(needs_sending(None, &flow(1, 2, 100)));
+        assert!(!needs_sending(Some(&sent), &flow(1, 2, 100)));
+        assert!(
+            !needs_sending(Some(&sent), &flow(1, 2, 109)),
+            "refreshed too soon"
+        );
+        assert!(
+            needs_sending(Some(&sent), &flow(1, 2, 111)),
+            "never refreshed"
+        );
+        assert!(needs_sending(Some(&sent), &flow(2, 2, 100)), "moved real");
+        assert!(
+            needs_sending(Some(&sent), &flow(1, 3, 100)),
+            "changed state"
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! Connection sync with the VRRP peer: the master streams its flow table to the backup, so
+//! that a takeover (or a fail-back) keeps every established connection on its real.
+//!
+//! - `wire.rs`: the stream's frames, flows named by VIP:port/protocol and real address:port;
+//! - `names.rs`: ids ↔ names on each node;
+//! - `master.rs`: the sending side: a bulk copy when the backup connects, then every
+//!   [`SCAN_EVERY`] the flows that are new, changed state or real, or need refreshing;
+//! - `backup.rs`: the receiving side: connects while this node is not master, merges what
+//!   comes into the flow table, and says when it holds a full copy.
+//!
+//! A node that is not master holds back from preempting (the VRRP routers' `hold`) until it
+//! has a full copy from the current master, so a fail-back moves no connection. It still
+//! takes over at once when the master goes silent or stops: there is no copy to wait for.
+//!
+//! Memory is bounded: the master keeps, per flow, 24 bytes of what it last sent (bounded by
+//! the flow table's size), and streams the bulk copy a few batches at a time; a backup that
+//! reads slowly slows the sender, it never makes it queue.
+
+mod backup;
+mod master;
+mod names;
+pub mod wire;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::sync::watch;
+
+use crate::{
+    admin::SyncStatus, config::ha::SyncConfig, dataplane::DataplaneReader, reconcile::Desired, vrrp,
+};
+
+/// How often the master looks for changed flows.
+pub const SCAN_EVERY: Duration = Duration::from_millis(500);
+
+/// Sync's progress, for `lbadm status` and the metrics.
+#[derive(Default)]
+pub struct SyncBoard {
+    status: Mutex<SyncStatus>,
+}
+
+impl SyncBoard {
+    pub fn snapshot(&self) -> SyncStatus {
+        self.status.lock().expect("sync board lock").clone()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut SyncStatus)) {
+        change(&mut self.status.lock().expect("sync board lock"));
+    }
+}
+
+/// What both sides share.
+struct Shared {
+    peer: IpAddr,
+    port: u16,
+    reader: Arc<dyn DataplaneReader>,
+    desired: Arc<arc_swap::ArcSwap<Desired>>,
+    routers: Arc<vrrp::Board>,
+    board: Arc<SyncBoard>,
+    /// `true` while this node lacks a full copy of the master's flows.
+    hold: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Whether this node is master (of any router: a pair's routers move together).
+    fn is_master(&self) -> bool {
+        self.routers
+            .snapshot()
+            .iter()
+            .any(|router| router.state == "MASTER")
+    }
+}
+
+/// Sync, running.
+pub struct Sync {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Sync {
+    /// Listens on the sync port (refusing anyone but the peer) and starts fetching from the
+    /// peer while this node is not master. `hold` starts `true`.
+    pub async fn start(
+        config: SyncConfig,
+        reader: Arc<dyn DataplaneReader>,
+        desired: Arc<arc_swap::ArcSwap<Desired>>,
+        routers: Arc<vrrp::Board>,
+        hold: watch::Sender<bool>,
+    ) -> Result<(Self, Arc<SyncBoard>), std::io::Error> {
+        let board = Arc::new(SyncBoard::default());
+        board.update(|status| {
+            status.peer = SocketAddr::new(config.peer, config.port).to_string();
+            status.role = "idle".into();
+        });
+        let listen = if config.peer.is_ipv6() {
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, config.port))
+        } else {
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, config.port))
+        };
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|error| {
+                std::io::Error::new(
+                    error.kind(),
+                    format!("sync: listening on {listen}: {error}"),
+                )
+            })?;
+        let shared = Arc::new(Shared {
+            peer: config.peer,
+            port: config.port,
+            reader,
+            desired,
+            routers,
+            board: board.clone(),
+            hold,
+        });
+        let tasks = vec![
+            tokio::spawn(master::serve(listener, shared.clone())),
+            tokio::spawn(backup::fetch(shared)),
+        ];
+        Ok((Self { tasks }, board))
+    }
+
+    pub async fn stop(self) {
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// Reads one frame.
+async fn read_message(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> Result<wire::Message, String> {
+    use tokio::io::AsyncReadExt;
+    let mut prefix = [0u8; 4];
+    stream
+        .read_exact(&mut prefix)
+        .await
+        .map_err(|error| format!("reading: {error}"))?;
+    let length = wire::frame_length(prefix).map_err(|error| error.to_string())?;
+    let mut body = vec![0u8; length];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|error| format!("reading: {error}"))?;
+    wire::Message::decode(&body).map_err(|error| error.to_string())
+}
+
+async fn write_message(
+    stream: &mut (impl tokio::io::AsyncWrite + Unpin),
+    message: &wire::Message,
+) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    stream
+        .write_all(&message.encode())
+        .await
+        .map_err(|error| format!("writing: {error}"))
+}

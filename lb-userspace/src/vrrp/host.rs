@@ -1,0 +1,223 @@
+//! What a virtual router asks of the host over rtnetlink: its interface (index, MAC, whether
+//! it is up, its own addresses) and the virtual addresses added and removed.
+
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use netlink_packet_route::{
+    address::{AddressAttribute, AddressFlags, AddressMessage},
+    link::{LinkAttribute, LinkFlags, LinkMessage},
+};
+
+use crate::config::ha::VirtualAddress;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("opening a netlink route socket: {0}")]
+    Socket(std::io::Error),
+    #[error("interface {name}: {source}")]
+    Link {
+        name: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("interface {name} does not exist")]
+    NoSuchInterface { name: String },
+    #[error("interface {name} has no Ethernet MAC")]
+    NoMac { name: String },
+    #[error("adding {address} to {interface}: {source}")]
+    Add {
+        address: VirtualAddress,
+        interface: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("removing {address} from {interface}: {source}")]
+    Remove {
+        address: IpAddr,
+        interface: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("listing the addresses of {interface}: {source}")]
+    Addresses {
+        interface: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+}
+
+/// An interface as a router sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub mac: [u8; 6],
+    /// Administratively up with a carrier (`IFF_UP` and `IFF_RUNNING`).
+    pub up: bool,
+}
+
+/// A netlink route socket of the namespace it was opened in.
+pub struct Host {
+    handle: rtnetlink::Handle,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+impl Host {
+    pub fn new() -> Result<Self, HostError> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(HostError::Socket)?;
+        Ok(Self {
+            handle,
+            connection: tokio::spawn(connection),
+        })
+    }
+
+    pub async fn link(&self, name: &str) -> Result<Link, HostError> {
+        let missing = || HostError::NoSuchInterface {
+            name: name.to_owned(),
+        };
+        let link: LinkMessage = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute()
+            .try_next()
+            .await
+            .map_err(|source| match errno(&source) {
+                Some(libc::ENODEV) => missing(),
+                _ => HostError::Link {
+                    name: name.to_owned(),
+                    source,
+                },
+            })?
+            .ok_or_else(missing)?;
+        let mac = link
+            .attributes
+            .iter()
+            .find_map(|attribute| match attribute {
+                LinkAttribute::Address(mac) => <[u8; 6]>::try_from(mac.as_slice()).ok(),
+                _ => None,
+            })
+            .ok_or_else(|| HostError::NoMac {
+                name: name.to_owned(),
+            })?;
+        let flags = link.header.flags;
+        Ok(Link {
+            index: link.header.index,
+            mac,
+            up: flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::Running),
+        })
+    }
+
+    /// The interface's addresses, in the kernel's order.
+    pub async fn addresses(&self, interface: &str, index: u32) -> Result<Vec<IpAddr>, HostError> {
+        let messages: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|source| HostError::Addresses {
+                interface: interface.to_owned(),
+                source,
+            })?;
+        Ok(messages.iter().filter_map(local_address).collect())
+    }
+
+    /// Adds a virtual address (already there: nothing to do). IPv6 ones skip duplicate
+    /// address detection, as keepalived's do: the address is shared by design, and DAD would
+    /// keep it unusable for a second.
+    pub async fn add(
+        &self,
+        interface: &str,
+        index: u32,
+        address: VirtualAddress,
+    ) -> Result<(), HostError> {
+        let mut request = self
+            .handle
+            .address()
+            .add(index, address.address, address.prefix)
+            .replace();
+        if address.address.is_ipv6() {
+            request
+                .message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        request.execute().await.map_err(|source| HostError::Add {
+            address,
+            interface: interface.to_owned(),
+            source,
+        })
+    }
+
+    /// Removes `address` from the interface if it has it; returns whether it had.
+    pub async fn remove(
+        &self,
+        interface: &str,
+        index: u32,
+        address: IpAddr,
+    ) -> Result<bool, HostError> {
+        let messages: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|source| HostError::Addresses {
+                interface: interface.to_owned(),
+                source,
+            })?;
+        let mut removed = false;
+        for message in messages {
+            if local_address(&message) != Some(address) {
+                continue;
+            }
+            match self.handle.address().del(message).execute().await {
+                Ok(()) => removed = true,
+                // Gone meanwhile.
+                Err(source) if errno(&source) == Some(libc::EADDRNOTAVAIL) => {}
+                Err(source) => {
+                    return Err(HostError::Remove {
+                        address,
+                        interface: interface.to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// `IFA_LOCAL` when present, else `IFA_ADDRESS` (as iproute2 reads them).
+fn local_address(message: &AddressMessage) -> Option<IpAddr> {
+    let find = |local: bool| {
+        message
+            .attributes
+            .iter()
+            .find_map(|attribute| match attribute {
+                AddressAttribute::Local(a) if local => Some(*a),
+                AddressAttribute::Address(a) if !local => Some(*a),
+                _ => None,
+            })
+    };
+    find(true).or_else(|| find(false))
+}
+
+fn errno(error: &rtnetlink::Error) -> Option<i32> {
+    match error {
+        rtnetlink::Error::NetlinkError(message) => message.code.map(|code| -code.get()),
+        _ => None,
+    }
+}

@@ -1,0 +1,250 @@
+//! What the HA tests share: a balancer pair's config, waiting for VRRP states, long-lived
+//! connections that must survive a failover, and a bounded request loop that counts failures.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use lb_userspace::admin::RouterStatus;
+
+use crate::{
+    VIP,
+    http::{self, HttpClient},
+    lbd::Lbd,
+    netns::Netns,
+};
+
+/// The VRRP side of a balancer's config: one router for [`VIP`], and sync with `sync_peer`
+/// when given.
+pub struct Pair {
+    pub priority: u8,
+    pub advert: Duration,
+    /// `None`: multicast.
+    pub unicast_peer: Option<Ipv4Addr>,
+    pub sync_peer: Option<Ipv4Addr>,
+    pub preempt: bool,
+}
+
+impl Pair {
+    /// A whole balancer config body (for [`Lbd::start`]): one DR service on the VIP with rr
+    /// over `reals` (so a flow the new master did not know would go to another real and be
+    /// reset), and the router.
+    pub fn config(&self, reals: &[Ipv4Addr], extra: &str) -> String {
+        let reals: String = reals
+            .iter()
+            .map(|real| format!("      - {{address: {real}}}\n"))
+            .collect();
+        let unicast = self
+            .unicast_peer
+            .map(|peer| format!("    unicast_peers: [{peer}]\n"))
+            .unwrap_or_default();
+        let sync = self
+            .sync_peer
+            .map(|peer| format!("sync: {{peer: {peer}, port: 8849}}\n"))
+            .unwrap_or_default();
+        format!(
+            "interfaces:
+  - name: eth0
+    xdp_mode: native
+services:
+  - vip: {VIP}
+    port: 80
+    protocol: tcp
+    scheduler: rr
+    reals:
+{reals}limits: {{flows: 1048576, services: 16, reals: 64}}
+vrrp:
+  - name: VI_1
+    interface: eth0
+    vrid: 51
+    priority: {}
+    advert_interval: {}ms
+    preempt: {}
+    virtual_addresses: [{VIP}/32]
+{unicast}{extra}{sync}",
+            self.priority,
+            self.advert.as_millis(),
+            self.preempt,
+        )
+    }
+}
+
+/// The first router's status, if the daemon answers.
+pub fn router(lbd: &Lbd) -> Option<RouterStatus> {
+    use lb_userspace::admin::{self, Reply, Request};
+    match admin::request(lbd.socket(), &Request::Status) {
+        Ok(Reply::Status(status)) => status.vrrp.into_iter().next(),
+        _ => None,
+    }
+}
+
+pub fn state(lbd: &Lbd) -> String {
+    router(lbd).map_or_else(|| "no answer".to_owned(), |router| router.state)
+}
+
+/// Polls (every 5 ms, at most `limit`) until the router is in `wanted`; returns how long it
+/// took.
+pub fn wait_for_state(lbd: &Lbd, wanted: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let now = state(lbd);
+        if now == wanted {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "router still {now} after {limit:?}, not {wanted}:\n{}",
+            lbd.log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits (bounded) until the daemon's sync status says it holds a full copy with at least
+/// `flows` flows received.
+pub fn wait_for_copy(lbd: &Lbd, flows: u64, limit: Duration) {
+    use lb_userspace::admin::{self, Reply, Request};
+    let started = Instant::now();
+    loop {
+        if let Ok(Reply::Status(status)) = admin::request(lbd.socket(), &Request::Status)
+            && let Some(sync) = status.sync
+        {
+            if sync.complete && sync.flows_received >= flows {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "no full copy of {flows} flows after {limit:?}: {sync:?}\n{}",
+                lbd.log()
+            );
+        }
+        assert!(started.elapsed() < limit, "no sync status after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kept-alive connections to the VIP, each with the real that answered its first request.
+pub struct LongLived {
+    connections: Vec<(HttpClient, String)>,
+}
+
+impl LongLived {
+    pub fn open(client: &Netns, count: usize, timeout: Duration) -> LongLived {
+        let vip = SocketAddr::new(IpAddr::V4(VIP), 80);
+        let connections = client.run(|| {
+            (0..count)
+                .map(|index| {
+                    let mut connection = HttpClient::connect(vip, timeout)
+                        .unwrap_or_else(|e| panic!("long-lived connection {index}: {e}"));
+                    let real = connection
+                        .get("/")
+                        .unwrap_or_else(|e| panic!("long-lived connection {index}: {e}"));
+                    (connection, real)
+                })
+                .collect()
+        });
+        LongLived { connections }
+    }
+
+    pub fn len(&self) -> usize {
+        self.connections.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.connections.is_empty()
+    }
+
+    /// One request on every connection: the descriptions of those that broke (an error, or
+    /// another real answering).
+    pub fn check(&mut self) -> Vec<String> {
+        let mut broken = Vec::new();
+        for (index, (connection, real)) in self.connections.iter_mut().enumerate() {
+            let port = connection.local_addr().map_or(0, |address| address.port());
+            match connection.get("/") {
+                Ok(body) if body == *real => {}
+                Ok(body) => broken.push(format!(
+                    "connection {index} (port {port}): answered by {} instead of {}",
+                    body.trim(),
+                    real.trim()
+                )),
+                Err(error) => broken.push(format!("connection {index} (port {port}): {error}")),
+            }
+        }
+        broken
+    }
+}
+
+/// Requests on fresh connections every `every` until stopped (at most `limit` requests),
+/// counting those that failed.
+pub struct RequestLoop {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl RequestLoop {
+    pub fn start(client: &Netns, every: Duration, limit: usize) -> RequestLoop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let (stop_flag, ok_count, failed_count) = (stop.clone(), ok.clone(), failed.clone());
+        let thread = client.spawn_thread(move || {
+            let vip = SocketAddr::new(IpAddr::V4(VIP), 80);
+            let mut errors = Vec::new();
+            for _ in 0..limit {
+                if stop_flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                match http::get(vip, "/", Duration::from_secs(3)) {
+                    Ok(_) => {
+                        ok_count.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(error) => {
+                        failed_count.fetch_add(1, Ordering::SeqCst);
+                        if errors.len() < 10 {
+                            errors.push(error.to_string());
+                        }
+                    }
+                }
+                std::thread::sleep(every);
+            }
+            errors
+        });
+        RequestLoop {
+            stop,
+            ok,
+            failed,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the loop: (requests that succeeded, failed, the first errors).
+    pub fn stop(mut self) -> (usize, usize, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        let errors = self
+            .thread
+            .take()
+            .map(|thread| thread.join().expect("request loop"))
+            .unwrap_or_default();
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+            errors,
+        )
+    }
+}
+
+impl Drop for RequestLoop {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! An active/standby pair: two balancers, a client and real servers on one switch, each in a
+//! network namespace of its own. No balancer holds the VIP until VRRP makes it master.
+//!
+//! ```text
+//!   client 192.0.2.1    lb1 192.0.2.2    lb2 192.0.2.3    realN 192.0.2.1N (VIP/32 on lo)
+//!      eth0                eth0             eth0             eth0
+//!       |                   |                |                |
+//!   p-client ---------- br0 (switch) ----- p-lb2 --------- p-realN
+//!                           |
+//!                         p-lb1
+//! ```
+//!
+//! `p-lb1` and `p-lb2` run `xdp_pass`, so frames the balancers send with `XDP_TX` reach the
+//! bridge. A balancer's link is "cut" by taking its bridge port down: its eth0 loses its
+//! carrier, as when a cable is pulled. IPv6 is off, as in [`super::DrTopology::build`]; the
+//! topology is IPv4 only.
+
+use std::{
+    net::Ipv4Addr,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use aya::Ebpf;
+use lb_userspace::admin::format_mac;
+
+use super::{
+    BRIDGE, BRIDGE_MAC, CLIENT_IP, CLIENT_MAC, HOST_IF, VIP, host, load_pass_program, port_name,
+    quiet_namespace, real_ip, real_mac, wait_until_link_up,
+};
+use crate::netns::Netns;
+
+pub const LB1_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+pub const LB2_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+pub const LB1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+pub const LB2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 3];
+
+pub struct HaTopology {
+    /// `xdp_pass` on the balancers' bridge ports; dropped first.
+    pass_programs: Mutex<Vec<Ebpf>>,
+    pub client: Netns,
+    pub lb1: Netns,
+    pub lb2: Netns,
+    pub reals: Vec<(String, Netns, Ipv4Addr)>,
+    pub switch: Netns,
+}
+
+impl HaTopology {
+    /// Namespaces `<prefix>sw`, `<prefix>client`, `<prefix>lb1`, `<prefix>lb2` and
+    /// `<prefix><real>` per name, after removing leftovers of `prefix`.
+    pub fn build(prefix: &str, reals: &[&str]) -> HaTopology {
+        crate::netns::remove_leftovers(prefix);
+        let switch = Netns::create(&format!("{prefix}sw"));
+        quiet_namespace(&switch, false);
+        switch.ip(&[
+            "link",
+            "add",
+            BRIDGE,
+            "address",
+            &format_mac(&BRIDGE_MAC),
+            "type",
+            "bridge",
+        ]);
+        switch.ip(&["link", "set", BRIDGE, "up"]);
+        let client = host(&switch, prefix, "client", (CLIENT_IP, CLIENT_MAC), None);
+        client.exec(&["ethtool", "-K", HOST_IF, "tx", "off"]);
+        let lb1 = host(&switch, prefix, "lb1", (LB1_IP, LB1_MAC), None);
+        let lb2 = host(&switch, prefix, "lb2", (LB2_IP, LB2_MAC), None);
+        let reals = reals
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                let netns = host(
+                    &switch,
+                    prefix,
+                    name,
+                    (real_ip(index), real_mac(index)),
+                    None,
+                );
+                for conf in ["all", HOST_IF] {
+                    netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
+                    netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2");
+                }
+                netns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+                (name.to_string(), netns, real_ip(index))
+            })
+            .collect::<Vec<_>>();
+        let topology = HaTopology {
+            pass_programs: Mutex::new(Vec::new()),
+            client,
+            lb1,
+            lb2,
+            reals,
+            switch,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for netns in topology.hosts() {
+            wait_until_link_up(netns, HOST_IF, deadline, Duration::from_secs(5));
+        }
+        for port in ["p-lb1", "p-lb2"] {
+            let program = topology.switch.run(|| load_pass_program(port));
+            topology
+                .pass_programs
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(program);
+        }
+        topology
+    }
+
+    fn hosts(&self) -> impl Iterator<Item = &Netns> {
+        [&self.client, &self.lb1, &self.lb2]
+            .into_iter()
+            .chain(self.reals.iter().map(|(_, netns, _)| netns))
+    }
+
+    /// The balancer `index` (1 or 2).
+    pub fn lb(&self, index: usize) -> &Netns {
+        match index {
+            1 => &self.lb1,
+            2 => &self.lb2,
+            _ => panic!("no lb{index}"),
+        }
+    }
+
+    /// Takes balancer `index`'s bridge port down (`up: false`) or up again.
+    pub fn set_link(&self, index: usize, up: bool) {
+        self.switch.ip(&[
+            "link",
+            "set",
+            &port_name(&format!("lb{index}")),
+            if up { "up" } else { "down" },
+        ]);
+    }
+
+    /// Which balancer holds the VIP on its eth0 (none, one or both).
+    pub fn vip_holders(&self) -> Vec<usize> {
+        [1, 2]
+            .into_iter()
+            .filter(|index| {
+                self.lb(*index)
+                    .ip(&["-4", "-o", "addr", "show", "dev", HOST_IF])
+                    .contains(&format!(" {VIP}/"))
+            })
+            .collect()
+    }
+
+    /// The MAC the client has for the VIP, if any.
+    pub fn client_vip_mac(&self) -> Option<String> {
+        let entry = self
+            .client
+            .ip(&["neigh", "show", &VIP.to_string(), "dev", HOST_IF]);
+        entry
+            .split_whitespace()
+            .skip_while(|word| *word != "lladdr")
+            .nth(1)
+            .map(str::to_owned)
+    }
+}
+
+impl Drop for HaTopology {
+    fn drop(&mut self) {
+        let programs = std::mem::take(
+            self.pass_programs
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        self.switch.run(move || drop(programs));
+    }
+}
+
+/// The MAC of balancer `index` as `ip neigh` prints it.
+pub fn lb_mac_text(index: usize) -> String {
+    format_mac(if index == 1 { &LB1_MAC } else { &LB2_MAC })
+}
