@@ -74,6 +74,10 @@ impl DataplaneReader for SharedReader {
     fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError> {
         self.with(|reader| reader.for_each_flow(visit))
     }
+
+    fn merge_flow(&self, key: &FlowKey, flow: &Flow) -> Result<bool, DataplaneError> {
+        self.with(|reader| reader.merge_flow(key, flow))
+    }
 }
 
 struct Fixture {

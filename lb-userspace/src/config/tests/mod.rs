@@ -13,6 +13,8 @@ use crate::{
 mod forwarding;
 /// Health checks, `on_failure` and the sorry server.
 mod health;
+/// VRRP routers and connection sync.
+mod ha;
 /// The metrics listener.
 mod metrics;
 /// Flow timeouts, persistence and scheduler options.
@@ -490,11 +492,11 @@ fn duplicate_real_names_both_indices() {
 #[test]
 fn keys_not_implemented_yet_are_rejected_by_name() {
     // An empty value still names a feature the user expects; it must not pass silently.
-    let message = error_of("instance: a\ninterfaces: [{name: eth0}]\nvrrp:\n");
-    assert_mentions(&message, &["demo.yaml:3:1:", "vrrp: not supported yet"]);
+    let message = error_of("instance: a\ninterfaces: [{name: eth0}]\nbgp:\n");
+    assert_mentions(&message, &["demo.yaml:3:1:", "bgp: not supported yet"]);
     assert!(!message.contains("unknown"), "{message}");
 
-    for key in ["vrrp", "sync", "bgp"] {
+    for key in ["bgp"] {
         let text = format!("instance: a\ninterfaces: [{{name: eth0}}]\n{key}: {{}}\n");
         assert_mentions(
             &error_of(&text),
