@@ -15,6 +15,8 @@ use crate::{
 
 /// Tunnel and NAT reals.
 mod forwarding;
+/// VIPs on standby while their VRRP router is not master.
+mod standby;
 
 const CONFIG: &str = "
 instance: t

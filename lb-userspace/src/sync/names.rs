@@ -122,3 +122,138 @@ impl Ids {
         Ok((key, flow))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::{
+        config,
+        neighbour::{InterfaceInfo, Routes},
+    };
+
+    fn desired(text: &str) -> Desired {
+        let config = config::parse(text, "test.yaml").expect("parses");
+        let eth0 = InterfaceInfo {
+            name: "eth0".into(),
+            index: 7,
+            mac: [2, 0, 0, 0, 0, 2],
+            prefixes: vec![(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 24)],
+            mtu: 1500,
+            vlan: None,
+            egress: 7,
+        };
+        Desired::new(&config, vec![eth0], &Routes::new()).expect("builds")
+    }
+
+    const MASTER: &str = "
+instance: a
+interfaces: [{name: eth0}]
+services:
+  - {vip: 192.0.2.100, port: 80, protocol: tcp, reals: [{address: 192.0.2.11}, {address: 192.0.2.12}]}
+  - {vip: 192.0.2.100, port: 0, protocol: udp, reals: [{address: 192.0.2.13}]}
+";
+    /// The same services, in another order, with a service of its own first: every id differs.
+    const BACKUP: &str = "
+instance: b
+interfaces: [{name: eth0}]
+services:
+  - {vip: 192.0.2.200, port: 80, protocol: tcp, reals: [{address: 192.0.2.14}]}
+  - {vip: 192.0.2.100, port: 0, protocol: udp, reals: [{address: 192.0.2.13}]}
+  - {vip: 192.0.2.100, port: 80, protocol: tcp, reals: [{address: 192.0.2.12}, {address: 192.0.2.11}]}
+";
+
+    fn key(protocol: u8, dst_port: u16) -> FlowKey {
+        let (src, family) = address_bytes("203.0.113.9".parse().unwrap());
+        let (dst, _) = address_bytes("192.0.2.100".parse().unwrap());
+        FlowKey {
+            src,
+            dst,
+            src_port_be: 40000u16.to_be(),
+            dst_port_be: dst_port.to_be(),
+            protocol,
+            family,
+            _pad: [0; 2],
+        }
+    }
+
+    #[test]
+    fn a_flow_crosses_by_name_to_the_backups_ids() {
+        let master = desired(MASTER);
+        let backup = desired(BACKUP);
+        let names = Names::new(&master);
+        let ids = Ids::new(&backup);
+        let id_of = |desired: &Desired, address: &str| {
+            desired
+                .services
+                .iter()
+                .flat_map(|service| service.reals.iter().map(move |real| (service.id, real)))
+                .find(|(_, real)| real.config.address == address.parse::<IpAddr>().unwrap())
+                .map(|(service, real)| (service, real.id))
+                .unwrap()
+        };
+        for (protocol, port, real) in [(6, 80, "192.0.2.12"), (17, 5353, "192.0.2.13")] {
+            let (service_id, real_id) = id_of(&master, real);
+            let flow = Flow {
+                real_id,
+                service_id,
+                last_seen_ns: 10_000_000_000,
+                state: 2,
+                ..Flow::default()
+            };
+            let record = names
+                .record(&key(protocol, port), &flow, 12_500_000_000)
+                .expect("named");
+            assert_eq!(record.idle_ms, 2500);
+            assert_eq!(record.real.to_string(), real);
+            let (backup_key, backup_flow) = ids.flow(&record, 100_000_000_000).expect("known");
+            assert_eq!(backup_key, key(protocol, port));
+            let (service_id, real_id) = id_of(&backup, real);
+            assert_eq!(
+                (backup_flow.service_id, backup_flow.real_id),
+                (service_id, real_id)
+            );
+            assert_ne!(
+                (backup_flow.service_id, backup_flow.real_id),
+                (flow.service_id, flow.real_id),
+                "the test must cross different ids"
+            );
+            assert_eq!(backup_flow.last_seen_ns, 97_500_000_000);
+            assert_eq!(backup_flow.state, 2);
+        }
+    }
+
+    #[test]
+    fn names_the_backup_lacks_are_told_apart() {
+        let master = desired(MASTER);
+        let names = Names::new(&master);
+        let service = &master.services[0];
+        let flow = Flow {
+            real_id: service.reals[0].id,
+            service_id: service.id,
+            ..Flow::default()
+        };
+        let record = names.record(&key(6, 80), &flow, 0).expect("named");
+        let without_service = desired(
+            "instance: b\ninterfaces: [{name: eth0}]\nservices:\n  - {vip: 192.0.2.100, port: 81, protocol: tcp, reals: [{address: 192.0.2.11}]}\n",
+        );
+        assert_eq!(
+            Ids::new(&without_service).flow(&record, 0).err(),
+            Some(Unmatched::Service)
+        );
+        let without_real = desired(
+            "instance: b\ninterfaces: [{name: eth0}]\nservices:\n  - {vip: 192.0.2.100, port: 80, protocol: tcp, reals: [{address: 192.0.2.12}]}\n",
+        );
+        assert_eq!(
+            Ids::new(&without_real).flow(&record, 0).err(),
+            Some(Unmatched::Real)
+        );
+        // A flow whose ids the master no longer knows is not sent.
+        let stale = Flow {
+            real_id: 999,
+            ..flow
+        };
+        assert_eq!(names.record(&key(6, 80), &stale, 0), None);
+    }
+}

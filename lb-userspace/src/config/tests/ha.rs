@@ -9,7 +9,11 @@ const BASE: &str = "instance: a\ninterfaces: [{name: eth0}]\nservices:\n  - {vip
 
 /// A router for VI_1 on eth0 with `body`, vrid 51 unless `body` names one.
 fn router(body: &str) -> String {
-    let vrid = if body.contains("vrid:") { "" } else { "    vrid: 51\n" };
+    let vrid = if body.contains("vrid:") {
+        ""
+    } else {
+        "    vrid: 51\n"
+    };
     format!("{BASE}vrrp:\n  - name: VI_1\n    interface: eth0\n{vrid}{body}")
 }
 
@@ -57,7 +61,10 @@ fn every_key_of_spec_md_parses() {
     assert!(!router.preempt);
     assert_eq!(router.preempt_delay, Duration::from_secs(5));
     assert_eq!(router.initial_state, InitialState::Master);
-    assert_eq!(router.unicast_peers, vec!["192.0.2.3".parse::<IpAddr>().unwrap()]);
+    assert_eq!(
+        router.unicast_peers,
+        vec!["192.0.2.3".parse::<IpAddr>().unwrap()]
+    );
     assert_eq!(router.virtual_addresses[1].prefix, 24);
     assert_eq!(
         router.track_interfaces,
@@ -75,7 +82,10 @@ fn every_key_of_spec_md_parses() {
     assert_eq!(router.track_services, Some(-50));
     assert_eq!(
         router.hooks.on_master,
-        Some(vec!["/usr/local/bin/notify".to_owned(), "master".to_owned()])
+        Some(vec![
+            "/usr/local/bin/notify".to_owned(),
+            "master".to_owned()
+        ])
     );
     let sync = config.sync.expect("sync");
     assert_eq!(sync.peer, "192.0.2.3".parse::<IpAddr>().unwrap());
@@ -155,7 +165,10 @@ fn bad_routers_name_key_and_line() {
         assert_mentions(&message, &[place, expected]);
     }
     let message = error_of(&router("    priority: 100\n"));
-    assert_mentions(&message, &["vrrp[0].virtual_addresses", "required key is missing"]);
+    assert_mentions(
+        &message,
+        &["vrrp[0].virtual_addresses", "required key is missing"],
+    );
 }
 
 #[test]
@@ -171,10 +184,15 @@ fn routers_must_not_collide() {
         &["vrrp[1].vrid", "vrid 51 on eth0 is used twice for IPv4"],
     );
     // The same vrid for the other family is another router (VRRPv3 keeps them apart).
-    parse_ok(&two("    vrid: 51\n    virtual_addresses: [2001:db8::10]\n"));
+    parse_ok(&two(
+        "    vrid: 51\n    virtual_addresses: [2001:db8::10]\n",
+    ));
     assert_mentions(
         &error_of(&two("    vrid: 52\n    virtual_addresses: [192.0.2.10]\n")),
-        &["vrrp[1].virtual_addresses[0]", "also a virtual address of vrrp[0]"],
+        &[
+            "vrrp[1].virtual_addresses[0]",
+            "also a virtual address of vrrp[0]",
+        ],
     );
     assert_mentions(
         &error_of(&format!(
@@ -197,7 +215,9 @@ fn sync_needs_a_router_and_a_peer() {
         &["sync.peer", "required key is missing"],
     );
     assert_mentions(
-        &error_of(&format!("{with_router}sync: {{peer: 192.0.2.3, port: 0}}\n")),
+        &error_of(&format!(
+            "{with_router}sync: {{peer: 192.0.2.3, port: 0}}\n"
+        )),
         &["sync.port", "must not be 0"],
     );
     assert_mentions(

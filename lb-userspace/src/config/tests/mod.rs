@@ -11,10 +11,10 @@ use crate::{
 
 /// Forwarding methods and the keys that go with them.
 mod forwarding;
-/// Health checks, `on_failure` and the sorry server.
-mod health;
 /// VRRP routers and connection sync.
 mod ha;
+/// Health checks, `on_failure` and the sorry server.
+mod health;
 /// The metrics listener.
 mod metrics;
 /// Flow timeouts, persistence and scheduler options.
