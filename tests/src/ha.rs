@@ -248,3 +248,75 @@ impl Drop for RequestLoop {
         }
     }
 }
+
+/// An IPv4 VRRP advert as a whole Ethernet frame from `source` (MAC `source_mac`) to
+/// `destination` (the multicast group, or a peer at `destination_mac`), with `ttl`; the VRRP
+/// checksum broken when `corrupt` (the IPv4 header's is always right).
+pub fn advert_frame(
+    source_mac: [u8; 6],
+    source: Ipv4Addr,
+    destination_mac: [u8; 6],
+    destination: Ipv4Addr,
+    ttl: u8,
+    advert: &lb_userspace::vrrp::packet::Advert,
+    corrupt: bool,
+) -> Vec<u8> {
+    let mut payload = advert.emit(IpAddr::V4(source), IpAddr::V4(destination));
+    if corrupt {
+        payload[6] ^= 0x01;
+    }
+    let mut frame = Vec::with_capacity(14 + 20 + payload.len());
+    frame.extend_from_slice(&destination_mac);
+    frame.extend_from_slice(&source_mac);
+    frame.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + payload.len()) as u16;
+    let mut header = [0u8; 20];
+    header[0] = 0x45;
+    header[1] = 0xc0;
+    header[2..4].copy_from_slice(&total.to_be_bytes());
+    header[8] = ttl;
+    header[9] = lb_userspace::vrrp::packet::IPPROTO_VRRP;
+    header[12..16].copy_from_slice(&source.octets());
+    header[16..20].copy_from_slice(&destination.octets());
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    header[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    frame.extend_from_slice(&header);
+    frame.extend_from_slice(&payload);
+    frame
+}
+
+/// A hook script that appends its arguments, one call per line, to `log`.
+pub fn hook_script(dir: &std::path::Path, log: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("hook.sh");
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()),
+    )
+    .expect("writing the hook");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// Waits (bounded) until `log` has a line equal to `line`.
+pub fn wait_for_line(log: &std::path::Path, line: &str, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.lines().any(|written| written == line) {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "no line {line:?} in {} after {limit:?}:\n{text}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -223,3 +223,307 @@ fn unicast_link_cut_and_graceful_stop_hand_over_in_time() {
     assert_none_broke(&mut connections, "after the graceful stop");
     assert_eq!(state(&pairing.lb2), "MASTER");
 }
+
+/// Adverts that fail the RFC's checks (wrong TTL, bad checksum, version 2) or come from an
+/// unknown source with unicast peers are counted and change nothing.
+#[test]
+fn spoofed_adverts_are_counted_and_ignored() {
+    if !require_root("the VRRP spoofing test") {
+        return;
+    }
+    use lb_tests::{
+        ha::advert_frame,
+        topology::{CLIENT_IP, CLIENT_MAC, HOST_IF, ha::LB1_MAC},
+    };
+    use lb_userspace::vrrp::packet::Advert;
+    let pairing = pair("vrrp-spoof", true);
+    let topology = &pairing.topology;
+    let transitions = |lbd: &Lbd| router(lbd).expect("answers").transitions;
+    let before = (transitions(&pairing.lb1), transitions(&pairing.lb2));
+    let strongest = Advert {
+        vrid: 51,
+        priority: 255,
+        max_advert_interval_cs: 10,
+        addresses: vec![lb_tests::VIP.into()],
+    };
+    // Spoofed as coming from the peer, to lb1: only the broken field fails them.
+    let from_peer = |ttl, corrupt| {
+        advert_frame(
+            CLIENT_MAC, LB2_IP, LB1_MAC, LB1_IP, ttl, &strongest, corrupt,
+        )
+    };
+    let mut version_2 = from_peer(255, false);
+    version_2[34] = 0x21;
+    for (frame, what) in [
+        (from_peer(64, false), "TTL 64"),
+        (from_peer(255, true), "a bad checksum"),
+        (version_2, "version 2"),
+        // Well formed, to lb1 itself, but not from its unicast peer.
+        (
+            advert_frame(
+                CLIENT_MAC, CLIENT_IP, LB1_MAC, LB1_IP, 255, &strongest, false,
+            ),
+            "an unknown source",
+        ),
+    ] {
+        for _ in 0..3 {
+            topology.client.send_frame(HOST_IF, &frame);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(state(&pairing.lb1), "MASTER", "after adverts with {what}");
+    }
+    // Long enough for any effect to show (several master down intervals).
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(state(&pairing.lb1), "MASTER");
+    assert_eq!(state(&pairing.lb2), "BACKUP");
+    assert_eq!(
+        (transitions(&pairing.lb1), transitions(&pairing.lb2)),
+        before
+    );
+    let ignored = router(&pairing.lb1).expect("answers").adverts_ignored;
+    for kind in ["ttl", "checksum", "version", "unknown_peer"] {
+        assert!(
+            ignored
+                .iter()
+                .any(|(counted, count)| counted == kind && *count >= 3),
+            "{kind} not counted three times: {ignored:?}"
+        );
+    }
+}
+
+/// A tracked interface going down lowers the master's priority below the backup's, which
+/// preempts; the notify hooks run with keepalived's arguments.
+#[test]
+fn a_tracked_interface_moves_the_master_and_hooks_run() {
+    if !require_root("the VRRP tracking test") {
+        return;
+    }
+    use lb_tests::ha::{hook_script, wait_for_line};
+    let prefix = test_prefix("vrrp-track");
+    let topology = HaTopology::build(&prefix, &["r1", "r2"]);
+    let _servers: Vec<HttpServer> = topology
+        .reals
+        .iter()
+        .map(|(name, netns, _)| {
+            HttpServer::start(netns, SocketAddr::from(([0, 0, 0, 0], 80)), name)
+        })
+        .collect();
+    let reals: Vec<_> = topology
+        .reals
+        .iter()
+        .map(|(_, _, address)| *address)
+        .collect();
+    // A link of lb1's own whose far end the test takes down (no dummy module here).
+    topology.lb1.ip(&[
+        "link", "add", "trk0", "type", "veth", "peer", "name", "trk1",
+    ]);
+    topology.lb1.ip(&["link", "set", "trk0", "up"]);
+    topology.lb1.ip(&["link", "set", "trk1", "up"]);
+    let dir = std::env::temp_dir().join(format!("{prefix}hooks"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("hook dir");
+    let log = dir.join("calls");
+    let hook = hook_script(&dir, &log);
+    let hook = hook.display();
+    let side = |priority, peer| Pair {
+        priority,
+        advert: ADVERT,
+        unicast_peer: None,
+        sync_peer: Some(peer),
+        preempt: true,
+    };
+    let mut lb1 = Lbd::start(
+        &topology.lb1,
+        &format!("{}1", lb_tests::topology::modes::test_instance("vrrp-track")),
+        &side(150, LB2_IP).config(
+            &reals,
+            &format!(
+                "    track_interfaces: [{{name: trk0, weight: -60}}]\n    hooks: {{on_master: {hook}, on_backup: {hook}, on_fault: {hook}, on_stop: {hook}}}\n"
+            ),
+        ),
+    );
+    wait_for_state(&lb1, "MASTER", Duration::from_secs(5));
+    wait_for_line(&log, "INSTANCE VI_1 MASTER 150", Duration::from_secs(2));
+    let lb2 = Lbd::start(
+        &topology.lb2,
+        &format!(
+            "{}2",
+            lb_tests::topology::modes::test_instance("vrrp-track")
+        ),
+        &side(100, LB1_IP).config(&reals, ""),
+    );
+    wait_for_state(&lb2, "BACKUP", Duration::from_secs(5));
+    wait_for_copy(&lb2, 0, Duration::from_secs(10));
+
+    topology.lb1.ip(&["link", "set", "trk1", "down"]);
+    wait_for_state(&lb2, "MASTER", Duration::from_secs(5));
+    wait_for_state(&lb1, "BACKUP", Duration::from_secs(2));
+    let status = router(&lb1).expect("lb1 answers");
+    assert_eq!((status.priority, status.configured_priority), (90, 150));
+    wait_for_line(&log, "INSTANCE VI_1 BACKUP 90", Duration::from_secs(2));
+    assert_eq!(topology.vip_holders(), vec![2]);
+
+    // Back up: priority 150 again; lb1 takes a full copy, then preempts.
+    topology.lb1.ip(&["link", "set", "trk1", "up"]);
+    wait_for_state(&lb1, "MASTER", Duration::from_secs(10));
+    wait_for_state(&lb2, "BACKUP", Duration::from_secs(2));
+    assert_eq!(topology.vip_holders(), vec![1]);
+
+    lb1.stop();
+    wait_for_line(&log, "INSTANCE VI_1 STOP 150", Duration::from_secs(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Adverts keep their schedule while the master is busy: with 500,000 flows in its table, a
+/// full connection listing, a bulk copy of the table to a backup that restarts, and config
+/// reloads on both nodes, during 100 ms adverts, cause no spurious failover.
+#[test]
+fn adverts_keep_their_schedule_under_a_large_table() {
+    if !require_root("the VRRP load test") {
+        return;
+    }
+    use std::{
+        os::fd::AsFd as _,
+        sync::{
+            Arc,
+            atomic::{AtomicBool, Ordering},
+        },
+    };
+
+    use lb_common::{
+        FAMILY_IPV4, Flow, FlowKey, MAP_FLOWS, PROTO_TCP, conntrack::STATE_ESTABLISHED,
+    };
+    use lb_userspace::{admin::monotonic_now_ns, dataplane::batch};
+
+    const FLOWS: u32 = 500_000;
+    let mut pairing = pair("vrrp-load", false);
+    let topology = &pairing.topology;
+    let lb1_transitions = router(&pairing.lb1).expect("answers").transitions;
+
+    // Half a million established flows over lb1's three reals (a fresh instance: service 1,
+    // reals 1 to 3, in config order).
+    let now = monotonic_now_ns();
+    let keys: Vec<FlowKey> = (0..FLOWS)
+        .map(|i| {
+            let mut key = FlowKey {
+                protocol: PROTO_TCP,
+                family: FAMILY_IPV4,
+                src_port_be: (i as u16).to_be(),
+                dst_port_be: 80u16.to_be(),
+                ..FlowKey::default()
+            };
+            key.src[..4].copy_from_slice(&(0xcb00_7100u32 + (i >> 16)).to_be_bytes());
+            key.dst[..4].copy_from_slice(&lb_tests::VIP.octets());
+            key
+        })
+        .collect();
+    let flows: Vec<Flow> = (0..FLOWS)
+        .map(|i| Flow {
+            real_id: 1 + i % 3,
+            service_id: 1,
+            last_seen_ns: now,
+            state: u32::from(STATE_ESTABLISHED),
+            ..Flow::default()
+        })
+        .collect();
+    let table = aya::maps::MapData::from_pin(pairing.lb1.pin_dir().join(MAP_FLOWS))
+        .expect("lb1's pinned flow table");
+    batch::update(table.fd().as_fd(), &keys, &flows).expect("filling lb1's flow table");
+
+    // Watch both routers all along: lb1 must stay master, lb2 must never claim the role.
+    let watching = Arc::new(AtomicBool::new(true));
+    let watch = {
+        let watching = watching.clone();
+        let (socket1, socket2) = (
+            pairing.lb1.socket().to_path_buf(),
+            pairing.lb2.socket().to_path_buf(),
+        );
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let started = Instant::now();
+            while watching.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(120) {
+                for (node, socket) in [("lb1", &socket1), ("lb2", &socket2)] {
+                    if let Ok(lb_userspace::admin::Reply::Status(status)) =
+                        lb_userspace::admin::request(socket, &lb_userspace::admin::Request::Status)
+                        && let Some(router) = status.vrrp.first()
+                    {
+                        let wrong = (node == "lb1" && router.state != "MASTER")
+                            || (node == "lb2" && router.state == "MASTER");
+                        if wrong {
+                            seen.push(format!(
+                                "{node} {} after {:?}",
+                                router.state,
+                                started.elapsed()
+                            ));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        })
+    };
+
+    // The backup restarts and takes a bulk copy of the whole table.
+    let copy_started = Instant::now();
+    pairing.lb2.restart(&topology.lb2);
+    // A full listing and reloads while the copy runs.
+    // What `lbadm -L -n -c` asks, read raw with a patient timeout: a debug build of lbd
+    // walking half a million flows while it streams them to the backup takes a while, and
+    // lbadm's 30 s are for people.
+    let listing = {
+        use std::io::{Read as _, Write as _};
+        let mut stream =
+            std::os::unix::net::UnixStream::connect(pairing.lb1.socket()).expect("connecting");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("read timeout");
+        stream
+            .write_all(b"{\"request\":\"connections\"}\n")
+            .expect("asking for the connections");
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).expect("reading the listing");
+        reply
+    };
+    let listed = listing
+        .windows(b"\"source_port\"".len())
+        .filter(|window| *window == b"\"source_port\"")
+        .count();
+    assert!(
+        listed >= FLOWS as usize,
+        "the listing has {listed} connections"
+    );
+    pairing.lb1.signal(libc::SIGHUP);
+    pairing.lb2.signal(libc::SIGHUP);
+    wait_for_copy(&pairing.lb2, u64::from(FLOWS), Duration::from_secs(60));
+    report(
+        "restart of the backup, a full listing and its bulk copy of 500,000 flows",
+        copy_started.elapsed(),
+    );
+    let log = pairing.lb1.log();
+    let copied = log
+        .lines()
+        .find(|line| line.contains("sent a bulk copy of") && !line.contains("copy of 0 flows"))
+        .unwrap_or("no bulk copy logged");
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "lb1: {copied}");
+    assert!(
+        pairing.lb1.wait_for_log("reload", Duration::from_secs(10)),
+        "{}",
+        pairing.lb1.log()
+    );
+    // A few more seconds of incremental scans of the large table.
+    std::thread::sleep(Duration::from_secs(3));
+    watching.store(false, Ordering::SeqCst);
+    let wrong = watch.join().expect("watcher");
+    assert!(
+        wrong.is_empty(),
+        "spurious failover: {wrong:?}\n{}",
+        pairing.lb2.log()
+    );
+    assert_eq!(
+        router(&pairing.lb1).expect("answers").transitions,
+        lb1_transitions
+    );
+    assert_eq!(state(&pairing.lb1), "MASTER");
+}

@@ -169,16 +169,8 @@ pub trait DataplaneReader: Send + Sync {
     fn merge_flow(&self, key: &FlowKey, flow: &Flow) -> Result<bool, DataplaneError>;
     /// The clock flows' `last_seen_ns` are on (`bpf_ktime_get_ns`: CLOCK_MONOTONIC).
     fn now_ns(&self) -> u64 {
-        crate::dataplane::monotonic_ns()
+        crate::admin::monotonic_now_ns()
     }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds, the program's `bpf_ktime_get_ns()`.
-pub fn monotonic_ns() -> u64 {
-    // SAFETY: clock_gettime writes the timespec it is given.
-    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> DataplaneError {

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpStream;
 
 use super::{
-    SCAN_EVERY, Shared,
+    Shared,
     names::{Ids, Unmatched},
     read_message,
     wire::{FlowRecord, Message},
@@ -16,9 +16,19 @@ use super::{
 /// Between attempts to reach the peer.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 const CONNECT_WITHIN: Duration = Duration::from_secs(1);
-/// A master sends something at least every [`SCAN_EVERY`]; this long without a frame and the
-/// connection is given up (the bulk copy's batches come faster than this too).
-const SILENCE_LIMIT: Duration = Duration::from_secs(5);
+/// A master sends something after each walk of its table ([`super::SCAN_EVERY`], longer for a large
+/// table); this long without a frame and the connection is given up.
+const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+/// How often the receiving side looks whether this node became master.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 pub(super) async fn fetch(shared: Arc<Shared>) {
     let peer = SocketAddr::new(shared.peer, shared.port);
@@ -53,6 +63,20 @@ pub(super) async fn fetch(shared: Arc<Shared>) {
 async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
     write_message(&mut stream, &Message::Hello).await?;
+    // Frames are read by a task of their own: a read cut short (to look at the VRRP state)
+    // would lose the bytes it had, and the stream's framing with them.
+    let (frames, mut incoming) = tokio::sync::mpsc::channel(4);
+    let (mut reading, _writing) = stream.into_split();
+    let reader = tokio::spawn(async move {
+        loop {
+            let frame = read_message(&mut reading).await;
+            let failed = frame.is_err();
+            if frames.send(frame).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    let _stop_reading = AbortOnDrop(reader);
     let mut expected = 1u64;
     let mut ids = (shared.desired.load_full(), None::<Arc<Ids>>);
     let mut received_at = std::time::Instant::now();
@@ -60,8 +84,9 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
         if shared.is_master() {
             return Ok(());
         }
-        let message = match tokio::time::timeout(SCAN_EVERY, read_message(&mut stream)).await {
-            Ok(message) => message?,
+        let message = match tokio::time::timeout(LOOK_EVERY, incoming.recv()).await {
+            Ok(Some(message)) => message?,
+            Ok(None) => return Err("the connection's reader stopped".into()),
             Err(_) if received_at.elapsed() < SILENCE_LIMIT => continue,
             Err(_) => return Err(format!("nothing from the master for {SILENCE_LIMIT:?}")),
         };

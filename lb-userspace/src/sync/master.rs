@@ -125,11 +125,9 @@ async fn stream_to(mut stream: TcpStream, shared: &Shared) -> Result<(), String>
     );
     shared.board.update(|status| status.complete = true);
 
-    let mut ticks = tokio::time::interval(SCAN_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
+    let mut pause = SCAN_EVERY;
     loop {
-        ticks.tick().await;
+        tokio::time::sleep(pause).await;
         if !shared.is_master() {
             return Ok(());
         }
@@ -151,8 +149,10 @@ async fn stream_to(mut stream: TcpStream, shared: &Shared) -> Result<(), String>
             write_message(&mut stream, &Message::Heartbeat { sequence }).await?;
         }
         let took = started.elapsed();
+        // A large table takes a while to walk: the walks take at most a quarter of a core.
+        pause = SCAN_EVERY.max(took * 3);
         shared.board.update(|status| {
-            status.lag_ms = (SCAN_EVERY + took).as_millis() as u64;
+            status.lag_ms = (pause + took).as_millis() as u64;
             status.pending = 0;
         });
     }

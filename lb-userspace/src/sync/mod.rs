@@ -4,7 +4,8 @@
 //! - `wire.rs`: the stream's frames, flows named by VIP:port/protocol and real address:port;
 //! - `names.rs`: ids ↔ names on each node;
 //! - `master.rs`: the sending side: a bulk copy when the backup connects, then every
-//!   [`SCAN_EVERY`] the flows that are new, changed state or real, or need refreshing;
+//!   [`SCAN_EVERY`] (longer for a table that takes long to walk) the flows that are new,
+//!   changed state or real, or need refreshing;
 //! - `backup.rs`: the receiving side: connects while this node is not master, merges what
 //!   comes into the flow table, and says when it holds a full copy.
 //!
@@ -33,7 +34,8 @@ use crate::{
     admin::SyncStatus, config::ha::SyncConfig, dataplane::DataplaneReader, reconcile::Desired, vrrp,
 };
 
-/// How often the master looks for changed flows.
+/// How often the master looks for changed flows: this often, or three times as long as the
+/// last walk of the table took, whichever is longer (a walk of a large table is not free).
 pub const SCAN_EVERY: Duration = Duration::from_millis(500);
 
 /// Sync's progress, for `lbadm status` and the metrics.

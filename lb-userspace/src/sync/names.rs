@@ -62,9 +62,12 @@ pub enum Unmatched {
     Real,
 }
 
+/// A service's id, and its reals' ids by address and port.
+type ServiceIds = (u32, HashMap<(IpAddr, u16), u32>);
+
 /// The backup's side: names → ids.
 pub struct Ids {
-    services: HashMap<ServiceName, (u32, HashMap<(IpAddr, u16), u32>)>,
+    services: HashMap<ServiceName, ServiceIds>,
 }
 
 impl Ids {

@@ -91,41 +91,40 @@ impl DataplaneReader for EbpfReader {
             }
         };
         let state = flow.state as u8;
-        if let Some(old) =
-            element::lookup::<FlowKey, Flow>(fd, key).map_err(failed("BPF_MAP_LOOKUP_ELEM"))?
-        {
-            let same = old.real_id == flow.real_id && old.state == flow.state;
-            if same && old.last_seen_ns >= flow.last_seen_ns {
-                return Ok(true);
-            }
-            // Whoever removes a flow counts it out (see the sweep): if the sweep took the old
-            // entry first, this is a new one.
-            if element::replace_existing(fd, key, flow).map_err(failed("BPF_MAP_UPDATE_ELEM"))? {
-                if !same {
-                    self.conns.add(old.real_id, old.state as u8, -1)?;
-                    self.conns.add(flow.real_id, state, 1)?;
-                }
-                return Ok(true);
-            }
-        }
-        // Counted first, as the program does: a sweep removing it at once counts it out.
+        // Most copies are of flows the table lacks (a bulk copy): one insert. Counted first,
+        // as the program does: a sweep removing it at once counts it out.
         self.conns.add(flow.real_id, state, 1)?;
         match element::insert_new(fd, key, flow) {
-            Ok(true) => Ok(true),
-            // The program recorded it meanwhile: its entry is the fresher.
-            Ok(false) => {
-                self.conns.add(flow.real_id, state, -1)?;
-                Ok(true)
-            }
+            Ok(true) => return Ok(true),
+            Ok(false) => self.conns.add(flow.real_id, state, -1)?,
             Err(error) if error.raw_os_error() == Some(libc::E2BIG) => {
                 self.conns.add(flow.real_id, state, -1)?;
-                Ok(false)
+                return Ok(false);
             }
             Err(source) => {
                 self.conns.add(flow.real_id, state, -1)?;
-                Err(failed("BPF_MAP_UPDATE_ELEM")(source))
+                return Err(failed("BPF_MAP_UPDATE_ELEM")(source));
             }
         }
+        // The table has it: the copy's real, state and time, unless it is older.
+        let Some(old) =
+            element::lookup::<FlowKey, Flow>(fd, key).map_err(failed("BPF_MAP_LOOKUP_ELEM"))?
+        else {
+            // Swept meanwhile: the next copy brings it back.
+            return Ok(true);
+        };
+        let same = old.real_id == flow.real_id && old.state == flow.state;
+        if same && old.last_seen_ns >= flow.last_seen_ns {
+            return Ok(true);
+        }
+        // Whoever removes a flow counts it out (see the sweep): if the sweep took the old
+        // entry first, the next copy brings this one back.
+        if element::replace_existing(fd, key, flow).map_err(failed("BPF_MAP_UPDATE_ELEM"))? && !same
+        {
+            self.conns.add(old.real_id, old.state as u8, -1)?;
+            self.conns.add(flow.real_id, state, 1)?;
+        }
+        Ok(true)
     }
 }
 
