@@ -23,6 +23,7 @@
 //!   failover and a request loop; `topology::ha` is their network (two balancers on the
 //!   switch, no VIP until VRRP adds it).
 //! - [`keepalived`]: keepalived as lbd's VRRP peer, in a namespace.
+//! - [`takeover`]: takeover times of an lbd pair and a keepalived pair, for the bench.
 //! - [`packet`]: the one packet builder, with checksums, for fixtures, benches and the demo.
 //! - [`pcap`]: pcap dumps and field-level diffs for failing packet fixtures.
 //!
@@ -43,6 +44,7 @@ pub mod packet;
 pub mod pcap;
 pub mod privilege;
 pub mod server;
+pub mod takeover;
 pub mod topology;
 pub mod udp;
 

@@ -102,6 +102,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         Task::Bench => {
             setup::run()?;
+            // The takeover rows run the release lbd next to keepalived.
+            status(cargo().args([
+                "build",
+                "--quiet",
+                "--release",
+                "--package",
+                "lb-userspace",
+                "--bins",
+            ]))?;
             // Release: the bench binary builds a frame between single-packet runs, and an
             // unoptimised build does that slowly enough to leave the kernel's caches colder.
             status(cargo().args([

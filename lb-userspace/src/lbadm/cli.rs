@@ -139,7 +139,7 @@ pub struct IpvsadmArgs {
     /// With -L: the tcp, tcpfin and udp timeouts.
     #[arg(long = "timeout")]
     pub timeout: bool,
-    /// With -L: the sync daemons (none run: sync comes with HA).
+    /// With -L: IPVS's sync daemons (none run: lbd's connection sync is its `sync` key).
     #[arg(long = "daemon")]
     pub daemon: bool,
     /// With -L: connections, packets and bytes.

@@ -18,7 +18,8 @@ pub fn run(
 ) -> Result<String, Failure> {
     match options.kind {
         ListKind::Connections => return super::connections::run(socket, output),
-        // No sync daemon runs (connection sync comes with HA): ipvsadm then prints nothing.
+        // No IPVS sync daemon runs (lbd syncs through its `sync` key): ipvsadm then prints
+        // nothing.
         ListKind::Daemons => return Ok(String::new()),
         _ => {}
     }

@@ -1,7 +1,8 @@
 //! `lb-bench` (run by `cargo xtask bench`): nanoseconds per packet of the XDP program, from
 //! `BPF_PROG_TEST_RUN` durations, for the paths that matter: a known flow (IPv4 and IPv6), a
 //! new flow (per scheduler), traffic that is not ours, a fragment and an ICMP error, and each
-//! forwarding method (tunnel, NAT and its replies, full NAT). Numbers come from the kernel's own timing of the program alone,
+//! forwarding method (tunnel, NAT and its replies, full NAT); then VRRP takeover times of an
+//! lbd pair next to a keepalived pair's. Numbers come from the kernel's own timing of the program alone,
 //! without driver or wire; they bound what the program costs, not what a NIC delivers.
 
 use std::{
@@ -209,7 +210,42 @@ fn main() -> ExitCode {
         "\n(new flows and the forwarding methods: {NEW_FLOWS} and {SINGLE_RUNS} single runs; \
          others: {REPEAT} repeats of one frame)"
     );
+    takeovers();
     ExitCode::SUCCESS
+}
+
+/// VRRP takeover times, lbd's next to keepalived's, each from a fresh pair in namespaces: from
+/// the master's exit until the backup holds the VIP.
+fn takeovers() {
+    use lb_tests::takeover::{Exit, Peer, measure};
+    println!(
+        "\n{:<44} {:>10} {:>11}",
+        "VRRP takeover (namespaces, one sample each)", "lbd", "keepalived"
+    );
+    let mut run = 0;
+    for advert in [Duration::from_secs(1), Duration::from_millis(100)] {
+        for (exit, what) in [
+            (Exit::Killed, "master SIGKILLed"),
+            (Exit::Stopped, "master stopped"),
+        ] {
+            let mut times = [Duration::ZERO; 2];
+            for (slot, peer) in [Peer::Lbd, Peer::Keepalived].into_iter().enumerate() {
+                run += 1;
+                let prefix = format!("lbb-to{}-{run}-", std::process::id());
+                times[slot] = measure(&prefix, peer, advert, exit);
+            }
+            println!(
+                "{:<44} {:>8} ms {:>8} ms",
+                format!("{what}, {} ms adverts", advert.as_millis()),
+                times[0].as_millis(),
+                times[1].as_millis()
+            );
+        }
+    }
+    println!(
+        "(bounds: killed, 3 × advert + skew = 3.609 s at 1 s and 361 ms at 100 ms for the backup's \
+         priority 100; stopped, the skew: 609 ms and 61 ms)"
+    );
 }
 
 /// Known flows through each forwarding method, a NAT reply, a full-NAT new flow, and traffic
