@@ -82,18 +82,87 @@ fn lbd_check_accepts_a_config_with_keepalived_defaults_and_given_interfaces() {
 }
 
 #[test]
-fn lbd_check_refuses_the_yaml_with_vrrp_uncommented() {
-    // The commented-out block is SPEC.md's vrrp; this lbd refuses the key, so it must stay
-    // commented out (and this test notices the day lbd accepts it).
-    let converted = import(&testdata("keepalived.conf"), &ImportOptions::default()).unwrap();
-    let start = converted.yaml.find("# vrrp:").unwrap();
-    let uncommented: String = converted.yaml[..start].to_owned()
-        + &converted.yaml[start..]
-            .lines()
-            .map(|line| format!("{}\n", line.strip_prefix("# ").unwrap_or(line)))
-            .collect::<String>();
-    let output = lbd_check("vrrp.yaml", &uncommented);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{uncommented}");
-    assert!(stderr.contains("vrrp: not supported yet"), "{stderr}");
+fn lbd_check_accepts_the_converted_vrrp_instances_and_sync() {
+    let dir = std::env::temp_dir().join(format!("lb-import-vrrp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keepalived.conf");
+    std::fs::write(
+        &path,
+        "global_defs {
+    router_id lb1
+    lvs_sync_daemon eth1 VI_WEB
+}
+vrrp_instance VI_WEB {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 0.05
+    unicast_peer {
+        10.0.0.3
+    }
+    virtual_ipaddress {
+        192.0.2.10/24
+    }
+    track_interface {
+        eth1 weight -20
+        eth2 weight 10
+        eth3
+    }
+    notify \"/usr/local/bin/notify.sh\"
+    notify_master \"/usr/local/bin/notify.sh master\"
+}
+vrrp_instance VI_WEB6 {
+    interface eth0
+    virtual_router_id 51
+    advert_int 0.1
+    nopreempt
+    virtual_ipaddress {
+        2001:db8::10
+    }
+    notify_fault /usr/local/bin/fault
+}
+virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lb_kind DR
+    real_server 10.0.0.11 80 {
+    }
+}
+",
+    )
+    .unwrap();
+    let converted =
+        import(&path, &ImportOptions::default()).unwrap_or_else(|error| panic!("{error}"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    for expected in [
+        "\nvrrp:\n  # keepalived.conf:5: vrrp_instance VI_WEB\n",
+        "    priority: 160\n",
+        "    advert_interval: 50ms\n",
+        "    unicast_peers: [10.0.0.3]\n",
+        "    track_interfaces: [{name: eth1, weight: -20}, {name: eth2, weight: -10}, eth3]\n",
+        "      on_master: \"/usr/local/bin/notify.sh master\"\n      on_backup: \
+         /usr/local/bin/notify.sh\n",
+        "    advert_interval: 100ms\n    preempt: false\n",
+        "\nsync:\n  peer: 10.0.0.3\n",
+    ] {
+        assert!(
+            converted.yaml.contains(expected),
+            "{expected:?} missing:\n{}",
+            converted.yaml
+        );
+    }
+    let output = lbd_check("vrrp.yaml", &converted.yaml);
+    assert!(
+        output.status.success(),
+        "lbd --check refused:\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        converted.yaml
+    );
+    // notify_master overrides notify on MASTER; keepalived ran both.
+    let listed: Vec<String> = converted
+        .unconverted
+        .iter()
+        .map(|entry| format!("{}:{}", entry.line, entry.directive))
+        .collect();
+    assert_eq!(listed, ["22:notify"], "{:#?}", converted.unconverted);
 }

@@ -1,5 +1,5 @@
 //! The mapping: keepalived's top-level blocks, `global_defs` and `virtual_server` → our
-//! config; the checkers are `check.rs`'s, `vrrp_instance` is `vrrp.rs`'s.
+//! config; the checkers are `check.rs`'s, `vrrp_instance` and the sync daemon `vrrp.rs`'s.
 
 use std::{
     collections::HashSet,
@@ -18,7 +18,7 @@ use super::{
     yaml::{Converted, Limits, Service, Timeouts},
 };
 use crate::{
-    config::{Forward, OnFailure, Protocol, Scheduler, Tunnel, is_valid_interface_name},
+    config::{Forward, OnFailure, Protocol, Scheduler, Tunnel},
     schedule::maglev,
 };
 
@@ -63,7 +63,8 @@ pub(super) fn convert(
     let mut timeouts = Timeouts::default();
     let mut services: Vec<Service> = Vec::new();
     let mut identities = HashSet::new();
-    let mut vrrp = Vec::new();
+    let mut vrrp_blocks = Vec::new();
+    let mut sync_daemon = None;
     // Every VIP, for the rule that a sorry server or a check's source is none of them.
     let vips: HashSet<IpAddr> = directives
         .iter()
@@ -72,7 +73,13 @@ pub(super) fn convert(
         .collect();
     for directive in directives {
         match directive.keyword.as_str() {
-            "global_defs" => global_defs(&mut notes, directive, &mut instance, &mut timeouts),
+            "global_defs" => global_defs(
+                &mut notes,
+                directive,
+                &mut instance,
+                &mut timeouts,
+                &mut sync_daemon,
+            ),
             "virtual_server" => {
                 let Some(service) = reals::virtual_server(&mut notes, directive, &vips) else {
                     continue;
@@ -86,7 +93,7 @@ pub(super) fn convert(
                     );
                 }
             }
-            "vrrp_instance" => vrrp.push(vrrp::instance(&mut notes, directive)),
+            "vrrp_instance" => vrrp_blocks.push(directive),
             keyword => notes.skip(directive, top_level_reason(keyword)),
         }
     }
@@ -99,7 +106,9 @@ pub(super) fn convert(
                 .to_owned(),
         )
     });
-    let (interfaces, interfaces_comment) = interfaces(&mut notes, source, options, &vrrp);
+    let routers = vrrp::routers(&mut notes, &vrrp_blocks, sync_daemon);
+    let (interfaces, interfaces_comment) =
+        interfaces(&mut notes, source, options, &routers.interfaces);
     let listed: HashSet<usize> = notes.skipped.iter().map(|entry| entry.order).collect();
     for directive in directives {
         list_unread(&mut notes, directive, &listed);
@@ -114,7 +123,8 @@ pub(super) fn convert(
             limits: limits(&services),
             services,
             timeouts,
-            vrrp,
+            vrrp: routers.instances,
+            sync: routers.sync,
         },
         skipped: notes.skipped,
     }
@@ -172,12 +182,13 @@ fn list_unread(notes: &mut Notes, directive: &Directive, listed: &HashSet<usize>
     }
 }
 
-/// The caller's interfaces, else the VRRP instances', else a guess that is listed.
+/// The caller's interfaces, else the VRRP instances' (`vrrp_interfaces`), else a guess that
+/// is listed.
 fn interfaces(
     notes: &mut Notes,
     source: &Path,
     options: &ImportOptions,
-    vrrp: &[super::yaml::Vrrp],
+    vrrp_interfaces: &[String],
 ) -> (Vec<String>, String) {
     if !options.interfaces.is_empty() {
         let mut names: Vec<String> = Vec::new();
@@ -191,18 +202,9 @@ fn interfaces(
             "interfaces: as given to lbadm import-keepalived".to_owned(),
         );
     }
-    let mut names: Vec<String> = Vec::new();
-    for name in vrrp
-        .iter()
-        .filter_map(|instance| instance.interface.clone())
-    {
-        if is_valid_interface_name(&name) && !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    if !names.is_empty() {
+    if !vrrp_interfaces.is_empty() {
         return (
-            names,
+            vrrp_interfaces.to_vec(),
             "interfaces: those of the vrrp_instances; the XDP program attaches where VIP \
              traffic arrives"
                 .to_owned(),
@@ -226,11 +228,12 @@ fn interfaces(
     )
 }
 
-fn global_defs(
+fn global_defs<'d>(
     notes: &mut Notes,
-    block: &Directive,
+    block: &'d Directive,
     instance: &mut Option<(String, String)>,
     timeouts: &mut Timeouts,
+    sync_daemon: &mut Option<&'d Directive>,
 ) {
     for directive in block.children() {
         match directive.keyword.as_str() {
@@ -260,6 +263,15 @@ fn global_defs(
                 merge(&mut timeouts.tcp_fin, values.tcp_fin);
                 merge(&mut timeouts.udp, values.udp);
             }
+            // `lvs_sync_daemon INTERFACE VRRP_INSTANCE [options]`.
+            "lvs_sync_daemon" if directive.args.len() >= 2 && sync_daemon.is_none() => {
+                *sync_daemon = Some(directive);
+            }
+            "lvs_sync_daemon" if sync_daemon.is_none() => notes.skip(
+                directive,
+                "needs an interface and a vrrp_instance; keepalived ignores it too",
+            ),
+            "vrrp_version" if directive.value() == Some("3") => {}
             keyword => notes.skip(directive, global_reason(keyword)),
         }
     }
@@ -267,8 +279,18 @@ fn global_defs(
 
 /// `router_id` as an instance name: `[A-Za-z0-9_-]`, at most 32 characters.
 fn instance_name(router_id: &str) -> String {
-    let name: String = router_id
-        .chars()
+    let name = valid_name(router_id);
+    if name.is_empty() {
+        DEFAULT_INSTANCE.to_owned()
+    } else {
+        name
+    }
+}
+
+/// `text` as lbd's names (`instance`, a vrrp instance's `name`) are written: a character
+/// outside `A-Za-z0-9_-` becomes `-`, and at most 32 are kept.
+pub(super) fn valid_name(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
                 c
@@ -277,12 +299,7 @@ fn instance_name(router_id: &str) -> String {
             }
         })
         .take(MAX_INSTANCE_LEN)
-        .collect();
-    if name.is_empty() {
-        DEFAULT_INSTANCE.to_owned()
-    } else {
-        name
-    }
+        .collect()
 }
 
 /// `tcp N tcpfin N udp N`, in any order and subset, each option read alone as keepalived
@@ -631,8 +648,9 @@ fn top_level_reason(keyword: &str) -> String {
         "virtual_server_group" => {
             "lbd has no virtual server groups; write a service per address".to_owned()
         }
-        "vrrp_sync_group" => "VRRP is not in this version of lbd, and SPEC.md's vrrp has no \
-                              sync groups"
+        "vrrp_sync_group" => "lbd has no sync groups: each vrrp instance runs alone (the \
+                              routers of a pair normally move together anyway, as they see \
+                              the same failures)"
             .to_owned(),
         "vrrp_script" | "vrrp_track_process" | "track_file" => {
             "lbd runs no scripts or trackers to adjust VRRP priorities".to_owned()
@@ -658,9 +676,11 @@ fn global_reason(keyword: &str) -> String {
     {
         "lbd sends no mail"
     } else if keyword == "lvs_sync_daemon" {
-        "connection sync (sync:) is not in this version of lbd"
+        "keepalived runs one sync daemon, the first configured; it ignores this one too"
+    } else if keyword == "vrrp_version" {
+        "lbd speaks VRRPv3 only, so its peer must too"
     } else if keyword.starts_with("vrrp_") || keyword.starts_with("garp_") {
-        "VRRP is not in this version of lbd"
+        "lbd's VRRP has no such setting"
     } else if keyword == "script_user" || keyword == "enable_script_security" {
         "lbd runs no keepalived scripts"
     } else if keyword.starts_with("lvs_flush") {
@@ -678,7 +698,10 @@ fn service_reason(keyword: &str) -> String {
             "lbd has no quorum for a service"
         }
         "smtp_alert" => "lbd sends no mail",
-        "ha_suspend" => "VRRP is not in this version of lbd",
+        "ha_suspend" => {
+            "lbd checks the reals whatever its VRRP state, so that a backup takes over \
+             knowing which are up"
+        }
         "persistence_engine" => "lbd has no persistence engines (SIP)",
         "hashed" | "ops" | "flag-1" | "flag-2" | "flag-3" | "sh-port" | "sh-fallback"
         | "mh-port" | "mh-fallback" => "lbd's schedulers take no IPVS flags",

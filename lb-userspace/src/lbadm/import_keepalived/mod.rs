@@ -16,8 +16,8 @@
 //! - `glob.rs`: the `include` patterns (glob(3) with `GLOB_BRACE`);
 //! - `convert.rs`: the top-level blocks, `global_defs`, a `virtual_server`'s own settings;
 //!   `reals.rs`: a `virtual_server` and its `real_server`s → a service; `check.rs`: the
-//!   reals' checkers → one `health_check` per service; `vrrp.rs`: `vrrp_instance` → the
-//!   commented-out `vrrp:` block;
+//!   reals' checkers → one `health_check` per service; `vrrp.rs`: `vrrp_instance` → an
+//!   entry of `vrrp:`, the LVS sync daemon → `sync:`;
 //! - `yaml.rs`: the converted config as YAML text, keys in SPEC.md's order.
 //!
 //! # Mapping
@@ -57,9 +57,21 @@
 //!   lines make one set of codes, as keepalived ORs them. `SSL_GET`, `MISC_CHECK`,
 //!   `SMTP_CHECK`, `DNS_CHECK`, `BFD_CHECK`, … are listed (lbd has no TLS, script or
 //!   protocol checks).
-//! - `vrrp_instance` → a commented-out entry of SPEC.md's `vrrp:` (this lbd refuses the key
-//!   until VRRP lands), each listed; `vrrp_sync_group`, `vrrp_script`, `static_ipaddress`, …
-//!   are listed.
+//! - `vrrp_instance` → an entry of `vrrp:`: `interface`, `virtual_router_id` → `vrid`,
+//!   `priority`, `advert_int` → `advert_interval` (when it is whole centiseconds, VRRPv3's
+//!   unit; else listed), `nopreempt`, `preempt_delay`, `state` → `initial_state`,
+//!   `unicast_peer` → `unicast_peers`, `virtual_ipaddress` → `virtual_addresses` (of the
+//!   family of the first address, as keepalived keeps them; the others listed),
+//!   `track_interface` → `track_interfaces` (a positive weight, which keepalived adds while
+//!   the link is up, raises the priority and is negated: lbd moves the priority while a link
+//!   is down), `notify_master`/`_backup`/`_fault`/`_stop` → `hooks` (an absolute program
+//!   with blank-separated arguments; else listed), `notify` → each hook no `notify_STATE`
+//!   sets (lbd gives every hook the arguments keepalived gives `notify`). An instance without
+//!   an interface, a router id or an address lbd can carry, or that clashes with an earlier
+//!   one, is listed. `authentication`, `unicast_src_ip`, `track_script`, … are listed.
+//! - `lvs_sync_daemon` (global) or `lvs_sync_daemon_interface` (an instance's) → `sync:
+//!   {peer}` when its instance has one unicast peer; else listed. `vrrp_sync_group` (lbd's
+//!   instances run alone), `vrrp_script`, `static_ipaddress`, … are listed.
 //! - `interfaces` (required): [`ImportOptions::interfaces`] if given, else the
 //!   `vrrp_instance`s' `interface`s, else `eth0`, with a note that it is a guess.
 //! - `limits`: written only where the services need more than lbd's default map sizes.

@@ -1,121 +1,713 @@
-//! `vrrp_instance` → an entry of SPEC.md's `vrrp:` list. This lbd refuses the key (VRRP
-//! lands later), so the YAML carries the entries commented out and each instance is listed;
-//! its directives that SPEC.md's keys cannot say are listed too.
+//! `vrrp_instance` → an entry of lbd's `vrrp:` list, and keepalived's LVS sync daemon →
+//! `sync:`. A directive lbd's keys cannot say is listed. So is an instance that lacks what
+//! lbd needs (an interface, a router id, an address) or that clashes with an earlier one:
+//! the YAML must pass lbd's validation whole.
+//!
+//! Where keepalived and lbd mean different things by the same words, the YAML says
+//! keepalived's meaning in lbd's terms:
+//! - a tracked interface's positive weight: keepalived adds it while the link is up, lbd
+//!   moves the priority by a weight while the link is down. So the priority starts higher by
+//!   the weight and the link gets its negative: the same priorities, up and down, as long as
+//!   the sum stays within 254 (where keepalived stops too); beyond it, the entry is listed;
+//! - `notify`: keepalived runs it with `INSTANCE`, the name, the state and the priority, the
+//!   arguments lbd gives every hook, so it becomes each hook no `notify_STATE` sets;
+//! - `advert_int`: seconds with a fraction. VRRPv3 counts whole centiseconds, and keepalived
+//!   rounds an interval between two; the YAML does not round, it lists.
 
-use std::net::IpAddr;
+use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use super::{
     convert::{self, Notes},
     parse::Directive,
-    yaml::Vrrp,
+    yaml::{Sync, Vrrp},
+};
+use crate::config::{
+    ha::{TrackInterface, VirtualAddress},
+    is_valid_interface_name,
 };
 
-/// One `vrrp_instance NAME { … }`.
-pub(super) fn instance(notes: &mut Notes, block: &Directive) -> Vrrp {
-    notes.skip(
+/// keepalived's priority without `priority`, and lbd's.
+const DEFAULT_PRIORITY: u8 = 100;
+/// The address owner's priority: it never moves.
+const OWNER_PRIORITY: u8 = 255;
+/// The highest priority tracking can reach, in keepalived and in lbd.
+const MAX_TRACKED_PRIORITY: i32 = 254;
+/// keepalived reads track weights in -254..=254 and runs ±254 as ±253.
+const MAX_KEEPALIVED_WEIGHT: i32 = 253;
+/// VRRPv3's Max Adver Int: 12 bits of centiseconds.
+const MAX_ADVERT_CENTISECONDS: u64 = 4095;
+/// lbd's longest `preempt_delay`.
+const MAX_PREEMPT_DELAY: Duration = Duration::from_secs(3600);
+
+/// keepalived's notify directives and the lbd hooks they become, in lbd's order.
+const HOOKS: [(&str, &str); 4] = [
+    ("notify_master", "on_master"),
+    ("notify_backup", "on_backup"),
+    ("notify_fault", "on_fault"),
+    ("notify_stop", "on_stop"),
+];
+
+/// What the `vrrp_instance`s and the sync daemon become.
+pub(super) struct Routers {
+    pub(super) instances: Vec<Vrrp>,
+    /// Every valid interface an instance names, converted or not (where the XDP program
+    /// likely attaches).
+    pub(super) interfaces: Vec<String>,
+    pub(super) sync: Option<Sync>,
+}
+
+/// Converts the `vrrp_instance` blocks, and the sync daemon from `global_defs`'
+/// `lvs_sync_daemon INTERFACE INSTANCE …` or an instance's `lvs_sync_daemon_interface`.
+pub(super) fn routers(
+    notes: &mut Notes,
+    blocks: &[&Directive],
+    global_sync_daemon: Option<&Directive>,
+) -> Routers {
+    let mut taken = Taken::default();
+    let mut interfaces: Vec<String> = Vec::new();
+    let mut converted: Vec<(String, Vrrp)> = Vec::new();
+    let mut daemons: Vec<SyncDaemon> = global_sync_daemon
+        .and_then(|directive| {
+            Some(SyncDaemon {
+                directive,
+                instance: directive.args.get(1)?.clone(),
+            })
+        })
+        .into_iter()
+        .collect();
+    for block in blocks {
+        let instance = read(notes, block);
+        if let Some(interface) = &instance.interface
+            && !interfaces.contains(interface)
+        {
+            interfaces.push(interface.clone());
+        }
+        if let Some(directive) = instance.sync_daemon {
+            daemons.push(SyncDaemon {
+                directive,
+                instance: instance.written_name.clone(),
+            });
+        }
+        let written_name = instance.written_name.clone();
+        if let Some(vrrp) = instance.finish(notes, &mut taken) {
+            converted.push((written_name, vrrp));
+        }
+    }
+    daemons.sort_by_key(|daemon| daemon.directive.at.order);
+    let sync = sync(notes, &daemons, &converted);
+    Routers {
+        instances: converted.into_iter().map(|(_, vrrp)| vrrp).collect(),
+        interfaces,
+        sync,
+    }
+}
+
+/// A `vrrp_instance` as its block says it, before the checks against the other instances.
+struct Instance<'d> {
+    block: &'d Directive,
+    /// As keepalived.conf writes it; the notes name the instance by it.
+    written_name: String,
+    interface: Option<String>,
+    vrid: Option<u8>,
+    priority: Option<u8>,
+    advert_interval: Option<Duration>,
+    preempt: bool,
+    preempt_delay: Option<Duration>,
+    initial_state: Option<&'static str>,
+    /// Whether the instance is IPv6: the family of the first unicast peer or virtual address
+    /// written, as keepalived decides it.
+    ipv6: Option<bool>,
+    unicast_peers: Vec<IpAddr>,
+    virtual_addresses: Vec<(VirtualAddress, &'d Directive)>,
+    /// With keepalived's weights.
+    track_interfaces: Vec<(TrackInterface, &'d Directive)>,
+    /// The command of each of [`HOOKS`], from its `notify_STATE`.
+    hooks: [Option<String>; 4],
+    /// `notify`: the command, for the hooks no `notify_STATE` sets.
+    notify: Option<(String, &'d Directive)>,
+    sync_daemon: Option<&'d Directive>,
+}
+
+fn read<'d>(notes: &mut Notes, block: &'d Directive) -> Instance<'d> {
+    let mut instance = Instance {
         block,
-        "VRRP is not in this version of lbd; the YAML carries it commented out",
-    );
-    let name = block.value().unwrap_or("VI").to_owned();
-    let mut vrrp = Vrrp {
-        comment: format!("{}: vrrp_instance {name}", block.at.place()),
-        name,
+        written_name: block.value().unwrap_or_default().to_owned(),
+        interface: None,
+        vrid: None,
+        priority: None,
+        advert_interval: None,
         preempt: true,
-        ..Vrrp::default()
+        preempt_delay: None,
+        initial_state: None,
+        ipv6: None,
+        unicast_peers: Vec::new(),
+        virtual_addresses: Vec::new(),
+        track_interfaces: Vec::new(),
+        hooks: Default::default(),
+        notify: None,
+        sync_daemon: None,
     };
     for directive in block.children() {
         let value = directive.value().unwrap_or_default();
-        let seconds = || convert::seconds(value);
+        if let Some(index) = hook_index(&directive.keyword) {
+            if instance.hooks[index].is_some() {
+                notes.skip(
+                    directive,
+                    format!(
+                        "{} is set twice; keepalived ignores this one too",
+                        directive.keyword
+                    ),
+                );
+            } else {
+                instance.hooks[index] = hook_command(notes, directive);
+            }
+            continue;
+        }
         match directive.keyword.as_str() {
-            "interface" if !value.is_empty() => vrrp.interface = Some(value.to_owned()),
+            "interface" if is_valid_interface_name(value) => {
+                instance.interface = Some(value.to_owned());
+            }
+            "interface" => notes.skip(
+                directive,
+                format!("{value:?} is not a Linux interface name"),
+            ),
             "virtual_router_id" => match value.parse::<u8>() {
-                Ok(vrid) if vrid != 0 => vrrp.vrid = Some(vrid),
+                Ok(vrid) if vrid != 0 => instance.vrid = Some(vrid),
                 _ => notes.skip(
                     directive,
                     format!("{value:?} is not a router id (1 to 255)"),
                 ),
             },
             "priority" => match value.parse::<u8>() {
-                Ok(priority) if priority != 0 => vrrp.priority = Some(priority),
+                Ok(priority) if priority != 0 => instance.priority = Some(priority),
                 _ => notes.skip(directive, format!("{value:?} is not a priority (1 to 255)")),
             },
-            "advert_int" => match seconds() {
-                Some(interval) if !interval.is_zero() => vrrp.advert_interval = Some(interval),
-                _ => notes.skip(
+            "advert_int" => match advert_interval(value) {
+                Ok(interval) => instance.advert_interval = Some(interval),
+                Err(problem) => notes.skip(
                     directive,
-                    format!("{value:?} is not an interval in seconds"),
+                    format!("{problem}; the instance gets the default, 1s, as in keepalived"),
                 ),
             },
-            "nopreempt" => vrrp.preempt = false,
-            "preempt" => vrrp.preempt = true,
-            "preempt_delay" => match seconds() {
-                Some(delay) => vrrp.preempt_delay = Some(delay),
+            "nopreempt" => instance.preempt = false,
+            "preempt" => instance.preempt = true,
+            "preempt_delay" => match convert::seconds(value) {
+                Some(delay) if delay <= MAX_PREEMPT_DELAY => instance.preempt_delay = Some(delay),
+                Some(_) => notes.skip(directive, format!("{value}s is beyond lbd's 1h")),
                 None => notes.skip(directive, format!("{value:?} is not a time in seconds")),
             },
             "state" => match value.to_ascii_uppercase().as_str() {
-                "MASTER" => vrrp.initial_state = Some("master"),
-                "BACKUP" => vrrp.initial_state = Some("backup"),
+                "MASTER" => instance.initial_state = Some("master"),
+                "BACKUP" => instance.initial_state = Some("backup"),
                 _ => notes.skip(directive, format!("{value:?} is not MASTER or BACKUP")),
             },
             "unicast_peer" => {
                 for peer in directive.children() {
-                    match peer.keyword.parse::<IpAddr>() {
-                        Ok(address) => vrrp.unicast_peers.push(address),
-                        Err(_) => notes.skip(peer, "not an IP address"),
-                    }
-                    if !peer.args.is_empty() {
-                        notes.skip(peer, "options after a peer's address have no vrrp key");
-                    }
+                    instance.unicast_peer(notes, peer);
                 }
             }
             "virtual_ipaddress" => {
                 for entry in directive.children() {
-                    match virtual_address(&entry.keyword) {
-                        Some(address) => vrrp.virtual_addresses.push(address),
-                        None => notes.skip(entry, "not an IP address with an optional /prefix"),
-                    }
-                    if !entry.args.is_empty() {
-                        notes.skip(
-                            entry,
-                            format!(
-                                "{}: SPEC.md's virtual_addresses have no options (dev, label, \
-                                 scope, …)",
-                                entry.args.join(" ")
-                            ),
-                        );
-                    }
+                    instance.virtual_address(notes, entry);
                 }
             }
             "track_interface" => {
                 for entry in directive.children() {
-                    vrrp.track_interfaces.push(entry.keyword.clone());
-                    if !entry.args.is_empty() {
-                        notes.skip(
-                            entry,
-                            "a tracked interface's weight has no vrrp key (a fault is a fault)",
-                        );
-                    }
+                    instance.track_interface(notes, entry);
                 }
             }
-            "notify_master" | "notify_backup" | "notify_fault" | "notify_stop"
-                if !directive.args.is_empty() =>
-            {
-                let hook = match directive.keyword.as_str() {
-                    "notify_master" => "on_master",
-                    "notify_backup" => "on_backup",
-                    "notify_fault" => "on_fault",
-                    _ => "on_stop",
-                };
-                vrrp.hooks.push((hook, directive.args.join(" ")));
+            "notify" => {
+                if instance.notify.is_some() {
+                    notes.skip(
+                        directive,
+                        "notify is set twice; keepalived ignores this one too",
+                    );
+                } else if let Some(command) = hook_command(notes, directive) {
+                    instance.notify = Some((command, directive));
+                }
+            }
+            "version" if value == "3" => {}
+            "lvs_sync_daemon_interface" if instance.sync_daemon.is_none() => {
+                instance.sync_daemon = Some(directive);
             }
             keyword => notes.skip(directive, reason(keyword)),
         }
     }
-    vrrp
+    instance
 }
 
-/// `192.0.2.10` → `192.0.2.10/32`; `2001:db8::1/64` as written.
-fn virtual_address(text: &str) -> Option<String> {
+impl<'d> Instance<'d> {
+    /// Whether `address` is of the instance's family, which the first address decides.
+    fn of_the_family(&mut self, address: IpAddr) -> bool {
+        *self.ipv6.get_or_insert(address.is_ipv6()) == address.is_ipv6()
+    }
+
+    fn family_name(&self) -> &'static str {
+        if self.ipv6 == Some(true) {
+            "IPv6"
+        } else {
+            "IPv4"
+        }
+    }
+
+    fn unicast_peer(&mut self, notes: &mut Notes, peer: &Directive) {
+        if !peer.args.is_empty() {
+            notes.skip(
+                peer,
+                format!(
+                    "{}: lbd's unicast peers have no options",
+                    peer.args.join(" ")
+                ),
+            );
+        }
+        let Ok(address) = peer.keyword.parse::<IpAddr>() else {
+            notes.skip(peer, "not an IP address");
+            return;
+        };
+        if let Some(problem) = convert::unusable(address) {
+            notes.skip(peer, format!("{address} is {problem}"));
+        } else if !self.of_the_family(address) {
+            notes.skip(
+                peer,
+                format!(
+                    "{address} is not of the instance's family ({}); keepalived skips it too",
+                    self.family_name()
+                ),
+            );
+        } else if self.unicast_peers.contains(&address) {
+            notes.skip(peer, format!("{address} is listed twice"));
+        } else {
+            self.unicast_peers.push(address);
+        }
+    }
+
+    fn virtual_address(&mut self, notes: &mut Notes, entry: &'d Directive) {
+        if !entry.args.is_empty() {
+            notes.skip(
+                entry,
+                format!(
+                    "{}: lbd's virtual_addresses have no options (dev, label, scope, …); lbd \
+                     adds them to the instance's interface",
+                    entry.args.join(" ")
+                ),
+            );
+        }
+        let Some(virtual_address) = virtual_address(&entry.keyword) else {
+            notes.skip(entry, "not an IP address with an optional /prefix");
+            return;
+        };
+        let address = virtual_address.address;
+        if let Some(problem) = convert::unusable(address) {
+            notes.skip(entry, format!("{address} is {problem}"));
+        } else if !self.of_the_family(address) {
+            // keepalived drops it ("address family must match VRRP instance").
+            notes.skip(
+                entry,
+                format!(
+                    "{address} is not of the instance's family ({}): a VRRP router carries \
+                     one family, and keepalived ignores it too; for it to move with the \
+                     master, add an instance of its family by hand (it may have the same \
+                     vrid)",
+                    self.family_name()
+                ),
+            );
+        } else if self
+            .virtual_addresses
+            .iter()
+            .any(|(earlier, _)| earlier.address == address)
+        {
+            notes.skip(
+                entry,
+                format!("{address} is listed twice; keepalived ignores it too"),
+            );
+        } else {
+            self.virtual_addresses.push((virtual_address, entry));
+        }
+    }
+
+    /// `eth1 [weight N [reverse]]`, read as keepalived's `alloc_track_if` reads it.
+    fn track_interface(&mut self, notes: &mut Notes, entry: &'d Directive) {
+        let name = &entry.keyword;
+        if !is_valid_interface_name(name) {
+            notes.skip(entry, format!("{name:?} is not a Linux interface name"));
+            return;
+        }
+        if self
+            .track_interfaces
+            .iter()
+            .any(|(tracked, _)| tracked.name == *name)
+        {
+            notes.skip(
+                entry,
+                format!("{name} is tracked twice; keepalived ignores this entry too"),
+            );
+            return;
+        }
+        let weight = match entry.args.as_slice() {
+            [] => 0,
+            [option, ..] if option != "weight" => {
+                notes.skip(
+                    entry,
+                    format!("unknown option {option:?}; keepalived ignores the entry too"),
+                );
+                return;
+            }
+            [_] => {
+                notes.skip(
+                    entry,
+                    "weight without a value; keepalived ignores the entry too",
+                );
+                return;
+            }
+            [_, weight, rest @ ..] => {
+                match rest.first().map(String::as_str) {
+                    Some("reverse") => {
+                        notes.skip(
+                            entry,
+                            "reverse: lbd's tracked interfaces move the priority (or fault) \
+                             while the link is down, never while it is up",
+                        );
+                        return;
+                    }
+                    Some(option) => notes.skip(
+                        entry,
+                        format!(
+                            "unknown option {option:?} after the weight; keepalived ignores it too"
+                        ),
+                    ),
+                    None => {}
+                }
+                match weight.parse::<i32>() {
+                    Ok(weight) if weight.abs() <= MAX_KEEPALIVED_WEIGHT + 1 => {
+                        weight.clamp(-MAX_KEEPALIVED_WEIGHT, MAX_KEEPALIVED_WEIGHT)
+                    }
+                    _ => {
+                        notes.skip(
+                            entry,
+                            format!(
+                                "weight {weight} is outside keepalived's -253..253: keepalived \
+                                 tracks {name} with weight 0 (FAULT while it is down), and so \
+                                 does the YAML"
+                            ),
+                        );
+                        0
+                    }
+                }
+            }
+        };
+        self.track_interfaces.push((
+            TrackInterface {
+                name: name.clone(),
+                weight,
+            },
+            entry,
+        ));
+    }
+
+    /// The `vrrp:` entry, unless the instance lacks what lbd needs or clashes with an
+    /// instance converted before it (listed either way).
+    fn finish(self, notes: &mut Notes, taken: &mut Taken) -> Option<Vrrp> {
+        let block = self.block;
+        let place = block.at.place();
+        let written = &self.written_name;
+        let (Some(interface), Some(vrid), false) = (
+            self.interface.clone(),
+            self.vrid,
+            self.virtual_addresses.is_empty(),
+        ) else {
+            let missing: Vec<&str> = [
+                (self.interface.is_none(), "interface"),
+                (self.vrid.is_none(), "virtual_router_id"),
+                (self.virtual_addresses.is_empty(), "virtual address"),
+            ]
+            .into_iter()
+            .filter_map(|(missing, what)| missing.then_some(what))
+            .collect();
+            notes.skip(
+                block,
+                format!(
+                    "lbd's vrrp needs an interface, a virtual_router_id and a virtual \
+                     address; this instance has no {}",
+                    missing.join(", no ")
+                ),
+            );
+            return None;
+        };
+        let name = convert::valid_name(written);
+        if name.is_empty() {
+            notes.skip(block, "it has no name");
+            return None;
+        }
+        if let Some(earlier) = taken.names.get(&name) {
+            notes.skip(
+                block,
+                format!("its name, as lbd writes it, is {name}, as is the instance's at {earlier}"),
+            );
+            return None;
+        }
+        let ipv6 = self.ipv6 == Some(true);
+        let router = (interface.clone(), vrid, ipv6);
+        if let Some(earlier) = taken.routers.get(&router) {
+            notes.skip(
+                block,
+                format!(
+                    "vrid {vrid} on {interface} for {} is also the instance's at {earlier}; \
+                     lbd has one router per interface, vrid and family",
+                    self.family_name()
+                ),
+            );
+            return None;
+        }
+        let mut virtual_addresses = Vec::new();
+        for (virtual_address, entry) in &self.virtual_addresses {
+            match taken.addresses.get(&virtual_address.address) {
+                Some(owner) => notes.skip(
+                    entry,
+                    format!(
+                        "{} is also a virtual address of vrrp_instance {owner}: in lbd one \
+                         router carries each address",
+                        virtual_address.address
+                    ),
+                ),
+                None => virtual_addresses.push(*virtual_address),
+            }
+        }
+        if virtual_addresses.is_empty() {
+            notes.skip(
+                block,
+                "each of its virtual addresses is an earlier instance's; lbd needs one",
+            );
+            return None;
+        }
+
+        let mut comment = format!("{place}: vrrp_instance {written}");
+        if name != *written {
+            comment.push_str(&format!(
+                ", named {name} (lbd's names are A-Za-z0-9_-, at most 32)"
+            ));
+        }
+        let (priority, track_interfaces) = self.priority_and_tracks(notes, &mut comment);
+        let hooks = self.hooks(notes);
+
+        taken.names.insert(name.clone(), place.clone());
+        taken.routers.insert(router, place);
+        for virtual_address in &virtual_addresses {
+            taken
+                .addresses
+                .insert(virtual_address.address, written.clone());
+        }
+        Some(Vrrp {
+            comment,
+            name,
+            interface,
+            vrid,
+            priority,
+            advert_interval: self.advert_interval,
+            preempt: self.preempt,
+            preempt_delay: self.preempt_delay,
+            initial_state: self.initial_state,
+            unicast_peers: self.unicast_peers,
+            virtual_addresses,
+            track_interfaces,
+            hooks,
+        })
+    }
+
+    /// The priority to write and the tracked interfaces with lbd's weights; positive
+    /// weights raise the priority (see the module's doc), with a line of `comment` saying so.
+    fn priority_and_tracks(
+        &self,
+        notes: &mut Notes,
+        comment: &mut String,
+    ) -> (Option<u8>, Vec<TrackInterface>) {
+        let base = self.priority.unwrap_or(DEFAULT_PRIORITY);
+        // An owner's priority never moves, in keepalived as in lbd: the weights are inert.
+        if base == OWNER_PRIORITY {
+            let tracks = self.track_interfaces.iter().map(|(track, _)| track.clone());
+            return (self.priority, tracks.collect());
+        }
+        let raised: i32 = self
+            .track_interfaces
+            .iter()
+            .map(|(track, _)| track.weight.max(0))
+            .sum();
+        let fits = i32::from(base) + raised <= MAX_TRACKED_PRIORITY;
+        let mut tracks = Vec::new();
+        let mut turned = Vec::new();
+        for (track, entry) in &self.track_interfaces {
+            if track.weight <= 0 {
+                tracks.push(track.clone());
+            } else if fits {
+                turned.push(format!("{} {}", track.name, track.weight));
+                tracks.push(TrackInterface {
+                    name: track.name.clone(),
+                    weight: -track.weight,
+                });
+            } else {
+                notes.skip(
+                    entry,
+                    format!(
+                        "keepalived adds weight {} to the priority while {} is up; lbd moves \
+                         the priority while a link is down, so the priority would start at \
+                         {base} plus the positive weights, {}, beyond 254",
+                        track.weight,
+                        track.name,
+                        i32::from(base) + raised
+                    ),
+                );
+            }
+        }
+        if turned.is_empty() {
+            return (self.priority, tracks);
+        }
+        let priority = (i32::from(base) + raised) as u8;
+        comment.push_str(&format!(
+            "\npriority {priority}: keepalived's {base} plus the weights it adds while a link \
+             is up ({});\nlbd moves the priority while a link is down, so those weights are \
+             negated",
+            turned.join(", ")
+        ));
+        (Some(priority), tracks)
+    }
+
+    /// The hooks: each `notify_STATE`'s command, else `notify`'s.
+    fn hooks(&self, notes: &mut Notes) -> Vec<(&'static str, String)> {
+        let mut hooks = Vec::new();
+        let mut overridden = Vec::new();
+        for ((keyword, hook), command) in HOOKS.iter().zip(&self.hooks) {
+            match (command, &self.notify) {
+                (Some(command), Some(_)) => {
+                    overridden.push(*keyword);
+                    hooks.push((*hook, command.clone()));
+                }
+                (Some(command), None) | (None, Some((command, _))) => {
+                    hooks.push((*hook, command.clone()));
+                }
+                (None, None) => {}
+            }
+        }
+        if let (Some((_, directive)), false) = (&self.notify, overridden.is_empty()) {
+            notes.skip(
+                directive,
+                format!(
+                    "keepalived runs notify as well as {} on that state; lbd runs one hook per \
+                     state, there the notify_STATE command (notify's on the others): call \
+                     notify's command from it",
+                    overridden.join(" and ")
+                ),
+            );
+        }
+        hooks
+    }
+}
+
+/// The index in [`HOOKS`] of `keyword`, a `notify_STATE`.
+fn hook_index(keyword: &str) -> Option<usize> {
+    HOOKS.iter().position(|(notify, _)| *notify == keyword)
+}
+
+/// The command of `notify_STATE "COMMAND" [USER [GROUP]]` as lbd runs it (its words
+/// separated by single spaces), or `None` when lbd could not run it as keepalived does
+/// (listed).
+fn hook_command(notes: &mut Notes, directive: &Directive) -> Option<String> {
+    let keyword = &directive.keyword;
+    let Some(command) = directive.value() else {
+        notes.skip(directive, format!("{keyword} has no command"));
+        return None;
+    };
+    if directive.args.len() > 1 {
+        notes.skip(
+            directive,
+            format!(
+                "{}: lbd runs hooks as the user it runs as; it has no user or group for them",
+                directive.args[1..].join(" ")
+            ),
+        );
+    }
+    let problem = if command.contains(['"', '\'', '\\']) {
+        Some(
+            "keepalived reads quotes and backslashes inside a command; lbd splits a hook at \
+             blanks, without a shell: put the command in a script and name that",
+        )
+    } else if command.contains(|c: char| c.is_control() && c != '\t') {
+        Some("a control character in the command")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        notes.skip(directive, problem);
+        return None;
+    }
+    let words: Vec<&str> = command.split_whitespace().collect();
+    match words.first() {
+        None => {
+            notes.skip(directive, format!("{keyword} has no command"));
+            None
+        }
+        Some(program) if !program.starts_with('/') => {
+            notes.skip(
+                directive,
+                format!(
+                    "{program:?} is not an absolute path; lbd runs hooks without a shell or \
+                     PATH: write the program's full path"
+                ),
+            );
+            None
+        }
+        Some(_) => Some(words.join(" ")),
+    }
+}
+
+/// `advert_int`: keepalived's seconds, 0.01 to 255 with a fraction; lbd's VRRPv3 interval,
+/// whole centiseconds from 0.01s to 40.95s, taken only when exact.
+fn advert_interval(text: &str) -> Result<Duration, String> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |part: &str| part.chars().all(|c| c.is_ascii_digit());
+    if whole.is_empty() && fraction.is_empty() || !digits(whole) || !digits(fraction) {
+        return Err(format!("{text:?} is not a number of seconds"));
+    }
+    let (hundredths, beyond) = fraction.split_at(fraction.len().min(2));
+    let out_of_range =
+        || format!("{text}s is outside VRRPv3's 0.01s to 40.95s (12 bits of centiseconds)");
+    let whole: u64 = match whole {
+        "" => 0,
+        whole => whole.parse().map_err(|_| out_of_range())?,
+    };
+    let centiseconds = whole
+        .checked_mul(100)
+        .and_then(|centiseconds| {
+            centiseconds.checked_add(format!("{hundredths:0<2}").parse().ok()?)
+        })
+        .ok_or_else(out_of_range)?;
+    if beyond.chars().any(|c| c != '0') {
+        let suggestion = if centiseconds == 0 {
+            seconds_text(1)
+        } else {
+            format!(
+                "{} or {}",
+                seconds_text(centiseconds),
+                seconds_text(centiseconds + 1)
+            )
+        };
+        return Err(format!(
+            "{text}s falls between two centiseconds, VRRPv3's unit; keepalived rounds it, lbd \
+             takes it exact: write {suggestion}"
+        ));
+    }
+    if !(1..=MAX_ADVERT_CENTISECONDS).contains(&centiseconds) {
+        return Err(out_of_range());
+    }
+    Ok(Duration::from_millis(centiseconds * 10))
+}
+
+/// `5` centiseconds → `0.05`.
+fn seconds_text(centiseconds: u64) -> String {
+    format!("{}.{:02}", centiseconds / 100, centiseconds % 100)
+}
+
+/// `192.0.2.10` → `192.0.2.10/32`; `2001:db8::1/64` as written; a prefix of 0 or beyond the
+/// family's is none.
+fn virtual_address(text: &str) -> Option<VirtualAddress> {
     let (address, prefix) = match text.split_once('/') {
         Some((address, prefix)) => (
             address.parse::<IpAddr>().ok()?,
@@ -125,30 +717,112 @@ fn virtual_address(text: &str) -> Option<String> {
     };
     let full = if address.is_ipv4() { 32 } else { 128 };
     let prefix = prefix.unwrap_or(full);
-    (prefix <= full).then(|| format!("{address}/{prefix}"))
+    (1..=full)
+        .contains(&prefix)
+        .then_some(VirtualAddress { address, prefix })
+}
+
+/// What the instances converted so far hold, which a later one may not.
+#[derive(Default)]
+struct Taken {
+    /// lbd's name → where its instance is written.
+    names: HashMap<String, String>,
+    /// (interface, vrid, IPv6) → where its instance is written.
+    routers: HashMap<(String, u8, bool), String>,
+    /// Virtual address → its instance's name as written.
+    addresses: HashMap<IpAddr, String>,
+}
+
+/// keepalived's LVS sync daemon and the instance it follows.
+struct SyncDaemon<'d> {
+    directive: &'d Directive,
+    instance: String,
+}
+
+/// lbd's `sync` from the first sync daemon: its peer is the instance's one unicast peer.
+fn sync(notes: &mut Notes, daemons: &[SyncDaemon], converted: &[(String, Vrrp)]) -> Option<Sync> {
+    let (first, later) = daemons.split_first()?;
+    for daemon in later {
+        notes.skip(
+            daemon.directive,
+            "keepalived runs one sync daemon, the first configured; it ignores this one too",
+        );
+    }
+    let name = &first.instance;
+    let by_hand = "add `sync: {peer: ADDR}` with the peer's address by hand";
+    let problem = match converted.iter().find(|(written, _)| written == name) {
+        None => format!(
+            "vrrp_instance {name:?} is not converted, so lbd has no VRRP peer to sync with; \
+             {by_hand}"
+        ),
+        Some((_, vrrp)) => match vrrp.unicast_peers.as_slice() {
+            [peer] => {
+                if first.directive.args.len() > 2 {
+                    notes.skip(
+                        first.directive,
+                        format!(
+                            "{}: settings of IPVS's sync daemon; lbd syncs with its own \
+                             protocol, over TCP port 8849",
+                            first.directive.args[2..].join(" ")
+                        ),
+                    );
+                }
+                return Some(Sync {
+                    comment: format!(
+                        "sync: for keepalived's {} at {} (IPVS's sync daemon);\nlbd syncs \
+                         connections with the VRRP peer, {peer} (vrrp_instance {name}'s \
+                         unicast\npeer), which must run lbd too",
+                        first.directive.keyword,
+                        first.directive.at.place()
+                    ),
+                    peer: *peer,
+                });
+            }
+            [] => format!(
+                "lbd syncs with the VRRP peer's address, and vrrp_instance {name} multicasts: \
+                 {by_hand}"
+            ),
+            peers => format!(
+                "lbd syncs with one peer, and vrrp_instance {name} has {}: {by_hand}",
+                peers.len()
+            ),
+        },
+    };
+    notes.skip(first.directive, problem);
+    None
 }
 
 fn reason(keyword: &str) -> &'static str {
     match keyword {
-        "authentication" => "VRRPv3, which SPEC.md's vrrp speaks, has no authentication",
+        "authentication" => "VRRPv3, which lbd speaks, has no authentication",
         "track_script" | "track_process" | "track_file" | "track_bfd" => {
-            "lbd runs no trackers to adjust VRRP priorities"
+            "lbd runs no trackers to adjust VRRP priorities (its track_services follows the \
+             reals' health checks)"
         }
         "unicast_src_ip" | "mcast_src_ip" => {
-            "SPEC.md's vrrp has no source address key (adverts go from the interface's address)"
+            "lbd has no source address key: it sends adverts from the interface's first \
+             address of the instance's family that is not a virtual one (for IPv6 unicast a \
+             global one, for IPv6 multicast the link-local one); a unicast peer must list that \
+             address"
         }
-        "notify" | "notify_master_rx_lower_pri" | "notify_deleted" => {
-            "SPEC.md's vrrp hooks are on_master, on_backup, on_fault and on_stop"
+        "notify_master_rx_lower_pri" | "notify_deleted" => {
+            "lbd's hooks are on_master, on_backup, on_fault and on_stop"
         }
         "smtp_alert" => "lbd sends no mail",
         "virtual_ipaddress_excluded" => {
-            "SPEC.md's vrrp has no addresses left out of adverts; list them in virtual_addresses"
+            "lbd's vrrp has no addresses left out of adverts; list them in virtual_addresses \
+             (those of the other family in an instance of their own)"
         }
         "virtual_routes" | "virtual_rules" => "lbd does not manage routes or rules with VRRP",
-        "version" => "SPEC.md's vrrp speaks VRRPv3 only",
-        "use_vmac" | "vmac_xmit_base" => "SPEC.md's vrrp has no virtual MAC",
-        "lvs_sync_daemon_interface" => "connection sync (sync:) is not in this version of lbd",
-        _ => "SPEC.md's vrrp has no key for it",
+        "version" => "lbd speaks VRRPv3 only, so its peer must too",
+        "use_vmac" | "vmac_xmit_base" => "lbd's vrrp has no virtual MAC",
+        "dont_track_primary" => {
+            "lbd always tracks the instance's interface: its link down means FAULT"
+        }
+        "lvs_sync_daemon_interface" => {
+            "keepalived runs one sync daemon, the first configured; it ignores this one too"
+        }
+        _ => "lbd's vrrp has no key for it",
     }
 }
 
@@ -156,21 +830,54 @@ fn reason(keyword: &str) -> &'static str {
 mod tests {
     use super::*;
 
+    fn address(text: &str, prefix: u8) -> Option<VirtualAddress> {
+        Some(VirtualAddress {
+            address: text.parse().unwrap(),
+            prefix,
+        })
+    }
+
     #[test]
     fn virtual_addresses_get_a_prefix() {
+        assert_eq!(virtual_address("192.0.2.10"), address("192.0.2.10", 32));
+        assert_eq!(virtual_address("192.0.2.10/24"), address("192.0.2.10", 24));
         assert_eq!(
-            virtual_address("192.0.2.10").as_deref(),
-            Some("192.0.2.10/32")
-        );
-        assert_eq!(
-            virtual_address("192.0.2.10/24").as_deref(),
-            Some("192.0.2.10/24")
-        );
-        assert_eq!(
-            virtual_address("2001:db8::10").as_deref(),
-            Some("2001:db8::10/128")
+            virtual_address("2001:db8::10"),
+            address("2001:db8::10", 128)
         );
         assert_eq!(virtual_address("192.0.2.10/33"), None);
+        assert_eq!(virtual_address("192.0.2.10/0"), None);
         assert_eq!(virtual_address("eth0"), None);
+    }
+
+    #[test]
+    fn advert_intervals_convert_exactly_or_say_why_not() {
+        let millis = |text: &str| advert_interval(text).map(|interval| interval.as_millis());
+        assert_eq!(millis("1"), Ok(1000));
+        assert_eq!(millis("0.1"), Ok(100));
+        assert_eq!(millis("0.05"), Ok(50));
+        assert_eq!(millis(".5"), Ok(500));
+        assert_eq!(millis("0.010000"), Ok(10));
+        assert_eq!(millis("40.95"), Ok(40_950));
+        let problem = |text: &str| advert_interval(text).unwrap_err();
+        assert!(
+            problem("0.055").contains("write 0.05 or 0.06"),
+            "{}",
+            problem("0.055")
+        );
+        assert!(
+            problem("0.001").contains("write 0.01"),
+            "{}",
+            problem("0.001")
+        );
+        for text in ["0", "0.00", "41", "255", "99999999999999999999"] {
+            assert!(
+                problem(text).contains("outside VRRPv3's 0.01s to 40.95s"),
+                "{text}"
+            );
+        }
+        for text in ["", ".", "1s", "-1", "1.2.3"] {
+            assert!(problem(text).contains("not a number of seconds"), "{text}");
+        }
     }
 }

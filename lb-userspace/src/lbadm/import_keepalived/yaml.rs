@@ -1,5 +1,5 @@
 //! The converted config and its YAML text: keys in SPEC.md's order, a comment naming where
-//! each service came from, `vrrp:` commented out (this lbd refuses the key).
+//! each service and each VRRP instance came from.
 
 use std::{
     fmt::Write as _,
@@ -9,7 +9,10 @@ use std::{
 };
 
 use super::escape_controls;
-use crate::config::{Forward, HttpCheck, OnFailure, Protocol, Scheduler, Tunnel, duration_text};
+use crate::config::{
+    Forward, HttpCheck, OnFailure, Protocol, Scheduler, Tunnel, duration_text,
+    ha::{TrackInterface, VirtualAddress},
+};
 
 /// Our config, as far as keepalived's says it.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +29,7 @@ pub(super) struct Converted {
     /// Map sizes beyond lbd's defaults that the services need.
     pub(super) limits: Limits,
     pub(super) vrrp: Vec<Vrrp>,
+    pub(super) sync: Option<Sync>,
 }
 
 /// `None`: lbd's default is enough.
@@ -97,13 +101,15 @@ pub(super) struct Real {
     pub(super) forward: Option<Forward>,
 }
 
-/// One `vrrp_instance` in SPEC.md's `vrrp:` keys.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// One `vrrp_instance`, an entry of `vrrp:`.
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct Vrrp {
+    /// Where it came from, and what the conversion changed.
     pub(super) comment: String,
     pub(super) name: String,
-    pub(super) interface: Option<String>,
-    pub(super) vrid: Option<u8>,
+    pub(super) interface: String,
+    pub(super) vrid: u8,
+    /// `None`: lbd's default, keepalived's.
     pub(super) priority: Option<u8>,
     pub(super) advert_interval: Option<Duration>,
     pub(super) preempt: bool,
@@ -111,11 +117,19 @@ pub(super) struct Vrrp {
     /// `master` or `backup`.
     pub(super) initial_state: Option<&'static str>,
     pub(super) unicast_peers: Vec<IpAddr>,
-    /// With their prefix length (`192.0.2.10/32`).
-    pub(super) virtual_addresses: Vec<String>,
-    pub(super) track_interfaces: Vec<String>,
+    /// Never empty, one family.
+    pub(super) virtual_addresses: Vec<VirtualAddress>,
+    /// With lbd's weights.
+    pub(super) track_interfaces: Vec<TrackInterface>,
     /// `on_master`, `on_backup`, `on_fault`, `on_stop` → the command.
     pub(super) hooks: Vec<(&'static str, String)>,
+}
+
+/// `sync:`, with the VRRP peer.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Sync {
+    pub(super) comment: String,
+    pub(super) peer: IpAddr,
 }
 
 /// The config as YAML text.
@@ -175,17 +189,34 @@ pub(super) fn render(config: &Converted) -> String {
         }
     }
     if !config.vrrp.is_empty() {
-        out.push_str(
-            "# VRRP is not in this version of lbd (it refuses the vrrp key): the instances \
-             below\n# are commented out; uncomment them with a version that has it.\n",
+        comment(
+            &mut out,
+            "",
+            "vrrp: keepalived's vrrp_instances. lbd speaks VRRPv3 (RFC 5798), which keepalived\n\
+             speaks with `vrrp_version 3` only (its default is VRRPv2): a keepalived peer needs\n\
+             it to hear this node.",
         );
-        let mut vrrp = String::from("vrrp:\n");
+        if config
+            .vrrp
+            .iter()
+            .any(|instance| !instance.hooks.is_empty())
+        {
+            comment(
+                &mut out,
+                "",
+                "lbd runs each hook with INSTANCE, the instance's name, the new state and the\n\
+                 priority appended: the arguments keepalived gives notify.",
+            );
+        }
+        out.push_str("vrrp:\n");
         for instance in &config.vrrp {
-            render_vrrp(&mut vrrp, instance);
+            render_vrrp(&mut out, instance);
         }
-        for line in vrrp.lines() {
-            let _ = writeln!(out, "# {line}");
-        }
+    }
+    if let Some(sync) = &config.sync {
+        comment(&mut out, "", &sync.comment);
+        out.push_str("sync:\n");
+        let _ = writeln!(out, "  peer: {}", scalar(&sync.peer.to_string()));
     }
     out
 }
@@ -295,12 +326,8 @@ fn render_vrrp(out: &mut String, instance: &Vrrp) {
     let mut key = |key: &str, value: String| {
         let _ = writeln!(out, "    {key}: {value}");
     };
-    if let Some(interface) = &instance.interface {
-        key("interface", scalar(interface));
-    }
-    if let Some(vrid) = instance.vrid {
-        key("vrid", vrid.to_string());
-    }
+    key("interface", scalar(&instance.interface));
+    key("vrid", instance.vrid.to_string());
     if let Some(priority) = instance.priority {
         key("priority", priority.to_string());
     }
@@ -314,23 +341,32 @@ fn render_vrrp(out: &mut String, instance: &Vrrp) {
     if let Some(state) = instance.initial_state {
         key("initial_state", state.into());
     }
-    let list = |items: &[String]| {
-        let items: Vec<String> = items.iter().map(|item| scalar(item)).collect();
-        format!("[{}]", items.join(", "))
-    };
+    let list = |items: Vec<String>| format!("[{}]", items.join(", "));
     if !instance.unicast_peers.is_empty() {
-        let peers: Vec<String> = instance
-            .unicast_peers
-            .iter()
-            .map(IpAddr::to_string)
-            .collect();
-        key("unicast_peers", list(&peers));
+        let peers = instance.unicast_peers.iter();
+        key(
+            "unicast_peers",
+            list(peers.map(|peer| scalar(&peer.to_string())).collect()),
+        );
     }
-    if !instance.virtual_addresses.is_empty() {
-        key("virtual_addresses", list(&instance.virtual_addresses));
-    }
+    let addresses = instance.virtual_addresses.iter();
+    key(
+        "virtual_addresses",
+        list(
+            addresses
+                .map(|address| scalar(&address.to_string()))
+                .collect(),
+        ),
+    );
     if !instance.track_interfaces.is_empty() {
-        key("track_interfaces", list(&instance.track_interfaces));
+        let tracks = instance
+            .track_interfaces
+            .iter()
+            .map(|track| match track.weight {
+                0 => scalar(&track.name),
+                weight => format!("{{name: {}, weight: {weight}}}", scalar(&track.name)),
+            });
+        key("track_interfaces", list(tracks.collect()));
     }
     if !instance.hooks.is_empty() {
         out.push_str("    hooks:\n");

@@ -1,7 +1,8 @@
 //! testdata/keepalived.conf: a DR web service with TCP checks and a sorry server, a NAT
 //! service with HTTP checks on other ports, and through `include conf.d/*.conf` a GUE
 //! tunnel service with script checks and an IPv6 service whose reals are included again,
-//! relative to the including file.
+//! relative to the including file; two vrrp_instances, one multicast with hooks, one with a
+//! unicast peer, a fractional advert_int and an address of the other family.
 
 use std::{net::IpAddr, time::Duration};
 
@@ -9,6 +10,7 @@ use super::*;
 use crate::config::{
     CheckKind, Forward, HealthCheckConfig, HttpCheck, OnFailure, PersistenceConfig, Protocol,
     RealConfig, Scheduler, ServiceConfig, SorryServer, Tunnel,
+    ha::{Hooks, InitialState, TrackInterface, VirtualAddress, VrrpInstanceConfig},
 };
 
 pub(super) fn fixture_path() -> PathBuf {
@@ -168,11 +170,10 @@ fn every_directive_left_out_is_listed_with_its_file_and_line() {
         ("keepalived.conf", 4, "notification_email"),
         ("keepalived.conf", 7, "notification_email_from"),
         ("keepalived.conf", 8, "smtp_server"),
-        ("keepalived.conf", 13, "vrrp_instance"),
         ("keepalived.conf", 19, "authentication"),
         ("keepalived.conf", 24, "192.0.2.10/24"),
-        ("keepalived.conf", 34, "vrrp_instance"),
         ("keepalived.conf", 42, "unicast_src_ip"),
+        ("keepalived.conf", 48, "2001:db8::10"),
         ("keepalived.conf", 69, "delay_before_retry"),
         ("keepalived.conf", 77, "delay_before_retry"),
         ("conf.d/10-dns.conf", 9, "MISC_CHECK"),
@@ -182,28 +183,37 @@ fn every_directive_left_out_is_listed_with_its_file_and_line() {
     .map(|(file, line, directive)| (file.to_owned(), line, directive.to_owned()));
     assert_eq!(converted.listed, expected);
 
-    let vrrp = &converted.unconverted[3];
+    let other_family = &converted.unconverted[6];
     assert_eq!(
-        vrrp.to_string(),
+        other_family.to_string(),
         format!(
-            "{}:13: vrrp_instance: not converted: VRRP is not in this version of lbd; the YAML \
-             carries it commented out",
+            "{}:48: 2001:db8::10: not converted: 2001:db8::10 is not of the instance's family \
+             (IPv4): a VRRP router carries one family, and keepalived ignores it too; for it \
+             to move with the master, add an instance of its family by hand (it may have the \
+             same vrid)",
             fixture_path().display()
         )
     );
     assert!(
-        converted.unconverted[8]
+        converted.unconverted[5]
+            .reason
+            .contains("sends adverts from the interface's first address"),
+        "{}",
+        converted.unconverted[5]
+    );
+    assert!(
+        converted.unconverted[7]
             .reason
             .contains("after 3 failed checks, 18s"),
         "{}",
-        converted.unconverted[8]
+        converted.unconverted[7]
     );
     assert!(
-        converted.unconverted[10]
+        converted.unconverted[9]
             .reason
             .contains("its reals are always up"),
         "{}",
-        converted.unconverted[10]
+        converted.unconverted[9]
     );
 }
 
@@ -224,7 +234,7 @@ fn the_yaml_reads_well() {
         "\ninterfaces:",
         "\nservices:",
         "\ntimeouts:",
-        "\n# vrrp:",
+        "\nvrrp:",
     ];
     let positions: Vec<usize> = order
         .iter()
@@ -243,23 +253,24 @@ fn the_yaml_reads_well() {
         ),
         "{yaml}"
     );
-    // Each vrrp_instance, commented out, in SPEC.md's keys.
+    // Each vrrp_instance named by where it came from, in lbd's keys.
     for line in [
-        "#   - name: VI_DNS",
-        "#     interface: eth1",
-        "#     vrid: 52",
-        "#     priority: 100",
-        "#     advert_interval: 500ms",
-        "#     preempt: false",
-        "#     preempt_delay: 5s",
-        "#     initial_state: backup",
-        "#     unicast_peers: [198.51.100.3]",
-        "#     virtual_addresses: [198.51.100.53/32, \"2001:db8::10/128\"]",
-        "#       on_fault: \"/usr/local/bin/notify fault\"",
-        "#     virtual_addresses: [192.0.2.10/24, 192.0.2.20/32]",
-        "#     track_interfaces: [eth1]",
-        "#       on_master: \"/usr/local/bin/notify master\"",
-        "#       on_backup: /usr/local/bin/notify-backup",
+        "  # keepalived.conf:34: vrrp_instance VI_DNS",
+        "  - name: VI_DNS",
+        "    interface: eth1",
+        "    vrid: 52",
+        "    priority: 100",
+        "    advert_interval: 500ms",
+        "    preempt: false",
+        "    preempt_delay: 5s",
+        "    initial_state: backup",
+        "    unicast_peers: [198.51.100.3]",
+        "    virtual_addresses: [198.51.100.53/32]",
+        "      on_fault: \"/usr/local/bin/notify fault\"",
+        "    virtual_addresses: [192.0.2.10/24, 192.0.2.20/32]",
+        "    track_interfaces: [eth1]",
+        "      on_master: \"/usr/local/bin/notify master\"",
+        "      on_backup: /usr/local/bin/notify-backup",
     ] {
         assert!(
             yaml.contains(&format!("{line}\n")),
@@ -269,21 +280,72 @@ fn the_yaml_reads_well() {
 }
 
 #[test]
-fn the_commented_vrrp_block_is_valid_yaml_when_uncommented() {
+fn the_vrrp_instances_validate_as_lbd_routers() {
     let converted = convert_file(&fixture_path(), &ImportOptions::default());
-    let start = converted.yaml.find("# vrrp:").unwrap();
-    let uncommented: String = converted.yaml[start..]
-        .lines()
-        .map(|line| format!("{}\n", line.strip_prefix("# ").unwrap_or(line)))
-        .collect();
-    let value: serde_json::Value = serde_saphyr::from_str(&uncommented).unwrap();
-    let instances = value["vrrp"].as_array().unwrap();
-    assert_eq!(instances.len(), 2);
-    assert_eq!(instances[0]["name"], "VI_WEB");
-    assert_eq!(instances[0]["preempt"], true);
-    assert_eq!(instances[1]["unicast_peers"][0], "198.51.100.3");
+    let [web, dns] = converted.config.vrrp.as_slice() else {
+        panic!("two instances expected:\n{}", converted.yaml);
+    };
     assert_eq!(
-        instances[1]["hooks"]["on_fault"],
-        "/usr/local/bin/notify fault"
+        *web,
+        VrrpInstanceConfig {
+            name: "VI_WEB".into(),
+            interface: "eth0".into(),
+            vrid: 51,
+            priority: 150,
+            advert_interval: Duration::from_secs(1),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            initial_state: InitialState::Master,
+            unicast_peers: vec![],
+            virtual_addresses: vec![
+                VirtualAddress {
+                    address: address("192.0.2.10"),
+                    prefix: 24
+                },
+                VirtualAddress {
+                    address: address("192.0.2.20"),
+                    prefix: 32
+                },
+            ],
+            track_interfaces: vec![TrackInterface {
+                name: "eth1".into(),
+                weight: 0
+            }],
+            track_services: None,
+            hooks: Hooks {
+                on_master: Some(vec!["/usr/local/bin/notify".into(), "master".into()]),
+                on_backup: Some(vec!["/usr/local/bin/notify-backup".into()]),
+                on_fault: None,
+                on_stop: None,
+            },
+        }
     );
+    // advert_int 0.5, nopreempt, preempt_delay 5; the IPv6 address is listed.
+    assert_eq!(
+        (
+            dns.advert_interval,
+            dns.preempt,
+            dns.preempt_delay,
+            dns.initial_state
+        ),
+        (
+            Duration::from_millis(500),
+            false,
+            Duration::from_secs(5),
+            InitialState::Backup
+        )
+    );
+    assert_eq!(dns.unicast_peers, [address("198.51.100.3")]);
+    assert_eq!(
+        dns.virtual_addresses,
+        [VirtualAddress {
+            address: address("198.51.100.53"),
+            prefix: 32
+        }]
+    );
+    assert_eq!(
+        dns.hooks.on_fault,
+        Some(vec!["/usr/local/bin/notify".into(), "fault".into()])
+    );
+    assert_eq!(converted.config.sync, None, "no lvs_sync_daemon");
 }

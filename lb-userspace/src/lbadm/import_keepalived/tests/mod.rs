@@ -17,10 +17,12 @@ mod errors;
 mod fixture;
 /// What keepalived has no bound for and lbd has: listed, never a YAML lbd refuses.
 mod limits;
-/// Services, reals, sorry servers, VRRP, interfaces and the rest of the mapping.
+/// Services, reals, sorry servers, interfaces and the rest of the mapping.
 mod services;
 /// keepalived's syntax: braces, quotes, definitions, as keepalived reads them.
 mod syntax;
+/// VRRP instances and the sync daemon.
+mod vrrp;
 
 /// A directory of its own, removed when dropped.
 struct Scratch {

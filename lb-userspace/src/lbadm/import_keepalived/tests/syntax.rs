@@ -136,6 +136,7 @@ fn control_characters_of_the_input_never_break_a_line_of_the_yaml_or_of_stderr()
         "keepalived.conf",
         "global_defs {\n    router_id \"lb1\rinstance: evil\"\n}\n\
          vrrp_instance \"VI\r  - name: evil\u{85}\" {\n    interface eth0\n    \
+         virtual_router_id 1\n    virtual_ipaddress {\n        192.0.2.1\n    }\n    \
          notify_master \"/bin/x\rb\"\n}\n\
          virtual_server 192.0.2.10 80 { \"\u{1b}[31m\" }\ninclude conf\u{1b}.d/*.conf\n",
     );
@@ -158,15 +159,21 @@ fn control_characters_of_the_input_never_break_a_line_of_the_yaml_or_of_stderr()
         let line = entry.to_string();
         assert!(!line.contains(|c: char| c.is_control()), "{line:?}");
     }
-    // The commented vrrp block reads back with the name as written.
-    let start = converted.yaml.find("# vrrp:").unwrap();
-    let uncommented: String = converted.yaml[start..]
-        .lines()
-        .map(|line| format!("{}\n", line.strip_prefix("# ").unwrap_or(line)))
-        .collect();
-    let value: serde_json::Value = serde_saphyr::from_str(&uncommented).unwrap();
-    assert_eq!(value["vrrp"][0]["name"], "VI\r  - name: evil\u{85}");
-    assert_eq!(value["vrrp"][0]["hooks"]["on_master"], "/bin/x\rb");
+    // The vrrp instance gets a valid name, its comment the name as written, escaped; a
+    // command with a control character is listed, not run.
+    assert_eq!(converted.config.vrrp[0].name, "VI-----name--evil-");
+    assert!(
+        converted
+            .yaml
+            .contains(r"# keepalived.conf:4: vrrp_instance VI\r  - name: evil\u{85}, named"),
+        "{}",
+        converted.yaml
+    );
+    assert_eq!(converted.config.vrrp[0].hooks.on_master, None);
+    assert_eq!(
+        reason(&converted, 10, "notify_master"),
+        "a control character in the command"
+    );
 }
 
 #[test]
