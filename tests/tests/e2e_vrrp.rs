@@ -527,3 +527,108 @@ fn adverts_keep_their_schedule_under_a_large_table() {
     );
     assert_eq!(state(&pairing.lb1), "MASTER");
 }
+
+/// IPv6 routers beside IPv4 ones, multicast to ff02::12 from link-local addresses: the
+/// master holds both VIPs; on its graceful stop the backup takes both over, announces VIP6
+/// with unsolicited neighbour advertisements, and IPv6 connections carry on.
+#[test]
+fn ipv6_routers_hand_over_with_their_connections() {
+    if !require_root("the IPv6 VRRP test") {
+        return;
+    }
+    use std::net::{IpAddr, SocketAddr};
+
+    use lb_tests::{
+        http::HttpClient,
+        topology::{VIP6, real_ip6},
+    };
+
+    let prefix = test_prefix("vrrp-v6");
+    let topology = HaTopology::build_dual_stack(&prefix, &["r1", "r2", "r3"]);
+    let _servers: Vec<HttpServer> = topology
+        .reals
+        .iter()
+        .map(|(name, netns, _)| HttpServer::start(netns, "[::]:80".parse().unwrap(), name))
+        .collect();
+    let reals6: String = (0..3)
+        .map(|index| format!("      - {{address: {}}}\n", real_ip6(index)))
+        .collect();
+    let config = |priority: u8, peer: std::net::Ipv4Addr| {
+        format!(
+            "interfaces:
+  - name: eth0
+    xdp_mode: native
+services:
+  - vip: {VIP6}
+    port: 80
+    protocol: tcp
+    scheduler: rr
+    reals:
+{reals6}limits: {{flows: 65536, services: 16, reals: 64}}
+vrrp:
+  - name: VI_6
+    interface: eth0
+    vrid: 52
+    priority: {priority}
+    advert_interval: 100ms
+    virtual_addresses: [{VIP6}/128]
+sync: {{peer: {peer}}}
+"
+        )
+    };
+    let instance = lb_tests::topology::modes::test_instance("vrrp-v6");
+    let mut lb1 = Lbd::start(&topology.lb1, &format!("{instance}1"), &config(150, LB2_IP));
+    wait_for_state(&lb1, "MASTER", Duration::from_secs(5));
+    let lb2 = Lbd::start(&topology.lb2, &format!("{instance}2"), &config(100, LB1_IP));
+    wait_for_state(&lb2, "BACKUP", Duration::from_secs(5));
+    assert_eq!(topology.vip6_holders(), vec![1]);
+
+    let vip = SocketAddr::new(IpAddr::V6(VIP6), 80);
+    let mut connections: Vec<(HttpClient, String)> = topology.client.run(|| {
+        (0..30)
+            .map(|index| {
+                let mut connection = HttpClient::connect(vip, TIMEOUT)
+                    .unwrap_or_else(|e| panic!("IPv6 connection {index}: {e}"));
+                let real = connection.get("/").expect("first request");
+                (connection, real)
+            })
+            .collect()
+    });
+    wait_for_copy(&lb2, connections.len() as u64, Duration::from_secs(10));
+    let status = router(&lb2).expect("lb2 answers");
+    assert!(status.adverts_received > 0, "{status:?}");
+    assert_eq!(status.adverts_ignored, Vec::<(String, u64)>::new(), "{status:?}");
+    assert!(
+        matches!(status.master, Some(IpAddr::V6(master)) if master.is_unicast_link_local()),
+        "IPv6 adverts come from a link-local address: {status:?}"
+    );
+
+    let stopped = Instant::now();
+    lb1.signal(libc::SIGTERM);
+    let took = stopped.elapsed() + wait_for_state(&lb2, "MASTER", Duration::from_secs(5));
+    report("IPv6 takeover after a graceful stop (100 ms adverts)", took);
+    assert!(took <= ADVERT + POLL_SLACK, "took {took:?}");
+    let _ = lb1.stop();
+    assert_eq!(topology.vip6_holders(), vec![2]);
+    // The client's neighbour entry follows the unsolicited neighbour advertisements.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let entry = topology
+            .client
+            .ip(&["-6", "neigh", "show", &VIP6.to_string(), "dev", "eth0"]);
+        if entry.contains(&lb_mac_text(2)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the client's entry for VIP6: {entry}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let broken: Vec<String> = connections
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(index, (connection, real))| match connection.get("/") {
+            Ok(body) if body == *real => None,
+            other => Some(format!("connection {index}: {other:?}")),
+        })
+        .collect();
+    assert!(broken.is_empty(), "IPv6 connections broke: {broken:#?}");
+}

@@ -12,11 +12,13 @@
 //!
 //! `p-lb1` and `p-lb2` run `xdp_pass`, so frames the balancers send with `XDP_TX` reach the
 //! bridge. A balancer's link is "cut" by taking its bridge port down: its eth0 loses its
-//! carrier, as when a cable is pulled. IPv6 is off, as in [`super::DrTopology::build`]; the
-//! topology is IPv4 only.
+//! carrier, as when a cable is pulled. [`HaTopology::build`] is IPv4 only (IPv6 off, as in
+//! [`super::DrTopology::build`]); [`HaTopology::build_dual_stack`] adds 2001:db8::/64 as the
+//! DR topology's dual stack does (lb2 at 2001:db8::3), with [`VIP6`] on every real's `lo`
+//! and, again, on no balancer.
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -25,8 +27,9 @@ use aya::Ebpf;
 use lb_userspace::admin::format_mac;
 
 use super::{
-    BRIDGE, BRIDGE_MAC, CLIENT_IP, CLIENT_MAC, HOST_IF, VIP, host, load_pass_program, port_name,
-    quiet_namespace, real_ip, real_mac, wait_until_link_up,
+    BRIDGE, BRIDGE_MAC, CLIENT_IP, CLIENT_IP6, CLIENT_MAC, HOST_IF, LB_IP6, VIP, VIP6, host,
+    load_pass_program, port_name, quiet_namespace, real_ip, real_ip6, real_mac,
+    wait_until_link_up,
 };
 use crate::netns::Netns;
 
@@ -34,6 +37,8 @@ pub const LB1_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 pub const LB2_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 pub const LB1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 pub const LB2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 3];
+/// lb1 has the DR topology's [`super::LB_IP6`].
+pub const LB2_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x3);
 
 pub struct HaTopology {
     /// `xdp_pass` on the balancers' bridge ports; dropped first.
@@ -49,6 +54,15 @@ impl HaTopology {
     /// Namespaces `<prefix>sw`, `<prefix>client`, `<prefix>lb1`, `<prefix>lb2` and
     /// `<prefix><real>` per name, after removing leftovers of `prefix`.
     pub fn build(prefix: &str, reals: &[&str]) -> HaTopology {
+        HaTopology::build_with(prefix, reals, false)
+    }
+
+    /// [`HaTopology::build`] with IPv6 on every host too.
+    pub fn build_dual_stack(prefix: &str, reals: &[&str]) -> HaTopology {
+        HaTopology::build_with(prefix, reals, true)
+    }
+
+    fn build_with(prefix: &str, reals: &[&str], dual_stack: bool) -> HaTopology {
         crate::netns::remove_leftovers(prefix);
         let switch = Netns::create(&format!("{prefix}sw"));
         quiet_namespace(&switch, false);
@@ -61,11 +75,17 @@ impl HaTopology {
             "type",
             "bridge",
         ]);
+        if dual_stack {
+            // Flood multicast (neighbour solicitations, VRRP adverts to ff02::12) to every
+            // port, as a plain switch does.
+            switch.ip(&["link", "set", BRIDGE, "type", "bridge", "mcast_snooping", "0"]);
+        }
         switch.ip(&["link", "set", BRIDGE, "up"]);
-        let client = host(&switch, prefix, "client", (CLIENT_IP, CLIENT_MAC), None);
+        let v6 = |address: Ipv6Addr| dual_stack.then_some(address);
+        let client = host(&switch, prefix, "client", (CLIENT_IP, CLIENT_MAC), v6(CLIENT_IP6));
         client.exec(&["ethtool", "-K", HOST_IF, "tx", "off"]);
-        let lb1 = host(&switch, prefix, "lb1", (LB1_IP, LB1_MAC), None);
-        let lb2 = host(&switch, prefix, "lb2", (LB2_IP, LB2_MAC), None);
+        let lb1 = host(&switch, prefix, "lb1", (LB1_IP, LB1_MAC), v6(LB_IP6));
+        let lb2 = host(&switch, prefix, "lb2", (LB2_IP, LB2_MAC), v6(LB2_IP6));
         let reals = reals
             .iter()
             .enumerate()
@@ -75,13 +95,16 @@ impl HaTopology {
                     prefix,
                     name,
                     (real_ip(index), real_mac(index)),
-                    None,
+                    v6(real_ip6(index)),
                 );
                 for conf in ["all", HOST_IF] {
                     netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
                     netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2");
                 }
                 netns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+                if dual_stack {
+                    netns.ip(&["addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"]);
+                }
                 (name.to_string(), netns, real_ip(index))
             })
             .collect::<Vec<_>>();
@@ -135,12 +158,21 @@ impl HaTopology {
 
     /// Which balancer holds the VIP on its eth0 (none, one or both).
     pub fn vip_holders(&self) -> Vec<usize> {
+        self.holders(&VIP.to_string())
+    }
+
+    /// Which balancer holds [`VIP6`] on its eth0.
+    pub fn vip6_holders(&self) -> Vec<usize> {
+        self.holders(&VIP6.to_string())
+    }
+
+    fn holders(&self, address: &str) -> Vec<usize> {
         [1, 2]
             .into_iter()
             .filter(|index| {
                 self.lb(*index)
-                    .ip(&["-4", "-o", "addr", "show", "dev", HOST_IF])
-                    .contains(&format!(" {VIP}/"))
+                    .ip(&["-o", "addr", "show", "dev", HOST_IF])
+                    .contains(&format!(" {address}/"))
             })
             .collect()
     }
