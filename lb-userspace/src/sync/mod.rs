@@ -38,6 +38,37 @@ use crate::{
 /// last walk of the table took, whichever is longer (a walk of a large table is not free).
 pub const SCAN_EVERY: Duration = Duration::from_millis(500);
 
+/// Keeps the backup's merges out of a flow table the program writes: once a router of this
+/// node is master, its program updates the flows of its VIPs, and a copy merged then would
+/// overwrite fresher state (and miscount the connections). A router stops the merges before
+/// its node forwards ([`MergeGate::serving`]) and lets them resume after it stopped
+/// ([`MergeGate::standing_by`]); merges hold the gate for a few hundred flows at a time, so
+/// stopping them waits for at most that.
+#[derive(Default)]
+pub struct MergeGate {
+    /// Routers of this node that are master (or becoming it).
+    serving: Mutex<usize>,
+}
+
+impl MergeGate {
+    /// A router is about to forward: merges stop (waiting for one in flight).
+    pub fn serving(&self) {
+        *self.serving.lock().expect("merge gate lock") += 1;
+    }
+
+    /// A router no longer forwards.
+    pub fn standing_by(&self) {
+        let mut serving = self.serving.lock().expect("merge gate lock");
+        *serving = serving.saturating_sub(1);
+    }
+
+    /// Runs `merge` unless a router forwards; `None` if one does.
+    pub fn merge<T>(&self, merge: impl FnOnce() -> T) -> Option<T> {
+        let serving = self.serving.lock().expect("merge gate lock");
+        (*serving == 0).then(merge)
+    }
+}
+
 /// Sync's progress, for `lbadm status` and the metrics.
 #[derive(Default)]
 pub struct SyncBoard {
