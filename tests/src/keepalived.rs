@@ -101,6 +101,26 @@ impl Keepalived {
         }
     }
 
+    /// Kills keepalived as a crash would, without a priority-0 advert. Its VRRP work runs in a
+    /// child process that the parent's death sends SIGTERM (a graceful stop), and that the
+    /// parent restarts when it dies alone: so the child is frozen first, then both are killed.
+    pub fn kill(&mut self) {
+        let child_pid = std::fs::read_to_string(self.dir.join("vrrp.pid"))
+            .ok()
+            .and_then(|text| text.trim().parse::<libc::pid_t>().ok());
+        // SAFETY: kill with pids keepalived wrote (its VRRP child) or we own.
+        if let Some(pid) = child_pid {
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+        }
+        if let Some(mut parent) = self.child.take() {
+            let _ = parent.kill();
+            let _ = parent.wait();
+        }
+        if let Some(pid) = child_pid {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+
     /// SIGTERM (keepalived then sends its priority-0 advert and removes its addresses), and
     /// a bounded wait; SIGKILL after the bound.
     pub fn stop(&mut self) {

@@ -81,9 +81,10 @@ impl Node {
             Exit::Killed => libc::SIGKILL,
             Exit::Stopped => libc::SIGTERM,
         };
-        match self {
-            Node::Lbd(lbd) => lbd.signal(signal),
-            Node::Keepalived(keepalived) => keepalived.signal(signal),
+        match (self, exit) {
+            (Node::Lbd(lbd), _) => lbd.signal(signal),
+            (Node::Keepalived(keepalived), Exit::Killed) => keepalived.kill(),
+            (Node::Keepalived(keepalived), Exit::Stopped) => keepalived.signal(signal),
         }
     }
 }

@@ -72,11 +72,7 @@ fn pair(test: &str, unicast: bool) -> Pairing {
         &side(100, LB1_IP).config(&reals, ""),
     );
     wait_for_state(&lb2, "BACKUP", Duration::from_secs(5));
-    assert_eq!(
-        topology.vip_holders(),
-        vec![1],
-        "only the master holds the VIP"
-    );
+    topology.wait_for_vip(&[1], Duration::from_secs(2));
     Pairing {
         topology,
         lb1,
@@ -125,10 +121,7 @@ fn multicast_failover_on_sigkill_and_fail_back_keep_every_connection() {
     );
     let _ = pairing.lb1.stop();
     // A killed lbd cannot remove its address (its successor does, at start).
-    assert!(
-        topology.vip_holders().contains(&2),
-        "the new master added the VIP"
-    );
+    topology.wait_for_vip(&[1, 2], Duration::from_secs(2));
     // The client learnt the new master's MAC from its gratuitous ARPs.
     let deadline = Instant::now() + Duration::from_secs(2);
     while topology.client_vip_mac() != Some(lb_mac_text(2)) {
@@ -147,7 +140,7 @@ fn multicast_failover_on_sigkill_and_fail_back_keep_every_connection() {
     wait_for_copy(&pairing.lb1, LONG_LIVED as u64, Duration::from_secs(10));
     wait_for_state(&pairing.lb1, "MASTER", Duration::from_secs(5));
     wait_for_state(&pairing.lb2, "BACKUP", Duration::from_secs(5));
-    assert_eq!(topology.vip_holders(), vec![1]);
+    topology.wait_for_vip(&[1], Duration::from_secs(2));
     let deadline = Instant::now() + Duration::from_secs(2);
     while topology.client_vip_mac() != Some(lb_mac_text(1)) {
         assert!(
@@ -191,11 +184,8 @@ fn unicast_link_cut_and_graceful_stop_hand_over_in_time() {
         "takeover took {took:?}, beyond 3 × advert + skew ({MASTER_DOWN:?}) and one advert"
     );
     wait_for_state(&pairing.lb1, "FAULT", Duration::from_secs(2));
-    assert_eq!(
-        topology.vip_holders(),
-        vec![2],
-        "the faulty node gave the VIP up"
-    );
+    // The faulty node gave the VIP up.
+    topology.wait_for_vip(&[2], Duration::from_secs(2));
     assert_none_broke(&mut connections, "after the takeover");
 
     // The link comes back: lb1 fetches lb2's flows, then preempts.
@@ -215,17 +205,15 @@ fn unicast_link_cut_and_graceful_stop_hand_over_in_time() {
         "takeover after a graceful stop took {took:?}, beyond one advert interval"
     );
     let _ = pairing.lb1.stop();
-    assert_eq!(
-        topology.vip_holders(),
-        vec![2],
-        "the stopped node removed the VIP"
-    );
+    // The stopped node removed the VIP.
+    topology.wait_for_vip(&[2], Duration::from_secs(2));
     assert_none_broke(&mut connections, "after the graceful stop");
     assert_eq!(state(&pairing.lb2), "MASTER");
 }
 
-/// Adverts that fail the RFC's checks (wrong TTL, bad checksum, version 2) or come from an
-/// unknown source with unicast peers are counted and change nothing.
+/// Adverts that fail the RFC's checks (wrong TTL, bad checksum, version 2), come from an
+/// unknown source with unicast peers, or carry other addresses (another pair on our vrid)
+/// are counted and change nothing.
 #[test]
 fn spoofed_adverts_are_counted_and_ignored() {
     if !require_root("the VRRP spoofing test") {
@@ -254,10 +242,25 @@ fn spoofed_adverts_are_counted_and_ignored() {
     };
     let mut version_2 = from_peer(255, false);
     version_2[34] = 0x21;
+    // Well formed, from the peer's address, but for other addresses: another pair that
+    // happens to use our vrid.
+    let other_pair = advert_frame(
+        CLIENT_MAC,
+        LB2_IP,
+        LB1_MAC,
+        LB1_IP,
+        255,
+        &Advert {
+            addresses: vec![std::net::Ipv4Addr::new(192, 0, 2, 200).into()],
+            ..strongest.clone()
+        },
+        false,
+    );
     for (frame, what) in [
         (from_peer(64, false), "TTL 64"),
         (from_peer(255, true), "a bad checksum"),
         (version_2, "version 2"),
+        (other_pair, "other addresses"),
         // Well formed, to lb1 itself, but not from its unicast peer.
         (
             advert_frame(
@@ -281,7 +284,13 @@ fn spoofed_adverts_are_counted_and_ignored() {
         before
     );
     let ignored = router(&pairing.lb1).expect("answers").adverts_ignored;
-    for kind in ["ttl", "checksum", "version", "unknown_peer"] {
+    for kind in [
+        "ttl",
+        "checksum",
+        "version",
+        "unknown_peer",
+        "address_mismatch",
+    ] {
         assert!(
             ignored
                 .iter()
@@ -361,13 +370,13 @@ fn a_tracked_interface_moves_the_master_and_hooks_run() {
     let status = router(&lb1).expect("lb1 answers");
     assert_eq!((status.priority, status.configured_priority), (90, 150));
     wait_for_line(&log, "INSTANCE VI_1 BACKUP 90", Duration::from_secs(2));
-    assert_eq!(topology.vip_holders(), vec![2]);
+    topology.wait_for_vip(&[2], Duration::from_secs(2));
 
     // Back up: priority 150 again; lb1 takes a full copy, then preempts.
     topology.lb1.ip(&["link", "set", "trk1", "up"]);
     wait_for_state(&lb1, "MASTER", Duration::from_secs(10));
     wait_for_state(&lb2, "BACKUP", Duration::from_secs(2));
-    assert_eq!(topology.vip_holders(), vec![1]);
+    topology.wait_for_vip(&[1], Duration::from_secs(2));
 
     lb1.stop();
     wait_for_line(&log, "INSTANCE VI_1 STOP 150", Duration::from_secs(2));
@@ -581,7 +590,7 @@ sync: {{peer: {peer}}}
     wait_for_state(&lb1, "MASTER", Duration::from_secs(5));
     let lb2 = Lbd::start(&topology.lb2, &format!("{instance}2"), &config(100, LB1_IP));
     wait_for_state(&lb2, "BACKUP", Duration::from_secs(5));
-    assert_eq!(topology.vip6_holders(), vec![1]);
+    topology.wait_for_vip6(&[1], Duration::from_secs(2));
 
     let vip = SocketAddr::new(IpAddr::V6(VIP6), 80);
     let mut connections: Vec<(HttpClient, String)> = topology.client.run(|| {
@@ -597,7 +606,11 @@ sync: {{peer: {peer}}}
     wait_for_copy(&lb2, connections.len() as u64, Duration::from_secs(10));
     let status = router(&lb2).expect("lb2 answers");
     assert!(status.adverts_received > 0, "{status:?}");
-    assert_eq!(status.adverts_ignored, Vec::<(String, u64)>::new(), "{status:?}");
+    assert_eq!(
+        status.adverts_ignored,
+        Vec::<(String, u64)>::new(),
+        "{status:?}"
+    );
     assert!(
         matches!(status.master, Some(IpAddr::V6(master)) if master.is_unicast_link_local()),
         "IPv6 adverts come from a link-local address: {status:?}"
@@ -609,7 +622,7 @@ sync: {{peer: {peer}}}
     report("IPv6 takeover after a graceful stop (100 ms adverts)", took);
     assert!(took <= ADVERT + POLL_SLACK, "took {took:?}");
     let _ = lb1.stop();
-    assert_eq!(topology.vip6_holders(), vec![2]);
+    topology.wait_for_vip6(&[2], Duration::from_secs(2));
     // The client's neighbour entry follows the unsolicited neighbour advertisements.
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
@@ -619,7 +632,10 @@ sync: {{peer: {peer}}}
         if entry.contains(&lb_mac_text(2)) {
             break;
         }
-        assert!(Instant::now() < deadline, "the client's entry for VIP6: {entry}");
+        assert!(
+            Instant::now() < deadline,
+            "the client's entry for VIP6: {entry}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let broken: Vec<String> = connections

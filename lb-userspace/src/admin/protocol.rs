@@ -318,6 +318,9 @@ pub struct RouterStatus {
     pub last_reason: Option<String>,
     pub transitions: u64,
     pub adverts_sent: u64,
+    /// Adverts the socket refused to send (the interface down, the source address gone).
+    #[serde(default)]
+    pub adverts_not_sent: u64,
     pub adverts_received: u64,
     /// Adverts ignored, by why (`ttl`, `checksum`, `unknown_peer`, …).
     pub adverts_ignored: Vec<(String, u64)>,

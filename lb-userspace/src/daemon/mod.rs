@@ -151,21 +151,36 @@ impl Daemon {
         }
         // With sync, a node holds back from preempting until it has the master's flows.
         let (hold, held) = tokio::sync::watch::channel(sync.is_some());
-        let (vrrp, board) =
-            crate::vrrp::Vrrp::start(routers, self.inputs(), self.context.desired.clone(), held)
-                .await?;
+        // Sync's merges stop while a router of this node forwards.
+        let merges = sync.map(|_| Arc::new(crate::sync::MergeGate::default()));
+        let (vrrp, board) = crate::vrrp::Vrrp::start(
+            routers,
+            self.inputs(),
+            self.context.desired.clone(),
+            held,
+            merges.clone(),
+        )?;
         let _ = self.context.vrrp.set(board.clone());
         self.vrrp = Some(vrrp);
         if let Some(sync) = sync {
-            let (sync, sync_board) = crate::sync::Sync::start(
+            let started = crate::sync::Sync::start(
                 sync,
                 self.context.reader.clone(),
                 self.context.desired.clone(),
                 board,
                 hold,
             )
-            .await
-            .map_err(|error| error.to_string())?;
+            .await;
+            let (sync, sync_board) = match started {
+                Ok(started) => started,
+                Err(error) => {
+                    // The routers leave as they would at a stop (an owner may be master).
+                    if let Some(vrrp) = self.vrrp.take() {
+                        vrrp.stop().await;
+                    }
+                    return Err(error.to_string());
+                }
+            };
             let _ = self.context.sync.set(sync_board);
             self.sync = Some(sync);
         }

@@ -115,10 +115,82 @@ impl Host {
         })
     }
 
-    /// The interface's addresses, in the kernel's order.
-    pub async fn addresses(&self, interface: &str, index: u32) -> Result<Vec<IpAddr>, HostError> {
-        let messages: Vec<AddressMessage> = self
+    /// Whether a link is up (`None`: no such interface), for links of any kind (a tracked
+    /// tunnel or WireGuard link has no Ethernet MAC). Also its index, which changes when the
+    /// interface is deleted and created again.
+    pub async fn link_state(&self, name: &str) -> Result<Option<(u32, bool)>, HostError> {
+        let found = self
             .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute()
+            .try_next()
+            .await;
+        match found {
+            Ok(Some(link)) => {
+                let flags = link.header.flags;
+                let up = flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::Running);
+                Ok(Some((link.header.index, up)))
+            }
+            Ok(None) => Ok(None),
+            Err(source) if errno(&source) == Some(libc::ENODEV) => Ok(None),
+            Err(source) => Err(HostError::Link {
+                name: name.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// The interface's addresses that can source packets (not tentative, deprecated or
+    /// failed), with their prefix lengths, in the kernel's order.
+    pub async fn addresses(
+        &self,
+        interface: &str,
+        index: u32,
+    ) -> Result<Vec<(IpAddr, u8)>, HostError> {
+        let unusable = AddressFlags::Tentative | AddressFlags::Deprecated | AddressFlags::Dadfailed;
+        Ok(self
+            .address_messages(interface, index)
+            .await?
+            .iter()
+            .filter(|message| {
+                let flags = message
+                    .attributes
+                    .iter()
+                    .find_map(|attribute| match attribute {
+                        AddressAttribute::Flags(flags) => Some(*flags),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| {
+                        AddressFlags::from_bits_retain(u32::from(message.header.flags.bits()))
+                    });
+                !flags.intersects(unusable)
+            })
+            .filter_map(|message| Some((local_address(message)?, message.header.prefix_len)))
+            .collect())
+    }
+
+    /// Whether the interface has `address` (in whatever state).
+    pub async fn has(
+        &self,
+        interface: &str,
+        index: u32,
+        address: IpAddr,
+    ) -> Result<bool, HostError> {
+        Ok(self
+            .address_messages(interface, index)
+            .await?
+            .iter()
+            .any(|message| local_address(message) == Some(address)))
+    }
+
+    async fn address_messages(
+        &self,
+        interface: &str,
+        index: u32,
+    ) -> Result<Vec<AddressMessage>, HostError> {
+        self.handle
             .address()
             .get()
             .set_link_index_filter(index)
@@ -128,8 +200,7 @@ impl Host {
             .map_err(|source| HostError::Addresses {
                 interface: interface.to_owned(),
                 source,
-            })?;
-        Ok(messages.iter().filter_map(local_address).collect())
+            })
     }
 
     /// Adds a virtual address (already there: nothing to do). IPv6 ones skip duplicate
@@ -166,18 +237,7 @@ impl Host {
         index: u32,
         address: IpAddr,
     ) -> Result<bool, HostError> {
-        let messages: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|source| HostError::Addresses {
-                interface: interface.to_owned(),
-                source,
-            })?;
+        let messages = self.address_messages(interface, index).await?;
         let mut removed = false;
         for message in messages {
             if local_address(&message) != Some(address) {

@@ -6,7 +6,8 @@
 //!   run it on fake ones, without root);
 //! - `socket.rs`: the raw VRRP socket and the packet socket for announcements;
 //! - `host.rs`: the interface's state and the virtual addresses, over rtnetlink;
-//! - `router.rs`: one router at work, wiring the machine to all of that;
+//! - `router/`: one router at work, wiring the machine to all of that (the effects of its
+//!   role and its tracking on tasks of their own, so adverts never wait on them);
 //! - `gate.rs`: which VIPs the program forwards (those of routers that are master here);
 //! - `hooks.rs`: the notify programs;
 //! - `board.rs`: the routers' states, for `lbadm status` and the metrics.
@@ -37,21 +38,23 @@ use crate::{
 /// The routers, running.
 pub struct Vrrp {
     stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Vec<(VrrpInstanceConfig, tokio::task::JoinHandle<()>)>,
 }
 
-/// How long a stopping router may take to leave (advert, addresses, the reconciler).
+/// How long the stopping routers may take to leave (advert, addresses, the reconciler).
 const LEAVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Vrrp {
-    /// Starts every router of `routers`: each first removes addresses a predecessor left,
-    /// then runs. `hold` is `true` while connection sync has no full copy of the master's
-    /// flows.
-    pub async fn start(
+    /// Starts every router of `routers`. Each removes the addresses a predecessor left once
+    /// its interface is there (a missing interface is retried, as a FAULT, not fatal).
+    /// `hold` is `true` while connection sync has no full copy of the master's flows;
+    /// `merges` is sync's, stopped while this node forwards.
+    pub fn start(
         routers: &[VrrpInstanceConfig],
         inputs: mpsc::Sender<Input>,
         desired: Arc<arc_swap::ArcSwap<Desired>>,
         hold: watch::Receiver<bool>,
+        merges: Option<Arc<crate::sync::MergeGate>>,
     ) -> Result<(Self, Arc<Board>), String> {
         let board = Arc::new(Board::new(
             routers
@@ -74,8 +77,15 @@ impl Vrrp {
                 .collect(),
         ));
         let gate = Arc::new(gate::VipGate::new(routers, inputs));
+        let all_virtual: Arc<std::collections::BTreeSet<std::net::IpAddr>> = Arc::new(
+            routers
+                .iter()
+                .flat_map(|router| &router.virtual_addresses)
+                .map(|address| address.address)
+                .collect(),
+        );
         let (stop, stopped) = watch::channel(false);
-        let mut prepared = Vec::with_capacity(routers.len());
+        let mut tasks = Vec::with_capacity(routers.len());
         for (index, config) in routers.iter().enumerate() {
             let host = host::Host::new().map_err(|error| error.to_string())?;
             let router = router::Router::new(
@@ -88,30 +98,32 @@ impl Vrrp {
                     hold: hold.clone(),
                     desired: desired.clone(),
                     stop: stopped.clone(),
+                    merges: merges.clone(),
+                    all_virtual: all_virtual.clone(),
                 },
             );
-            router
-                .prepare()
-                .await
-                .map_err(|error| format!("vrrp {}: {error}", config.name))?;
-            prepared.push(router);
+            tasks.push((config.clone(), tokio::spawn(router.run())));
         }
-        let tasks = prepared
-            .into_iter()
-            .map(|router| tokio::spawn(router.run()))
-            .collect();
         Ok((Self { stop, tasks }, board))
     }
 
-    /// Every router leaves: masters send a priority-0 advert, stop forwarding and remove
-    /// their addresses.
+    /// Every router leaves: masters send a priority-0 advert, remove their addresses and
+    /// stop forwarding. A router that has not left by [`LEAVE_WITHIN`] is stopped, and its
+    /// addresses are removed anyway.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        for task in self.tasks {
+        let deadline = tokio::time::Instant::now() + LEAVE_WITHIN;
+        let leaving = self.tasks.into_iter().map(|(config, task)| async move {
             let abort = task.abort_handle();
-            if tokio::time::timeout(LEAVE_WITHIN, task).await.is_err() {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
                 abort.abort();
+                log::warn!(
+                    "vrrp {}: did not leave within {LEAVE_WITHIN:?}; removing its addresses",
+                    config.name
+                );
+                router::remove_left_addresses(&config).await;
             }
-        }
+        });
+        futures::future::join_all(leaving).await;
     }
 }

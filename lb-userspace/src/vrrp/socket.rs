@@ -165,8 +165,19 @@ impl AdvertSocket {
         }
     }
 
+    /// A packet already queued, without waiting: `None` when there is none.
+    pub fn try_receive(&self) -> io::Result<Option<Received>> {
+        match self.receive_now(self.fd.get_ref().as_raw_fd()) {
+            Ok(received) => Ok(Some(received)),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     fn receive_now(&self, fd: RawFd) -> io::Result<Received> {
-        let mut bytes = vec![0u8; 65536];
+        // The longest advert: an IPv4 header with options, 8 bytes and 255 IPv6 addresses
+        // (4,148 bytes); a longer packet is truncated and then refused by its length.
+        let mut bytes = [0u8; 8192];
         // SAFETY: zeroed C structs, filled by recvmsg.
         let mut name: libc::sockaddr_storage = unsafe { zeroed() };
         let mut control = [0u64; 16];
@@ -186,7 +197,7 @@ impl AdvertSocket {
         if length < 0 {
             return Err(io::Error::last_os_error());
         }
-        bytes.truncate(length as usize);
+        let bytes = bytes[..(length as usize).min(bytes.len())].to_vec();
         let source = sockaddr_address(&name)
             .ok_or_else(|| io::Error::other("recvmsg gave no source address"))?;
         let mut hop_limit = None;

@@ -28,8 +28,7 @@ use lb_userspace::admin::format_mac;
 
 use super::{
     BRIDGE, BRIDGE_MAC, CLIENT_IP, CLIENT_IP6, CLIENT_MAC, HOST_IF, LB_IP6, VIP, VIP6, host,
-    load_pass_program, port_name, quiet_namespace, real_ip, real_ip6, real_mac,
-    wait_until_link_up,
+    load_pass_program, port_name, quiet_namespace, real_ip, real_ip6, real_mac, wait_until_link_up,
 };
 use crate::netns::Netns;
 
@@ -78,11 +77,25 @@ impl HaTopology {
         if dual_stack {
             // Flood multicast (neighbour solicitations, VRRP adverts to ff02::12) to every
             // port, as a plain switch does.
-            switch.ip(&["link", "set", BRIDGE, "type", "bridge", "mcast_snooping", "0"]);
+            switch.ip(&[
+                "link",
+                "set",
+                BRIDGE,
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ]);
         }
         switch.ip(&["link", "set", BRIDGE, "up"]);
         let v6 = |address: Ipv6Addr| dual_stack.then_some(address);
-        let client = host(&switch, prefix, "client", (CLIENT_IP, CLIENT_MAC), v6(CLIENT_IP6));
+        let client = host(
+            &switch,
+            prefix,
+            "client",
+            (CLIENT_IP, CLIENT_MAC),
+            v6(CLIENT_IP6),
+        );
         client.exec(&["ethtool", "-K", HOST_IF, "tx", "off"]);
         let lb1 = host(&switch, prefix, "lb1", (LB1_IP, LB1_MAC), v6(LB_IP6));
         let lb2 = host(&switch, prefix, "lb2", (LB2_IP, LB2_MAC), v6(LB2_IP6));
@@ -161,6 +174,17 @@ impl HaTopology {
         self.holders(&VIP.to_string())
     }
 
+    /// Waits (bounded) until exactly the balancers `expected` hold the VIP: a router adds and
+    /// removes its addresses just after its state changes.
+    pub fn wait_for_vip(&self, expected: &[usize], limit: Duration) {
+        wait_for_holders(|| self.vip_holders(), expected, limit, "VIP");
+    }
+
+    /// [`HaTopology::wait_for_vip`] for [`VIP6`].
+    pub fn wait_for_vip6(&self, expected: &[usize], limit: Duration) {
+        wait_for_holders(|| self.vip6_holders(), expected, limit, "VIP6");
+    }
+
     /// Which balancer holds [`VIP6`] on its eth0.
     pub fn vip6_holders(&self) -> Vec<usize> {
         self.holders(&VIP6.to_string())
@@ -187,6 +211,26 @@ impl HaTopology {
             .skip_while(|word| *word != "lladdr")
             .nth(1)
             .map(str::to_owned)
+    }
+}
+
+fn wait_for_holders(
+    holders: impl Fn() -> Vec<usize>,
+    expected: &[usize],
+    limit: Duration,
+    what: &str,
+) {
+    let started = Instant::now();
+    loop {
+        let now = holders();
+        if now == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the {what} is on {now:?}, not {expected:?}, after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -156,6 +156,11 @@ fn bad_routers_name_key_and_line() {
             "nothing to track",
         ),
         (
+            "    priority: 255\n    virtual_addresses: [192.0.2.10]\n    track_interfaces: [{name: eth1, weight: -20}]\n",
+            "vrrp[0].track_interfaces[0].weight",
+            "address owner",
+        ),
+        (
             "    virtual_addresses: [192.0.2.10]\n    advert: 1s\n",
             "vrrp[0].advert",
             "unknown key",

@@ -292,6 +292,24 @@ impl Validator<'_> {
             None => None,
         };
         let hooks = self.hooks(raw.hooks, &format!("{key}.hooks"))?;
+        if priority == 255 {
+            // keepalived ignores them silently; a weight that never applies is a mistake.
+            let weighted = track_interfaces
+                .iter()
+                .position(|tracked| tracked.weight != 0)
+                .map(|position| format!("{key}.track_interfaces[{position}].weight"))
+                .or_else(|| {
+                    track_services
+                        .filter(|weight| *weight != 0)
+                        .map(|_| format!("{key}.track_services.weight"))
+                });
+            if let Some(weight_key) = weighted {
+                return Err(self.invalid(
+                    &weight_key,
+                    "an address owner (priority 255) keeps its priority, so a weight never                      applies: use weight 0 (FAULT) or a priority below 255",
+                ));
+            }
+        }
 
         Ok(VrrpInstanceConfig {
             name,

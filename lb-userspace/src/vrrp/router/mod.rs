@@ -1,22 +1,28 @@
-//! One virtual router at work: the state machine wired to its socket, its interface, the
-//! data plane's VIP gate, the hooks and the board.
-//!
-//! On becoming master: the virtual addresses are added, the program starts forwarding their
-//! services, and each address is announced (keepalived's defaults: 5 gratuitous ARPs or
-//! unsolicited neighbour advertisements at once, 5 more 5 s later). On leaving master: the
-//! program stops forwarding them first, then the addresses go. A router that starts removes
-//! the addresses a crashed predecessor left.
+//! One virtual router at work: the state machine wired to its socket, its timers and its
+//! inputs. The loop itself never waits on netlink or on the reconciler, so adverts keep
+//! their schedule whatever else is slow:
+//! - `effects.rs` (a task of its own) does what the role means for the host: the program's
+//!   forwarding of the VIPs, the virtual addresses and their announcements;
+//! - `tracker.rs` (a task of its own) watches the tracked interfaces and services.
+
+mod effects;
+mod tracker;
 
 use std::{
+    collections::BTreeSet,
     net::IpAddr,
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
+use arc_swap::ArcSwap;
+pub use effects::remove_left_addresses;
+use effects::{Effects, Role};
 use tokio::{
     sync::watch,
     time::{Instant, sleep_until},
 };
+use tracker::Tracked;
 
 use super::{
     Board,
@@ -27,24 +33,30 @@ use super::{
     packet::{self, Advert, MULTICAST_V4, MULTICAST_V6},
     socket::{AdvertSocket, FrameSocket, Received},
 };
-use crate::config::ha::{InitialState, VrrpInstanceConfig};
+use crate::{
+    config::ha::{InitialState, VrrpInstanceConfig},
+    reconcile::Desired,
+    sync::MergeGate,
+};
 
-/// Announcements per burst, and the pause before the second burst (keepalived's
-/// `garp_master_repeat` and `garp_master_delay`).
-const ANNOUNCEMENTS: usize = 5;
-const SECOND_BURST_AFTER: Duration = Duration::from_secs(5);
-/// How often tracked interfaces and services are looked at.
-const TRACK_EVERY: Duration = Duration::from_millis(100);
+/// Adverts read at most from the socket before a timer is acted on: those that came while
+/// the loop was busy count first (a backup must not time out a master whose advert waits).
+const QUEUED_ADVERTS: usize = 64;
+/// How long the router waits for the tracker's first verdict before starting without it.
+const FIRST_VERDICT_WITHIN: Duration = Duration::from_secs(2);
 
-/// What a router is told from outside while it runs.
+/// What a router is given from outside.
 pub struct RouterInputs {
     /// `true` while this node lacks a full copy of the master's flows: it must not preempt.
     pub hold: watch::Receiver<bool>,
-    /// The reconciler's snapshot: whether a service on this router's addresses has no real
-    /// that can take new flows (for `track_services`).
-    pub desired: Arc<arc_swap::ArcSwap<crate::reconcile::Desired>>,
+    /// The reconciler's snapshot, for `track_services`.
+    pub desired: Arc<ArcSwap<Desired>>,
     /// Becomes `true` when lbd stops.
     pub stop: watch::Receiver<bool>,
+    /// Connection sync's merges, stopped while this node forwards.
+    pub merges: Option<Arc<MergeGate>>,
+    /// Every router's virtual addresses: none is an advert's source.
+    pub all_virtual: Arc<BTreeSet<IpAddr>>,
 }
 
 pub struct Router {
@@ -57,12 +69,11 @@ pub struct Router {
     epoch: Instant,
 }
 
-/// The router's interface and sockets, once it started.
+/// The router's interface and socket, once it started.
 struct Wire {
     link: Link,
     source: IpAddr,
     adverts: AdvertSocket,
-    frames: FrameSocket,
     destinations: Vec<IpAddr>,
 }
 
@@ -90,8 +101,8 @@ impl Router {
         self.epoch.elapsed()
     }
 
-    /// Opens the router's sockets on its interface, removing addresses a predecessor left.
-    pub async fn prepare(&self) -> Result<(), String> {
+    /// The interface, the addresses a predecessor left removed, the sockets.
+    async fn wire(&self) -> Result<(Wire, FrameSocket), String> {
         let name = &self.config.interface;
         let link = self
             .host
@@ -109,16 +120,6 @@ impl Router {
                 Err(error) => return Err(error.to_string()),
             }
         }
-        Ok(())
-    }
-
-    async fn wire(&self) -> Result<Wire, String> {
-        let name = &self.config.interface;
-        let link = self
-            .host
-            .link(name)
-            .await
-            .map_err(|error| error.to_string())?;
         let source = self.source_address(link.index).await?;
         let multicast = self.config.unicast_peers.is_empty();
         let ipv6 = self.config.is_ipv6();
@@ -135,44 +136,50 @@ impl Router {
         } else {
             self.config.unicast_peers.clone()
         };
-        Ok(Wire {
-            link,
-            source,
-            adverts,
+        Ok((
+            Wire {
+                link,
+                source,
+                adverts,
+                destinations,
+            },
             frames,
-            destinations,
-        })
+        ))
     }
 
-    /// The address adverts come from: the interface's first address of the router's family
-    /// that is not a virtual one; for IPv6 multicast, its link-local address (RFC 5798
-    /// §5.1.2.1), for IPv6 unicast a global one (peers check the source against their list).
+    /// The address adverts come from: one of the interface's usable addresses of the
+    /// router's family that no router carries; for IPv6 multicast its link-local address
+    /// (RFC 5798 §5.1.2.1), for IPv6 unicast a global one (peers check the source against
+    /// their list). With unicast peers, one on a peer's subnet if there is one.
     async fn source_address(&self, index: u32) -> Result<IpAddr, String> {
         let name = &self.config.interface;
         let ipv6 = self.config.is_ipv6();
         let link_local_wanted = ipv6 && self.config.unicast_peers.is_empty();
-        let addresses = self
+        let candidates: Vec<(IpAddr, u8)> = self
             .host
             .addresses(name, index)
             .await
-            .map_err(|error| error.to_string())?;
-        addresses
+            .map_err(|error| error.to_string())?
             .into_iter()
-            .filter(|address| address.is_ipv6() == ipv6)
-            .filter(|address| {
-                !self
-                    .config
-                    .virtual_addresses
-                    .iter()
-                    .any(|virtual_address| virtual_address.address == *address)
-            })
-            .find(|address| match address {
+            .filter(|(address, _)| address.is_ipv6() == ipv6)
+            .filter(|(address, _)| !self.inputs.all_virtual.contains(address))
+            .filter(|(address, _)| match address {
                 IpAddr::V6(v6) => v6.is_unicast_link_local() == link_local_wanted,
                 IpAddr::V4(_) => true,
             })
+            .collect();
+        let on_a_peers_subnet = candidates.iter().find(|(address, prefix)| {
+            self.config
+                .unicast_peers
+                .iter()
+                .any(|peer| crate::neighbour::prefix_contains(*address, *prefix, *peer))
+        });
+        on_a_peers_subnet
+            .or(candidates.first())
+            .map(|(address, _)| *address)
             .ok_or_else(|| {
                 format!(
-                    "{name} has no {} address to send adverts from",
+                    "{name} has no usable {} address to send adverts from",
                     match (ipv6, link_local_wanted) {
                         (false, _) => "IPv4",
                         (true, true) => "IPv6 link-local",
@@ -201,9 +208,9 @@ impl Router {
     /// the addresses up).
     pub async fn run(self) {
         let mut stop = self.inputs.stop.clone();
-        let wire = loop {
+        let (wire, frames) = loop {
             match self.wire().await {
-                Ok(wire) => break wire,
+                Ok(wired) => break wired,
                 Err(error) => {
                     log::error!("vrrp {}: {error}; trying again in 1s", self.config.name);
                     self.board.update(self.index, |status| {
@@ -231,32 +238,57 @@ impl Router {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        self.board.update(self.index, |status| {
-            status.address = Some(wire.source);
-        });
+        self.board
+            .update(self.index, |status| status.address = Some(wire.source));
+
+        let (role, roles) = watch::channel(Role::default());
+        let effects = match Host::new() {
+            Ok(host) => tokio::spawn(
+                Effects {
+                    config: self.config.clone(),
+                    host,
+                    gate: self.gate.clone(),
+                    merges: self.inputs.merges.clone(),
+                    frames,
+                    link: wire.link.clone(),
+                }
+                .run(roles),
+            ),
+            Err(error) => {
+                log::error!("vrrp {}: {error}", self.config.name);
+                return;
+            }
+        };
+        let (verdicts, mut tracked) = watch::channel(None);
+        let tracker = tokio::spawn(tracker::run(
+            self.config.clone(),
+            self.inputs.desired.clone(),
+            verdicts,
+        ));
+        // A router that starts with a fault (an owner whose link is down) must not claim the
+        // role for a moment first.
+        let _ = tokio::time::timeout(FIRST_VERDICT_WITHIN, tracked.wait_for(Option::is_some)).await;
+
         let mut machine = Machine::new(self.params(wire.source));
         let mut held = self.inputs.hold.clone();
         let hold = *held.borrow_and_update();
         let mut actions = machine.set_preempt_hold(self.now(), hold);
+        let first = tracked.borrow_and_update().clone();
+        actions.extend(self.apply_verdict(&wire, &mut machine, first));
         actions.extend(machine.start(self.now()));
-        let mut second_burst: Option<Instant> = None;
-        let mut tracked = Tracked::default();
-        let mut track_ticks = tokio::time::interval(TRACK_EVERY);
-        track_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.perform(&wire, &mut machine, actions, &mut second_burst)
-                .await;
+            self.perform(&wire, &mut machine, actions, &role);
             self.publish(&machine);
-            let deadline = machine
-                .next_deadline()
-                .map(|at| self.epoch + at)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            let burst_at =
-                second_burst.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let later = Instant::now() + Duration::from_secs(3600);
+            let deadline = machine.next_deadline().map_or(later, |at| self.epoch + at);
             actions = tokio::select! {
                 biased;
                 () = stopped(&mut stop) => break,
-                _ = sleep_until(deadline) => machine.poll(self.now()),
+                _ = sleep_until(deadline) => {
+                    let mut actions = self.drain(&wire, &mut machine);
+                    actions.extend(machine.poll(self.now()));
+                    actions
+                }
                 received = wire.adverts.receive() => match received {
                     Ok(received) => self.heard(&wire, &mut machine, received),
                     Err(error) => {
@@ -264,14 +296,10 @@ impl Router {
                         Vec::new()
                     }
                 },
-                _ = sleep_until(burst_at) => {
-                    second_burst = None;
-                    if machine.state() == State::Master {
-                        self.announce(&wire);
-                    }
-                    Vec::new()
+                Ok(()) = tracked.changed() => {
+                    let verdict = tracked.borrow_and_update().clone();
+                    self.apply_verdict(&wire, &mut machine, verdict)
                 }
-                _ = track_ticks.tick() => self.track(&mut machine, &mut tracked).await,
                 Ok(()) = held.changed() => {
                     let hold = *held.borrow_and_update();
                     machine.set_preempt_hold(self.now(), hold)
@@ -279,9 +307,60 @@ impl Router {
             };
         }
         let actions = machine.shutdown(self.now());
-        self.perform(&wire, &mut machine, actions, &mut second_burst)
-            .await;
+        self.perform(&wire, &mut machine, actions, &role);
         self.publish(&machine);
+        tracker.abort();
+        // The effects task leaves the master role, if held, once its sender is gone.
+        drop(role);
+        let _ = effects.await;
+    }
+
+    /// The tracker's verdict given to the machine. An interface created again (a new
+    /// index) leaves the router's sockets on the old one: that is a fault until lbd
+    /// restarts.
+    fn apply_verdict(
+        &self,
+        wire: &Wire,
+        machine: &mut Machine,
+        verdict: Option<Tracked>,
+    ) -> Vec<Action> {
+        let Some(verdict) = verdict else {
+            return Vec::new();
+        };
+        let recreated = verdict
+            .index
+            .filter(|index| *index != wire.link.index)
+            .map(|index| {
+                format!(
+                    "interface {} was created again (index {} → {index}); restart lbd to use it",
+                    self.config.interface, wire.link.index
+                )
+            });
+        let fault = recreated.or(verdict.fault);
+        let mut actions = Vec::new();
+        if fault.as_deref() != machine.fault() {
+            actions.extend(machine.set_fault(self.now(), fault));
+        }
+        if verdict.priority != machine.priority() {
+            actions.extend(machine.set_priority(self.now(), verdict.priority));
+        }
+        actions
+    }
+
+    /// Adverts that arrived while the loop was busy, handed over before a timer fires.
+    fn drain(&self, wire: &Wire, machine: &mut Machine) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for _ in 0..QUEUED_ADVERTS {
+            match wire.adverts.try_receive() {
+                Ok(Some(received)) => actions.extend(self.heard(wire, machine, received)),
+                Ok(None) => break,
+                Err(error) => {
+                    log::warn!("vrrp {}: receiving: {error}", self.config.name);
+                    break;
+                }
+            }
+        }
+        actions
     }
 
     /// An advert off the wire: validated as RFC 5798 §7.1 says, then handed to the machine.
@@ -323,22 +402,24 @@ impl Router {
             });
             return Vec::new();
         }
-        let mut ours: Vec<IpAddr> = self
+        let ours: BTreeSet<IpAddr> = self
             .config
             .virtual_addresses
             .iter()
             .map(|address| address.address)
             .collect();
-        let mut theirs = advert.addresses.clone();
-        ours.sort();
-        theirs.sort();
+        let theirs: BTreeSet<IpAddr> = advert.addresses.iter().copied().collect();
         if ours != theirs {
-            // RFC 5798 §7.1: log it, and go on (the peers disagree on the addresses, not on
-            // who is master).
-            log::debug!(
-                "vrrp {}: {source} advertises addresses {theirs:?}, ours are {ours:?}",
-                self.config.name
-            );
+            // Another pair using our vrid (every example config uses 51) must not make this
+            // one a backup: keepalived drops these too (RFC 9568 §7.1 with erratum 8299).
+            self.ignore("address_mismatch", || {
+                format!(
+                    "advert from {source} for addresses {theirs:?}, ours are {ours:?} (another \
+                     router with vrid {}?)",
+                    advert.vrid
+                )
+            });
+            return Vec::new();
         }
         self.board
             .update(self.index, |status| status.adverts_received += 1);
@@ -371,12 +452,14 @@ impl Router {
         }
     }
 
-    async fn perform(
+    /// The machine's actions: adverts go out at once; what the role means for the host goes
+    /// to the effects task.
+    fn perform(
         &self,
         wire: &Wire,
         machine: &mut Machine,
         actions: Vec<Action>,
-        second_burst: &mut Option<Instant>,
+        role: &watch::Sender<Role>,
     ) {
         for action in actions {
             match action {
@@ -387,18 +470,11 @@ impl Router {
                          the addresses again",
                         self.config.name
                     );
-                    self.announce(wire);
+                    role.send_modify(|role| role.announcements += 1);
                 }
                 Action::Transition { from, to, reason } => {
                     log::info!("vrrp {}: {from} -> {to}: {reason}", self.config.name);
-                    if from == State::Master {
-                        *second_burst = None;
-                        self.leave_master(wire).await;
-                    }
-                    if to == State::Master {
-                        self.enter_master(wire).await;
-                        *second_burst = Some(Instant::now() + SECOND_BURST_AFTER);
-                    }
+                    role.send_modify(|role| role.master = to == State::Master);
                     let reason = reason.to_string();
                     self.board.update(self.index, |status| {
                         status.transitions += 1;
@@ -430,142 +506,24 @@ impl Router {
                 Ok(()) => self
                     .board
                     .update(self.index, |status| status.adverts_sent += 1),
-                Err(error) => log::debug!(
-                    "vrrp {}: sending an advert to {destination}: {error}",
-                    self.config.name
-                ),
-            }
-        }
-    }
-
-    /// Addresses first (so the host answers for them), then the program forwards their
-    /// services, then the network is told.
-    async fn enter_master(&self, wire: &Wire) {
-        for address in &self.config.virtual_addresses {
-            if let Err(error) = self
-                .host
-                .add(&self.config.interface, wire.link.index, *address)
-                .await
-            {
-                log::error!("vrrp {}: {error}", self.config.name);
-            }
-        }
-        if let Err(error) = self.gate.serve(&self.config.name, true).await {
-            log::error!(
-                "vrrp {}: starting to forward the virtual addresses: {error}",
-                self.config.name
-            );
-        }
-        self.announce(wire);
-    }
-
-    /// The program stops forwarding first, then the addresses go.
-    async fn leave_master(&self, wire: &Wire) {
-        if let Err(error) = self.gate.serve(&self.config.name, false).await {
-            log::error!(
-                "vrrp {}: stopping forwarding the virtual addresses: {error}",
-                self.config.name
-            );
-        }
-        for address in &self.config.virtual_addresses {
-            if let Err(error) = self
-                .host
-                .remove(&self.config.interface, wire.link.index, address.address)
-                .await
-            {
-                log::error!("vrrp {}: {error}", self.config.name);
-            }
-        }
-    }
-
-    /// One burst of gratuitous ARPs / unsolicited neighbour advertisements.
-    fn announce(&self, wire: &Wire) {
-        for _ in 0..ANNOUNCEMENTS {
-            for address in &self.config.virtual_addresses {
-                let frame = match address.address {
-                    IpAddr::V4(v4) => packet::gratuitous_arp(wire.link.mac, v4),
-                    // From the address itself, as keepalived sends them.
-                    IpAddr::V6(v6) => packet::unsolicited_neighbour_advert(wire.link.mac, v6, v6),
-                };
-                if let Err(error) = wire.frames.send(&frame) {
-                    log::debug!(
-                        "vrrp {}: announcing {}: {error}",
-                        self.config.name,
-                        address.address
+                Err(error) => {
+                    let mut first = false;
+                    self.board.update(self.index, |status| {
+                        first = status.adverts_not_sent == 0;
+                        status.adverts_not_sent += 1;
+                    });
+                    let message = format!(
+                        "vrrp {}: sending an advert to {destination} from {}: {error}",
+                        self.config.name, wire.source
                     );
+                    if first {
+                        log::warn!("{message}");
+                    } else {
+                        log::debug!("{message}");
+                    }
                 }
             }
         }
-    }
-
-    /// Tracked interfaces and services → FAULT or a lower priority.
-    async fn track(&self, machine: &mut Machine, tracked: &mut Tracked) -> Vec<Action> {
-        let mut fault: Option<String> = None;
-        let mut priority = i32::from(self.config.priority);
-        let mut interfaces = vec![(self.config.interface.clone(), 0)];
-        interfaces.extend(
-            self.config
-                .track_interfaces
-                .iter()
-                .map(|tracked| (tracked.name.clone(), tracked.weight)),
-        );
-        for (name, weight) in interfaces {
-            let up = matches!(self.host.link(&name).await, Ok(link) if link.up);
-            if up {
-                continue;
-            }
-            if weight == 0 {
-                fault.get_or_insert(format!("interface {name} down"));
-            } else {
-                priority += weight;
-            }
-        }
-        if let Some(weight) = self.config.track_services
-            && self.a_service_is_down()
-        {
-            if weight == 0 {
-                fault.get_or_insert("a tracked service has no real up".to_owned());
-            } else {
-                priority += weight;
-            }
-        }
-        let mut actions = Vec::new();
-        if fault != tracked.fault {
-            tracked.fault = fault.clone();
-            actions.extend(machine.set_fault(self.now(), fault));
-        }
-        // An owner keeps 255; anyone else stays within 1..=254.
-        let effective = if self.config.priority == 255 {
-            255
-        } else {
-            priority.clamp(1, 254) as u8
-        };
-        if Some(effective) != tracked.priority {
-            tracked.priority = Some(effective);
-            actions.extend(machine.set_priority(self.now(), effective));
-        }
-        actions
-    }
-
-    /// Whether a service on one of the router's addresses has no real that can take new
-    /// flows.
-    fn a_service_is_down(&self) -> bool {
-        let desired = self.inputs.desired.load();
-        desired
-            .services
-            .iter()
-            .filter(|service| {
-                self.config
-                    .virtual_addresses
-                    .iter()
-                    .any(|address| address.address == service.config.vip)
-            })
-            .any(|service| {
-                !service
-                    .reals
-                    .iter()
-                    .any(|real| !real.sorry && real.schedulable() && real.config.weight > 0)
-            })
     }
 
     fn publish(&self, machine: &Machine) {
@@ -574,7 +532,8 @@ impl Router {
             status.state = machine.state().to_string();
             status.priority = machine.priority();
             status.master = machine.master_address();
-            status.hold = hold.then(|| "waiting for a full copy of the master's flows".to_owned());
+            status.hold = (hold && machine.state() != State::Master)
+                .then(|| "waiting for a full copy of the master's flows".to_owned());
         });
     }
 }
@@ -582,10 +541,4 @@ impl Router {
 /// Until lbd stops (the guard `wait_for` returns is not `Send`: it stays in here).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
-}
-
-#[derive(Default)]
-struct Tracked {
-    fault: Option<String>,
-    priority: Option<u8>,
 }

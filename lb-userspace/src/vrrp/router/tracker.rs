@@ -1,0 +1,172 @@
+//! What moves a router's priority or sends it to FAULT, looked at every
+//! [`TRACK_EVERY`] on a task of its own (netlink answers may wait on the kernel's RTNL lock;
+//! the router's advert timer never does).
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::{
+    config::ha::VrrpInstanceConfig,
+    reconcile::Desired,
+    vrrp::host::{Host, HostError},
+};
+
+/// How often tracked interfaces and services are looked at.
+pub const TRACK_EVERY: Duration = Duration::from_millis(100);
+/// Failed netlink queries in a row after which the socket is opened again (a netlink
+/// connection that hit a socket error stays closed).
+const REOPEN_AFTER_FAILURES: u32 = 20;
+
+/// The verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracked {
+    /// Why the router must be in FAULT, if it must.
+    pub fault: Option<String>,
+    /// Its priority after the weights of what is down (an owner keeps 255).
+    pub priority: u8,
+    /// The router's own interface's index, when it exists: a change means the interface was
+    /// created again, and the router's sockets are on the old one.
+    pub index: Option<u32>,
+}
+
+pub async fn run(
+    config: VrrpInstanceConfig,
+    desired: Arc<ArcSwap<Desired>>,
+    verdicts: watch::Sender<Option<Tracked>>,
+) {
+    let mut host = match Host::new() {
+        Ok(host) => host,
+        Err(error) => {
+            log::error!("vrrp {}: tracking: {error}", config.name);
+            return;
+        }
+    };
+    let mut interfaces = vec![(config.interface.clone(), 0)];
+    interfaces.extend(
+        config
+            .track_interfaces
+            .iter()
+            .map(|tracked| (tracked.name.clone(), tracked.weight)),
+    );
+    // The last state seen of each interface (kept through failed queries), and whether its
+    // absence was reported.
+    let mut up: HashMap<String, bool> = HashMap::new();
+    let mut missing_reported: HashMap<String, bool> = HashMap::new();
+    let mut failures = 0u32;
+    let mut ticks = tokio::time::interval(TRACK_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let mut fault: Option<String> = None;
+        let mut priority = i32::from(config.priority);
+        let mut index = None;
+        for (position, (name, weight)) in interfaces.iter().enumerate() {
+            let is_up = match host.link_state(name).await {
+                Ok(Some((found, is_up))) => {
+                    failures = 0;
+                    if position == 0 {
+                        index = Some(found);
+                    }
+                    missing_reported.remove(name);
+                    up.insert(name.clone(), is_up);
+                    is_up
+                }
+                Ok(None) => {
+                    failures = 0;
+                    if !missing_reported.insert(name.clone(), true).unwrap_or(false) {
+                        log::warn!("vrrp {}: interface {name} does not exist", config.name);
+                    }
+                    up.insert(name.clone(), false);
+                    false
+                }
+                Err(error) => {
+                    failures += 1;
+                    report_failure(&config.name, &error, failures);
+                    // A query that failed says nothing about the link: its last state holds.
+                    up.get(name).copied().unwrap_or(true)
+                }
+            };
+            if is_up {
+                continue;
+            }
+            let what = if missing_reported.contains_key(name) {
+                format!("interface {name} does not exist")
+            } else {
+                format!("interface {name} down")
+            };
+            if *weight == 0 {
+                fault.get_or_insert(what);
+            } else {
+                priority += weight;
+            }
+        }
+        if failures >= REOPEN_AFTER_FAILURES {
+            match Host::new() {
+                Ok(fresh) => {
+                    log::warn!("vrrp {}: reopened its netlink socket", config.name);
+                    host = fresh;
+                    failures = 0;
+                }
+                Err(error) => log::warn!("vrrp {}: reopening netlink: {error}", config.name),
+            }
+        }
+        if let Some(weight) = config.track_services
+            && a_service_is_down(&config, &desired.load())
+        {
+            if weight == 0 {
+                fault.get_or_insert_with(|| "a tracked service has no real up".to_owned());
+            } else {
+                priority += weight;
+            }
+        }
+        let priority = if config.priority == 255 {
+            255
+        } else {
+            priority.clamp(1, 254) as u8
+        };
+        let verdict = Tracked {
+            fault,
+            priority,
+            index,
+        };
+        verdicts.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&verdict);
+            if changed {
+                *current = Some(verdict);
+            }
+            changed
+        });
+        if verdicts.is_closed() {
+            return;
+        }
+    }
+}
+
+fn report_failure(router: &str, error: &HostError, failures: u32) {
+    if failures == 1 {
+        log::warn!("vrrp {router}: tracking: {error} (the last known state holds)");
+    } else {
+        log::debug!("vrrp {router}: tracking: {error}");
+    }
+}
+
+/// Whether a service on one of the router's addresses has no real that can take new flows.
+fn a_service_is_down(config: &VrrpInstanceConfig, desired: &Desired) -> bool {
+    desired
+        .services
+        .iter()
+        .filter(|service| {
+            config
+                .virtual_addresses
+                .iter()
+                .any(|address| address.address == service.config.vip)
+        })
+        .any(|service| {
+            !service
+                .reals
+                .iter()
+                .any(|real| !real.sorry && real.schedulable() && real.config.weight > 0)
+        })
+}
