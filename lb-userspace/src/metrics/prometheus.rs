@@ -175,6 +175,10 @@ const VRRP_TRANSITIONS: Metric = counter(
     "State changes of the router since lbd started.",
 );
 const VRRP_ADVERTS_SENT: Metric = counter("lb_vrrp_adverts_sent_total", "Adverts the router sent.");
+const VRRP_ADVERTS_NOT_SENT: Metric = counter(
+    "lb_vrrp_adverts_not_sent_total",
+    "Adverts the socket refused to send (the interface down, the source address gone).",
+);
 const VRRP_ADVERTS_RECEIVED: Metric = counter(
     "lb_vrrp_adverts_received_total",
     "Valid adverts the router heard for its vrid.",
@@ -226,6 +230,7 @@ fn render_high_availability(out: &mut Exposition, view: &View) {
             out.add(&VRRP_PRIORITY, &labels, u64::from(router.priority));
             out.add(&VRRP_TRANSITIONS, &labels, router.transitions);
             out.add(&VRRP_ADVERTS_SENT, &labels, router.adverts_sent);
+            out.add(&VRRP_ADVERTS_NOT_SENT, &labels, router.adverts_not_sent);
             out.add(&VRRP_ADVERTS_RECEIVED, &labels, router.adverts_received);
             for (reason, count) in &router.adverts_ignored {
                 let mut with_reason = labels.to_vec();
