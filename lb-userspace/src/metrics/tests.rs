@@ -82,6 +82,7 @@ impl DataplaneReader for SharedReader {
 
 struct Fixture {
     pages: Arc<Pages>,
+    context: Arc<AdminContext>,
     reader: Arc<SharedReader>,
     board: Arc<HealthBoard>,
     /// 192.0.2.11:80, whose checks the board has; 192.0.2.12 has none yet.
@@ -176,9 +177,11 @@ fn fixture() -> Fixture {
             mtu: 1500,
         }],
     );
-    let pages = Arc::new(Pages::new(Arc::new(context), board.clone(), config.limits));
+    let context = Arc::new(context);
+    let pages = Arc::new(Pages::new(context.clone(), board.clone(), config.limits));
     Fixture {
         pages,
+        context,
         reader,
         board,
         checked,
@@ -267,6 +270,61 @@ fn metrics_text_holds_the_listing_counters_under_one_header_each() {
             .to_owned(),
     ] {
         assert!(text.contains(&block), "missing\n{block}\nin\n{text}");
+    }
+    assert_well_formed(&text);
+}
+
+#[test]
+fn metrics_text_holds_the_vrrp_routers_and_sync() {
+    use crate::admin::{RouterStatus, SyncStatus};
+    let fixture = fixture();
+    let routers = crate::vrrp::Board::new(vec![RouterStatus {
+        name: "VI_1".into(),
+        interface: "eth0".into(),
+        vrid: 51,
+        state: "BACKUP".into(),
+        priority: 90,
+        adverts_sent: 4,
+        adverts_not_sent: 1,
+        adverts_received: 30,
+        adverts_ignored: vec![("checksum".into(), 2), ("ttl".into(), 1)],
+        transitions: 3,
+        ..RouterStatus::default()
+    }]);
+    let _ = fixture.context.vrrp.set(Arc::new(routers));
+    let sync = crate::sync::SyncBoard::default();
+    sync.set(SyncStatus {
+        peer: "192.0.2.3:8849".into(),
+        complete: true,
+        flows_received: 200,
+        batches_lost: 1,
+        pending: 5,
+        lag_ms: 1500,
+        ..SyncStatus::default()
+    });
+    let _ = fixture.context.sync.set(Arc::new(sync));
+    let text = fixture.pages.metrics_text().unwrap();
+    let router = "vrrp_instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"";
+    for line in [
+        format!("lb_vrrp_state{{{router},state=\"BACKUP\"}} 1"),
+        format!("lb_vrrp_state{{{router},state=\"MASTER\"}} 0"),
+        format!("lb_vrrp_priority{{{router}}} 90"),
+        format!("lb_vrrp_transitions_total{{{router}}} 3"),
+        format!("lb_vrrp_adverts_sent_total{{{router}}} 4"),
+        format!("lb_vrrp_adverts_not_sent_total{{{router}}} 1"),
+        format!("lb_vrrp_adverts_received_total{{{router}}} 30"),
+        format!("lb_vrrp_adverts_ignored_total{{{router},reason=\"checksum\"}} 2"),
+        format!("lb_vrrp_adverts_ignored_total{{{router},reason=\"ttl\"}} 1"),
+        "lb_sync_copy_complete{peer=\"192.0.2.3:8849\"} 1".to_owned(),
+        "lb_sync_flows_received_total{peer=\"192.0.2.3:8849\"} 200".to_owned(),
+        "lb_sync_batches_lost_total{peer=\"192.0.2.3:8849\"} 1".to_owned(),
+        "lb_sync_pending_entries{peer=\"192.0.2.3:8849\"} 5".to_owned(),
+        "lb_sync_lag_seconds{peer=\"192.0.2.3:8849\"} 1.5".to_owned(),
+    ] {
+        assert!(
+            text.lines().any(|written| written == line),
+            "missing {line} in\n{text}"
+        );
     }
     assert_well_formed(&text);
 }

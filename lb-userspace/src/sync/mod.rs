@@ -80,6 +80,12 @@ impl SyncBoard {
         self.status.lock().expect("sync board lock").clone()
     }
 
+    /// Replaces the status whole (tests).
+    #[cfg(test)]
+    pub fn set(&self, status: SyncStatus) {
+        *self.status.lock().expect("sync board lock") = status;
+    }
+
     fn update(&self, change: impl FnOnce(&mut SyncStatus)) {
         change(&mut self.status.lock().expect("sync board lock"));
     }

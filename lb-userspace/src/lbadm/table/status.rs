@@ -176,3 +176,88 @@ fn check_text(check: Option<&CheckStatus>, now_s: u64, neighbour: &str) -> Strin
         check.checks, check.failures
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::admin::{RouterStatus, SyncStatus};
+
+    fn status() -> Status {
+        Status {
+            instance: "lb1".into(),
+            version: "0.1.0".into(),
+            flow_table_size: 1000,
+            services: 1,
+            reals: 0,
+            interfaces: Vec::new(),
+            maps: Vec::new(),
+            reals_health: Vec::new(),
+            vrrp: vec![
+                RouterStatus {
+                    name: "VI_1".into(),
+                    interface: "eth0".into(),
+                    vrid: 51,
+                    state: "MASTER".into(),
+                    priority: 150,
+                    configured_priority: 150,
+                    advert_interval_cs: 10,
+                    master: Some("192.0.2.2".parse().unwrap()),
+                    address: Some("192.0.2.2".parse().unwrap()),
+                    virtual_addresses: vec!["192.0.2.100/32".into()],
+                    last_transition_at: Some(1_000),
+                    last_transition: Some("BACKUP -> MASTER".into()),
+                    last_reason: Some("no advert for 0.361s (master down interval)".into()),
+                    transitions: 2,
+                    adverts_sent: 40,
+                    adverts_not_sent: 0,
+                    adverts_received: 3,
+                    adverts_ignored: vec![("ttl".into(), 2)],
+                    hold: None,
+                },
+                RouterStatus {
+                    name: "VI_6".into(),
+                    interface: "eth0".into(),
+                    vrid: 52,
+                    state: "BACKUP".into(),
+                    priority: 90,
+                    configured_priority: 150,
+                    advert_interval_cs: 100,
+                    master: Some("fe80::3".parse().unwrap()),
+                    address: Some("fe80::2".parse().unwrap()),
+                    virtual_addresses: vec!["2001:db8::100/128".into()],
+                    hold: Some("waiting for a full copy of the master's flows".into()),
+                    ..RouterStatus::default()
+                },
+            ],
+            sync: Some(SyncStatus {
+                peer: "192.0.2.3:8849".into(),
+                role: "sending to 192.0.2.3".into(),
+                complete: true,
+                flows_sent: 200,
+                batches_sent: 3,
+                lag_ms: 501,
+                ..SyncStatus::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn routers_and_sync_read_as_a_table() {
+        let text = status_at(
+            &status(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_030),
+        );
+        let expected = "
+VRRP             Interface        VRID State   Prio  Master                    Last transition
+VI_1             eth0             51   MASTER  150   192.0.2.2 (this)          BACKUP -> MASTER 30s ago: no advert for 0.361s (master down interval)
+  addresses 192.0.2.100/32; adverts every 100 ms: 40 sent, 3 received, ignored: ttl 2
+VI_6             eth0             52   BACKUP  90/150 fe80::3                   -
+  addresses 2001:db8::100/128; adverts every 1000 ms: 0 sent, 0 received, ignored: none; not preempting: waiting for a full copy of the master's flows
+
+Sync with 192.0.2.3:8849: sending to 192.0.2.3, copy complete; 200 flows in 3 batches sent, 0 flows in 0 batches received, 0 batches lost, 0 pending, lag 501 ms
+";
+        assert!(text.ends_with(expected), "got:\n{text}");
+    }
+}
