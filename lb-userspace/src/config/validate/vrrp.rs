@@ -306,7 +306,8 @@ impl Validator<'_> {
             if let Some(weight_key) = weighted {
                 return Err(self.invalid(
                     &weight_key,
-                    "an address owner (priority 255) keeps its priority, so a weight never                      applies: use weight 0 (FAULT) or a priority below 255",
+                    "an address owner (priority 255) keeps its priority, so a weight never \
+                     applies: use weight 0 (FAULT) or a priority below 255",
                 ));
             }
         }

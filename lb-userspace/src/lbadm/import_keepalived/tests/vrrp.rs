@@ -120,12 +120,13 @@ vrrp_instance VI_OWNER {
     );
     assert!(reason(&converted, 26, "eth1").contains("would start at 250 plus the positive"));
 
-    // An owner's priority never moves: its weights are written as they are.
+    // An owner's priority never moves: a weight there does nothing (and lbd refuses it).
     let owner = instance(&converted, "VI_OWNER");
     assert_eq!(
         (owner.priority, owner.track_interfaces.as_slice()),
-        (255, [track("eth1", 10)].as_slice())
+        (255, [].as_slice())
     );
+    assert!(reason(&converted, 38, "eth1").contains("never applies"));
     assert_eq!(
         lines(&converted),
         [
@@ -133,7 +134,8 @@ vrrp_instance VI_OWNER {
             (12, "eth5"),
             (13, "eth6"),
             (14, "eth1"),
-            (26, "eth1")
+            (26, "eth1"),
+            (38, "eth1")
         ]
     );
 }
