@@ -411,3 +411,38 @@ impl Conntrack {
         self.balancer.service_counters(service).new_flows
     }
 }
+
+/// `count` established TCP flows to `vip`:80 of service 1, from 203.0.113.0/24 clients, spread
+/// over reals 1 to `reals` (ids as a fresh instance gives them, in config order), last seen
+/// `now_ns`: for filling a flow table directly (`batch::update`).
+pub fn established_flows(
+    count: u32,
+    vip: Ipv4Addr,
+    reals: u32,
+    now_ns: u64,
+) -> (Vec<FlowKey>, Vec<Flow>) {
+    let keys = (0..count)
+        .map(|i| {
+            let mut key = FlowKey {
+                protocol: PROTO_TCP,
+                family: FAMILY_IPV4,
+                src_port_be: (i as u16).to_be(),
+                dst_port_be: 80u16.to_be(),
+                ..FlowKey::default()
+            };
+            key.src[..4].copy_from_slice(&(0xcb00_7100u32 + (i >> 16)).to_be_bytes());
+            key.dst[..4].copy_from_slice(&vip.octets());
+            key
+        })
+        .collect();
+    let flows = (0..count)
+        .map(|i| Flow {
+            real_id: 1 + i % reals,
+            service_id: 1,
+            last_seen_ns: now_ns,
+            state: u32::from(lb_common::conntrack::STATE_ESTABLISHED),
+            ..Flow::default()
+        })
+        .collect();
+    (keys, flows)
+}

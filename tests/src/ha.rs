@@ -320,3 +320,10 @@ pub fn wait_for_line(log: &std::path::Path, line: &str, limit: Duration) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Prints a measured figure straight to stderr, so it shows in the test's output even when
+/// the test passes.
+pub fn report(what: &str, took: Duration) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{what}: {took:?}");
+}

@@ -12,7 +12,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_common::{FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, conntrack::STATE_ESTABLISHED};
 use lb_tests::{fixture::loopback, privilege::require_root};
 use lb_userspace::{
     admin::{self, Reply, Request},
@@ -68,30 +67,12 @@ fn a_flow_walk_stalls_neither_the_admin_socket_nor_the_timers() {
     } = loader::load(&config.limits, None).unwrap_or_else(|e| panic!("{e:?}"));
 
     // A hundred thousand live flows over the three reals (ids 1, 2, 3).
-    let now = admin::monotonic_now_ns();
-    let keys: Vec<FlowKey> = (0..FLOWS)
-        .map(|i| {
-            let mut key = FlowKey {
-                protocol: PROTO_TCP,
-                family: FAMILY_IPV4,
-                src_port_be: (i as u16).to_be(),
-                dst_port_be: 80u16.to_be(),
-                ..FlowKey::default()
-            };
-            key.src[..4].copy_from_slice(&(0xcb00_7100u32 + (i >> 16)).to_be_bytes());
-            key.dst[..4].copy_from_slice(&[192, 0, 2, 100]);
-            key
-        })
-        .collect();
-    let flows: Vec<Flow> = (0..FLOWS)
-        .map(|i| Flow {
-            real_id: 1 + i % 3,
-            service_id: 1,
-            last_seen_ns: now,
-            state: u32::from(STATE_ESTABLISHED),
-            ..Flow::default()
-        })
-        .collect();
+    let (keys, flows) = lb_tests::conntrack::established_flows(
+        FLOWS,
+        std::net::Ipv4Addr::new(192, 0, 2, 100),
+        3,
+        admin::monotonic_now_ns(),
+    );
     batch::update(reader.flows().fd().as_fd(), &keys, &flows).expect("filling the flow table");
 
     let mut desired = Desired::new(&config, vec![loopback()], &Default::default())

@@ -8,7 +8,7 @@ use std::{
 
 use lb_tests::{
     VIP,
-    ha::{Pair, router, wait_for_state},
+    ha::{Pair, report, router, wait_for_state},
     http::{self, HttpServer},
     keepalived::{self, Keepalived},
     lbd::Lbd,
@@ -49,28 +49,6 @@ fn lbd_config(topology: &HaTopology, priority: u8) -> String {
     .config(&reals, "")
 }
 
-/// Waits (bounded) until exactly balancer `index` holds the VIP; returns how long it took.
-fn wait_for_holder(
-    topology: &HaTopology,
-    index: usize,
-    limit: Duration,
-    logs: &dyn Fn() -> String,
-) -> Duration {
-    let started = Instant::now();
-    loop {
-        let holders = topology.vip_holders();
-        if holders == [index] {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "the VIP is on {holders:?}, not only lb{index}, after {limit:?}:\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn get_through_vip(topology: &HaTopology) {
     let vip = SocketAddr::from((VIP, 80));
     let body = topology
@@ -82,11 +60,6 @@ fn get_through_vip(topology: &HaTopology) {
 
 fn logs(lbd: &Lbd, keepalived: &Keepalived) -> String {
     format!("lbd:\n{}\nkeepalived:\n{}", lbd.log(), keepalived.log())
-}
-
-fn report(what: &str, took: Duration) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{what}: {took:?}");
 }
 
 #[test]
@@ -125,10 +98,7 @@ fn lbd_master_with_keepalived_backup_hand_over_both_ways() {
     // lbd stops: its priority-0 advert makes keepalived master within its skew time.
     let stopped = Instant::now();
     lbd.stop();
-    let took = stopped.elapsed()
-        + wait_for_holder(&topology, 2, Duration::from_secs(5), &|| {
-            logs(&lbd, &keepalived)
-        });
+    let took = stopped.elapsed() + topology.wait_for_vip(&[2], Duration::from_secs(5));
     report(
         "keepalived takes over from a stopping lbd (1 s adverts)",
         took,
@@ -138,9 +108,7 @@ fn lbd_master_with_keepalived_backup_hand_over_both_ways() {
     // lbd returns with the higher priority and preempts; keepalived gives the VIP back.
     lbd.restart(&topology.lb1);
     wait_for_state(&lbd, "MASTER", Duration::from_secs(10));
-    wait_for_holder(&topology, 1, Duration::from_secs(5), &|| {
-        logs(&lbd, &keepalived)
-    });
+    topology.wait_for_vip(&[1], Duration::from_secs(5));
     get_through_vip(&topology);
     let status = router(&lbd).expect("lbd answers");
     assert_eq!(
@@ -197,10 +165,7 @@ fn keepalived_master_with_lbd_backup_hand_over_both_ways() {
     // keepalived stops (priority 0): lbd takes over within its skew time and forwards.
     let stopped = Instant::now();
     keepalived.stop();
-    let took = stopped.elapsed()
-        + wait_for_holder(&topology, 1, Duration::from_secs(5), &|| {
-            logs(&lbd, &keepalived)
-        });
+    let took = stopped.elapsed() + topology.wait_for_vip(&[1], Duration::from_secs(5));
     report(
         "lbd takes over from a stopping keepalived (1 s adverts)",
         took,
@@ -216,7 +181,7 @@ fn keepalived_master_with_lbd_backup_hand_over_both_ways() {
         &keepalived::config(200, 1.0, &VIP.to_string(), None),
     );
     wait_for_state(&lbd, "BACKUP", Duration::from_secs(10));
-    wait_for_holder(&topology, 2, Duration::from_secs(5), &|| keepalived.log());
+    topology.wait_for_vip(&[2], Duration::from_secs(5));
     keepalived.stop();
     lbd.stop();
 }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use lb_tests::{
-    ha::{LongLived, Pair, RequestLoop, router, state, wait_for_copy, wait_for_state},
+    ha::{LongLived, Pair, RequestLoop, report, router, state, wait_for_copy, wait_for_state},
     http::HttpServer,
     lbd::Lbd,
     privilege::require_root,
@@ -90,12 +90,6 @@ fn assert_none_broke(connections: &mut LongLived, when: &str) {
         broken.len(),
         connections.len()
     );
-}
-
-fn report(what: &str, took: Duration) {
-    // Straight to stderr, so the figure shows in the test's output even when it passes.
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{what}: {took:?}");
 }
 
 #[test]
@@ -399,9 +393,7 @@ fn adverts_keep_their_schedule_under_a_large_table() {
         },
     };
 
-    use lb_common::{
-        FAMILY_IPV4, Flow, FlowKey, MAP_FLOWS, PROTO_TCP, conntrack::STATE_ESTABLISHED,
-    };
+    use lb_common::MAP_FLOWS;
     use lb_userspace::{admin::monotonic_now_ns, dataplane::batch};
 
     const FLOWS: u32 = 500_000;
@@ -411,30 +403,8 @@ fn adverts_keep_their_schedule_under_a_large_table() {
 
     // Half a million established flows over lb1's three reals (a fresh instance: service 1,
     // reals 1 to 3, in config order).
-    let now = monotonic_now_ns();
-    let keys: Vec<FlowKey> = (0..FLOWS)
-        .map(|i| {
-            let mut key = FlowKey {
-                protocol: PROTO_TCP,
-                family: FAMILY_IPV4,
-                src_port_be: (i as u16).to_be(),
-                dst_port_be: 80u16.to_be(),
-                ..FlowKey::default()
-            };
-            key.src[..4].copy_from_slice(&(0xcb00_7100u32 + (i >> 16)).to_be_bytes());
-            key.dst[..4].copy_from_slice(&lb_tests::VIP.octets());
-            key
-        })
-        .collect();
-    let flows: Vec<Flow> = (0..FLOWS)
-        .map(|i| Flow {
-            real_id: 1 + i % 3,
-            service_id: 1,
-            last_seen_ns: now,
-            state: u32::from(STATE_ESTABLISHED),
-            ..Flow::default()
-        })
-        .collect();
+    let (keys, flows) =
+        lb_tests::conntrack::established_flows(FLOWS, lb_tests::VIP, 3, monotonic_now_ns());
     let table = aya::maps::MapData::from_pin(pairing.lb1.pin_dir().join(MAP_FLOWS))
         .expect("lb1's pinned flow table");
     batch::update(table.fd().as_fd(), &keys, &flows).expect("filling lb1's flow table");

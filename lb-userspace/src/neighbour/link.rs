@@ -11,7 +11,7 @@ use super::Vlan;
 
 /// The address assigned to this host: `IFA_LOCAL` when present (on point-to-point links
 /// `IFA_ADDRESS` is the peer), `IFA_ADDRESS` otherwise, as iproute2 does.
-pub(super) fn local_address(message: &AddressMessage) -> Option<IpAddr> {
+pub(crate) fn local_address(message: &AddressMessage) -> Option<IpAddr> {
     let find = |local: bool| {
         message
             .attributes
@@ -26,7 +26,7 @@ pub(super) fn local_address(message: &AddressMessage) -> Option<IpAddr> {
 }
 
 /// The link's MAC; loopback's all-zero address does not count, as it can source nothing.
-pub(super) fn link_mac(link: &LinkMessage) -> Option<[u8; 6]> {
+pub(crate) fn link_mac(link: &LinkMessage) -> Option<[u8; 6]> {
     link.attributes
         .iter()
         .find_map(|attribute| match attribute {

@@ -44,7 +44,8 @@ use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
 };
 
-use link::{link_mac, link_mtu, link_name, link_parent, link_vlan, local_address};
+pub(crate) use link::{link_mac, local_address};
+use link::{link_mtu, link_name, link_parent, link_vlan};
 pub use prefix::{interface_for, prefix_contains};
 pub use route::{Route, RouteAnswerError, Routes};
 

@@ -6,10 +6,13 @@ use std::net::IpAddr;
 use futures::TryStreamExt;
 use netlink_packet_route::{
     address::{AddressAttribute, AddressFlags, AddressMessage},
-    link::{LinkAttribute, LinkFlags, LinkMessage},
+    link::{LinkFlags, LinkMessage},
 };
 
-use crate::config::ha::VirtualAddress;
+use crate::{
+    config::ha::VirtualAddress,
+    neighbour::{link_mac, local_address},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -77,41 +80,21 @@ impl Host {
         })
     }
 
+    /// An Ethernet interface: index, MAC, whether it is up.
     pub async fn link(&self, name: &str) -> Result<Link, HostError> {
-        let missing = || HostError::NoSuchInterface {
-            name: name.to_owned(),
-        };
-        let link: LinkMessage = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_owned())
-            .execute()
-            .try_next()
-            .await
-            .map_err(|source| match errno(&source) {
-                Some(libc::ENODEV) => missing(),
-                _ => HostError::Link {
-                    name: name.to_owned(),
-                    source,
-                },
-            })?
-            .ok_or_else(missing)?;
-        let mac = link
-            .attributes
-            .iter()
-            .find_map(|attribute| match attribute {
-                LinkAttribute::Address(mac) => <[u8; 6]>::try_from(mac.as_slice()).ok(),
-                _ => None,
-            })
-            .ok_or_else(|| HostError::NoMac {
+        let link = self
+            .find_link(name)
+            .await?
+            .ok_or_else(|| HostError::NoSuchInterface {
                 name: name.to_owned(),
             })?;
-        let flags = link.header.flags;
+        let mac = link_mac(&link).ok_or_else(|| HostError::NoMac {
+            name: name.to_owned(),
+        })?;
         Ok(Link {
             index: link.header.index,
             mac,
-            up: flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::Running),
+            up: is_up(&link),
         })
     }
 
@@ -119,6 +102,13 @@ impl Host {
     /// tunnel or WireGuard link has no Ethernet MAC). Also its index, which changes when the
     /// interface is deleted and created again.
     pub async fn link_state(&self, name: &str) -> Result<Option<(u32, bool)>, HostError> {
+        Ok(self
+            .find_link(name)
+            .await?
+            .map(|link| (link.header.index, is_up(&link))))
+    }
+
+    async fn find_link(&self, name: &str) -> Result<Option<LinkMessage>, HostError> {
         let found = self
             .handle
             .link()
@@ -128,14 +118,8 @@ impl Host {
             .try_next()
             .await;
         match found {
-            Ok(Some(link)) => {
-                let flags = link.header.flags;
-                let up = flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::Running);
-                Ok(Some((link.header.index, up)))
-            }
-            Ok(None) => Ok(None),
             Err(source) if errno(&source) == Some(libc::ENODEV) => Ok(None),
-            Err(source) => Err(HostError::Link {
+            found => found.map_err(|source| HostError::Link {
                 name: name.to_owned(),
                 source,
             }),
@@ -260,19 +244,9 @@ impl Host {
     }
 }
 
-/// `IFA_LOCAL` when present, else `IFA_ADDRESS` (as iproute2 reads them).
-fn local_address(message: &AddressMessage) -> Option<IpAddr> {
-    let find = |local: bool| {
-        message
-            .attributes
-            .iter()
-            .find_map(|attribute| match attribute {
-                AddressAttribute::Local(a) if local => Some(*a),
-                AddressAttribute::Address(a) if !local => Some(*a),
-                _ => None,
-            })
-    };
-    find(true).or_else(|| find(false))
+/// Administratively up with a carrier.
+fn is_up(link: &LinkMessage) -> bool {
+    link.header.flags.contains(LinkFlags::Up) && link.header.flags.contains(LinkFlags::Running)
 }
 
 fn errno(error: &rtnetlink::Error) -> Option<i32> {

@@ -174,15 +174,15 @@ impl HaTopology {
         self.holders(&VIP.to_string())
     }
 
-    /// Waits (bounded) until exactly the balancers `expected` hold the VIP: a router adds and
-    /// removes its addresses just after its state changes.
-    pub fn wait_for_vip(&self, expected: &[usize], limit: Duration) {
-        wait_for_holders(|| self.vip_holders(), expected, limit, "VIP");
+    /// Waits (bounded) until exactly the balancers `expected` hold the VIP (a router adds and
+    /// removes its addresses just after its state changes); returns how long that took.
+    pub fn wait_for_vip(&self, expected: &[usize], limit: Duration) -> Duration {
+        wait_for_holders(|| self.vip_holders(), expected, limit, "VIP")
     }
 
     /// [`HaTopology::wait_for_vip`] for [`VIP6`].
-    pub fn wait_for_vip6(&self, expected: &[usize], limit: Duration) {
-        wait_for_holders(|| self.vip6_holders(), expected, limit, "VIP6");
+    pub fn wait_for_vip6(&self, expected: &[usize], limit: Duration) -> Duration {
+        wait_for_holders(|| self.vip6_holders(), expected, limit, "VIP6")
     }
 
     /// Which balancer holds [`VIP6`] on its eth0.
@@ -219,12 +219,12 @@ fn wait_for_holders(
     expected: &[usize],
     limit: Duration,
     what: &str,
-) {
+) -> Duration {
     let started = Instant::now();
     loop {
         let now = holders();
         if now == expected {
-            return;
+            return started.elapsed();
         }
         assert!(
             started.elapsed() < limit,
