@@ -279,11 +279,11 @@ fn lbadm_imports_keepalived_conf_for_lbd_check() {
     assert!(check.status.success(), "{}\n{yaml}", stderr(&check));
     let listed = stderr(&output);
     assert!(
-        listed.contains("keepalived.conf:13: vrrp_instance: not converted")
+        listed.contains("keepalived.conf:19: authentication: not converted")
             && listed.contains("conf.d/10-dns.conf:9: MISC_CHECK: not converted"),
         "{listed}"
     );
-    assert!(listed.contains("lbadm: 13 directives"), "{listed}");
+    assert!(listed.contains("lbadm: 12 directives"), "{listed}");
     let missing = lbadm(&["import-keepalived", "/nonexistent/keepalived.conf"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(

@@ -43,7 +43,7 @@ fn lbd_check_accepts_the_converted_testdata_config() {
         converted.yaml
     );
     assert!(
-        stdout.contains("ok (instance lb1-example-com, 4 services, 8 reals)"),
+        stdout.contains("ok (instance lb1-example-com, 4 services, 8 reals, 2 VRRP routers)"),
         "{stdout}"
     );
     assert!(!converted.unconverted.is_empty());

@@ -348,8 +348,17 @@ async fn wait_for_reals(daemon: &Daemon, limit: Duration) {
 /// Used by `lbd --check`: the summary line it prints.
 pub fn check_summary(path: &Path, config: &Config) -> String {
     let reals: usize = config.services.iter().map(|s| s.reals.len()).sum();
+    let routers = match config.vrrp.len() {
+        0 => String::new(),
+        1 => ", 1 VRRP router".to_owned(),
+        count => format!(", {count} VRRP routers"),
+    };
+    let sync = config
+        .sync
+        .map(|sync| format!(", sync with {}", sync.peer))
+        .unwrap_or_default();
     format!(
-        "{}: ok (instance {}, {} services, {reals} reals)",
+        "{}: ok (instance {}, {} services, {reals} reals{routers}{sync})",
         path.display(),
         config.instance,
         config.services.len()
