@@ -151,6 +151,8 @@ impl Daemon {
         }
         // With sync, a node holds back from preempting until it has the master's flows.
         let (hold, held) = tokio::sync::watch::channel(sync.is_some());
+        // VRRP routers take the same gate
+        let merges = Arc::new(crate::sync::MergeGate::default());
         let (vrrp, board) =
             crate::vrrp::Vrrp::start(routers, self.inputs(), self.context.desired.clone(), held)
                 .await?;
@@ -163,6 +165,7 @@ impl Daemon {
                 self.context.desired.clone(),
                 board,
                 hold,
+                merges,
             )
             .await
             .map_err(|error| error.to_string())?;

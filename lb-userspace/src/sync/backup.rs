@@ -5,8 +5,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpStream;
 
+use crate::dataplane::DataplaneReader;
+
 use super::{
-    Shared,
+    MergeGate, Shared,
     names::{Ids, Unmatched},
     read_message,
     wire::{FlowRecord, Message},
@@ -21,6 +23,9 @@ const CONNECT_WITHIN: Duration = Duration::from_secs(1);
 const SILENCE_LIMIT: Duration = Duration::from_secs(30);
 /// How often the receiving side looks whether this node became master.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
+/// Flows merged per pass through the merge gate: what a router about to forward may wait
+/// for (a system call or two each).
+const MERGE_CHUNK: usize = 256;
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -33,7 +38,7 @@ impl Drop for AbortOnDrop {
 pub(super) async fn fetch(shared: Arc<Shared>) {
     let peer = SocketAddr::new(shared.peer, shared.port);
     loop {
-        if shared.is_master() {
+        if shared.is_master() || shared.merges.shut() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
@@ -81,7 +86,7 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
     let mut ids = (shared.desired.load_full(), None::<Arc<Ids>>);
     let mut received_at = std::time::Instant::now();
     loop {
-        if shared.is_master() {
+        if shared.is_master() || shared.merges.shut() {
             return Ok(());
         }
         let message = match tokio::time::timeout(LOOK_EVERY, incoming.recv()).await {
@@ -118,11 +123,16 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
                     ids = (current.clone(), Some(Arc::new(Ids::new(&current))));
                 }
                 let table = ids.1.clone().expect("just built");
-                let applied = apply(shared, table, flows).await?;
+                let applied =
+                    apply(shared.reader.clone(), shared.merges.clone(), table, flows).await?;
                 shared.board.update(|status| {
                     status.flows_received += applied.received;
                     status.batches_received += 1;
                 });
+                if applied.stopped {
+                    // A router of this node forwards: the node is master now.
+                    return Ok(());
+                }
                 if applied.unmatched > 0 {
                     log::debug!(
                         "sync: {} flows name a service or real this node does not have",
@@ -146,31 +156,186 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
 struct Applied {
     received: u64,
     unmatched: u64,
+    /// A router of this node started forwarding: the rest of the batch was not merged.
+    stopped: bool,
 }
 
-/// Merges a batch into the flow table, on a blocking thread (a system call per flow).
-async fn apply(shared: &Shared, ids: Arc<Ids>, flows: Vec<FlowRecord>) -> Result<Applied, String> {
-    let reader = shared.reader.clone();
+/// Merges a batch into the flow table, on a blocking thread (a system call per flow), a
+/// chunk at a time through the merge gate: a router about to forward waits for one chunk at
+/// most, and the merges stop with it.
+async fn apply(
+    reader: Arc<dyn DataplaneReader>,
+    merges: Arc<MergeGate>,
+    ids: Arc<Ids>,
+    flows: Vec<FlowRecord>,
+) -> Result<Applied, String> {
     tokio::task::spawn_blocking(move || {
         let now_ns = reader.now_ns();
         let mut applied = Applied {
             received: flows.len() as u64,
             unmatched: 0,
+            stopped: false,
         };
-        for record in &flows {
-            match ids.flow(record, now_ns) {
-                Ok((key, flow)) => match reader.merge_flow(&key, &flow) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        return Err("the flow table is full: raise limits.flows".to_owned());
+        for chunk in flows.chunks(MERGE_CHUNK) {
+            let merged = merges.merge(|| {
+                for record in chunk {
+                    match ids.flow(record, now_ns) {
+                        Ok((key, flow)) => match reader.merge_flow(&key, &flow) {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                return Err("the flow table is full: raise limits.flows".to_owned());
+                            }
+                            Err(error) => return Err(error.to_string()),
+                        },
+                        Err(Unmatched::Service | Unmatched::Real) => applied.unmatched += 1,
                     }
-                    Err(error) => return Err(error.to_string()),
-                },
-                Err(Unmatched::Service | Unmatched::Real) => applied.unmatched += 1,
+                }
+                Ok(())
+            });
+            match merged {
+                Some(result) => result?,
+                None => {
+                    applied.stopped = true;
+                    break;
+                }
             }
         }
         Ok(applied)
     })
     .await
     .map_err(|error| format!("merging flows: {error}"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::HashMap,
+        sync::{
+            Mutex,
+            atomic::{AtomicUsize, Ordering},
+        },
+    };
+
+    use lb_common::{ConnCounts, Counters, Flow, FlowKey, OutCounters, Reason};
+
+    use super::*;
+    use crate::{dataplane::DataplaneError, sync::testing::desired};
+
+    /// A flow table of `capacity` entries that notes merges made outside the gate.
+    struct Table {
+        gate: Arc<MergeGate>,
+        capacity: usize,
+        flows: Mutex<HashMap<FlowKey, Flow>>,
+        merged_outside_the_gate: AtomicUsize,
+    }
+
+    impl Table {
+        fn new(gate: &Arc<MergeGate>, capacity: usize) -> Arc<Self> {
+            Arc::new(Self {
+                gate: gate.clone(),
+                capacity,
+                flows: Mutex::default(),
+                merged_outside_the_gate: AtomicUsize::new(0),
+            })
+        }
+
+        fn len(&self) -> usize {
+            self.flows.lock().unwrap().len()
+        }
+    }
+
+    impl DataplaneReader for Table {
+        fn service_counters(&self, _: u32) -> Result<Counters, DataplaneError> {
+            unreachable!("sync reads no counters")
+        }
+        fn real_counters(&self, _: u32) -> Result<Counters, DataplaneError> {
+            unreachable!("sync reads no counters")
+        }
+        fn service_out_counters(&self, _: u32) -> Result<OutCounters, DataplaneError> {
+            unreachable!("sync reads no counters")
+        }
+        fn real_out_counters(&self, _: u32) -> Result<OutCounters, DataplaneError> {
+            unreachable!("sync reads no counters")
+        }
+        fn reason_counters(&self) -> Result<Vec<(Reason, Counters)>, DataplaneError> {
+            unreachable!("sync reads no counters")
+        }
+        fn connections(&self, _: u32) -> Result<ConnCounts, DataplaneError> {
+            unreachable!("sync reads no counters")
+        }
+        fn for_each_flow(&self, _: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError> {
+            unreachable!("a backup does not walk")
+        }
+        fn merge_flow(&self, key: &FlowKey, flow: &Flow) -> Result<bool, DataplaneError> {
+            // The gate's lock is held while a merge runs.
+            if self.gate.serving.try_lock().is_ok() {
+                self.merged_outside_the_gate.fetch_add(1, Ordering::Relaxed);
+            }
+            let mut flows = self.flows.lock().unwrap();
+            if !flows.contains_key(key) && flows.len() == self.capacity {
+                return Ok(false);
+            }
+            flows.insert(*key, *flow);
+            Ok(true)
+        }
+    }
+
+    const BACKUP: &str = "
+instance: b
+interfaces: [{name: eth0}]
+services:
+  - {vip: 192.0.2.100, port: 80, protocol: tcp, reals: [{address: 192.0.2.11}]}
+";
+
+    /// `count` established flows of the one service, from distinct client ports.
+    fn records(count: u16) -> Vec<FlowRecord> {
+        (1..=count)
+            .map(|client_port| FlowRecord {
+                protocol: 6,
+                client: "203.0.113.9".parse().unwrap(),
+                client_port,
+                vip: "192.0.2.100".parse().unwrap(),
+                vip_port: 80,
+                service_port: 80,
+                real: "192.0.2.11".parse().unwrap(),
+                real_port: 80,
+                state: lb_common::conntrack::STATE_ESTABLISHED,
+                idle_ms: 0,
+                local_port: 0,
+                local_source: 0,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_merged_inside_the_gate() {
+        let gate = Arc::new(MergeGate::default());
+        let table = Table::new(&gate, 10_000);
+        let ids = Arc::new(Ids::new(&desired(BACKUP)));
+        let applied = apply(
+            table.clone(),
+            gate,
+            ids,
+            records(3 * MERGE_CHUNK as u16 + 1),
+        )
+        .await
+        .expect("applies");
+        assert!(!applied.stopped);
+        assert_eq!(applied.received, 3 * MERGE_CHUNK as u64 + 1);
+        assert_eq!(table.len(), 3 * MERGE_CHUNK + 1);
+        assert_eq!(table.merged_outside_the_gate.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn nothing_is_merged_while_a_router_forwards() {
+        let gate = Arc::new(MergeGate::default());
+        gate.serving();
+        let table = Table::new(&gate, 10_000);
+        let ids = Arc::new(Ids::new(&desired(BACKUP)));
+        let applied = apply(table.clone(), gate, ids, records(10))
+            .await
+            .expect("applies");
+        assert!(applied.stopped, "the stream must end: this node is master");
+        assert_eq!(table.len(), 0);
+    }
 }

@@ -67,6 +67,11 @@ impl MergeGate {
         let serving = self.serving.lock().expect("merge gate lock");
         (*serving == 0).then(merge)
     }
+
+    /// Whether a router forwards (so nothing would be merged).
+    fn shut(&self) -> bool {
+        *self.serving.lock().expect("merge gate lock") > 0
+    }
 }
 
 /// Sync's progress, for `lbadm status` and the metrics.
@@ -95,6 +100,8 @@ struct Shared {
     board: Arc<SyncBoard>,
     /// `true` while this node lacks a full copy of the master's flows.
     hold: watch::Sender<bool>,
+    /// Shut while a router of this node forwards: the backup's merges wait on it.
+    merges: Arc<MergeGate>,
 }
 
 impl Shared {
@@ -114,13 +121,15 @@ pub struct Sync {
 
 impl Sync {
     /// Listens on the sync port (refusing anyone but the peer) and starts fetching from the
-    /// peer while this node is not master. `hold` starts `true`.
+    /// peer while this node is not master. `hold` starts `true`. `merges` is the gate this
+    /// node's VRRP routers shut before they forward: no copy is merged while it is shut.
     pub async fn start(
         config: SyncConfig,
         reader: Arc<dyn DataplaneReader>,
         desired: Arc<arc_swap::ArcSwap<Desired>>,
         routers: Arc<vrrp::Board>,
         hold: watch::Sender<bool>,
+        merges: Arc<MergeGate>,
     ) -> Result<(Self, Arc<SyncBoard>), std::io::Error> {
         let board = Arc::new(SyncBoard::default());
         board.update(|status| {
@@ -148,6 +157,7 @@ impl Sync {
             routers,
             board: board.clone(),
             hold,
+            merges,
         });
         let tasks = vec![
             tokio::spawn(master::serve(listener, shared.clone())),
@@ -192,4 +202,52 @@ async fn write_message(
         .write_all(&message.encode())
         .await
         .map_err(|error| format!("writing: {error}"))
+}
+
+/// What the sync tests share: a node's desired state from a config's text.
+#[cfg(test)]
+mod testing {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::{
+        config,
+        neighbour::{InterfaceInfo, Routes},
+    };
+
+    pub fn desired(text: &str) -> Desired {
+        let config = config::parse(text, "test.yaml").expect("parses");
+        let eth0 = InterfaceInfo {
+            name: "eth0".into(),
+            index: 7,
+            mac: [2, 0, 0, 0, 0, 2],
+            prefixes: vec![(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 24)],
+            mtu: 1500,
+            vlan: None,
+            egress: 7,
+        };
+        Desired::new(&config, vec![eth0], &Routes::new()).expect("builds")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_stop_while_any_router_forwards() {
+        let gate = MergeGate::default();
+        assert_eq!(gate.merge(|| 1), Some(1));
+        gate.serving();
+        gate.serving();
+        assert_eq!(gate.merge(|| 1), None);
+        gate.standing_by();
+        assert_eq!(gate.merge(|| 1), None, "another router still forwards");
+        gate.standing_by();
+        assert_eq!(gate.merge(|| 1), Some(1));
+        // A router standing by twice does not open the gate for another that serves.
+        gate.standing_by();
+        gate.serving();
+        assert_eq!(gate.merge(|| 1), None);
+    }
 }

@@ -128,27 +128,8 @@ impl Ids {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
     use super::*;
-    use crate::{
-        config,
-        neighbour::{InterfaceInfo, Routes},
-    };
-
-    fn desired(text: &str) -> Desired {
-        let config = config::parse(text, "test.yaml").expect("parses");
-        let eth0 = InterfaceInfo {
-            name: "eth0".into(),
-            index: 7,
-            mac: [2, 0, 0, 0, 0, 2],
-            prefixes: vec![(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 24)],
-            mtu: 1500,
-            vlan: None,
-            egress: 7,
-        };
-        Desired::new(&config, vec![eth0], &Routes::new()).expect("builds")
-    }
+    use crate::sync::testing::desired;
 
     const MASTER: &str = "
 instance: a
