@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use crate::dataplane::DataplaneReader;
 
 use super::{
-    MergeGate, Shared,
+    AbortOnDrop, MergeGate, Shared,
     names::{Ids, Unmatched},
     read_message,
     wire::{FlowRecord, Message},
@@ -26,14 +26,6 @@ const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// Flows merged per pass through the merge gate: what a router about to forward may wait
 /// for (a system call or two each).
 const MERGE_CHUNK: usize = 256;
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 pub(super) async fn fetch(shared: Arc<Shared>) {
     let peer = SocketAddr::new(shared.peer, shared.port);

@@ -12,7 +12,7 @@ use lb_common::{Flow, FlowKey};
 use tokio::{net::TcpStream, sync::mpsc};
 
 use super::{
-    SCAN_EVERY, Shared,
+    AbortOnDrop, SCAN_EVERY, Shared,
     names::Names,
     read_message,
     wire::{FlowRecord, MAX_BATCH, Message},
@@ -27,7 +27,9 @@ const HELLO_WITHIN: Duration = Duration::from_secs(5);
 /// Batches the table walk may run ahead of the socket.
 const BATCHES_AHEAD: usize = 4;
 
-/// What the backup was last sent of a flow: 24 bytes per flow, keyed by a digest of its key.
+/// What the backup was last sent of a flow, keyed by a digest of its key. With the key and
+/// the hash map's overhead, about 40 bytes per flow (up to twice that just after the map
+/// grows).
 #[derive(Clone, Copy)]
 struct Sent {
     real_id: u32,
@@ -38,7 +40,9 @@ struct Sent {
 }
 
 pub(super) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    let mut current: Option<tokio::task::JoinHandle<()>> = None;
+    // The stream to the backup, if any: it ends when a new one starts, and with `serve`
+    // (aborted by `Sync::stop`).
+    let mut current: Option<AbortOnDrop> = None;
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -56,11 +60,9 @@ pub(super) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
             continue;
         }
         // One backup at a time: a new connection is the backup starting over.
-        if let Some(previous) = current.take() {
-            previous.abort();
-        }
+        drop(current.take());
         let shared = shared.clone();
-        current = Some(tokio::spawn(async move {
+        current = Some(AbortOnDrop(tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             if let Err(error) = stream_to(stream, &shared).await {
                 log::info!("sync: stream to {}: {error}", shared.peer);
@@ -73,7 +75,7 @@ pub(super) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
                     status.role = "idle".into();
                 }
             });
-        }));
+        })));
     }
 }
 
@@ -179,7 +181,13 @@ async fn send_changes(
     let walk = tokio::task::spawn_blocking(move || {
         let now_ns = reader.now_ns();
         let mut batch = Vec::with_capacity(MAX_BATCH);
+        // The connection failed (the receiver is gone): the walk cannot be stopped, but it
+        // does nothing more per entry, and what was sent goes with the connection.
+        let mut cancelled = false;
         let result = reader.for_each_flow(&mut |key: &FlowKey, flow: &Flow| {
+            if cancelled {
+                return;
+            }
             let digest = digest_of(&hasher, key);
             let entry = known.entry(digest);
             let previous = match &entry {
@@ -208,10 +216,16 @@ async fn send_changes(
             batch.push(record);
             if batch.len() == MAX_BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
-                // The receiver gone means the connection failed: the walk ends with it.
-                let _ = batches.blocking_send(full);
+                if batches.blocking_send(full).is_err() {
+                    cancelled = true;
+                    known = HashMap::new();
+                    batch = Vec::new();
+                }
             }
         });
+        if cancelled {
+            return Err("the connection failed during the walk".to_owned());
+        }
         if !batch.is_empty() {
             let _ = batches.blocking_send(batch);
         }

@@ -13,9 +13,11 @@
 //! has a full copy from the current master, so a fail-back moves no connection. It still
 //! takes over at once when the master goes silent or stops: there is no copy to wait for.
 //!
-//! Memory is bounded: the master keeps, per flow, 24 bytes of what it last sent (bounded by
-//! the flow table's size), and streams the bulk copy a few batches at a time; a backup that
-//! reads slowly slows the sender, it never makes it queue.
+//! Memory is bounded: the master keeps, per flow, a digest of its key and what it last sent,
+//! about 40 bytes with the hash map's overhead (bounded by the flow table's size), and
+//! streams the bulk copy a few batches at a time; a backup that reads slowly slows the
+//! sender, it never makes it queue. A connection that fails ends its walk of the table
+//! cheaply, and [`Sync::stop`] ends the connections with the tasks.
 
 mod backup;
 mod master;
@@ -171,6 +173,15 @@ impl Sync {
             task.abort();
             let _ = task.await;
         }
+    }
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
