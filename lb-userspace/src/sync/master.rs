@@ -2,7 +2,7 @@
 //! [`SCAN_EVERY`] what changed.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, hash_map::Entry},
     hash::{BuildHasher, Hash},
     sync::Arc,
     time::{Duration, Instant},
@@ -189,28 +189,9 @@ async fn send_changes(
                 return;
             }
             let digest = digest_of(&hasher, key);
-            let entry = known.entry(digest);
-            let previous = match &entry {
-                std::collections::hash_map::Entry::Occupied(occupied) => Some(*occupied.get()),
-                std::collections::hash_map::Entry::Vacant(_) => None,
-            };
-            let send = bulk || needs_sending(previous.as_ref(), flow);
-            let record = if send {
+            let Some(record) = visit(&mut known, digest, flow, scan, bulk, || {
                 names.record(key, flow, now_ns)
-            } else {
-                None
-            };
-            let kept_last_seen = match (&record, previous) {
-                (None, Some(previous)) => previous.last_seen_ns,
-                _ => flow.last_seen_ns,
-            };
-            entry.insert_entry(Sent {
-                real_id: flow.real_id,
-                state: flow.state,
-                last_seen_ns: kept_last_seen,
-                scan,
-            });
-            let Some(record) = record else {
+            }) else {
                 return;
             };
             batch.push(record);
@@ -257,6 +238,44 @@ async fn send_changes(
     Ok(count)
 }
 
+/// One entry of a walk: the flow's record if the backup needs it (every flow, for the bulk
+/// copy), with `known` updated to say it was sent. A flow that cannot be named (its service
+/// or real is not in this node's snapshot yet, or any more) is not sent, and not recorded as
+/// sent: the next scan tries it again.
+fn visit(
+    known: &mut HashMap<u64, Sent>,
+    digest: u64,
+    flow: &Flow,
+    scan: u32,
+    bulk: bool,
+    name: impl FnOnce() -> Option<FlowRecord>,
+) -> Option<FlowRecord> {
+    let now_sent = Sent {
+        real_id: flow.real_id,
+        state: flow.state,
+        last_seen_ns: flow.last_seen_ns,
+        scan,
+    };
+    match known.entry(digest) {
+        Entry::Occupied(mut occupied) => {
+            let sent = occupied.get_mut();
+            // Seen by this scan: it stays, sent or not.
+            sent.scan = scan;
+            if !bulk && !needs_sending(Some(sent), flow) {
+                return None;
+            }
+            let record = name()?;
+            *sent = now_sent;
+            Some(record)
+        }
+        Entry::Vacant(vacant) => {
+            let record = name()?;
+            vacant.insert(now_sent);
+            Some(record)
+        }
+    }
+}
+
 /// Whether a flow must go to the backup: new to it, moved to another real or state, or
 /// alive long enough since it was last sent that the backup's copy would age.
 fn needs_sending(sent: Option<&Sent>, flow: &Flow) -> bool {
@@ -287,6 +306,61 @@ mod tests {
             last_seen_ns: last_seen_s * 1_000_000_000,
             ..Flow::default()
         }
+    }
+
+    fn record() -> FlowRecord {
+        FlowRecord {
+            protocol: 6,
+            client: "203.0.113.9".parse().unwrap(),
+            client_port: 40000,
+            vip: "192.0.2.100".parse().unwrap(),
+            vip_port: 80,
+            service_port: 80,
+            real: "192.0.2.11".parse().unwrap(),
+            real_port: 80,
+            state: 2,
+            idle_ms: 0,
+            local_port: 0,
+            local_source: 0,
+        }
+    }
+
+    #[test]
+    fn a_flow_that_cannot_be_named_is_not_recorded_as_sent() {
+        let mut known = HashMap::new();
+        let new = flow(1, 2, 100);
+        assert_eq!(visit(&mut known, 7, &new, 1, false, || None), None);
+        assert!(known.is_empty(), "recorded as sent without a name");
+        // Named at the next scan: sent then, and only then.
+        assert_eq!(
+            visit(&mut known, 7, &new, 2, false, || Some(record())),
+            Some(record())
+        );
+        assert_eq!(
+            visit(&mut known, 7, &new, 3, false, || panic!("sent twice")),
+            None
+        );
+        assert_eq!(known[&7].scan, 3, "a flow seen stays known");
+        // Moved to a real that cannot be named yet: the backup still has the old real, and
+        // the move is sent once it can be.
+        let moved = flow(2, 2, 100);
+        assert_eq!(visit(&mut known, 7, &moved, 4, false, || None), None);
+        assert_eq!((known[&7].real_id, known[&7].scan), (1, 4));
+        assert_eq!(
+            visit(&mut known, 7, &moved, 5, false, || Some(record())),
+            Some(record())
+        );
+        assert_eq!(known[&7].real_id, 2);
+    }
+
+    #[test]
+    fn the_bulk_copy_sends_every_flow() {
+        let mut known = HashMap::new();
+        let same = flow(1, 2, 100);
+        assert!(visit(&mut known, 7, &same, 0, false, || Some(record())).is_some());
+        assert!(visit(&mut known, 7, &same, 1, false, || Some(record())).is_none());
+        // A digest already known (two keys alike, or a key the walk met twice) goes too.
+        assert!(visit(&mut known, 7, &same, 2, true, || Some(record())).is_some());
     }
 
     #[test]
