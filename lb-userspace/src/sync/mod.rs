@@ -4,10 +4,17 @@
 //! - `wire.rs`: the stream's frames, flows named by VIP:port/protocol and real address:port;
 //! - `names.rs`: ids ↔ names on each node;
 //! - `master.rs`: the sending side: a bulk copy when the backup connects, then every
-//!   [`SCAN_EVERY`] (longer for a table that takes long to walk) the flows that are new,
-//!   changed state or real, or need refreshing;
+//!   [`SCAN_EVERY`] (longer for a table that takes long to walk, up to 3 s) the flows that
+//!   are new, changed state or real, or need refreshing;
 //! - `backup.rs`: the receiving side: connects while this node is not master, merges what
 //!   comes into the flow table, and says when it holds a full copy.
+//!
+//! What is sent is each flow's state and how long it has been idle; the backup's copies
+//! expire by the backup's own timeouts. So both nodes need the same `timeouts`: the master
+//! re-sends a flow that has seen packets for a third of its state's timeout (10 s at most)
+//! by its own settings, and a backup with shorter ones would let copies lapse. Deletions
+//! are not sent: a flow the master's sweep removes lapses on the backup when its copy
+//! expires (a closing flow's last state, sent within a scan, makes that prompt).
 //!
 //! A node that is not master holds back from preempting (the VRRP routers' `hold`) until it
 //! has a full copy from the current master, so a fail-back moves no connection. It still
@@ -37,7 +44,8 @@ use crate::{
 };
 
 /// How often the master looks for changed flows: this often, or three times as long as the
-/// last walk of the table took, whichever is longer (a walk of a large table is not free).
+/// last walk of the table took, whichever is longer (a walk of a large table is not free),
+/// but never more than 3 s apart (flows in CLOSE last 10 s).
 pub const SCAN_EVERY: Duration = Duration::from_millis(500);
 
 /// Keeps the backup's merges out of a flow table the program writes: once a router of this
