@@ -119,6 +119,7 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
                     apply(shared.reader.clone(), shared.merges.clone(), table, flows).await?;
                 shared.board.update(|status| {
                     status.flows_received += applied.received;
+                    status.flows_unmatched += applied.unmatched + applied.invalid;
                     status.batches_received += 1;
                 });
                 if applied.stopped {
@@ -129,6 +130,13 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
                     log::debug!(
                         "sync: {} flows name a service or real this node does not have",
                         applied.unmatched
+                    );
+                }
+                if applied.invalid > 0 {
+                    log::debug!(
+                        "sync: {} flows refused: their state, port or full-NAT fields do not \
+                         fit the service and real here",
+                        applied.invalid
                     );
                 }
             }
@@ -147,7 +155,10 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
 
 struct Applied {
     received: u64,
+    /// Records naming a service or real this node lacks.
     unmatched: u64,
+    /// Records refused as no flow the program would write ([`Unmatched::Invalid`]).
+    invalid: u64,
     /// A router of this node started forwarding: the rest of the batch was not merged.
     stopped: bool,
 }
@@ -166,6 +177,7 @@ async fn apply(
         let mut applied = Applied {
             received: flows.len() as u64,
             unmatched: 0,
+            invalid: 0,
             stopped: false,
         };
         for chunk in flows.chunks(MERGE_CHUNK) {
@@ -180,6 +192,7 @@ async fn apply(
                             Err(error) => return Err(error.to_string()),
                         },
                         Err(Unmatched::Service | Unmatched::Real) => applied.unmatched += 1,
+                        Err(Unmatched::Invalid) => applied.invalid += 1,
                     }
                 }
                 Ok(())
@@ -329,5 +342,21 @@ services:
             .expect("applies");
         assert!(applied.stopped, "the stream must end: this node is master");
         assert_eq!(table.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn records_that_fit_nothing_here_are_counted_not_merged() {
+        let gate = Arc::new(MergeGate::default());
+        let table = Table::new(&gate, 10_000);
+        let ids = Arc::new(Ids::new(&desired(BACKUP)));
+        let mut flows = records(4);
+        // A TCP flow in the UDP state, and one on a real this node lacks.
+        flows[1].state = lb_common::conntrack::STATE_UDP;
+        flows[2].real = "192.0.2.99".parse().unwrap();
+        let applied = apply(table.clone(), gate, ids, flows)
+            .await
+            .expect("applies");
+        assert_eq!((applied.invalid, applied.unmatched), (1, 1));
+        assert_eq!(table.len(), 2);
     }
 }
