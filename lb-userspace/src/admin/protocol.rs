@@ -346,6 +346,10 @@ pub struct SyncStatus {
     /// or the record does not fit them (a backup; the two nodes' configs differ).
     #[serde(default)]
     pub flows_unmatched: u64,
+    /// Flows received that this node's flow table had no room for (a backup: raise
+    /// `limits.flows`).
+    #[serde(default)]
+    pub flows_not_held: u64,
     /// Changes found but not sent yet (the master), or received but not applied (a backup).
     pub pending: u64,
     /// How old the oldest change not yet applied at the peer is, in milliseconds.

@@ -77,6 +77,8 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
     let mut expected = 1u64;
     let mut ids = (shared.desired.load_full(), None::<Arc<Ids>>);
     let mut received_at = std::time::Instant::now();
+    // A full flow table is said once per stream; the flows it cannot hold are counted.
+    let mut warned_full = false;
     loop {
         if shared.is_master() || shared.merges.shut() {
             return Ok(());
@@ -120,11 +122,21 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
                 shared.board.update(|status| {
                     status.flows_received += applied.received;
                     status.flows_unmatched += applied.unmatched + applied.invalid;
+                    status.flows_not_held += applied.not_held;
                     status.batches_received += 1;
                 });
                 if applied.stopped {
                     // A router of this node forwards: the node is master now.
                     return Ok(());
+                }
+                if applied.not_held > 0 && !warned_full {
+                    warned_full = true;
+                    log::warn!(
+                        "sync: the flow table is full: {} of {}'s flows could not be held \
+                         (raise limits.flows); the rest are counted in flows_not_held",
+                        applied.not_held,
+                        shared.peer
+                    );
                 }
                 if applied.unmatched > 0 {
                     log::debug!(
@@ -159,6 +171,8 @@ struct Applied {
     unmatched: u64,
     /// Records refused as no flow the program would write ([`Unmatched::Invalid`]).
     invalid: u64,
+    /// Flows the table had no room for.
+    not_held: u64,
     /// A router of this node started forwarding: the rest of the batch was not merged.
     stopped: bool,
 }
@@ -178,6 +192,7 @@ async fn apply(
             received: flows.len() as u64,
             unmatched: 0,
             invalid: 0,
+            not_held: 0,
             stopped: false,
         };
         for chunk in flows.chunks(MERGE_CHUNK) {
@@ -186,9 +201,8 @@ async fn apply(
                     match ids.flow(record, now_ns) {
                         Ok((key, flow)) => match reader.merge_flow(&key, &flow) {
                             Ok(true) => {}
-                            Ok(false) => {
-                                return Err("the flow table is full: raise limits.flows".to_owned());
-                            }
+                            // Ending the stream would only bring the same flows again.
+                            Ok(false) => applied.not_held += 1,
                             Err(error) => return Err(error.to_string()),
                         },
                         Err(Unmatched::Service | Unmatched::Real) => applied.unmatched += 1,
@@ -358,5 +372,18 @@ services:
             .expect("applies");
         assert_eq!((applied.invalid, applied.unmatched), (1, 1));
         assert_eq!(table.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_table_counts_the_flows_it_cannot_hold_and_goes_on() {
+        let gate = Arc::new(MergeGate::default());
+        let table = Table::new(&gate, 3);
+        let ids = Arc::new(Ids::new(&desired(BACKUP)));
+        let applied = apply(table.clone(), gate, ids, records(5))
+            .await
+            .expect("a full table is no error");
+        assert_eq!(applied.not_held, 2);
+        assert!(!applied.stopped);
+        assert_eq!(table.len(), 3);
     }
 }
