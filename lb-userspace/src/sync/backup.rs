@@ -18,9 +18,11 @@ use super::{
 /// Between attempts to reach the peer.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 const CONNECT_WITHIN: Duration = Duration::from_secs(1);
-/// A master sends something after each walk of its table ([`super::SCAN_EVERY`], longer for a large
-/// table); this long without a frame and the connection is given up.
-const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+/// A master sends something after each walk of its table (a batch, or a heartbeat when
+/// nothing changed), and walks at most 3 s apart: frames come at least every walk plus 3 s.
+/// A walk of a million flows takes about 10 s in a debug build; this long without a frame
+/// and the connection is given up.
+const SILENCE_LIMIT: Duration = Duration::from_secs(60);
 /// How often the receiving side looks whether this node became master.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// Flows merged per pass through the merge gate: what a router about to forward may wait
