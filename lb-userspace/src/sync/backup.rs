@@ -81,6 +81,9 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
     let mut received_at = std::time::Instant::now();
     // A full flow table is said once per stream; the flows it cannot hold are counted.
     let mut warned_full = false;
+    // Records of the bulk copy this node has no flow for, told when the copy is done.
+    let mut bulk_done = false;
+    let (mut bulk_unmatched, mut bulk_invalid) = (0u64, 0u64);
     loop {
         if shared.is_master() || shared.merges.shut() {
             return Ok(());
@@ -127,6 +130,10 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
                     status.flows_not_held += applied.not_held;
                     status.batches_received += 1;
                 });
+                if !bulk_done {
+                    bulk_unmatched += applied.unmatched;
+                    bulk_invalid += applied.invalid;
+                }
                 if applied.stopped {
                     // A router of this node forwards: the node is master now.
                     return Ok(());
@@ -155,16 +162,46 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
                 }
             }
             Message::BulkDone { flows, .. } => {
+                bulk_done = true;
                 log::info!(
                     "sync: holding a full copy of {}'s flows ({flows} at the start of the copy)",
                     shared.peer
                 );
+                // The copy is as full as this node's config allows: holding back longer
+                // would not make it fuller.
+                if let Some(differences) = differences(bulk_unmatched, bulk_invalid) {
+                    log::warn!("sync: of {}'s bulk copy, {differences}", shared.peer);
+                }
                 shared.board.update(|status| status.complete = true);
                 shared.hold.send_replace(false);
             }
             _ => {}
         }
     }
+}
+
+/// What a bulk copy's refused records say, if any were: the two nodes' configs differ, and
+/// those connections would break on a takeover.
+fn differences(unmatched: u64, invalid: u64) -> Option<String> {
+    let mut parts = Vec::new();
+    if unmatched > 0 {
+        parts.push(format!(
+            "{unmatched} flows name a service or real this node does not have"
+        ));
+    }
+    if invalid > 0 {
+        parts.push(format!(
+            "{invalid} flows do not fit their service and real here (state, port or full-NAT \
+             fields)"
+        ));
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "{}: the two nodes' configs differ, and these connections would break on a \
+             takeover",
+            parts.join(" and ")
+        )
+    })
 }
 
 struct Applied {
@@ -387,5 +424,20 @@ services:
         assert_eq!(applied.not_held, 2);
         assert!(!applied.stopped);
         assert_eq!(table.len(), 3);
+    }
+
+    #[test]
+    fn a_bulk_copy_with_refused_records_says_the_configs_differ() {
+        assert_eq!(differences(0, 0), None);
+        assert_eq!(
+            differences(3, 0).as_deref(),
+            Some(
+                "3 flows name a service or real this node does not have: the two nodes' \
+                 configs differ, and these connections would break on a takeover"
+            )
+        );
+        let both = differences(3, 2).expect("told");
+        assert!(both.starts_with("3 flows name a service"), "{both}");
+        assert!(both.contains(" and 2 flows do not fit"), "{both}");
     }
 }
