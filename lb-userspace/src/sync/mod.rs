@@ -7,7 +7,8 @@
 //!   [`SCAN_EVERY`] (longer for a table that takes long to walk, up to 3 s) the flows that
 //!   are new, changed state or real, or need refreshing;
 //! - `backup.rs`: the receiving side: connects while this node is not master, merges what
-//!   comes into the flow table, and says when it holds a full copy.
+//!   comes into the flow table (through the [`MergeGate`], never while a router of this
+//!   node forwards), and says when it holds a full copy.
 //!
 //! What is sent is each flow's state and how long it has been idle; the backup's copies
 //! expire by the backup's own timeouts. So both nodes need the same `timeouts`: the master
@@ -15,6 +16,13 @@
 //! by its own settings, and a backup with shorter ones would let copies lapse. Deletions
 //! are not sent: a flow the master's sweep removes lapses on the backup when its copy
 //! expires (a closing flow's last state, sent within a scan, makes that prompt).
+//!
+//! Sync assumes the pair's routers move together, one node master of them all (there are no
+//! sync groups; they move together because both nodes see the same failures). A node is
+//! master for sync when any of its routers is: it sends when asked, and does not fetch. So a
+//! node master of one router and backup of another neither sends nor fetches (its peer,
+//! master of the other, does not ask either), and no flow crosses until the routers agree
+//! again.
 //!
 //! A node that is not master holds back from preempting (the VRRP routers' `hold`) until it
 //! has a full copy from the current master, so a fail-back moves no connection. It still
