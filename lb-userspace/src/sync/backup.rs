@@ -142,7 +142,7 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
                     warned_full = true;
                     log::warn!(
                         "sync: the flow table is full: {} of {}'s flows could not be held \
-                         (raise limits.flows); the rest are counted in flows_not_held",
+                         (raise limits.flows); more are counted in flows_not_held, not logged",
                         applied.not_held,
                         shared.peer
                     );
