@@ -76,6 +76,10 @@ impl std::fmt::Display for RealRef {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one reply per request, written out at once: a status's size costs nothing"
+)]
 pub enum Reply {
     Listing(Listing),
     Status(Status),
@@ -341,6 +345,14 @@ pub struct SyncStatus {
     pub batches_sent: u64,
     pub batches_received: u64,
     pub batches_lost: u64,
+    /// Flows received that this node has no flow for: their service or real is not here,
+    /// or the record does not fit them (a backup; the two nodes' configs differ).
+    #[serde(default)]
+    pub flows_unmatched: u64,
+    /// Flows received that this node's flow table had no room for (a backup: raise
+    /// `limits.flows`).
+    #[serde(default)]
+    pub flows_not_held: u64,
     /// Changes found but not sent yet (the master), or received but not applied (a backup).
     pub pending: u64,
     /// How old the oldest change not yet applied at the peer is, in milliseconds.

@@ -169,6 +169,7 @@ impl Daemon {
                 self.context.desired.clone(),
                 board,
                 hold,
+                merges.expect("a merge gate exists with sync"),
             )
             .await;
             let (sync, sync_board) = match started {

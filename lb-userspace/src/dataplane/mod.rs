@@ -164,8 +164,9 @@ pub trait DataplaneReader: Send + Sync {
     fn for_each_flow(&self, visit: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError>;
     /// Connection sync, on a backup: records a flow the master has. One the table lacks is
     /// added and counted in its real's connections; one it has takes the copy's real, state
-    /// and time (and the counts follow), unless the copy is older. `Ok(false)` when the table
-    /// is full.
+    /// and time (and the counts follow), unless the copy is older. An entry the sweep
+    /// removes meanwhile is inserted afresh (a few times at most: a flow swept out under
+    /// every attempt is left to the master's next copy). `Ok(false)` when the table is full.
     fn merge_flow(&self, key: &FlowKey, flow: &Flow) -> Result<bool, DataplaneError>;
     /// The clock flows' `last_seen_ns` are on (`bpf_ktime_get_ns`: CLOCK_MONOTONIC).
     fn now_ns(&self) -> u64 {

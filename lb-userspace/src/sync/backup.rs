@@ -5,8 +5,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpStream;
 
+use crate::dataplane::DataplaneReader;
+
 use super::{
-    Shared,
+    AbortOnDrop, MergeGate, Shared,
     names::{Ids, Unmatched},
     read_message,
     wire::{FlowRecord, Message},
@@ -16,24 +18,21 @@ use super::{
 /// Between attempts to reach the peer.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 const CONNECT_WITHIN: Duration = Duration::from_secs(1);
-/// A master sends something after each walk of its table ([`super::SCAN_EVERY`], longer for a large
-/// table); this long without a frame and the connection is given up.
-const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+/// A master sends something after each walk of its table (a batch, or a heartbeat when
+/// nothing changed), and walks at most 3 s apart: frames come at least every walk plus 3 s.
+/// A walk of a million flows takes about 10 s in a debug build; this long without a frame
+/// and the connection is given up.
+const SILENCE_LIMIT: Duration = Duration::from_secs(60);
 /// How often the receiving side looks whether this node became master.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+/// Flows merged per pass through the merge gate: what a router about to forward may wait
+/// for (a system call or two each).
+const MERGE_CHUNK: usize = 256;
 
 pub(super) async fn fetch(shared: Arc<Shared>) {
     let peer = SocketAddr::new(shared.peer, shared.port);
     loop {
-        if shared.is_master() {
+        if shared.is_master() || shared.merges.shut() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
@@ -80,8 +79,13 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
     let mut expected = 1u64;
     let mut ids = (shared.desired.load_full(), None::<Arc<Ids>>);
     let mut received_at = std::time::Instant::now();
+    // A full flow table is said once per stream; the flows it cannot hold are counted.
+    let mut warned_full = false;
+    // Records of the bulk copy this node has no flow for, told when the copy is done.
+    let mut bulk_done = false;
+    let (mut bulk_unmatched, mut bulk_invalid) = (0u64, 0u64);
     loop {
-        if shared.is_master() {
+        if shared.is_master() || shared.merges.shut() {
             return Ok(());
         }
         let message = match tokio::time::timeout(LOOK_EVERY, incoming.recv()).await {
@@ -118,23 +122,56 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
                     ids = (current.clone(), Some(Arc::new(Ids::new(&current))));
                 }
                 let table = ids.1.clone().expect("just built");
-                let applied = apply(shared, table, flows).await?;
+                let applied =
+                    apply(shared.reader.clone(), shared.merges.clone(), table, flows).await?;
                 shared.board.update(|status| {
                     status.flows_received += applied.received;
+                    status.flows_unmatched += applied.unmatched + applied.invalid;
+                    status.flows_not_held += applied.not_held;
                     status.batches_received += 1;
                 });
+                if !bulk_done {
+                    bulk_unmatched += applied.unmatched;
+                    bulk_invalid += applied.invalid;
+                }
+                if applied.stopped {
+                    // A router of this node forwards: the node is master now.
+                    return Ok(());
+                }
+                if applied.not_held > 0 && !warned_full {
+                    warned_full = true;
+                    log::warn!(
+                        "sync: the flow table is full: {} of {}'s flows could not be held \
+                         (raise limits.flows); more are counted in flows_not_held, not logged",
+                        applied.not_held,
+                        shared.peer
+                    );
+                }
                 if applied.unmatched > 0 {
                     log::debug!(
                         "sync: {} flows name a service or real this node does not have",
                         applied.unmatched
                     );
                 }
+                if applied.invalid > 0 {
+                    log::debug!(
+                        "sync: {} flows refused: their state, port or full-NAT fields do not \
+                         fit the service and real here",
+                        applied.invalid
+                    );
+                }
             }
             Message::BulkDone { flows, .. } => {
+                bulk_done = true;
                 log::info!(
                     "sync: holding a full copy of {}'s flows ({flows} at the start of the copy)",
                     shared.peer
                 );
+                // The copy is as full as this node's config allows: holding back longer
+                // would not make it fuller.
+                if let Some(differences) = differences(bulk_unmatched, bulk_invalid) {
+                    log::warn!("sync: of {}'s bulk copy, {differences}", shared.peer);
+                }
                 shared.board.update(|status| status.complete = true);
                 shared.hold.send_replace(false);
             }
@@ -143,34 +180,264 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
     }
 }
 
-struct Applied {
-    received: u64,
-    unmatched: u64,
+/// What a bulk copy's refused records say, if any were: the two nodes' configs differ, and
+/// those connections would break on a takeover.
+fn differences(unmatched: u64, invalid: u64) -> Option<String> {
+    let mut parts = Vec::new();
+    if unmatched > 0 {
+        parts.push(format!(
+            "{unmatched} flows name a service or real this node does not have"
+        ));
+    }
+    if invalid > 0 {
+        parts.push(format!(
+            "{invalid} flows do not fit their service and real here (state, port or full-NAT \
+             fields)"
+        ));
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "{}: the two nodes' configs differ, and these connections would break on a \
+             takeover",
+            parts.join(" and ")
+        )
+    })
 }
 
-/// Merges a batch into the flow table, on a blocking thread (a system call per flow).
-async fn apply(shared: &Shared, ids: Arc<Ids>, flows: Vec<FlowRecord>) -> Result<Applied, String> {
-    let reader = shared.reader.clone();
+struct Applied {
+    received: u64,
+    /// Records naming a service or real this node lacks.
+    unmatched: u64,
+    /// Records refused as no flow the program would write ([`Unmatched::Invalid`]).
+    invalid: u64,
+    /// Flows the table had no room for.
+    not_held: u64,
+    /// A router of this node started forwarding: the rest of the batch was not merged.
+    stopped: bool,
+}
+
+/// Merges a batch into the flow table, on a blocking thread (a system call per flow), a
+/// chunk at a time through the merge gate: a router about to forward waits for one chunk at
+/// most, and the merges stop with it.
+async fn apply(
+    reader: Arc<dyn DataplaneReader>,
+    merges: Arc<MergeGate>,
+    ids: Arc<Ids>,
+    flows: Vec<FlowRecord>,
+) -> Result<Applied, String> {
     tokio::task::spawn_blocking(move || {
         let now_ns = reader.now_ns();
         let mut applied = Applied {
             received: flows.len() as u64,
             unmatched: 0,
+            invalid: 0,
+            not_held: 0,
+            stopped: false,
         };
-        for record in &flows {
-            match ids.flow(record, now_ns) {
-                Ok((key, flow)) => match reader.merge_flow(&key, &flow) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        return Err("the flow table is full: raise limits.flows".to_owned());
+        for chunk in flows.chunks(MERGE_CHUNK) {
+            let merged = merges.merge(|| {
+                for record in chunk {
+                    match ids.flow(record, now_ns) {
+                        Ok((key, flow)) => match reader.merge_flow(&key, &flow) {
+                            Ok(true) => {}
+                            // Ending the stream would only bring the same flows again.
+                            Ok(false) => applied.not_held += 1,
+                            Err(error) => return Err(error.to_string()),
+                        },
+                        Err(Unmatched::Service | Unmatched::Real) => applied.unmatched += 1,
+                        Err(Unmatched::Invalid) => applied.invalid += 1,
                     }
-                    Err(error) => return Err(error.to_string()),
-                },
-                Err(Unmatched::Service | Unmatched::Real) => applied.unmatched += 1,
+                }
+                Ok(())
+            });
+            match merged {
+                Some(result) => result?,
+                None => {
+                    applied.stopped = true;
+                    break;
+                }
             }
         }
         Ok(applied)
     })
     .await
     .map_err(|error| format!("merging flows: {error}"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::HashMap,
+        sync::{
+            Mutex,
+            atomic::{AtomicUsize, Ordering},
+        },
+    };
+
+    use lb_common::{ConnCounts, Counters, Flow, FlowKey, OutCounters, Reason};
+
+    use super::*;
+    use crate::{dataplane::DataplaneError, sync::testing::desired};
+
+    /// A flow table of `capacity` entries that notes merges made outside the gate.
+    struct Table {
+        gate: Arc<MergeGate>,
+        capacity: usize,
+        flows: Mutex<HashMap<FlowKey, Flow>>,
+        merged_outside_the_gate: AtomicUsize,
+    }
+
+    impl Table {
+        fn new(gate: &Arc<MergeGate>, capacity: usize) -> Arc<Self> {
+            Arc::new(Self {
+                gate: gate.clone(),
+                capacity,
+                flows: Mutex::default(),
+                merged_outside_the_gate: AtomicUsize::new(0),
+            })
+        }
+
+        fn len(&self) -> usize {
+            self.flows.lock().unwrap().len()
+        }
+    }
+
+    impl DataplaneReader for Table {
+        fn service_counters(&self, _: u32) -> Result<Counters, DataplaneError> {
+            unreachable!("sync reads no counters")
+        }
+        fn real_counters(&self, _: u32) -> Result<Counters, DataplaneError> {
+            unreachable!("sync reads no counters")
+        }
+        fn service_out_counters(&self, _: u32) -> Result<OutCounters, DataplaneError> {
+            unreachable!("sync reads no counters")
+        }
+        fn real_out_counters(&self, _: u32) -> Result<OutCounters, DataplaneError> {
+            unreachable!("sync reads no counters")
+        }
+        fn reason_counters(&self) -> Result<Vec<(Reason, Counters)>, DataplaneError> {
+            unreachable!("sync reads no counters")
+        }
+        fn connections(&self, _: u32) -> Result<ConnCounts, DataplaneError> {
+            unreachable!("sync reads no counters")
+        }
+        fn for_each_flow(&self, _: &mut dyn FnMut(&FlowKey, &Flow)) -> Result<(), DataplaneError> {
+            unreachable!("a backup does not walk")
+        }
+        fn merge_flow(&self, key: &FlowKey, flow: &Flow) -> Result<bool, DataplaneError> {
+            // The gate's lock is held while a merge runs.
+            if self.gate.serving.try_lock().is_ok() {
+                self.merged_outside_the_gate.fetch_add(1, Ordering::Relaxed);
+            }
+            let mut flows = self.flows.lock().unwrap();
+            if !flows.contains_key(key) && flows.len() == self.capacity {
+                return Ok(false);
+            }
+            flows.insert(*key, *flow);
+            Ok(true)
+        }
+    }
+
+    const BACKUP: &str = "
+instance: b
+interfaces: [{name: eth0}]
+services:
+  - {vip: 192.0.2.100, port: 80, protocol: tcp, reals: [{address: 192.0.2.11}]}
+";
+
+    /// `count` established flows of the one service, from distinct client ports.
+    fn records(count: u16) -> Vec<FlowRecord> {
+        (1..=count)
+            .map(|client_port| FlowRecord {
+                protocol: 6,
+                client: "203.0.113.9".parse().unwrap(),
+                client_port,
+                vip: "192.0.2.100".parse().unwrap(),
+                vip_port: 80,
+                service_port: 80,
+                real: "192.0.2.11".parse().unwrap(),
+                real_port: 80,
+                state: lb_common::conntrack::STATE_ESTABLISHED,
+                idle_ms: 0,
+                local_port: 0,
+                local_source: 0,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_merged_inside_the_gate() {
+        let gate = Arc::new(MergeGate::default());
+        let table = Table::new(&gate, 10_000);
+        let ids = Arc::new(Ids::new(&desired(BACKUP)));
+        let applied = apply(
+            table.clone(),
+            gate,
+            ids,
+            records(3 * MERGE_CHUNK as u16 + 1),
+        )
+        .await
+        .expect("applies");
+        assert!(!applied.stopped);
+        assert_eq!(applied.received, 3 * MERGE_CHUNK as u64 + 1);
+        assert_eq!(table.len(), 3 * MERGE_CHUNK + 1);
+        assert_eq!(table.merged_outside_the_gate.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn nothing_is_merged_while_a_router_forwards() {
+        let gate = Arc::new(MergeGate::default());
+        gate.serving();
+        let table = Table::new(&gate, 10_000);
+        let ids = Arc::new(Ids::new(&desired(BACKUP)));
+        let applied = apply(table.clone(), gate, ids, records(10))
+            .await
+            .expect("applies");
+        assert!(applied.stopped, "the stream must end: this node is master");
+        assert_eq!(table.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn records_that_fit_nothing_here_are_counted_not_merged() {
+        let gate = Arc::new(MergeGate::default());
+        let table = Table::new(&gate, 10_000);
+        let ids = Arc::new(Ids::new(&desired(BACKUP)));
+        let mut flows = records(4);
+        // A TCP flow in the UDP state, and one on a real this node lacks.
+        flows[1].state = lb_common::conntrack::STATE_UDP;
+        flows[2].real = "192.0.2.99".parse().unwrap();
+        let applied = apply(table.clone(), gate, ids, flows)
+            .await
+            .expect("applies");
+        assert_eq!((applied.invalid, applied.unmatched), (1, 1));
+        assert_eq!(table.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_table_counts_the_flows_it_cannot_hold_and_goes_on() {
+        let gate = Arc::new(MergeGate::default());
+        let table = Table::new(&gate, 3);
+        let ids = Arc::new(Ids::new(&desired(BACKUP)));
+        let applied = apply(table.clone(), gate, ids, records(5))
+            .await
+            .expect("a full table is no error");
+        assert_eq!(applied.not_held, 2);
+        assert!(!applied.stopped);
+        assert_eq!(table.len(), 3);
+    }
+
+    #[test]
+    fn a_bulk_copy_with_refused_records_says_the_configs_differ() {
+        assert_eq!(differences(0, 0), None);
+        assert_eq!(
+            differences(3, 0).as_deref(),
+            Some(
+                "3 flows name a service or real this node does not have: the two nodes' \
+                 configs differ, and these connections would break on a takeover"
+            )
+        );
+        let both = differences(3, 2).expect("told");
+        assert!(both.starts_with("3 flows name a service"), "{both}");
+        assert!(both.contains(" and 2 flows do not fit"), "{both}");
+    }
 }

@@ -1,18 +1,18 @@
 //! The sending side: the backup connects, gets a bulk copy of the flow table, then every
-//! [`SCAN_EVERY`] what changed.
+//! [`SCAN_EVERY`] (up to [`PAUSE_AT_MOST`] apart for a large table) what changed.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, hash_map::Entry},
     hash::{BuildHasher, Hash},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use lb_common::{Flow, FlowKey};
+use lb_common::{Flow, FlowKey, Settings};
 use tokio::{net::TcpStream, sync::mpsc};
 
 use super::{
-    SCAN_EVERY, Shared,
+    AbortOnDrop, SCAN_EVERY, Shared,
     names::Names,
     read_message,
     wire::{FlowRecord, MAX_BATCH, Message},
@@ -20,14 +20,21 @@ use super::{
 };
 
 /// A flow the backup was sent is sent again when it has seen packets for this long since
-/// (its state unchanged), so the backup's copy does not expire while the master's is alive.
+/// (its state unchanged), or for a third of its state's timeout if that is shorter, so the
+/// backup's copy does not expire while the master's is alive (see [`needs_sending`]).
 const REFRESH_AFTER: Duration = Duration::from_secs(10);
+/// The longest pause between two scans, however long a walk takes: a flow that moves to
+/// CLOSE (10 s) must reach the backup in that state before the master's sweep removes it,
+/// and a refresh (after a third of the timeout) before the backup's copy expires.
+const PAUSE_AT_MOST: Duration = Duration::from_secs(3);
 /// How long the backup has to say hello.
 const HELLO_WITHIN: Duration = Duration::from_secs(5);
 /// Batches the table walk may run ahead of the socket.
 const BATCHES_AHEAD: usize = 4;
 
-/// What the backup was last sent of a flow: 24 bytes per flow, keyed by a digest of its key.
+/// What the backup was last sent of a flow, keyed by a digest of its key. With the key and
+/// the hash map's overhead, about 40 bytes per flow (up to twice that just after the map
+/// grows).
 #[derive(Clone, Copy)]
 struct Sent {
     real_id: u32,
@@ -38,7 +45,9 @@ struct Sent {
 }
 
 pub(super) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    let mut current: Option<tokio::task::JoinHandle<()>> = None;
+    // The stream to the backup, if any: it ends when a new one starts, and with `serve`
+    // (aborted by `Sync::stop`).
+    let mut current: Option<AbortOnDrop> = None;
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -56,11 +65,9 @@ pub(super) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
             continue;
         }
         // One backup at a time: a new connection is the backup starting over.
-        if let Some(previous) = current.take() {
-            previous.abort();
-        }
+        drop(current.take());
         let shared = shared.clone();
-        current = Some(tokio::spawn(async move {
+        current = Some(AbortOnDrop(tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             if let Err(error) = stream_to(stream, &shared).await {
                 log::info!("sync: stream to {}: {error}", shared.peer);
@@ -73,7 +80,7 @@ pub(super) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
                     status.role = "idle".into();
                 }
             });
-        }));
+        })));
     }
 }
 
@@ -149,8 +156,9 @@ async fn stream_to(mut stream: TcpStream, shared: &Shared) -> Result<(), String>
             write_message(&mut stream, &Message::Heartbeat { sequence }).await?;
         }
         let took = started.elapsed();
-        // A large table takes a while to walk: the walks take at most a quarter of a core.
-        pause = SCAN_EVERY.max(took * 3);
+        // A large table takes a while to walk: the walks take at most a quarter of a core,
+        // unless that would leave more than PAUSE_AT_MOST between them.
+        pause = SCAN_EVERY.max(took * 3).min(PAUSE_AT_MOST);
         shared.board.update(|status| {
             status.lag_ms = (pause + took).as_millis() as u64;
             status.pending = 0;
@@ -173,45 +181,41 @@ async fn send_changes(
 ) -> Result<u64, String> {
     let (batches, mut incoming) = mpsc::channel::<Vec<FlowRecord>>(BATCHES_AHEAD);
     let reader = shared.reader.clone();
-    let names = Names::new(&shared.desired.load());
+    let desired = shared.desired.load();
+    let names = Names::new(&desired);
+    let settings = desired.timeouts.settings();
+    drop(desired);
     let mut known = std::mem::take(sent);
     let hasher = hasher.clone();
     let walk = tokio::task::spawn_blocking(move || {
         let now_ns = reader.now_ns();
         let mut batch = Vec::with_capacity(MAX_BATCH);
+        // The connection failed (the receiver is gone): the walk cannot be stopped, but it
+        // does nothing more per entry, and what was sent goes with the connection.
+        let mut cancelled = false;
         let result = reader.for_each_flow(&mut |key: &FlowKey, flow: &Flow| {
+            if cancelled {
+                return;
+            }
             let digest = digest_of(&hasher, key);
-            let entry = known.entry(digest);
-            let previous = match &entry {
-                std::collections::hash_map::Entry::Occupied(occupied) => Some(*occupied.get()),
-                std::collections::hash_map::Entry::Vacant(_) => None,
-            };
-            let send = bulk || needs_sending(previous.as_ref(), flow);
-            let record = if send {
+            let Some(record) = visit(&mut known, digest, flow, scan, bulk, &settings, || {
                 names.record(key, flow, now_ns)
-            } else {
-                None
-            };
-            let kept_last_seen = match (&record, previous) {
-                (None, Some(previous)) => previous.last_seen_ns,
-                _ => flow.last_seen_ns,
-            };
-            entry.insert_entry(Sent {
-                real_id: flow.real_id,
-                state: flow.state,
-                last_seen_ns: kept_last_seen,
-                scan,
-            });
-            let Some(record) = record else {
+            }) else {
                 return;
             };
             batch.push(record);
             if batch.len() == MAX_BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
-                // The receiver gone means the connection failed: the walk ends with it.
-                let _ = batches.blocking_send(full);
+                if batches.blocking_send(full).is_err() {
+                    cancelled = true;
+                    known = HashMap::new();
+                    batch = Vec::new();
+                }
             }
         });
+        if cancelled {
+            return Err("the connection failed during the walk".to_owned());
+        }
         if !batch.is_empty() {
             let _ = batches.blocking_send(batch);
         }
@@ -243,15 +247,60 @@ async fn send_changes(
     Ok(count)
 }
 
+/// One entry of a walk: the flow's record if the backup needs it (every flow, for the bulk
+/// copy), with `known` updated to say it was sent. A flow that cannot be named (its service
+/// or real is not in this node's snapshot yet, or any more) is not sent, and not recorded as
+/// sent: the next scan tries it again.
+fn visit(
+    known: &mut HashMap<u64, Sent>,
+    digest: u64,
+    flow: &Flow,
+    scan: u32,
+    bulk: bool,
+    settings: &Settings,
+    name: impl FnOnce() -> Option<FlowRecord>,
+) -> Option<FlowRecord> {
+    let now_sent = Sent {
+        real_id: flow.real_id,
+        state: flow.state,
+        last_seen_ns: flow.last_seen_ns,
+        scan,
+    };
+    match known.entry(digest) {
+        Entry::Occupied(mut occupied) => {
+            let sent = occupied.get_mut();
+            // Seen by this scan: it stays, sent or not.
+            sent.scan = scan;
+            if !bulk && !needs_sending(Some(sent), flow, settings) {
+                return None;
+            }
+            let record = name()?;
+            *sent = now_sent;
+            Some(record)
+        }
+        Entry::Vacant(vacant) => {
+            let record = name()?;
+            vacant.insert(now_sent);
+            Some(record)
+        }
+    }
+}
+
 /// Whether a flow must go to the backup: new to it, moved to another real or state, or
-/// alive long enough since it was last sent that the backup's copy would age.
-fn needs_sending(sent: Option<&Sent>, flow: &Flow) -> bool {
+/// alive long enough since it was last sent that the backup's copy would age: it has seen
+/// packets for `min(REFRESH_AFTER, timeout / 3)` since, the timeout of its state in
+/// `settings` (this node's; the backup expires its copies by its own, so both nodes need
+/// the same `timeouts`). A third leaves the refresh the rest of the timeout to reach the
+/// backup: a scan's pause ([`PAUSE_AT_MOST`]) and walk.
+fn needs_sending(sent: Option<&Sent>, flow: &Flow, settings: &Settings) -> bool {
     match sent {
         None => true,
         Some(sent) => {
+            let refresh_after_ns =
+                (REFRESH_AFTER.as_nanos() as u64).min(settings.timeout_ns(flow.state as u8) / 3);
             sent.real_id != flow.real_id
                 || sent.state != flow.state
-                || flow.last_seen_ns > sent.last_seen_ns + REFRESH_AFTER.as_nanos() as u64
+                || flow.last_seen_ns > sent.last_seen_ns + refresh_after_ns
         }
     }
 }
@@ -275,6 +324,167 @@ mod tests {
         }
     }
 
+    fn record() -> FlowRecord {
+        FlowRecord {
+            protocol: 6,
+            client: "203.0.113.9".parse().unwrap(),
+            client_port: 40000,
+            vip: "192.0.2.100".parse().unwrap(),
+            vip_port: 80,
+            service_port: 80,
+            real: "192.0.2.11".parse().unwrap(),
+            real_port: 80,
+            state: 2,
+            idle_ms: 0,
+            local_port: 0,
+            local_source: 0,
+        }
+    }
+
+    #[test]
+    fn a_flow_that_cannot_be_named_is_not_recorded_as_sent() {
+        let mut known = HashMap::new();
+        let new = flow(1, 2, 100);
+        assert_eq!(
+            visit(&mut known, 7, &new, 1, false, &Settings::default(), || None),
+            None
+        );
+        assert!(known.is_empty(), "recorded as sent without a name");
+        // Named at the next scan: sent then, and only then.
+        assert_eq!(
+            visit(
+                &mut known,
+                7,
+                &new,
+                2,
+                false,
+                &Settings::default(),
+                || Some(record())
+            ),
+            Some(record())
+        );
+        assert_eq!(
+            visit(
+                &mut known,
+                7,
+                &new,
+                3,
+                false,
+                &Settings::default(),
+                || panic!("sent twice")
+            ),
+            None
+        );
+        assert_eq!(known[&7].scan, 3, "a flow seen stays known");
+        // Moved to a real that cannot be named yet: the backup still has the old real, and
+        // the move is sent once it can be.
+        let moved = flow(2, 2, 100);
+        assert_eq!(
+            visit(
+                &mut known,
+                7,
+                &moved,
+                4,
+                false,
+                &Settings::default(),
+                || None
+            ),
+            None
+        );
+        assert_eq!((known[&7].real_id, known[&7].scan), (1, 4));
+        assert_eq!(
+            visit(
+                &mut known,
+                7,
+                &moved,
+                5,
+                false,
+                &Settings::default(),
+                || Some(record())
+            ),
+            Some(record())
+        );
+        assert_eq!(known[&7].real_id, 2);
+    }
+
+    #[test]
+    fn the_bulk_copy_sends_every_flow() {
+        let mut known = HashMap::new();
+        let same = flow(1, 2, 100);
+        assert!(
+            visit(&mut known, 7, &same, 0, false, &Settings::default(), || {
+                Some(record())
+            })
+            .is_some()
+        );
+        assert!(
+            visit(&mut known, 7, &same, 1, false, &Settings::default(), || {
+                Some(record())
+            })
+            .is_none()
+        );
+        // A digest already known (two keys alike, or a key the walk met twice) goes too.
+        assert!(
+            visit(
+                &mut known,
+                7,
+                &same,
+                2,
+                true,
+                &Settings::default(),
+                || Some(record())
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn short_timeouts_are_refreshed_after_a_third() {
+        use lb_common::conntrack::{STATE_CLOSE, STATE_UDP};
+        let sent = |state: u8| Sent {
+            real_id: 1,
+            state: u32::from(state),
+            last_seen_ns: 100_000_000_000,
+            scan: 0,
+        };
+        let at = |state: u8, last_seen_ms: u64| Flow {
+            real_id: 1,
+            state: u32::from(state),
+            last_seen_ns: last_seen_ms * 1_000_000,
+            ..Flow::default()
+        };
+        let defaults = Settings::default();
+        // CLOSE lasts 10 s: refreshed after 3.33 s.
+        let close = sent(STATE_CLOSE);
+        assert!(!needs_sending(
+            Some(&close),
+            &at(STATE_CLOSE, 103_300),
+            &defaults
+        ));
+        assert!(needs_sending(
+            Some(&close),
+            &at(STATE_CLOSE, 103_400),
+            &defaults
+        ));
+        // A UDP timeout set to 6 s: after 2 s.
+        let mut short = Settings::default();
+        short.timeouts_s[usize::from(STATE_UDP)] = 6;
+        let udp = sent(STATE_UDP);
+        assert!(!needs_sending(Some(&udp), &at(STATE_UDP, 102_000), &short));
+        assert!(needs_sending(Some(&udp), &at(STATE_UDP, 102_001), &short));
+        // The default 300 s: after 10 s, not 100.
+        assert!(!needs_sending(
+            Some(&udp),
+            &at(STATE_UDP, 110_000),
+            &defaults
+        ));
+        assert!(needs_sending(
+            Some(&udp),
+            &at(STATE_UDP, 110_001),
+            &defaults
+        ));
+    }
+
     #[test]
     fn only_new_moved_and_aging_flows_are_sent_again() {
         let sent = Sent {
@@ -283,19 +493,26 @@ mod tests {
             last_seen_ns: 100_000_000_000,
             scan: 0,
         };
-        assert!(needs_sending(None, &flow(1, 2, 100)));
-        assert!(!needs_sending(Some(&sent), &flow(1, 2, 100)));
+        assert!(needs_sending(None, &flow(1, 2, 100), &Settings::default()));
+        assert!(!needs_sending(
+            Some(&sent),
+            &flow(1, 2, 100),
+            &Settings::default()
+        ));
         assert!(
-            !needs_sending(Some(&sent), &flow(1, 2, 109)),
+            !needs_sending(Some(&sent), &flow(1, 2, 109), &Settings::default()),
             "refreshed too soon"
         );
         assert!(
-            needs_sending(Some(&sent), &flow(1, 2, 111)),
+            needs_sending(Some(&sent), &flow(1, 2, 111), &Settings::default()),
             "never refreshed"
         );
-        assert!(needs_sending(Some(&sent), &flow(2, 2, 100)), "moved real");
         assert!(
-            needs_sending(Some(&sent), &flow(1, 3, 100)),
+            needs_sending(Some(&sent), &flow(2, 2, 100), &Settings::default()),
+            "moved real"
+        );
+        assert!(
+            needs_sending(Some(&sent), &flow(1, 3, 100), &Settings::default()),
             "changed state"
         );
     }

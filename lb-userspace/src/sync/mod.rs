@@ -4,18 +4,35 @@
 //! - `wire.rs`: the stream's frames, flows named by VIP:port/protocol and real address:port;
 //! - `names.rs`: ids ↔ names on each node;
 //! - `master.rs`: the sending side: a bulk copy when the backup connects, then every
-//!   [`SCAN_EVERY`] (longer for a table that takes long to walk) the flows that are new,
-//!   changed state or real, or need refreshing;
+//!   [`SCAN_EVERY`] (longer for a table that takes long to walk, up to 3 s) the flows that
+//!   are new, changed state or real, or need refreshing;
 //! - `backup.rs`: the receiving side: connects while this node is not master, merges what
-//!   comes into the flow table, and says when it holds a full copy.
+//!   comes into the flow table (through the [`MergeGate`], never while a router of this
+//!   node forwards), and says when it holds a full copy.
+//!
+//! What is sent is each flow's state and how long it has been idle; the backup's copies
+//! expire by the backup's own timeouts. So both nodes need the same `timeouts`: the master
+//! re-sends a flow that has seen packets for a third of its state's timeout (10 s at most)
+//! by its own settings, and a backup with shorter ones would let copies lapse. Deletions
+//! are not sent: a flow the master's sweep removes lapses on the backup when its copy
+//! expires (a closing flow's last state, sent within a scan, makes that prompt).
+//!
+//! Sync assumes the pair's routers move together, one node master of them all (there are no
+//! sync groups; they move together because both nodes see the same failures). A node is
+//! master for sync when any of its routers is: it sends when asked, and does not fetch. So a
+//! node master of one router and backup of another neither sends nor fetches (its peer,
+//! master of the other, does not ask either), and no flow crosses until the routers agree
+//! again.
 //!
 //! A node that is not master holds back from preempting (the VRRP routers' `hold`) until it
 //! has a full copy from the current master, so a fail-back moves no connection. It still
 //! takes over at once when the master goes silent or stops: there is no copy to wait for.
 //!
-//! Memory is bounded: the master keeps, per flow, 24 bytes of what it last sent (bounded by
-//! the flow table's size), and streams the bulk copy a few batches at a time; a backup that
-//! reads slowly slows the sender, it never makes it queue.
+//! Memory is bounded: the master keeps, per flow, a digest of its key and what it last sent,
+//! about 40 bytes with the hash map's overhead (bounded by the flow table's size), and
+//! streams the bulk copy a few batches at a time; a backup that reads slowly slows the
+//! sender, it never makes it queue. A connection that fails ends its walk of the table
+//! cheaply, and [`Sync::stop`] ends the connections with the tasks.
 
 mod backup;
 mod master;
@@ -35,7 +52,8 @@ use crate::{
 };
 
 /// How often the master looks for changed flows: this often, or three times as long as the
-/// last walk of the table took, whichever is longer (a walk of a large table is not free).
+/// last walk of the table took, whichever is longer (a walk of a large table is not free),
+/// but never more than 3 s apart (flows in CLOSE last 10 s).
 pub const SCAN_EVERY: Duration = Duration::from_millis(500);
 
 /// Keeps the backup's merges out of a flow table the program writes: once a router of this
@@ -66,6 +84,11 @@ impl MergeGate {
     pub fn merge<T>(&self, merge: impl FnOnce() -> T) -> Option<T> {
         let serving = self.serving.lock().expect("merge gate lock");
         (*serving == 0).then(merge)
+    }
+
+    /// Whether a router forwards (so nothing would be merged).
+    fn shut(&self) -> bool {
+        *self.serving.lock().expect("merge gate lock") > 0
     }
 }
 
@@ -101,6 +124,8 @@ struct Shared {
     board: Arc<SyncBoard>,
     /// `true` while this node lacks a full copy of the master's flows.
     hold: watch::Sender<bool>,
+    /// Shut while a router of this node forwards: the backup's merges wait on it.
+    merges: Arc<MergeGate>,
 }
 
 impl Shared {
@@ -120,13 +145,15 @@ pub struct Sync {
 
 impl Sync {
     /// Listens on the sync port (refusing anyone but the peer) and starts fetching from the
-    /// peer while this node is not master. `hold` starts `true`.
+    /// peer while this node is not master. `hold` starts `true`. `merges` is the gate this
+    /// node's VRRP routers shut before they forward: no copy is merged while it is shut.
     pub async fn start(
         config: SyncConfig,
         reader: Arc<dyn DataplaneReader>,
         desired: Arc<arc_swap::ArcSwap<Desired>>,
         routers: Arc<vrrp::Board>,
         hold: watch::Sender<bool>,
+        merges: Arc<MergeGate>,
     ) -> Result<(Self, Arc<SyncBoard>), std::io::Error> {
         let board = Arc::new(SyncBoard::default());
         board.update(|status| {
@@ -154,6 +181,7 @@ impl Sync {
             routers,
             board: board.clone(),
             hold,
+            merges,
         });
         let tasks = vec![
             tokio::spawn(master::serve(listener, shared.clone())),
@@ -167,6 +195,15 @@ impl Sync {
             task.abort();
             let _ = task.await;
         }
+    }
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -198,4 +235,52 @@ async fn write_message(
         .write_all(&message.encode())
         .await
         .map_err(|error| format!("writing: {error}"))
+}
+
+/// What the sync tests share: a node's desired state from a config's text.
+#[cfg(test)]
+mod testing {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::{
+        config,
+        neighbour::{InterfaceInfo, Routes},
+    };
+
+    pub fn desired(text: &str) -> Desired {
+        let config = config::parse(text, "test.yaml").expect("parses");
+        let eth0 = InterfaceInfo {
+            name: "eth0".into(),
+            index: 7,
+            mac: [2, 0, 0, 0, 0, 2],
+            prefixes: vec![(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 24)],
+            mtu: 1500,
+            vlan: None,
+            egress: 7,
+        };
+        Desired::new(&config, vec![eth0], &Routes::new()).expect("builds")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_stop_while_any_router_forwards() {
+        let gate = MergeGate::default();
+        assert_eq!(gate.merge(|| 1), Some(1));
+        gate.serving();
+        gate.serving();
+        assert_eq!(gate.merge(|| 1), None);
+        gate.standing_by();
+        assert_eq!(gate.merge(|| 1), None, "another router still forwards");
+        gate.standing_by();
+        assert_eq!(gate.merge(|| 1), Some(1));
+        // A router standing by twice does not open the gate for another that serves.
+        gate.standing_by();
+        gate.serving();
+        assert_eq!(gate.merge(|| 1), None);
+    }
 }

@@ -12,6 +12,9 @@ use lb_common::{
 use super::{EbpfReader, batch, element, map_err};
 use crate::dataplane::{DataplaneError, DataplaneReader};
 
+/// Inserts, lookups and replaces a merge tries while the sweep keeps removing its entry.
+const MERGE_ATTEMPTS: usize = 3;
+
 fn sum_cpus(
     map: &PerCpuArray<MapData, Counters>,
     index: u32,
@@ -91,39 +94,47 @@ impl DataplaneReader for EbpfReader {
             }
         };
         let state = flow.state as u8;
-        // Most copies are of flows the table lacks (a bulk copy): one insert. Counted first,
-        // as the program does: a sweep removing it at once counts it out.
-        self.conns.add(flow.real_id, state, 1)?;
-        match element::insert_new(fd, key, flow) {
-            Ok(true) => return Ok(true),
-            Ok(false) => self.conns.add(flow.real_id, state, -1)?,
-            Err(error) if error.raw_os_error() == Some(libc::E2BIG) => {
-                self.conns.add(flow.real_id, state, -1)?;
-                return Ok(false);
-            }
-            Err(source) => {
-                self.conns.add(flow.real_id, state, -1)?;
-                return Err(failed("BPF_MAP_UPDATE_ELEM")(source));
-            }
-        }
-        // The table has it: the copy's real, state and time, unless it is older.
-        let Some(old) =
-            element::lookup::<FlowKey, Flow>(fd, key).map_err(failed("BPF_MAP_LOOKUP_ELEM"))?
-        else {
-            // Swept meanwhile: the next copy brings it back.
-            return Ok(true);
-        };
-        let same = old.real_id == flow.real_id && old.state == flow.state;
-        if same && old.last_seen_ns >= flow.last_seen_ns {
-            return Ok(true);
-        }
-        // Whoever removes a flow counts it out (see the sweep): if the sweep took the old
-        // entry first, the next copy brings this one back.
-        if element::replace_existing(fd, key, flow).map_err(failed("BPF_MAP_UPDATE_ELEM"))? && !same
-        {
-            self.conns.add(old.real_id, old.state as u8, -1)?;
+        // The sweep may remove the entry between two steps: the merge then starts over
+        // from the insert, a few times at most.
+        for _ in 0..MERGE_ATTEMPTS {
+            // Most copies are of flows the table lacks (a bulk copy): one insert. Counted
+            // first, as the program does: a sweep removing it at once counts it out.
             self.conns.add(flow.real_id, state, 1)?;
+            match element::insert_new(fd, key, flow) {
+                Ok(true) => return Ok(true),
+                Ok(false) => self.conns.add(flow.real_id, state, -1)?,
+                Err(error) if error.raw_os_error() == Some(libc::E2BIG) => {
+                    self.conns.add(flow.real_id, state, -1)?;
+                    return Ok(false);
+                }
+                Err(source) => {
+                    self.conns.add(flow.real_id, state, -1)?;
+                    return Err(failed("BPF_MAP_UPDATE_ELEM")(source));
+                }
+            }
+            // The table has it: the copy's real, state and time, unless it is older.
+            let Some(old) =
+                element::lookup::<FlowKey, Flow>(fd, key).map_err(failed("BPF_MAP_LOOKUP_ELEM"))?
+            else {
+                // Swept meanwhile: insert it.
+                continue;
+            };
+            let same = old.real_id == flow.real_id && old.state == flow.state;
+            if same && old.last_seen_ns >= flow.last_seen_ns {
+                return Ok(true);
+            }
+            // Whoever removes a flow counts it out (see the sweep): if the sweep took the
+            // old entry first, nothing was replaced, and the flow is inserted afresh.
+            if element::replace_existing(fd, key, flow).map_err(failed("BPF_MAP_UPDATE_ELEM"))? {
+                if !same {
+                    self.conns.add(old.real_id, old.state as u8, -1)?;
+                    self.conns.add(flow.real_id, state, 1)?;
+                }
+                return Ok(true);
+            }
         }
+        // Swept out under every attempt: the flow is expiring here as fast as it comes, and
+        // the master's next copy of it (a refresh, or a change) brings it back.
         Ok(true)
     }
 }
