@@ -199,6 +199,14 @@ const SYNC_FLOWS_RECEIVED: Metric = counter(
     "lb_sync_flows_received_total",
     "Flows received from the peer.",
 );
+const SYNC_FLOWS_UNMATCHED: Metric = counter(
+    "lb_sync_flows_unmatched_total",
+    "Flows received that name a service or real this node lacks, or do not fit its config.",
+);
+const SYNC_FLOWS_NOT_HELD: Metric = counter(
+    "lb_sync_flows_not_held_total",
+    "Flows received that the flow table had no room for.",
+);
 const SYNC_BATCHES_LOST: Metric = counter(
     "lb_sync_batches_lost_total",
     "Batches found missing (a gap in the sequence); each restarts the copy.",
@@ -245,6 +253,8 @@ fn render_high_availability(out: &mut Exposition, view: &View) {
         out.add(&SYNC_COMPLETE, &labels, sync.complete);
         out.add(&SYNC_FLOWS_SENT, &labels, sync.flows_sent);
         out.add(&SYNC_FLOWS_RECEIVED, &labels, sync.flows_received);
+        out.add(&SYNC_FLOWS_UNMATCHED, &labels, sync.flows_unmatched);
+        out.add(&SYNC_FLOWS_NOT_HELD, &labels, sync.flows_not_held);
         out.add(&SYNC_BATCHES_LOST, &labels, sync.batches_lost);
         out.add(&SYNC_PENDING, &labels, sync.pending);
         out.add(&SYNC_LAG, &labels, sync.lag_ms as f64 / 1000.0);
