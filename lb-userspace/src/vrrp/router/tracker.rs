@@ -170,3 +170,79 @@ fn a_service_is_down(config: &VrrpInstanceConfig, desired: &Desired) -> bool {
                 .any(|real| !real.sorry && real.schedulable() && real.config.weight > 0)
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::HashMap,
+        net::{IpAddr, Ipv4Addr},
+    };
+
+    use super::*;
+    use crate::{
+        config,
+        neighbour::{InterfaceInfo, Routes},
+        reconcile::HealthChange,
+    };
+
+    const CONFIG: &str = "
+instance: t
+interfaces: [{name: eth0}]
+services:
+  - {vip: 192.0.2.100, port: 80, protocol: tcp, reals: [{address: 192.0.2.11}, {address: 192.0.2.12, weight: 0}],
+     health_check: {type: tcp}}
+  - {vip: 192.0.2.200, port: 80, protocol: tcp, reals: [{address: 192.0.2.13}]}
+vrrp:
+  - {name: VI_1, interface: eth0, vrid: 51, virtual_addresses: [192.0.2.100], track_services: {weight: -50}}
+";
+
+    fn started() -> (VrrpInstanceConfig, Desired) {
+        let config = config::parse(CONFIG, "t.yaml").expect("parses");
+        let eth0 = InterfaceInfo {
+            name: "eth0".into(),
+            index: 7,
+            mac: [2, 0, 0, 0, 0, 2],
+            prefixes: vec![(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 24)],
+            mtu: 1500,
+            vlan: None,
+            egress: 7,
+        };
+        let desired = Desired::new(&config, vec![eth0], &Routes::new()).expect("builds");
+        (config.vrrp[0].clone(), desired)
+    }
+
+    #[test]
+    fn a_service_on_the_routers_addresses_with_no_real_up_is_down() {
+        let (router, mut desired) = started();
+        // No MAC yet: nothing can take new flows.
+        assert!(a_service_is_down(&router, &desired));
+        let macs: HashMap<IpAddr, [u8; 6]> = [11, 12, 13]
+            .into_iter()
+            .map(|last| {
+                (
+                    IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)),
+                    [2, 0, 0, 0, 0, last],
+                )
+            })
+            .collect();
+        desired.set_neighbours(7, &macs);
+        assert!(!a_service_is_down(&router, &desired));
+        // Its one weighted real fails its check: the drained one does not count.
+        let service = &desired.services[0];
+        let change = HealthChange {
+            key: crate::reconcile::health_key_of(&service.config, &service.reals[0].config),
+            up: false,
+        };
+        desired.set_health(&[change]);
+        assert!(a_service_is_down(&router, &desired));
+        // A service on another VIP is not this router's concern.
+        let other = VrrpInstanceConfig {
+            virtual_addresses: vec![crate::config::ha::VirtualAddress {
+                address: "192.0.2.200".parse().unwrap(),
+                prefix: 32,
+            }],
+            ..router
+        };
+        assert!(!a_service_is_down(&other, &desired));
+    }
+}
