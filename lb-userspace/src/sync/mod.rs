@@ -71,24 +71,37 @@ pub struct MergeGate {
 impl MergeGate {
     /// A router is about to forward: merges stop (waiting for one in flight).
     pub fn serving(&self) {
-        *self.serving.lock().expect("merge gate lock") += 1;
+        *self
+            .serving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
     }
 
     /// A router no longer forwards.
     pub fn standing_by(&self) {
-        let mut serving = self.serving.lock().expect("merge gate lock");
+        let mut serving = self
+            .serving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *serving = serving.saturating_sub(1);
     }
 
     /// Runs `merge` unless a router forwards; `None` if one does.
     pub fn merge<T>(&self, merge: impl FnOnce() -> T) -> Option<T> {
-        let serving = self.serving.lock().expect("merge gate lock");
+        let serving = self
+            .serving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         (*serving == 0).then(merge)
     }
 
     /// Whether a router forwards (so nothing would be merged).
     fn shut(&self) -> bool {
-        *self.serving.lock().expect("merge gate lock") > 0
+        *self
+            .serving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            > 0
     }
 }
 

@@ -155,20 +155,6 @@ impl Host {
             .collect())
     }
 
-    /// Whether the interface has `address` (in whatever state).
-    pub async fn has(
-        &self,
-        interface: &str,
-        index: u32,
-        address: IpAddr,
-    ) -> Result<bool, HostError> {
-        Ok(self
-            .address_messages(interface, index)
-            .await?
-            .iter()
-            .any(|message| local_address(message) == Some(address)))
-    }
-
     async fn address_messages(
         &self,
         interface: &str,

@@ -32,6 +32,8 @@ const ANNOUNCEMENTS: usize = 5;
 const SECOND_BURST_AFTER: Duration = Duration::from_secs(5);
 /// How often the addresses are compared with the role.
 const REPAIR_EVERY: Duration = Duration::from_secs(1);
+/// Failed repairs in a row after which the netlink socket is opened again.
+const REOPEN_AFTER_FAILURES: u32 = 3;
 
 /// What the router wants.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,9 +54,9 @@ pub struct Effects {
 
 impl Effects {
     /// Follows `role` until its sender goes, then leaves the master role if it holds it.
-    pub async fn run(self, mut role: watch::Receiver<Role>) {
+    pub async fn run(mut self, mut role: watch::Receiver<Role>) {
+        let mut failures = 0u32;
         let mut master = false;
-        let mut announced = 0u64;
         let mut second_burst: Option<Instant> = None;
         let mut repairs = tokio::time::interval(REPAIR_EVERY);
         repairs.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -74,22 +76,41 @@ impl Effects {
                     continue;
                 }
                 _ = repairs.tick() => {
-                    self.repair(master).await;
+                    if self.repair(master).await {
+                        failures = 0;
+                    } else {
+                        failures += 1;
+                        if failures == 1 {
+                            log::warn!(
+                                "vrrp {}: cannot read {}'s addresses over netlink",
+                                self.config.name,
+                                self.config.interface
+                            );
+                        }
+                        // A netlink connection that hit a socket error stays closed.
+                        if failures.is_multiple_of(REOPEN_AFTER_FAILURES) {
+                            match Host::new() {
+                                Ok(fresh) => self.host = fresh,
+                                Err(error) => log::warn!("vrrp {}: {error}", self.config.name),
+                            }
+                        }
+                    }
                     continue;
                 }
             }
             let wanted = *role.borrow_and_update();
             if wanted.master && !master {
-                self.enter().await;
-                master = true;
-                announced = wanted.announcements;
-                second_burst = Some(Instant::now() + SECOND_BURST_AFTER);
+                if self.enter(&role).await {
+                    master = true;
+                    second_burst = Some(Instant::now() + SECOND_BURST_AFTER);
+                }
             } else if !wanted.master && master {
                 self.leave().await;
                 master = false;
                 second_burst = None;
-            } else if master && wanted.announcements != announced {
-                announced = wanted.announcements;
+            } else if master {
+                // An announcement asked for, or a role lost and regained meanwhile (the peer
+                // may have announced in between): either way the network hears us again.
                 self.announce();
             }
         }
@@ -98,8 +119,12 @@ impl Effects {
         }
     }
 
-    async fn enter(&self) {
+    /// Becomes master; `false` if the role was lost on the way (stopping, preempted), in
+    /// which case what was done is undone and nothing is announced: announcing after the
+    /// peer took over would draw its traffic here.
+    async fn enter(&self, role: &watch::Receiver<Role>) -> bool {
         let name = &self.config.name;
+        let still_wanted = || role.borrow().master && role.has_changed().is_ok();
         if let Some(merges) = &self.merges {
             let merges = merges.clone();
             // Waits for a batch of merges in flight (a few hundred flows).
@@ -107,6 +132,15 @@ impl Effects {
         }
         if let Err(error) = self.gate.serve(name, true).await {
             log::error!("vrrp {name}: starting to forward the virtual addresses: {error}");
+        }
+        if !still_wanted() {
+            if let Err(error) = self.gate.serve(name, false).await {
+                log::error!("vrrp {name}: stopping forwarding the virtual addresses: {error}");
+            }
+            if let Some(merges) = &self.merges {
+                merges.standing_by();
+            }
+            return false;
         }
         for address in &self.config.virtual_addresses {
             if let Err(error) = self
@@ -118,6 +152,7 @@ impl Effects {
             }
         }
         self.announce();
+        true
     }
 
     async fn leave(&self) {
@@ -143,21 +178,22 @@ impl Effects {
         }
     }
 
-    /// Puts the addresses back in line with the role.
-    async fn repair(&self, master: bool) {
+    /// Puts the addresses back in line with the role. Returns whether netlink answered.
+    async fn repair(&self, master: bool) -> bool {
         let name = &self.config.name;
+        let present = match self
+            .host
+            .addresses(&self.config.interface, self.link.index)
+            .await
+        {
+            Ok(present) => present,
+            Err(error) => {
+                log::debug!("vrrp {name}: checking the addresses: {error}");
+                return false;
+            }
+        };
         for address in &self.config.virtual_addresses {
-            let present = match self
-                .host
-                .has(&self.config.interface, self.link.index, address.address)
-                .await
-            {
-                Ok(present) => present,
-                Err(error) => {
-                    log::debug!("vrrp {name}: checking the addresses: {error}");
-                    return;
-                }
-            };
+            let present = present.iter().any(|(held, _)| *held == address.address);
             if master && !present {
                 log::warn!(
                     "vrrp {name}: {address} was removed from {} while master: adding it again",
@@ -184,6 +220,7 @@ impl Effects {
                 }
             }
         }
+        true
     }
 
     /// One burst of gratuitous ARPs / unsolicited neighbour advertisements.

@@ -242,7 +242,7 @@ impl Router {
             .update(self.index, |status| status.address = Some(wire.source));
 
         let (role, roles) = watch::channel(Role::default());
-        let effects = match Host::new() {
+        let mut effects = match Host::new() {
             Ok(host) => tokio::spawn(
                 Effects {
                     config: self.config.clone(),
@@ -267,8 +267,15 @@ impl Router {
         ));
         // A router that starts with a fault (an owner whose link is down) must not claim the
         // role for a moment first.
-        let _ = tokio::time::timeout(FIRST_VERDICT_WITHIN, tracked.wait_for(Option::is_some)).await;
+        tokio::select! {
+            _ = tokio::time::timeout(FIRST_VERDICT_WITHIN, first_verdict(&mut tracked)) => {}
+            () = stopped(&mut stop) => {
+                tracker.abort();
+                return;
+            }
+        }
 
+        let mut effects_ended = false;
         let mut machine = Machine::new(self.params(wire.source));
         let mut held = self.inputs.hold.clone();
         let hold = *held.borrow_and_update();
@@ -289,13 +296,6 @@ impl Router {
                     actions.extend(machine.poll(self.now()));
                     actions
                 }
-                received = wire.adverts.receive() => match received {
-                    Ok(received) => self.heard(&wire, &mut machine, received),
-                    Err(error) => {
-                        log::warn!("vrrp {}: receiving: {error}", self.config.name);
-                        Vec::new()
-                    }
-                },
                 Ok(()) = tracked.changed() => {
                     let verdict = tracked.borrow_and_update().clone();
                     self.apply_verdict(&wire, &mut machine, verdict)
@@ -304,15 +304,34 @@ impl Router {
                     let hold = *held.borrow_and_update();
                     machine.set_preempt_hold(self.now(), hold)
                 }
+                ended = &mut effects, if !effects_ended => {
+                    // It never ends while the role sender lives, unless it panicked: this
+                    // node then cannot add addresses or forward, and must not claim the role.
+                    effects_ended = true;
+                    log::error!("vrrp {}: its addresses' task ended: {ended:?}", self.config.name);
+                    machine.set_fault(self.now(), Some("its addresses' task failed".to_owned()))
+                }
+                received = wire.adverts.receive() => match received {
+                    Ok(received) => self.heard(&wire, &mut machine, received),
+                    Err(error) => {
+                        log::warn!("vrrp {}: receiving: {error}", self.config.name);
+                        Vec::new()
+                    }
+                },
             };
         }
         let actions = machine.shutdown(self.now());
         self.perform(&wire, &mut machine, actions, &role);
         self.publish(&machine);
         tracker.abort();
-        // The effects task leaves the master role, if held, once its sender is gone.
+        // The effects task leaves the master role, if held, once its sender is gone; one that
+        // failed left that to us.
         drop(role);
-        let _ = effects.await;
+        let failed = effects_ended || effects.await.is_err();
+        if failed {
+            remove_left_addresses(&self.config).await;
+            let _ = self.gate.serve(&self.config.name, false).await;
+        }
     }
 
     /// The tracker's verdict given to the machine. An interface created again (a new
@@ -338,11 +357,12 @@ impl Router {
             });
         let fault = recreated.or(verdict.fault);
         let mut actions = Vec::new();
-        if fault.as_deref() != machine.fault() {
-            actions.extend(machine.set_fault(self.now(), fault));
-        }
+        // The priority first: leaving FAULT computes the timers from it.
         if verdict.priority != machine.priority() {
             actions.extend(machine.set_priority(self.now(), verdict.priority));
+        }
+        if fault.as_deref() != machine.fault() {
+            actions.extend(machine.set_fault(self.now(), fault));
         }
         actions
     }
@@ -536,6 +556,11 @@ impl Router {
                 .then(|| "waiting for a full copy of the master's flows".to_owned());
         });
     }
+}
+
+/// Until the tracker's first verdict (the guard `wait_for` returns stays in here).
+async fn first_verdict(tracked: &mut watch::Receiver<Option<Tracked>>) {
+    let _ = tracked.wait_for(Option::is_some).await;
 }
 
 /// Until lbd stops (the guard `wait_for` returns is not `Send`: it stays in here).

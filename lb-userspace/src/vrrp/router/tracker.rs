@@ -36,11 +36,16 @@ pub async fn run(
     desired: Arc<ArcSwap<Desired>>,
     verdicts: watch::Sender<Option<Tracked>>,
 ) {
-    let mut host = match Host::new() {
-        Ok(host) => host,
-        Err(error) => {
-            log::error!("vrrp {}: tracking: {error}", config.name);
-            return;
+    let mut host = loop {
+        match Host::new() {
+            Ok(host) => break host,
+            Err(error) => {
+                log::error!("vrrp {}: tracking: {error}; trying again", config.name);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if verdicts.is_closed() {
+                    return;
+                }
+            }
         }
     };
     let mut interfaces = vec![(config.interface.clone(), 0)];
@@ -54,6 +59,7 @@ pub async fn run(
     // absence was reported.
     let mut up: HashMap<String, bool> = HashMap::new();
     let mut missing_reported: HashMap<String, bool> = HashMap::new();
+    let mut absent_once: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut failures = 0u32;
     let mut ticks = tokio::time::interval(TRACK_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -66,6 +72,7 @@ pub async fn run(
             let is_up = match host.link_state(name).await {
                 Ok(Some((found, is_up))) => {
                     failures = 0;
+                    absent_once.remove(name);
                     if position == 0 {
                         index = Some(found);
                     }
@@ -73,7 +80,9 @@ pub async fn run(
                     up.insert(name.clone(), is_up);
                     is_up
                 }
-                Ok(None) => {
+                // A closed netlink connection answers "no such link" once before it
+                // errs: an interface is missing when two looks in a row say so.
+                Ok(None) if !absent_once.insert(name.clone()) => {
                     failures = 0;
                     if !missing_reported.insert(name.clone(), true).unwrap_or(false) {
                         log::warn!("vrrp {}: interface {name} does not exist", config.name);
@@ -81,6 +90,7 @@ pub async fn run(
                     up.insert(name.clone(), false);
                     false
                 }
+                Ok(None) => up.get(name).copied().unwrap_or(true),
                 Err(error) => {
                     failures += 1;
                     report_failure(&config.name, &error, failures);
