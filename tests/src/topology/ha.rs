@@ -27,8 +27,8 @@ use aya::Ebpf;
 use lb_userspace::admin::format_mac;
 
 use super::{
-    BRIDGE, BRIDGE_MAC, CLIENT_IP, CLIENT_IP6, CLIENT_MAC, HOST_IF, LB_IP6, VIP, VIP6, host,
-    load_pass_program, port_name, quiet_namespace, real_ip, real_ip6, real_mac, wait_until_link_up,
+    CLIENT_IP, CLIENT_IP6, CLIENT_MAC, HOST_IF, LB_IP6, VIP, VIP6, host, load_pass_program,
+    port_name, real_ip, real_ip6, real_mac, wait_until_link_up,
 };
 use crate::netns::Netns;
 
@@ -63,31 +63,7 @@ impl HaTopology {
 
     fn build_with(prefix: &str, reals: &[&str], dual_stack: bool) -> HaTopology {
         crate::netns::remove_leftovers(prefix);
-        let switch = Netns::create(&format!("{prefix}sw"));
-        quiet_namespace(&switch, false);
-        switch.ip(&[
-            "link",
-            "add",
-            BRIDGE,
-            "address",
-            &format_mac(&BRIDGE_MAC),
-            "type",
-            "bridge",
-        ]);
-        if dual_stack {
-            // Flood multicast (neighbour solicitations, VRRP adverts to ff02::12) to every
-            // port, as a plain switch does.
-            switch.ip(&[
-                "link",
-                "set",
-                BRIDGE,
-                "type",
-                "bridge",
-                "mcast_snooping",
-                "0",
-            ]);
-        }
-        switch.ip(&["link", "set", BRIDGE, "up"]);
+        let switch = super::switch(prefix, dual_stack);
         let v6 = |address: Ipv6Addr| dual_stack.then_some(address);
         let client = host(
             &switch,

@@ -153,33 +153,7 @@ impl DrTopology {
             assert!(!reals.contains(&name), "a real may not be called {name:?}");
         }
 
-        let switch = Netns::create(&format!("{prefix}sw"));
-        // The switch stays IPv4-only either way: a bridge forwards IPv6 frames all the same,
-        // and sends none of its own.
-        quiet_namespace(&switch, false);
-        switch.ip(&[
-            "link",
-            "add",
-            BRIDGE,
-            "address",
-            &format_mac(&BRIDGE_MAC),
-            "type",
-            "bridge",
-        ]);
-        if dual_stack {
-            // Without snooping the bridge floods multicast (neighbour solicitations) to every
-            // port, as a plain switch does, whatever MLD reports it has or has not seen.
-            switch.ip(&[
-                "link",
-                "set",
-                BRIDGE,
-                "type",
-                "bridge",
-                "mcast_snooping",
-                "0",
-            ]);
-        }
-        switch.ip(&["link", "set", BRIDGE, "up"]);
+        let switch = switch(prefix, dual_stack);
 
         let client = host(
             &switch,
@@ -351,6 +325,39 @@ impl Drop for DrTopology {
         }
         // Then the fields drop in declaration order: client, lb, reals, switch.
     }
+}
+
+/// The namespace `<prefix>sw` with the bridge every host plugs into, up.
+pub(super) fn switch(prefix: &str, dual_stack: bool) -> Netns {
+    let switch = Netns::create(&format!("{prefix}sw"));
+    // The switch stays IPv4-only either way: a bridge forwards IPv6 frames all the same, and
+    // sends none of its own.
+    quiet_namespace(&switch, false);
+    switch.ip(&[
+        "link",
+        "add",
+        BRIDGE,
+        "address",
+        &format_mac(&BRIDGE_MAC),
+        "type",
+        "bridge",
+    ]);
+    if dual_stack {
+        // Without snooping the bridge floods multicast (neighbour solicitations, VRRP adverts
+        // to ff02::12) to every port, as a plain switch does, whatever MLD reports it has or
+        // has not seen.
+        switch.ip(&[
+            "link",
+            "set",
+            BRIDGE,
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+    }
+    switch.ip(&["link", "set", BRIDGE, "up"]);
+    switch
 }
 
 pub(super) fn port_name(host: &str) -> String {
