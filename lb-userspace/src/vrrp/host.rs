@@ -50,13 +50,11 @@ pub enum HostError {
     },
 }
 
-/// An interface as a router sees it.
+/// An interface as a router sees it (whether it is up is the tracker's: `link_state`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
     pub index: u32,
     pub mac: [u8; 6],
-    /// Administratively up with a carrier (`IFF_UP` and `IFF_RUNNING`).
-    pub up: bool,
 }
 
 /// A netlink route socket of the namespace it was opened in.
@@ -80,7 +78,7 @@ impl Host {
         })
     }
 
-    /// An Ethernet interface: index, MAC, whether it is up.
+    /// An Ethernet interface: index and MAC.
     pub async fn link(&self, name: &str) -> Result<Link, HostError> {
         let link = self
             .find_link(name)
@@ -94,7 +92,6 @@ impl Host {
         Ok(Link {
             index: link.header.index,
             mac,
-            up: is_up(&link),
         })
     }
 

@@ -84,6 +84,7 @@ impl Vrrp {
                 .map(|address| address.address)
                 .collect(),
         );
+        warn_of_missing_hooks(routers);
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::with_capacity(routers.len());
         for (index, config) in routers.iter().enumerate() {
@@ -125,5 +126,24 @@ impl Vrrp {
             }
         });
         futures::future::join_all(leaving).await;
+    }
+}
+
+/// A hook that is not an executable file fails each time it should run: said at start (as
+/// keepalived does), not refused, since it may be installed after lbd.
+fn warn_of_missing_hooks(routers: &[VrrpInstanceConfig]) {
+    use std::os::unix::fs::PermissionsExt;
+    for router in routers {
+        for program in router.hooks.programs() {
+            let executable = std::fs::metadata(&program)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0);
+            if !executable {
+                log::warn!(
+                    "vrrp {}: hook {} is not an executable file; it will fail when it runs",
+                    router.name,
+                    program.display()
+                );
+            }
+        }
     }
 }
