@@ -7,23 +7,19 @@ use std::{
 
 use super::super::{ICMPV6_NEIGHBOUR_ADVERT, IPPROTO_ICMPV6, IPPROTO_VRRP};
 
-/// Where the captures live: `shared/testdata/vrrp` beside the checkout (`/work/shared` for a
-/// checkout or worktree at `/work/X`), or else `testdata/vrrp` at the repository's root, for a
-/// checkout elsewhere (a CI clone) that has them copied in. A missing capture fails the test:
-/// passing on nothing would prove nothing.
+/// Where the captures live: `testdata/` beside this module (copied from the shared test
+/// data, so every checkout has them). A missing capture fails the test: passing on nothing
+/// would prove nothing.
 fn capture_path(name: &str) -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        manifest.join("../../shared/testdata/vrrp"),
-        manifest.join("../testdata/vrrp"),
-    ];
-    for directory in &candidates {
-        let path = directory.join(name);
-        if path.is_file() {
-            return path;
-        }
-    }
-    panic!("capture {name} not found; looked in {candidates:?}")
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/vrrp/packet/testdata")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "capture {name} not found at {}",
+        path.display()
+    );
+    path
 }
 
 /// The frames of a classic pcap file: 24-byte global header (little-endian magic 0xa1b2c3d4,
@@ -163,10 +159,10 @@ pub(super) fn classify<'a>(frame: &'a [u8], name: &str, number: usize) -> Captur
     }
 }
 
-/// A capture that is not there fails the test, saying where it looked, rather than passing on
-/// nothing.
+/// A capture that is not there fails the test, saying where it looked for it, rather than
+/// passing on nothing.
 #[test]
-#[should_panic(expected = "not found; looked in")]
+#[should_panic(expected = "capture no-such-capture.pcap not found at")]
 fn a_missing_capture_fails_naming_where_it_looked() {
     read_pcap("no-such-capture.pcap");
 }
