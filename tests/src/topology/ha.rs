@@ -28,7 +28,7 @@ use lb_userspace::admin::format_mac;
 
 use super::{
     CLIENT_IP, CLIENT_IP6, CLIENT_MAC, HOST_IF, LB_IP6, VIP, VIP6, host, load_pass_program,
-    port_name, real_ip, real_ip6, real_mac, wait_until_link_up,
+    port_name, wait_until_link_up,
 };
 use crate::netns::Netns;
 
@@ -75,28 +75,7 @@ impl HaTopology {
         client.exec(&["ethtool", "-K", HOST_IF, "tx", "off"]);
         let lb1 = host(&switch, prefix, "lb1", (LB1_IP, LB1_MAC), v6(LB_IP6));
         let lb2 = host(&switch, prefix, "lb2", (LB2_IP, LB2_MAC), v6(LB2_IP6));
-        let reals = reals
-            .iter()
-            .enumerate()
-            .map(|(index, name)| {
-                let netns = host(
-                    &switch,
-                    prefix,
-                    name,
-                    (real_ip(index), real_mac(index)),
-                    v6(real_ip6(index)),
-                );
-                for conf in ["all", HOST_IF] {
-                    netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
-                    netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2");
-                }
-                netns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
-                if dual_stack {
-                    netns.ip(&["addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"]);
-                }
-                (name.to_string(), netns, real_ip(index))
-            })
-            .collect::<Vec<_>>();
+        let reals = super::dr_reals(&switch, prefix, reals, dual_stack);
         let topology = HaTopology {
             pass_programs: Mutex::new(Vec::new()),
             client,

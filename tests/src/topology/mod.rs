@@ -192,34 +192,7 @@ impl DrTopology {
             ]);
         }
 
-        let reals = reals
-            .iter()
-            .enumerate()
-            .map(|(index, name)| {
-                let netns = host(
-                    &switch,
-                    prefix,
-                    name,
-                    (real_ip(index), real_mac(index)),
-                    dual_stack.then(|| real_ip6(index)),
-                );
-                // An LVS-DR real holds the VIP but must never answer ARP for it nor use it as
-                // the source of its own ARP requests: only the director owns it on the wire.
-                for conf in ["all", HOST_IF] {
-                    netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
-                    netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2");
-                }
-                netns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
-                if dual_stack {
-                    // IPv6 needs no sysctl for that: Linux answers solicitations only for
-                    // addresses of the receiving interface, joins VIP6's solicited-node group
-                    // on lo alone, and sources its own solicitations on eth0 from eth0's
-                    // address.
-                    netns.ip(&["addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"]);
-                }
-                (name.to_string(), netns, real_ip(index))
-            })
-            .collect::<Vec<_>>();
+        let reals = dr_reals(&switch, prefix, reals, dual_stack);
 
         let topology = DrTopology {
             prefix: prefix.to_owned(),
@@ -358,6 +331,43 @@ pub(super) fn switch(prefix: &str, dual_stack: bool) -> Netns {
     }
     switch.ip(&["link", "set", BRIDGE, "up"]);
     switch
+}
+
+/// The LVS-DR reals `<prefix><name>`, in order from [`real_ip`]`(0)`: each holds the VIP (and
+/// VIP6 when dual stack) on `lo` and never answers for it on the wire.
+pub(super) fn dr_reals(
+    switch: &Netns,
+    prefix: &str,
+    names: &[&str],
+    dual_stack: bool,
+) -> Vec<(String, Netns, Ipv4Addr)> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            let netns = host(
+                switch,
+                prefix,
+                name,
+                (real_ip(index), real_mac(index)),
+                dual_stack.then(|| real_ip6(index)),
+            );
+            // An LVS-DR real holds the VIP but must never answer ARP for it nor use it as the
+            // source of its own ARP requests: only the director owns it on the wire.
+            for conf in ["all", HOST_IF] {
+                netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
+                netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2");
+            }
+            netns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+            if dual_stack {
+                // IPv6 needs no sysctl for that: Linux answers solicitations only for
+                // addresses of the receiving interface, joins VIP6's solicited-node group on
+                // lo alone, and sources its own solicitations on eth0 from eth0's address.
+                netns.ip(&["addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"]);
+            }
+            (name.to_string(), netns, real_ip(index))
+        })
+        .collect()
 }
 
 pub(super) fn port_name(host: &str) -> String {
