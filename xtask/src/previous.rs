@@ -69,6 +69,8 @@ fn build(root: &Path) -> anyhow::Result<PathBuf> {
         crate::cargo()
             .current_dir(&source)
             .env("CARGO_TARGET_DIR", dir.join("target"))
+            // Only the binary is needed: no debug info keeps the disk it takes small.
+            .env("CARGO_PROFILE_DEV_DEBUG", "false")
             .args(["build", "--quiet", "--bin", "lbd"]),
     )?;
     Ok(binary)
