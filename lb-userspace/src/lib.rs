@@ -46,6 +46,11 @@ pub mod vrrp;
 /// The XDP program, built for the BPF target by build.rs.
 pub const EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb"));
 
+/// The benchmark's reference programs (lb-ebpf's `baselines`), for `cargo xtask bench`; lbd
+/// never loads them.
+pub const BENCH_BASELINES_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/baselines"));
+
 /// Program names inside [`EBPF_OBJECT`].
 pub const PROGRAM_BALANCER: &str = "lb_xdp";
 pub const PROGRAM_PASS: &str = "xdp_pass";

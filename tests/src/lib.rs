@@ -24,12 +24,14 @@
 //!   switch, no VIP until VRRP adds it).
 //! - [`keepalived`]: keepalived as lbd's VRRP peer, in a namespace.
 //! - [`takeover`]: takeover times of an lbd pair and a keepalived pair, for the bench.
+//! - [`bench`]: `cargo xtask bench`'s parts, its reference programs and its report.
 //! - [`packet`]: the one packet builder, with checksums, for fixtures, benches and the demo.
 //! - [`pcap`]: pcap dumps and field-level diffs for failing packet fixtures.
 //!
 //! Network rule: tests build their own hosts — namespaces and veth pairs made by the test,
 //! addresses only from the documentation ranges — and never touch the root namespace.
 
+pub mod bench;
 pub mod bulk;
 pub mod conntrack;
 pub mod decap;
