@@ -118,9 +118,8 @@ impl Baselines {
 
     /// Where `bench_mac_swap_redirect` sends frames.
     pub fn set_redirect_to(&mut self, ifindex: u32) {
-        let mut port =
-            DevMap::try_from(self.ebpf.map_mut("BENCH_TX_PORT").expect("BENCH_TX_PORT"))
-                .expect("BENCH_TX_PORT is a devmap");
+        let mut port = DevMap::try_from(self.ebpf.map_mut("BENCH_TX_PORT").expect("BENCH_TX_PORT"))
+            .expect("BENCH_TX_PORT is a devmap");
         port.set(0, ifindex, None, 0)
             .unwrap_or_else(|e| panic!("BENCH_TX_PORT → ifindex {ifindex}: {e:?}"));
     }
