@@ -1,6 +1,6 @@
 //! `cargo xtask …`: the single front door. `setup` installs what a fresh machine lacks,
 //! `build` builds everything, `test` runs every test, `demo` shows the balancer at work,
-//! `bench` measures the XDP program, `man` writes lbadm's man page and completions.
+//! `bench` measures lbd against references, `man` writes lbadm's man page and completions.
 
 mod previous;
 mod setup;
@@ -37,9 +37,13 @@ enum Task {
     /// Set up, build, and run the demo: a client, the balancer and three reals in network
     /// namespaces, with real HTTP traffic through the XDP program. Needs root.
     Demo,
-    /// Set up, build, and report nanoseconds per packet of the XDP program for its main paths
-    /// (BPF_PROG_TEST_RUN; no traffic). Needs root.
-    Bench,
+    /// Set up, build (release), and measure lbd against references in the same run: per
+    /// packet (BPF_PROG_TEST_RUN), throughput and connection rates through namespaces, scale,
+    /// VRRP takeover. Prints tables and writes target/bench/report.md with charts. Needs root.
+    Bench {
+        /// Only these parts: per-packet, throughput, connections, scale, takeover.
+        parts: Vec<String>,
+    },
     /// Build lbadm and write its man page (target/man/man1/lbadm.1) and shell completions
     /// (target/completions/), for packaging or `install`.
     Man,
@@ -100,9 +104,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             status(cargo().args(["build", "--package", "lb-userspace", "--bin", "lbadm"]))?;
             man_and_completions()
         }
-        Task::Bench => {
+        Task::Bench { parts } => {
             setup::run()?;
-            // The takeover rows run the release lbd next to keepalived.
+            // The namespace parts (throughput, connections, scale, takeover) run the release lbd.
             status(cargo().args([
                 "build",
                 "--quiet",
@@ -121,7 +125,8 @@ fn run(args: Args) -> anyhow::Result<()> {
                 "lb-tests",
                 "--bin",
                 "lb-bench",
-            ]))
+                "--",
+            ]).args(&parts))
         }
     }
 }
