@@ -12,8 +12,9 @@
 //! - `hooks.rs`: the notify programs;
 //! - `board.rs`: the routers' states, for `lbadm status` and the metrics.
 //!
-//! [`Vrrp::start`] runs a task per router; [`Vrrp::stop`] makes each leave gracefully (a
-//! master sends a priority-0 advert, so its backup takes over at once).
+//! [`Vrrp::start`] runs a task per router, on a thread of their own at a raised priority;
+//! [`Vrrp::stop`] makes each leave gracefully (a master sends a priority-0 advert, so its
+//! backup takes over at once).
 
 mod board;
 mod gate;
@@ -39,7 +40,16 @@ use crate::{
 pub struct Vrrp {
     stop: watch::Sender<bool>,
     tasks: Vec<(VrrpInstanceConfig, tokio::task::JoinHandle<()>)>,
+    /// The routers' own thread. Adverts must keep their schedule when the daemon's runtime is
+    /// busy (a bulk sync, a listing of a large table) or the machine is loaded: on a thread of
+    /// their own, niced up, they do not queue behind the daemon's tasks, as keepalived's VRRP
+    /// process does not queue behind its checkers. Shut down in `stop` (or on drop).
+    runtime: Option<tokio::runtime::Runtime>,
 }
+
+/// The routers' thread's niceness (keepalived runs its VRRP process at a raised priority too);
+/// best effort: without CAP_SYS_NICE it stays at the daemon's.
+const ROUTER_NICENESS: libc::c_int = -10;
 
 /// How long the stopping routers may take to leave (advert, addresses, the reconciler).
 const LEAVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
@@ -85,6 +95,15 @@ impl Vrrp {
                 .collect(),
         );
         warn_of_missing_hooks(routers);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("vrrp")
+            .on_thread_start(raise_priority)
+            .enable_all()
+            .build()
+            .map_err(|error| format!("starting the VRRP thread: {error}"))?;
+        // The routers' netlink connections (`Host::new`) and their tasks live on that thread.
+        let _on_the_router_thread = runtime.enter();
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::with_capacity(routers.len());
         for (index, config) in routers.iter().enumerate() {
@@ -103,18 +122,27 @@ impl Vrrp {
                     all_virtual: all_virtual.clone(),
                 },
             );
-            tasks.push((config.clone(), tokio::spawn(router.run())));
+            tasks.push((config.clone(), runtime.spawn(router.run())));
         }
-        Ok((Self { stop, tasks }, board))
+        drop(_on_the_router_thread);
+        Ok((
+            Self {
+                stop,
+                tasks,
+                runtime: Some(runtime),
+            },
+            board,
+        ))
     }
 
     /// Every router leaves: masters send a priority-0 advert, remove their addresses and
     /// stop forwarding. A router that has not left by [`LEAVE_WITHIN`] is stopped, and its
     /// addresses are removed anyway.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + LEAVE_WITHIN;
-        let leaving = self.tasks.into_iter().map(|(config, task)| async move {
+        let tasks = std::mem::take(&mut self.tasks);
+        let leaving = tasks.into_iter().map(|(config, task)| async move {
             let abort = task.abort_handle();
             if tokio::time::timeout_at(deadline, task).await.is_err() {
                 abort.abort();
@@ -126,7 +154,23 @@ impl Vrrp {
             }
         });
         futures::future::join_all(leaving).await;
+        // `self` drops here, and the routers' thread with it.
     }
+}
+
+impl Drop for Vrrp {
+    fn drop(&mut self) {
+        // A runtime may not be dropped (which waits for its thread) from async code.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn raise_priority() {
+    // SAFETY: setpriority has no memory preconditions; 0 means the calling thread (on Linux,
+    // PRIO_PROCESS with a thread id of 0 is the caller's own thread).
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, ROUTER_NICENESS) };
 }
 
 /// A hook that is not an executable file fails each time it should run: said at start (as
