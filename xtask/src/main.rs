@@ -117,16 +117,20 @@ fn run(args: Args) -> anyhow::Result<()> {
             ]))?;
             // Release: the bench binary builds a frame between single-packet runs, and an
             // unoptimised build does that slowly enough to leave the kernel's caches colder.
-            status(cargo().args([
-                "run",
-                "--quiet",
-                "--release",
-                "--package",
-                "lb-tests",
-                "--bin",
-                "lb-bench",
-                "--",
-            ]).args(&parts))
+            status(
+                cargo()
+                    .args([
+                        "run",
+                        "--quiet",
+                        "--release",
+                        "--package",
+                        "lb-tests",
+                        "--bin",
+                        "lb-bench",
+                        "--",
+                    ])
+                    .args(&parts),
+            )
         }
     }
 }

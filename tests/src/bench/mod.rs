@@ -174,3 +174,43 @@ pub struct Section {
     pub method: String,
     pub rows: Vec<Row>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_min_max_and_pairwise_ratios() {
+        let lbd = Samples(vec![30.0, 10.0, 20.0, 40.0]);
+        assert_eq!(lbd.median(), 25.0);
+        assert_eq!(Samples(vec![3.0, 1.0, 2.0]).median(), 2.0);
+        assert_eq!((lbd.min(), lbd.max()), (10.0, 40.0));
+        assert!(Samples::default().median().is_nan());
+        let reference = Samples(vec![15.0, 10.0, 10.0, 10.0]);
+        assert_eq!(lbd.ratios(&reference).0, vec![2.0, 1.0, 2.0, 4.0]);
+    }
+
+    #[test]
+    fn targets_hold_in_their_direction() {
+        let cost = Row::against(
+            "known flow",
+            "ns/packet",
+            Samples(vec![130.0, 140.0]),
+            "stateless DR",
+            Samples(vec![100.0, 100.0]),
+            Some(Target::AtMost(1.3)),
+        );
+        // Median of 1.3 and 1.4: 1.35, over the bound.
+        assert_eq!(cost.target_met(), Some(false));
+        let rate = Row::against(
+            "pps",
+            "Mpps",
+            Samples(vec![4.6]),
+            "MAC swap",
+            Samples(vec![5.0]),
+            Some(Target::AtLeast(0.9)),
+        );
+        assert_eq!(rate.target_met(), Some(true));
+        assert_eq!(Row::alone("t", "ms", Samples(vec![1.0])).target_met(), None);
+    }
+}

@@ -319,3 +319,67 @@ pub fn machine() -> String {
         memory_kib as f64 / (1024.0 * 1024.0)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{Row, Samples, Section, Target};
+
+    fn section() -> Section {
+        Section {
+            title: "Per packet, 1M flows".into(),
+            method: "how".into(),
+            rows: vec![
+                Row::against(
+                    "known flow: TCP",
+                    "ns/packet",
+                    Samples(vec![200.0, 210.0]),
+                    "stateless DR",
+                    Samples(vec![100.0, 100.0]),
+                    Some(Target::AtMost(1.3)),
+                ),
+                Row::alone("sweep <1M>", "ms", Samples(vec![700.0])).note("a | b"),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_markdown_says_ratio_target_and_notes() {
+        let text = markdown(&[section()], "Machine: test");
+        assert!(
+            text.contains("| known flow: TCP | 205 ns/packet (200–210) |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("2.05× (2.00–2.10) | ≤ 1.3× MISSED |"),
+            "{text}"
+        );
+        assert!(text.contains("a \\| b"), "{text}");
+        assert!(text.contains("(per-packet-1m-flows.svg)"), "{text}");
+    }
+
+    #[test]
+    fn the_chart_has_a_bar_per_compared_row_and_escapes_names() {
+        let svg = svg(&section()).expect("a chart");
+        assert_eq!(svg.matches("<rect x=").count(), 1, "{svg}");
+        assert!(svg.contains("2.05×") && svg.contains("#c0504d"), "{svg}");
+        let alone = Section {
+            rows: vec![Row::alone("x", "ms", Samples(vec![1.0]))],
+            ..section()
+        };
+        assert!(svg.contains("Per packet, 1M flows"));
+        assert!(super::svg(&alone).is_none());
+        assert!(!svg.contains("<1M>"));
+    }
+
+    #[test]
+    fn values_keep_the_precision_they_deserve() {
+        assert_eq!(value(1234.4, "ms"), "1234 ms");
+        assert_eq!(value(12.34, "Mpps"), "12.3 Mpps");
+        assert_eq!(value(1.234, "Mpps"), "1.23 Mpps");
+        assert_eq!(
+            slug("Per packet, 1k flows in the table"),
+            "per-packet-1k-flows-in-the-table"
+        );
+    }
+}
