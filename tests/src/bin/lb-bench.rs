@@ -10,8 +10,11 @@ use lb_tests::{
     privilege::require_root,
 };
 
+/// A part of the bench: it measures, and returns its sections.
+type Part = fn() -> Vec<Section>;
+
 /// The parts, in the order they run when none is named.
-const PARTS: [(&str, fn() -> Vec<Section>); 5] = [
+const PARTS: [(&str, Part); 5] = [
     ("per-packet", per_packet::run),
     ("throughput", throughput::run),
     ("connections", connections::run),
