@@ -78,6 +78,12 @@ services:
      reals: [{address: 198.51.100.21, port: 8080}]}
   - {vip: 192.0.2.100, port: 83, protocol: tcp, forward: fullnat,
      reals: [{address: 198.51.100.31, port: 8080}]}
+  - {vip: 2001:db8::100, port: 80, protocol: tcp, forward: tun,
+     reals: [{address: 2001:db8:1::11}]}
+  - {vip: 2001:db8::100, port: 82, protocol: tcp, forward: nat,
+     reals: [{address: 2001:db8:1::21, port: 8080}]}
+  - {vip: 2001:db8::100, port: 83, protocol: tcp, forward: fullnat,
+     reals: [{address: 2001:db8:1::31, port: 8080}]}
 limits: {flows: 1048576, services: 16, reals: 64}
 ";
 
@@ -298,6 +304,21 @@ impl Bench {
         let gue = known(81);
         let nat = known(82);
         let full_nat = known(83);
+        let client6: SocketAddrV6 = "[2001:db8:ffff::7]:40000".parse().unwrap();
+        let mut known6 = |port: u16| {
+            let frame = || {
+                Frame::ipv6_tcp(client6, SocketAddrV6::new(VIP6, port, 0, 0))
+                    .src_mac(CLIENT_MAC)
+                    .dst_mac(BALANCER_MAC)
+            };
+            modes.run(&frame().syn().build());
+            let established = frame().ack().payload(&[0; 64]).build();
+            modes.run(&established);
+            established
+        };
+        let ip6ip6 = known6(80);
+        let nat6 = known6(82);
+        let full_nat6 = known6(83);
         let nat_reply = Frame::tcp(
             SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 21), 8080),
             CLIENT,
@@ -319,6 +340,9 @@ impl Bench {
             self.single_runs(modes, "known flow: NAT, port mapped", &nat),
             self.single_runs(modes, "NAT reply, translated back", &nat_reply),
             self.single_runs(modes, "known flow: full NAT", &full_nat),
+            self.single_runs(modes, "known flow: IPv6 tunnel (6in6)", &ip6ip6),
+            self.single_runs(modes, "known flow: IPv6 NAT", &nat6),
+            self.single_runs(modes, "known flow: IPv6 full NAT", &full_nat6),
             self.repeated(
                 modes,
                 "not for a VIP, with NAT reals (reply lookup)",
@@ -456,12 +480,15 @@ fn stateless_services() -> Vec<StatelessService> {
         protocol: PROTO_UDP,
         real_macs: macs(&["192.0.2.21", "192.0.2.22"]),
     });
-    services.push(StatelessService {
-        vip: VIP6.into(),
-        port: 80,
-        protocol: PROTO_TCP,
-        real_macs: macs(&["2001:db8::11", "2001:db8::12"]),
-    });
+    // Port 80 as lbd's wrr service; 82 and 83 stand for the IPv6 NAT and full-NAT ones.
+    for port in [80, 82, 83] {
+        services.push(StatelessService {
+            vip: VIP6.into(),
+            port,
+            protocol: PROTO_TCP,
+            real_macs: macs(&["2001:db8::11", "2001:db8::12"]),
+        });
+    }
     services
 }
 
