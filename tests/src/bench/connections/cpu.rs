@@ -16,6 +16,13 @@ pub(super) struct CpuUse {
     pub(super) haproxy: f64,
 }
 
+impl CpuUse {
+    /// What the bench's own processes and the kernel's packet work (softirq) used.
+    pub(super) fn bench(&self) -> f64 {
+        self.softirq + self.wrk + self.servers + self.haproxy
+    }
+}
+
 /// CPU counters at one instant, to subtract.
 pub(super) struct CpuClock {
     pub(super) at: Instant,

@@ -152,9 +152,7 @@ fn rows(samples: &[(Setup, Vec<Measurement>)]) -> Vec<Row> {
             .expect("every setup was measured")
             .1
     };
-    let series = |setup: Setup, value: fn(&Measurement) -> f64| {
-        Samples(of(setup).iter().map(value).collect())
-    };
+    let series = |setup: Setup, value: Quantity| Samples(of(setup).iter().map(value).collect());
     let lbd = of(Setup::Lbd);
     let references = [
         (Setup::Direct, 0.95),
@@ -179,8 +177,19 @@ fn rows(samples: &[(Setup, Vec<Measurement>)]) -> Vec<Row> {
             )),
         );
     }
-    let percentiles: [(&str, fn(&Measurement) -> f64); 2] =
-        [("p50", |m| m.p50_ms), ("p99", |m| m.p99_ms)];
+    // Less sensitive than the rates to whatever else the machine runs: what each connection
+    // cost the client, servers, balancer and kernel together.
+    for (reference, _) in references {
+        rows.push(Row::against(
+            format!("CPU per connection (all sides), vs {}", reference.name()),
+            "µs",
+            series(Setup::Lbd, Measurement::cpu_us_per_connection),
+            reference.name(),
+            series(reference, Measurement::cpu_us_per_connection),
+            None,
+        ));
+    }
+    let percentiles: [(&str, Quantity); 2] = [("p50", |m| m.p50_ms), ("p99", |m| m.p99_ms)];
     for (percentile, value) in percentiles {
         for (reference, _) in references {
             rows.push(Row::against(
@@ -202,22 +211,32 @@ fn load_note(setup: Setup, measurements: &[Measurement]) -> String {
     let median = |value: fn(&CpuUse) -> f64| {
         Samples(measurements.iter().map(|m| value(&m.cpu)).collect()).median()
     };
-    let busy = median(|cpu| cpu.busy);
-    let softirq = median(|cpu| cpu.softirq);
-    let wrk = median(|cpu| cpu.wrk);
-    let servers = median(|cpu| cpu.servers);
-    let busiest_server = median(|cpu| cpu.busiest_server);
-    let haproxy = median(|cpu| cpu.haproxy);
+    let load = Load {
+        busy: median(|cpu| cpu.busy),
+        softirq: median(|cpu| cpu.softirq),
+        wrk: median(|cpu| cpu.wrk),
+        servers: median(|cpu| cpu.servers),
+        busiest_server: median(|cpu| cpu.busiest_server),
+        haproxy: median(|cpu| cpu.haproxy),
+    };
     let mut note = format!(
-        "{}: {busy:.2}/{} CPUs busy (softirq {softirq:.2}, wrk {wrk:.2}, nginx {servers:.2}",
+        "{}: {:.2}/{} CPUs busy (softirq {:.2}, wrk {:.2}, nginx {:.2}",
         setup.name(),
-        cpus()
+        load.busy,
+        cpus(),
+        load.softirq,
+        load.wrk,
+        load.servers,
     );
     if setup == Setup::Haproxy {
-        let _ = write!(note, ", haproxy {haproxy:.2}");
+        let _ = write!(note, ", haproxy {:.2}", load.haproxy);
     }
-    note.push_str(") → ");
-    note.push_str(&bottleneck(setup, busy, wrk, busiest_server, haproxy));
+    let _ = write!(
+        note,
+        ", other {:.2}) → {}",
+        load.other(),
+        load.bottleneck(setup)
+    );
     let errors: u64 = measurements.iter().map(|m| m.errors).sum();
     if errors > 0 {
         let _ = write!(note, "; {errors} wrk errors");
@@ -226,26 +245,69 @@ fn load_note(setup: Setup, measurements: &[Measurement]) -> String {
     note
 }
 
-/// The side that limited a setup: a single-threaded process that used a whole CPU, or else
-/// the machine when every CPU was busy.
-fn bottleneck(setup: Setup, busy: f64, wrk: f64, busiest_server: f64, haproxy: f64) -> String {
-    const SATURATED: f64 = 0.9;
-    if wrk >= SATURATED {
-        "client-bound (wrk's one thread)".into()
-    } else if setup == Setup::Haproxy && haproxy >= SATURATED {
-        "balancer-bound (HAProxy's one thread)".into()
-    } else if busiest_server >= SATURATED {
-        "server-bound (an nginx process)".into()
-    } else if busy >= SATURATED * cpus() as f64 {
-        "CPU-bound: client, balancer and reals share every CPU".into()
-    } else {
-        "no CPU saturated (latency-bound: wrk's connections in flight)".into()
+/// CPUs used during a setup's samples (medians), by what.
+struct Load {
+    busy: f64,
+    /// The kernel's packet work (veth, bridge, XDP, forwarding, conntrack) mostly lands here.
+    softirq: f64,
+    wrk: f64,
+    servers: f64,
+    busiest_server: f64,
+    haproxy: f64,
+}
+
+impl Load {
+    /// What neither the bench's processes nor softirq used: other work on the machine.
+    fn other(&self) -> f64 {
+        (self.busy - self.softirq - self.wrk - self.servers - self.haproxy).max(0.0)
+    }
+
+    /// The side that limited the setup: a single-threaded process that used a whole CPU, or
+    /// else the machine when every CPU was busy, naming the largest share.
+    fn bottleneck(&self, setup: Setup) -> String {
+        const SATURATED: f64 = 0.9;
+        // More than this of other work and the machine was not the bench's alone.
+        const SHARED: f64 = 0.25;
+        if self.wrk >= SATURATED {
+            return "client-bound (wrk's one thread)".into();
+        }
+        if setup == Setup::Haproxy && self.haproxy >= SATURATED {
+            return "balancer-bound (HAProxy's one thread)".into();
+        }
+        if self.busiest_server >= SATURATED {
+            return "server-bound (an nginx process)".into();
+        }
+        if self.busy < SATURATED * cpus() as f64 {
+            return "no CPU saturated (latency-bound: wrk's connections in flight)".into();
+        }
+        if self.other() >= SHARED {
+            return format!(
+                "CPU-bound, on a machine shared with other work ({:.2} CPUs)",
+                self.other()
+            );
+        }
+        let shares = [
+            ("the kernel's packet path (softirq)", self.softirq),
+            ("the client (wrk)", self.wrk),
+            ("the servers (nginx)", self.servers),
+            ("HAProxy", self.haproxy),
+        ];
+        let (largest, _) = shares
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("four shares");
+        format!(
+            "CPU-bound: client, balancer and reals share every CPU; the largest share is {largest}"
+        )
     }
 }
 
 fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
+
+/// One figure of a [`Measurement`].
+type Quantity = fn(&Measurement) -> f64;
 
 /// What one wrk run measured.
 #[derive(Clone, Debug)]
@@ -256,6 +318,12 @@ struct Measurement {
     /// Socket errors and non-2xx answers.
     errors: u64,
     cpu: CpuUse,
+}
+
+impl Measurement {
+    fn cpu_us_per_connection(&self) -> f64 {
+        self.cpu.bench() / self.connections_per_s * 1e6
+    }
 }
 
 #[cfg(test)]
