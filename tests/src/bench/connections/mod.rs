@@ -4,15 +4,16 @@
 //!
 //! The network is the LVS-DR topology ([`DrTopology`], namespaces `lbcn-<pid>-…`): a client,
 //! the balancer and three reals on one bridge. Every real runs nginx (one process, answering
-//! each `GET` with its name) on ports 80 and 8080: one server for all four setups, and one
+//! each `GET` with its name) on ports 80, 81 and 8080: one server for every setup, and one
 //! that is not the bottleneck by design (the harness's own server, [`crate::http`], sleeps
 //! 20 ms whenever its accept queue is empty and starts a thread per connection). Each setup
-//! has an address of its own, so all four stay up for the whole run and nothing restarts
+//! has an address or port of its own, so all stay up for the whole run and nothing restarts
 //! between samples:
 //!
 //! - direct: the client to real1's own address, `192.0.2.11:80`;
 //! - lbd: the VIP `192.0.2.100:80`, a DR service (`rr`) over the three reals, XDP in native
-//!   mode on the balancer's eth0;
+//!   mode on the balancer's eth0; and `192.0.2.100:81` with real1 alone, which against
+//!   direct shows what the balancer's path costs apart from spreading the connections;
 //! - nftables: `192.0.2.101:80` on the balancer, DNAT by `numgen inc mod 3` to the reals'
 //!   port 8080 (conntrack). The reals route what they send from port 8080 back through the
 //!   balancer (a policy rule on the source port), so nothing else changes path; the balancer
@@ -69,22 +70,35 @@ const START_TIMEOUT: Duration = Duration::from_secs(5);
 /// tables far below their sizes at these rates; the defaults (120 s) would fill conntrack's.
 const FIN_TIMEOUT_S: u32 = 10;
 
+/// lbd's second service, with real1 alone: the balancer's path without the spreading.
+const LBD_ONE_REAL_PORT: u16 = 81;
+
 /// One way from the client to the reals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Setup {
     Direct,
     Lbd,
+    /// lbd in front of real1 alone: against direct, what the balancer's path costs, apart
+    /// from spreading connections over three nginx processes instead of one.
+    LbdOneReal,
     Nftables,
     Haproxy,
 }
 
-const SETUPS: [Setup; 4] = [Setup::Lbd, Setup::Direct, Setup::Nftables, Setup::Haproxy];
+const SETUPS: [Setup; 5] = [
+    Setup::Lbd,
+    Setup::Direct,
+    Setup::Nftables,
+    Setup::Haproxy,
+    Setup::LbdOneReal,
+];
 
 impl Setup {
     fn name(self) -> &'static str {
         match self {
             Setup::Direct => "direct to one real",
             Setup::Lbd => "lbd",
+            Setup::LbdOneReal => "lbd, real1 alone",
             Setup::Nftables => "nftables DNAT",
             Setup::Haproxy => "HAProxy mode tcp",
         }
@@ -93,15 +107,19 @@ impl Setup {
     fn address(self) -> SocketAddr {
         let ip = match self {
             Setup::Direct => crate::topology::real_ip(0),
-            Setup::Lbd => VIP,
+            Setup::Lbd | Setup::LbdOneReal => VIP,
             Setup::Nftables => NFT_IP,
             Setup::Haproxy => HAPROXY_IP,
         };
-        SocketAddr::V4(SocketAddrV4::new(ip, 80))
+        let port = match self {
+            Setup::LbdOneReal => LBD_ONE_REAL_PORT,
+            _ => 80,
+        };
+        SocketAddr::V4(SocketAddrV4::new(ip, port))
     }
 }
 
-/// Measures the four setups and returns the section of the report.
+/// Measures the setups and returns the section of the report.
 pub fn run() -> Vec<Section> {
     if !require_root("the connection-rate bench") {
         return Vec::new();
@@ -133,7 +151,7 @@ fn method() -> String {
         "wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -H 'Connection: close' --latency, {ROUNDS} \
          rounds of {} s per setup in rotation, in namespaces: a client, the balancer and {} reals \
          on one bridge, all sharing the machine's {} CPUs. Every real runs nginx (one process). \
-         lbd: a DR service (rr, XDP native). nftables: DNAT `numgen inc mod {}` to the reals \
+         lbd: a DR service (rr, XDP native), and a second one with real1 alone. nftables: DNAT `numgen inc mod {}` to the reals \
          with conntrack, replies routed back through the balancer. HAProxy: mode tcp, \
          roundrobin, nbthread 1, maxconn 4096. Latency is wrk's: from the request's first \
          byte to the response's last, the handshake not included.",
@@ -177,6 +195,20 @@ fn rows(samples: &[(Setup, Vec<Measurement>)]) -> Vec<Row> {
             )),
         );
     }
+    rows.push(
+        Row::against(
+            "new TCP connections/s, lbd in front of real1 alone, vs direct to real1",
+            "conn/s",
+            series(Setup::LbdOneReal, |m| m.connections_per_s),
+            Setup::Direct.name(),
+            series(Setup::Direct, |m| m.connections_per_s),
+            None,
+        )
+        .note(format!(
+            "The balancer's path alone, without spreading over three servers. {}",
+            load_note(Setup::LbdOneReal, of(Setup::LbdOneReal))
+        )),
+    );
     // Less sensitive than the rates to whatever else the machine runs: what each connection
     // cost the client, servers, balancer and kernel together.
     for (reference, _) in references {
@@ -189,6 +221,14 @@ fn rows(samples: &[(Setup, Vec<Measurement>)]) -> Vec<Row> {
             None,
         ));
     }
+    rows.push(Row::against(
+        "CPU per connection (all sides), lbd in front of real1 alone, vs direct to real1",
+        "µs",
+        series(Setup::LbdOneReal, Measurement::cpu_us_per_connection),
+        Setup::Direct.name(),
+        series(Setup::Direct, Measurement::cpu_us_per_connection),
+        None,
+    ));
     let percentiles: [(&str, Quantity); 2] = [("p50", |m| m.p50_ms), ("p99", |m| m.p99_ms)];
     for (percentile, value) in percentiles {
         for (reference, _) in references {

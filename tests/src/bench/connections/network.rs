@@ -1,4 +1,4 @@
-//! The four setups on one network: the namespaces, nginx on the reals, lbd, the nftables
+//! The setups on one network: the namespaces, nginx on the reals, lbd, the nftables
 //! table and HAProxy on the balancer, each torn down on drop.
 
 use std::{
@@ -10,8 +10,9 @@ use std::{
 };
 
 use super::{
-    FIN_TIMEOUT_S, HAPROXY_IP, Measurement, NFT_IP, NFT_REAL_PORT, NFT_REPLY_TABLE, NFT_TABLE,
-    REALS, START_TIMEOUT, Setup, WRK_CONNECTIONS, WRK_GRACE, WRK_THREADS, WRK_TIMEOUT,
+    FIN_TIMEOUT_S, HAPROXY_IP, LBD_ONE_REAL_PORT, Measurement, NFT_IP, NFT_REAL_PORT,
+    NFT_REPLY_TABLE, NFT_TABLE, REALS, START_TIMEOUT, Setup, WRK_CONNECTIONS, WRK_GRACE,
+    WRK_THREADS, WRK_TIMEOUT,
     cpu::{CpuClock, children_cpu_s, machine_ticks},
     wrk::parse_wrk,
 };
@@ -21,7 +22,7 @@ use crate::{
     topology::{CLIENT_IP, DrTopology, LB_IP, VIP},
 };
 
-/// The four setups on one network, up for the whole run. Fields drop in declaration order:
+/// The setups on one network, up for the whole run. Fields drop in declaration order:
 /// the processes, lbd and the nftables table before the namespaces they live in.
 pub(super) struct Network {
     haproxy: Process,
@@ -161,7 +162,7 @@ impl Network {
                     .to_owned()
             })
             .collect::<std::collections::BTreeSet<_>>();
-        let expected = if setup == Setup::Direct {
+        let expected = if matches!(setup, Setup::Direct | Setup::LbdOneReal) {
             answers.len() == 1 && answers.contains(REALS[0])
         } else {
             answers.len() > 1
@@ -332,6 +333,7 @@ http {{
     server {{
         listen 80 backlog=4096;
         listen {NFT_REAL_PORT} backlog=4096;
+        listen {LBD_ONE_REAL_PORT} backlog=4096;
         location / {{ return 200 \"{name}\\n\"; }}
     }}
 }}
@@ -420,9 +422,15 @@ services:
     protocol: tcp
     scheduler: rr
     reals:
-{reals}timeouts: {{tcp: 900s, tcp_fin: {FIN_TIMEOUT_S}s, udp: 300s}}
+{reals}  - vip: {VIP}
+    port: {LBD_ONE_REAL_PORT}
+    protocol: tcp
+    reals:
+      - address: {}
+timeouts: {{tcp: 900s, tcp_fin: {FIN_TIMEOUT_S}s, udp: 300s}}
 limits: {{flows: 1000000, services: 16, reals: 64}}
-"
+",
+        crate::topology::real_ip(0)
     )
 }
 
