@@ -151,10 +151,13 @@ fn method() -> String {
         "wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -H 'Connection: close' --latency, {ROUNDS} \
          rounds of {} s per setup in rotation, in namespaces: a client, the balancer and {} reals \
          on one bridge, all sharing the machine's {} CPUs. Every real runs nginx (one process). \
-         lbd: a DR service (rr, XDP native), and a second one with real1 alone. nftables: DNAT `numgen inc mod {}` to the reals \
-         with conntrack, replies routed back through the balancer. HAProxy: mode tcp, \
-         roundrobin, nbthread 1, maxconn 4096. Latency is wrk's: from the request's first \
-         byte to the response's last, the handshake not included.",
+         lbd: a DR service (rr, XDP native), and a second one with real1 alone. nftables: \
+         DNAT `numgen inc mod {}` to the reals with conntrack, replies routed back through \
+         the balancer. HAProxy: mode tcp, roundrobin, nbthread 1, maxconn 4096. Latency is \
+         wrk's: from the request's first byte to the response's last, the handshake not \
+         included. CPU figures come from /proc (softirq is mostly the kernel's packet path; \
+         `other` is work outside the bench, on a shared machine); CPU per connection adds the \
+         bench's processes and softirq.",
         SAMPLE.as_secs(),
         REALS.len(),
         cpus(),
@@ -381,7 +384,8 @@ mod tests {
                 let ratios = row.ratios().unwrap_or_default();
                 let compared = row.compared.as_ref();
                 println!(
-                    "{}: lbd {:.3} {} vs {:.3}; ratio {:.3} [{:.3}, {:.3}] target {:?} met {:?}\n  {}",
+                    "{}: lbd {:.3} {} vs {:.3}; ratio {:.3} [{:.3}, {:.3}] \
+                     target {:?} met {:?}\n  {}",
                     row.name,
                     row.lbd.median(),
                     row.unit,

@@ -51,8 +51,9 @@ impl Network {
         let topology = DrTopology::build(&prefix, &REALS);
         let files = Files::create(std::env::temp_dir().join(format!("lbcn-{pid}-files")));
 
-        // A client opening tens of thousands of connections a second runs out of ephemeral
-        // ports within seconds unless it may reuse those in TIME_WAIT.
+        // Thousands of connections a second, each leaving TIME_WAIT for 60 s when wrk closes
+        // first, use up the default 28k ephemeral ports within seconds, unless the client
+        // may reuse ports in TIME_WAIT and has more of them.
         topology.client.sysctl("net.ipv4.tcp_tw_reuse", "1");
         topology
             .client
@@ -468,7 +469,8 @@ impl NftTable {
     }}
     chain balance {{
         type nat hook prerouting priority dstnat; policy accept;
-        ip daddr {NFT_IP} tcp dport 80 dnat to numgen inc mod {count} map {{ {map} }} : {NFT_REAL_PORT}
+        ip daddr {NFT_IP} tcp dport 80 \
+            dnat to numgen inc mod {count} map {{ {map} }} : {NFT_REAL_PORT}
     }}
 }}
 "
