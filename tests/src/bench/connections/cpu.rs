@@ -14,12 +14,14 @@ pub(super) struct CpuUse {
     pub(super) servers: f64,
     pub(super) busiest_server: f64,
     pub(super) haproxy: f64,
+    /// lbd's daemon (the XDP program's work is softirq).
+    pub(super) lbd: f64,
 }
 
 impl CpuUse {
     /// What the bench's own processes and the kernel's packet work (softirq) used.
     pub(super) fn bench(&self) -> f64 {
-        self.softirq + self.wrk + self.servers + self.haproxy
+        self.softirq + self.wrk + self.servers + self.haproxy + self.lbd
     }
 }
 
@@ -32,6 +34,7 @@ pub(super) struct CpuClock {
     pub(super) children: f64,
     pub(super) servers: Vec<u64>,
     pub(super) haproxy: u64,
+    pub(super) lbd: u64,
 }
 
 impl CpuClock {
@@ -51,8 +54,25 @@ impl CpuClock {
             servers: servers.iter().sum(),
             busiest_server: servers.iter().copied().fold(0.0, f64::max),
             haproxy: ticks(self.haproxy, before.haproxy),
+            lbd: ticks(self.lbd, before.lbd),
         }
     }
+}
+
+/// User and system ticks process `pid` has used (0 once it is gone).
+pub(super) fn process_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // The command name, in parentheses, may hold spaces: count fields after it. utime and
+    // stime are fields 14 and 15, the 12th and 13th after the name.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|ticks| ticks.parse::<u64>().ok())
+        .sum()
 }
 
 /// Clock ticks per second of /proc's CPU times.

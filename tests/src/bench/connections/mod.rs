@@ -261,6 +261,7 @@ fn load_note(setup: Setup, measurements: &[Measurement]) -> String {
         servers: median(|cpu| cpu.servers),
         busiest_server: median(|cpu| cpu.busiest_server),
         haproxy: median(|cpu| cpu.haproxy),
+        lbd: median(|cpu| cpu.lbd),
     };
     let mut note = format!(
         "{}: {:.2}/{} CPUs busy (softirq {:.2}, wrk {:.2}, nginx {:.2}",
@@ -273,6 +274,9 @@ fn load_note(setup: Setup, measurements: &[Measurement]) -> String {
     );
     if setup == Setup::Haproxy {
         let _ = write!(note, ", haproxy {:.2}", load.haproxy);
+    }
+    if matches!(setup, Setup::Lbd | Setup::LbdOneReal) {
+        let _ = write!(note, ", lbd daemon {:.2}", load.lbd);
     }
     let _ = write!(
         note,
@@ -297,12 +301,13 @@ struct Load {
     servers: f64,
     busiest_server: f64,
     haproxy: f64,
+    lbd: f64,
 }
 
 impl Load {
     /// What neither the bench's processes nor softirq used: other work on the machine.
     fn other(&self) -> f64 {
-        (self.busy - self.softirq - self.wrk - self.servers - self.haproxy).max(0.0)
+        (self.busy - self.softirq - self.wrk - self.servers - self.haproxy - self.lbd).max(0.0)
     }
 
     /// The side that limited the setup: a single-threaded process that used a whole CPU, or

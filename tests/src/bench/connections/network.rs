@@ -13,7 +13,7 @@ use super::{
     FIN_TIMEOUT_S, HAPROXY_IP, LBD_ONE_REAL_PORT, Measurement, NFT_IP, NFT_REAL_PORT,
     NFT_REPLY_TABLE, NFT_TABLE, REALS, START_TIMEOUT, Setup, WRK_CONNECTIONS, WRK_GRACE,
     WRK_THREADS, WRK_TIMEOUT,
-    cpu::{CpuClock, children_cpu_s, machine_ticks},
+    cpu::{CpuClock, children_cpu_s, machine_ticks, process_ticks},
     wrk::parse_wrk,
 };
 use crate::{
@@ -28,6 +28,7 @@ pub(super) struct Network {
     haproxy: Process,
     servers: Vec<Process>,
     lbd: Lbd,
+    lbd_pid: u32,
     _nftables: NftTable,
     _files: Files,
     topology: DrTopology,
@@ -105,11 +106,13 @@ impl Network {
         topology.attach_pass_program();
         let lbd = Lbd::start(lb, &format!("lbcn-{pid}"), &lbd_config());
         let haproxy = haproxy(lb, &files.path);
+        let lbd_pid = pid_of(&lbd);
 
         let network = Network {
             haproxy,
             servers,
             lbd,
+            lbd_pid,
             _nftables: nftables,
             _files: files,
             topology,
@@ -213,8 +216,19 @@ impl Network {
             children: children_cpu_s(),
             servers: self.servers.iter().map(Process::cpu_ticks).collect(),
             haproxy: self.haproxy.cpu_ticks(),
+            lbd: process_ticks(self.lbd_pid),
         }
     }
+}
+
+/// The daemon's process id, from the pid file its config names.
+fn pid_of(lbd: &Lbd) -> u32 {
+    let config = lb_userspace::config::load(lbd.config_path()).unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(&config.pid_file)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", config.pid_file.display()));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{text:?} in {}: {e}", config.pid_file.display()))
 }
 
 /// A child process, killed and reaped when dropped.
@@ -256,19 +270,9 @@ impl Process {
 
     /// User and system ticks it has used so far (0 once it is gone).
     fn cpu_ticks(&self) -> u64 {
-        let Some(child) = &self.child else { return 0 };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", child.id())) else {
-            return 0;
-        };
-        // The command name, in parentheses, may hold spaces: count fields after it. utime
-        // and stime are fields 14 and 15, the 12th and 13th after the name.
-        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        after_name
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .filter_map(|ticks| ticks.parse::<u64>().ok())
-            .sum()
+        self.child
+            .as_ref()
+            .map_or(0, |child| process_ticks(child.id()))
     }
 
     /// Waits for it to exit and collects its output; kills it and panics after `limit`.
