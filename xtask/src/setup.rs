@@ -4,7 +4,8 @@
 //! What a fresh machine of our kind lacks (see README): rust-src for the nightly toolchain
 //! (to build `core` for the BPF target), LLVM 22 and bpf-linker built against it (the nightly
 //! uses LLVM 22), ethtool and nftables (`nft`, used inside test namespaces only) for the
-//! test topologies, and keepalived (a VRRP peer for the interop tests).
+//! test topologies, keepalived (a VRRP peer for the interop tests), and wrk, nginx and
+//! HAProxy for the connection-rate bench.
 
 use std::process::{Command, Stdio};
 
@@ -24,6 +25,11 @@ pub fn run() -> anyhow::Result<()> {
     apt_tool("ip", "iproute2")?;
     // The VRRP interop tests run keepalived as lbd's peer, in a namespace.
     apt_tool("keepalived", "keepalived")?;
+    // The connection-rate bench: wrk is its load generator, nginx the reals' server, HAProxy
+    // one of lbd's references.
+    apt_tool("wrk", "wrk")?;
+    apt_tool("nginx", "nginx")?;
+    apt_tool("haproxy", "haproxy")?;
     Ok(())
 }
 
@@ -78,6 +84,10 @@ fn bpf_linker() -> anyhow::Result<()> {
 
 fn apt_tool(binary: &str, package: &str) -> anyhow::Result<()> {
     if succeeds(Command::new(binary).arg("-V")) || succeeds(Command::new(binary).arg("--version")) {
+        return Ok(());
+    }
+    // wrk and haproxy have no version flag that exits 0.
+    if package_installed(package) {
         return Ok(());
     }
     apt_install(package)
