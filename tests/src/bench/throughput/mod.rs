@@ -85,16 +85,18 @@ struct Paths {
 }
 
 impl Paths {
-    fn build(prefix: &str, baselines: &mut Baselines) -> Paths {
-        let lbd_one =
-            Links::build(prefix, "l1", Arms::One, baselines).with_lbd(&format!("{prefix}l1"));
-        let lbd_two =
-            Links::build(prefix, "l2", Arms::Two, baselines).with_lbd(&format!("{prefix}l2"));
-        let swap_one = Links::build(prefix, "m1", Arms::One, baselines).with_mac_swap(baselines);
-        let swap_two = Links::build(prefix, "m2", Arms::Two, baselines).with_mac_swap(baselines);
+    fn build(prefix: &str, queues: usize, baselines: &mut Baselines) -> Paths {
+        let lbd_one = Links::build(prefix, "l1", Arms::One, queues, baselines)
+            .with_lbd(&format!("{prefix}l1"));
+        let lbd_two = Links::build(prefix, "l2", Arms::Two, queues, baselines)
+            .with_lbd(&format!("{prefix}l2"));
+        let swap_one =
+            Links::build(prefix, "m1", Arms::One, queues, baselines).with_mac_swap(baselines);
+        let swap_two =
+            Links::build(prefix, "m2", Arms::Two, queues, baselines).with_mac_swap(baselines);
         let rules = std::env::temp_dir().join(format!("{prefix}nft.conf"));
-        let nftables =
-            Links::build(prefix, "n2", Arms::Two, baselines).with_nftables(baselines, &rules);
+        let nftables = Links::build(prefix, "n2", Arms::Two, queues, baselines)
+            .with_nftables(baselines, &rules);
         Paths {
             lbd_one,
             lbd_two,
@@ -201,11 +203,12 @@ pub fn run() -> Vec<Section> {
     crate::netns::remove_leftovers(&prefix);
     let mut baselines = Baselines::load();
     eprintln!("throughput: building the paths");
-    let paths = Paths::build(&prefix, &mut baselines);
+    let cpus = cpus();
+    let paths = Paths::build(&prefix, cpus.len(), &mut baselines);
     let mut bench = Bench {
         baselines,
         frames: Frames::new(),
-        cpus: cpus(),
+        cpus,
     };
     let cases = [
         Case {

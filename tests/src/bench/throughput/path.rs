@@ -75,17 +75,26 @@ pub struct Path {
 impl Links {
     /// The namespaces `<prefix><tag>-g`, `-b` (and `-s` with two arms), linked and up, the
     /// sink's program attached from `baselines` (and the pass program on the generator's eth0
-    /// with two arms: the generator's queue needs an XDP program to send from).
-    pub fn build(prefix: &str, tag: &str, arms: Arms, baselines: &mut Baselines) -> Links {
+    /// with two arms: the generator's queue needs an XDP program to send from). Every veth
+    /// has `queues` queues (one per generator thread, see [`Pair::queues`]).
+    pub fn build(
+        prefix: &str,
+        tag: &str,
+        arms: Arms,
+        queues: usize,
+        baselines: &mut Baselines,
+    ) -> Links {
         let generator = quiet(&format!("{prefix}{tag}-g"));
         let balancer = quiet(&format!("{prefix}{tag}-b"));
-        veth(
-            &generator,
-            GENERATOR_MAC,
-            &balancer,
-            "eth0",
-            BALANCER_IN_MAC,
-        );
+        let pair = Pair {
+            near: &generator,
+            near_name: "eth0",
+            near_mac: GENERATOR_MAC,
+            far: &balancer,
+            far_mac: BALANCER_IN_MAC,
+            queues,
+        };
+        pair.create();
         generator.ip(&["addr", "add", &format!("{CLIENT_IP}/24"), "dev", "eth0"]);
         balancer.ip(&[
             "addr",
@@ -96,7 +105,15 @@ impl Links {
         ]);
         let sink = (arms == Arms::Two).then(|| {
             let sink = quiet(&format!("{prefix}{tag}-s"));
-            veth(&balancer, BALANCER_OUT_MAC, &sink, "eth1", SINK_MAC);
+            let pair = Pair {
+                near: &balancer,
+                near_name: "eth1",
+                near_mac: BALANCER_OUT_MAC,
+                far: &sink,
+                far_mac: SINK_MAC,
+                queues,
+            };
+            pair.create();
             balancer.ip(&[
                 "addr",
                 "add",
@@ -292,27 +309,55 @@ fn quiet(name: &str) -> Netns {
     netns
 }
 
-/// A veth pair made in `near` (its end `eth0`, or `near_name` when that is taken) with its
-/// peer `eth0` moved straight into `far`: nothing ever exists in the root namespace. Both up.
-fn veth(near: &Netns, near_mac: [u8; 6], far: &Netns, near_name: &str, far_mac: [u8; 6]) {
-    near.ip(&[
-        "link",
-        "add",
-        near_name,
-        "address",
-        &format_mac(&near_mac),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "address",
-        &format_mac(&far_mac),
-        "netns",
-        far.name(),
-    ]);
-    near.ip(&["link", "set", near_name, "up"]);
-    far.ip(&["link", "set", "eth0", "up"]);
+/// A veth pair made in `near` (its end `near_name`) with its peer `eth0` moved straight into
+/// `far`: nothing ever exists in the root namespace.
+struct Pair<'a> {
+    near: &'a Netns,
+    near_name: &'a str,
+    near_mac: [u8; 6],
+    far: &'a Netns,
+    far_mac: [u8; 6],
+    /// Receive and transmit queues on each end. A frame sent into a veth by XDP lands on the
+    /// receiving queue of the sending CPU's number (modulo the queues), whose NAPI then runs
+    /// on that CPU: with a queue per generator thread, each CPU carries its own frames from
+    /// generator to sink. With one queue, all CPUs would feed one ring drained by one CPU at
+    /// a time, which drops what it cannot take.
+    queues: usize,
+}
+
+impl Pair<'_> {
+    /// Creates the pair and sets both ends up.
+    fn create(&self) {
+        let queues = self.queues.to_string();
+        let near_mac = format_mac(&self.near_mac);
+        let far_mac = format_mac(&self.far_mac);
+        self.near.ip(&[
+            "link",
+            "add",
+            self.near_name,
+            "address",
+            &near_mac,
+            "numtxqueues",
+            &queues,
+            "numrxqueues",
+            &queues,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "address",
+            &far_mac,
+            "numtxqueues",
+            &queues,
+            "numrxqueues",
+            &queues,
+            "netns",
+            self.far.name(),
+        ]);
+        self.near.ip(&["link", "set", self.near_name, "up"]);
+        self.far.ip(&["link", "set", "eth0", "up"]);
+    }
 }
 
 fn wait_until_up(netns: &Netns, interface: &str, deadline: Instant) {
