@@ -203,6 +203,7 @@ pub fn run() -> Vec<Section> {
     crate::netns::remove_leftovers(&prefix);
     let mut baselines = Baselines::load();
     eprintln!("throughput: building the paths");
+    let load_before = load_average();
     let cpus = cpus();
     let paths = Paths::build(&prefix, cpus.len(), &mut baselines);
     let mut bench = Bench {
@@ -271,18 +272,30 @@ pub fn run() -> Vec<Section> {
     }
 
     let accounting = account(&mut bench, &paths);
+    let load_after = load_average();
     let threads = bench.cpus.len();
     let rows = cases
         .iter()
         .zip(&measured)
-        .map(|(case, (ours, theirs))| throughput_row(case, ours, theirs, threads))
+        .map(|(case, (ours, theirs))| {
+            // The accounting rows come one per arm count, one arm first.
+            let program = (case.kind == Kind::Tcp).then(|| {
+                let row = &accounting[usize::from(case.arms == Arms::Two)];
+                let reference = row
+                    .compared
+                    .as_ref()
+                    .expect("accounting rows have a reference");
+                (row.lbd.median(), reference.samples.median())
+            });
+            throughput_row(case, ours, theirs, threads, program)
+        })
         .collect();
     let udp_many = cases
         .iter()
         .position(|case| case.kind == Kind::Udp && case.flows == MANY_FLOWS)
         .expect("a UDP case with many flows");
     let (ours, theirs) = &measured[udp_many];
-    let mut cpu_rows = vec![machine_cpu_row(ours, theirs)];
+    let mut cpu_rows = vec![path_cpu_row(ours, theirs), machine_cpu_row(ours, theirs)];
     cpu_rows.extend(accounting);
     drop(paths);
     vec![
@@ -295,7 +308,8 @@ pub fn run() -> Vec<Section> {
                  back (one arm) or on over a second veth (two arms) to a sink program that counts \
                  and drops them. lbd (the release binary, DR, 4 reals) and its reference each \
                  run on a path of their own built alike; {ROUNDS} rounds of {:.1} s samples \
-                 alternating lbd, reference.",
+                 alternating lbd, reference. Load average before and after: {load_before} / \
+                 {load_after} (other work on the machine takes CPU from both sides alike).",
                 SAMPLE.as_secs_f64()
             ),
             rows,
@@ -303,8 +317,9 @@ pub fn run() -> Vec<Section> {
         Section {
             title: "Balancer CPU time per million packets".to_owned(),
             method: format!(
-                "Whole machine: system + irq + softirq time of all CPUs from /proc/stat over the \
-                 UDP samples above, per million packets delivered. Program: the kernel's own \
+                "Path: the generator threads' CPU time over the UDP samples above, per million \
+                 packets delivered. Whole machine: system + irq + softirq time of all CPUs from \
+                 /proc/stat over the same samples. Program: the kernel's own \
                  accounting of the balancer's XDP program (BPF_ENABLE_STATS run time ÷ run count, \
                  on only while measuring), {ACCOUNTING_ROUNDS} rounds of {:.0} s, TCP with \
                  {MANY_FLOWS} flows.",
@@ -356,8 +371,9 @@ fn account(bench: &mut Bench, paths: &Paths) -> Vec<Row> {
             )
             .note(
                 "the kernel's accounting of the balancer program alone (run time ÷ runs; \
-                 ms per million packets = ns per packet), including the clock reads the \
-                 accounting adds to each run; neither driver nor veth nor the other programs",
+                 ms per million packets = ns per packet), including the two clock reads the \
+                 accounting adds to each run (most of the MAC swap's figure: clock reads are \
+                 slow in a VM); neither driver nor veth nor the other programs",
             )
         })
         .collect();
@@ -365,32 +381,53 @@ fn account(bench: &mut Bench, paths: &Paths) -> Vec<Row> {
     rows
 }
 
+/// The 1-minute load average (/proc/loadavg), as printed there.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
 fn samples(measured: &[Measured], value: impl Fn(&Measured) -> f64) -> Samples {
     Samples(measured.iter().map(value).collect())
 }
 
-fn throughput_row(case: &Case, ours: &[Measured], theirs: &[Measured], threads: usize) -> Row {
+/// A row of packets/s; `program` is the balancer programs' own time per packet on this
+/// case's paths (lbd's, the reference's), when measured.
+fn throughput_row(
+    case: &Case,
+    ours: &[Measured],
+    theirs: &[Measured],
+    threads: usize,
+    program: Option<(f64, f64)>,
+) -> Row {
     let target = match case.kind {
         Kind::Tcp => Target::AtLeast(CEILING_TARGET),
         Kind::Udp => Target::AtLeast(NFTABLES_TARGET),
     };
-    // Each thread's CPU carries generator, balancer and sink for its frames: CPU time per
-    // delivered packet is the inverse of the per-thread rate.
-    let cpu_ns = |measured: &Measured| {
-        threads as f64 * measured.elapsed.as_secs_f64() * 1e9 / measured.delivered.max(1) as f64
-    };
-    let ours_ns = samples(ours, cpu_ns).median();
-    let theirs_ns = samples(theirs, cpu_ns).median();
+    let ours_ns = samples(ours, Measured::thread_ns_per_packet).median();
+    let theirs_ns = samples(theirs, Measured::thread_ns_per_packet).median();
     let ours_lost = samples(ours, Measured::lost).median();
     let theirs_lost = samples(theirs, Measured::lost).median();
     let bottleneck = bottleneck(case, ours_lost, theirs_lost);
     let note = format!(
-        "{bottleneck}; CPU per delivered packet (generator + balancer + sink, {threads} CPU(s)): \
-         lbd {ours_ns:.0} ns, reference {theirs_ns:.0} ns; sent but not delivered: lbd {:.1}%, \
-         reference {:.1}%",
+        "{bottleneck}; the generator threads' CPU time per delivered packet (generator, \
+         balancer and sink on {threads} CPU(s)): lbd {ours_ns:.0} ns, reference \
+         {theirs_ns:.0} ns; sent but not delivered: lbd {:.1}%, reference {:.1}%",
         ours_lost * 100.0,
         theirs_lost * 100.0
     );
+    let note = match program {
+        Some((ours_program, theirs_program)) => format!(
+            "{note}; the programs alone (kernel accounting, below): lbd {ours_program:.0} ns, \
+             reference {theirs_program:.0} ns, a difference of {:.0} ns against {:.0} ns on the \
+             whole path",
+            ours_program - theirs_program,
+            ours_ns - theirs_ns
+        ),
+        None => note,
+    };
     Row::against(
         case.name(),
         "Mpps",
@@ -419,6 +456,23 @@ fn bottleneck(case: &Case, ours_lost: f64, theirs_lost: f64) -> String {
         (false, true) => "the reference's path drops frames".to_owned(),
         (true, true) => "both paths drop frames between generator and sink".to_owned(),
     }
+}
+
+fn path_cpu_row(ours: &[Measured], theirs: &[Measured]) -> Row {
+    Row::against(
+        format!("path, UDP, two arms, {MANY_FLOWS} flows"),
+        "CPU ms/Mpkt",
+        samples(ours, Measured::thread_ns_per_packet),
+        "nftables DNAT",
+        samples(theirs, Measured::thread_ns_per_packet),
+        None,
+    )
+    .note(
+        "CPU time of the generator threads per packet delivered: each carries its frames \
+         through generator, balancer and sink (softirq work done as it re-enables bottom \
+         halves is charged to it), so this is the whole path's cost, other processes excluded; \
+         work the kernel deferred to ksoftirqd is missing",
+    )
 }
 
 fn machine_cpu_row(ours: &[Measured], theirs: &[Measured]) -> Row {
