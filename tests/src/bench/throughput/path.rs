@@ -54,7 +54,7 @@ pub enum Arms {
 /// What balances a path.
 pub enum Balancer {
     /// The `lbd` binary, which attaches its program to the balancer's interfaces.
-    Lbd(#[expect(dead_code, reason = "held for its drop, which stops lbd and unpins")] Lbd),
+    Lbd(#[expect(dead_code, reason = "held for its drop, which stops lbd and unpins")] Box<Lbd>),
     /// The MAC-swap ceiling, attached by the bench.
     MacSwap,
     /// nftables DNAT in the balancer's kernel stack.
@@ -194,7 +194,7 @@ impl Links {
              \x20 - {{vip: {VIP}, port: {PORT}, protocol: udp, scheduler: wrr, reals: [{reals}]}}\n"
         );
         let lbd = Lbd::start(&self.balancer, instance, &body);
-        self.into_path(Balancer::Lbd(lbd))
+        self.into_path(Balancer::Lbd(Box::new(lbd)))
     }
 
     /// The MAC-swap ceiling on the balancer's eth0: `XDP_TX` with one arm, a redirect to eth1
