@@ -372,8 +372,8 @@ fn account(bench: &mut Bench, paths: &Paths) -> Vec<Row> {
             .note(
                 "the kernel's accounting of the balancer program alone (run time ÷ runs; \
                  ms per million packets = ns per packet), including the two clock reads the \
-                 accounting adds to each run (most of the MAC swap's figure: clock reads are \
-                 slow in a VM); neither driver nor veth nor the other programs",
+                 accounting adds to each run (a MAC swap is a few instructions, so its figure \
+                 is mostly that overhead); neither driver nor veth nor the other programs",
             )
         })
         .collect();
