@@ -12,7 +12,10 @@
 //!
 //! `bench_sink` counts and drops what reaches the sink of the throughput topology, and
 //! `bench_generator` is the in-kernel traffic source that `BPF_PROG_TEST_RUN` runs in live
-//! frame mode: it stamps a source port from a rotating range on each frame and transmits it.
+//! frame mode: it writes the bench's frame, stamps a source port from a rotating range on it
+//! and transmits it. `bench_pass` passes everything to the stack: a veth receives frames
+//! sent by XDP only while an XDP program is attached to it, so the kernel-stack balancer
+//! (nftables) needs one in front.
 #![no_std]
 #![no_main]
 
@@ -62,7 +65,15 @@ static COUNTS: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(2, 0);
 #[map(name = "BENCH_FLOWS")]
 static FLOWS: Array<u32> = Array::with_max_entries(1, 0);
 
+/// The first `GENERATOR_FRAME_LEN` bytes `bench_generator` writes on every frame.
+#[map(name = "BENCH_FRAME")]
+static FRAME: Array<[u32; GENERATOR_FRAME_LEN / 4]> = Array::with_max_entries(1, 0);
+
 const ETH_LEN: usize = 14;
+/// The generator's frames: Ethernet, IPv4, TCP or UDP and a few bytes of payload (a
+/// minimum-size Ethernet frame without its FCS).
+const GENERATOR_FRAME_LEN: usize = 60;
+const _: () = assert!(GENERATOR_FRAME_LEN == 15 * 4, "write_frame copies 15 words");
 
 #[xdp]
 pub fn bench_mac_swap(ctx: XdpContext) -> u32 {
@@ -88,6 +99,11 @@ pub fn bench_stateless_dr(ctx: XdpContext) -> u32 {
 }
 
 #[xdp]
+pub fn bench_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[xdp]
 pub fn bench_sink(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     if let Some(counts) = COUNTS.get_ptr_mut(0) {
@@ -99,9 +115,10 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
-/// Stamps the next source port (IPv4 TCP/UDP, no options: the frame the bench built) and
-/// transmits. The generator's frames keep whatever the previous run wrote (live frame mode
-/// reuses pages), so the port is written on every frame rather than incremented.
+/// Writes the bench's frame (`BENCH_FRAME`), stamps the next source port on it (IPv4 TCP/UDP,
+/// no options) and transmits. Live frame mode recycles pages that went through the path: a
+/// frame comes back with the MACs a balancer rewrote, or the address and TTL that a
+/// forwarding kernel changed, so every frame is written whole rather than only its port.
 #[xdp]
 pub fn bench_generator(ctx: XdpContext) -> u32 {
     let Some(counts) = COUNTS.get_ptr_mut(1) else {
@@ -116,12 +133,31 @@ pub fn bench_generator(ctx: XdpContext) -> u32 {
         (*counts)[0]
     };
     let port = 10_000 + (sent % u64::from(flows)) as u16;
-    let at = ETH_LEN + 20;
-    if ctx.data() + at + 2 > ctx.data_end() {
+    let frame = FRAME.get(0);
+    // Read once, after the lookup: a `data` read again later carries no checked bounds.
+    let data = ctx.data();
+    if data + GENERATOR_FRAME_LEN > ctx.data_end() {
         return xdp_action::XDP_DROP;
     }
-    unsafe { core::ptr::write_unaligned((ctx.data() + at) as *mut u16, port.to_be()) };
+    if let Some(frame) = frame {
+        write_frame(data, frame);
+    }
+    let at = ETH_LEN + 20;
+    unsafe { core::ptr::write_unaligned((data + at) as *mut u16, port.to_be()) };
     xdp_action::XDP_TX
+}
+
+/// Copies `frame` to the packet at `data` (checked to hold `GENERATOR_FRAME_LEN` bytes, and
+/// 4-aligned: XDP leaves 256 bytes of headroom) in stores at constant offsets: a 60-byte
+/// `memcpy` becomes a call the verifier cannot follow with the packet's bounds.
+#[inline(always)]
+fn write_frame(data: usize, frame: &[u32; GENERATOR_FRAME_LEN / 4]) {
+    macro_rules! copy_words {
+        ($($word:literal),*) => {$(
+            unsafe { core::ptr::write((data + 4 * $word) as *mut u32, frame[$word]) };
+        )*};
+    }
+    copy_words!(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14);
 }
 
 #[inline(always)]

@@ -15,6 +15,10 @@ pub const MAC_SWAP_REDIRECT: &str = "bench_mac_swap_redirect";
 pub const STATELESS_DR: &str = "bench_stateless_dr";
 pub const SINK: &str = "bench_sink";
 pub const GENERATOR: &str = "bench_generator";
+pub const PASS: &str = "bench_pass";
+
+/// How many bytes of its frame `bench_generator` writes on every frame (`BENCH_FRAME`).
+pub const GENERATOR_FRAME_LEN: usize = 60;
 
 /// The services map's key, as `BenchServiceKey` in the program.
 #[repr(C)]
@@ -116,7 +120,8 @@ impl Baselines {
             .expect("writing BENCH_SERVICES");
     }
 
-    /// Where `bench_mac_swap_redirect` sends frames.
+    /// Where `bench_mac_swap_redirect` sends frames. The kernel resolves `ifindex` in the
+    /// caller's network namespace: call this from a thread inside the balancer's.
     pub fn set_redirect_to(&mut self, ifindex: u32) {
         let mut port = DevMap::try_from(self.ebpf.map_mut("BENCH_TX_PORT").expect("BENCH_TX_PORT"))
             .expect("BENCH_TX_PORT is a devmap");
@@ -130,6 +135,21 @@ impl Baselines {
             Array::try_from(self.ebpf.map_mut("BENCH_FLOWS").expect("BENCH_FLOWS"))
                 .expect("BENCH_FLOWS is an array");
         map.set(0, flows, 0).expect("writing BENCH_FLOWS");
+    }
+
+    /// The frame `bench_generator` writes on every frame it sends (its source port stamped
+    /// on): exactly [`GENERATOR_FRAME_LEN`] bytes, IPv4 without options, TCP or UDP.
+    pub fn set_generator_frame(&mut self, frame: &[u8]) {
+        let frame: [u8; GENERATOR_FRAME_LEN] = frame.try_into().unwrap_or_else(|_| {
+            panic!(
+                "the generator's frame is {GENERATOR_FRAME_LEN} bytes, not {}",
+                frame.len()
+            )
+        });
+        let mut map: Array<_, [u8; GENERATOR_FRAME_LEN]> =
+            Array::try_from(self.ebpf.map_mut("BENCH_FRAME").expect("BENCH_FRAME"))
+                .expect("BENCH_FRAME is an array");
+        map.set(0, frame, 0).expect("writing BENCH_FRAME");
     }
 
     /// Frames the sink has counted (summed over CPUs).

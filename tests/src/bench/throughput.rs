@@ -1,6 +1,0 @@
-//! (being written)
-use super::Section;
-
-pub fn run() -> Vec<Section> {
-    Vec::new()
-}
