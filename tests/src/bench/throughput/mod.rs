@@ -47,10 +47,20 @@ struct Case {
     arms: Arms,
     flows: u32,
     kind: Kind,
+    /// The stateless DR program in lbd's place: what the least a balancer does reaches of the
+    /// ceiling on this path, which bounds what lbd can.
+    stateless: bool,
 }
 
 impl Case {
     fn name(&self) -> String {
+        if self.stateless {
+            return format!("stateless DR in lbd's place, {}", self.traffic());
+        }
+        self.traffic()
+    }
+
+    fn traffic(&self) -> String {
         let arms = match self.arms {
             Arms::One => "one arm (XDP_TX)",
             Arms::Two => "two arms (redirect)",
@@ -77,6 +87,7 @@ impl Case {
 
 /// The five paths, each built alike; their namespaces go when this is dropped.
 struct Paths {
+    stateless_one: Path,
     lbd_one: Path,
     lbd_two: Path,
     swap_one: Path,
@@ -94,10 +105,13 @@ impl Paths {
             Links::build(prefix, "m1", Arms::One, queues, baselines).with_mac_swap(baselines);
         let swap_two =
             Links::build(prefix, "m2", Arms::Two, queues, baselines).with_mac_swap(baselines);
+        let stateless_one =
+            Links::build(prefix, "s1", Arms::One, queues, baselines).with_stateless_dr(baselines);
         let rules = std::env::temp_dir().join(format!("{prefix}nft.conf"));
         let nftables = Links::build(prefix, "n2", Arms::Two, queues, baselines)
             .with_nftables(baselines, &rules);
         Paths {
+            stateless_one,
             lbd_one,
             lbd_two,
             swap_one,
@@ -108,6 +122,9 @@ impl Paths {
 
     /// lbd's path for `case` and its reference's.
     fn pair(&self, case: &Case) -> (&Path, &Path) {
+        if case.stateless {
+            return (&self.stateless_one, &self.swap_one);
+        }
         match (case.kind, case.arms) {
             (Kind::Udp, _) => (&self.lbd_two, &self.nftables),
             (Kind::Tcp, Arms::One) => (&self.lbd_one, &self.swap_one),
@@ -211,38 +228,51 @@ pub fn run() -> Vec<Section> {
         frames: Frames::new(),
         cpus,
     };
-    let cases = [
+    let mut cases = vec![
         Case {
             arms: Arms::One,
             flows: 1,
             kind: Kind::Tcp,
+            stateless: false,
         },
         Case {
             arms: Arms::One,
             flows: MANY_FLOWS,
             kind: Kind::Tcp,
+            stateless: false,
         },
         Case {
             arms: Arms::Two,
             flows: 1,
             kind: Kind::Tcp,
+            stateless: false,
         },
         Case {
             arms: Arms::Two,
             flows: MANY_FLOWS,
             kind: Kind::Tcp,
+            stateless: false,
         },
         Case {
             arms: Arms::Two,
             flows: 1,
             kind: Kind::Udp,
+            stateless: false,
         },
         Case {
             arms: Arms::Two,
             flows: MANY_FLOWS,
             kind: Kind::Udp,
+            stateless: false,
         },
     ];
+
+    cases.push(Case {
+        arms: Arms::One,
+        flows: MANY_FLOWS,
+        kind: Kind::Tcp,
+        stateless: true,
+    });
 
     // A short first pass: flows made, pages allocated, caches warm.
     for case in &cases {
@@ -279,7 +309,7 @@ pub fn run() -> Vec<Section> {
         .zip(&measured)
         .map(|(case, (ours, theirs))| {
             // The accounting rows come one per arm count, one arm first.
-            let program = (case.kind == Kind::Tcp).then(|| {
+            let program = (case.kind == Kind::Tcp && !case.stateless).then(|| {
                 let row = &accounting[usize::from(case.arms == Arms::Two)];
                 let reference = row
                     .compared
@@ -342,6 +372,7 @@ fn account(bench: &mut Bench, paths: &Paths) -> Vec<Row> {
                 arms,
                 flows: MANY_FLOWS,
                 kind: Kind::Tcp,
+                stateless: false,
             };
             let (lbd, reference) = paths.pair(&case);
             let (lbd_id, reference_id) =
@@ -403,18 +434,24 @@ fn throughput_row(
     program: Option<(f64, f64)>,
 ) -> Row {
     let target = match case.kind {
-        Kind::Tcp => Target::AtLeast(CEILING_TARGET),
-        Kind::Udp => Target::AtLeast(NFTABLES_TARGET),
+        _ if case.stateless => None,
+        Kind::Tcp => Some(Target::AtLeast(CEILING_TARGET)),
+        Kind::Udp => Some(Target::AtLeast(NFTABLES_TARGET)),
     };
     let ours_ns = samples(ours, Measured::thread_ns_per_packet).median();
     let theirs_ns = samples(theirs, Measured::thread_ns_per_packet).median();
     let ours_lost = samples(ours, Measured::lost).median();
     let theirs_lost = samples(theirs, Measured::lost).median();
     let bottleneck = bottleneck(case, ours_lost, theirs_lost);
+    let ours_name = if case.stateless {
+        "stateless DR"
+    } else {
+        "lbd"
+    };
     let note = format!(
         "{bottleneck}; the generator threads' CPU time per delivered packet (generator, \
-         balancer and sink on {threads} CPU(s)): lbd {ours_ns:.0} ns, reference \
-         {theirs_ns:.0} ns; sent but not delivered: lbd {:.1}%, reference {:.1}%",
+         balancer and sink on {threads} CPU(s)): {ours_name} {ours_ns:.0} ns, reference \
+         {theirs_ns:.0} ns; sent but not delivered: {ours_name} {:.1}%, reference {:.1}%",
         ours_lost * 100.0,
         theirs_lost * 100.0
     );
@@ -434,7 +471,7 @@ fn throughput_row(
         samples(ours, Measured::mpps),
         case.reference(),
         samples(theirs, Measured::mpps),
-        Some(target),
+        target,
     )
     .note(note)
 }

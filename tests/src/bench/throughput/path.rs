@@ -22,7 +22,9 @@ use aya::programs::XdpMode;
 use lb_userspace::admin::format_mac;
 
 use crate::{
-    bench::baselines::{Baselines, MAC_SWAP, MAC_SWAP_REDIRECT, PASS, SINK},
+    bench::baselines::{
+        Baselines, MAC_SWAP, MAC_SWAP_REDIRECT, PASS, SINK, STATELESS_DR, StatelessService,
+    },
     lbd::Lbd,
     netns::Netns,
 };
@@ -57,6 +59,8 @@ pub enum Balancer {
     Lbd(#[expect(dead_code, reason = "held for its drop, which stops lbd and unpins")] Box<Lbd>),
     /// The MAC-swap ceiling, attached by the bench.
     MacSwap,
+    /// The stateless DR reference program, attached by the bench.
+    StatelessDr,
     /// nftables DNAT in the balancer's kernel stack.
     Nftables,
 }
@@ -211,6 +215,25 @@ impl Links {
             attach(baselines, program, "eth0");
         });
         self.into_path(Balancer::MacSwap)
+    }
+
+    /// The stateless DR program (one arm), its service's reals pointing where lbd's do: the
+    /// least a balancer does, on the same path as the ceiling.
+    pub fn with_stateless_dr(self, baselines: &mut Baselines) -> Path {
+        assert_eq!(
+            self.arms,
+            Arms::One,
+            "the stateless program only sends back (XDP_TX)"
+        );
+        baselines.add_stateless_service(&StatelessService {
+            vip: VIP.into(),
+            port: PORT,
+            protocol: lb_common::PROTO_TCP,
+            real_macs: vec![GENERATOR_MAC; usize::from(REALS)],
+        });
+        self.balancer
+            .run(|| attach(baselines, STATELESS_DR, "eth0"));
+        self.into_path(Balancer::StatelessDr)
     }
 
     /// nftables DNAT in the balancer's namespace (two arms): the VIP's UDP port translated to
