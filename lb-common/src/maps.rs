@@ -379,8 +379,9 @@ const _: () = assert!(core::mem::align_of::<FlowKey>() == 8);
 pub struct Flow {
     pub real_id: u32,
     pub service_id: u32,
-    /// `bpf_ktime_get_ns()` time base (CLOCK_MONOTONIC). Refreshed at most once a second, and
-    /// on every change of state; the flow expires this long after it (see `Settings`).
+    /// CLOCK_MONOTONIC as of the program's last timer tick (`bpf_ktime_get_coarse_ns()`).
+    /// Refreshed at most once a second, and on every change of state; the flow expires this
+    /// long after it (see `Settings`).
     pub last_seen_ns: u64,
     /// `STATE_*` of [`crate::conntrack`]. A whole word, like the rest, so that the program
     /// builds an entry with word stores (a run of zeroed bytes would become a `memset`
@@ -457,8 +458,8 @@ pub const FRAGMENT_FROM_FIRST: u32 = 1;
 /// to reuse the id.
 pub const FRAGMENT_LIFETIME: u32 = 28;
 
-/// The coarse clock of [`FragmentOwner::written_at`]: `bpf_ktime_get_ns()` in units of
-/// 2^30 ns (about 1.07 s).
+/// The coarse clock of [`FragmentOwner::written_at`]: CLOCK_MONOTONIC nanoseconds (the
+/// program's `bpf_ktime_get_coarse_ns()`) in units of 2^30 ns (about 1.07 s).
 #[inline(always)]
 pub const fn fragment_clock(now_ns: u64) -> u32 {
     (now_ns >> 30) as u32

@@ -10,7 +10,7 @@
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
-use aya_ebpf::bindings::BPF_EXIST;
+use aya_ebpf::{bindings::BPF_EXIST, helpers::generated::bpf_ktime_get_coarse_ns};
 use lb_common::{
     ConnCounts, Flow, FlowKey, PROTO_TCP, REAL_TAKES_NEW_FLOWS, Real, Settings,
     conntrack::{
@@ -22,6 +22,20 @@ use lb_common::{
 use crate::maps::{CONNS, FLOWS, SETTINGS};
 
 pub use lb_common::conntrack::LAST_SEEN_GRANULARITY_NS;
+
+/// The flow table's clock (CLOCK_MONOTONIC, as `Flow::last_seen_ns` and lbd's sweep count
+/// it), as of the last timer tick.
+///
+/// Coarse because a flow's times are kept to the second (`LAST_SEEN_GRANULARITY_NS`) and
+/// timeouts are whole seconds, while reading the clock source for the exact time
+/// (`bpf_ktime_get_ns`) cost a tenth of a known flow's packet. The coarse time lags by at
+/// most a tick (1 to 10 ms): lbd, reading flows against the exact time, sees them that much
+/// idler, which only moves an expiry within the second it may already fall anywhere in.
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    // SAFETY: a helper without arguments, available to every program type since Linux 5.11.
+    unsafe { bpf_ktime_get_coarse_ns() }
+}
 
 /// What becomes of a known flow when one of its packets arrives.
 pub enum Known {

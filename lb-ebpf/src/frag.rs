@@ -26,7 +26,6 @@
 //! fragment racing a later one on another CPU could part from it; NICs hash fragments by
 //! addresses alone, so all fragments of a datagram reach one queue and one CPU.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
     FORWARD_FULLNAT, FORWARD_NAT, FRAGMENT_FROM_FIRST, FRAGMENT_LIFETIME, FRAGMENT_REPLY,
@@ -34,7 +33,7 @@ use lb_common::{
 };
 
 use crate::{
-    Forwarded, Verdict, forward, lookup,
+    Forwarded, Verdict, conntrack, forward, lookup,
     maps::FRAGMENTS,
     parse::{Kind, Packet},
     schedulers,
@@ -58,7 +57,7 @@ pub fn place(
         family: flow.family,
         _pad: [0; 2],
     };
-    let now = fragment_clock(unsafe { bpf_ktime_get_ns() });
+    let now = fragment_clock(conntrack::now_ns());
     // Copied at once: an LRU element may be recycled while we hold a pointer to it.
     let recorded = unsafe { FRAGMENTS.get(&key) }
         .copied()

@@ -12,7 +12,6 @@
 //! the client. An error about a VIP flow the table does not hold passes (`PassIcmpNoFlow`):
 //! no real is known to want it, and a new flow is never made for an error.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lb_common::{FlowKey, Reason};
 
 use crate::{
@@ -36,8 +35,7 @@ pub fn place(quoted: &FlowKey) -> Result<(Target, Forwarded), Verdict> {
     let known = unsafe { FLOWS.get(&flow) }
         .copied()
         .ok_or(Verdict::Pass(Reason::PassIcmpNoFlow))?;
-    if known.service_id != service.id || !conntrack::is_alive(&known, unsafe { bpf_ktime_get_ns() })
-    {
+    if known.service_id != service.id || !conntrack::is_alive(&known, conntrack::now_ns()) {
         return Err(Verdict::Pass(Reason::PassIcmpNoFlow));
     }
     let real = select::available_real(known.real_id, known.service_id)

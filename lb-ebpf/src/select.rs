@@ -5,7 +5,7 @@
 
 use core::sync::atomic::{Ordering, compiler_fence};
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, programs::XdpContext};
+use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
 use lb_common::{
     FORWARD_FULLNAT, FORWARD_NAT, Flow, FlowKey, PROTO_TCP, REAL_AVAILABLE, Real, RealSlots,
     Reason, Service,
@@ -73,7 +73,7 @@ pub fn real(
     preferred: u32,
     tcp_flags: u8,
 ) -> Result<Target, Verdict> {
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = conntrack::now_ns();
     // Copied out at once: an element can be deleted and reused for another flow while we
     // hold a pointer to it, so nothing is ever written through that pointer.
     if let Some(known) = unsafe { FLOWS.get(flow) }.copied() {
@@ -184,7 +184,7 @@ pub fn real(
 pub fn is_known(flow: &FlowKey, service: &Service) -> bool {
     match unsafe { FLOWS.get(flow) }.copied() {
         Some(known) => {
-            conntrack::is_alive(&known, unsafe { bpf_ktime_get_ns() })
+            conntrack::is_alive(&known, conntrack::now_ns())
                 && available_real(known.real_id, service.id).is_some()
         }
         None => false,

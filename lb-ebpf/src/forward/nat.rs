@@ -24,7 +24,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    helpers::{bpf_ktime_get_ns, generated::bpf_loop},
+    helpers::generated::bpf_loop,
     programs::XdpContext,
 };
 use lb_common::{
@@ -92,7 +92,7 @@ pub fn reply(ctx: &XdpContext, handoff: &Handoff) -> Verdict {
     };
     // Only for a flow that lives on, on the real the entry names: an entry left by a flow
     // that has gone (until lbd's sweep removes it) translates nothing.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = conntrack::now_ns();
     match unsafe { FLOWS.get(&reply.flow) }.copied() {
         Some(known) if known.real_id == reply.real_id && conntrack::is_alive(&known, now) => {
             conntrack::reply_seen(&reply.flow, &known, now);

@@ -168,7 +168,8 @@ pub trait DataplaneReader: Send + Sync {
     /// removes meanwhile is inserted afresh (a few times at most: a flow swept out under
     /// every attempt is left to the master's next copy). `Ok(false)` when the table is full.
     fn merge_flow(&self, key: &FlowKey, flow: &Flow) -> Result<bool, DataplaneError>;
-    /// The clock flows' `last_seen_ns` are on (`bpf_ktime_get_ns`: CLOCK_MONOTONIC).
+    /// The clock flows' `last_seen_ns` are on: CLOCK_MONOTONIC (the program reads it as of
+    /// its last timer tick, `bpf_ktime_get_coarse_ns`).
     fn now_ns(&self) -> u64 {
         crate::admin::monotonic_now_ns()
     }
