@@ -129,6 +129,10 @@ const _: () = assert!(core::mem::size_of::<Settings>() == 40);
 /// may be replies to translate back (looked up in `MAP_REPLIES`). Without it, traffic that
 /// is not ours pays nothing for NAT.
 pub const SETTINGS_TRANSLATES_REPLIES: u32 = 1;
+/// [`Settings::flags`]: no service is an all-ports one (port 0), so a destination that misses
+/// its exact VIP:port needs no second lookup. Set only when known: an unwritten settings entry
+/// (or one an older lbd wrote) leaves the second lookup on, which is always correct.
+pub const SETTINGS_NO_ALL_PORTS_SERVICE: u32 = 2;
 
 impl Default for Settings {
     fn default() -> Self {

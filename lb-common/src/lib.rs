@@ -13,7 +13,9 @@ pub mod hash;
 pub mod maps;
 pub mod reason;
 
-pub use conntrack::{ConnCounts, SETTINGS_TRANSLATES_REPLIES, Settings};
+pub use conntrack::{
+    ConnCounts, SETTINGS_NO_ALL_PORTS_SERVICE, SETTINGS_TRANSLATES_REPLIES, Settings,
+};
 pub use maps::*;
 pub use reason::Reason;
 

@@ -203,6 +203,21 @@ impl Balancer {
         balancer
     }
 
+    /// Switches to the services of `yaml` (interfaces on the loopback, every real resolved)
+    /// and writes them, as a reload does; the program and its maps stay.
+    pub fn reload(&mut self, yaml: &str) {
+        let config = config::parse(yaml, "fixture.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let interfaces = vec![loopback()];
+        let routes = connected_routes(&config, &interfaces);
+        let mut state =
+            Desired::new(&config, interfaces, &routes).unwrap_or_else(|e| panic!("{e}"));
+        for (ifindex, addr) in state.next_hops() {
+            state.set_neighbours(ifindex, &HashMap::from([(addr, real_mac_for(addr))]));
+        }
+        self.state = state;
+        self.apply();
+    }
+
     /// Writes the (possibly modified) state to the maps, as the daemon does.
     pub fn apply(&mut self) {
         self.state

@@ -9,10 +9,11 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use lb_common::Reason;
 use lb_tests::{
     fixture::{
-        BALANCER_MAC, Balancer, XDP_DROP, XDP_PASS, XDP_TX, check_exact, pin_to_current_cpu,
-        real_mac_for,
+        BALANCER_MAC, Balancer, XDP_DROP, XDP_PASS, XDP_TX, check_exact, direct_routed,
+        pin_to_current_cpu, real_mac_for,
     },
     packet::{Frame, Mac, truncated},
+    pcap::assert_frame_eq,
     privilege::require_root,
 };
 use lb_userspace::dataplane::Dataplane as _;
@@ -604,4 +605,48 @@ fn udp_flows_keep_their_real_too() {
     }
     let counters = balancer.service_counters(DNS);
     assert_eq!((counters.new_flows, counters.packets), (6, 24));
+}
+
+/// The program skips the all-ports lookup while no service is an all-ports one (a setting lbd
+/// writes before the services): one added by a reload is found at once, and once it is gone
+/// its VIP's other ports pass again.
+#[test]
+fn an_all_ports_service_added_by_a_reload_is_found() {
+    if !require_root("fixtures: all-ports service reload") {
+        return;
+    }
+    pin_to_current_cpu();
+    const WITHOUT: &str = "
+instance: fixtures-all-ports
+interfaces: [{name: lo}]
+services:
+  - {vip: 192.0.2.100, port: 80, protocol: tcp, reals: [{address: 192.0.2.11}]}
+limits: {flows: 4096, services: 16, reals: 64}
+";
+    let with = WITHOUT.replace(
+        "limits:",
+        "  - {vip: 192.0.2.101, port: 0, protocol: tcp, reals: [{address: 192.0.2.31}]}\nlimits:",
+    );
+    let mut balancer = Balancer::load(WITHOUT);
+    let frame = tcp(41000, Ipv4Addr::new(192, 0, 2, 101), 2222)
+        .syn()
+        .build();
+    let passed = balancer.run(&frame);
+    assert_eq!((passed.action, &passed.frame), (XDP_PASS, &frame));
+
+    balancer.reload(&with);
+    let forwarded = balancer.run(&frame);
+    assert_eq!(forwarded.action, XDP_TX);
+    assert_frame_eq(
+        "to the all-ports service's real",
+        &direct_routed(&frame, Ipv4Addr::new(192, 0, 2, 31)),
+        &forwarded.frame,
+    );
+
+    balancer.reload(WITHOUT);
+    let other = tcp(41001, Ipv4Addr::new(192, 0, 2, 101), 2222)
+        .syn()
+        .build();
+    let passed = balancer.run(&other);
+    assert_eq!((passed.action, &passed.frame), (XDP_PASS, &other));
 }

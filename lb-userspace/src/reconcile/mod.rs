@@ -385,10 +385,15 @@ impl Desired {
         addresses
     }
 
-    /// The program's settings: the flow timeouts, and whether replies may need translating
-    /// (some real is `nat` or `fullnat`).
+    /// The program's settings: the flow timeouts, whether replies may need translating (some
+    /// real is `nat` or `fullnat`), and whether any service is an all-ports one.
     pub fn settings(&self) -> lb_common::Settings {
         let mut settings = self.timeouts.settings();
+        // Written before the services (see `apply`): a new all-ports service is looked for
+        // from the moment it is there.
+        if self.services.iter().all(|service| service.config.port != 0) {
+            settings.flags |= lb_common::conntrack::SETTINGS_NO_ALL_PORTS_SERVICE;
+        }
         let translates = self
             .services
             .iter()

@@ -3,7 +3,7 @@
 
 use lb_common::{
     Egress, FORWARD_FULLNAT, FORWARD_NAT, FORWARD_TUN, TUNNEL_GUE, TUNNEL_IPIP,
-    conntrack::SETTINGS_TRANSLATES_REPLIES,
+    conntrack::{SETTINGS_NO_ALL_PORTS_SERVICE, SETTINGS_TRANSLATES_REPLIES},
 };
 
 use super::*;
@@ -313,7 +313,10 @@ fn the_settings_say_when_replies_need_translating() {
         .apply(&mut dataplane)
         .unwrap();
     let settings = dataplane.settings.unwrap();
-    assert_eq!(settings.flags, SETTINGS_TRANSLATES_REPLIES);
+    assert_eq!(
+        settings.flags,
+        SETTINGS_TRANSLATES_REPLIES | SETTINGS_NO_ALL_PORTS_SERVICE
+    );
     assert_eq!(
         settings.timeouts_s,
         state().timeouts.settings().timeouts_s,
@@ -331,7 +334,22 @@ services:
         .unwrap()
         .apply(&mut dataplane)
         .unwrap();
-    assert_eq!(dataplane.settings.unwrap().flags, 0);
+    assert_eq!(
+        dataplane.settings.unwrap().flags,
+        SETTINGS_NO_ALL_PORTS_SERVICE
+    );
+
+    let mut dataplane = FakeDataplane::default();
+    let all_ports = tunnels_only.replace("port: 80", "port: 0");
+    routed_state(&all_ports, &routes())
+        .unwrap()
+        .apply(&mut dataplane)
+        .unwrap();
+    assert_eq!(
+        dataplane.settings.unwrap().flags,
+        0,
+        "an all-ports service: the program looks for it"
+    );
 }
 
 #[test]
@@ -383,7 +401,11 @@ services:
     assert!(written("real 3") < written("remove egress 3"));
     assert!(written("real 2") < written("remove egress 2"));
     assert!(written("remove egress 60") > 0);
-    assert_eq!(dataplane.settings.unwrap().flags, 0, "no NAT real left");
+    assert_eq!(
+        dataplane.settings.unwrap().flags & SETTINGS_TRANSLATES_REPLIES,
+        0,
+        "no NAT real left"
+    );
 }
 
 /// A config of one service whose two reals are `first` and `second` (flow-style real
