@@ -14,7 +14,7 @@
 //! the path costs in lbd over the least a balancer does.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6},
     os::fd::AsFd as _,
     time::Duration,
 };
@@ -255,17 +255,7 @@ impl Bench {
             ("new flow: mh (Maglev, 65537 slots)", 83),
             ("new flow: wrr with persistence", 84),
         ] {
-            rows.push(self.new_flows(lbd, name, false, |source| {
-                let frame = tcp_frame(source, port).syn().build();
-                (
-                    frame,
-                    flow_key(
-                        source.into(),
-                        SocketAddr::V4(SocketAddrV4::new(VIP, port)),
-                        PROTO_TCP,
-                    ),
-                )
-            }));
+            rows.push(self.new_flows(lbd, name, false, |source| syn_to(source, port)));
         }
         rows.push(self.new_flows(lbd, "new flow: UDP", false, |source| {
             let vip = SocketAddrV4::new(VIP, 53);
@@ -355,17 +345,7 @@ impl Bench {
             ("new flow: NAT", 82),
             ("new flow: full NAT (local port claimed)", 83),
         ] {
-            rows.push(self.new_flows(modes, name, true, |source| {
-                let frame = tcp_frame(source, port).syn().build();
-                (
-                    frame,
-                    flow_key(
-                        source.into(),
-                        SocketAddr::V4(SocketAddrV4::new(VIP, port)),
-                        PROTO_TCP,
-                    ),
-                )
-            }));
+            rows.push(self.new_flows(modes, name, true, |source| syn_to(source, port)));
         }
         rows
     }
@@ -490,6 +470,13 @@ fn stateless_services() -> Vec<StatelessService> {
         });
     }
     services
+}
+
+/// A SYN from `source` to the VIP's `port`, and the flow key it makes.
+fn syn_to(source: SocketAddrV4, port: u16) -> (Vec<u8>, FlowKey) {
+    let vip = SocketAddrV4::new(VIP, port);
+    let frame = tcp_frame(source, port).syn().build();
+    (frame, flow_key(source.into(), vip.into(), PROTO_TCP))
 }
 
 fn tcp_frame(client: SocketAddrV4, port: u16) -> Frame {

@@ -481,12 +481,7 @@ pub(super) fn plugged(
 }
 
 /// Waits until `interface` of `netns` is up, panicking at `deadline`.
-pub(super) fn wait_until_link_up(
-    netns: &Netns,
-    interface: &str,
-    deadline: Instant,
-    timeout: Duration,
-) {
+pub fn wait_until_link_up(netns: &Netns, interface: &str, deadline: Instant, timeout: Duration) {
     loop {
         // `ip -br link` prints e.g. "eth0@if7  UP  02:00:00:00:00:01 <...>".
         let state = netns.ip(&["-br", "link", "show", "dev", interface]);

@@ -27,6 +27,7 @@ use crate::{
     },
     lbd::Lbd,
     netns::Netns,
+    topology::wait_until_link_up,
 };
 
 pub const GENERATOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x10, 0x01];
@@ -145,13 +146,14 @@ impl Links {
                 "permanent",
             ]);
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let timeout = Duration::from_secs(5);
+        let deadline = Instant::now() + timeout;
         let mut up = vec![(&generator, "eth0"), (&balancer, "eth0")];
         if let Some(sink) = &sink {
             up.extend([(&balancer, "eth1"), (sink, "eth0")]);
         }
         for (netns, interface) in up {
-            wait_until_up(netns, interface, deadline);
+            wait_until_link_up(netns, interface, deadline, timeout);
         }
         let generator_ifindex = generator.run(|| ifindex("eth0"));
         match &sink {
@@ -380,21 +382,6 @@ impl Pair<'_> {
         ]);
         self.near.ip(&["link", "set", self.near_name, "up"]);
         self.far.ip(&["link", "set", "eth0", "up"]);
-    }
-}
-
-fn wait_until_up(netns: &Netns, interface: &str, deadline: Instant) {
-    loop {
-        let state = netns.ip(&["-br", "link", "show", "dev", interface]);
-        if state.split_whitespace().nth(1) == Some("UP") {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{interface} in {} not up: {state}",
-            netns.name()
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
