@@ -45,14 +45,20 @@ fn main() -> ExitCode {
         if !asked.is_empty() && !asked.iter().any(|asked| asked == name) {
             continue;
         }
-        // Per-packet timings are per CPU: keep the thread on one (the other parts run
-        // processes of their own, which the scheduler places).
-        if name == "per-packet" {
+        // Per-packet timings are per CPU: the thread stays on one for that part only. The
+        // other parts spread over every CPU (their generators, servers and balancers are
+        // threads and processes that would inherit the pin).
+        let allowed = (name == "per-packet").then(|| {
+            let allowed = cpu_affinity();
             pin_to_current_cpu();
-        }
+            allowed
+        });
         for section in part() {
             report::print(&section);
             sections.push(section);
+        }
+        if let Some(allowed) = allowed {
+            set_cpu_affinity(&allowed);
         }
     }
     match report::write(&sections, &machine) {
@@ -65,4 +71,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn cpu_affinity() -> libc::cpu_set_t {
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills at most its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let result = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        assert_eq!(
+            result,
+            0,
+            "sched_getaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+        set
+    }
+}
+
+fn set_cpu_affinity(set: &libc::cpu_set_t) {
+    // SAFETY: `set` is a valid cpu_set_t of the size given.
+    let result = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
+    assert_eq!(
+        result,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
 }
