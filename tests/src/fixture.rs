@@ -23,7 +23,7 @@ use lb_userspace::{
     config,
     dataplane::{CaptureMaps, DataplaneReader as _, EbpfDataplane, EbpfReader, Sweeper, loader},
     neighbour::{InterfaceInfo, Route, Routes, interface_for},
-    reconcile::Desired,
+    reconcile::{Desired, Existing},
 };
 
 use crate::{packet::Mac, pcap::assert_frame_eq, privilege::require_root};
@@ -211,6 +211,11 @@ impl Balancer {
         let routes = connected_routes(&config, &interfaces);
         let mut state =
             Desired::new(&config, interfaces, &routes).unwrap_or_else(|e| panic!("{e}"));
+        // As the reconciler does: ids kept, and what the maps hold but the config no longer
+        // has is removed.
+        let existing =
+            Existing::read(&self.dataplane).unwrap_or_else(|e| panic!("reading the maps: {e}"));
+        state.adopt(&existing);
         for (ifindex, addr) in state.next_hops() {
             state.set_neighbours(ifindex, &HashMap::from([(addr, real_mac_for(addr))]));
         }

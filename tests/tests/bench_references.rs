@@ -8,13 +8,11 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use lb_common::PROTO_TCP;
 use lb_tests::{
     bench::baselines::{Baselines, MAC_SWAP, STATELESS_DR, StatelessService},
-    fixture::BALANCER_MAC,
+    fixture::{BALANCER_MAC, XDP_PASS, XDP_TX},
     packet::Frame,
     privilege::require_root,
 };
 
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const REAL_MACS: [[u8; 6]; 3] = [

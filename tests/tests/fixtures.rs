@@ -644,6 +644,11 @@ limits: {flows: 4096, services: 16, reals: 64}
     );
 
     balancer.reload(WITHOUT);
+    let ports: Vec<u16> = (balancer.dataplane.services().unwrap())
+        .iter()
+        .map(|(key, _)| u16::from_be(key.port_be))
+        .collect();
+    assert_eq!(ports, [80], "the all-ports service left the map");
     let other = tcp(41001, Ipv4Addr::new(192, 0, 2, 101), 2222)
         .syn()
         .build();

@@ -61,7 +61,10 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
-        Task::Setup => setup::run(),
+        Task::Setup => {
+            setup::run()?;
+            setup::bench_tools()
+        }
         Task::Build => {
             setup::run()?;
             build()
@@ -106,6 +109,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         Task::Bench { parts } => {
             setup::run()?;
+            setup::bench_tools()?;
             // The namespace parts (throughput, connections, scale, takeover) run the release lbd.
             status(cargo().args([
                 "build",

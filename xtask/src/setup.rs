@@ -25,8 +25,12 @@ pub fn run() -> anyhow::Result<()> {
     apt_tool("ip", "iproute2")?;
     // The VRRP interop tests run keepalived as lbd's peer, in a namespace.
     apt_tool("keepalived", "keepalived")?;
-    // The connection-rate bench: wrk is its load generator, nginx the reals' server, HAProxy
-    // one of lbd's references.
+    Ok(())
+}
+
+/// What only `cargo xtask bench` (and `setup`) needs on top: the connection-rate part's load
+/// generator (wrk), the reals' server (nginx) and one of lbd's references (HAProxy).
+pub fn bench_tools() -> anyhow::Result<()> {
     apt_tool("wrk", "wrk")?;
     apt_tool("nginx", "nginx")?;
     apt_tool("haproxy", "haproxy")?;
@@ -102,11 +106,42 @@ fn apt_install(package: &str) -> anyhow::Result<()> {
     }
     eprintln!("setup: installing {package}");
     status(Command::new("apt-get").args(["update", "-q"]))?;
+    // The packages are programs the tests and the bench run in namespaces of their own; their
+    // services (keepalived, nginx, HAProxy) must not start on the host as they install.
+    let _no_services = NoServiceStarts::hold()?;
     status(
         Command::new("apt-get")
             .args(["install", "-y", "-q", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+/// Debian's `policy-rc.d` (exit 101: "action forbidden"), which maintainer scripts ask before
+/// starting a service; removed on drop, unless it was there before.
+struct NoServiceStarts(Option<&'static str>);
+
+impl NoServiceStarts {
+    const PATH: &'static str = "/usr/sbin/policy-rc.d";
+
+    fn hold() -> anyhow::Result<Self> {
+        if std::path::Path::new(Self::PATH).exists() {
+            return Ok(Self(None));
+        }
+        std::fs::write(Self::PATH, "#!/bin/sh\nexit 101\n")
+            .with_context(|| format!("writing {}", Self::PATH))?;
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(Self::PATH, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", Self::PATH))?;
+        Ok(Self(Some(Self::PATH)))
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 fn package_installed(package: &str) -> bool {

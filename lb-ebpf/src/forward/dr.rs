@@ -10,7 +10,7 @@
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
 use lb_common::{Interface, Real, Reason, VLAN_VID_MASK};
 
-use super::{interface, leave};
+use super::{interface, leave, write_macs};
 use crate::{
     Forwarded, Verdict,
     parse::{EthHeader, TAGGED, VLAN_HEADER_LEN, VlanEthHeader, header},
@@ -42,42 +42,6 @@ pub fn send(
     write_macs(eth.cast(), mac, &interface.mac);
     leave(ctx, interface.egress_ifindex, forwarded)
 }
-
-/// An Ethernet header's two MACs as the words they are written with, each at its natural
-/// alignment from the header's start (see `parse`'s header structs): a MAC array of bytes is
-/// stored byte by byte, as six stores with their shifts.
-#[repr(C)]
-struct MacWords {
-    dst_head: u32,
-    dst_tail: u16,
-    src_head: u16,
-    src_tail: u32,
-}
-
-/// Writes `dst` and `src` into the Ethernet header at `eth` in four stores. Volatile, so they
-/// are never merged into a `memcpy` call (a BPF-to-BPF call per packet).
-#[inline(always)]
-fn write_macs(eth: *mut MacWords, dst: &[u8; 6], src: &[u8; 6]) {
-    unsafe {
-        core::ptr::write_volatile(
-            &raw mut (*eth).dst_head,
-            u32::from_ne_bytes([dst[0], dst[1], dst[2], dst[3]]),
-        );
-        core::ptr::write_volatile(
-            &raw mut (*eth).dst_tail,
-            u16::from_ne_bytes([dst[4], dst[5]]),
-        );
-        core::ptr::write_volatile(
-            &raw mut (*eth).src_head,
-            u16::from_ne_bytes([src[0], src[1]]),
-        );
-        core::ptr::write_volatile(
-            &raw mut (*eth).src_tail,
-            u32::from_ne_bytes([src[2], src[3], src[4], src[5]]),
-        );
-    }
-}
-const _: () = assert!(core::mem::size_of::<MacWords>() == 12);
 
 /// Gives the frame the tag `interface` wants (none, or its VLAN) and returns its Ethernet
 /// header, whose MACs the caller then writes (so moving them is never needed).

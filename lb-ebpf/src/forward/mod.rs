@@ -227,3 +227,40 @@ fn leave(ctx: &XdpContext, egress_ifindex: u32, forwarded: Forwarded) -> Verdict
         }
     }
 }
+
+/// An Ethernet header's two MACs as the words they are written with, each at its natural
+/// alignment from the header's start (see `parse`'s header structs): a MAC array of bytes is
+/// stored byte by byte, as six stores with their shifts.
+#[repr(C)]
+pub struct MacWords {
+    dst_head: u32,
+    dst_tail: u16,
+    src_head: u16,
+    src_tail: u32,
+}
+
+/// Writes `dst` and `src` into the Ethernet header at `eth` (tagged or not: the MACs come
+/// first either way) in four stores. Volatile, so they
+/// are never merged into a `memcpy` call (a BPF-to-BPF call per packet).
+#[inline(always)]
+pub fn write_macs(eth: *mut MacWords, dst: &[u8; 6], src: &[u8; 6]) {
+    unsafe {
+        core::ptr::write_volatile(
+            &raw mut (*eth).dst_head,
+            u32::from_ne_bytes([dst[0], dst[1], dst[2], dst[3]]),
+        );
+        core::ptr::write_volatile(
+            &raw mut (*eth).dst_tail,
+            u16::from_ne_bytes([dst[4], dst[5]]),
+        );
+        core::ptr::write_volatile(
+            &raw mut (*eth).src_head,
+            u16::from_ne_bytes([src[0], src[1]]),
+        );
+        core::ptr::write_volatile(
+            &raw mut (*eth).src_tail,
+            u32::from_ne_bytes([src[2], src[3], src[4], src[5]]),
+        );
+    }
+}
+const _: () = assert!(core::mem::size_of::<MacWords>() == 12);

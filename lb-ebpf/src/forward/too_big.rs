@@ -99,15 +99,13 @@ pub fn answer(ctx: &XdpContext, handoff: &Handoff, l3: usize, mtu: u32, inner: &
             (*eth).tpid_be = tpid_be;
             (*eth).tci_be = tci_be;
             (*eth).ether_type_be = ether_type_be(v4);
-            core::ptr::write_volatile(&raw mut (*eth).dst, client_mac);
-            core::ptr::write_volatile(&raw mut (*eth).src, own_mac);
+            super::write_macs(eth.cast(), &client_mac, &own_mac);
         } else {
             let Some(eth) = header::<EthHeader>(ctx, 0) else {
                 return too_big;
             };
             (*eth).ether_type_be = ether_type_be(v4);
-            core::ptr::write_volatile(&raw mut (*eth).dst, client_mac);
-            core::ptr::write_volatile(&raw mut (*eth).src, own_mac);
+            super::write_macs(eth.cast(), &client_mac, &own_mac);
         }
     }
     let flow = &handoff.flow;

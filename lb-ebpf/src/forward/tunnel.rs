@@ -175,8 +175,7 @@ pub fn encapsulate(ctx: &XdpContext, handoff: &Handoff) -> Verdict {
                 return truncated;
             };
             (*eth).ether_type_be = ether_type_be;
-            core::ptr::write_volatile(&raw mut (*eth).dst, real.mac);
-            core::ptr::write_volatile(&raw mut (*eth).src, interface.mac);
+            super::write_macs(eth.cast(), &real.mac, &interface.mac);
         } else {
             let Some(eth) = header::<VlanEthHeader>(ctx, 0) else {
                 return truncated;
@@ -184,8 +183,7 @@ pub fn encapsulate(ctx: &XdpContext, handoff: &Handoff) -> Verdict {
             (*eth).tpid_be = interface.vlan_proto_be;
             (*eth).tci_be = tci_be;
             (*eth).ether_type_be = ether_type_be;
-            core::ptr::write_volatile(&raw mut (*eth).dst, real.mac);
-            core::ptr::write_volatile(&raw mut (*eth).src, interface.mac);
+            super::write_macs(eth.cast(), &real.mac, &interface.mac);
         }
     }
     let outer = ETH_HEADER_LEN + tag_out;

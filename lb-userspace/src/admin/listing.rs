@@ -209,7 +209,8 @@ fn address(key: &FlowKey, bytes: &[u8; 16]) -> IpAddr {
     address_from_bytes(bytes, key.family)
 }
 
-/// The clock of `bpf_ktime_get_ns()`, which `Flow::last_seen_ns` is read against.
+/// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns()` and (a timer tick behind at most) of the
+/// coarse one the program stamps `Flow::last_seen_ns` with; idle times read against it saturate.
 pub fn monotonic_now_ns() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,

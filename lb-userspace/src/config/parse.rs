@@ -78,7 +78,9 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
     let (source_map, raw) = std::thread::scope(|scope| {
         let source_map = scope.spawn(|| SourceMap::build(text, source));
         let raw: Result<RawConfig, _> = read_yaml(text);
-        let source_map = source_map.join().expect("building the source map panicked");
+        let source_map = source_map
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (source_map, raw)
     });
     let source_map = source_map?;

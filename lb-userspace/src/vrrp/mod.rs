@@ -103,9 +103,16 @@ impl Vrrp {
             .build()
             .map_err(|error| format!("starting the VRRP thread: {error}"))?;
         // The routers' netlink connections (`Host::new`) and their tasks live on that thread.
-        let _on_the_router_thread = runtime.enter();
+        let handle = runtime.handle().clone();
+        let _on_the_router_thread = handle.enter();
         let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::with_capacity(routers.len());
+        // Held from here on, so that an error below shuts the thread down (`Drop`) instead of
+        // dropping a runtime in async code, which panics.
+        let mut vrrp = Self {
+            stop,
+            tasks: Vec::with_capacity(routers.len()),
+            runtime: Some(runtime),
+        };
         for (index, config) in routers.iter().enumerate() {
             let host = host::Host::new().map_err(|error| error.to_string())?;
             let router = router::Router::new(
@@ -122,17 +129,10 @@ impl Vrrp {
                     all_virtual: all_virtual.clone(),
                 },
             );
-            tasks.push((config.clone(), runtime.spawn(router.run())));
+            vrrp.tasks
+                .push((config.clone(), handle.spawn(router.run())));
         }
-        drop(_on_the_router_thread);
-        Ok((
-            Self {
-                stop,
-                tasks,
-                runtime: Some(runtime),
-            },
-            board,
-        ))
+        Ok((vrrp, board))
     }
 
     /// Every router leaves: masters send a priority-0 advert, remove their addresses and
@@ -170,7 +170,13 @@ impl Drop for Vrrp {
 fn raise_priority() {
     // SAFETY: setpriority has no memory preconditions; 0 means the calling thread (on Linux,
     // PRIO_PROCESS with a thread id of 0 is the caller's own thread).
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, ROUTER_NICENESS) };
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, ROUTER_NICENESS) } != 0 {
+        log::warn!(
+            "vrrp: cannot raise the routers' thread to nice {ROUTER_NICENESS} ({}); adverts \
+             run at the daemon's priority",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// A hook that is not an executable file fails each time it should run: said at start (as

@@ -31,7 +31,8 @@ pub fn run() -> Vec<Section> {
     rows.extend(resident_memory());
     vec![Section {
         title: "Scale".into(),
-        method: "Wall-clock times of the release build on one thread; memory as the kernel \
+        method: "Wall-clock times of the release build (config parsing uses a second thread \
+                 for its source map, as lbd's does); memory as the kernel \
                  accounts it (the flow map's `memlock` in fdinfo) and lbd's VmRSS."
             .into(),
         rows,
@@ -107,7 +108,7 @@ fn services_applied() -> Row {
             "instance: bench-scale\ninterfaces: [{name: lo}]\nservices: []\n\
              limits: {flows: 65536, services: 4096, reals: 8192}\n",
         );
-        // What `Balancer::reload` does, timed step by step.
+        // What `Balancer::reload` does (on maps holding nothing to adopt), timed step by step.
         let started = Instant::now();
         let parsed = config::parse(&yaml, "bench.yaml").unwrap_or_else(|e| panic!("{e}"));
         parsed_in.push(millis(started));
@@ -152,7 +153,7 @@ fn flow_table() -> Vec<Row> {
     let table = balancer.reader.flows();
     let (keys, flows) = established_flows(MILLION, VIP, 3, lb_userspace::admin::monotonic_now_ns());
     batch::update(table.fd().as_fd(), &keys, &flows).expect("filling the flow table");
-    // Read full: the kernel accounts a hash map's memory by its elements.
+    // A preallocated hash accounts every element from the start: per entry of a full table.
     let fdinfo = std::fs::read_to_string(format!(
         "/proc/self/fdinfo/{}",
         table.fd().as_fd().as_raw_fd()

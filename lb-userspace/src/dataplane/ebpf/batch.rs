@@ -1,5 +1,6 @@
-//! `BPF_MAP_LOOKUP_BATCH` / `BPF_MAP_UPDATE_BATCH` / `BPF_MAP_DELETE_BATCH`, which aya does not wrap: thousands of
-//! entries per syscall instead of one (or two, for a `get_next_key` walk) per entry.
+//! `BPF_MAP_LOOKUP_BATCH`, `_UPDATE_BATCH` and `_DELETE_BATCH`, which aya does not wrap:
+//! thousands of entries per syscall instead of one (or two, for a `get_next_key` walk) per
+//! entry.
 //!
 //! A walk of a million-entry flow table takes a few hundred syscalls this way; it still runs
 //! off the runtime's threads (see `admin`), but no longer for seconds.
@@ -117,7 +118,7 @@ pub fn update<K: Pod, V: Pod>(map: BorrowedFd<'_>, keys: &[K], values: &[V]) -> 
 }
 
 /// Removes many entries in one syscall; keys that are not there are skipped, not an error
-/// (the bench takes back the flows it added, some of which the LRU may have evicted).
+/// (the bench takes back the flows it added, and the program may have deleted some).
 pub fn delete<K: Pod>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<()> {
     let mut done = 0;
     while done < keys.len() {

@@ -373,36 +373,3 @@ impl Measurement {
         self.cpu.bench() / self.connections_per_s * 1e6
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The whole part, for a run on its own:
-    /// `cargo test --release -p lb-tests --lib connections -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "a benchmark: a minute of load on every CPU"]
-    fn connection_rates() {
-        for section in run() {
-            println!("{}\n{}", section.title, section.method);
-            for row in &section.rows {
-                let ratios = row.ratios().unwrap_or_default();
-                let compared = row.compared.as_ref();
-                println!(
-                    "{}: lbd {:.3} {} vs {:.3}; ratio {:.3} [{:.3}, {:.3}] \
-                     target {:?} met {:?}\n  {}",
-                    row.name,
-                    row.lbd.median(),
-                    row.unit,
-                    compared.map_or(f64::NAN, |c| c.samples.median()),
-                    ratios.median(),
-                    ratios.min(),
-                    ratios.max(),
-                    compared.and_then(|c| c.target),
-                    row.target_met(),
-                    row.note,
-                );
-            }
-        }
-    }
-}
