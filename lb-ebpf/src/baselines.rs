@@ -25,7 +25,7 @@ use aya_ebpf::{
     maps::{Array, DevMap, HashMap, PerCpuArray},
     programs::XdpContext,
 };
-use lb_common::{FAMILY_IPV4, FAMILY_IPV6, FlowKey, PROTO_TCP, PROTO_UDP, hash};
+use lb_common::{FAMILY_IPV4, FAMILY_IPV6, FlowKey, PROTO_TCP, PROTO_UDP, ServiceKey, hash};
 
 /// A service of the stateless balancer: its reals are `count` entries of `BENCH_REALS` from
 /// `first`.
@@ -36,18 +36,9 @@ pub struct BenchService {
     pub count: u32,
 }
 
-/// The service key: VIP (IPv4 in the first four bytes), port, protocol and family.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct BenchServiceKey {
-    pub vip: [u8; 16],
-    pub port_be: u16,
-    pub protocol: u8,
-    pub family: u8,
-}
-
 #[map(name = "BENCH_SERVICES")]
-static SERVICES: HashMap<BenchServiceKey, BenchService> = HashMap::with_max_entries(1024, 0);
+/// Keyed as lbd's services are (`lb_common::ServiceKey`).
+static SERVICES: HashMap<ServiceKey, BenchService> = HashMap::with_max_entries(1024, 0);
 
 /// The reals' MACs (padded to 8 bytes).
 #[map(name = "BENCH_REALS")]
@@ -237,7 +228,7 @@ fn stateless_dr(ctx: &XdpContext) -> Option<u32> {
         flow.src_port_be = core::ptr::read_unaligned(l4 as *const u16);
         flow.dst_port_be = core::ptr::read_unaligned((l4 + 2) as *const u16);
     }
-    let key = BenchServiceKey {
+    let key = ServiceKey {
         vip: flow.dst,
         port_be: flow.dst_port_be,
         protocol: flow.protocol,

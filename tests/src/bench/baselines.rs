@@ -8,7 +8,7 @@ use aya::{
     maps::{Array, DevMap, HashMap, PerCpuArray},
     programs::{TestRun as _, TestRunOptions, Xdp},
 };
-use lb_common::{FAMILY_IPV4, FAMILY_IPV6};
+use lb_common::ServiceKey;
 
 pub const MAC_SWAP: &str = "bench_mac_swap";
 pub const MAC_SWAP_REDIRECT: &str = "bench_mac_swap_redirect";
@@ -19,18 +19,6 @@ pub const PASS: &str = "bench_pass";
 
 /// How many bytes of its frame `bench_generator` writes on every frame (`BENCH_FRAME`).
 pub const GENERATOR_FRAME_LEN: usize = 60;
-
-/// The services map's key, as `BenchServiceKey` in the program.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct ServiceKey {
-    vip: [u8; 16],
-    port_be: u16,
-    protocol: u8,
-    family: u8,
-}
-// SAFETY: plain data, no padding (16 + 2 + 1 + 1 bytes).
-unsafe impl aya::Pod for ServiceKey {}
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -94,14 +82,7 @@ impl Baselines {
                 .expect("writing BENCH_REALS");
         }
         self.next_real += service.real_macs.len() as u32;
-        let (vip, family) = match service.vip {
-            IpAddr::V4(v4) => {
-                let mut vip = [0u8; 16];
-                vip[..4].copy_from_slice(&v4.octets());
-                (vip, FAMILY_IPV4)
-            }
-            IpAddr::V6(v6) => (v6.octets(), FAMILY_IPV6),
-        };
+        let (vip, family) = lb_userspace::reconcile::address_bytes(service.vip);
         let mut services: HashMap<_, ServiceKey, Service> =
             HashMap::try_from(self.ebpf.map_mut("BENCH_SERVICES").expect("BENCH_SERVICES"))
                 .expect("BENCH_SERVICES is a hash");
