@@ -19,6 +19,7 @@
 
 pub mod baselines;
 pub mod connections;
+pub mod host;
 pub mod per_packet;
 pub mod report;
 pub mod scale;

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use lb_tests::{
-    bench::{Section, connections, per_packet, report, scale, takeover, throughput},
+    bench::{Section, connections, host, per_packet, report, scale, takeover, throughput},
     fixture::pin_to_current_cpu,
     privilege::require_root,
 };
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         // other parts spread over every CPU (their generators, servers and balancers are
         // threads and processes that would inherit the pin).
         let allowed = (name == "per-packet").then(|| {
-            let allowed = cpu_affinity();
+            let allowed = host::affinity();
             pin_to_current_cpu();
             allowed
         });
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
             sections.push(section);
         }
         if let Some(allowed) = allowed {
-            set_cpu_affinity(&allowed);
+            host::set_affinity(&allowed);
         }
     }
     match report::write(&sections, &machine) {
@@ -71,30 +71,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn cpu_affinity() -> libc::cpu_set_t {
-    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills at most its size.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        let result = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
-        assert_eq!(
-            result,
-            0,
-            "sched_getaffinity: {}",
-            std::io::Error::last_os_error()
-        );
-        set
-    }
-}
-
-fn set_cpu_affinity(set: &libc::cpu_set_t) {
-    // SAFETY: `set` is a valid cpu_set_t of the size given.
-    let result = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
-    assert_eq!(
-        result,
-        0,
-        "sched_setaffinity: {}",
-        std::io::Error::last_os_error()
-    );
 }

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use crate::bench::host;
+
 /// CPU used during one sample, in CPUs (1.0 is one CPU busy for the whole sample).
 #[derive(Clone, Debug, Default)]
 pub(super) struct CpuUse {
@@ -40,7 +42,9 @@ pub(super) struct CpuClock {
 impl CpuClock {
     pub(super) fn since(&self, before: &CpuClock) -> CpuUse {
         let seconds = self.at.duration_since(before.at).as_secs_f64();
-        let ticks = |after: u64, before: u64| after.saturating_sub(before) as f64 / tck() / seconds;
+        let ticks = |after: u64, before: u64| {
+            after.saturating_sub(before) as f64 / host::clock_ticks_per_second() / seconds
+        };
         let servers = self
             .servers
             .iter()
@@ -75,27 +79,13 @@ pub(super) fn process_ticks(pid: u32) -> u64 {
         .sum()
 }
 
-/// Clock ticks per second of /proc's CPU times.
-fn tck() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
-}
-
 /// (busy, softirq) ticks of all CPUs together since boot: every column of /proc/stat's `cpu`
 /// line but idle and iowait count as busy.
 pub(super) fn machine_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").expect("reading /proc/stat");
-    let line = stat.lines().next().expect("/proc/stat is empty");
-    // cpu user nice system idle iowait irq softirq steal guest guest_nice; guest time is
-    // already in user.
-    let columns = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .map(|value| value.parse::<u64>().expect("a /proc/stat counter"))
-        .collect::<Vec<_>>();
-    let busy = columns.iter().sum::<u64>() - columns[3] - columns[4];
-    (busy, columns[6])
+    // Guest time is already in user: the first eight columns are the whole.
+    let ticks = host::cpu_ticks();
+    let busy = ticks[..8].iter().sum::<u64>() - ticks[3] - ticks[4];
+    (busy, ticks[6])
 }
 
 /// User and system seconds of the children this process has waited for.

@@ -17,7 +17,7 @@ mod traffic;
 use std::{net::SocketAddrV4, time::Duration};
 
 use path::{Arms, BALANCER_IN_MAC, CLIENT_IP, GENERATOR_MAC, Links, PORT, Path, VIP};
-use traffic::{Measured, cpus, send, send_once};
+use traffic::{Measured, send, send_once};
 
 use super::{
     Row, Samples, Section, Target,
@@ -221,7 +221,7 @@ pub fn run() -> Vec<Section> {
     let mut baselines = Baselines::load();
     eprintln!("throughput: building the paths");
     let load_before = load_average();
-    let cpus = cpus();
+    let cpus = super::host::allowed_cpus();
     let paths = Paths::build(&prefix, cpus.len(), &mut baselines);
     let mut bench = Bench {
         baselines,

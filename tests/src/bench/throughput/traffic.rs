@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use aya::programs::{TestRun as _, TestRunAttrs, TestRunOptions};
 
 use super::path::Path;
-use crate::bench::baselines::{Baselines, GENERATOR};
+use crate::bench::{
+    baselines::{Baselines, GENERATOR},
+    host,
+};
 
 /// Frames per `BPF_PROG_TEST_RUN` call: a few tens of milliseconds at the speeds seen, so a
 /// run ends close to its duration.
@@ -66,32 +69,6 @@ impl Measured {
     }
 }
 
-/// The CPUs this process may run on: one generator thread is pinned to each.
-pub fn cpus() -> Vec<usize> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call fills it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: pid 0 is this thread; `set` is as large as we say.
-    if unsafe { libc::sched_getaffinity(0, size, &mut set) } != 0 {
-        return vec![0];
-    }
-    (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: reading a bit of a set we own, within CPU_SETSIZE.
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect()
-}
-
-fn pin_to(cpu: usize) {
-    // SAFETY: as in `cpus`; the set names one CPU this process may use.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            panic!("pinning to CPU {cpu}: {}", std::io::Error::last_os_error());
-        }
-    }
-}
-
 /// Sends `frame` (the generator writes it on every frame, source port rotating over `flows`)
 /// from `path`'s generator on one thread per CPU in `cpus` for about `duration`, and
 /// measures what arrived. With `program_id`, also the run time the kernel accounted to that
@@ -121,7 +98,7 @@ pub fn send(
         delivered: baselines.sink_frames() - delivered,
         elapsed,
         generator_cpu,
-        kernel_cpu: Duration::from_secs_f64(kernel_cpu as f64 / clock_ticks_per_second()),
+        kernel_cpu: Duration::from_secs_f64(kernel_cpu as f64 / host::clock_ticks_per_second()),
         program: program.zip(program_id).map(|((time, runs), id)| {
             let (time_after, runs_after) = program_stats(id);
             (time_after - time, runs_after - runs)
@@ -134,7 +111,14 @@ pub fn send(
 pub fn send_once(baselines: &mut Baselines, path: &Path, frame: &[u8], flows: u32, frames: u32) {
     baselines.set_generator_frame(frame);
     baselines.set_generator_flows(flows);
-    generate(baselines, path, frame, &cpus()[..1], Duration::ZERO, frames);
+    generate(
+        baselines,
+        path,
+        frame,
+        &host::allowed_cpus()[..1],
+        Duration::ZERO,
+        frames,
+    );
 }
 
 /// Runs the generator from `path`'s generator namespace on each CPU of `cpus`, calls of
@@ -157,7 +141,7 @@ fn generate(
                 let context = &context;
                 scope.spawn(move || {
                     path.generator.run(|| {
-                        pin_to(cpu);
+                        host::pin_to(cpu);
                         let cpu_time = thread_cpu_time();
                         for _ in 0..MAX_CALLS {
                             generator
@@ -223,20 +207,8 @@ fn program_stats(id: u32) -> (Duration, u64) {
         .unwrap_or_else(|| panic!("no loaded program with id {id}"))
 }
 
-/// System + IRQ + softirq ticks of all CPUs so far (the `cpu` line of /proc/stat).
+/// System + IRQ + softirq ticks of all CPUs so far.
 fn kernel_cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").expect("reading /proc/stat");
-    let line = stat.lines().next().expect("/proc/stat's cpu line");
-    // cpu user nice system idle iowait irq softirq ...
-    let fields = line
-        .split_whitespace()
-        .skip(1)
-        .map(|field| field.parse::<u64>().expect("a /proc/stat counter"))
-        .collect::<Vec<_>>();
-    fields[2] + fields[5] + fields[6]
-}
-
-fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
+    let ticks = host::cpu_ticks();
+    ticks[2] + ticks[5] + ticks[6]
 }
