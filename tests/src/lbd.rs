@@ -299,6 +299,11 @@ impl Lbd {
         self.stop_with(libc::SIGTERM)
     }
 
+    /// The running daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("lbd is running").id()
+    }
+
     /// Sends `signal` to the running daemon.
     pub fn signal(&self, signal: libc::c_int) {
         let child = self.child.as_ref().expect("lbd is running");

@@ -8,7 +8,8 @@
 //! - the rate estimator (`estimate_rates`): counters → `--rate`'s estimates every two seconds;
 //! - the flow sweep (`sweep.rs`): a thread removing expired flows from the table and the
 //!   connection counts;
-//! - the VRRP routers (`vrrp`) and connection sync (`sync`), when configured.
+//! - the VRRP routers (`vrrp`) and connection sync (`sync`), when configured;
+//! - least privilege (`privileges.rs`): after start-up, only the capabilities those use.
 //!
 //! [`run`] takes everything from outside (the parts, the listener, the shutdown signal), so
 //! tests start a daemon on a temporary socket with a fake data plane; [`start`] (in
@@ -20,6 +21,7 @@ mod links;
 mod neighbours;
 mod notify;
 mod pidfile;
+pub mod privileges;
 mod signals;
 mod start;
 mod sweep;
@@ -265,7 +267,11 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
                         }
                     });
                 }
-                Err(error) => log::warn!("admin socket accept: {error}"),
+                Err(error) => {
+                    log::warn!("admin socket accept: {error}");
+                    // Out of file descriptors, say: accepting again at once would spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
             },
         }
     }

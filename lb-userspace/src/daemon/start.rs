@@ -14,7 +14,9 @@
 //! 7. attach, or swap the program into the pinned links; retire maps of earlier layouts;
 //! 8. the metrics server, the control task and its health checks;
 //! 9. the VRRP routers (after removing virtual addresses a crashed predecessor left) and
-//!    connection sync.
+//!    connection sync;
+//! 10. ([`serve`] only) every capability the running daemon does not use is dropped
+//!     ([`super::privileges`]).
 //!
 //! A first start that fails removes what it pinned. A restart adopts what is pinned and never
 //! removes it.
@@ -26,8 +28,12 @@ use std::{
 };
 
 use super::{
-    Control, ControlHandle, Daemon, Host, Links, neighbours::NeighbourWatch, notify,
-    signals::Signals, sweep,
+    Control, ControlHandle, Daemon, Host, Links,
+    neighbours::NeighbourWatch,
+    notify,
+    privileges::{self, CapabilitySet, PrivilegeError},
+    signals::Signals,
+    sweep,
 };
 use crate::{
     admin::{SocketError, bind_admin_socket},
@@ -67,6 +73,8 @@ pub enum DaemonError {
     Metrics(#[from] metrics::MetricsError),
     #[error("{0}")]
     HighAvailability(String),
+    #[error("dropping capabilities after start-up: {0}")]
+    Privileges(#[from] PrivilegeError),
 }
 
 /// Runs the daemon for the config at `config_path` until SIGTERM or SIGINT.
@@ -74,6 +82,15 @@ pub async fn serve(config_path: PathBuf) -> Result<(), DaemonError> {
     // First: a SIGHUP (`systemctl reload`) at any moment of the start must not kill lbd.
     let signals = Signals::install().map_err(DaemonError::Signals)?;
     let started = start(config_path).await?;
+    let kept = CapabilitySet::after_start(!started.config.vrrp.is_empty());
+    match privileges::keep_only(kept) {
+        Ok(kept) => log::info!("started; capabilities kept: {kept}"),
+        Err(error) => {
+            // Stopped as at SIGTERM: the program keeps forwarding, a fixed lbd adopts it.
+            started.run(std::future::ready(())).await;
+            return Err(DaemonError::Privileges(error));
+        }
+    }
     let control = started.control();
     notify::ready();
     started.run(signals.stopped(control)).await;
@@ -139,7 +156,7 @@ pub async fn start(config_path: PathBuf) -> Result<Started, DaemonError> {
     let attached = interfaces[..config.interfaces.len()].to_vec();
     let desired = Desired::new(&config, interfaces, &routes)?;
     warn_of_foreign_local_addresses(&neighbours, &config).await;
-    let listener = bind_admin_socket(&config.admin_socket)?;
+    let listener = bind_admin_socket(&config.admin_socket, config.admin_group)?;
     // Bound before anything is attached: a port in use stops the start cleanly.
     let metrics_listener = match config.metrics_listen {
         Some(address) => match metrics::bind(address).await {
