@@ -148,7 +148,7 @@ async fn lbadm_lists_what_the_daemon_holds() {
 
     let dir = std::env::temp_dir().join(format!("lb-admin-test-{}", std::process::id()));
     let socket = dir.join("lbd.sock");
-    let listener = admin::bind_admin_socket(&socket).unwrap();
+    let listener = admin::bind_admin_socket(&socket, None).unwrap();
     let mode = std::fs::metadata(&socket).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,

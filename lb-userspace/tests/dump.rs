@@ -65,7 +65,7 @@ impl Running {
         let state = Desired::new(&config, vec![eth0], &Routes::new()).unwrap();
         let dir = std::env::temp_dir().join(format!("lb-dump-{test}-{}", std::process::id()));
         let socket = dir.join("lbd.sock");
-        let listener = admin::bind_admin_socket(&socket).unwrap();
+        let listener = admin::bind_admin_socket(&socket, None).unwrap();
         let daemon = Daemon::new(
             &config.instance,
             config.limits.flows,

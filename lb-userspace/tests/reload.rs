@@ -108,7 +108,7 @@ impl Running {
             &daemon.desired(),
         ));
         let socket = dir.join("lbd.sock");
-        let listener = admin::bind_admin_socket(&socket).unwrap();
+        let listener = admin::bind_admin_socket(&socket, None).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(daemon::run(daemon, listener, async {
             let _ = stopped.await;

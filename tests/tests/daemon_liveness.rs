@@ -96,7 +96,7 @@ fn a_flow_walk_stalls_neither_the_admin_socket_nor_the_timers() {
             Arc::new(reader),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let listener = admin::bind_admin_socket(&socket).unwrap_or_else(|e| panic!("{e}"));
+        let listener = admin::bind_admin_socket(&socket, None).unwrap_or_else(|e| panic!("{e}"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(daemon::run(daemon, listener, async {
             let _ = stopped.await;

@@ -28,6 +28,33 @@ pub enum ClientError {
     },
     #[error("lbd: {0}")]
     Daemon(String),
+    #[error(
+        "refusing {path}: the socket belongs to uid {owner}, neither root nor you (uid {me}); \
+         another user's process may be posing as lbd"
+    )]
+    ForeignOwner { path: PathBuf, owner: u32, me: u32 },
+}
+
+/// Connects to lbd's socket. A socket owned by someone other than root or the caller is
+/// refused before connecting: whoever owns it could answer in lbd's place (a listing that
+/// hides a service, a dump that shows made-up packets) and would read what lbadm sends.
+pub fn connect(socket: &Path) -> Result<UnixStream, ClientError> {
+    let connect_error = |source| ClientError::Connect {
+        path: socket.to_path_buf(),
+        source,
+    };
+    let owner =
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(socket).map_err(connect_error)?);
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if owner != 0 && owner != me {
+        return Err(ClientError::ForeignOwner {
+            path: socket.to_path_buf(),
+            owner,
+            me,
+        });
+    }
+    UnixStream::connect(socket).map_err(connect_error)
 }
 
 /// Sends one request to the daemon at `socket` and waits (bounded) for its reply.
@@ -36,10 +63,7 @@ pub fn request(socket: &Path, request: &Request) -> Result<Reply, ClientError> {
         path: socket.to_path_buf(),
         source,
     };
-    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
-        path: socket.to_path_buf(),
-        source,
-    })?;
+    let mut stream = connect(socket)?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(io_error)?;

@@ -15,14 +15,14 @@ use std::{
 
 use arc_swap::ArcSwap;
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
     sync::Semaphore,
 };
 
 use super::{
-    CheckStatus, InterfaceStatus, LastCheck, MAX_REQUEST_BYTES, MapFill, RealStatus, Reply,
-    Request, Status,
+    CheckStatus, InterfaceStatus, LastCheck, MapFill, RealStatus, Reply, Request, Status,
+    admission::{Admission, REPLY_DEADLINE, Refusal},
     listing::{connections, listing},
     rates::{RateBoard, RateKey},
 };
@@ -60,6 +60,8 @@ pub struct AdminContext {
     /// none).
     capturer: std::sync::OnceLock<Arc<dyn Capturer>>,
     walks: Semaphore,
+    /// Bounds on connections, request rate, size and time.
+    admission: Admission,
 }
 
 impl AdminContext {
@@ -84,6 +86,7 @@ impl AdminContext {
             sync: std::sync::OnceLock::new(),
             capturer: std::sync::OnceLock::new(),
             walks: Semaphore::new(MAX_CONCURRENT_WALKS),
+            admission: Admission::default(),
         }
     }
 
@@ -215,18 +218,23 @@ fn check_status(up: bool, health: Option<&RealHealth>) -> CheckStatus {
     }
 }
 
-/// Reads one request from `stream` and writes the answer.
+/// Reads one request from `stream` and writes the answer, within the bounds of
+/// [`super::admission`].
 pub async fn serve_connection(stream: UnixStream, context: Arc<AdminContext>) -> io::Result<()> {
     let (reader, mut writer) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = BufReader::new(reader.take(MAX_REQUEST_BYTES as u64));
-    let read = reader.read_line(&mut line).await?;
-    let text = if read == 0 || !line.ends_with('\n') {
+    let refuse = |refusal: Refusal| {
         reply_line(&Reply::Error {
-            message: format!("request missing or longer than {MAX_REQUEST_BYTES} bytes"),
+            message: refusal.to_string(),
         })
-    } else {
-        match serde_json::from_str::<Request>(&line) {
+    };
+    let _ticket = match context.admission.admit() {
+        Ok(ticket) => ticket,
+        Err(refusal) => return writer.write_all(refuse(refusal).as_bytes()).await,
+    };
+    let mut reader = BufReader::new(reader);
+    let text = match context.admission.read_line(&mut reader).await {
+        Err(refusal) => refuse(refusal),
+        Ok(line) => match serde_json::from_str::<Request>(&line.text) {
             // Answered with a line per packet, for as long as the client stays.
             Ok(Request::Dump(request)) => {
                 return super::dump::serve(request, reader, &mut writer, &context).await;
@@ -235,9 +243,16 @@ pub async fn serve_connection(stream: UnixStream, context: Arc<AdminContext>) ->
             Err(error) => reply_line(&Reply::Error {
                 message: format!("bad request: {error}"),
             }),
-        }
+        },
     };
-    writer.write_all(text.as_bytes()).await
+    tokio::time::timeout(REPLY_DEADLINE, writer.write_all(text.as_bytes()))
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client read no reply within {REPLY_DEADLINE:?}"),
+            )
+        })?
 }
 
 /// A reply as the line sent back.
@@ -377,9 +392,10 @@ pub enum SocketError {
     InUse(PathBuf),
 }
 
-/// Binds the admin socket with mode 0600, replacing a stale socket file but never one a live
-/// daemon still answers on.
-pub fn bind_admin_socket(path: &Path) -> Result<UnixListener, SocketError> {
+/// Binds the admin socket, replacing a stale socket file but never one a live daemon still
+/// answers on. Mode 0600 (root only), or 0660 owned by `group`. The socket is created with
+/// that mode, not changed to it afterwards: no one else can connect in between.
+pub fn bind_admin_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, SocketError> {
     let error = |source| SocketError::Io {
         path: path.to_path_buf(),
         source,
@@ -398,7 +414,16 @@ pub fn bind_admin_socket(path: &Path) -> Result<UnixListener, SocketError> {
             path.display()
         );
     }
-    let listener = UnixListener::bind(path).map_err(error)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(error)?;
+    // The umask is the process's; at this point of start-up no other thread creates files.
+    // SAFETY: umask cannot fail and touches no memory.
+    let umask = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(umask) };
+    let listener = bound.map_err(error)?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(error)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(error)?;
+    }
     Ok(listener)
 }

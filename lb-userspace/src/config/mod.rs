@@ -68,6 +68,9 @@ pub struct Config {
     pub interfaces: Vec<InterfaceConfig>,
     /// Key `admin: {socket: PATH}`; default [`DEFAULT_ADMIN_SOCKET`].
     pub admin_socket: PathBuf,
+    /// Key `admin: {group: NAME|GID}`: the group that may use the admin socket too (mode
+    /// 0660); without it only root may (0600).
+    pub admin_group: Option<u32>,
     /// Key `pin_dir`; default `<DEFAULT_PIN_ROOT>/<instance>`.
     pub pin_dir: PathBuf,
     /// Key `pid_file`; default `<DEFAULT_RUN_DIR>/<instance>.pid`. Locked while lbd runs, so

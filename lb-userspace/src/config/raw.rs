@@ -35,6 +35,15 @@ pub(super) struct RawInterface {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     pub(super) socket: Option<String>,
+    pub(super) group: Option<RawGroup>,
+}
+
+/// A group by name or by number.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawGroup {
+    Id(u32),
+    Name(String),
 }
 
 #[derive(Deserialize)]

@@ -74,12 +74,7 @@ pub fn run(socket: &Path, args: &DumpArgs, out: &mut dyn Write) -> Result<(), Fa
             source,
         })
     };
-    let mut stream = UnixStream::connect(socket).map_err(|source| {
-        Failure::Unreachable(ClientError::Connect {
-            path: socket.to_path_buf(),
-            source,
-        })
-    })?;
+    let mut stream = crate::admin::connect(socket).map_err(Failure::Unreachable)?;
     let mut line = serde_json::to_string(&Request::Dump(request)).expect("requests serialize");
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(talking)?;

@@ -184,6 +184,7 @@ metrics:
             },
         ],
         admin_socket: PathBuf::from("/run/lb/lb1.sock"),
+        admin_group: None,
         pin_dir: PathBuf::from("/sys/fs/bpf/test/lb1"),
         pid_file: PathBuf::from("/run/lb/lb1.pid"),
         services: vec![
@@ -699,6 +700,25 @@ fn admin_socket_path_must_fit_a_unix_socket() {
     assert_mentions(
         &error_of(&text),
         &["demo.yaml:3:17:", "admin.socket", "at most 107"],
+    );
+}
+
+#[test]
+fn admin_group_is_a_known_group_name_or_a_number() {
+    let base = "instance: a\ninterfaces: [{name: eth0}]\n";
+    assert_eq!(parse_ok(base).admin_group, None);
+    let by_number = parse_ok(&format!("{base}admin: {{group: 4242}}\n"));
+    assert_eq!(by_number.admin_group, Some(4242));
+    // Every host has root's group.
+    let by_name = parse_ok(&format!("{base}admin: {{group: root}}\n"));
+    assert_eq!(by_name.admin_group, Some(0));
+    assert_mentions(
+        &error_of(&format!("{base}admin: {{group: no-such-group-here}}\n")),
+        &[
+            "demo.yaml:3",
+            "admin.group",
+            "no group named \"no-such-group-here\"",
+        ],
     );
 }
 

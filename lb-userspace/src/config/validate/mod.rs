@@ -98,7 +98,15 @@ impl Validator<'_> {
             "where the XDP program attaches",
         )?)?;
 
-        let admin_socket = match raw.admin.and_then(|admin| admin.socket) {
+        let (admin_socket, admin_group) = match raw.admin {
+            Some(admin) => (admin.socket, admin.group),
+            None => (None, None),
+        };
+        let admin_group = match admin_group {
+            Some(group) => Some(self.admin_group(group)?),
+            None => None,
+        };
+        let admin_socket = match admin_socket {
             Some(socket) => {
                 self.check_path("admin.socket", &socket)?;
                 if socket.len() > MAX_UNIX_SOCKET_PATH_LEN {
@@ -143,6 +151,7 @@ impl Validator<'_> {
             instance,
             interfaces,
             admin_socket,
+            admin_group,
             pin_dir,
             pid_file,
             services,
@@ -152,6 +161,19 @@ impl Validator<'_> {
             vrrp,
             sync,
         })
+    }
+
+    /// `admin.group`: a group id, or the name of a group this host knows.
+    fn admin_group(&self, group: super::raw::RawGroup) -> Result<u32, ConfigError> {
+        match group {
+            super::raw::RawGroup::Id(gid) => Ok(gid),
+            super::raw::RawGroup::Name(name) => group_id(&name).ok_or_else(|| {
+                self.invalid(
+                    "admin.group",
+                    format!("no group named {name:?} on this host (give a name or a number)"),
+                )
+            }),
+        }
     }
 
     fn check_path(&self, key: &str, path: &str) -> Result<(), ConfigError> {
@@ -222,4 +244,24 @@ impl Validator<'_> {
         word.parse()
             .map_err(|error: NameError| self.invalid(key, error.to_string()))
     }
+}
+
+/// The id of the group named `name`, from the host's group database.
+fn group_id(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    let mut group: libc::group = unsafe { std::mem::zeroed() };
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    let mut found = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call: the name is NUL-terminated, the buffer is
+    // as long as its length says, and `found` is written only to point at `group`.
+    let status = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &mut group,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    (status == 0 && !found.is_null()).then_some(group.gr_gid)
 }

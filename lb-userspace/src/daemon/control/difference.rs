@@ -108,6 +108,15 @@ pub(super) fn fixed_settings_unchanged(running: &Config, new: &Config) -> Result
             format!("{:?}", new.sync),
         );
     }
+    if running.admin_group != new.admin_group {
+        let text =
+            |group: Option<u32>| group.map_or_else(|| "none".to_owned(), |gid| gid.to_string());
+        return changed(
+            "admin.group",
+            text(running.admin_group),
+            text(new.admin_group),
+        );
+    }
     if running.admin_socket != new.admin_socket {
         return changed(
             "admin.socket",
