@@ -23,6 +23,7 @@ use lb_common::{
     },
 };
 use lb_tests::{conntrack::*, fixture::XDP_TX, packet::tcp_flags::*};
+use lb_userspace::dataplane::{PRESSURE_FILL_PERCENT, SYN_RECV_UNDER_PRESSURE};
 
 /// IPVS's input-only table, one client segment at a time: every step forwards to the flow's
 /// real and moves (or keeps) its state and its real's counts.
@@ -432,11 +433,19 @@ fn counts_stay_exact_through_churn_on_a_tiny_table() {
         let roll = random.below(20);
         let packet = if roll < 2 {
             let look_ahead = look_aheads_s[random.below(look_aheads_s.len() as u64) as usize];
+            // A table at least PRESSURE_FILL_PERCENT full also loses its half-open flows
+            // idle past SYN_RECV_UNDER_PRESSURE (every look-ahead is).
+            let pressure =
+                conntrack.model.flows.len() as u64 * 100 >= FLOWS as u64 * PRESSURE_FILL_PERCENT;
+            assert!(look_ahead > SYN_RECV_UNDER_PRESSURE.as_secs());
             let expired: Vec<FlowKey> = conntrack
                 .model
                 .flows
                 .iter()
-                .filter(|(_, tracked)| timeout_s(tracked.state) < look_ahead)
+                .filter(|(_, tracked)| {
+                    timeout_s(tracked.state) < look_ahead
+                        || pressure && tracked.state == STATE_SYN_RECV
+                })
                 .map(|(key, _)| *key)
                 .collect();
             removed += expired.len();

@@ -11,7 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{admin::monotonic_now_ns, dataplane::Sweeper};
+use crate::{
+    admin::monotonic_now_ns,
+    dataplane::{PRESSURE_FILL_PERCENT, SYN_RECV_UNDER_PRESSURE, Sweeper},
+};
 
 /// How often the table is swept: a flow leaves the counts at most about this long after it
 /// expires.
@@ -58,10 +61,15 @@ impl Drop for SweepThread {
 
 fn run(sweeper: &Sweeper, stop: &AtomicBool, passes: &AtomicU64) {
     let mut failing = false;
+    let mut pressure = false;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         match sweeper.sweep(monotonic_now_ns()) {
             Ok(report) => {
+                if report.pressure != pressure {
+                    pressure = report.pressure;
+                    log_pressure(&report);
+                }
                 if report.removed > 0 || report.replies_removed > 0 {
                     log::debug!(
                         "flow sweep: removed {} of {} flows ({:?}), {} of {} NAT replies ({:?})",
@@ -88,5 +96,24 @@ fn run(sweeper: &Sweeper, stop: &AtomicBool, passes: &AtomicU64) {
         while Instant::now() < resume && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(STOP_CHECK.min(resume - Instant::now()));
         }
+    }
+}
+
+/// Said when the table starts and stops being under pressure, not every second.
+fn log_pressure(report: &crate::dataplane::SweepReport) {
+    if report.pressure {
+        log::warn!(
+            "flow table under pressure ({} flows, at least {PRESSURE_FILL_PERCENT}% full; a \
+             SYN flood?): half-open flows now expire after {SYN_RECV_UNDER_PRESSURE:?}; while \
+             it is full, new flows are dropped (drop_flow_table_full) and established ones \
+             keep forwarding",
+            report.flows
+        );
+    } else {
+        log::info!(
+            "flow table no longer under pressure ({} flows): half-open flows expire after \
+             their usual timeout again",
+            report.flows
+        );
     }
 }

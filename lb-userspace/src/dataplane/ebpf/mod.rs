@@ -31,7 +31,10 @@ use lb_common::{
 };
 use published::{Conns, Reals, Schedules};
 use readers::Readers;
-pub use sweep::{SweepReport, Sweeper, is_gone};
+pub use sweep::{
+    PRESSURE_FILL_PERCENT, SYN_RECV_UNDER_PRESSURE, SweepReport, Sweeper, is_gone,
+    is_stale_half_open,
+};
 
 use super::{Dataplane, DataplaneError, map_err};
 use crate::schedule::space::TableSpace;
@@ -108,8 +111,10 @@ impl EbpfDataplane {
         let tables = map_data(take(ebpf, MAP_TABLES)?, MAP_TABLES)?;
         let slots = tables.info().map_err(map_err(MAP_TABLES))?.max_entries();
         let space = placed_tables(&schedules, slots)?;
+        let flow_capacity = flows.info().map_err(map_err(MAP_FLOWS))?.max_entries();
         let sweeper = Sweeper {
             flows: duplicate_data(&flows, MAP_FLOWS)?,
+            flow_capacity: u64::from(flow_capacity),
             replies: ebpf
                 .take_map(MAP_REPLIES)
                 .map(|raw| map_data(raw, MAP_REPLIES))

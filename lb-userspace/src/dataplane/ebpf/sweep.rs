@@ -8,6 +8,14 @@
 //! the sweep counts out exactly the entry it removed, in the state that entry was in; had
 //! the flow come alive again meanwhile (a new connection on the same 5-tuple), it is put back.
 //!
+//! Under pressure (the table at least [`PRESSURE_FILL_PERCENT`] full, as a SYN flood leaves
+//! it: the table is a plain hash, which never evicts a live flow for a new one), flows still
+//! in `SYN_RECV` expire after [`SYN_RECV_UNDER_PRESSURE`] instead of their state's 60 s, as
+//! IPVS's `secure_tcp` defence shortens them. A real handshake ends within a round trip, and
+//! a client whose SYN went unanswered sends it again (which refreshes the flow), so only
+//! half-open flows nobody follows up leave early: the table frees within seconds of a flood's
+//! end instead of a minute.
+//!
 //! Then the NAT replies table (`LB_REPLIES_V1`): a reply entry lives as long as its client's
 //! flow, and the program does not see most flows go (the sweep removes them). After the flow
 //! walk, the replies are walked; an entry whose flow is gone, or now goes to another real, is
@@ -21,7 +29,7 @@ use std::{collections::HashMap, os::fd::AsFd, time::Duration};
 use aya::maps::{Array, MapData};
 use lb_common::{
     FORWARD_FULLNAT, FORWARD_NAT, Flow, FlowKey, MAP_FLOWS, MAP_REPLIES, MAP_SETTINGS,
-    REAL_AVAILABLE, Real, Reply, Settings,
+    REAL_AVAILABLE, Real, Reply, Settings, conntrack::STATE_SYN_RECV,
 };
 
 use super::{
@@ -30,12 +38,21 @@ use super::{
 };
 use crate::dataplane::{DataplaneError, map_err};
 
+/// How full the flow table is when half-open flows start to expire early.
+pub const PRESSURE_FILL_PERCENT: u64 = 75;
+/// How long a `SYN_RECV` flow lives under pressure.
+pub const SYN_RECV_UNDER_PRESSURE: Duration = Duration::from_secs(5);
+
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepReport {
     /// Flows seen, and removed.
     pub flows: u64,
     pub removed: u64,
+    /// Whether the table was under pressure, and the half-open flows removed early for it
+    /// (counted in `removed` too).
+    pub pressure: bool,
+    pub removed_half_open: u64,
     /// How long the flow walk (and its deletes) took.
     pub flows_time: Duration,
     /// NAT reply entries seen, and removed because their flow was gone.
@@ -47,6 +64,8 @@ pub struct SweepReport {
 /// Handles of its own on the maps a sweep needs.
 pub struct Sweeper {
     pub(super) flows: MapData,
+    /// The flow table's size (`limits.flows`).
+    pub(super) flow_capacity: u64,
     /// `None` when the object has no replies map (a program without NAT).
     pub(super) replies: Option<MapData>,
     pub(super) conns: std::sync::Arc<Conns>,
@@ -61,8 +80,17 @@ pub struct Sweeper {
 /// no longer one that may take it.
 pub fn is_gone(flow: &Flow, now_ns: u64, settings: &Settings, real: &Real) -> bool {
     let real_lost = real.flags & REAL_AVAILABLE == 0 || real.service_id != flow.service_id;
-    let idle = now_ns.saturating_sub(flow.last_seen_ns);
-    real_lost || idle > settings.expires_after_ns(flow.state as u8)
+    real_lost || idle_ns(flow, now_ns) > settings.expires_after_ns(flow.state as u8)
+}
+
+/// Whether a flow is a half-open one that goes early under pressure.
+pub fn is_stale_half_open(flow: &Flow, now_ns: u64) -> bool {
+    flow.state == u32::from(STATE_SYN_RECV)
+        && idle_ns(flow, now_ns) > SYN_RECV_UNDER_PRESSURE.as_nanos() as u64
+}
+
+fn idle_ns(flow: &Flow, now_ns: u64) -> u64 {
+    now_ns.saturating_sub(flow.last_seen_ns)
 }
 
 impl Sweeper {
@@ -88,26 +116,44 @@ impl Sweeper {
         let settings = self.settings.get(&0, 0).map_err(map_err(MAP_SETTINGS))?;
         let replies = self.replies.is_some();
         let mut candidates: Vec<FlowKey> = Vec::new();
+        let mut half_open: Vec<FlowKey> = Vec::new();
         let mut nat_flows: HashMap<FlowKey, u32> = HashMap::new();
         batch::for_each::<FlowKey, Flow>(self.flows.fd().as_fd(), |key, flow| {
             report.flows += 1;
             let real = self.real(flow.real_id);
             if is_gone(flow, now_ns, &settings, &real) {
                 candidates.push(*key);
-            } else if replies && matches!(real.forward, FORWARD_NAT | FORWARD_FULLNAT) {
+                return;
+            }
+            if is_stale_half_open(flow, now_ns) {
+                half_open.push(*key);
+            }
+            if replies && matches!(real.forward, FORWARD_NAT | FORWARD_FULLNAT) {
                 nat_flows.insert(*key, flow.real_id);
             }
         })
         .map_err(|source| syscall("BPF_MAP_LOOKUP_BATCH", source))?;
+        report.pressure = report.flows * 100 >= self.flow_capacity * PRESSURE_FILL_PERCENT;
+        let expired = candidates.len();
+        if report.pressure {
+            for key in &half_open {
+                // Its reply entry goes with it.
+                nat_flows.remove(key);
+            }
+            candidates.append(&mut half_open);
+        }
         let flows = self.flows.fd().as_fd();
-        for key in candidates {
+        for (index, key) in candidates.into_iter().enumerate() {
             let Some(flow) = element::lookup_and_delete::<FlowKey, Flow>(flows, &key)
                 .map_err(|source| syscall("BPF_MAP_LOOKUP_AND_DELETE_ELEM", source))?
             else {
                 // The program forgot it first, and counted it out.
                 continue;
             };
-            if !is_gone(&flow, now_ns, &settings, &self.real(flow.real_id)) {
+            let early = index >= expired;
+            let gone = is_gone(&flow, now_ns, &settings, &self.real(flow.real_id))
+                || early && is_stale_half_open(&flow, now_ns);
+            if !gone {
                 let restored = element::insert_new(flows, &key, &flow)
                     .map_err(|source| syscall("BPF_MAP_UPDATE_ELEM", source))?;
                 if restored {
@@ -119,6 +165,9 @@ impl Sweeper {
             // A real id outside the counts (never written by this lbd) has no count to lower.
             let _ = self.conns.add(flow.real_id, flow.state as u8, -1);
             report.removed += 1;
+            if early {
+                report.removed_half_open += 1;
+            }
         }
         Ok(nat_flows)
     }
@@ -204,7 +253,7 @@ fn replies_syscall(call: &'static str, source: std::io::Error) -> DataplaneError
 
 #[cfg(test)]
 mod tests {
-    use lb_common::conntrack::{STATE_ESTABLISHED, STATE_FIN_WAIT};
+    use lb_common::conntrack::{STATE_ESTABLISHED, STATE_FIN_WAIT, STATE_UDP};
 
     use super::*;
 
@@ -247,6 +296,20 @@ mod tests {
                 &settings,
                 &lost
             ));
+        }
+    }
+
+    #[test]
+    fn only_a_half_open_flow_idle_past_the_pressure_timeout_is_stale() {
+        let now = 1000 * SECOND;
+        let limit = SYN_RECV_UNDER_PRESSURE.as_secs();
+        assert!(is_stale_half_open(&flow(STATE_SYN_RECV, 999 - limit), now));
+        assert!(!is_stale_half_open(
+            &flow(STATE_SYN_RECV, 1000 - limit),
+            now
+        ));
+        for state in [STATE_ESTABLISHED, STATE_FIN_WAIT, STATE_UDP] {
+            assert!(!is_stale_half_open(&flow(state, 0), now));
         }
     }
 }
