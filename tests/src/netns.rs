@@ -147,6 +147,12 @@ impl Netns {
     /// Sends one raw Ethernet frame out of `interface` of this namespace (AF_PACKET), e.g. a
     /// gratuitous ARP that no tool here would send.
     pub fn send_frame(&self, interface: &str, frame: &[u8]) {
+        self.send_frames(interface, std::iter::once(frame.to_vec()));
+    }
+
+    /// Sends each of `frames` out of `interface` of this namespace, on one AF_PACKET socket
+    /// (a flood of crafted frames, bounded by the iterator).
+    pub fn send_frames(&self, interface: &str, frames: impl Iterator<Item = Vec<u8>> + Send) {
         self.run(|| {
             let name = std::ffi::CString::new(interface).expect("interface name");
             // SAFETY: plain syscalls on a socket we own; sockaddr_ll is zeroed then filled.
@@ -163,26 +169,27 @@ impl Netns {
                     "AF_PACKET socket: {}",
                     std::io::Error::last_os_error()
                 );
-                let mut address: libc::sockaddr_ll = std::mem::zeroed();
-                address.sll_family = libc::AF_PACKET as u16;
-                address.sll_ifindex = ifindex as i32;
-                address.sll_halen = 6;
-                address.sll_addr[..6].copy_from_slice(&frame[..6]);
-                let sent = libc::sendto(
-                    fd,
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&address as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                );
-                let error = std::io::Error::last_os_error();
+                for frame in frames {
+                    let mut address: libc::sockaddr_ll = std::mem::zeroed();
+                    address.sll_family = libc::AF_PACKET as u16;
+                    address.sll_ifindex = ifindex as i32;
+                    address.sll_halen = 6;
+                    address.sll_addr[..6].copy_from_slice(&frame[..6]);
+                    let sent = libc::sendto(
+                        fd,
+                        frame.as_ptr().cast(),
+                        frame.len(),
+                        0,
+                        (&address as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    );
+                    if sent != frame.len() as isize {
+                        let error = std::io::Error::last_os_error();
+                        libc::close(fd);
+                        panic!("sending on {interface}: {error}");
+                    }
+                }
                 libc::close(fd);
-                assert_eq!(
-                    sent,
-                    frame.len() as isize,
-                    "sending on {interface}: {error}"
-                );
             }
         });
     }
