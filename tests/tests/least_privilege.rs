@@ -61,6 +61,7 @@ fn assert_holds_only(lbd: &Lbd, kept: CapabilitySet, when: &str) {
         beyond.join("\n"),
         lbd.log()
     );
+    println!("{when}: all {threads} of lbd's threads hold only {kept}");
 }
 
 #[test]
