@@ -25,3 +25,37 @@ pub fn require_root(what: &str) -> bool {
     );
     false
 }
+
+/// Checks that every thread of process `pid` holds exactly `kept` (see
+/// `lb_userspace::daemon::privileges`), naming those that hold more; `context` (the process's
+/// log) is printed with a failure. Returns how many threads it checked.
+pub fn assert_threads_hold_only(
+    pid: u32,
+    kept: lb_userspace::daemon::privileges::CapabilitySet,
+    context: &dyn Fn() -> String,
+) -> usize {
+    use lb_userspace::daemon::privileges::ThreadCapabilities;
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap_or_else(|e| panic!("listing the threads of {pid}: {e}"));
+    let mut count = 0;
+    let mut beyond = Vec::new();
+    for task in tasks {
+        let task = task.expect("a task entry").path();
+        let Ok(status) = std::fs::read_to_string(task.join("status")) else {
+            continue; // exited meanwhile
+        };
+        count += 1;
+        let capabilities = ThreadCapabilities::parse(&status).expect("Cap* lines");
+        if !capabilities.holds_only(kept, true) {
+            let name = status.lines().next().unwrap_or_default().to_owned();
+            beyond.push(format!("{} ({name}): {capabilities:x?}", task.display()));
+        }
+    }
+    assert!(
+        beyond.is_empty(),
+        "threads holding more than {kept}:\n{}\n{}",
+        beyond.join("\n"),
+        context()
+    );
+    count
+}

@@ -34,6 +34,7 @@ use lb_tests::{
     privilege::require_root,
     udp::UdpEchoServer,
 };
+use lb_userspace::daemon::privileges::CapabilitySet;
 
 const SENDER_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const REAL_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
@@ -317,6 +318,14 @@ fn a_tunnel_real_running_lbd_decap_answers_ipip_and_gue_directly() {
             ),
         "start-up log:\n{log}"
     );
+    // Once attached it keeps what writing its map and detaching take.
+    assert!(
+        daemon.wait_for_log("capabilities kept: CAP_NET_ADMIN, CAP_BPF", REPLY_TIMEOUT),
+        "{}",
+        daemon.log()
+    );
+    let kept = CapabilitySet::after_start(false);
+    lb_tests::privilege::assert_threads_hold_only(daemon.pid(), kept, &|| daemon.log());
 
     let mut decapsulated = 0;
     for (name, tunnel) in [("IPIP", Tunnel::Ipip), ("GUE", Tunnel::Gue)] {

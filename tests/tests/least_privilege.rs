@@ -18,7 +18,7 @@ use lb_tests::{
     http::{self, HttpServer},
     lbd::{Lbd, binary},
     netns,
-    privilege::require_root,
+    privilege::{assert_threads_hold_only, require_root},
     topology::real_ip,
 };
 use lb_userspace::{
@@ -31,36 +31,8 @@ use lb_userspace::{
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Every thread of `pid`, with the ones holding more than `kept` named.
-fn threads_beyond(pid: u32, kept: CapabilitySet) -> (usize, Vec<String>) {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap_or_else(|e| panic!("listing lbd's threads: {e}"));
-    let mut count = 0;
-    let mut beyond = Vec::new();
-    for task in tasks {
-        let task = task.expect("a task entry").path();
-        let Ok(status) = std::fs::read_to_string(task.join("status")) else {
-            continue; // exited meanwhile
-        };
-        count += 1;
-        let capabilities = ThreadCapabilities::parse(&status).expect("Cap* lines");
-        if !capabilities.holds_only(kept, true) {
-            let name = status.lines().next().unwrap_or_default().to_owned();
-            beyond.push(format!("{} ({name}): {capabilities:x?}", task.display()));
-        }
-    }
-    (count, beyond)
-}
-
 fn assert_holds_only(lbd: &Lbd, kept: CapabilitySet, when: &str) {
-    let (threads, beyond) = threads_beyond(lbd.pid(), kept);
-    assert!(threads >= 2, "lbd has only {threads} threads?");
-    assert!(
-        beyond.is_empty(),
-        "{when}: threads holding more than {kept}:\n{}\n{}",
-        beyond.join("\n"),
-        lbd.log()
-    );
+    let threads = assert_threads_hold_only(lbd.pid(), kept, &|| lbd.log());
     println!("{when}: all {threads} of lbd's threads hold only {kept}");
 }
 

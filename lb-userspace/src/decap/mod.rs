@@ -53,6 +53,8 @@ pub enum DecapError {
     BadVip { addr: IpAddr, why: &'static str },
     #[error("installing signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("dropping capabilities after attaching: {0}")]
+    Privileges(#[from] crate::daemon::privileges::PrivilegeError),
     #[error("loading the XDP object: {0}")]
     Load(Box<aya::EbpfError>),
     #[error("program lb_decap: {0}")]
@@ -104,6 +106,11 @@ pub async fn run(options: Options) -> Result<DecapCounters, DecapError> {
     let host = netlink.host_addresses().await?;
     program.write_addresses(&wanted(&host, &options.vips))?;
     let link = program.attach(&interface.name, interface.index, options.xdp_mode)?;
+    // From here on it writes the address map (CAP_BPF) and, at the end, detaches
+    // (CAP_NET_ADMIN); nothing else.
+    use crate::daemon::privileges::{CAP_BPF, CAP_NET_ADMIN, CapabilitySet, keep_only};
+    let kept = keep_only(CapabilitySet(1 << CAP_BPF | 1 << CAP_NET_ADMIN))?;
+    log::info!("capabilities kept: {kept}");
     let mode = match netlink.xdp_attachment(interface.index).await {
         Ok(Some(attachment)) => attachment.mode,
         _ => options.xdp_mode.name(),
