@@ -58,6 +58,8 @@ pub enum Refusal {
     Deadline,
     #[error("request missing or longer than {MAX_REQUEST_BYTES} bytes")]
     TooLong,
+    #[error("request is not UTF-8 text")]
+    NotText,
     #[error("busy: requests being read take {REQUEST_BYTES_IN_FLIGHT} bytes already; try again")]
     Memory,
 }
@@ -157,7 +159,7 @@ impl Admission {
             line.extend_from_slice(&available[..taken]);
             reader.consume(taken);
             if complete {
-                let text = String::from_utf8(line).map_err(|_| Refusal::TooLong)?;
+                let text = String::from_utf8(line).map_err(|_| Refusal::NotText)?;
                 return Ok(RequestLine {
                     text,
                     _budget: budget,
@@ -238,6 +240,12 @@ mod tests {
         let mut input: &[u8] = b"{\"request\":\"list\"}\nrest";
         let line = admission.read_line(&mut input).await.expect("a line");
         assert_eq!(line.text, "{\"request\":\"list\"}\n");
+
+        let mut binary: &[u8] = b"\xff\xfe\n";
+        assert_eq!(
+            admission.read_line(&mut binary).await.err(),
+            Some(Refusal::NotText)
+        );
 
         let mut unfinished: &[u8] = b"{\"request\":";
         assert_eq!(
