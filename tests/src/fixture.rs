@@ -230,6 +230,16 @@ impl Balancer {
             .unwrap_or_else(|e| panic!("applying state: {e}"));
     }
 
+    /// A map the program keeps to itself (one the dataplane's handles do not take, e.g. the
+    /// fragment records `lb_common::MAP_FRAGMENTS`), for tests that empty or read it.
+    pub fn program_map(&self, name: &str) -> &aya::maps::MapData {
+        match self.ebpf.map(name) {
+            Some(aya::maps::Map::HashMap(data) | aya::maps::Map::LruHashMap(data)) => data,
+            Some(_) => panic!("map {name} is not a hash map"),
+            None => panic!("the program has no map {name} (or the dataplane took it)"),
+        }
+    }
+
     /// Runs the balancer on one frame.
     pub fn run(&mut self, frame: &[u8]) -> Outcome {
         run_once(&mut self.ebpf, frame)

@@ -37,6 +37,7 @@ pub mod conntrack;
 pub mod decap;
 pub mod fixture;
 pub mod forwarding;
+pub mod fuzz;
 pub mod ha;
 pub mod http;
 pub mod keepalived;

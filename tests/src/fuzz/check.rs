@@ -1,0 +1,174 @@
+//! The properties checked on every frame, each failure described precisely: never
+//! `XDP_ABORTED`; the verdict and reason the model expects; a passed frame byte for byte as it
+//! came; a forwarded one sent to a real of its service (the one the model holds it to, if
+//! any), equal to the exact rewrite for that real, with valid checksums whenever the input's
+//! were valid.
+
+use lb_common::Reason;
+
+use super::{
+    classify::{Datagram, Kind},
+    config::Mode,
+    model::{Choice, Expect, Model},
+    rewrite::{self, Expected},
+};
+use crate::{
+    fixture::{XDP_DROP, XDP_PASS, XDP_TX, real_mac_for},
+    packet::check_checksums,
+    pcap::field_diff,
+};
+
+/// What the program did, as the fuzzer saw it.
+pub struct Seen<'a> {
+    pub action: u32,
+    pub reason: Option<Reason>,
+    pub output: &'a [u8],
+}
+
+/// A forwarded frame's real, and for a new full-NAT flow the local port it got: what the model
+/// records.
+pub struct Placed {
+    pub real: usize,
+    pub local_port: u16,
+}
+
+pub fn action_name(action: u32) -> &'static str {
+    match action {
+        0 => "XDP_ABORTED",
+        XDP_DROP => "XDP_DROP",
+        XDP_PASS => "XDP_PASS",
+        XDP_TX => "XDP_TX",
+        4 => "XDP_REDIRECT",
+        _ => "unknown action",
+    }
+}
+
+fn verdict(action: u32, reason: Reason, seen: &Seen) -> Result<(), String> {
+    if seen.action != action || seen.reason != Some(reason) {
+        return Err(format!(
+            "expected {} ({}), got {} ({})",
+            action_name(action),
+            reason.name(),
+            action_name(seen.action),
+            seen.reason.map_or("no capture record", Reason::name)
+        ));
+    }
+    Ok(())
+}
+
+/// Compares an output with the expected frame, checksum fields up to the form of zero.
+fn same_frame(expected: &Expected, output: &[u8]) -> Result<(), String> {
+    let mut want = expected.frame.clone();
+    let mut got = output.to_vec();
+    if want.len() == got.len() {
+        for field in &expected.checksums {
+            let at = field.at;
+            let (w, g) = (
+                u16::from_be_bytes([want[at], want[at + 1]]),
+                u16::from_be_bytes([got[at], got[at + 1]]),
+            );
+            let zero = |v: u16| v == 0 || v == 0xffff;
+            if w != g && zero(w) && zero(g) && !field.zero_is_none {
+                got[at..at + 2].copy_from_slice(&w.to_be_bytes());
+            }
+        }
+    }
+    if want == got {
+        return Ok(());
+    }
+    want.truncate(want.len().max(1));
+    Err(format!("output differs from the expected rewrite:\n{}", field_diff(&expected.frame, output)))
+}
+
+/// Checks one frame's outcome against the model's expectation; on success, where a forwarded
+/// frame went.
+pub fn check(model: &Model, input: &[u8], d: Option<&Datagram>, expect: &Expect, seen: &Seen) -> Result<Option<Placed>, String> {
+    if seen.action == 0 {
+        return Err("XDP_ABORTED".into());
+    }
+    match expect {
+        Expect::Pass(reason) => {
+            verdict(XDP_PASS, *reason, seen)?;
+            if seen.output != input {
+                return Err(format!("passed frame changed:\n{}", field_diff(input, seen.output)));
+            }
+            Ok(None)
+        }
+        Expect::Reply { entry, .. } => {
+            let d = d.expect("a reply is a datagram");
+            verdict(XDP_TX, Reason::ForwardedReply, seen)?;
+            same_frame(&rewrite::reply_to_client(input, d, entry), seen.output)?;
+            checksums_kept(input, seen.output)?;
+            Ok(None)
+        }
+        Expect::ToReal(to_real) => {
+            let d = d.expect("forwarded frames are datagrams");
+            let spec = &model.services[to_real.service];
+            // A new full-NAT flow finds no local port only when 32 in a row are held.
+            if seen.action == XDP_DROP && seen.reason == Some(Reason::DropNatNoPort) && spec.mode == Mode::FullNat {
+                if let Some(key) = to_real.new_flow {
+                    if (0..spec.reals.len()).any(|real| model.free_local_port(to_real.service, real, &key).is_none()) {
+                        return Ok(None);
+                    }
+                }
+            }
+            verdict(XDP_TX, to_real.reason, seen)?;
+            if seen.output.len() < 14 {
+                return Err(format!("forwarded a {}-byte frame", seen.output.len()));
+            }
+            let real = spec
+                .reals
+                .iter()
+                .position(|real| seen.output[0..6] == real_mac_for(real.addr))
+                .ok_or_else(|| {
+                    format!(
+                        "forwarded to MAC {:02x?}, no real of service {}",
+                        &seen.output[0..6],
+                        spec.name()
+                    )
+                })?;
+            if let Choice::Exactly(wanted) = to_real.choice {
+                if wanted != real {
+                    return Err(format!(
+                        "went to real {} of {}, the model holds it to {}",
+                        spec.reals[real].addr,
+                        spec.name(),
+                        spec.reals[wanted].addr
+                    ));
+                }
+            }
+            let real_spec = &spec.reals[real];
+            let mut local_port = to_real.local_port;
+            if spec.mode == Mode::FullNat && to_real.new_flow.is_some() {
+                let key = to_real.new_flow.expect("checked");
+                local_port = model
+                    .free_local_port(to_real.service, real, &key)
+                    .ok_or("forwarded a new full-NAT flow the model finds no local port for")?;
+            }
+            let full = (spec.mode == Mode::FullNat).then_some(local_port);
+            let expected = match (spec.mode, d.kind) {
+                (Mode::Dr, _) => rewrite::direct_routed(input, d, real_spec.addr),
+                (Mode::Ipip | Mode::Gue, _) => {
+                    rewrite::tunnelled(input, d, real_spec.addr, spec.mode == Mode::Gue, &to_real.handed)
+                }
+                (Mode::Nat | Mode::FullNat, Kind::IcmpError) => {
+                    rewrite::icmp_error_to_nat_real(input, d, real_spec.addr, real_spec.port, full)
+                }
+                (Mode::Nat | Mode::FullNat, _) => {
+                    rewrite::nat_to_real(input, d, real_spec.addr, real_spec.port, full)
+                }
+            };
+            same_frame(&expected, seen.output)?;
+            checksums_kept(input, seen.output)?;
+            Ok(Some(Placed { real, local_port }))
+        }
+    }
+}
+
+/// A frame whose checksums were all valid leaves with valid ones.
+fn checksums_kept(input: &[u8], output: &[u8]) -> Result<(), String> {
+    if check_checksums(input).is_ok() {
+        check_checksums(output).map_err(|e| format!("valid checksums in, bad out: {e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! The fuzzed balancer's services, written once as data: the YAML lbd loads is generated from
+//! them, and the model reads them. Every service kind and forwarding method is here: IPv4 and
+//! IPv6 VIPs, TCP and UDP, an all-ports service, `dr`, `tun` over IPIP and GUE (reals of both
+//! families, so 4in6 and 6in4 too), `nat` and `fullnat`, a persistent service, and the `rr`,
+//! `wrr`, `sh` and `mh` schedulers. Every service has at least one real, and every real serves
+//! one service only, so a forwarded frame's real names its service.
+
+use std::net::IpAddr;
+
+use lb_common::{PROTO_TCP, PROTO_UDP};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Dr,
+    Ipip,
+    Gue,
+    Nat,
+    FullNat,
+}
+
+#[derive(Clone, Debug)]
+pub struct RealSpec {
+    pub addr: IpAddr,
+    /// The port NAT and full NAT rewrite to (0: the packet's own).
+    pub port: u16,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceSpec {
+    pub vip: IpAddr,
+    /// 0: every port (an all-ports service).
+    pub port: u16,
+    pub protocol: u8,
+    pub mode: Mode,
+    pub scheduler: &'static str,
+    /// Keeps a client on its real (`persistence`).
+    pub persistent: bool,
+    pub reals: Vec<RealSpec>,
+}
+
+impl ServiceSpec {
+    /// Whether the scheduler gives the same real for the same packet every time (`sh`, `mh`):
+    /// a TCP segment without a flow is then forwarded mid-stream.
+    pub fn hashes(&self) -> bool {
+        matches!(self.scheduler, "sh" | "mh")
+    }
+
+    pub fn name(&self) -> String {
+        let protocol = if self.protocol == PROTO_TCP { "tcp" } else { "udp" };
+        format!("{}:{}/{protocol} {:?}", self.vip, self.port, self.mode)
+    }
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+fn reals(addresses: &[&str], port: u16) -> Vec<RealSpec> {
+    addresses
+        .iter()
+        .map(|address| RealSpec {
+            addr: ip(address),
+            port,
+        })
+        .collect()
+}
+
+pub const VIP4: &str = "192.0.2.10";
+pub const VIP4_ALL_PORTS: &str = "192.0.2.20";
+pub const VIP6: &str = "2001:db8::100";
+
+/// The services, in config order.
+pub fn services() -> Vec<ServiceSpec> {
+    let service = |vip: &str, port, protocol, mode, scheduler, reals| ServiceSpec {
+        vip: ip(vip),
+        port,
+        protocol,
+        mode,
+        scheduler,
+        persistent: false,
+        reals,
+    };
+    vec![
+        service(VIP4, 80, PROTO_TCP, Mode::Dr, "rr", reals(&["192.0.2.11", "192.0.2.12", "192.0.2.13"], 0)),
+        service(VIP4, 53, PROTO_UDP, Mode::Dr, "mh", reals(&["192.0.2.14", "192.0.2.15"], 0)),
+        service(VIP4_ALL_PORTS, 0, PROTO_TCP, Mode::Dr, "sh", reals(&["192.0.2.21", "192.0.2.22"], 0)),
+        ServiceSpec {
+            persistent: true,
+            ..service(VIP6, 80, PROTO_TCP, Mode::Dr, "wrr", reals(&["2001:db8::11", "2001:db8::12"], 0))
+        },
+        service(VIP4, 81, PROTO_TCP, Mode::Ipip, "rr", reals(&["198.51.100.11", "2001:db8::41"], 0)),
+        service(VIP6, 53, PROTO_UDP, Mode::Gue, "rr", reals(&["2001:db8::13", "198.51.100.13"], 0)),
+        service(VIP6, 81, PROTO_TCP, Mode::Gue, "mh", reals(&["2001:db8::14"], 0)),
+        service(VIP4, 8000, PROTO_TCP, Mode::Nat, "rr", reals(&["198.51.100.21", "198.51.100.22"], 8080)),
+        service(VIP6, 8000, PROTO_UDP, Mode::Nat, "rr", reals(&["2001:db8::21"], 53)),
+        service(VIP4, 9000, PROTO_TCP, Mode::FullNat, "rr", reals(&["198.51.100.31", "198.51.100.32"], 8080)),
+        service(VIP6, 9000, PROTO_UDP, Mode::FullNat, "sh", reals(&["2001:db8::31"], 53)),
+        service(VIP6, 9001, PROTO_TCP, Mode::FullNat, "rr", reals(&["2001:db8::32"], 0)),
+    ]
+}
+
+/// lbd's config for `services`.
+pub fn yaml(services: &[ServiceSpec]) -> String {
+    let mut out = String::from("instance: fuzz\ninterfaces: [{name: lo}]\nservices:\n");
+    for service in services {
+        let protocol = if service.protocol == PROTO_TCP { "tcp" } else { "udp" };
+        let forward = match service.mode {
+            Mode::Dr => "forward: dr",
+            Mode::Ipip => "forward: tun",
+            Mode::Gue => "forward: tun, tunnel: gue",
+            Mode::Nat => "forward: nat",
+            Mode::FullNat => "forward: fullnat",
+        };
+        let persistence = if service.persistent { ", persistence: 3600s" } else { "" };
+        let reals: Vec<String> = service
+            .reals
+            .iter()
+            .map(|real| {
+                if real.port == 0 {
+                    format!("{{address: '{}'}}", real.addr)
+                } else {
+                    format!("{{address: '{}', port: {}}}", real.addr, real.port)
+                }
+            })
+            .collect();
+        out.push_str(&format!(
+            "  - {{vip: '{}', port: {}, protocol: {protocol}, scheduler: {}, {forward}{persistence}, reals: [{}]}}\n",
+            service.vip,
+            service.port,
+            service.scheduler,
+            reals.join(", ")
+        ));
+    }
+    // Flows are cleared between epochs (see `mod.rs`); the table never fills. Timeouts far
+    // beyond a run, so that no flow expires under the model (CLOSE keeps IPVS's fixed 10 s,
+    // longer than an epoch).
+    out.push_str("limits: {flows: 65536, services: 32, reals: 64}\n");
+    out.push_str("timeouts: {tcp: 3600s, tcp_fin: 3600s, udp: 3600s}\n");
+    out
+}
