@@ -22,6 +22,8 @@ use crate::{
 pub struct Seen<'a> {
     pub action: u32,
     pub reason: Option<Reason>,
+    /// The real id the program counted the frame under (0: none).
+    pub counted_real: u32,
     pub output: &'a [u8],
 }
 
@@ -58,7 +60,7 @@ fn verdict(action: u32, reason: Reason, seen: &Seen) -> Result<(), String> {
 
 /// Compares an output with the expected frame, checksum fields up to the form of zero.
 fn same_frame(expected: &Expected, output: &[u8]) -> Result<(), String> {
-    let mut want = expected.frame.clone();
+    let want = &expected.frame;
     let mut got = output.to_vec();
     if want.len() == got.len() {
         for field in &expected.checksums {
@@ -73,10 +75,9 @@ fn same_frame(expected: &Expected, output: &[u8]) -> Result<(), String> {
             }
         }
     }
-    if want == got {
+    if *want == got {
         return Ok(());
     }
-    want.truncate(want.len().max(1));
     Err(format!("output differs from the expected rewrite:\n{}", field_diff(&expected.frame, output)))
 }
 
@@ -97,6 +98,7 @@ pub fn check(model: &Model, input: &[u8], d: Option<&Datagram>, expect: &Expect,
         Expect::Reply { entry, .. } => {
             let d = d.expect("a reply is a datagram");
             verdict(XDP_TX, Reason::ForwardedReply, seen)?;
+            counted_under(model, entry.service, entry.real, seen)?;
             same_frame(&rewrite::reply_to_client(input, d, entry), seen.output)?;
             checksums_kept(input, seen.output)?;
             Ok(None)
@@ -137,6 +139,7 @@ pub fn check(model: &Model, input: &[u8], d: Option<&Datagram>, expect: &Expect,
                     ));
                 }
             }
+            counted_under(model, to_real.service, real, seen)?;
             let real_spec = &spec.reals[real];
             let mut local_port = to_real.local_port;
             if spec.mode == Mode::FullNat && to_real.new_flow.is_some() {
@@ -163,6 +166,19 @@ pub fn check(model: &Model, input: &[u8], d: Option<&Datagram>, expect: &Expect,
             Ok(Some(Placed { real, local_port }))
         }
     }
+}
+
+/// The program counted the frame under the real it sent it to (or, for a reply, came from).
+fn counted_under(model: &Model, service: usize, real: usize, seen: &Seen) -> Result<(), String> {
+    let addr = model.services[service].reals[real].addr;
+    let id = model.real_id(addr);
+    if seen.counted_real != id {
+        return Err(format!(
+            "sent for real {addr} (id {id}) but counted under real id {}",
+            seen.counted_real
+        ));
+    }
+    Ok(())
 }
 
 /// A frame whose checksums were all valid leaves with valid ones.

@@ -106,7 +106,7 @@ impl Generator {
             86..=92 => Family::RandomBytes,
             _ => Family::NotForUs,
         };
-        let frame = match family {
+        let mut frame = match family {
             Family::Valid => self.valid(model).build(),
             Family::NatReply => self.nat_reply(model),
             Family::IcmpError => self.icmp_error(model),
@@ -119,6 +119,12 @@ impl Generator {
             Family::RandomBytes => self.random_bytes(),
             Family::NotForUs => self.not_for_us(),
         };
+        // Link-layer padding after the datagram (short frames are padded to 60 bytes on the
+        // wire): it must neither change a verdict nor be counted in a rewrite.
+        if self.rng.one_in(8) {
+            let len = 1 + self.rng.below(24);
+            frame.extend(self.rng.bytes(len));
+        }
         (family, frame)
     }
 

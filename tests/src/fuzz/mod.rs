@@ -75,6 +75,8 @@ pub struct Report {
     pub families: BTreeMap<Family, u64>,
     /// By verdict and reason, e.g. `XDP_PASS pass_truncated`.
     pub verdicts: BTreeMap<String, u64>,
+    /// Frames sent to reals, by forwarding method and kind of datagram.
+    pub methods: BTreeMap<String, u64>,
 }
 
 impl std::fmt::Display for Report {
@@ -96,6 +98,10 @@ impl std::fmt::Display for Report {
         for (verdict, count) in &self.verdicts {
             writeln!(f, "  {verdict:<44} {count:>10}")?;
         }
+        writeln!(f, "sent to reals, by method and datagram:")?;
+        for (method, count) in &self.methods {
+            writeln!(f, "  {method:<44} {count:>10}")?;
+        }
         Ok(())
     }
 }
@@ -114,10 +120,18 @@ pub fn run(frames: u64, seed: u64) -> Result<Report, String> {
             lb_userspace::admin::monotonic_now_ns() + 86_400_000_000_000,
         )
         .unwrap_or_else(|e| panic!("arming the capture: {e}"));
-    let mut model = Model::new(services);
+    let real_ids = balancer
+        .state
+        .services
+        .iter()
+        .flat_map(|service| &service.reals)
+        .map(|real| (real.config.address, real.id))
+        .collect();
+    let mut model = Model::new(services, real_ids);
     let mut generator = generate::Generator::new(seed);
     let mut families = BTreeMap::new();
     let mut verdicts = BTreeMap::new();
+    let mut methods = BTreeMap::new();
     let start = Instant::now();
     for index in 0..frames {
         if index % EPOCH_FRAMES == 0 && index > 0 {
@@ -132,10 +146,11 @@ pub fn run(frames: u64, seed: u64) -> Result<Report, String> {
             Err(reason) => Expect::Pass(*reason),
         };
         let outcome = balancer.run(&frame);
-        let reason = captured_reason(&mut balancer);
+        let (reason, counted_real) = captured(&mut balancer);
         let seen = check::Seen {
             action: outcome.action,
             reason,
+            counted_real,
             output: &outcome.frame,
         };
         match check::check(&model, &frame, datagram.as_ref().ok(), &expect, &seen) {
@@ -150,6 +165,10 @@ pub fn run(frames: u64, seed: u64) -> Result<Report, String> {
             Err(problem) => {
                 return Err(failure(seed, index, family, &frame, &expect, &seen, &problem));
             }
+        }
+        if let (Expect::ToReal(to_real), Ok(d)) = (&expect, &datagram) {
+            let method = format!("{:?} {:?}", model.services[to_real.service].mode, d.kind);
+            *methods.entry(method).or_insert(0) += 1;
         }
         *families.entry(family).or_insert(0) += 1;
         let verdict = format!(
@@ -166,21 +185,22 @@ pub fn run(frames: u64, seed: u64) -> Result<Report, String> {
         elapsed: start.elapsed(),
         families,
         verdicts,
+        methods,
     })
 }
 
-/// The reason of the one record the last frame left in the capture ring.
-fn captured_reason(balancer: &mut Balancer) -> Option<Reason> {
-    let mut reason = None;
+/// The reason and real id of the one record the last frame left in the capture ring.
+fn captured(balancer: &mut Balancer) -> (Option<Reason>, u32) {
+    let mut seen = (None, 0);
     let mut records = 0;
     while let Some((session, packet)) = balancer.capture.next_record() {
         if session == CAPTURE_SESSION {
             records += 1;
-            reason = Reason::from_index(packet.reason);
+            seen = (Reason::from_index(packet.reason), packet.real_id);
         }
     }
     // Two records for one frame would be a bug of its own; the check then sees no reason.
-    if records == 1 { reason } else { None }
+    if records == 1 { seen } else { (None, 0) }
 }
 
 /// Empties the flow table, the NAT reply entries and the fragment records.
@@ -209,9 +229,10 @@ fn failure(
     seen: &check::Seen,
     problem: &str,
 ) -> String {
+    // The workspace's target directory, wherever the run was started from.
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target"))
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")))
         .join("lb-fuzz");
     let pcap = dir.join(format!("seed-{seed}-frame-{index}.pcap"));
     write_pcap(&pcap, &[frame, seen.output]);

@@ -113,11 +113,15 @@ pub struct Model {
     fragments: HashMap<FragmentKey, FragmentOwner>,
     persistence: HashMap<(usize, IpAddr), usize>,
     hashed: HashMap<HashSlot, usize>,
+    /// The ids lbd gave the reals (by address: each serves one service), which the program
+    /// counts packets under.
+    real_ids: HashMap<IpAddr, u32>,
 }
 
 impl Model {
-    pub fn new(services: Vec<ServiceSpec>) -> Model {
+    pub fn new(services: Vec<ServiceSpec>, real_ids: HashMap<IpAddr, u32>) -> Model {
         Model {
+            real_ids,
             services,
             flows: HashMap::new(),
             known: Vec::new(),
@@ -137,6 +141,10 @@ impl Model {
         self.replies.clear();
         self.reply_keys.clear();
         self.fragments.clear();
+    }
+
+    pub fn real_id(&self, addr: IpAddr) -> u32 {
+        self.real_ids.get(&addr).copied().unwrap_or(0)
     }
 
     /// The service for a destination: VIP:port, then the VIP's all-ports service.
