@@ -2,12 +2,51 @@
 //! them, and the model reads them. Every service kind and forwarding method is here: IPv4 and
 //! IPv6 VIPs, TCP and UDP, an all-ports service, `dr`, `tun` over IPIP and GUE (reals of both
 //! families, so 4in6 and 6in4 too), `nat` and `fullnat`, a persistent service, and the `rr`,
-//! `wrr`, `sh` and `mh` schedulers. Every service has at least one real, and every real serves
+//! `wrr`, `sh` and `mh` schedulers, and reals behind a VLAN (DR, NAT, IPIP). Every service has at least one real, and every real serves
 //! one service only, so a forwarded frame's real names its service.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use lb_common::{PROTO_TCP, PROTO_UDP};
+use lb_userspace::neighbour::{InterfaceInfo, Vlan};
+
+use crate::{
+    fixture::{BALANCER_MAC, INGRESS_IFINDEX, loopback},
+    packet::{Mac, TPID_8021AD},
+};
+
+/// A VLAN on the loopback holding 198.51.100.128/25 (longer than the loopback's /24, so reals
+/// there are reached through it): frames to them leave with its 802.1ad tag and its MAC.
+pub const VLAN_ID: u16 = 100;
+pub const VLAN_MAC: Mac = [0x02, 0, 0, 0, 0xbb, 0x64];
+
+/// The interfaces: the loopback (where frames arrive) and the VLAN. The VLAN's MTU leaves
+/// room for every generated frame once encapsulated (ICMP too-big is not fuzzed).
+pub fn interfaces() -> Vec<InterfaceInfo> {
+    let vlan = InterfaceInfo {
+        name: "lo.100".into(),
+        index: 100,
+        mac: VLAN_MAC,
+        prefixes: vec![(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 128)), 25)],
+        mtu: 9000,
+        vlan: Some(Vlan {
+            id: VLAN_ID,
+            protocol: TPID_8021AD,
+        }),
+        egress: INGRESS_IFINDEX,
+    };
+    vec![loopback(), vlan]
+}
+
+/// How frames to a real leave: the source MAC, and the tag (TPID, VLAN id) of its interface.
+pub fn egress(real: IpAddr) -> (Mac, Option<(u16, u16)>) {
+    match real {
+        IpAddr::V4(v4) if v4.octets()[..3] == [198, 51, 100] && v4.octets()[3] >= 128 => {
+            (VLAN_MAC, Some((TPID_8021AD, VLAN_ID)))
+        }
+        _ => (BALANCER_MAC, None),
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -96,6 +135,10 @@ pub fn services() -> Vec<ServiceSpec> {
         service(VIP4, 9000, PROTO_TCP, Mode::FullNat, "rr", reals(&["198.51.100.31", "198.51.100.32"], 8080)),
         service(VIP6, 9000, PROTO_UDP, Mode::FullNat, "sh", reals(&["2001:db8::31"], 53)),
         service(VIP6, 9001, PROTO_TCP, Mode::FullNat, "rr", reals(&["2001:db8::32"], 0)),
+        // Reals behind the VLAN.
+        service(VIP4, 443, PROTO_TCP, Mode::Dr, "rr", reals(&["198.51.100.141", "198.51.100.142"], 0)),
+        service(VIP4, 8443, PROTO_UDP, Mode::Nat, "rr", reals(&["198.51.100.151"], 53)),
+        service(VIP4, 82, PROTO_TCP, Mode::Ipip, "rr", reals(&["198.51.100.161"], 0)),
     ]
 }
 

@@ -302,7 +302,9 @@ impl Generator {
             }
             IpAddr::V6(to) => {
                 let kind = *self.rng.pick(&[1, 2, 3, 2, 128, 4]);
-                Frame::icmpv6_error(ROUTER6, to, kind, self.rng.below(8) as u8, self.rng.u32(), &quote)
+                let error = Frame::icmpv6_error(ROUTER6, to, kind, self.rng.below(8) as u8, self.rng.u32(), &quote);
+                // Extension headers before the ICMPv6 header are followed like any others.
+                if self.rng.one_in(6) { error.destination_options(0) } else { error }
             }
         };
         let mut frame = frame.src_mac(self.client_mac()).dst_mac(BALANCER_MAC);

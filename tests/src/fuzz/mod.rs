@@ -111,7 +111,7 @@ impl std::fmt::Display for Report {
 pub fn run(frames: u64, seed: u64) -> Result<Report, String> {
     crate::fixture::pin_to_current_cpu();
     let services = config::services();
-    let mut balancer = Balancer::load(&config::yaml(&services));
+    let mut balancer = Balancer::load_with_interfaces(&config::yaml(&services), config::interfaces());
     balancer
         .capture
         .arm(

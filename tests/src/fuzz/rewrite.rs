@@ -1,6 +1,7 @@
 //! The exact frame the program must send, built from the input frame by each forwarding
 //! method's documented rewrite: direct routing (MACs; a VLAN tag taken off, as the loopback
-//! the fixtures run on has none), IPIP and GUE (an outer header from the balancer to the real
+//! the fixtures run on has none, and reals behind the VLAN get its tag with the client's
+//! priority bits), IPIP and GUE (an outer header from the balancer to the real
 //! carrying the inner packet's DSCP/ECN, TTL and DF, TTL 0 sent as 64, GUE's UDP checksum 0),
 //! NAT and full NAT (addresses and ports, checksums updated incrementally, a UDP checksum of
 //! 0 over IPv4 kept), NAT replies translated back to the client's MAC and tag, and ICMP errors
@@ -19,12 +20,13 @@ use lb_common::{PROTO_TCP, PROTO_UDP};
 
 use super::{
     classify::{Datagram, Key, Kind},
+    config::egress,
     model::{ReplyEntry, real_port},
 };
 use crate::{
     fixture::{BALANCER_MAC, balancer_address, real_mac_for},
     forwarding::gue_source_port,
-    packet::{GUE_PORT, Mac, checksum},
+    packet::{GUE_PORT, checksum},
 };
 
 /// Where a checksum field lies in an expected frame, and whether its zero is significant (a
@@ -41,14 +43,6 @@ pub struct Expected {
     pub checksums: Vec<ChecksumField>,
 }
 
-fn ethernet(dst: Mac, src: Mac, ether_type: [u8; 2]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(128);
-    frame.extend_from_slice(&dst);
-    frame.extend_from_slice(&src);
-    frame.extend_from_slice(&ether_type);
-    frame
-}
-
 fn address_bytes(addr: IpAddr) -> Vec<u8> {
     match addr {
         IpAddr::V4(v4) => v4.octets().to_vec(),
@@ -56,16 +50,38 @@ fn address_bytes(addr: IpAddr) -> Vec<u8> {
     }
 }
 
-/// The frame's IP datagram (and any padding after it), with a new untagged Ethernet header.
-fn retagged_for_real(frame: &[u8], d: &Datagram, real: IpAddr) -> Vec<u8> {
-    let mut out = ethernet(real_mac_for(real), BALANCER_MAC, [frame[d.l3 - 2], frame[d.l3 - 1]]);
-    out.extend_from_slice(&frame[d.l3..]);
+/// The Ethernet header of a frame to `real`: from its interface's MAC, with its interface's
+/// tag (the VLAN id its own, the priority bits the client's frame had), or none.
+fn toward_real(client_tag: Option<(u16, u16)>, real: IpAddr, ether_type: [u8; 2]) -> Vec<u8> {
+    let (mac, tag) = egress(real);
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(&real_mac_for(real));
+    out.extend_from_slice(&mac);
+    if let Some((tpid, vid)) = tag {
+        let priority = client_tag.map_or(0, |(_, tci)| tci & 0xf000);
+        out.extend_from_slice(&tpid.to_be_bytes());
+        out.extend_from_slice(&(priority | vid).to_be_bytes());
+    }
+    out.extend_from_slice(&ether_type);
     out
+}
+
+/// The frame's IP datagram (and any padding after it), with the Ethernet header toward
+/// `real`; and how far the datagram moved.
+fn retagged_for_real(frame: &[u8], d: &Datagram, real: IpAddr) -> (Vec<u8>, isize) {
+    let mut out = toward_real(d.tag, real, [frame[d.l3 - 2], frame[d.l3 - 1]]);
+    let shift = out.len() as isize - d.l3 as isize;
+    out.extend_from_slice(&frame[d.l3..]);
+    (out, shift)
+}
+
+fn moved(offset: usize, shift: isize) -> usize {
+    (offset as isize + shift) as usize
 }
 
 pub fn direct_routed(frame: &[u8], d: &Datagram, real: IpAddr) -> Expected {
     Expected {
-        frame: retagged_for_real(frame, d, real),
+        frame: retagged_for_real(frame, d, real).0,
         checksums: Vec::new(),
     }
 }
@@ -87,7 +103,7 @@ pub fn tunnelled(frame: &[u8], d: &Datagram, real: IpAddr, gue: bool, handed: &K
     let mut out;
     match real {
         IpAddr::V4(_) => {
-            out = ethernet(real_mac_for(real), BALANCER_MAC, [0x08, 0x00]);
+            out = toward_real(d.tag, real, [0x08, 0x00]);
             let start = out.len();
             out.extend_from_slice(&[0x45, class]);
             out.extend_from_slice(&((20 + after_ip) as u16).to_be_bytes());
@@ -100,7 +116,7 @@ pub fn tunnelled(frame: &[u8], d: &Datagram, real: IpAddr, gue: bool, handed: &K
             out[start + 10..start + 12].copy_from_slice(&sum.to_be_bytes());
         }
         IpAddr::V6(_) => {
-            out = ethernet(real_mac_for(real), BALANCER_MAC, [0x86, 0xdd]);
+            out = toward_real(d.tag, real, [0x86, 0xdd]);
             out.extend_from_slice(&(0x6000_0000u32 | (u32::from(class) << 20)).to_be_bytes());
             out.extend_from_slice(&(after_ip as u16).to_be_bytes());
             out.extend_from_slice(&[protocol, ttl]);
@@ -215,10 +231,9 @@ pub fn nat_to_real(
     configured_port: u16,
     full: Option<u16>,
 ) -> Expected {
-    let mut out = retagged_for_real(frame, d, real);
-    let shift = d.l3 - 14;
-    let (l3, end) = (14, d.end - shift);
-    let l4 = if d.kind == Kind::LaterFragment { 0 } else { d.l4 - shift };
+    let (mut out, shift) = retagged_for_real(frame, d, real);
+    let (l3, end) = (moved(d.l3, shift), moved(d.end, shift));
+    let l4 = if d.kind == Kind::LaterFragment { 0 } else { moved(d.l4, shift) };
     let (src, sport) = match full {
         Some(local_port) => (balancer_address(real), local_port),
         None => (d.flow.src, d.flow.sport),
@@ -292,17 +307,15 @@ pub fn icmp_error_to_nat_real(
         Some(local_port) => (balancer_address(real), local_port),
         None => (quoted.dst, quoted.dport),
     };
-    let mut out = retagged_for_real(frame, d, real);
-    let shift = d.l3 - 14;
+    let (mut out, shift) = retagged_for_real(frame, d, real);
     let (l3, end, icmp, quote_l3, quote_l4) = (
-        14,
-        d.end - shift,
-        d.l4 - shift,
-        d.quote_l3 - shift,
-        d.quote_l4 - shift,
+        moved(d.l3, shift),
+        moved(d.end, shift),
+        moved(d.l4, shift),
+        moved(d.quote_l3, shift),
+        moved(d.quote_l4, shift),
     );
     let mut checksums = Vec::new();
-    let old_body = sum(&out[icmp..end]);
     let icmp_check = u16::from_be_bytes([out[icmp + 2], out[icmp + 3]]);
     let outer_dst = if d.v6 { l3 + 24 } else { l3 + 16 };
     let len = if d.v6 { 16 } else { 4 };
@@ -340,7 +353,6 @@ pub fn icmp_error_to_nat_real(
     let mut zeroed = frame[d.l4..d.end].to_vec();
     zeroed[2] = 0;
     zeroed[3] = 0;
-    let _ = old_body;
     let (mut old, mut new) = (sum(&zeroed), sum(&out[icmp..end]));
     if d.v6 {
         old += old_outer;
