@@ -12,9 +12,8 @@ fn main() -> ExitCode {
     let mut seed = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let value = |args: &mut dyn Iterator<Item = String>| -> Option<u64> {
-            args.next()?.parse().ok()
-        };
+        let value =
+            |args: &mut dyn Iterator<Item = String>| -> Option<u64> { args.next()?.parse().ok() };
         match arg.as_str() {
             "--frames" => match value(&mut args) {
                 Some(n) => frames = n,

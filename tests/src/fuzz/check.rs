@@ -7,7 +7,7 @@
 use lb_common::Reason;
 
 use super::{
-    classify::{Datagram, Kind},
+    classify::{Datagram, Key, Kind},
     config::Mode,
     model::{Choice, Expect, Model},
     rewrite::{self, Expected},
@@ -78,12 +78,21 @@ fn same_frame(expected: &Expected, output: &[u8]) -> Result<(), String> {
     if *want == got {
         return Ok(());
     }
-    Err(format!("output differs from the expected rewrite:\n{}", field_diff(&expected.frame, output)))
+    Err(format!(
+        "output differs from the expected rewrite:\n{}",
+        field_diff(&expected.frame, output)
+    ))
 }
 
 /// Checks one frame's outcome against the model's expectation; on success, where a forwarded
 /// frame went.
-pub fn check(model: &Model, input: &[u8], d: Option<&Datagram>, expect: &Expect, seen: &Seen) -> Result<Option<Placed>, String> {
+pub fn check(
+    model: &Model,
+    input: &[u8],
+    d: Option<&Datagram>,
+    expect: &Expect,
+    seen: &Seen,
+) -> Result<Option<Placed>, String> {
     if seen.action == 0 {
         return Err("XDP_ABORTED".into());
     }
@@ -91,7 +100,10 @@ pub fn check(model: &Model, input: &[u8], d: Option<&Datagram>, expect: &Expect,
         Expect::Pass(reason) => {
             verdict(XDP_PASS, *reason, seen)?;
             if seen.output != input {
-                return Err(format!("passed frame changed:\n{}", field_diff(input, seen.output)));
+                return Err(format!(
+                    "passed frame changed:\n{}",
+                    field_diff(input, seen.output)
+                ));
             }
             Ok(None)
         }
@@ -107,12 +119,16 @@ pub fn check(model: &Model, input: &[u8], d: Option<&Datagram>, expect: &Expect,
             let d = d.expect("forwarded frames are datagrams");
             let spec = &model.services[to_real.service];
             // A new full-NAT flow finds no local port only when 32 in a row are held.
-            if seen.action == XDP_DROP && seen.reason == Some(Reason::DropNatNoPort) && spec.mode == Mode::FullNat {
-                if let Some(key) = to_real.new_flow {
-                    if (0..spec.reals.len()).any(|real| model.free_local_port(to_real.service, real, &key).is_none()) {
-                        return Ok(None);
-                    }
-                }
+            let no_port_anywhere = |key: &Key| {
+                (0..spec.reals.len())
+                    .any(|real| model.free_local_port(to_real.service, real, key).is_none())
+            };
+            if seen.action == XDP_DROP
+                && seen.reason == Some(Reason::DropNatNoPort)
+                && spec.mode == Mode::FullNat
+                && to_real.new_flow.as_ref().is_some_and(no_port_anywhere)
+            {
+                return Ok(None);
             }
             verdict(XDP_TX, to_real.reason, seen)?;
             if seen.output.len() < 14 {
@@ -129,21 +145,20 @@ pub fn check(model: &Model, input: &[u8], d: Option<&Datagram>, expect: &Expect,
                         spec.name()
                     )
                 })?;
-            if let Choice::Exactly(wanted) = to_real.choice {
-                if wanted != real {
-                    return Err(format!(
-                        "went to real {} of {}, the model holds it to {}",
-                        spec.reals[real].addr,
-                        spec.name(),
-                        spec.reals[wanted].addr
-                    ));
-                }
+            if let Choice::Exactly(wanted) = to_real.choice
+                && wanted != real
+            {
+                return Err(format!(
+                    "went to real {} of {}, the model holds it to {}",
+                    spec.reals[real].addr,
+                    spec.name(),
+                    spec.reals[wanted].addr
+                ));
             }
             counted_under(model, to_real.service, real, seen)?;
             let real_spec = &spec.reals[real];
             let mut local_port = to_real.local_port;
-            if spec.mode == Mode::FullNat && to_real.new_flow.is_some() {
-                let key = to_real.new_flow.expect("checked");
+            if let (Mode::FullNat, Some(key)) = (spec.mode, to_real.new_flow) {
                 local_port = model
                     .free_local_port(to_real.service, real, &key)
                     .ok_or("forwarded a new full-NAT flow the model finds no local port for")?;
@@ -151,9 +166,13 @@ pub fn check(model: &Model, input: &[u8], d: Option<&Datagram>, expect: &Expect,
             let full = (spec.mode == Mode::FullNat).then_some(local_port);
             let expected = match (spec.mode, d.kind) {
                 (Mode::Dr, _) => rewrite::direct_routed(input, d, real_spec.addr),
-                (Mode::Ipip | Mode::Gue, _) => {
-                    rewrite::tunnelled(input, d, real_spec.addr, spec.mode == Mode::Gue, &to_real.handed)
-                }
+                (Mode::Ipip | Mode::Gue, _) => rewrite::tunnelled(
+                    input,
+                    d,
+                    real_spec.addr,
+                    spec.mode == Mode::Gue,
+                    &to_real.handed,
+                ),
                 (Mode::Nat | Mode::FullNat, Kind::IcmpError) => {
                     rewrite::icmp_error_to_nat_real(input, d, real_spec.addr, real_spec.port, full)
                 }

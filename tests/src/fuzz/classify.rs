@@ -86,7 +86,12 @@ fn be16(frame: &[u8], at: usize) -> u16 {
 }
 
 fn v4_at(frame: &[u8], at: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(frame[at], frame[at + 1], frame[at + 2], frame[at + 3]))
+    IpAddr::V4(Ipv4Addr::new(
+        frame[at],
+        frame[at + 1],
+        frame[at + 2],
+        frame[at + 3],
+    ))
 }
 
 fn v6_at(frame: &[u8], at: usize) -> IpAddr {
@@ -103,7 +108,10 @@ fn transport_len(protocol: u8) -> Option<usize> {
 }
 
 pub fn is_extension_header(next: u8) -> bool {
-    matches!(next, 0 | 43 | 44 | 60 | 50 | 51 | 135 | 139 | 140 | 253 | 254)
+    matches!(
+        next,
+        0 | 43 | 44 | 60 | 50 | 51 | 135 | 139 | 140 | 253 | 254
+    )
 }
 
 /// What the program must take `frame` for.
@@ -322,7 +330,12 @@ fn icmp_error(frame: &[u8], l4: usize, v6: bool, datagram: &mut Datagram) -> Res
         if quote + 40 > frame.len() || frame[quote] >> 4 != 6 {
             return Err(bad);
         }
-        (v6_at(frame, quote + 8), v6_at(frame, quote + 24), frame[quote + 6], quote + 40)
+        (
+            v6_at(frame, quote + 8),
+            v6_at(frame, quote + 24),
+            frame[quote + 6],
+            quote + 40,
+        )
     } else {
         if quote + 20 > frame.len() {
             return Err(bad);
@@ -335,7 +348,12 @@ fn icmp_error(frame: &[u8], l4: usize, v6: bool, datagram: &mut Datagram) -> Res
         if be16(frame, quote + 6) & 0x1fff != 0 {
             return Err(bad);
         }
-        (v4_at(frame, quote + 12), v4_at(frame, quote + 16), frame[quote + 9], quote + header_len)
+        (
+            v4_at(frame, quote + 12),
+            v4_at(frame, quote + 16),
+            frame[quote + 9],
+            quote + header_len,
+        )
     };
     if transport_len(protocol).is_none() || quote_l4 + 8 > datagram.end {
         return Err(bad);

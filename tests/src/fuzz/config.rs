@@ -85,7 +85,11 @@ impl ServiceSpec {
     }
 
     pub fn name(&self) -> String {
-        let protocol = if self.protocol == PROTO_TCP { "tcp" } else { "udp" };
+        let protocol = if self.protocol == PROTO_TCP {
+            "tcp"
+        } else {
+            "udp"
+        };
         format!("{}:{}/{protocol} {:?}", self.vip, self.port, self.mode)
     }
 }
@@ -120,25 +124,130 @@ pub fn services() -> Vec<ServiceSpec> {
         reals,
     };
     vec![
-        service(VIP4, 80, PROTO_TCP, Mode::Dr, "rr", reals(&["192.0.2.11", "192.0.2.12", "192.0.2.13"], 0)),
-        service(VIP4, 53, PROTO_UDP, Mode::Dr, "mh", reals(&["192.0.2.14", "192.0.2.15"], 0)),
-        service(VIP4_ALL_PORTS, 0, PROTO_TCP, Mode::Dr, "sh", reals(&["192.0.2.21", "192.0.2.22"], 0)),
+        service(
+            VIP4,
+            80,
+            PROTO_TCP,
+            Mode::Dr,
+            "rr",
+            reals(&["192.0.2.11", "192.0.2.12", "192.0.2.13"], 0),
+        ),
+        service(
+            VIP4,
+            53,
+            PROTO_UDP,
+            Mode::Dr,
+            "mh",
+            reals(&["192.0.2.14", "192.0.2.15"], 0),
+        ),
+        service(
+            VIP4_ALL_PORTS,
+            0,
+            PROTO_TCP,
+            Mode::Dr,
+            "sh",
+            reals(&["192.0.2.21", "192.0.2.22"], 0),
+        ),
         ServiceSpec {
             persistent: true,
-            ..service(VIP6, 80, PROTO_TCP, Mode::Dr, "wrr", reals(&["2001:db8::11", "2001:db8::12"], 0))
+            ..service(
+                VIP6,
+                80,
+                PROTO_TCP,
+                Mode::Dr,
+                "wrr",
+                reals(&["2001:db8::11", "2001:db8::12"], 0),
+            )
         },
-        service(VIP4, 81, PROTO_TCP, Mode::Ipip, "rr", reals(&["198.51.100.11", "2001:db8::41"], 0)),
-        service(VIP6, 53, PROTO_UDP, Mode::Gue, "rr", reals(&["2001:db8::13", "198.51.100.13"], 0)),
-        service(VIP6, 81, PROTO_TCP, Mode::Gue, "mh", reals(&["2001:db8::14"], 0)),
-        service(VIP4, 8000, PROTO_TCP, Mode::Nat, "rr", reals(&["198.51.100.21", "198.51.100.22"], 8080)),
-        service(VIP6, 8000, PROTO_UDP, Mode::Nat, "rr", reals(&["2001:db8::21"], 53)),
-        service(VIP4, 9000, PROTO_TCP, Mode::FullNat, "rr", reals(&["198.51.100.31", "198.51.100.32"], 8080)),
-        service(VIP6, 9000, PROTO_UDP, Mode::FullNat, "sh", reals(&["2001:db8::31"], 53)),
-        service(VIP6, 9001, PROTO_TCP, Mode::FullNat, "rr", reals(&["2001:db8::32"], 0)),
+        service(
+            VIP4,
+            81,
+            PROTO_TCP,
+            Mode::Ipip,
+            "rr",
+            reals(&["198.51.100.11", "2001:db8::41"], 0),
+        ),
+        service(
+            VIP6,
+            53,
+            PROTO_UDP,
+            Mode::Gue,
+            "rr",
+            reals(&["2001:db8::13", "198.51.100.13"], 0),
+        ),
+        service(
+            VIP6,
+            81,
+            PROTO_TCP,
+            Mode::Gue,
+            "mh",
+            reals(&["2001:db8::14"], 0),
+        ),
+        service(
+            VIP4,
+            8000,
+            PROTO_TCP,
+            Mode::Nat,
+            "rr",
+            reals(&["198.51.100.21", "198.51.100.22"], 8080),
+        ),
+        service(
+            VIP6,
+            8000,
+            PROTO_UDP,
+            Mode::Nat,
+            "rr",
+            reals(&["2001:db8::21"], 53),
+        ),
+        service(
+            VIP4,
+            9000,
+            PROTO_TCP,
+            Mode::FullNat,
+            "rr",
+            reals(&["198.51.100.31", "198.51.100.32"], 8080),
+        ),
+        service(
+            VIP6,
+            9000,
+            PROTO_UDP,
+            Mode::FullNat,
+            "sh",
+            reals(&["2001:db8::31"], 53),
+        ),
+        service(
+            VIP6,
+            9001,
+            PROTO_TCP,
+            Mode::FullNat,
+            "rr",
+            reals(&["2001:db8::32"], 0),
+        ),
         // Reals behind the VLAN.
-        service(VIP4, 443, PROTO_TCP, Mode::Dr, "rr", reals(&["198.51.100.141", "198.51.100.142"], 0)),
-        service(VIP4, 8443, PROTO_UDP, Mode::Nat, "rr", reals(&["198.51.100.151"], 53)),
-        service(VIP4, 82, PROTO_TCP, Mode::Ipip, "rr", reals(&["198.51.100.161"], 0)),
+        service(
+            VIP4,
+            443,
+            PROTO_TCP,
+            Mode::Dr,
+            "rr",
+            reals(&["198.51.100.141", "198.51.100.142"], 0),
+        ),
+        service(
+            VIP4,
+            8443,
+            PROTO_UDP,
+            Mode::Nat,
+            "rr",
+            reals(&["198.51.100.151"], 53),
+        ),
+        service(
+            VIP4,
+            82,
+            PROTO_TCP,
+            Mode::Ipip,
+            "rr",
+            reals(&["198.51.100.161"], 0),
+        ),
     ]
 }
 
@@ -146,7 +255,11 @@ pub fn services() -> Vec<ServiceSpec> {
 pub fn yaml(services: &[ServiceSpec]) -> String {
     let mut out = String::from("instance: fuzz\ninterfaces: [{name: lo}]\nservices:\n");
     for service in services {
-        let protocol = if service.protocol == PROTO_TCP { "tcp" } else { "udp" };
+        let protocol = if service.protocol == PROTO_TCP {
+            "tcp"
+        } else {
+            "udp"
+        };
         let forward = match service.mode {
             Mode::Dr => "forward: dr",
             Mode::Ipip => "forward: tun",
@@ -154,7 +267,11 @@ pub fn yaml(services: &[ServiceSpec]) -> String {
             Mode::Nat => "forward: nat",
             Mode::FullNat => "forward: fullnat",
         };
-        let persistence = if service.persistent { ", persistence: 3600s" } else { "" };
+        let persistence = if service.persistent {
+            ", persistence: 3600s"
+        } else {
+            ""
+        };
         let reals: Vec<String> = service
             .reals
             .iter()

@@ -132,7 +132,16 @@ impl Generator {
         // A small pool, so that persistence and source hashing see clients again.
         let host = 1 + self.rng.below(48) as u8;
         if v6 {
-            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, u16::from(host)))
+            IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0xffff,
+                0,
+                0,
+                0,
+                0,
+                u16::from(host),
+            ))
         } else {
             IpAddr::V4(Ipv4Addr::new(203, 0, 113, host))
         }
@@ -150,7 +159,10 @@ impl Generator {
         let payload = self.rng.bytes(len);
         let mut frame = match (key.src, key.dst, key.protocol) {
             (IpAddr::V4(src), IpAddr::V4(dst), protocol) => {
-                let (src, dst) = (SocketAddrV4::new(src, key.sport), SocketAddrV4::new(dst, key.dport));
+                let (src, dst) = (
+                    SocketAddrV4::new(src, key.sport),
+                    SocketAddrV4::new(dst, key.dport),
+                );
                 let frame = if protocol == PROTO_TCP {
                     Frame::tcp(src, dst).tcp_flags(flags)
                 } else {
@@ -188,13 +200,25 @@ impl Generator {
             }
             _ => panic!("a key of two families: {key:?}"),
         };
-        frame = frame.payload(&payload).ttl(if self.rng.one_in(16) { 0 } else { self.rng.byte() });
+        frame = frame.payload(&payload).ttl(if self.rng.one_in(16) {
+            0
+        } else {
+            self.rng.byte()
+        });
         if key.protocol == PROTO_UDP && key.src.is_ipv4() && self.rng.one_in(6) {
             frame = frame.l4_checksum(0);
         }
         if self.rng.one_in(4) {
-            let tpid = if self.rng.one_in(2) { packet::TPID_8021Q } else { packet::TPID_8021AD };
-            let tci = if self.rng.one_in(8) { 0 } else { self.rng.u16() };
+            let tpid = if self.rng.one_in(2) {
+                packet::TPID_8021Q
+            } else {
+                packet::TPID_8021AD
+            };
+            let tci = if self.rng.one_in(8) {
+                0
+            } else {
+                self.rng.u16()
+            };
             frame = frame.tag(tpid, tci);
         }
         let mac = self.client_mac();
@@ -203,13 +227,28 @@ impl Generator {
 
     fn random_flags(&mut self) -> u8 {
         use tcp_flags::*;
-        *self.rng.pick(&[SYN, ACK, ACK | PSH, FIN | ACK, RST, RST | ACK, SYN | ACK, 0, URG | ACK, SYN | FIN])
+        *self.rng.pick(&[
+            SYN,
+            ACK,
+            ACK | PSH,
+            FIN | ACK,
+            RST,
+            RST | ACK,
+            SYN | ACK,
+            0,
+            URG | ACK,
+            SYN | FIN,
+        ])
     }
 
     /// A new flow to a random service (a SYN, or a UDP datagram).
     fn new_flow_key(&mut self, model: &Model) -> Key {
         let service = self.rng.pick(&model.services).clone();
-        let dport = if service.port == 0 { 1 + self.rng.u16() % 65535 } else { service.port };
+        let dport = if service.port == 0 {
+            1 + self.rng.u16() % 65535
+        } else {
+            service.port
+        };
         Key {
             src: self.client(service.vip.is_ipv6()),
             dst: service.vip,
@@ -251,7 +290,7 @@ impl Generator {
         Some(key)
     }
 
-    fn from_real(&mut self, key: &Key, flags: u8) -> Frame {
+    fn sent_by_real(&mut self, key: &Key, flags: u8) -> Frame {
         let frame = self.frame_for(key, flags);
         frame.src_mac(real_mac_for(key.src))
     }
@@ -260,7 +299,7 @@ impl Generator {
         match self.reply_key(model) {
             Some(key) => {
                 let flags = self.random_flags();
-                self.from_real(&key, flags).build()
+                self.sent_by_real(&key, flags).build()
             }
             None => self.valid(model).build(),
         }
@@ -294,17 +333,39 @@ impl Generator {
                 quote.truncate(keep);
             }
         }
-        let to = if self.rng.one_in(10) { self.client(reply.src.is_ipv6()) } else { reply.src };
+        let to = if self.rng.one_in(10) {
+            self.client(reply.src.is_ipv6())
+        } else {
+            reply.src
+        };
         let frame = match to {
             IpAddr::V4(to) => {
                 let kind = *self.rng.pick(&[3, 3, 11, 0, 8, 5]);
-                Frame::icmp_error(ROUTER4, to, kind, self.rng.below(16) as u8, self.rng.u32(), &quote)
+                Frame::icmp_error(
+                    ROUTER4,
+                    to,
+                    kind,
+                    self.rng.below(16) as u8,
+                    self.rng.u32(),
+                    &quote,
+                )
             }
             IpAddr::V6(to) => {
                 let kind = *self.rng.pick(&[1, 2, 3, 2, 128, 4]);
-                let error = Frame::icmpv6_error(ROUTER6, to, kind, self.rng.below(8) as u8, self.rng.u32(), &quote);
+                let error = Frame::icmpv6_error(
+                    ROUTER6,
+                    to,
+                    kind,
+                    self.rng.below(8) as u8,
+                    self.rng.u32(),
+                    &quote,
+                );
                 // Extension headers before the ICMPv6 header are followed like any others.
-                if self.rng.one_in(6) { error.destination_options(0) } else { error }
+                if self.rng.one_in(6) {
+                    error.destination_options(0)
+                } else {
+                    error
+                }
             }
         };
         let mut frame = frame.src_mac(self.client_mac()).dst_mac(BALANCER_MAC);
@@ -378,7 +439,11 @@ impl Generator {
     fn corrupted(&mut self, model: &Model) -> Vec<u8> {
         let mut frame = self.any_valid(model);
         // Mostly the headers (the first 80 bytes), sometimes anywhere.
-        let span = if self.rng.one_in(4) { frame.len() } else { frame.len().min(80) };
+        let span = if self.rng.one_in(4) {
+            frame.len()
+        } else {
+            frame.len().min(80)
+        };
         let at = self.rng.below(span);
         if self.rng.one_in(2) {
             frame[at] ^= 1 << self.rng.below(8);
@@ -401,7 +466,11 @@ impl Generator {
             key.src = self.client(false);
             key.dst = IpAddr::V4(super::config::VIP4.parse().expect("VIP4"));
             key.dport = *self.rng.pick(&[80, 53, 81, 8000, 9000]);
-            key.protocol = if key.dport == 53 { PROTO_UDP } else { PROTO_TCP };
+            key.protocol = if key.dport == 53 {
+                PROTO_UDP
+            } else {
+                PROTO_TCP
+            };
         }
         let mut frame = self.frame_for(&key, tcp_flags::SYN);
         match self.rng.below(4) {
@@ -431,7 +500,12 @@ impl Generator {
     }
 
     fn ipv6_extensions(&mut self, model: &Model) -> Vec<u8> {
-        let v6_services: Vec<_> = model.services.iter().filter(|s| s.vip.is_ipv6()).cloned().collect();
+        let v6_services: Vec<_> = model
+            .services
+            .iter()
+            .filter(|s| s.vip.is_ipv6())
+            .cloned()
+            .collect();
         let service = self.rng.pick(&v6_services).clone();
         let key = Key {
             src: self.client(true),
@@ -464,15 +538,23 @@ impl Generator {
                 }
                 4 => frame.ipv6_fragment_header(
                     self.rng.one_in(2),
-                    if self.rng.one_in(3) { 8 * self.rng.below(100) as u16 } else { 0 },
+                    if self.rng.one_in(3) {
+                        8 * self.rng.below(100) as u16
+                    } else {
+                        0
+                    },
                     self.rng.u32(),
                 ),
                 5 => frame.ipv6_raw_extension(PROTO_AH, &[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
                 6 => frame.ipv6_raw_extension(PROTO_ESP, &[0, 0, 0, 1, 0, 0, 0, 1]),
-                _ => frame.ipv6_raw_extension(*self.rng.pick(&[135, 139, 140, 253, 254, 59]), &[0; 8]),
+                _ => frame
+                    .ipv6_raw_extension(*self.rng.pick(&[135, 139, 140, 253, 254, 59]), &[0; 8]),
             };
         }
-        frame.src_mac(self.client_mac()).dst_mac(BALANCER_MAC).build()
+        frame
+            .src_mac(self.client_mac())
+            .dst_mac(BALANCER_MAC)
+            .build()
     }
 
     fn vlan_stack(&mut self, model: &Model) -> Vec<u8> {
@@ -480,7 +562,10 @@ impl Generator {
         // Take any tag the builder put, then push 0 to 3 of any TPID.
         let mut untagged = frame[..12].to_vec();
         let mut at = 12;
-        while matches!(u16::from_be_bytes([frame[at], frame[at + 1]]), 0x8100 | 0x88a8) {
+        while matches!(
+            u16::from_be_bytes([frame[at], frame[at + 1]]),
+            0x8100 | 0x88a8
+        ) {
             at += 4;
         }
         for _ in 0..self.rng.below(4) {
@@ -496,7 +581,11 @@ impl Generator {
         let len = MIN_FRAME + self.rng.below(160);
         let mut frame = self.rng.bytes(len);
         if len > MIN_FRAME && self.rng.one_in(2) {
-            let (ether_type, version) = if self.rng.one_in(2) { (0x0800u16, 0x45) } else { (0x86dd, 0x60) };
+            let (ether_type, version) = if self.rng.one_in(2) {
+                (0x0800u16, 0x45)
+            } else {
+                (0x86dd, 0x60)
+            };
             frame[12..14].copy_from_slice(&ether_type.to_be_bytes());
             frame[14] = version;
         }
@@ -515,7 +604,10 @@ impl Generator {
             // A VIP's port no service has, or the other protocol.
             3 => Frame::udp(
                 SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 4000),
-                SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 10), *self.rng.pick(&[80, 81, 8000, 9000, 1])),
+                SocketAddrV4::new(
+                    Ipv4Addr::new(192, 0, 2, 10),
+                    *self.rng.pick(&[80, 81, 8000, 9000, 1]),
+                ),
             ),
             4 => Frame::tcp(
                 SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 4000),
@@ -523,8 +615,18 @@ impl Generator {
             )
             .syn(),
             _ => Frame::ipv6_udp(
-                SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 9), 4000, 0, 0),
-                SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, self.rng.u16()), 80, 0, 0),
+                SocketAddrV6::new(
+                    Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 9),
+                    4000,
+                    0,
+                    0,
+                ),
+                SocketAddrV6::new(
+                    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, self.rng.u16()),
+                    80,
+                    0,
+                    0,
+                ),
             ),
         };
         frame.src_mac(mac).dst_mac(BALANCER_MAC).build()

@@ -111,7 +111,8 @@ impl std::fmt::Display for Report {
 pub fn run(frames: u64, seed: u64) -> Result<Report, String> {
     crate::fixture::pin_to_current_cpu();
     let services = config::services();
-    let mut balancer = Balancer::load_with_interfaces(&config::yaml(&services), config::interfaces());
+    let mut balancer =
+        Balancer::load_with_interfaces(&config::yaml(&services), config::interfaces());
     balancer
         .capture
         .arm(
@@ -155,7 +156,9 @@ pub fn run(frames: u64, seed: u64) -> Result<Report, String> {
         };
         match check::check(&model, &frame, datagram.as_ref().ok(), &expect, &seen) {
             Ok(placed) => {
-                if let (Expect::ToReal(to_real), Some(placed), Ok(d)) = (&expect, &placed, &datagram) {
+                if let (Expect::ToReal(to_real), Some(placed), Ok(d)) =
+                    (&expect, &placed, &datagram)
+                {
                     model.commit(&frame, d, to_real, placed.real, placed.local_port);
                 }
                 if let Ok(d) = &datagram {
@@ -163,7 +166,9 @@ pub fn run(frames: u64, seed: u64) -> Result<Report, String> {
                 }
             }
             Err(problem) => {
-                return Err(failure(seed, index, family, &frame, &expect, &seen, &problem));
+                return Err(failure(
+                    seed, index, family, &frame, &expect, &seen, &problem,
+                ));
             }
         }
         if let (Expect::ToReal(to_real), Ok(d)) = (&expect, &datagram) {
@@ -178,7 +183,10 @@ pub fn run(frames: u64, seed: u64) -> Result<Report, String> {
         );
         *verdicts.entry(verdict).or_insert(0) += 1;
     }
-    balancer.capture.disarm().unwrap_or_else(|e| panic!("disarming: {e}"));
+    balancer
+        .capture
+        .disarm()
+        .unwrap_or_else(|e| panic!("disarming: {e}"));
     Ok(Report {
         seed,
         frames,
@@ -237,7 +245,10 @@ fn failure(
     let pcap = dir.join(format!("seed-{seed}-frame-{index}.pcap"));
     write_pcap(&pcap, &[frame, seen.output]);
     let mut out = String::new();
-    let _ = writeln!(out, "fuzz failure: seed {seed}, frame {index} (family {family:?}); reproduce with LB_FUZZ_SEED={seed}");
+    let _ = writeln!(
+        out,
+        "fuzz failure: seed {seed}, frame {index} (family {family:?}); reproduce with LB_FUZZ_SEED={seed}"
+    );
     let _ = writeln!(out, "problem: {problem}");
     let _ = writeln!(out, "expected: {expect:?}");
     let _ = writeln!(
@@ -248,7 +259,11 @@ fn failure(
         seen.output.len()
     );
     let _ = writeln!(out, "frame ({} bytes): {}", frame.len(), hex(frame));
-    let _ = writeln!(out, "output: {}", hex(&seen.output[..seen.output.len().min(CAPTURE_SNAP_LEN.max(256))]));
+    let _ = writeln!(
+        out,
+        "output: {}",
+        hex(&seen.output[..seen.output.len().min(CAPTURE_SNAP_LEN.max(256))])
+    );
     let _ = writeln!(out, "input then output in {}", pcap.display());
     out
 }

@@ -79,7 +79,9 @@ pub enum Expect {
     /// Sent to a real of `service`, rewritten by its method.
     ToReal(ToReal),
     /// A NAT reply translated back to its client.
-    Reply { entry: ReplyEntry },
+    Reply {
+        entry: ReplyEntry,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -186,9 +188,18 @@ impl Model {
 
     /// A packet for no service: translated back if it is a live NAT flow's reply.
     fn reply_or_pass(&self, key: &Key, sport: u16, dport: u16) -> Expect {
-        let reply_key = Key { sport, dport, ..*key };
+        let reply_key = Key {
+            sport,
+            dport,
+            ..*key
+        };
         match self.replies.get(&reply_key) {
-            Some(entry) if self.flows.get(&entry.flow).is_some_and(|f| f.real == entry.real && f.service == entry.service) => {
+            Some(entry)
+                if self
+                    .flows
+                    .get(&entry.flow)
+                    .is_some_and(|f| f.real == entry.real && f.service == entry.service) =>
+            {
                 Expect::Reply {
                     entry: entry.clone(),
                 }
@@ -407,7 +418,14 @@ impl Model {
 
     /// Records what forwarding `frame` (whose expectation was `to_real`) to `real` changed;
     /// `local_port`: a new full-NAT flow's.
-    pub fn commit(&mut self, frame: &[u8], d: &Datagram, to_real: &ToReal, real: usize, local_port: u16) {
+    pub fn commit(
+        &mut self,
+        frame: &[u8],
+        d: &Datagram,
+        to_real: &ToReal,
+        real: usize,
+        local_port: u16,
+    ) {
         let service = to_real.service;
         if let Some(slot) = to_real.hash_slot {
             self.hashed.insert(slot, real);
@@ -448,7 +466,11 @@ impl Model {
                     key.src
                 },
                 sport: real_port(real_spec.port, &key),
-                dport: if spec.mode == Mode::FullNat { local_port } else { key.sport },
+                dport: if spec.mode == Mode::FullNat {
+                    local_port
+                } else {
+                    key.sport
+                },
                 protocol: key.protocol,
             };
             let mut client_mac = [0; 6];

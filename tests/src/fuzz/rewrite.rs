@@ -90,7 +90,12 @@ pub fn tunnelled(frame: &[u8], d: &Datagram, real: IpAddr, gue: bool, handed: &K
     let l3 = d.l3;
     let (inner_len, class, ttl, dont_fragment) = if d.v6 {
         let len = 40 + usize::from(u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]));
-        ((len), (frame[l3] << 4) | (frame[l3 + 1] >> 4), frame[l3 + 7], true)
+        (
+            (len),
+            (frame[l3] << 4) | (frame[l3 + 1] >> 4),
+            frame[l3 + 7],
+            true,
+        )
     } else {
         let len = usize::from(u16::from_be_bytes([frame[l3 + 2], frame[l3 + 3]]));
         (len, frame[l3 + 1], frame[l3 + 8], frame[l3 + 6] & 0x40 != 0)
@@ -162,7 +167,7 @@ fn updated(check: u16, old: u64, new: u64) -> u16 {
 /// Rewrites the addresses and ports of the IP packet at `l3` of `out` (`l4`: its TCP/UDP
 /// header, or 0 when it has none in this frame) and updates the IP and transport checksums;
 /// returns the checksum fields updated.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one rewrite, its parts named")]
 fn translate(
     out: &mut [u8],
     l3: usize,
@@ -175,7 +180,11 @@ fn translate(
     ports: Option<(u16, u16)>,
 ) -> Vec<ChecksumField> {
     let mut fields = Vec::new();
-    let (src_at, dst_at, len) = if v6 { (l3 + 8, l3 + 24, 16) } else { (l3 + 12, l3 + 16, 4) };
+    let (src_at, dst_at, len) = if v6 {
+        (l3 + 8, l3 + 24, 16)
+    } else {
+        (l3 + 12, l3 + 16, 4)
+    };
     let old_addresses = sum(&out[src_at..src_at + len]) + sum(&out[dst_at..dst_at + len]);
     out[src_at..src_at + len].copy_from_slice(&address_bytes(src));
     out[dst_at..dst_at + len].copy_from_slice(&address_bytes(dst));
@@ -233,7 +242,11 @@ pub fn nat_to_real(
 ) -> Expected {
     let (mut out, shift) = retagged_for_real(frame, d, real);
     let (l3, end) = (moved(d.l3, shift), moved(d.end, shift));
-    let l4 = if d.kind == Kind::LaterFragment { 0 } else { moved(d.l4, shift) };
+    let l4 = if d.kind == Kind::LaterFragment {
+        0
+    } else {
+        moved(d.l4, shift)
+    };
     let (src, sport) = match full {
         Some(local_port) => (balancer_address(real), local_port),
         None => (d.flow.src, d.flow.sport),
@@ -250,7 +263,10 @@ pub fn nat_to_real(
         real,
         Some((sport, dport)),
     );
-    Expected { frame: out, checksums }
+    Expected {
+        frame: out,
+        checksums,
+    }
 }
 
 /// A NAT reply (`sport`, `dport`: the reply entry's, for a later fragment without ports)
@@ -261,7 +277,9 @@ pub fn reply_to_client(frame: &[u8], d: &Datagram, entry: &ReplyEntry) -> Expect
     // are tagged.
     let tag = match (d.tag, entry.tag) {
         (_, Some((_, 0))) | (_, None) => None,
-        (Some((_, reply_tci)), Some((tpid, tci))) => Some((tpid, (reply_tci & 0xf000) | (tci & 0x0fff))),
+        (Some((_, reply_tci)), Some((tpid, tci))) => {
+            Some((tpid, (reply_tci & 0xf000) | (tci & 0x0fff)))
+        }
         (None, Some(tag)) => Some(tag),
     };
     let mut out = Vec::with_capacity(frame.len() + 4);
@@ -275,7 +293,11 @@ pub fn reply_to_client(frame: &[u8], d: &Datagram, entry: &ReplyEntry) -> Expect
     out.extend_from_slice(&frame[d.l3 - 2..]);
     let shift = l3 as isize - d.l3 as isize;
     let at = |offset: usize| (offset as isize + shift) as usize;
-    let l4 = if d.kind == Kind::LaterFragment { 0 } else { at(d.l4) };
+    let l4 = if d.kind == Kind::LaterFragment {
+        0
+    } else {
+        at(d.l4)
+    };
     let checksums = translate(
         &mut out,
         l3,
@@ -287,7 +309,10 @@ pub fn reply_to_client(frame: &[u8], d: &Datagram, entry: &ReplyEntry) -> Expect
         client.src,
         Some((client.dport, client.sport)),
     );
-    Expected { frame: out, checksums }
+    Expected {
+        frame: out,
+        checksums,
+    }
 }
 
 /// An ICMP error about a NAT flow (its quote: the real's reply as translated for the client)
@@ -364,5 +389,8 @@ pub fn icmp_error_to_nat_real(
         at: icmp + 2,
         zero_is_none: false,
     });
-    Expected { frame: out, checksums }
+    Expected {
+        frame: out,
+        checksums,
+    }
 }
