@@ -89,7 +89,11 @@ impl Generator {
     }
 
     pub fn next(&mut self, model: &Model) -> (Family, Vec<u8>) {
-        if let Some(frame) = self.pending.pop_front() {
+        if let Some(mut frame) = self.pending.pop_front() {
+            if self.rng.one_in(16) {
+                let at = self.rng.below(frame.len().min(80));
+                frame[at] = self.rng.byte();
+            }
             return (Family::Fragment, frame);
         }
         // Weights: valid and stateful traffic most, then each hostile family.
@@ -155,7 +159,14 @@ impl Generator {
     /// variety: TOS/traffic class, TTL (0 too), DF, IPv4 options, IPv6 extension headers that
     /// are followed, a UDP checksum of 0, one VLAN tag.
     fn frame_for(&mut self, key: &Key, flags: u8) -> Frame {
-        let len = self.rng.below(4) * self.rng.below(40);
+        // Now and then a jumbo packet: more than a page, so the kernel hands the program a
+        // multi-buffer frame (its headers all in the first buffer, as every header generated
+        // here is).
+        let len = if self.rng.one_in(64) {
+            3000 + self.rng.below(5000)
+        } else {
+            self.rng.below(4) * self.rng.below(40)
+        };
         let payload = self.rng.bytes(len);
         let mut frame = match (key.src, key.dst, key.protocol) {
             (IpAddr::V4(src), IpAddr::V4(dst), protocol) => {

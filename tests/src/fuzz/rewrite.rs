@@ -144,10 +144,16 @@ pub fn tunnelled(frame: &[u8], d: &Datagram, real: IpAddr, gue: bool, handed: &K
 
 /// The one's-complement sum of `bytes` as 16-bit words from its start (not folded).
 fn sum(bytes: &[u8]) -> u64 {
-    bytes
-        .chunks(2)
-        .map(|pair| u64::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum()
+    let mut total = 0;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        total += u64::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
+        i += 2;
+    }
+    if i < bytes.len() {
+        total += u64::from(bytes[i]) << 8;
+    }
+    total
 }
 
 fn fold(mut sum: u64) -> u16 {
