@@ -107,7 +107,11 @@ pub fn check(
             }
             Ok(None)
         }
-        Expect::Reply { entry, .. } => {
+        Expect::Drop(reason) => {
+            verdict(XDP_DROP, *reason, seen)?;
+            Ok(None)
+        }
+        Expect::Reply { entry } => {
             let d = d.expect("a reply is a datagram");
             verdict(XDP_TX, Reason::ForwardedReply, seen)?;
             counted_under(model, entry.service, entry.real, seen)?;

@@ -2,7 +2,8 @@
 //! them, and the model reads them. Every service kind and forwarding method is here: IPv4 and
 //! IPv6 VIPs, TCP and UDP, an all-ports service, `dr`, `tun` over IPIP and GUE (reals of both
 //! families, so 4in6 and 6in4 too), `nat` and `fullnat`, a persistent service, and the `rr`,
-//! `wrr`, `sh` and `mh` schedulers, and reals behind a VLAN (DR, NAT, IPIP). Every service has at least one real, and every real serves
+//! `wrr`, `sh` and `mh` schedulers, reals behind a VLAN (DR, NAT, IPIP), and a service whose
+//! only real is at weight 0 (new flows refused). Every service has at least one real, and every real serves
 //! one service only, so a forwarded frame's real names its service.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -74,6 +75,8 @@ pub struct ServiceSpec {
     pub scheduler: &'static str,
     /// Keeps a client on its real (`persistence`).
     pub persistent: bool,
+    /// Every real at weight 0: known flows only, new ones refused (`drop_no_real`).
+    pub drained: bool,
     pub reals: Vec<RealSpec>,
 }
 
@@ -121,6 +124,7 @@ pub fn services() -> Vec<ServiceSpec> {
         mode,
         scheduler,
         persistent: false,
+        drained: false,
         reals,
     };
     vec![
@@ -223,6 +227,17 @@ pub fn services() -> Vec<ServiceSpec> {
             "rr",
             reals(&["2001:db8::32"], 0),
         ),
+        ServiceSpec {
+            drained: true,
+            ..service(
+                VIP4,
+                84,
+                PROTO_TCP,
+                Mode::Dr,
+                "rr",
+                reals(&["192.0.2.16"], 0),
+            )
+        },
         // Reals behind the VLAN.
         service(
             VIP4,
@@ -276,10 +291,11 @@ pub fn yaml(services: &[ServiceSpec]) -> String {
             .reals
             .iter()
             .map(|real| {
+                let weight = if service.drained { ", weight: 0" } else { "" };
                 if real.port == 0 {
-                    format!("{{address: '{}'}}", real.addr)
+                    format!("{{address: '{}'{weight}}}", real.addr)
                 } else {
-                    format!("{{address: '{}', port: {}}}", real.addr, real.port)
+                    format!("{{address: '{}', port: {}{weight}}}", real.addr, real.port)
                 }
             })
             .collect();

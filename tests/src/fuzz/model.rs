@@ -76,6 +76,7 @@ pub enum Choice {
 #[derive(Clone, Debug)]
 pub enum Expect {
     Pass(Reason),
+    Drop(Reason),
     /// Sent to a real of `service`, rewritten by its method.
     ToReal(ToReal),
     /// A NAT reply translated back to its client.
@@ -182,7 +183,7 @@ impl Model {
         };
         match self.select(service, &d.flow, d.tcp_flags, None) {
             Ok(to_real) => Expect::ToReal(to_real),
-            Err(reason) => Expect::Pass(reason),
+            Err(expect) => expect,
         }
     }
 
@@ -217,7 +218,7 @@ impl Model {
         key: &Key,
         tcp_flags: u8,
         preferred: Option<usize>,
-    ) -> Result<ToReal, Reason> {
+    ) -> Result<ToReal, Expect> {
         let spec = &self.services[service];
         let mut to_real = ToReal {
             service,
@@ -247,7 +248,7 @@ impl Model {
                 return Ok(to_real);
             }
             if !spec.hashes() {
-                return Err(Reason::PassTcpNoFlow);
+                return Err(Expect::Pass(Reason::PassTcpNoFlow));
             }
             self.hash_choice(&mut to_real, self.hash_slot(service, key));
             return Ok(to_real);
@@ -255,6 +256,9 @@ impl Model {
         if let Some(real) = preferred {
             to_real.choice = Choice::Exactly(real);
             return Ok(to_real);
+        }
+        if spec.drained {
+            return Err(Expect::Drop(Reason::DropNoReal));
         }
         if spec.persistent {
             if let Some(real) = template {
@@ -327,7 +331,7 @@ impl Model {
                 to_real.fragment = Some((key, true, service));
                 Expect::ToReal(to_real)
             }
-            Err(reason) => Expect::Pass(reason),
+            Err(expect) => expect,
         }
     }
 
