@@ -397,7 +397,8 @@ impl Generator {
             },
             _ => self.new_flow_key(model),
         };
-        let len = 40 + self.rng.below(300);
+        // Longer than the largest piece (232 bytes): always cut.
+        let len = 240 + self.rng.below(300);
         let payload = self.rng.bytes(len);
         let mut frame = self.frame_for(&key, tcp_flags::SYN).payload(&payload);
         if key.src.is_ipv4() {

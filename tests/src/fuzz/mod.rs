@@ -32,8 +32,9 @@ mod rewrite;
 mod rng;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     fmt::Write as _,
+    net::IpAddr,
     os::fd::AsFd as _,
     path::PathBuf,
     time::{Duration, Instant},
@@ -121,14 +122,15 @@ pub fn run(frames: u64, seed: u64) -> Result<Report, String> {
             lb_userspace::admin::monotonic_now_ns() + 86_400_000_000_000,
         )
         .unwrap_or_else(|e| panic!("arming the capture: {e}"));
-    let real_ids = balancer
+    let real_ids: HashMap<IpAddr, u32> = balancer
         .state
         .services
         .iter()
         .flat_map(|service| &service.reals)
         .map(|real| (real.config.address, real.id))
         .collect();
-    let mut model = Model::new(services, real_ids);
+    let rings = seeded_rings(&mut balancer, &services, &real_ids, seed);
+    let mut model = Model::new(services, real_ids, rings);
     let mut generator = generate::Generator::new(seed);
     let mut families = BTreeMap::new();
     let mut verdicts = BTreeMap::new();
@@ -195,6 +197,57 @@ pub fn run(frames: u64, seed: u64) -> Result<Report, String> {
         verdicts,
         methods,
     })
+}
+
+/// Sets each round-robin service's cursors to a value of the seed's (lbd draws them at
+/// random, which would make a run differ from its reproduction), and returns the schedules the
+/// model walks from there.
+fn seeded_rings(
+    balancer: &mut Balancer,
+    services: &[config::ServiceSpec],
+    real_ids: &HashMap<IpAddr, u32>,
+    seed: u64,
+) -> HashMap<usize, model::Ring> {
+    let mut cursors = rng::Rng::new(seed ^ 0x5eed_c0de);
+    let mut rings = HashMap::new();
+    for (index, spec) in services.iter().enumerate() {
+        if !matches!(spec.scheduler, "rr" | "wrr") || spec.drained {
+            continue;
+        }
+        let desired = balancer
+            .state
+            .services
+            .iter()
+            .find(|desired| {
+                desired.config.vip == spec.vip
+                    && desired.config.port == spec.port
+                    && desired.key.protocol == spec.protocol
+            })
+            .unwrap_or_else(|| panic!("lbd has no service {}", spec.name()))
+            .clone();
+        let cursor = cursors.u32();
+        balancer.set_schedule_cursors(desired.id, cursor);
+        let schedule = balancer
+            .state
+            .ring(&desired)
+            .unwrap_or_else(|e| panic!("the schedule of {}: {e}", spec.name()));
+        let reals = schedule
+            .iter()
+            .map(|id| {
+                let addr = real_ids
+                    .iter()
+                    .find(|(_, real_id)| *real_id == id)
+                    .map(|(addr, _)| *addr)
+                    .expect("a schedule names reals");
+                spec.reals
+                    .iter()
+                    .position(|real| real.addr == addr)
+                    .expect("a schedule names its service's reals")
+            })
+            .collect();
+        rings.insert(index, model::Ring { reals, cursor });
+    }
+    rings
 }
 
 /// The reason and real id of the one record the last frame left in the capture ring.

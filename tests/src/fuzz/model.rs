@@ -2,9 +2,10 @@
 //! tracks, NAT reply entries, where fragmented datagrams went, persistent clients, and where
 //! hashing schedulers sent a key before. Written from README's rules and the reason table.
 //!
-//! Where the program's answer is a scheduler's free choice (a round-robin cursor, a hash the
-//! model does not recompute) the model accepts any real of the service, then holds the program
-//! to it: a flow's packets, a datagram's fragments, a persistent client's flows and a hashing
+//! Round-robin services are predicted exactly: the model walks the schedule lbd wrote from
+//! the cursor the runner set. Where the answer is a hash the model does not recompute (`sh`,
+//! `mh`, an unmatched fragment's datagram hash) it accepts any real of the service the first
+//! time, then holds the program to it: a flow's packets, a datagram's fragments, a persistent client's flows and a hashing
 //! scheduler's same key must all go where the first one went.
 
 use std::{collections::HashMap, net::IpAddr};
@@ -85,6 +86,21 @@ pub enum Expect {
     },
 }
 
+/// Why `select` places no real: passed or dropped, with the reason.
+pub enum Refusal {
+    Pass(Reason),
+    Drop(Reason),
+}
+
+impl From<Refusal> for Expect {
+    fn from(refusal: Refusal) -> Expect {
+        match refusal {
+            Refusal::Pass(reason) => Expect::Pass(reason),
+            Refusal::Drop(reason) => Expect::Drop(reason),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ToReal {
     pub service: usize,
@@ -101,6 +117,8 @@ pub struct ToReal {
     /// Write the client's persistence entry if it has none.
     pub persist: Option<IpAddr>,
     pub hash_slot: Option<HashSlot>,
+    /// The service's round-robin cursor moves on (a new flow was scheduled).
+    pub advances_ring: bool,
     /// Record where this datagram went: (key, from its first fragment, service recorded).
     pub fragment: Option<(FragmentKey, bool, usize)>,
 }
@@ -119,12 +137,26 @@ pub struct Model {
     /// The ids lbd gave the reals (by address: each serves one service), which the program
     /// counts packets under.
     real_ids: HashMap<IpAddr, u32>,
+    /// `rr`/`wrr` services: the schedule lbd wrote (reals by index, weighted) and this CPU's
+    /// cursor, which each new flow scheduled moves on by one.
+    rings: HashMap<usize, Ring>,
+}
+
+/// A round-robin schedule as the program walks it.
+pub struct Ring {
+    pub reals: Vec<usize>,
+    pub cursor: u32,
 }
 
 impl Model {
-    pub fn new(services: Vec<ServiceSpec>, real_ids: HashMap<IpAddr, u32>) -> Model {
+    pub fn new(
+        services: Vec<ServiceSpec>,
+        real_ids: HashMap<IpAddr, u32>,
+        rings: HashMap<usize, Ring>,
+    ) -> Model {
         Model {
             real_ids,
+            rings,
             services,
             flows: HashMap::new(),
             known: Vec::new(),
@@ -183,7 +215,7 @@ impl Model {
         };
         match self.select(service, &d.flow, d.tcp_flags, None) {
             Ok(to_real) => Expect::ToReal(to_real),
-            Err(expect) => expect,
+            Err(refusal) => refusal.into(),
         }
     }
 
@@ -218,7 +250,7 @@ impl Model {
         key: &Key,
         tcp_flags: u8,
         preferred: Option<usize>,
-    ) -> Result<ToReal, Expect> {
+    ) -> Result<ToReal, Refusal> {
         let spec = &self.services[service];
         let mut to_real = ToReal {
             service,
@@ -229,6 +261,7 @@ impl Model {
             new_flow: None,
             persist: None,
             hash_slot: None,
+            advances_ring: false,
             fragment: None,
         };
         if let Some(flow) = self.flows.get(key) {
@@ -248,7 +281,7 @@ impl Model {
                 return Ok(to_real);
             }
             if !spec.hashes() {
-                return Err(Expect::Pass(Reason::PassTcpNoFlow));
+                return Err(Refusal::Pass(Reason::PassTcpNoFlow));
             }
             self.hash_choice(&mut to_real, self.hash_slot(service, key));
             return Ok(to_real);
@@ -258,7 +291,7 @@ impl Model {
             return Ok(to_real);
         }
         if spec.drained {
-            return Err(Expect::Drop(Reason::DropNoReal));
+            return Err(Refusal::Drop(Reason::DropNoReal));
         }
         if spec.persistent {
             if let Some(real) = template {
@@ -269,6 +302,9 @@ impl Model {
         }
         if spec.hashes() {
             self.hash_choice(&mut to_real, self.hash_slot(service, key));
+        } else if let Some(ring) = self.rings.get(&service) {
+            to_real.choice = Choice::Exactly(ring.reals[ring.cursor as usize % ring.reals.len()]);
+            to_real.advances_ring = true;
         }
         Ok(to_real)
     }
@@ -320,6 +356,7 @@ impl Model {
                     new_flow: None,
                     persist: None,
                     hash_slot: None,
+                    advances_ring: false,
                     fragment: Some((key, true, owner_service)),
                 });
             }
@@ -331,7 +368,7 @@ impl Model {
                 to_real.fragment = Some((key, true, service));
                 Expect::ToReal(to_real)
             }
-            Err(expect) => expect,
+            Err(refusal) => refusal.into(),
         }
     }
 
@@ -352,6 +389,7 @@ impl Model {
                     new_flow: None,
                     persist: None,
                     hash_slot: None,
+                    advances_ring: false,
                     fragment: None,
                 });
             }
@@ -369,6 +407,7 @@ impl Model {
             new_flow: None,
             persist: None,
             hash_slot: None,
+            advances_ring: false,
             fragment: Some((key, false, service)),
         };
         self.hash_choice(
@@ -393,6 +432,7 @@ impl Model {
                 new_flow: None,
                 persist: None,
                 hash_slot: None,
+                advances_ring: false,
                 fragment: None,
             }),
             _ => Expect::Pass(Reason::PassIcmpNoFlow),
@@ -431,6 +471,13 @@ impl Model {
         local_port: u16,
     ) {
         let service = to_real.service;
+        if to_real.advances_ring {
+            let ring = self
+                .rings
+                .get_mut(&service)
+                .expect("a ring for the service");
+            ring.cursor = ring.cursor.wrapping_add(1);
+        }
         if let Some(slot) = to_real.hash_slot {
             self.hashed.insert(slot, real);
         }
