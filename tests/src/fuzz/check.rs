@@ -1,8 +1,9 @@
 //! The properties checked on every frame, each failure described precisely: never
 //! `XDP_ABORTED`; the verdict and reason the model expects; a passed frame byte for byte as it
-//! came; a forwarded one sent to a real of its service (the one the model holds it to, if
-//! any), equal to the exact rewrite for that real, with valid checksums whenever the input's
-//! were valid.
+//! came; a forwarded one sent to the real the model names (any real of the service only
+//! where the model has no answer, which the config leaves no room for), counted under it,
+//! equal to the exact rewrite for that real, with valid checksums whenever the input's were
+//! valid.
 
 use lb_common::Reason;
 

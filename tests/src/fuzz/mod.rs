@@ -9,10 +9,10 @@
 //!
 //! Properties, on every frame: never `XDP_ABORTED`; the verdict and counted reason (read per
 //! frame from the `lbadm dump` capture ring) are the model's; a passed frame leaves byte for
-//! byte as it came; a forwarded frame goes to a real of its service (the very one, whenever
-//! the model knows which: a known flow's, a datagram's, a persistent client's, a hash's
-//! earlier answer), equals the exact rewrite for that real and method, and keeps valid
-//! checksums valid. The only drops the config allows are full NAT's refusal when no local
+//! byte as it came; a forwarded frame goes to the very real the model names (a known flow's,
+//! a datagram's, a persistent client's, or the scheduler's answer predicted from the tables
+//! lbd wrote, round-robin cursors seeded by the run), is counted under it, equals the exact
+//! rewrite for that real and method, and keeps valid checksums valid. The only drops the config allows are full NAT's refusal when no local
 //! port is free, which the model accepts only when it also finds none.
 //!
 //! Epochs: every [`EPOCH_FRAMES`] frames the flow, reply and fragment tables are emptied, in
@@ -130,7 +130,8 @@ pub fn run(frames: u64, seed: u64) -> Result<Report, String> {
         .map(|real| (real.config.address, real.id))
         .collect();
     let rings = seeded_rings(&mut balancer, &services, &real_ids, seed);
-    let mut model = Model::new(services, real_ids, rings);
+    let tables = tables(&balancer, &services, &real_ids);
+    let mut model = Model::new(services, real_ids, rings, tables);
     let mut generator = generate::Generator::new(seed);
     let mut families = BTreeMap::new();
     let mut verdicts = BTreeMap::new();
@@ -199,6 +200,65 @@ pub fn run(frames: u64, seed: u64) -> Result<Report, String> {
     })
 }
 
+/// Each service's table as the program reads it, as indexes of the service's reals.
+fn tables(
+    balancer: &Balancer,
+    services: &[config::ServiceSpec],
+    real_ids: &HashMap<IpAddr, u32>,
+) -> HashMap<usize, Vec<usize>> {
+    services
+        .iter()
+        .enumerate()
+        .map(|(index, spec)| {
+            let id = lbd_service(balancer, spec).id;
+            let table = balancer
+                .dataplane
+                .schedule(id)
+                .unwrap_or_else(|e| panic!("the table of {}: {e}", spec.name()));
+            (index, real_indexes(spec, &table, real_ids))
+        })
+        .collect()
+}
+
+/// lbd's service for `spec`.
+fn lbd_service(
+    balancer: &Balancer,
+    spec: &config::ServiceSpec,
+) -> lb_userspace::reconcile::DesiredService {
+    balancer
+        .state
+        .services
+        .iter()
+        .find(|desired| {
+            desired.config.vip == spec.vip
+                && desired.config.port == spec.port
+                && desired.key.protocol == spec.protocol
+        })
+        .unwrap_or_else(|| panic!("lbd has no service {}", spec.name()))
+        .clone()
+}
+
+/// Real ids as indexes of `spec`'s reals.
+fn real_indexes(
+    spec: &config::ServiceSpec,
+    ids: &[u32],
+    real_ids: &HashMap<IpAddr, u32>,
+) -> Vec<usize> {
+    ids.iter()
+        .map(|id| {
+            let addr = real_ids
+                .iter()
+                .find(|(_, real_id)| *real_id == id)
+                .map(|(addr, _)| *addr)
+                .unwrap_or_else(|| panic!("real id {id} in the table of {}", spec.name()));
+            spec.reals
+                .iter()
+                .position(|real| real.addr == addr)
+                .unwrap_or_else(|| panic!("{addr} in the table of {}", spec.name()))
+        })
+        .collect()
+}
+
 /// Sets each round-robin service's cursors to a value of the seed's (lbd draws them at
 /// random, which would make a run differ from its reproduction), and returns the schedules the
 /// model walks from there.
@@ -214,37 +274,14 @@ fn seeded_rings(
         if !matches!(spec.scheduler, "rr" | "wrr") || spec.drained {
             continue;
         }
-        let desired = balancer
-            .state
-            .services
-            .iter()
-            .find(|desired| {
-                desired.config.vip == spec.vip
-                    && desired.config.port == spec.port
-                    && desired.key.protocol == spec.protocol
-            })
-            .unwrap_or_else(|| panic!("lbd has no service {}", spec.name()))
-            .clone();
+        let desired = lbd_service(balancer, spec);
         let cursor = cursors.u32();
         balancer.set_schedule_cursors(desired.id, cursor);
         let schedule = balancer
             .state
             .ring(&desired)
             .unwrap_or_else(|e| panic!("the schedule of {}: {e}", spec.name()));
-        let reals = schedule
-            .iter()
-            .map(|id| {
-                let addr = real_ids
-                    .iter()
-                    .find(|(_, real_id)| *real_id == id)
-                    .map(|(addr, _)| *addr)
-                    .expect("a schedule names reals");
-                spec.reals
-                    .iter()
-                    .position(|real| real.addr == addr)
-                    .expect("a schedule names its service's reals")
-            })
-            .collect();
+        let reals = real_indexes(spec, &schedule, real_ids);
         rings.insert(index, model::Ring { reals, cursor });
     }
     rings

@@ -2,10 +2,10 @@
 //! tracks, NAT reply entries, where fragmented datagrams went, persistent clients, and where
 //! hashing schedulers sent a key before. Written from README's rules and the reason table.
 //!
-//! Round-robin services are predicted exactly: the model walks the schedule lbd wrote from
-//! the cursor the runner set. Where the answer is a hash the model does not recompute (`sh`,
-//! `mh`, an unmatched fragment's datagram hash) it accepts any real of the service the first
-//! time, then holds the program to it: a flow's packets, a datagram's fragments, a persistent client's flows and a hashing
+//! Schedulers are predicted exactly from the tables lbd wrote (read once at the start):
+//! round robin walks its schedule from the cursor the runner set; `sh`, `mh` and an unmatched
+//! fragment's datagram index theirs with `lb_common::hash`. Beyond that the model holds the
+//! program to what it did before: a flow's packets, a datagram's fragments, a persistent client's flows and a hashing
 //! scheduler's same key must all go where the first one went.
 
 use std::{collections::HashMap, net::IpAddr};
@@ -140,6 +140,8 @@ pub struct Model {
     /// `rr`/`wrr` services: the schedule lbd wrote (reals by index, weighted) and this CPU's
     /// cursor, which each new flow scheduled moves on by one.
     rings: HashMap<usize, Ring>,
+    /// Every service's table as the program reads it (reals by index), for hashes.
+    tables: HashMap<usize, Vec<usize>>,
 }
 
 /// A round-robin schedule as the program walks it.
@@ -153,10 +155,12 @@ impl Model {
         services: Vec<ServiceSpec>,
         real_ids: HashMap<IpAddr, u32>,
         rings: HashMap<usize, Ring>,
+        tables: HashMap<usize, Vec<usize>>,
     ) -> Model {
         Model {
             real_ids,
             rings,
+            tables,
             services,
             flows: HashMap::new(),
             known: Vec::new(),
@@ -317,8 +321,40 @@ impl Model {
         }
     }
 
+    /// The real a hash picks: the slot `hash % len` of the table the program reads (lbd's
+    /// weighted ring for `sh`, its Maglev table for `mh`), hashed with `lb_common::hash` (the
+    /// program's own, pinned by golden values). Also remembered: the same input must keep
+    /// getting the same real.
     fn hash_choice(&self, to_real: &mut ToReal, slot: HashSlot) {
         to_real.hash_slot = Some(slot);
+        let (service, hash) = match slot {
+            HashSlot::Source(service, src) => {
+                let flow = Key {
+                    src,
+                    dst: src,
+                    sport: 0,
+                    dport: 0,
+                    protocol: 0,
+                };
+                (service, lb_common::hash::source(&flow.flow_key()))
+            }
+            HashSlot::Connection(service, key) => {
+                (service, lb_common::hash::connection(&key.flow_key()))
+            }
+            HashSlot::Datagram(service, src, dst, protocol) => {
+                let flow = Key {
+                    src,
+                    dst,
+                    sport: 0,
+                    dport: 0,
+                    protocol,
+                };
+                (service, lb_common::hash::datagram(&flow.flow_key()))
+            }
+        };
+        if let Some(table) = self.tables.get(&service).filter(|table| !table.is_empty()) {
+            to_real.choice = Choice::Exactly(table[hash as usize % table.len()]);
+        }
         if let Some(&real) = self.hashed.get(&slot) {
             to_real.choice = Choice::Exactly(real);
         }
