@@ -375,3 +375,52 @@ fn icmp_error(frame: &[u8], l4: usize, v6: bool, datagram: &mut Datagram) -> Res
     datagram.quote_l4 = quote_l4;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{SocketAddrV4, SocketAddrV6};
+
+    use super::*;
+    use crate::packet::{Frame, PROTO_ESP};
+
+    fn v4() -> Frame {
+        Frame::tcp(
+            "203.0.113.7:40000".parse::<SocketAddrV4>().unwrap(),
+            "192.0.2.10:80".parse().unwrap(),
+        )
+        .syn()
+    }
+
+    #[test]
+    fn a_tcp_syn_is_a_whole_datagram_with_its_flow() {
+        let d = classify(&v4().vlan(5).build()).unwrap();
+        assert_eq!(d.kind, Kind::Whole);
+        assert_eq!(
+            (d.flow.sport, d.flow.dport, d.flow.protocol),
+            (40000, 80, PROTO_TCP)
+        );
+        assert_eq!((d.l3, d.tag), (18, Some((0x8100, 5))));
+        assert_eq!(d.tcp_flags, 0x02);
+    }
+
+    #[test]
+    fn broken_frames_get_the_parse_reasons() {
+        let frame = v4().build();
+        assert_eq!(classify(&frame[..40]).unwrap_err(), Reason::PassTruncated);
+        assert_eq!(
+            classify(&v4().ip_ihl(4).build()).unwrap_err(),
+            Reason::PassMalformed
+        );
+        assert_eq!(
+            classify(&v4().vlan(1).vlan(2).build()).unwrap_err(),
+            Reason::PassStackedVlan
+        );
+        let esp = Frame::ipv6_udp(
+            "[2001:db8:ffff::7]:4000".parse::<SocketAddrV6>().unwrap(),
+            "[2001:db8::100]:53".parse().unwrap(),
+        )
+        .ipv6_raw_extension(PROTO_ESP, &[0; 8])
+        .build();
+        assert_eq!(classify(&esp).unwrap_err(), Reason::PassIpv6Extensions);
+    }
+}

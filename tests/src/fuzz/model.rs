@@ -5,8 +5,8 @@
 //! Schedulers are predicted exactly from the tables lbd wrote (read once at the start):
 //! round robin walks its schedule from the cursor the runner set; `sh`, `mh` and an unmatched
 //! fragment's datagram index theirs with `lb_common::hash`. Beyond that the model holds the
-//! program to what it did before: a flow's packets, a datagram's fragments, a persistent client's flows and a hashing
-//! scheduler's same key must all go where the first one went.
+//! program to what it did before: a flow's packets, a datagram's fragments, a persistent
+//! client's flows and a hashing scheduler's same key must all go where the first one went.
 
 use std::{collections::HashMap, net::IpAddr};
 
