@@ -230,6 +230,44 @@ impl Balancer {
             .unwrap_or_else(|e| panic!("applying state: {e}"));
     }
 
+    /// A map the program keeps to itself (one the dataplane's handles do not take, e.g. the
+    /// fragment records `lb_common::MAP_FRAGMENTS`), for tests that empty or read it.
+    pub fn program_map(&self, name: &str) -> &aya::maps::MapData {
+        match self.ebpf.map(name) {
+            Some(aya::maps::Map::HashMap(data) | aya::maps::Map::LruHashMap(data)) => data,
+            Some(_) => panic!("map {name} is not a hash map"),
+            None => panic!("the program has no map {name} (or the dataplane took it)"),
+        }
+    }
+
+    /// Sets every CPU's round-robin cursor of service `service_id` to `cursor` (lbd starts
+    /// them at random), so that a test's run of new flows is the same every time. The cursor
+    /// map belongs to the dataplane's handles; it is reached through the program's own map ids.
+    pub fn set_schedule_cursors(&mut self, service_id: u32, cursor: u32) {
+        use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
+        let program = loader::balancer(&mut self.ebpf).unwrap_or_else(|e| panic!("{e}"));
+        let ids = program
+            .info()
+            .and_then(|info| info.map_ids())
+            .unwrap_or_else(|e| panic!("the program's maps: {e}"))
+            .unwrap_or_default();
+        let data = ids
+            .into_iter()
+            .filter_map(|id| MapData::from_id(id).ok())
+            .find(|data| {
+                data.info()
+                    .is_ok_and(|info| info.name_as_str() == Some(lb_common::MAP_RR_CURSOR))
+            })
+            .unwrap_or_else(|| panic!("the program has no {} map", lb_common::MAP_RR_CURSOR));
+        let mut cursors: PerCpuArray<MapData, u32> = PerCpuArray::try_from(Map::PerCpuArray(data))
+            .unwrap_or_else(|e| panic!("{}: {e}", lb_common::MAP_RR_CURSOR));
+        let cpus = aya::util::nr_cpus().unwrap_or_else(|(_, e)| panic!("counting CPUs: {e}"));
+        let values = PerCpuValues::try_from(vec![cursor; cpus]).expect("one value per CPU");
+        cursors
+            .set(service_id, values, 0)
+            .unwrap_or_else(|e| panic!("setting the cursors of service {service_id}: {e}"));
+    }
+
     /// Runs the balancer on one frame.
     pub fn run(&mut self, frame: &[u8]) -> Outcome {
         run_once(&mut self.ebpf, frame)

@@ -4,6 +4,8 @@
 //!
 //! - [`fixture`]: the balancer loaded but not attached, fed frames through BPF_PROG_TEST_RUN.
 //! - [`decap`]: the same for `lbd decap`'s decapsulation program.
+//! - [`fuzz`]: data-path fuzzing: generated frames through the program, each checked against
+//!   an independent model (`fuzz_datapath.rs`, the `lb-fuzz` binary).
 //! - [`conntrack`]: a model of connection tracking that fixtures check the balancer against.
 //! - [`privilege`]: whether a privileged test runs or is skipped (`require_root`).
 //! - [`netns`]: named network namespaces removed on drop; running code and processes inside.
@@ -37,6 +39,7 @@ pub mod conntrack;
 pub mod decap;
 pub mod fixture;
 pub mod forwarding;
+pub mod fuzz;
 pub mod ha;
 pub mod http;
 pub mod keepalived;

@@ -10,16 +10,36 @@ use super::{
 
 /// The Internet checksum (RFC 1071) of the concatenation of `chunks`.
 pub fn checksum(chunks: &[&[u8]]) -> u16 {
-    let mut sum = 0u32;
+    // Word by word with plain indexing: the fuzzer computes millions of these in debug builds,
+    // where an iterator chain per byte costs several times more.
+    let mut sum = 0u64;
     let mut odd: Option<u8> = None;
-    for &byte in chunks.iter().flat_map(|chunk| chunk.iter()) {
-        match odd.take() {
-            Some(high) => sum += u32::from(u16::from_be_bytes([high, byte])),
-            None => odd = Some(byte),
+    for chunk in chunks {
+        let mut bytes = &chunk[..];
+        if let Some(high) = odd.take() {
+            match bytes.split_first() {
+                Some((&low, rest)) => {
+                    sum += u64::from(u16::from_be_bytes([high, low]));
+                    bytes = rest;
+                }
+                None => {
+                    odd = Some(high);
+                    continue;
+                }
+            }
+        }
+        let pairs = bytes.len() / 2;
+        let mut i = 0;
+        while i < pairs {
+            sum += u64::from(u16::from_be_bytes([bytes[2 * i], bytes[2 * i + 1]]));
+            i += 1;
+        }
+        if bytes.len() % 2 == 1 {
+            odd = Some(bytes[bytes.len() - 1]);
         }
     }
     if let Some(high) = odd {
-        sum += u32::from(u16::from_be_bytes([high, 0]));
+        sum += u64::from(u16::from_be_bytes([high, 0]));
     }
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
