@@ -238,12 +238,12 @@ impl DecapDaemon {
         }
     }
 
-    /// Sends `signal` to it.
     /// The running daemon's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("lbd decap is running").id()
     }
 
+    /// Sends `signal` to it.
     pub fn signal(&self, signal: libc::c_int) {
         let child = self.child.as_ref().expect("lbd decap is running");
         // SAFETY: kill with a pid we own and have not reaped.

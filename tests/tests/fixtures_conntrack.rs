@@ -23,7 +23,7 @@ use lb_common::{
     },
 };
 use lb_tests::{conntrack::*, fixture::XDP_TX, packet::tcp_flags::*};
-use lb_userspace::dataplane::{PRESSURE_FILL_PERCENT, SYN_RECV_UNDER_PRESSURE};
+use lb_userspace::dataplane::{SYN_RECV_UNDER_PRESSURE, under_pressure};
 
 /// IPVS's input-only table, one client segment at a time: every step forwards to the flow's
 /// real and moves (or keeps) its state and its real's counts.
@@ -424,6 +424,7 @@ fn counts_stay_exact_through_churn_on_a_tiny_table() {
     let started = Instant::now();
     let mut random = Lcg(0x5eed);
     let (mut refused, mut passed, mut removed) = (0, 0, 0);
+    let mut pressure = false;
     for step in 0..400 {
         let family = if random.below(4) == 0 {
             Family::V6
@@ -433,10 +434,9 @@ fn counts_stay_exact_through_churn_on_a_tiny_table() {
         let roll = random.below(20);
         let packet = if roll < 2 {
             let look_ahead = look_aheads_s[random.below(look_aheads_s.len() as u64) as usize];
-            // A table at least PRESSURE_FILL_PERCENT full also loses its half-open flows
+            // A table under pressure (see `under_pressure`) also loses its half-open flows
             // idle past SYN_RECV_UNDER_PRESSURE (every look-ahead is).
-            let pressure =
-                conntrack.model.flows.len() as u64 * 100 >= FLOWS as u64 * PRESSURE_FILL_PERCENT;
+            pressure = under_pressure(pressure, conntrack.model.flows.len() as u64, FLOWS as u64);
             assert!(look_ahead > SYN_RECV_UNDER_PRESSURE.as_secs());
             let expired: Vec<FlowKey> = conntrack
                 .model

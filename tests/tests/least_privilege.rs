@@ -150,8 +150,9 @@ fn after_start_up_lbd_holds_only_bpf_net_admin_and_net_raw_and_still_works() {
     // Threads started since (blocking threads, hook waiters) inherited the reduced set.
     assert_holds_only(&lbd, kept, "after VRRP, traffic, an edit and a reload");
     let log = lbd.log();
+    let lowercase = log.to_lowercase();
     assert!(
-        !log.contains("Operation not permitted") && !log.contains("permission denied"),
+        !lowercase.contains("operation not permitted") && !lowercase.contains("permission denied"),
         "something lbd does after start-up lacked a capability:\n{log}"
     );
     lbd.stop();
@@ -268,6 +269,41 @@ services:
         listener.accept().is_err(),
         "lbadm connected to the foreign socket"
     );
+
+    // Nor to one whose file is root's but whose listener runs as another user (the file
+    // swapped after lbadm looked at it): the peer's credentials give it away.
+    let open_dir = dir.join("open");
+    std::fs::create_dir(&open_dir).expect("a directory anyone may write");
+    std::fs::set_permissions(&open_dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod");
+    let impostor = open_dir.join("impostor.sock");
+    let listener = {
+        let impostor = impostor.clone();
+        // setresuid as a raw system call changes only the calling thread's user.
+        std::thread::spawn(move || {
+            // SAFETY: plain system calls with no memory arguments.
+            unsafe {
+                assert_eq!(libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534), 0);
+                assert_eq!(libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534), 0);
+            }
+            std::os::unix::net::UnixListener::bind(&impostor).expect("binding as uid 65534")
+        })
+        .join()
+        .expect("the impostor's thread")
+    };
+    std::os::unix::fs::chown(&impostor, Some(0), Some(0)).expect("chown to root");
+    let output = Command::new(binary("lbadm"))
+        .args(["-L", "-n", "--socket"])
+        .arg(&impostor)
+        .output()
+        .expect("running lbadm");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "lbadm: {stderr}");
+    assert!(
+        stderr.contains("the process listening on it runs as uid 65534"),
+        "lbadm said: {stderr}"
+    );
+    drop(listener);
     drop(lbd);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -33,11 +33,18 @@ pub enum ClientError {
          another user's process may be posing as lbd"
     )]
     ForeignOwner { path: PathBuf, owner: u32, me: u32 },
+    #[error(
+        "refusing {path}: the process listening on it runs as uid {peer}, neither root nor you \
+         (uid {me}); another user's process may be posing as lbd"
+    )]
+    ForeignPeer { path: PathBuf, peer: u32, me: u32 },
 }
 
 /// Connects to lbd's socket. A socket owned by someone other than root or the caller is
 /// refused before connecting: whoever owns it could answer in lbd's place (a listing that
-/// hides a service, a dump that shows made-up packets) and would read what lbadm sends.
+/// hides a service, a dump that shows made-up packets) and would read what lbadm sends. So is
+/// one whose listening process runs as someone else (checked once connected, before anything
+/// is sent: the file may have been swapped between the check and the connect).
 pub fn connect(socket: &Path) -> Result<UnixStream, ClientError> {
     let connect_error = |source| ClientError::Connect {
         path: socket.to_path_buf(),
@@ -54,7 +61,37 @@ pub fn connect(socket: &Path) -> Result<UnixStream, ClientError> {
             me,
         });
     }
-    UnixStream::connect(socket).map_err(connect_error)
+    let stream = UnixStream::connect(socket).map_err(connect_error)?;
+    let peer = peer_uid(&stream).map_err(connect_error)?;
+    if peer != 0 && peer != me {
+        return Err(ClientError::ForeignPeer {
+            path: socket.to_path_buf(),
+            peer,
+            me,
+        });
+    }
+    Ok(stream)
+}
+
+/// The user the process at the other end of `stream` ran as when it listened.
+fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: ucred is plain data; getsockopt writes at most `length` bytes into it.
+    unsafe {
+        let mut credentials: libc::ucred = std::mem::zeroed();
+        let mut length = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        if libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut credentials as *mut libc::ucred).cast(),
+            &mut length,
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(credentials.uid)
+    }
 }
 
 /// Sends one request to the daemon at `socket` and waits (bounded) for its reply.
@@ -69,11 +106,16 @@ pub fn request(socket: &Path, request: &Request) -> Result<Reply, ClientError> {
         .map_err(io_error)?;
     let mut line = serde_json::to_string(request).expect("requests always serialize");
     line.push('\n');
-    stream.write_all(line.as_bytes()).map_err(io_error)?;
+    // A daemon that refuses the connection (busy) answers before reading the request and
+    // closes: the write may fail while its reply waits to be read.
+    let written = stream.write_all(line.as_bytes());
     let mut reply = String::new();
-    BufReader::new(stream)
-        .read_line(&mut reply)
-        .map_err(io_error)?;
+    let read = BufReader::new(stream).read_line(&mut reply);
+    match (written, read) {
+        (_, Ok(length)) if length > 0 => {}
+        (Err(error), _) | (Ok(()), Err(error)) => return Err(io_error(error)),
+        (Ok(()), Ok(_)) => {}
+    }
     let reply: Reply = serde_json::from_str(&reply).map_err(|source| ClientError::Decode {
         path: socket.to_path_buf(),
         source,

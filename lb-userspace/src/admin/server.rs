@@ -393,8 +393,9 @@ pub enum SocketError {
 }
 
 /// Binds the admin socket, replacing a stale socket file but never one a live daemon still
-/// answers on. Mode 0600 (root only), or 0660 owned by `group`. The socket is created with
-/// that mode, not changed to it afterwards: no one else can connect in between.
+/// answers on. Mode 0600 (root only); with `group`, then given to that group and opened to it
+/// (0660). The file is created 0600, never with a wider mode: no one else can connect before
+/// the mode is set.
 pub fn bind_admin_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, SocketError> {
     let error = |source| SocketError::Io {
         path: path.to_path_buf(),
@@ -414,16 +415,59 @@ pub fn bind_admin_socket(path: &Path, group: Option<u32>) -> Result<UnixListener
             path.display()
         );
     }
-    // The umask is the process's; at this point of start-up no other thread creates files.
-    // SAFETY: umask cannot fail and touches no memory.
-    let umask = unsafe { libc::umask(0o177) };
-    let bound = UnixListener::bind(path);
-    // SAFETY: as above.
-    unsafe { libc::umask(umask) };
-    let listener = bound.map_err(error)?;
+    let listener = bind_owner_only(path).map_err(error)?;
     if let Some(gid) = group {
         std::os::unix::fs::chown(path, None, Some(gid)).map_err(error)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(error)?;
     }
-    Ok(listener)
+    listener.set_nonblocking(true).map_err(error)?;
+    UnixListener::from_std(listener).map_err(error)
+}
+
+/// A listening Unix socket at `path` whose file is created with mode 0600. Linux gives a
+/// socket's file the mode of the socket itself (less the umask), so the mode is set on the
+/// socket before `bind`; the process's umask, which other threads share, is left alone.
+fn bind_owner_only(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
+    use std::os::{
+        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        unix::ffi::OsStrExt as _,
+    };
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid (unnamed) address.
+    let mut address: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= address.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a path a Unix socket can have",
+        ));
+    }
+    address.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (to, from) in address.sun_path.iter_mut().zip(bytes) {
+        *to = *from as libc::c_char;
+    }
+    // SAFETY: socket has no memory preconditions; a non-negative result is a new descriptor,
+    // owned from here on.
+    let socket = unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        OwnedFd::from_raw_fd(fd)
+    };
+    let fd = socket.as_raw_fd();
+    // SAFETY: fchmod, bind and listen on a descriptor we own, with an address that lives
+    // across the call and the length of its type.
+    unsafe {
+        if libc::fchmod(fd, 0o600) != 0
+            || libc::bind(
+                fd,
+                (&address as *const libc::sockaddr_un).cast(),
+                std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+            ) != 0
+            || libc::listen(fd, libc::SOMAXCONN) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(socket.into())
 }

@@ -38,12 +38,33 @@ pub(super) struct RawAdmin {
     pub(super) group: Option<RawGroup>,
 }
 
-/// A group by name or by number.
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// `admin.group`: a group by name or by number. Deserialized by hand, as [`RawStatus`], so
+/// that a wrong value is told what is expected.
 pub(super) enum RawGroup {
-    Id(u32),
+    Id(i64),
     Name(String),
+}
+
+impl<'de> Deserialize<'de> for RawGroup {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct GroupVisitor;
+        impl de::Visitor<'_> for GroupVisitor {
+            type Value = RawGroup;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a group name (lbadmin) or id (4242)")
+            }
+            fn visit_i64<E: de::Error>(self, id: i64) -> Result<RawGroup, E> {
+                Ok(RawGroup::Id(id))
+            }
+            fn visit_u64<E: de::Error>(self, id: u64) -> Result<RawGroup, E> {
+                Ok(RawGroup::Id(i64::try_from(id).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<RawGroup, E> {
+                Ok(RawGroup::Name(name.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(GroupVisitor)
+    }
 }
 
 #[derive(Deserialize)]

@@ -218,8 +218,11 @@ pub fn threads() -> std::io::Result<Vec<(u32, ThreadCapabilities)>> {
         };
         match read_status(entry.path().join("status")) {
             Ok(capabilities) => threads.push((tid, capabilities)),
-            // Exited between the listing and the read.
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            // Exited between the listing and the read (gone before the open, or between the
+            // open and the read).
+            Err(error)
+                if error.kind() == std::io::ErrorKind::NotFound
+                    || error.raw_os_error() == Some(libc::ESRCH) => {}
             Err(error) => return Err(error),
         }
     }

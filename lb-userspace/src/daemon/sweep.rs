@@ -13,7 +13,7 @@ use std::{
 
 use crate::{
     admin::monotonic_now_ns,
-    dataplane::{PRESSURE_FILL_PERCENT, SYN_RECV_UNDER_PRESSURE, Sweeper},
+    dataplane::{PRESSURE_END_PERCENT, PRESSURE_FILL_PERCENT, SYN_RECV_UNDER_PRESSURE, Sweeper},
 };
 
 /// How often the table is swept: a flow leaves the counts at most about this long after it
@@ -72,9 +72,11 @@ fn run(sweeper: &Sweeper, stop: &AtomicBool, passes: &AtomicU64) {
                 }
                 if report.removed > 0 || report.replies_removed > 0 {
                     log::debug!(
-                        "flow sweep: removed {} of {} flows ({:?}), {} of {} NAT replies ({:?})",
+                        "flow sweep: removed {} of {} flows ({} half-open under pressure; \
+                         {:?}), {} of {} NAT replies ({:?})",
                         report.removed,
                         report.flows,
+                        report.removed_half_open,
                         report.flows_time,
                         report.replies_removed,
                         report.replies,
@@ -104,15 +106,16 @@ fn log_pressure(report: &crate::dataplane::SweepReport) {
     if report.pressure {
         log::warn!(
             "flow table under pressure ({} flows, at least {PRESSURE_FILL_PERCENT}% full; a \
-             SYN flood?): half-open flows now expire after {SYN_RECV_UNDER_PRESSURE:?}; while \
-             it is full, new flows are dropped (drop_flow_table_full) and established ones \
-             keep forwarding",
-            report.flows
+             SYN flood?): half-open flows now expire after {SYN_RECV_UNDER_PRESSURE:?} ({} \
+             removed in this sweep); while it is full, new flows are dropped \
+             (drop_flow_table_full) and established ones keep forwarding",
+            report.flows,
+            report.removed_half_open
         );
     } else {
         log::info!(
-            "flow table no longer under pressure ({} flows): half-open flows expire after \
-             their usual timeout again",
+            "flow table no longer under pressure ({} flows, below {PRESSURE_END_PERCENT}%): \
+             half-open flows expire after their usual timeout again",
             report.flows
         );
     }

@@ -20,9 +20,9 @@ pub mod loader;
 
 use aya::maps::MapError;
 pub use ebpf::{
-    CaptureMaps, EbpfDataplane, EbpfReader, MapHandles, PRESSURE_FILL_PERCENT,
-    SYN_RECV_UNDER_PRESSURE, SweepReport, Sweeper, batch, insert_new, is_gone, is_stale_half_open,
-    lookup_and_delete,
+    CaptureMaps, EbpfDataplane, EbpfReader, MapHandles, PRESSURE_END_PERCENT,
+    PRESSURE_FILL_PERCENT, SYN_RECV_UNDER_PRESSURE, SweepReport, Sweeper, batch, insert_new,
+    is_gone, is_stale_half_open, lookup_and_delete, under_pressure,
 };
 pub use fake::{FakeDataplane, FakeReader};
 use lb_common::{

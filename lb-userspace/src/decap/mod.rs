@@ -25,6 +25,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     config::XdpMode,
+    daemon::privileges::{CAP_BPF, CAP_NET_ADMIN, CapabilitySet, PrivilegeError, keep_only},
     neighbour::{NeighbourError, Neighbours},
 };
 use addresses::{describe, refuse_vip, wanted};
@@ -54,7 +55,7 @@ pub enum DecapError {
     #[error("installing signal handlers: {0}")]
     Signals(#[source] std::io::Error),
     #[error("dropping capabilities after attaching: {0}")]
-    Privileges(#[from] crate::daemon::privileges::PrivilegeError),
+    Privileges(#[from] PrivilegeError),
     #[error("loading the XDP object: {0}")]
     Load(Box<aya::EbpfError>),
     #[error("program lb_decap: {0}")]
@@ -108,7 +109,6 @@ pub async fn run(options: Options) -> Result<DecapCounters, DecapError> {
     let link = program.attach(&interface.name, interface.index, options.xdp_mode)?;
     // From here on it writes the address map (CAP_BPF) and, at the end, detaches
     // (CAP_NET_ADMIN); nothing else.
-    use crate::daemon::privileges::{CAP_BPF, CAP_NET_ADMIN, CapabilitySet, keep_only};
     let kept = keep_only(CapabilitySet(1 << CAP_BPF | 1 << CAP_NET_ADMIN))?;
     log::info!("capabilities kept: {kept}");
     let mode = match netlink.xdp_attachment(interface.index).await {

@@ -713,6 +713,18 @@ fn admin_group_is_a_known_group_name_or_a_number() {
     let by_name = parse_ok(&format!("{base}admin: {{group: root}}\n"));
     assert_eq!(by_name.admin_group, Some(0));
     assert_mentions(
+        &error_of(&format!("{base}admin: {{group: -5}}\n")),
+        &["demo.yaml:3", "admin.group", "group id -5 is out of range"],
+    );
+    assert_mentions(
+        &error_of(&format!("{base}admin: {{group: [1]}}\n")),
+        &[
+            "demo.yaml:3",
+            "admin.group",
+            "a group name (lbadmin) or id (4242)",
+        ],
+    );
+    assert_mentions(
         &error_of(&format!("{base}admin: {{group: no-such-group-here}}\n")),
         &[
             "demo.yaml:3",

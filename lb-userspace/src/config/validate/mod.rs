@@ -166,13 +166,22 @@ impl Validator<'_> {
     /// `admin.group`: a group id, or the name of a group this host knows.
     fn admin_group(&self, group: super::raw::RawGroup) -> Result<u32, ConfigError> {
         match group {
-            super::raw::RawGroup::Id(gid) => Ok(gid),
-            super::raw::RawGroup::Name(name) => group_id(&name).ok_or_else(|| {
+            super::raw::RawGroup::Id(gid) => u32::try_from(gid).map_err(|_| {
                 self.invalid(
                     "admin.group",
-                    format!("no group named {name:?} on this host (give a name or a number)"),
+                    format!("group id {gid} is out of range (0 to {})", u32::MAX),
                 )
             }),
+            super::raw::RawGroup::Name(name) => match group_id(&name) {
+                Ok(Some(gid)) => Ok(gid),
+                Ok(None) => Err(self.invalid(
+                    "admin.group",
+                    format!("no group named {name:?} on this host (give a name or a number)"),
+                )),
+                Err(error) => {
+                    Err(self.invalid("admin.group", format!("looking up group {name:?}: {error}")))
+                }
+            },
         }
     }
 
@@ -246,22 +255,34 @@ impl Validator<'_> {
     }
 }
 
-/// The id of the group named `name`, from the host's group database.
-fn group_id(name: &str) -> Option<u32> {
-    let name = std::ffi::CString::new(name).ok()?;
-    let mut group: libc::group = unsafe { std::mem::zeroed() };
-    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
-    let mut found = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call: the name is NUL-terminated, the buffer is
-    // as long as its length says, and `found` is written only to point at `group`.
-    let status = unsafe {
-        libc::getgrnam_r(
-            name.as_ptr(),
-            &mut group,
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut found,
-        )
+/// The id of the group named `name`, from the host's group database: `Ok(None)` if it has
+/// none, `Err` (the error's text) if the database could not be read.
+fn group_id(name: &str) -> Result<Option<u32>, String> {
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return Ok(None);
     };
-    (status == 0 && !found.is_null()).then_some(group.gr_gid)
+    // A group's entry holds its member list: directory services can make it large.
+    let mut length = 16 * 1024;
+    loop {
+        // SAFETY: `group` is plain data that getgrnam_r fills in; all zeroes is a valid value.
+        let mut group: libc::group = unsafe { std::mem::zeroed() };
+        let mut buffer = vec![0 as libc::c_char; length];
+        let mut found = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call: the name is NUL-terminated, the buffer
+        // is as long as its length says, and `found` is written only to point at `group`.
+        let status = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut group,
+                buffer.as_mut_ptr(),
+                buffer.len(),
+                &mut found,
+            )
+        };
+        match status {
+            0 => return Ok((!found.is_null()).then_some(group.gr_gid)),
+            libc::ERANGE if length < 1024 * 1024 => length *= 4,
+            error => return Err(std::io::Error::from_raw_os_error(error).to_string()),
+        }
+    }
 }

@@ -32,8 +32,8 @@ use lb_common::{
 use published::{Conns, Reals, Schedules};
 use readers::Readers;
 pub use sweep::{
-    PRESSURE_FILL_PERCENT, SYN_RECV_UNDER_PRESSURE, SweepReport, Sweeper, is_gone,
-    is_stale_half_open,
+    PRESSURE_END_PERCENT, PRESSURE_FILL_PERCENT, SYN_RECV_UNDER_PRESSURE, SweepReport, Sweeper,
+    is_gone, is_stale_half_open, under_pressure,
 };
 
 use super::{Dataplane, DataplaneError, map_err};
@@ -115,6 +115,7 @@ impl EbpfDataplane {
         let sweeper = Sweeper {
             flows: duplicate_data(&flows, MAP_FLOWS)?,
             flow_capacity: u64::from(flow_capacity),
+            pressure: Default::default(),
             replies: ebpf
                 .take_map(MAP_REPLIES)
                 .map(|raw| map_data(raw, MAP_REPLIES))

@@ -8,13 +8,15 @@
 //! the sweep counts out exactly the entry it removed, in the state that entry was in; had
 //! the flow come alive again meanwhile (a new connection on the same 5-tuple), it is put back.
 //!
-//! Under pressure (the table at least [`PRESSURE_FILL_PERCENT`] full, as a SYN flood leaves
-//! it: the table is a plain hash, which never evicts a live flow for a new one), flows still
+//! Under pressure (from when the table is at least [`PRESSURE_FILL_PERCENT`] full until it is
+//! below [`PRESSURE_END_PERCENT`], as a SYN flood leaves it: the table is a plain hash, which never evicts a live flow for a new one), flows still
 //! in `SYN_RECV` expire after [`SYN_RECV_UNDER_PRESSURE`] instead of their state's 60 s, as
 //! IPVS's `secure_tcp` defence shortens them. A real handshake ends within a round trip, and
-//! a client whose SYN went unanswered sends it again (which refreshes the flow), so only
+//! a client whose SYN went unanswered sends it again (which refreshes the flow), so mostly
 //! half-open flows nobody follows up leave early: the table frees within seconds of a flood's
-//! end instead of a minute.
+//! end instead of a minute. The price, as with `secure_tcp`: a handshake whose SYN-ACK comes
+//! more than 5 s after the client's last SYN loses its flow, and the client's ACK then meets
+//! none.
 //!
 //! Then the NAT replies table (`LB_REPLIES_V1`): a reply entry lives as long as its client's
 //! flow, and the program does not see most flows go (the sweep removes them). After the flow
@@ -40,6 +42,9 @@ use crate::dataplane::{DataplaneError, map_err};
 
 /// How full the flow table is when half-open flows start to expire early.
 pub const PRESSURE_FILL_PERCENT: u64 = 75;
+/// How full it must be no longer for the pressure to end: lower than where it starts, so a
+/// table hovering at the mark does not switch every second.
+pub const PRESSURE_END_PERCENT: u64 = 65;
 /// How long a `SYN_RECV` flow lives under pressure.
 pub const SYN_RECV_UNDER_PRESSURE: Duration = Duration::from_secs(5);
 
@@ -66,6 +71,8 @@ pub struct Sweeper {
     pub(super) flows: MapData,
     /// The flow table's size (`limits.flows`).
     pub(super) flow_capacity: u64,
+    /// Whether the last sweep found the table under pressure (see [`under_pressure`]).
+    pub(super) pressure: std::sync::atomic::AtomicBool,
     /// `None` when the object has no replies map (a program without NAT).
     pub(super) replies: Option<MapData>,
     pub(super) conns: std::sync::Arc<Conns>,
@@ -81,6 +88,12 @@ pub struct Sweeper {
 pub fn is_gone(flow: &Flow, now_ns: u64, settings: &Settings, real: &Real) -> bool {
     let real_lost = real.flags & REAL_AVAILABLE == 0 || real.service_id != flow.service_id;
     real_lost || idle_ns(flow, now_ns) > settings.expires_after_ns(flow.state as u8)
+}
+
+/// Whether a table of `capacity` holding `flows` is under pressure, given whether it `was`.
+pub fn under_pressure(was: bool, flows: u64, capacity: u64) -> bool {
+    let percent = |mark: u64| flows * 100 >= capacity * mark;
+    percent(PRESSURE_FILL_PERCENT) || was && percent(PRESSURE_END_PERCENT)
 }
 
 /// Whether a flow is a half-open one that goes early under pressure.
@@ -133,7 +146,10 @@ impl Sweeper {
             }
         })
         .map_err(|source| syscall("BPF_MAP_LOOKUP_BATCH", source))?;
-        report.pressure = report.flows * 100 >= self.flow_capacity * PRESSURE_FILL_PERCENT;
+        let was = self.pressure.load(std::sync::atomic::Ordering::Relaxed);
+        report.pressure = under_pressure(was, report.flows, self.flow_capacity);
+        self.pressure
+            .store(report.pressure, std::sync::atomic::Ordering::Relaxed);
         let expired = candidates.len();
         if report.pressure {
             for key in &half_open {
@@ -311,5 +327,16 @@ mod tests {
         for state in [STATE_ESTABLISHED, STATE_FIN_WAIT, STATE_UDP] {
             assert!(!is_stale_half_open(&flow(state, 0), now));
         }
+    }
+
+    #[test]
+    fn pressure_starts_at_three_quarters_and_ends_below_two_thirds() {
+        assert!(!under_pressure(false, 74, 100));
+        assert!(under_pressure(false, 75, 100));
+        // Once under pressure, it stays until the table is below 65 %.
+        assert!(under_pressure(true, 70, 100));
+        assert!(under_pressure(true, 65, 100));
+        assert!(!under_pressure(true, 64, 100));
+        assert!(!under_pressure(false, 70, 100));
     }
 }
