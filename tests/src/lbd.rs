@@ -306,6 +306,11 @@ impl Lbd {
         unsafe { libc::kill(child.id() as libc::pid_t, signal) };
     }
 
+    /// The running daemon's process id (for its /proc figures).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the daemon is still running (it has not exited).
     pub fn running(&mut self) -> bool {
         self.child
