@@ -279,11 +279,10 @@ fn chaos_hundred_reloads() {
     );
 }
 
-/// Fails today: the kernel reports an entry it deletes as FAILED first (`ip monitor neigh`
-/// shows `… FAILED` then `Deleted … FAILED`), and lbd takes that FAILED for a real that stopped
-/// answering, rescheduling its flows, so every long-lived connection on real2 is reset.
+/// The kernel reports an entry it deletes as FAILED first (`ip monitor neigh` shows `… FAILED`
+/// then `Deleted … FAILED`): taken for a real that stopped answering, that FAILED would
+/// reschedule the real's flows and reset every long-lived connection on it.
 #[test]
-#[ignore = "lbd takes the FAILED the kernel reports before deleting an entry for a dead real (see the comment)"]
 fn chaos_neighbour_entry_deleted() {
     if !require_root("chaos_neighbour_entry_deleted") {
         return;
