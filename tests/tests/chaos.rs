@@ -52,7 +52,11 @@ fn dr(scenario: &str, service_extra: &str) -> Dr {
         .iter()
         .map(|(name, netns, _)| Some(serve(netns, name)))
         .collect();
-    let lbd = Lbd::start(&topology.lb, &instance(scenario), &dr_config(service_extra, 1));
+    let lbd = Lbd::start(
+        &topology.lb,
+        &instance(scenario),
+        &dr_config(service_extra, 1),
+    );
     Dr {
         topology,
         servers,

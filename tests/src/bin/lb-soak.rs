@@ -43,7 +43,12 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     // SAFETY: installing a handler that only stores to an atomic.
-    unsafe { libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t) };
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_interrupt as *const () as libc::sighandler_t,
+        )
+    };
     let options = SoakOptions::for_duration(Duration::from_secs_f64(minutes * 60.0), &prefix);
     println!(
         "soak: {:?} at {} new connections/s and {} long-lived, a sample every {:?}",

@@ -25,7 +25,10 @@ pub fn target_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let exe = std::env::current_exe().expect("current_exe");
-    let mut dir = exe.parent().expect("the executable's directory").to_path_buf();
+    let mut dir = exe
+        .parent()
+        .expect("the executable's directory")
+        .to_path_buf();
     if dir.file_name().is_some_and(|name| name == "deps") {
         dir.pop();
     }

@@ -240,7 +240,9 @@ impl Traffic {
         }
         for kept in lock(&self.kept).iter() {
             figures.long_lived += 1;
-            let Some(failure) = &kept.broken else { continue };
+            let Some(failure) = &kept.broken else {
+                continue;
+            };
             figures.broken += 1;
             count_kind(&mut figures, failure.kind);
             if excused.real.as_deref() == Some(kept.real.trim()) {
@@ -302,5 +304,7 @@ fn check_in_rounds(
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
