@@ -68,6 +68,9 @@ struct Failure {
     detail: String,
 }
 
+/// A request of the loop: when it was made, and the real that answered or how it failed.
+type Outcome = (Instant, Result<String, Failure>);
+
 /// A long-lived connection: the real that answered its first request, and how it broke.
 #[derive(Debug, Clone)]
 struct Kept {
@@ -123,7 +126,7 @@ pub struct Traffic {
     stop: Arc<AtomicBool>,
     /// The loop's outcomes by when each request was made: the real that answered, or how it
     /// failed.
-    requests: Arc<Mutex<Vec<(Instant, Result<String, Failure>)>>>,
+    requests: Arc<Mutex<Vec<Outcome>>>,
     kept: Arc<Mutex<Vec<Kept>>>,
     threads: Vec<JoinHandle<()>>,
 }
