@@ -11,7 +11,7 @@
 //!   occupancy lies within the range the client's own connections imply (see
 //!   [`expected_flows`]): a leaked flow pushes it above, a flow lost early below. Not "last
 //!   third against first" as for the rest: on a shared machine the client's pace varies (50
-//!   to 110 connections a second in one run), and the table follows it, as it should.
+//!   to 120 connections a second over 5 s in two runs), and the table follows it, as it should.
 //! - **Flat**: lbd's memory, descriptors and threads in the last third of the samples against
 //!   the first third (after the warm-up), within the tolerances of [`Tolerances`] (each says
 //!   why it is what it is). A leak grows with time: over a run it shows as a last third
