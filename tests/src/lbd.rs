@@ -299,16 +299,16 @@ impl Lbd {
         self.stop_with(libc::SIGTERM)
     }
 
-    /// The running daemon's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("lbd is running").id()
-    }
-
     /// Sends `signal` to the running daemon.
     pub fn signal(&self, signal: libc::c_int) {
         let child = self.child.as_ref().expect("lbd is running");
         // SAFETY: kill with a pid we own and have not reaped.
         unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    }
+
+    /// The running daemon's process id (for its /proc figures).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Whether the daemon is still running (it has not exited).

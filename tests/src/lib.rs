@@ -24,6 +24,11 @@
 //! - [`ha`]: an HA pair's config, VRRP states, long-lived connections that must survive a
 //!   failover and a request loop; `topology::ha` is their network (two balancers on the
 //!   switch, no VIP until VRRP adds it).
+//! - [`chaos`]: traffic that runs while a chaos scenario breaks something (a request loop and
+//!   long-lived connections) and the figures it yields; one report line per scenario; a
+//!   daemon's footprint (memory, descriptors, threads) from /proc.
+//! - [`soak`]: `lb-soak`'s core: steady load with connection churn through lbd for a while,
+//!   sampling the flow table and lbd's footprint, with a verdict (flat, counters consistent).
 //! - [`keepalived`]: keepalived as lbd's VRRP peer, in a namespace.
 //! - [`takeover`]: takeover times of an lbd pair and a keepalived pair, for the bench.
 //! - [`bench`]: `cargo xtask bench`'s parts, its reference programs and its report.
@@ -35,6 +40,7 @@
 
 pub mod bench;
 pub mod bulk;
+pub mod chaos;
 pub mod conntrack;
 pub mod decap;
 pub mod fixture;
@@ -49,6 +55,7 @@ pub mod packet;
 pub mod pcap;
 pub mod privilege;
 pub mod server;
+pub mod soak;
 pub mod takeover;
 pub mod topology;
 pub mod udp;

@@ -32,7 +32,7 @@ use lb_userspace::{
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn assert_holds_only(lbd: &Lbd, kept: CapabilitySet, when: &str) {
-    let threads = assert_threads_hold_only(lbd.pid(), kept, &|| lbd.log());
+    let threads = assert_threads_hold_only(lbd.pid().expect("lbd is running"), kept, &|| lbd.log());
     println!("{when}: all {threads} of lbd's threads hold only {kept}");
 }
 

@@ -4,6 +4,7 @@
 
 mod previous;
 mod setup;
+mod soak;
 
 use std::process::{Command, ExitCode};
 
@@ -43,6 +44,16 @@ enum Task {
     Bench {
         /// Only these parts: per-packet, throughput, connections, scale, takeover.
         parts: Vec<String>,
+    },
+    /// Set up, build (release), and run lbd under steady load with connection churn for a
+    /// while, sampling the flow table, its memory, descriptors and threads: fails if any grows
+    /// or its counters disagree with the client's. Needs root.
+    Soak {
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Prefix of the soak's network namespaces (default `lbsoak-<pid>-`).
+        #[arg(long)]
+        prefix: Option<String>,
     },
     /// Build lbadm and write its man page (target/man/man1/lbadm.1) and shell completions
     /// (target/completions/), for packaging or `install`.
@@ -102,6 +113,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
             run_harness_binary("lb-demo")
         }
+        Task::Soak { minutes, prefix } => soak::run(minutes, prefix.as_deref()),
         Task::Man => {
             setup::run()?;
             status(cargo().args(["build", "--package", "lb-userspace", "--bin", "lbadm"]))?;
