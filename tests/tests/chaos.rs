@@ -509,14 +509,11 @@ fn wait_for_client_mac(topology: &HaTopology, index: usize, limit: Duration) -> 
     Some(started.elapsed())
 }
 
-/// Ignored until lbd re-announces in every healed split brain: when the winner's advert
-/// crosses first, the loser steps down silently, the winner never hears that another master
-/// held the role, and hosts that followed the loser's gratuitous ARPs keep its MAC (seen: the
-/// client still on lb2's MAC 2 s after the heal, lb1's log without "announcing the addresses
-/// again"). The VRRP machine's own test `healed_split_brain_where_the_winner_speaks_first_
-/// needs_no_reannounce` states that behaviour as intended.
+/// Both nodes become master while partitioned; after the heal exactly one remains and the
+/// VIP is announced afresh, whichever node's advert crosses first (the loser's last advert as
+/// it stands down tells the winner; before that fix the client kept lb2's MAC when lb1's advert
+/// crossed first).
 #[test]
-#[ignore = "a healed split brain is not always re-announced (see the comment)"]
 fn chaos_ha_partition_and_heal() {
     if !require_root("chaos_ha_partition_and_heal") {
         return;

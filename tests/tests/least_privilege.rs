@@ -274,8 +274,11 @@ services:
     // swapped after lbadm looked at it): the peer's credentials give it away.
     let open_dir = dir.join("open");
     std::fs::create_dir(&open_dir).expect("a directory anyone may write");
-    std::fs::set_permissions(&open_dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-        .expect("chmod");
+    std::fs::set_permissions(
+        &open_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
     let impostor = open_dir.join("impostor.sock");
     let listener = {
         let impostor = impostor.clone();

@@ -491,7 +491,17 @@ impl Machine {
         if let Some(reason) = reason {
             self.preempt_delay = PreemptDelay::Unarmed;
             self.follow(now, from, max_advert_interval);
-            return vec![self.transition(now, State::Backup, reason)];
+            // One last advert at our own priority before standing down: after a split brain
+            // heals, the winner's advert may reach us before ours reach it, and then it would
+            // never learn that the segment's ARP caches may point here. Hearing a lower
+            // priority master, it announces its addresses again (as keepalived does; RFC
+            // 5798 says nothing either way).
+            return vec![
+                Action::SendAdvert {
+                    priority: self.priority,
+                },
+                self.transition(now, State::Backup, reason),
+            ];
         }
         self.timer = Timer::Advert {
             due: now + self.params.advert_interval,

@@ -231,14 +231,19 @@ fn owner_preempts_whatever_preempt_and_preempt_delay_say() {
     let lost = T0 + SECOND;
     assert_eq!(
         machine.receive(lost, v4(2), 255, SECOND),
-        [transition(
-            State::Master,
-            State::Backup,
-            Reason::HigherAddress {
-                peer: v4(2),
-                priority: 255
-            }
-        )]
+        [
+            Action::SendAdvert {
+                priority: OWNER_PRIORITY
+            },
+            transition(
+                State::Master,
+                State::Backup,
+                Reason::HigherAddress {
+                    peer: v4(2),
+                    priority: 255
+                }
+            )
+        ]
     );
     let down = lost + ns(3_003_906_250);
     assert_eq!(machine.next_deadline(), Some(down));

@@ -45,7 +45,12 @@ fn master_yields_to_a_higher_priority() {
     };
     assert_eq!(
         machine.receive(heard, v4(2), 200, 2 * SECOND),
-        [transition(State::Master, State::Backup, reason.clone())]
+        [
+            // Its last advert, so that a master which spoke first after a split brain
+            // still hears of it.
+            Action::SendAdvert { priority: 100 },
+            transition(State::Master, State::Backup, reason.clone())
+        ]
     );
     assert_eq!(machine.master_adver_interval(), 2 * SECOND, "learned");
     assert_eq!(machine.next_deadline(), Some(heard + ns(7_218_750_000)));
@@ -69,7 +74,10 @@ fn master_yields_on_equal_priority_to_a_higher_address() {
     };
     assert_eq!(
         machine.receive(became_master + ms(1), v4(10), 100, SECOND),
-        [transition(State::Master, State::Backup, reason.clone())]
+        [
+            Action::SendAdvert { priority: 100 },
+            transition(State::Master, State::Backup, reason.clone())
+        ]
     );
     assert_eq!(
         reason.to_string(),

@@ -199,8 +199,9 @@ fn healed_split_brain_leaves_one_master_and_the_winner_reannounces() {
     assert_eq!(network.masters(), [A], "{}", network.describe());
     assert_eq!(
         network.reannounces(A),
-        [(healed, network.address(B))],
-        "A heard B's claim and announced its addresses again, once"
+        [(healed, network.address(B)), (healed, network.address(B))],
+        "A heard B's claim, and B's last advert as it stood down, and announced its \
+         addresses again for each"
     );
     assert_eq!(network.reannounces(B), []);
     assert_eq!(
@@ -224,14 +225,18 @@ fn healed_split_brain_leaves_one_master_and_the_winner_reannounces() {
     );
 }
 
+/// The winner's advert reaches the loser first: the loser stands down, and the last advert it
+/// sends as it does tells the winner, which announces its addresses again (the segment's ARP
+/// caches may still point at the loser; keepalived#166). Found by the chaos test's partition.
 #[test]
-fn healed_split_brain_where_the_winner_speaks_first_needs_no_reannounce() {
+fn healed_split_brain_where_the_winner_speaks_first_still_reannounces() {
     let mut network = split_brain();
     network.run_until(T0 + 21 * SECOND);
     network.partitioned = false;
     network.run_for(60 * SECOND);
     assert_eq!(network.masters(), [A], "{}", network.describe());
-    assert_eq!(network.reannounces(A), []);
+    let stood_down = T0 + ns(21_218_750_000);
+    assert_eq!(network.last_transition(B).0, stood_down);
+    assert_eq!(network.reannounces(A), [(stood_down, network.address(B))]);
     assert_eq!(network.reannounces(B), []);
-    assert_eq!(network.last_transition(B).0, T0 + ns(21_218_750_000));
 }
