@@ -36,6 +36,19 @@ fn assert_holds_only(lbd: &Lbd, kept: CapabilitySet, when: &str) {
     println!("{when}: all {threads} of lbd's threads hold only {kept}");
 }
 
+/// The nice value of lbd's `vrrp` thread (field 19 of its `stat`, after the name in
+/// parentheses).
+fn vrrp_thread_nice(pid: u32) -> Option<i64> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+        let (name, rest) = stat.split_once(") ")?;
+        if name.ends_with("(vrrp") {
+            return rest.split_whitespace().nth(16)?.parse().ok();
+        }
+    }
+    None
+}
+
 #[test]
 fn after_start_up_lbd_holds_only_bpf_net_admin_and_net_raw_and_still_works() {
     if !require_root("the least-privilege test") {
@@ -95,6 +108,13 @@ fn after_start_up_lbd_holds_only_bpf_net_admin_and_net_raw_and_still_works() {
         lbd.log()
     );
     assert_holds_only(&lbd, kept, "after start-up");
+    // The routers' thread was raised before CAP_SYS_NICE went.
+    assert_eq!(
+        vrrp_thread_nice(lbd.pid().expect("lbd is running")),
+        Some(-10),
+        "{}",
+        lbd.log()
+    );
 
     // VRRP after the drop: the VIP added (CAP_NET_ADMIN), adverts and announcements sent
     // (CAP_NET_RAW), the hook run.

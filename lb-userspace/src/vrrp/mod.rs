@@ -102,6 +102,18 @@ impl Vrrp {
             .enable_all()
             .build()
             .map_err(|error| format!("starting the VRRP thread: {error}"))?;
+        // Its worker raises its priority as it starts: before lbd drops CAP_SYS_NICE at the
+        // end of start-up, so wait for it (its first task runs after `on_thread_start`).
+        let (started, worker_started) = std::sync::mpsc::channel();
+        runtime.spawn(async move {
+            let _ = started.send(());
+        });
+        if worker_started
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .is_err()
+        {
+            log::warn!("vrrp: the routers' thread did not start within 5 s");
+        }
         // The routers' netlink connections (`Host::new`) and their tasks live on that thread.
         let handle = runtime.handle().clone();
         let _on_the_router_thread = handle.enter();
@@ -168,14 +180,26 @@ impl Drop for Vrrp {
 }
 
 fn raise_priority() {
-    // SAFETY: setpriority has no memory preconditions; 0 means the calling thread (on Linux,
-    // PRIO_PROCESS with a thread id of 0 is the caller's own thread).
+    // Threads the routers' thread spawns (its blocking pool) inherit its priority already.
+    // SAFETY: getpriority and setpriority have no memory preconditions; 0 means the calling
+    // thread (on Linux, PRIO_PROCESS with a thread id of 0 is the caller's own thread).
+    if unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) } <= ROUTER_NICENESS {
+        return;
+    }
+    // SAFETY: as above.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, ROUTER_NICENESS) } != 0 {
-        log::warn!(
-            "vrrp: cannot raise the routers' thread to nice {ROUTER_NICENESS} ({}); adverts \
-             run at the daemon's priority",
-            std::io::Error::last_os_error()
-        );
+        // Said once: after start-up (no CAP_SYS_NICE) a blocking thread spawned from another
+        // thread cannot be raised, and that one runs no adverts.
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let error = std::io::Error::last_os_error();
+        if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            log::warn!(
+                "vrrp: cannot raise the routers' thread to nice {ROUTER_NICENESS} ({error}); \
+                 adverts run at the daemon's priority"
+            );
+        } else {
+            log::debug!("vrrp: cannot raise a helper thread to nice {ROUTER_NICENESS} ({error})");
+        }
     }
 }
 
