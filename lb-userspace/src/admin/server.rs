@@ -226,7 +226,7 @@ pub async fn serve_connection(stream: UnixStream, context: Arc<AdminContext>) ->
             message: format!("request missing or longer than {MAX_REQUEST_BYTES} bytes"),
         })
     } else {
-        match serde_json::from_str::<Request>(&line) {
+        match super::protocol::decode_request(&line) {
             // Answered with a line per packet, for as long as the client stays.
             Ok(Request::Dump(request)) => {
                 return super::dump::serve(request, reader, &mut writer, &context).await;
