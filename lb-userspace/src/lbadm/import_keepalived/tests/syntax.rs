@@ -189,7 +189,8 @@ fn text_reads_as_its_file_would_its_includes_listed_not_read() {
     let scratch = Scratch::new();
     let own = "virtual_server 192.0.2.10 80 {\n    protocol TCP\n    \
                real_server 192.0.2.11 80 { weight 2 }\n}\n";
-    let included = "virtual_server 192.0.2.20 80 {\n    protocol TCP\n}\n";
+    let included = "virtual_server 192.0.2.20 80 {\n    protocol TCP\n    \
+                    real_server 192.0.2.21 80 { weight 1 }\n}\n";
     scratch.write("conf.d/web.conf", included);
     let text = format!("{own}include conf.d/*.conf\n");
     let path = scratch.write("keepalived.conf", &text);
