@@ -1,7 +1,9 @@
 //! `cargo xtask …`: the single front door. `setup` installs what a fresh machine lacks,
 //! `build` builds everything, `test` runs every test, `demo` shows the balancer at work,
-//! `bench` measures lbd against references, `man` writes lbadm's man page and completions.
+//! `bench` measures lbd against references, `man` writes lbadm's man page and completions,
+//! `fuzz` fuzzes the parsers and the data path.
 
+mod fuzz;
 mod previous;
 mod setup;
 mod soak;
@@ -20,12 +22,13 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Install what is missing: rust-src for nightly, LLVM 22, bpf-linker, ethtool.
+    /// Install what is missing: rust-src for nightly, LLVM 22, bpf-linker, ethtool, cargo-fuzz.
     Setup,
     /// Set up, then build the XDP program, the daemon, the CLI and the tests.
     Build,
-    /// Set up, build, and run every test. Most need root (namespaces, BPF): without root this
-    /// refuses to run, unless asked for the unprivileged part only.
+    /// Set up, build, and run every test, then each parser fuzz target briefly. Most tests need
+    /// root (namespaces, BPF): without root this refuses to run, unless asked for the
+    /// unprivileged part only.
     Test {
         /// Without root: run only the tests that need no privileges; the others are skipped,
         /// each saying so.
@@ -54,6 +57,14 @@ enum Task {
         /// Prefix of the soak's network namespaces (default `lbsoak-<pid>-`).
         #[arg(long)]
         prefix: Option<String>,
+    },
+    /// Set up, then fuzz each parser (YAML config, VRRP adverts, admin requests, `lbadm -R`
+    /// rules, keepalived.conf) with libFuzzer for SECONDS each, then the data path with
+    /// lb-fuzz. Prints a table; a failing input is written under lb-userspace/fuzz/artifacts/.
+    Fuzz {
+        /// How long each parser target runs.
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
     },
     /// Build lbadm and write its man page (target/man/man1/lbadm.1) and shell completions
     /// (target/completions/), for packaging or `install`.
@@ -102,7 +113,16 @@ fn run(args: Args) -> anyhow::Result<()> {
                 // lb_tests::privilege::require_root reads this: skip, even under CI.
                 test.env("LB_TESTS_UNPRIVILEGED", "1");
             }
-            status(&mut test)
+            status(&mut test)?;
+            // Needs no privileges. Skipped when a filter names other tests.
+            if args.is_empty() || args.iter().any(|arg| arg.contains("fuzz")) {
+                fuzz::short(fuzz::SHORT_RUN_SECONDS)?;
+            }
+            Ok(())
+        }
+        Task::Fuzz { seconds } => {
+            setup::run()?;
+            fuzz::long(seconds)
         }
         Task::Demo => {
             setup::run()?;

@@ -4,8 +4,9 @@
 //! What a fresh machine of our kind lacks (see README): rust-src for the nightly toolchain
 //! (to build `core` for the BPF target), LLVM 22 and bpf-linker built against it (the nightly
 //! uses LLVM 22), ethtool and nftables (`nft`, used inside test namespaces only) for the
-//! test topologies, keepalived (a VRRP peer for the interop tests), and wrk, nginx and
-//! HAProxy for the connection-rate bench.
+//! test topologies, keepalived (a VRRP peer for the interop tests), cargo-fuzz and a C++
+//! compiler for the parser fuzz targets, and wrk, nginx and HAProxy for the connection-rate
+//! bench.
 
 use std::process::{Command, Stdio};
 
@@ -16,6 +17,7 @@ use crate::status;
 const LLVM_PACKAGE: &str = "llvm-22-dev";
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 pub fn run() -> anyhow::Result<()> {
     nightly_with_rust_src()?;
@@ -25,6 +27,30 @@ pub fn run() -> anyhow::Result<()> {
     apt_tool("ip", "iproute2")?;
     // The VRRP interop tests run keepalived as lbd's peer, in a namespace.
     apt_tool("keepalived", "keepalived")?;
+    fuzz_tools()?;
+    Ok(())
+}
+
+/// What the parser fuzz targets need: cargo-fuzz, and a C++ compiler for libFuzzer (which
+/// libfuzzer-sys builds from source). They build with the nightly toolchain checked above.
+fn fuzz_tools() -> anyhow::Result<()> {
+    apt_tool("g++", "g++")?;
+    if succeeds(Command::new("cargo").args(["fuzz", "--version"])) {
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-fuzz {CARGO_FUZZ_VERSION}");
+    status(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "install",
+            "cargo-fuzz",
+            "--locked",
+            "--version",
+            CARGO_FUZZ_VERSION,
+        ]),
+    )?;
+    if !succeeds(Command::new("cargo").args(["fuzz", "--version"])) {
+        bail!("cargo-fuzz was installed but cargo does not find it: add ~/.cargo/bin to PATH");
+    }
     Ok(())
 }
 

@@ -42,6 +42,12 @@ pub enum Request {
     Dump(DumpRequest),
 }
 
+/// A request line as the admin socket reads it (JSON, its newline included or not). The
+/// server's one decoder: the parser fuzz target (`lb-userspace/fuzz`) calls it too.
+pub fn decode_request(line: &str) -> Result<Request, serde_json::Error> {
+    serde_json::from_str(line)
+}
+
 /// What `lbadm dump` captures; everything the program finishes when neither is given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DumpRequest {

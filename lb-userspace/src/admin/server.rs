@@ -234,16 +234,21 @@ pub async fn serve_connection(stream: UnixStream, context: Arc<AdminContext>) ->
     let mut reader = BufReader::new(reader);
     let text = match context.admission.read_line(&mut reader).await {
         Err(refusal) => refuse(refusal),
-        Ok(line) => match serde_json::from_str::<Request>(&line.text) {
-            // Answered with a line per packet, for as long as the client stays.
-            Ok(Request::Dump(request)) => {
-                return super::dump::serve(request, reader, &mut writer, &context).await;
+        Ok(line) => {
+            let request = super::protocol::decode_request(&line.text);
+            // The line's share of the byte budget goes back before the answer (a dump lasts).
+            drop(line);
+            match request {
+                // Answered with a line per packet, for as long as the client stays.
+                Ok(Request::Dump(request)) => {
+                    return super::dump::serve(request, reader, &mut writer, &context).await;
+                }
+                Ok(request) => answer(request, &context).await,
+                Err(error) => reply_line(&Reply::Error {
+                    message: format!("bad request: {error}"),
+                }),
             }
-            Ok(request) => answer(request, &context).await,
-            Err(error) => reply_line(&Reply::Error {
-                message: format!("bad request: {error}"),
-            }),
-        },
+        }
     };
     tokio::time::timeout(REPLY_DEADLINE, writer.write_all(text.as_bytes()))
         .await

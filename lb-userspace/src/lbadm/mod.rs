@@ -27,7 +27,7 @@ mod edit_real;
 mod edit_service;
 pub mod import_keepalived;
 mod list;
-mod restore;
+pub mod restore;
 mod save;
 mod set_timeouts;
 mod status;

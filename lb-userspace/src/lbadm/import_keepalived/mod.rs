@@ -238,14 +238,40 @@ pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
 
 /// Converts the keepalived config at `path` (and the files it includes).
 pub fn import(path: &Path, options: &ImportOptions) -> Result<Import, ImportError> {
-    if let Some(name) = options
+    check_interfaces(options)?;
+    let parsed = parse::read(path)?;
+    converted(parsed, path, options)
+}
+
+/// [`import`] of `text`, as if it were the file at `path`, without touching a file: its
+/// `include` lines are listed, not read. The parser fuzz target (`lb-userspace/fuzz`) runs
+/// the importer through it.
+pub fn import_text(
+    text: &str,
+    path: &Path,
+    options: &ImportOptions,
+) -> Result<Import, ImportError> {
+    check_interfaces(options)?;
+    converted(parse::read_text(path, text)?, path, options)
+}
+
+fn check_interfaces(options: &ImportOptions) -> Result<(), ImportError> {
+    match options
         .interfaces
         .iter()
         .find(|name| !config::is_valid_interface_name(name))
     {
-        return Err(ImportError::Interface { name: name.clone() });
+        Some(name) => Err(ImportError::Interface { name: name.clone() }),
+        None => Ok(()),
     }
-    let parsed = parse::read(path)?;
+}
+
+/// The parsed config (from `path`) → the YAML, checked by lbd's validation, and the list.
+fn converted(
+    parsed: parse::Parsed,
+    path: &Path,
+    options: &ImportOptions,
+) -> Result<Import, ImportError> {
     let converted = convert::convert(&parsed.directives, path, options);
     let yaml = yaml::render(&converted.config);
     config::parse(&yaml, &format!("YAML converted from {}", shown_path(path))).map_err(

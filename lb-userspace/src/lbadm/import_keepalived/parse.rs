@@ -115,12 +115,40 @@ pub(super) fn read(path: &Path) -> Result<Parsed, ImportError> {
     let identity = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     reader.open.push(identity);
     reader.lines(Rc::from(path), &String::from_utf8_lossy(&bytes))?;
-    let (directives, mut skipped) = grammar::build(reader.items);
-    skipped.extend(reader.skipped);
-    Ok(Parsed {
-        directives,
-        skipped,
-    })
+    Ok(reader.parsed())
+}
+
+/// Reads `text` as the file `path` would hold it, touching no file: its `include` lines are
+/// listed, not read.
+pub(super) fn read_text(path: &Path, text: &str) -> Result<Parsed, ImportError> {
+    let mut reader = Reader {
+        top_directory: path.parent().unwrap_or(Path::new("")).to_owned(),
+        includes: Includes::List,
+        ..Reader::default()
+    };
+    reader.lines(Rc::from(path), text)?;
+    Ok(reader.parsed())
+}
+
+/// What an `include` line does.
+#[derive(Debug, Default, PartialEq, Eq)]
+enum Includes {
+    /// Reads the files its pattern matches, as keepalived does.
+    #[default]
+    Read,
+    /// Lists it (the config was given as text, without its files).
+    List,
+}
+
+impl Reader {
+    fn parsed(self) -> Parsed {
+        let (directives, mut skipped) = grammar::build(self.items);
+        skipped.extend(self.skipped);
+        Parsed {
+            directives,
+            skipped,
+        }
+    }
 }
 
 /// A piece of a line: what the tree is built from.
@@ -147,6 +175,7 @@ struct Reader {
     top_directory: PathBuf,
     /// The name of the file being read, relative to `top_directory`.
     shown: Option<Rc<str>>,
+    includes: Includes,
 }
 
 impl Reader {
@@ -285,6 +314,13 @@ impl Reader {
 
     /// Reads the files `pattern` (written at `at`) matches, in glob's order.
     fn include(&mut self, at: &Location, pattern: &str) -> Result<(), ImportError> {
+        if self.includes == Includes::List {
+            self.skipped.push(at.skipped(
+                "include",
+                format!("{pattern}: not read (the config was given as text, without its files)"),
+            ));
+            return Ok(());
+        }
         // keepalived reads a file from its own directory, so a relative pattern is relative
         // to the including file (for the top file: the current directory, where it is).
         let directory = at.file.parent().unwrap_or(Path::new(""));

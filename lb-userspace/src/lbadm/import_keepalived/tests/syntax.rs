@@ -183,3 +183,41 @@ fn an_include_whose_braces_make_too_many_patterns_is_listed() {
     assert_eq!(lines(&converted), [(1, "include")]);
     assert!(reason(&converted, 1, "include").contains("more than 1024 patterns"));
 }
+
+#[test]
+fn text_reads_as_its_file_would_its_includes_listed_not_read() {
+    let scratch = Scratch::new();
+    let own = "virtual_server 192.0.2.10 80 {\n    protocol TCP\n    \
+               real_server 192.0.2.11 80 { weight 2 }\n}\n";
+    let included = "virtual_server 192.0.2.20 80 {\n    protocol TCP\n    \
+                    real_server 192.0.2.21 80 { weight 1 }\n}\n";
+    scratch.write("conf.d/web.conf", included);
+    let text = format!("{own}include conf.d/*.conf\n");
+    let path = scratch.write("keepalived.conf", &text);
+
+    let from_text = import_text(&text, &path, &on_eth0())
+        .unwrap_or_else(|error| panic!("import_text failed: {error}"));
+    let from_file = convert_file(&path, &on_eth0());
+    assert!(from_file.yaml.contains("192.0.2.20"), "{}", from_file.yaml);
+    assert!(!from_text.yaml.contains("192.0.2.20"), "{}", from_text.yaml);
+    let listed: Vec<_> = from_text
+        .unconverted
+        .iter()
+        .map(|entry| (entry.line, entry.directive.as_str(), entry.reason.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [(
+            5,
+            "include",
+            "conf.d/*.conf: not read (the config was given as text, without its files)"
+        )]
+    );
+
+    // Without the include, text and file give the same YAML and the same list.
+    let path = scratch.write("own.conf", own);
+    let from_text = import_text(own, &path, &on_eth0()).unwrap();
+    let from_file = convert_file(&path, &on_eth0());
+    assert_eq!(from_text.yaml, from_file.yaml);
+    assert_eq!(from_text.unconverted, from_file.unconverted);
+}
