@@ -7,7 +7,9 @@
 //! An entry deleted by hand (`ip neigh del`, `ip neigh flush`) is first reported FAILED, then
 //! deleted, back to back. That FAILED says nothing about the real (it would answer the next
 //! probe), so a FAILED is held for [`DELETION_FOLLOWS`]: followed by the entry's deletion, only
-//! the deletion is reported.
+//! the deletion is reported. Rarely the kernel's garbage collection deletes a FAILED entry
+//! within that time too; the deletion then makes lbd resolve the real again, and a real that
+//! truly stopped answering is reported FAILED after those probes (seconds later), not lost.
 
 use std::time::Duration;
 

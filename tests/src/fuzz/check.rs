@@ -123,10 +123,14 @@ pub fn check(
         Expect::ToReal(to_real) => {
             let d = d.expect("forwarded frames are datagrams");
             let spec = &model.services[to_real.service];
-            // A new full-NAT flow finds no local port only when 32 in a row are held.
-            let no_port_anywhere = |key: &Key| {
-                (0..spec.reals.len())
-                    .any(|real| model.free_local_port(to_real.service, real, key).is_none())
+            // A new full-NAT flow finds no local port only when 32 in a row are held toward
+            // its real (any of them, where the model leaves the choice free).
+            let no_port_anywhere = |key: &Key| match to_real.choice {
+                Choice::Exactly(real) => {
+                    model.free_local_port(to_real.service, real, key).is_none()
+                }
+                Choice::Any => (0..spec.reals.len())
+                    .all(|real| model.free_local_port(to_real.service, real, key).is_none()),
             };
             if seen.action == XDP_DROP
                 && seen.reason == Some(Reason::DropNatNoPort)

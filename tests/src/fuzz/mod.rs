@@ -12,8 +12,10 @@
 //! byte as it came; a forwarded frame goes to the very real the model names (a known flow's,
 //! a datagram's, a persistent client's, or the scheduler's answer predicted from the tables
 //! lbd wrote, round-robin cursors seeded by the run), is counted under it, equals the exact
-//! rewrite for that real and method, and keeps valid checksums valid. The only drops the config allows are full NAT's refusal when no local
-//! port is free, which the model accepts only when it also finds none.
+//! rewrite for that real and method, and keeps valid checksums valid. The only drops allowed
+//! are those the model predicts (`drop_no_real`), and full NAT's refusal when no local port is
+//! free toward the chosen real, which the model accepts only when it finds none either (with
+//! this config it never happens).
 //!
 //! Epochs: every [`EPOCH_FRAMES`] frames the flow, reply and fragment tables are emptied, in
 //! the program and the model alike, so the flow table never fills and no flow lives long

@@ -232,7 +232,9 @@ fn translate(
     out[check_at..check_at + 2].copy_from_slice(&new.to_be_bytes());
     fields.push(ChecksumField {
         at: check_at,
-        zero_is_none: udp && !v6,
+        // UDP: 0 means no checksum over IPv4, and is not allowed over IPv6 (RFC 8200), so
+        // a computed 0 must be sent as 0xffff either way.
+        zero_is_none: udp,
     });
     fields
 }

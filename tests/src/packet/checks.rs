@@ -160,6 +160,10 @@ fn check_l4(protocol: u8, segment: &[u8], pseudo: &Pseudo, name: &str) -> Result
     };
     let gue = protocol == PROTO_UDP && read_u16(segment, 2) == Some(GUE_PORT);
     let no_checksum = read_u16(segment, 6) == Some(0);
+    // Over IPv6 a UDP checksum of 0 is not "none" but invalid (RFC 8200), whatever the sum.
+    if protocol == PROTO_UDP && !gue && no_checksum && matches!(pseudo, Pseudo::V6(..)) {
+        return Err(format!("{name}.udp.checksum: 0, which IPv6 does not allow"));
+    }
     // IPv4 UDP without a checksum; or GUE, which may go without over IPv6 too (RFC 6935).
     if !((skip_zero || gue) && no_checksum)
         && checksum(&[&pseudo.bytes(protocol, segment.len()), segment]) != 0

@@ -364,6 +364,19 @@ mod tests {
         addr.parse().unwrap()
     }
 
+    #[test]
+    fn a_zero_udp_checksum_is_none_over_ipv4_and_invalid_over_ipv6() {
+        let v4_frame = Frame::udp(v4("192.0.2.1:4000"), v4("192.0.2.100:53"))
+            .l4_checksum(0)
+            .build();
+        assert_eq!(check_checksums(&v4_frame), Ok(()));
+        let v6_frame = Frame::ipv6_udp(v6("[2001:db8::1]:4000"), v6("[2001:db8::100]:53"))
+            .l4_checksum(0)
+            .build();
+        let refused = check_checksums(&v6_frame).unwrap_err();
+        assert!(refused.contains("IPv6 does not allow"), "{refused}");
+    }
+
     /// Hand-written: checksums computed independently (Python), not by this module.
     #[rustfmt::skip]
     const VLAN_TCP_SYN: &[u8] = &[

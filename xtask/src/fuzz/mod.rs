@@ -50,10 +50,10 @@ const DATA_PATH_FRAMES: u64 = 20_000_000;
 /// `cargo xtask fuzz`: every parser target for `seconds`, then the data-path fuzzer, then a
 /// table of what ran. Fails if anything failed or could not run.
 pub fn long(seconds: u64) -> anyhow::Result<()> {
-    build()?;
+    build(Profile::Release)?;
     let mut rows: Vec<Row> = TARGETS
         .iter()
-        .map(|target| run_target(target, seconds))
+        .map(|target| run_target(target, seconds, Profile::Release))
         .collect::<anyhow::Result<_>>()?;
     rows.push(data_path()?);
     summary(&rows)
@@ -61,10 +61,10 @@ pub fn long(seconds: u64) -> anyhow::Result<()> {
 
 /// The short run `cargo xtask test` ends with: each parser target for `seconds`.
 pub fn short(seconds: u64) -> anyhow::Result<()> {
-    build()?;
+    build(Profile::Dev)?;
     let rows: Vec<Row> = TARGETS
         .iter()
-        .map(|target| run_target(target, seconds))
+        .map(|target| run_target(target, seconds, Profile::Dev))
         .collect::<anyhow::Result<_>>()?;
     summary(&rows)
 }
@@ -87,22 +87,43 @@ fn fuzz_crate() -> PathBuf {
     workspace_root().join("lb-userspace")
 }
 
+/// How the targets are built.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    /// Optimised: `cargo xtask fuzz`, where runs per second matter.
+    Release,
+    /// Unoptimised: the short run of `cargo xtask test`, where a fresh machine's build of
+    /// lb-userspace and every dependency with ASan matters more than speed (optimised, it
+    /// took 18 minutes here from cold).
+    Dev,
+}
+
+impl Profile {
+    /// cargo's directory of the profile's build.
+    fn directory(self) -> &'static str {
+        match self {
+            Profile::Release => "release",
+            Profile::Dev => "debug",
+        }
+    }
+}
+
 /// The targets, with ASan, libFuzzer's coverage and debug assertions (cargo-fuzz's
 /// defaults), by the nightly compiler (sanitizers are unstable). cargo-fuzz's release builds
 /// default to one codegen unit, which made lb-userspace alone take minutes on one core:
 /// [`CODEGEN_UNITS`] spread it over the machine's cores.
-fn build() -> anyhow::Result<()> {
+fn build(profile: Profile) -> anyhow::Result<()> {
     let started = Instant::now();
+    let mut command = Command::new("cargo");
+    command
+        .current_dir(fuzz_crate())
+        .args(["+nightly", "fuzz", "build"]);
+    match profile {
+        Profile::Release => command.args(["--codegen-units", CODEGEN_UNITS]),
+        Profile::Dev => command.arg("--dev"),
+    };
     status(
-        Command::new("cargo")
-            .current_dir(fuzz_crate())
-            .args([
-                "+nightly",
-                "fuzz",
-                "build",
-                "--codegen-units",
-                CODEGEN_UNITS,
-            ])
+        command
             .arg("--target-dir")
             .arg(fuzz_dir().join("build"))
             // The targets never load the XDP program: lb-userspace's build script skips its
@@ -116,9 +137,10 @@ fn build() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn binary(target: &str) -> PathBuf {
+fn binary(target: &str, profile: Profile) -> PathBuf {
     fuzz_dir()
-        .join("build/x86_64-unknown-linux-gnu/release")
+        .join("build/x86_64-unknown-linux-gnu")
+        .join(profile.directory())
         .join(target)
 }
 
@@ -133,7 +155,7 @@ struct Row {
 
 /// Runs `target` for `seconds` on a corpus seeded from the fixtures and grown by earlier
 /// runs; its output goes to a log, whose end is shown if it fails.
-fn run_target(target: &str, seconds: u64) -> anyhow::Result<Row> {
+fn run_target(target: &str, seconds: u64, profile: Profile) -> anyhow::Result<Row> {
     let dir = fuzz_dir();
     let seeds = dir.join("seeds").join(target);
     let seed_count = seeds::write(&workspace_root(), target, &seeds)?;
@@ -150,7 +172,7 @@ fn run_target(target: &str, seconds: u64) -> anyhow::Result<Row> {
         log.display()
     );
     let started = Instant::now();
-    let output = Command::new(binary(target))
+    let output = Command::new(binary(target, profile))
         .arg(&corpus)
         .arg(&seeds)
         .arg(format!("-max_total_time={seconds}"))
@@ -162,7 +184,7 @@ fn run_target(target: &str, seconds: u64) -> anyhow::Result<Row> {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
         .status()
-        .with_context(|| format!("running {}", binary(target).display()))?;
+        .with_context(|| format!("running {}", binary(target, profile).display()))?;
     let elapsed = started.elapsed().as_secs_f64();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let runs = final_stat(&text, "stat::number_of_executed_units");
