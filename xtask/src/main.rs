@@ -143,14 +143,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             setup::run()?;
             setup::bench_tools()?;
             // The namespace parts (throughput, connections, scale, takeover) run the release lbd.
-            status(cargo().args([
-                "build",
-                "--quiet",
-                "--release",
-                "--package",
-                "lb-userspace",
-                "--bins",
-            ]))?;
+            build_release_daemon()?;
             // Release: the bench binary builds a frame between single-packet runs, and an
             // unoptimised build does that slowly enough to leave the kernel's caches colder.
             status(
@@ -214,6 +207,18 @@ fn man_and_completions() -> anyhow::Result<()> {
 /// Binaries and test executables, once: the tests find `lbd` and `lbadm` next to themselves.
 fn build() -> anyhow::Result<()> {
     status(cargo().args(["build", "--bins", "--tests"]))
+}
+
+/// lbd and lbadm, optimised: what the bench and the soak run, as lbd is deployed.
+fn build_release_daemon() -> anyhow::Result<()> {
+    status(cargo().args([
+        "build",
+        "--quiet",
+        "--release",
+        "--package",
+        "lb-userspace",
+        "--bins",
+    ]))
 }
 
 fn cargo() -> Command {

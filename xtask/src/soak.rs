@@ -5,7 +5,7 @@
 
 use anyhow::bail;
 
-use crate::{cargo, setup, status};
+use crate::{build_release_daemon, cargo, setup, status};
 
 pub fn run(minutes: f64, prefix: Option<&str>) -> anyhow::Result<()> {
     if minutes <= 0.0 {
@@ -17,14 +17,7 @@ pub fn run(minutes: f64, prefix: Option<&str>) -> anyhow::Result<()> {
     }
     setup::run()?;
     // Release, as lbd is deployed: a debug build's footprint and pace say little.
-    status(cargo().args([
-        "build",
-        "--quiet",
-        "--release",
-        "--package",
-        "lb-userspace",
-        "--bins",
-    ]))?;
+    build_release_daemon()?;
     let mut soak = cargo();
     soak.args([
         "run",
