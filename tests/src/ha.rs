@@ -155,6 +155,12 @@ impl LongLived {
         self.connections.len()
     }
 
+    /// The connections, each with the real that answered its first request, for a caller
+    /// that checks them its own way.
+    pub fn into_connections(self) -> Vec<(HttpClient, String)> {
+        self.connections
+    }
+
     pub fn is_empty(&self) -> bool {
         self.connections.is_empty()
     }

@@ -340,18 +340,8 @@ fn start_load(
 ) -> Vec<std::thread::JoinHandle<()>> {
     let vip = SocketAddr::new(IpAddr::V4(VIP), 80);
     let bound = options.duration + Duration::from_secs(60);
-    let mut long_lived: Vec<(HttpClient, String)> = topology.client.run(|| {
-        (0..options.long_lived)
-            .map(|index| {
-                let mut connection = HttpClient::connect(vip, TIMEOUT)
-                    .unwrap_or_else(|e| panic!("long-lived connection {index}: {e}"));
-                let real = connection
-                    .get("/")
-                    .unwrap_or_else(|e| panic!("long-lived connection {index}: {e}"));
-                (connection, real)
-            })
-            .collect()
-    });
+    let mut long_lived = crate::ha::LongLived::open(&topology.client, options.long_lived, TIMEOUT)
+        .into_connections();
     counts
         .connections
         .fetch_add(long_lived.len() as u64, Ordering::SeqCst);
