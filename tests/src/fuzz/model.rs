@@ -123,6 +123,25 @@ pub struct ToReal {
     pub fragment: Option<(FragmentKey, bool, usize)>,
 }
 
+impl ToReal {
+    /// To `service`, `choice` of its reals, counted under `reason`, with `handed` the flow the
+    /// forwarding stage gets; nothing recorded or moved (the caller sets what is).
+    fn new(service: usize, choice: Choice, reason: Reason, handed: Key) -> Self {
+        Self {
+            service,
+            choice,
+            reason,
+            handed,
+            local_port: 0,
+            new_flow: None,
+            persist: None,
+            hash_slot: None,
+            advances_ring: false,
+            fragment: None,
+        }
+    }
+}
+
 pub struct Model {
     pub services: Vec<ServiceSpec>,
     flows: HashMap<Key, FlowEntry>,
@@ -256,18 +275,7 @@ impl Model {
         preferred: Option<usize>,
     ) -> Result<ToReal, Refusal> {
         let spec = &self.services[service];
-        let mut to_real = ToReal {
-            service,
-            choice: Choice::Any,
-            reason: Reason::ForwardedTx,
-            handed: *key,
-            local_port: 0,
-            new_flow: None,
-            persist: None,
-            hash_slot: None,
-            advances_ring: false,
-            fragment: None,
-        };
+        let mut to_real = ToReal::new(service, Choice::Any, Reason::ForwardedTx, *key);
         if let Some(flow) = self.flows.get(key) {
             to_real.choice = Choice::Exactly(flow.real);
             to_real.local_port = flow.local_port;
@@ -384,16 +392,13 @@ impl Model {
             let translated = matches!(self.services[owner_service].mode, Mode::Nat | Mode::FullNat);
             if owner_service != service && !known && !translated {
                 return Expect::ToReal(ToReal {
-                    service: owner_service,
-                    choice: Choice::Exactly(owner_real),
-                    reason: Reason::ForwardedFragment,
-                    handed: d.flow,
-                    local_port: 0,
-                    new_flow: None,
-                    persist: None,
-                    hash_slot: None,
-                    advances_ring: false,
                     fragment: Some((key, true, owner_service)),
+                    ..ToReal::new(
+                        owner_service,
+                        Choice::Exactly(owner_real),
+                        Reason::ForwardedFragment,
+                        d.flow,
+                    )
                 });
             }
         }
@@ -416,18 +421,12 @@ impl Model {
             }
             Some(FragmentOwner::Pass) => return Expect::Pass(Reason::PassNoService),
             Some(FragmentOwner::Real { service, real, .. }) => {
-                return Expect::ToReal(ToReal {
-                    service: *service,
-                    choice: Choice::Exactly(*real),
-                    reason: Reason::ForwardedFragment,
-                    handed: d.flow,
-                    local_port: 0,
-                    new_flow: None,
-                    persist: None,
-                    hash_slot: None,
-                    advances_ring: false,
-                    fragment: None,
-                });
+                return Expect::ToReal(ToReal::new(
+                    *service,
+                    Choice::Exactly(*real),
+                    Reason::ForwardedFragment,
+                    d.flow,
+                ));
             }
             None => {}
         }
@@ -435,16 +434,13 @@ impl Model {
             return Expect::Pass(Reason::PassNoService);
         };
         let mut to_real = ToReal {
-            service,
-            choice: Choice::Any,
-            reason: Reason::ForwardedFragmentUnmatched,
-            handed: d.flow,
-            local_port: 0,
-            new_flow: None,
-            persist: None,
-            hash_slot: None,
-            advances_ring: false,
             fragment: Some((key, false, service)),
+            ..ToReal::new(
+                service,
+                Choice::Any,
+                Reason::ForwardedFragmentUnmatched,
+                d.flow,
+            )
         };
         self.hash_choice(
             &mut to_real,
@@ -460,16 +456,13 @@ impl Model {
         };
         match self.flows.get(&flow) {
             Some(known) if known.service == service => Expect::ToReal(ToReal {
-                service,
-                choice: Choice::Exactly(known.real),
-                reason: Reason::ForwardedIcmpError,
-                handed: d.flow,
                 local_port: known.local_port,
-                new_flow: None,
-                persist: None,
-                hash_slot: None,
-                advances_ring: false,
-                fragment: None,
+                ..ToReal::new(
+                    service,
+                    Choice::Exactly(known.real),
+                    Reason::ForwardedIcmpError,
+                    d.flow,
+                )
             }),
             _ => Expect::Pass(Reason::PassIcmpNoFlow),
         }
