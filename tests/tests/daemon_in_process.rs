@@ -11,7 +11,7 @@ use std::{
 
 use lb_tests::{
     DrTopology, VIP,
-    http::{self, HttpClient, HttpServer},
+    http::{self, HttpClient},
     netns,
     privilege::require_root,
 };
@@ -116,11 +116,7 @@ fn start_reload_stop_and_restart_in_process_keep_a_connection() {
     netns::remove_leftovers(&prefix);
     let topology = DrTopology::build(&prefix, &["real1", "real2", "real3"]);
     topology.attach_pass_program();
-    let _servers: Vec<HttpServer> = topology
-        .reals
-        .iter()
-        .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
-        .collect();
+    let _servers = topology.serve_http();
     let dir = std::env::temp_dir().join(format!("lbt-inp-{pid}"));
     std::fs::create_dir_all(&dir).unwrap();
     let config_path = dir.join("lbd.yaml");

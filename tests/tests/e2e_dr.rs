@@ -52,11 +52,7 @@ fn http_through_the_vip_is_spread_by_weight_and_survives_a_daemon_restart() {
     let names: Vec<&str> = REALS.iter().map(|(name, _)| *name).collect();
     let topology = DrTopology::build(&prefix, &names);
     topology.attach_pass_program();
-    let _servers: Vec<HttpServer> = topology
-        .reals
-        .iter()
-        .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
-        .collect();
+    let _servers = topology.serve_http();
     let _own_server =
         HttpServer::start(&topology.lb, SocketAddr::new(IpAddr::V4(LB_IP), 8080), "lb");
     let mut lbd = Lbd::start(

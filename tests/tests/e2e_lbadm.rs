@@ -12,7 +12,7 @@ use std::{
 
 use lb_tests::{
     DrTopology, VIP,
-    http::{self, HttpClient, HttpServer},
+    http::{self, HttpClient},
     lbd::{Lbd, binary},
     netns,
     privilege::require_root,
@@ -81,11 +81,7 @@ fn every_ipvsadm_verb_changes_what_the_traffic_sees() {
     netns::remove_leftovers(&prefix);
     let topology = DrTopology::build(&prefix, &["real1", "real2", "real3"]);
     topology.attach_pass_program();
-    let _servers: Vec<HttpServer> = topology
-        .reals
-        .iter()
-        .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
-        .collect();
+    let _servers = topology.serve_http();
     let lbd = Lbd::start(
         &topology.lb,
         &format!("lbt-adm-{}", std::process::id()),

@@ -11,7 +11,7 @@ use std::{
 
 use lb_tests::{
     DrTopology, VIP,
-    http::{self, HttpServer},
+    http::{self},
     lbd::Lbd,
     netns,
     privilege::require_root,
@@ -67,11 +67,7 @@ fn a_real_that_stops_answering_arp_gets_no_traffic_until_it_answers_again() {
             .lb
             .sysctl(&format!("net.ipv4.neigh.eth0.{key}"), value);
     }
-    let _servers: Vec<HttpServer> = topology
-        .reals
-        .iter()
-        .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
-        .collect();
+    let _servers = topology.serve_http();
     let mut lbd = Lbd::start(
         &topology.lb,
         &format!("lbt-nbr-{pid}"),

@@ -170,11 +170,7 @@ fn topology(test: &str) -> (DrTopology, Vec<HttpServer>) {
     netns::remove_leftovers(&prefix);
     let topology = DrTopology::build(&prefix, &["real1", "real2", "real3", "real4"]);
     topology.attach_pass_program();
-    let servers = topology
-        .reals
-        .iter()
-        .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
-        .collect();
+    let servers = topology.serve_http();
     (topology, servers)
 }
 

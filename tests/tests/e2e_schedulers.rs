@@ -58,11 +58,7 @@ impl Bench {
         netns::remove_leftovers(&prefix);
         let topology = DrTopology::build(&prefix, &["real1", "real2", "real3"]);
         topology.attach_pass_program();
-        let servers = topology
-            .reals
-            .iter()
-            .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
-            .collect();
+        let servers = topology.serve_http();
         let config = format!(
             "interfaces:\n  - name: eth0\n    xdp_mode: native\nservices:\n{services}{extra}\
              limits: {{flows: 65536, services: 16, reals: 64}}\n"

@@ -70,11 +70,7 @@ fn three_reals(test: &str) -> (DrTopology, Vec<HttpServer>) {
     netns::remove_leftovers(&prefix);
     let topology = DrTopology::build(&prefix, &["real1", "real2", "real3"]);
     topology.attach_pass_program();
-    let servers = topology
-        .reals
-        .iter()
-        .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
-        .collect();
+    let servers = topology.serve_http();
     (topology, servers)
 }
 

@@ -15,7 +15,7 @@ use std::{
 use lb_tests::{
     DrTopology, VIP,
     ha::{Pair, state, wait_for_state},
-    http::{self, HttpServer},
+    http::{self},
     lbd::{Lbd, binary},
     netns,
     privilege::{assert_threads_hold_only, require_root},
@@ -58,11 +58,7 @@ fn after_start_up_lbd_holds_only_bpf_net_admin_and_net_raw_and_still_works() {
     netns::remove_leftovers(&prefix);
     let topology = DrTopology::build(&prefix, &["real1", "real2"]);
     topology.attach_pass_program();
-    let _servers: Vec<HttpServer> = topology
-        .reals
-        .iter()
-        .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
-        .collect();
+    let _servers = topology.serve_http();
     let dir = std::env::temp_dir().join(format!("lbt-priv-hook-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("a directory for the hook");

@@ -11,7 +11,7 @@ use std::{
 use lb_tests::{
     DrTopology, VIP,
     ha::LongLived,
-    http::{HttpClient, HttpServer},
+    http::HttpClient,
     lbd::Lbd,
     netns,
     packet::Frame,
@@ -45,11 +45,7 @@ fn a_syn_flood_fills_the_table_but_established_connections_keep_working() {
     netns::remove_leftovers(&prefix);
     let topology = DrTopology::build(&prefix, &["real1", "real2"]);
     topology.attach_pass_program();
-    let _servers: Vec<HttpServer> = topology
-        .reals
-        .iter()
-        .map(|(name, netns, _)| HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name))
-        .collect();
+    let _servers = topology.serve_http();
     let lbd = Lbd::start(
         &topology.lb,
         &format!("lbt-syn-{}", std::process::id()),

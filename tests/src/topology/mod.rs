@@ -254,6 +254,17 @@ impl DrTopology {
             .unwrap_or_else(|| panic!("no real called {name:?}"))
     }
 
+    /// An HTTP server on port 80 of every real, answering with the real's name (which real
+    /// served a request); each stops when its handle is dropped.
+    pub fn serve_http(&self) -> Vec<crate::http::HttpServer> {
+        self.reals
+            .iter()
+            .map(|(name, netns, _)| {
+                crate::http::HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name)
+            })
+            .collect()
+    }
+
     /// Attaches `xdp_pass` (native mode) to the lb's bridge port, so that frames the lb sends
     /// with `XDP_TX` are not dropped: veth discards frames redirected by XDP unless the peer
     /// that receives them runs an XDP program. Stays attached until the topology is dropped.
