@@ -33,12 +33,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
-    DrTopology, VIP,
-    chaos::process::Footprint,
-    http::{HttpClient, HttpServer},
-    lbd::Lbd,
-};
+use crate::{DrTopology, VIP, chaos::process::Footprint, http::HttpClient, lbd::Lbd};
 
 /// FIN_WAIT timeout of the soak's config: short, so the table's occupancy settles within
 /// seconds (rate × about 5-7 s), not IPVS's 120 s.
@@ -222,13 +217,7 @@ pub fn expected_flows(opened: &VecDeque<Instant>, long_lived: u64, now: Instant)
 pub fn run(options: &SoakOptions, interrupted: &AtomicBool) -> SoakReport {
     let topology = DrTopology::build(&options.prefix, &["real1", "real2", "real3"]);
     topology.attach_pass_program();
-    let _servers: Vec<HttpServer> = topology
-        .reals
-        .iter()
-        .map(|(name, netns, _)| {
-            HttpServer::start(netns, SocketAddr::from(([0, 0, 0, 0], 80)), name)
-        })
-        .collect();
+    let _servers = topology.serve_http();
     let lbd = Lbd::start(
         &topology.lb,
         &format!("{}lbd", options.prefix),

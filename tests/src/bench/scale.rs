@@ -209,19 +209,8 @@ fn resident_memory() -> Vec<Row> {
          port: 80, protocol: tcp, reals: [{address: 192.0.2.11}]}\n\
          limits: {flows: 1048576, services: 16, reals: 64}\n",
     );
-    // `Lbd::start` has lbd write its pid next to its config.
-    let pid = std::fs::read_to_string(lbd.config_path().with_file_name("lbd.pid"))
-        .expect("lbd's pid file");
-    let rss = || -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()))
-            .expect("lbd's /proc status");
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS");
-        kib / 1024.0
-    };
+    let pid = lbd.pid().expect("lbd is running");
+    let rss = || crate::chaos::process::Footprint::of(pid).rss_kib as f64 / 1024.0;
     std::thread::sleep(std::time::Duration::from_secs(2));
     let idle = rss();
     let (keys, flows) = established_flows(MILLION, VIP, 1, lb_userspace::admin::monotonic_now_ns());
