@@ -4,7 +4,8 @@
 //! What a fresh machine of our kind lacks (see README): rust-src for the nightly toolchain
 //! (to build `core` for the BPF target), LLVM 22 and bpf-linker built against it (the nightly
 //! uses LLVM 22), ethtool and nftables (`nft`, used inside test namespaces only) for the
-//! test topologies, keepalived (a VRRP peer for the interop tests), cargo-fuzz and a C++
+//! test topologies, keepalived (a VRRP peer for the interop tests), BIRD 2 (the router and the
+//! balancers' BGP speaker in the scale-out test), cargo-fuzz and a C++
 //! compiler for the parser fuzz targets, and wrk, nginx and HAProxy for the connection-rate
 //! bench.
 
@@ -27,6 +28,8 @@ pub fn run() -> anyhow::Result<()> {
     apt_tool("ip", "iproute2")?;
     // The VRRP interop tests run keepalived as lbd's peer, in a namespace.
     apt_tool("keepalived", "keepalived")?;
+    // The scale-out test runs BIRD 2 as the router and as each balancer's BGP speaker.
+    apt_tool("bird", "bird2")?;
     fuzz_tools()?;
     Ok(())
 }
@@ -133,7 +136,7 @@ fn apt_install(package: &str) -> anyhow::Result<()> {
     eprintln!("setup: installing {package}");
     status(Command::new("apt-get").args(["update", "-q"]))?;
     // The packages are programs the tests and the bench run in namespaces of their own; their
-    // services (keepalived, nginx, HAProxy) must not start on the host as they install.
+    // services (keepalived, BIRD, nginx, HAProxy) must not start on the host as they install.
     let _no_services = NoServiceStarts::hold()?;
     status(
         Command::new("apt-get")
