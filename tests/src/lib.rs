@@ -30,6 +30,8 @@
 //! - [`soak`]: `lb-soak`'s core: steady load with connection churn through lbd for a while,
 //!   sampling the flow table and lbd's footprint, with a verdict (flat, counters consistent).
 //! - [`keepalived`]: keepalived as lbd's VRRP peer, in a namespace.
+//! - [`bird`]: BIRD 2, the BGP speaker of the scale-out test (`topology::scale_out`: a router
+//!   spreading a VIP over two balancers by ECMP), in a namespace.
 //! - [`takeover`]: takeover times of an lbd pair and a keepalived pair, for the bench.
 //! - [`bench`]: `cargo xtask bench`'s parts, its reference programs and its report.
 //! - [`packet`]: the one packet builder, with checksums, for fixtures, benches and the demo.
@@ -39,6 +41,7 @@
 //! addresses only from the documentation ranges — and never touch the root namespace.
 
 pub mod bench;
+pub mod bird;
 pub mod bulk;
 pub mod chaos;
 pub mod conntrack;
