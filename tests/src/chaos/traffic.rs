@@ -76,6 +76,8 @@ type Outcome = (Instant, Result<String, Failure>);
 struct Kept {
     real: String,
     broken: Option<Failure>,
+    /// When its own real last answered it.
+    answered: Option<Instant>,
 }
 
 /// Which failures a scenario expects: those of flows on `real` (a real it killed), and those
@@ -135,7 +137,11 @@ impl Traffic {
     /// Opens `long_lived` connections from `client` to the VIP (port 80), each answered once,
     /// then starts the request loop and the rounds on the long-lived connections.
     pub fn start(client: &Netns, long_lived: usize) -> Traffic {
-        let vip = SocketAddr::new(IpAddr::V4(VIP), 80);
+        Traffic::start_to(client, SocketAddr::new(IpAddr::V4(VIP), 80), long_lived)
+    }
+
+    /// [`Traffic::start`] toward another service address than the DR topology's VIP.
+    pub fn start_to(client: &Netns, vip: SocketAddr, long_lived: usize) -> Traffic {
         let started = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let (connections, kept): (Vec<HttpClient>, Vec<Kept>) = client.run(|| {
@@ -146,7 +152,12 @@ impl Traffic {
                     let real = connection
                         .get("/")
                         .unwrap_or_else(|e| panic!("long-lived connection {index}: {e}"));
-                    (connection, Kept { real, broken: None })
+                    let kept = Kept {
+                        real,
+                        broken: None,
+                        answered: Some(Instant::now()),
+                    };
+                    (connection, kept)
                 })
                 .unzip()
         });
@@ -205,6 +216,32 @@ impl Traffic {
             .iter()
             .map(|kept| kept.real.trim().to_owned())
             .collect()
+    }
+
+    /// How many long-lived connections their own real answered after `since`, and the
+    /// descriptions of those broken so far (an error, or another real answering): for a
+    /// scenario that checks them between its steps.
+    pub fn long_lived_since(&self, since: Instant) -> (usize, Vec<String>) {
+        let kept = lock(&self.kept);
+        let answered = kept
+            .iter()
+            .filter(|kept| kept.broken.is_none() && kept.answered.is_some_and(|at| at > since))
+            .count();
+        let broken = kept
+            .iter()
+            .enumerate()
+            .filter_map(|(index, kept)| {
+                let failure = kept.broken.as_ref()?;
+                Some(format!(
+                    "long-lived {index} on {} at {:?}: {:?} {}",
+                    kept.real.trim(),
+                    failure.at.duration_since(self.started),
+                    failure.kind,
+                    failure.detail
+                ))
+            })
+            .collect();
+        (answered, broken)
     }
 
     /// Stops both loops and counts what they saw; `excused` says which failures the scenario
@@ -293,6 +330,9 @@ fn check_in_rounds(
                 Ok(body) => Some((FailureKind::Moved, format!("answered by {}", body.trim()))),
                 Err(error) => Some((FailureKind::of(&error), error.to_string())),
             };
+            if failure.is_none() {
+                lock(kept)[index].answered = Some(Instant::now());
+            }
             if let Some((kind, detail)) = failure {
                 broken[index] = true;
                 lock(kept)[index].broken = Some(Failure {
