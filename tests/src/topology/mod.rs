@@ -30,10 +30,14 @@
 //! [`modes`] adds what forwarding modes other than direct routing need: a site behind a router
 //! (tunnel reals), a second segment behind a second interface of the lb (NAT and full-NAT
 //! reals), a point-to-point link with a smaller MTU from the lb to a real.
+//!
+//! [`scale_out`] is a network of its own: a router running BIRD that spreads a VIP over two
+//! balancers by ECMP, the reals beside them, and a client behind the router.
 
 pub mod far_client;
 pub mod ha;
 pub mod modes;
+pub mod scale_out;
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
@@ -363,13 +367,7 @@ pub(super) fn dr_reals(
                 (real_ip(index), real_mac(index)),
                 dual_stack.then(|| real_ip6(index)),
             );
-            // An LVS-DR real holds the VIP but must never answer ARP for it nor use it as the
-            // source of its own ARP requests: only the director owns it on the wire.
-            for conf in ["all", HOST_IF] {
-                netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
-                netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2");
-            }
-            netns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+            hold_vip_silently(&netns, VIP);
             if dual_stack {
                 // IPv6 needs no sysctl for that: Linux answers solicitations only for
                 // addresses of the receiving interface, joins VIP6's solicited-node group on
@@ -379,6 +377,16 @@ pub(super) fn dr_reals(
             (name.to_string(), netns, real_ip(index))
         })
         .collect()
+}
+
+/// Puts `vip` on the `lo` of an LVS-DR real, which must never answer ARP for it nor use it as
+/// the source of its own ARP requests: only the director owns it on the wire.
+pub(super) fn hold_vip_silently(netns: &Netns, vip: Ipv4Addr) {
+    for conf in ["all", HOST_IF] {
+        netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
+        netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2");
+    }
+    netns.ip(&["addr", "add", &format!("{vip}/32"), "dev", "lo"]);
 }
 
 pub(super) fn port_name(host: &str) -> String {
