@@ -1,0 +1,300 @@
+//! Scale-out end to end: two balancers behind a router that spreads the VIP over them by
+//! ECMP, each announcing the VIP over BGP through BIRD (`topology::scale_out`). With
+//! long-lived connections and a request loop running, in this order: traffic spreads over
+//! both; draining one moves everything to the other and no connection breaks (Maglev gives
+//! the same real wherever ECMP sends a flow); undraining brings it back; a balancer killed
+//! outright is withdrawn by BFD and its connections carry on through the other.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    bird::Bird,
+    chaos::{Excused, Traffic},
+    lbd::Lbd,
+    privilege::require_root,
+    topology::scale_out::{LB_IPS, REAL_IPS, ROUTER_IP, ScaleOutTopology, VIP},
+};
+
+/// Long-lived connections, from as many source ports: ECMP hashes each to a balancer.
+const LONG_LIVED: usize = 40;
+/// How long BGP may take to come up and announce (BIRD retries a connection every second).
+const ANNOUNCE_LIMIT: Duration = Duration::from_secs(30);
+/// How long a withdrawal or an announcement may take once asked for.
+const CHANGE_LIMIT: Duration = Duration::from_secs(10);
+/// How long every long-lived connection may take to answer after a change of path.
+const ANSWER_LIMIT: Duration = Duration::from_secs(10);
+/// How long the request loop runs with one balancer drained, to see where new flows go.
+const DRAINED_FOR: Duration = Duration::from_millis(1500);
+
+/// A balancer: lbd, its BIRD and the fragment BIRD includes.
+struct Balancer {
+    index: usize,
+    lbd: Lbd,
+    bird: Bird,
+    fragment: PathBuf,
+}
+
+impl Balancer {
+    fn start(topology: &ScaleOutTopology, index: usize) -> Balancer {
+        let netns = topology.lb(index);
+        let pid = std::process::id();
+        let dir = Bird::make_dir(&format!("lbso-bird-lb{index}-{pid}"));
+        let fragment = dir.join("lbd-bird.conf");
+        std::fs::write(&fragment, hand_written_fragment(index, true)).expect("writing fragment");
+        let lbd = Lbd::start(netns, &format!("lbso-lb{index}-{pid}"), &lbd_config());
+        let bird = Bird::start_in(
+            netns,
+            dir,
+            &format!("include \"{}\";\n", fragment.display()),
+        );
+        Balancer {
+            index,
+            lbd,
+            bird,
+            fragment,
+        }
+    }
+
+    /// Withdraws the VIP (`announce: false`) or announces it again.
+    fn announce(&self, announce: bool) {
+        std::fs::write(&self.fragment, hand_written_fragment(self.index, announce))
+            .expect("writing fragment");
+        self.bird.configure();
+    }
+
+    /// New flows lbd scheduled for the service (lbadm's `conns`).
+    fn flows(&self) -> u64 {
+        self.lbd.listing().services[0].stats.conns
+    }
+
+    fn mid_stream(&self) -> u64 {
+        self.lbd.reason("forwarded_mid_stream")
+    }
+}
+
+/// The VIP's service, Maglev over the three reals, each checked over TCP.
+fn lbd_config() -> String {
+    let reals: String = REAL_IPS
+        .iter()
+        .map(|real| format!("      - {{address: {real}}}\n"))
+        .collect();
+    format!(
+        "interfaces:
+  - name: eth0
+    xdp_mode: native
+services:
+  - vip: {VIP}
+    port: 80
+    protocol: tcp
+    scheduler: mh
+    forward: dr
+    health_check: {{type: tcp, interval: 200ms, timeout: 150ms, rise: 1, fall: 2}}
+    reals:
+{reals}limits: {{flows: 65536, services: 16, reals: 64}}
+"
+    )
+}
+
+/// What lbd will write (the same shape), by hand until it does: the VIP as a blackhole route
+/// in a table of its own, exported over eBGP with BFD.
+fn hand_written_fragment(index: usize, announce: bool) -> String {
+    let local = LB_IPS[index - 1];
+    let route = if announce {
+        format!("route {VIP}/32 blackhole;")
+    } else {
+        String::new()
+    };
+    format!(
+        "router id {local};
+protocol device lbd_device {{ }}
+ipv4 table lbd_vips4;
+protocol static lbd_static4 {{ ipv4 {{ table lbd_vips4; }}; {route} }}
+protocol bfd lbd_bfd {{ }}
+protocol bgp lbd_peer1 {{
+  local {local} as 64512;
+  neighbor {ROUTER_IP} as 64500;
+  hold time 3;
+  bfd on;
+  ipv4 {{ table lbd_vips4; import none; export all; }};
+}}
+"
+    )
+}
+
+/// Waits (bounded) until every unbroken long-lived connection was answered by its own real
+/// after `since`; panics with the broken ones if any broke.
+fn wait_until_all_answer(traffic: &Traffic, since: Instant, step: &str) {
+    let started = Instant::now();
+    loop {
+        let (answered, broken) = traffic.long_lived_since(since);
+        assert!(
+            broken.is_empty(),
+            "{step}: long-lived connections broke:\n{}",
+            broken.join("\n")
+        );
+        if answered == LONG_LIVED {
+            return;
+        }
+        assert!(
+            started.elapsed() < ANSWER_LIMIT,
+            "{step}: only {answered} of {LONG_LIVED} long-lived connections answered within \
+             {ANSWER_LIMIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ecmp_spreads_drain_and_failure_keep_connections() {
+    if !require_root("ecmp_spreads_drain_and_failure_keep_connections") {
+        return;
+    }
+    let prefix = format!("lbso{}-", std::process::id());
+    let topology = ScaleOutTopology::build(&prefix);
+    let _servers = topology.serve_http();
+    let router = topology.start_router_bird(&format!("lbso-bird-router-{}", std::process::id()));
+    let started = Instant::now();
+    let lb1 = Balancer::start(&topology, 1);
+    let mut lb2 = Balancer::start(&topology, 2);
+    let routing = || {
+        format!(
+            "router's BIRD:\n{}\n{}",
+            router.birdc(&["show", "protocols", "all"]),
+            router.birdc(&["show", "route", "all"])
+        )
+    };
+
+    // a. Both balancers announce; the router has an ECMP route; flows land on both.
+    topology.wait_for_next_hops(&[1, 2], ANNOUNCE_LIMIT, routing);
+    let announced = started.elapsed();
+    let vip = SocketAddr::new(IpAddr::V4(VIP), 80);
+    let traffic = Traffic::start_to(&topology.client, vip, LONG_LIVED);
+    let spread = (lb1.flows(), lb2.flows());
+    assert!(
+        spread.0 > 0 && spread.1 > 0,
+        "{LONG_LIVED} connections from as many ports all went through one balancer: \
+         flows lb1 {} lb2 {}\n{}",
+        spread.0,
+        spread.1,
+        routing()
+    );
+
+    // b. Drain lb1: withdrawn; new flows all through lb2; every connection on its real.
+    let asked = Instant::now();
+    lb1.announce(false);
+    topology.wait_for_next_hops(&[2], CHANGE_LIMIT, routing);
+    let drain_withdraw = asked.elapsed();
+    let withdrawn = Instant::now();
+    let before = (lb1.flows(), lb2.flows(), lb2.mid_stream());
+    wait_until_all_answer(&traffic, withdrawn, "lb1 drained");
+    std::thread::sleep(DRAINED_FOR.saturating_sub(withdrawn.elapsed()));
+    let after = (lb1.flows(), lb2.flows(), lb2.mid_stream());
+    assert_eq!(
+        after.0,
+        before.0,
+        "lb1 scheduled new flows while drained (asked {:?} ago)",
+        asked.elapsed()
+    );
+    assert!(
+        after.1 > before.1,
+        "lb2 scheduled no new flow while lb1 was drained: {before:?} → {after:?}"
+    );
+    assert!(
+        after.2 > before.2,
+        "no connection of lb1's reached lb2 mid-stream: {before:?} → {after:?}"
+    );
+    let moved_to_lb2 = after.2 - before.2;
+
+    // c. Undrain: lb1 is back in the route, and takes new flows again.
+    let asked = Instant::now();
+    lb1.announce(true);
+    topology.wait_for_next_hops(&[1, 2], CHANGE_LIMIT, routing);
+    let undrain_announce = asked.elapsed();
+    let back = Instant::now();
+    let drained_flows = lb1.flows();
+    wait_until_all_answer(&traffic, back, "lb1 undrained");
+    wait_until(
+        ANSWER_LIMIT,
+        "lb1 takes new flows again after the undrain",
+        || lb1.flows() > drained_flows,
+    );
+
+    // d. lb2 dies: link cut first (so that no FIN of its BGP session gets out), then lbd and
+    // BIRD killed. Only BFD (or the hold timer) can tell the router.
+    let mid_stream_before = lb1.mid_stream();
+    let killed = Instant::now();
+    topology.set_lb_link(2, false);
+    lb2.lbd.stop_with(libc::SIGKILL);
+    lb2.bird.kill();
+    topology.wait_for_next_hops(&[1], CHANGE_LIMIT, routing);
+    let kill_withdraw = killed.elapsed();
+    // What ended lb2's session, in BIRD's words (BFD, or the hold timer).
+    let detected = router.protocol_state("lb2").unwrap_or_default();
+    let gone = Instant::now();
+    wait_until_all_answer(&traffic, gone, "lb2 killed");
+    let recovered = wait_until_requests_served(&traffic, gone);
+    let moved_to_lb1 = lb1.mid_stream() - mid_stream_before;
+    let figures = traffic.stop(&Excused {
+        real: None,
+        from: Some(killed),
+        until: Some(gone),
+    });
+
+    eprintln!(
+        "scale-out | announce {announced:.2?} | drain withdraw {drain_withdraw:.2?} | undrain \
+         announce {undrain_announce:.2?} | kill withdraw {kill_withdraw:.2?} | long-lived {} \
+         kept {} | moved to lb2 mid-stream {moved_to_lb2} | moved to lb1 mid-stream \
+         {moved_to_lb1} | flows at start lb1 {} lb2 {} | requests {} failed {} (excused \
+         {}) | loop answered again {recovered:.2?} after the withdrawal | lb2's session: {detected}",
+        figures.long_lived,
+        figures.long_lived - figures.broken,
+        spread.0,
+        spread.1,
+        figures.requests,
+        figures.failed,
+        figures.failed_excused,
+    );
+    assert!(
+        moved_to_lb1 > 0,
+        "no connection of lb2's reached lb1 mid-stream after lb2 died"
+    );
+    assert_eq!(
+        figures.broken, 0,
+        "long-lived connections broke: {:?}",
+        figures.errors
+    );
+    assert_eq!(
+        figures.failed, figures.failed_excused,
+        "requests failed outside lb2's death: {:?}",
+        figures.errors
+    );
+}
+
+/// Polls `done` every 20 ms until it holds; panics with `what` after `limit`.
+fn wait_until(limit: Duration, what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (bounded) until the request loop has had a request answered that it made after
+/// `since`; returns how long after `since` that was seen.
+fn wait_until_requests_served(traffic: &Traffic, since: Instant) -> Duration {
+    loop {
+        let served: usize = traffic.served_since(since).values().sum();
+        if served > 0 {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < ANSWER_LIMIT,
+            "the request loop served {served} requests in {ANSWER_LIMIT:?} after lb2's withdrawal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
