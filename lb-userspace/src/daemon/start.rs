@@ -209,6 +209,9 @@ pub async fn start(config_path: PathBuf) -> Result<Started, DaemonError> {
         let _ = std::fs::remove_file(&config.admin_socket);
         return Err(DaemonError::HighAvailability(error));
     }
+    if let Some(bgp) = &config.bgp {
+        daemon.start_bgp(bgp.clone(), &config.instance);
+    }
     log::info!(
         "instance {} serving {} services; admin socket {}",
         config.instance,
