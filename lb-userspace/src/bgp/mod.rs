@@ -419,6 +419,26 @@ impl Driver {
     }
 }
 
+/// `lbd --teardown`: the program is about to stop forwarding, so BIRD must stop announcing
+/// (after a killed lbd, the last file still lists the VIPs). Rewrites the file with no route,
+/// keeping a drain, and has BIRD take it. `Ok(false)`: BIRD is not running (it announces
+/// nothing, and reads the file when it starts).
+pub async fn withdraw_all(config: &BgpConfig, instance: &str) -> Result<bool, String> {
+    let drained = std::fs::read_to_string(&config.bird_config)
+        .is_ok_and(|text| text.lines().any(|line| line == bird_config::DRAINED_MARK));
+    let text = bird_config::render(config, instance, &[], drained);
+    write_replacing(&config.bird_config, &text)
+        .map_err(|error| format!("writing {}: {error}", config.bird_config.display()))?;
+    match BirdSocket::new(config.bird_socket.clone())
+        .configure()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(bird_socket::BirdError::Unreachable { .. }) => Ok(false),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 /// Writes `text` to `path` through a temporary file renamed over it, so that BIRD never
 /// reads half a file. The directory is made if missing (`/run/lb` after a reboot).
 fn write_replacing(path: &Path, text: &str) -> std::io::Result<()> {

@@ -1,11 +1,22 @@
-//! The pure parts: which VIPs are announced, and the BIRD configuration written for them.
+//! Which VIPs are announced, the BIRD configuration written for them, and the speaker against
+//! a fake BIRD control socket.
 
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr},
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
 };
 
+use arc_swap::ArcSwap;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+
 use super::{
+    Speaker,
     announce::{VipVerdict, Withheld, verdicts},
     bird_config::{DRAINED_MARK, render},
 };
@@ -233,4 +244,179 @@ fn bird_parses(text: &str) {
         "BIRD refuses the configuration: {}\n{text}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// A stand-in for BIRD's control socket: answers `configure` (recording the file lbd wrote,
+/// as BIRD would read it) and `show protocols`, or refuses while told to.
+struct FakeBird {
+    configured: Arc<Mutex<Vec<String>>>,
+    refuse: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeBird {
+    fn listen(socket: &Path, file: PathBuf) -> FakeBird {
+        let listener = tokio::net::UnixListener::bind(socket).expect("binding the fake BIRD");
+        let configured = Arc::new(Mutex::new(Vec::new()));
+        let refuse = Arc::new(AtomicBool::new(false));
+        let (seen, refusing) = (configured.clone(), refuse.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (reader, mut writer) = stream.into_split();
+                let mut lines = BufReader::new(reader).lines();
+                writer.write_all(b"0001 BIRD fake ready.\n").await.unwrap();
+                let Ok(Some(command)) = lines.next_line().await else {
+                    continue;
+                };
+                let reply = match command.as_str() {
+                    "configure" if refusing.load(Ordering::SeqCst) => {
+                        "0002-Reading configuration from bird.conf\n8002 lbd.conf:3:1 syntax error\n".to_owned()
+                    }
+                    "configure" => {
+                        seen.lock().unwrap().push(std::fs::read_to_string(&file).unwrap());
+                        "0002-Reading configuration from bird.conf\n0003 Reconfigured\n".to_owned()
+                    }
+                    "show protocols" => "2002-Name       Proto      Table      State  Since         Info\n\
+                         1002-lbd_peer1  BGP        ---        up     06:41:08.456  Established\n\
+                         1002-lbd_peer2  BGP        ---        start  06:41:08.456  Active        Socket: Connection refused\n\
+                         0000 \n"
+                        .to_owned(),
+                    _ => "9001 syntax error\n".to_owned(),
+                };
+                let _ = writer.write_all(reply.as_bytes()).await;
+            }
+        });
+        FakeBird {
+            configured,
+            refuse,
+            task,
+        }
+    }
+
+    fn last(&self) -> Option<String> {
+        self.configured.lock().unwrap().last().cloned()
+    }
+}
+
+impl Drop for FakeBird {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited 10 s for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The speaker against a fake BIRD: it retries while BIRD is away, has BIRD take each change
+/// (health, drain), reports a refusal, and withdraws everything when stopped.
+#[tokio::test]
+async fn the_speaker_keeps_bird_in_step_with_health_and_drain() {
+    let dir = std::env::temp_dir().join(format!("lbd-bgp-speaker-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("bird.ctl");
+    let file = dir.join("lbd.bird.conf");
+    let text = CONFIG
+        .replace("/run/lb/lb1.bird.conf", &file.display().to_string())
+        .replace(
+            "  local_as:",
+            &format!("  bird_socket: {}\n  local_as:", socket.display()),
+        );
+    let config = config(&text);
+    let desired = Arc::new(ArcSwap::from_pointee(desired(&config)));
+    let (speaker, board) = Speaker::start(config.bgp.clone().unwrap(), "lb1", desired.clone());
+
+    // No BIRD yet: said so, and the file is there for BIRD to read when it starts.
+    wait_for("an unreachable BIRD reported", || {
+        board
+            .snapshot()
+            .bird_error
+            .is_some_and(|error| error.contains("cannot reach BIRD"))
+    })
+    .await;
+    assert!(!board.snapshot().bird_up_to_date);
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("route 192.0.2.10/32 blackhole")
+    );
+
+    let bird = FakeBird::listen(&socket, file.clone());
+    wait_for("BIRD configured", || board.snapshot().bird_up_to_date).await;
+    let taken = bird.last().expect("a configure");
+    assert!(taken.contains("route 192.0.2.10/32 blackhole"), "{taken}");
+    assert!(
+        taken.contains("route 2001:db8::10/128 blackhole"),
+        "{taken}"
+    );
+    wait_for("sessions read", || {
+        board
+            .snapshot()
+            .neighbors
+            .first()
+            .is_some_and(|n| n.state == "Established")
+    })
+    .await;
+    let status = board.snapshot();
+    assert_eq!(status.neighbors[1].state, "Active");
+    assert_eq!(status.neighbors[1].info, "Socket: Connection refused");
+    assert!(status.vips.iter().all(|vip| vip.announced), "{status:?}");
+
+    // Drain: answered once BIRD took a file with no route and the mark.
+    let message = board.set_drained(true).await.expect("drained");
+    assert_eq!(message, "node drained: 0 of 3 VIPs announced through BIRD");
+    let taken = bird.last().unwrap();
+    assert!(!taken.contains("route "), "{taken}");
+    assert!(taken.lines().any(|line| line == DRAINED_MARK), "{taken}");
+
+    // BIRD refusing: the undrain says so, and lbd keeps trying until BIRD takes it.
+    bird.refuse.store(true, Ordering::SeqCst);
+    let refused = board.set_drained(false).await.expect_err("BIRD refused");
+    assert!(refused.contains("syntax error"), "{refused}");
+    assert!(board.snapshot().configure_failures >= 1);
+    assert!(!board.snapshot().bird_up_to_date);
+    bird.refuse.store(false, Ordering::SeqCst);
+    wait_for("BIRD taking the undrain on a retry", || {
+        board.snapshot().bird_up_to_date
+    })
+    .await;
+    assert!(
+        bird.last()
+            .unwrap()
+            .contains("route 192.0.2.10/32 blackhole")
+    );
+
+    // Health: 192.0.2.20's only real fails its check; its route goes at the next check.
+    let mut failed = (*desired.load_full()).clone();
+    failed.services[2].reals[0].healthy = false;
+    desired.store(Arc::new(failed));
+    wait_for("192.0.2.20 withdrawn", || {
+        bird.last()
+            .is_some_and(|taken| !taken.contains("192.0.2.20"))
+    })
+    .await;
+    assert!(
+        bird.last()
+            .unwrap()
+            .contains("route 192.0.2.10/32 blackhole")
+    );
+
+    // Stopping withdraws everything, BIRD told before stop returns.
+    speaker.stop().await;
+    let taken = bird.last().unwrap();
+    assert!(!taken.contains("route "), "{taken}");
+    assert!(!taken.contains(DRAINED_MARK));
+    drop(bird);
+    let _ = std::fs::remove_dir_all(&dir);
 }
