@@ -377,8 +377,20 @@ pub fn check_summary(path: &Path, config: &Config) -> String {
         .sync
         .map(|sync| format!(", sync with {}", sync.peer))
         .unwrap_or_default();
+    let bgp = config
+        .bgp
+        .as_ref()
+        .map(|bgp| {
+            let count = bgp.neighbors.len();
+            format!(
+                ", BGP AS {} with {count} neighbour{}",
+                bgp.local_as,
+                if count == 1 { "" } else { "s" }
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "{}: ok (instance {}, {} services, {reals} reals{routers}{sync})",
+        "{}: ok (instance {}, {} services, {reals} reals{routers}{sync}{bgp})",
         path.display(),
         config.instance,
         config.services.len()
