@@ -26,10 +26,13 @@
 //!   master here).
 //! - [`sync`]: connection sync with that peer: the master streams its flows, the backup merges
 //!   them, so a takeover keeps connections.
+//! - [`bgp`]: scale-out: the VIPs with a healthy real announced over BGP through BIRD (lbd
+//!   writes BIRD's configuration and has it read it), and `lbadm drain-node`.
 //! - [`decap`]: `lbd decap`, the decapsulation program on the reals of tunnel-mode services
 //!   (apart from the rest: it loads its own program and reads the host's addresses).
 
 pub mod admin;
+pub mod bgp;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;

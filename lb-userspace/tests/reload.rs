@@ -255,6 +255,12 @@ async fn a_bad_reload_is_refused_whole_and_changes_nothing() {
             "limits (map sizes) cannot change while lbd runs",
         ),
         (
+            format!(
+                "{CONFIG}bgp:\n  local_as: 64512\n  router_id: 192.0.2.2\n  neighbors: [{{address: 192.0.2.1, as: 64500}}]\n"
+            ),
+            "bgp cannot change while lbd runs",
+        ),
+        (
             // A real on no interface's subnet: placement fails after validation passed.
             CONFIG.replace("192.0.2.21", "198.51.100.21"),
             "real 198.51.100.21 of UDP 192.0.2.100:53 is not on a subnet",

@@ -36,6 +36,11 @@ pub enum Request {
     },
     /// Read the config file again and apply it, as SIGHUP does.
     Reload,
+    /// `lbadm drain-node`: withdraw every VIP of this node from BGP (scale-out), until
+    /// [`Request::UndrainNode`]. Kept across restarts of lbd.
+    DrainNode,
+    /// `lbadm undrain-node`: announce the VIPs again (those with a healthy real).
+    UndrainNode,
     /// `lbadm dump`: packets as the program handles them, with what it did to each. The
     /// daemon answers [`Reply::Capturing`] once armed, then a [`Reply::Packet`] per packet,
     /// then [`Reply::Done`] after `count` packets; closing the connection ends it sooner.
@@ -301,6 +306,55 @@ pub struct Status {
     /// Connection sync with the peer, when configured.
     #[serde(default)]
     pub sync: Option<SyncStatus>,
+    /// BGP announcements through BIRD, when configured.
+    #[serde(default)]
+    pub bgp: Option<BgpStatus>,
+}
+
+/// BGP announcements through BIRD as `lbadm status` shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpStatus {
+    pub local_as: u32,
+    pub router_id: String,
+    /// `lbadm drain-node` is in force.
+    pub drained: bool,
+    pub bird_socket: String,
+    /// The file lbd writes and BIRD includes.
+    pub bird_config: String,
+    /// Whether BIRD took the last version of the file (its `configure` succeeded); while it
+    /// has not, BIRD announces what it last took, or nothing if it is down.
+    pub bird_up_to_date: bool,
+    /// Why BIRD has not taken it (unreachable, refused the file, …).
+    pub bird_error: Option<String>,
+    /// Seconds since the Unix epoch of BIRD's last successful `configure`.
+    pub configured_at: Option<u64>,
+    /// `configure`s that failed since lbd started.
+    pub configure_failures: u64,
+    pub vips: Vec<BgpVipStatus>,
+    pub neighbors: Vec<BgpNeighborStatus>,
+}
+
+/// One VIP's route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpVipStatus {
+    /// `192.0.2.10/32`.
+    pub prefix: String,
+    pub announced: bool,
+    /// Why it is withdrawn (`no healthy real`, `node drained`, …).
+    pub withheld: Option<String>,
+}
+
+/// One BGP session as BIRD last reported it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpNeighborStatus {
+    pub address: String,
+    pub remote_as: u32,
+    /// BIRD's name for the session (`lbd_peer1`).
+    pub protocol: String,
+    /// `Established`, `Active`, `Connect`, … or `unknown` while BIRD does not answer.
+    pub state: String,
+    /// The rest of BIRD's info column (`Socket: Connection refused`).
+    pub info: String,
 }
 
 /// A VRRP router as `lbadm status` shows it.

@@ -56,6 +56,8 @@ pub struct AdminContext {
     pub vrrp: std::sync::OnceLock<Arc<crate::vrrp::Board>>,
     /// Connection sync's progress; unset without `sync` in the config.
     pub sync: std::sync::OnceLock<Arc<crate::sync::SyncBoard>>,
+    /// BGP announcements; unset without `bgp` in the config.
+    pub bgp: std::sync::OnceLock<Arc<crate::bgp::BgpBoard>>,
     /// Captures for `lbadm dump`; unset until the program is loaded (and in tests that take
     /// none).
     capturer: std::sync::OnceLock<Arc<dyn Capturer>>,
@@ -84,6 +86,7 @@ impl AdminContext {
             rates: RateBoard::default(),
             vrrp: std::sync::OnceLock::new(),
             sync: std::sync::OnceLock::new(),
+            bgp: std::sync::OnceLock::new(),
             capturer: std::sync::OnceLock::new(),
             walks: Semaphore::new(MAX_CONCURRENT_WALKS),
             admission: Admission::default(),
@@ -185,6 +188,7 @@ impl AdminContext {
                 .map(|board| board.snapshot())
                 .unwrap_or_default(),
             sync: self.sync.get().map(|board| board.snapshot()),
+            bgp: self.bgp.get().map(|board| board.snapshot()),
         }
     }
 }
@@ -322,6 +326,19 @@ async fn answer(request: Request, context: &Arc<AdminContext>) -> String {
             })
         }
         Request::Reload => changed(context, |control| async move { control.reload().await }).await,
+        Request::DrainNode | Request::UndrainNode => {
+            let Some(board) = context.bgp.get() else {
+                return reply_line(&Reply::Error {
+                    message: "this node announces nothing to drain: its config has no `bgp` key"
+                        .into(),
+                });
+            };
+            let drained = matches!(request, Request::DrainNode);
+            reply_line(&match board.set_drained(drained).await {
+                Ok(message) => Reply::Done { message },
+                Err(message) => Reply::Error { message },
+            })
+        }
         Request::Dump(_) => reply_line(&Reply::Error {
             message: "a dump is answered by serve_connection".into(),
         }),

@@ -92,6 +92,26 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.teardown {
         let config = config::load(&config_path)?;
+        // Routers must stop sending the VIPs here before the program stops forwarding them.
+        if let Some(bgp) = &config.bgp {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            match runtime.block_on(lb_userspace::bgp::withdraw_all(bgp, &config.instance)) {
+                Ok(true) => println!("instance {}: every VIP withdrawn from BGP", config.instance),
+                Ok(false) => println!(
+                    "instance {}: BIRD is not running; {} lists no VIP for when it starts",
+                    config.instance,
+                    bgp.bird_config.display()
+                ),
+                Err(error) => anyhow::bail!(
+                    "instance {}: cannot withdraw the VIPs from BGP, so the program stays \
+                     attached (stop BIRD, or fix it and run --teardown again): {error}",
+                    config.instance
+                ),
+            }
+        }
         loader::unpin_all(&config.pin_dir)
             .with_context(|| format!("removing {}", config.pin_dir.display()))?;
         println!(

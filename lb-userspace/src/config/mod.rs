@@ -3,7 +3,7 @@
 //! Parsing happens in two steps, like the rest of the house: serde fills raw structs
 //! (`#[serde(deny_unknown_fields)]`, every key optional) and [`Validator`] turns them into the
 //! typed [`Config`], applying defaults and checking everything serde cannot: ranges, address
-//! families, duplicates, map limits, keys this version does not implement yet.
+//! families, duplicates, map limits.
 //!
 //! Every error is one line, `FILE:LINE:COLUMN: KEY.PATH: what is wrong`: the source map
 //! (`source_map.rs`) turns error positions into key paths and key paths into positions. Raw
@@ -15,11 +15,13 @@
 //! - this file: the typed [`Config`] and the words of its enums (`wrr`, `dr`, …);
 //! - `parse.rs`: text (or a file, or a runtime document) → a validated config;
 //! - `ha.rs`: the typed `vrrp` and `sync` keys;
+//! - `bgp.rs`: the typed `bgp` key;
 //! - `raw.rs`: the serde structs, the file's shape;
 //! - `source_map.rs`: key paths ↔ line and column;
 //! - `validate/`: raw → typed, one file per section (`interfaces`, `limits`, `metrics`,
-//!   `services`, `health`, `timeouts`, `vrrp`).
+//!   `services`, `health`, `timeouts`, `vrrp`, `bgp`).
 
+pub mod bgp;
 mod duration;
 pub mod edit;
 pub mod ha;
@@ -87,6 +89,8 @@ pub struct Config {
     pub vrrp: Vec<ha::VrrpInstanceConfig>,
     /// Key `sync`: connection sync with the VRRP peer.
     pub sync: Option<ha::SyncConfig>,
+    /// Key `bgp`: VIPs announced over BGP through BIRD (scale-out).
+    pub bgp: Option<bgp::BgpConfig>,
 }
 
 /// How long an idle flow lives, per state (key `timeouts`, `ipvsadm --set tcp tcpfin udp`);

@@ -1,10 +1,7 @@
 //! The shape of the file: serde fills these, every key optional, and the validator reports
 //! missing ones with their key path and line.
 
-use serde::{
-    Deserialize,
-    de::{self, IgnoredAny},
-};
+use serde::{Deserialize, de};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,8 +17,7 @@ pub(super) struct RawConfig {
     pub(super) timeouts: Option<RawTimeouts>,
     pub(super) vrrp: Option<Vec<RawVrrpInstance>>,
     pub(super) sync: Option<RawSync>,
-    #[serde(default)]
-    pub(super) bgp: PlannedKey,
+    pub(super) bgp: Option<RawBgp>,
 }
 
 #[derive(Deserialize)]
@@ -230,17 +226,31 @@ pub(super) struct RawSync {
     pub(super) port: Option<i64>,
 }
 
-/// A key from SPEC.md that this version does not implement. It accepts any value so that the
-/// validator can say "not supported yet" rather than serde saying "unknown key"; it is not an
-/// `Option` because `vrrp:` with an empty value must be rejected too.
-#[derive(Default)]
-pub(super) struct PlannedKey {
-    pub(super) present: bool,
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBgp {
+    pub(super) local_as: Option<i64>,
+    pub(super) router_id: Option<String>,
+    pub(super) neighbors: Option<Vec<RawBgpNeighbor>>,
+    pub(super) bird_socket: Option<String>,
+    pub(super) bird_config: Option<String>,
+    pub(super) vips: Option<Vec<RawBgpVip>>,
 }
 
-impl<'de> Deserialize<'de> for PlannedKey {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        IgnoredAny::deserialize(deserializer)?;
-        Ok(PlannedKey { present: true })
-    }
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBgpNeighbor {
+    pub(super) address: Option<String>,
+    #[serde(rename = "as")]
+    pub(super) remote_as: Option<i64>,
+    pub(super) hold_time: Option<String>,
+    pub(super) bfd: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBgpVip {
+    pub(super) address: Option<String>,
+    pub(super) med: Option<i64>,
+    pub(super) communities: Option<Vec<String>>,
 }

@@ -9,6 +9,7 @@
 //! - the flow sweep (`sweep.rs`): a thread removing expired flows from the table and the
 //!   connection counts;
 //! - the VRRP routers (`vrrp`) and connection sync (`sync`), when configured;
+//! - the BGP speaker (`bgp`), when configured: the VIPs announced through BIRD;
 //! - least privilege (`privileges.rs`): after start-up, only the capabilities those use.
 //!
 //! [`run`] takes everything from outside (the parts, the listener, the shutdown signal), so
@@ -67,6 +68,8 @@ pub struct Daemon {
     vrrp: Option<crate::vrrp::Vrrp>,
     /// Connection sync, when configured.
     sync: Option<crate::sync::Sync>,
+    /// BGP announcements through BIRD, when configured.
+    bgp: Option<crate::bgp::Speaker>,
 }
 
 impl Daemon {
@@ -101,6 +104,7 @@ impl Daemon {
             sweep_passes,
             vrrp: None,
             sync: None,
+            bgp: None,
         })
     }
 
@@ -189,6 +193,14 @@ impl Daemon {
         }
         Ok(())
     }
+
+    /// Starts announcing this node's VIPs through BIRD.
+    pub fn start_bgp(&mut self, config: crate::config::bgp::BgpConfig, instance: &str) {
+        let (speaker, board) =
+            crate::bgp::Speaker::start(config, instance, self.context.desired.clone());
+        let _ = self.context.bgp.set(board);
+        self.bgp = Some(speaker);
+    }
 }
 
 /// Moves the rate estimates (`admin::rates`) by a reading of the counters every
@@ -252,6 +264,7 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
         sweep_passes: _,
         vrrp,
         sync,
+        bgp,
     } = daemon;
     let rates = Task(Some(tokio::spawn(estimate_rates(context.clone()))));
     tokio::pin!(shutdown);
@@ -275,7 +288,12 @@ pub async fn run(daemon: Daemon, listener: UnixListener, shutdown: impl Future<O
             },
         }
     }
-    // First the peer is told (a priority-0 advert) and this node stops forwarding its VIPs,
+    // First the routers are told (the VIPs withdrawn over BGP) while this node still forwards,
+    // so the flows they move elsewhere meet no gap.
+    if let Some(bgp) = bgp {
+        bgp.stop().await;
+    }
+    // Then the peer is told (a priority-0 advert) and this node stops forwarding its VIPs,
     // while the reconciler still runs.
     if let Some(vrrp) = vrrp {
         vrrp.stop().await;

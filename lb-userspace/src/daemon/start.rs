@@ -209,6 +209,9 @@ pub async fn start(config_path: PathBuf) -> Result<Started, DaemonError> {
         let _ = std::fs::remove_file(&config.admin_socket);
         return Err(DaemonError::HighAvailability(error));
     }
+    if let Some(bgp) = &config.bgp {
+        daemon.start_bgp(bgp.clone(), &config.instance);
+    }
     log::info!(
         "instance {} serving {} services; admin socket {}",
         config.instance,
@@ -374,8 +377,20 @@ pub fn check_summary(path: &Path, config: &Config) -> String {
         .sync
         .map(|sync| format!(", sync with {}", sync.peer))
         .unwrap_or_default();
+    let bgp = config
+        .bgp
+        .as_ref()
+        .map(|bgp| {
+            let count = bgp.neighbors.len();
+            format!(
+                ", BGP AS {} with {count} neighbour{}",
+                bgp.local_as,
+                if count == 1 { "" } else { "s" }
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "{}: ok (instance {}, {} services, {reals} reals{routers}{sync})",
+        "{}: ok (instance {}, {} services, {reals} reals{routers}{sync}{bgp})",
         path.display(),
         config.instance,
         config.services.len()

@@ -283,6 +283,11 @@ pub enum Verb {
         #[arg(long = "interface", value_name = "IFACE")]
         interfaces: Vec<String>,
     },
+    /// Scale-out: withdraw this node's VIPs from BGP (through BIRD), so the routers send new
+    /// flows to the other balancers; kept across restarts of lbd until undrain-node.
+    DrainNode,
+    /// Scale-out: announce this node's VIPs again (those with a healthy real).
+    UndrainNode,
     /// A shell completion script on stdout.
     Completions {
         #[arg(value_enum)]

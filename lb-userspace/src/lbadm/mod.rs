@@ -22,6 +22,7 @@ mod completions;
 mod connections;
 mod delete_real;
 mod delete_service;
+mod drain_node;
 pub mod dump;
 mod edit_real;
 mod edit_service;
@@ -123,6 +124,8 @@ pub fn run(cli: &Cli) -> Result<String, Failure> {
         Some(Verb::ImportKeepalived { file, interfaces }) => {
             return import(file, interfaces);
         }
+        Some(Verb::DrainNode) => return drain_node::run(socket, true),
+        Some(Verb::UndrainNode) => return drain_node::run(socket, false),
         Some(Verb::Completions { shell }) => return Ok(completions::run(*shell)),
         Some(Verb::Dump(args)) => {
             return dump::run(socket, args, &mut std::io::stdout().lock()).map(|()| String::new());

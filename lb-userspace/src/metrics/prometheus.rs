@@ -220,6 +220,52 @@ const SYNC_LAG: Metric = gauge(
     "How long a change may take to reach the backup: the scan interval plus the last scan's duration.",
 );
 
+const BGP_DRAINED: Metric = gauge(
+    "lb_bgp_drained",
+    "1 while the node is drained (lbadm drain-node): every VIP withdrawn from BGP.",
+);
+const BGP_BIRD_UP_TO_DATE: Metric = gauge(
+    "lb_bgp_bird_up_to_date",
+    "1 when BIRD took lbd's last BIRD configuration; 0 while BIRD is unreachable or refuses it.",
+);
+const BGP_CONFIGURE_FAILURES: Metric = counter(
+    "lb_bgp_configure_failures_total",
+    "Times BIRD could not be reached or refused lbd's configuration.",
+);
+const BGP_VIP_ANNOUNCED: Metric = gauge(
+    "lb_bgp_vip_announced",
+    "1 while lbd has the VIP announced (a healthy real, node not drained), else 0.",
+);
+const BGP_SESSION_ESTABLISHED: Metric = gauge(
+    "lb_bgp_session_established",
+    "1 while BIRD's BGP session with the neighbour is Established, as last read from BIRD.",
+);
+
+/// The BGP speaker's figures.
+fn render_bgp(out: &mut Exposition, view: &View) {
+    let Some(board) = view.context.bgp.get() else {
+        return;
+    };
+    let bgp = board.snapshot();
+    out.add(&BGP_DRAINED, &[], bgp.drained);
+    out.add(&BGP_BIRD_UP_TO_DATE, &[], bgp.bird_up_to_date);
+    out.add(&BGP_CONFIGURE_FAILURES, &[], bgp.configure_failures);
+    for vip in &bgp.vips {
+        out.add(
+            &BGP_VIP_ANNOUNCED,
+            &[("prefix", vip.prefix.as_str())],
+            vip.announced,
+        );
+    }
+    for neighbor in &bgp.neighbors {
+        out.add(
+            &BGP_SESSION_ESTABLISHED,
+            &[("neighbor", neighbor.address.as_str())],
+            neighbor.state == "Established",
+        );
+    }
+}
+
 /// The VRRP routers' and connection sync's figures.
 fn render_high_availability(out: &mut Exposition, view: &View) {
     if let Some(board) = view.context.vrrp.get() {
@@ -354,6 +400,7 @@ pub(super) fn render(view: &View) -> String {
         );
     }
     render_high_availability(&mut out, view);
+    render_bgp(&mut out, view);
     out.finish()
 }
 

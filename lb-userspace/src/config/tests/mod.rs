@@ -9,6 +9,8 @@ use crate::{
     reconcile::Desired,
 };
 
+/// BGP announcements through BIRD.
+mod bgp;
 /// Forwarding methods and the keys that go with them.
 mod forwarding;
 /// VRRP routers and connection sync.
@@ -250,6 +252,7 @@ metrics:
         metrics_listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9105))),
         vrrp: Vec::new(),
         sync: None,
+        bgp: None,
     };
     assert_eq!(parse_ok(text), expected);
 }
@@ -487,19 +490,6 @@ fn duplicate_real_names_both_indices() {
             "reals[0]",
             "10.0.0.11:80",
         ],
-    );
-}
-
-#[test]
-fn keys_not_implemented_yet_are_rejected_by_name() {
-    // An empty value still names a feature the user expects; it must not pass silently.
-    let message = error_of("instance: a\ninterfaces: [{name: eth0}]\nbgp:\n");
-    assert_mentions(&message, &["demo.yaml:3:1:", "bgp: not supported yet"]);
-    assert!(!message.contains("unknown"), "{message}");
-
-    assert_mentions(
-        &error_of("instance: a\ninterfaces: [{name: eth0}]\nbgp: {}\n"),
-        &["demo.yaml:3:1:", "bgp: not supported yet"],
     );
 }
 

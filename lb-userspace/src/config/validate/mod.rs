@@ -1,7 +1,8 @@
 //! Raw structs → the typed [`Config`]: defaults, ranges, address families, duplicates, map
-//! limits, and keys this version does not implement yet. One file per section of the config;
+//! and limits. One file per section of the config;
 //! the helpers every section uses are here.
 
+mod bgp;
 mod health;
 mod interfaces;
 mod limits;
@@ -19,8 +20,7 @@ use std::{
 use super::{
     Config, ConfigError, DEFAULT_ADMIN_SOCKET, DEFAULT_PIN_ROOT, DEFAULT_RUN_DIR, Location,
     MAX_INSTANCE_NAME_LEN, MAX_UNIX_SOCKET_PATH_LEN, NameError, Position, is_valid_instance_name,
-    raw::{PlannedKey, RawConfig},
-    source_map::{SourceMap, join_key},
+    raw::RawConfig, source_map::SourceMap,
 };
 
 /// Checks raw values and builds the typed [`Config`]; errors point into the source map.
@@ -64,23 +64,7 @@ impl Validator<'_> {
         })
     }
 
-    fn reject_planned(
-        &self,
-        parent: &str,
-        planned: &[(&str, &PlannedKey)],
-    ) -> Result<(), ConfigError> {
-        match planned.iter().find(|(_, key)| key.present) {
-            Some((name, _)) => Err(self.invalid_key(
-                &join_key(parent, name),
-                "not supported yet by this version (remove it to run without it)",
-            )),
-            None => Ok(()),
-        }
-    }
-
     pub(super) fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        self.reject_planned("", &[("bgp", &raw.bgp)])?;
-
         let instance = self.required(raw.instance, "instance", "a name for this daemon")?;
         if !is_valid_instance_name(&instance) {
             return Err(self.invalid(
@@ -146,6 +130,7 @@ impl Validator<'_> {
         let metrics_listen = self.metrics(raw.metrics)?;
         let vrrp = self.vrrp(raw.vrrp, &services)?;
         let sync = self.sync(raw.sync, &vrrp)?;
+        let bgp = self.bgp(raw.bgp, &instance, &services)?;
 
         Ok(Config {
             instance,
@@ -160,6 +145,7 @@ impl Validator<'_> {
             metrics_listen,
             vrrp,
             sync,
+            bgp,
         })
     }
 

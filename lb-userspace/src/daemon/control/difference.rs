@@ -108,6 +108,16 @@ pub(super) fn fixed_settings_unchanged(running: &Config, new: &Config) -> Result
             format!("{:?}", new.sync),
         );
     }
+    // BIRD's sessions are set up from it; a restart withdraws the VIPs and announces them
+    // again, which the fleet's Maglev tables make harmless.
+    if running.bgp != new.bgp {
+        return Err(
+            "bgp cannot change while lbd runs; restart lbd to change it (its VIPs are \
+             withdrawn at the stop and announced again at the start; the other balancers \
+             carry the traffic meanwhile)"
+                .to_owned(),
+        );
+    }
     if running.admin_group != new.admin_group {
         let text =
             |group: Option<u32>| group.map_or_else(|| "none".to_owned(), |gid| gid.to_string());

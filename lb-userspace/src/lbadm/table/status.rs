@@ -4,7 +4,7 @@
 use std::{fmt::Write as _, time::SystemTime};
 
 use crate::{
-    admin::{CheckStatus, Status},
+    admin::{BgpStatus, CheckStatus, Status},
     config::socket_text,
 };
 
@@ -156,7 +156,63 @@ pub fn status_at(status: &Status, now: SystemTime) -> String {
                 .unwrap_or_default()
         );
     }
+    if let Some(bgp) = &status.bgp {
+        bgp_text(&mut out, bgp, now_s);
+    }
     out
+}
+
+/// The BGP block: the node's state, BIRD's, each session's and each VIP's route.
+fn bgp_text(out: &mut String, bgp: &BgpStatus, now_s: u64) {
+    let _ = writeln!(
+        out,
+        "\nBGP AS {}, router id {}: {}",
+        bgp.local_as,
+        bgp.router_id,
+        if bgp.drained {
+            "DRAINED (lbadm undrain-node announces again)"
+        } else {
+            "in service"
+        }
+    );
+    let bird = if bgp.bird_up_to_date {
+        match bgp.configured_at {
+            Some(at) => format!("took {} {}s ago", bgp.bird_config, now_s.saturating_sub(at)),
+            None => format!("took {}", bgp.bird_config),
+        }
+    } else {
+        format!(
+            "NOT UP TO DATE with {}: {}",
+            bgp.bird_config,
+            bgp.bird_error.as_deref().unwrap_or("not asked yet")
+        )
+    };
+    let _ = writeln!(
+        out,
+        "  BIRD {}: {bird}; {} configure failures",
+        bgp.bird_socket, bgp.configure_failures
+    );
+    let _ = writeln!(
+        out,
+        "  {:<40} {:<10} {:<12} Info",
+        "Neighbour", "AS", "State"
+    );
+    for neighbor in &bgp.neighbors {
+        let row = format!(
+            "  {:<40} {:<10} {:<12} {}",
+            neighbor.address, neighbor.remote_as, neighbor.state, neighbor.info
+        );
+        // A row without info would end in the state column's padding.
+        let _ = writeln!(out, "{}", row.trim_end());
+    }
+    let _ = writeln!(out, "  {:<40} Route", "VIP");
+    for vip in &bgp.vips {
+        let route = match &vip.withheld {
+            None => "announced".to_owned(),
+            Some(why) => format!("withdrawn: {why}"),
+        };
+        let _ = writeln!(out, "  {:<40} {route}", vip.prefix);
+    }
 }
 
 /// `ok 3s ago: connected (1 ms), 120 checks, 2 failed`; `not checked`.
@@ -185,7 +241,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::admin::{RouterStatus, SyncStatus};
+    use crate::admin::{BgpNeighborStatus, BgpVipStatus, RouterStatus, SyncStatus};
 
     fn status() -> Status {
         Status {
@@ -243,6 +299,7 @@ mod tests {
                 lag_ms: 501,
                 ..SyncStatus::default()
             }),
+            bgp: None,
         }
     }
 
@@ -262,5 +319,78 @@ VI_6             eth0             52   BACKUP  90/150 fe80::3                   
 Sync with 192.0.2.3:8849: sending to 192.0.2.3, copy complete; 200 flows in 3 batches sent, 0 flows in 0 batches received (0 not matched here, 0 not held: table full), 0 batches lost, 0 pending, lag 501 ms
 ";
         assert!(text.ends_with(expected), "got:\n{text}");
+    }
+
+    #[test]
+    fn bgp_reads_as_sessions_and_routes() {
+        let mut status = status();
+        status.vrrp.clear();
+        status.sync = None;
+        status.bgp = Some(BgpStatus {
+            local_as: 64512,
+            router_id: "198.51.100.11".into(),
+            drained: false,
+            bird_socket: "/run/bird/bird.ctl".into(),
+            bird_config: "/run/lb/lb1.bird.conf".into(),
+            bird_up_to_date: true,
+            bird_error: None,
+            configured_at: Some(1_000),
+            configure_failures: 1,
+            vips: vec![
+                BgpVipStatus {
+                    prefix: "192.0.2.10/32".into(),
+                    announced: true,
+                    withheld: None,
+                },
+                BgpVipStatus {
+                    prefix: "192.0.2.20/32".into(),
+                    announced: false,
+                    withheld: Some("no healthy real".into()),
+                },
+            ],
+            neighbors: vec![
+                BgpNeighborStatus {
+                    address: "198.51.100.1".into(),
+                    remote_as: 64500,
+                    protocol: "lbd_peer1".into(),
+                    state: "Established".into(),
+                    info: String::new(),
+                },
+                BgpNeighborStatus {
+                    address: "198.51.100.2".into(),
+                    remote_as: 64500,
+                    protocol: "lbd_peer2".into(),
+                    state: "Active".into(),
+                    info: "Socket: Connection refused".into(),
+                },
+            ],
+        });
+        let text = status_at(&status, SystemTime::UNIX_EPOCH + Duration::from_secs(1_030));
+        let expected = "
+BGP AS 64512, router id 198.51.100.11: in service
+  BIRD /run/bird/bird.ctl: took /run/lb/lb1.bird.conf 30s ago; 1 configure failures
+  Neighbour                                AS         State        Info
+  198.51.100.1                             64500      Established
+  198.51.100.2                             64500      Active       Socket: Connection refused
+  VIP                                      Route
+  192.0.2.10/32                            announced
+  192.0.2.20/32                            withdrawn: no healthy real
+";
+        assert!(text.ends_with(expected), "got:\n{text}");
+
+        let bgp = status.bgp.as_mut().unwrap();
+        bgp.drained = true;
+        bgp.bird_up_to_date = false;
+        bgp.bird_error =
+            Some("cannot reach BIRD at /run/bird/bird.ctl: No such file or directory".into());
+        let text = status_at(&status, SystemTime::UNIX_EPOCH + Duration::from_secs(1_030));
+        assert!(
+            text.contains("DRAINED (lbadm undrain-node announces again)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("NOT UP TO DATE with /run/lb/lb1.bird.conf: cannot reach BIRD"),
+            "{text}"
+        );
     }
 }

@@ -1,0 +1,139 @@
+//! The BIRD 2 configuration lbd writes: router id, one BGP session per neighbour, and a static
+//! protocol per address family holding a host route for each VIP announced. Pure: the config
+//! and the verdicts in, the file's text out.
+//!
+//! The VIPs' routes live in tables of their own (`lbd_vips4`, `lbd_vips6`) that only lbd's
+//! sessions read: they are blackhole routes, which must never reach the kernel's routing table
+//! through a `protocol kernel` of the operator's (the program forwards the VIPs before
+//! routing, and packets for a VIP that reach the stack must not vanish in a blackhole). Every
+//! name lbd defines starts with `lbd_`.
+
+use std::fmt::Write as _;
+
+use super::announce::VipVerdict;
+use crate::config::bgp::{BgpConfig, BgpNeighbor, Community};
+
+/// The line that records a drain in the file, so that a restarted lbd stays drained.
+pub const DRAINED_MARK: &str = "# lbd: node drained (lbadm undrain-node announces again)";
+
+/// BFD's timers when a neighbour asks for it: a dead link is noticed after 3 × 100 ms.
+const BFD_INTERVAL_MS: u32 = 100;
+const BFD_MULTIPLIER: u32 = 3;
+
+/// The file's text for `verdicts` (announced ones get a route).
+pub fn render(
+    config: &BgpConfig,
+    instance: &str,
+    verdicts: &[VipVerdict],
+    drained: bool,
+) -> String {
+    let mut text = String::new();
+    let out = &mut text;
+    let _ = writeln!(
+        out,
+        "# Written by lbd (instance {instance}) from its `bgp` key, again on every change: do not edit.\n\
+         # BIRD reads it through `include \"{}\";` in bird.conf.",
+        config.bird_config.display()
+    );
+    if drained {
+        let _ = writeln!(out, "{DRAINED_MARK}");
+    }
+    let _ = writeln!(out, "\nrouter id {};\n", config.router_id);
+    // BGP sessions need BIRD to know the interfaces their neighbours are on.
+    let _ = writeln!(out, "protocol device lbd_device {{\n}}\n");
+    let _ = writeln!(out, "ipv4 table lbd_vips4;\nipv6 table lbd_vips6;\n");
+    for (family, table, protocol, ipv6) in [
+        ("ipv4", "lbd_vips4", "lbd_routes4", false),
+        ("ipv6", "lbd_vips6", "lbd_routes6", true),
+    ] {
+        let _ = writeln!(
+            out,
+            "protocol static {protocol} {{\n\t{family} {{ table {table}; }};"
+        );
+        for verdict in verdicts
+            .iter()
+            .filter(|verdict| verdict.announced() && verdict.vip.is_ipv6() == ipv6)
+        {
+            let length = if ipv6 { 128 } else { 32 };
+            let _ = write!(out, "\troute {}/{length} blackhole", verdict.vip);
+            let attributes = config.vips.iter().find(|vip| vip.address == verdict.vip);
+            match attributes {
+                Some(vip) if vip.med.is_some() || !vip.communities.is_empty() => {
+                    let _ = writeln!(out, " {{");
+                    if let Some(med) = vip.med {
+                        let _ = writeln!(out, "\t\tbgp_med = {med};");
+                    }
+                    for community in &vip.communities {
+                        let _ = match community {
+                            Community::Standard(asn, value) => {
+                                writeln!(out, "\t\tbgp_community.add(({asn}, {value}));")
+                            }
+                            Community::Large(asn, first, second) => writeln!(
+                                out,
+                                "\t\tbgp_large_community.add(({asn}, {first}, {second}));"
+                            ),
+                        };
+                    }
+                    let _ = writeln!(out, "\t}};");
+                }
+                _ => {
+                    let _ = writeln!(out, ";");
+                }
+            }
+        }
+        let _ = writeln!(out, "}}\n");
+    }
+    if config.neighbors.iter().any(|neighbor| neighbor.bfd) {
+        let _ = writeln!(
+            out,
+            "protocol bfd lbd_bfd {{\n\tinterface \"*\" {{\n\t\tmin rx interval {BFD_INTERVAL_MS} ms;\n\t\tmin tx interval {BFD_INTERVAL_MS} ms;\n\t\tmultiplier {BFD_MULTIPLIER};\n\t}};\n}}\n"
+        );
+    }
+    for (index, neighbor) in config.neighbors.iter().enumerate() {
+        session(out, config, instance, index, neighbor);
+    }
+    text
+}
+
+/// BIRD's name for the session with the `index`th neighbour (`lbd_peer1`, …).
+pub fn session_name(index: usize) -> String {
+    format!("lbd_peer{}", index + 1)
+}
+
+fn session(
+    out: &mut String,
+    config: &BgpConfig,
+    instance: &str,
+    index: usize,
+    neighbor: &BgpNeighbor,
+) {
+    let (family, table) = if neighbor.address.is_ipv6() {
+        ("ipv6", "lbd_vips6")
+    } else {
+        ("ipv4", "lbd_vips4")
+    };
+    let _ = writeln!(out, "protocol bgp {} {{", session_name(index));
+    let _ = writeln!(
+        out,
+        "\tdescription \"lbd {instance} to {}\";",
+        neighbor.address
+    );
+    let _ = writeln!(out, "\tlocal as {};", config.local_as);
+    let _ = writeln!(
+        out,
+        "\tneighbor {} as {};",
+        neighbor.address, neighbor.remote_as
+    );
+    if let Some(hold) = neighbor.hold_time {
+        let _ = writeln!(out, "\thold time {};", hold.as_secs());
+    }
+    if neighbor.bfd {
+        let _ = writeln!(out, "\tbfd on;");
+    }
+    // Routes learnt are of no use to a balancer; only the VIPs' go out, with this node as
+    // their next hop (for an internal session too).
+    let _ = writeln!(
+        out,
+        "\t{family} {{\n\t\ttable {table};\n\t\timport none;\n\t\texport all;\n\t\tnext hop self;\n\t}};\n}}\n"
+    );
+}
