@@ -131,9 +131,11 @@ fn session(
         let _ = writeln!(out, "\tbfd on;");
     }
     // Routes learnt are of no use to a balancer; only the VIPs' go out, with this node as
-    // their next hop (for an internal session too).
+    // their next hop (for an internal session too). The MED is set again in the export
+    // filter: BIRD sends another AS a MED only if that filter set it, and drops one that
+    // came with the route (the static protocol's), which no eBGP neighbour would then see.
     let _ = writeln!(
         out,
-        "\t{family} {{\n\t\ttable {table};\n\t\timport none;\n\t\texport all;\n\t\tnext hop self;\n\t}};\n}}\n"
+        "\t{family} {{\n\t\ttable {table};\n\t\timport none;\n\t\texport filter {{\n\t\t\tif defined(bgp_med) then bgp_med = bgp_med;\n\t\t\taccept;\n\t\t}};\n\t\tnext hop self;\n\t}};\n}}\n"
     );
 }

@@ -194,7 +194,10 @@ protocol bgp lbd_peer1 {
 \tipv4 {
 \t\ttable lbd_vips4;
 \t\timport none;
-\t\texport all;
+\t\texport filter {
+\t\t\tif defined(bgp_med) then bgp_med = bgp_med;
+\t\t\taccept;
+\t\t};
 \t\tnext hop self;
 \t};
 }
@@ -206,7 +209,10 @@ protocol bgp lbd_peer2 {
 \tipv6 {
 \t\ttable lbd_vips6;
 \t\timport none;
-\t\texport all;
+\t\texport filter {
+\t\t\tif defined(bgp_med) then bgp_med = bgp_med;
+\t\t\taccept;
+\t\t};
 \t\tnext hop self;
 \t};
 }
