@@ -51,7 +51,7 @@ impl Bird {
         std::fs::write(&conf, format!("log \"{}\" all;\n{config}", log.display()))
             .unwrap_or_else(|e| panic!("writing {}: {e}", conf.display()));
         let output = File::create(dir.join("bird.out")).expect("creating BIRD's output file");
-        let socket = dir.join("bird.ctl");
+        let socket = Bird::socket_in(&dir);
         let mut command = Command::new("bird");
         command
             .arg("-f")
@@ -104,6 +104,12 @@ impl Bird {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The control socket BIRD started by [`Bird::start_in`]`(dir)` will have: for a
+    /// config naming it before BIRD runs (lbd's `bgp.bird_socket`).
+    pub fn socket_in(dir: &Path) -> PathBuf {
+        dir.join("bird.ctl")
     }
 
     /// The control socket (`-s`), e.g. for lbd's `bgp.bird_socket`.

@@ -7,7 +7,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    path::PathBuf,
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -16,7 +16,7 @@ use lb_tests::{
     chaos::{Excused, Traffic},
     lbd::Lbd,
     privilege::require_root,
-    topology::scale_out::{LB_IPS, REAL_IPS, ROUTER_IP, ScaleOutTopology, VIP},
+    topology::scale_out::{LB_AS, LB_IPS, REAL_IPS, ROUTER_AS, ROUTER_IP, ScaleOutTopology, VIP},
 };
 
 /// Long-lived connections, from as many source ports: ECMP hashes each to a balancer.
@@ -29,41 +29,47 @@ const CHANGE_LIMIT: Duration = Duration::from_secs(10);
 const ANSWER_LIMIT: Duration = Duration::from_secs(10);
 /// How long the request loop runs with one balancer drained, to see where new flows go.
 const DRAINED_FOR: Duration = Duration::from_millis(1500);
+/// The reals' health checks: a dead real is out after `fall` (2) of these.
+const HEALTH_INTERVAL_MS: u64 = 200;
 
-/// A balancer: lbd, its BIRD and the fragment BIRD includes.
+/// A balancer: lbd announcing the VIP through its BIRD.
 struct Balancer {
-    index: usize,
     lbd: Lbd,
     bird: Bird,
-    fragment: PathBuf,
 }
 
 impl Balancer {
+    /// lbd first, writing the file BIRD includes (BIRD refuses to start on an empty config),
+    /// then BIRD, whose main config only logs and includes that file.
     fn start(topology: &ScaleOutTopology, index: usize) -> Balancer {
         let netns = topology.lb(index);
         let pid = std::process::id();
         let dir = Bird::make_dir(&format!("lbso-bird-lb{index}-{pid}"));
         let fragment = dir.join("lbd-bird.conf");
-        std::fs::write(&fragment, hand_written_fragment(index, true)).expect("writing fragment");
-        let lbd = Lbd::start(netns, &format!("lbso-lb{index}-{pid}"), &lbd_config());
+        let config = lbd_config(index, &Bird::socket_in(&dir), &fragment);
+        let lbd = Lbd::start(netns, &format!("lbso-lb{index}-{pid}"), &config);
         let bird = Bird::start_in(
             netns,
             dir,
             &format!("include \"{}\";\n", fragment.display()),
         );
-        Balancer {
-            index,
-            lbd,
-            bird,
-            fragment,
-        }
+        Balancer { lbd, bird }
     }
 
-    /// Withdraws the VIP (`announce: false`) or announces it again.
-    fn announce(&self, announce: bool) {
-        std::fs::write(&self.fragment, hand_written_fragment(self.index, announce))
-            .expect("writing fragment");
-        self.bird.configure();
+    /// `lbadm drain-node` (`true`) or `undrain-node`, which answer once BIRD took the change.
+    fn drain(&self, drained: bool) {
+        let verb = if drained {
+            "drain-node"
+        } else {
+            "undrain-node"
+        };
+        self.lbd.lbadm(&[verb]);
+        let bgp = self.lbd.status().bgp.expect("lbd's status has a BGP block");
+        assert_eq!(bgp.drained, drained, "{bgp:?}");
+        assert!(
+            bgp.bird_up_to_date,
+            "{verb}: BIRD has not taken it: {bgp:?}"
+        );
     }
 
     /// New flows lbd scheduled for the service (lbadm's `conns`).
@@ -74,10 +80,23 @@ impl Balancer {
     fn mid_stream(&self) -> u64 {
         self.lbd.reason("forwarded_mid_stream")
     }
+
+    /// What lbd and its BIRD say, for a failure's message.
+    fn describe(&self) -> String {
+        format!(
+            "lbd's status:\n{}\nBIRD's protocols:\n{}",
+            self.lbd.lbadm(&["status"]),
+            self.bird
+                .try_birdc(&["show", "protocols"])
+                .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+                .unwrap_or_default()
+        )
+    }
 }
 
-/// The VIP's service, Maglev over the three reals, each checked over TCP.
-fn lbd_config() -> String {
+/// The VIP's service (Maglev over the three reals, each checked over TCP), announced to the
+/// router with a MED and a community, BFD on the session.
+fn lbd_config(index: usize, bird_socket: &Path, bird_config: &Path) -> String {
     let reals: String = REAL_IPS
         .iter()
         .map(|real| format!("      - {{address: {real}}}\n"))
@@ -92,36 +111,22 @@ services:
     protocol: tcp
     scheduler: mh
     forward: dr
-    health_check: {{type: tcp, interval: 200ms, timeout: 150ms, rise: 1, fall: 2}}
+    health_check: {{type: tcp, interval: {HEALTH_INTERVAL_MS}ms, timeout: 150ms, rise: 1, fall: 2}}
     reals:
 {reals}limits: {{flows: 65536, services: 16, reals: 64}}
-"
-    )
-}
-
-/// What lbd will write (the same shape), by hand until it does: the VIP as a blackhole route
-/// in a table of its own, exported over eBGP with BFD.
-fn hand_written_fragment(index: usize, announce: bool) -> String {
-    let local = LB_IPS[index - 1];
-    let route = if announce {
-        format!("route {VIP}/32 blackhole;")
-    } else {
-        String::new()
-    };
-    format!(
-        "router id {local};
-protocol device lbd_device {{ }}
-ipv4 table lbd_vips4;
-protocol static lbd_static4 {{ ipv4 {{ table lbd_vips4; }}; {route} }}
-protocol bfd lbd_bfd {{ }}
-protocol bgp lbd_peer1 {{
-  local {local} as 64512;
-  neighbor {ROUTER_IP} as 64500;
-  hold time 3;
-  bfd on;
-  ipv4 {{ table lbd_vips4; import none; export all; }};
-}}
-"
+bgp:
+  local_as: {LB_AS}
+  router_id: {}
+  bird_socket: {}
+  bird_config: {}
+  neighbors:
+    - {{address: {ROUTER_IP}, as: {ROUTER_AS}, hold_time: 3s, bfd: true}}
+  vips:
+    - {{address: {VIP}, med: 10, communities: [\"64500:100\"]}}
+",
+        LB_IPS[index - 1],
+        bird_socket.display(),
+        bird_config.display(),
     )
 }
 
@@ -153,24 +158,22 @@ fn ecmp_spreads_drain_and_failure_keep_connections() {
     if !require_root("ecmp_spreads_drain_and_failure_keep_connections") {
         return;
     }
-    let prefix = format!("lbso{}-", std::process::id());
-    let topology = ScaleOutTopology::build(&prefix);
-    let _servers = topology.serve_http();
-    let router = topology.start_router_bird(&format!("lbso-bird-router-{}", std::process::id()));
+    let pid = std::process::id();
+    let topology = ScaleOutTopology::build(&format!("lbso{pid}-"));
+    let servers = topology.serve_http();
+    let router = topology.start_router_bird(&format!("lbso-bird-router-{pid}"));
     let started = Instant::now();
-    let lb1 = Balancer::start(&topology, 1);
+    let mut lb1 = Balancer::start(&topology, 1);
     let mut lb2 = Balancer::start(&topology, 2);
-    let routing = || {
-        format!(
-            "router's BIRD:\n{}\n{}",
-            router.birdc(&["show", "protocols", "all"]),
-            router.birdc(&["show", "route", "all"])
-        )
-    };
 
     // a. Both balancers announce; the router has an ECMP route; flows land on both.
-    topology.wait_for_next_hops(&[1, 2], ANNOUNCE_LIMIT, routing);
+    topology.wait_for_next_hops(&[1, 2], ANNOUNCE_LIMIT, || context(&router, &[&lb1, &lb2]));
     let announced = started.elapsed();
+    let route = router.birdc(&["show", "route", "all", &format!("{VIP}/32")]);
+    assert!(
+        route.contains("BGP.med: 10") && route.contains("(64500,100)"),
+        "the router's routes to the VIP lack the MED or community lbd was given:\n{route}"
+    );
     let vip = SocketAddr::new(IpAddr::V4(VIP), 80);
     let traffic = Traffic::start_to(&topology.client, vip, LONG_LIVED);
     let spread = (lb1.flows(), lb2.flows());
@@ -180,13 +183,13 @@ fn ecmp_spreads_drain_and_failure_keep_connections() {
          flows lb1 {} lb2 {}\n{}",
         spread.0,
         spread.1,
-        routing()
+        context(&router, &[&lb1, &lb2])
     );
 
     // b. Drain lb1: withdrawn; new flows all through lb2; every connection on its real.
     let asked = Instant::now();
-    lb1.announce(false);
-    topology.wait_for_next_hops(&[2], CHANGE_LIMIT, routing);
+    lb1.drain(true);
+    topology.wait_for_next_hops(&[2], CHANGE_LIMIT, || context(&router, &[&lb1, &lb2]));
     let drain_withdraw = asked.elapsed();
     let withdrawn = Instant::now();
     let before = (lb1.flows(), lb2.flows(), lb2.mid_stream());
@@ -211,8 +214,8 @@ fn ecmp_spreads_drain_and_failure_keep_connections() {
 
     // c. Undrain: lb1 is back in the route, and takes new flows again.
     let asked = Instant::now();
-    lb1.announce(true);
-    topology.wait_for_next_hops(&[1, 2], CHANGE_LIMIT, routing);
+    lb1.drain(false);
+    topology.wait_for_next_hops(&[1, 2], CHANGE_LIMIT, || context(&router, &[&lb1, &lb2]));
     let undrain_announce = asked.elapsed();
     let back = Instant::now();
     let drained_flows = lb1.flows();
@@ -230,7 +233,7 @@ fn ecmp_spreads_drain_and_failure_keep_connections() {
     topology.set_lb_link(2, false);
     lb2.lbd.stop_with(libc::SIGKILL);
     lb2.bird.kill();
-    topology.wait_for_next_hops(&[1], CHANGE_LIMIT, routing);
+    topology.wait_for_next_hops(&[1], CHANGE_LIMIT, || context(&router, &[&lb1]));
     let kill_withdraw = killed.elapsed();
     // What ended lb2's session, in BIRD's words (BFD, or the hold timer).
     let detected = router.protocol_state("lb2").unwrap_or_default();
@@ -243,21 +246,6 @@ fn ecmp_spreads_drain_and_failure_keep_connections() {
         from: Some(killed),
         until: Some(gone),
     });
-
-    eprintln!(
-        "scale-out | announce {announced:.2?} | drain withdraw {drain_withdraw:.2?} | undrain \
-         announce {undrain_announce:.2?} | kill withdraw {kill_withdraw:.2?} | long-lived {} \
-         kept {} | moved to lb2 mid-stream {moved_to_lb2} | moved to lb1 mid-stream \
-         {moved_to_lb1} | flows at start lb1 {} lb2 {} | requests {} failed {} (excused \
-         {}) | loop answered again {recovered:.2?} after the withdrawal | lb2's session: {detected}",
-        figures.long_lived,
-        figures.long_lived - figures.broken,
-        spread.0,
-        spread.1,
-        figures.requests,
-        figures.failed,
-        figures.failed_excused,
-    );
     assert!(
         moved_to_lb1 > 0,
         "no connection of lb2's reached lb1 mid-stream after lb2 died"
@@ -272,6 +260,65 @@ fn ecmp_spreads_drain_and_failure_keep_connections() {
         "requests failed outside lb2's death: {:?}",
         figures.errors
     );
+
+    // e. No healthy real: lb1 withdraws the VIP; healthy again: announces it.
+    drop(servers);
+    let asked = Instant::now();
+    topology.wait_for_next_hops(&[], CHANGE_LIMIT, || context(&router, &[&lb1]));
+    let unhealthy_withdraw = asked.elapsed();
+    let bgp = lb1.lbd.status().bgp.expect("lbd's status has a BGP block");
+    assert_eq!(
+        bgp.vips[0].withheld.as_deref(),
+        Some("no healthy real"),
+        "{bgp:?}"
+    );
+    let _servers = topology.serve_http();
+    let asked = Instant::now();
+    topology.wait_for_next_hops(&[1], CHANGE_LIMIT, || context(&router, &[&lb1]));
+    let healthy_announce = asked.elapsed();
+
+    // f. lbd stops: it withdraws first.
+    let asked = Instant::now();
+    let status = lb1.lbd.stop();
+    let stop_took = asked.elapsed();
+    assert!(
+        status.success(),
+        "lbd exited with {status}:\n{}",
+        lb1.lbd.log()
+    );
+    topology.wait_for_next_hops(&[], CHANGE_LIMIT, || context(&router, &[]));
+    let stop_withdraw = asked.elapsed();
+
+    eprintln!(
+        "scale-out | announce {announced:.2?} | drain withdraw {drain_withdraw:.2?} | undrain \
+         announce {undrain_announce:.2?} | kill withdraw {kill_withdraw:.2?} ({detected}) | \
+         long-lived {} kept {} | moved to lb2 mid-stream {moved_to_lb2} | moved to lb1 \
+         mid-stream {moved_to_lb1} | flows at start lb1 {} lb2 {} | requests {} failed {} \
+         (excused {}) | loop answered again {recovered:.2?} after the withdrawal | no healthy \
+         real withdraw {unhealthy_withdraw:.2?} | healthy announce {healthy_announce:.2?} | \
+         lbd stop withdraw {stop_withdraw:.2?} (lbd exited in {stop_took:.2?})",
+        figures.long_lived,
+        figures.long_lived - figures.broken,
+        spread.0,
+        spread.1,
+        figures.requests,
+        figures.failed,
+        figures.failed_excused,
+    );
+}
+
+/// The router's view (sessions, routes) and each balancer's (lbd's status, BIRD's sessions),
+/// for a failure's message.
+fn context(router: &Bird, balancers: &[&Balancer]) -> String {
+    let mut text = format!(
+        "router's BIRD:\n{}\n{}",
+        router.birdc(&["show", "protocols", "all"]),
+        router.birdc(&["show", "route", "all"])
+    );
+    for balancer in balancers {
+        text.push_str(&balancer.describe());
+    }
+    text
 }
 
 /// Polls `done` every 20 ms until it holds; panics with `what` after `limit`.
