@@ -3,7 +3,14 @@
 //! long-lived connections and a request loop running, in this order: traffic spreads over
 //! both; draining one moves everything to the other and no connection breaks (Maglev gives
 //! the same real wherever ECMP sends a flow); undraining brings it back; a balancer killed
-//! outright is withdrawn by BFD and its connections carry on through the other.
+//! outright is withdrawn by BFD and its connections carry on through the other. Then, with
+//! the traffic stopped, the survivor withdraws the VIP when no real is healthy, announces it
+//! when one is again, and withdraws it when lbd stops.
+//!
+//! lbd writes the BIRD file and drives BIRD (the `bgp` key); the test only starts BIRD on
+//! each balancer with a main config that includes that file, and `lbadm drain-node` /
+//! `undrain-node` drain. One line (`grep '^scale-out |'`) gives the figures: each time to
+//! withdraw or announce, the long-lived connections kept, flows per balancer.
 
 use std::{
     net::{IpAddr, SocketAddr},
