@@ -248,6 +248,10 @@ impl Driver {
                     self.bird_up_to_date = false;
                 }
                 Err(error) => {
+                    // What the file holds is unknown now: BIRD is not asked to read it until
+                    // a write succeeds (tried again at every check).
+                    self.written = None;
+                    self.bird_up_to_date = false;
                     let error = format!("writing {}: {error}", self.config.bird_config.display());
                     self.failed(error);
                 }
