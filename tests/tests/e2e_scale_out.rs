@@ -46,8 +46,9 @@ struct Balancer {
 }
 
 impl Balancer {
-    /// lbd first, writing the file BIRD includes (BIRD refuses to start on an empty config),
-    /// then BIRD, whose main config only logs and includes that file.
+    /// lbd first, writing the file BIRD includes (BIRD refuses to start while an include is
+    /// missing), then BIRD, whose main config is the README's: its own device protocol and
+    /// lbd's file.
     fn start(topology: &ScaleOutTopology, index: usize) -> Balancer {
         let netns = topology.lb(index);
         let pid = std::process::id();
@@ -58,7 +59,10 @@ impl Balancer {
         let bird = Bird::start_in(
             netns,
             dir,
-            &format!("include \"{}\";\n", fragment.display()),
+            &format!(
+                "protocol device {{\n}}\ninclude \"{}\";\n",
+                fragment.display()
+            ),
         );
         Balancer { lbd, bird }
     }

@@ -7,6 +7,10 @@
 //! through a `protocol kernel` of the operator's (the program forwards the VIPs before
 //! routing, and packets for a VIP that reach the stack must not vanish in a blackhole). Every
 //! name lbd defines starts with `lbd_`.
+//!
+//! There is no `protocol device` here, though BGP sessions need it (BIRD learns interfaces from
+//! it): BIRD allows one, and an operator's bird.conf nearly always has it. The README's
+//! bird.conf has it, which also lets BIRD start before lbd has written this file once.
 
 use std::fmt::Write as _;
 
@@ -39,8 +43,6 @@ pub fn render(
         let _ = writeln!(out, "{DRAINED_MARK}");
     }
     let _ = writeln!(out, "\nrouter id {};\n", config.router_id);
-    // BGP sessions need BIRD to know the interfaces their neighbours are on.
-    let _ = writeln!(out, "protocol device lbd_device {{\n}}\n");
     let _ = writeln!(out, "ipv4 table lbd_vips4;\nipv6 table lbd_vips6;\n");
     for (family, table, protocol, ipv6) in [
         ("ipv4", "lbd_vips4", "lbd_routes4", false),

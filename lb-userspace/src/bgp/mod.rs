@@ -155,13 +155,21 @@ impl Speaker {
             drain,
             applied,
         });
+        // The file exists before lbd says it is ready, so a BIRD ordered after lbd finds it.
+        let verdicts = verdicts(&config, &desired.load(), drained, false);
+        let text = bird_config::render(&config, instance, &verdicts, drained);
+        let written = match write_replacing(&config.bird_config, &text) {
+            Ok(()) => Some(text),
+            // The driver tries again, and says why.
+            Err(_) => None,
+        };
         let driver = Driver {
             bird: BirdSocket::new(config.bird_socket.clone()),
             config,
             instance: instance.to_owned(),
             desired,
             board: board.clone(),
-            written: None,
+            written,
             bird_up_to_date: false,
             retry_at: Instant::now(),
             poll_at: Instant::now(),

@@ -157,9 +157,6 @@ fn the_bird_configuration_holds_a_route_per_announced_vip() {
 
 router id 198.51.100.11;
 
-protocol device lbd_device {
-}
-
 ipv4 table lbd_vips4;
 ipv6 table lbd_vips6;
 
@@ -236,15 +233,23 @@ fn bird_parses(text: &str) {
         eprintln!("BIRD is not installed: the text is not checked by BIRD itself");
         return;
     }
+    // As the README's bird.conf has it: the operator's own device protocol, then lbd's file.
     let file = std::env::temp_dir().join(format!("lbd-bird-{}.conf", std::process::id()));
+    let main = std::env::temp_dir().join(format!("lbd-bird-main-{}.conf", std::process::id()));
     std::fs::write(&file, text).unwrap();
+    std::fs::write(
+        &main,
+        format!("protocol device {{\n}}\ninclude \"{}\";\n", file.display()),
+    )
+    .unwrap();
     let output = std::process::Command::new(bird)
         .arg("-p")
         .arg("-c")
-        .arg(&file)
+        .arg(&main)
         .output()
         .expect("running bird -p");
     let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&main);
     assert!(
         output.status.success(),
         "BIRD refuses the configuration: {}\n{text}",
