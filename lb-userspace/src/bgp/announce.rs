@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use crate::{config::bgp::BgpConfig, reconcile::Desired};
+use crate::reconcile::Desired;
 
 /// One VIP and what this node does with its route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +30,6 @@ pub enum Withheld {
     NoHealthyReal,
     /// A VRRP router carrying the VIP is not master here, so the program does not forward it.
     VrrpStandby,
-    /// No neighbour of the VIP's address family (a VIP added with lbadm).
-    NoNeighbourOfItsFamily,
 }
 
 impl std::fmt::Display for Withheld {
@@ -41,7 +39,6 @@ impl std::fmt::Display for Withheld {
             Withheld::Stopping => "lbd stopping",
             Withheld::NoHealthyReal => "no healthy real",
             Withheld::VrrpStandby => "VRRP backup here",
-            Withheld::NoNeighbourOfItsFamily => "no neighbour of its address family",
         })
     }
 }
@@ -50,12 +47,7 @@ impl std::fmt::Display for Withheld {
 /// is not drained, forwards it, and at least one of its services has a real that takes new
 /// flows (keepalived's quorum of 1: alive reals' weights sum to at least 1). A sorry server
 /// does not count: in a fleet, the other balancers' reals are better than this one's apology.
-pub fn verdicts(
-    config: &BgpConfig,
-    desired: &Desired,
-    drained: bool,
-    stopping: bool,
-) -> Vec<VipVerdict> {
+pub fn verdicts(desired: &Desired, drained: bool, stopping: bool) -> Vec<VipVerdict> {
     let mut has_healthy_real: BTreeMap<IpAddr, bool> = BTreeMap::new();
     for service in &desired.services {
         let healthy = service
@@ -67,16 +59,12 @@ pub fn verdicts(
     has_healthy_real
         .into_iter()
         .map(|(vip, healthy)| {
-            let family_carried = config
-                .neighbors
-                .iter()
-                .any(|neighbor| neighbor.address.is_ipv6() == vip.is_ipv6());
+            // A VIP of a family no neighbour carries is refused by the config's validation
+            // (edits from lbadm included); its route would go nowhere.
             let withheld = if stopping {
                 Some(Withheld::Stopping)
             } else if drained {
                 Some(Withheld::Drained)
-            } else if !family_carried {
-                Some(Withheld::NoNeighbourOfItsFamily)
             } else if desired.standby.contains(&vip) {
                 Some(Withheld::VrrpStandby)
             } else if !healthy {

@@ -91,6 +91,18 @@ impl BgpBoard {
         )
         .await;
         let what = if drained { "drained" } else { "undrained" };
+        // Requests that come together are handled as one, the last one winning.
+        let current = *self.drain.borrow();
+        if current.generation != generation && current.drained != drained {
+            let later = if current.drained {
+                "drain-node"
+            } else {
+                "undrain-node"
+            };
+            return Err(format!(
+                "node not {what}: a later {later} came before BIRD was told, and stands"
+            ));
+        }
         let outcome = match waited {
             Ok(Ok(applied)) => applied.result.clone(),
             Ok(Err(_)) => Err("lbd is stopping".to_owned()),
@@ -135,6 +147,22 @@ impl Speaker {
                 config.bird_config.display()
             );
         }
+        let vips: Vec<_> = desired
+            .load()
+            .services
+            .iter()
+            .map(|s| s.config.vip)
+            .collect();
+        for orphan in config
+            .vips
+            .iter()
+            .filter(|vip| !vips.contains(&vip.address))
+        {
+            log::warn!(
+                "bgp: bgp.vips names {}, which no service has: its attributes wait for one",
+                orphan.address
+            );
+        }
         let (drain, drain_requests) = watch::channel(Drain {
             drained,
             generation: 0,
@@ -156,7 +184,7 @@ impl Speaker {
             applied,
         });
         // The file exists before lbd says it is ready, so a BIRD ordered after lbd finds it.
-        let verdicts = verdicts(&config, &desired.load(), drained, false);
+        let verdicts = verdicts(&desired.load(), drained, false);
         let text = bird_config::render(&config, instance, &verdicts, drained);
         let written = match write_replacing(&config.bird_config, &text) {
             Ok(()) => Some(text),
@@ -164,6 +192,7 @@ impl Speaker {
             Err(_) => None,
         };
         let driver = Driver {
+            names: bird_config::Names::of(instance),
             bird: BirdSocket::new(config.bird_socket.clone()),
             config,
             instance: instance.to_owned(),
@@ -193,6 +222,7 @@ struct Driver {
     config: BgpConfig,
     instance: String,
     desired: Arc<ArcSwap<Desired>>,
+    names: bird_config::Names,
     bird: BirdSocket,
     board: Arc<BgpBoard>,
     /// The file's text as last written.
@@ -223,12 +253,13 @@ impl Driver {
             if stopping {
                 let withdrawn = tokio::time::timeout(STOP_WAIT, self.step(request, true)).await;
                 if withdrawn.is_err() || !self.bird_up_to_date {
+                    let why = match withdrawn {
+                        Err(_) => format!("BIRD did not answer within {}s", STOP_WAIT.as_secs()),
+                        Ok(()) => self.last_error.clone().unwrap_or_default(),
+                    };
                     log::warn!(
                         "bgp: stopping without BIRD taking the withdrawal of this node's VIPs \
-                         ({}); BIRD reads {} when it next configures",
-                        self.last_error
-                            .as_deref()
-                            .unwrap_or("it did not answer in time"),
+                         ({why}); BIRD reads {} when it next configures",
                         self.config.bird_config.display()
                     );
                 } else {
@@ -241,16 +272,16 @@ impl Driver {
     }
 
     async fn step(&mut self, request: Drain, stopping: bool) {
-        let verdicts = verdicts(
-            &self.config,
-            &self.desired.load(),
-            request.drained,
-            stopping,
-        );
+        let verdicts = verdicts(&self.desired.load(), request.drained, stopping);
         self.log_changes(&verdicts);
         let text = bird_config::render(&self.config, &self.instance, &verdicts, request.drained);
         if self.written.as_ref() != Some(&text) {
-            match write_replacing(&self.config.bird_config, &text) {
+            // An fsync on a disk must not hold up one of the runtime's two workers.
+            let (path, contents) = (self.config.bird_config.clone(), text.clone());
+            let written =
+                tokio::task::spawn_blocking(move || write_replacing(&path, &contents)).await;
+            let written = written.unwrap_or_else(|error| Err(std::io::Error::other(error)));
+            match written {
                 Ok(()) => {
                     self.written = Some(text);
                     self.bird_up_to_date = false;
@@ -293,10 +324,6 @@ impl Driver {
                 }
             }
         }
-        if !stopping && now >= self.poll_at {
-            self.poll_at = now + POLL_EVERY;
-            self.poll_sessions().await;
-        }
         self.publish(&verdicts, request);
         if new_request {
             self.generation = request.generation;
@@ -314,6 +341,16 @@ impl Driver {
             });
         }
         self.last_verdicts = verdicts;
+        // After the drain's answer: a BIRD slow to list its protocols does not delay it.
+        if !stopping && now >= self.poll_at {
+            self.poll_at = now + POLL_EVERY;
+            self.poll_sessions().await;
+            self.board
+                .status
+                .lock()
+                .expect("bgp board poisoned")
+                .bird_up_to_date = self.bird_up_to_date;
+        }
     }
 
     /// Records an error, logging it when it is new.
@@ -339,13 +376,25 @@ impl Driver {
                 Vec::new()
             }
         };
+        // `configure` succeeds on a bird.conf that does not include lbd's file: BIRD then
+        // announces nothing, which must not pass for "took it".
+        if self.bird_up_to_date && !rows.iter().any(|row| row.name == self.names.routes(false)) {
+            self.bird_up_to_date = false;
+            self.failed(format!(
+                "BIRD took its configuration, but it has no protocol {} of lbd's: bird.conf \
+                 must include {} (`include \"{}\";` on a line of its own)",
+                self.names.routes(false),
+                self.config.bird_config.display(),
+                self.config.bird_config.display()
+            ));
+        }
         let neighbors = self
             .config
             .neighbors
             .iter()
             .enumerate()
             .map(|(index, neighbor)| {
-                let protocol = bird_config::session_name(index);
+                let protocol = self.names.session(index);
                 let row = rows.iter().find(|row| row.name == protocol);
                 let (state, info) = match row {
                     Some(row) => {
@@ -367,11 +416,21 @@ impl Driver {
                 }
             })
             .collect();
-        self.board
-            .status
-            .lock()
-            .expect("bgp board poisoned")
-            .neighbors = neighbors;
+        let mut status = self.board.status.lock().expect("bgp board poisoned");
+        for (before, now) in status.neighbors.iter().zip(&neighbors) {
+            let established = |neighbor: &BgpNeighborStatus| neighbor.state == "Established";
+            if established(before) != established(now) && now.state != "unknown" {
+                log::info!(
+                    "bgp: session with {} (AS {}): {} → {} {}",
+                    now.address,
+                    now.remote_as,
+                    before.state,
+                    now.state,
+                    now.info
+                );
+            }
+        }
+        status.neighbors = neighbors;
     }
 
     fn publish(&self, verdicts: &[VipVerdict], request: Drain) {
@@ -402,7 +461,7 @@ impl Driver {
                 .map(|(index, neighbor)| BgpNeighborStatus {
                     address: neighbor.address.to_string(),
                     remote_as: neighbor.remote_as,
-                    protocol: bird_config::session_name(index),
+                    protocol: self.names.session(index),
                     state: "unknown".to_owned(),
                     info: String::new(),
                 })
@@ -446,7 +505,14 @@ pub async fn withdraw_all(config: &BgpConfig, instance: &str) -> Result<bool, St
         .await
     {
         Ok(_) => Ok(true),
-        Err(bird_socket::BirdError::Unreachable { .. }) => Ok(false),
+        Err(bird_socket::BirdError::Unreachable { source, .. })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(false)
+        }
         Err(error) => Err(error.to_string()),
     }
 }
@@ -461,19 +527,23 @@ fn write_replacing(path: &Path, text: &str) -> std::io::Result<()> {
     {
         std::fs::create_dir_all(parent)?;
     }
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
+    // Hidden and per process, so that no include glob of the operator's reads it half
+    // written, and `lbd --teardown` never shares it with a running lbd.
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
     // BIRD may run as a user of its own (Debian's `bird`): it must be able to read the file.
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o644)
         .open(&temporary)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     drop(file);
-    std::fs::rename(&temporary, path)
+    std::fs::rename(&temporary, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })
 }
 
 fn unix_seconds() -> u64 {

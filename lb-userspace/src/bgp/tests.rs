@@ -83,10 +83,9 @@ fn verdict(vip: &str, withheld: Option<Withheld>) -> VipVerdict {
 #[test]
 fn a_vip_is_announced_while_one_of_its_services_has_a_healthy_real() {
     let config = config(CONFIG);
-    let bgp = config.bgp.clone().unwrap();
     let mut desired = desired(&config);
     assert_eq!(
-        verdicts(&bgp, &desired, false, false),
+        verdicts(&desired, false, false),
         vec![
             verdict("192.0.2.10", None),
             verdict("192.0.2.20", None),
@@ -98,12 +97,12 @@ fn a_vip_is_announced_while_one_of_its_services_has_a_healthy_real() {
     for real in &mut desired.services[0].reals {
         real.healthy = false;
     }
-    assert!(verdicts(&bgp, &desired, false, false)[0].announced());
+    assert!(verdicts(&desired, false, false)[0].announced());
     // Then 443's too: withdrawn. Weight 0 (drained) counts as no real for new flows.
     desired.services[1].reals[0].healthy = false;
     desired.services[2].reals[0].config.weight = 0;
     assert_eq!(
-        verdicts(&bgp, &desired, false, false)[..2],
+        verdicts(&desired, false, false)[..2],
         [
             verdict("192.0.2.10", Some(Withheld::NoHealthyReal)),
             verdict("192.0.2.20", Some(Withheld::NoHealthyReal)),
@@ -113,12 +112,12 @@ fn a_vip_is_announced_while_one_of_its_services_has_a_healthy_real() {
     // Drained or stopping: everything goes, whatever the reals.
     let fresh = self::desired(&config);
     assert!(
-        verdicts(&bgp, &fresh, true, false)
+        verdicts(&fresh, true, false)
             .iter()
             .all(|verdict| verdict.withheld == Some(Withheld::Drained))
     );
     assert!(
-        verdicts(&bgp, &fresh, false, true)
+        verdicts(&fresh, false, true)
             .iter()
             .all(|verdict| verdict.withheld == Some(Withheld::Stopping))
     );
@@ -127,16 +126,8 @@ fn a_vip_is_announced_while_one_of_its_services_has_a_healthy_real() {
     let mut standby = self::desired(&config);
     standby.standby.insert("192.0.2.20".parse().unwrap());
     assert_eq!(
-        verdicts(&bgp, &standby, false, false)[1],
+        verdicts(&standby, false, false)[1],
         verdict("192.0.2.20", Some(Withheld::VrrpStandby))
-    );
-
-    // Without an IPv6 neighbour (a VIP added at run time), the IPv6 VIP goes nowhere.
-    let mut v4_only = bgp.clone();
-    v4_only.neighbors.truncate(1);
-    assert_eq!(
-        verdicts(&v4_only, &fresh, false, false)[2],
-        verdict("2001:db8::10", Some(Withheld::NoNeighbourOfItsFamily))
     );
 }
 
@@ -157,11 +148,11 @@ fn the_bird_configuration_holds_a_route_per_announced_vip() {
 
 router id 198.51.100.11;
 
-ipv4 table lbd_vips4;
-ipv6 table lbd_vips6;
+ipv4 table lbd_lb1_vips4;
+ipv6 table lbd_lb1_vips6;
 
-protocol static lbd_routes4 {
-\tipv4 { table lbd_vips4; };
+protocol static lbd_lb1_routes4 {
+\tipv4 { table lbd_lb1_vips4; };
 \troute 192.0.2.10/32 blackhole {
 \t\tbgp_med = 10;
 \t\tbgp_community.add((64500, 100));
@@ -169,12 +160,12 @@ protocol static lbd_routes4 {
 \t};
 }
 
-protocol static lbd_routes6 {
-\tipv6 { table lbd_vips6; };
+protocol static lbd_lb1_routes6 {
+\tipv6 { table lbd_lb1_vips6; };
 \troute 2001:db8::10/128 blackhole;
 }
 
-protocol bfd lbd_bfd {
+protocol bfd lbd_lb1_bfd {
 \tinterface \"*\" {
 \t\tmin rx interval 100 ms;
 \t\tmin tx interval 100 ms;
@@ -182,14 +173,15 @@ protocol bfd lbd_bfd {
 \t};
 }
 
-protocol bgp lbd_peer1 {
+protocol bgp lbd_lb1_peer1 {
 \tdescription \"lbd lb1 to 198.51.100.1\";
 \tlocal as 64512;
 \tneighbor 198.51.100.1 as 64500;
+\tdirect;
 \thold time 3;
 \tbfd on;
 \tipv4 {
-\t\ttable lbd_vips4;
+\t\ttable lbd_lb1_vips4;
 \t\timport none;
 \t\texport filter {
 \t\t\tif defined(bgp_med) then bgp_med = bgp_med;
@@ -199,12 +191,13 @@ protocol bgp lbd_peer1 {
 \t};
 }
 
-protocol bgp lbd_peer2 {
+protocol bgp lbd_lb1_peer2 {
 \tdescription \"lbd lb1 to 2001:db8::1\";
 \tlocal as 64512;
 \tneighbor 2001:db8::1 as 64512;
+\tdirect;
 \tipv6 {
-\t\ttable lbd_vips6;
+\t\ttable lbd_lb1_vips6;
 \t\timport none;
 \t\texport filter {
 \t\t\tif defined(bgp_med) then bgp_med = bgp_med;
@@ -221,47 +214,65 @@ protocol bgp lbd_peer2 {
     let drained = render(&bgp, "lb1", &[], true);
     assert!(drained.lines().any(|line| line == DRAINED_MARK));
     assert!(!drained.contains("route "));
-    bird_parses(&text);
-    bird_parses(&drained);
+    bird_parses(&[&text]);
+    bird_parses(&[&drained]);
+
+    // An internal session with BFD (BIRD takes internal sessions for multihop unless told
+    // `direct`, and refuses BFD on multihop without a local address).
+    let mut internal = bgp.clone();
+    internal.neighbors[0].remote_as = internal.local_as;
+    bird_parses(&[&render(&internal, "lb1", &verdicts, false)]);
+    // Two instances of lbd sharing one BIRD: no name of one is the other's.
+    let other = render(&bgp, "lb-2", &verdicts, false);
+    assert!(other.contains("protocol bgp lbd_lb_2_peer1 {"), "{other}");
+    bird_parses(&[&text, &other]);
 }
 
 /// BIRD itself reads the text (`bird -p`: parse and exit), when it is installed (`cargo xtask
 /// setup` installs it; the scale-out test runs it for real).
-fn bird_parses(text: &str) {
+fn bird_parses(texts: &[&str]) {
     let bird = std::path::Path::new("/usr/sbin/bird");
     if !bird.exists() {
         eprintln!("BIRD is not installed: the text is not checked by BIRD itself");
         return;
     }
-    // As the README's bird.conf has it: the operator's own device protocol, then lbd's file.
-    let file = std::env::temp_dir().join(format!("lbd-bird-{}.conf", std::process::id()));
-    let main = std::env::temp_dir().join(format!("lbd-bird-main-{}.conf", std::process::id()));
-    std::fs::write(&file, text).unwrap();
-    std::fs::write(
-        &main,
-        format!("protocol device {{\n}}\ninclude \"{}\";\n", file.display()),
-    )
-    .unwrap();
+    // As the README's bird.conf has it: the operator's own device protocol, then lbd's files.
+    let dir = std::env::temp_dir().join(format!(
+        "lbd-bird-parse-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut main = String::from("protocol device {\n}\n");
+    for (index, text) in texts.iter().enumerate() {
+        let file = dir.join(format!("lbd{index}.conf"));
+        std::fs::write(&file, text).unwrap();
+        main.push_str(&format!("include \"{}\";\n", file.display()));
+    }
+    let main_file = dir.join("bird.conf");
+    std::fs::write(&main_file, &main).unwrap();
     let output = std::process::Command::new(bird)
         .arg("-p")
         .arg("-c")
-        .arg(&main)
+        .arg(&main_file)
         .output()
         .expect("running bird -p");
-    let _ = std::fs::remove_file(&file);
-    let _ = std::fs::remove_file(&main);
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         output.status.success(),
-        "BIRD refuses the configuration: {}\n{text}",
-        String::from_utf8_lossy(&output.stderr)
+        "BIRD refuses the configuration: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        texts.join("\n")
     );
 }
 
 /// A stand-in for BIRD's control socket: answers `configure` (recording the file lbd wrote,
-/// as BIRD would read it) and `show protocols`, or refuses while told to.
+/// as BIRD would read it) and `show protocols`, or refuses while told to; `included` false
+/// stands for a bird.conf without lbd's file (BIRD then lists none of lbd's protocols).
 struct FakeBird {
     configured: Arc<Mutex<Vec<String>>>,
     refuse: Arc<AtomicBool>,
+    included: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -270,7 +281,8 @@ impl FakeBird {
         let listener = tokio::net::UnixListener::bind(socket).expect("binding the fake BIRD");
         let configured = Arc::new(Mutex::new(Vec::new()));
         let refuse = Arc::new(AtomicBool::new(false));
-        let (seen, refusing) = (configured.clone(), refuse.clone());
+        let included = Arc::new(AtomicBool::new(true));
+        let (seen, refusing, including) = (configured.clone(), refuse.clone(), included.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -290,9 +302,17 @@ impl FakeBird {
                         seen.lock().unwrap().push(std::fs::read_to_string(&file).unwrap());
                         "0002-Reading configuration from bird.conf\n0003 Reconfigured\n".to_owned()
                     }
+                    "show protocols" if !including.load(Ordering::SeqCst) => {
+                        "2002-Name       Proto      Table      State  Since         Info\n\
+                         1002-device1    Device     ---        up     06:41:08.456\n\
+                         0000 \n"
+                            .to_owned()
+                    }
                     "show protocols" => "2002-Name       Proto      Table      State  Since         Info\n\
-                         1002-lbd_peer1  BGP        ---        up     06:41:08.456  Established\n\
-                         1002-lbd_peer2  BGP        ---        start  06:41:08.456  Active        Socket: Connection refused\n\
+                         1002-device1    Device     ---        up     06:41:08.456\n\
+                         1002-lbd_lb1_routes4 Static lbd_lb1_vips4 up 06:41:08.456\n\
+                         1002-lbd_lb1_peer1  BGP        ---        up     06:41:08.456  Established\n\
+                         1002-lbd_lb1_peer2  BGP        ---        start  06:41:08.456  Active        Socket: Connection refused\n\
                          0000 \n"
                         .to_owned(),
                     _ => "9001 syntax error\n".to_owned(),
@@ -303,6 +323,7 @@ impl FakeBird {
         FakeBird {
             configured,
             refuse,
+            included,
             task,
         }
     }
@@ -422,6 +443,23 @@ async fn the_speaker_keeps_bird_in_step_with_health_and_drain() {
             .unwrap()
             .contains("route 192.0.2.10/32 blackhole")
     );
+
+    // A bird.conf without lbd's file: `configure` succeeds, but BIRD has none of lbd's
+    // protocols, which must not pass for "took it".
+    bird.included.store(false, Ordering::SeqCst);
+    wait_for("a BIRD without lbd's file reported", || {
+        board
+            .snapshot()
+            .bird_error
+            .is_some_and(|error| error.contains("bird.conf must include"))
+    })
+    .await;
+    assert!(!board.snapshot().bird_up_to_date);
+    bird.included.store(true, Ordering::SeqCst);
+    wait_for("BIRD with lbd's file again", || {
+        board.snapshot().bird_up_to_date
+    })
+    .await;
 
     // Stopping withdraws everything, BIRD told before stop returns.
     speaker.stop().await;

@@ -62,6 +62,16 @@ fn a_bgp_section_reads_with_its_defaults() {
     );
 }
 
+/// An lbadm edit may delete a VIP's last service; its `bgp.vips` entry (fixed while lbd runs)
+/// must not stand in the way, so an entry naming no service is accepted.
+#[test]
+fn a_bgp_vips_entry_may_wait_for_its_service() {
+    let config = parse_ok(&with_bgp(
+        "  local_as: 64512\n  router_id: 198.51.100.11\n  neighbors: [{address: 198.51.100.1, as: 64500}]\n  vips: [{address: 192.0.2.99, med: 1}]\n",
+    ));
+    assert_eq!(config.bgp.unwrap().vips[0].med, Some(1));
+}
+
 #[test]
 fn bad_bgp_values_are_named_by_key_and_line() {
     let neighbors = "  neighbors: [{address: 198.51.100.1, as: 64500}]\n";
@@ -132,9 +142,14 @@ fn bad_bgp_values_are_named_by_key_and_line() {
         ),
         (
             format!(
-                "  local_as: 64512\n{id}{neighbors}  vips: [{{address: 192.0.2.99, med: 1}}]\n"
+                "  local_as: 64512\n{id}{neighbors}  bird_socket: /{}\n",
+                "s".repeat(120)
             ),
-            vec!["bgp.vips[0].address: 192.0.2.99 is not the VIP of any service"],
+            vec!["bgp.bird_socket: socket path is 121 bytes"],
+        ),
+        (
+            format!("  local_as: 64512\n{id}{neighbors}  bird_config: \"/tmp/a\\nb\"\n"),
+            vec!["bgp.bird_config: must not contain"],
         ),
         (
             format!(

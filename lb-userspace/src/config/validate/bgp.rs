@@ -9,7 +9,7 @@ use std::{
 
 use super::Validator;
 use crate::config::{
-    ConfigError, DEFAULT_RUN_DIR, ServiceConfig,
+    ConfigError, DEFAULT_RUN_DIR, MAX_UNIX_SOCKET_PATH_LEN, ServiceConfig,
     bgp::{BgpConfig, BgpNeighbor, BgpVip, Community, DEFAULT_BIRD_SOCKET},
     duration::parse_duration,
     raw::{RawBgp, RawBgpNeighbor, RawBgpVip},
@@ -63,6 +63,16 @@ impl Validator<'_> {
         let bird_socket = match raw.bird_socket {
             Some(path) => {
                 self.check_path("bgp.bird_socket", &path)?;
+                if path.len() > MAX_UNIX_SOCKET_PATH_LEN {
+                    return Err(self.invalid(
+                        "bgp.bird_socket",
+                        format!(
+                            "socket path is {} bytes; a Unix socket path can have at most \
+                             {MAX_UNIX_SOCKET_PATH_LEN}",
+                            path.len()
+                        ),
+                    ));
+                }
                 PathBuf::from(path)
             }
             None => PathBuf::from(DEFAULT_BIRD_SOCKET),
@@ -70,10 +80,11 @@ impl Validator<'_> {
         let bird_config = match raw.bird_config {
             Some(path) => {
                 self.check_path("bgp.bird_config", &path)?;
-                if path.contains('"') {
+                if path.contains('"') || path.chars().any(char::is_control) {
                     return Err(self.invalid(
                         "bgp.bird_config",
-                        "must not contain '\"' (BIRD's include names the file in quotes)",
+                        "must not contain '\"' or control characters (BIRD's include names \
+                         the file in quotes, on one line)",
                     ));
                 }
                 PathBuf::from(path)
@@ -84,7 +95,7 @@ impl Validator<'_> {
         let mut vips: Vec<BgpVip> = Vec::new();
         for (position, raw) in raw.vips.unwrap_or_default().into_iter().enumerate() {
             let key = format!("bgp.vips[{position}]");
-            let vip = self.bgp_vip(raw, &key, services)?;
+            let vip = self.bgp_vip(raw, &key)?;
             if let Some(earlier) = vips
                 .iter()
                 .position(|earlier| earlier.address == vip.address)
@@ -190,20 +201,12 @@ impl Validator<'_> {
         })
     }
 
-    fn bgp_vip(
-        &self,
-        raw: RawBgpVip,
-        key: &str,
-        services: &[ServiceConfig],
-    ) -> Result<BgpVip, ConfigError> {
+    /// An entry may name a VIP no service has: an lbadm edit may delete a VIP's last service
+    /// (and add it back), which `bgp`, fixed while lbd runs, must not stand in the way of.
+    /// lbd warns at start of an entry that waits for its service.
+    fn bgp_vip(&self, raw: RawBgpVip, key: &str) -> Result<BgpVip, ConfigError> {
         let address_key = format!("{key}.address");
         let address: IpAddr = self.address(raw.address, &address_key, "VIP")?;
-        if !services.iter().any(|service| service.vip == address) {
-            return Err(self.invalid(
-                &address_key,
-                format!("{address} is not the VIP of any service (only VIPs are announced)"),
-            ));
-        }
         let med = match raw.med {
             Some(med) => Some(u32::try_from(med).map_err(|_| {
                 self.invalid(
