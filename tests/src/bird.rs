@@ -17,6 +17,8 @@ use crate::netns::Netns;
 
 /// How long BIRD may take to read its config and open its control socket.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one birdc command may take.
+const BIRDC_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Bird {
     dir: PathBuf,
@@ -141,12 +143,28 @@ impl Bird {
 
     /// `birdc -s SOCKET ARGS...` as it went. The socket is a file: birdc needs no namespace.
     pub fn try_birdc(&self, args: &[&str]) -> std::io::Result<Output> {
-        Command::new("birdc")
+        let mut child = Command::new("birdc")
             .arg("-s")
             .arg(&self.socket)
             .args(args)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        // A wedged BIRD whose socket still accepts must not hang the test.
+        let deadline = Instant::now() + BIRDC_TIMEOUT;
+        while child.try_wait()?.is_none() {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("birdc {args:?} did not finish within {BIRDC_TIMEOUT:?}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.wait_with_output()
     }
 
     /// `birdc configure`: BIRD reads its config (and what it includes) again. Panics unless

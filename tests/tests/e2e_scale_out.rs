@@ -23,7 +23,9 @@ use lb_tests::{
     chaos::{Excused, Traffic},
     lbd::Lbd,
     privilege::require_root,
-    topology::scale_out::{LB_AS, LB_IPS, REAL_IPS, ROUTER_AS, ROUTER_IP, ScaleOutTopology, VIP},
+    topology::scale_out::{
+        HOLD_TIME_S, LB_AS, LB_IPS, REAL_IPS, ROUTER_AS, ROUTER_IP, ScaleOutTopology, VIP,
+    },
 };
 
 /// Long-lived connections, from as many source ports: ECMP hashes each to a balancer.
@@ -83,9 +85,15 @@ impl Balancer {
         );
     }
 
-    /// New flows lbd scheduled for the service (lbadm's `conns`).
+    /// Flows lbd recorded for the service (lbadm's `conns`): those a SYN opened, and those
+    /// whose first packet here came mid-stream ([`Self::mid_stream`]).
     fn flows(&self) -> u64 {
         self.lbd.listing().services[0].stats.conns
+    }
+
+    /// Flows a SYN opened here: new connections.
+    fn new_connections(&self) -> u64 {
+        self.flows() - self.mid_stream()
     }
 
     fn mid_stream(&self) -> u64 {
@@ -131,7 +139,7 @@ bgp:
   bird_socket: {}
   bird_config: {}
   neighbors:
-    - {{address: {ROUTER_IP}, as: {ROUTER_AS}, hold_time: 3s, bfd: true}}
+    - {{address: {ROUTER_IP}, as: {ROUTER_AS}, hold_time: {HOLD_TIME_S}s, bfd: true}}
   vips:
     - {{address: {VIP}, med: 10, communities: [\"64500:100\"]}}
 ",
@@ -198,15 +206,17 @@ fn ecmp_spreads_drain_and_failure_keep_connections() {
     );
 
     // b. Drain lb1: withdrawn; new flows all through lb2; every connection on its real.
+    // lb2's mid-stream count before the drain: none of lb1's flows can reach it until then.
+    let moved_before = lb2.mid_stream();
     let asked = Instant::now();
     lb1.drain(true);
     topology.wait_for_next_hops(&[2], CHANGE_LIMIT, || context(&router, &[&lb1, &lb2]));
     let drain_withdraw = asked.elapsed();
     let withdrawn = Instant::now();
-    let before = (lb1.flows(), lb2.flows(), lb2.mid_stream());
+    let before = (lb1.flows(), lb2.new_connections(), moved_before);
     wait_until_all_answer(&traffic, withdrawn, "lb1 drained");
     std::thread::sleep(DRAINED_FOR.saturating_sub(withdrawn.elapsed()));
-    let after = (lb1.flows(), lb2.flows(), lb2.mid_stream());
+    let after = (lb1.flows(), lb2.new_connections(), lb2.mid_stream());
     assert_eq!(
         after.0,
         before.0,
@@ -215,7 +225,7 @@ fn ecmp_spreads_drain_and_failure_keep_connections() {
     );
     assert!(
         after.1 > before.1,
-        "lb2 scheduled no new flow while lb1 was drained: {before:?} → {after:?}"
+        "lb2 opened no new connection while lb1 was drained (lb1 flows, lb2 new connections, lb2 mid-stream): {before:?} → {after:?}"
     );
     assert!(
         after.2 > before.2,
@@ -229,16 +239,25 @@ fn ecmp_spreads_drain_and_failure_keep_connections() {
     topology.wait_for_next_hops(&[1, 2], CHANGE_LIMIT, || context(&router, &[&lb1, &lb2]));
     let undrain_announce = asked.elapsed();
     let back = Instant::now();
-    let drained_flows = lb1.flows();
+    let drained_connections = lb1.new_connections();
     wait_until_all_answer(&traffic, back, "lb1 undrained");
     wait_until(
         ANSWER_LIMIT,
-        "lb1 takes new flows again after the undrain",
-        || lb1.flows() > drained_flows,
+        "lb1 takes new connections again after the undrain",
+        || lb1.new_connections() > drained_connections,
     );
 
     // d. lb2 dies: link cut first (so that no FIN of its BGP session gets out), then lbd and
     // BIRD killed. Only BFD (or the hold timer) can tell the router.
+    // Both balancers' BFD sessions are up at the router, so BFD can tell it.
+    let bfd = router.birdc(&["show", "bfd", "sessions"]);
+    for ip in LB_IPS {
+        assert!(
+            bfd.lines()
+                .any(|line| line.contains(&ip.to_string()) && line.contains("Up")),
+            "the router's BFD session with {ip} is not up:\n{bfd}"
+        );
+    }
     let mid_stream_before = lb1.mid_stream();
     let killed = Instant::now();
     topology.set_lb_link(2, false);

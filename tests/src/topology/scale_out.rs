@@ -55,8 +55,10 @@ pub const LB_AS: u32 = 64512;
 /// The router's BGP hold time toward the balancers, in seconds (the least BIRD takes).
 pub const HOLD_TIME_S: u32 = 3;
 /// Interval and multiplier of the router's BFD sessions: a balancer that stops answering
-/// is declared down after about multiplier × interval.
-pub const BFD_INTERVAL_MS: u32 = 100;
+/// is declared down after about multiplier × interval. BFD takes the slower of the two
+/// ends' intervals, so this (lbd's is 100 ms) sets both ends' detection to 0.9 s: a single
+/// scheduling stall of a loaded CI machine must not drop a session the test keeps.
+pub const BFD_INTERVAL_MS: u32 = 300;
 pub const BFD_MULTIPLIER: u32 = 3;
 
 const CLIENT_MAC: [u8; 6] = host_mac(2);
@@ -145,6 +147,24 @@ impl ScaleOutTopology {
         for port in ["p-lb1", "p-lb2"] {
             let program = topology.router.run(|| super::load_pass_program(port));
             topology.pass_programs.push(program);
+        }
+        // Each balancer's MAC pinned to its port, as a switch that learnt it would keep it
+        // while the port is down: otherwise a dead balancer's port flushes its entry and the
+        // bridge floods frames for it to the other balancer, whose program (which does not
+        // look at the destination MAC; a real NIC filters it) would carry the dead one's
+        // traffic before BGP withdrew it.
+        for (index, ip) in LB_IPS.iter().enumerate() {
+            let mac = format_mac(&host_mac(ip.octets()[3]));
+            topology.router.exec(&[
+                "bridge",
+                "fdb",
+                "replace",
+                &mac,
+                "dev",
+                &port_name(&format!("lb{}", index + 1)),
+                "master",
+                "static",
+            ]);
         }
         topology
     }
