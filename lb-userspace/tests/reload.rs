@@ -278,6 +278,9 @@ async fn a_bad_reload_is_refused_whole_and_changes_nothing() {
     // The socket's reload says the same.
     let error = running.ask(Request::Reload).await.unwrap_err();
     assert!(error.contains("198.51.100.21"), "{error}");
+    // Draining a node that announces nothing is refused, saying why.
+    let error = running.ask(Request::DrainNode).await.unwrap_err();
+    assert!(error.contains("its config has no `bgp` key"), "{error}");
     running.stop().await;
 }
 
