@@ -321,15 +321,7 @@ pub(super) fn switch(prefix: &str, dual_stack: bool) -> Netns {
     // The switch stays IPv4-only either way: a bridge forwards IPv6 frames all the same, and
     // sends none of its own.
     quiet_namespace(&switch, false);
-    switch.ip(&[
-        "link",
-        "add",
-        BRIDGE,
-        "address",
-        &format_mac(&BRIDGE_MAC),
-        "type",
-        "bridge",
-    ]);
+    add_bridge(&switch);
     if dual_stack {
         // Without snooping the bridge floods multicast (neighbour solicitations, VRRP adverts
         // to ff02::12) to every port, as a plain switch does, whatever MLD reports it has or
@@ -387,6 +379,19 @@ pub(super) fn hold_vip_silently(netns: &Netns, vip: Ipv4Addr) {
         netns.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2");
     }
     netns.ip(&["addr", "add", &format!("{vip}/32"), "dev", "lo"]);
+}
+
+/// The segment's bridge [`BRIDGE`] in `netns`, with its fixed MAC, down until set up.
+pub(super) fn add_bridge(netns: &Netns) {
+    netns.ip(&[
+        "link",
+        "add",
+        BRIDGE,
+        "address",
+        &format_mac(&BRIDGE_MAC),
+        "type",
+        "bridge",
+    ]);
 }
 
 pub(super) fn port_name(host: &str) -> String {

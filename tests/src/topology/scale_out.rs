@@ -31,7 +31,7 @@ use std::{
 use aya::Ebpf;
 use lb_userspace::admin::format_mac;
 
-use super::{BRIDGE, BRIDGE_MAC, HOST_IF, Plug, host_mac, port_mac, port_name};
+use super::{BRIDGE, HOST_IF, Plug, host_mac, port_mac, port_name};
 use crate::{bird::Bird, http::HttpServer, netns::Netns};
 
 /// The service address both balancers announce.
@@ -87,15 +87,7 @@ impl ScaleOutTopology {
         // Hash on the 5-tuple, so that the client's connections (one address, many ports)
         // spread over both balancers.
         router.sysctl("net.ipv4.fib_multipath_hash_policy", "1");
-        router.ip(&[
-            "link",
-            "add",
-            BRIDGE,
-            "address",
-            &format_mac(&BRIDGE_MAC),
-            "type",
-            "bridge",
-        ]);
+        super::add_bridge(&router);
         router.ip(&["addr", "add", &format!("{ROUTER_IP}/24"), "dev", BRIDGE]);
         router.ip(&["link", "set", BRIDGE, "up"]);
 
