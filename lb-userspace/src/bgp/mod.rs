@@ -178,6 +178,8 @@ impl Speaker {
                 drained,
                 bird_socket: config.bird_socket.display().to_string(),
                 bird_config: config.bird_config.display().to_string(),
+                // `unknown` until BIRD is first asked.
+                neighbors: neighbor_statuses(&config, &bird_config::Names::of(instance), &[]),
                 ..BgpStatus::default()
             }),
             drain,
@@ -388,34 +390,7 @@ impl Driver {
                 self.config.bird_config.display()
             ));
         }
-        let neighbors = self
-            .config
-            .neighbors
-            .iter()
-            .enumerate()
-            .map(|(index, neighbor)| {
-                let protocol = self.names.session(index);
-                let row = rows.iter().find(|row| row.name == protocol);
-                let (state, info) = match row {
-                    Some(row) => {
-                        let mut words = row.info.splitn(2, ' ');
-                        let state = words.next().filter(|word| !word.is_empty());
-                        (
-                            state.unwrap_or(row.state.as_str()).to_owned(),
-                            words.next().unwrap_or("").trim().to_owned(),
-                        )
-                    }
-                    None => ("unknown".to_owned(), String::new()),
-                };
-                BgpNeighborStatus {
-                    address: neighbor.address.to_string(),
-                    remote_as: neighbor.remote_as,
-                    protocol,
-                    state,
-                    info,
-                }
-            })
-            .collect();
+        let neighbors = neighbor_statuses(&self.config, &self.names, &rows);
         let mut status = self.board.status.lock().expect("bgp board poisoned");
         for (before, now) in status.neighbors.iter().zip(&neighbors) {
             let established = |neighbor: &BgpNeighborStatus| neighbor.state == "Established";
@@ -452,21 +427,6 @@ impl Driver {
                 withheld: verdict.withheld.map(|withheld| withheld.to_string()),
             })
             .collect();
-        if status.neighbors.is_empty() {
-            status.neighbors = self
-                .config
-                .neighbors
-                .iter()
-                .enumerate()
-                .map(|(index, neighbor)| BgpNeighborStatus {
-                    address: neighbor.address.to_string(),
-                    remote_as: neighbor.remote_as,
-                    protocol: self.names.session(index),
-                    state: "unknown".to_owned(),
-                    info: String::new(),
-                })
-                .collect();
-        }
     }
 
     fn log_changes(&self, verdicts: &[VipVerdict]) {
@@ -488,6 +448,41 @@ impl Driver {
             }
         }
     }
+}
+
+/// Each neighbour's session as BIRD's `show protocols` rows give it; `unknown` without a row.
+fn neighbor_statuses(
+    config: &BgpConfig,
+    names: &bird_config::Names,
+    rows: &[bird_socket::ProtocolRow],
+) -> Vec<BgpNeighborStatus> {
+    config
+        .neighbors
+        .iter()
+        .enumerate()
+        .map(|(index, neighbor)| {
+            let protocol = names.session(index);
+            let row = rows.iter().find(|row| row.name == protocol);
+            let (state, info) = match row {
+                Some(row) => {
+                    let mut words = row.info.splitn(2, ' ');
+                    let state = words.next().filter(|word| !word.is_empty());
+                    (
+                        state.unwrap_or(row.state.as_str()).to_owned(),
+                        words.next().unwrap_or("").trim().to_owned(),
+                    )
+                }
+                None => ("unknown".to_owned(), String::new()),
+            };
+            BgpNeighborStatus {
+                address: neighbor.address.to_string(),
+                remote_as: neighbor.remote_as,
+                protocol,
+                state,
+                info,
+            }
+        })
+        .collect()
 }
 
 /// `lbd --teardown`: the program is about to stop forwarding, so BIRD must stop announcing
