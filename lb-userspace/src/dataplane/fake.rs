@@ -299,4 +299,12 @@ impl DataplaneReader for FakeReader {
         // A test's flows are what it set: copies from a sync are not kept.
         Ok(true)
     }
+
+    fn reply(&self, _key: &FlowKey) -> Result<Option<lb_common::Reply>, DataplaneError> {
+        Ok(None)
+    }
+
+    fn merge_reply(&self, _: &FlowKey, _: &lb_common::Reply) -> Result<bool, DataplaneError> {
+        Ok(true)
+    }
 }

@@ -27,7 +27,7 @@ pub use ebpf::{
 pub use fake::{FakeDataplane, FakeReader};
 use lb_common::{
     ConnCounts, Counters, Egress, Flow, FlowKey, Interface, MAX_TABLE_SLOTS, OutCounters, Real,
-    Reason, Service, ServiceKey, Settings,
+    Reason, Reply, Service, ServiceKey, Settings,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +169,13 @@ pub trait DataplaneReader: Send + Sync {
     /// removes meanwhile is inserted afresh (a few times at most: a flow swept out under
     /// every attempt is left to the master's next copy). `Ok(false)` when the table is full.
     fn merge_flow(&self, key: &FlowKey, flow: &Flow) -> Result<bool, DataplaneError>;
+    /// A NAT or full-NAT flow's reply entry, by the key the program gave it (the real's
+    /// reply as it sends it); `None` if there is none.
+    fn reply(&self, key: &FlowKey) -> Result<Option<Reply>, DataplaneError>;
+    /// Connection sync, on a backup: writes a NAT or full-NAT flow's reply entry as the
+    /// master's program has it (replacing what the key held). `Ok(false)` when the table is
+    /// full.
+    fn merge_reply(&self, key: &FlowKey, reply: &Reply) -> Result<bool, DataplaneError>;
     /// The clock flows' `last_seen_ns` are on: CLOCK_MONOTONIC (the program reads it as of
     /// its last timer tick, `bpf_ktime_get_coarse_ns`).
     fn now_ns(&self) -> u64 {

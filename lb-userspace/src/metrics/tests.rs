@@ -78,6 +78,14 @@ impl DataplaneReader for SharedReader {
     fn merge_flow(&self, key: &FlowKey, flow: &Flow) -> Result<bool, DataplaneError> {
         self.with(|reader| reader.merge_flow(key, flow))
     }
+
+    fn reply(&self, key: &FlowKey) -> Result<Option<lb_common::Reply>, DataplaneError> {
+        self.with(|reader| reader.reply(key))
+    }
+
+    fn merge_reply(&self, key: &FlowKey, reply: &lb_common::Reply) -> Result<bool, DataplaneError> {
+        self.with(|reader| reader.merge_reply(key, reply))
+    }
 }
 
 struct Fixture {

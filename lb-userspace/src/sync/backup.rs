@@ -5,13 +5,13 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpStream;
 
-use crate::dataplane::DataplaneReader;
+use crate::dataplane::{DataplaneError, DataplaneReader};
 
 use super::{
     AbortOnDrop, MergeGate, Shared,
-    names::{Ids, Unmatched},
+    names::{Copied, Ids, Unmatched},
     read_message,
-    wire::{FlowRecord, Message},
+    wire::{self, FlowRecord, Message},
     write_message,
 };
 
@@ -31,15 +31,34 @@ const MERGE_CHUNK: usize = 256;
 
 pub(super) async fn fetch(shared: Arc<Shared>) {
     let peer = SocketAddr::new(shared.peer, shared.port);
+    // The version of the next hello: this side's own, or the oldest it speaks after a
+    // master closed on a hello in its own (an older lbd, during an upgrade).
+    let mut version = wire::VERSION;
     loop {
         if shared.is_master() || shared.merges.shut() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
-        let result = match tokio::time::timeout(CONNECT_WITHIN, TcpStream::connect(peer)).await {
-            Ok(Ok(stream)) => receive_from(stream, &shared).await,
-            Ok(Err(error)) => Err(format!("connecting to {peer}: {error}")),
-            Err(_) => Err(format!("connecting to {peer}: no answer")),
+        let outcome = match tokio::time::timeout(CONNECT_WITHIN, TcpStream::connect(peer)).await {
+            Ok(Ok(stream)) => receive_from(stream, &shared, version).await,
+            Ok(Err(error)) => Outcome::Failed(format!("connecting to {peer}: {error}")),
+            Err(_) => Outcome::Failed(format!("connecting to {peer}: no answer")),
+        };
+        version = match (&outcome, version) {
+            (Outcome::Unanswered(_), wire::VERSION) => {
+                log::info!(
+                    "sync: {peer} closed on a version-{} hello: trying version {} (an older \
+                     lbd: NAT and full-NAT flows come without their way back)",
+                    wire::VERSION,
+                    wire::OLDEST_VERSION
+                );
+                wire::OLDEST_VERSION
+            }
+            _ => wire::VERSION,
+        };
+        let result = match outcome {
+            Outcome::Ended => Ok(()),
+            Outcome::Unanswered(error) | Outcome::Failed(error) => Err(error),
         };
         // Whatever ended the stream, the copy is no longer known to be complete.
         shared.hold.send_replace(true);
@@ -59,9 +78,34 @@ pub(super) async fn fetch(shared: Arc<Shared>) {
     }
 }
 
-async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), String> {
+/// How a stream from the master ended.
+enum Outcome {
+    /// This node is master now, or the peer is not.
+    Ended,
+    /// The master closed (or failed) before its first frame: it may not speak the hello's
+    /// version.
+    Unanswered(String),
+    Failed(String),
+}
+
+async fn receive_from(stream: TcpStream, shared: &Shared, version: u8) -> Outcome {
+    let mut answered = false;
+    match receive(stream, shared, version, &mut answered).await {
+        Ok(()) => Outcome::Ended,
+        Err(error) if !answered => Outcome::Unanswered(error),
+        Err(error) => Outcome::Failed(error),
+    }
+}
+
+/// Says hello in `version` and merges what comes; `answered` is set by the first frame.
+async fn receive(
+    mut stream: TcpStream,
+    shared: &Shared,
+    version: u8,
+    answered: &mut bool,
+) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
-    write_message(&mut stream, &Message::Hello).await?;
+    write_message(&mut stream, &Message::Hello { version }, version).await?;
     // Frames are read by a task of their own: a read cut short (to look at the VRRP state)
     // would lose the bytes it had, and the stream's framing with them.
     let (frames, mut incoming) = tokio::sync::mpsc::channel(4);
@@ -94,10 +138,11 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
             Err(_) if received_at.elapsed() < SILENCE_LIMIT => continue,
             Err(_) => return Err(format!("nothing from the master for {SILENCE_LIMIT:?}")),
         };
+        *answered = true;
         received_at = std::time::Instant::now();
         let sequence = match &message {
             Message::NotMaster => return Ok(()),
-            Message::Hello => return Err("the peer sent a hello".into()),
+            Message::Hello { .. } => return Err("the peer sent a hello".into()),
             Message::Flows { sequence, .. }
             | Message::BulkDone { sequence, .. }
             | Message::Heartbeat { sequence } => *sequence,
@@ -149,7 +194,7 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
                 }
                 if applied.unmatched > 0 {
                     log::debug!(
-                        "sync: {} flows name a service or real this node does not have",
+                        "sync: {} flows name a service, real or interface this node does not have",
                         applied.unmatched
                     );
                 }
@@ -186,7 +231,7 @@ fn differences(unmatched: u64, invalid: u64) -> Option<String> {
     let mut parts = Vec::new();
     if unmatched > 0 {
         parts.push(format!(
-            "{unmatched} flows name a service or real this node does not have"
+            "{unmatched} flows name a service, real or interface this node does not have"
         ));
     }
     if invalid > 0 {
@@ -206,7 +251,7 @@ fn differences(unmatched: u64, invalid: u64) -> Option<String> {
 
 struct Applied {
     received: u64,
-    /// Records naming a service or real this node lacks.
+    /// Records naming a service, real or interface this node lacks.
     unmatched: u64,
     /// Records refused as no flow the program would write ([`Unmatched::Invalid`]).
     invalid: u64,
@@ -238,17 +283,21 @@ async fn apply(
             let merged = merges.merge(|| {
                 for record in chunk {
                     match ids.flow(record, now_ns) {
-                        Ok((key, flow)) => match reader.merge_flow(&key, &flow) {
-                            Ok(true) => {}
-                            // Ending the stream would only bring the same flows again.
-                            Ok(false) => applied.not_held += 1,
-                            Err(error) => return Err(error.to_string()),
-                        },
-                        Err(Unmatched::Service | Unmatched::Real) => applied.unmatched += 1,
+                        Ok(copied) => {
+                            let held = merge(reader.as_ref(), &copied)
+                                .map_err(|error| error.to_string())?;
+                            if !held {
+                                // Ending the stream would only bring the same flows again.
+                                applied.not_held += 1;
+                            }
+                        }
+                        Err(Unmatched::Service | Unmatched::Real | Unmatched::Interface) => {
+                            applied.unmatched += 1
+                        }
                         Err(Unmatched::Invalid) => applied.invalid += 1,
                     }
                 }
-                Ok(())
+                Ok::<(), String>(())
             });
             match merged {
                 Some(result) => result?,
@@ -264,6 +313,22 @@ async fn apply(
     .map_err(|error| format!("merging flows: {error}"))?
 }
 
+/// Merges a flow, then its reply entry: `false` when either table had no room.
+///
+/// The reply entry is written whatever the table holds under its key: the master's is the
+/// one its program uses now, while an entry here may be an older flow's whose copy has not
+/// expired yet (the master gave its local port to a new flow). Nothing here forwards while
+/// merges run ([`MergeGate`]), so no entry of this node's program is overwritten.
+fn merge(reader: &dyn DataplaneReader, copied: &Copied) -> Result<bool, DataplaneError> {
+    if !reader.merge_flow(&copied.key, &copied.flow)? {
+        return Ok(false);
+    }
+    match &copied.reply {
+        Some((key, reply)) => reader.merge_reply(key, reply),
+        None => Ok(true),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::{
@@ -274,7 +339,7 @@ mod tests {
         },
     };
 
-    use lb_common::{ConnCounts, Counters, Flow, FlowKey, OutCounters, Reason};
+    use lb_common::{ConnCounts, Counters, Flow, FlowKey, OutCounters, Reason, Reply};
 
     use super::*;
     use crate::{dataplane::DataplaneError, sync::testing::desired};
@@ -284,6 +349,7 @@ mod tests {
         gate: Arc<MergeGate>,
         capacity: usize,
         flows: Mutex<HashMap<FlowKey, Flow>>,
+        replies: Mutex<HashMap<FlowKey, Reply>>,
         merged_outside_the_gate: AtomicUsize,
     }
 
@@ -293,6 +359,7 @@ mod tests {
                 gate: gate.clone(),
                 capacity,
                 flows: Mutex::default(),
+                replies: Mutex::default(),
                 merged_outside_the_gate: AtomicUsize::new(0),
             })
         }
@@ -336,6 +403,16 @@ mod tests {
             flows.insert(*key, *flow);
             Ok(true)
         }
+        fn reply(&self, _: &FlowKey) -> Result<Option<Reply>, DataplaneError> {
+            unreachable!("a backup reads no reply entry")
+        }
+        fn merge_reply(&self, key: &FlowKey, reply: &Reply) -> Result<bool, DataplaneError> {
+            if self.gate.serving.try_lock().is_ok() {
+                self.merged_outside_the_gate.fetch_add(1, Ordering::Relaxed);
+            }
+            self.replies.lock().unwrap().insert(*key, *reply);
+            Ok(true)
+        }
     }
 
     const BACKUP: &str = "
@@ -361,6 +438,7 @@ services:
                 idle_ms: 0,
                 local_port: 0,
                 local_source: 0,
+                way_back: None,
             })
             .collect()
     }
@@ -426,13 +504,61 @@ services:
         assert_eq!(table.len(), 3);
     }
 
+    #[tokio::test]
+    async fn a_nat_flow_is_merged_with_its_reply_entry() {
+        let gate = Arc::new(MergeGate::default());
+        let table = Table::new(&gate, 10_000);
+        let nat = desired(
+            "
+instance: b
+interfaces: [{name: eth0}]
+services:
+  - {vip: 192.0.2.100, port: 80, protocol: tcp, reals: [{address: 192.0.2.11, forward: nat}]}
+",
+        );
+        let ids = Arc::new(Ids::new(&nat));
+        let way_back = wire::WayBack {
+            interface: wire::InterfaceName::new("eth0").unwrap(),
+            client_mac: [2, 0, 0, 0, 0, 0x42],
+            vlan_proto: 0,
+            vlan: 0,
+        };
+        let mut flows = records(3);
+        flows[0].way_back = Some(way_back);
+        // From a version-1 master: the flow alone.
+        flows[1].way_back = None;
+        // Through an interface this node's program does not run on: nothing.
+        flows[2].way_back = Some(wire::WayBack {
+            interface: wire::InterfaceName::new("eth9").unwrap(),
+            ..way_back
+        });
+        let applied = apply(table.clone(), gate, ids, flows)
+            .await
+            .expect("applies");
+        assert_eq!((applied.unmatched, applied.invalid), (1, 0));
+        assert_eq!(table.len(), 2);
+        let replies = table.replies.lock().unwrap();
+        assert_eq!(replies.len(), 1);
+        let reply = replies.values().next().unwrap();
+        assert_eq!(
+            u16::from_be(reply.flow.src_port_be),
+            1,
+            "the first record's"
+        );
+        assert_eq!(
+            (reply.client_mac, reply.ingress_ifindex),
+            ([2, 0, 0, 0, 0, 0x42], 7)
+        );
+        assert_eq!(table.merged_outside_the_gate.load(Ordering::Relaxed), 0);
+    }
+
     #[test]
     fn a_bulk_copy_with_refused_records_says_the_configs_differ() {
         assert_eq!(differences(0, 0), None);
         assert_eq!(
             differences(3, 0).as_deref(),
             Some(
-                "3 flows name a service or real this node does not have: the two nodes' \
+                "3 flows name a service, real or interface this node does not have: the two nodes' \
                  configs differ, and these connections would break on a takeover"
             )
         );

@@ -84,47 +84,61 @@ pub(super) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
     }
 }
 
+/// The stream to the backup: frames go in the version its hello asked for, numbered from 1.
+struct Outgoing {
+    stream: TcpStream,
+    version: u8,
+    sequence: u64,
+}
+
+impl Outgoing {
+    /// Sends the message `numbered` makes of the next sequence number.
+    async fn send(&mut self, numbered: impl FnOnce(u64) -> Message) -> Result<(), String> {
+        self.sequence += 1;
+        write_message(&mut self.stream, &numbered(self.sequence), self.version).await
+    }
+}
+
 async fn stream_to(mut stream: TcpStream, shared: &Shared) -> Result<(), String> {
-    match tokio::time::timeout(HELLO_WITHIN, read_message(&mut stream)).await {
-        Ok(Ok(Message::Hello)) => {}
+    let version = match tokio::time::timeout(HELLO_WITHIN, read_message(&mut stream)).await {
+        Ok(Ok(Message::Hello { version })) => version,
         Ok(Ok(other)) => return Err(format!("expected a hello, got {other:?}")),
         Ok(Err(error)) => return Err(error),
         Err(_) => return Err("no hello".into()),
-    }
+    };
     if !shared.is_master() {
-        write_message(&mut stream, &Message::NotMaster).await?;
+        write_message(&mut stream, &Message::NotMaster, version).await?;
         return Ok(());
     }
+    if version < 2 {
+        log::warn!(
+            "sync: {} speaks sync version {version} (an older lbd): NAT and full-NAT flows \
+             go without their way back, and break if it takes over, until it is upgraded",
+            shared.peer
+        );
+    }
+    let mut outgoing = Outgoing {
+        stream,
+        version,
+        sequence: 0,
+    };
     shared.board.update(|status| {
         status.role = format!("sending to {}", shared.peer);
         status.complete = false;
     });
     let hasher = std::collections::hash_map::RandomState::new();
     let mut sent: HashMap<u64, Sent> = HashMap::new();
-    let mut sequence = 0u64;
     let mut scan = 0u32;
 
     // The bulk copy: every flow, streamed from a blocking walk a few batches ahead.
     let started = Instant::now();
-    let count = send_changes(
-        &mut stream,
-        shared,
-        &hasher,
-        &mut sent,
-        &mut sequence,
-        scan,
-        true,
-    )
-    .await?;
-    sequence += 1;
-    write_message(
-        &mut stream,
-        &Message::BulkDone {
+    let count = send_changes(&mut outgoing, shared, &hasher, &mut sent, scan, true).await?;
+    outgoing
+        .send(|sequence| Message::BulkDone {
             sequence,
             flows: count,
-        },
-    )
-    .await?;
+        })
+        .await?;
     log::info!(
         "sync: sent a bulk copy of {count} flows to {} in {:?}",
         shared.peer,
@@ -140,20 +154,12 @@ async fn stream_to(mut stream: TcpStream, shared: &Shared) -> Result<(), String>
         }
         scan = scan.wrapping_add(1);
         let started = Instant::now();
-        let changed = send_changes(
-            &mut stream,
-            shared,
-            &hasher,
-            &mut sent,
-            &mut sequence,
-            scan,
-            false,
-        )
-        .await?;
+        let changed = send_changes(&mut outgoing, shared, &hasher, &mut sent, scan, false).await?;
         sent.retain(|_, entry| entry.scan == scan);
         if changed == 0 {
-            sequence += 1;
-            write_message(&mut stream, &Message::Heartbeat { sequence }).await?;
+            outgoing
+                .send(|sequence| Message::Heartbeat { sequence })
+                .await?;
         }
         let took = started.elapsed();
         // A large table takes a while to walk: the walks take at most a quarter of a core,
@@ -171,11 +177,10 @@ async fn stream_to(mut stream: TcpStream, shared: &Shared) -> Result<(), String>
 /// flow is recorded as sent when its batch is queued, and should the connection fail, the
 /// record goes with it.
 async fn send_changes(
-    stream: &mut TcpStream,
+    outgoing: &mut Outgoing,
     shared: &Shared,
     hasher: &std::collections::hash_map::RandomState,
     sent: &mut HashMap<u64, Sent>,
-    sequence: &mut u64,
     scan: u32,
     bulk: bool,
 ) -> Result<u64, String> {
@@ -199,7 +204,11 @@ async fn send_changes(
             }
             let digest = digest_of(&hasher, key);
             let Some(record) = visit(&mut known, digest, flow, scan, bulk, &settings, || {
-                names.record(key, flow, now_ns)
+                // A reply entry that cannot be read leaves the flow without its way back:
+                // the same as a flow whose entry has gone.
+                names.record(key, flow, now_ns, |reply_key| {
+                    reader.reply(reply_key).ok().flatten()
+                })
             }) else {
                 return;
             };
@@ -223,17 +232,11 @@ async fn send_changes(
     });
     let mut count = 0u64;
     while let Some(flows) = incoming.recv().await {
-        *sequence += 1;
         let sent_now = flows.len() as u64;
         shared.board.update(|status| status.pending = sent_now);
-        write_message(
-            stream,
-            &Message::Flows {
-                sequence: *sequence,
-                flows,
-            },
-        )
-        .await?;
+        outgoing
+            .send(|sequence| Message::Flows { sequence, flows })
+            .await?;
         count += sent_now;
         shared.board.update(|status| {
             status.flows_sent += sent_now;
@@ -338,6 +341,7 @@ mod tests {
             idle_ms: 0,
             local_port: 0,
             local_source: 0,
+            way_back: None,
         }
     }
 

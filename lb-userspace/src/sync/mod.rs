@@ -239,13 +239,15 @@ async fn read_message(
     wire::Message::decode(&body).map_err(|error| error.to_string())
 }
 
+/// Writes one frame in the stream's `version`.
 async fn write_message(
     stream: &mut (impl tokio::io::AsyncWrite + Unpin),
     message: &wire::Message,
+    version: u8,
 ) -> Result<(), String> {
     use tokio::io::AsyncWriteExt;
     stream
-        .write_all(&message.encode())
+        .write_all(&message.encode(version))
         .await
         .map_err(|error| format!("writing: {error}"))
 }
@@ -262,15 +264,20 @@ mod testing {
     };
 
     pub fn desired(text: &str) -> Desired {
+        desired_on_ifindex(text, 7)
+    }
+
+    /// [`desired`] with eth0 at another ifindex (ifindexes are each node's own).
+    pub fn desired_on_ifindex(text: &str, index: u32) -> Desired {
         let config = config::parse(text, "test.yaml").expect("parses");
         let eth0 = InterfaceInfo {
             name: "eth0".into(),
-            index: 7,
+            index,
             mac: [2, 0, 0, 0, 0, 2],
             prefixes: vec![(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 24)],
             mtu: 1500,
             vlan: None,
-            egress: 7,
+            egress: index,
         };
         Desired::new(&config, vec![eth0], &Routes::new()).expect("builds")
     }

@@ -8,13 +8,22 @@
 //! new bulk copy).
 //!
 //! Flows name their service by VIP, port and protocol and their real by address and port,
-//! never by id: ids depend on each node's history.
+//! never by id: ids depend on each node's history. A NAT or full-NAT flow also carries its
+//! [`WayBack`], the master's reply entry with its interface named, so that the backup
+//! translates the real's replies once it takes over.
+//!
+//! Versions: 2 added the way back (flows as [`KIND_FLOWS_WAY_BACK`]). The backup's hello says
+//! which version it speaks, and a master of version 2 answers a version-1 backup in version
+//! 1 (flows without their way back), so a pair can be upgraded one node at a time. A
+//! version-1 master closes on a version-2 hello: the backup then says hello in version 1.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// "LBSY".
 pub const MAGIC: u32 = 0x4c42_5359;
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// The oldest version this side still speaks.
+pub const OLDEST_VERSION: u8 = 1;
 /// The longest frame either side accepts (a batch of [`MAX_BATCH`] records fits well).
 pub const MAX_FRAME: usize = 1 << 20;
 /// Records per batch.
@@ -25,6 +34,8 @@ const KIND_NOT_MASTER: u8 = 2;
 const KIND_FLOWS: u8 = 3;
 const KIND_BULK_DONE: u8 = 4;
 const KIND_HEARTBEAT: u8 = 5;
+/// Version 2's flows: records with their way back.
+const KIND_FLOWS_WAY_BACK: u8 = 6;
 
 /// One flow as the master has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,15 +58,80 @@ pub struct FlowRecord {
     /// Full NAT: the local port and which of the real's local addresses.
     pub local_port: u16,
     pub local_source: u8,
+    /// NAT and full NAT: how the real's replies go back to the client (`None` for the other
+    /// methods, and from a version-1 master).
+    pub way_back: Option<WayBack>,
 }
 
-/// Bytes of one record: protocol, family, client (16 + 2), VIP (16 + 2), service port,
-/// real (16 + 2), state, idle, local port and source.
+/// How a NAT or full-NAT flow's replies reach its client: what the master's program recorded
+/// in the flow's reply entry when the flow began, with the interface named (ifindexes are
+/// each node's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WayBack {
+    /// The interface the client's packets came in on.
+    pub interface: InterfaceName,
+    /// Where the client's packets came from (the client, or the router before it).
+    pub client_mac: [u8; 6],
+    /// `ETH_P_8021Q` or `ETH_P_8021AD` when the client's frames are tagged, else 0.
+    pub vlan_proto: u16,
+    /// The client's tag as the program keeps it (the `TAGGED` bit and the TCI), or 0.
+    pub vlan: u32,
+}
+
+/// An interface name: at most 15 bytes (the kernel's `IFNAMSIZ` with its NUL).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InterfaceName([u8; 16]);
+
+impl InterfaceName {
+    /// `None` for a name the kernel could not have: empty, longer than 15 bytes, or with a
+    /// NUL.
+    pub fn new(name: &str) -> Option<Self> {
+        let bytes = name.as_bytes();
+        if bytes.is_empty() || bytes.len() > 15 || bytes.contains(&0) {
+            return None;
+        }
+        let mut padded = [0u8; 16];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        Some(Self(padded))
+    }
+
+    pub fn as_str(&self) -> &str {
+        let length = self.0.iter().position(|&byte| byte == 0).unwrap_or(16);
+        // Built from a `&str`, or checked when decoded.
+        std::str::from_utf8(&self.0[..length]).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let length = bytes.iter().position(|&byte| byte == 0)?;
+        let name = std::str::from_utf8(&bytes[..length]).ok()?;
+        // Nothing after the NUL but padding.
+        bytes[length..]
+            .iter()
+            .all(|&byte| byte == 0)
+            .then_some(())?;
+        Self::new(name)
+    }
+}
+
+impl std::fmt::Debug for InterfaceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+/// Bytes of one version-1 record: protocol, family, client (16 + 2), VIP (16 + 2), service
+/// port, real (16 + 2), state, idle, local port and source.
 const RECORD_LEN: usize = 1 + 1 + 18 + 18 + 2 + 18 + 1 + 4 + 2 + 1;
+/// A version-2 record: a version-1 record, then whether a way back follows (0 or 1) and the
+/// way back (interface name, client MAC, tag protocol, tag), zeroes when there is none.
+const RECORD_WAY_BACK_LEN: usize = RECORD_LEN + 1 + 16 + 6 + 2 + 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
-    Hello,
+    /// The backup's opening: the version it speaks (the master answers in it).
+    Hello {
+        version: u8,
+    },
     NotMaster,
     Flows {
         sequence: u64,
@@ -82,7 +158,10 @@ pub enum WireError {
         length: usize,
         needed: usize,
     },
-    #[error("not a sync stream (magic {found:#010x}) or version {version} (this is {VERSION})")]
+    #[error(
+        "not a sync stream (magic {found:#010x}) or version {version} (this lbd speaks \
+         {OLDEST_VERSION} to {VERSION})"
+    )]
     Hello { found: u32, version: u8 },
     #[error("unknown frame kind {kind}")]
     Kind { kind: u8 },
@@ -90,26 +169,38 @@ pub enum WireError {
     Family { index: usize, family: u8 },
     #[error("{count} records do not fit {length} bytes")]
     Count { count: usize, length: usize },
+    #[error("record {index}: a way back that is no way back (flag {flag} or interface name)")]
+    WayBack { index: usize, flag: u8 },
 }
 
 impl Message {
-    /// The frame, its length prefix included.
-    pub fn encode(&self) -> Vec<u8> {
+    /// The frame, its length prefix included, in `version` (the one the peer's hello said):
+    /// version 1's flows go without their way back.
+    pub fn encode(&self, version: u8) -> Vec<u8> {
         let mut body = Vec::new();
         match self {
-            Message::Hello => {
+            Message::Hello { version } => {
                 body.push(KIND_HELLO);
                 body.extend_from_slice(&MAGIC.to_be_bytes());
-                body.push(VERSION);
+                body.push(*version);
             }
             Message::NotMaster => body.push(KIND_NOT_MASTER),
             Message::Flows { sequence, flows } => {
-                body.reserve(1 + 8 + 4 + flows.len() * RECORD_LEN);
-                body.push(KIND_FLOWS);
+                let way_back = version >= 2;
+                let (kind, length) = if way_back {
+                    (KIND_FLOWS_WAY_BACK, RECORD_WAY_BACK_LEN)
+                } else {
+                    (KIND_FLOWS, RECORD_LEN)
+                };
+                body.reserve(1 + 8 + 4 + flows.len() * length);
+                body.push(kind);
                 body.extend_from_slice(&sequence.to_be_bytes());
                 body.extend_from_slice(&(flows.len() as u32).to_be_bytes());
                 for flow in flows {
                     encode_record(flow, &mut body);
+                    if way_back {
+                        encode_way_back(flow.way_back.as_ref(), &mut body);
+                    }
                 }
             }
             Message::BulkDone { sequence, flows } => {
@@ -147,27 +238,38 @@ impl Message {
                 need("hello", 6)?;
                 let found = u32::from_be_bytes(body[1..5].try_into().expect("4 bytes"));
                 let version = body[5];
-                if found != MAGIC || version != VERSION {
+                if found != MAGIC || !(OLDEST_VERSION..=VERSION).contains(&version) {
                     return Err(WireError::Hello { found, version });
                 }
-                Ok(Message::Hello)
+                Ok(Message::Hello { version })
             }
             KIND_NOT_MASTER => Ok(Message::NotMaster),
-            KIND_FLOWS => {
+            kind @ (KIND_FLOWS | KIND_FLOWS_WAY_BACK) => {
                 need("flows header", 13)?;
                 let sequence = u64_at(1);
                 let count = u32::from_be_bytes(body[9..13].try_into().expect("4 bytes")) as usize;
                 let records = &body[13..];
-                if count.checked_mul(RECORD_LEN) != Some(records.len()) {
+                let length = if kind == KIND_FLOWS {
+                    RECORD_LEN
+                } else {
+                    RECORD_WAY_BACK_LEN
+                };
+                if count.checked_mul(length) != Some(records.len()) {
                     return Err(WireError::Count {
                         count,
                         length: records.len(),
                     });
                 }
                 let flows = records
-                    .chunks_exact(RECORD_LEN)
+                    .chunks_exact(length)
                     .enumerate()
-                    .map(|(index, record)| decode_record(index, record))
+                    .map(|(index, record)| {
+                        let mut flow = decode_record(index, &record[..RECORD_LEN])?;
+                        if kind == KIND_FLOWS_WAY_BACK {
+                            flow.way_back = decode_way_back(index, &record[RECORD_LEN..])?;
+                        }
+                        Ok(flow)
+                    })
                     .collect::<Result<_, _>>()?;
                 Ok(Message::Flows { sequence, flows })
             }
@@ -266,7 +368,40 @@ fn decode_record(index: usize, record: &[u8]) -> Result<FlowRecord, WireError> {
         idle_ms: u32::from_be_bytes(record[59..63].try_into().expect("4 bytes")),
         local_port: u16_at(63),
         local_source: record[65],
+        way_back: None,
     })
+}
+
+fn encode_way_back(way_back: Option<&WayBack>, out: &mut Vec<u8>) {
+    match way_back {
+        Some(way_back) => {
+            out.push(1);
+            out.extend_from_slice(&way_back.interface.0);
+            out.extend_from_slice(&way_back.client_mac);
+            out.extend_from_slice(&way_back.vlan_proto.to_be_bytes());
+            out.extend_from_slice(&way_back.vlan.to_be_bytes());
+        }
+        None => out.extend_from_slice(&[0; RECORD_WAY_BACK_LEN - RECORD_LEN]),
+    }
+}
+
+/// The way back after a version-2 record's first [`RECORD_LEN`] bytes.
+fn decode_way_back(index: usize, bytes: &[u8]) -> Result<Option<WayBack>, WireError> {
+    let flag = bytes[0];
+    let refused = WireError::WayBack { index, flag };
+    match flag {
+        0 if bytes.iter().all(|&byte| byte == 0) => Ok(None),
+        1 => {
+            let interface = InterfaceName::decode(&bytes[1..17]).ok_or(refused)?;
+            Ok(Some(WayBack {
+                interface,
+                client_mac: bytes[17..23].try_into().expect("6 bytes"),
+                vlan_proto: u16::from_be_bytes([bytes[23], bytes[24]]),
+                vlan: u32::from_be_bytes(bytes[25..29].try_into().expect("4 bytes")),
+            }))
+        }
+        _ => Err(refused),
+    }
 }
 
 #[cfg(test)]
@@ -287,21 +422,22 @@ mod tests {
             idle_ms: 1234,
             local_port: 0,
             local_source: 0,
+            way_back: None,
         }
     }
 
-    #[test]
-    fn a_record_is_laid_out_field_by_field() {
-        let frame = Message::Flows {
-            sequence: 7,
-            flows: vec![record()],
+    fn way_back() -> WayBack {
+        WayBack {
+            interface: InterfaceName::new("eth0.100").unwrap(),
+            client_mac: [2, 0, 0, 0, 0, 1],
+            vlan_proto: 0x8100,
+            vlan: 0x1_0064,
         }
-        .encode();
-        let mut expected = vec![0, 0, 0, 13 + 66]; // length
-        expected.push(KIND_FLOWS);
-        expected.extend_from_slice(&7u64.to_be_bytes()); // sequence
-        expected.extend_from_slice(&1u32.to_be_bytes()); // count
-        expected.extend_from_slice(&[6, 4]); // TCP, IPv4
+    }
+
+    /// A version-1 record's bytes for [`record`].
+    fn record_bytes() -> Vec<u8> {
+        let mut expected = vec![6, 4]; // TCP, IPv4
         expected.extend_from_slice(&[203, 0, 113, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         expected.extend_from_slice(&40000u16.to_be_bytes());
         expected.extend_from_slice(&[192, 0, 2, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -313,9 +449,71 @@ mod tests {
         expected.push(2); // ESTABLISHED
         expected.extend_from_slice(&1234u32.to_be_bytes()); // idle
         expected.extend_from_slice(&[0, 0, 0]); // local port, source
+        expected
+    }
+
+    #[test]
+    fn a_record_is_laid_out_field_by_field() {
+        let frame = Message::Flows {
+            sequence: 7,
+            flows: vec![record()],
+        }
+        .encode(1);
+        let mut expected = vec![0, 0, 0, 13 + 66]; // length
+        expected.push(KIND_FLOWS);
+        expected.extend_from_slice(&7u64.to_be_bytes()); // sequence
+        expected.extend_from_slice(&1u32.to_be_bytes()); // count
+        expected.extend_from_slice(&record_bytes());
         assert_eq!(frame, expected);
         assert_eq!(
             Message::decode(&frame[4..]).unwrap(),
+            Message::Flows {
+                sequence: 7,
+                flows: vec![record()]
+            }
+        );
+    }
+
+    #[test]
+    fn version_2_records_carry_the_way_back() {
+        let with = FlowRecord {
+            way_back: Some(way_back()),
+            ..record()
+        };
+        let frame = Message::Flows {
+            sequence: 7,
+            flows: vec![with, record()],
+        }
+        .encode(2);
+        let mut expected = vec![0, 0, 0, 13 + 2 * 95]; // length
+        expected.push(KIND_FLOWS_WAY_BACK);
+        expected.extend_from_slice(&7u64.to_be_bytes());
+        expected.extend_from_slice(&2u32.to_be_bytes());
+        expected.extend_from_slice(&record_bytes());
+        expected.push(1);
+        expected.extend_from_slice(b"eth0.100\0\0\0\0\0\0\0\0");
+        expected.extend_from_slice(&[2, 0, 0, 0, 0, 1]);
+        expected.extend_from_slice(&[0x81, 0x00, 0, 1, 0, 0x64]);
+        expected.extend_from_slice(&record_bytes());
+        expected.extend_from_slice(&[0; 29]);
+        assert_eq!(frame, expected);
+        assert_eq!(
+            Message::decode(&frame[4..]).unwrap(),
+            Message::Flows {
+                sequence: 7,
+                flows: vec![with, record()]
+            }
+        );
+        // To a version-1 backup, the same flows without it.
+        assert_eq!(
+            Message::decode(
+                &Message::Flows {
+                    sequence: 7,
+                    flows: vec![with]
+                }
+                .encode(1)[4..]
+            )
+            .unwrap(),
             Message::Flows {
                 sequence: 7,
                 flows: vec![record()]
@@ -330,10 +528,12 @@ mod tests {
             vip: "2001:db8::10".parse().unwrap(),
             real: "2001:db8:1::2".parse().unwrap(),
             service_port: 0,
+            way_back: Some(way_back()),
             ..record()
         };
         for message in [
-            Message::Hello,
+            Message::Hello { version: 1 },
+            Message::Hello { version: 2 },
             Message::NotMaster,
             Message::Flows {
                 sequence: 1,
@@ -349,7 +549,7 @@ mod tests {
             },
             Message::Heartbeat { sequence: 4 },
         ] {
-            let frame = message.encode();
+            let frame = message.encode(VERSION);
             let length = frame_length(frame[..4].try_into().unwrap()).unwrap();
             assert_eq!(length, frame.len() - 4);
             assert_eq!(Message::decode(&frame[4..]).unwrap(), message);
@@ -365,32 +565,80 @@ mod tests {
             })
         );
         assert_eq!(Message::decode(&[9]), Err(WireError::Kind { kind: 9 }));
-        let mut hello = Message::Hello.encode();
-        hello[9] = 2;
-        assert_eq!(
-            Message::decode(&hello[4..]),
-            Err(WireError::Hello {
-                found: MAGIC,
-                version: 2
-            })
-        );
-        let flows = Message::Flows {
+        for version in [0, 3] {
+            let hello = Message::Hello { version }.encode(VERSION);
+            assert_eq!(
+                Message::decode(&hello[4..]),
+                Err(WireError::Hello {
+                    found: MAGIC,
+                    version
+                })
+            );
+        }
+        for version in [1, 2] {
+            let flows = Message::Flows {
+                sequence: 1,
+                flows: vec![FlowRecord {
+                    way_back: Some(way_back()),
+                    ..record()
+                }],
+            }
+            .encode(version);
+            // One byte short, at every length.
+            for cut in 5..flows.len() {
+                assert!(Message::decode(&flows[4..cut]).is_err(), "cut at {cut}");
+            }
+            let mut bad_family = flows.clone();
+            bad_family[4 + 13 + 1] = 5;
+            assert_eq!(
+                Message::decode(&bad_family[4..]),
+                Err(WireError::Family {
+                    index: 0,
+                    family: 5
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_way_back_that_is_none_is_refused() {
+        let frame = Message::Flows {
             sequence: 1,
-            flows: vec![record()],
+            flows: vec![FlowRecord {
+                way_back: Some(way_back()),
+                ..record()
+            }],
         }
-        .encode();
-        // One byte short, at every length.
-        for cut in 5..flows.len() {
-            assert!(Message::decode(&flows[4..cut]).is_err(), "cut at {cut}");
-        }
-        let mut bad_family = flows.clone();
-        bad_family[4 + 13 + 1] = 5;
+        .encode(2);
+        let flag_at = 4 + 13 + RECORD_LEN;
+        let refused = |change: &dyn Fn(&mut Vec<u8>), flag| {
+            let mut bad = frame.clone();
+            change(&mut bad);
+            assert_eq!(
+                Message::decode(&bad[4..]),
+                Err(WireError::WayBack { index: 0, flag })
+            );
+        };
+        // A flag that is neither 0 nor 1.
+        refused(&|bad| bad[flag_at] = 2, 2);
+        // No way back, but bytes where it would be.
+        refused(&|bad| bad[flag_at] = 0, 0);
+        // An empty name, a name without its NUL, bytes after the NUL, not UTF-8.
+        refused(&|bad| bad[flag_at + 1] = 0, 1);
+        refused(&|bad| bad[flag_at + 1..flag_at + 17].fill(b'e'), 1);
+        refused(&|bad| bad[flag_at + 16] = b'x', 1);
+        refused(&|bad| bad[flag_at + 1] = 0xff, 1);
+    }
+
+    #[test]
+    fn interface_names_are_those_the_kernel_could_have() {
+        assert_eq!(InterfaceName::new("eth0").unwrap().as_str(), "eth0");
         assert_eq!(
-            Message::decode(&bad_family[4..]),
-            Err(WireError::Family {
-                index: 0,
-                family: 5
-            })
+            InterfaceName::new("fifteen-bytes-x").unwrap().as_str(),
+            "fifteen-bytes-x"
         );
+        for bad in ["", "sixteen-bytes-xx", "a\0b"] {
+            assert_eq!(InterfaceName::new(bad), None, "{bad:?}");
+        }
     }
 }

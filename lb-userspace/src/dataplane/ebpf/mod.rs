@@ -77,6 +77,8 @@ pub struct EbpfReader {
     real_out_stats: PerCpuArray<MapData, OutCounters>,
     reason_stats: PerCpuArray<MapData, Counters>,
     flows: MapData,
+    /// `None` when the object has no replies map (a program without NAT).
+    replies: Option<MapData>,
     conns: Arc<Conns>,
 }
 
@@ -112,14 +114,19 @@ impl EbpfDataplane {
         let slots = tables.info().map_err(map_err(MAP_TABLES))?.max_entries();
         let space = placed_tables(&schedules, slots)?;
         let flow_capacity = flows.info().map_err(map_err(MAP_FLOWS))?.max_entries();
+        let replies = ebpf
+            .take_map(MAP_REPLIES)
+            .map(|raw| map_data(raw, MAP_REPLIES))
+            .transpose()?;
+        let reader_replies = replies
+            .as_ref()
+            .map(|replies| duplicate_data(replies, MAP_REPLIES))
+            .transpose()?;
         let sweeper = Sweeper {
             flows: duplicate_data(&flows, MAP_FLOWS)?,
             flow_capacity: u64::from(flow_capacity),
             pressure: Default::default(),
-            replies: ebpf
-                .take_map(MAP_REPLIES)
-                .map(|raw| map_data(raw, MAP_REPLIES))
-                .transpose()?,
+            replies,
             conns: conns.clone(),
             reals: Reals::new(duplicate_data(&reals, MAP_REALS)?)?,
             settings: typed(
@@ -144,6 +151,7 @@ impl EbpfDataplane {
             )?,
             reason_stats: typed(take(ebpf, MAP_REASON_STATS)?, MAP_REASON_STATS)?,
             flows,
+            replies: reader_replies,
             conns,
         };
         let services = map_data(take(ebpf, MAP_SERVICES)?, MAP_SERVICES)?;

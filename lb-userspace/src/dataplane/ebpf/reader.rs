@@ -6,7 +6,8 @@ use std::os::fd::AsFd;
 use aya::maps::{MapData, PerCpuArray};
 use lb_common::{
     ConnCounts, Counters, Flow, FlowKey, MAP_FLOWS, MAP_REAL_OUT_STATS, MAP_REAL_STATS,
-    MAP_REASON_STATS, MAP_SERVICE_OUT_STATS, MAP_SERVICE_STATS, OutCounters, Reason,
+    MAP_REASON_STATS, MAP_REPLIES, MAP_SERVICE_OUT_STATS, MAP_SERVICE_STATS, OutCounters, Reason,
+    Reply,
 };
 
 use super::{EbpfReader, batch, element, map_err};
@@ -136,6 +137,34 @@ impl DataplaneReader for EbpfReader {
         // Swept out under every attempt: the flow is expiring here as fast as it comes, and
         // the master's next copy of it (a refresh, or a change) brings it back.
         Ok(true)
+    }
+
+    fn reply(&self, key: &FlowKey) -> Result<Option<Reply>, DataplaneError> {
+        let Some(replies) = &self.replies else {
+            return Ok(None);
+        };
+        element::lookup(replies.fd().as_fd(), key).map_err(|source| DataplaneError::Syscall {
+            map: MAP_REPLIES,
+            call: "BPF_MAP_LOOKUP_ELEM",
+            source,
+        })
+    }
+
+    fn merge_reply(&self, key: &FlowKey, reply: &Reply) -> Result<bool, DataplaneError> {
+        let Some(replies) = &self.replies else {
+            return Err(DataplaneError::MissingMap { map: MAP_REPLIES });
+        };
+        // The sweep removes the entry if its flow is not in the table by its next two
+        // walks: the flow was merged first.
+        match element::write(replies.fd().as_fd(), key, reply) {
+            Ok(()) => Ok(true),
+            Err(error) if error.raw_os_error() == Some(libc::E2BIG) => Ok(false),
+            Err(source) => Err(DataplaneError::Syscall {
+                map: MAP_REPLIES,
+                call: "BPF_MAP_UPDATE_ELEM",
+                source,
+            }),
+        }
     }
 }
 
