@@ -585,3 +585,107 @@ fn icmp_errors_about_nat_replies_are_translated_for_the_real() {
         &expected,
     );
 }
+
+/// A backup that took its master's flows through connection sync translates their replies
+/// as the master would: the flows come with their way back (the master's reply entries),
+/// and the backup writes the reply entries its program looks for, NAT and full NAT, IPv4
+/// and IPv6. Without the copy, the backup passes the same replies untranslated.
+#[test]
+fn a_backup_translates_the_replies_of_flows_synced_from_its_master() {
+    let test = "a_backup_translates_the_replies_of_flows_synced_from_its_master";
+    let Some(mut master) = balancer(test) else {
+        return;
+    };
+    let mut backup = Balancer::load(CONFIG);
+    let nat_real: IpAddr = "198.51.100.21".parse().unwrap();
+    let nat_real4 = v4("198.51.100.21".parse().unwrap(), 8080);
+    let nat_client = v4(CLIENT4, 42000);
+    let nat_vip = v4(VIP4, 8000);
+    let full_real: IpAddr = "198.51.100.31".parse().unwrap();
+    let full_real4 = v4("198.51.100.31".parse().unwrap(), 8080);
+    let full_client = v4(CLIENT4, 45000);
+    let full_vip = v4(VIP4, 9000);
+    let full_local = v4(
+        BALANCER_V4,
+        first_local_port(&flow_key(full_client.into(), full_vip.into(), PROTO_TCP)),
+    );
+    let full_real6: IpAddr = "2001:db8::31".parse().unwrap();
+    let full_real6_port = v6("2001:db8::31".parse().unwrap(), 53);
+    let (client6, vip6) = (v6(CLIENT6, 45000), v6(VIP6, 9000));
+    let local6 = v6(
+        BALANCER_V6,
+        first_local_port(&flow_key(client6.into(), vip6.into(), PROTO_UDP)),
+    );
+    // The master starts the three flows (and claims their reply entries).
+    for (what, frame) in [
+        ("NAT SYN", from_client(Frame::tcp(nat_client, nat_vip).syn())),
+        (
+            "full NAT SYN",
+            from_client(Frame::tcp(full_client, full_vip).syn()),
+        ),
+        (
+            "full NAT6 query",
+            from_client(Frame::ipv6_udp(client6, vip6).payload(b"query")),
+        ),
+    ] {
+        assert_eq!(master.run(&frame).action, XDP_TX, "{what} on the master");
+    }
+    let replies = [
+        (
+            "NAT SYN-ACK",
+            from_real(Frame::tcp(nat_real4, nat_client).syn().ack(), nat_real),
+            to_client(Frame::tcp(nat_vip, nat_client).syn().ack()),
+        ),
+        (
+            "full NAT SYN-ACK",
+            from_real(Frame::tcp(full_real4, full_local).syn().ack(), full_real),
+            to_client(Frame::tcp(full_vip, full_client).syn().ack()),
+        ),
+        (
+            "full NAT6 answer",
+            from_real(
+                Frame::ipv6_udp(full_real6_port, local6).payload(b"answer"),
+                full_real6,
+            ),
+            to_client(Frame::ipv6_udp(vip6, client6).payload(b"answer")),
+        ),
+    ];
+    for (what, reply, _) in &replies {
+        assert_eq!(
+            backup.run(reply).action,
+            XDP_PASS,
+            "{what} on the backup before the copy: it has no reply entry"
+        );
+    }
+
+    let merged = lb_userspace::sync::copy_every_flow(
+        (&master.state, &master.reader),
+        (&backup.state, &backup.reader),
+    )
+    .expect("copies");
+    assert_eq!(merged, 3);
+    for (what, reply, expected) in &replies {
+        check_exact(
+            &mut backup,
+            &format!("{what} on the backup after the copy"),
+            reply,
+            XDP_TX,
+            Reason::ForwardedReply,
+            expected,
+        );
+    }
+    // The client's next packets go on to the same real, full NAT from the same local port.
+    let ack = Frame::tcp(full_client, full_vip).ack().seq(8);
+    let expected = to_next_hop(
+        &Frame::tcp(full_local, full_real4).ack().seq(8).ip_bytes(),
+        full_real,
+    );
+    check_exact(
+        &mut backup,
+        "full NAT, the client's next segment on the backup",
+        &from_client(ack),
+        XDP_TX,
+        Reason::ForwardedTx,
+        &expected,
+    );
+}

@@ -319,7 +319,7 @@ async fn apply(
 /// one its program uses now, while an entry here may be an older flow's whose copy has not
 /// expired yet (the master gave its local port to a new flow). Nothing here forwards while
 /// merges run ([`MergeGate`]), so no entry of this node's program is overwritten.
-fn merge(reader: &dyn DataplaneReader, copied: &Copied) -> Result<bool, DataplaneError> {
+pub(super) fn merge(reader: &dyn DataplaneReader, copied: &Copied) -> Result<bool, DataplaneError> {
     if !reader.merge_flow(&copied.key, &copied.flow)? {
         return Ok(false);
     }

@@ -252,6 +252,49 @@ async fn write_message(
         .map_err(|error| format!("writing: {error}"))
 }
 
+/// Copies every flow of `master`'s table into `backup`'s as the stream carries them: named
+/// on the master (with their way back), encoded, decoded, and merged on the backup under its
+/// ids (with their reply entries). Returns how many flows were merged. For tests of both
+/// nodes' programs (`BPF_PROG_TEST_RUN`): lbd itself streams through [`Sync`].
+#[doc(hidden)]
+pub fn copy_every_flow(
+    master: (&Desired, &dyn DataplaneReader),
+    backup: (&Desired, &dyn DataplaneReader),
+) -> Result<u64, String> {
+    let names = names::Names::new(master.0);
+    let now_ns = master.1.now_ns();
+    let mut flows = Vec::new();
+    master
+        .1
+        .for_each_flow(&mut |key, flow| {
+            flows.extend(names.record(key, flow, now_ns, |reply_key| {
+                master.1.reply(reply_key).ok().flatten()
+            }));
+        })
+        .map_err(|error| error.to_string())?;
+    let frame = wire::Message::Flows {
+        sequence: 1,
+        flows,
+    }
+    .encode(wire::VERSION);
+    let wire::Message::Flows { flows, .. } =
+        wire::Message::decode(&frame[4..]).map_err(|error| error.to_string())?
+    else {
+        unreachable!("a flows frame decodes as flows");
+    };
+    let ids = names::Ids::new(backup.0);
+    let mut merged = 0;
+    for record in &flows {
+        let copied = ids
+            .flow(record, backup.1.now_ns())
+            .map_err(|unmatched| format!("{record:?}: {unmatched:?}"))?;
+        if backup::merge(backup.1, &copied).map_err(|error| error.to_string())? {
+            merged += 1;
+        }
+    }
+    Ok(merged)
+}
+
 /// What the sync tests share: a node's desired state from a config's text.
 #[cfg(test)]
 mod testing {
