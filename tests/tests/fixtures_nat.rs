@@ -618,7 +618,10 @@ fn a_backup_translates_the_replies_of_flows_synced_from_its_master() {
     );
     // The master starts the three flows (and claims their reply entries).
     for (what, frame) in [
-        ("NAT SYN", from_client(Frame::tcp(nat_client, nat_vip).syn())),
+        (
+            "NAT SYN",
+            from_client(Frame::tcp(nat_client, nat_vip).syn()),
+        ),
         (
             "full NAT SYN",
             from_client(Frame::tcp(full_client, full_vip).syn()),

@@ -31,34 +31,15 @@ const MERGE_CHUNK: usize = 256;
 
 pub(super) async fn fetch(shared: Arc<Shared>) {
     let peer = SocketAddr::new(shared.peer, shared.port);
-    // The version of the next hello: this side's own, or the oldest it speaks after a
-    // master closed on a hello in its own (an older lbd, during an upgrade).
-    let mut version = wire::VERSION;
     loop {
         if shared.is_master() || shared.merges.shut() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
-        let outcome = match tokio::time::timeout(CONNECT_WITHIN, TcpStream::connect(peer)).await {
-            Ok(Ok(stream)) => receive_from(stream, &shared, version).await,
-            Ok(Err(error)) => Outcome::Failed(format!("connecting to {peer}: {error}")),
-            Err(_) => Outcome::Failed(format!("connecting to {peer}: no answer")),
-        };
-        version = match (&outcome, version) {
-            (Outcome::Unanswered(_), wire::VERSION) => {
-                log::info!(
-                    "sync: {peer} closed on a version-{} hello: trying version {} (an older \
-                     lbd: NAT and full-NAT flows come without their way back)",
-                    wire::VERSION,
-                    wire::OLDEST_VERSION
-                );
-                wire::OLDEST_VERSION
-            }
-            _ => wire::VERSION,
-        };
-        let result = match outcome {
-            Outcome::Ended => Ok(()),
-            Outcome::Unanswered(error) | Outcome::Failed(error) => Err(error),
+        let result = match tokio::time::timeout(CONNECT_WITHIN, TcpStream::connect(peer)).await {
+            Ok(Ok(stream)) => receive_from(stream, &shared).await,
+            Ok(Err(error)) => Err(format!("connecting to {peer}: {error}")),
+            Err(_) => Err(format!("connecting to {peer}: no answer")),
         };
         // Whatever ended the stream, the copy is no longer known to be complete.
         shared.hold.send_replace(true);
@@ -78,34 +59,12 @@ pub(super) async fn fetch(shared: Arc<Shared>) {
     }
 }
 
-/// How a stream from the master ended.
-enum Outcome {
-    /// This node is master now, or the peer is not.
-    Ended,
-    /// The master closed (or failed) before its first frame: it may not speak the hello's
-    /// version.
-    Unanswered(String),
-    Failed(String),
-}
-
-async fn receive_from(stream: TcpStream, shared: &Shared, version: u8) -> Outcome {
-    let mut answered = false;
-    match receive(stream, shared, version, &mut answered).await {
-        Ok(()) => Outcome::Ended,
-        Err(error) if !answered => Outcome::Unanswered(error),
-        Err(error) => Outcome::Failed(error),
-    }
-}
-
-/// Says hello in `version` and merges what comes; `answered` is set by the first frame.
-async fn receive(
-    mut stream: TcpStream,
-    shared: &Shared,
-    version: u8,
-    answered: &mut bool,
-) -> Result<(), String> {
+async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
-    write_message(&mut stream, &Message::Hello { version }, version).await?;
+    let hello = Message::Hello {
+        features: wire::FEATURES,
+    };
+    write_message(&mut stream, &hello, wire::FEATURES).await?;
     // Frames are read by a task of their own: a read cut short (to look at the VRRP state)
     // would lose the bytes it had, and the stream's framing with them.
     let (frames, mut incoming) = tokio::sync::mpsc::channel(4);
@@ -138,7 +97,6 @@ async fn receive(
             Err(_) if received_at.elapsed() < SILENCE_LIMIT => continue,
             Err(_) => return Err(format!("nothing from the master for {SILENCE_LIMIT:?}")),
         };
-        *answered = true;
         received_at = std::time::Instant::now();
         let sequence = match &message {
             Message::NotMaster => return Ok(()),
@@ -525,7 +483,7 @@ services:
         };
         let mut flows = records(3);
         flows[0].way_back = Some(way_back);
-        // From a version-1 master: the flow alone.
+        // From an older master: the flow alone.
         flows[1].way_back = None;
         // Through an interface this node's program does not run on: nothing.
         flows[2].way_back = Some(wire::WayBack {

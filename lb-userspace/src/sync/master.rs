@@ -15,7 +15,7 @@ use super::{
     AbortOnDrop, SCAN_EVERY, Shared,
     names::Names,
     read_message,
-    wire::{FlowRecord, MAX_BATCH, Message},
+    wire::{self, FlowRecord, MAX_BATCH, Message},
     write_message,
 };
 
@@ -84,10 +84,10 @@ pub(super) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
     }
 }
 
-/// The stream to the backup: frames go in the version its hello asked for, numbered from 1.
+/// The stream to the backup: frames go with the features both ends know, numbered from 1.
 struct Outgoing {
     stream: TcpStream,
-    version: u8,
+    features: u8,
     sequence: u64,
 }
 
@@ -95,31 +95,31 @@ impl Outgoing {
     /// Sends the message `numbered` makes of the next sequence number.
     async fn send(&mut self, numbered: impl FnOnce(u64) -> Message) -> Result<(), String> {
         self.sequence += 1;
-        write_message(&mut self.stream, &numbered(self.sequence), self.version).await
+        write_message(&mut self.stream, &numbered(self.sequence), self.features).await
     }
 }
 
 async fn stream_to(mut stream: TcpStream, shared: &Shared) -> Result<(), String> {
-    let version = match tokio::time::timeout(HELLO_WITHIN, read_message(&mut stream)).await {
-        Ok(Ok(Message::Hello { version })) => version,
+    let features = match tokio::time::timeout(HELLO_WITHIN, read_message(&mut stream)).await {
+        Ok(Ok(Message::Hello { features })) => features & wire::FEATURES,
         Ok(Ok(other)) => return Err(format!("expected a hello, got {other:?}")),
         Ok(Err(error)) => return Err(error),
         Err(_) => return Err("no hello".into()),
     };
     if !shared.is_master() {
-        write_message(&mut stream, &Message::NotMaster, version).await?;
+        write_message(&mut stream, &Message::NotMaster, features).await?;
         return Ok(());
     }
-    if version < 2 {
+    if features & wire::FEATURE_WAY_BACK == 0 {
         log::warn!(
-            "sync: {} speaks sync version {version} (an older lbd): NAT and full-NAT flows \
-             go without their way back, and break if it takes over, until it is upgraded",
+            "sync: {} is an older lbd: NAT and full-NAT flows go without their way back, and \
+             break if it takes over, until it is upgraded",
             shared.peer
         );
     }
     let mut outgoing = Outgoing {
         stream,
-        version,
+        features,
         sequence: 0,
     };
     shared.board.update(|status| {

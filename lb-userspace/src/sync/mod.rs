@@ -239,15 +239,15 @@ async fn read_message(
     wire::Message::decode(&body).map_err(|error| error.to_string())
 }
 
-/// Writes one frame in the stream's `version`.
+/// Writes one frame, for a stream with `features` (see [`wire::Message::encode`]).
 async fn write_message(
     stream: &mut (impl tokio::io::AsyncWrite + Unpin),
     message: &wire::Message,
-    version: u8,
+    features: u8,
 ) -> Result<(), String> {
     use tokio::io::AsyncWriteExt;
     stream
-        .write_all(&message.encode(version))
+        .write_all(&message.encode(features))
         .await
         .map_err(|error| format!("writing: {error}"))
 }
@@ -272,11 +272,7 @@ pub fn copy_every_flow(
             }));
         })
         .map_err(|error| error.to_string())?;
-    let frame = wire::Message::Flows {
-        sequence: 1,
-        flows,
-    }
-    .encode(wire::VERSION);
+    let frame = wire::Message::Flows { sequence: 1, flows }.encode(wire::FEATURES);
     let wire::Message::Flows { flows, .. } =
         wire::Message::decode(&frame[4..]).map_err(|error| error.to_string())?
     else {

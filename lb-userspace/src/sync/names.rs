@@ -839,7 +839,7 @@ services:
             ..nat_record
         };
         assert_eq!(backup.flow(&elsewhere, 0).err(), Some(Unmatched::Interface));
-        // From a version-1 master: the flow, without a reply entry.
+        // From an older master (no way back): the flow, without a reply entry.
         let without = FlowRecord {
             way_back: None,
             ..nat_record

@@ -12,18 +12,21 @@
 //! [`WayBack`], the master's reply entry with its interface named, so that the backup
 //! translates the real's replies once it takes over.
 //!
-//! Versions: 2 added the way back (flows as [`KIND_FLOWS_WAY_BACK`]). The backup's hello says
-//! which version it speaks, and a master of version 2 answers a version-1 backup in version
-//! 1 (flows without their way back), so a pair can be upgraded one node at a time. A
-//! version-1 master closes on a version-2 hello: the backup then says hello in version 1.
+//! Features: the backup's hello ends with a byte of [`FEATURE_WAY_BACK`]-like bits, what it
+//! takes beyond the first lbd's frames, and the master answers with only what both know. An
+//! older master reads the hello's first six bytes and never sees the byte, and an older
+//! backup's hello has none: so a pair can be upgraded one node at a time, each stream
+//! carrying what both ends know.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// "LBSY".
 pub const MAGIC: u32 = 0x4c42_5359;
-pub const VERSION: u8 = 2;
-/// The oldest version this side still speaks.
-pub const OLDEST_VERSION: u8 = 1;
+pub const VERSION: u8 = 1;
+/// A hello's feature bit: flows may come with their way back ([`KIND_FLOWS_WAY_BACK`]).
+pub const FEATURE_WAY_BACK: u8 = 1;
+/// Every feature this side knows.
+pub const FEATURES: u8 = FEATURE_WAY_BACK;
 /// The longest frame either side accepts (a batch of [`MAX_BATCH`] records fits well).
 pub const MAX_FRAME: usize = 1 << 20;
 /// Records per batch.
@@ -34,7 +37,7 @@ const KIND_NOT_MASTER: u8 = 2;
 const KIND_FLOWS: u8 = 3;
 const KIND_BULK_DONE: u8 = 4;
 const KIND_HEARTBEAT: u8 = 5;
-/// Version 2's flows: records with their way back.
+/// Flows with their way back, to a backup whose hello has [`FEATURE_WAY_BACK`].
 const KIND_FLOWS_WAY_BACK: u8 = 6;
 
 /// One flow as the master has it.
@@ -59,7 +62,7 @@ pub struct FlowRecord {
     pub local_port: u16,
     pub local_source: u8,
     /// NAT and full NAT: how the real's replies go back to the client (`None` for the other
-    /// methods, and from a version-1 master).
+    /// methods, and from a master without [`FEATURE_WAY_BACK`]).
     pub way_back: Option<WayBack>,
 }
 
@@ -119,18 +122,18 @@ impl std::fmt::Debug for InterfaceName {
     }
 }
 
-/// Bytes of one version-1 record: protocol, family, client (16 + 2), VIP (16 + 2), service
-/// port, real (16 + 2), state, idle, local port and source.
+/// Bytes of one record: protocol, family, client (16 + 2), VIP (16 + 2), service port, real
+/// (16 + 2), state, idle, local port and source.
 const RECORD_LEN: usize = 1 + 1 + 18 + 18 + 2 + 18 + 1 + 4 + 2 + 1;
-/// A version-2 record: a version-1 record, then whether a way back follows (0 or 1) and the
+/// A record with its way back: a record, then whether a way back follows (0 or 1) and the
 /// way back (interface name, client MAC, tag protocol, tag), zeroes when there is none.
 const RECORD_WAY_BACK_LEN: usize = RECORD_LEN + 1 + 16 + 6 + 2 + 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
-    /// The backup's opening: the version it speaks (the master answers in it).
+    /// The backup's opening: the features it takes (the master answers with those it knows).
     Hello {
-        version: u8,
+        features: u8,
     },
     NotMaster,
     Flows {
@@ -158,10 +161,7 @@ pub enum WireError {
         length: usize,
         needed: usize,
     },
-    #[error(
-        "not a sync stream (magic {found:#010x}) or version {version} (this lbd speaks \
-         {OLDEST_VERSION} to {VERSION})"
-    )]
+    #[error("not a sync stream (magic {found:#010x}) or version {version} (this is {VERSION})")]
     Hello { found: u32, version: u8 },
     #[error("unknown frame kind {kind}")]
     Kind { kind: u8 },
@@ -174,19 +174,21 @@ pub enum WireError {
 }
 
 impl Message {
-    /// The frame, its length prefix included, in `version` (the one the peer's hello said):
-    /// version 1's flows go without their way back.
-    pub fn encode(&self, version: u8) -> Vec<u8> {
+    /// The frame, its length prefix included, for a stream with `features` (those of the
+    /// backup's hello this side knows): without [`FEATURE_WAY_BACK`], flows go without
+    /// their way back.
+    pub fn encode(&self, features: u8) -> Vec<u8> {
         let mut body = Vec::new();
         match self {
-            Message::Hello { version } => {
+            Message::Hello { features } => {
                 body.push(KIND_HELLO);
                 body.extend_from_slice(&MAGIC.to_be_bytes());
-                body.push(*version);
+                body.push(VERSION);
+                body.push(*features);
             }
             Message::NotMaster => body.push(KIND_NOT_MASTER),
             Message::Flows { sequence, flows } => {
-                let way_back = version >= 2;
+                let way_back = features & FEATURE_WAY_BACK != 0;
                 let (kind, length) = if way_back {
                     (KIND_FLOWS_WAY_BACK, RECORD_WAY_BACK_LEN)
                 } else {
@@ -238,10 +240,12 @@ impl Message {
                 need("hello", 6)?;
                 let found = u32::from_be_bytes(body[1..5].try_into().expect("4 bytes"));
                 let version = body[5];
-                if found != MAGIC || !(OLDEST_VERSION..=VERSION).contains(&version) {
+                if found != MAGIC || version != VERSION {
                     return Err(WireError::Hello { found, version });
                 }
-                Ok(Message::Hello { version })
+                // An older backup's hello ends here: no features.
+                let features = body.get(6).copied().unwrap_or(0);
+                Ok(Message::Hello { features })
             }
             KIND_NOT_MASTER => Ok(Message::NotMaster),
             kind @ (KIND_FLOWS | KIND_FLOWS_WAY_BACK) => {
@@ -458,7 +462,7 @@ mod tests {
             sequence: 7,
             flows: vec![record()],
         }
-        .encode(1);
+        .encode(0);
         let mut expected = vec![0, 0, 0, 13 + 66]; // length
         expected.push(KIND_FLOWS);
         expected.extend_from_slice(&7u64.to_be_bytes()); // sequence
@@ -475,7 +479,7 @@ mod tests {
     }
 
     #[test]
-    fn version_2_records_carry_the_way_back() {
+    fn records_carry_their_way_back_to_a_backup_that_takes_it() {
         let with = FlowRecord {
             way_back: Some(way_back()),
             ..record()
@@ -484,7 +488,7 @@ mod tests {
             sequence: 7,
             flows: vec![with, record()],
         }
-        .encode(2);
+        .encode(FEATURE_WAY_BACK);
         let mut expected = vec![0, 0, 0, 13 + 2 * 95]; // length
         expected.push(KIND_FLOWS_WAY_BACK);
         expected.extend_from_slice(&7u64.to_be_bytes());
@@ -504,14 +508,14 @@ mod tests {
                 flows: vec![with, record()]
             }
         );
-        // To a version-1 backup, the same flows without it.
+        // To a backup without the feature (an older lbd), the same flows without it.
         assert_eq!(
             Message::decode(
                 &Message::Flows {
                     sequence: 7,
                     flows: vec![with]
                 }
-                .encode(1)[4..]
+                .encode(0)[4..]
             )
             .unwrap(),
             Message::Flows {
@@ -532,8 +536,8 @@ mod tests {
             ..record()
         };
         for message in [
-            Message::Hello { version: 1 },
-            Message::Hello { version: 2 },
+            Message::Hello { features: 0 },
+            Message::Hello { features: FEATURES },
             Message::NotMaster,
             Message::Flows {
                 sequence: 1,
@@ -549,7 +553,7 @@ mod tests {
             },
             Message::Heartbeat { sequence: 4 },
         ] {
-            let frame = message.encode(VERSION);
+            let frame = message.encode(FEATURES);
             let length = frame_length(frame[..4].try_into().unwrap()).unwrap();
             assert_eq!(length, frame.len() - 4);
             assert_eq!(Message::decode(&frame[4..]).unwrap(), message);
@@ -565,8 +569,9 @@ mod tests {
             })
         );
         assert_eq!(Message::decode(&[9]), Err(WireError::Kind { kind: 9 }));
-        for version in [0, 3] {
-            let hello = Message::Hello { version }.encode(VERSION);
+        for version in [0, 2] {
+            let mut hello = Message::Hello { features: FEATURES }.encode(FEATURES);
+            hello[9] = version;
             assert_eq!(
                 Message::decode(&hello[4..]),
                 Err(WireError::Hello {
@@ -575,7 +580,7 @@ mod tests {
                 })
             );
         }
-        for version in [1, 2] {
+        for features in [0, FEATURE_WAY_BACK] {
             let flows = Message::Flows {
                 sequence: 1,
                 flows: vec![FlowRecord {
@@ -583,7 +588,7 @@ mod tests {
                     ..record()
                 }],
             }
-            .encode(version);
+            .encode(features);
             // One byte short, at every length.
             for cut in 5..flows.len() {
                 assert!(Message::decode(&flows[4..cut]).is_err(), "cut at {cut}");
@@ -609,7 +614,7 @@ mod tests {
                 ..record()
             }],
         }
-        .encode(2);
+        .encode(FEATURE_WAY_BACK);
         let flag_at = 4 + 13 + RECORD_LEN;
         let refused = |change: &dyn Fn(&mut Vec<u8>), flag| {
             let mut bad = frame.clone();
@@ -628,6 +633,25 @@ mod tests {
         refused(&|bad| bad[flag_at + 1..flag_at + 17].fill(b'e'), 1);
         refused(&|bad| bad[flag_at + 16] = b'x', 1);
         refused(&|bad| bad[flag_at + 1] = 0xff, 1);
+    }
+
+    #[test]
+    fn hellos_old_and_new_are_understood_both_ways() {
+        // The first lbd's hello: kind, magic, version. No features.
+        let old = [KIND_HELLO, 0x4c, 0x42, 0x53, 0x59, 1];
+        assert_eq!(
+            Message::decode(&old).unwrap(),
+            Message::Hello { features: 0 }
+        );
+        // This one's adds a byte, which the first lbd (reading six bytes) never looks at.
+        let new = Message::Hello { features: FEATURES }.encode(0);
+        assert_eq!(&new[4..10], &old);
+        assert_eq!(new[10], FEATURE_WAY_BACK);
+        // Bits this side does not know yet are carried, for the master to mask.
+        assert_eq!(
+            Message::decode(&[&old[..], &[0xff]].concat()).unwrap(),
+            Message::Hello { features: 0xff }
+        );
     }
 
     #[test]
