@@ -25,6 +25,9 @@ pub struct VrrpInstanceConfig {
     /// Empty: multicast (224.0.0.18 or ff02::12). Otherwise adverts go to these, and only
     /// adverts from these are heard.
     pub unicast_peers: Vec<IpAddr>,
+    /// Key `source_address` (keepalived's `unicast_src_ip` / `mcast_src_ip`): the address
+    /// adverts come from, one of the interface's. `None`: lbd picks one (see the router).
+    pub source_address: Option<IpAddr>,
     /// Non-empty, one address family (a VRRPv3 router carries one).
     pub virtual_addresses: Vec<VirtualAddress>,
     pub track_interfaces: Vec<TrackInterface>,

@@ -183,6 +183,7 @@ pub(super) struct RawVrrpInstance {
     pub(super) preempt_delay: Option<String>,
     pub(super) initial_state: Option<String>,
     pub(super) unicast_peers: Option<Vec<String>>,
+    pub(super) source_address: Option<String>,
     pub(super) virtual_addresses: Option<Vec<String>>,
     pub(super) track_interfaces: Option<Vec<RawTrackInterface>>,
     pub(super) track_services: Option<RawTrackServices>,

@@ -165,6 +165,31 @@ fn bad_routers_name_key_and_line() {
             "vrrp[0].advert",
             "unknown key",
         ),
+        (
+            "    virtual_addresses: [192.0.2.10]\n    source_address: 2001:db8::2\n",
+            "vrrp[0].source_address",
+            "not of the virtual addresses' family",
+        ),
+        (
+            "    virtual_addresses: [192.0.2.10]\n    source_address: 192.0.2.10\n",
+            "vrrp[0].source_address",
+            "a virtual address of this router",
+        ),
+        (
+            "    virtual_addresses: [192.0.2.10]\n    source_address: 224.0.0.18\n",
+            "vrrp[0].source_address",
+            "cannot be a packet's source",
+        ),
+        (
+            "    virtual_addresses: [192.0.2.10]\n    source_address: 192.0.2.300\n",
+            "vrrp[0].source_address",
+            "192.0.2.300",
+        ),
+        (
+            "    virtual_addresses: [2001:db8::10]\n    source_address: 2001:db8::2\n",
+            "vrrp[0].source_address",
+            "not link-local",
+        ),
     ] {
         let message = error_of(&router(body));
         assert_mentions(&message, &[place, expected]);
@@ -228,5 +253,49 @@ fn sync_needs_a_router_and_a_peer() {
     assert_mentions(
         &error_of(&format!("{with_router}sync: {{peer: 224.0.0.18}}\n")),
         &["sync.peer", "multicast"],
+    );
+}
+
+#[test]
+fn the_advert_source_address_is_taken_and_no_router_may_carry_it() {
+    let config = parse_ok(&router(
+        "    virtual_addresses: [192.0.2.10]\n    source_address: 192.0.2.4\n",
+    ));
+    assert_eq!(
+        config.vrrp[0].source_address,
+        Some("192.0.2.4".parse().unwrap())
+    );
+    // IPv6: link-local for multicast, global for unicast.
+    let config = parse_ok(&router(
+        "    virtual_addresses: [2001:db8::10]\n    source_address: fe80::2\n",
+    ));
+    assert_eq!(
+        config.vrrp[0].source_address,
+        Some("fe80::2".parse().unwrap())
+    );
+    parse_ok(&router(
+        "    virtual_addresses: [2001:db8::10]\n    unicast_peers: [2001:db8::3]\n    source_address: 2001:db8::2\n",
+    ));
+    // Another router's virtual address, whichever comes first.
+    let two = |first: &str, second: &str| {
+        format!(
+            "{BASE}vrrp:\n  - name: VI_1\n    interface: eth0\n    vrid: 51\n{first}  - name: VI_2\n    interface: eth0\n    vrid: 52\n{second}"
+        )
+    };
+    let message = error_of(&two(
+        "    virtual_addresses: [192.0.2.10]\n",
+        "    virtual_addresses: [192.0.2.20]\n    source_address: 192.0.2.10\n",
+    ));
+    assert_mentions(
+        &message,
+        &["vrrp[1].source_address", "virtual address of vrrp[0]"],
+    );
+    let message = error_of(&two(
+        "    virtual_addresses: [192.0.2.10]\n    source_address: 192.0.2.20\n",
+        "    virtual_addresses: [192.0.2.20]\n",
+    ));
+    assert_mentions(
+        &message,
+        &["vrrp[1].virtual_addresses[0]", "vrrp[0]'s source_address"],
     );
 }

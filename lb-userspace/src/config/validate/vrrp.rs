@@ -63,6 +63,19 @@ impl Validator<'_> {
                 ));
             }
             for (position, address) in instance.virtual_addresses.iter().enumerate() {
+                if let Some(other) = instances
+                    .iter()
+                    .position(|other| other.source_address == Some(address.address))
+                {
+                    return Err(self.invalid(
+                        &format!("{key}.virtual_addresses[{position}]"),
+                        format!(
+                            "{} is vrrp[{other}]'s source_address: adverts come from an \
+                             address of the node's own, not a virtual one",
+                            address.address
+                        ),
+                    ));
+                }
                 if let Some(first) = owners.insert(address.address, index) {
                     return Err(self.invalid(
                         &format!("{key}.virtual_addresses[{position}]"),
@@ -73,6 +86,17 @@ impl Validator<'_> {
                         ),
                     ));
                 }
+            }
+            if let Some(source) = instance.source_address
+                && let Some(&owner) = owners.get(&source)
+            {
+                return Err(self.invalid(
+                    &format!("{key}.source_address"),
+                    format!(
+                        "{source} is a virtual address of vrrp[{owner}]: adverts come from an \
+                         address of the node's own"
+                    ),
+                ));
             }
             instances.push(instance);
         }
@@ -261,6 +285,50 @@ impl Validator<'_> {
             unicast_peers.push(peer);
         }
 
+        let source_key = format!("{key}.source_address");
+        let source_address = match raw.source_address {
+            Some(text) => {
+                // Not `address`: IPv6 multicast adverts need a link-local source.
+                let source: IpAddr = text.parse().map_err(|_| {
+                    self.invalid(&source_key, format!("invalid IP address {text:?}"))
+                })?;
+                let broadcast = matches!(source, IpAddr::V4(v4) if v4.is_broadcast());
+                let refusal = if source.is_unspecified()
+                    || source.is_multicast()
+                    || source.is_loopback()
+                    || broadcast
+                {
+                    Some(format!("{source} cannot be a packet's source"))
+                } else if source.is_ipv6() != ipv6 {
+                    Some(format!(
+                        "{source} is not of the virtual addresses' family (adverts of an {} \
+                         router go over {0})",
+                        if ipv6 { "IPv6" } else { "IPv4" }
+                    ))
+                } else if virtual_addresses.iter().any(|own| own.address == source) {
+                    Some(format!(
+                        "{source} is a virtual address of this router: adverts come from an \
+                         address of the node's own, which the backup has too"
+                    ))
+                } else if let IpAddr::V6(v6) = source
+                    && unicast_peers.is_empty()
+                    && !v6.is_unicast_link_local()
+                {
+                    Some(format!(
+                        "{source} is not link-local: IPv6 multicast adverts come from the \
+                         interface's link-local address (RFC 5798 §5.1.2.1)"
+                    ))
+                } else {
+                    None
+                };
+                if let Some(refusal) = refusal {
+                    return Err(self.invalid(&source_key, refusal));
+                }
+                Some(source)
+            }
+            None => None,
+        };
+
         let mut track_interfaces: Vec<TrackInterface> = Vec::new();
         for (position, raw) in raw
             .track_interfaces
@@ -322,6 +390,7 @@ impl Validator<'_> {
             preempt_delay,
             initial_state,
             unicast_peers,
+            source_address,
             virtual_addresses,
             track_interfaces,
             track_services,

@@ -117,6 +117,7 @@ pub(super) struct Vrrp {
     /// `master` or `backup`.
     pub(super) initial_state: Option<&'static str>,
     pub(super) unicast_peers: Vec<IpAddr>,
+    pub(super) source_address: Option<IpAddr>,
     /// Never empty, one family.
     pub(super) virtual_addresses: Vec<VirtualAddress>,
     /// With lbd's weights.
@@ -348,6 +349,9 @@ fn render_vrrp(out: &mut String, instance: &Vrrp) {
             "unicast_peers",
             list(peers.map(|peer| scalar(&peer.to_string())).collect()),
         );
+    }
+    if let Some(source) = instance.source_address {
+        key("source_address", scalar(&source.to_string()));
     }
     let addresses = instance.virtual_addresses.iter();
     key(

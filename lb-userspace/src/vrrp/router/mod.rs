@@ -147,19 +147,32 @@ impl Router {
         ))
     }
 
-    /// The address adverts come from: one of the interface's usable addresses of the
-    /// router's family that no router carries; for IPv6 multicast its link-local address
-    /// (RFC 5798 §5.1.2.1), for IPv6 unicast a global one (peers check the source against
-    /// their list). With unicast peers, one on a peer's subnet if there is one.
+    /// The address adverts come from: `source_address` if set, once the interface has it;
+    /// else one of the interface's usable addresses of the router's family that no router
+    /// carries; for IPv6 multicast its link-local address (RFC 5798 §5.1.2.1), for IPv6
+    /// unicast a global one (peers check the source against their list). With unicast peers,
+    /// one on a peer's subnet if there is one.
     async fn source_address(&self, index: u32) -> Result<IpAddr, String> {
         let name = &self.config.interface;
         let ipv6 = self.config.is_ipv6();
         let link_local_wanted = ipv6 && self.config.unicast_peers.is_empty();
-        let candidates: Vec<(IpAddr, u8)> = self
+        let addresses = self
             .host
             .addresses(name, index)
             .await
-            .map_err(|error| error.to_string())?
+            .map_err(|error| error.to_string())?;
+        if let Some(configured) = self.config.source_address {
+            // Sending from an address the interface lacks fails (and a peer would not know
+            // it): wait for it, as a FAULT, as for a missing interface.
+            return if addresses.iter().any(|(address, _)| *address == configured) {
+                Ok(configured)
+            } else {
+                Err(format!(
+                    "source_address {configured} is not an address of {name} (yet)"
+                ))
+            };
+        }
+        let candidates: Vec<(IpAddr, u8)> = addresses
             .into_iter()
             .filter(|(address, _)| address.is_ipv6() == ipv6)
             .filter(|(address, _)| !self.inputs.all_virtual.contains(address))

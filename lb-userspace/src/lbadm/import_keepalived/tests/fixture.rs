@@ -172,7 +172,6 @@ fn every_directive_left_out_is_listed_with_its_file_and_line() {
         ("keepalived.conf", 8, "smtp_server"),
         ("keepalived.conf", 19, "authentication"),
         ("keepalived.conf", 24, "192.0.2.10/24"),
-        ("keepalived.conf", 42, "unicast_src_ip"),
         ("keepalived.conf", 48, "2001:db8::10"),
         ("keepalived.conf", 69, "delay_before_retry"),
         ("keepalived.conf", 77, "delay_before_retry"),
@@ -183,7 +182,7 @@ fn every_directive_left_out_is_listed_with_its_file_and_line() {
     .map(|(file, line, directive)| (file.to_owned(), line, directive.to_owned()));
     assert_eq!(converted.listed, expected);
 
-    let other_family = &converted.unconverted[6];
+    let other_family = &converted.unconverted[5];
     assert_eq!(
         other_family.to_string(),
         format!(
@@ -195,18 +194,11 @@ fn every_directive_left_out_is_listed_with_its_file_and_line() {
         )
     );
     assert!(
-        converted.unconverted[5]
-            .reason
-            .contains("sends adverts from the interface's first address"),
-        "{}",
-        converted.unconverted[5]
-    );
-    assert!(
-        converted.unconverted[7]
+        converted.unconverted[6]
             .reason
             .contains("after 3 failed checks, 18s"),
         "{}",
-        converted.unconverted[7]
+        converted.unconverted[6]
     );
     assert!(
         converted.unconverted[9]
@@ -265,6 +257,7 @@ fn the_yaml_reads_well() {
         "    preempt_delay: 5s",
         "    initial_state: backup",
         "    unicast_peers: [198.51.100.3]",
+        "    source_address: 198.51.100.2",
         "    virtual_addresses: [198.51.100.53/32]",
         "      on_fault: \"/usr/local/bin/notify fault\"",
         "    virtual_addresses: [192.0.2.10/24, 192.0.2.20/32]",
@@ -297,6 +290,7 @@ fn the_vrrp_instances_validate_as_lbd_routers() {
             preempt_delay: Duration::ZERO,
             initial_state: InitialState::Master,
             unicast_peers: vec![],
+            source_address: None,
             virtual_addresses: vec![
                 VirtualAddress {
                     address: address("192.0.2.10"),
@@ -336,6 +330,7 @@ fn the_vrrp_instances_validate_as_lbd_routers() {
         )
     );
     assert_eq!(dns.unicast_peers, [address("198.51.100.3")]);
+    assert_eq!(dns.source_address, Some(address("198.51.100.2")));
     assert_eq!(
         dns.virtual_addresses,
         [VirtualAddress {

@@ -490,17 +490,85 @@ vrrp_instance VI_1 {
         [
             (3, "vrrp_garp_master_delay"),
             (5, "vrrp_sync_group"),
-            (14, "unicast_src_ip"),
             (15, "authentication")
         ],
-        "version 3 is lbd's"
+        "version 3 is lbd's, and so is unicast_src_ip"
     );
     assert!(
         reason(&converted, 5, "vrrp_sync_group")
             .starts_with("lbd has no sync groups: each vrrp instance runs alone")
     );
-    assert!(reason(&converted, 14, "unicast_src_ip").contains(
-        "sends adverts from the interface's first address of the instance's family that is \
-         not a virtual one (for IPv6 unicast a global one"
-    ));
+    assert_eq!(
+        converted.config.vrrp[0].source_address,
+        Some("192.0.2.250".parse().unwrap())
+    );
+}
+
+#[test]
+fn the_source_address_is_taken_where_lbd_can_send_from_it() {
+    let instance = |source: &str, peers: &str, addresses: &str| {
+        convert(&format!(
+            "vrrp_instance VI_1 {{
+    interface eth0
+    virtual_router_id 1
+    {source}
+    {peers}
+    virtual_ipaddress {{
+        {addresses}
+    }}
+}}
+"
+        ))
+    };
+    let taken = |converted: &Converted| converted.config.vrrp[0].source_address;
+    // mcast_src_ip is the same setting.
+    let converted = instance("mcast_src_ip 192.0.2.4", "", "192.0.2.1");
+    assert_eq!(taken(&converted), Some("192.0.2.4".parse().unwrap()));
+    assert!(
+        converted
+            .yaml
+            .contains("    source_address: 192.0.2.4\n    virtual_addresses: [192.0.2.1/32]\n"),
+        "{}",
+        converted.yaml
+    );
+    let converted = instance(
+        "unicast_src_ip 2001:db8::2",
+        "unicast_peer {\n        2001:db8::3\n    }",
+        "2001:db8::1",
+    );
+    assert_eq!(taken(&converted), Some("2001:db8::2".parse().unwrap()));
+    for (source, peers, addresses, why) in [
+        (
+            "unicast_src_ip 2001:db8::2",
+            "",
+            "192.0.2.1",
+            "not of the instance's family",
+        ),
+        (
+            "unicast_src_ip 192.0.2.1",
+            "",
+            "192.0.2.1",
+            "is a virtual address",
+        ),
+        (
+            "mcast_src_ip 2001:db8::2",
+            "",
+            "2001:db8::1",
+            "not link-local",
+        ),
+        (
+            "unicast_src_ip 192.0.2",
+            "",
+            "192.0.2.1",
+            "not an IP address",
+        ),
+    ] {
+        let converted = instance(source, peers, addresses);
+        assert_eq!(taken(&converted), None, "{source}");
+        assert!(
+            reason(&converted, 4, source.split(' ').next().unwrap()).contains(why),
+            "{source}: {:?}",
+            lines(&converted)
+        );
+    }
 }

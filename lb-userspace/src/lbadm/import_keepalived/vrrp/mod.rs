@@ -124,6 +124,8 @@ struct Instance<'d> {
     /// written, as keepalived decides it.
     ipv6: Option<bool>,
     unicast_peers: Vec<IpAddr>,
+    /// `unicast_src_ip` or `mcast_src_ip` (one setting in keepalived).
+    source_address: Option<(IpAddr, &'d Directive)>,
     virtual_addresses: Vec<(VirtualAddress, &'d Directive)>,
     /// With keepalived's weights.
     track_interfaces: Vec<(TrackInterface, &'d Directive)>,
@@ -147,6 +149,7 @@ fn read<'d>(notes: &mut Notes, block: &'d Directive) -> Instance<'d> {
         initial_state: None,
         ipv6: None,
         unicast_peers: Vec::new(),
+        source_address: None,
         virtual_addresses: Vec::new(),
         track_interfaces: Vec::new(),
         hooks: Default::default(),
@@ -206,6 +209,15 @@ fn read<'d>(notes: &mut Notes, block: &'d Directive) -> Instance<'d> {
                 "MASTER" => instance.initial_state = Some("master"),
                 "BACKUP" => instance.initial_state = Some("backup"),
                 _ => notes.skip(directive, format!("{value:?} is not MASTER or BACKUP")),
+            },
+            "unicast_src_ip" | "mcast_src_ip" => match value.parse::<IpAddr>() {
+                _ if instance.source_address.is_some() => notes.skip(
+                    directive,
+                    "the source address is set twice (unicast_src_ip and mcast_src_ip are one \
+                     setting); keepalived takes the last, lbd the first",
+                ),
+                Ok(address) => instance.source_address = Some((address, directive)),
+                Err(_) => notes.skip(directive, format!("{value:?} is not an IP address")),
             },
             "unicast_peer" => {
                 for peer in directive.children() {
@@ -486,6 +498,8 @@ impl<'d> Instance<'d> {
             return None;
         }
 
+        let source_address = self.source_address(notes, &virtual_addresses, taken);
+
         let mut comment = format!("{place}: vrrp_instance {written}");
         if name != *written {
             comment.push_str(&format!(
@@ -513,10 +527,54 @@ impl<'d> Instance<'d> {
             preempt_delay: self.preempt_delay,
             initial_state: self.initial_state,
             unicast_peers: self.unicast_peers,
+            source_address,
             virtual_addresses,
             track_interfaces,
             hooks,
         })
+    }
+
+    /// The adverts' source address, if keepalived's is one lbd takes: of the instance's
+    /// family, no router's virtual address, and link-local for IPv6 multicast.
+    fn source_address(
+        &self,
+        notes: &mut Notes,
+        virtual_addresses: &[VirtualAddress],
+        taken: &Taken,
+    ) -> Option<IpAddr> {
+        let (address, directive) = self.source_address?;
+        let ipv6 = self.ipv6 == Some(true);
+        let problem = if address.is_ipv6() != ipv6 {
+            Some(format!(
+                "{address} is not of the instance's family ({})",
+                self.family_name()
+            ))
+        } else if let Some(problem) = convert::unusable(address) {
+            Some(format!("{address} is {problem}"))
+        } else if virtual_addresses.iter().any(|own| own.address == address)
+            || taken.addresses.contains_key(&address)
+        {
+            Some(format!(
+                "{address} is a virtual address: lbd sends adverts from one of the node's own"
+            ))
+        } else if let IpAddr::V6(v6) = address
+            && self.unicast_peers.is_empty()
+            && !v6.is_unicast_link_local()
+        {
+            Some(format!(
+                "{address} is not link-local: lbd sends IPv6 multicast adverts from the \
+                 interface's link-local address, as RFC 5798 says"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => {
+                notes.skip(directive, problem);
+                None
+            }
+            None => Some(address),
+        }
     }
 
     /// The priority to write and the tracked interfaces with lbd's weights; positive

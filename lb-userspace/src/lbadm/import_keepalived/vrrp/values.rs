@@ -137,12 +137,6 @@ pub(super) fn reason(keyword: &str) -> &'static str {
             "lbd runs no trackers to adjust VRRP priorities (its track_services follows the \
              reals' health checks)"
         }
-        "unicast_src_ip" | "mcast_src_ip" => {
-            "lbd has no source address key: it sends adverts from the interface's first \
-             address of the instance's family that is not a virtual one (for IPv6 unicast a \
-             global one, for IPv6 multicast the link-local one); a unicast peer must list that \
-             address"
-        }
         "notify_master_rx_lower_pri" | "notify_deleted" => {
             "lbd's hooks are on_master, on_backup, on_fault and on_stop"
         }
