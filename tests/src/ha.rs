@@ -19,8 +19,8 @@ use crate::{
     netns::Netns,
 };
 
-/// The VRRP side of a balancer's config: one router for [`VIP`], and sync with `sync_peer`
-/// when given.
+/// The VRRP side of a balancer's config: one router (for [`VIP`], or the addresses given to
+/// [`Pair::config_with`]), and sync with `sync_peer` when given.
 pub struct Pair {
     pub priority: u8,
     pub advert: Duration,
@@ -39,6 +39,31 @@ impl Pair {
             .iter()
             .map(|real| format!("      - {{address: {real}}}\n"))
             .collect();
+        let service = format!(
+            "  - vip: {VIP}
+    port: 80
+    protocol: tcp
+    scheduler: rr
+    reals:
+{reals}"
+        );
+        self.config_with(&service, &[VIP], extra)
+    }
+
+    /// A whole balancer config body with `services` (the items of the `services:` list, as
+    /// YAML), and one router for `virtual_addresses` (each a /32), the first of which is the
+    /// VIP of the router's services.
+    pub fn config_with(
+        &self,
+        services: &str,
+        virtual_addresses: &[Ipv4Addr],
+        extra: &str,
+    ) -> String {
+        let virtual_addresses = virtual_addresses
+            .iter()
+            .map(|address| format!("{address}/32"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let unicast = self
             .unicast_peer
             .map(|peer| format!("    unicast_peers: [{peer}]\n"))
@@ -52,12 +77,7 @@ impl Pair {
   - name: eth0
     xdp_mode: native
 services:
-  - vip: {VIP}
-    port: 80
-    protocol: tcp
-    scheduler: rr
-    reals:
-{reals}limits: {{flows: 1048576, services: 16, reals: 64}}
+{services}limits: {{flows: 1048576, services: 16, reals: 64}}
 vrrp:
   - name: VI_1
     interface: eth0
@@ -65,7 +85,7 @@ vrrp:
     priority: {}
     advert_interval: {}ms
     preempt: {}
-    virtual_addresses: [{VIP}/32]
+    virtual_addresses: [{virtual_addresses}]
 {unicast}{extra}{sync}",
             self.priority,
             self.advert.as_millis(),
@@ -183,6 +203,38 @@ impl LongLived {
         }
         broken
     }
+
+    /// [`LongLived::check`] with every connection's request at once, each on a thread of its
+    /// own: when connections hang, the check takes one timeout rather than one per connection.
+    pub fn check_at_once(&mut self) -> Vec<String> {
+        std::thread::scope(|scope| {
+            let checks: Vec<_> = self
+                .connections
+                .iter_mut()
+                .enumerate()
+                .map(|(index, (connection, real))| {
+                    scope.spawn(move || {
+                        let port = connection.local_addr().map_or(0, |address| address.port());
+                        match connection.get("/") {
+                            Ok(body) if body == *real => None,
+                            Ok(body) => Some(format!(
+                                "connection {index} (port {port}): answered by {} instead of {}",
+                                body.trim(),
+                                real.trim()
+                            )),
+                            Err(error) => {
+                                Some(format!("connection {index} (port {port}): {error}"))
+                            }
+                        }
+                    })
+                })
+                .collect();
+            checks
+                .into_iter()
+                .filter_map(|check| check.join().expect("a connection's check"))
+                .collect()
+        })
+    }
 }
 
 /// Requests on fresh connections every `every` until stopped (at most `limit` requests),
@@ -228,6 +280,14 @@ impl RequestLoop {
             failed,
             thread: Some(thread),
         }
+    }
+
+    /// (requests that succeeded, failed) so far, the loop going on.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+        )
     }
 
     /// Stops the loop: (requests that succeeded, failed, the first errors).
