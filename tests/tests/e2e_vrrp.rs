@@ -205,6 +205,52 @@ fn unicast_link_cut_and_graceful_stop_hand_over_in_time() {
     assert_eq!(state(&pairing.lb2), "MASTER");
 }
 
+/// `source_address` (keepalived's `unicast_src_ip`): lb1's adverts come from a second
+/// address of its eth0, the only one lb2 lists. Were they sent from its first (192.0.2.2),
+/// lb2 would ignore them as from an unknown peer and claim the role too.
+#[test]
+fn unicast_adverts_come_from_the_source_address() {
+    if !require_root("the VRRP source address test") {
+        return;
+    }
+    let test = "vrrp-src";
+    let topology = HaTopology::build(&test_prefix(test), &["r1"]);
+    let reals: Vec<_> = topology.reals.iter().map(|(_, _, real)| *real).collect();
+    let source: std::net::Ipv4Addr = "192.0.2.4".parse().unwrap();
+    topology
+        .lb1
+        .exec(&["ip", "addr", "add", &format!("{source}/24"), "dev", "eth0"]);
+    let side = |priority, peer| Pair {
+        priority,
+        advert: ADVERT,
+        unicast_peer: Some(peer),
+        sync_peer: None,
+        preempt: true,
+    };
+    let instance = lb_tests::topology::modes::test_instance(test);
+    let lb1 = Lbd::start(
+        &topology.lb1,
+        &format!("{instance}1"),
+        &side(150, LB2_IP).config(&reals, &format!("    source_address: {source}\n")),
+    );
+    wait_for_state(&lb1, "MASTER", Duration::from_secs(5));
+    let lb2 = Lbd::start(
+        &topology.lb2,
+        &format!("{instance}2"),
+        &side(100, source).config(&reals, ""),
+    );
+    wait_for_state(&lb2, "BACKUP", Duration::from_secs(5));
+    // Ten adverts later, lb2 is still backup, having heard them and ignored none.
+    std::thread::sleep(10 * ADVERT);
+    let heard = router(&lb2).expect("lb2 answers");
+    assert_eq!(heard.state, "BACKUP");
+    assert!(heard.adverts_received >= 5, "{heard:?}");
+    assert!(heard.adverts_ignored.is_empty(), "{heard:?}");
+    let sent = router(&lb1).expect("lb1 answers");
+    assert_eq!(sent.address, Some(source.into()), "{sent:?}");
+    assert_eq!(sent.state, "MASTER");
+}
+
 /// Adverts that fail the RFC's checks (wrong TTL, bad checksum, version 2), come from an
 /// unknown source with unicast peers, or carry other addresses (another pair on our vrid)
 /// are counted and change nothing.
