@@ -27,6 +27,7 @@ use lb_tests::{
     topology::{
         CLIENT_IP,
         ha::{HaTopology, LB1_IP, LB2_IP, NAT_GATEWAY, SNAT_ADDRESS, lb_mac_text},
+        modes::{test_instance, test_prefix},
     },
 };
 
@@ -82,11 +83,6 @@ impl Forward {
     }
 }
 
-/// Namespaces `nh-TEST-PID-…`, unique per test and process.
-fn prefix(test: &str) -> String {
-    format!("nh-{test}-{}-", std::process::id())
-}
-
 struct Pairing {
     topology: HaTopology,
     lb1: Lbd,
@@ -98,7 +94,7 @@ struct Pairing {
 /// for the VIP and the reals' return address; three reals serving HTTP on [`REAL_PORT`].
 /// Returns with lb1 master and holding the router's addresses.
 fn pair(test: &str, forward: Forward) -> Pairing {
-    let topology = HaTopology::build_nat(&prefix(test), &REALS);
+    let topology = HaTopology::build_nat(&test_prefix(test), &REALS);
     if forward == Forward::Nat {
         topology.route_clients_via_gateway();
     }
@@ -148,7 +144,7 @@ fn pair(test: &str, forward: Forward) -> Pairing {
         )
     };
     // The daemons' instances (pin directories, sockets) after the namespaces' prefix.
-    let instance = prefix(test);
+    let instance = test_instance(test);
     let lb1 = Lbd::start(&topology.lb1, &format!("{instance}1"), &config(150, LB2_IP));
     wait_for_state(&lb1, "MASTER", Duration::from_secs(5));
     let lb2 = Lbd::start(&topology.lb2, &format!("{instance}2"), &config(100, LB1_IP));
@@ -314,7 +310,7 @@ fn nat_connections_survive_failover_and_fail_back() {
     if !require_root("the VRRP NAT failover test") {
         return;
     }
-    failover_and_fail_back_keep_every_connection("nat", Forward::Nat);
+    failover_and_fail_back_keep_every_connection("vrrp-nat", Forward::Nat);
 }
 
 #[test]
@@ -322,5 +318,5 @@ fn fullnat_connections_survive_failover_and_fail_back() {
     if !require_root("the VRRP full-NAT failover test") {
         return;
     }
-    failover_and_fail_back_keep_every_connection("fnat", Forward::FullNat);
+    failover_and_fail_back_keep_every_connection("vrrp-fnat", Forward::FullNat);
 }
