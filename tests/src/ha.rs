@@ -96,10 +96,20 @@ vrrp:
 
 /// The first router's status, if the daemon answers.
 pub fn router(lbd: &Lbd) -> Option<RouterStatus> {
+    routers(lbd).into_iter().next()
+}
+
+/// The router named `name`'s status, if the daemon answers.
+pub fn router_named(lbd: &Lbd, name: &str) -> Option<RouterStatus> {
+    routers(lbd).into_iter().find(|router| router.name == name)
+}
+
+/// Every router's status (none if the daemon does not answer).
+fn routers(lbd: &Lbd) -> Vec<RouterStatus> {
     use lb_userspace::admin::{self, Reply, Request};
     match admin::request(lbd.socket(), &Request::Status) {
-        Ok(Reply::Status(status)) => status.vrrp.into_iter().next(),
-        _ => None,
+        Ok(Reply::Status(status)) => status.vrrp,
+        _ => Vec::new(),
     }
 }
 
@@ -107,18 +117,35 @@ pub fn state(lbd: &Lbd) -> String {
     router(lbd).map_or_else(|| "no answer".to_owned(), |router| router.state)
 }
 
-/// Polls (every 5 ms, at most `limit`) until the router is in `wanted`; returns how long it
-/// took.
+/// Polls (every 5 ms, at most `limit`) until the first router is in `wanted`; returns how
+/// long it took.
 pub fn wait_for_state(lbd: &Lbd, wanted: &str, limit: Duration) -> Duration {
+    wait_until_in(lbd, "router", wanted, limit, || state(lbd))
+}
+
+/// [`wait_for_state`] for the router named `name`.
+pub fn wait_for_named_state(lbd: &Lbd, name: &str, wanted: &str, limit: Duration) -> Duration {
+    wait_until_in(lbd, name, wanted, limit, || {
+        router_named(lbd, name).map_or_else(|| "no answer".to_owned(), |router| router.state)
+    })
+}
+
+fn wait_until_in(
+    lbd: &Lbd,
+    which: &str,
+    wanted: &str,
+    limit: Duration,
+    state: impl Fn() -> String,
+) -> Duration {
     let started = Instant::now();
     loop {
-        let now = state(lbd);
+        let now = state();
         if now == wanted {
             return started.elapsed();
         }
         assert!(
             started.elapsed() < limit,
-            "router still {now} after {limit:?}, not {wanted}:\n{}",
+            "{which} still {now} after {limit:?}, not {wanted}:\n{}",
             lbd.log()
         );
         std::thread::sleep(Duration::from_millis(5));

@@ -390,6 +390,9 @@ pub struct RouterStatus {
     pub adverts_ignored: Vec<(String, u64)>,
     /// Why it holds back from preempting, if it does (`waiting for a full sync copy`).
     pub hold: Option<String>,
+    /// The sync group it faults with, if any.
+    #[serde(default)]
+    pub sync_group: Option<String>,
 }
 
 /// Connection sync as `lbadm status` shows it.

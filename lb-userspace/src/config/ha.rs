@@ -35,6 +35,10 @@ pub struct VrrpInstanceConfig {
     /// addresses has no real that can take new flows, the priority moves by `W` (negative);
     /// 0 means the router goes to FAULT instead. `None`: services do not count.
     pub track_services: Option<i32>,
+    /// Key `sync_group` (keepalived's `vrrp_sync_group`): routers of one group fault
+    /// together: while one is in FAULT for a reason of its own (an interface down, tracking,
+    /// its interface missing), every other is too. `None`: the router is alone.
+    pub sync_group: Option<String>,
     pub hooks: Hooks,
 }
 

@@ -187,6 +187,7 @@ pub(super) struct RawVrrpInstance {
     pub(super) virtual_addresses: Option<Vec<String>>,
     pub(super) track_interfaces: Option<Vec<RawTrackInterface>>,
     pub(super) track_services: Option<RawTrackServices>,
+    pub(super) sync_group: Option<String>,
     pub(super) hooks: Option<RawHooks>,
 }
 

@@ -18,6 +18,7 @@
 
 mod board;
 mod gate;
+mod group;
 mod hooks;
 pub mod host;
 pub mod machine;
@@ -82,6 +83,7 @@ impl Vrrp {
                         .iter()
                         .map(ToString::to_string)
                         .collect(),
+                    sync_group: router.sync_group.clone(),
                     ..RouterStatus::default()
                 })
                 .collect(),
@@ -94,6 +96,7 @@ impl Vrrp {
                 .map(|address| address.address)
                 .collect(),
         );
+        let groups = group::SyncGroup::of(routers);
         warn_of_missing_hooks(routers);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -139,6 +142,10 @@ impl Vrrp {
                     stop: stopped.clone(),
                     merges: merges.clone(),
                     all_virtual: all_virtual.clone(),
+                    group: config
+                        .sync_group
+                        .as_ref()
+                        .and_then(|name| groups.get(name).cloned()),
                 },
             );
             vrrp.tasks

@@ -299,3 +299,27 @@ fn the_advert_source_address_is_taken_and_no_router_may_carry_it() {
         &["vrrp[1].virtual_addresses[0]", "vrrp[0]'s source_address"],
     );
 }
+
+#[test]
+fn a_sync_group_needs_two_routers_and_a_valid_name() {
+    let two = |first: &str, second: &str| {
+        format!(
+            "{BASE}vrrp:\n  - name: VI_1\n    interface: eth0\n    vrid: 51\n    virtual_addresses: [192.0.2.10]\n{first}  - name: VI_2\n    interface: eth1\n    vrid: 52\n    virtual_addresses: [198.51.100.1]\n{second}"
+        )
+    };
+    let config = parse_ok(&two("    sync_group: VG\n", "    sync_group: VG\n"));
+    assert_eq!(config.vrrp[0].sync_group.as_deref(), Some("VG"));
+    assert_eq!(config.vrrp[1].sync_group.as_deref(), Some("VG"));
+    assert_eq!(parse_ok(&two("", "")).vrrp[0].sync_group, None);
+    let message = error_of(&two("    sync_group: VG\n", "    sync_group: GV\n"));
+    assert_mentions(
+        &message,
+        &[
+            "vrrp[0].sync_group",
+            "VI_1 is the only router of sync group \"VG\"",
+            "misspelt",
+        ],
+    );
+    let message = error_of(&two("    sync_group: V G\n", "    sync_group: V G\n"));
+    assert_mentions(&message, &["vrrp[0].sync_group", "invalid group name"]);
+}

@@ -100,6 +100,25 @@ impl Validator<'_> {
             }
             instances.push(instance);
         }
+        // A group of one would move nothing with it: a typo in a member's group name.
+        for (index, instance) in instances.iter().enumerate() {
+            if let Some(group) = &instance.sync_group
+                && instances
+                    .iter()
+                    .filter(|other| other.sync_group.as_ref() == Some(group))
+                    .count()
+                    == 1
+            {
+                return Err(self.invalid(
+                    &format!("vrrp[{index}].sync_group"),
+                    format!(
+                        "{} is the only router of sync group {group:?}: a group moves routers \
+                         together, so it needs two or more (is a member's group misspelt?)",
+                        instance.name
+                    ),
+                ));
+            }
+        }
         // A tracked service must be on the router: its VIP among the virtual addresses.
         for (index, instance) in instances.iter().enumerate() {
             if instance.track_services.is_some()
@@ -359,6 +378,16 @@ impl Validator<'_> {
             }
             None => None,
         };
+        let sync_group = match raw.sync_group {
+            Some(group) if is_valid_instance_name(&group) => Some(group),
+            Some(group) => {
+                return Err(self.invalid(
+                    &format!("{key}.sync_group"),
+                    format!("invalid group name {group:?}: use 1 to 32 of A-Z a-z 0-9 _ -"),
+                ));
+            }
+            None => None,
+        };
         let hooks = self.hooks(raw.hooks, &format!("{key}.hooks"))?;
         if priority == 255 {
             // keepalived ignores them silently; a weight that never applies is a mistake.
@@ -394,6 +423,7 @@ impl Validator<'_> {
             virtual_addresses,
             track_interfaces,
             track_services,
+            sync_group,
             hooks,
         })
     }

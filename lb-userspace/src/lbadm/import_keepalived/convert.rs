@@ -64,6 +64,7 @@ pub(super) fn convert(
     let mut services: Vec<Service> = Vec::new();
     let mut identities = HashSet::new();
     let mut vrrp_blocks = Vec::new();
+    let mut group_blocks = Vec::new();
     let mut sync_daemon = None;
     // Every VIP, for the rule that a sorry server or a check's source is none of them.
     let vips: HashSet<IpAddr> = directives
@@ -94,6 +95,7 @@ pub(super) fn convert(
                 }
             }
             "vrrp_instance" => vrrp_blocks.push(directive),
+            "vrrp_sync_group" => group_blocks.push(directive),
             keyword => notes.skip(directive, top_level_reason(keyword)),
         }
     }
@@ -106,7 +108,7 @@ pub(super) fn convert(
                 .to_owned(),
         )
     });
-    let routers = vrrp::routers(&mut notes, &vrrp_blocks, sync_daemon);
+    let routers = vrrp::routers(&mut notes, &vrrp_blocks, &group_blocks, sync_daemon);
     let (interfaces, interfaces_comment) =
         interfaces(&mut notes, source, options, &routers.interfaces);
     let listed: HashSet<usize> = notes.skipped.iter().map(|entry| entry.order).collect();
@@ -648,10 +650,6 @@ fn top_level_reason(keyword: &str) -> String {
         "virtual_server_group" => {
             "lbd has no virtual server groups; write a service per address".to_owned()
         }
-        "vrrp_sync_group" => "lbd has no sync groups: each vrrp instance runs alone (the \
-                              routers of a pair normally move together anyway, as they see \
-                              the same failures)"
-            .to_owned(),
         "vrrp_script" | "vrrp_track_process" | "track_file" => {
             "lbd runs no scripts or trackers to adjust VRRP priorities".to_owned()
         }

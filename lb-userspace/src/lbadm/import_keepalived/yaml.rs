@@ -122,6 +122,7 @@ pub(super) struct Vrrp {
     pub(super) virtual_addresses: Vec<VirtualAddress>,
     /// With lbd's weights.
     pub(super) track_interfaces: Vec<TrackInterface>,
+    pub(super) sync_group: Option<String>,
     /// `on_master`, `on_backup`, `on_fault`, `on_stop` → the command.
     pub(super) hooks: Vec<(&'static str, String)>,
 }
@@ -371,6 +372,9 @@ fn render_vrrp(out: &mut String, instance: &Vrrp) {
                 weight => format!("{{name: {}, weight: {weight}}}", scalar(&track.name)),
             });
         key("track_interfaces", list(tracks.collect()));
+    }
+    if let Some(group) = &instance.sync_group {
+        key("sync_group", scalar(group));
     }
     if !instance.hooks.is_empty() {
         out.push_str("    hooks:\n");

@@ -110,7 +110,12 @@ pub fn status_at(status: &Status, now: SystemTime) -> String {
                 .collect();
             let _ = writeln!(
                 out,
-                "  addresses {}; adverts every {}0 ms: {} sent, {} received, ignored: {}{}",
+                "  {}addresses {}; adverts every {}0 ms: {} sent, {} received, ignored: {}{}",
+                router
+                    .sync_group
+                    .as_ref()
+                    .map(|group| format!("sync group {group}; "))
+                    .unwrap_or_default(),
                 router.virtual_addresses.join(" "),
                 router.advert_interval_cs,
                 router.adverts_sent,
@@ -274,6 +279,7 @@ mod tests {
                     adverts_received: 3,
                     adverts_ignored: vec![("ttl".into(), 2)],
                     hold: None,
+                    sync_group: Some("VG_1".into()),
                 },
                 RouterStatus {
                     name: "VI_6".into(),
@@ -312,7 +318,7 @@ mod tests {
         let expected = "
 VRRP             Interface        VRID State   Prio  Master                    Last transition
 VI_1             eth0             51   MASTER  150   192.0.2.2 (this)          BACKUP -> MASTER 30s ago: no advert for 0.361s (master down interval)
-  addresses 192.0.2.100/32; adverts every 100 ms: 40 sent, 3 received, ignored: ttl 2
+  sync group VG_1; addresses 192.0.2.100/32; adverts every 100 ms: 40 sent, 3 received, ignored: ttl 2
 VI_6             eth0             52   BACKUP  90/150 fe80::3                   -
   addresses 2001:db8::100/128; adverts every 1000 ms: 0 sent, 0 received, ignored: none; not preempting: waiting for a full copy of the master's flows
 

@@ -28,6 +28,7 @@ use super::{
     Board,
     board::{count_ignored, epoch_seconds},
     gate::VipGate,
+    group::{MemberFaults, SyncGroup},
     host::{Host, Link},
     machine::{self, Action, Machine, Params, State},
     packet::{self, Advert, MULTICAST_V4, MULTICAST_V6},
@@ -57,6 +58,9 @@ pub struct RouterInputs {
     pub merges: Option<Arc<MergeGate>>,
     /// Every router's virtual addresses: none is an advert's source.
     pub all_virtual: Arc<BTreeSet<IpAddr>>,
+    /// The router's sync group, if it is in one: its own faults go there, and it takes the
+    /// others'.
+    pub group: Option<Arc<SyncGroup>>,
 }
 
 pub struct Router {
@@ -226,6 +230,7 @@ impl Router {
                 Ok(wired) => break wired,
                 Err(error) => {
                     log::error!("vrrp {}: {error}; trying again in 1s", self.config.name);
+                    self.report_own_fault(Some(error.clone()));
                     self.board.update(self.index, |status| {
                         status.state = "FAULT".into();
                         status.last_reason = Some(error.clone());
@@ -253,6 +258,8 @@ impl Router {
         );
         self.board
             .update(self.index, |status| status.address = Some(wire.source));
+        // Wired: its own fault is the tracker's from here on.
+        self.report_own_fault(None);
 
         let (role, roles) = watch::channel(Role::default());
         let mut effects = match Host::new() {
@@ -288,13 +295,22 @@ impl Router {
             }
         }
 
-        let mut effects_ended = false;
+        let mut faults = Faults::default();
+        // Without a group, a watch that never changes (its sender kept here).
+        let (_no_group, alone) = watch::channel(MemberFaults::new());
+        let mut fellows = self
+            .inputs
+            .group
+            .as_ref()
+            .map_or(alone, |group| group.watch());
         let mut machine = Machine::new(self.params(wire.source));
         let mut held = self.inputs.hold.clone();
         let hold = *held.borrow_and_update();
         let mut actions = machine.set_preempt_hold(self.now(), hold);
         let first = tracked.borrow_and_update().clone();
-        actions.extend(self.apply_verdict(&wire, &mut machine, first));
+        actions.extend(self.apply_verdict(&wire, &mut machine, first, &mut faults));
+        faults.fellows = self.fellows_fault(&mut fellows);
+        actions.extend(self.settle_fault(&mut machine, &faults));
         actions.extend(machine.start(self.now()));
         loop {
             self.perform(&wire, &mut machine, actions, &role);
@@ -311,18 +327,25 @@ impl Router {
                 }
                 Ok(()) = tracked.changed() => {
                     let verdict = tracked.borrow_and_update().clone();
-                    self.apply_verdict(&wire, &mut machine, verdict)
+                    let mut actions = self.apply_verdict(&wire, &mut machine, verdict, &mut faults);
+                    actions.extend(self.settle_fault(&mut machine, &faults));
+                    actions
+                }
+                Ok(()) = fellows.changed() => {
+                    faults.fellows = self.fellows_fault(&mut fellows);
+                    self.settle_fault(&mut machine, &faults)
                 }
                 Ok(()) = held.changed() => {
                     let hold = *held.borrow_and_update();
                     machine.set_preempt_hold(self.now(), hold)
                 }
-                ended = &mut effects, if !effects_ended => {
+                ended = &mut effects, if !faults.effects_ended => {
                     // It never ends while the role sender lives, unless it panicked: this
                     // node then cannot add addresses or forward, and must not claim the role.
-                    effects_ended = true;
+                    faults.effects_ended = true;
                     log::error!("vrrp {}: its addresses' task ended: {ended:?}", self.config.name);
-                    machine.set_fault(self.now(), Some("its addresses' task failed".to_owned()))
+                    self.report_own_fault(faults.own());
+                    self.settle_fault(&mut machine, &faults)
                 }
                 received = wire.adverts.receive() => match received {
                     Ok(received) => self.heard(&wire, &mut machine, received),
@@ -340,21 +363,23 @@ impl Router {
         // The effects task leaves the master role, if held, once its sender is gone; one that
         // failed left that to us.
         drop(role);
-        let failed = effects_ended || effects.await.is_err();
+        let failed = faults.effects_ended || effects.await.is_err();
         if failed {
             remove_left_addresses(&self.config).await;
             let _ = self.gate.serve(&self.config.name, false).await;
         }
     }
 
-    /// The tracker's verdict given to the machine. An interface created again (a new
-    /// index) leaves the router's sockets on the old one: that is a fault until lbd
+    /// The tracker's verdict: the priority given to the machine, the fault kept in `faults`
+    /// (and told to the group) for [`Router::settle_fault`]. An interface created again (a
+    /// new index) leaves the router's sockets on the old one: that is a fault until lbd
     /// restarts.
     fn apply_verdict(
         &self,
         wire: &Wire,
         machine: &mut Machine,
         verdict: Option<Tracked>,
+        faults: &mut Faults,
     ) -> Vec<Action> {
         let Some(verdict) = verdict else {
             return Vec::new();
@@ -368,16 +393,39 @@ impl Router {
                     self.config.interface, wire.link.index
                 )
             });
-        let fault = recreated.or(verdict.fault);
-        let mut actions = Vec::new();
+        faults.tracked = recreated.or(verdict.fault);
+        self.report_own_fault(faults.own());
         // The priority first: leaving FAULT computes the timers from it.
         if verdict.priority != machine.priority() {
-            actions.extend(machine.set_priority(self.now(), verdict.priority));
+            machine.set_priority(self.now(), verdict.priority)
+        } else {
+            Vec::new()
         }
-        if fault.as_deref() != machine.fault() {
-            actions.extend(machine.set_fault(self.now(), fault));
+    }
+
+    /// The machine's fault made what `faults` say: its own, else a group fellow's.
+    fn settle_fault(&self, machine: &mut Machine, faults: &Faults) -> Vec<Action> {
+        let fault = faults.own().or_else(|| faults.fellows.clone());
+        if fault.as_deref() == machine.fault() {
+            return Vec::new();
         }
-        actions
+        machine.set_fault(self.now(), fault)
+    }
+
+    /// Tells the router's sync group, if any, its own fault.
+    fn report_own_fault(&self, fault: Option<String>) {
+        if let Some(group) = &self.inputs.group {
+            group.report(&self.config.name, fault);
+        }
+    }
+
+    /// The fault the router takes from its group's other members now.
+    fn fellows_fault(&self, fellows: &mut watch::Receiver<MemberFaults>) -> Option<String> {
+        let faults = fellows.borrow_and_update();
+        self.inputs
+            .group
+            .as_ref()
+            .and_then(|group| group.fellows_fault(&faults, &self.config.name))
     }
 
     /// Adverts that arrived while the loop was busy, handed over before a timer fires.
@@ -568,6 +616,26 @@ impl Router {
             status.hold = (hold && machine.state() != State::Master)
                 .then(|| "waiting for a full copy of the master's flows".to_owned());
         });
+    }
+}
+
+/// Why a router is in FAULT, by source: the machine is in FAULT while any says so.
+#[derive(Default)]
+struct Faults {
+    /// The tracker's (an interface down, a tracked service) or the interface recreated.
+    tracked: Option<String>,
+    /// The effects task ended (it panicked): this node cannot take the role.
+    effects_ended: bool,
+    /// A member of the router's sync group is in FAULT for a reason of its own.
+    fellows: Option<String>,
+}
+
+impl Faults {
+    /// The router's own fault, which its sync group takes.
+    fn own(&self) -> Option<String> {
+        self.effects_ended
+            .then(|| "its addresses' task failed".to_owned())
+            .or_else(|| self.tracked.clone())
     }
 }
 

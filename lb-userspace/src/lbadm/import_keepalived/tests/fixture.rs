@@ -306,6 +306,7 @@ fn the_vrrp_instances_validate_as_lbd_routers() {
                 weight: 0
             }],
             track_services: None,
+            sync_group: None,
             hooks: Hooks {
                 on_master: Some(vec!["/usr/local/bin/notify".into(), "master".into()]),
                 on_backup: Some(vec!["/usr/local/bin/notify-backup".into()]),

@@ -495,8 +495,7 @@ vrrp_instance VI_1 {
         "version 3 is lbd's, and so is unicast_src_ip"
     );
     assert!(
-        reason(&converted, 5, "vrrp_sync_group")
-            .starts_with("lbd has no sync groups: each vrrp instance runs alone")
+        reason(&converted, 5, "vrrp_sync_group").starts_with("fewer than two of its instances")
     );
     assert_eq!(
         converted.config.vrrp[0].source_address,
@@ -571,4 +570,52 @@ fn the_source_address_is_taken_where_lbd_can_send_from_it() {
             lines(&converted)
         );
     }
+}
+
+#[test]
+fn a_sync_group_gives_its_converted_members_their_sync_group() {
+    let converted = convert(
+        "vrrp_sync_group VG_1 {
+    group {
+        VI_EXT
+        VI_INT
+        VI_MISSING
+    }
+    notify_master /usr/local/bin/notify
+}
+vrrp_instance VI_EXT {
+    interface eth0
+    virtual_router_id 51
+    virtual_ipaddress {
+        192.0.2.10
+    }
+}
+vrrp_instance VI_INT {
+    interface eth1
+    virtual_router_id 52
+    virtual_ipaddress {
+        198.51.100.1
+    }
+}
+",
+    );
+    for name in ["VI_EXT", "VI_INT"] {
+        assert_eq!(
+            instance(&converted, name).sync_group.as_deref(),
+            Some("VG_1"),
+            "{name}"
+        );
+    }
+    assert_eq!(lines(&converted), [(5, "VI_MISSING"), (7, "notify_master")]);
+    assert!(reason(&converted, 7, "notify_master").contains("each router's hooks"));
+    assert!(
+        converted.yaml.contains("    sync_group: VG_1\n"),
+        "{}",
+        converted.yaml
+    );
+    assert!(
+        converted.yaml.contains("its routers\n  # fault together"),
+        "{}",
+        converted.yaml
+    );
 }

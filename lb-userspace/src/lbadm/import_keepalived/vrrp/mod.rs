@@ -16,6 +16,7 @@
 
 use std::{collections::HashMap, net::IpAddr, time::Duration};
 
+mod groups;
 mod sync;
 mod values;
 
@@ -67,6 +68,7 @@ pub(super) struct Routers {
 pub(super) fn routers(
     notes: &mut Notes,
     blocks: &[&Directive],
+    group_blocks: &[&Directive],
     global_sync_daemon: Option<&Directive>,
 ) -> Routers {
     let mut taken = Taken::default();
@@ -99,6 +101,7 @@ pub(super) fn routers(
             converted.push((written_name, vrrp));
         }
     }
+    groups::sync_groups(notes, group_blocks, &mut converted);
     daemons.sort_by_key(|daemon| daemon.directive.at.order);
     let sync = sync(notes, &daemons, &converted);
     Routers {
@@ -530,6 +533,7 @@ impl<'d> Instance<'d> {
             source_address,
             virtual_addresses,
             track_interfaces,
+            sync_group: None,
             hooks,
         })
     }
