@@ -542,6 +542,10 @@ pub struct Egress {
 }
 const _: () = assert!(core::mem::size_of::<Egress>() == 136);
 
+/// [`Reply::vlan`] and [`Handoff::vlan`]: the client's frame had a tag (its TCI in the low 16
+/// bits).
+pub const VLAN_TAGGED: u32 = 1 << 16;
+
 /// A NAT or full-NAT flow's replies: the client's flow they belong to, and the way back.
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -550,7 +554,7 @@ pub struct Reply {
     /// (the VIP) to its `src`:`src_port`. lbd's sweep removes a reply whose flow is gone.
     pub flow: FlowKey,
     /// Where the client's packets came from: the reply goes back to that MAC, out of that
-    /// interface, with that VLAN tag ([`Reply::vlan`]: TAGGED bit 16, TCI in the low bits).
+    /// interface, with that VLAN tag ([`Reply::vlan`]: [`VLAN_TAGGED`] and the TCI, or 0).
     pub client_mac: [u8; 6],
     /// The client's tag protocol (`ETH_P_8021Q` or `ETH_P_8021AD`) when tagged.
     pub vlan_proto_be: u16,
@@ -570,7 +574,7 @@ pub struct Handoff {
     /// The frame's length as received (for the counters).
     pub frame_len: u64,
     pub real: Real,
-    /// As the parse found it: `TAGGED` and the TCI, or 0.
+    /// As the parse found it: [`VLAN_TAGGED`] and the TCI, or 0.
     pub vlan: u32,
     pub real_id: u32,
     pub service_id: u32,

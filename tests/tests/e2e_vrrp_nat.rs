@@ -251,13 +251,17 @@ fn failover_and_fail_back_keep_every_connection(test: &str, forward: Forward) {
     let requests = RequestLoop::start(&topology.client, Duration::from_millis(20), 5000);
     wait_for_whole_copy(&pairing.lb2);
     assert_none_broke(&mut connections, "before anything happened");
-    // A figure, not a check: where the backup keeps the way back is its own business.
     // Straight to stderr, as `report` writes, so it shows when the test passes too.
+    let (on_master, on_backup) = (reply_entries(&pairing.lb1), reply_entries(&pairing.lb2));
     let _ = writeln!(
         std::io::stderr(),
-        "{test}: reply entries before the kill: {} on the master, {} on the backup",
-        reply_entries(&pairing.lb1),
-        reply_entries(&pairing.lb2)
+        "{test}: reply entries before the kill: {on_master} on the master, {on_backup} on the \
+         backup"
+    );
+    // The backup holds every long-lived connection's reply entry (and the request loop's).
+    assert!(
+        on_backup >= LONG_LIVED,
+        "the backup holds {on_backup} reply entries for {LONG_LIVED} connections"
     );
 
     // The master dies outright: no priority-0 advert, and its program stays attached.

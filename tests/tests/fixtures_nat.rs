@@ -596,7 +596,18 @@ fn a_backup_translates_the_replies_of_flows_synced_from_its_master() {
     let Some(mut master) = balancer(test) else {
         return;
     };
-    let mut backup = Balancer::load(CONFIG);
+    // The backup has a service of its own first: every id of its differs from the master's.
+    let backup_config = CONFIG.replacen(
+        "services:\n",
+        "services:\n  - {vip: 192.0.2.10, port: 82, protocol: tcp, scheduler: rr, forward: tun,\n     reals: [{address: 198.51.100.14}]}\n",
+        1,
+    );
+    let mut backup = Balancer::load(&backup_config);
+    assert_ne!(
+        backup.real_id(7, "198.51.100.21".parse().unwrap()),
+        master.real_id(6, "198.51.100.21".parse().unwrap()),
+        "the test must cross different ids"
+    );
     let nat_real: IpAddr = "198.51.100.21".parse().unwrap();
     let nat_real4 = v4("198.51.100.21".parse().unwrap(), 8080);
     let nat_client = v4(CLIENT4, 42000);

@@ -61,7 +61,7 @@ struct Ports {
 }
 
 /// [`Packet::vlan`]: the frame has a tag.
-pub const TAGGED: u32 = 1 << 16;
+pub const TAGGED: u32 = lb_common::VLAN_TAGGED;
 
 /// What kind of datagram a frame carries, which decides the pipeline it takes.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -416,6 +416,10 @@ pub struct SyncStatus {
     /// `limits.flows`).
     #[serde(default)]
     pub flows_not_held: u64,
+    /// A backup's NAT and full-NAT flows merged without their reply entry (the master sent
+    /// no way back, or this node's own flow holds the entry's key): they break on a takeover.
+    #[serde(default)]
+    pub flows_without_reply: u64,
     /// Changes found but not sent yet (the master), or received but not applied (a backup).
     pub pending: u64,
     /// How old the oldest change not yet applied at the peer is, in milliseconds.

@@ -304,7 +304,12 @@ impl DataplaneReader for FakeReader {
         Ok(None)
     }
 
-    fn merge_reply(&self, _: &FlowKey, _: &lb_common::Reply) -> Result<bool, DataplaneError> {
-        Ok(true)
+    fn merge_reply(
+        &self,
+        _: &FlowKey,
+        _: &lb_common::Reply,
+        _: &dyn Fn(&lb_common::Reply) -> bool,
+    ) -> Result<super::ReplyMerge, DataplaneError> {
+        Ok(super::ReplyMerge::Written)
     }
 }

@@ -149,6 +149,16 @@ pub trait Dataplane: Send {
     fn egresses(&self) -> Result<Vec<(u32, Egress)>, DataplaneError>;
 }
 
+/// What [`DataplaneReader::merge_reply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMerge {
+    Written,
+    /// The replies table is full.
+    TableFull,
+    /// The key is held by an entry `may_replace` refused.
+    HeldByAnother,
+}
+
 /// What the program counts and remembers, read without disturbing the writer.
 pub trait DataplaneReader: Send + Sync {
     /// Counters summed over CPUs.
@@ -173,9 +183,14 @@ pub trait DataplaneReader: Send + Sync {
     /// reply as it sends it); `None` if there is none.
     fn reply(&self, key: &FlowKey) -> Result<Option<Reply>, DataplaneError>;
     /// Connection sync, on a backup: writes a NAT or full-NAT flow's reply entry as the
-    /// master's program has it (replacing what the key held). `Ok(false)` when the table is
-    /// full.
-    fn merge_reply(&self, key: &FlowKey, reply: &Reply) -> Result<bool, DataplaneError>;
+    /// master's program has it, replacing an entry the key holds only if `may_replace` says
+    /// so of it.
+    fn merge_reply(
+        &self,
+        key: &FlowKey,
+        reply: &Reply,
+        may_replace: &dyn Fn(&Reply) -> bool,
+    ) -> Result<ReplyMerge, DataplaneError>;
     /// The clock flows' `last_seen_ns` are on: CLOCK_MONOTONIC (the program reads it as of
     /// its last timer tick, `bpf_ktime_get_coarse_ns`).
     fn now_ns(&self) -> u64 {

@@ -83,8 +83,13 @@ impl DataplaneReader for SharedReader {
         self.with(|reader| reader.reply(key))
     }
 
-    fn merge_reply(&self, key: &FlowKey, reply: &lb_common::Reply) -> Result<bool, DataplaneError> {
-        self.with(|reader| reader.merge_reply(key, reply))
+    fn merge_reply(
+        &self,
+        key: &FlowKey,
+        reply: &lb_common::Reply,
+        may_replace: &dyn Fn(&lb_common::Reply) -> bool,
+    ) -> Result<crate::dataplane::ReplyMerge, DataplaneError> {
+        self.with(|reader| reader.merge_reply(key, reply, may_replace))
     }
 }
 

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpStream;
 
-use crate::dataplane::{DataplaneError, DataplaneReader};
+use crate::dataplane::{DataplaneError, DataplaneReader, ReplyMerge};
 
 use super::{
     AbortOnDrop, MergeGate, Shared,
@@ -84,6 +84,7 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
     let mut received_at = std::time::Instant::now();
     // A full flow table is said once per stream; the flows it cannot hold are counted.
     let mut warned_full = false;
+    let mut warned_without_reply = false;
     // Records of the bulk copy this node has no flow for, told when the copy is done.
     let mut bulk_done = false;
     let (mut bulk_unmatched, mut bulk_invalid) = (0u64, 0u64);
@@ -131,6 +132,7 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
                     status.flows_received += applied.received;
                     status.flows_unmatched += applied.unmatched + applied.invalid;
                     status.flows_not_held += applied.not_held;
+                    status.flows_without_reply += applied.without_reply;
                     status.batches_received += 1;
                 });
                 if !bulk_done {
@@ -147,6 +149,17 @@ async fn receive_from(mut stream: TcpStream, shared: &Shared) -> Result<(), Stri
                         "sync: the flow table is full: {} of {}'s flows could not be held \
                          (raise limits.flows); more are counted in flows_not_held, not logged",
                         applied.not_held,
+                        shared.peer
+                    );
+                }
+                if applied.without_reply > 0 && !warned_without_reply {
+                    warned_without_reply = true;
+                    log::warn!(
+                        "sync: {} NAT or full-NAT flows from {} came without their way back \
+                         (an older lbd sends none) or found their reply entry held by a flow \
+                         this node forwards: their replies break if this node takes over; more \
+                         are counted in flows_without_reply, not logged",
+                        applied.without_reply,
                         shared.peer
                     );
                 }
@@ -207,14 +220,19 @@ fn differences(unmatched: u64, invalid: u64) -> Option<String> {
     })
 }
 
+#[derive(Default)]
 struct Applied {
     received: u64,
     /// Records naming a service, real or interface this node lacks.
     unmatched: u64,
     /// Records refused as no flow the program would write ([`Unmatched::Invalid`]).
     invalid: u64,
-    /// Flows the table had no room for.
+    /// Flows (or their reply entries) the tables had no room for.
     not_held: u64,
+    /// NAT and full-NAT flows merged without their reply entry: the master sent no way
+    /// back (an older lbd, or its entry had gone), or an entry of this node's own program
+    /// holds the key.
+    without_reply: u64,
     /// A router of this node started forwarding: the rest of the batch was not merged.
     stopped: bool,
 }
@@ -232,21 +250,20 @@ async fn apply(
         let now_ns = reader.now_ns();
         let mut applied = Applied {
             received: flows.len() as u64,
-            unmatched: 0,
-            invalid: 0,
-            not_held: 0,
-            stopped: false,
+            ..Applied::default()
         };
         for chunk in flows.chunks(MERGE_CHUNK) {
             let merged = merges.merge(|| {
                 for record in chunk {
                     match ids.flow(record, now_ns) {
                         Ok(copied) => {
-                            let held = merge(reader.as_ref(), &copied)
-                                .map_err(|error| error.to_string())?;
-                            if !held {
+                            match merge_copy(reader.as_ref(), &ids, &copied)
+                                .map_err(|error| error.to_string())?
+                            {
+                                Merged::Whole => {}
                                 // Ending the stream would only bring the same flows again.
-                                applied.not_held += 1;
+                                Merged::TableFull => applied.not_held += 1,
+                                Merged::WithoutReply => applied.without_reply += 1,
                             }
                         }
                         Err(Unmatched::Service | Unmatched::Real | Unmatched::Interface) => {
@@ -271,20 +288,41 @@ async fn apply(
     .map_err(|error| format!("merging flows: {error}"))?
 }
 
-/// Merges a flow, then its reply entry: `false` when either table had no room.
-///
-/// The reply entry is written whatever the table holds under its key: the master's is the
-/// one its program uses now, while an entry here may be an older flow's whose copy has not
-/// expired yet (the master gave its local port to a new flow). Nothing here forwards while
-/// merges run ([`MergeGate`]), so no entry of this node's program is overwritten.
-pub(super) fn merge(reader: &dyn DataplaneReader, copied: &Copied) -> Result<bool, DataplaneError> {
+/// What [`merge_copy`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Merged {
+    /// The flow, and its reply entry if it has one.
+    Whole,
+    /// The flow or its reply entry: no room.
+    TableFull,
+    /// A NAT or full-NAT flow without its reply entry (see [`Applied::without_reply`]).
+    WithoutReply,
+}
+
+/// Merges a flow, then its reply entry, which replaces an entry the key holds only where
+/// [`Ids::may_replace`] says so.
+pub(super) fn merge_copy(
+    reader: &dyn DataplaneReader,
+    ids: &Ids,
+    copied: &Copied,
+) -> Result<Merged, DataplaneError> {
     if !reader.merge_flow(&copied.key, &copied.flow)? {
-        return Ok(false);
+        return Ok(Merged::TableFull);
     }
-    match &copied.reply {
-        Some((key, reply)) => reader.merge_reply(key, reply),
-        None => Ok(true),
-    }
+    let Some((key, reply)) = &copied.reply else {
+        return Ok(if copied.lacks_way_back {
+            Merged::WithoutReply
+        } else {
+            Merged::Whole
+        });
+    };
+    Ok(
+        match reader.merge_reply(key, reply, &|held| ids.may_replace(held, reply))? {
+            ReplyMerge::Written => Merged::Whole,
+            ReplyMerge::TableFull => Merged::TableFull,
+            ReplyMerge::HeldByAnother => Merged::WithoutReply,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -364,12 +402,23 @@ mod tests {
         fn reply(&self, _: &FlowKey) -> Result<Option<Reply>, DataplaneError> {
             unreachable!("a backup reads no reply entry")
         }
-        fn merge_reply(&self, key: &FlowKey, reply: &Reply) -> Result<bool, DataplaneError> {
+        fn merge_reply(
+            &self,
+            key: &FlowKey,
+            reply: &Reply,
+            may_replace: &dyn Fn(&Reply) -> bool,
+        ) -> Result<ReplyMerge, DataplaneError> {
             if self.gate.serving.try_lock().is_ok() {
                 self.merged_outside_the_gate.fetch_add(1, Ordering::Relaxed);
             }
-            self.replies.lock().unwrap().insert(*key, *reply);
-            Ok(true)
+            let mut replies = self.replies.lock().unwrap();
+            if let Some(held) = replies.get(key)
+                && !may_replace(held)
+            {
+                return Ok(ReplyMerge::HeldByAnother);
+            }
+            replies.insert(*key, *reply);
+            Ok(ReplyMerge::Written)
         }
     }
 
@@ -480,6 +529,7 @@ services:
             client_mac: [2, 0, 0, 0, 0, 0x42],
             vlan_proto: 0,
             vlan: 0,
+            local: None,
         };
         let mut flows = records(3);
         flows[0].way_back = Some(way_back);
@@ -494,6 +544,7 @@ services:
             .await
             .expect("applies");
         assert_eq!((applied.unmatched, applied.invalid), (1, 0));
+        assert_eq!(applied.without_reply, 1, "the older master's");
         assert_eq!(table.len(), 2);
         let replies = table.replies.lock().unwrap();
         assert_eq!(replies.len(), 1);

@@ -198,17 +198,24 @@ async fn send_changes(
         // The connection failed (the receiver is gone): the walk cannot be stopped, but it
         // does nothing more per entry, and what was sent goes with the connection.
         let mut cancelled = false;
+        let mut unreadable_said = false;
         let result = reader.for_each_flow(&mut |key: &FlowKey, flow: &Flow| {
             if cancelled {
                 return;
             }
             let digest = digest_of(&hasher, key);
             let Some(record) = visit(&mut known, digest, flow, scan, bulk, &settings, || {
-                // A reply entry that cannot be read leaves the flow without its way back:
-                // the same as a flow whose entry has gone.
-                names.record(key, flow, now_ns, |reply_key| {
-                    reader.reply(reply_key).ok().flatten()
-                })
+                // A reply entry that cannot be read: the flow waits for the next walk (not
+                // taken for sent), said once per walk.
+                names
+                    .record(key, flow, now_ns, |reply_key| reader.reply(reply_key))
+                    .unwrap_or_else(|error| {
+                        if !unreadable_said {
+                            unreadable_said = true;
+                            log::warn!("sync: reading a flow's reply entry: {error}");
+                        }
+                        None
+                    })
             }) else {
                 return;
             };

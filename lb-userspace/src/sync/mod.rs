@@ -254,8 +254,8 @@ async fn write_message(
 
 /// Copies every flow of `master`'s table into `backup`'s as the stream carries them: named
 /// on the master (with their way back), encoded, decoded, and merged on the backup under its
-/// ids (with their reply entries). Returns how many flows were merged. For tests of both
-/// nodes' programs (`BPF_PROG_TEST_RUN`): lbd itself streams through [`Sync`].
+/// ids (with their reply entries). Returns how many flows were merged whole. For tests of
+/// both nodes' programs (`BPF_PROG_TEST_RUN`): lbd itself streams through [`Sync`].
 #[doc(hidden)]
 pub fn copy_every_flow(
     master: (&Desired, &dyn DataplaneReader),
@@ -264,19 +264,22 @@ pub fn copy_every_flow(
     let names = names::Names::new(master.0);
     let now_ns = master.1.now_ns();
     let mut flows = Vec::new();
+    let mut unreadable = None;
     master
         .1
-        .for_each_flow(&mut |key, flow| {
-            flows.extend(names.record(key, flow, now_ns, |reply_key| {
-                master.1.reply(reply_key).ok().flatten()
-            }));
+        .for_each_flow(&mut |key, flow| match names
+            .record(key, flow, now_ns, |reply_key| master.1.reply(reply_key))
+        {
+            Ok(record) => flows.extend(record),
+            Err(error) => unreadable = Some(error.to_string()),
         })
         .map_err(|error| error.to_string())?;
+    if let Some(error) = unreadable {
+        return Err(error);
+    }
     let frame = wire::Message::Flows { sequence: 1, flows }.encode(wire::FEATURES);
-    let wire::Message::Flows { flows, .. } =
-        wire::Message::decode(&frame[4..]).map_err(|error| error.to_string())?
-    else {
-        unreachable!("a flows frame decodes as flows");
+    let Ok(wire::Message::Flows { flows, .. }) = wire::Message::decode(&frame[4..]) else {
+        return Err("a flows frame did not decode as one".into());
     };
     let ids = names::Ids::new(backup.0);
     let mut merged = 0;
@@ -284,7 +287,9 @@ pub fn copy_every_flow(
         let copied = ids
             .flow(record, backup.1.now_ns())
             .map_err(|unmatched| format!("{record:?}: {unmatched:?}"))?;
-        if backup::merge(backup.1, &copied).map_err(|error| error.to_string())? {
+        let outcome =
+            backup::merge_copy(backup.1, &ids, &copied).map_err(|error| error.to_string())?;
+        if outcome == backup::Merged::Whole {
             merged += 1;
         }
     }

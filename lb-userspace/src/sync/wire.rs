@@ -77,8 +77,11 @@ pub struct WayBack {
     pub client_mac: [u8; 6],
     /// `ETH_P_8021Q` or `ETH_P_8021AD` when the client's frames are tagged, else 0.
     pub vlan_proto: u16,
-    /// The client's tag as the program keeps it (the `TAGGED` bit and the TCI), or 0.
+    /// The client's tag as the program keeps it (`VLAN_TAGGED` and the TCI), or 0.
     pub vlan: u32,
+    /// Full NAT: the local address the real sees the flow come from (the backup finds its
+    /// own local source by it, not by the master's index); `None` for NAT.
+    pub local: Option<IpAddr>,
 }
 
 /// An interface name: at most 15 bytes (the kernel's `IFNAMSIZ` with its NUL).
@@ -126,8 +129,9 @@ impl std::fmt::Debug for InterfaceName {
 /// (16 + 2), state, idle, local port and source.
 const RECORD_LEN: usize = 1 + 1 + 18 + 18 + 2 + 18 + 1 + 4 + 2 + 1;
 /// A record with its way back: a record, then whether a way back follows (0 or 1) and the
-/// way back (interface name, client MAC, tag protocol, tag), zeroes when there is none.
-const RECORD_WAY_BACK_LEN: usize = RECORD_LEN + 1 + 16 + 6 + 2 + 4;
+/// way back (interface name, client MAC, tag protocol, tag, local address as the real is
+/// written), zeroes when there is none.
+const RECORD_WAY_BACK_LEN: usize = RECORD_LEN + 1 + 16 + 6 + 2 + 4 + 16;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -169,7 +173,7 @@ pub enum WireError {
     Family { index: usize, family: u8 },
     #[error("{count} records do not fit {length} bytes")]
     Count { count: usize, length: usize },
-    #[error("record {index}: a way back that is no way back (flag {flag} or interface name)")]
+    #[error("record {index}: malformed way back (flag {flag}, its interface name or padding)")]
     WayBack { index: usize, flag: u8 },
 }
 
@@ -336,11 +340,7 @@ fn encode_record(flow: &FlowRecord, out: &mut Vec<u8>) {
     // A real may be of the other family (a NAT64-style full-NAT real): its own family byte
     // would cost a byte per record for a rare case, so its bytes say it: an IPv4 real is
     // written as an IPv4-mapped IPv6 address.
-    let real = match flow.real {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    };
-    out.extend_from_slice(&real);
+    out.extend_from_slice(&mapped(flow.real));
     out.extend_from_slice(&flow.real_port.to_be_bytes());
     out.push(flow.state);
     out.extend_from_slice(&flow.idle_ms.to_be_bytes());
@@ -355,10 +355,7 @@ fn decode_record(index: usize, record: &[u8]) -> Result<FlowRecord, WireError> {
         6 => true,
         family => return Err(WireError::Family { index, family }),
     };
-    let real_v6 = Ipv6Addr::from(<[u8; 16]>::try_from(&record[40..56]).expect("16 bytes"));
-    let real = real_v6
-        .to_ipv4_mapped()
-        .map_or(IpAddr::V6(real_v6), IpAddr::V4);
+    let real = unmapped(&record[40..56]);
     Ok(FlowRecord {
         protocol: record[0],
         client: address_of(&record[2..18], ipv6),
@@ -376,6 +373,20 @@ fn decode_record(index: usize, record: &[u8]) -> Result<FlowRecord, WireError> {
     })
 }
 
+/// An address in 16 bytes of either family: an IPv4 one IPv4-mapped.
+fn mapped(address: IpAddr) -> [u8; 16] {
+    match address {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// [`mapped`] read back.
+fn unmapped(bytes: &[u8]) -> IpAddr {
+    let v6 = Ipv6Addr::from(<[u8; 16]>::try_from(bytes).expect("16 bytes"));
+    v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+}
+
 fn encode_way_back(way_back: Option<&WayBack>, out: &mut Vec<u8>) {
     match way_back {
         Some(way_back) => {
@@ -384,12 +395,14 @@ fn encode_way_back(way_back: Option<&WayBack>, out: &mut Vec<u8>) {
             out.extend_from_slice(&way_back.client_mac);
             out.extend_from_slice(&way_back.vlan_proto.to_be_bytes());
             out.extend_from_slice(&way_back.vlan.to_be_bytes());
+            // All zeroes, the unspecified address, for none.
+            out.extend_from_slice(&way_back.local.map(mapped).unwrap_or_default());
         }
         None => out.extend_from_slice(&[0; RECORD_WAY_BACK_LEN - RECORD_LEN]),
     }
 }
 
-/// The way back after a version-2 record's first [`RECORD_LEN`] bytes.
+/// The way back after a record's first [`RECORD_LEN`] bytes.
 fn decode_way_back(index: usize, bytes: &[u8]) -> Result<Option<WayBack>, WireError> {
     let flag = bytes[0];
     let refused = WireError::WayBack { index, flag };
@@ -397,11 +410,16 @@ fn decode_way_back(index: usize, bytes: &[u8]) -> Result<Option<WayBack>, WireEr
         0 if bytes.iter().all(|&byte| byte == 0) => Ok(None),
         1 => {
             let interface = InterfaceName::decode(&bytes[1..17]).ok_or(refused)?;
+            let local = bytes[29..45]
+                .iter()
+                .any(|&byte| byte != 0)
+                .then(|| unmapped(&bytes[29..45]));
             Ok(Some(WayBack {
                 interface,
                 client_mac: bytes[17..23].try_into().expect("6 bytes"),
                 vlan_proto: u16::from_be_bytes([bytes[23], bytes[24]]),
                 vlan: u32::from_be_bytes(bytes[25..29].try_into().expect("4 bytes")),
+                local,
             }))
         }
         _ => Err(refused),
@@ -436,6 +454,7 @@ mod tests {
             client_mac: [2, 0, 0, 0, 0, 1],
             vlan_proto: 0x8100,
             vlan: 0x1_0064,
+            local: Some("192.0.2.4".parse().unwrap()),
         }
     }
 
@@ -489,7 +508,7 @@ mod tests {
             flows: vec![with, record()],
         }
         .encode(FEATURE_WAY_BACK);
-        let mut expected = vec![0, 0, 0, 13 + 2 * 95]; // length
+        let mut expected = vec![0, 0, 0, 13 + 2 * 111]; // length
         expected.push(KIND_FLOWS_WAY_BACK);
         expected.extend_from_slice(&7u64.to_be_bytes());
         expected.extend_from_slice(&2u32.to_be_bytes());
@@ -498,8 +517,10 @@ mod tests {
         expected.extend_from_slice(b"eth0.100\0\0\0\0\0\0\0\0");
         expected.extend_from_slice(&[2, 0, 0, 0, 0, 1]);
         expected.extend_from_slice(&[0x81, 0x00, 0, 1, 0, 0x64]);
+        // The local address, IPv4-mapped.
+        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 4]);
         expected.extend_from_slice(&record_bytes());
-        expected.extend_from_slice(&[0; 29]);
+        expected.extend_from_slice(&[0; 45]);
         assert_eq!(frame, expected);
         assert_eq!(
             Message::decode(&frame[4..]).unwrap(),
@@ -532,7 +553,11 @@ mod tests {
             vip: "2001:db8::10".parse().unwrap(),
             real: "2001:db8:1::2".parse().unwrap(),
             service_port: 0,
-            way_back: Some(way_back()),
+            // NAT's: no local address.
+            way_back: Some(WayBack {
+                local: None,
+                ..way_back()
+            }),
             ..record()
         };
         for message in [

@@ -190,6 +190,16 @@ fn bad_routers_name_key_and_line() {
             "vrrp[0].source_address",
             "not link-local",
         ),
+        (
+            "    virtual_addresses: [192.0.2.10]\n    unicast_peers: [192.0.2.3]\n    source_address: 192.0.2.3\n",
+            "vrrp[0].source_address",
+            "a unicast peer's address",
+        ),
+        (
+            "    virtual_addresses: [2001:db8::10]\n    unicast_peers: [2001:db8::3]\n    source_address: \"::ffff:192.0.2.4\"\n",
+            "vrrp[0].source_address",
+            "IPv4-mapped",
+        ),
     ] {
         let message = error_of(&router(body));
         assert_mentions(&message, &[place, expected]);

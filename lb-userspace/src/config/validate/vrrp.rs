@@ -18,6 +18,10 @@ use crate::config::{
 /// VRRPv3's Max Adver Int: 12 bits of centiseconds.
 const MAX_ADVERT_INTERVAL: Duration = Duration::from_millis(40_950);
 const MIN_ADVERT_INTERVAL: Duration = Duration::from_millis(10);
+/// Why a router's `source_address` is never a virtual address.
+const NOT_VIRTUAL: &str = "adverts come from an address the node keeps, not one that moves \
+                           with the master role";
+
 /// keepalived caps its preempt_delay at an hour too.
 const MAX_PREEMPT_DELAY: Duration = Duration::from_secs(3600);
 
@@ -70,8 +74,7 @@ impl Validator<'_> {
                     return Err(self.invalid(
                         &format!("{key}.virtual_addresses[{position}]"),
                         format!(
-                            "{} is vrrp[{other}]'s source_address: adverts come from an \
-                             address of the node's own, not a virtual one",
+                            "{} is vrrp[{other}]'s source_address: {NOT_VIRTUAL}",
                             address.address
                         ),
                     ));
@@ -92,10 +95,7 @@ impl Validator<'_> {
             {
                 return Err(self.invalid(
                     &format!("{key}.source_address"),
-                    format!(
-                        "{source} is a virtual address of vrrp[{owner}]: adverts come from an \
-                         address of the node's own"
-                    ),
+                    format!("{source} is a virtual address of vrrp[{owner}]: {NOT_VIRTUAL}"),
                 ));
             }
             instances.push(instance);
@@ -312,12 +312,21 @@ impl Validator<'_> {
                     self.invalid(&source_key, format!("invalid IP address {text:?}"))
                 })?;
                 let broadcast = matches!(source, IpAddr::V4(v4) if v4.is_broadcast());
+                let mapped = matches!(source, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
                 let refusal = if source.is_unspecified()
                     || source.is_multicast()
                     || source.is_loopback()
                     || broadcast
                 {
                     Some(format!("{source} cannot be a packet's source"))
+                } else if mapped {
+                    Some(format!(
+                        "{source} is an IPv4-mapped IPv6 address, which no interface has"
+                    ))
+                } else if unicast_peers.contains(&source) {
+                    Some(format!(
+                        "{source} is a unicast peer's address: adverts come from this node's own"
+                    ))
                 } else if source.is_ipv6() != ipv6 {
                     Some(format!(
                         "{source} is not of the virtual addresses' family (adverts of an {} \
@@ -326,8 +335,7 @@ impl Validator<'_> {
                     ))
                 } else if virtual_addresses.iter().any(|own| own.address == source) {
                     Some(format!(
-                        "{source} is a virtual address of this router: adverts come from an \
-                         address of the node's own, which the backup has too"
+                        "{source} is a virtual address of this router: {NOT_VIRTUAL}"
                     ))
                 } else if let IpAddr::V6(v6) = source
                     && unicast_peers.is_empty()

@@ -1,6 +1,6 @@
 //! Single-element map commands aya does not offer with the semantics the flow table needs:
-//! a delete that returns what it deleted, an insert that never replaces, a replace that
-//! never inserts, and a write that does either.
+//! a delete that returns what it deleted, an insert that never replaces, and a replace that
+//! never inserts.
 
 use std::{
     io,
@@ -12,7 +12,6 @@ use aya::Pod;
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
-const BPF_ANY: u64 = 0;
 const BPF_NOEXIST: u64 = 1;
 const BPF_EXIST: u64 = 2;
 
@@ -79,18 +78,6 @@ pub fn insert_new<K: Pod, V: Pod>(map: BorrowedFd<'_>, key: &K, value: &V) -> io
         Err(error) if error.raw_os_error() == Some(libc::EEXIST) => Ok(false),
         Err(error) => Err(error),
     }
-}
-
-/// Inserts `key`, or replaces the value it holds.
-pub fn write<K: Pod, V: Pod>(map: BorrowedFd<'_>, key: &K, value: &V) -> io::Result<()> {
-    let mut attr = ElementAttr {
-        map_fd: map.as_raw_fd() as u32,
-        _pad: 0,
-        key: key as *const K as u64,
-        value: value as *const V as u64,
-        flags: BPF_ANY,
-    };
-    bpf(BPF_MAP_UPDATE_ELEM, &mut attr)
 }
 
 /// Replaces the value at `key` only if the map holds it: `Ok(false)` when it does not.

@@ -11,7 +11,7 @@ use lb_common::{
 };
 
 use super::{EbpfReader, batch, element, map_err};
-use crate::dataplane::{DataplaneError, DataplaneReader};
+use crate::dataplane::{DataplaneError, DataplaneReader, ReplyMerge};
 
 /// Inserts, lookups and replaces a merge tries while the sweep keeps removing its entry.
 const MERGE_ATTEMPTS: usize = 3;
@@ -150,21 +150,52 @@ impl DataplaneReader for EbpfReader {
         })
     }
 
-    fn merge_reply(&self, key: &FlowKey, reply: &Reply) -> Result<bool, DataplaneError> {
+    fn merge_reply(
+        &self,
+        key: &FlowKey,
+        reply: &Reply,
+        may_replace: &dyn Fn(&Reply) -> bool,
+    ) -> Result<ReplyMerge, DataplaneError> {
         let Some(replies) = &self.replies else {
             return Err(DataplaneError::MissingMap { map: MAP_REPLIES });
         };
-        // The sweep removes the entry if its flow is not in the table by its next two
-        // walks: the flow was merged first.
-        match element::write(replies.fd().as_fd(), key, reply) {
-            Ok(()) => Ok(true),
-            Err(error) if error.raw_os_error() == Some(libc::E2BIG) => Ok(false),
-            Err(source) => Err(DataplaneError::Syscall {
+        let fd = replies.fd().as_fd();
+        let failed = |call: &'static str| {
+            move |source| DataplaneError::Syscall {
                 map: MAP_REPLIES,
-                call: "BPF_MAP_UPDATE_ELEM",
+                call,
                 source,
-            }),
+            }
+        };
+        // The sweep removes the entry if its flow is not in the table by its next two
+        // walks: the flow was merged first. It may also remove the held entry between two
+        // steps: then the insert is tried again, a few times at most.
+        for _ in 0..MERGE_ATTEMPTS {
+            match element::insert_new(fd, key, reply) {
+                Ok(true) => return Ok(ReplyMerge::Written),
+                Ok(false) => {}
+                Err(error) if error.raw_os_error() == Some(libc::E2BIG) => {
+                    return Ok(ReplyMerge::TableFull);
+                }
+                Err(source) => return Err(failed("BPF_MAP_UPDATE_ELEM")(source)),
+            }
+            let Some(held) = element::lookup::<FlowKey, Reply>(fd, key)
+                .map_err(failed("BPF_MAP_LOOKUP_ELEM"))?
+            else {
+                continue;
+            };
+            if held == *reply {
+                return Ok(ReplyMerge::Written);
+            }
+            if !may_replace(&held) {
+                return Ok(ReplyMerge::HeldByAnother);
+            }
+            if element::replace_existing(fd, key, reply).map_err(failed("BPF_MAP_UPDATE_ELEM"))? {
+                return Ok(ReplyMerge::Written);
+            }
         }
+        // Removed under every attempt: the master's next copy brings it again.
+        Ok(ReplyMerge::Written)
     }
 }
 

@@ -520,6 +520,9 @@ fn the_source_address_is_taken_where_lbd_can_send_from_it() {
         ))
     };
     let taken = |converted: &Converted| converted.config.vrrp[0].source_address;
+    // IPv6 multicast: the link-local address.
+    let converted = instance("mcast_src_ip fe80::2", "", "2001:db8::1");
+    assert_eq!(taken(&converted), Some("fe80::2".parse().unwrap()));
     // mcast_src_ip is the same setting.
     let converted = instance("mcast_src_ip 192.0.2.4", "", "192.0.2.1");
     assert_eq!(taken(&converted), Some("192.0.2.4".parse().unwrap()));
@@ -618,4 +621,47 @@ vrrp_instance VI_INT {
         "{}",
         converted.yaml
     );
+}
+
+#[test]
+fn the_last_source_address_counts_and_a_later_instances_address_is_no_source() {
+    let converted = convert(
+        "vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    mcast_src_ip 192.0.2.4
+    unicast_src_ip 192.0.2.5
+    virtual_ipaddress {
+        192.0.2.1
+    }
+}
+vrrp_instance VI_2 {
+    interface eth0
+    virtual_router_id 2
+    unicast_src_ip 192.0.2.6
+    virtual_ipaddress {
+        192.0.2.2
+    }
+}
+vrrp_instance VI_3 {
+    interface eth0
+    virtual_router_id 3
+    virtual_ipaddress {
+        192.0.2.6
+    }
+}
+",
+    );
+    // keepalived takes the last of one instance's two.
+    assert_eq!(
+        instance(&converted, "VI_1").source_address,
+        Some("192.0.2.5".parse().unwrap())
+    );
+    assert!(reason(&converted, 4, "mcast_src_ip").contains("the last one counts"));
+    // VI_3 carries VI_2's source: the generated config must still pass lbd's checks.
+    assert_eq!(instance(&converted, "VI_2").source_address, None);
+    assert!(
+        reason(&converted, 13, "unicast_src_ip").contains("virtual address of vrrp_instance VI_3")
+    );
+    crate::config::parse(&converted.yaml, "converted.yaml").expect("lbd takes the conversion");
 }

@@ -74,6 +74,8 @@ pub(super) fn routers(
     let mut taken = Taken::default();
     let mut interfaces: Vec<String> = Vec::new();
     let mut converted: Vec<(String, Vrrp)> = Vec::new();
+    // Converted instances with a source address, and its directive.
+    let mut sources: Vec<(usize, &Directive)> = Vec::new();
     let mut daemons: Vec<SyncDaemon> = global_sync_daemon
         .and_then(|directive| {
             Some(SyncDaemon {
@@ -97,8 +99,31 @@ pub(super) fn routers(
             });
         }
         let written_name = instance.written_name.clone();
+        let source_directive = instance.source_address.map(|(_, directive)| directive);
         if let Some(vrrp) = instance.finish(notes, &mut taken) {
+            if let Some(directive) = source_directive.filter(|_| vrrp.source_address.is_some()) {
+                sources.push((converted.len(), directive));
+            }
             converted.push((written_name, vrrp));
+        }
+    }
+    // A source address a later instance carries (the earlier ones were checked as each
+    // instance was read).
+    for (index, directive) in sources {
+        let source = converted[index].1.source_address;
+        if let Some((owner, _)) = converted.iter().find(|(_, vrrp)| {
+            vrrp.virtual_addresses
+                .iter()
+                .any(|address| Some(address.address) == source)
+        }) {
+            notes.skip(
+                directive,
+                format!(
+                    "it is a virtual address of vrrp_instance {owner}: lbd sends adverts from \
+                     an address of the node's own"
+                ),
+            );
+            converted[index].1.source_address = None;
         }
     }
     groups::sync_groups(notes, group_blocks, &mut converted);
@@ -214,12 +239,22 @@ fn read<'d>(notes: &mut Notes, block: &'d Directive) -> Instance<'d> {
                 _ => notes.skip(directive, format!("{value:?} is not MASTER or BACKUP")),
             },
             "unicast_src_ip" | "mcast_src_ip" => match value.parse::<IpAddr>() {
-                _ if instance.source_address.is_some() => notes.skip(
-                    directive,
-                    "the source address is set twice (unicast_src_ip and mcast_src_ip are one \
-                     setting); keepalived takes the last, lbd the first",
-                ),
-                Ok(address) => instance.source_address = Some((address, directive)),
+                Ok(address) => {
+                    // One setting under two names: the last one written counts, in keepalived.
+                    if let Some((_, earlier)) =
+                        instance.source_address.replace((address, directive))
+                    {
+                        notes.skip(
+                            earlier,
+                            format!(
+                                "the {} at {} sets the source address again, and the last one \
+                                 counts (unicast_src_ip and mcast_src_ip are one setting)",
+                                directive.keyword,
+                                directive.at.place()
+                            ),
+                        );
+                    }
+                }
                 Err(_) => notes.skip(directive, format!("{value:?} is not an IP address")),
             },
             "unicast_peer" => {
@@ -553,7 +588,10 @@ impl<'d> Instance<'d> {
                 "{address} is not of the instance's family ({})",
                 self.family_name()
             ))
-        } else if let Some(problem) = convert::unusable(address) {
+        } else if let Some(problem) = convert::unusable(address)
+            // IPv6 multicast adverts come from a link-local address.
+            .filter(|_| !matches!(address, IpAddr::V6(v6) if v6.is_unicast_link_local()))
+        {
             Some(format!("{address} is {problem}"))
         } else if virtual_addresses.iter().any(|own| own.address == address)
             || taken.addresses.contains_key(&address)
