@@ -51,17 +51,20 @@ impl Pair {
     }
 
     /// A whole balancer config body with `services` (the items of the `services:` list, as
-    /// YAML), and one router for `virtual_addresses` (each a /32), the first of which is the
-    /// VIP of the router's services.
-    pub fn config_with(
+    /// YAML), and one router for `virtual_addresses` (each a /32 or /128, all of one family:
+    /// the router's), the first of which is the VIP of the router's services.
+    pub fn config_with<Address: Into<IpAddr> + Copy>(
         &self,
         services: &str,
-        virtual_addresses: &[Ipv4Addr],
+        virtual_addresses: &[Address],
         extra: &str,
     ) -> String {
         let virtual_addresses = virtual_addresses
             .iter()
-            .map(|address| format!("{address}/32"))
+            .map(|address| match (*address).into() {
+                IpAddr::V4(address) => format!("{address}/32"),
+                IpAddr::V6(address) => format!("{address}/128"),
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let unicast = self

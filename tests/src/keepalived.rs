@@ -16,8 +16,10 @@ pub struct Keepalived {
     netns_name: String,
 }
 
-/// A `vrrp_instance` for the VIP on eth0, VRRPv3, multicast unless `unicast` names the source
-/// and the peer.
+/// A `vrrp_instance` for the VIP (IPv4 or IPv6: the instance's family) on eth0, VRRPv3,
+/// multicast (224.0.0.18, or ff02::12 from the link-local address) unless `unicast` names the
+/// source and the peer. With a peer, keepalived accepts adverts from that peer only
+/// (`check_unicast_src`; it takes them from any source otherwise), as lbd does.
 pub fn config(
     priority: u8,
     advert_s: f64,
@@ -26,9 +28,13 @@ pub fn config(
 ) -> String {
     let unicast = unicast
         .map(|(source, peer)| {
-            format!("  unicast_src_ip {source}\n  unicast_peer {{\n    {peer}\n  }}\n")
+            format!(
+                "  unicast_src_ip {source}\n  check_unicast_src\n  \
+                 unicast_peer {{\n    {peer}\n  }}\n"
+            )
         })
         .unwrap_or_default();
+    let prefix_len = if vip.contains(':') { 128 } else { 32 };
     format!(
         "global_defs {{
   router_id lbtest
@@ -41,7 +47,7 @@ vrrp_instance VI_1 {{
   priority {priority}
   advert_int {advert_s}
 {unicast}  virtual_ipaddress {{
-    {vip}/32
+    {vip}/{prefix_len}
   }}
 }}
 "
