@@ -261,6 +261,12 @@ async fn a_bad_reload_is_refused_whole_and_changes_nothing() {
             "bgp cannot change while lbd runs",
         ),
         (
+            format!(
+                "{CONFIG}vrrp:\n  - {{name: VI_1, interface: eth0, vrid: 51, virtual_addresses: [192.0.2.100]}}\n"
+            ),
+            "the vrrp routers ( → VI_1) cannot change while lbd runs",
+        ),
+        (
             // A real on no interface's subnet: placement fails after validation passed.
             CONFIG.replace("192.0.2.21", "198.51.100.21"),
             "real 198.51.100.21 of UDP 192.0.2.100:53 is not on a subnet",

@@ -147,9 +147,11 @@ impl Daemon {
 
     /// Starts the VRRP routers and connection sync. Until a router is master here, the
     /// program forwards none of its VIPs (the desired state starts with them on standby).
+    /// `settings` carries the routers' settings as reloads change them.
     pub async fn start_high_availability(
         &mut self,
         routers: &[crate::config::ha::VrrpInstanceConfig],
+        settings: tokio::sync::watch::Receiver<Vec<crate::config::ha::VrrpInstanceConfig>>,
         sync: Option<crate::config::ha::SyncConfig>,
     ) -> Result<(), String> {
         if routers.is_empty() {
@@ -161,6 +163,7 @@ impl Daemon {
         let merges = sync.map(|_| Arc::new(crate::sync::MergeGate::default()));
         let (vrrp, board) = crate::vrrp::Vrrp::start(
             routers,
+            settings,
             self.inputs(),
             self.context.desired.clone(),
             held,

@@ -201,9 +201,14 @@ pub async fn start(config_path: PathBuf) -> Result<Started, DaemonError> {
         &daemon.desired(),
     );
     control.links = Some(links);
+    // The routers follow their settings as reloads change them.
+    let (routers, router_settings) = tokio::sync::watch::channel(config.vrrp.clone());
+    if !config.vrrp.is_empty() {
+        control.routers = Some(routers);
+    }
     let control = daemon.start_control(control);
     if let Err(error) = daemon
-        .start_high_availability(&config.vrrp, config.sync)
+        .start_high_availability(&config.vrrp, router_settings, config.sync)
         .await
     {
         let _ = std::fs::remove_file(&config.admin_socket);

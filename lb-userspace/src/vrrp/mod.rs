@@ -62,6 +62,7 @@ impl Vrrp {
     /// `merges` is sync's, stopped while this node forwards.
     pub fn start(
         routers: &[VrrpInstanceConfig],
+        settings: watch::Receiver<Vec<VrrpInstanceConfig>>,
         inputs: mpsc::Sender<Input>,
         desired: Arc<arc_swap::ArcSwap<Desired>>,
         hold: watch::Receiver<bool>,
@@ -146,6 +147,7 @@ impl Vrrp {
                         .sync_group
                         .as_ref()
                         .and_then(|name| groups.get(name).cloned()),
+                    settings: settings.clone(),
                 },
             );
             vrrp.tasks

@@ -1,7 +1,7 @@
 //! What differs between the running config and a new one: interfaces added and removed,
 //! settings that cannot change live, and the change in words for the log.
 
-use crate::config::{self, Config, InterfaceConfig};
+use crate::config::{self, Config, InterfaceConfig, ha::VrrpInstanceConfig};
 
 /// The interfaces `new` adds to `running`'s, and the names of those it removes. One kept
 /// with another `xdp_mode` is refused: reattaching in another mode would stop traffic on it.
@@ -92,15 +92,7 @@ pub(super) fn fixed_settings_unchanged(running: &Config, new: &Config) -> Result
             new.pid_file.display().to_string(),
         );
     }
-    // A virtual router changed live would change the election under the peer's feet; a
-    // restart leaves it cleanly (a priority-0 advert) and joins again.
-    if running.vrrp != new.vrrp {
-        return Err(
-            "vrrp cannot change while lbd runs; restart lbd to change it (its peer \
-                    takes the addresses over meanwhile: a restart sends a priority-0 advert)"
-                .to_owned(),
-        );
-    }
+    routers_change_live(&running.vrrp, &new.vrrp)?;
     if running.sync != new.sync {
         return changed(
             "sync",
@@ -133,6 +125,62 @@ pub(super) fn fixed_settings_unchanged(running: &Config, new: &Config) -> Result
             running.admin_socket.display().to_string(),
             new.admin_socket.display().to_string(),
         );
+    }
+    Ok(())
+}
+
+/// Whether `new` changes the running routers only where they change live: their election
+/// settings (priority, advert interval, preempt and its delay), tracking, hooks and unicast
+/// peers. What makes a router another one (its name, interface, vrid, addresses, multicast or
+/// unicast, source address, start state, owning its addresses or not, its sync group) and
+/// routers added or removed need a restart: a restart leaves cleanly (a priority-0 advert,
+/// the peer takes over) and joins again.
+pub(super) fn routers_change_live(
+    running: &[VrrpInstanceConfig],
+    new: &[VrrpInstanceConfig],
+) -> Result<(), String> {
+    let restart = |what: String| {
+        Err(format!(
+            "{what} cannot change while lbd runs; restart lbd to change it (its peer takes the \
+             addresses over meanwhile: a restart sends a priority-0 advert)"
+        ))
+    };
+    let names = |routers: &[VrrpInstanceConfig]| {
+        routers
+            .iter()
+            .map(|router| router.name.clone())
+            .collect::<Vec<_>>()
+    };
+    if names(running) != names(new) {
+        return restart(format!(
+            "the vrrp routers ({} → {})",
+            names(running).join(", "),
+            names(new).join(", ")
+        ));
+    }
+    for (old, new) in running.iter().zip(new) {
+        let fixed = [
+            ("interface", old.interface != new.interface),
+            ("vrid", old.vrid != new.vrid),
+            (
+                "virtual_addresses",
+                old.virtual_addresses != new.virtual_addresses,
+            ),
+            (
+                "unicast_peers (multicast or unicast)",
+                old.unicast_peers.is_empty() != new.unicast_peers.is_empty(),
+            ),
+            ("source_address", old.source_address != new.source_address),
+            ("initial_state", old.initial_state != new.initial_state),
+            (
+                "priority 255 (the address owner)",
+                (old.priority == 255) != (new.priority == 255),
+            ),
+            ("sync_group", old.sync_group != new.sync_group),
+        ];
+        if let Some((what, _)) = fixed.iter().find(|(_, changed)| *changed) {
+            return restart(format!("vrrp {}: {what}", old.name));
+        }
     }
     Ok(())
 }
@@ -202,6 +250,21 @@ pub fn describe_difference(old: &Config, new: &Config) -> String {
     if old.timeouts != new.timeouts {
         changes.push("changed timeouts".to_owned());
     }
+    for (before, router) in old.vrrp.iter().zip(&new.vrrp) {
+        if before.priority != router.priority {
+            changes.push(format!(
+                "priority of vrrp {}: {} → {}",
+                router.name, before.priority, router.priority
+            ));
+        }
+        let priority_aside = |r: &config::ha::VrrpInstanceConfig| config::ha::VrrpInstanceConfig {
+            priority: 0,
+            ..r.clone()
+        };
+        if priority_aside(before) != priority_aside(router) {
+            changes.push(format!("changed vrrp {}", router.name));
+        }
+    }
     if changes.is_empty() {
         return "no change".to_owned();
     }
@@ -212,4 +275,89 @@ pub fn describe_difference(old: &Config, new: &Config) -> String {
         text.push_str(&format!("; and {more} more"));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routers(text: &str) -> Vec<VrrpInstanceConfig> {
+        let config = config::parse(
+            &format!("instance: a\ninterfaces: [{{name: eth0}}, {{name: eth1}}]\nvrrp:\n{text}"),
+            "test.yaml",
+        )
+        .expect("parses");
+        config.vrrp
+    }
+
+    const VI_1: &str = "  - {name: VI_1, interface: eth0, vrid: 51, priority: 150, virtual_addresses: [192.0.2.10], unicast_peers: [192.0.2.3]}\n";
+
+    #[test]
+    fn election_tracking_hooks_and_peers_change_live() {
+        let running = routers(VI_1);
+        for live in [
+            VI_1.replace("priority: 150", "priority: 50"),
+            VI_1.replace(
+                "vrid: 51,",
+                "vrid: 51, advert_interval: 100ms, preempt: false, preempt_delay: 5s,",
+            ),
+            VI_1.replace(
+                "vrid: 51,",
+                "vrid: 51, track_interfaces: [eth1], hooks: {on_master: /bin/true},",
+            ),
+            VI_1.replace("[192.0.2.3]", "[192.0.2.3, 192.0.2.4]"),
+        ] {
+            assert_eq!(
+                routers_change_live(&running, &routers(&live)),
+                Ok(()),
+                "{live}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_makes_another_router_needs_a_restart() {
+        let running = routers(VI_1);
+        for (changed, named) in [
+            (
+                VI_1.replace("interface: eth0", "interface: eth1"),
+                "vrrp VI_1: interface",
+            ),
+            (VI_1.replace("vrid: 51", "vrid: 52"), "vrrp VI_1: vrid"),
+            (
+                VI_1.replace("[192.0.2.10]", "[192.0.2.11]"),
+                "vrrp VI_1: virtual_addresses",
+            ),
+            (
+                VI_1.replace(", unicast_peers: [192.0.2.3]", ""),
+                "vrrp VI_1: unicast_peers (multicast or unicast)",
+            ),
+            (
+                VI_1.replace("vrid: 51,", "vrid: 51, source_address: 192.0.2.2,"),
+                "vrrp VI_1: source_address",
+            ),
+            (
+                VI_1.replace("vrid: 51,", "vrid: 51, initial_state: master,"),
+                "vrrp VI_1: initial_state",
+            ),
+            (
+                VI_1.replace("priority: 150", "priority: 255"),
+                "vrrp VI_1: priority 255 (the address owner)",
+            ),
+            (
+                VI_1.replace("name: VI_1", "name: VI_9"),
+                "the vrrp routers (VI_1 → VI_9)",
+            ),
+            (
+                format!(
+                    "{VI_1}  - {{name: VI_2, interface: eth1, vrid: 52, virtual_addresses: [198.51.100.1]}}\n"
+                ),
+                "the vrrp routers (VI_1 → VI_1, VI_2)",
+            ),
+        ] {
+            let error = routers_change_live(&running, &routers(&changed)).unwrap_err();
+            assert!(error.starts_with(named), "{error}");
+            assert!(error.contains("restart lbd to change it"), "{error}");
+        }
+    }
 }

@@ -114,6 +114,8 @@ pub struct Control {
     /// The program's attachments, for changes that add or remove an interface (`None` with a
     /// fake data plane: such changes are refused).
     pub links: Option<Links>,
+    /// The VRRP routers' settings, which the routers follow (`None` without routers).
+    pub routers: Option<tokio::sync::watch::Sender<Vec<crate::config::ha::VrrpInstanceConfig>>>,
 }
 
 impl Control {
@@ -144,6 +146,7 @@ impl Control {
             inputs,
             health,
             links: None,
+            routers: None,
         }
     }
 }
@@ -393,6 +396,14 @@ impl Control {
         let summary = describe_difference(&self.running, &config);
         self.health
             .set_targets(health_targets(&config, &HashSet::new()));
+        // The routers take their new settings (only those that change live got here).
+        if let Some(routers) = &self.routers {
+            routers.send_if_modified(|running| {
+                let changed = *running != config.vrrp;
+                running.clone_from(&config.vrrp);
+                changed
+            });
+        }
         self.running = config;
         self.document = document;
         self.host.probe(to_probe).await;

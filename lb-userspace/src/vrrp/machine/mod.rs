@@ -638,6 +638,30 @@ impl Machine {
         Vec::new()
     }
 
+    /// A reload's settings: the configured priority, the advert interval, preempt and its
+    /// delay. What makes the router another one (its vrid, its address, owning the
+    /// addresses or not, the start state) stays: lbd refuses such a reload. A master sends at
+    /// the new interval from its next advert; a backup's timers follow the master's adverts
+    /// as always. The effective priority comes with [`Machine::set_priority`] (the tracker
+    /// applies the weights to the new configured one). Returns no actions: the election
+    /// moves on the next advert.
+    pub fn reconfigure(&mut self, params: Params) -> Result<Vec<Action>, ParamsError> {
+        params.validate()?;
+        let owner = self.is_owner();
+        self.params = Params {
+            vrid: self.params.vrid,
+            priority: if owner {
+                OWNER_PRIORITY
+            } else {
+                params.priority.min(OWNER_PRIORITY - 1)
+            },
+            initial_state: self.params.initial_state,
+            primary_address: self.params.primary_address,
+            ..params
+        };
+        Ok(Vec::new())
+    }
+
     /// While `hold` is true (connection sync has not copied the master's flows yet) this
     /// router does not preempt a live master; Master_Down and priority 0 still make it
     /// master. Returns no actions: the next advert is treated by the new rule.

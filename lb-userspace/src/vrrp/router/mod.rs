@@ -61,6 +61,9 @@ pub struct RouterInputs {
     /// The router's sync group, if it is in one: its own faults go there, and it takes the
     /// others'.
     pub group: Option<Arc<SyncGroup>>,
+    /// Every router's settings as reloads change them: this one follows its own (only what
+    /// changes live differs: see `daemon::control`).
+    pub settings: watch::Receiver<Vec<VrrpInstanceConfig>>,
 }
 
 pub struct Router {
@@ -223,9 +226,10 @@ impl Router {
 
     /// Runs until `inputs.stop`; then leaves (a master sends a priority-0 advert and gives
     /// the addresses up).
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let mut stop = self.inputs.stop.clone();
-        let (wire, frames) = loop {
+        let mut settings = self.inputs.settings.clone();
+        let (mut wire, frames) = loop {
             match self.wire().await {
                 Ok(wired) => break wired,
                 Err(error) => {
@@ -280,8 +284,9 @@ impl Router {
             }
         };
         let (verdicts, mut tracked) = watch::channel(None);
+        let (tracking, tracker_settings) = watch::channel(self.config.clone());
         let tracker = tokio::spawn(tracker::run(
-            self.config.clone(),
+            tracker_settings,
             self.inputs.desired.clone(),
             verdicts,
         ));
@@ -339,6 +344,19 @@ impl Router {
                     let hold = *held.borrow_and_update();
                     machine.set_preempt_hold(self.now(), hold)
                 }
+                Ok(()) = settings.changed() => {
+                    let mine = settings
+                        .borrow_and_update()
+                        .iter()
+                        .find(|router| router.name == self.config.name)
+                        .cloned();
+                    match mine {
+                        Some(new) if new != self.config => {
+                            self.take_settings(new, &mut wire, &mut machine, &tracking)
+                        }
+                        _ => Vec::new(),
+                    }
+                }
                 ended = &mut effects, if !faults.effects_ended => {
                     // It never ends while the role sender lives, unless it panicked: this
                     // node then cannot add addresses or forward, and must not claim the role.
@@ -368,6 +386,50 @@ impl Router {
             remove_left_addresses(&self.config).await;
             let _ = self.gate.serve(&self.config.name, false).await;
         }
+    }
+
+    /// A reload's settings for this router (only those that change live differ): the
+    /// machine's election settings, the tracker's, the unicast peers; hooks and the rest are
+    /// read from `self.config` as they are used.
+    fn take_settings(
+        &mut self,
+        new: VrrpInstanceConfig,
+        wire: &mut Wire,
+        machine: &mut Machine,
+        tracking: &watch::Sender<VrrpInstanceConfig>,
+    ) -> Vec<Action> {
+        log::info!(
+            "vrrp {}: new settings: priority {} → {}, adverts every {:?} → {:?}, preempt {} → {}",
+            self.config.name,
+            self.config.priority,
+            new.priority,
+            self.config.advert_interval,
+            new.advert_interval,
+            self.config.preempt,
+            new.preempt
+        );
+        if !new.unicast_peers.is_empty() {
+            wire.destinations.clone_from(&new.unicast_peers);
+        }
+        self.config = new;
+        let actions = match machine.reconfigure(self.params(wire.source)) {
+            Ok(actions) => actions,
+            // The config's validation allows nothing the machine refuses.
+            Err(error) => {
+                log::error!("vrrp {}: {error}", self.config.name);
+                Vec::new()
+            }
+        };
+        // The configured priority and the weights: its next verdict brings the effective
+        // priority.
+        tracking.send_replace(self.config.clone());
+        let advert_interval_cs = (self.config.advert_interval.as_millis() / 10) as u16;
+        let configured_priority = self.config.priority;
+        self.board.update(self.index, |status| {
+            status.configured_priority = configured_priority;
+            status.advert_interval_cs = advert_interval_cs;
+        });
+        actions
     }
 
     /// The tracker's verdict: the priority given to the machine, the fault kept in `faults`

@@ -31,11 +31,14 @@ pub struct Tracked {
     pub index: Option<u32>,
 }
 
+/// Looks at what the router's `settings` (as reloads change them) track, every
+/// [`TRACK_EVERY`], until the router drops `verdicts`.
 pub async fn run(
-    config: VrrpInstanceConfig,
+    mut settings: watch::Receiver<VrrpInstanceConfig>,
     desired: Arc<ArcSwap<Desired>>,
     verdicts: watch::Sender<Option<Tracked>>,
 ) {
+    let mut config = settings.borrow().clone();
     let mut host = loop {
         match Host::new() {
             Ok(host) => break host,
@@ -48,13 +51,7 @@ pub async fn run(
             }
         }
     };
-    let mut interfaces = vec![(config.interface.clone(), 0)];
-    interfaces.extend(
-        config
-            .track_interfaces
-            .iter()
-            .map(|tracked| (tracked.name.clone(), tracked.weight)),
-    );
+    let mut interfaces = tracked_interfaces(&config);
     // The last state seen of each interface (kept through failed queries), and whether its
     // absence was reported.
     let mut up: HashMap<String, bool> = HashMap::new();
@@ -65,6 +62,10 @@ pub async fn run(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        if settings.has_changed().unwrap_or(false) {
+            config = settings.borrow_and_update().clone();
+            interfaces = tracked_interfaces(&config);
+        }
         let mut fault: Option<String> = None;
         let mut priority = i32::from(config.priority);
         let mut index = None;
@@ -160,6 +161,19 @@ fn report_failure(router: &str, error: &HostError, failures: u32) {
     } else {
         log::debug!("vrrp {router}: tracking: {error}");
     }
+}
+
+/// The router's own interface (its link down is a FAULT), then its tracked ones, each with
+/// its weight.
+fn tracked_interfaces(config: &VrrpInstanceConfig) -> Vec<(String, i32)> {
+    let mut interfaces = vec![(config.interface.clone(), 0)];
+    interfaces.extend(
+        config
+            .track_interfaces
+            .iter()
+            .map(|tracked| (tracked.name.clone(), tracked.weight)),
+    );
+    interfaces
 }
 
 /// Whether a service on one of the router's addresses has no real that can take new flows.

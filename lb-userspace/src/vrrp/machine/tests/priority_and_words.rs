@@ -40,6 +40,49 @@ fn set_priority_reaches_the_next_advert_and_the_backup_timers() {
     assert_eq!(deadline_of(&backup), heard + ns(3_218_750_000));
 }
 
+#[test]
+fn a_reload_changes_the_interval_and_preempt_but_never_the_routers_identity() {
+    let (mut machine, became_master) = master(params(100, SECOND));
+    let reloaded = Params {
+        vrid: 99,
+        priority: 120,
+        advert_interval: ms(100),
+        preempt: false,
+        preempt_delay: ms(500),
+        initial_state: InitialState::Master,
+        primary_address: v4(9),
+    };
+    assert_eq!(machine.reconfigure(reloaded), Ok(vec![]));
+    let now = machine.params();
+    assert_eq!(
+        (
+            now.advert_interval,
+            now.preempt,
+            now.preempt_delay,
+            now.priority
+        ),
+        (ms(100), false, ms(500), 120)
+    );
+    assert_eq!(
+        (now.vrid, now.initial_state, now.primary_address),
+        (51, InitialState::Backup, v4(1)),
+        "what makes the router another one stays"
+    );
+    // The advert due at the old interval goes; the next at the new one.
+    assert_eq!(
+        machine.poll(became_master + SECOND),
+        [Action::SendAdvert { priority: 100 }]
+    );
+    assert_eq!(deadline_of(&machine), became_master + SECOND + ms(100));
+    // An owner stays one, and a router does not become one.
+    let mut owner = started(params(OWNER_PRIORITY, SECOND));
+    owner.reconfigure(params(100, SECOND)).unwrap();
+    assert_eq!(owner.params().priority, OWNER_PRIORITY);
+    machine.reconfigure(params(OWNER_PRIORITY, SECOND)).unwrap();
+    assert_eq!(machine.params().priority, OWNER_PRIORITY - 1);
+    assert!(machine.reconfigure(params(100, ms(15))).is_err());
+}
+
 // --- Words ---
 
 #[test]
