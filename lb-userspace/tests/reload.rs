@@ -264,7 +264,7 @@ async fn a_bad_reload_is_refused_whole_and_changes_nothing() {
             format!(
                 "{CONFIG}vrrp:\n  - {{name: VI_1, interface: eth0, vrid: 51, virtual_addresses: [192.0.2.100]}}\n"
             ),
-            "the vrrp routers ( → VI_1) cannot change while lbd runs",
+            "the vrrp routers (none → VI_1) cannot change while lbd runs",
         ),
         (
             // A real on no interface's subnet: placement fails after validation passed.

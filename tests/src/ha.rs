@@ -234,6 +234,17 @@ impl LongLived {
         broken
     }
 
+    /// Panics, naming them, if any connection broke ([`LongLived::check_at_once`]) `when`.
+    pub fn assert_none_broke(&mut self, when: &str) {
+        let broken = self.check_at_once();
+        assert!(
+            broken.is_empty(),
+            "{} of {} long-lived connections broke {when}: {broken:#?}",
+            broken.len(),
+            self.len()
+        );
+    }
+
     /// [`LongLived::check`] with every connection's request at once, each on a thread of its
     /// own: when connections hang, the check takes one timeout rather than one per connection.
     pub fn check_at_once(&mut self) -> Vec<String> {

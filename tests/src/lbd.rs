@@ -178,6 +178,28 @@ impl Lbd {
         std::fs::write(&self.config, text.replace(from, to)).expect("writing the config");
     }
 
+    /// SIGHUP, then waits (at most 10 s) until the daemon says it applied its config file;
+    /// panics at once, with the log, when it says it refused it.
+    pub fn reload(&self) {
+        let count = |what: &str| self.log().matches(what).count();
+        let (applied, refused) = (count("reload applied"), count("reload refused"));
+        self.signal(libc::SIGHUP);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while count("reload applied") == applied {
+            assert!(
+                count("reload refused") == refused,
+                "reload refused:\n{}",
+                self.log()
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no reload applied within 10 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// What the current (or last) daemon printed.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()

@@ -496,19 +496,6 @@ fn partition(topology: &HaTopology, cut: bool) {
     }
 }
 
-/// Waits (bounded) until the client's neighbour entry for the VIP has balancer `index`'s MAC;
-/// how long that took, or `None` if it never did.
-fn wait_for_client_mac(topology: &HaTopology, index: usize, limit: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    while topology.client_vip_mac() != Some(lb_mac_text(index)) {
-        if started.elapsed() >= limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Some(started.elapsed())
-}
-
 /// Both nodes become master while partitioned; after the heal exactly one remains and the
 /// VIP is announced afresh, whichever node's advert crosses first (the loser's last advert as
 /// it stands down tells the winner; before that fix the client kept lb2's MAC when lb1's advert
@@ -573,7 +560,9 @@ fn chaos_ha_partition_and_heal() {
     assert_eq!(state(&lb1), "MASTER", "lb1 stays master while partitioned");
     topology.wait_for_vip(&[1, 2], Duration::from_secs(2));
     assert!(
-        wait_for_client_mac(&topology, 2, Duration::from_secs(2)).is_some(),
+        topology
+            .client_mac_within(2, Duration::from_secs(2))
+            .is_some(),
         "the client never followed lb2's gratuitous ARPs: {:?}",
         topology.client_vip_mac()
     );
@@ -592,8 +581,9 @@ fn chaos_ha_partition_and_heal() {
         .count();
     assert_eq!(masters, 1, "exactly one master after the heal");
     assert_eq!(state(&lb1), "MASTER");
-    let repointed =
-        wait_for_client_mac(&topology, 1, Duration::from_secs(2)).map(|_| healed.elapsed());
+    let repointed = topology
+        .client_mac_within(1, Duration::from_secs(2))
+        .map(|_| healed.elapsed());
     std::thread::sleep(Duration::from_secs(1));
     let figures = traffic.stop(&Excused::default());
     let client_mac = topology.client_vip_mac();

@@ -19,6 +19,8 @@ use lb_tests::{
 
 const ADVERT: Duration = Duration::from_millis(100);
 const TEST: &str = "vrrp-group";
+/// VI_2's address.
+const SECOND_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 101);
 
 /// The second router of the group, after the first (VI_1, the VIP's, from [`Pair::config`]):
 /// the group key ends VI_1's block, then VI_2 with `extra`.
@@ -29,10 +31,11 @@ fn second_router(priority: u8, extra: &str) -> String {
     interface: eth0
     vrid: 52
     priority: {priority}
-    advert_interval: 100ms
-    virtual_addresses: [192.0.2.101/32]
+    advert_interval: {}ms
+    virtual_addresses: [{SECOND_ADDRESS}/32]
     sync_group: VG
-{extra}"
+{extra}",
+        ADVERT.as_millis()
     )
 }
 
@@ -81,6 +84,7 @@ fn a_sync_group_faults_together_and_the_peer_takes_every_router() {
         wait_for_named_state(&lb2, name, "BACKUP", Duration::from_secs(5));
     }
     topology.wait_for_vip(&[1], Duration::from_secs(2));
+    topology.wait_for_address(SECOND_ADDRESS, &[1], Duration::from_secs(2));
 
     // VI_2's tracked link goes down on lb1: VI_2 goes to FAULT, and VI_1, whose own links are
     // all up, with it. lb2 takes both.
@@ -102,6 +106,7 @@ fn a_sync_group_faults_together_and_the_peer_takes_every_router() {
     );
     assert_eq!(first.sync_group.as_deref(), Some("VG"));
     topology.wait_for_vip(&[2], Duration::from_secs(2));
+    topology.wait_for_address(SECOND_ADDRESS, &[2], Duration::from_secs(2));
 
     // The link comes back: both leave FAULT and lb1 takes both back (preempt).
     topology.lb1.ip(&["link", "set", "trk1", "up"]);
@@ -110,4 +115,5 @@ fn a_sync_group_faults_together_and_the_peer_takes_every_router() {
         wait_for_named_state(&lb2, name, "BACKUP", Duration::from_secs(5));
     }
     topology.wait_for_vip(&[1], Duration::from_secs(2));
+    topology.wait_for_address(SECOND_ADDRESS, &[1], Duration::from_secs(2));
 }

@@ -26,7 +26,7 @@ use lb_tests::{
     privilege::require_root,
     topology::{
         CLIENT_IP,
-        ha::{HaTopology, LB1_IP, LB2_IP, NAT_GATEWAY, SNAT_ADDRESS, lb_mac_text},
+        ha::{HaTopology, LB1_IP, LB2_IP, NAT_GATEWAY, SNAT_ADDRESS},
         modes::{test_instance, test_prefix},
     },
 };
@@ -159,31 +159,11 @@ fn pair(test: &str, forward: Forward) -> Pairing {
     }
 }
 
-/// Every long-lived connection answers, from its own real. (The daemons' logs follow a
-/// failure: [`Lbd`] prints its log when dropped during a panic.)
-fn assert_none_broke(connections: &mut LongLived, when: &str) {
-    let broken = connections.check_at_once();
-    assert!(
-        broken.is_empty(),
-        "{} of {} long-lived connections broke {when}: {broken:#?}",
-        broken.len(),
-        connections.len()
-    );
-}
-
 /// Waits (bounded) until the client sends to balancer `index` for the VIP and the reals send
 /// their replies to it: only then do the packets of the kept connections cross that node
 /// (a killed lbd's program stays attached, with its entries, to its node's interface).
 fn wait_until_traffic_crosses(topology: &HaTopology, index: usize, forward: Forward) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while topology.client_vip_mac() != Some(lb_mac_text(index)) {
-        assert!(
-            Instant::now() < deadline,
-            "the client has {:?} for the VIP, not lb{index}'s MAC",
-            topology.client_vip_mac()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    topology.wait_for_client_mac(index, Duration::from_secs(2));
     topology.wait_until_reals_use(index, forward.return_address(), Duration::from_secs(2));
 }
 
@@ -194,9 +174,13 @@ fn wait_for_whole_copy(lbd: &Lbd) {
     wait_for_copy(lbd, LONG_LIVED as u64, Duration::from_secs(10));
     let sync = lbd.status().sync.expect("a sync status");
     assert_eq!(
-        (sync.flows_unmatched, sync.flows_not_held),
-        (0, 0),
-        "flows refused (unmatched, not held): {sync:?}\n{}",
+        (
+            sync.flows_unmatched,
+            sync.flows_not_held,
+            sync.flows_without_reply
+        ),
+        (0, 0, 0),
+        "flows refused (unmatched, not held) or without their reply entry: {sync:?}\n{}",
         lbd.log()
     );
 }
@@ -248,9 +232,8 @@ fn failover_and_fail_back_keep_every_connection(test: &str, forward: Forward) {
             forward.peer_seen_by_reals()
         );
     }
-    let requests = RequestLoop::start(&topology.client, Duration::from_millis(20), 5000);
     wait_for_whole_copy(&pairing.lb2);
-    assert_none_broke(&mut connections, "before anything happened");
+    connections.assert_none_broke("before anything happened");
     // Straight to stderr, as `report` writes, so it shows when the test passes too.
     let (on_master, on_backup) = (reply_entries(&pairing.lb1), reply_entries(&pairing.lb2));
     let _ = writeln!(
@@ -258,30 +241,39 @@ fn failover_and_fail_back_keep_every_connection(test: &str, forward: Forward) {
         "{test}: reply entries before the kill: {on_master} on the master, {on_backup} on the \
          backup"
     );
-    // The backup holds every long-lived connection's reply entry (and the request loop's).
+    // The backup holds every long-lived connection's reply entry (the only flows so far).
     assert!(
         on_backup >= LONG_LIVED,
         "the backup holds {on_backup} reply entries for {LONG_LIVED} connections"
     );
+    let requests = RequestLoop::start(&topology.client, Duration::from_millis(20), 5000);
+    let replies_before = pairing.lb2.reason("forwarded_reply");
 
-    // The master dies outright: no priority-0 advert, and its program stays attached.
+    // The master dies outright: no priority-0 advert. Its program stays attached, so its link
+    // is cut too: nothing may cross it (stale neighbour entries would still reach it).
     let killed = Instant::now();
     pairing.lb1.signal(libc::SIGKILL);
+    topology.set_link(1, false);
     let took = killed.elapsed() + wait_for_state(&pairing.lb2, "MASTER", Duration::from_secs(5));
     report(&format!("{test}: takeover after SIGKILL"), took);
-    let (ok_at_takeover, _) = requests.counts();
     let _ = pairing.lb1.stop();
     // A killed lbd cannot remove its addresses (its successor does, at start).
     topology.wait_for_vip(&[1, 2], Duration::from_secs(2));
     topology.wait_for_address(forward.return_address(), &[1, 2], Duration::from_secs(2));
     wait_until_traffic_crosses(topology, 2, forward);
-    assert_none_broke(&mut connections, "after the takeover");
+    let (ok_at_takeover, _) = requests.counts();
+    connections.assert_none_broke("after the takeover");
+    assert!(
+        pairing.lb2.reason("forwarded_reply") > replies_before,
+        "lb2 translated no reply back while master"
+    );
     wait_for_answers_after(&requests, ok_at_takeover, "after the takeover");
 
     // The old master comes back as after a reboot, with nothing of its own left (a restarted
     // lbd would adopt its pinned flows and reply entries): all it holds is what sync gives
     // it. It waits for a full copy of lb2's flows before it claims the role back (preempt,
     // higher priority), so the fail-back resets nothing.
+    topology.set_link(1, true);
     pairing.lb1.teardown();
     pairing.lb1.restart(&topology.lb1);
     wait_for_whole_copy(&pairing.lb1);
@@ -289,9 +281,9 @@ fn failover_and_fail_back_keep_every_connection(test: &str, forward: Forward) {
     wait_for_state(&pairing.lb2, "BACKUP", Duration::from_secs(5));
     topology.wait_for_vip(&[1], Duration::from_secs(2));
     topology.wait_for_address(forward.return_address(), &[1], Duration::from_secs(2));
-    let (ok_at_fail_back, _) = requests.counts();
     wait_until_traffic_crosses(topology, 1, forward);
-    assert_none_broke(&mut connections, "after the fail-back");
+    let (ok_at_fail_back, _) = requests.counts();
+    connections.assert_none_broke("after the fail-back");
     wait_for_answers_after(&requests, ok_at_fail_back, "after the fail-back");
 
     let (ok, failed, errors) = requests.stop();

@@ -588,8 +588,9 @@ fn icmp_errors_about_nat_replies_are_translated_for_the_real() {
 
 /// A backup that took its master's flows through connection sync translates their replies
 /// as the master would: the flows come with their way back (the master's reply entries),
-/// and the backup writes the reply entries its program looks for, NAT and full NAT, IPv4
-/// and IPv6. Without the copy, the backup passes the same replies untranslated.
+/// and the backup writes the reply entries its program looks for under its own ids (NAT over
+/// IPv4, full NAT over IPv4 and IPv6). Without the copy, the backup passes the same replies
+/// untranslated. Both programs run on `lo`: the interface by name is the unit tests'.
 #[test]
 fn a_backup_translates_the_replies_of_flows_synced_from_its_master() {
     let test = "a_backup_translates_the_replies_of_flows_synced_from_its_master";

@@ -157,6 +157,8 @@ pub enum ReplyMerge {
     TableFull,
     /// The key is held by an entry `may_replace` refused.
     HeldByAnother,
+    /// The key's entry kept changing under the attempts: nothing was written.
+    Unsettled,
 }
 
 /// What the program counts and remembers, read without disturbing the writer.

@@ -207,6 +207,11 @@ const SYNC_FLOWS_NOT_HELD: Metric = counter(
     "lb_sync_flows_not_held_total",
     "Flows received that the flow table had no room for.",
 );
+const SYNC_FLOWS_WITHOUT_REPLY: Metric = counter(
+    "lb_sync_flows_without_reply_total",
+    "NAT and full-NAT flows received without their reply entry (no way back came, or this \
+     node's own flow holds its key): they break on a takeover.",
+);
 const SYNC_BATCHES_LOST: Metric = counter(
     "lb_sync_batches_lost_total",
     "Batches found missing (a gap in the sequence); each restarts the copy.",
@@ -301,6 +306,7 @@ fn render_high_availability(out: &mut Exposition, view: &View) {
         out.add(&SYNC_FLOWS_RECEIVED, &labels, sync.flows_received);
         out.add(&SYNC_FLOWS_UNMATCHED, &labels, sync.flows_unmatched);
         out.add(&SYNC_FLOWS_NOT_HELD, &labels, sync.flows_not_held);
+        out.add(&SYNC_FLOWS_WITHOUT_REPLY, &labels, sync.flows_without_reply);
         out.add(&SYNC_BATCHES_LOST, &labels, sync.batches_lost);
         out.add(&SYNC_PENDING, &labels, sync.pending);
         out.add(&SYNC_LAG, &labels, sync.lag_ms as f64 / 1000.0);

@@ -320,7 +320,7 @@ pub(super) fn merge_copy(
         match reader.merge_reply(key, reply, &|held| ids.may_replace(held, reply))? {
             ReplyMerge::Written => Merged::Whole,
             ReplyMerge::TableFull => Merged::TableFull,
-            ReplyMerge::HeldByAnother => Merged::WithoutReply,
+            ReplyMerge::HeldByAnother | ReplyMerge::Unsettled => Merged::WithoutReply,
         },
     )
 }

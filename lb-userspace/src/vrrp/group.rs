@@ -18,8 +18,19 @@ use tokio::sync::watch;
 
 use crate::config::ha::VrrpInstanceConfig;
 
-/// Each member's own fault, by router name (`None`: it has none).
-pub type MemberFaults = BTreeMap<String, Option<String>>;
+/// What a member has said of itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Member {
+    /// Nothing yet: its tracking has not spoken (its fellows wait, a while, before they
+    /// start: were it faulty, they would claim the role for a moment).
+    Starting,
+    Clear,
+    /// In FAULT for a reason of its own.
+    Fault(String),
+}
+
+/// Each member's word on itself, by router name.
+pub type MemberFaults = BTreeMap<String, Member>;
 
 /// One sync group's members and their own faults.
 pub struct SyncGroup {
@@ -28,7 +39,7 @@ pub struct SyncGroup {
 }
 
 impl SyncGroup {
-    /// The groups of `routers`, by group name; every member starts without a fault.
+    /// The groups of `routers`, by group name; every member starts [`Member::Starting`].
     pub fn of(routers: &[VrrpInstanceConfig]) -> BTreeMap<String, Arc<SyncGroup>> {
         let mut members: BTreeMap<&str, MemberFaults> = BTreeMap::new();
         for router in routers {
@@ -36,7 +47,7 @@ impl SyncGroup {
                 members
                     .entry(group)
                     .or_default()
-                    .insert(router.name.clone(), None);
+                    .insert(router.name.clone(), Member::Starting);
             }
         }
         members
@@ -53,10 +64,11 @@ impl SyncGroup {
 
     /// A member says what its own fault is now (`None`: it has none).
     pub fn report(&self, member: &str, fault: Option<String>) {
+        let word = fault.map_or(Member::Clear, Member::Fault);
         self.faults.send_if_modified(|faults| {
-            let entry = faults.entry(member.to_owned()).or_default();
-            let changed = *entry != fault;
-            *entry = fault;
+            let entry = faults.entry(member.to_owned()).or_insert(Member::Starting);
+            let changed = *entry != word;
+            *entry = word;
             changed
         });
     }
@@ -77,10 +89,19 @@ fn fellows_fault(group: &str, faults: &MemberFaults, member: &str) -> Option<Str
     faults
         .iter()
         .filter(|(name, _)| name.as_str() != member)
-        .find_map(|(name, fault)| {
-            let fault = fault.as_ref()?;
-            Some(format!("sync group {group}: {name} is in FAULT ({fault})"))
+        .find_map(|(name, word)| match word {
+            Member::Fault(fault) => {
+                Some(format!("sync group {group}: {name} is in FAULT ({fault})"))
+            }
+            Member::Starting | Member::Clear => None,
         })
+}
+
+/// Whether a member other than `member` has not spoken yet.
+pub fn fellows_starting(faults: &MemberFaults, member: &str) -> bool {
+    faults
+        .iter()
+        .any(|(name, word)| name.as_str() != member && *word == Member::Starting)
 }
 
 #[cfg(test)]
@@ -90,7 +111,10 @@ mod tests {
     fn faults(entries: &[(&str, Option<&str>)]) -> MemberFaults {
         entries
             .iter()
-            .map(|(name, fault)| ((*name).to_owned(), fault.map(str::to_owned)))
+            .map(|(name, fault)| {
+                let word = fault.map_or(Member::Clear, |fault| Member::Fault(fault.to_owned()));
+                ((*name).to_owned(), word)
+            })
             .collect()
     }
 
@@ -132,10 +156,22 @@ vrrp:
         assert_eq!(groups.keys().collect::<Vec<_>>(), ["VG"]);
         let group = &groups["VG"];
         let mut watching = group.watch();
-        assert_eq!(
-            *watching.borrow_and_update(),
-            faults(&[("VI_EXT", None), ("VI_INT", None)])
+        let start = watching.borrow_and_update().clone();
+        assert!(
+            start.values().all(|word| *word == Member::Starting),
+            "{start:?}"
         );
+        assert!(fellows_starting(&start, "VI_EXT"));
+        assert_eq!(
+            group.fellows_fault(&start, "VI_EXT"),
+            None,
+            "starting is no fault"
+        );
+        group.report("VI_INT", None);
+        assert!(watching.has_changed().unwrap());
+        let spoken = watching.borrow_and_update().clone();
+        assert!(!fellows_starting(&spoken, "VI_EXT"));
+        assert!(fellows_starting(&spoken, "VI_INT"), "VI_EXT has not spoken");
         group.report("VI_INT", None);
         assert!(!watching.has_changed().unwrap(), "nothing changed");
         group.report("VI_INT", Some("eth1 is down".into()));

@@ -51,6 +51,8 @@ pub const LB1_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 pub const LB2_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 pub const LB1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 pub const LB2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 3];
+/// A second address of lb1's, which tests give its adverts with `source_address`.
+pub const LB1_SECOND_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 4);
 /// lb1 has the DR topology's [`super::LB_IP6`].
 pub const LB2_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x3);
 
@@ -252,6 +254,29 @@ impl HaTopology {
     /// The MAC the client has for the VIP, if any.
     pub fn client_vip_mac(&self) -> Option<String> {
         neighbour_mac(&self.client, VIP)
+    }
+
+    /// How long until the client's neighbour entry for the VIP has balancer `index`'s MAC
+    /// (a new master's gratuitous ARPs move it), or `None` if it has not within `limit`.
+    pub fn client_mac_within(&self, index: usize, limit: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        while self.client_vip_mac() != Some(lb_mac_text(index)) {
+            if started.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(started.elapsed())
+    }
+
+    /// [`HaTopology::client_mac_within`], panicking when it does not happen.
+    pub fn wait_for_client_mac(&self, index: usize, limit: Duration) -> Duration {
+        self.client_mac_within(index, limit).unwrap_or_else(|| {
+            panic!(
+                "after {limit:?} the client has {:?} for the VIP, not lb{index}'s MAC",
+                self.client_vip_mac()
+            )
+        })
     }
 
     /// Waits (bounded) until every real has balancer `index`'s MAC for `address` (the

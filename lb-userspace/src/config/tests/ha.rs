@@ -333,3 +333,22 @@ fn a_sync_group_needs_two_routers_and_a_valid_name() {
     let message = error_of(&two("    sync_group: V G\n", "    sync_group: V G\n"));
     assert_mentions(&message, &["vrrp[0].sync_group", "invalid group name"]);
 }
+
+#[test]
+fn a_health_check_may_not_come_from_a_virtual_address() {
+    let text = format!(
+        "{}vrrp:\n  - {{name: VI_1, interface: eth0, vrid: 51, virtual_addresses: [192.0.2.10, 192.0.2.50]}}\n",
+        BASE.replace(
+            "reals: [{address: 192.0.2.11}]}",
+            "health_check: {type: tcp, source: 192.0.2.50}, reals: [{address: 192.0.2.11}]}"
+        )
+    );
+    let message = error_of(&text);
+    assert_mentions(
+        &message,
+        &[
+            "services[0].health_check.source",
+            "virtual address of vrrp[0]",
+        ],
+    );
+}

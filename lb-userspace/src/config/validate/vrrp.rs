@@ -119,6 +119,22 @@ impl Validator<'_> {
                 ));
             }
         }
+        // A check's source moves with a router's role: the backup's checks would fail, and a
+        // router tracking them would fault because another is not master.
+        for (index, service) in services.iter().enumerate() {
+            let source = service.health_check.as_ref().and_then(|check| check.source);
+            if let Some((address, &owner)) =
+                source.and_then(|address| Some((address, owners.get(&address)?)))
+            {
+                return Err(self.invalid(
+                    &format!("services[{index}].health_check.source"),
+                    format!(
+                        "{address} is a virtual address of vrrp[{owner}], held only while that \
+                         router is master: checks must come from an address the node keeps"
+                    ),
+                ));
+            }
+        }
         // A tracked service must be on the router: its VIP among the virtual addresses.
         for (index, instance) in instances.iter().enumerate() {
             if instance.track_services.is_some()

@@ -130,11 +130,11 @@ pub(super) fn fixed_settings_unchanged(running: &Config, new: &Config) -> Result
 }
 
 /// Whether `new` changes the running routers only where they change live: their election
-/// settings (priority, advert interval, preempt and its delay), tracking, hooks and unicast
-/// peers. What makes a router another one (its name, interface, vrid, addresses, multicast or
-/// unicast, source address, start state, owning its addresses or not, its sync group) and
-/// routers added or removed need a restart: a restart leaves cleanly (a priority-0 advert,
-/// the peer takes over) and joins again.
+/// settings (priority, advert interval, preempt and its delay), tracking and hooks. What
+/// makes a router another one (its name, interface, vrid, addresses, peers, source address,
+/// start state, owning its addresses or not, its sync group) and routers added, removed or
+/// reordered need a restart: a restart leaves cleanly (a priority-0 advert, the peer takes
+/// over) and joins again. (The unicast peers decide the adverts' source, picked once.)
 pub(super) fn routers_change_live(
     running: &[VrrpInstanceConfig],
     new: &[VrrpInstanceConfig],
@@ -152,10 +152,25 @@ pub(super) fn routers_change_live(
             .collect::<Vec<_>>()
     };
     if names(running) != names(new) {
+        let text = |names: Vec<String>| {
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        };
+        let mut sorted = (names(running), names(new));
+        sorted.0.sort();
+        sorted.1.sort();
+        let what = if sorted.0 == sorted.1 {
+            "the order of the vrrp routers"
+        } else {
+            "the vrrp routers"
+        };
         return restart(format!(
-            "the vrrp routers ({} → {})",
-            names(running).join(", "),
-            names(new).join(", ")
+            "{what} ({} → {})",
+            text(names(running)),
+            text(names(new))
         ));
     }
     for (old, new) in running.iter().zip(new) {
@@ -166,10 +181,7 @@ pub(super) fn routers_change_live(
                 "virtual_addresses",
                 old.virtual_addresses != new.virtual_addresses,
             ),
-            (
-                "unicast_peers (multicast or unicast)",
-                old.unicast_peers.is_empty() != new.unicast_peers.is_empty(),
-            ),
+            ("unicast_peers", old.unicast_peers != new.unicast_peers),
             ("source_address", old.source_address != new.source_address),
             ("initial_state", old.initial_state != new.initial_state),
             (
@@ -305,7 +317,6 @@ mod tests {
                 "vrid: 51,",
                 "vrid: 51, track_interfaces: [eth1], hooks: {on_master: /bin/true},",
             ),
-            VI_1.replace("[192.0.2.3]", "[192.0.2.3, 192.0.2.4]"),
         ] {
             assert_eq!(
                 routers_change_live(&running, &routers(&live)),
@@ -330,8 +341,13 @@ mod tests {
             ),
             (
                 VI_1.replace(", unicast_peers: [192.0.2.3]", ""),
-                "vrrp VI_1: unicast_peers (multicast or unicast)",
+                "vrrp VI_1: unicast_peers",
             ),
+            (
+                VI_1.replace("[192.0.2.3]", "[192.0.2.3, 192.0.2.4]"),
+                "vrrp VI_1: unicast_peers",
+            ),
+            (String::new(), "the vrrp routers (VI_1 → none)"),
             (
                 VI_1.replace("vrid: 51,", "vrid: 51, source_address: 192.0.2.2,"),
                 "vrrp VI_1: source_address",
@@ -359,5 +375,16 @@ mod tests {
             assert!(error.starts_with(named), "{error}");
             assert!(error.contains("restart lbd to change it"), "{error}");
         }
+    }
+
+    #[test]
+    fn reordered_routers_are_refused_as_such() {
+        let two = "  - {name: VI_1, interface: eth0, vrid: 51, virtual_addresses: [192.0.2.10]}\n  - {name: VI_2, interface: eth1, vrid: 52, virtual_addresses: [198.51.100.1]}\n";
+        let swapped = "  - {name: VI_2, interface: eth1, vrid: 52, virtual_addresses: [198.51.100.1]}\n  - {name: VI_1, interface: eth0, vrid: 51, virtual_addresses: [192.0.2.10]}\n";
+        let error = routers_change_live(&routers(two), &routers(swapped)).unwrap_err();
+        assert!(
+            error.starts_with("the order of the vrrp routers (VI_1, VI_2 → VI_2, VI_1)"),
+            "{error}"
+        );
     }
 }

@@ -194,8 +194,9 @@ impl DataplaneReader for EbpfReader {
                 return Ok(ReplyMerge::Written);
             }
         }
-        // Removed under every attempt: the master's next copy brings it again.
-        Ok(ReplyMerge::Written)
+        // The key's entry came and went under every attempt (the sweep, the program): the
+        // copy has none here.
+        Ok(ReplyMerge::Unsettled)
     }
 }
 

@@ -137,8 +137,8 @@ pub fn status_at(status: &Status, now: SystemTime) -> String {
         let _ = writeln!(
             out,
             "\nSync with {}: {}, copy {}; {} flows in {} batches sent, {} flows in {} batches \
-             received ({} not matched here, {} not held: table full), {} batches lost, {} \
-             pending, lag {} ms{}",
+             received ({} not matched here, {} not held: table full, {} without their NAT \
+             reply entry), {} batches lost, {} pending, lag {} ms{}",
             sync.peer,
             sync.role,
             if sync.complete {
@@ -152,6 +152,7 @@ pub fn status_at(status: &Status, now: SystemTime) -> String {
             sync.batches_received,
             sync.flows_unmatched,
             sync.flows_not_held,
+            sync.flows_without_reply,
             sync.batches_lost,
             sync.pending,
             sync.lag_ms,
@@ -322,7 +323,7 @@ VI_1             eth0             51   MASTER  150   192.0.2.2 (this)          B
 VI_6             eth0             52   BACKUP  90/150 fe80::3                   -
   addresses 2001:db8::100/128; adverts every 1000 ms: 0 sent, 0 received, ignored: none; not preempting: waiting for a full copy of the master's flows
 
-Sync with 192.0.2.3:8849: sending to 192.0.2.3, copy complete; 200 flows in 3 batches sent, 0 flows in 0 batches received (0 not matched here, 0 not held: table full), 0 batches lost, 0 pending, lag 501 ms
+Sync with 192.0.2.3:8849: sending to 192.0.2.3, copy complete; 200 flows in 3 batches sent, 0 flows in 0 batches received (0 not matched here, 0 not held: table full, 0 without their NAT reply entry), 0 batches lost, 0 pending, lag 501 ms
 ";
         assert!(text.ends_with(expected), "got:\n{text}");
     }

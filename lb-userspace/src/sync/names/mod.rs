@@ -205,9 +205,8 @@ pub enum Unmatched {
     /// The record cannot be a flow of this service and real: a state its protocol does not
     /// have, a port that is not the service's, full-NAT fields where this node's real is
     /// not full NAT (or a local address or source it lacks), or a way back where this
-    /// node's real is neither NAT nor full NAT, or one the program would never have written
-    /// (a tag it does not read, a MAC no frame comes from). A corrupt record, or nodes whose
-    /// configs differ.
+    /// node's real is neither NAT nor full NAT, or with a tag the program does not read. A
+    /// corrupt record, or nodes whose configs differ.
     Invalid,
 }
 
@@ -241,8 +240,9 @@ pub struct Copied {
     pub flow: Flow,
     /// The reply entry's key and value.
     pub reply: Option<(FlowKey, Reply)>,
-    /// A NAT or full-NAT flow that came without its way back (from an older lbd, or its
-    /// master's entry had gone): it has no reply entry here.
+    /// A NAT or full-NAT flow without a reply entry here: it came without its way back (from
+    /// an older lbd, or its master's entry had gone), or with a client MAC that is no
+    /// unicast one.
     pub lacks_way_back: bool,
 }
 
@@ -358,8 +358,11 @@ impl Ids {
             reserved: 0,
         };
         let reply = match (&record.way_back, &real.replies) {
+            // The program keeps any source MAC, but replies sent to a group or to none reach
+            // no client: the flow goes on without its reply entry (counted).
+            (Some(way_back), Some(_)) if !is_unicast(way_back.client_mac) => None,
             (Some(way_back), Some(addressing)) => {
-                if !could_be_read(way_back) {
+                if !tag_fits(way_back) {
                     return Err(Unmatched::Invalid);
                 }
                 let ingress_ifindex = *self
@@ -383,7 +386,7 @@ impl Ids {
             }
             _ => None,
         };
-        let lacks_way_back = real.replies.is_some() && record.way_back.is_none();
+        let lacks_way_back = real.replies.is_some() && reply.is_none();
         Ok(Copied {
             key,
             flow,
@@ -405,16 +408,17 @@ impl Ids {
     }
 }
 
-/// Whether the program could have written this way back: untagged, or a tag it reads
-/// (802.1Q or 802.1ad, the `VLAN_TAGGED` bit and a TCI); from a unicast MAC.
-fn could_be_read(way_back: &WayBack) -> bool {
-    let tag_fits = match way_back.vlan_proto {
+/// Whether the program could have written this way back's tag: none, or one it reads
+/// (802.1Q or 802.1ad, the `VLAN_TAGGED` bit and a TCI).
+fn tag_fits(way_back: &WayBack) -> bool {
+    match way_back.vlan_proto {
         0 => way_back.vlan == 0,
         protocol => VLAN_PROTOCOLS.contains(&protocol) && way_back.vlan & !0xffff == VLAN_TAGGED,
-    };
-    let mac = way_back.client_mac;
-    let unicast = mac[0] & 1 == 0 && mac != [0; 6];
-    tag_fits && unicast
+    }
+}
+
+fn is_unicast(mac: [u8; 6]) -> bool {
+    mac[0] & 1 == 0 && mac != [0; 6]
 }
 
 #[cfg(test)]

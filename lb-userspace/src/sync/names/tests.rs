@@ -622,20 +622,6 @@ fn a_way_back_the_program_could_not_have_written_is_refused() {
             },
         ),
         (
-            "a multicast MAC",
-            WayBack {
-                client_mac: [1, 0, 0x5e, 0, 0, 1],
-                ..way_back
-            },
-        ),
-        (
-            "no MAC",
-            WayBack {
-                client_mac: [0; 6],
-                ..way_back
-            },
-        ),
-        (
             "no local address for a full-NAT real",
             WayBack {
                 local: None,
@@ -672,4 +658,22 @@ fn a_copy_replaces_only_entries_this_node_does_not_forward() {
     // A router's VIP that is not master here: an entry of it is an older copy's.
     backup.standby.insert("192.0.2.200".parse().unwrap());
     assert!(Ids::new(&backup).may_replace(&other_flow, &copy));
+}
+
+#[test]
+fn a_client_mac_no_frame_comes_from_merges_the_flow_without_its_reply_entry() {
+    let backup = Ids::new(&desired_on_ifindex(NAT_BACKUP, 9));
+    let good = full_nat_record();
+    for mac in [[1, 0, 0x5e, 0, 0, 1], [0; 6]] {
+        let record = FlowRecord {
+            way_back: Some(WayBack {
+                client_mac: mac,
+                ..good.way_back.unwrap()
+            }),
+            ..good
+        };
+        let copied = backup.flow(&record, 0).expect("the flow is taken");
+        assert_eq!(copied.reply, None, "{mac:?}");
+        assert!(copied.lacks_way_back, "counted: {mac:?}");
+    }
 }

@@ -229,7 +229,7 @@ impl Router {
     pub async fn run(mut self) {
         let mut stop = self.inputs.stop.clone();
         let mut settings = self.inputs.settings.clone();
-        let (mut wire, frames) = loop {
+        let (wire, frames) = loop {
             match self.wire().await {
                 Ok(wired) => break wired,
                 Err(error) => {
@@ -262,8 +262,6 @@ impl Router {
         );
         self.board
             .update(self.index, |status| status.address = Some(wire.source));
-        // Wired: its own fault is the tracker's from here on.
-        self.report_own_fault(None);
 
         let (role, roles) = watch::channel(Role::default());
         let mut effects = match Host::new() {
@@ -279,7 +277,16 @@ impl Router {
                 .run(roles),
             ),
             Err(error) => {
-                log::error!("vrrp {}: {error}", self.config.name);
+                // The router cannot run: its group must not take it for healthy.
+                log::error!(
+                    "vrrp {}: {error}; the router does not run",
+                    self.config.name
+                );
+                self.report_own_fault(Some(error.to_string()));
+                self.board.update(self.index, |status| {
+                    status.state = "FAULT".into();
+                    status.last_reason = Some(error.to_string());
+                });
                 return;
             }
         };
@@ -313,7 +320,23 @@ impl Router {
         let hold = *held.borrow_and_update();
         let mut actions = machine.set_preempt_hold(self.now(), hold);
         let first = tracked.borrow_and_update().clone();
+        if first.is_none() {
+            // Tracking did not speak in time: the router starts without a fault of its own.
+            self.report_own_fault(None);
+        }
         actions.extend(self.apply_verdict(&wire, &mut machine, first, &mut faults));
+        // Nor may it claim the role for a moment while a fellow that has not spoken yet may
+        // be faulty: it waits for them, as long as for its own tracking at most.
+        tokio::select! {
+            _ = tokio::time::timeout(
+                FIRST_VERDICT_WITHIN,
+                fellows_spoken(&mut fellows, &self.config.name),
+            ) => {}
+            () = stopped(&mut stop) => {
+                tracker.abort();
+                return;
+            }
+        }
         faults.fellows = self.fellows_fault(&mut fellows);
         actions.extend(self.settle_fault(&mut machine, &faults));
         actions.extend(machine.start(self.now()));
@@ -352,7 +375,7 @@ impl Router {
                         .cloned();
                     match mine {
                         Some(new) if new != self.config => {
-                            self.take_settings(new, &mut wire, &mut machine, &tracking)
+                            self.take_settings(new, &wire, &mut machine, &tracking)
                         }
                         _ => Vec::new(),
                     }
@@ -389,28 +412,46 @@ impl Router {
     }
 
     /// A reload's settings for this router (only those that change live differ): the
-    /// machine's election settings, the tracker's, the unicast peers; hooks and the rest are
-    /// read from `self.config` as they are used.
+    /// machine's election settings and the tracker's; hooks and the rest are read from
+    /// `self.config` as they are used.
     fn take_settings(
         &mut self,
         new: VrrpInstanceConfig,
-        wire: &mut Wire,
+        wire: &Wire,
         machine: &mut Machine,
         tracking: &watch::Sender<VrrpInstanceConfig>,
     ) -> Vec<Action> {
-        log::info!(
-            "vrrp {}: new settings: priority {} → {}, adverts every {:?} → {:?}, preempt {} → {}",
-            self.config.name,
-            self.config.priority,
-            new.priority,
-            self.config.advert_interval,
-            new.advert_interval,
-            self.config.preempt,
-            new.preempt
-        );
-        if !new.unicast_peers.is_empty() {
-            wire.destinations.clone_from(&new.unicast_peers);
+        let old = &self.config;
+        let mut changes = Vec::new();
+        if old.priority != new.priority {
+            changes.push(format!("priority {} → {}", old.priority, new.priority));
         }
+        if old.advert_interval != new.advert_interval {
+            changes.push(format!(
+                "adverts every {:?} → {:?}",
+                old.advert_interval, new.advert_interval
+            ));
+        }
+        if (old.preempt, old.preempt_delay) != (new.preempt, new.preempt_delay) {
+            changes.push(format!(
+                "preempt {} (delay {:?}) → {} (delay {:?})",
+                old.preempt, old.preempt_delay, new.preempt, new.preempt_delay
+            ));
+        }
+        if (&old.track_interfaces, old.track_services)
+            != (&new.track_interfaces, new.track_services)
+        {
+            changes.push("tracking".to_owned());
+        }
+        if old.hooks != new.hooks {
+            changes.push("hooks".to_owned());
+            super::warn_of_missing_hooks(std::slice::from_ref(&new));
+        }
+        log::info!(
+            "vrrp {}: new settings: {}",
+            self.config.name,
+            changes.join(", ")
+        );
         self.config = new;
         let actions = match machine.reconfigure(self.params(wire.source)) {
             Ok(actions) => actions,
@@ -699,6 +740,14 @@ impl Faults {
             .then(|| "its addresses' task failed".to_owned())
             .or_else(|| self.tracked.clone())
     }
+}
+
+/// Until every other member of the router's group has said whether it is faulty (the guard
+/// `wait_for` returns stays in here).
+async fn fellows_spoken(fellows: &mut watch::Receiver<MemberFaults>, me: &str) {
+    let _ = fellows
+        .wait_for(|faults| !super::group::fellows_starting(faults, me))
+        .await;
 }
 
 /// Until the tracker's first verdict (the guard `wait_for` returns stays in here).

@@ -58,6 +58,9 @@ pub async fn run(
     let mut missing_reported: HashMap<String, bool> = HashMap::new();
     let mut absent_once: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut failures = 0u32;
+    // Whether `source_address` was on the interface when last looked at (kept through failed
+    // queries).
+    let mut source_present = true;
     let mut ticks = tokio::time::interval(TRACK_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -111,6 +114,24 @@ pub async fn run(
                 fault.get_or_insert(what);
             } else {
                 priority += weight;
+            }
+        }
+        // Adverts sent from an address the interface no longer has fail: the peer takes over
+        // while this node would go on claiming the role. A FAULT gives the role up.
+        if let (Some(source), Some(index)) = (config.source_address, index) {
+            match host.addresses(&config.interface, index).await {
+                Ok(addresses) => {
+                    source_present = addresses.iter().any(|(address, _)| *address == source);
+                }
+                Err(error) => {
+                    failures += 1;
+                    report_failure(&config.name, &error, failures);
+                }
+            }
+            if !source_present {
+                fault.get_or_insert_with(|| {
+                    format!("source_address {source} is not on {}", config.interface)
+                });
             }
         }
         if failures >= REOPEN_AFTER_FAILURES {
