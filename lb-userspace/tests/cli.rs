@@ -283,7 +283,7 @@ fn lbadm_imports_keepalived_conf_for_lbd_check() {
             && listed.contains("conf.d/10-dns.conf:9: MISC_CHECK: not converted"),
         "{listed}"
     );
-    assert!(listed.contains("lbadm: 12 directives"), "{listed}");
+    assert!(listed.contains("lbadm: 11 directives"), "{listed}");
     let missing = lbadm(&["import-keepalived", "/nonexistent/keepalived.conf"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(
