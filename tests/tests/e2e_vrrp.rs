@@ -4,10 +4,7 @@
 //! cut, and at once when it stops; fail-back with preempt waits for a full copy; and no
 //! long-lived connection breaks on the way. Multicast and unicast. Needs root.
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use lb_tests::{
     ha::{LongLived, Pair, RequestLoop, report, router, state, wait_for_copy, wait_for_state},
@@ -41,18 +38,8 @@ struct Pairing {
 fn pair(test: &str, unicast: bool) -> Pairing {
     let prefix = test_prefix(test);
     let topology = HaTopology::build(&prefix, &["r1", "r2", "r3"]);
-    let servers = topology
-        .reals
-        .iter()
-        .map(|(name, netns, _)| {
-            HttpServer::start(netns, SocketAddr::from(([0, 0, 0, 0], 80)), name)
-        })
-        .collect();
-    let reals: Vec<_> = topology
-        .reals
-        .iter()
-        .map(|(_, _, address)| *address)
-        .collect();
+    let servers = topology.serve_http();
+    let reals = topology.real_addresses();
     let side = |priority, peer| Pair {
         priority,
         advert: ADVERT,
@@ -190,7 +177,7 @@ fn unicast_adverts_come_from_the_source_address() {
     }
     let test = "vrrp-src";
     let topology = HaTopology::build(&test_prefix(test), &["r1"]);
-    let reals: Vec<_> = topology.reals.iter().map(|(_, _, real)| *real).collect();
+    let reals = topology.real_addresses();
     let source = LB1_SECOND_IP;
     topology
         .lb1
@@ -346,18 +333,8 @@ fn a_tracked_interface_moves_the_master_and_hooks_run() {
     use lb_tests::ha::{hook_script, wait_for_line};
     let prefix = test_prefix("vrrp-track");
     let topology = HaTopology::build(&prefix, &["r1", "r2"]);
-    let _servers: Vec<HttpServer> = topology
-        .reals
-        .iter()
-        .map(|(name, netns, _)| {
-            HttpServer::start(netns, SocketAddr::from(([0, 0, 0, 0], 80)), name)
-        })
-        .collect();
-    let reals: Vec<_> = topology
-        .reals
-        .iter()
-        .map(|(_, _, address)| *address)
-        .collect();
+    let _servers: Vec<HttpServer> = topology.serve_http();
+    let reals = topology.real_addresses();
     // A link of lb1's own whose far end the test takes down (no dummy module here).
     topology.lb1.ip(&[
         "link", "add", "trk0", "type", "veth", "peer", "name", "trk1",

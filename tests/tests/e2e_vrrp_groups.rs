@@ -4,7 +4,7 @@
 //! has one per side); the second tracks a link of lb1's own that the test takes down. Needs
 //! root.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use lb_tests::{
     ha::{Pair, report, router_named, wait_for_named_state},
@@ -45,14 +45,8 @@ fn a_sync_group_faults_together_and_the_peer_takes_every_router() {
         return;
     }
     let topology = HaTopology::build(&test_prefix(TEST), &["r1"]);
-    let _servers: Vec<HttpServer> = topology
-        .reals
-        .iter()
-        .map(|(name, netns, _)| {
-            HttpServer::start(netns, SocketAddr::from(([0, 0, 0, 0], 80)), name)
-        })
-        .collect();
-    let reals: Vec<_> = topology.reals.iter().map(|(_, _, real)| *real).collect();
+    let _servers: Vec<HttpServer> = topology.serve_http();
+    let reals = topology.real_addresses();
     // A link of lb1's own whose far end the test takes down (no dummy module here).
     topology.lb1.ip(&[
         "link", "add", "trk0", "type", "veth", "peer", "name", "trk1",

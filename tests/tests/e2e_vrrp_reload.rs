@@ -3,7 +3,7 @@
 //! takes over, connection sync keeps every connection, and the node takes the role back once
 //! its priority is restored and it holds a full copy. Needs root.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use lb_tests::{
     ha::{LongLived, Pair, router, wait_for_copy, wait_for_state},
@@ -31,14 +31,8 @@ fn a_reload_moves_the_master_role_and_back_without_breaking_a_connection() {
         return;
     }
     let topology = HaTopology::build(&test_prefix(TEST), &["r1", "r2", "r3"]);
-    let _servers: Vec<HttpServer> = topology
-        .reals
-        .iter()
-        .map(|(name, netns, _)| {
-            HttpServer::start(netns, SocketAddr::from(([0, 0, 0, 0], 80)), name)
-        })
-        .collect();
-    let reals: Vec<_> = topology.reals.iter().map(|(_, _, real)| *real).collect();
+    let _servers: Vec<HttpServer> = topology.serve_http();
+    let reals = topology.real_addresses();
     let side = |priority, peer| Pair {
         priority,
         advert: Duration::from_millis(100),

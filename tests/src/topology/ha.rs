@@ -194,6 +194,21 @@ impl HaTopology {
             .chain(self.reals.iter().map(|(_, netns, _)| netns))
     }
 
+    /// An HTTP server on port 80 of every real, answering with the real's name.
+    pub fn serve_http(&self) -> Vec<crate::http::HttpServer> {
+        self.reals
+            .iter()
+            .map(|(name, netns, _)| {
+                crate::http::HttpServer::start(netns, "0.0.0.0:80".parse().unwrap(), name)
+            })
+            .collect()
+    }
+
+    /// The reals' addresses, in their order.
+    pub fn real_addresses(&self) -> Vec<Ipv4Addr> {
+        self.reals.iter().map(|(_, _, address)| *address).collect()
+    }
+
     /// The balancer `index` (1 or 2).
     pub fn lb(&self, index: usize) -> &Netns {
         match index {
