@@ -338,7 +338,10 @@ mod tests {
     use lb_common::{ConnCounts, Counters, Flow, FlowKey, OutCounters, Reason, Reply};
 
     use super::*;
-    use crate::{dataplane::DataplaneError, sync::testing::desired};
+    use crate::{
+        dataplane::DataplaneError,
+        sync::testing::{desired, tcp_record},
+    };
 
     /// A flow table of `capacity` entries that notes merges made outside the gate.
     struct Table {
@@ -433,19 +436,8 @@ services:
     fn records(count: u16) -> Vec<FlowRecord> {
         (1..=count)
             .map(|client_port| FlowRecord {
-                protocol: 6,
-                client: "203.0.113.9".parse().unwrap(),
                 client_port,
-                vip: "192.0.2.100".parse().unwrap(),
-                vip_port: 80,
-                service_port: 80,
-                real: "192.0.2.11".parse().unwrap(),
-                real_port: 80,
-                state: lb_common::conntrack::STATE_ESTABLISHED,
-                idle_ms: 0,
-                local_port: 0,
-                local_source: 0,
-                way_back: None,
+                ..tcp_record()
             })
             .collect()
     }

@@ -324,6 +324,7 @@ fn digest_of(hasher: &std::collections::hash_map::RandomState, key: &FlowKey) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::testing::tcp_record;
 
     fn flow(real_id: u32, state: u32, last_seen_s: u64) -> Flow {
         Flow {
@@ -331,24 +332,6 @@ mod tests {
             state,
             last_seen_ns: last_seen_s * 1_000_000_000,
             ..Flow::default()
-        }
-    }
-
-    fn record() -> FlowRecord {
-        FlowRecord {
-            protocol: 6,
-            client: "203.0.113.9".parse().unwrap(),
-            client_port: 40000,
-            vip: "192.0.2.100".parse().unwrap(),
-            vip_port: 80,
-            service_port: 80,
-            real: "192.0.2.11".parse().unwrap(),
-            real_port: 80,
-            state: 2,
-            idle_ms: 0,
-            local_port: 0,
-            local_source: 0,
-            way_back: None,
         }
     }
 
@@ -370,9 +353,9 @@ mod tests {
                 2,
                 false,
                 &Settings::default(),
-                || Some(record())
+                || Some(tcp_record())
             ),
-            Some(record())
+            Some(tcp_record())
         );
         assert_eq!(
             visit(
@@ -411,9 +394,9 @@ mod tests {
                 5,
                 false,
                 &Settings::default(),
-                || Some(record())
+                || Some(tcp_record())
             ),
-            Some(record())
+            Some(tcp_record())
         );
         assert_eq!(known[&7].real_id, 2);
     }
@@ -424,13 +407,13 @@ mod tests {
         let same = flow(1, 2, 100);
         assert!(
             visit(&mut known, 7, &same, 0, false, &Settings::default(), || {
-                Some(record())
+                Some(tcp_record())
             })
             .is_some()
         );
         assert!(
             visit(&mut known, 7, &same, 1, false, &Settings::default(), || {
-                Some(record())
+                Some(tcp_record())
             })
             .is_none()
         );
@@ -443,7 +426,7 @@ mod tests {
                 2,
                 true,
                 &Settings::default(),
-                || Some(record())
+                || Some(tcp_record())
             )
             .is_some()
         );

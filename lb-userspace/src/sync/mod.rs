@@ -307,6 +307,26 @@ mod testing {
         neighbour::{InterfaceInfo, Routes},
     };
 
+    /// A record of an established TCP flow from 203.0.113.9:40000 to 192.0.2.100:80, on
+    /// the real 192.0.2.11:80.
+    pub fn tcp_record() -> super::wire::FlowRecord {
+        super::wire::FlowRecord {
+            protocol: lb_common::PROTO_TCP,
+            client: "203.0.113.9".parse().unwrap(),
+            client_port: 40000,
+            vip: "192.0.2.100".parse().unwrap(),
+            vip_port: 80,
+            service_port: 80,
+            real: "192.0.2.11".parse().unwrap(),
+            real_port: 80,
+            state: lb_common::conntrack::STATE_ESTABLISHED,
+            idle_ms: 0,
+            local_port: 0,
+            local_source: 0,
+            way_back: None,
+        }
+    }
+
     pub fn desired(text: &str) -> Desired {
         desired_on_ifindex(text, 7)
     }

@@ -3,7 +3,7 @@
 use lb_common::conntrack::{STATE_ESTABLISHED, STATE_FIN_WAIT, STATE_NONE};
 
 use super::*;
-use crate::sync::testing::{desired, desired_on_ifindex};
+use crate::sync::testing::{desired, desired_on_ifindex, tcp_record};
 
 /// A master's reply lookup that finds no entry.
 fn no_reply(_: &FlowKey) -> Result<Option<Reply>, ()> {
@@ -132,25 +132,6 @@ fn names_the_backup_lacks_are_told_apart() {
         ..flow
     };
     assert_eq!(names.record(&key(6, 80), &stale, 0, no_reply), Ok(None));
-}
-
-/// A record of a TCP flow to 192.0.2.100:80 on the real 192.0.2.11:80.
-fn tcp_record() -> FlowRecord {
-    FlowRecord {
-        protocol: PROTO_TCP,
-        client: "203.0.113.9".parse().unwrap(),
-        client_port: 40000,
-        vip: "192.0.2.100".parse().unwrap(),
-        vip_port: 80,
-        service_port: 80,
-        real: "192.0.2.11".parse().unwrap(),
-        real_port: 80,
-        state: STATE_ESTABLISHED,
-        idle_ms: 0,
-        local_port: 0,
-        local_source: 0,
-        way_back: None,
-    }
 }
 
 #[test]
